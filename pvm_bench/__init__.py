@@ -1,0 +1,23 @@
+"""pvm-bench: does a VLM keep looking at the image deep into a long answer?"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from pvm_bench.models.loading import LoadedModel
+
+
+def load_model(source: str, pvm: str | None = None, **kwargs: Any) -> LoadedModel:
+    """Load a VLM (hub id or local dir), optionally with a PVM adapter or checkpoint attached.
+
+    See :func:`pvm_bench.models.loading.load_model` for the keyword arguments.
+    """
+    from pvm_bench.models.loading import load_model as _load
+
+    return _load(source, pvm=pvm, **kwargs)
+
+
+__all__ = ["__version__", "load_model"]

@@ -1,0 +1,86 @@
+"""Loading benchmark tables from the hub or from a local ``--data-dir``.
+
+Local layout (same columns as the hub dataset): ``DATA_DIR/<task>/<split>.parquet`` (or
+``.jsonl`` / ``.json``); ``DATA_DIR`` itself may also hold ``<split>.parquet`` directly when
+it is the folder of one task. Image columns are stored as ``{"bytes": ..., "path": ...}``
+structs exactly as ``datasets`` writes them, so a hub export loads unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pvm_bench.tasks import TaskError
+
+LOCAL_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+def find_local_file(data_dir: Path, task: str, split: str) -> Path | None:
+    """The local file holding ``split`` of ``task`` under ``data_dir``, if any."""
+    for folder in (data_dir / task, data_dir):
+        for suffix in LOCAL_SUFFIXES:
+            path = folder / f"{split}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
+def load_rows(
+    task: str,
+    split: str,
+    *,
+    hub_id: str | None,
+    data_dir: Path | None = None,
+    hub_configs: Sequence[str | None] = (None,),
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of ``split`` as dicts (images left undecoded), local files first.
+
+    ``hub_configs`` lists the dataset configs to concatenate (MMMU has one per subject).
+    Raises :class:`TaskError` with the fix when neither source is available.
+    """
+    import datasets
+
+    if data_dir is not None:
+        path = find_local_file(Path(data_dir), task, split)
+        if path is None:
+            raise TaskError(
+                f"task '{task}': no {split}.parquet/.jsonl/.json under {data_dir}/{task} or {data_dir}; "
+                f"export the hub dataset there or drop --data-dir"
+            )
+        fmt = "parquet" if path.suffix == ".parquet" else "json"
+        try:
+            ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
+        except Exception as exc:
+            raise TaskError(f"task '{task}': cannot read {path}: {type(exc).__name__}: {exc}") from exc
+        return _take(ds, limit)
+    if hub_id is None:
+        raise TaskError(f"task '{task}' has no hub dataset; pass --data-dir with {split}.parquet")
+    rows: list[dict[str, Any]] = []
+    for config in hub_configs:
+        try:
+            ds = datasets.load_dataset(hub_id, config, split=split)
+        except Exception as exc:
+            raise TaskError(
+                f"task '{task}': cannot load {hub_id}"
+                f"{'/' + config if config else ''} split '{split}' from the Hugging Face hub "
+                f"({type(exc).__name__}); when offline, pass --data-dir with {task}/{split}.parquet"
+            ) from exc
+        rows.extend(_take(ds, None if limit is None else limit - len(rows)))
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def _take(ds: Any, limit: int | None) -> list[dict[str, Any]]:
+    import datasets
+
+    # Keep images as raw {"bytes","path"} so a corrupt one fails per sample, not here.
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.Image):
+            ds = ds.cast_column(name, datasets.Image(decode=False))
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return [dict(row) for row in ds]

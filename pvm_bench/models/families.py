@@ -1,0 +1,106 @@
+"""The model family table: everything pvm-bench needs to know about a VLM family, as data.
+
+Each entry describes how to reach the decoder layers, which config fields hold the image
+placeholder ids, and how the processor is built. Code elsewhere looks families up by the
+``model_type`` of the loaded config; it never branches on family names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """How one VLM family is wired inside transformers.
+
+    Attributes:
+        model_type: ``config.model_type`` of the top-level config.
+        name: human-readable family name.
+        processor_class: transformers processor class name (used when AutoProcessor cannot
+            build it, e.g. without torchvision).
+        language_model_path: dotted path from the ``*ForConditionalGeneration`` model to the
+            text decoder (the module that receives ``inputs_embeds``).
+        layers_path: dotted path to the ``nn.ModuleList`` of decoder layers.
+        image_token_fields: config fields holding the image placeholder id, first found wins.
+        placeholder_token_fields: config fields of ids a random model must never emit.
+        paper_pvm_layers: default PVM layers keyed by text hidden size (the paper's settings).
+        example_ids: hub ids known to belong to the family (for ``pvm-bench models``).
+    """
+
+    model_type: str
+    name: str
+    processor_class: str
+    language_model_path: str = "model.language_model"
+    layers_path: str = "model.language_model.layers"
+    image_token_fields: tuple[str, ...] = ("image_token_id", "image_token_index")
+    placeholder_token_fields: tuple[str, ...] = (
+        "image_token_id",
+        "image_token_index",
+        "video_token_id",
+        "video_token_index",
+        "vision_start_token_id",
+        "vision_end_token_id",
+    )
+    paper_pvm_layers: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    example_ids: tuple[str, ...] = ()
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    spec.model_type: spec
+    for spec in (
+        FamilySpec(
+            model_type="qwen3_vl",
+            name="Qwen3-VL",
+            processor_class="Qwen3VLProcessor",
+            paper_pvm_layers={4096: (8, 16, 24), 2560: (5, 11, 17)},
+            example_ids=("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+        ),
+        FamilySpec(
+            model_type="qwen2_5_vl",
+            name="Qwen2.5-VL",
+            processor_class="Qwen2_5_VLProcessor",
+            example_ids=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+        ),
+        FamilySpec(
+            model_type="llava_onevision",
+            name="LLaVA-OneVision",
+            processor_class="LlavaOnevisionProcessor",
+            example_ids=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "llava-hf/llava-onevision-qwen2-7b-ov-hf"),
+        ),
+    )
+}
+
+
+class UnsupportedFamilyError(ValueError):
+    """The model's ``model_type`` has no entry in :data:`FAMILIES`."""
+
+
+def family_for(model_type: str) -> FamilySpec:
+    """Return the family spec for ``model_type`` or raise :class:`UnsupportedFamilyError`."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise UnsupportedFamilyError(
+            f"model_type '{model_type}' is not supported; supported families: "
+            f"{', '.join(sorted(FAMILIES))} (see `pvm-bench models`)"
+        ) from None
+
+
+def resolve_path(root: nn.Module, dotted: str) -> nn.Module:
+    """Follow a dotted attribute path from ``root`` (e.g. ``model.language_model.layers``)."""
+    obj = root
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def first_config_value(config: object, fields: tuple[str, ...]) -> int | None:
+    """The first of ``fields`` that ``config`` defines with a non-None value."""
+    for name in fields:
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    return None

@@ -1,0 +1,158 @@
+"""Run records and their on-disk format (see reports/README.md).
+
+``samples.jsonl`` is append-only: every line is written with a single ``write`` followed by
+``fsync``, so a killed run leaves at most one partial trailing line, which readers ignore and
+:meth:`JsonlAppender.open` truncates before appending again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+RunStatus = Literal["running", "completed", "failed", "interrupted"]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Timings(BaseModel):
+    """Wall-clock seconds for one sample's generation (shared by the samples of one batch)."""
+
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    total_s: float = 0.0
+    tokens_per_s: float = 0.0
+    batch_size: int = 1
+
+
+class SampleRecord(BaseModel):
+    """One line of samples.jsonl: one (variant, task, sample, repeat)."""
+
+    variant: str
+    task: str
+    sample_id: str
+    repeat: int = 0
+    seed: int
+    prompt: str
+    output: str
+    parsed: str | None = None
+    target: Any = None
+    score: float = 0.0
+    truncated: bool = False
+    n_generated: int = 0
+    max_new_tokens: int = 0
+    finish_reason: Literal["eos", "length", "error"] = "eos"
+    error: str | None = None
+    timings: Timings = Field(default_factory=Timings)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.variant, self.task, self.sample_id, self.repeat)
+
+
+class RunRecord(BaseModel):
+    """run.json: everything needed to reproduce and audit a run."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: RunStatus = "running"
+    started_at: str = Field(default_factory=utc_now)
+    ended_at: str | None = None
+    seed: int = 0
+    config: dict[str, Any] = Field(default_factory=dict)
+    variants: list[str] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    git: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    adapter: dict[str, Any] | None = None
+    datasets: dict[str, Any] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+    resumed: list[str] = Field(default_factory=list)
+
+    def save(self, run_dir: Path) -> None:
+        atomic_write_text(run_dir / "run.json", self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunRecord:
+        return cls.model_validate_json((run_dir / "run.json").read_text(encoding="utf-8"))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file + rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All complete lines of a JSONL file; a partial trailing line (killed writer) is skipped."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n")
+    if end < 0:
+        return []
+    return [json.loads(line) for line in data[: end + 1].splitlines() if line.strip()]
+
+
+def read_samples(run_dir: Path) -> list[SampleRecord]:
+    """The sample records of a run, last write wins for a repeated key."""
+    records: dict[tuple, SampleRecord] = {}
+    for row in read_jsonl(run_dir / "samples.jsonl"):
+        rec = SampleRecord.model_validate(row)
+        records[rec.key] = rec
+    return list(records.values())
+
+
+class JsonlAppender:
+    """Durable line appender: one ``os.write`` per record, then ``fsync``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def open(self) -> JsonlAppender:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            keep = data.rfind(b"\n") + 1
+            if keep != len(data):  # drop a partial line left by a kill
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(keep)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self
+
+    def append(self, record: BaseModel | dict[str, Any]) -> None:
+        if self._fd is None:
+            raise RuntimeError("JsonlAppender.append called before open()")
+        payload = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+        line = (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
+        written = os.write(self._fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {self.path} ({written}/{len(line)} bytes)")
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> JsonlAppender:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

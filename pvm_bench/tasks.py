@@ -1,0 +1,250 @@
+"""The Task API and the task registry.
+
+A task is data + prompt + scorer and nothing model-specific:
+
+* :meth:`Task.load` returns :class:`Sample` objects (images decoded lazily),
+* :meth:`Task.messages` builds the chat messages (``{"type": "image"}`` parts mark where the
+  sample's images go; a part may carry ``"index"`` into ``sample.images``, default: in order),
+* :meth:`Task.score` turns a model output into a :class:`Score`,
+* :meth:`Task.aggregate` reduces scores to metrics.
+
+Tasks live in small Python modules that define ``TASKS`` (a list of Task instances) and
+optionally ``GROUPS`` (name -> list of task names). The registry loads the built-in modules
+(``tasks/`` in the repository, ``pvm_bench/builtin_tasks`` in the wheel), every module in the
+``--include-path`` directories, and the ``pvm_bench.tasks`` entry-point group (an entry point
+may name a module or a callable returning a list of tasks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from PIL import Image
+
+
+class TaskError(ValueError):
+    """A problem with a task or its data; the message names the thing and the fix."""
+
+
+class CorruptImageError(TaskError):
+    """An image of a sample cannot be decoded."""
+
+
+@dataclass
+class LazyImage:
+    """An image decoded only when the model needs it.
+
+    ``source`` is raw bytes, a filesystem path, a PIL image, or a ``{"bytes", "path"}`` dict
+    as stored by ``datasets``' Image feature.
+    """
+
+    source: Any = field(repr=False)
+    name: str = "image"
+
+    def load(self) -> Image.Image:
+        src = self.source
+        try:
+            if isinstance(src, Image.Image):
+                img = src
+            else:
+                if isinstance(src, dict):
+                    src = src.get("bytes") or src.get("path")
+                if isinstance(src, (bytes, bytearray)):
+                    img = Image.open(io.BytesIO(src))
+                elif isinstance(src, (str, Path)):
+                    img = Image.open(src)
+                else:
+                    raise TypeError(f"unsupported image source type {type(src).__name__}")
+                img.load()
+            return img.convert("RGB")
+        except CorruptImageError:
+            raise
+        except Exception as exc:  # PIL raises many types for bad data
+            raise CorruptImageError(f"{self.name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+    def fingerprint_bytes(self) -> bytes:
+        src = self.source
+        if isinstance(src, dict):
+            src = src.get("bytes") or src.get("path")
+        if isinstance(src, (bytes, bytearray)):
+            return bytes(src)
+        if isinstance(src, (str, Path)) and Path(src).exists():
+            return Path(src).read_bytes()
+        if isinstance(src, Image.Image):
+            return src.tobytes()
+        return repr(src).encode()
+
+
+@dataclass
+class Sample:
+    """One benchmark item. ``target`` is whatever the task's scorer compares against."""
+
+    id: str
+    question: str
+    target: Any
+    images: list[LazyImage] = field(default_factory=list)
+    choices: list[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Score:
+    """The result of scoring one output.
+
+    ``value`` is in [0, 1]. ``truncated`` marks outputs that ended (max_new_tokens) before an
+    answer could be found: they score 0 and are counted apart.
+    """
+
+    value: float
+    parsed: str | None = None
+    truncated: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """Base class for tasks. Subclasses set the class attributes and implement load/score."""
+
+    name: str = ""
+    version: str = "1"
+    description: str = ""
+    splits: tuple[str, ...] = ("test",)
+    default_split: str = "test"
+    metric: str = "accuracy"
+    #: Hub dataset id the data comes from by default (None: generated locally).
+    hub_id: str | None = None
+    #: Generation defaults for this task (e.g. ``{"max_new_tokens": 64}``).
+    generation: dict[str, Any] = {}
+
+    @abstractmethod
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
+        """Return up to ``limit`` samples of ``split`` (``None``: default split)."""
+
+    def messages(self, sample: Sample) -> list[dict[str, Any]]:
+        """Chat messages for ``sample``: images first, then the question."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in sample.images]
+        content.append({"type": "text", "text": sample.question})
+        return [{"role": "user", "content": content}]
+
+    @abstractmethod
+    def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
+        """Score one model output for ``sample``."""
+
+    def aggregate(self, scores: Sequence[Score]) -> dict[str, float]:
+        """Reduce per-sample scores to metrics; default: mean value as ``self.metric``."""
+        n = len(scores)
+        return {
+            self.metric: sum(s.value for s in scores) / n if n else float("nan"),
+            "truncated_rate": sum(s.truncated for s in scores) / n if n else float("nan"),
+            "n": float(n),
+        }
+
+    def fingerprint(self, samples: Sequence[Sample]) -> str:
+        """A hash of the loaded data (ids, questions, targets, image bytes)."""
+        h = hashlib.sha256(f"{self.name}:{self.version}".encode())
+        for s in samples:
+            h.update(f"{s.id}\x00{s.question}\x00{s.target!r}\x00{s.choices!r}".encode())
+            for img in s.images:
+                h.update(hashlib.sha256(img.fingerprint_bytes()).digest())
+        return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------- registry
+
+
+def builtin_task_dirs() -> list[Path]:
+    """Where the built-in task modules are: the wheel's copy, else the repository's tasks/."""
+    here = Path(__file__).resolve().parent
+    candidates = [here / "builtin_tasks", here.parent / "tasks"]
+    return [p for p in candidates if p.is_dir()][:1]
+
+
+def _load_module_from_file(path: Path) -> ModuleType:
+    mod_name = f"pvm_bench_task_{path.parent.name}_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskError(f"cannot import task module {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise TaskError(f"task module {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+class TaskRegistry:
+    """Tasks and task groups by name, gathered from built-ins, include paths and entry points."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.origins: dict[str, str] = {}
+
+    def add(self, task: Task, origin: str) -> None:
+        if not task.name:
+            raise TaskError(f"a task from {origin} has no name")
+        self.tasks[task.name] = task  # later sources (include paths) override built-ins
+        self.origins[task.name] = origin
+
+    def add_module(self, module: ModuleType, origin: str) -> None:
+        for task in getattr(module, "TASKS", []):
+            self.add(task, origin)
+        for group, members in getattr(module, "GROUPS", {}).items():
+            self.groups[group] = list(members)
+
+    def add_dir(self, directory: Path) -> None:
+        if not directory.is_dir():
+            raise TaskError(f"include path {directory} is not a directory; pass a folder of task modules")
+        for path in sorted(directory.glob("*.py")):
+            if not path.name.startswith("_"):
+                self.add_module(_load_module_from_file(path), str(path))
+
+    def add_entry_points(self) -> None:
+        for ep in metadata.entry_points(group="pvm_bench.tasks"):
+            obj = ep.load()
+            if isinstance(obj, ModuleType):
+                self.add_module(obj, f"entry point {ep.name}")
+            else:
+                for task in obj() if callable(obj) else obj:
+                    self.add(task, f"entry point {ep.name}")
+
+    def resolve(self, names: Iterable[str]) -> list[Task]:
+        """Expand groups and return tasks in order, without duplicates."""
+        out: list[Task] = []
+        for raw in names:
+            name = raw.strip()
+            if not name:
+                continue
+            members = self.groups.get(name, [name])
+            for member in members:
+                if member not in self.tasks:
+                    known = ", ".join(sorted(self.tasks) + sorted(self.groups))
+                    raise TaskError(f"unknown task '{member}'; known tasks and groups: {known}")
+                if self.tasks[member] not in out:
+                    out.append(self.tasks[member])
+        if not out:
+            raise TaskError("no tasks selected; pass --tasks with names from `pvm-bench tasks`")
+        return out
+
+
+def get_registry(include_paths: Sequence[Path | str] = (), entry_points: bool = True) -> TaskRegistry:
+    """Build a registry: built-ins, then entry points, then include paths (last wins)."""
+    reg = TaskRegistry()
+    for directory in builtin_task_dirs():
+        reg.add_dir(directory)
+    if entry_points:
+        reg.add_entry_points()
+    for directory in include_paths:
+        reg.add_dir(Path(directory))
+    return reg
