@@ -1,0 +1,253 @@
+"""Loading a VLM through AutoModelForImageTextToText / AutoProcessor, described by the family table."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
+
+if TYPE_CHECKING:
+    from pvm_bench.models.generation import Generation, Request
+    from pvm_bench.probes.base import Probe
+
+
+class ModelLoadError(RuntimeError):
+    """A model cannot be loaded; the message names the source and the fix."""
+
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    """``auto`` means bfloat16 on GPUs that support it and float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype '{dtype}'; use one of auto, {', '.join(DTYPES)}") from None
+
+
+def resolve_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def is_local_source(source: str) -> bool:
+    """A source is a directory if it exists or is spelled like a path rather than ``org/name``."""
+    return os.path.exists(source) or source.startswith((".", "/", "~")) or source.count("/") > 1
+
+
+def model_fingerprint(source: str, local_dir: Path | None) -> str:
+    """A cheap, stable identity of the weights.
+
+    Local dirs: sha256 over config.json and, per weight file, its name, size and first/last
+    MiB (hashing every byte of a 16 GB checkpoint would dominate short runs). Hub ids: the
+    resolved commit hash of the cached snapshot when available, else the id itself.
+    """
+    h = hashlib.sha256()
+    if local_dir is None:
+        h.update(source.encode())
+        return h.hexdigest()[:16]
+    for path in sorted(local_dir.iterdir()):
+        if path.name == "config.json" or path.suffix == ".json" and "index" in path.name:
+            h.update(path.read_bytes())
+        elif path.suffix in (".safetensors", ".bin"):
+            size = path.stat().st_size
+            h.update(f"{path.name}:{size}".encode())
+            with open(path, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), os.SEEK_END)
+                    h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class LoadedModel:
+    """A transformers VLM plus what pvm-bench knows about its family.
+
+    ``hf_model`` is the ordinary transformers model (PVM attached when loaded with ``pvm=``).
+    """
+
+    source: str
+    hf_model: nn.Module
+    processor: Any
+    spec: FamilySpec
+    fingerprint: str
+    dtype: torch.dtype
+    device: torch.device
+    pvm: Any = None  # pvm_bench.pvm handle when an adapter is attached
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Any:
+        return self.hf_model.config
+
+    @property
+    def text_config(self) -> Any:
+        return self.hf_model.config.get_text_config()
+
+    @property
+    def language_model(self) -> nn.Module:
+        return resolve_path(self.hf_model, self.spec.language_model_path)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return resolve_path(self.hf_model, self.spec.layers_path)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def image_token_id(self) -> int:
+        value = first_config_value(self.config, self.spec.image_token_fields)
+        if value is None:
+            raise ModelLoadError(f"{self.source}: config has none of {self.spec.image_token_fields}")
+        return value
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    def suppress_token_ids(self) -> list[int]:
+        """Placeholder ids (image/video/vision markers) a model must never generate."""
+        ids = {getattr(self.config, f, None) for f in self.spec.placeholder_token_fields}
+        return sorted(int(i) for i in ids if i is not None)
+
+    def info(self) -> dict[str, Any]:
+        tc = self.text_config
+        return {
+            "source": self.source,
+            "family": self.spec.model_type,
+            "fingerprint": self.fingerprint,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "num_layers": self.num_layers,
+            "hidden_size": tc.hidden_size,
+            "n_params": sum(p.numel() for p in self.hf_model.parameters()),
+            "attn_implementation": self.config._attn_implementation,
+        }
+
+    def generate(self, requests: list[Request], probes: list[Probe] | None = None, **kwargs: Any) -> list[Generation]:
+        """Generate for ``requests`` in one left-padded batch; see :func:`pvm_bench.models.generation.generate`."""
+        from pvm_bench.models.generation import generate
+
+        return generate(self, requests, probes=probes or [], **kwargs)
+
+
+def load_model(
+    source: str,
+    pvm: str | os.PathLike[str] | None = None,
+    *,
+    dtype: str | torch.dtype | None = "auto",
+    device: str | None = "auto",
+    device_map: str | dict[str, Any] | None = None,
+    attn_implementation: str = "sdpa",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> LoadedModel:
+    """Load ``source`` (hub id or local directory) for evaluation.
+
+    Args:
+        source: hub id (``Qwen/Qwen3-VL-4B-Instruct``) or a model directory.
+        pvm: optional PVM adapter directory or full reference-format checkpoint to attach.
+        dtype: ``auto`` (bf16 on capable GPUs, else fp32), ``float32``, ``bfloat16``, ``float16``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...; ignored when ``device_map`` is set.
+        device_map: e.g. ``"auto"`` to shard a large model over the visible GPUs (accelerate).
+        attn_implementation: transformers attention backend for the base model (``sdpa``,
+            ``eager``, ``flash_attention_2``); probes swap in their own streaming function.
+        trust_remote_code: only when the user asks for it.
+
+    Raises:
+        ModelLoadError: missing directory, unknown hub id, hub unreachable, unsupported family.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from pvm_bench.models.processor import load_processor
+
+    source = str(source)
+    local_dir: Path | None = None
+    if is_local_source(source):
+        local_dir = Path(source).expanduser()
+        if not local_dir.is_dir():
+            raise ModelLoadError(f"model directory '{source}' does not exist; pass an existing dir or a hub id")
+        if not (local_dir / "config.json").is_file():
+            raise ModelLoadError(f"'{source}' has no config.json; it is not a transformers model directory")
+        source = str(local_dir)
+    hub_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if revision:
+        hub_kwargs["revision"] = revision
+    try:
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+    except OSError as exc:
+        raise _hub_error(source, exc) from exc
+    except ValueError as exc:
+        raise ModelLoadError(f"{source}: cannot read config ({exc}); upgrade transformers or check the model") from exc
+    try:
+        spec = family_for(config.model_type)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    load_kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn_implementation, **hub_kwargs}
+    if device_map is not None:
+        load_kwargs["device_map"] = device_map
+    try:
+        hf_model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
+        processor = load_processor(source, spec, **hub_kwargs)
+    except OSError as exc:
+        raise _hub_error(source, exc) from exc
+    if device_map is None:
+        hf_model.to(dev)
+    hf_model.eval()
+    hf_model.requires_grad_(False)
+    lm = LoadedModel(
+        source=source,
+        hf_model=hf_model,
+        processor=processor,
+        spec=spec,
+        fingerprint=model_fingerprint(source, local_dir),
+        dtype=torch_dtype,
+        device=next(hf_model.parameters()).device,
+    )
+    if pvm is not None:
+        from pvm_bench.pvm import attach_from_path
+
+        attach_from_path(lm, Path(pvm))
+    return lm
+
+
+def _hub_error(source: str, exc: OSError) -> ModelLoadError:
+    text = str(exc)
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "couldn't connect" in text.lower()
+    if offline:
+        return ModelLoadError(
+            f"cannot reach the Hugging Face hub for '{source}' and it is not in the local cache; "
+            f"download it on a connected machine (`hf download {source}`) or pass a local model dir"
+        )
+    if "is not a local folder and is not a valid model identifier" in text or "404" in text:
+        return ModelLoadError(f"'{source}' is neither a local directory nor a model on the Hugging Face hub")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return ModelLoadError(f"cannot load '{source}': {first}")

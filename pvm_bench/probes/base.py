@@ -1,0 +1,69 @@
+"""The probe API: measurements taken while a model generates.
+
+A probe is installed once on a :class:`~pvm_bench.models.loading.LoadedModel`, told about
+each batch before generation starts (:meth:`Probe.begin_batch`), and asked for its per-row
+records afterwards (:meth:`Probe.end_batch`). Records are flat dicts that always carry
+``step`` (0 = the query at the last prompt position, t >= 1 = the query at generated token
+t) and usually ``layer``; the runner adds variant/task/sample ids and writes them to
+``attention.parquet``. A probe may also contribute a transformers ``LogitsProcessor`` that
+sees every step's scores (for entropy or logit-lens measures).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessor
+
+    from pvm_bench.models.loading import LoadedModel
+
+
+@dataclass
+class BatchContext:
+    """What a probe knows about the batch about to be generated (prompts are left padded)."""
+
+    input_ids: torch.Tensor  # [B, P]
+    attention_mask: torch.Tensor  # [B, P], 0 on left padding
+    image_mask: torch.Tensor  # [B, P] bool, True at image placeholder positions
+    max_new_tokens: int
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def prompt_len(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+class ProbeError(RuntimeError):
+    """A probe cannot run on this model; the message says why."""
+
+
+class Probe(ABC):
+    """Base class for probes. Subclasses set ``name`` and implement the hooks they need."""
+
+    name: str = ""
+
+    def install(self, model: LoadedModel) -> None:
+        """Attach hooks to ``model`` (called once before the first batch)."""
+
+    def uninstall(self) -> None:
+        """Remove everything :meth:`install` attached."""
+
+    @abstractmethod
+    def begin_batch(self, ctx: BatchContext) -> None:
+        """Reset per-batch state before ``generate`` runs."""
+
+    @abstractmethod
+    def end_batch(self, n_generated: list[int]) -> list[list[dict[str, Any]]]:
+        """Per row, the records for steps ``0 .. n_generated[row] - 1``."""
+
+    def logits_processor(self) -> LogitsProcessor | None:
+        """An optional processor that observes (and must not change) each step's scores."""
+        return None
