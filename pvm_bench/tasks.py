@@ -31,8 +31,10 @@ from typing import Any
 
 from PIL import Image
 
+from pvm_bench.errors import UserError
 
-class TaskError(ValueError):
+
+class TaskError(UserError, ValueError):
     """A problem with a task or its data; the message names the thing and the fix."""
 
 

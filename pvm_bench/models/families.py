@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from pvm_bench.errors import UserError
+
 
 @dataclass(frozen=True)
 class FamilySpec:
@@ -74,7 +76,7 @@ FAMILIES: dict[str, FamilySpec] = {
 }
 
 
-class UnsupportedFamilyError(ValueError):
+class UnsupportedFamilyError(UserError, ValueError):
     """The model's ``model_type`` has no entry in :data:`FAMILIES`."""
 
 

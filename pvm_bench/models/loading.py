@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from pvm_bench.errors import UserError
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from pvm_bench.probes.base import Probe
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A model cannot be loaded; the message names the source and the fix."""
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pvm_bench.errors import UserError
+
 if TYPE_CHECKING:
     from transformers import LogitsProcessor
 
@@ -41,7 +43,7 @@ class BatchContext:
         return int(self.input_ids.shape[1])
 
 
-class ProbeError(RuntimeError):
+class ProbeError(UserError, RuntimeError):
     """A probe cannot run on this model; the message says why."""
 
 
