@@ -1,0 +1,3 @@
+from pvm_bench.cli import app
+
+app()

@@ -1,0 +1,223 @@
+"""The ``pvm-bench`` command line."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pvm_bench.errors import UserError
+
+app = typer.Typer(
+    name="pvm-bench",
+    help="Does a VLM keep looking at the image deep into a long answer? Evaluate base vs PVM, measure attention decay.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Micro-benchmarks (ratios within one run).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+out = Console()
+
+#: Modules contributing commands: each defines ``register(app)`` and/or ``register_bench(bench)``.
+COMMAND_MODULES = (
+    "pvm_bench.report.commands",
+    "pvm_bench.pvm.commands",
+    "pvm_bench.bench.probe",
+    "pvm_bench.organism.commands",
+)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one ``error:`` line and return the Exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`UserError` into one error line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@app.command()
+@user_errors
+def run(
+    model: Annotated[Optional[str], typer.Option(help="Hub id or local model dir (default: the built-in organism).")] = None,
+    pvm: Annotated[Optional[str], typer.Option(help="PVM adapter dir or full reference checkpoint; adds the 'pvm' variant.")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated task or group names (see `pvm-bench tasks`).")] = None,
+    variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most N samples per task.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Dataset split (default: the task's).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema.")] = None,
+    include_path: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of task modules (repeatable).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output root; the run goes to OUT/RUN_ID.")] = Path("reports"),
+    run_id: Annotated[Optional[str], typer.Option(help="Run directory name (default: timestamp).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory (other options ignored).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per generate() batch.")] = 4,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's generation length.")] = None,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; the paper uses 0.7 with 4 repeats.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass when temperature > 0.")] = 1.0,
+    repeats: Annotated[int, typer.Option(help="Generations per sample (seeded per sample and repeat).")] = 1,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    probes: Annotated[str, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch.")] = "attention,lens",
+    per_head: Annotated[bool, typer.Option(help="Keep per-head visual mass in attention.parquet.")] = False,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    device_map: Annotated[Optional[str], typer.Option(help="'auto' to shard a large model over GPUs.")] = None,
+    attn_implementation: Annotated[str, typer.Option(help="Base attention backend: sdpa | eager | flash_attention_2.")] = "sdpa",
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the hub (off unless you pass it).")] = False,
+    report: Annotated[bool, typer.Option(help="Write summary, plots and report.html at the end.")] = True,
+    fail_on_sample_errors: Annotated[bool, typer.Option(help="Exit 1 when any sample could not be run (e.g. corrupt image).")] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar (CI logs).")] = False,
+) -> None:
+    """Evaluate MODEL (and its PVM variant) on tasks, with attention probes; write reports/RUN_ID/."""
+    from pvm_bench.run import RunConfig, Runner
+
+    if resume is not None:
+        runner = Runner.resume(resume)
+    else:
+        if model is None:
+            from pvm_bench.organism import default_run_options
+
+            defaults = default_run_options()
+            model = defaults["model"]
+            pvm = pvm if pvm is not None else defaults.get("pvm")
+            tasks = tasks or defaults["tasks"]
+        if not tasks:
+            raise fail("no tasks given; pass --tasks NAME[,NAME] (see `pvm-bench tasks`)")
+        config = RunConfig(
+            model=model, pvm=pvm, tasks=_csv(tasks), variants=_csv(variants), split=split, limit=limit,
+            data_dir=str(data_dir) if data_dir else None, include_paths=[str(p) for p in include_path or []],
+            out=str(out_dir), run_id=run_id, batch_size=batch_size, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, repeats=repeats, seed=seed, probes=_csv(probes),
+            per_head=per_head, dtype=dtype, device=device, device_map=device_map,
+            attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, report=report,
+        )
+        runner = Runner.create(config)
+    _execute(runner, quiet=quiet)
+    record = runner.record
+    if runner.config.report:
+        _report(runner.run_dir, quiet)
+    counts = record.counts
+    out.print(
+        f"run {record.run_id}: {record.status}, {counts.get('samples', 0)} samples "
+        f"({counts.get('errors', 0)} errors, {counts.get('truncated', 0)} truncated) -> {runner.run_dir}"
+    )
+    if runner.errors and fail_on_sample_errors:
+        raise fail(f"{len(runner.errors)} sample(s) could not be run (see 'error' in {runner.run_dir}/samples.jsonl)", 1)
+
+
+def _execute(runner: Any, *, quiet: bool) -> None:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    if quiet:
+        runner.execute(log=lambda msg: console.print(msg, highlight=False))
+        return
+
+    class Rate(TextColumn):
+        def render(self, task: Any) -> Any:  # samples/s over the samples run in this process
+            speed = task.finished_speed or task.speed
+            return super().render(task) if speed is None else f"{speed:.2f} samples/s"
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(""),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+    ) as bar:
+        handle = bar.add_task(f"run {runner.record.run_id}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(handle, completed=done, total=total)
+
+        runner.execute(progress=progress, log=lambda msg: bar.console.print(msg, highlight=False))
+
+
+def _report(run_dir: Path, quiet: bool) -> None:
+    try:
+        from pvm_bench.report import build_report
+    except ImportError:
+        return
+    html = build_report(run_dir)
+    if not quiet:
+        out.print(f"report: {html}")
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the supported model families and example hub ids."""
+    from pvm_bench.models.families import FAMILIES
+
+    table = Table("family", "model_type", "decoder layers", "example ids")
+    for spec in FAMILIES.values():
+        table.add_row(spec.name, spec.model_type, spec.layers_path, ", ".join(spec.example_ids))
+    out.print(table)
+
+
+@app.command("tasks")
+@user_errors
+def list_tasks(
+    include_path: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of task modules.")] = None,
+) -> None:
+    """List the registered tasks and groups."""
+    from pvm_bench.tasks import get_registry
+
+    registry = get_registry(include_path or [])
+    table = Table("task", "splits", "size", "metric", "source", "description")
+    for name in sorted(registry.tasks):
+        task = registry.tasks[name]
+        table.add_row(
+            name, ", ".join(task.splits), getattr(task, "size_hint", "") or "", task.metric,
+            task.hub_id or "generated", task.description,
+        )
+    out.print(table)
+    if registry.groups:
+        groups = Table("group", "tasks")
+        for name, members in sorted(registry.groups.items()):
+            groups.add_row(name, ", ".join(members))
+        out.print(groups)
+
+
+def _register_modules() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # that part of the package is not present in this build
+            raise
+        if hasattr(module, "register"):
+            module.register(app)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_app)
+
+
+_register_modules()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
