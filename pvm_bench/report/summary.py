@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pvm_bench.errors import UserError
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay, observed_half_life, window
 from pvm_bench.report.stats import bootstrap_ci, paired_difference
 from pvm_bench.results import RunRecord, read_samples
@@ -42,7 +43,7 @@ HESITATION_NATS = math.log(2.0)
 """A step "hesitates" when next-token entropy exceeds one bit (two equally likely tokens)."""
 
 
-class ReportInputError(ValueError):
+class ReportInputError(UserError, ValueError):
     """A run directory or baseline file that cannot be read; the message names the file and
     the fix. The CLI turns it into exit code 2."""
 

@@ -1,0 +1,36 @@
+"""Reports, statistics and regression checks for a run directory (reports/<run_id>/).
+
+Entry points:
+
+- :func:`build_report` (called by the runner at the end of a run, and by ``pvm-bench report``):
+  writes summary.csv, summary.md, plots/*.png and report.html into the run directory;
+- :func:`pvm_bench.report.check.write_baseline` / :func:`pvm_bench.report.check.check`;
+- :func:`pvm_bench.report.commands.register` adds ``report``, ``compare``, ``check`` and
+  ``baseline`` to a typer app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pvm_bench.report.summary import ReportInputError, build_summary, load_run, write_summary
+
+
+def build_report(run_dir: Path) -> Path:
+    """Write summary.csv, summary.md, plots/*.png and report.html for ``run_dir``.
+
+    Works on partial runs (marked as such), runs without attention.parquet and runs with a single
+    variant. Returns the path of report.html. Raises :class:`ReportInputError` when ``run_dir``
+    is not a run directory.
+    """
+    from pvm_bench.report.html import write_html
+    from pvm_bench.report.plots import make_plots
+
+    data = load_run(Path(run_dir))
+    summary = build_summary(data)
+    write_summary(data, summary)
+    plots = make_plots(data, summary, data.run_dir / "plots")
+    return write_html(data, summary, plots)
+
+
+__all__ = ["ReportInputError", "build_report", "build_summary", "load_run"]

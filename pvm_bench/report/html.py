@@ -1,0 +1,230 @@
+"""report.html: one self-contained file (inline CSS/JS, plots as base64 PNG, no network).
+
+Every string that comes from the run (model text, prompts, targets, task and variant names,
+metadata) goes through :func:`html.escape` (tables through ``DataFrame.to_html(escape=True)``),
+so model output such as ``<script>`` is shown as text and never executed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pvm_bench.report.summary import (
+    RunData,
+    Summary,
+    accuracy_view,
+    convergence_view,
+    decay_view,
+    fmt,
+    length_view,
+)
+from pvm_bench.results import atomic_write_text
+
+MAX_SAMPLES = 2000
+"""At most this many sample records are embedded (keeps the file openable); the rest are counted."""
+
+PLOT_CAPTIONS = {
+    "decay": "Visual mass vs generated position per layer band: dots = observed mean (log-binned), "
+    "lines = fitted a + b/(c + t).",
+    "heatmap": "Mean visual mass per decoder layer and generated-position bin.",
+    "accuracy_vs_length": "Accuracy by output length (n_generated bucket), 95% bootstrap CI.",
+    "accuracy_by_task": "Accuracy per task and variant, 95% bootstrap CI.",
+}
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
+main{max-width:1200px;margin:0 auto;padding:16px 24px 48px}
+h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.banner{background:#fff3cd;border:1px solid #e0b000;color:#5c4400;padding:10px 14px;border-radius:6px;margin:10px 0;font-weight:600}
+.note{color:#555;font-size:13px}
+table{border-collapse:collapse;margin:6px 0 12px;background:#fff;font-size:13px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f0f0f3}tbody tr:nth-child(even){background:#f8f8fa}
+.meta td:first-child{font-weight:600;white-space:nowrap}
+figure{margin:12px 0;background:#fff;border:1px solid #e3e3e3;padding:8px;border-radius:6px}
+figure img{max-width:100%;height:auto}figcaption{color:#555;font-size:13px}
+.filters{display:flex;gap:10px;flex-wrap:wrap;align-items:center;margin:8px 0;position:sticky;top:0;background:#fafafa;padding:6px 0}
+.filters input[type=search]{min-width:260px;padding:4px 6px}
+details.sample{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:4px 0;padding:4px 10px}
+details.sample summary{cursor:pointer}
+.ok{color:#176b2c;font-weight:600}.bad{color:#a8201a;font-weight:600}.trunc{color:#8a5a00}
+pre{white-space:pre-wrap;word-break:break-word;background:#f6f6f8;border:1px solid #eee;padding:6px 8px;margin:4px 0;max-height:420px;overflow:auto}
+.label{font-size:12px;color:#666;margin-top:6px}
+"""
+
+JS = """
+(function () {
+  'use strict';
+  var q = document.getElementById('f-text');
+  var fv = document.getElementById('f-variant');
+  var ft = document.getElementById('f-task');
+  var fw = document.getElementById('f-wrong');
+  var count = document.getElementById('f-count');
+  if (!q || !fv || !ft || !fw || !count) { return; }
+  var items = Array.prototype.slice.call(document.querySelectorAll('details.sample'));
+  function apply() {
+    var text = q.value.toLowerCase();
+    var shown = 0;
+    items.forEach(function (el) {
+      var ok = (!fv.value || el.getAttribute('data-variant') === fv.value) &&
+               (!ft.value || el.getAttribute('data-task') === ft.value) &&
+               (!fw.checked || parseFloat(el.getAttribute('data-score')) < 1) &&
+               (!text || el.textContent.toLowerCase().indexOf(text) !== -1);
+      el.style.display = ok ? '' : 'none';
+      if (ok) { shown += 1; }
+    });
+    count.textContent = shown + ' of ' + items.length + ' shown';
+  }
+  [q, fv, ft, fw].forEach(function (el) { el.addEventListener('input', apply); el.addEventListener('change', apply); });
+  apply();
+})();
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (quotes included); None -> empty string."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _table(df: pd.DataFrame, table_id: str) -> str:
+    if df.empty:
+        return '<p class="note">No data.</p>'
+    return df.to_html(index=False, escape=True, border=0, table_id=table_id, na_rep="–")
+
+
+def _meta_rows(data: RunData) -> list[tuple[str, str]]:
+    run = data.run
+    rows = [("run id", data.run_id), ("status", data.status), ("directory", str(data.run_dir))]
+    if run is None:
+        return rows
+    rows += [
+        ("started", run.started_at), ("ended", run.ended_at or "–"), ("seed", str(run.seed)),
+        ("variants", ", ".join(run.variants)), ("model", json.dumps(run.model, sort_keys=True)),
+        ("adapter", json.dumps(run.adapter, sort_keys=True) if run.adapter else "–"),
+        ("git", json.dumps(run.git, sort_keys=True)), ("datasets", json.dumps(run.datasets, sort_keys=True)),
+        ("counts", json.dumps(run.counts, sort_keys=True)), ("versions", json.dumps(run.versions, sort_keys=True)),
+    ]
+    if run.error:
+        rows.append(("error", run.error))
+    return rows
+
+
+def _metadata(data: RunData) -> str:
+    body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in _meta_rows(data))
+    parts = [f'<table class="meta" id="run-metadata"><tbody>{body}</tbody></table>']
+    if data.run is not None and data.run.config:
+        cfg = json.dumps(data.run.config, indent=2, sort_keys=True, default=str)
+        parts.append(f"<details><summary>full config</summary><pre>{esc(cfg)}</pre></details>")
+    return "".join(parts)
+
+
+def _figure(name: str, path: Path) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+    cap = PLOT_CAPTIONS.get(name, name)
+    return (f'<figure id="plot-{esc(name)}"><img alt="{esc(cap)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{esc(cap)}</figcaption></figure>")
+
+
+def _samples(data: RunData, max_samples: int) -> str:
+    s = data.samples
+    if s.empty:
+        return '<p class="note">No samples written yet.</p>'
+    order = {v: i for i, v in enumerate(data.variants)}
+    s = s.assign(_v=s["variant"].map(order)).sort_values(["task", "sample_id", "repeat", "_v"])
+    shown = s.head(max_samples)
+    opts_v = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in data.variants)
+    opts_t = "".join(f'<option value="{esc(t)}">{esc(t)}</option>' for t in sorted(s["task"].unique()))
+    head = (
+        '<div class="filters"><input type="search" id="f-text" placeholder="search prompt / output / id" '
+        'aria-label="search samples">'
+        f'<select id="f-variant" aria-label="variant"><option value="">all variants</option>{opts_v}</select>'
+        f'<select id="f-task" aria-label="task"><option value="">all tasks</option>{opts_t}</select>'
+        '<label><input type="checkbox" id="f-wrong"> only score &lt; 1</label>'
+        '<span id="f-count" class="note"></span></div>'
+    )
+    if len(s) > max_samples:
+        head += f'<p class="note">Showing the first {max_samples} of {len(s)} records (see samples.jsonl).</p>'
+    items = []
+    for r in shown.itertuples(index=False):
+        score = float(r.score)
+        cls = "ok" if score >= 1 else "bad"
+        flags = ' <span class="trunc">truncated</span>' if r.truncated else ""
+        if r.error:
+            flags += ' <span class="bad">error</span>'
+        target = r.target if isinstance(r.target, str) else json.dumps(r.target, default=str)
+        items.append(
+            f'<details class="sample" data-variant="{esc(r.variant)}" data-task="{esc(r.task)}" '
+            f'data-score="{score:.6g}"><summary><span class="{cls}">{score:.2f}</span> · '
+            f"{esc(r.task)} / {esc(r.sample_id)} · repeat {int(r.repeat)} · <b>{esc(r.variant)}</b> · "
+            f"{int(r.n_generated)} tok{flags}</summary>"
+            f'<div class="label">prompt</div><pre>{esc(r.prompt)}</pre>'
+            f'<div class="label">output ({esc(r.finish_reason)})</div><pre>{esc(r.output)}</pre>'
+            f'<div class="label">parsed · target</div><pre>{esc(r.parsed)} · {esc(target)}</pre>'
+            + (f'<div class="label">error</div><pre>{esc(r.error)}</pre>' if r.error else "")
+            + "</details>"
+        )
+    return head + '<div id="samples">' + "".join(items) + "</div>"
+
+
+def render_html(data: RunData, summary: Summary, plots: dict[str, Path], max_samples: int = MAX_SAMPLES) -> str:
+    """The report page as a string (see the module docstring for the escaping contract)."""
+    parts = [
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<link rel="icon" href="data:,">',
+        f"<title>pvm-bench report: {esc(data.run_id)}</title><style>{CSS}</style></head><body><main>",
+        f"<h1>pvm-bench report: {esc(data.run_id)}</h1>",
+    ]
+    if data.partial:
+        parts.append(
+            f'<div class="banner" role="alert" id="partial-banner">Partial run (status: {esc(data.status)}): '
+            f"numbers cover only the {len(data.samples)} sample records written so far.</div>"
+        )
+    for w in data.warnings:
+        parts.append(f'<p class="note">Note: {esc(w)}</p>')
+    parts.append("<h2>Run</h2>" + _metadata(data))
+    table = summary.table
+    parts.append("<h2>Accuracy</h2>")
+    if table.empty:
+        parts.append('<p class="note">No samples or attention records yet.</p>')
+    else:
+        parts.append(
+            '<p class="note">Accuracy: mean over samples of the per-sample mean score over repeats, 95% '
+            "percentile bootstrap CI. Δ vs base: paired by (task, sample, repeat); p from McNemar's exact "
+            "test (0/1 scores, one repeat) or a sign-flip permutation test.</p>"
+        )
+        parts.append(_table(accuracy_view(table), "accuracy-table"))
+        parts.append("<h2>Accuracy by output length</h2>")
+        parts.append('<p class="note">n_generated bucket: accuracy (number of records).</p>')
+        parts.append(_table(length_view(table), "length-table"))
+        dv = decay_view(summary)
+        if not dv.empty:
+            parts.append("<h2>Visual-attention decay</h2>")
+            parts.append(
+                '<p class="note">visual_mass ≈ a + b/(c + t), t = generated position (tokens). Half-life: first '
+                "t where the fitted law (observed curve) falls to half its value at t = 1; never = does not "
+                "fall to half. mass@t: observed mean over steps within ±5% of t; – = not reached.</p>"
+            )
+            parts.append(_table(dv, "decay-table"))
+        cv = convergence_view(table)
+        if not cv.empty:
+            parts.append("<h2>Convergence</h2>" + _table(cv, "convergence-table"))
+    if plots:
+        parts.append("<h2>Plots</h2>" + "".join(_figure(k, p) for k, p in plots.items()))
+    parts.append("<h2>Samples</h2>" + _samples(data, max_samples))
+    parts.append(f'<p class="note">Generated by pvm-bench. Rows: {fmt(len(table))} summary rows.</p>')
+    parts.append(f"</main><script>{JS}</script></body></html>")
+    return "\n".join(parts)
+
+
+def write_html(data: RunData, summary: Summary, plots: dict[str, Path], out: Path | None = None) -> Path:
+    """Write report.html (default: ``<run_dir>/report.html``) atomically; returns the path."""
+    out = out or data.run_dir / "report.html"
+    atomic_write_text(out, render_html(data, summary, plots))
+    return out
