@@ -1,0 +1,43 @@
+"""Shared fixtures for the probe tests: tiny models of every family, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pvm_bench.models.generation import Request
+from pvm_bench.testing import TINY_RECIPES, build_tiny_model
+
+FAMILIES = sorted(TINY_RECIPES)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """family -> directory of a tiny random model (peakier init so masses are not all uniform)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {fam: build_tiny_model(fam, root / fam, seed=1, init_std=0.2) for fam in FAMILIES}
+
+
+def image(w: int, h: int, colour: tuple[int, int, int]) -> Image.Image:
+    return Image.new("RGB", (w, h), colour)
+
+
+def request(text: str, images: list[Image.Image], seed: int = 0) -> Request:
+    """A user turn with ``len(images)`` image parts followed by ``text``."""
+    parts = [{"type": "image"} for _ in images] + [{"type": "text", "text": text}]
+    return Request(messages=[{"role": "user", "content": parts}], images=images, seed=seed)
+
+
+def batch1() -> list[Request]:
+    return [request("What colour is the square?", [image(64, 48, (200, 30, 30))])]
+
+
+def batch3() -> list[Request]:
+    """Different prompt lengths (left padding), image sizes and image counts (one multi-image row)."""
+    return [
+        request("Colour?", [image(32, 32, (10, 200, 10))]),
+        request("Describe the picture in detail, please.", [image(96, 64, (10, 10, 200))]),
+        request("Compare both images.", [image(48, 48, (200, 200, 10)), image(64, 32, (90, 0, 90))]),
+    ]
