@@ -1,0 +1,314 @@
+"""MathVista (AI4Math/MathVista, testmini): math reasoning in visual contexts.
+
+Faithful to lmms-eval 0.7.3 ``tasks/mathvista`` (``mathvista_evals.MathVistaEvaluator`` and
+``utils.mathvista_process_results``):
+
+* prompt: ``create_one_query`` with 0 shots; ``shot_type`` ``"format-prompt"`` (task
+  ``mathvista`` = lmms-eval's ``mathvista_testmini_format``), ``"step-by-step"``
+  (``mathvista_cot``) or ``"solution"``. Unit and precision enter the prompt exactly as there.
+* extraction: ``extract_answer(response, problem, quick_extract=True)`` where the LLM step is
+  replaced by a judge hook. The default (**rule-based**) has no judge, which is what lmms-eval
+  does when its judge gives nothing back: the extraction is ``""``. Pass ``judge=callable`` (a
+  local model: ``judge(prompt) -> str``, given lmms-eval's few-shot extraction prompt) to use
+  the full path. ``Score.details["extractor"]`` says which was used.
+* normalisation and comparison: ``normalize_extracted_answer`` + ``safe_equal``, including
+  lmms-eval's quirk that ``round(x, precision)`` with the dataset's float precision (e.g. 1.0)
+  raises, so float answers normalise to ``None`` and never match. ``precision_quirk=False``
+  uses ``int(precision)`` instead (the original MathVista code); the default keeps parity with
+  published lmms-eval 0.7.3 numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pvm_bench.data import load_rows
+from pvm_bench.scoring import levenshtein, prepare_output, truncated_score
+from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+
+# lmms_eval/tasks/mathvista/mathvista_evals.py (0.7.3) DEMO_PROMPT, verbatim.
+DEMO_PROMPT = """
+Please read the following example. Then extract the answer from the model response and type it at the end of the prompt.
+
+Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end.
+Question: Which number is missing?
+
+Model response: The number missing in the sequence is 14.
+
+Extracted answer: 14
+
+Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end.
+Question: What is the fraction of females facing the camera?
+
+Model response: The fraction of females facing the camera is 0.6, which means that six out of ten females in the group are facing the camera.
+
+Extracted answer: 0.6
+
+Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end.
+Question: How much money does Luca need to buy a sour apple candy and a butterscotch candy? (Unit: $)
+
+Model response: Luca needs $1.45 to buy a sour apple candy and a butterscotch candy.
+
+Extracted answer: 1.45
+
+Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.
+Question: Between which two years does the line  graph saw its maximum peak?
+
+Model response: The line graph saw its maximum peak between 2007 and 2008.
+
+Extracted answer: [2007, 2008]
+
+Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.
+Question: What fraction of the shape is blue?\\nChoices:\\n(A) 3/11\\n(B) 8/11\\n(C) 6/11\\n(D) 3/5
+
+Model response: The correct answer is (B) 8/11.
+
+Extracted answer: B
+"""
+
+Judge = Callable[[str], str]
+REQUIRED = ("pid", "question", "question_type", "answer_type", "query")
+
+
+def _hint(shot_type: str, question_type: str, answer_type: str, precision: Any) -> str:
+    """The hint line of lmms-eval ``create_one_query`` for the supported shot types."""
+    if shot_type == "format-prompt":
+        if question_type == "multi_choice":
+            return "Answer with the option's letter from the given choices directly."
+        if answer_type == "integer":
+            return "Answer the question using a single integer number."
+        if answer_type == "float" and precision == 1:
+            return "Answer the question using a single floating-point number with one decimal place."
+        if answer_type == "float" and precision == 2:
+            return "Answer the question using a single floating-point number with two decimal places."
+        if answer_type == "list":
+            return "Answer the question using a Python list."
+        return ""  # lmms-eval would raise UnboundLocalError here (float with precision 3)
+    if shot_type in ("solution", "step-by-step"):
+        if question_type == "multi_choice":
+            return "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end."
+        if answer_type == "integer":
+            return "Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end."
+        if answer_type == "float" and precision == 1:
+            return "Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end."
+        if answer_type == "float" and precision == 2:
+            return "Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end."
+        if answer_type == "list":
+            return "Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end."
+        return ""
+    raise TaskError(f"mathvista: unsupported shot_type '{shot_type}'")
+
+
+def create_one_query(problem: dict[str, Any], shot_type: str = "format-prompt") -> str:
+    """lmms-eval ``MathVistaEvaluator.create_one_query`` with ``shot_num=0``, no caption/OCR."""
+    question = problem["question"]
+    unit = problem.get("unit")
+    choices = problem.get("choices")
+    hint_text = _hint(shot_type, problem["question_type"], problem["answer_type"], problem.get("precision"))
+    question_text = f"{question}" if shot_type == "format-prompt" else f"Question: {question}"
+    if unit:
+        question_text += f" (Unit: {unit})"
+    if choices:
+        if shot_type == "format-prompt":
+            choices_text = "\n".join(f"{chr(ord('A') + i)}. {c}" for i, c in enumerate(choices))
+        else:
+            choices_text = "\n".join(["Choices:"] + [f"({chr(ord('A') + i)}) {c}" for i, c in enumerate(choices)])
+    else:
+        choices_text = ""
+    prompt = "Solution: " if shot_type == "solution" else ""
+    elements = [question_text, choices_text, "", "", hint_text, prompt]
+    test_query = "\n".join(e for e in elements if e != "")
+    return ("" + "\n\n" + test_query).strip()
+
+
+def create_test_prompt(query: str, response: str) -> str:
+    """lmms-eval ``create_test_prompt(DEMO_PROMPT, query, response)`` (the judge's prompt)."""
+    return f"{DEMO_PROMPT.strip()}\n\n{query}\n\n{response}\n\nExtracted answer: "
+
+
+def extract_answer(response: str, problem: dict[str, Any], judge: Judge | None = None) -> tuple[str, str]:
+    """lmms-eval ``extract_answer(..., quick_extract=True)``; returns (extraction, how).
+
+    ``how`` is one of ``empty``, ``choice_text``, ``integer``, ``float``, ``quick_extract``,
+    ``judge``, ``no_judge`` (the rule-based path found nothing: extraction ``""``).
+    """
+    question_type = problem["question_type"]
+    answer_type = problem["answer_type"]
+    choices = problem.get("choices") or []
+    if not response:
+        return "", "empty"
+    if question_type == "multi_choice" and response in choices:
+        return response, "choice_text"
+    if answer_type == "integer":
+        try:
+            return str(int(response)), "integer"
+        except ValueError:
+            pass
+    if answer_type == "float":
+        try:
+            return str(float(response)), "float"
+        except ValueError:
+            pass
+    try:
+        result = re.search(r'The answer is "(.*)"\.', response)
+        if result:
+            return result.group(1), "quick_extract"
+    except re.error:
+        pass
+    if judge is None:
+        return "", "no_judge"
+    try:
+        out = judge(create_test_prompt(problem["query"], response))
+    except Exception:  # a failing judge is treated like lmms-eval's failed API call
+        return "", "judge_error"
+    return (out or "").strip(), "judge"
+
+
+def get_most_similar(prediction: str, choices: list[str]) -> str:
+    """lmms-eval ``get_most_similar`` (Levenshtein distance, first minimum)."""
+    distances = [levenshtein(prediction, choice) for choice in choices]
+    return choices[distances.index(min(distances))]
+
+
+def normalize_extracted_answer(extraction: Any, choices: list[str] | None, question_type: str, answer_type: str,
+                               precision: Any, precision_quirk: bool = True) -> str | None:
+    """lmms-eval ``normalize_extracted_answer`` (0.7.3)."""
+    if question_type == "multi_choice":
+        if isinstance(extraction, str):
+            extraction = extraction.strip()
+        else:
+            try:
+                extraction = str(extraction)
+            except Exception:
+                extraction = ""
+        letter = re.findall(r"\(([a-zA-Z])\)", extraction)
+        if len(letter) > 0:
+            extraction = letter[0].upper()
+        choices = list(choices or [])
+        options = [chr(ord("A") + i) for i in range(len(choices))]
+        if extraction in options:
+            extraction = choices[options.index(extraction)]
+        else:
+            extraction = get_most_similar(extraction, choices)
+        return extraction
+    if answer_type == "integer":
+        try:
+            return str(int(float(extraction)))
+        except Exception:
+            return None
+    if answer_type == "float":
+        try:
+            digits = precision if precision_quirk else (None if precision is None else int(precision))
+            return str(round(float(extraction), digits))
+        except Exception:
+            return None
+    if answer_type == "list":
+        try:
+            return str(extraction)
+        except Exception:
+            return None
+    return extraction
+
+
+def safe_equal(prediction: Any, answer: Any) -> bool:
+    """lmms-eval ``safe_equal``."""
+    try:
+        return str(prediction).strip() == str(answer).strip()
+    except Exception:
+        return False
+
+
+class MathVista(Task):
+    """MathVista testmini with lmms-eval's prompt and (rule-based by default) scoring."""
+
+    name = "mathvista"
+    version = "1.0"
+    description = "MathVista testmini: math reasoning in visual contexts (lmms-eval format prompt, quick_extract scoring)"
+    splits = ("testmini", "test")
+    default_split = "testmini"
+    hub_id = "AI4Math/MathVista"
+    generation = {"max_new_tokens": 1024}
+
+    def __init__(self, shot_type: Literal["format-prompt", "step-by-step", "solution"] = "format-prompt",
+                 name: str | None = None, judge: Judge | None = None, judge_name: str = "local",
+                 precision_quirk: bool = True) -> None:
+        self.shot_type = shot_type
+        self.judge = judge
+        self.judge_name = judge_name
+        self.precision_quirk = precision_quirk
+        if name:
+            self.name = name
+
+    def set_judge(self, judge: Judge | None, name: str = "local") -> None:
+        """Use ``judge(prompt) -> extracted answer`` (e.g. a local LLM) where rules find nothing."""
+        self.judge, self.judge_name = judge, name
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
+        split = split or self.default_split
+        if split not in self.splits:
+            raise TaskError(f"task '{self.name}': unknown split '{split}'; choose from {', '.join(self.splits)}")
+        rows = load_rows("mathvista", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
+        return [self.sample_from_row(row, i) for i, row in enumerate(rows)]
+
+    def sample_from_row(self, row: dict[str, Any], position: int = 0) -> Sample:
+        """Build a Sample from an AI4Math/MathVista row; malformed rows raise one TaskError."""
+        ident = row.get("pid", f"row {position}")
+        missing = [k for k in REQUIRED if row.get(k) is None]
+        if missing:
+            raise TaskError(f"task '{self.name}': record {ident} lacks {', '.join(missing)} (AI4Math/MathVista schema expected)")
+        if row["question_type"] == "multi_choice" and not row.get("choices"):
+            raise TaskError(f"task '{self.name}': record {ident} is multi_choice without choices")
+        problem = {
+            "question_type": row["question_type"],
+            "answer_type": row["answer_type"],
+            "question": row["question"],
+            "unit": row.get("unit") or "",
+            "choices": list(row["choices"]) if row.get("choices") is not None else None,
+            "precision": row.get("precision", 0),
+            "query": row["query"],
+        }
+        image = row.get("decoded_image")
+        if image is None:
+            raise TaskError(f"task '{self.name}': record {ident} has no decoded_image")
+        return Sample(
+            id=str(ident),
+            question=create_one_query(problem, self.shot_type),
+            target=row.get("answer"),
+            images=[LazyImage(image, name=f"{self.name} sample {ident} decoded_image")],
+            choices=problem["choices"],
+            metadata={"problem": problem, "shot_type": self.shot_type, **_flat_meta(row.get("metadata"))},
+        )
+
+    def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
+        problem = sample.metadata["problem"]
+        extractor = "quick_extract" if self.judge is None else f"quick_extract+judge:{self.judge_name}"
+        details: dict[str, Any] = {"extractor": extractor}
+        prep = prepare_output(output)
+        if prep.unfinished_reasoning:
+            return truncated_score(reason="ended inside a reasoning block", **details)
+        prediction_text = prep.text.strip()
+        extraction, how = extract_answer(prediction_text, problem, self.judge)
+        details.update(extraction=extraction, extraction_path=how)
+        if truncated and extraction == "":
+            return truncated_score(**details)
+        prediction = normalize_extracted_answer(extraction, problem["choices"], problem["question_type"],
+                                                problem["answer_type"], problem["precision"], self.precision_quirk)
+        correct = safe_equal(prediction, sample.target) if sample.target is not None else False
+        return Score(value=float(correct), parsed=prediction, details=details)
+
+
+def _flat_meta(meta: Any) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        return {}
+    keep = ("category", "context", "grade", "language", "source", "task", "skills")
+    return {k: meta.get(k) for k in keep if k in meta}
+
+
+TASKS = [
+    MathVista(),
+    MathVista(shot_type="step-by-step", name="mathvista_cot"),
+    MathVista(shot_type="solution", name="mathvista_solution"),
+]
