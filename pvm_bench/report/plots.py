@@ -33,6 +33,7 @@ from pvm_bench.report.summary import (  # noqa: E402
     RunData,
     Summary,
     length_buckets,
+    visual_rows,
 )
 
 DPI = 110
@@ -123,8 +124,8 @@ def plot_decay(summary: Summary, variants: list[str], out: Path) -> Path | None:
 
 def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
     """Layer x position heatmap of mean visual mass, one panel per variant (shared colour scale)."""
-    a = data.attention
-    if a is None or a.empty or not (a["step"] >= 1).any():
+    a = visual_rows(data.attention)
+    if a is None or not (a["step"] >= 1).any():
         return None
     gen = a[a["step"] >= 1]
     edges = _log_bins(int(gen["step"].max()))

@@ -153,13 +153,54 @@ def load_run(run_dir: Path | str) -> RunData:
     apath = run_dir / "attention.parquet"
     if apath.exists():
         try:
-            attention = pd.read_parquet(apath)
-            attention["step"] = attention["step"].astype(int)
-            attention["layer"] = attention["layer"].astype(int)
+            attention = _read_attention(apath)
         except Exception as exc:
-            warn.append(f"attention.parquet unreadable ({exc.__class__.__name__}); attention sections skipped")
+            warn.append(f"attention.parquet unreadable ({exc.__class__.__name__}: {exc}); attention sections skipped")
             attention = None
     return RunData(run_dir, run, samples, attention, warn)
+
+
+ATTENTION_KEYS = ("variant", "task", "sample_id", "repeat", "step")
+
+
+def _read_attention(path: Path) -> pd.DataFrame:
+    """Scalar columns of attention.parquet (list columns such as per-head masses are skipped).
+
+    Rows without a ``layer`` or ``visual_mass`` (step-only probes merged in by the runner) are
+    kept for the entropy summaries; decay code filters them via :func:`visual_rows`.
+    """
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    missing = [k for k in ATTENTION_KEYS if k not in schema.names]
+    if missing:
+        raise ValueError(f"missing columns {missing}")
+    cols = [f.name for f in schema if not (pa_is_nested(f.type))]
+    frame = pd.read_parquet(path, columns=cols)
+    frame = frame.dropna(subset=["step"])
+    frame["step"] = frame["step"].astype(int)
+    frame["repeat"] = frame["repeat"].astype(int)
+    for key in ("variant", "task", "sample_id"):
+        frame[key] = frame[key].astype(str)
+    return frame
+
+
+def pa_is_nested(arrow_type: object) -> bool:
+    """True for list/struct/map arrow types."""
+    import pyarrow.types as pat
+
+    return bool(pat.is_nested(arrow_type))  # type: ignore[arg-type]
+
+
+def visual_rows(attention: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Rows carrying a visual-mass measurement (``layer`` and ``visual_mass`` present), with an
+    integer ``layer``; None when there are none."""
+    if attention is None or "visual_mass" not in attention or "layer" not in attention:
+        return None
+    rows = attention.dropna(subset=["visual_mass", "layer"])
+    if rows.empty:
+        return None
+    return rows.assign(layer=rows["layer"].astype(int))
 
 
 def layer_bands(layers: Iterable[int]) -> dict[str, list[int]]:
@@ -229,7 +270,28 @@ def _decay_block(
     curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
 ) -> dict[str, Any]:
     row: dict[str, Any] = {}
+    vis = visual_rows(a)
+    if vis is not None:
+        row.update(_band_fits(vis[vis["step"] >= 1], bands, seed, key, curves, fits))
+        gen_vis = vis[vis["step"] >= 1]
+        for col in ("visual_mass_norm", "sink_mass"):
+            if col in gen_vis:
+                row[f"{col}_mean"] = float(gen_vis[col].mean()) if len(gen_vis) else math.nan
     gen = a[a["step"] >= 1]
+    for col in sorted(c for c in a.columns if c.startswith(("lens_", "pvm_"))):
+        if pd.api.types.is_numeric_dtype(a[col]):
+            row[f"mean_{col}"] = float(gen[col].mean()) if len(gen) else math.nan
+    if "entropy" in a.columns:
+        row.update(_convergence(a))
+    return row
+
+
+def _band_fits(
+    gen: pd.DataFrame, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
+    curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
+) -> dict[str, Any]:
+    """Decay fit, half-lives and fixed-t masses per layer band from visual rows with t >= 1."""
+    row: dict[str, Any] = {}
     per_layer = gen.groupby(["layer", "step"])["visual_mass"].mean().reset_index()
     for band in BANDS:
         layers = bands.get(band)
@@ -262,14 +324,6 @@ def _decay_block(
             row[col] = ci.mean if ci else math.nan
             row[f"{col}_ci_low"] = ci.low if ci else math.nan
             row[f"{col}_ci_high"] = ci.high if ci else math.nan
-    for col in ("visual_mass_norm", "sink_mass"):
-        if col in gen:
-            row[f"{col}_mean"] = float(gen[col].mean()) if len(gen) else math.nan
-    for col in sorted(c for c in a.columns if c.startswith(("lens_", "pvm_"))):
-        if pd.api.types.is_numeric_dtype(a[col]):
-            row[f"mean_{col}"] = float(gen[col].mean()) if len(gen) else math.nan
-    if "entropy" in a.columns:
-        row.update(_convergence(a))
     return row
 
 
@@ -298,7 +352,8 @@ def build_summary(data: RunData, seed: int = 0) -> Summary:
     """The per task x variant summary of a run (see the module docstring for the contract)."""
     samples, attn = data.samples, data.attention
     has_attn = attn is not None and len(attn) > 0
-    bands = layer_bands(attn["layer"].unique()) if has_attn else {}
+    vis = visual_rows(attn)
+    bands = layer_bands(vis["layer"].unique()) if vis is not None else {}
     tasks = data.tasks
     scopes = [(t, t) for t in tasks] + ([(ALL_TASKS, None)] if len(tasks) > 1 else [])
     rows: list[dict[str, Any]] = []
@@ -338,6 +393,10 @@ def fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, (float, np.floating)):
         return f"{x:.{digits}f}"
     return str(x)
+
+
+def _finite_num(x: Any) -> bool:
+    return isinstance(x, (int, float, np.floating)) and math.isfinite(float(x))
 
 
 def fmt_p(p: Any) -> str:
@@ -493,3 +552,78 @@ def write_summary(data: RunData, summary: Summary) -> tuple[Path, Path]:
     summary.table.to_csv(csv_path, index=False)
     md_path.write_text(render_markdown(data, summary), encoding="utf-8")
     return csv_path, md_path
+
+
+# ----------------------------------------------------------------------------- compare
+
+#: (column in the summary table, label in the comparison, digits)
+COMPARE_METRICS: tuple[tuple[str, str, int], ...] = (
+    ("accuracy", "accuracy", 3),
+    ("diff_vs_base", "Δ vs base", 3),
+    ("p_value", "p", 3),
+    ("truncation_rate", "truncated", 3),
+    ("tokens_per_s", "tok/s", 1),
+    ("mass_all_t64", "mass@64", 4),
+    ("mass_all_t256", "mass@256", 4),
+    ("half_life_all_fit", "half-life (fit)", 1),
+    ("fit_all_r2", "fit R²", 3),
+)
+
+
+def run_labels(runs: list[RunData]) -> list[str]:
+    """Run ids, made unique with ``#2``, ``#3`` suffixes when two runs share an id."""
+    labels: list[str] = []
+    for d in runs:
+        label, k = d.run_id, 2
+        while label in labels:
+            label, k = f"{d.run_id}#{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def compare_runs(run_dirs: list[Path], seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Side-by-side comparison of several runs.
+
+    Returns ``(numeric, readable)``: ``numeric`` has one row per (task, variant) and columns
+    ``{metric}[{run}]`` (full precision, for CSV); ``readable`` has the same rows with one column
+    per metric and run as formatted strings (accuracy with its 95% CI), for markdown.
+    """
+    runs = [load_run(Path(p)) for p in run_dirs]
+    labels = run_labels(runs)
+    numeric: pd.DataFrame | None = None
+    readable: pd.DataFrame | None = None
+    order: dict[tuple[str, str], int] = {}
+    for data, label in zip(runs, labels):
+        t = build_summary(data, seed=seed).table
+        if t.empty:
+            continue
+        for key in zip(t["task"], t["variant"]):
+            order.setdefault(key, len(order))
+        num = t[["task", "variant"]].copy()
+        txt = t[["task", "variant"]].copy()
+        for col, name, digits in COMPARE_METRICS:
+            values = t[col] if col in t.columns else pd.Series(math.nan, index=t.index)
+            num[f"{col}[{label}]"] = values
+            if col == "accuracy":
+                txt[f"{name} [{label}]"] = [_ci(r, "accuracy", "acc_ci_low", "acc_ci_high") for _, r in t.iterrows()]
+            elif col == "diff_vs_base":
+                txt[f"{name} [{label}]"] = values.map(lambda x: f"{x:+.3f}" if _finite_num(x) else "–")
+            elif col == "p_value":
+                txt[f"{name} [{label}]"] = values.map(fmt_p)
+            else:
+                txt[f"{name} [{label}]"] = values.map(lambda x, d=digits: fmt(x, d))
+        if data.partial:
+            txt = txt.rename(columns={c: c.replace(f"[{label}]", f"[{label} (partial)]") for c in txt.columns})
+        numeric = num if numeric is None else numeric.merge(num, on=["task", "variant"], how="outer")
+        readable = txt if readable is None else readable.merge(txt, on=["task", "variant"], how="outer")
+    if numeric is None or readable is None:
+        return pd.DataFrame(columns=["task", "variant"]), pd.DataFrame(columns=["task", "variant"])
+    # rows in first-seen order (ALL last within each run), readable columns grouped by metric
+    def by_order(df: pd.DataFrame) -> pd.DataFrame:
+        rank = [order[k] + (len(order) if k[0] == ALL_TASKS else 0) for k in zip(df["task"], df["variant"])]
+        return df.assign(_o=rank).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
+
+    ordered = ["task", "variant"] + [
+        c for _, name, _ in COMPARE_METRICS for c in readable.columns if c.startswith(f"{name} [")
+    ]
+    return by_order(numeric), by_order(readable[ordered].fillna("–"))

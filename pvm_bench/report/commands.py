@@ -1,0 +1,137 @@
+"""CLI commands of the report layer: ``report``, ``compare``, ``check``, ``baseline``.
+
+:func:`register` adds them to a typer app (pvm_bench/cli.py calls it). Exit codes: 0 success /
+check passed, 1 check failed, 2 bad input (one ``error:`` line naming the file and the fix).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pvm_bench.errors import UserError
+
+err = Console(stderr=True)
+out = Console()
+
+STATUS_STYLE = {"ok": "green", "better": "bold green", "worse": "bold red", "missing": "bold red"}
+
+
+def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a :class:`UserError` (e.g. ReportInputError) into one ``error:`` line and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory, reports/<run_id>.")],
+) -> None:
+    """Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR."""
+    from pvm_bench.report import build_report
+
+    html = build_report(run_dir)
+    out.print(f"report: {html}", highlight=False)
+    out.print(f"summary: {html.parent / 'summary.md'}", highlight=False)
+
+
+def compare_command(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("-o", "--output", help="FILE.md / FILE.csv (both are written) or a folder for compare.{md,csv}."),
+    ] = None,
+) -> None:
+    """Side-by-side table of several runs (markdown + csv), e.g. two models or two adapters."""
+    from pvm_bench.report.summary import ReportInputError, compare_runs, to_markdown
+
+    if len(run_dirs) < 2:
+        raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
+    numeric, readable = compare_runs(run_dirs)
+    md = "# pvm-bench compare\n\n" + "".join(f"- {p}\n" for p in run_dirs) + "\n" + to_markdown(readable)
+    if output is None:
+        typer.echo(md)  # plain: rich would re-wrap the markdown table
+        return
+    if output.suffix.lower() in (".md", ".csv"):
+        md_path, csv_path = output.with_suffix(".md"), output.with_suffix(".csv")
+    else:
+        md_path, csv_path = output / "compare.md", output / "compare.csv"
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(md, encoding="utf-8")
+    numeric.to_csv(csv_path, index=False)
+    out.print(f"compare: {md_path} and {csv_path}", highlight=False)
+
+
+def check_command(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory to check.")],
+    baseline: Annotated[Path, typer.Option("--baseline", "-b", help="Baseline JSON (pvm-bench baseline -o FILE).")],
+    tolerance: Annotated[
+        Optional[float],
+        typer.Option(help="Absolute tolerance for every metric (default: each baseline value's 95% CI half-width)."),
+    ] = None,
+    allow_partial: Annotated[bool, typer.Option(help="Do not fail because the run is partial.")] = False,
+    markdown: Annotated[
+        Optional[Path], typer.Option(help="Also write the verdict and diff table as markdown (e.g. $GITHUB_STEP_SUMMARY).")
+    ] = None,
+) -> None:
+    """Exit 0 when every baseline metric is within tolerance (or better), 1 otherwise, 2 on bad input."""
+    from pvm_bench.report.check import check
+
+    result = check(run_dir, baseline, tolerance=tolerance, allow_partial=allow_partial)
+    table = Table("task", "variant", "metric", "baseline", "current", "Δ", "tolerance", "status",
+                  title=f"pvm-bench check: {run_dir} vs {baseline}")
+    rows = result.table
+    # failures first, then the rest in baseline order
+    rows = rows.assign(_f=~rows["status"].isin(["worse", "missing"])).sort_values("_f", kind="stable")
+    for r in rows.itertuples(index=False):
+        def num(x: float, signed: bool = False) -> str:
+            return "–" if x != x else (f"{x:+.4f}" if signed else f"{x:.4f}")
+
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(r.task, r.variant, r.metric, num(r.baseline), num(r.current), num(r.delta, True),
+                      num(r.tolerance), f"[{style}]{r.status}[/]")
+    Console(width=max(out.width, 132)).print(table)  # CI logs default to 80 columns
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False, markup=False)
+    if markdown is not None:
+        with open(markdown, "a", encoding="utf-8") as fh:
+            fh.write(result.to_markdown() + "\n")
+    if result.passed:
+        out.print("[bold green]check: PASS[/]")
+        return
+    out.print(f"[bold red]check: FAIL[/] ({len(result.failures)} metric(s) worse or missing"
+              + (", run is partial" if "partial" in " ".join(result.notes) and not allow_partial else "") + ")")
+    raise typer.Exit(1)
+
+
+def baseline_command(
+    run_dir: Annotated[Path, typer.Argument(help="A completed run directory.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the baseline JSON.")],
+    allow_partial: Annotated[bool, typer.Option(help="Allow a partial (unfinished) run as the baseline.")] = False,
+) -> None:
+    """Write RUN_DIR's metrics (with their 95% CIs) as a baseline file for `pvm-bench check`."""
+    from pvm_bench.report.check import write_baseline
+
+    path = write_baseline(run_dir, output, allow_partial=allow_partial)
+    out.print(f"baseline: {path}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report``, ``compare``, ``check`` and ``baseline`` to ``app``."""
+    app.command("report")(_one_line_errors(report_command))
+    app.command("compare")(_one_line_errors(compare_command))
+    app.command("check")(_one_line_errors(check_command))
+    app.command("baseline")(_one_line_errors(baseline_command))
