@@ -1,0 +1,310 @@
+"""Saving and loading PVM weights: adapter directories and full reference-format checkpoints.
+
+Two formats are read (detected by :func:`detect_format`):
+
+* **adapter** directory: ``pvm_config.json`` (base model id and fingerprint, layers,
+  pvm_hidden_size, dtype, version) + ``adapter.safetensors`` holding only the PVM tensors under
+  the reference names ``model.language_model.layers.{i}.pvm_block.*``;
+* **full** reference checkpoint: an ordinary transformers model directory whose config has
+  ``text_config.pvm_layers`` / ``text_config.pvm_hidden_size`` and whose safetensors hold the
+  PVM tensors under the same names next to the base weights.
+
+:func:`export_reference` writes the full format back. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from pvm_bench.pvm.attach import PVMAttachError, PVMHandle, attach_pvm
+
+if TYPE_CHECKING:
+    from pvm_bench.models.loading import LoadedModel
+
+ADAPTER_CONFIG = "pvm_config.json"
+ADAPTER_WEIGHTS = "adapter.safetensors"
+ADAPTER_VERSION = 1
+_PVM_KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.pvm_block\.(.+)$")
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+class PVMFormatError(PVMAttachError):
+    """A path is not a PVM adapter/checkpoint, or does not fit the model; the message says how to fix it."""
+
+
+def _handle_of(obj: LoadedModel | PVMHandle | nn.Module) -> PVMHandle:
+    if isinstance(obj, PVMHandle):
+        return obj
+    handle = getattr(obj, "pvm", None) or getattr(obj, "_pvm_handle", None)
+    if handle is None:
+        raise PVMFormatError("no PVM is attached to this model; attach or load one first (attach_pvm / load_pvm)")
+    return handle
+
+
+def _hf_of(obj: LoadedModel | nn.Module) -> nn.Module:
+    return obj.hf_model if hasattr(obj, "hf_model") else obj  # type: ignore[return-value]
+
+
+def _text_config_dict(config: dict[str, Any]) -> dict[str, Any]:
+    tc = config.get("text_config")
+    return tc if isinstance(tc, dict) else config
+
+
+def detect_format(path: str | Path) -> Literal["adapter", "full"]:
+    """``"adapter"`` or ``"full"``; raises :class:`PVMFormatError` for anything else."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise PVMFormatError(f"PVM path '{p}' is not a directory; pass an adapter dir or a reference checkpoint dir")
+    if (p / ADAPTER_CONFIG).is_file():
+        if not (p / ADAPTER_WEIGHTS).is_file():
+            raise PVMFormatError(f"'{p}' has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}; the adapter is incomplete")
+        return "adapter"
+    cfg_path = p / "config.json"
+    if cfg_path.is_file():
+        tc = _text_config_dict(json.loads(cfg_path.read_text()))
+        if tc.get("pvm_layers") is not None and tc.get("pvm_hidden_size") is not None:
+            return "full"
+        raise PVMFormatError(
+            f"'{p}' is a model directory without PVM (config has no text_config.pvm_layers / pvm_hidden_size); "
+            "pass a PVM adapter dir or a reference-format PVM checkpoint"
+        )
+    raise PVMFormatError(f"'{p}' has neither {ADAPTER_CONFIG} (adapter) nor config.json (reference checkpoint)")
+
+
+def _weight_files(p: Path) -> list[Path]:
+    index = p / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [p / n for n in names]
+    files = sorted(p.glob("*.safetensors"))
+    if not files:
+        raise PVMFormatError(f"'{p}' has no .safetensors weights (pickled .bin checkpoints are not loaded)")
+    return files
+
+
+def read_checkpoint_tensors(path: str | Path, select: re.Pattern[str] | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors model dir whose names match ``select`` (default: PVM tensors)."""
+    pattern = select or _PVM_KEY
+    out: dict[str, torch.Tensor] = {}
+    for file in _weight_files(Path(path)):
+        with safe_open(str(file), framework="pt") as fh:
+            for key in fh.keys():
+                if pattern.search(key):
+                    out[key] = fh.get_tensor(key)
+    return out
+
+
+def _canonical(tensors: dict[str, torch.Tensor], handle: PVMHandle) -> dict[str, torch.Tensor]:
+    """Rename ``...layers.{i}.pvm_block.x`` keys (any prefix) to the handle's reference names."""
+    out = {}
+    for key, value in tensors.items():
+        m = _PVM_KEY.search(key)
+        if m is None:
+            raise PVMFormatError(f"tensor '{key}' is not a PVM tensor (expected '...layers.N.pvm_block.*')")
+        out[handle.key(int(m.group(1)), m.group(2))] = value
+    return out
+
+
+def _intermediate_from(tensors: dict[str, torch.Tensor]) -> int | None:
+    for key, value in tensors.items():
+        if key.endswith("mlp.gate_proj.weight"):
+            return int(value.shape[0])
+    return None
+
+
+def _base_signature(hf_model: nn.Module) -> dict[str, Any]:
+    tc = hf_model.config.get_text_config()
+    return {
+        "model_type": hf_model.config.model_type,
+        "hidden_size": int(tc.hidden_size),
+        "num_hidden_layers": int(tc.num_hidden_layers),
+        "vocab_size": int(getattr(tc, "vocab_size", 0) or 0),
+    }
+
+
+def _is_hub_id(source: str | None) -> bool:
+    if not source:
+        return False
+    from pvm_bench.models.loading import is_local_source
+
+    return not is_local_source(source)
+
+
+def save_adapter(model: LoadedModel | PVMHandle | nn.Module, out_dir: str | Path, *, dtype: torch.dtype | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write ``pvm_config.json`` + ``adapter.safetensors`` (only PVM tensors, reference names).
+
+    ``dtype`` converts the saved tensors (default: as attached). ``extra`` adds JSON fields
+    (e.g. training metadata) to the config. Returns ``out_dir``.
+    """
+    handle = _handle_of(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", dtype=dtype or v.dtype).contiguous().clone() for k, v in handle.state_dict().items()}
+    saved_dtype = next(iter(tensors.values())).dtype
+    save_file(tensors, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt", "pvm_bench": "adapter"})
+    from pvm_bench import __version__
+
+    config = {
+        "format": "pvm-bench-adapter",
+        "version": ADAPTER_VERSION,
+        "base_model": handle.base_model_id,
+        "base_fingerprint": handle.base_fingerprint,
+        "base": _base_signature(handle.hf_model),
+        "layers": list(handle.layers),
+        "pvm_hidden_size": handle.hidden_size,
+        "intermediate_size": handle.shape.intermediate_size,
+        "dtype": _DTYPE_NAMES.get(saved_dtype, str(saved_dtype).removeprefix("torch.")),
+        "pvm_bench_version": __version__,
+        **(extra or {}),
+    }
+    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return out
+
+
+def _check_adapter_base(config: dict[str, Any], model: LoadedModel | nn.Module, path: Path) -> None:
+    hf = _hf_of(model)
+    want = config.get("base") or {}
+    have = _base_signature(hf)
+    diffs = [f"{k} {want[k]} != {have[k]}" for k in have if k in want and want[k] != have[k]]
+    base_id = config.get("base_model")
+    if diffs:
+        raise PVMFormatError(
+            f"adapter '{path}' was trained on base model '{base_id}' ({', '.join(diffs)} in the loaded model); "
+            f"load it on '{base_id}'"
+        )
+    fp_want = config.get("base_fingerprint")
+    fp_have = getattr(model, "fingerprint", None)
+    source = getattr(model, "source", None)
+    comparable = _is_hub_id(base_id) == _is_hub_id(source)  # hub-id and local-dir fingerprints differ by design
+    if fp_want and fp_have and comparable and fp_want != fp_have:
+        raise PVMFormatError(
+            f"adapter '{path}' was trained on base model '{base_id}' (fingerprint {fp_want}) but the loaded "
+            f"model is '{source}' (fingerprint {fp_have}); load the adapter on its base model, or pass "
+            "check_base=False if you know the weights are the same"
+        )
+
+
+def _check_full_base(path: Path, model: LoadedModel | nn.Module) -> None:
+    """A full checkpoint carries its own base weights: refuse to graft its PVM onto another base."""
+    source = getattr(model, "source", None)
+    if source is not None and Path(source).expanduser().resolve() == path.resolve():
+        return
+    hf = _hf_of(model)
+    want = _text_config_dict(json.loads((path / "config.json").read_text()))
+    have = _base_signature(hf)
+    for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
+        if key in want and int(want[key]) != have[key]:
+            raise PVMFormatError(
+                f"checkpoint '{path}' has {key} {want[key]} but the loaded model '{source}' has {have[key]}; "
+                f"load the checkpoint itself as the model: load_model('{path}', pvm='{path}')"
+            )
+    # Norm weights are small and change under any fine-tuning of the base (the paper's GRPO
+    # stage trains the LLM too), so they tell whether the checkpoint's base is this model.
+    norms = read_checkpoint_tensors(path, re.compile(r"layers\.\d+\.(input_layernorm|post_attention_layernorm)\.weight$"))
+    own = dict(hf.named_parameters())
+    for key, value in norms.items():
+        if key in own and not torch.equal(own[key].detach().cpu().to(value.dtype), value):
+            raise PVMFormatError(
+                f"checkpoint '{path}' has different base weights than the loaded model '{source}' "
+                f"(first difference: '{key}'); load the checkpoint itself as the model: "
+                f"load_model('{path}', pvm='{path}')"
+            )
+
+
+def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bool = True) -> PVMHandle:
+    """Attach PVM from ``path`` (adapter dir or full reference checkpoint) and return the handle.
+
+    The handle is also set as ``model.pvm`` for a LoadedModel. Tensors are cast to the model's
+    dtype. ``check_base`` verifies that the adapter/checkpoint belongs to the loaded base.
+
+    Raises:
+        PVMFormatError: not a PVM path, a different base model, or tensor shapes that do not
+            fit (the message names the tensor or model and the fix).
+    """
+    p = Path(path).expanduser()
+    fmt = detect_format(p)
+    if fmt == "adapter":
+        config = json.loads((p / ADAPTER_CONFIG).read_text())
+        if int(config.get("version", 0)) > ADAPTER_VERSION:
+            raise PVMFormatError(f"adapter '{p}' has version {config['version']}; upgrade pvm-bench to read it")
+        if check_base:
+            _check_adapter_base(config, model, p)
+        tensors: dict[str, torch.Tensor] = {}
+        with safe_open(str(p / ADAPTER_WEIGHTS), framework="pt") as fh:
+            for key in fh.keys():
+                tensors[key] = fh.get_tensor(key)
+        layers, d = config["layers"], int(config["pvm_hidden_size"])
+        base_id, base_fp = config.get("base_model"), config.get("base_fingerprint")
+    else:
+        tc = _text_config_dict(json.loads((p / "config.json").read_text()))
+        if check_base:
+            _check_full_base(p, model)
+        tensors = read_checkpoint_tensors(p)
+        layers, d = tc["pvm_layers"], int(tc["pvm_hidden_size"])
+        base_id, base_fp = str(p), None
+        if not tensors:
+            raise PVMFormatError(f"checkpoint '{p}' declares pvm_layers {layers} but holds no '*.pvm_block.*' tensors")
+    try:
+        handle = attach_pvm(model, layers=[int(x) for x in layers], hidden_size=d,
+                            intermediate_size=_intermediate_from(tensors))
+    except PVMAttachError as exc:
+        raise PVMFormatError(f"'{p}': {exc}") from None
+    try:
+        handle.load_state_dict(_canonical(tensors, handle), source=str(p))
+    except PVMAttachError:
+        handle.remove()
+        if hasattr(model, "pvm"):
+            model.pvm = None  # type: ignore[union-attr]
+        raise
+    handle.base_model_id = base_id or handle.base_model_id
+    handle.base_fingerprint = base_fp or handle.base_fingerprint
+    return handle
+
+
+def export_reference(model: LoadedModel, out_dir: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Write base + PVM as one reference-format checkpoint (config fields + weights) to ``out_dir``.
+
+    The result loads with ``load_model(out_dir, pvm=out_dir)`` and with the reference code.
+    """
+    handle = _handle_of(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hf = model.hf_model
+    tc = hf.config.get_text_config()
+    for name, value in handle.config_fields().items():
+        setattr(tc, name, value)
+    original = next(hf.parameters()).dtype
+    if dtype is not None and dtype != original:
+        hf.to(dtype)
+    try:
+        hf.save_pretrained(out)
+    finally:
+        if dtype is not None and dtype != original:
+            hf.to(original)
+    if getattr(model, "processor", None) is not None:
+        model.processor.save_pretrained(out)
+    saved = read_checkpoint_tensors(out)
+    if len(saved) != len(handle.state_dict()):
+        raise PVMFormatError(f"export to '{out}' lost PVM tensors ({len(saved)} of {len(handle.state_dict())} saved)")
+    return out
+
+
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_WEIGHTS",
+    "PVMFormatError",
+    "detect_format",
+    "export_reference",
+    "load_pvm",
+    "read_checkpoint_tensors",
+    "save_adapter",
+]
