@@ -1,0 +1,245 @@
+"""MATH-Vision (MathLLMs/MathVision, split ``testmini``): competition math with images.
+
+lmms-eval 0.7.3 ``tasks/mathvision`` (``mathvision_testmini``): prompt ``'Please solve the
+problem step by step and put your answer in one "\\boxed{}".'`` + question (+ ``Choices: A. ..``
+and "Answer the question with the option's letter from the given choices directly." for
+multiple choice). Score: ``mathvision_process_results`` with ``find_math_answer`` and
+``is_equal`` from ``eval_utils.py`` (ported below). ``is_equal``'s symbolic step uses
+``latex2sympy2`` when installed (as lmms-eval does); without it that step is skipped and
+``Score.details["symbolic"]`` says so (string/tuple equality still apply).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pvm_bench.data import load_rows
+from pvm_bench.scoring import prepare_output, truncated_score
+from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+
+MC_PROMPT = "Answer the question with the option's letter from the given choices directly."
+
+try:  # optional, as in lmms-eval
+    from latex2sympy2 import latex2sympy  # type: ignore[import-not-found]
+except Exception:  # pragma: no cover - depends on the environment
+    latex2sympy = None
+
+
+def is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def eval_tuple(s: str) -> str:
+    """lmms-eval mathvision ``eval_tuple``."""
+    sl = s[1:-1].split(",")
+    try:
+        if latex2sympy is None:
+            return s
+        if s[0] == "(" and s[-1] == ")" and len(sl) > 1:
+            s = ",".join([str(round(eval(str(latex2sympy(sub))), 2)) if "infty" not in sub and sub not in ["a", "-a"] else sub for sub in sl])
+            return f"({s})"
+        if s[0] == "[" and s[-1] == "]" and len(sl) > 1:
+            s = ",".join([str(round(eval(str(latex2sympy(sub))), 2)) if "infty" not in sub and sub not in ["a", "-a"] else sub for sub in sl])
+            return f"[{s}]"
+    except Exception:
+        return s
+    return s
+
+
+def is_equal(asw: str, gt_asw: str) -> bool:
+    """lmms-eval mathvision ``is_equal``."""
+    asw = asw.lower()
+    gt_asw = gt_asw.lower()
+    if asw.replace(" ", "") == "" or gt_asw.replace(" ", "") == "":
+        return False
+    if gt_asw.strip() == asw.strip():
+        return True
+    asw = eval_tuple(asw)
+    gt_asw = eval_tuple(gt_asw)
+    if gt_asw == asw:
+        return True
+    if latex2sympy is None:
+        return False
+    try:
+        return round(eval(str(latex2sympy(gt_asw))), 2) == round(eval(str(latex2sympy(asw))), 2)
+    except Exception:
+        return False
+
+
+def _fix_fracs(string: str) -> str:
+    substrs = string.split("\\frac")
+    new_str = substrs[0]
+    if len(substrs) > 1:
+        for substr in substrs[1:]:
+            new_str += "\\frac"
+            if len(substr) > 0 and substr[0] == "{":
+                new_str += substr
+            else:
+                if len(substr) < 2:
+                    return string
+                a, b = substr[0], substr[1]
+                if b != "{":
+                    new_str += "{" + a + "}{" + b + "}" + (substr[2:] if len(substr) > 2 else "")
+                else:
+                    new_str += "{" + a + "}" + b + (substr[2:] if len(substr) > 2 else "")
+    return new_str
+
+
+def _fix_a_slash_b(string: str) -> str:
+    if len(string.split("/")) != 2:
+        return string
+    a, b = string.split("/")
+    try:
+        ia, ib = int(a), int(b)
+        assert string == "{}/{}".format(ia, ib)
+        return "\\frac{" + str(ia) + "}{" + str(ib) + "}"
+    except Exception:
+        return string
+
+
+def _remove_right_units(string: str) -> str:
+    return string.split("\\text{ ")[0]
+
+
+def _fix_sqrt(string: str) -> str:
+    if "\\sqrt" not in string:
+        return string
+    splits = string.split("\\sqrt")
+    new_string = splits[0]
+    for split in splits[1:]:
+        if len(split) > 0 and split[0] != "{":
+            new_string += "\\sqrt{" + split[0] + "}" + split[1:]
+        else:
+            new_string += "\\sqrt" + split
+    return new_string
+
+
+def _strip_string(string: str) -> str:
+    string = string.replace("\n", "").replace("\\!", "").replace("\\\\", "\\")
+    string = string.replace("tfrac", "frac").replace("dfrac", "frac")
+    string = string.replace("\\left", "").replace("\\right", "")
+    string = string.replace("^{\\circ}", "").replace("^\\circ", "")
+    string = string.replace("\\$", "").replace("$", "")
+    string = _remove_right_units(string)
+    string = string.replace("\\%", "").replace("\\%", "")
+    string = string.replace(" .", " 0.").replace("{.", "{0.")
+    if len(string) == 0:
+        return string
+    if string[0] == ".":
+        string = "0" + string
+    if len(string.split("=")) == 2:
+        string = string.split("=")[-1]
+    if len(string.split("\\approx")) == 2:
+        string = string.split("\\approx")[-1]
+    if "sqrt" in string:
+        string = _fix_sqrt(string)
+    string = string.replace(" ", "")
+    if "sqrt" in string:
+        string = _fix_fracs(string)
+    if string == "0.5":
+        string = "\\frac{1}{2}"
+    return _fix_a_slash_b(string)
+
+
+def find_math_answer(s: str) -> str:
+    """lmms-eval mathvision ``find_math_answer``."""
+    s = s.lower()
+    if "{}" in s:
+        s = s.replace("{}", "")
+    try:
+        ans = re.compile("oxed{(.*)}", flags=re.S).findall(s)[-1]
+    except Exception:
+        ans = s
+    if ans.find("}") != -1 and (ans.find("{") == -1 or ans.find("}") < ans.find("{")):
+        ans = ans.split("}")[0]
+    ans = ans.split("=")[-1]
+    ans = ans.split("\\approx")[-1]
+    ans = ans.replace(" ", "").replace("\\,", "").replace("∞", "\\infty")
+    ans = ans.replace("+\\infty", "\\infty").replace("\\\\", "\\").replace("\n", "")
+    ans = ans.replace("\\text", "").replace("\\mbox", "").replace("bmatrix", "pmatrix")
+    ans = ans.replace("\\left", "").replace("\\right", "").replace("^{\\circ}", "")
+    ans = ans.replace("^\\circ", "").replace("{m}^3", "").replace("m^3", "")
+    ans = ans.replace("{units}", "").replace("units", "").replace("{km}", "").replace("km", "")
+    return _strip_string(ans)
+
+
+def extract(model_answer: str) -> str:
+    """The answer string of lmms-eval ``mathvision_process_results`` for one response."""
+    model_answer = model_answer.strip()
+    for c in "ABCDE":
+        if (model_answer.endswith(f" {c}.") or model_answer.endswith(f" ({c}).") or model_answer.startswith(f"{c}\n")
+                or model_answer.startswith(f"({c})\n") or model_answer.startswith(f"({c}) {c}\n")):
+            model_answer = c
+    if is_number(model_answer.split("is ")[-1].rstrip(".")):
+        model_answer = model_answer.split("is ")[-1].rstrip(".")
+    if "oxed{" not in model_answer:
+        for flag in ["the final answer is", "the answer is", "the correct answer is", "the answer should be"]:
+            raw = model_answer
+            model_answer = model_answer.split(flag)[-1].strip()
+            if flag in raw:
+                model_answer = model_answer.split("\n")[0].split(". ")[0]
+            flag = flag.replace("the", "The")
+            raw = model_answer
+            model_answer = model_answer.split(flag)[-1].strip()
+            if flag in raw:
+                model_answer = model_answer.split("\n")[0].split(". ")[0]
+    elif model_answer.count("oxed{") > 1:
+        model_answer = "\\boxed{" + model_answer.split("oxed{")[-1]
+    out = find_math_answer(model_answer)
+    for letter in "abcde":
+        out = out.replace(f"({letter})", letter)
+    for letter in "abcde":
+        out = out.replace("{" + letter + "}", letter)
+    return out.rstrip(".").lstrip(":").strip()
+
+
+class MathVision(Task):
+    name = "mathvision"
+    version = "1.0"
+    description = "MATH-Vision testmini: competition math with images (lmms-eval boxed prompt, rule-based is_equal)"
+    splits = ("testmini", "test")
+    default_split = "testmini"
+    hub_id = "MathLLMs/MathVision"
+    generation = {"max_new_tokens": 2048}
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
+        split = split or self.default_split
+        rows = load_rows("mathvision", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
+        out = []
+        for i, row in enumerate(rows):
+            ident = row.get("id", f"row {i}")
+            if row.get("question") is None or row.get("answer") is None or row.get("decoded_image") is None:
+                raise TaskError(f"task '{self.name}': record {ident} lacks question/answer/decoded_image (MathLLMs/MathVision schema expected)")
+            options = list(row.get("options") or [])
+            choices_str = "\n".join(f"{chr(ord('A') + j)}. {c}" for j, c in enumerate(options))
+            prompt = 'Please solve the problem step by step and put your answer in one "\\boxed{}".'
+            prompt += f"{row['question']}\nChoices: {choices_str}" + "\n" + MC_PROMPT if choices_str else row["question"]
+            out.append(Sample(
+                id=str(ident), question=prompt, target=str(row["answer"]),
+                images=[LazyImage(row["decoded_image"], name=f"{self.name} sample {ident} decoded_image")],
+                choices=options or None, metadata={"level": row.get("level"), "subject": row.get("subject")},
+            ))
+        return out
+
+    def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
+        prep = prepare_output(output)
+        details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mathvision_process_results",
+                                   "symbolic": "latex2sympy2" if latex2sympy is not None else "unavailable"}
+        if prep.unfinished_reasoning:
+            return truncated_score(reason="ended inside a reasoning block", **details)
+        answer = extract(prep.text)
+        gt = sample.target
+        gt_value = sample.choices[ord(gt) - ord("A")] if sample.choices and len(gt) == 1 and 0 <= ord(gt) - ord("A") < len(sample.choices) else ""
+        ok = is_equal(gt, answer) or is_equal(gt_value, answer)
+        if truncated and not ok and "oxed{" not in prep.text:
+            return truncated_score(parsed=answer, **details)
+        return Score(value=float(ok), parsed=answer, details=details)
+
+
+TASKS = [MathVision()]

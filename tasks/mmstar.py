@@ -1,0 +1,90 @@
+"""MMStar (Lin-Chen/MMStar, split ``val``): vision-indispensable multiple-choice questions.
+
+lmms-eval 0.7.3 ``tasks/mmstar``: prompt = question + ``post_prompt`` ("\\nAnswer with the
+option's letter from the given choices directly"; ``qwen3_vl`` kwargs: "Question: " prefix and
+"Answer with the option letter only."); score = ``extract_mcq_answer`` (A-D) == answer, after
+reasoning blocks are stripped. Aggregate: mean accuracy plus lmms-eval's ``average`` (mean over
+L2 categories) as ``average_l2``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pvm_bench.data import load_rows
+from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
+from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+
+REPLACE_PROMPT = " Please answer yes or no."
+KWARGS = {
+    "default": {"pre_prompt": "", "post_prompt": "\nAnswer with the option's letter from the given choices directly"},
+    "qwen3_vl": {"pre_prompt": "Question: ", "post_prompt": "Answer with the option letter only."},
+}
+
+
+def doc_to_text(doc: dict[str, Any], kwargs: dict[str, str]) -> str:
+    """lmms-eval ``mmstar_doc_to_text``."""
+    question = doc["question"].strip()
+    if kwargs.get("pre_prompt"):
+        question = question.replace(REPLACE_PROMPT, "")
+        question = f"{kwargs['pre_prompt']}{question}"
+    if kwargs.get("post_prompt"):
+        question = question.replace(REPLACE_PROMPT, "")
+        question = f"{question}{kwargs['post_prompt']}"
+    return question
+
+
+class MMStar(Task):
+    name = "mmstar"
+    version = "1.0"
+    description = "MMStar: 1500 vision-indispensable multiple-choice questions (lmms-eval prompt and MCQ extraction)"
+    splits = ("val",)
+    default_split = "val"
+    hub_id = "Lin-Chen/MMStar"
+    generation = {"max_new_tokens": 32}
+
+    def __init__(self, prompt: str = "default", name: str | None = None) -> None:
+        self.prompt = prompt
+        if name:
+            self.name = name
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
+        split = split or self.default_split
+        rows = load_rows("mmstar", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
+        out = []
+        for i, row in enumerate(rows):
+            ident = row.get("index", f"row {i}")
+            missing = [k for k in ("question", "answer", "image") if row.get(k) is None]
+            if missing:
+                raise TaskError(f"task '{self.name}': record {ident} lacks {', '.join(missing)} (Lin-Chen/MMStar schema expected)")
+            out.append(Sample(
+                id=str(ident), question=doc_to_text(row, KWARGS[self.prompt]), target=str(row["answer"]).strip().upper(),
+                images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")], choices=["A", "B", "C", "D"],
+                metadata={"category": row.get("category"), "l2_category": row.get("l2_category")},
+            ))
+        return out
+
+    def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
+        prep = prepare_output(output)
+        details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 extract_mcq_answer", "l2_category": sample.metadata.get("l2_category")}
+        if prep.unfinished_reasoning:
+            return truncated_score(reason="ended inside a reasoning block", **details)
+        letter = extract_mcq_answer(prep.text, choices=["A", "B", "C", "D"])
+        if truncated and not letter:
+            return truncated_score(**details)
+        return Score(value=float(letter == sample.target), parsed=letter or None, details=details)
+
+    def aggregate(self, scores: Sequence[Score]) -> dict[str, float]:
+        out = super().aggregate(scores)
+        by_l2: dict[Any, list[float]] = defaultdict(list)
+        for s in scores:
+            by_l2[s.details.get("l2_category")].append(s.value)
+        if by_l2:
+            out["average_l2"] = sum(sum(v) / len(v) for v in by_l2.values()) / len(by_l2)
+        return out
+
+
+TASKS = [MMStar(), MMStar(prompt="qwen3_vl", name="mmstar_qwen3vl")]

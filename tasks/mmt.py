@@ -1,0 +1,80 @@
+"""MMT-Bench (lmms-lab-encoder/MMT-Benchmark, split ``val``): multitask multiple choice (A-I).
+
+lmms-eval 0.7.3 ``tasks/mmt`` (``mmt_val``): prompt ``"Question: <image>\\n{question}\\nA: ..\\n
+B: ..\\nAnswer the question using a single character from the given options."``; score =
+``parse_multi_choice_response`` (MMMU-adapted, without the option-text fallback; random guess
+when nothing parses, seeded here from the sample id) == answer.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from pvm_bench.data import load_rows
+from pvm_bench.scoring import _argmax, prepare_output, seed_for, truncated_score
+from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+
+LETTERS = ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
+POST_PROMPT = "\nAnswer the question using a single character from the given options."
+
+
+def parse_multi_choice_response(response: str, all_choices: list[str], rng: random.Random) -> tuple[str, bool]:
+    """lmms-eval 0.7.3 ``tasks/mmt/utils.py`` ``parse_multi_choice_response``; (letter, guessed)."""
+    for char in [",", ".", "!", "?", ";", ":", "'"]:
+        response = response.strip(char)
+    response = " " + response + " "
+    candidates = [c for c in all_choices if f"({c})" in response]
+    if not candidates:
+        candidates = [c for c in all_choices if f" {c} " in response]
+    if not candidates:
+        candidates = [c for c in all_choices if f"{c}." in response]
+    if not candidates:
+        return rng.choice(all_choices), True
+    if len(candidates) > 1:
+        return candidates[_argmax([response.rfind(f" {c} ") for c in candidates])], False
+    return candidates[0], False
+
+
+class MMT(Task):
+    name = "mmt"
+    version = "1.0"
+    description = "MMT-Bench val: 32 meta-tasks of multimodal multiple choice (lmms-eval mmt_val prompt and parser)"
+    splits = ("val",)
+    default_split = "val"
+    hub_id = "lmms-lab-encoder/MMT-Benchmark"
+    generation = {"max_new_tokens": 8}
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
+        split = split or self.default_split
+        rows = load_rows("mmt", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
+        out = []
+        for i, row in enumerate(rows):
+            ident = row.get("index", f"row {i}")
+            if row.get("question") is None or row.get("answer") is None or row.get("image") is None:
+                raise TaskError(f"task '{self.name}': record {ident} lacks question/answer/image (MMT-Benchmark schema expected)")
+            options = [f"{c}: {row[c].strip()}" for c in LETTERS if row.get(c) and row[c].strip()]
+            text = "Question: <image>\n" + row["question"].strip() + "\n" + "\n".join(options) + POST_PROMPT
+            images = row["image"] if isinstance(row["image"], list) else [row["image"]]
+            out.append(Sample(
+                id=str(ident), question=text, target=str(row["answer"]).strip(),
+                images=[LazyImage(im, name=f"{self.name} sample {ident} image") for im in images],
+                choices=[c for c in LETTERS if row.get(c)],
+                metadata={"l2_category": row.get("l2-category", "unknown"), "category": row.get("category")},
+            ))
+        return out
+
+    def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
+        prep = prepare_output(output)
+        details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mmt parse_multi_choice_response"}
+        if prep.unfinished_reasoning:
+            return truncated_score(reason="ended inside a reasoning block", **details)
+        letter, guessed = parse_multi_choice_response(prep.text.strip(), list(sample.choices or LETTERS), random.Random(seed_for(sample.id)))
+        details["guessed"] = guessed
+        if truncated and guessed:
+            return truncated_score(**details)
+        return Score(value=float(letter == sample.target), parsed=letter, details=details)
+
+
+TASKS = [MMT()]
