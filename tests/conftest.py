@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny models built once per session, the fixture data dir, offline mode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network: the hub is unreachable on CI machines anyway.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # reproducible MKL sums (see pvm_bench/__init__.py)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_DATA = FIXTURES / "data"
+
+
+@pytest.fixture(scope="session")
+def fixture_data() -> Path:
+    return FIXTURE_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen3-VL model directory (seed 0)."""
+    from pvm_bench.testing import build_tiny_model
+
+    return build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("models") / "tiny-qwen3-vl", seed=0)
