@@ -1,0 +1,92 @@
+"""build_report on synthetic runs: files, summary contract, partial / single-variant / no-attention."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TRUE_A, TRUE_B, TRUE_C
+
+from pvm_bench.report import build_report
+from pvm_bench.report.summary import build_summary, layer_bands, load_run
+
+
+def test_build_report_writes_everything_fast(make_run: Callable[..., Path]) -> None:
+    run = make_run(n_samples=12, max_len=200)
+    t0 = time.perf_counter()
+    html = build_report(run)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 5.0, f"build_report took {elapsed:.1f} s"
+    assert html == run / "report.html" and html.exists()
+    for name in ("summary.csv", "summary.md", "plots/decay.png", "plots/heatmap.png",
+                 "plots/accuracy_vs_length.png", "plots/accuracy_by_task.png"):
+        assert (run / name).stat().st_size > 0, name
+    table = pd.read_csv(run / "summary.csv")
+    assert list(table["task"].unique()) == ["colour", "count", "ALL"]
+    for col in ("accuracy", "acc_ci_low", "acc_ci_high", "diff_vs_base", "p_value", "truncation_rate",
+                "tokens_per_s", "acc_len_0_63", "fit_all_a", "fit_early_r2", "fit_late_c",
+                "half_life_all_fit", "half_life_all_obs", "mass_all_t64", "mass_all_t1024",
+                "entropy_early", "entropy_late", "hesitation_rate"):
+        assert col in table.columns, col
+    base = table[(table["task"] == "ALL") & (table["variant"] == "base")].iloc[0]
+    assert np.isnan(base["diff_vs_base"]) and np.isnan(base["mass_all_t1024"])  # t=1024 not reached
+    md = (run / "summary.md").read_text()
+    assert "## Accuracy" in md and "PARTIAL" not in md
+
+
+def test_summary_recovers_the_synthetic_decay(make_run: Callable[..., Path]) -> None:
+    run = make_run(n_samples=10, max_len=400, tasks=("colour",), entropy=False)
+    summary = build_summary(load_run(run))
+    t = summary.table.set_index("variant")
+    # generated with a layer-dependent scale 1 + 0.1 (L - l)/L, averaged over 6 layers: 1.0583
+    scale = np.mean([1 + 0.1 * (6 - layer) / 6 for layer in range(6)])
+    for variant in ("base", "pvm"):
+        assert t.loc[variant, "fit_all_a"] == pytest.approx(TRUE_A[variant] * scale, rel=0.05)
+        assert t.loc[variant, "fit_all_b"] == pytest.approx(TRUE_B * scale, rel=0.05)
+        assert t.loc[variant, "fit_all_c"] == pytest.approx(TRUE_C, rel=0.05)
+    assert t.loc["pvm", "mass_all_t256"] > t.loc["base", "mass_all_t256"]
+    assert "entropy_early" not in summary.table.columns
+
+
+def test_layer_bands_are_thirds() -> None:
+    assert layer_bands(range(7)) == {"all": list(range(7)), "early": [0, 1, 2], "middle": [3, 4], "late": [5, 6]}
+    assert layer_bands([4]) == {"all": [4], "early": [4]}
+    assert layer_bands([]) == {}
+
+
+def test_single_variant_without_attention(make_run: Callable[..., Path]) -> None:
+    run = make_run(variants=("base",), attention=False, n_samples=6, tasks=("colour",))
+    html = build_report(run).read_text()
+    table = pd.read_csv(run / "summary.csv")
+    assert len(table) == 1 and "fit_all_a" not in table.columns
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["accuracy_by_task.png", "accuracy_vs_length.png"]
+    assert "accuracy-table" in html
+
+
+def test_partial_run_and_step_only_rows(make_run: Callable[..., Path]) -> None:
+    run = make_run(status="running", n_samples=6, max_len=60, tasks=("colour",))
+    # a killed writer leaves half a line; the runner also merges step-only rows (no layer)
+    with open(run / "samples.jsonl", "a") as fh:
+        fh.write('{"variant": "base", "task": "col')
+    attn = pd.read_parquet(run / "attention.parquet")
+    extra = attn[attn["layer"] == 0].assign(layer=np.nan, visual_mass=np.nan)
+    pd.concat([attn, extra]).to_parquet(run / "attention.parquet", index=False)
+    html = build_report(run).read_text()
+    assert "partial-banner" in html and "status: running" in html
+    assert "PARTIAL RUN" in (run / "summary.md").read_text()
+    table = pd.read_csv(run / "summary.csv")
+    assert table["fit_all_r2"].notna().all()
+
+
+def test_empty_run_dir_reports(tmp_path: Path) -> None:
+    from pvm_bench.results import RunRecord
+
+    run = tmp_path / "fresh"
+    run.mkdir()
+    RunRecord(run_id="fresh").save(run)
+    html = build_report(run).read_text()
+    assert "No samples written yet" in html and "partial-banner" in html
