@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import write_run
+from report_synth import write_run
 
 from pvm_bench.report import build_report
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TRUE_A, TRUE_B, TRUE_C
+from report_synth import TRUE_A, TRUE_B, TRUE_C
 
 from pvm_bench.report import build_report
 from pvm_bench.report.summary import build_summary, layer_bands, load_run
