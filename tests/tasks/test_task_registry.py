@@ -1,0 +1,110 @@
+"""Task discovery (built-in, --include-path, entry points) and the one-clear-error cases."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pvm_bench.tasks import CorruptImageError, TaskError, get_registry
+
+BUILTIN = {
+    "mmmu", "mmmu_qwen3vl", "mathvista", "mathvista_cot", "mathvista_solution", "mathverse", "mathverse_text_dominant",
+    "mathvision", "mmstar", "mmstar_qwen3vl", "ai2d", "mmbench_en", "mmbench_cn", "hallusionbench", "mmt",
+    "colour_recall", "colour_recall_given",
+}
+
+USER_MODULE = '''
+from pvm_bench.tasks import Sample, Score, Task
+
+class Echo(Task):
+    name = "{name}"
+    description = "user task"
+    def load(self, split=None, limit=None, data_dir=None):
+        return [Sample(id="e1", question="say hi", target="hi")]
+    def score(self, sample, output, *, truncated=False):
+        return Score(value=float(output.strip() == sample.target))
+
+TASKS = [Echo()]
+GROUPS = {{"{name}-group": ["{name}", "mmmu"]}}
+'''
+
+
+def test_builtin_tasks_and_paper_group() -> None:
+    reg = get_registry(entry_points=False)
+    assert BUILTIN <= set(reg.tasks)
+    paper = [t.name for t in reg.resolve(["pvm-paper"])]
+    assert paper == ["mmmu", "mmbench_cn", "mmbench_en", "mmstar", "mmt", "mathverse", "mathvision", "ai2d"]
+    for task in reg.tasks.values():
+        assert task.description and task.splits and task.default_split in task.splits
+
+
+def test_include_path_user_module(tmp_path: Path) -> None:
+    (tmp_path / "my_tasks.py").write_text(USER_MODULE.format(name="echo_user"))
+    reg = get_registry(include_paths=[tmp_path], entry_points=False)
+    task = reg.tasks["echo_user"]
+    assert str(tmp_path) in reg.origins["echo_user"]
+    sample = task.load()[0]
+    assert task.score(sample, " hi ").value == 1.0
+    assert [t.name for t in reg.resolve(["echo_user-group"])] == ["echo_user", "mmmu"]
+
+
+def test_entry_point_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "acme_tasks"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(USER_MODULE.format(name="echo_ep"))
+    dist = tmp_path / "acme_tasks-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-tasks\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pvm_bench.tasks]\nacme = acme_tasks\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = get_registry()
+    assert reg.origins["echo_ep"] == "entry point acme"
+    assert reg.tasks["echo_ep"].load()[0].target == "hi"
+
+
+def test_unknown_task_error() -> None:
+    with pytest.raises(TaskError, match=r"unknown task 'nope'.*known tasks"):
+        get_registry(entry_points=False).resolve(["nope"])
+
+
+def test_no_data_offline_error() -> None:
+    # conftest sets HF_HUB_OFFLINE=1; no --data-dir given
+    task = get_registry(entry_points=False).tasks["mmstar"]
+    with pytest.raises(TaskError, match=r"cannot load Lin-Chen/MMStar.*--data-dir"):
+        task.load(limit=1)
+
+
+def test_missing_local_file_error(tmp_path: Path) -> None:
+    task = get_registry(entry_points=False).tasks["ai2d"]
+    with pytest.raises(TaskError, match=r"no test.parquet"):
+        task.load(data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("task_name", "folder", "split", "row", "match"),
+    [
+        ("mmmu", "mmmu", "validation", {"id": "validation_Art_5", "question": "q <image 1>", "options": "['a','b']",
+                                        "question_type": "multiple-choice"}, r"validation_Art_5 lacks answer"),
+        ("mmmu", "mmmu", "validation", {"id": "validation_Art_6", "question": "q <image 1>", "options": "['a','b']",
+                                        "answer": "A", "question_type": "multiple-choice"}, r"references <image 1> but has no image_1"),
+        ("mathvista", "mathvista", "testmini", {"pid": "9", "question": "q"}, r"record 9 lacks question_type"),
+        ("mmstar", "mmstar", "val", {"index": 3, "question": "q"}, r"record 3 lacks answer, image"),
+    ],
+)
+def test_malformed_record_error(tmp_path: Path, task_name: str, folder: str, split: str, row: dict, match: str) -> None:
+    (tmp_path / folder).mkdir()
+    pd.DataFrame([row]).to_parquet(tmp_path / folder / f"{split}.parquet")
+    task = get_registry(entry_points=False).tasks[task_name]
+    with pytest.raises(TaskError, match=match):
+        task.load(data_dir=tmp_path)
+
+
+def test_corrupt_image_names_sample(fixture_data: Path) -> None:
+    task = get_registry(entry_points=False).tasks["mmmu"]
+    samples = task.load(data_dir=fixture_data / "corrupt")
+    assert len(samples) == 1  # loading is lazy: the bad bytes fail only when decoded
+    with pytest.raises(CorruptImageError, match=r"validation_Art_99"):
+        samples[0].images[0].load()
