@@ -1,0 +1,126 @@
+"""Every benchmark task loads its real-schema fixture and scores typical outputs correctly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pvm_bench.scoring import final_answer_text, prepare_output, strip_reasoning_tags
+from pvm_bench.tasks import Sample, get_registry
+
+REG = get_registry(entry_points=False)
+
+# task -> (split, expected sample count, [(sample index, output, expected value)])
+CASES: dict[str, tuple[str, int, list[tuple[int, str, float]]]] = {
+    "mmmu": ("validation", 9, [(0, "A", 1.0), (0, "The answer is (B).", 0.0), (0, "I think the main colour is red, clearly.", 1.0),
+                               (8, "3", 1.0), (8, "So the answer is 4", 0.0)]),
+    "mmmu_qwen3vl": ("validation", 9, [(1, "B", 1.0), (1, "(C)", 0.0)]),
+        # lmms-eval's rule-based path: a bare letter needs the judge, so it is scored wrong (faithful).
+    "mathvista": ("testmini", 6, [(0, "blue", 1.0), (0, "C", 0.0), (0, "(A) red", 0.0), (1, "3", 1.0), (1, "3 squares", 0.0),
+                                  (1, 'The answer is "3".', 1.0), (4, "[1, 2]", 0.0), (4, 'The answer is "[1, 2]".', 1.0), (5, "red", 1.0)]),
+    "mathverse": ("vision_only", 5, [(0, "C", 1.0), (0, "The answer is B", 0.0), (1, "\\boxed{3}", 1.0), (1, "Answer: 3.0", 1.0),
+                                     (1, "Answer: 4", 0.0)]),
+    "mathverse_text_dominant": ("text_dominant", 5, [(2, "Final answer: C", 1.0)]),
+    "mathvision": ("testmini", 5, [(0, "The answer is \\boxed{B}", 1.0), (0, "\\boxed{green}", 1.0), (0, "\\boxed{C}", 0.0),
+                                   (1, "So there are \\boxed{3} squares.", 1.0), (1, "the answer is 3.", 1.0)]),
+    "mmstar": ("val", 6, [(0, "A", 1.0), (0, "The answer is (A).", 1.0), (1, "B. green", 1.0), (1, "A", 0.0)]),
+    "mmstar_qwen3vl": ("val", 6, [(2, "C", 1.0)]),
+    "ai2d": ("test", 6, [(0, "A", 1.0), (0, "A. red", 1.0), (0, "a", 1.0), (0, "The answer is A", 0.0), (1, "(B)", 1.0)]),
+    "mmbench_en": ("dev", 6, [(0, "A", 1.0), (0, "red", 1.0), (0, "The answer is B.", 0.0), (1, "B. green", 1.0)]),
+    "mmbench_cn": ("dev", 6, [(0, "A", 1.0), (2, "答案是C", 1.0)]),
+    "hallusionbench": ("image", 6, [(0, "Yes, it is.", 1.0), (0, "No.", 0.0), (1, "No, it is green.", 1.0)]),
+    "mmt": ("val", 5, [(0, "A", 1.0), (0, "(B)", 0.0), (1, "B.", 1.0)]),
+}
+
+
+@pytest.mark.parametrize("task_name", sorted(CASES))
+def test_fixture_loads_and_scores(task_name: str, fixture_data: Path) -> None:
+    task = REG.tasks[task_name]
+    split, count, cases = CASES[task_name]
+    samples = task.load(split, data_dir=fixture_data)
+    assert len(samples) == count
+    assert len(task.load(split, limit=2, data_dir=fixture_data)) == 2
+    for s in samples:
+        assert isinstance(s, Sample) and s.id and s.question
+        for img in s.images:
+            assert img.load().mode == "RGB"
+        content = task.messages(s)[0]["content"]
+        assert sum(p["type"] == "image" for p in content) == len(s.images)
+    for idx, output, expected in cases:
+        score = task.score(samples[idx], output)
+        assert score.value == expected, (task_name, idx, output, score)
+        assert not score.truncated
+        assert "extractor" in score.details
+    metrics = task.aggregate([task.score(s, "") for s in samples])
+    assert metrics["n"] == count
+
+
+@pytest.mark.parametrize("task_name", sorted(CASES))
+def test_thinking_and_truncation(task_name: str, fixture_data: Path) -> None:
+    task = REG.tasks[task_name]
+    split, _, cases = CASES[task_name]
+    sample = task.load(split, data_dir=fixture_data)[cases[0][0]]
+    answer = cases[0][1]
+    # A reasoning block is stripped before parsing (lmms-eval --reasoning_tags default).
+    assert task.score(sample, f"<think>Maybe it is something else entirely.</think>{answer}").value == cases[0][2]
+    # Prefilled opening tag: only the closing tag appears in the completion.
+    assert task.score(sample, f"some reasoning here</think>\n{answer}").value == cases[0][2]
+    # Stopped inside the reasoning block: truncated, scored 0.
+    s = task.score(sample, f"<think>Let me look at the image. The answer is {answer}")
+    assert s.truncated and s.value == 0.0
+    # Hit max_new_tokens before any answer: truncated.
+    s = task.score(sample, "Let me describe the image first. There are several", truncated=True)
+    assert s.truncated and s.value == 0.0
+    metrics = task.aggregate([s, task.score(sample, answer)])
+    assert metrics["truncated_rate"] == 0.5
+
+
+def test_mmmu_interleaved_messages(fixture_data: Path) -> None:
+    task = REG.tasks["mmmu"]
+    s = task.load(data_dir=fixture_data)[2]  # two images, "<image 1> ... Compare with <image 2>."
+    content = task.messages(s)[0]["content"]
+    assert [p["type"] for p in content] == ["image", "text", "image", "text"]
+    assert [p.get("index") for p in content if p["type"] == "image"] == [0, 1]
+    qwen = REG.tasks["mmmu_qwen3vl"]
+    qs = qwen.load(data_dir=fixture_data)[2]
+    assert [p["type"] for p in qwen.messages(qs)[0]["content"]] == ["image", "image", "text"]
+    assert qs.question.startswith("Question: ") and "\nOptions:\nA. red" in qs.question
+    assert qs.question.endswith("Answer with the option letter only.")
+
+
+def test_mathvista_judge_hook(fixture_data: Path) -> None:
+    from pvm_bench.tasks import get_registry
+
+    task = get_registry(entry_points=False).tasks["mathvista"]
+    s = task.load(data_dir=fixture_data)[1]
+    rule = task.score(s, "There are 3 white squares.")
+    assert rule.value == 0.0 and rule.details["extractor"] == "quick_extract" and rule.details["extraction_path"] == "no_judge"
+    prompts: list[str] = []
+    task.set_judge(lambda p: prompts.append(p) or "3", name="tiny")
+    judged = task.score(s, "There are 3 white squares.")
+    assert judged.value == 1.0 and judged.details["extractor"] == "quick_extract+judge:tiny"
+    assert prompts[0].endswith("There are 3 white squares.\n\nExtracted answer: ")
+
+
+def test_mmbench_circular_and_hallusion_metrics(fixture_data: Path) -> None:
+    mmb = REG.tasks["mmbench_en"]
+    samples = mmb.load(data_dir=fixture_data)
+    scores = [mmb.score(s, s.target) for s in samples]
+    scores[4] = mmb.score(samples[4], "Z")  # index 1000000 -> group 0 wrong
+    m = mmb.aggregate(scores)
+    assert m["circular_accuracy"] < m["accuracy"]
+    hb = REG.tasks["hallusionbench"]
+    hs = hb.load(data_dir=fixture_data)
+    metrics = hb.aggregate([hb.score(s, "yes" if s.target == "1" else "no") for s in hs])
+    assert metrics["aAcc"] == metrics["qAcc"] == metrics["fAcc"] == 1.0
+
+
+def test_scoring_helpers() -> None:
+    assert strip_reasoning_tags("<think>a</think> B <analysis>x</analysis>") == "B"
+    assert prepare_output("<think>unfinished").unfinished_reasoning
+    assert not prepare_output("<think>done</think>C").unfinished_reasoning
+    assert final_answer_text("blah blah. Final Answer: (C) 12") == ("(C) 12", True)
+    assert final_answer_text("<answer> 7 </answer> trailing") == ("7", True)
+    assert final_answer_text("**Answer:** B") == ("B", True)
+    assert final_answer_text("just 5") == ("just 5", False)
