@@ -273,9 +273,7 @@ def mmmu_key_subresponses(response: str) -> tuple[list[str], bool]:
         for indicator in indicators:
             if indicator in resp:
                 tail = resp.split(indicator)[-1].strip()
-                if not shortest:
-                    shortest = tail
-                elif len(tail) < len(shortest):
+                if not shortest or len(tail) < len(shortest):
                     shortest = tail
         if shortest:
             if shortest.strip() not in [":", ",", ".", "!", "?", ";", ":", "'"]:

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from pvm_bench.data import load_rows
-from pvm_bench.scoring import extract_mcq_answer, final_answer_text, last_boxed, prepare_output, truncated_score
+from pvm_bench.scoring import (
+    extract_mcq_answer,
+    final_answer_text,
+    last_boxed,
+    prepare_output,
+    truncated_score,
+)
 from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
 
 Judge = Callable[[str, str, str], bool]

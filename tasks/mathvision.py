@@ -97,7 +97,7 @@ def _fix_a_slash_b(string: str) -> str:
     a, b = string.split("/")
     try:
         ia, ib = int(a), int(b)
-        assert string == "{}/{}".format(ia, ib)
+        assert string == f"{ia}/{ib}"
         return "\\frac{" + str(ia) + "}{" + str(ib) + "}"
     except Exception:
         return string
@@ -153,7 +153,7 @@ def find_math_answer(s: str) -> str:
     if "{}" in s:
         s = s.replace("{}", "")
     try:
-        ans = re.compile("oxed{(.*)}", flags=re.S).findall(s)[-1]
+        ans = re.compile("oxed{(.*)}", flags=re.DOTALL).findall(s)[-1]
     except Exception:
         ans = s
     if ans.find("}") != -1 and (ans.find("{") == -1 or ans.find("}") < ans.find("{")):

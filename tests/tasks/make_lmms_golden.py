@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import parity_cases as pc  # noqa: E402
+import parity_cases as pc
 
 
 def lmms_functions():
@@ -67,8 +67,9 @@ def lmms_score(family: str, doc: dict, output: str, fns=None) -> dict:
 
 
 def main() -> None:
-    import lmms_eval  # noqa: F401
     from importlib.metadata import version
+
+    import lmms_eval  # noqa: F401
 
     fns = lmms_functions()
     docs = {"mmmu": pc.MMMU_DOCS, "mathvista": pc.MATHVISTA_DOCS}
