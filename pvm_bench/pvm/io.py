@@ -15,6 +15,7 @@ Two formats are read (detected by :func:`detect_format`):
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -207,17 +208,61 @@ def _check_full_base(path: Path, model: LoadedModel | nn.Module) -> None:
                 f"checkpoint '{path}' has {key} {want[key]} but the loaded model '{source}' has {have[key]}; "
                 f"load the checkpoint itself as the model: load_model('{path}', pvm='{path}')"
             )
-    # Norm weights are small and change under any fine-tuning of the base (the paper's GRPO
-    # stage trains the LLM too), so they tell whether the checkpoint's base is this model.
-    norms = read_checkpoint_tensors(path, re.compile(r"layers\.\d+\.(input_layernorm|post_attention_layernorm)\.weight$"))
+    # Norm weights and the first row of every decoder matrix are cheap to read (safetensors
+    # slices) and change under any fine-tuning of the base (the paper's GRPO stage trains the
+    # LLM too), so together they tell whether the checkpoint's base is this model.
     own = dict(hf.named_parameters())
-    for key, value in norms.items():
-        if key in own and not torch.equal(own[key].detach().cpu().to(value.dtype), value):
+    pattern = re.compile(r"layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.\w+_proj|mlp\.\w+_proj)\.weight$")
+    for file in _weight_files(path):
+        with safe_open(str(file), framework="pt") as fh:
+            for key in fh.keys():
+                if ".pvm_block." in key or not pattern.search(key) or key not in own:
+                    continue
+                mine = own[key].detach()
+                theirs = fh.get_slice(key)[0:1] if mine.dim() > 1 else fh.get_tensor(key)
+                mine = mine[0:1] if mine.dim() > 1 else mine
+                if tuple(theirs.shape) != tuple(mine.shape) or not torch.equal(mine.cpu().to(theirs.dtype), theirs):
+                    raise PVMFormatError(
+                        f"checkpoint '{path}' has different base weights than the loaded model '{source}' "
+                        f"(first difference: '{key}'); load the checkpoint itself as the model: "
+                        f"load_model('{path}', pvm='{path}')"
+                    )
+
+
+def _validate_shapes(model: LoadedModel | nn.Module, tensors: dict[str, torch.Tensor], layers: list[int],
+                     d: int, path: Path) -> None:
+    """Check names and shapes against a meta-device block before the model is touched, so a
+    bad adapter leaves any PVM already attached in place."""
+    from pvm_bench.pvm.block import PVMBlock, PVMShape
+
+    hf = _hf_of(model)
+    try:
+        shape = PVMShape.from_text_config(hf.config.get_text_config(), d)
+    except ValueError as exc:
+        raise PVMFormatError(f"'{path}': {exc}") from None
+    inter = _intermediate_from(tensors)
+    if inter is not None:
+        shape = PVMShape(**{**shape.to_dict(), "intermediate_size": inter})
+    with torch.device("meta"):
+        expected = {n: tuple(t.shape) for n, t in PVMBlock(shape).state_dict().items()}
+    found: dict[tuple[int, str], torch.Tensor] = {}
+    for key, value in tensors.items():
+        m = _PVM_KEY.search(key)
+        if m is None:
+            raise PVMFormatError(f"'{path}': tensor '{key}' is not a PVM tensor (expected '...layers.N.pvm_block.*')")
+        found[(int(m.group(1)), m.group(2))] = value
+        want = expected.get(m.group(2))
+        if want is None or int(m.group(1)) not in layers:
+            raise PVMFormatError(f"'{path}': unexpected PVM tensor '{key}' (layers {layers}, known names {sorted(expected)})")
+        if tuple(value.shape) != want and not (value.numel() == 1 and math.prod(want) == 1):
             raise PVMFormatError(
-                f"checkpoint '{path}' has different base weights than the loaded model '{source}' "
-                f"(first difference: '{key}'); load the checkpoint itself as the model: "
-                f"load_model('{path}', pvm='{path}')"
+                f"'{path}': tensor '{key}' has shape {tuple(value.shape)} but this model needs {want} "
+                f"(pvm_hidden_size {d}, base hidden size {shape.hidden_size}); the adapter was made for a "
+                "different base model or PVM size: load it on its own base model"
             )
+    missing = [f"layers.{i}.pvm_block.{n}" for i in layers for n in expected if (i, n) not in found]
+    if missing:
+        raise PVMFormatError(f"'{path}': missing PVM tensors {missing[:4]}{' ...' if len(missing) > 4 else ''}")
 
 
 def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bool = True) -> PVMHandle:
@@ -253,6 +298,7 @@ def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bo
         base_id, base_fp = str(p), None
         if not tensors:
             raise PVMFormatError(f"checkpoint '{p}' declares pvm_layers {layers} but holds no '*.pvm_block.*' tensors")
+    _validate_shapes(model, tensors, [int(x) for x in layers], d, p)
     try:
         handle = attach_pvm(model, layers=[int(x) for x in layers], hidden_size=d,
                             intermediate_size=_intermediate_from(tensors))
@@ -260,14 +306,38 @@ def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bo
         raise PVMFormatError(f"'{p}': {exc}") from None
     try:
         handle.load_state_dict(_canonical(tensors, handle), source=str(p))
-    except PVMAttachError:
+    except PVMAttachError as exc:
         handle.remove()
         if hasattr(model, "pvm"):
             model.pvm = None  # type: ignore[union-attr]
-        raise
+        raise PVMFormatError(str(exc)) from None
     handle.base_model_id = base_id or handle.base_model_id
     handle.base_fingerprint = base_fp or handle.base_fingerprint
     return handle
+
+
+def _save_processor(model: LoadedModel, out: Path) -> None:
+    """Save the processor; without torchvision some components are None and the processor's
+    own save fails, so fall back to the source dir's processor files plus each component."""
+    import shutil
+
+    processor = model.processor
+    try:
+        processor.save_pretrained(out)
+        return
+    except (AttributeError, TypeError, ValueError):
+        pass
+    source = Path(str(model.source)).expanduser()
+    if source.is_dir():
+        for f in source.iterdir():
+            if f.is_file() and f.suffix in (".json", ".jinja", ".txt", ".model") and f.name not in (
+                "config.json", "model.safetensors.index.json", "generation_config.json"
+            ):
+                shutil.copy2(f, out / f.name)
+    for name in getattr(processor, "get_attributes", lambda: [])():
+        component = getattr(processor, name, None)
+        if component is not None and hasattr(component, "save_pretrained"):
+            component.save_pretrained(out)
 
 
 def export_reference(model: LoadedModel, out_dir: str | Path, *, dtype: torch.dtype | None = None) -> Path:
@@ -291,7 +361,7 @@ def export_reference(model: LoadedModel, out_dir: str | Path, *, dtype: torch.dt
         if dtype is not None and dtype != original:
             hf.to(original)
     if getattr(model, "processor", None) is not None:
-        model.processor.save_pretrained(out)
+        _save_processor(model, out)
     saved = read_checkpoint_tensors(out)
     if len(saved) != len(handle.state_dict()):
         raise PVMFormatError(f"export to '{out}' lost PVM tensors ({len(saved)} of {len(handle.state_dict())} saved)")
