@@ -142,6 +142,10 @@ class Runner:
     @classmethod
     def create(cls, config: RunConfig) -> Runner:
         """Validate inputs and create a fresh run directory (nothing is written on bad input)."""
+        from pvm_bench.variants import resolve_variants
+
+        get_registry(config.include_paths).resolve(config.tasks)
+        resolve_variants(config.resolved_variants())
         out = Path(config.out)
         run_id = config.run_id or new_run_id()
         run_dir = out / run_id
