@@ -32,6 +32,7 @@ from pvm_bench.report.summary import (  # noqa: E402
     REFERENCE_VARIANT,
     RunData,
     Summary,
+    layer_span,
     length_buckets,
     visual_rows,
 )
@@ -106,7 +107,7 @@ def plot_decay(summary: Summary, variants: list[str], out: Path) -> Path | None:
             else:
                 ax.plot(obs["step"], obs["mass"], "-", lw=1, color=colors[v], label=f"{v} (no fit)")
         ax.set_xscale("log")
-        ax.set_title(f"{band} layers ({layers[0]}–{layers[-1]})")
+        ax.set_title(f"{band} layers ({layer_span(layers)})")
         ax.set_xlabel("generated position t (tokens, log scale)")
         if k % ncols == 0:
             ax.set_ylabel("visual mass (fraction of attention\non image tokens)")

@@ -214,6 +214,11 @@ def layer_bands(layers: Iterable[int]) -> dict[str, list[int]]:
     return bands
 
 
+def layer_span(layers: list[int]) -> str:
+    """"3" for one layer, "0–5" for several."""
+    return str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}"
+
+
 @dataclass
 class Summary:
     """Output of :func:`build_summary`. ``curves`` has columns task, variant, band, step, mass
@@ -327,25 +332,32 @@ def _band_fits(
     return row
 
 
-def _convergence(a: pd.DataFrame) -> dict[str, float]:
-    """Mean next-token entropy over the first vs last quarter of each sample's recorded steps
-    (per-sample means, then the mean over samples), and the hesitation rate."""
+def _early_late(frame: pd.DataFrame, col: str) -> tuple[float, float, pd.DataFrame]:
+    """Per-step values of ``col`` (mean over layers), then the mean over the first and the last
+    quarter of each sample's recorded steps, averaged over samples."""
     keys = ["task", "sample_id", "repeat"]
-    e = a.dropna(subset=["entropy"]).groupby(keys + ["step"])["entropy"].mean().reset_index()
+    e = frame.dropna(subset=[col]).groupby(keys + ["step"])[col].mean().reset_index()
     if e.empty:
-        return {"entropy_early": math.nan, "entropy_late": math.nan, "entropy_delta": math.nan,
-                "hesitation_rate": math.nan}
+        return math.nan, math.nan, e
     g = e.groupby(keys)["step"]
     lo, hi = g.transform("min"), g.transform("max")
     quarter = np.ceil((hi - lo + 1) / 4.0)
-    early = e[e["step"] < lo + quarter].groupby(keys)["entropy"].mean().mean()
-    late = e[e["step"] > hi - quarter].groupby(keys)["entropy"].mean().mean()
-    return {
-        "entropy_early": float(early),
-        "entropy_late": float(late),
-        "entropy_delta": float(late - early),
-        "hesitation_rate": float((e["entropy"] > HESITATION_NATS).mean()),
-    }
+    early = e[e["step"] < lo + quarter].groupby(keys)[col].mean().mean()
+    late = e[e["step"] > hi - quarter].groupby(keys)[col].mean().mean()
+    return float(early), float(late), e
+
+
+def _convergence(a: pd.DataFrame) -> dict[str, float]:
+    """Entropy (and, when recorded, top-2 logit margin) early vs late in the generation, and the
+    hesitation rate: the fraction of recorded steps with entropy above one bit."""
+    out: dict[str, float] = {}
+    early, late, e = _early_late(a, "entropy")
+    out.update(entropy_early=early, entropy_late=late, entropy_delta=late - early,
+               hesitation_rate=float((e["entropy"] > HESITATION_NATS).mean()) if len(e) else math.nan)
+    if "margin" in a.columns and pd.api.types.is_numeric_dtype(a["margin"]):
+        m_early, m_late, _ = _early_late(a, "margin")
+        out.update(margin_early=m_early, margin_late=m_late)
+    return out
 
 
 def build_summary(data: RunData, seed: int = 0) -> Summary:
@@ -467,7 +479,7 @@ def decay_view(summary: Summary) -> pd.DataFrame:
             layers = summary.bands[band]
             row = {
                 "task": r["task"], "variant": r["variant"],
-                "band (layers)": f"{band} ({layers[0]}–{layers[-1]})",
+                "band (layers)": f"{band} ({layer_span(layers)})",
                 "a": fmt(r[f"fit_{band}_a"], 4), "b": fmt(r[f"fit_{band}_b"], 4),
                 "c": fmt(r[f"fit_{band}_c"], 2), "R²": fmt(r[f"fit_{band}_r2"]),
                 "half-life fit (obs)": f"{_hl(r, band, 'fit', 1)} ({_hl(r, band, 'obs', 0)})",
@@ -483,12 +495,14 @@ def convergence_view(table: pd.DataFrame) -> pd.DataFrame:
     if "entropy_early" not in table.columns:
         return pd.DataFrame()
     cols = ["task", "variant", "entropy_early", "entropy_late", "entropy_delta", "hesitation_rate"]
+    cols += [c for c in ("margin_early", "margin_late") if c in table.columns]
     view = table[cols].copy()
     for c in cols[2:]:
         view[c] = view[c].map(fmt)
     return view.rename(columns={
         "entropy_early": "entropy first ¼ (nats)", "entropy_late": "entropy last ¼ (nats)",
         "entropy_delta": "Δ entropy", "hesitation_rate": "hesitation rate (>1 bit)",
+        "margin_early": "top-2 margin first ¼", "margin_late": "top-2 margin last ¼",
     })
 
 
