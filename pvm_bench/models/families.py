@@ -8,6 +8,7 @@ placeholder ids, and how the processor is built. Code elsewhere looks families u
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
@@ -30,6 +31,10 @@ class FamilySpec:
         placeholder_token_fields: config fields of ids a random model must never emit.
         paper_pvm_layers: default PVM layers keyed by text hidden size (the paper's settings).
         example_ids: hub ids known to belong to the family (for ``pvm-bench models``).
+        video_processor_defaults: attributes the processor reads from its video processor even
+            for image-only input (SmolVLM's ``apply_chat_template`` reads ``num_frames``/``fps``).
+            When the video processor cannot be built (no torchvision), a stand-in carrying these
+            values is passed instead of ``None``; empty means ``None`` is fine.
     """
 
     model_type: str
@@ -48,6 +53,7 @@ class FamilySpec:
     )
     paper_pvm_layers: dict[int, tuple[int, ...]] = field(default_factory=dict)
     example_ids: tuple[str, ...] = ()
+    video_processor_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -71,6 +77,53 @@ FAMILIES: dict[str, FamilySpec] = {
             name="LLaVA-OneVision",
             processor_class="LlavaOnevisionProcessor",
             example_ids=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "llava-hf/llava-onevision-qwen2-7b-ov-hf"),
+        ),
+        FamilySpec(
+            model_type="qwen2_vl",
+            name="Qwen2-VL",
+            processor_class="Qwen2VLProcessor",
+            example_ids=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct"),
+        ),
+        FamilySpec(
+            model_type="llava",
+            name="LLaVA-1.5",
+            processor_class="LlavaProcessor",
+            example_ids=("llava-hf/llava-1.5-7b-hf", "llava-hf/llava-1.5-13b-hf"),
+        ),
+        FamilySpec(
+            model_type="idefics3",
+            name="Idefics3",
+            processor_class="Idefics3Processor",
+            language_model_path="model.text_model",
+            layers_path="model.text_model.layers",
+            example_ids=("HuggingFaceM4/Idefics3-8B-Llama3",),
+        ),
+        FamilySpec(
+            model_type="smolvlm",
+            name="SmolVLM",
+            processor_class="SmolVLMProcessor",
+            language_model_path="model.text_model",
+            layers_path="model.text_model.layers",
+            example_ids=(
+                "HuggingFaceTB/SmolVLM-256M-Instruct",
+                "HuggingFaceTB/SmolVLM-Instruct",
+                "HuggingFaceTB/SmolVLM2-2.2B-Instruct",
+            ),
+            # SmolVLMVideoProcessor defaults (SmolVLM2 checkpoints ship the same values).
+            video_processor_defaults={"num_frames": 64, "fps": 1},
+        ),
+        FamilySpec(
+            model_type="internvl",
+            name="InternVL",
+            processor_class="InternVLProcessor",
+            example_ids=("OpenGVLab/InternVL3-1B-hf", "OpenGVLab/InternVL3-8B-hf"),
+        ),
+        FamilySpec(
+            model_type="gemma3",
+            name="Gemma3",
+            processor_class="Gemma3Processor",
+            placeholder_token_fields=("image_token_index", "boi_token_index", "eoi_token_index"),
+            example_ids=("google/gemma-3-4b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it"),
         ),
     )
 }

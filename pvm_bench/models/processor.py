@@ -8,21 +8,52 @@ assemble it from the tokenizer and the (PIL) image processor with ``video_proces
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
+
+from transformers.utils import PushToHubMixin
 
 from pvm_bench.models.families import FamilySpec
 
 
+class ImageOnlyVideoProcessor(PushToHubMixin):
+    """Stands in for a video processor that cannot be built (no torchvision).
+
+    Carries the attributes a family's processor reads even for image-only input
+    (:attr:`FamilySpec.video_processor_defaults`); any attempt to process video fails clearly.
+    The processor's ``repr``/``to_dict``/``save_pretrained`` treat it like a plain settings dict.
+    """
+
+    _auto_class = None
+
+    def __init__(self, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            "video input needs the family's video processor, which needs torchvision; "
+            "install the torchvision release matching your torch"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @contextlib.contextmanager
 def _allow_missing_components() -> Iterator[None]:
-    """Let ProcessorMixin accept ``None`` for components (the video processor) it type-checks."""
+    """Let ProcessorMixin accept ``None`` (or the image-only stand-in) for the video processor."""
     from transformers.processing_utils import ProcessorMixin
 
     original = ProcessorMixin.check_argument_for_proper_class
 
     def check(self: Any, name: str, arg: Any) -> Any:
-        return None if arg is None else original(self, name, arg)
+        if arg is None or isinstance(arg, ImageOnlyVideoProcessor):
+            return None
+        return original(self, name, arg)
 
     ProcessorMixin.check_argument_for_proper_class = check  # type: ignore[method-assign]
     try:
@@ -50,14 +81,12 @@ def load_processor(source: str, spec: FamilySpec, **hub_kwargs: Any) -> Any:
     extra = _processor_config(source, hub_kwargs)
     image_processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
     processor_cls = getattr(transformers, spec.processor_class)
+    components: dict[str, Any] = {"image_processor": image_processor, "tokenizer": tokenizer}
+    if "video_processor" in inspect.signature(processor_cls.__init__).parameters:
+        defaults = spec.video_processor_defaults
+        components["video_processor"] = ImageOnlyVideoProcessor(**defaults) if defaults else None
     with _allow_missing_components():
-        return processor_cls(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            chat_template=getattr(tokenizer, "chat_template", None),
-            **extra,
-        )
+        return processor_cls(**components, chat_template=getattr(tokenizer, "chat_template", None), **extra)
 
 
 def _processor_config(source: str, hub_kwargs: dict[str, Any]) -> dict[str, Any]:
