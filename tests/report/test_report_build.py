@@ -17,10 +17,11 @@ from pvm_bench.report.summary import build_summary, layer_bands, load_run
 
 def test_build_report_writes_everything_fast(make_run: Callable[..., Path]) -> None:
     run = make_run(n_samples=12, max_len=200)
-    t0 = time.perf_counter()
+    # CPU time of this process, so a busy shared CI machine does not make the check flaky
+    t0 = time.process_time()
     html = build_report(run)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0, f"build_report took {elapsed:.1f} s"
+    elapsed = time.process_time() - t0
+    assert elapsed < 5.0, f"build_report took {elapsed:.1f} s of CPU"
     assert html == run / "report.html" and html.exists()
     for name in ("summary.csv", "summary.md", "plots/decay.png", "plots/heatmap.png",
                  "plots/accuracy_vs_length.png", "plots/accuracy_by_task.png"):
