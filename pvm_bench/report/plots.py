@@ -117,7 +117,9 @@ def plot_decay(summary: Summary, variants: list[str], out: Path) -> Path | None:
         ax.set_visible(False)
     scope = "all tasks" if task == ALL_TASKS else f"task {task}"
     fig.suptitle(f"Attention to the image vs generated position ({scope})", fontsize=13)
-    fig.tight_layout()
+    # fixed margins: tight_layout/bbox_inches="tight" re-draw log axes and double the cost
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.09 if nrows > 1 else 0.14,
+                        top=0.91 if nrows > 1 else 0.84, wspace=0.16, hspace=0.32)
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
@@ -141,7 +143,8 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
     vmax = float(np.nanmax([np.nanmax(m) for m in mats.values()]))
     vmin = float(np.nanmin([np.nanmin(m) for m in mats.values()]))
     _style()
-    fig, axes = plt.subplots(1, len(present), figsize=(5.6 * len(present) + 1, 3.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(present), figsize=(5.6 * len(present) + 1.2, 4.0), squeeze=False, sharey=True)
+    fig.subplots_adjust(left=0.8 / (5.6 * len(present) + 1.2) * 1.2, right=0.86, bottom=0.15, top=0.84, wspace=0.08)
     y_edges = np.arange(len(layers) + 1) - 0.5
     mesh = None
     for ax, v in zip(axes.flat, present):
@@ -154,9 +157,10 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
         ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
     axes.flat[0].set_ylabel("decoder layer")
     if mesh is not None:
-        fig.colorbar(mesh, ax=list(axes.flat), label="visual mass (fraction)")
+        cax = fig.add_axes((0.885, 0.15, 0.015, 0.69))
+        fig.colorbar(mesh, cax=cax, label="visual mass (fraction)")
     fig.suptitle("Visual mass by layer and position (mean over samples)", fontsize=12)
-    fig.savefig(out, dpi=DPI, bbox_inches="tight")
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
 
