@@ -143,8 +143,10 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
     vmax = float(np.nanmax([np.nanmax(m) for m in mats.values()]))
     vmin = float(np.nanmin([np.nanmin(m) for m in mats.values()]))
     _style()
-    fig, axes = plt.subplots(1, len(present), figsize=(5.6 * len(present) + 1.2, 4.0), squeeze=False, sharey=True)
-    fig.subplots_adjust(left=0.8 / (5.6 * len(present) + 1.2) * 1.2, right=0.86, bottom=0.15, top=0.84, wspace=0.08)
+    width = 5.6 * len(present) + 2.2  # inches: panels + 0.9 left margin + 1.3 colour bar
+    fig, axes = plt.subplots(1, len(present), figsize=(width, 4.0), squeeze=False, sharey=True)
+    right = 1 - 1.3 / width
+    fig.subplots_adjust(left=0.9 / width, right=right, bottom=0.15, top=0.84, wspace=0.08)
     y_edges = np.arange(len(layers) + 1) - 0.5
     mesh = None
     for ax, v in zip(axes.flat, present):
@@ -157,7 +159,7 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
         ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
     axes.flat[0].set_ylabel("decoder layer")
     if mesh is not None:
-        cax = fig.add_axes((0.885, 0.15, 0.015, 0.69))
+        cax = fig.add_axes((right + 0.15 / width, 0.15, 0.14 / width, 0.69))
         fig.colorbar(mesh, cax=cax, label="visual mass (fraction)")
     fig.suptitle("Visual mass by layer and position (mean over samples)", fontsize=12)
     fig.savefig(out, dpi=DPI)
