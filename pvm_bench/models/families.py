@@ -35,6 +35,8 @@ class FamilySpec:
             for image-only input (SmolVLM's ``apply_chat_template`` reads ``num_frames``/``fps``).
             When the video processor cannot be built (no torchvision), a stand-in carrying these
             values is passed instead of ``None``; empty means ``None`` is fine.
+        requires: importable modules the family's transformers processor needs beyond
+            pvm-bench's own dependencies (SmolVLM's processor refuses to build without num2words).
     """
 
     model_type: str
@@ -54,6 +56,7 @@ class FamilySpec:
     paper_pvm_layers: dict[int, tuple[int, ...]] = field(default_factory=dict)
     example_ids: tuple[str, ...] = ()
     video_processor_defaults: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -111,6 +114,7 @@ FAMILIES: dict[str, FamilySpec] = {
             ),
             # SmolVLMVideoProcessor defaults (SmolVLM2 checkpoints ship the same values).
             video_processor_defaults={"num_frames": 64, "fps": 1},
+            requires=("num2words",),
         ),
         FamilySpec(
             model_type="internvl",

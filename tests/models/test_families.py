@@ -89,6 +89,8 @@ def loaded_models() -> dict[str, LoadedModel]:
 def lm(request: pytest.FixtureRequest, loaded_models: dict[str, LoadedModel],
        tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     family = request.param
+    for module in FAMILIES[family].requires:
+        pytest.importorskip(module, reason=f"{family}'s processor needs {module}")
     if family not in loaded_models:
         out = build_tiny_model(family, tmp_path_factory.mktemp("families") / family, seed=0)
         loaded_models[family] = load_model(str(out), device="cpu", dtype="float32")
