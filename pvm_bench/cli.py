@@ -90,32 +90,63 @@ def run(
     report: Annotated[bool, typer.Option(help="Write summary, plots and report.html at the end.")] = True,
     fail_on_sample_errors: Annotated[bool, typer.Option(help="Exit 1 when any sample could not be run (e.g. corrupt image).")] = True,
     quiet: Annotated[bool, typer.Option(help="No progress bar (CI logs).")] = False,
+    launcher: Annotated[Optional[str], typer.Option(help="'torchrun' to start --nproc data-parallel workers.")] = None,
+    nproc: Annotated[int, typer.Option(help="Workers per node with --launcher torchrun.")] = 2,
 ) -> None:
     """Evaluate MODEL (and its PVM variant) on tasks, with attention probes; write reports/RUN_ID/."""
-    from pvm_bench.run import RunConfig, Runner
+    from pvm_bench.distributed import init_from_env
 
-    if resume is not None:
-        runner = Runner.resume(resume)
-    else:
-        if model is None:
-            from pvm_bench.organism import default_run_options
+    if launcher is not None:
+        _relaunch(launcher, nproc)
+    dist = init_from_env()
+    try:
+        _run_command(dist, locals())
+    finally:
+        dist.shutdown()
 
-            defaults = default_run_options()
-            model = defaults["model"]
-            pvm = pvm if pvm is not None else defaults.get("pvm")
-            tasks = tasks or defaults["tasks"]
-        if not tasks:
-            raise fail("no tasks given; pass --tasks NAME[,NAME] (see `pvm-bench tasks`)")
-        config = RunConfig(
-            model=model, pvm=pvm, tasks=_csv(tasks), variants=_csv(variants), split=split, limit=limit,
-            data_dir=str(data_dir) if data_dir else None, include_paths=[str(p) for p in include_path or []],
-            out=str(out_dir), run_id=run_id, batch_size=batch_size, max_new_tokens=max_new_tokens,
-            temperature=temperature, top_p=top_p, repeats=repeats, seed=seed, probes=_csv(probes),
-            per_head=per_head, dtype=dtype, device=device, device_map=device_map,
-            attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, report=report,
-        )
-        runner = Runner.create(config)
-    _execute(runner, quiet=quiet)
+
+def _relaunch(launcher: str, nproc: int) -> None:
+    """Re-run this command under torchrun (same arguments minus --launcher/--nproc)."""
+    import subprocess
+
+    if launcher != "torchrun":
+        raise fail(f"unknown launcher '{launcher}'; the only launcher is 'torchrun'")
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--launcher", "--nproc"):
+            skip = True
+            continue
+        if arg.startswith(("--launcher=", "--nproc=")):
+            continue
+        args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "pvm_bench", *args]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def _run_command(dist: Any, opts: dict[str, Any]) -> None:
+    from pvm_bench.run import Runner
+
+    quiet = opts["quiet"]
+    runner: Runner | None = None
+    failure: str | None = None
+    if dist.is_main:
+        try:
+            runner = _create_runner(opts)
+        except UserError as exc:
+            failure = str(exc)
+    run_dir_or_error = dist.broadcast(("error", failure) if failure else ("dir", str(runner.run_dir)))
+    if run_dir_or_error[0] == "error":
+        raise fail(run_dir_or_error[1])
+    if runner is None:  # a non-zero rank joins the run rank 0 set up
+        runner = Runner.resume(Path(run_dir_or_error[1]), dist, mark_resumed=False)
+    runner.dist = dist
+    _execute(runner, quiet=quiet or not dist.is_main)
+    if not dist.is_main:
+        return
     record = runner.record
     if runner.config.report:
         _report(runner.run_dir, quiet)
@@ -124,8 +155,40 @@ def run(
         f"run {record.run_id}: {record.status}, {counts.get('samples', 0)} samples "
         f"({counts.get('errors', 0)} errors, {counts.get('truncated', 0)} truncated) -> {runner.run_dir}"
     )
-    if runner.errors and fail_on_sample_errors:
+    if runner.errors and opts["fail_on_sample_errors"]:
         raise fail(f"{len(runner.errors)} sample(s) could not be run (see 'error' in {runner.run_dir}/samples.jsonl)", 1)
+
+
+def _create_runner(opts: dict[str, Any]) -> Any:
+    from pvm_bench.run import RunConfig, Runner
+
+    model, pvm, tasks = opts["model"], opts["pvm"], opts["tasks"]
+    if opts["resume"] is not None:
+        return Runner.resume(opts["resume"])
+    extra: dict[str, Any] = {}
+    if model is None:
+        from pvm_bench.organism import default_run_options
+
+        defaults = default_run_options()
+        model = defaults.pop("model")
+        pvm = pvm if pvm is not None else defaults.pop("pvm", None)
+        tasks = tasks or defaults.pop("tasks")
+        extra = {k: v for k, v in defaults.items() if k in RunConfig.model_fields}
+    if not tasks:
+        raise UserError("no tasks given; pass --tasks NAME[,NAME] (see `pvm-bench tasks`)")
+    config = RunConfig(
+        model=model, pvm=pvm, tasks=_csv(tasks), variants=_csv(opts["variants"]), split=opts["split"],
+        limit=opts["limit"], data_dir=str(opts["data_dir"]) if opts["data_dir"] else None,
+        include_paths=[str(p) for p in opts["include_path"] or []], out=str(opts["out_dir"]), run_id=opts["run_id"],
+        batch_size=opts["batch_size"], max_new_tokens=opts["max_new_tokens"], temperature=opts["temperature"],
+        top_p=opts["top_p"], repeats=opts["repeats"], seed=opts["seed"], probes=_csv(opts["probes"]),
+        per_head=opts["per_head"], dtype=opts["dtype"], device=opts["device"], device_map=opts["device_map"],
+        attn_implementation=opts["attn_implementation"], trust_remote_code=opts["trust_remote_code"],
+        report=opts["report"],
+    )
+    # Organism defaults (split, limit, ...) apply only where the user left the CLI default.
+    updates = {k: v for k, v in extra.items() if getattr(config, k) == RunConfig.model_fields[k].default}
+    return Runner.create(config.model_copy(update=updates))
 
 
 def _execute(runner: Any, *, quiet: bool) -> None:

@@ -109,12 +109,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data[: end + 1].splitlines() if line.strip()]
 
 
+def sample_files(run_dir: Path) -> list[Path]:
+    """samples.jsonl followed by the per-rank shard files of a data-parallel run."""
+    return [run_dir / "samples.jsonl", *sorted(run_dir.glob("samples.rank*.jsonl"))]
+
+
 def read_samples(run_dir: Path) -> list[SampleRecord]:
-    """The sample records of a run, last write wins for a repeated key."""
+    """The sample records of a run (including unmerged rank shards); last write wins per key."""
     records: dict[tuple, SampleRecord] = {}
-    for row in read_jsonl(run_dir / "samples.jsonl"):
-        rec = SampleRecord.model_validate(row)
-        records[rec.key] = rec
+    for path in sample_files(run_dir):
+        for row in read_jsonl(path):
+            rec = SampleRecord.model_validate(row)
+            records[rec.key] = rec
     return list(records.values())
 
 

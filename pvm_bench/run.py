@@ -26,9 +26,11 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from pvm_bench.distributed import Dist
 from pvm_bench.errors import UserError
 from pvm_bench.models.generation import Generation, Request
-from pvm_bench.results import JsonlAppender, RunRecord, SampleRecord, Timings, read_samples, utc_now
+from pvm_bench.results import (JsonlAppender, RunRecord, SampleRecord, Timings, read_jsonl, read_samples,
+                               sample_files, utc_now)
 from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
 
 
@@ -131,11 +133,19 @@ ProgressCallback = Callable[[int], None]
 class Runner:
     """Executes a :class:`RunConfig` into a run directory."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, record: RunRecord) -> None:
+    def __init__(self, config: RunConfig, run_dir: Path, record: RunRecord, dist: Dist | None = None) -> None:
         self.config = config
         self.run_dir = run_dir
         self.record = record
+        self.dist = dist or Dist()
         self.errors: list[str] = []
+
+    @property
+    def samples_path(self) -> Path:
+        """Where this process appends: samples.jsonl, or its rank's shard in a data-parallel run."""
+        if self.dist.enabled:
+            return self.run_dir / f"samples.rank{self.dist.rank}.jsonl"
+        return self.run_dir / "samples.jsonl"
 
     # ---------------------------------------------------------------- construction
 
@@ -165,17 +175,19 @@ class Runner:
         return cls(config, run_dir, record)
 
     @classmethod
-    def resume(cls, run_dir: Path) -> Runner:
+    def resume(cls, run_dir: Path, dist: Dist | None = None, *, mark_resumed: bool = True) -> Runner:
+        """Continue the run in ``run_dir`` (also how non-zero ranks join a run rank 0 created)."""
         if not (run_dir / "run.json").is_file():
             raise RunError(f"{run_dir} has no run.json; pass the directory of an earlier run to --resume")
         record = RunRecord.load(run_dir)
         config = RunConfig.model_validate(record.config)
         _check_writable(run_dir)
-        record.resumed.append(utc_now())
+        if mark_resumed:
+            record.resumed.append(utc_now())
         record.status = "running"
         record.ended_at = None
         record.error = None
-        return cls(config, run_dir, record)
+        return cls(config, run_dir, record, dist)
 
     # ---------------------------------------------------------------- execution
 
@@ -204,32 +216,41 @@ class Runner:
             t.name: {"version": t.version, "split": cfg.split or t.default_split, "n": len(s), "fingerprint": t.fingerprint(s)}
             for t, s in loaded_tasks
         }
-        self.record.save(self.run_dir)
+        if self.dist.is_main:
+            self.record.save(self.run_dir)
         done = {rec.key for rec in read_samples(self.run_dir)}
         todo: list[tuple[Any, WorkItem]] = []
+        n_mine = 0
+        index = 0
         for variant in variants:
             for task, samples in loaded_tasks:
                 for sample in samples:
                     for repeat in range(cfg.repeats):
+                        mine = index % self.dist.world == self.dist.rank  # stable shard by global index
+                        index += 1
+                        if not mine:
+                            continue
+                        n_mine += 1
                         if (variant.name, task.name, sample.id, repeat) not in done:
                             todo.append((variant, WorkItem(task, sample, repeat)))
-        total = len(todo) + len(done)
+        total = n_mine
         if progress:
-            progress(len(done), total)
+            progress(n_mine - len(todo), total)
 
         lm = load_model(
-            cfg.model, pvm=cfg.pvm, dtype=cfg.dtype, device=cfg.device, device_map=cfg.device_map,
+            cfg.model, pvm=cfg.pvm, dtype=cfg.dtype, device=self.dist.device(cfg.device), device_map=cfg.device_map,
             attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code,
         )
         self.record.model = lm.info()
         if lm.pvm is not None:
             self.record.adapter = {"path": cfg.pvm, **getattr(lm.pvm, "describe", lambda: {})()}
-        self.record.save(self.run_dir)
+        if self.dist.is_main:
+            self.record.save(self.run_dir)
 
         probes = self._make_probes()
-        finished = len(done)
+        finished = n_mine - len(todo)
         try:
-            with ExitStack() as stack, JsonlAppender(self.run_dir / "samples.jsonl") as sink:
+            with ExitStack() as stack, JsonlAppender(self.samples_path) as sink:
                 for probe in probes:
                     probe.install(lm)
                     stack.callback(probe.uninstall)
@@ -257,6 +278,8 @@ class Runner:
         except BaseException as exc:
             self._finish("failed", f"{type(exc).__name__}: {exc}")
             raise
+        if not self.dist.is_main:
+            self.dist.barrier()  # matches rank 0's barrier in _finish
         self._finish("completed")
         return self.record
 
@@ -352,6 +375,11 @@ class Runner:
         os.replace(tmp, path)
 
     def _finish(self, status: str, error: str | None = None) -> None:
+        if not self.dist.is_main:
+            return  # rank 0 merges the shards and owns run.json
+        if status == "completed":
+            self.dist.barrier()  # every rank has closed its shard
+            merge_sample_shards(self.run_dir)
         try:
             merge_attention(self.run_dir)
         except Exception as exc:  # never lose the status update because of the merge
@@ -414,6 +442,21 @@ def compact_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def merge_sample_shards(run_dir: Path) -> None:
+    """Append the records of ``samples.rank*.jsonl`` missing from samples.jsonl, then drop the shards."""
+    main = run_dir / "samples.jsonl"
+    have = {(r["variant"], r["task"], r["sample_id"], r["repeat"]) for r in read_jsonl(main)}
+    with JsonlAppender(main) as sink:
+        for shard in sample_files(run_dir)[1:]:
+            for row in read_jsonl(shard):
+                key = (row["variant"], row["task"], row["sample_id"], row["repeat"])
+                if key not in have:
+                    sink.append(row)
+                    have.add(key)
+    for shard in sample_files(run_dir)[1:]:
+        shard.unlink()
+
+
 def merge_attention(run_dir: Path) -> Path | None:
     """Merge attention parts (and an earlier attention.parquet) into attention.parquet.
 
@@ -437,4 +480,6 @@ def merge_attention(run_dir: Path) -> Path | None:
     os.replace(tmp, target)
     for part in parts:
         part.unlink()
+    if not any(parts_dir.iterdir()):
+        parts_dir.rmdir()
     return target
