@@ -154,7 +154,8 @@ class CheckResult:
         head = "PASS" if self.passed else f"FAIL ({len(self.failures)} metric(s) worse or missing)"
         shown = self.table.copy()
         for c in ("baseline", "current", "delta", "tolerance"):
-            shown[c] = shown[c].map(lambda x: "–" if not _finite(x) else f"{x:+.4f}" if c == "delta" else f"{x:.4f}")
+            spec = "+.4f" if c == "delta" else ".4f"
+            shown[c] = shown[c].map(lambda x, spec=spec: format(x, spec) if _finite(x) else "–")
         notes = "".join(f"- {n}\n" for n in self.notes)
         return f"**check: {head}**\n\n{notes}\n{to_markdown(shown)}"
 

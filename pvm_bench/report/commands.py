@@ -7,9 +7,10 @@ check passed, 1 check failed, 2 bad input (one ``error:`` line naming the file a
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -51,7 +52,7 @@ def report_command(
 def compare_command(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
     output: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("-o", "--output", help="FILE.md / FILE.csv (both are written) or a folder for compare.{md,csv}."),
     ] = None,
 ) -> None:
@@ -79,12 +80,12 @@ def check_command(
     run_dir: Annotated[Path, typer.Argument(help="The run directory to check.")],
     baseline: Annotated[Path, typer.Option("--baseline", "-b", help="Baseline JSON (pvm-bench baseline -o FILE).")],
     tolerance: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(help="Absolute tolerance for every metric (default: each baseline value's 95% CI half-width)."),
     ] = None,
     allow_partial: Annotated[bool, typer.Option(help="Do not fail because the run is partial.")] = False,
     markdown: Annotated[
-        Optional[Path], typer.Option(help="Also write the verdict and diff table as markdown (e.g. $GITHUB_STEP_SUMMARY).")
+        Path | None, typer.Option(help="Also write the verdict and diff table as markdown (e.g. $GITHUB_STEP_SUMMARY).")
     ] = None,
 ) -> None:
     """Exit 0 when every baseline metric is within tolerance (or better), 1 otherwise, 2 on bad input."""
@@ -96,10 +97,10 @@ def check_command(
     rows = result.table
     # failures first, then the rest in baseline order
     rows = rows.assign(_f=~rows["status"].isin(["worse", "missing"])).sort_values("_f", kind="stable")
-    for r in rows.itertuples(index=False):
-        def num(x: float, signed: bool = False) -> str:
-            return "–" if x != x else (f"{x:+.4f}" if signed else f"{x:.4f}")
+    def num(x: float, signed: bool = False) -> str:
+        return "–" if math.isnan(x) else (f"{x:+.4f}" if signed else f"{x:.4f}")
 
+    for r in rows.itertuples(index=False):
         style = STATUS_STYLE.get(r.status, "")
         table.add_row(r.task, r.variant, r.metric, num(r.baseline), num(r.current), num(r.delta, True),
                       num(r.tolerance), f"[{style}]{r.status}[/]")

@@ -147,4 +147,4 @@ def observed_half_life(t: Sequence[float] | np.ndarray, mass: Sequence[float] | 
 
 def window(t: int, rel: float = 0.05) -> tuple[int, int]:
     """Inclusive step window ``[round(t*(1-rel)), round(t*(1+rel))]`` used for "mass at t"."""
-    return int(round(t * (1 - rel))), int(round(t * (1 + rel)))
+    return round(t * (1 - rel)), round(t * (1 + rel))

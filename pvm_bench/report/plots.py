@@ -20,13 +20,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from pvm_bench.report.stats import bootstrap_ci  # noqa: E402
-from pvm_bench.report.summary import (  # noqa: E402
+from pvm_bench.report.stats import bootstrap_ci
+from pvm_bench.report.summary import (
     ALL_TASKS,
     BANDS,
     REFERENCE_VARIANT,

@@ -20,6 +20,7 @@ the run has more than one task); column meanings are listed in reports/README.md
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException
 
 from pvm_bench.errors import UserError
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay, observed_half_life, window
@@ -51,7 +53,7 @@ class ReportInputError(UserError, ValueError):
 def length_buckets() -> list[tuple[float, float, str]]:
     """(low, high, label) of the output-length buckets; ``high`` is exclusive."""
     out = []
-    for lo, hi in zip(LENGTH_EDGES[:-1], LENGTH_EDGES[1:]):
+    for lo, hi in itertools.pairwise(LENGTH_EDGES):
         label = f"{int(lo)}_{int(hi) - 1}" if math.isfinite(hi) else f"{int(lo)}_plus"
         out.append((lo, hi, label))
     return out
@@ -154,7 +156,7 @@ def load_run(run_dir: Path | str) -> RunData:
     if apath.exists():
         try:
             attention = _read_attention(apath)
-        except Exception as exc:
+        except (OSError, ValueError, KeyError, ArrowException) as exc:  # a torn or foreign file
             warn.append(f"attention.parquet unreadable ({exc.__class__.__name__}: {exc}); attention sections skipped")
             attention = None
     return RunData(run_dir, run, samples, attention, warn)
@@ -236,7 +238,7 @@ def _accuracy_block(s: pd.DataFrame, base: pd.DataFrame | None, seed: int) -> di
     ci = bootstrap_ci(per_sample.to_numpy(), seed=seed)
     row: dict[str, Any] = {
         "n_samples": int(per_sample.size),
-        "n_records": int(len(s)),
+        "n_records": len(s),
         "n_repeats": int(s.groupby("sample_id")["repeat"].nunique().max()) if len(s) else 0,
         "accuracy": ci.mean,
         "acc_ci_low": ci.low,
@@ -266,7 +268,7 @@ def _accuracy_block(s: pd.DataFrame, base: pd.DataFrame | None, seed: int) -> di
     for lo, hi, label in length_buckets():
         b = s[(s["n_generated"] >= lo) & (s["n_generated"] < hi)]
         row[f"acc_len_{label}"] = float(b["score"].mean()) if len(b) else math.nan
-        row[f"n_len_{label}"] = int(len(b))
+        row[f"n_len_{label}"] = len(b)
     return row
 
 

@@ -91,3 +91,11 @@ def test_empty_run_dir_reports(tmp_path: Path) -> None:
     RunRecord(run_id="fresh").save(run)
     html = build_report(run).read_text()
     assert "No samples written yet" in html and "partial-banner" in html
+
+
+def test_unreadable_attention_is_a_warning(make_run: Callable[..., Path]) -> None:
+    run = make_run(attention=False, n_samples=4, tasks=("colour",))
+    (run / "attention.parquet").write_bytes(b"PAR1 torn write")
+    html = build_report(run).read_text()
+    assert "attention.parquet unreadable" in html
+    assert "attention.parquet unreadable" in (run / "summary.md").read_text()

@@ -34,7 +34,7 @@ def _set_scores(run_dir: Path, task: str, variant: str, score: float) -> None:
 
 
 def test_check_exit_codes(app: typer.Typer, make_run: Callable[..., Path], tmp_path: Path) -> None:
-    run = make_run("good", n_samples=16, max_len=140)
+    run = make_run("good", n_samples=16, max_len=100, n_layers=3)
     baseline = tmp_path / "baselines" / "tiny.json"
     res = runner.invoke(app, ["baseline", str(run), "-o", str(baseline)])
     assert res.exit_code == 0, res.output
@@ -89,8 +89,8 @@ def test_check_partial_run_and_missing_metrics(make_run: Callable[..., Path], tm
 
 
 def test_report_and_compare_commands(app: typer.Typer, make_run: Callable[..., Path], tmp_path: Path) -> None:
-    a = make_run("run-a", n_samples=8, max_len=80, tasks=("colour",))
-    b = make_run("run-b", n_samples=8, max_len=80, tasks=("colour",), seed=1, variants=("base",))
+    a = make_run("run-a", n_samples=8, max_len=80, n_layers=3, tasks=("colour",))
+    b = make_run("run-b", n_samples=8, max_len=80, n_layers=3, tasks=("colour",), seed=1, variants=("base",))
     res = runner.invoke(app, ["report", str(a)])
     assert res.exit_code == 0, res.output
     assert (a / "report.html").exists() and (a / "summary.csv").exists()
