@@ -172,6 +172,7 @@ class Runner:
             versions=package_versions(),
             git=git_state(),
         )
+        record.save(run_dir)
         return cls(config, run_dir, record)
 
     @classmethod

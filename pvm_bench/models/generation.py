@@ -123,9 +123,12 @@ def encode(lm: LoadedModel, requests: list[Request]) -> tuple[Any, list[str]]:
         processor.apply_chat_template(strip_image_indices(r.messages), add_generation_prompt=True, tokenize=False)
         for r in requests
     ]
-    images = [img for r in requests for img in ordered_images(r)]
+    # One list per sample: processors that split or count images per prompt (Idefics3,
+    # SmolVLM, Gemma3, LLaVA-OneVision) need the nesting; the others accept it too.
+    images = [ordered_images(r) for r in requests]
     enc = processor(
-        text=texts, images=images or None, return_tensors="pt", padding=True, padding_side="left"
+        text=texts, images=images if any(images) else None, return_tensors="pt", padding=True,
+        padding_side="left",
     )
     return enc.to(lm.device), texts
 
