@@ -138,7 +138,10 @@ def _run_command(dist: Any, opts: dict[str, Any]) -> None:
             runner = _create_runner(opts)
         except UserError as exc:
             failure = str(exc)
-    run_dir_or_error = dist.broadcast(("error", failure) if failure else ("dir", str(runner.run_dir)))
+    payload = None
+    if dist.is_main:
+        payload = ("error", failure) if failure else ("dir", str(runner.run_dir))
+    run_dir_or_error = dist.broadcast(payload)
     if run_dir_or_error[0] == "error":
         raise fail(run_dir_or_error[1])
     if runner is None:  # a non-zero rank joins the run rank 0 set up
