@@ -33,6 +33,8 @@ class Variant:
     description: str
     enter: Callable[[LoadedModel], contextlib.AbstractContextManager[Any]]
     requires_pvm: bool = False
+    # Parametrised variants (``pai:alpha=0.2``): params -> the configured variant. None = no params.
+    configure: Callable[[dict[str, str]], Variant] | None = None
 
     @contextlib.contextmanager
     def active(self, lm: LoadedModel) -> Iterator[None]:
@@ -65,9 +67,28 @@ def register_variant(variant: Variant) -> None:
 
 
 def resolve_variants(names: list[str]) -> list[Variant]:
+    """Variants for ``names``; ``name:key=value:key=value`` configures a parametrised variant.
+
+    The configured variant's name is the spec as given (it labels samples.jsonl rows).
+    """
+    import pvm_bench.fixes  # noqa: F401  (registers the training-free fixes)
+
     out = []
-    for name in names:
+    for spec in names:
+        name, *parts = spec.split(":")
         if name not in VARIANTS:
             raise VariantError(f"unknown variant '{name}'; known: {', '.join(VARIANTS)}")
-        out.append(VARIANTS[name])
+        variant = VARIANTS[name]
+        if parts:
+            if variant.configure is None:
+                raise VariantError(f"variant '{name}' takes no parameters (got '{spec}')")
+            params: dict[str, str] = {}
+            for part in parts:
+                key, eq, value = part.partition("=")
+                if not eq or not key.strip():
+                    raise VariantError(f"variant '{spec}': parameters are key=value, separated by ':'")
+                params[key.strip()] = value.strip()
+            variant = variant.configure(params)
+            variant = Variant(spec, variant.description, variant.enter, variant.requires_pvm, variant.configure)
+        out.append(variant)
     return out

@@ -1,0 +1,205 @@
+"""Training-free baselines (PAI, MemVR, periodic re-injection) as run variants.
+
+Zero strength must be bit-identical to base (logits and greedy tokens) on a left-padded batch
+with different image sizes; default/forced strength must move visual_mass / outputs in the
+intended direction (numbers are printed: run with ``-s`` to see them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import GenerationConfig
+from typer.testing import CliRunner
+
+from pvm_bench.models.generation import Request, encode, eos_ids, generate
+from pvm_bench.models.loading import load_model
+from pvm_bench.probes.attention import AttentionProbe
+from pvm_bench.results import read_jsonl
+from pvm_bench.testing import build_tiny_model
+from pvm_bench.variants import VariantError, resolve_variants
+
+NEW_TOKENS = 8
+
+
+def _request(text: str, sizes: list[tuple[int, int]]) -> Request:
+    images = [Image.new("RGB", s, (40 * i + 30, 200 - 50 * i, 90)) for i, s in enumerate(sizes)]
+    parts = [{"type": "image"} for _ in images] + [{"type": "text", "text": text}]
+    return Request(messages=[{"role": "user", "content": parts}], images=images)
+
+
+def batch() -> list[Request]:
+    """Different prompt lengths (left padding) and image sizes."""
+    return [
+        _request("Colour?", [(32, 32)]),
+        _request("Describe the picture in detail, please.", [(96, 64)]),
+        _request("Which one is brighter?", [(48, 48)]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory: pytest.TempPathFactory):
+    """4 decoder layers, so PAI's default start_layer=2 leaves layers 0-1 untouched."""
+    return build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("fixes") / "small", seed=1, size="small", init_std=0.2)
+
+
+@pytest.fixture(scope="module")
+def lm(small_dir):
+    return load_model(str(small_dir))
+
+
+def hf_generate(lm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy ``(sequences, logits [steps, B, V])`` straight from transformers."""
+    enc, _ = encode(lm, batch())
+    config = GenerationConfig(
+        max_new_tokens=NEW_TOKENS, do_sample=False, num_beams=1, eos_token_id=None,
+        pad_token_id=lm.tokenizer.pad_token_id, suppress_tokens=lm.suppress_token_ids() or None,
+    )
+    with torch.inference_mode():
+        out = lm.hf_model.generate(**enc, generation_config=config, output_logits=True, return_dict_in_generate=True)
+    return out.sequences, torch.stack(out.logits)
+
+
+def variant_run(lm, spec: str, probe: AttentionProbe | None = None):
+    (variant,) = resolve_variants([spec])
+    with variant.active(lm):
+        seqs, logits = hf_generate(lm)
+        gens = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probe] if probe else [])
+    return seqs, logits, gens
+
+
+def mass_by_layer(gens) -> dict[int, float]:
+    by: dict[int, list[float]] = {}
+    for g in gens:
+        for r in g.probe_records["attention"]:
+            by.setdefault(r["layer"], []).append(r["visual_mass"])
+    return {layer: float(np.mean(v)) for layer, v in sorted(by.items())}
+
+
+def hook_counts(lm) -> tuple[int, int]:
+    mods = list(lm.hf_model.modules())
+    return sum(len(m._forward_pre_hooks) for m in mods), sum(len(m._forward_hooks) for m in mods)
+
+
+@pytest.fixture(scope="module")
+def probed(lm):
+    """The attention probe installed as the runner does (variants are entered inside it)."""
+    probe = AttentionProbe()
+    probe.install(lm)
+    yield probe
+    probe.uninstall()
+
+
+@pytest.fixture(scope="module")
+def base_run(lm, probed):
+    return variant_run(lm, "base", probed)
+
+
+@pytest.mark.parametrize(
+    "spec", ["pai:alpha=0", "memvr:alpha=0:threshold=0", "reinject:strength=0:every=1"]
+)
+def test_zero_strength_is_bit_identical_to_base(lm, probed, base_run, spec):
+    seqs, logits, gens = variant_run(lm, spec, probed)
+    b_seqs, b_logits, b_gens = base_run
+    assert torch.equal(seqs, b_seqs)
+    assert torch.equal(logits, b_logits)
+    assert [g.token_ids for g in gens] == [g.token_ids for g in b_gens]
+    assert mass_by_layer(gens) == mass_by_layer(b_gens)
+
+
+def test_pai_raises_visual_mass_at_layers_from_2_and_composes_with_probe(lm, probed, base_run):
+    hooks = hook_counts(lm)
+    impl = lm.text_config._attn_implementation
+    seqs, logits, gens = variant_run(lm, "pai", probed)
+    base = mass_by_layer(base_run[2])
+    pai = mass_by_layer(gens)
+    print(f"\nvisual_mass base {base}\nvisual_mass pai  {pai}")
+    for layer in base:
+        if layer < 2:
+            assert pai[layer] == base[layer]
+        else:
+            assert pai[layer] > base[layer] + 0.01
+    assert not torch.equal(logits, base_run[1])  # the model output sees the boost, not only the probe
+    # Same intervention without the probe (plain sdpa path) gives the same logits.
+    probed.uninstall()
+    try:
+        _, logits_plain, _ = variant_run(lm, "pai")
+    finally:
+        probed.install(lm)
+    torch.testing.assert_close(logits_plain, logits, rtol=1e-5, atol=1e-5)
+    assert hook_counts(lm) == hooks and lm.text_config._attn_implementation == impl
+
+
+def test_memvr_retraces_when_triggered(lm, probed, base_run):
+    from pvm_bench.fixes.memvr import MemVRConfig, memvr_active
+
+    base = mass_by_layer(base_run[2])
+    _, logits_default, gens_default = variant_run(lm, "memvr", probed)
+    with memvr_active(lm, MemVRConfig(threshold=0.0)) as stats:
+        _, logits = hf_generate(lm)
+    gens = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probed])  # after exit: base again
+    assert mass_by_layer(gens) == base
+    with memvr_active(lm, MemVRConfig(threshold=0.0)):
+        gens = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probed])
+    forced = mass_by_layer(gens)
+    print(f"\nvisual_mass base            {base}\nvisual_mass memvr (default) {mass_by_layer(gens_default)}"
+          f"\nvisual_mass memvr (forced)  {forced}\nretraced {stats.retraced}/{stats.forwards} row-forwards "
+          f"by layer {stats.by_layer}; max |dlogit| {float((logits - base_run[1]).abs().max()):.4f}")
+    assert stats.retraced == stats.forwards > 0
+    assert not torch.equal(logits, base_run[1])
+    assert forced != base
+
+
+def test_reinject_changes_outputs_every_k_tokens(lm, probed, base_run):
+    from pvm_bench.fixes.reinject import ReinjectConfig, reinject_active
+
+    with reinject_active(lm, ReinjectConfig(strength=0.5, every=3)) as stats:
+        _, logits = hf_generate(lm)
+        gens = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probed])
+    base = mass_by_layer(base_run[2])
+    print(f"\nvisual_mass base     {base}\nvisual_mass reinject {mass_by_layer(gens)}; injections {stats.injected}")
+    # Logits of step t come from the forward feeding token t-1... the first injection is at
+    # decode step 3, so logits of steps 0..2 are untouched and step 3 changes.
+    assert torch.equal(logits[:3], base_run[1][:3])
+    assert not torch.equal(logits[3], base_run[1][3])
+    assert stats.injected == 2 * 3 * 2  # steps 3 and 6, 3 rows, two generate calls
+
+
+def test_hooks_removed_on_exception(lm):
+    hooks = hook_counts(lm)
+    impl = lm.text_config._attn_implementation
+    for spec in ("pai", "memvr", "reinject"):
+        (variant,) = resolve_variants([spec])
+        with pytest.raises(RuntimeError, match="boom"):
+            with variant.active(lm):
+                raise RuntimeError("boom")
+        assert hook_counts(lm) == hooks
+        assert lm.text_config._attn_implementation == impl
+
+
+def test_variant_parameters_are_parsed_and_validated():
+    (v,) = resolve_variants(["pai:alpha=0.2:start_layer=1"])
+    assert v.name == "pai:alpha=0.2:start_layer=1"
+    for bad in ("pai:beta=1", "pai:alpha=x", "base:alpha=1", "pai:alpha", "memvr:alpha=2", "pai:gamma=1.1"):
+        with pytest.raises(VariantError):
+            resolve_variants([bad])
+
+
+def test_cli_runs_base_and_pai(tiny_qwen3_vl, fixture_data, tmp_path):
+    from pvm_bench.cli import app
+
+    result = CliRunner().invoke(app, [
+        "run", "--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir", str(fixture_data),
+        "--variants", "base,pai,pai:alpha=0", "--limit", "2", "--max-new-tokens", "8", "--quiet",
+        "--no-report", "--out", str(tmp_path), "--run-id", "fx",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(tmp_path / "fx" / "samples.jsonl")
+    by_variant: dict[str, dict[str, str]] = {}
+    for row in rows:
+        by_variant.setdefault(row["variant"], {})[row["sample_id"]] = row["output"]
+    assert set(by_variant) == {"base", "pai", "pai:alpha=0"}
+    assert all(len(v) == 2 for v in by_variant.values())
+    assert by_variant["pai:alpha=0"] == by_variant["base"]
