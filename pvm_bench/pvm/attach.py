@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from pvm_bench.errors import UserError
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
 from pvm_bench.pvm.block import PVMBlock, PVMShape
 
@@ -47,7 +48,7 @@ BLOCK_NAME = "pvm_block"
 Observer = Callable[[int, torch.Tensor, "torch.Tensor | None"], None]
 
 
-class PVMAttachError(RuntimeError):
+class PVMAttachError(UserError, RuntimeError):
     """PVM cannot be attached to this model; the message names the module and the fix."""
 
 

@@ -42,12 +42,14 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from pvm_bench.errors import UserError
+
 IMAGE_COLUMNS = ("images", "image")
 PROMPT_COLUMNS = ("prompt", "question", "query", "instruction")
 RESPONSE_COLUMNS = ("response", "answer", "output", "solution")
 
 
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """Training cannot start or resume; the message says why."""
 
 
