@@ -1,0 +1,504 @@
+"""Deterministic two-stage training of the model organism on CPU.
+
+Stage 1 trains a tiny Qwen3-VL (every parameter, vision tower included) from scratch on the
+``colour_recall`` task (``"Count to N, then name the colour of cell k."`` -> ``"1 2 ... N\\nAnswer:
+<colour>"``), loss on the response tokens only. N is drawn from the full held-out range [0, 64]
+so every test sample is answerable in principle (the model can only count to numbers it has
+seen), but SKEWED to short N: most answers are short, as for real LVLMs, so reading the image
+after a long stretch of generated text is under-trained. That is what makes accuracy fall with
+distance on the held-out ``test`` split.
+
+Stage 2 freezes the base, attaches PVM (decoder layers at 1/4, 1/2, 3/4 of the depth) and trains
+only the PVM parameters, on the uniform [0, 64] range (the branch is meant to carry the image to
+long distances).
+
+Contract: :func:`train_organism` with the same :class:`TrainConfig` writes byte-identical
+``base/model.safetensors`` and ``pvm/adapter.safetensors`` on the same machine and library
+versions: every RNG is seeded, the data order is a fixed permutation, deterministic algorithms
+are enforced and the thread count is pinned (CPU reductions may split work per thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+#: Task names of the held-out diagnostics the organism is evaluated on.
+TASK = "colour_recall"
+#: Offset added to the user seed for the training data; the task's own splits use seeds 0..2.
+DATA_SEED_OFFSET = 1000
+#: The distance range of the held-out ``test`` split; training covers all of it.
+FULL_RANGE = (0, 64)
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines the trained weights (stored in the manifest)."""
+
+    seed: int = 0
+    size: str = "small"
+    # Stage 1 (base, all parameters).
+    base_steps: int = 600
+    answer_weight: float = 10.0  # stage-1 loss weight of the colour-word tokens (see batch_metrics)
+    base_lr: float = 3e-3
+    n_short: int = 4000  # N in [0, short_max]
+    n_long: int = 1200  # N in [short_max + 1, 64]: the under-trained long tail
+    short_max: int = 16
+    # Stage 2 (PVM only, base frozen).
+    pvm_steps: int = 100
+    pvm_lr: float = 3e-3
+    n_pvm: int = 1600  # N uniform in [0, 64]
+    pvm_hidden_size: int = 64
+    pvm_layers: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    n_val: int = 128  # held-out (own seed) teacher-forced check logged after each stage
+    batch_size: int = 16
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05
+    # One thread: CPU time is shared with other jobs, where OpenMP spin-waits of 2+ threads
+    # cost more than they gain on a model this small (measured: 2 s vs 7-14 s per step).
+    threads: int = 1
+    log_every: int = 25
+
+
+def length_diagnostics() -> Any:
+    """The ``tasks/length_diagnostics.py`` module (built-in task dir, imported by path)."""
+    name = "pvm_bench_builtin_tasks_length_diagnostics"
+    if name in sys.modules:
+        return sys.modules[name]
+    from pvm_bench.tasks import builtin_task_dirs
+
+    for d in builtin_task_dirs():
+        path = Path(d) / "length_diagnostics.py"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            return module
+    raise FileNotFoundError("tasks/length_diagnostics.py not found in the built-in task dirs")
+
+
+@contextmanager
+def deterministic(threads: int) -> Iterator[None]:
+    """Deterministic algorithms and a pinned thread count for the duration; restored after."""
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old_det)
+        torch.set_num_threads(old_threads)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # pragma: no cover
+        pass
+
+
+# ------------------------------------------------------------------------------------------ data
+def encode_examples(processor: Any, examples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
+    """Tokenize (image, prompt, response) triples the way the runner prompts the model.
+
+    Returns per example ``input_ids`` (1D), ``labels`` (-100 outside the response + end token),
+    ``answer_mask`` (the colour-word tokens), ``pixel_values``, ``image_grid_thw``,
+    ``mm_token_type_ids``, ``distance``. Equal to calling the processor on the full text, but
+    each distinct image is processed once and the text is tokenized directly (about 10x faster).
+    """
+    tok = processor.tokenizer
+    pad = "<|image_pad|>"
+    pad_id = tok.convert_tokens_to_ids(pad)
+    merge = int(getattr(processor.image_processor, "merge_size", 2))
+    images: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+    # Render the chat template once around a marker (jinja per example dominates otherwise).
+    marker = "\x00PROMPT\x00"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": marker}]}]
+    template = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    out = []
+    for ex in examples:
+        key = ex["image"].tobytes()
+        if key not in images:
+            enc_img = processor.image_processor(images=[ex["image"]], return_tensors="pt")
+            images[key] = (enc_img["pixel_values"], enc_img["image_grid_thw"])
+        pixel_values, grid = images[key]
+        n_img = int(grid.prod()) // (merge * merge)
+        prompt = template.replace(marker, ex["prompt"]).replace(pad, pad * n_img)
+        # <|im_end|> closes the answer: it is the EOS that stops generation.
+        full = prompt + ex["response"] + "<|im_end|>"
+        ids = torch.tensor(tok(full, add_special_tokens=False)["input_ids"], dtype=torch.long)
+        n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        labels = ids.clone()
+        labels[:n_prompt] = -100
+        answer_mask = torch.zeros_like(ids, dtype=torch.bool)
+        n_ans = len(ex["answer"])
+        answer_mask[len(ids) - 1 - n_ans : len(ids) - 1] = True  # character-level tokenizer
+        out.append(
+            {
+                "input_ids": ids,
+                "labels": labels,
+                "answer_mask": answer_mask,
+                "pixel_values": pixel_values,
+                "image_grid_thw": grid,
+                # Qwen3-VL's M-RoPE needs to know which positions are image tokens.
+                "mm_token_type_ids": (ids == pad_id).long(),
+                "distance": torch.tensor(int(ex["distance"])),
+            }
+        )
+    return out
+
+
+def collate(batch: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch (padding is masked out of attention and loss)."""
+    width = max(len(b["input_ids"]) for b in batch)
+    n = len(batch)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    labels = torch.full((n, width), -100, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    ans = torch.zeros((n, width), dtype=torch.bool)
+    mm = torch.zeros((n, width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        k = len(b["input_ids"])
+        ids[i, :k] = b["input_ids"]
+        labels[i, :k] = b["labels"]
+        attn[i, :k] = 1
+        ans[i, :k] = b["answer_mask"]
+        mm[i, :k] = b["mm_token_type_ids"]
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "attention_mask": attn,
+        "answer_mask": ans,
+        "mm_token_type_ids": mm,
+        "pixel_values": torch.cat([b["pixel_values"] for b in batch]),
+        "image_grid_thw": torch.cat([b["image_grid_thw"] for b in batch]),
+    }
+
+
+def batch_metrics(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], answer_weight: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted mean response-token loss, per-row answer correctness) with next-token shift.
+
+    ``answer_weight`` multiplies the colour-word tokens' loss: they are ~5 of up to ~190 response
+    tokens, so with plain averaging the counting dominates and image reading is learnt late.
+    A row's answer is correct when every colour-word token is the argmax under teacher forcing.
+    """
+    logits = logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    ans = batch["answer_mask"][:, 1:]
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="none"
+    )
+    weight = (labels.reshape(-1) != -100).float() * (1.0 + (answer_weight - 1.0) * ans.reshape(-1).float())
+    loss = (ce * weight).sum() / weight.sum()
+    pred = logits.argmax(-1)
+    correct = ((pred == labels) | ~ans).all(dim=1)
+    return loss, correct
+
+
+# -------------------------------------------------------------------------------------- training
+def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
+    warm = max(1, int(total * warmup_frac))
+    if step < warm:
+        return base * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def fixed_order(
+    lengths: list[int], steps: int, batch_size: int, seed: int, bucket_edge: int = 160
+) -> list[list[int]]:
+    """The batches of sample indices, a pure function of the arguments.
+
+    Samples are split into two length buckets (so a batch of short answers is not padded to a
+    long one: about 2x less compute on CPU); each epoch permutes each bucket with a seeded
+    generator, cuts full batches and shuffles the batch list.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    pools = [
+        [i for i, n in enumerate(lengths) if n < bucket_edge],
+        [i for i, n in enumerate(lengths) if n >= bucket_edge],
+    ]
+    pools = [p for p in pools if len(p) >= batch_size]
+    batches: list[list[int]] = []
+    while len(batches) < steps:
+        epoch: list[list[int]] = []
+        for pool in pools:
+            perm = [pool[j] for j in torch.randperm(len(pool), generator=gen).tolist()]
+            epoch.extend(perm[k : k + batch_size] for k in range(0, len(perm) - batch_size + 1, batch_size))
+        batches.extend(epoch[j] for j in torch.randperm(len(epoch), generator=gen).tolist())
+    return batches[:steps]
+
+
+def train_loop(
+    model: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    data: list[dict[str, torch.Tensor]],
+    *,
+    steps: int,
+    lr: float,
+    cfg: TrainConfig,
+    seed: int,
+    pad_id: int,
+    log: Log,
+    stage: str,
+) -> list[dict[str, float]]:
+    """AdamW with warmup + cosine over ``steps`` fixed batches; returns the logged history."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    batches = fixed_order([len(d["input_ids"]) for d in data], steps, cfg.batch_size, seed)
+    history: list[dict[str, float]] = []
+    run_loss, run_acc, run_n = 0.0, 0.0, 0
+    start = time.perf_counter()
+    for step, idx in enumerate(batches):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, cfg.warmup_frac)
+        batch = collate([data[i] for i in idx], pad_id)
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            mm_token_type_ids=batch["mm_token_type_ids"],
+            pixel_values=batch["pixel_values"],
+            image_grid_thw=batch["image_grid_thw"],
+        )
+        loss, correct = batch_metrics(out.logits, batch, cfg.answer_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        run_loss += float(loss.detach())
+        run_acc += float(correct.float().mean())
+        run_n += 1
+        if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+            rec = {
+                "step": step + 1,
+                "loss": run_loss / run_n,
+                "answer_acc": run_acc / run_n,
+                "elapsed_s": time.perf_counter() - start,
+            }
+            history.append(rec)
+            log(
+                f"[{stage}] step {step + 1}/{steps}  loss {rec['loss']:.4f}  answer acc {rec['answer_acc']:.3f}  "
+                f"({rec['elapsed_s']:.0f}s)"
+            )
+            run_loss, run_acc, run_n = 0.0, 0.0, 0
+    return history
+
+
+@torch.no_grad()
+def eval_by_distance(
+    model: torch.nn.Module,
+    data: list[dict[str, torch.Tensor]],
+    pad_id: int,
+    bounds: tuple[int, ...] = (64, 128, 1 << 30),
+) -> dict[str, float]:
+    """Teacher-forced answer accuracy per distance bucket (cheap proxy for generation accuracy)."""
+    hits: dict[str, list[float]] = {}
+    for i in range(0, len(data), 32):
+        chunk = data[i : i + 32]
+        batch = collate(chunk, pad_id)
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            mm_token_type_ids=batch["mm_token_type_ids"],
+            pixel_values=batch["pixel_values"],
+            image_grid_thw=batch["image_grid_thw"],
+        )
+        _, correct = batch_metrics(out.logits, batch)
+        for ex, ok in zip(chunk, correct.tolist()):
+            d = int(ex["distance"])
+            lo = 0
+            for hi in bounds:
+                if d < hi:
+                    key = f"d{lo}-{hi if hi < (1 << 30) else 'inf'}"
+                    hits.setdefault(key, []).append(float(ok))
+                    break
+                lo = hi
+    return {k: sum(v) / len(v) for k, v in sorted(hits.items(), key=lambda kv: int(kv[0][1:].split("-")[0]))}
+
+
+def stage2_pvm(
+    base_dir: Path,
+    pvm_dir: Path,
+    cfg: TrainConfig,
+    ld: Any,
+    dseed: int,
+    val: list[dict[str, torch.Tensor]],
+    pad_id: int,
+    log: Log,
+) -> tuple[list[dict[str, float]], dict[str, float], dict[int, float]]:
+    """PVM-only SFT of the frozen base in ``base_dir`` via :func:`pvm_bench.pvm.train.train`.
+
+    Writes ``pvm_dir`` (``adapter.safetensors`` + ``pvm_config.json`` with machine-independent
+    fields: no temporary paths). Returns (loss history, held-out eval, gates).
+    """
+    from safetensors.torch import load_file
+
+    from pvm_bench.models.loading import load_model
+    from pvm_bench.pvm import attach_from_path
+    from pvm_bench.pvm.train import TrainConfig as PVMTrainConfig
+    from pvm_bench.pvm.train import train as pvm_train
+
+    lm = load_model(str(base_dir), dtype="float32", device="cpu")
+    rows = [
+        {"image": ex["image"], "prompt": ex["prompt"], "response": ex["response"]}
+        for ex in ld.make_examples(cfg.n_pvm, dseed + 3, FULL_RANGE)
+    ]
+    work = pvm_dir.parent / (pvm_dir.name + ".train")
+    shutil.rmtree(work, ignore_errors=True)
+    tcfg = PVMTrainConfig(
+        model=str(base_dir),
+        data="<in-memory colour_recall rows>",
+        out=str(work),
+        layers=list(cfg.pvm_layers),
+        hidden_size=cfg.pvm_hidden_size,
+        lr=cfg.pvm_lr,
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=0.1,
+        batch_size=cfg.batch_size,
+        max_steps=cfg.pvm_steps,
+        seed=cfg.seed,
+        dtype="float32",
+        device="cpu",
+        resume=False,
+        progress=False,
+    )
+    log(
+        f"[pvm] layers {cfg.pvm_layers}, d={cfg.pvm_hidden_size}, {cfg.pvm_steps} steps on {len(rows)} rows (N in {FULL_RANGE})"
+    )
+    result = pvm_train(tcfg, lm=lm, rows=rows)
+    history = []
+    for i in range(0, len(result.losses), cfg.log_every):
+        chunk = result.losses[i : i + cfg.log_every]
+        history.append({"step": i + len(chunk), "loss": sum(chunk) / len(chunk)})
+        log(f"[pvm] step {i + len(chunk)}/{cfg.pvm_steps}  loss {history[-1]['loss']:.4f}")
+    log(f"[pvm] trained in {result.seconds:.0f}s")
+    pvm_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / "adapter.safetensors", pvm_dir / "adapter.safetensors")
+    config = json.loads((work / "pvm_config.json").read_text())
+    config["base_model"] = "pvm-bench-organism-base"
+    config.pop("train_config", None)  # holds temporary paths; the organism manifest has the recipe
+    config["training"] = {
+        "recipe": "pvm_bench.organism.train",
+        "seed": cfg.seed,
+        "steps": cfg.pvm_steps,
+        "lr": cfg.pvm_lr,
+        "batch_size": cfg.batch_size,
+        "rows": len(rows),
+    }
+    (pvm_dir / "pvm_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    # Evaluate what ships: a fresh base with the written adapter attached.
+    lm = load_model(str(base_dir), dtype="float32", device="cpu")
+    handle = attach_from_path(lm, pvm_dir)
+    assert all(
+        torch.equal(v, load_file(str(pvm_dir / "adapter.safetensors"))[k])
+        for k, v in handle.state_dict().items()
+    )
+    return history, eval_by_distance(lm.hf_model, val, pad_id), handle.gates()
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_organism(out: str | Path, cfg: TrainConfig | None = None, log: Log = print) -> dict[str, Any]:
+    """Train both stages into ``out/base`` (model dir) and ``out/pvm`` (adapter dir).
+
+    Returns a manifest dict (config, per-file sha256, histories, timings) that is also written to
+    ``out/MANIFEST.json``. Deterministic in ``cfg`` (see the module docstring).
+    """
+    from pvm_bench.models.loading import load_model
+    from pvm_bench.testing import build_tiny_model
+
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ld = length_diagnostics()
+    t0 = time.perf_counter()
+    manifest: dict[str, Any] = {"config": asdict(cfg), "task": TASK}
+    with deterministic(cfg.threads):
+        seed_everything(cfg.seed)
+        base_dir = out / "base"
+        build_tiny_model("qwen3_vl", base_dir, seed=cfg.seed, size=cfg.size)
+        lm = load_model(str(base_dir), dtype="float32", device="cpu")
+        model = lm.hf_model
+        pad_id = int(lm.tokenizer.pad_token_id)
+        dseed = DATA_SEED_OFFSET + cfg.seed * 10
+        examples = ld.make_examples(cfg.n_short, dseed, (0, cfg.short_max)) + ld.make_examples(
+            cfg.n_long, dseed + 1, (cfg.short_max + 1, FULL_RANGE[1])
+        )
+        data = encode_examples(lm.processor, examples)
+        val = encode_examples(lm.processor, ld.make_examples(cfg.n_val, dseed + 2, FULL_RANGE))
+        log(
+            f"[data] {len(data)} stage-1 examples ({cfg.n_short} with N<={cfg.short_max}, {cfg.n_long} longer), "
+            f"{time.perf_counter() - t0:.0f}s"
+        )
+
+        # Stage 1: every parameter, from scratch.
+        model.requires_grad_(True)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        log(f"[base] {sum(p.numel() for p in params) / 1e6:.2f}M parameters")
+        t1 = time.perf_counter()
+        hist_base = train_loop(
+            model,
+            params,
+            data,
+            steps=cfg.base_steps,
+            lr=cfg.base_lr,
+            cfg=cfg,
+            seed=cfg.seed,
+            pad_id=pad_id,
+            log=log,
+            stage="base",
+        )
+        model.eval()
+        model.requires_grad_(False)
+        base_eval = eval_by_distance(model, val, pad_id)
+        log(f"[base] held-out teacher-forced answer accuracy by distance: {base_eval}")
+        model.save_pretrained(base_dir)
+        manifest["base_train_s"] = time.perf_counter() - t1
+
+        # Stage 2: reload the saved base (exactly what ships), freeze it, train PVM only with the
+        # library's PVM SFT entry point (pvm_bench.pvm.train), then ship its adapter files.
+        t2 = time.perf_counter()
+        seed_everything(cfg.seed + 1)
+        hist_pvm, pvm_eval, gates = stage2_pvm(base_dir, out / "pvm", cfg, ld, dseed, val, pad_id, log)
+        log(f"[pvm] held-out teacher-forced answer accuracy by distance: {pvm_eval}; gates {gates}")
+        manifest["pvm_train_s"] = time.perf_counter() - t2
+
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
+    manifest["sha256"] = {str(p.relative_to(out)): sha256_file(p) for p in files}
+    manifest["history"] = {"base": hist_base, "pvm": hist_pvm}
+    manifest["teacher_forced_eval"] = {"base": base_eval, "pvm": pvm_eval}
+    manifest["total_s"] = time.perf_counter() - t0
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    log(
+        f"[done] {out} in {manifest['total_s']:.0f}s; base {manifest['sha256']['base/model.safetensors'][:16]}, "
+        f"pvm {manifest['sha256']['pvm/adapter.safetensors'][:16]}"
+    )
+    return manifest

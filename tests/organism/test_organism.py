@@ -1,0 +1,124 @@
+"""The model organism: deterministic training, shipped weights match their manifest, and they work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from pvm_bench.organism import BASE_DIR, MANIFEST, PVM_DIR, WEIGHTS_DIR, default_run_options
+
+#: Measured on the shipped model: greedy accuracy on held-out `test` samples with N <= 8 is 1.0
+#: (see the organism README notes); 0.8 leaves room for platform float differences.
+SHORT_ACCURACY_MIN = 0.8
+SHORT_N_MAX = 8
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _app() -> typer.Typer:
+    from pvm_bench.organism.commands import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:  # a callback keeps `organism` a named sub-command
+        """Test app."""
+
+    register(app)
+    return app
+
+
+def test_train_twice_same_hashes(tmp_path: Path) -> None:
+    """Two runs of `organism train` with the same seed write byte-identical weights."""
+    runner = CliRunner()
+    app = _app()
+    hashes = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = runner.invoke(
+            app,
+            [
+                "organism",
+                "train",
+                "--out",
+                str(out),
+                "--seed",
+                "0",
+                "--steps",
+                "2",
+                "--pvm-steps",
+                "1",
+                "--n-examples",
+                "40",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert "loss" in result.output and "answer acc" in result.output
+        manifest = json.loads((out / "MANIFEST.json").read_text())
+        for rel in ("base/model.safetensors", "pvm/adapter.safetensors"):
+            assert manifest["sha256"][rel] == _sha(out / rel)
+        hashes.append({rel: _sha(out / rel) for rel in ("base/model.safetensors", "pvm/adapter.safetensors")})
+    assert hashes[0] == hashes[1]
+
+
+def test_manifest_matches_shipped_files() -> None:
+    """The shipped files are exactly the ones recorded by the default-seed training run."""
+    manifest = json.loads(MANIFEST.read_text())
+    assert manifest["config"]["seed"] == 0
+    recorded = manifest["sha256"]
+    shipped = sorted(
+        str(p.relative_to(WEIGHTS_DIR))
+        for p in WEIGHTS_DIR.rglob("*")
+        if p.is_file() and p.name != "MANIFEST.json"
+    )
+    assert sorted(recorded) == shipped
+    for rel, digest in recorded.items():
+        assert _sha(WEIGHTS_DIR / rel) == digest, rel
+    # "A few MB": package data must stay small.
+    assert sum((WEIGHTS_DIR / rel).stat().st_size for rel in recorded) < 10 * 2**20
+
+
+def test_default_run_options() -> None:
+    opts = default_run_options()
+    assert Path(opts["model"]) == BASE_DIR and Path(opts["pvm"]) == PVM_DIR
+    assert opts["tasks"] == "colour_recall"
+    assert opts["split"] == "test"
+    from pvm_bench.run import RunConfig
+
+    RunConfig(**{**opts, "tasks": opts["tasks"].split(",")})  # every extra default is a RunConfig field
+
+
+@pytest.fixture(scope="module")
+def short_samples() -> tuple:
+    from pvm_bench.tasks import get_registry
+
+    task = get_registry(entry_points=False).resolve(["colour_recall"])[0]
+    return task, [s for s in task.load("test") if s.metadata["n_filler"] <= SHORT_N_MAX][:12]
+
+
+def _accuracy(lm, task, samples) -> float:
+    from pvm_bench.models.generation import Request
+
+    requests = [Request(task.messages(s), [img.load() for img in s.images], key=s) for s in samples]
+    outs = lm.generate(requests, max_new_tokens=48)
+    return sum(task.score(o.key, o.text, truncated=o.truncated).value for o in outs) / len(outs)
+
+
+def test_shipped_organism_answers_short_distance(short_samples) -> None:
+    """The shipped base (and base + PVM) read the colour off the image at short distance."""
+    from pvm_bench import load_model
+
+    task, samples = short_samples
+    assert len(samples) >= 8
+    assert _accuracy(load_model(str(BASE_DIR), device="cpu"), task, samples) >= SHORT_ACCURACY_MIN
+    assert (
+        _accuracy(load_model(str(BASE_DIR), pvm=str(PVM_DIR), device="cpu"), task, samples)
+        >= SHORT_ACCURACY_MIN
+    )
