@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from pvm_bench.probes.base import BatchContext, Probe, ProbeError
 
@@ -127,8 +128,6 @@ def streaming_attention_forward(
     registered probe targets (a vision tower that shares the config, a PVM cross-attention) get
     the plain output and are never recorded.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     softcap = kwargs.pop("softcap", None)
     if softcap is not None:
         out = _softcap_attention(module, query, key, value, attention_mask, dropout, scaling, softcap)
@@ -280,7 +279,40 @@ class AttentionProbe(Probe):
         self._step = -1
         self._total = 0
         self._calls = 0
+        self._mask_cache: dict[tuple[int, int], Any] = {}
         self._active = True
+
+    def _key_view(self, mask: torch.Tensor | None, n: int, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """What the last query row may see, cached per (mask tensor, key count) within a step.
+
+        Returns ``(additive [B, 1, n] or None, image flags [B, n], first-key one-hot [B, n] bool)``
+        and writes nothing. transformers builds one mask per layer type per forward and passes
+        the same tensor to every layer of that type, so this runs once or twice per step.
+        """
+        cache_key = (id(mask), n)
+        hit = self._mask_cache.get(cache_key)
+        if hit is not None and hit[0] is mask:
+            return hit[1]
+        B = self._img.shape[0]
+        img = self._img[:, self._total - n : self._total]  # keys are the last n absolute positions
+        if mask is None:
+            # No mask: the last query of a causal call sees every key passed (no padding).
+            additive = None
+            allowed = torch.ones(B, n, dtype=torch.bool, device=img.device)
+        else:
+            row = mask[:, :1, -1, :]  # [B, 1, n]; masks are shared by all heads
+            if row.dtype == torch.bool:
+                allowed = row[:, 0]
+                additive = torch.zeros(row.shape, dtype=torch.float32, device=row.device).masked_fill_(~row, float("-inf"))
+            else:
+                allowed = row[:, 0] > torch.finfo(row.dtype).min / 2
+                additive = row.float()
+        allowed_f = allowed.float()
+        first = torch.zeros_like(allowed).scatter_(1, allowed_f.argmax(-1, keepdim=True), True)
+        counts = torch.stack((allowed_f.sum(-1), (allowed_f * img).sum(-1)))  # n_keys, n_visual
+        value = (additive, img, first, counts)
+        self._mask_cache[cache_key] = (mask, value)
+        return value
 
     def _observe(
         self,
@@ -292,54 +324,43 @@ class AttentionProbe(Probe):
         softcap: float | None,
         position_bias: torch.Tensor | None,
     ) -> None:
-        """Softmax of the last query row of one attention call; writes into the step's buffer."""
+        """Softmax of the last query row of one attention call; writes into the step's buffer.
+
+        Per call this is one ``[B, H, 1, D] x [B, H_kv, D, n]`` product, one softmax over
+        ``[B, H, n]`` and a handful of reductions; no host synchronisation.
+        """
         q_len, n = query.shape[2], key.shape[2]
         if layer == 0:
             # Layer 0 runs first in every forward: a new step begins. Prefill (q_len > 1) resets.
             self._step = 0 if q_len > 1 or self._step < 0 else self._step + 1
             self._total = self._prompt_len + self._step
+            self._mask_cache = {}
         step = self._step
         if step < 0 or step >= self._n_steps:
             return
         self._calls += 1
+        additive, img, first, counts = self._key_view(mask, n, query.dtype)
         B, H, _, D = query.shape
         h_kv = key.shape[1]
-        # GQA: fold the query heads of each kv group instead of repeating K.
-        q = query[:, :, -1, :].reshape(B, h_kv, H // h_kv, D)
         scale = scaling if scaling is not None else D**-0.5
-        scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale  # [B, h_kv, g, n]
+        # GQA: fold the query heads of each kv group instead of repeating K. Scaling the single
+        # query row is cheaper than scaling the scores.
+        q = (query[:, :, -1, :] * scale).reshape(B, h_kv, H // h_kv, D)
+        scores = torch.matmul(q, key.transpose(-1, -2)).reshape(B, H, n).float()
         if softcap is not None:
             scores = torch.tanh(scores / softcap) * softcap
-        scores = scores.reshape(B, H, n)
         if position_bias is not None:
             scores = scores + position_bias[:, :, -1, :].float()
-        allowed: torch.Tensor | None = None
-        if mask is not None:
-            row = mask[:, :, -1, :]  # [B, 1 or H, n]
-            if row.dtype == torch.bool:
-                scores = scores.masked_fill(~row, float("-inf"))
-                allowed = row[:, 0]
-            else:
-                scores = scores + row.float()
-                allowed = row[:, 0] > torch.finfo(row.dtype).min / 2
-        # Without a mask the last query of a causal call sees every key passed.
+        if additive is not None:
+            scores = scores + additive
         probs = torch.softmax(scores, dim=-1)  # [B, H, n]
-        img = self._img[:, self._total - n : self._total]  # [B, n]
-        mean_p = probs.mean(dim=1)  # [B, n]
-        visual = (mean_p * img).sum(-1)
-        if allowed is None:
-            first = torch.zeros(B, dtype=torch.long, device=probs.device)
-            n_keys = torch.full((B,), float(n), device=probs.device)
-            n_visual = img.sum(-1)
-        else:
-            allowed_f = allowed.float()
-            first = allowed_f.argmax(-1)  # first visible key (the first non-padding one)
-            n_keys = allowed_f.sum(-1)
-            n_visual = (allowed_f * img).sum(-1)
-        sinks = (probs > self.sink_threshold).float().mean(dim=1) > 0.5  # sink in most heads
-        sinks.scatter_(1, first[:, None], True)  # a boolean mask: the first key is never counted twice
-        sink = (mean_p * sinks).sum(-1)
-        self._buf[step, layer] = torch.stack((visual, sink, n_keys, n_visual))
+        # A key is a sink when it holds > threshold of the mass in most heads; the first visible
+        # key always is. Boolean OR: a key is counted once even when both hold.
+        sinks = ((probs > self.sink_threshold).sum(1) * 2 > H) | first  # [B, n]
+        weights = torch.stack((img, sinks.float()), dim=-1)  # [B, n, 2]
+        mass = torch.matmul(probs.mean(dim=1, keepdim=True), weights)  # [B, 1, 2]: visual, sink
+        self._buf[step, layer, :2] = mass[:, 0].T
+        self._buf[step, layer, 2:] = counts
         if self.per_head:
             if self._heads is None:
                 self._heads = torch.zeros(self._n_steps, len(self._modules), B, H, device=probs.device)

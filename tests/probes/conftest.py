@@ -41,3 +41,15 @@ def batch3() -> list[Request]:
         request("Describe the picture in detail, please.", [image(96, 64, (10, 10, 200))]),
         request("Compare both images.", [image(48, 48, (200, 200, 10)), image(64, 32, (90, 0, 90))]),
     ]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run probe tests single-threaded: tiny models gain nothing from threads, and on a shared
+    small CPU multi-threaded ops stall behind other processes (seconds per test). Restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
