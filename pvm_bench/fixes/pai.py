@@ -161,6 +161,7 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[VisualState]:
             ``self_attn``.
     """
     from pvm_bench.probes.attention import find_attention_modules, text_subconfig_key
+    from pvm_bench.probes.base import ProbeError
     from pvm_bench.variants import VariantError
 
     hf = lm.hf_model
@@ -172,7 +173,7 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[VisualState]:
         )
     try:
         modules = find_attention_modules(lm)
-    except Exception as exc:
+    except ProbeError as exc:  # no `self_attn` in a decoder layer
         raise VariantError(f"PAI: {exc}") from None
     end = lm.num_layers if config.end_layer is None else min(config.end_layer, lm.num_layers)
     text_key = text_subconfig_key(lm.config)

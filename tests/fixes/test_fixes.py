@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import GenerationConfig
 from typer.testing import CliRunner
 
-from pvm_bench.models.generation import Request, encode, eos_ids, generate
+from pvm_bench.models.generation import Request, encode, generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.probes.attention import AttentionProbe
 from pvm_bench.results import read_jsonl
@@ -112,7 +112,7 @@ def test_zero_strength_is_bit_identical_to_base(lm, probed, base_run, spec):
 def test_pai_raises_visual_mass_at_layers_from_2_and_composes_with_probe(lm, probed, base_run):
     hooks = hook_counts(lm)
     impl = lm.text_config._attn_implementation
-    seqs, logits, gens = variant_run(lm, "pai", probed)
+    _, logits, gens = variant_run(lm, "pai", probed)
     base = mass_by_layer(base_run[2])
     pai = mass_by_layer(gens)
     print(f"\nvisual_mass base {base}\nvisual_mass pai  {pai}")
@@ -136,18 +136,18 @@ def test_memvr_retraces_when_triggered(lm, probed, base_run):
     from pvm_bench.fixes.memvr import MemVRConfig, memvr_active
 
     base = mass_by_layer(base_run[2])
-    _, logits_default, gens_default = variant_run(lm, "memvr", probed)
+    hooks = hook_counts(lm)
+    with memvr_active(lm, MemVRConfig()):
+        gens_default = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probed])
     with memvr_active(lm, MemVRConfig(threshold=0.0)) as stats:
         _, logits = hf_generate(lm)
-    gens = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probed])  # after exit: base again
-    assert mass_by_layer(gens) == base
-    with memvr_active(lm, MemVRConfig(threshold=0.0)):
         gens = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probed])
+    assert hook_counts(lm) == hooks
     forced = mass_by_layer(gens)
     print(f"\nvisual_mass base            {base}\nvisual_mass memvr (default) {mass_by_layer(gens_default)}"
           f"\nvisual_mass memvr (forced)  {forced}\nretraced {stats.retraced}/{stats.forwards} row-forwards "
           f"by layer {stats.by_layer}; max |dlogit| {float((logits - base_run[1]).abs().max()):.4f}")
-    assert stats.retraced == stats.forwards > 0
+    assert stats.retraced == stats.forwards > 0  # threshold 0: every row-forward retraces once
     assert not torch.equal(logits, base_run[1])
     assert forced != base
 
@@ -172,9 +172,8 @@ def test_hooks_removed_on_exception(lm):
     impl = lm.text_config._attn_implementation
     for spec in ("pai", "memvr", "reinject"):
         (variant,) = resolve_variants([spec])
-        with pytest.raises(RuntimeError, match="boom"):
-            with variant.active(lm):
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError, match="boom"), variant.active(lm):
+            raise RuntimeError("boom")
         assert hook_counts(lm) == hooks
         assert lm.text_config._attn_implementation == impl
 
