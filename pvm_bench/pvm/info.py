@@ -7,6 +7,7 @@ hub id or model directory (only its config is read) or a builtin shape name
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,13 @@ def count_meta_params(module_factory: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@functools.lru_cache(maxsize=None)
+def _builtin_base_params(key: str) -> int:
+    from transformers import AutoModelForImageTextToText
+
+    return count_meta_params(lambda: AutoModelForImageTextToText.from_config(BUILTIN_SHAPES[key]()))
+
+
 def pvm_info(
     model: str | Any,
     layers: Sequence[int | float | str] | str | None = None,
@@ -125,7 +133,11 @@ def pvm_info(
     family = FAMILIES.get(config.model_type)
     chosen = resolve_layers(layers, int(tc.num_hidden_layers), int(tc.hidden_size), family)
     per_block = count_meta_params(lambda: PVMBlock(shape))
-    base = count_meta_params(lambda: AutoModelForImageTextToText.from_config(config))
+    key = BUILTIN_ALIASES.get(model.lower(), model.lower()) if isinstance(model, str) else None
+    if key in BUILTIN_SHAPES:
+        base = _builtin_base_params(key)
+    else:
+        base = count_meta_params(lambda: AutoModelForImageTextToText.from_config(config))
     return PVMInfo(
         model=str(name), model_type=config.model_type, layers=chosen, shape=shape,
         pvm_params=per_block * len(chosen), base_params=base,

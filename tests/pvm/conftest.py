@@ -8,6 +8,18 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(autouse=True)
+def _pvm_one_thread():
+    """One torch thread: on a busy 2-core CI box two OpenMP threads make these tiny-model ops
+    ~30x slower (spin-waiting), and the models are too small to gain from threads."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def pvm_tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny random models of every family (seed 0), plus a second Qwen3-VL (seed 1)."""
