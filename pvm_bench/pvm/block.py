@@ -235,4 +235,4 @@ def pvm_block_param_count(shape: PVMShape) -> int:
     return 3 * H * d + qo + kv + bias + 3 * d * i + 2 * d + 2 * hd + 1
 
 
-__all__ = ["PVMBlock", "PVMShape", "PVMRMSNorm", "rms_norm_no_weight", "pvm_block_param_count"]
+__all__ = ["PVMBlock", "PVMRMSNorm", "PVMShape", "pvm_block_param_count", "rms_norm_no_weight"]

@@ -11,7 +11,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
     @pvm_app.command("info")
     def info_command(
         model: Annotated[str, typer.Option(help="Hub id, model dir (config only), or a builtin shape: qwen3-vl-8b, qwen3-vl-4b.")],
-        layers: Annotated[Optional[str], typer.Option(help="Comma-separated layer indices or depth fractions (default: paper layers / 1/4,1/2,3/4).")] = None,
+        layers: Annotated[str | None, typer.Option(help="Comma-separated layer indices or depth fractions (default: paper layers / 1/4,1/2,3/4).")] = None,
         dim: Annotated[int, typer.Option(help="PVM latent size d (pvm_hidden_size).")] = 512,
         json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     ) -> None:
@@ -69,22 +69,22 @@ def register(app: typer.Typer) -> None:
         data: Annotated[str, typer.Option(help="HF dataset id or local json/jsonl/parquet (image(s), prompt, response).")],
         out: Annotated[Path, typer.Option(help="Output dir: final adapter, checkpoints/, train_log.jsonl.")],
         split: Annotated[str, typer.Option(help="Dataset split.")] = "train",
-        layers: Annotated[Optional[str], typer.Option(help="PVM layers (indices or fractions).")] = None,
+        layers: Annotated[str | None, typer.Option(help="PVM layers (indices or fractions).")] = None,
         dim: Annotated[int, typer.Option(help="PVM latent size d.")] = 512,
-        init_pvm: Annotated[Optional[str], typer.Option(help="Start from this adapter / reference checkpoint.")] = None,
+        init_pvm: Annotated[str | None, typer.Option(help="Start from this adapter / reference checkpoint.")] = None,
         lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4).")] = 1e-4,
         weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
         warmup_ratio: Annotated[float, typer.Option(help="Linear warmup share of the steps (paper: 0.1).")] = 0.1,
         batch_size: Annotated[int, typer.Option(help="Micro-batch per device.")] = 1,
         grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
         epochs: Annotated[float, typer.Option(help="Epochs (ignored with --max-steps).")] = 1.0,
-        max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (schedule length).")] = None,
+        max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (schedule length).")] = None,
         save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0 = only at the end / on stop).")] = 0,
         seed: Annotated[int, typer.Option(help="Seed (PVM init and data order).")] = 0,
         dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU) | float32 | bfloat16.")] = "auto",
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (torchrun: the local rank's GPU).")] = "auto",
         gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations in backward.")] = False,
-        limit: Annotated[Optional[int], typer.Option(help="Use only the first N rows.")] = None,
+        limit: Annotated[int | None, typer.Option(help="Use only the first N rows.")] = None,
         resume: Annotated[bool, typer.Option(help="Resume from OUT/checkpoints when present.")] = True,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     ) -> None:
@@ -101,6 +101,10 @@ def register(app: typer.Typer) -> None:
             result = train(cfg)
         except UserError as exc:
             raise _fail(str(exc)) from None
+        import os
+
+        if int(os.environ.get("RANK", "0")) != 0:
+            return  # one summary line per run, not per data-parallel worker
         first = result.losses[0] if result.losses else float("nan")
         last = result.losses[-1] if result.losses else float("nan")
         stdout.print(
@@ -258,15 +262,15 @@ def register_bench(bench: typer.Typer) -> None:
 
     @bench.command("pvm")
     def bench_pvm_command(
-        model: Annotated[Optional[str], typer.Option(help="Model dir or hub id (default: a ~80M random Qwen3-VL built in a temp dir).")] = None,
+        model: Annotated[str | None, typer.Option(help="Model dir or hub id (default: a ~80M random Qwen3-VL built in a temp dir).")] = None,
         new_tokens: Annotated[int, typer.Option(help="Decode steps per run.")] = 64,
         repeats: Annotated[int, typer.Option(help="Alternating base/pvm runs; the fastest of each counts.")] = 5,
-        dim: Annotated[Optional[int], typer.Option(help="PVM latent size (default: hidden/8 in whole heads, the paper's ratio).")] = None,
-        layers: Annotated[Optional[str], typer.Option(help="PVM layers (default: paper layers or 1/4,1/2,3/4).")] = None,
+        dim: Annotated[int | None, typer.Option(help="PVM latent size (default: hidden/8 in whole heads, the paper's ratio).")] = None,
+        layers: Annotated[str | None, typer.Option(help="PVM layers (default: paper layers or 1/4,1/2,3/4).")] = None,
         gate: Annotated[float, typer.Option(help="gate_alpha of every block (non-zero so the branch runs).")] = 0.1,
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-        threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")] = None,
-        json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
+        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
     ) -> None:
         """Decode tokens/s: base vs PVM variant in one run (goal: ratio >= 0.95 at ~80M on CPU)."""
         if gate == 0.0:

@@ -109,7 +109,7 @@ def count_meta_params(module_factory: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builtin_base_params(key: str) -> int:
     from transformers import AutoModelForImageTextToText
 

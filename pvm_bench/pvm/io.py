@@ -97,7 +97,7 @@ def read_checkpoint_tensors(path: str | Path, select: re.Pattern[str] | None = N
     out: dict[str, torch.Tensor] = {}
     for file in _weight_files(Path(path)):
         with safe_open(str(file), framework="pt") as fh:
-            for key in fh.keys():
+            for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
                 if pattern.search(key):
                     out[key] = fh.get_tensor(key)
     return out
@@ -215,7 +215,7 @@ def _check_full_base(path: Path, model: LoadedModel | nn.Module) -> None:
     pattern = re.compile(r"layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.\w+_proj|mlp\.\w+_proj)\.weight$")
     for file in _weight_files(path):
         with safe_open(str(file), framework="pt") as fh:
-            for key in fh.keys():
+            for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
                 if ".pvm_block." in key or not pattern.search(key) or key not in own:
                     continue
                 mine = own[key].detach()
@@ -285,7 +285,7 @@ def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bo
             _check_adapter_base(config, model, p)
         tensors: dict[str, torch.Tensor] = {}
         with safe_open(str(p / ADAPTER_WEIGHTS), framework="pt") as fh:
-            for key in fh.keys():
+            for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
                 tensors[key] = fh.get_tensor(key)
         layers, d = config["layers"], int(config["pvm_hidden_size"])
         base_id, base_fp = config.get("base_model"), config.get("base_fingerprint")
@@ -334,7 +334,7 @@ def _save_processor(model: LoadedModel, out: Path) -> None:
                 "config.json", "model.safetensors.index.json", "generation_config.json"
             ):
                 shutil.copy2(f, out / f.name)
-    for name in getattr(processor, "get_attributes", lambda: [])():
+    for name in getattr(processor, "get_attributes", list)():
         component = getattr(processor, name, None)
         if component is not None and hasattr(component, "save_pretrained"):
             component.save_pretrained(out)

@@ -295,7 +295,7 @@ def _all_reduce_mean(tensors: list[torch.Tensor], world: int) -> None:
 # ------------------------------------------------------------------ schedule & order
 def cosine_with_warmup(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
     """LR multiplier: linear warmup over ``warmup_ratio * total`` steps, then cosine to 0."""
-    warmup = int(math.ceil(warmup_ratio * total_steps))
+    warmup = math.ceil(warmup_ratio * total_steps)
 
     def fn(step: int) -> float:
         if step < warmup:
