@@ -111,62 +111,49 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
-def _qwen3_vl(size: dict[str, int]):
-    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig
+def _qwen_family(size: dict[str, int], config_cls: str, patch: int, vision: dict, mrope_interleaved: bool):
+    """The Qwen2/2.5/3-VL recipe: ChatML with vision markers, patch ``patch``, merge 2."""
+    import transformers
+    from transformers import Qwen2VLImageProcessorPil
 
     tok = build_char_tokenizer(
         QWEN_SPECIALS, "<|im_end|>", "<|endoftext|>",
         _CHATML.replace("IMAGE_MARKER", "<|vision_start|><|image_pad|><|vision_end|>"),
     )
     ids = tok.convert_tokens_to_ids
-    config = Qwen3VLConfig(
-        text_config=_text_config(
-            size, len(tok),
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": _mrope_section(size["head_dim"]), "mrope_interleaved": True},
-        ),
-        vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "out_hidden_size": size["hidden"], "patch_size": 16, "spatial_merge_size": 2,
-            "temporal_patch_size": 2, "num_position_embeddings": 64, "deepstack_visual_indexes": [1],
-        },
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(size["head_dim"])}
+    if mrope_interleaved:
+        rope["mrope_interleaved"] = True
+    config = getattr(transformers, config_cls)(
+        text_config=_text_config(size, len(tok), rope_parameters=rope),
+        vision_config={"depth": 2, "num_heads": 2, "patch_size": patch, "spatial_merge_size": 2,
+                       "temporal_patch_size": 2, **vision},
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
+    side = 2 * patch  # one merged token is (2 * patch) px square; allow 1 to 16 of them
     image_processor = Qwen2VLImageProcessorPil(
-        patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32, max_pixels=128 * 128
+        patch_size=patch, merge_size=2, temporal_patch_size=2, min_pixels=side * side, max_pixels=(4 * side) ** 2
     )
     return config, tok, image_processor, {}
+
+
+def _qwen3_vl(size: dict[str, int]):
+    vision = {"hidden_size": 32, "intermediate_size": 64, "out_hidden_size": size["hidden"],
+              "num_position_embeddings": 64, "deepstack_visual_indexes": [1]}
+    return _qwen_family(size, "Qwen3VLConfig", 16, vision, mrope_interleaved=True)
 
 
 def _qwen2_5_vl(size: dict[str, int]):
-    from transformers import Qwen2_5_VLConfig, Qwen2VLImageProcessorPil
+    vision = {"hidden_size": 32, "intermediate_size": 64, "out_hidden_size": size["hidden"],
+              "window_size": 56, "fullatt_block_indexes": [1]}
+    return _qwen_family(size, "Qwen2_5_VLConfig", 14, vision, mrope_interleaved=False)
 
-    tok = build_char_tokenizer(
-        QWEN_SPECIALS, "<|im_end|>", "<|endoftext|>",
-        _CHATML.replace("IMAGE_MARKER", "<|vision_start|><|image_pad|><|vision_end|>"),
-    )
-    ids = tok.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        text_config=_text_config(
-            size, len(tok),
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": _mrope_section(size["head_dim"])},
-        ),
-        vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "out_hidden_size": size["hidden"], "patch_size": 14, "spatial_merge_size": 2,
-            "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
-        },
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
-    image_processor = Qwen2VLImageProcessorPil(
-        patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=28 * 28, max_pixels=112 * 112
-    )
-    return config, tok, image_processor, {}
+
+def _qwen2_vl(size: dict[str, int]):
+    vision = {"embed_dim": 32, "hidden_size": size["hidden"], "mlp_ratio": 2}
+    return _qwen_family(size, "Qwen2VLConfig", 14, vision, mrope_interleaved=False)
 
 
 def _llava_onevision(size: dict[str, int]):
@@ -203,34 +190,6 @@ _TINY_VIT = {
     "image_size": 32, "patch_size": 8,
 }
 _DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
-
-
-def _qwen2_vl(size: dict[str, int]):
-    from transformers import Qwen2VLConfig, Qwen2VLImageProcessorPil
-
-    tok = build_char_tokenizer(
-        QWEN_SPECIALS, "<|im_end|>", "<|endoftext|>",
-        _CHATML.replace("IMAGE_MARKER", "<|vision_start|><|image_pad|><|vision_end|>"),
-    )
-    ids = tok.convert_tokens_to_ids
-    config = Qwen2VLConfig(
-        text_config=_text_config(
-            size, len(tok),
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": _mrope_section(size["head_dim"])},
-        ),
-        vision_config={
-            "depth": 2, "embed_dim": 32, "hidden_size": size["hidden"], "mlp_ratio": 2, "num_heads": 2,
-            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
-        },
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
-    image_processor = Qwen2VLImageProcessorPil(
-        patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=28 * 28, max_pixels=112 * 112
-    )
-    return config, tok, image_processor, {}
 
 
 # llava-hf/llava-1.5-*-hf: "USER: <image>\n<text> ASSISTANT:" (images first, then text).
