@@ -144,7 +144,7 @@ class _Meter:
 
 
 def measure(model_dir: str, kind: str, new_tokens: int, device: str, naive_max_gb: float,
-            repeats: int = 1) -> dict[str, Any]:
+            repeats: int = 1, threads: int | None = None) -> dict[str, Any]:
     """One measurement group, run in a fresh subprocess; returns a dict of results by mode.
 
     ``kind == "sdpa"``: plain and probe on one loaded sdpa model. After a warm-up of both, the
@@ -152,8 +152,12 @@ def measure(model_dir: str, kind: str, new_tokens: int, device: str, naive_max_g
     peak over plain; then ``repeats - 1`` more alternating plain/probe pairs. Speed is the best
     run of each, so both modes see the same machine load (this matters on shared CPUs).
     ``kind == "naive"``: eager + output_attentions, skipped when its maps would exceed
-    ``naive_max_gb``.
+    ``naive_max_gb``. ``threads`` sets torch's CPU thread count (default: torch's choice).
     """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     setup = _setup(model_dir, device, eager=kind == "naive")
     lm = setup["lm"]
     base = {"new_tokens": new_tokens, "n_params": setup["n_params"], "prompt_len": setup["prompt_len"],
@@ -197,9 +201,9 @@ def _check(n: int, expected: int, mode: str) -> None:
 
 
 def _measure_in_subprocess(model_dir: str, kind: str, new_tokens: int, device: str, naive_max_gb: float,
-                           repeats: int) -> dict[str, Any]:
+                           repeats: int, threads: int | None) -> dict[str, Any]:
     """:func:`measure` in a fresh interpreter, so its peak memory is its own."""
-    args = json.dumps([model_dir, kind, new_tokens, device, naive_max_gb, repeats])
+    args = json.dumps([model_dir, kind, new_tokens, device, naive_max_gb, repeats, threads])
     code = (
         "import json,sys; from pvm_bench.bench.probe import measure; "
         "print('@@RESULT@@' + json.dumps(measure(*json.loads(sys.argv[1]))))"
@@ -214,7 +218,7 @@ def _measure_in_subprocess(model_dir: str, kind: str, new_tokens: int, device: s
 
 
 def run_bench(model_dir: str, lengths: list[int], device: str = "auto", naive_max_gb: float = 4.0,
-              repeats: int = 3, progress: Any = None) -> dict[str, Any]:
+              repeats: int = 3, threads: int | None = None, progress: Any = None) -> dict[str, Any]:
     """All measurements: ``{"model", "n_params", "prompt_len", "device", "rows": [...]}``.
 
     Each row has ``new_tokens``, per-mode dicts ``plain``/``probe``/``naive`` (``tokens_per_s``,
@@ -226,10 +230,10 @@ def run_bench(model_dir: str, lengths: list[int], device: str = "auto", naive_ma
     for n in lengths:
         if progress is not None:
             progress(f"plain + probe @ {n} tokens ({repeats} alternating runs each)")
-        row = _measure_in_subprocess(model_dir, "sdpa", n, device, naive_max_gb, repeats)
+        row = _measure_in_subprocess(model_dir, "sdpa", n, device, naive_max_gb, repeats, threads)
         if progress is not None:
             progress(f"naive @ {n} tokens")
-        naive = _measure_in_subprocess(model_dir, "naive", n, device, naive_max_gb, 1)
+        naive = _measure_in_subprocess(model_dir, "naive", n, device, naive_max_gb, 1, threads)
         row["naive"] = naive["naive"]
         for key in ("n_params", "prompt_len", "device"):
             meta.setdefault(key, row.pop(key, None))
@@ -242,7 +246,7 @@ def run_bench(model_dir: str, lengths: list[int], device: str = "auto", naive_ma
                 peak - row["plain"]["peak_mb"] if peak is not None and "peak_mb" in row["plain"] else None
             )
         rows.append(row)
-    return {"model": model_dir, **meta, "rows": rows}
+    return {"model": model_dir, **meta, "threads": threads, "repeats": repeats, "rows": rows}
 
 
 def _table(result: dict[str, Any]) -> Any:
@@ -259,7 +263,8 @@ def _table(result: dict[str, Any]) -> Any:
 
     params = result.get("n_params") or 0
     table = Table(title=f"probe cost: {params / 1e6:.1f}M params, prompt {result.get('prompt_len')} tokens, "
-                        f"{result.get('device')} (peak = extra over loaded model, MiB)")
+                        f"{result.get('device')}, threads {result.get('threads') or 'default'}, best of "
+                        f"{result.get('repeats')} (peak = growth over the loaded, warmed-up model, MiB)")
     for col in ("new tokens", "plain tok/s", "probe tok/s", "naive tok/s", "probe/plain", "naive/plain",
                 "plain peak", "probe peak", "naive peak"):
         table.add_column(col, justify="right")
@@ -280,6 +285,7 @@ def register_bench(bench: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
         naive_max_gb: Annotated[float, typer.Option(help="Skip the naive run when its attention maps would exceed this.")] = 4.0,
         repeats: Annotated[int, typer.Option(help="Alternating plain/probe runs per length; the fastest of each counts.")] = 3,
+        threads: Annotated[Optional[int], typer.Option(help="torch CPU threads per measurement (default: torch's; 1 is steadier on a busy machine).")] = None,
         json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
     ) -> None:
         """Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions."""
@@ -302,7 +308,7 @@ def register_bench(bench: typer.Typer) -> None:
                 console.print("building a ~80M-parameter random Qwen3-VL (size 'bench') ...")
                 model_dir = str(build_tiny_model("qwen3_vl", Path(tmp) / "bench-model", seed=0, size="bench"))
             result = run_bench(model_dir, lengths, device=device, naive_max_gb=naive_max_gb, repeats=repeats,
-                               progress=lambda msg: console.print(f"  measuring {msg}"))
+                               threads=threads, progress=lambda msg: console.print(f"  measuring {msg}"))
         if model is None:
             result["model"] = "testing:qwen3_vl/bench (random)"
         Console().print(_table(result))

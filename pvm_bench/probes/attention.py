@@ -279,22 +279,26 @@ class AttentionProbe(Probe):
         self._step = -1
         self._total = 0
         self._calls = 0
-        self._mask_cache: dict[tuple[int, int], Any] = {}
+        self._mask_cache: dict[tuple[int, int, torch.device], Any] = {}
         self._active = True
 
-    def _key_view(self, mask: torch.Tensor | None, n: int, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    def _key_view(
+        self, mask: torch.Tensor | None, n: int, device: torch.device
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
         """What the last query row may see, cached per (mask tensor, key count) within a step.
 
-        Returns ``(additive [B, 1, n] or None, image flags [B, n], first-key one-hot [B, n] bool)``
-        and writes nothing. transformers builds one mask per layer type per forward and passes
+        Returns ``(additive mask [B, 1, n] or None, image flags [B, n], first-visible-key one-hot
+        [B, n] bool, counts [2, B] = (n_keys, n_visual))`` on ``device`` (the layer's: layers may
+        sit on different GPUs under a device map). transformers builds one mask per layer type per forward and passes
         the same tensor to every layer of that type, so this runs once or twice per step.
         """
-        cache_key = (id(mask), n)
+        cache_key = (id(mask), n, device)
         hit = self._mask_cache.get(cache_key)
         if hit is not None and hit[0] is mask:
             return hit[1]
         B = self._img.shape[0]
-        img = self._img[:, self._total - n : self._total]  # keys are the last n absolute positions
+        # Keys are the last n absolute positions (a sliding-window cache keeps only recent ones).
+        img = self._img[:, self._total - n : self._total].to(device)
         if mask is None:
             # No mask: the last query of a causal call sees every key passed (no padding).
             additive = None
@@ -339,7 +343,7 @@ class AttentionProbe(Probe):
         if step < 0 or step >= self._n_steps:
             return
         self._calls += 1
-        additive, img, first, counts = self._key_view(mask, n, query.dtype)
+        additive, img, first, counts = self._key_view(mask, n, key.device)
         B, H, _, D = query.shape
         h_kv = key.shape[1]
         scale = scaling if scaling is not None else D**-0.5
