@@ -391,23 +391,32 @@ class AttentionProbe(Probe):
         n_layers = buf.shape[1]
         out: list[list[dict[str, Any]]] = []
         for row, n_gen in enumerate(n_generated):
-            records: list[dict[str, Any]] = []
-            for step in range(min(int(n_gen), self._n_steps)):
-                for layer in range(n_layers):
-                    visual, sink, n_keys, n_visual = (float(v) for v in buf[step, layer, :, row])
-                    frac = n_visual / n_keys if n_keys > 0 else 0.0
-                    rec: dict[str, Any] = {
-                        "step": step,
-                        "layer": layer,
-                        "visual_mass": visual,
-                        "visual_mass_norm": visual / frac if frac > 0 else float("nan"),
-                        "sink_mass": sink,
-                        "n_keys": int(n_keys),
-                        "n_visual": int(n_visual),
-                    }
-                    if heads is not None:
-                        rec["visual_mass_heads"] = heads[step, layer, row].tolist()
-                    records.append(rec)
+            n = min(int(n_gen), self._n_steps)
+            # Column-wise with numpy, then one dict per (step, layer): the loop only zips.
+            cols = buf[:n, :, :, row].reshape(n * n_layers, 4).astype(np.float64)
+            visual, sink, n_keys, n_visual = cols.T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                norm = np.where(n_visual > 0, visual * n_keys / np.where(n_visual > 0, n_visual, 1), np.nan)
+            steps = np.repeat(np.arange(n), n_layers).tolist()
+            layers = np.tile(np.arange(n_layers), n).tolist()
+            per_head = heads[:n, :, row].reshape(n * n_layers, -1).tolist() if heads is not None else None
+            records = [
+                {
+                    "step": st,
+                    "layer": la,
+                    "visual_mass": vm,
+                    "visual_mass_norm": vn,
+                    "sink_mass": sm,
+                    "n_keys": int(nk),
+                    "n_visual": int(nv),
+                }
+                for st, la, vm, vn, sm, nk, nv in zip(
+                    steps, layers, visual.tolist(), norm.tolist(), sink.tolist(), n_keys.tolist(), n_visual.tolist()
+                )
+            ]
+            if per_head is not None:
+                for rec, values in zip(records, per_head):
+                    rec["visual_mass_heads"] = values
             out.append(records)
         del self._buf, self._img
         self._heads = None
