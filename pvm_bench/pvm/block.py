@@ -135,13 +135,13 @@ class PVMCrossAttention(nn.Module):
         """``x`` [B, L, d] attends to ``k``/``v`` [B, heads, N, hd]; ``memory_mask`` [B, N] True = valid."""
         b, L, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(b, L, self.num_heads, self.head_dim)).transpose(1, 2)
-        # Additive mask with the dtype's minimum (not -inf) so rows without any image stay finite;
-        # those rows are zeroed below (a sample without images gets no PVM contribution).
-        bias = torch.zeros(memory_mask.shape, dtype=q.dtype, device=q.device)
-        bias = bias.masked_fill(~memory_mask, torch.finfo(q.dtype).min)[:, None, None, :]
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scaling)
-        has_memory = memory_mask.any(-1).to(attn.dtype)[:, None, None, None]
-        attn = attn * has_memory
+        # Boolean mask (no dtype to disagree with q under autocast). A sample without any image
+        # would have an all-False row (NaN softmax): let it attend to its zero padding and zero
+        # the result, so a sample without images gets no PVM contribution.
+        has_memory = memory_mask.any(-1, keepdim=True)
+        allowed = (memory_mask | ~has_memory)[:, None, None, :]
+        attn = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=allowed, scale=self.scaling)
+        attn = attn * has_memory.to(attn.dtype)[:, :, None, None]
         return self.o_proj(attn.transpose(1, 2).reshape(b, L, self.num_heads * self.head_dim))
 
 
