@@ -178,3 +178,29 @@ def test_parquet_is_compact(tmp_path):
     frame.to_parquet(path, index=False)
     size = path.stat().st_size
     assert size < 3 * 2**20, size
+
+
+def test_pvm_variant_is_probed_exactly(tiny_dirs):
+    """A PVM branch adds cross-attention modules to some layers; only self-attention is probed."""
+    from pvm_bench.pvm.attach import attach_pvm
+
+    lm = load_model(str(tiny_dirs["qwen3_vl"]))
+    lm_eager = load_model(str(tiny_dirs["qwen3_vl"]), attn_implementation="eager")
+    for model in (lm, lm_eager):  # same seed -> same branch weights; a live gate changes outputs
+        attach_pvm(model, layers=[1], hidden_size=32, seed=3, gate=0.5)
+    requests = batch3()
+    plain = generate(lm, requests, max_new_tokens=NEW_TOKENS)
+    probe = AttentionProbe()
+    probe.install(lm)
+    try:
+        probed = generate(lm, requests, max_new_tokens=NEW_TOKENS, probes=[probe])
+        assert probe._calls == max(g.n_generated for g in probed) * lm.num_layers
+    finally:
+        probe.uninstall()
+    assert [g.token_ids for g in probed] == [g.token_ids for g in plain]
+    ref_tokens, ref = eager_reference(lm_eager, requests, NEW_TOKENS)
+    for row, gen in enumerate(probed):
+        assert ref_tokens[row][: gen.n_generated] == gen.token_ids
+        for rec in gen.probe_records["attention"]:
+            expected = ref["visual_mass"][rec["step"], rec["layer"], row]
+            assert abs(rec["visual_mass"] - expected) < 1e-5
