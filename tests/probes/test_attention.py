@@ -152,7 +152,7 @@ def test_unprobeable_family_names_why():
     class Stub:
         layers = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
 
-        class spec:  # noqa: N801 - mimics FamilySpec
+        class spec:
             name = "NoAttn"
 
     with pytest.raises(ProbeError, match="NoAttn.*self_attn"):
