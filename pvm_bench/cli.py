@@ -37,6 +37,9 @@ COMMAND_MODULES = (
 )
 
 
+DEFAULT_PROBES = "attention,lens"
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one ``error:`` line and return the Exit to raise."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -80,7 +83,7 @@ def run(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass when temperature > 0.")] = 1.0,
     repeats: Annotated[int, typer.Option(help="Generations per sample (seeded per sample and repeat).")] = 1,
     seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
-    probes: Annotated[str, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch.")] = "attention,lens",
+    probes: Annotated[str, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (added with --pvm).")] = DEFAULT_PROBES,
     per_head: Annotated[bool, typer.Option(help="Keep per-head visual mass in attention.parquet.")] = False,
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
@@ -179,12 +182,15 @@ def _create_runner(opts: dict[str, Any]) -> Any:
         extra = {k: v for k, v in defaults.items() if k in RunConfig.model_fields}
     if not tasks:
         raise UserError("no tasks given; pass --tasks NAME[,NAME] (see `pvm-bench tasks`)")
+    probes = _csv(opts["probes"])
+    if pvm and opts["probes"] == DEFAULT_PROBES:
+        probes.append("branch")  # with an adapter, also record what the branch writes
     config = RunConfig(
         model=model, pvm=pvm, tasks=_csv(tasks), variants=_csv(opts["variants"]), split=opts["split"],
         limit=opts["limit"], data_dir=str(opts["data_dir"]) if opts["data_dir"] else None,
         include_paths=[str(p) for p in opts["include_path"] or []], out=str(opts["out_dir"]), run_id=opts["run_id"],
         batch_size=opts["batch_size"], max_new_tokens=opts["max_new_tokens"], temperature=opts["temperature"],
-        top_p=opts["top_p"], repeats=opts["repeats"], seed=opts["seed"], probes=_csv(opts["probes"]),
+        top_p=opts["top_p"], repeats=opts["repeats"], seed=opts["seed"], probes=probes,
         per_head=opts["per_head"], dtype=opts["dtype"], device=opts["device"], device_map=opts["device_map"],
         attn_implementation=opts["attn_implementation"], trust_remote_code=opts["trust_remote_code"],
         report=opts["report"],

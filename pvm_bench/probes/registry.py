@@ -23,9 +23,16 @@ def _lens(per_head: bool) -> Probe:
     return LensProbe()
 
 
+def _branch(per_head: bool) -> Probe:
+    from pvm_bench.probes.branch import BranchProbe
+
+    return BranchProbe()
+
+
 PROBES: dict[str, Callable[[bool], Probe]] = {
     "attention": _attention,
     "lens": _lens,
+    "branch": _branch,
 }
 """Probe name -> factory taking ``per_head``. Other modules add entries (e.g. ``branch`` for PVM)."""
 
