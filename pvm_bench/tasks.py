@@ -160,6 +160,60 @@ class Task(ABC):
         return h.hexdigest()[:16]
 
 
+def is_missing(value: Any) -> bool:
+    """None, NaN (pandas' empty cell) or an empty string."""
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+class HubTask(Task):
+    """A task over rows of a hub dataset (or the same table under ``--data-dir``).
+
+    Subclasses set the data attributes and implement :meth:`sample_from_row`; loading, split
+    validation and the missing-field check (one :class:`TaskError` naming the record) are done
+    here.
+    """
+
+    #: Folder name under ``--data-dir`` (default: the task name).
+    data_name: str = ""
+    #: Dataset configs to concatenate (MMMU has one per subject).
+    hub_configs: tuple[str | None, ...] = (None,)
+    #: Fields every row must have; a row without one is malformed.
+    required_fields: tuple[str, ...] = ()
+    #: Field holding the record id, used in error messages.
+    id_field: str | None = None
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
+        from pvm_bench.data import load_rows
+
+        split = split or self.default_split
+        if split not in self.splits:
+            raise TaskError(f"task '{self.name}': unknown split '{split}'; choose from {', '.join(self.splits)}")
+        rows = load_rows(self.data_name or self.name, split, hub_id=self.hub_id, data_dir=data_dir,
+                         hub_configs=self.hub_configs, limit=limit)
+        return [self._sample(row, i) for i, row in enumerate(rows)]
+
+    def row_id(self, row: dict[str, Any], position: int) -> str:
+        value = row.get(self.id_field) if self.id_field else None
+        return f"row {position}" if is_missing(value) else str(value)
+
+    def _sample(self, row: dict[str, Any], position: int) -> Sample:
+        missing = [k for k in self.required_fields if is_missing(row.get(k))]
+        if missing:
+            raise TaskError(
+                f"task '{self.name}': record {self.row_id(row, position)} lacks {', '.join(missing)} "
+                f"({self.hub_id} schema expected)"
+            )
+        return self.sample_from_row(row, position)
+
+    @abstractmethod
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        """Build the Sample for one row that has all :attr:`required_fields`."""
+
+
 # ---------------------------------------------------------------------------------------- registry
 
 

@@ -13,9 +13,8 @@ import string
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 OPTION_LETTER = re.compile(r"^\s*([A-Z])\.")
@@ -27,7 +26,7 @@ def exact_match(pred: str, gold: str) -> bool:
     return pred.lower().translate(_PUNCT) == gold.lower().translate(_PUNCT)
 
 
-class AI2D(Task):
+class AI2D(HubTask):
     name = "ai2d"
     version = "1.0"
     description = "AI2D: grade-school science diagrams, multiple choice (lmms-eval mcq prompt, exact match)"
@@ -35,26 +34,23 @@ class AI2D(Task):
     default_split = "test"
     hub_id = "lmms-lab-encoder/ai2d"
     generation = {"max_new_tokens": 16}
+    required_fields = ("question", "options", "image", "answer")
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        rows = load_rows("ai2d", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
-        out = []
-        for i, row in enumerate(rows):
-            ident = f"ai2d_{i}"
-            options = list(row.get("options") or [])
-            try:
-                target = chr(ord("A") + int(row["answer"]))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise TaskError(f"task '{self.name}': record {ident} has no integer answer index (lmms-lab ai2d schema expected)") from exc
-            if not options or row.get("image") is None or row.get("question") is None:
-                raise TaskError(f"task '{self.name}': record {ident} lacks question/options/image")
-            choices_str = "\n".join(f"{chr(ord('A') + j)}. {c}" for j, c in enumerate(options))
-            out.append(Sample(
-                id=ident, question=f"{row['question']}\n{choices_str}{POST_PROMPT}", target=target,
-                images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")], choices=options,
-            ))
-        return out
+    def row_id(self, row: dict[str, Any], position: int) -> str:
+        return f"ai2d_{position}"
+
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        ident = self.row_id(row, position)
+        options = list(row["options"])
+        try:
+            target = chr(ord("A") + int(row["answer"]))
+        except (TypeError, ValueError) as exc:
+            raise TaskError(f"task '{self.name}': record {ident} has no integer answer index (lmms-lab ai2d schema expected)") from exc
+        choices_str = "\n".join(f"{chr(ord('A') + j)}. {c}" for j, c in enumerate(options))
+        return Sample(
+            id=ident, question=f"{row['question']}\n{choices_str}{POST_PROMPT}", target=target,
+            images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")], choices=options,
+        )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)

@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 
-class HallusionBench(Task):
+ID_FIELDS = ("category", "subcategory", "set_id", "figure_id", "question_id")
+
+
+class HallusionBench(HubTask):
     name = "hallusionbench"
     version = "1.0"
     description = "HallusionBench image split: yes/no visual hallucination questions (rule-based yes/no, aAcc/qAcc/fAcc)"
@@ -27,24 +29,19 @@ class HallusionBench(Task):
     default_split = "image"
     hub_id = "lmms-lab-encoder/HallusionBench"
     generation = {"max_new_tokens": 128}
+    required_fields = ("category", "subcategory", "set_id", "figure_id", "question_id", "question", "gt_answer")
     metric = "aAcc"
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        rows = load_rows("hallusionbench", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
-        out = []
-        for i, row in enumerate(rows):
-            missing = [k for k in ("category", "subcategory", "set_id", "figure_id", "question_id", "question", "gt_answer") if row.get(k) is None]
-            ident = "_".join(str(row.get(k)) for k in ("category", "subcategory", "set_id", "figure_id", "question_id"))
-            if missing:
-                raise TaskError(f"task '{self.name}': record {i} lacks {', '.join(missing)} (HallusionBench schema expected)")
-            images = [LazyImage(row["image"], name=f"{self.name} sample {ident} image")] if row.get("image") is not None else []
-            out.append(Sample(
-                id=ident, question=str(row["question"]), target=str(row["gt_answer"]), images=images, choices=None,
-                metadata={k: str(row[k]) for k in ("category", "subcategory", "set_id", "figure_id", "question_id")},
-            ))
-        return out
+    def row_id(self, row: dict[str, Any], position: int) -> str:
+        return "_".join(str(row.get(k)) for k in ID_FIELDS)
 
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        ident = self.row_id(row, position)
+        images = [LazyImage(row["image"], name=f"{self.name} sample {ident} image")] if row.get("image") is not None else []
+        return Sample(
+            id=ident, question=str(row["question"]), target=str(row["gt_answer"]), images=images, choices=None,
+            metadata={k: str(row[k]) for k in ID_FIELDS},
+        )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
         m = sample.metadata

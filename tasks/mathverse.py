@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import (
     extract_mcq_answer,
     final_answer_text,
@@ -28,7 +27,7 @@ from pvm_bench.scoring import (
     prepare_output,
     truncated_score,
 )
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 Judge = Callable[[str, str, str], bool]
 _NUM = re.compile(r"^[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?")
@@ -64,12 +63,15 @@ def rule_match(response: str, answer: str, multi_choice: bool) -> tuple[bool, st
     return ok, span, marker or a is not None
 
 
-class MathVerse(Task):
+class MathVerse(HubTask):
     version = "1.0"
     splits = ("vision_only", "text_dominant", "text_lite", "vision_intensive", "vision_dominant", "text_only")
     hub_id = "CaraJ/MathVerse-lmmseval"
-    hub_config = "testmini_version_split"
+    hub_configs = ("testmini_version_split",)
+    data_name = "mathverse"
     generation = {"max_new_tokens": 1024}
+    required_fields = ("query_wo", "answer", "question_type")
+    id_field = "sample_index"
 
     def __init__(self, split: str = "vision_only", name: str = "mathverse", judge: Judge | None = None) -> None:
         self.name = name
@@ -77,26 +79,15 @@ class MathVerse(Task):
         self.judge = judge
         self.description = f"MathVerse testmini ({split.replace('_', '-')}): visual math (lmms-eval query_wo prompt, rule-based scoring)"
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        if split not in self.splits:
-            raise TaskError(f"task '{self.name}': unknown split '{split}'; choose from {', '.join(self.splits)}")
-        rows = load_rows("mathverse", split, hub_id=self.hub_id, data_dir=data_dir, hub_configs=(self.hub_config,), limit=limit)
-        out = []
-        for i, row in enumerate(rows):
-            ident = row.get("sample_index", f"row {i}")
-            missing = [k for k in ("query_wo", "answer", "question_type") if row.get(k) is None]
-            if missing:
-                raise TaskError(f"task '{self.name}': record {ident} lacks {', '.join(missing)} (MathVerse-lmmseval schema expected)")
-            image = row.get("image")
-            images = [] if image is None or str(image).strip() == "" else [LazyImage(image, name=f"{self.name} sample {ident} image")]
-            out.append(Sample(
-                id=str(ident), question=row["query_wo"].strip(), target=str(row["answer"]), images=images, choices=None,
-                metadata={"question_type": row["question_type"], "problem_version": row.get("problem_version"),
-                          "question_for_eval": row.get("question_for_eval") or row.get("question")},
-            ))
-        return out
-
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        ident = self.row_id(row, position)
+        image = row.get("image")
+        images = [] if image is None or str(image).strip() == "" else [LazyImage(image, name=f"{self.name} sample {ident} image")]
+        return Sample(
+            id=str(ident), question=row["query_wo"].strip(), target=str(row["answer"]), images=images, choices=None,
+            metadata={"question_type": row["question_type"], "problem_version": row.get("problem_version"),
+                      "question_for_eval": row.get("question_for_eval") or row.get("question")},
+        )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
         details: dict[str, Any] = {"extractor": "rule" if self.judge is None else "judge"}

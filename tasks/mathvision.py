@@ -15,9 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 MC_PROMPT = "Answer the question with the option's letter from the given choices directly."
 
@@ -199,7 +198,7 @@ def extract(model_answer: str) -> str:
     return out.rstrip(".").lstrip(":").strip()
 
 
-class MathVision(Task):
+class MathVision(HubTask):
     name = "mathvision"
     version = "1.0"
     description = "MATH-Vision testmini: competition math with images (lmms-eval boxed prompt, rule-based is_equal)"
@@ -207,26 +206,20 @@ class MathVision(Task):
     default_split = "testmini"
     hub_id = "MathLLMs/MathVision"
     generation = {"max_new_tokens": 2048}
+    required_fields = ("question", "answer", "decoded_image")
+    id_field = "id"
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        rows = load_rows("mathvision", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
-        out = []
-        for i, row in enumerate(rows):
-            ident = row.get("id", f"row {i}")
-            if row.get("question") is None or row.get("answer") is None or row.get("decoded_image") is None:
-                raise TaskError(f"task '{self.name}': record {ident} lacks question/answer/decoded_image (MathLLMs/MathVision schema expected)")
-            options = list(row.get("options") or [])
-            choices_str = "\n".join(f"{chr(ord('A') + j)}. {c}" for j, c in enumerate(options))
-            prompt = 'Please solve the problem step by step and put your answer in one "\\boxed{}".'
-            prompt += f"{row['question']}\nChoices: {choices_str}" + "\n" + MC_PROMPT if choices_str else row["question"]
-            out.append(Sample(
-                id=str(ident), question=prompt, target=str(row["answer"]),
-                images=[LazyImage(row["decoded_image"], name=f"{self.name} sample {ident} decoded_image")],
-                choices=options or None, metadata={"level": row.get("level"), "subject": row.get("subject")},
-            ))
-        return out
-
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        ident = self.row_id(row, position)
+        options = list(row.get("options") or [])
+        choices_str = "\n".join(f"{chr(ord('A') + j)}. {c}" for j, c in enumerate(options))
+        prompt = 'Please solve the problem step by step and put your answer in one "\\boxed{}".'
+        prompt += f"{row['question']}\nChoices: {choices_str}" + "\n" + MC_PROMPT if choices_str else row["question"]
+        return Sample(
+            id=ident, question=prompt, target=str(row["answer"]),
+            images=[LazyImage(row["decoded_image"], name=f"{self.name} sample {ident} decoded_image")],
+            choices=options or None, metadata={"level": row.get("level"), "subject": row.get("subject")},
+        )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mathvision_process_results",

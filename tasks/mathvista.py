@@ -25,9 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import levenshtein, prepare_output, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 # lmms_eval/tasks/mathvista/mathvista_evals.py (0.7.3) DEMO_PROMPT, verbatim.
 DEMO_PROMPT = """
@@ -221,7 +220,7 @@ def safe_equal(prediction: Any, answer: Any) -> bool:
         return False
 
 
-class MathVista(Task):
+class MathVista(HubTask):
     """MathVista testmini with lmms-eval's prompt and (rule-based by default) scoring."""
 
     name = "mathvista"
@@ -230,6 +229,9 @@ class MathVista(Task):
     splits = ("testmini", "test")
     default_split = "testmini"
     hub_id = "AI4Math/MathVista"
+    data_name = "mathvista"
+    required_fields = REQUIRED
+    id_field = "pid"
     generation = {"max_new_tokens": 1024}
 
     def __init__(self, shot_type: Literal["format-prompt", "step-by-step", "solution"] = "format-prompt",
@@ -246,19 +248,9 @@ class MathVista(Task):
         """Use ``judge(prompt) -> extracted answer`` (e.g. a local LLM) where rules find nothing."""
         self.judge, self.judge_name = judge, name
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        if split not in self.splits:
-            raise TaskError(f"task '{self.name}': unknown split '{split}'; choose from {', '.join(self.splits)}")
-        rows = load_rows("mathvista", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
-        return [self.sample_from_row(row, i) for i, row in enumerate(rows)]
-
     def sample_from_row(self, row: dict[str, Any], position: int = 0) -> Sample:
-        """Build a Sample from an AI4Math/MathVista row; malformed rows raise one TaskError."""
-        ident = row.get("pid", f"row {position}")
-        missing = [k for k in REQUIRED if row.get(k) is None]
-        if missing:
-            raise TaskError(f"task '{self.name}': record {ident} lacks {', '.join(missing)} (AI4Math/MathVista schema expected)")
+        """Build a Sample from an AI4Math/MathVista row (required fields checked by HubTask.load)."""
+        ident = self.row_id(row, position)
         if row["question_type"] == "multi_choice" and not row.get("choices"):
             raise TaskError(f"task '{self.name}': record {ident} is multi_choice without choices")
         problem = {

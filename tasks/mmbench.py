@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 SYS_PROMPT = "There are several options:"
 POST_PROMPTS = {
@@ -83,40 +82,34 @@ def static_answer(prediction: str, choices: dict[str, str]) -> str:
     return extract_mcq_answer(prediction, choices=sorted(choices))
 
 
-class MMBench(Task):
+class MMBench(HubTask):
     version = "1.0"
     splits = ("dev",)
     default_split = "dev"
     hub_id = "lmms-lab-encoder/MMBench"
     generation = {"max_new_tokens": 32}
+    required_fields = ("index", "question", "answer", "A", "B")
+    id_field = "index"
 
     def __init__(self, lang: str) -> None:
         self.lang = lang
         self.name = f"mmbench_{lang}"
+        self.hub_configs = (lang,)
         self.description = f"MMBench-{lang.upper()} dev: multiple-choice perception/reasoning (lmms-eval prompt, static eval, CircularEval)"
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        rows = load_rows(self.name, split, hub_id=self.hub_id, data_dir=data_dir, hub_configs=(self.lang,), limit=limit)
-        out = []
-        for i, row in enumerate(rows):
-            ident = row.get("index", f"row {i}")
-            missing = [k for k in ("index", "question", "answer", "A", "B") if _isna(row.get(k))]
-            if missing:
-                raise TaskError(f"task '{self.name}': record {ident} lacks {', '.join(missing)} (MMBench schema expected)")
-            opts, opt_dict = options_prompt(row)
-            hint = row.get("hint")
-            query = f"{hint} {row['question']} {opts}" if not _isna(hint) and hint != "nan" else f"{row['question']} {opts}"
-            choices = {c: row[c] for c in "ABCD" if c in row and not _isna(row[c])}
-            out.append(Sample(
-                id=str(ident), question=f"{query}{POST_PROMPTS[self.lang]}", target=str(row["answer"]),
-                images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")],
-                choices=list(choices.values()),
-                metadata={"index": int(ident), "options": choices, "category": row.get("category"),
-                          "l2_category": row.get("L2-category")},
-            ))
-        return out
-
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        ident = self.row_id(row, position)
+        opts, opt_dict = options_prompt(row)
+        hint = row.get("hint")
+        query = f"{hint} {row['question']} {opts}" if not _isna(hint) and hint != "nan" else f"{row['question']} {opts}"
+        choices = {c: row[c] for c in "ABCD" if c in row and not _isna(row[c])}
+        return Sample(
+            id=ident, question=f"{query}{POST_PROMPTS[self.lang]}", target=str(row["answer"]),
+            images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")],
+            choices=list(choices.values()),
+            metadata={"index": int(ident), "options": choices, "category": row.get("category"),
+                      "l2_category": row.get("L2-category")},
+        )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 MMBench static (can_infer + extract_mcq_answer)",

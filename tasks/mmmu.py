@@ -26,7 +26,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import (
     final_answer_text,
     get_multi_choice_info,
@@ -39,7 +38,7 @@ from pvm_bench.scoring import (
     seed_for,
     truncated_score,
 )
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 SUBJECTS: tuple[str, ...] = (
     "Accounting", "Agriculture", "Architecture_and_Engineering", "Art", "Art_Theory",
@@ -105,7 +104,7 @@ def _options(doc: dict[str, Any]) -> list[str]:
     return list(raw or [])
 
 
-class MMMU(Task):
+class MMMU(HubTask):
     """MMMU validation/dev. ``prompt`` picks lmms-eval's ``default`` or ``qwen3_vl`` kwargs."""
 
     name = "mmmu"
@@ -114,6 +113,10 @@ class MMMU(Task):
     splits = ("validation", "dev")
     default_split = "validation"
     hub_id = "MMMU/MMMU"
+    data_name = "mmmu"
+    hub_configs = SUBJECTS
+    required_fields = REQUIRED
+    id_field = "id"
     generation = {"max_new_tokens": 128}
 
     def __init__(self, prompt: Literal["default", "qwen3_vl"] = "default", name: str | None = None,
@@ -125,19 +128,9 @@ class MMMU(Task):
         if name:
             self.name = name
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        if split not in self.splits:
-            raise TaskError(f"task '{self.name}': unknown split '{split}'; choose from {', '.join(self.splits)}")
-        rows = load_rows("mmmu", split, hub_id=self.hub_id, data_dir=data_dir, hub_configs=SUBJECTS, limit=limit)
-        return [self.sample_from_row(row, i) for i, row in enumerate(rows)]
-
     def sample_from_row(self, row: dict[str, Any], position: int = 0) -> Sample:
-        """Build a Sample from a hub-schema row; malformed rows raise one TaskError."""
-        missing = [k for k in REQUIRED if k not in row or row[k] is None]
-        ident = row.get("id", f"row {position}")
-        if missing:
-            raise TaskError(f"task '{self.name}': record {ident} lacks {', '.join(missing)} (MMMU/MMMU schema expected)")
+        """Build a Sample from a hub-schema row (required fields checked by HubTask.load)."""
+        ident = self.row_id(row, position)
         doc = dict(row)
         doc.setdefault("question_type", "multiple-choice")
         try:

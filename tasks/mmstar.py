@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 REPLACE_PROMPT = " Please answer yes or no."
 KWARGS = {
@@ -37,7 +36,7 @@ def doc_to_text(doc: dict[str, Any], kwargs: dict[str, str]) -> str:
     return question
 
 
-class MMStar(Task):
+class MMStar(HubTask):
     name = "mmstar"
     version = "1.0"
     description = "MMStar: 1500 vision-indispensable multiple-choice questions (lmms-eval prompt and MCQ extraction)"
@@ -45,28 +44,22 @@ class MMStar(Task):
     default_split = "val"
     hub_id = "Lin-Chen/MMStar"
     generation = {"max_new_tokens": 32}
+    data_name = "mmstar"
+    required_fields = ("question", "answer", "image")
+    id_field = "index"
 
     def __init__(self, prompt: str = "default", name: str | None = None) -> None:
         self.prompt = prompt
         if name:
             self.name = name
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        rows = load_rows("mmstar", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
-        out = []
-        for i, row in enumerate(rows):
-            ident = row.get("index", f"row {i}")
-            missing = [k for k in ("question", "answer", "image") if row.get(k) is None]
-            if missing:
-                raise TaskError(f"task '{self.name}': record {ident} lacks {', '.join(missing)} (Lin-Chen/MMStar schema expected)")
-            out.append(Sample(
-                id=str(ident), question=doc_to_text(row, KWARGS[self.prompt]), target=str(row["answer"]).strip().upper(),
-                images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")], choices=["A", "B", "C", "D"],
-                metadata={"category": row.get("category"), "l2_category": row.get("l2_category")},
-            ))
-        return out
-
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        ident = self.row_id(row, position)
+        return Sample(
+            id=ident, question=doc_to_text(row, KWARGS[self.prompt]), target=str(row["answer"]).strip().upper(),
+            images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")], choices=["A", "B", "C", "D"],
+            metadata={"category": row.get("category"), "l2_category": row.get("l2_category")},
+        )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 extract_mcq_answer", "l2_category": sample.metadata.get("l2_category")}

@@ -12,9 +12,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.data import load_rows
 from pvm_bench.scoring import _argmax, prepare_output, seed_for, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 LETTERS = ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
 POST_PROMPT = "\nAnswer the question using a single character from the given options."
@@ -37,7 +36,7 @@ def parse_multi_choice_response(response: str, all_choices: list[str], rng: rand
     return candidates[0], False
 
 
-class MMT(Task):
+class MMT(HubTask):
     name = "mmt"
     version = "1.0"
     description = "MMT-Bench val: 32 meta-tasks of multimodal multiple choice (lmms-eval mmt_val prompt and parser)"
@@ -45,26 +44,20 @@ class MMT(Task):
     default_split = "val"
     hub_id = "lmms-lab-encoder/MMT-Benchmark"
     generation = {"max_new_tokens": 8}
+    required_fields = ("question", "answer", "image")
+    id_field = "index"
 
-    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        split = split or self.default_split
-        rows = load_rows("mmt", split, hub_id=self.hub_id, data_dir=data_dir, limit=limit)
-        out = []
-        for i, row in enumerate(rows):
-            ident = row.get("index", f"row {i}")
-            if row.get("question") is None or row.get("answer") is None or row.get("image") is None:
-                raise TaskError(f"task '{self.name}': record {ident} lacks question/answer/image (MMT-Benchmark schema expected)")
-            options = [f"{c}: {row[c].strip()}" for c in LETTERS if row.get(c) and row[c].strip()]
-            text = "Question: <image>\n" + row["question"].strip() + "\n" + "\n".join(options) + POST_PROMPT
-            images = row["image"] if isinstance(row["image"], list) else [row["image"]]
-            out.append(Sample(
-                id=str(ident), question=text, target=str(row["answer"]).strip(),
-                images=[LazyImage(im, name=f"{self.name} sample {ident} image") for im in images],
-                choices=[c for c in LETTERS if row.get(c)],
-                metadata={"l2_category": row.get("l2-category", "unknown"), "category": row.get("category")},
-            ))
-        return out
-
+    def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
+        ident = self.row_id(row, position)
+        options = [f"{c}: {row[c].strip()}" for c in LETTERS if row.get(c) and row[c].strip()]
+        text = "Question: <image>\n" + row["question"].strip() + "\n" + "\n".join(options) + POST_PROMPT
+        images = row["image"] if isinstance(row["image"], list) else [row["image"]]
+        return Sample(
+            id=ident, question=text, target=str(row["answer"]).strip(),
+            images=[LazyImage(im, name=f"{self.name} sample {ident} image") for im in images],
+            choices=[c for c in LETTERS if row.get(c)],
+            metadata={"l2_category": row.get("l2-category", "unknown"), "category": row.get("category")},
+        )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mmt parse_multi_choice_response"}
