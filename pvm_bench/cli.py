@@ -201,8 +201,14 @@ def _create_runner(opts: dict[str, Any]) -> Any:
 
 
 def _execute(runner: Any, *, quiet: bool) -> None:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if quiet:
         runner.execute(log=lambda msg: console.print(msg, highlight=False))

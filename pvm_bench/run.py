@@ -29,8 +29,16 @@ from pydantic import BaseModel, Field
 from pvm_bench.distributed import Dist
 from pvm_bench.errors import UserError
 from pvm_bench.models.generation import Generation, Request
-from pvm_bench.results import (JsonlAppender, RunRecord, SampleRecord, Timings, read_jsonl, read_samples,
-                               sample_files, utc_now)
+from pvm_bench.results import (
+    JsonlAppender,
+    RunRecord,
+    SampleRecord,
+    Timings,
+    read_jsonl,
+    read_samples,
+    sample_files,
+    utc_now,
+)
 from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
 
 

@@ -107,8 +107,8 @@ def final_answer_text(text: str) -> tuple[str, bool]:
     if tags:
         return tags[-1].strip(), True
     last = None
-    for last in _ANSWER_MARKER.finditer(text):
-        pass
+    for match in _ANSWER_MARKER.finditer(text):
+        last = match
     if last is not None:
         tail = text[last.end() :].strip().lstrip("*_ ").strip()
         if tail:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import string
-from pathlib import Path
 from typing import Any
 
 from pvm_bench.scoring import prepare_output, truncated_score

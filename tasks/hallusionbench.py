@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
-
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 ID_FIELDS = ("category", "subcategory", "set_id", "figure_id", "question_id")
 

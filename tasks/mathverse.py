@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pvm_bench.scoring import (
@@ -27,7 +26,7 @@ from pvm_bench.scoring import (
     prepare_output,
     truncated_score,
 )
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 Judge = Callable[[str, str, str], bool]
 _NUM = re.compile(r"^[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?")

@@ -12,11 +12,10 @@ multiple choice). Score: ``mathvision_process_results`` with ``find_math_answer`
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 MC_PROMPT = "Answer the question with the option's letter from the given choices directly."
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from pvm_bench.scoring import levenshtein, prepare_output, truncated_score

@@ -14,11 +14,10 @@ import math
 import string
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 SYS_PROMPT = "There are several options:"
 POST_PROMPTS = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 import ast
 import random
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 from pvm_bench.scoring import (

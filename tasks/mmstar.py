@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 REPLACE_PROMPT = " Please answer yes or no."
 KWARGS = {

@@ -9,11 +9,10 @@ when nothing parses, seeded here from the sample id) == answer.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 from pvm_bench.scoring import _argmax, prepare_output, seed_for, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 LETTERS = ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
 POST_PROMPT = "\nAnswer the question using a single character from the given options."

@@ -183,4 +183,4 @@ def replace_hidden_arg(args: tuple, kwargs: dict, value: torch.Tensor) -> tuple[
 
 
 # Registration: importing the fix modules registers their variants.
-from pvm_bench.fixes import memvr, pai, reinject  # noqa: F401
+from pvm_bench.fixes import memvr, pai, reinject  # noqa: F401,E402  (the fixes import helpers above)

@@ -165,11 +165,11 @@ def test_parquet_is_compact(tmp_path):
     vm = rng.random(steps * layers)
     records = [
         {
-            "step": s, "layer": l, "visual_mass": float(vm[s * layers + l]),
-            "visual_mass_norm": float(vm[s * layers + l] * 3.1), "sink_mass": float(rng.random()),
+            "step": s, "layer": layer, "visual_mass": float(vm[s * layers + layer]),
+            "visual_mass_norm": float(vm[s * layers + layer] * 3.1), "sink_mass": float(rng.random()),
             "n_keys": 700 + s, "n_visual": 256,
         }
-        for s in range(steps) for l in range(layers)
+        for s in range(steps) for layer in range(layers)
     ]
     frame = records_to_frame(records)
     assert str(frame["step"].dtype) == "int32" and str(frame["layer"].dtype) == "int16"

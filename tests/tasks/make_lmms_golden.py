@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import parity_cases as pc
+import parity_cases as pc  # noqa: E402
 
 
 def lmms_functions():

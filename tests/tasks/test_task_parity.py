@@ -21,7 +21,7 @@ from pvm_bench.tasks import get_registry
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import parity_cases as pc
+import parity_cases as pc  # noqa: E402
 
 GOLDEN = json.loads((HERE / "lmms_golden.json").read_text())
 REG = get_registry(entry_points=False)
