@@ -124,7 +124,8 @@ class _Meter:
     def __init__(self, device: Any) -> None:
         self.cuda = device.type == "cuda"
 
-    def __call__(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
+    def __call__(self, fn: Any, *args: Any) -> tuple[Any, float, float, float]:
+        """``(result, wall seconds, peak MiB, process CPU seconds)``."""
         import torch
 
         if self.cuda:
@@ -133,14 +134,14 @@ class _Meter:
             before = torch.cuda.memory_allocated()
         else:
             before = _peak_rss_mb()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         value = fn(*args)
         if self.cuda:
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         # CPU: growth of the process-wide peak, i.e. memory this call needed beyond every earlier one.
         peak = (torch.cuda.max_memory_allocated() - before) / 2**20 if self.cuda else _peak_rss_mb() - before
-        return value, seconds, max(peak, 0.0)
+        return value, seconds, max(peak, 0.0), cpu
 
 
 def measure(model_dir: str, kind: str, new_tokens: int, device: str, naive_max_gb: float,
@@ -167,27 +168,32 @@ def measure(model_dir: str, kind: str, new_tokens: int, device: str, naive_max_g
         tc = lm.text_config
         need = naive_attention_bytes(tc.num_hidden_layers, tc.num_attention_heads, setup["prompt_len"], new_tokens)
         if need > naive_max_gb * 2**30:
-            return {**base, "naive": {"skipped": f"maps ~{need / 2**30:.1f} GiB > --naive-max-gb {naive_max_gb:g}"}}
+            return {**base, "naive": {"skipped": f"maps ~{need / 2**30:.1f} GiB > --naive-max-gb {naive_max_gb:g}",
+                                      "maps_mb": need / 2**20}}
         run = _runner(setup, "naive")
         run(4)  # warm-up: kernels, allocator, lazy imports
-        n, seconds, peak = meter(run, new_tokens)
+        n, seconds, peak, cpu = meter(run, new_tokens)
         _check(n, new_tokens, "naive")
-        return {**base, "naive": {"tokens_per_s": new_tokens / seconds, "peak_mb": peak}}
+        return {**base, "naive": {"tokens_per_s": new_tokens / seconds, "tokens_per_cpu_s": new_tokens / cpu,
+                                  "peak_mb": peak, "maps_mb": need / 2**20}}
     plain, probe = _runner(setup, "plain"), _runner(setup, "probe")
     plain(4)
     probe(4)
     times: dict[str, list[float]] = {"plain": [], "probe": []}
+    cpu_times: dict[str, list[float]] = {"plain": [], "probe": []}
     peaks: dict[str, float] = {}
     for _ in range(max(repeats, 1)):
         for mode, run in (("plain", plain), ("probe", probe)):
-            n, seconds, peak = meter(run, new_tokens)
+            n, seconds, peak, cpu = meter(run, new_tokens)
             _check(n, new_tokens, mode)
             times[mode].append(seconds)
+            cpu_times[mode].append(cpu)
             peaks.setdefault(mode, peak)  # first runs only: later ones reuse freed memory
     out = dict(base)
     for mode in ("plain", "probe"):
-        out[mode] = {"tokens_per_s": new_tokens / min(times[mode]), "peak_mb": peaks[mode],
-                     "runs_s": [round(t, 3) for t in times[mode]]}
+        out[mode] = {"tokens_per_s": new_tokens / min(times[mode]),
+                     "tokens_per_cpu_s": new_tokens / min(cpu_times[mode]), "peak_mb": peaks[mode],
+                     "runs_s": [round(t, 3) for t in times[mode]], "runs_cpu_s": [round(t, 3) for t in cpu_times[mode]]}
     if not meter.cuda:
         # ru_maxrss only grows: the probe ran right after plain in this process, so its growth is
         # its extra over plain's peak.
@@ -223,7 +229,11 @@ def run_bench(model_dir: str, lengths: list[int], device: str = "auto", naive_ma
 
     Each row has ``new_tokens``, per-mode dicts ``plain``/``probe``/``naive`` (``tokens_per_s``,
     ``peak_mb`` or ``skipped``), ``probe_speed_ratio``/``naive_speed_ratio`` (tokens/s over
-    plain) and ``probe_extra_peak_mb``/``naive_extra_peak_mb`` (peak over plain's).
+    plain, by wall time), ``probe_cpu_speed_ratio``/``naive_cpu_speed_ratio`` (the same by process
+    CPU time: with one thread it is barely affected by other load on a shared machine; not
+    meaningful on GPU) and ``probe_extra_peak_mb``/``naive_extra_peak_mb`` (peak over plain's).
+    Naive results carry ``maps_mb``, the size of the attention maps it keeps; its peak growth
+    can exceed that (allocator fragmentation from the many growing per-step tensors).
     """
     rows = []
     meta: dict[str, Any] = {}
@@ -239,9 +249,12 @@ def run_bench(model_dir: str, lengths: list[int], device: str = "auto", naive_ma
             meta.setdefault(key, row.pop(key, None))
             naive.pop(key, None)
         plain = row["plain"].get("tokens_per_s")
+        plain_cpu = row["plain"].get("tokens_per_cpu_s")
         for mode in ("probe", "naive"):
             speed, peak = row[mode].get("tokens_per_s"), row[mode].get("peak_mb")
             row[f"{mode}_speed_ratio"] = speed / plain if speed and plain else None
+            cpu_speed = row[mode].get("tokens_per_cpu_s")
+            row[f"{mode}_cpu_speed_ratio"] = cpu_speed / plain_cpu if cpu_speed and plain_cpu else None
             row[f"{mode}_extra_peak_mb"] = (
                 peak - row["plain"]["peak_mb"] if peak is not None and "peak_mb" in row["plain"] else None
             )
@@ -265,13 +278,20 @@ def _table(result: dict[str, Any]) -> Any:
     table = Table(title=f"probe cost: {params / 1e6:.1f}M params, prompt {result.get('prompt_len')} tokens, "
                         f"{result.get('device')}, threads {result.get('threads') or 'default'}, best of "
                         f"{result.get('repeats')} (peak = growth over the loaded, warmed-up model, MiB)")
-    for col in ("new tokens", "plain tok/s", "probe tok/s", "naive tok/s", "probe/plain", "naive/plain",
-                "plain peak", "probe peak", "naive peak"):
+    cpu_ratios = str(result.get("device", "")).startswith("cpu")
+    cols = ["tokens", "plain tok/s", "probe tok/s", "naive tok/s", "probe/plain", "naive/plain"]
+    cols += ["probe/plain cpu", "naive/plain cpu"] if cpu_ratios else []
+    cols += ["plain peak", "probe peak", "naive peak", "naive maps"]
+    for col in cols:
         table.add_column(col, justify="right")
     for row in result["rows"]:
-        table.add_row(str(row["new_tokens"]), speed(row["plain"]), speed(row["probe"]), speed(row["naive"]),
-                      ratio(row["probe_speed_ratio"]), ratio(row["naive_speed_ratio"]),
-                      mem(row["plain"]), mem(row["probe"]), mem(row["naive"]))
+        cells = [str(row["new_tokens"]), speed(row["plain"]), speed(row["probe"]), speed(row["naive"]),
+                 ratio(row["probe_speed_ratio"]), ratio(row["naive_speed_ratio"])]
+        if cpu_ratios:
+            cells += [ratio(row.get("probe_cpu_speed_ratio")), ratio(row.get("naive_cpu_speed_ratio"))]
+        maps = row["naive"].get("maps_mb")
+        cells += [mem(row["plain"]), mem(row["probe"]), mem(row["naive"]), f"{maps:.0f}" if maps else "-"]
+        table.add_row(*cells)
     return table
 
 
