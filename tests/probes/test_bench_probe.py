@@ -40,6 +40,6 @@ def test_bench_probe_cli(tiny_dirs, tmp_path, monkeypatch):
         for mode in ("plain", "probe", "naive"):
             assert row[mode]["tokens_per_s"] > 0 and row[mode]["peak_mb"] >= 0, row
         assert row["probe_speed_ratio"] > 0 and row["naive_speed_ratio"] > 0
-    assert "probe/plain" in result.output or "probe…" in result.output
+    assert "probe cost" in result.output  # the rich table (columns wrap at 80 chars)
     bad = CliRunner().invoke(bench, ["probe", "--new-tokens", "x"])
     assert bad.exit_code == 2
