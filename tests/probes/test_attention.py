@@ -204,3 +204,43 @@ def test_pvm_variant_is_probed_exactly(tiny_dirs):
         for rec in gen.probe_records["attention"]:
             expected = ref["visual_mass"][rec["step"], rec["layer"], row]
             assert abs(rec["visual_mass"] - expected) < 1e-5
+
+
+def test_softcap_gqa_and_mask_against_manual():
+    """No tiny VLM soft-caps attention logits, so drive the streaming function directly."""
+    from types import SimpleNamespace
+
+    from pvm_bench.probes import attention as attn_mod
+    from pvm_bench.probes.base import BatchContext
+
+    torch.manual_seed(0)
+    B, H, H_kv, P, D, softcap, scale = 2, 4, 2, 6, 8, 2.0, 0.3
+    module = torch.nn.Linear(1, 1)  # stands in for a decoder layer's self_attn
+    module.num_key_value_groups = H // H_kv
+    q, k, v = torch.randn(B, H, P, D) * 3, torch.randn(B, H_kv, P, D) * 3, torch.randn(B, H_kv, P, D)
+    attention_mask = torch.ones(B, P, dtype=torch.long)
+    attention_mask[1, :2] = 0  # left padding on row 1
+    allowed = torch.ones(P, P, dtype=torch.bool).tril()[None, None] & attention_mask.bool()[:, None, None, :]
+    image_mask = torch.zeros(B, P, dtype=torch.bool)
+    image_mask[:, 2:4] = True
+
+    probe = AttentionProbe()
+    probe._lm, probe._modules = SimpleNamespace(device=torch.device("cpu")), [module]
+    attn_mod._TARGETS[module] = attn_mod._Target(probe, 0)
+    try:
+        probe.begin_batch(BatchContext(torch.zeros(B, P, dtype=torch.long), attention_mask, image_mask, 1))
+        out, _ = attn_mod.streaming_attention_forward(module, q, k, v, allowed, scaling=scale, softcap=softcap)
+        records = probe.end_batch([1, 1])
+    finally:
+        attn_mod._TARGETS.pop(module, None)
+
+    kr, vr = k.repeat_interleave(H // H_kv, 1), v.repeat_interleave(H // H_kv, 1)
+    scores = torch.tanh(q @ kr.transpose(-1, -2) * scale / softcap) * softcap
+    probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1)
+    expected_out = (probs @ vr).transpose(1, 2)
+    assert torch.allclose(out[0], expected_out[0], atol=1e-5)
+    assert torch.allclose(out[1, 2:], expected_out[1, 2:], atol=1e-5)  # padded query rows are don't-care
+    for row in range(B):
+        (rec,) = records[row]
+        assert rec["visual_mass"] == pytest.approx(probs[row, :, -1, 2:4].sum(-1).mean().item(), abs=1e-6)
+        assert rec["n_keys"] == int(attention_mask[row].sum()) and rec["n_visual"] == 2
