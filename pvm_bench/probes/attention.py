@@ -284,11 +284,11 @@ class AttentionProbe(Probe):
 
     def _key_view(
         self, mask: torch.Tensor | None, n: int, device: torch.device
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """What the last query row may see, cached per (mask tensor, key count) within a step.
 
-        Returns ``(additive mask [B, 1, n] or None, image flags [B, n], first-visible-key one-hot
-        [B, n] bool, counts [2, B] = (n_keys, n_visual))`` on ``device`` (the layer's: layers may
+        Returns ``(additive mask [B * H_kv, 1, n] or None, image flags [B, n], first-visible-key
+        one-hot [B, n] bool, counts [2, B] = (n_keys, n_visual), weights [B, n, 2])`` on ``device`` (the layer's: layers may
         sit on different GPUs under a device map). transformers builds one mask per layer type per forward and passes
         the same tensor to every layer of that type, so this runs once or twice per step.
         """
@@ -297,6 +297,7 @@ class AttentionProbe(Probe):
         if hit is not None and hit[0] is mask:
             return hit[1]
         B = self._img.shape[0]
+        h_kv = self._h_kv
         # Keys are the last n absolute positions (a sliding-window cache keeps only recent ones).
         img = self._img[:, self._total - n : self._total].to(device)
         if mask is None:
@@ -311,10 +312,14 @@ class AttentionProbe(Probe):
             else:
                 allowed = row[:, 0] > torch.finfo(row.dtype).min / 2
                 additive = row.float()
+            # One row per (batch, kv head): the layout the fused score product below uses.
+            additive = additive.repeat_interleave(h_kv, dim=0) if h_kv > 1 else additive
         allowed_f = allowed.float()
         first = torch.zeros_like(allowed).scatter_(1, allowed_f.argmax(-1, keepdim=True), True)
         counts = torch.stack((allowed_f.sum(-1), (allowed_f * img).sum(-1)))  # n_keys, n_visual
-        value = (additive, img, first, counts)
+        # Key weights for the final product: column 0 image flags, column 1 this layer's sinks.
+        weights = torch.stack((img, torch.zeros_like(img)), dim=-1)  # [B, n, 2]
+        value = (additive, img, first, counts, weights)
         self._mask_cache[cache_key] = (mask, value)
         return value
 
@@ -330,8 +335,8 @@ class AttentionProbe(Probe):
     ) -> None:
         """Softmax of the last query row of one attention call; writes into the step's buffer.
 
-        Per call this is one ``[B, H, 1, D] x [B, H_kv, D, n]`` product, one softmax over
-        ``[B, H, n]`` and a handful of reductions; no host synchronisation.
+        Per call this is one ``[B * H_kv, g, D] x [B * H_kv, D, n]`` product, one softmax over
+        ``[B, H, n]`` and a handful of reductions (about a dozen small ops); no host sync.
         """
         q_len, n = query.shape[2], key.shape[2]
         if layer == 0:
@@ -343,25 +348,29 @@ class AttentionProbe(Probe):
         if step < 0 or step >= self._n_steps:
             return
         self._calls += 1
-        additive, img, first, counts = self._key_view(mask, n, key.device)
         B, H, _, D = query.shape
-        h_kv = key.shape[1]
+        h_kv = self._h_kv = key.shape[1]
+        additive, img, first, counts, weights = self._key_view(mask, n, key.device)
         scale = scaling if scaling is not None else D**-0.5
-        # GQA: fold the query heads of each kv group instead of repeating K. Scaling the single
-        # query row is cheaper than scaling the scores.
-        q = (query[:, :, -1, :] * scale).reshape(B, h_kv, H // h_kv, D)
-        scores = torch.matmul(q, key.transpose(-1, -2)).reshape(B, H, n).float()
-        if softcap is not None:
-            scores = torch.tanh(scores / softcap) * softcap
-        if position_bias is not None:
-            scores = scores + position_bias[:, :, -1, :].float()
-        if additive is not None:
-            scores = scores + additive
-        probs = torch.softmax(scores, dim=-1)  # [B, H, n]
+        # GQA: fold the query heads of each kv group ([B * H_kv, g, D]) instead of repeating K;
+        # scale, product and additive mask fused in one baddbmm.
+        q = query[:, :, -1, :].reshape(B * h_kv, H // h_kv, D)
+        k_t = key.transpose(-1, -2).reshape(B * h_kv, D, n)
+        if additive is not None and softcap is None and position_bias is None and q.dtype == torch.float32:
+            scores = torch.baddbmm(additive, q, k_t, alpha=scale)
+        else:
+            scores = torch.bmm(q, k_t).float() * scale
+            if softcap is not None:
+                scores = torch.tanh(scores / softcap) * softcap
+            if position_bias is not None:
+                bias = position_bias[:, :, -1, :].float().expand(B, H, n)
+                scores = scores + bias.reshape(B * h_kv, H // h_kv, n)
+            if additive is not None:
+                scores = scores + additive
+        probs = torch.softmax(scores.view(B, H, n), dim=-1)  # [B, H, n]
         # A key is a sink when it holds > threshold of the mass in most heads; the first visible
         # key always is. Boolean OR: a key is counted once even when both hold.
-        sinks = ((probs > self.sink_threshold).sum(1) * 2 > H) | first  # [B, n]
-        weights = torch.stack((img, sinks.float()), dim=-1)  # [B, n, 2]
+        weights[..., 1] = torch.logical_or((probs > self.sink_threshold).sum(1) > H / 2, first)
         mass = torch.matmul(probs.mean(dim=1, keepdim=True), weights)  # [B, 1, 2]: visual, sink
         self._buf[step, layer, :2] = mass[:, 0].T
         self._buf[step, layer, 2:] = counts
