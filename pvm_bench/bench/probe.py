@@ -331,7 +331,10 @@ def register_bench(bench: typer.Typer) -> None:
                                threads=threads, progress=lambda msg: console.print(f"  measuring {msg}"))
         if model is None:
             result["model"] = "testing:qwen3_vl/bench (random)"
-        Console().print(_table(result))
+        out = Console()
+        if not out.is_terminal:  # piped or captured: rich would squeeze the table to 80 columns
+            out = Console(width=170)
+        out.print(_table(result))
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(result, indent=2) + "\n")
