@@ -75,9 +75,7 @@ def test_manifest_matches_shipped_files() -> None:
     assert manifest["config"]["seed"] == 0
     recorded = manifest["sha256"]
     shipped = sorted(
-        str(p.relative_to(WEIGHTS_DIR))
-        for p in WEIGHTS_DIR.rglob("*")
-        if p.is_file() and p.name != "MANIFEST.json"
+        str(p.relative_to(WEIGHTS_DIR)) for p in WEIGHTS_DIR.rglob("*") if p.is_file() and p.name != "MANIFEST.json"
     )
     assert sorted(recorded) == shipped
     for rel, digest in recorded.items():
@@ -119,7 +117,4 @@ def test_shipped_organism_answers_short_distance(short_samples) -> None:
     task, samples = short_samples
     assert len(samples) >= 20
     assert _accuracy(load_model(str(BASE_DIR), device="cpu"), task, samples) >= SHORT_ACCURACY_MIN
-    assert (
-        _accuracy(load_model(str(BASE_DIR), pvm=str(PVM_DIR), device="cpu"), task, samples)
-        >= SHORT_ACCURACY_MIN
-    )
+    assert _accuracy(load_model(str(BASE_DIR), pvm=str(PVM_DIR), device="cpu"), task, samples) >= SHORT_ACCURACY_MIN
