@@ -11,9 +11,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``organism`` command group (``train``, ``info``) to ``app``."""
-    organism = typer.Typer(
-        help="The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", no_args_is_help=True
-    )
+    organism = typer.Typer(help="The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", no_args_is_help=True)
 
     @organism.command("train")
     def train(
@@ -22,9 +20,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--out", help="Output dir: OUT/base (model), OUT/pvm (adapter), OUT/MANIFEST.json."),
         ] = Path("organism"),
         seed: Annotated[int, typer.Option(help="Seed; 0 reproduces the shipped weights.")] = 0,
-        steps: Annotated[
-            int | None, typer.Option(help="Stage-1 (base) steps (default: the shipped recipe's).")
-        ] = None,
+        steps: Annotated[int | None, typer.Option(help="Stage-1 (base) steps (default: the shipped recipe's).")] = None,
         pvm_steps: Annotated[int | None, typer.Option(help="Stage-2 (PVM only) steps.")] = None,
         n_examples: Annotated[
             int | None,

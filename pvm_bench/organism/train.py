@@ -54,14 +54,14 @@ class TrainConfig:
     seed: int = 0
     size: str = "small"
     # Stage 1 (base, all parameters).
-    base_steps: int = 600
+    base_steps: int = 1100
     answer_weight: float = 10.0  # stage-1 loss weight of the colour-word tokens (see batch_metrics)
-    base_lr: float = 3e-3
-    n_short: int = 4000  # N in [0, short_max]
-    n_long: int = 1200  # N in [short_max + 1, 64]: the under-trained long tail
+    base_lr: float = 4e-3
+    n_short: int = 9000  # N in [0, short_max]
+    n_long: int = 1000  # N in [short_max + 1, 64]: the under-trained long tail
     short_max: int = 16
     # Stage 2 (PVM only, base frozen).
-    pvm_steps: int = 100
+    pvm_steps: int = 80
     pvm_lr: float = 3e-3
     n_pvm: int = 1600  # N uniform in [0, 64]
     pvm_hidden_size: int = 64
@@ -210,9 +210,7 @@ def batch_metrics(
     logits = logits[:, :-1].float()
     labels = batch["labels"][:, 1:]
     ans = batch["answer_mask"][:, 1:]
-    ce = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="none"
-    )
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="none")
     weight = (labels.reshape(-1) != -100).float() * (1.0 + (answer_weight - 1.0) * ans.reshape(-1).float())
     loss = (ce * weight).sum() / weight.sum()
     pred = logits.argmax(-1)
@@ -229,9 +227,7 @@ def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def fixed_order(
-    lengths: list[int], steps: int, batch_size: int, seed: int, bucket_edge: int = 160
-) -> list[list[int]]:
+def fixed_order(lengths: list[int], steps: int, batch_size: int, seed: int, bucket_edge: int = 160) -> list[list[int]]:
     """The batches of sample indices, a pure function of the arguments.
 
     Samples are split into two length buckets (so a batch of short answers is not padded to a
@@ -415,8 +411,7 @@ def stage2_pvm(
     lm = load_model(str(base_dir), dtype="float32", device="cpu")
     handle = attach_from_path(lm, pvm_dir)
     assert all(
-        torch.equal(v, load_file(str(pvm_dir / "adapter.safetensors"))[k])
-        for k, v in handle.state_dict().items()
+        torch.equal(v, load_file(str(pvm_dir / "adapter.safetensors"))[k]) for k, v in handle.state_dict().items()
     )
     return history, eval_by_distance(lm.hf_model, val, pad_id), handle.gates()
 
