@@ -394,6 +394,7 @@ def stage2_pvm(
     log(f"[pvm] trained in {result.seconds:.0f}s")
     pvm_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(work / "adapter.safetensors", pvm_dir / "adapter.safetensors")
+    canonicalize_safetensors(pvm_dir / "adapter.safetensors")
     config = json.loads((work / "pvm_config.json").read_text())
     config["base_model"] = "pvm-bench-organism-base"
     config.pop("train_config", None)  # holds temporary paths; the organism manifest has the recipe
@@ -414,6 +415,22 @@ def stage2_pvm(
         torch.equal(v, load_file(str(pvm_dir / "adapter.safetensors"))[k]) for k, v in handle.state_dict().items()
     )
     return history, eval_by_distance(lm.hf_model, val, pad_id), handle.gates()
+
+
+def canonicalize_safetensors(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place; tensor bytes are untouched.
+
+    safetensors serialises ``__metadata__`` from a hash map, so a file with two or more metadata
+    keys (the PVM adapter has ``format`` and ``pvm_bench``) gets a different byte order from run
+    to run. Sorting the header makes equal tensors give equal file hashes. The header stays valid:
+    data offsets are relative to the end of the header, which is space-padded to 8 bytes.
+    """
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
 
 
 def sha256_file(path: Path) -> str:
