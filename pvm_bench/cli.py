@@ -26,7 +26,7 @@ bench_app = typer.Typer(help="Micro-benchmarks (ratios within one run).", no_arg
 app.add_typer(bench_app, name="bench")
 
 console = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True)  # never break paths that users copy
 
 #: Modules contributing commands: each defines ``register(app)`` and/or ``register_bench(bench)``.
 COMMAND_MODULES = (
@@ -101,11 +101,22 @@ def run(
 
     if launcher is not None:
         _relaunch(launcher, nproc)
+    _silence_library_progress()
     dist = init_from_env()
     try:
         _run_command(dist, locals())
     finally:
         dist.shutdown()
+
+
+def _silence_library_progress() -> None:
+    """Our rich bar is the progress display; transformers/datasets bars would interleave with it."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
 
 
 def _relaunch(launcher: str, nproc: int) -> None:
