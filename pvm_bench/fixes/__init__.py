@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from pvm_bench.models.hooks import cached_length
+
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
@@ -134,8 +136,7 @@ def capture_visual(lm: LoadedModel) -> Iterator[VisualState]:
             if ids is None:
                 return
             emb = embed(ids)
-        cache = kwargs.get("past_key_values")
-        past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        past = cached_length(kwargs)
         B, L = emb.shape[:2]
         state.total = past + L
         if past > 0:

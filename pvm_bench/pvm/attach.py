@@ -34,6 +34,7 @@ from torch import nn
 
 from pvm_bench.errors import UserError
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
+from pvm_bench.models.hooks import cached_length
 from pvm_bench.pvm.block import PVMBlock, PVMShape
 
 if TYPE_CHECKING:
@@ -320,10 +321,7 @@ class PVMHandle:
                 else:
                     mask = torch.zeros(b, L, dtype=torch.bool, device=emb.device)
             mask = mask.to(emb.device)
-            cache = kwargs.get("past_key_values")
-            past = 0
-            if cache is not None and hasattr(cache, "get_seq_length"):
-                past = int(cache.get_seq_length())
+            past = cached_length(kwargs)
             has_image = bool(mask.any())
             continuing = past > 0 and state.memory is not None and state.memory.shape[0] == b
             if has_image:
