@@ -1,0 +1,32 @@
+"""The README's default job and CI check: `pvm-bench run` with no arguments, then `check` against
+the committed organism baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pvm_bench.cli import app
+
+pytestmark = pytest.mark.slow
+BASELINE = Path(__file__).resolve().parents[2] / "reports" / "baselines" / "organism.json"
+
+
+def test_default_run_passes_the_committed_baseline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--quiet", "--out", str(tmp_path), "--run-id", "ci"])
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "ci"
+    for name in ("run.json", "samples.jsonl", "attention.parquet", "summary.csv", "summary.md", "report.html"):
+        assert (run_dir / name).is_file(), name
+    assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"decay.png", "heatmap.png"}
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["variants"] == ["base", "pvm"]
+    assert "branch" in record["config"]["probes"]
+
+    check = runner.invoke(app, ["check", str(run_dir), "--baseline", str(BASELINE)])
+    assert check.exit_code == 0, check.output
