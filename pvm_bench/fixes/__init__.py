@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -181,6 +181,25 @@ def replace_hidden_arg(args: tuple, kwargs: dict, value: torch.Tensor) -> tuple[
     if args:
         return (value, *args[1:]), kwargs
     return args, {**kwargs, "hidden_states": value}
+
+
+def register_fix(name: str, config: Any, describe: Callable[[Any], str],
+                 active: Callable[[LoadedModel, Any], contextlib.AbstractContextManager[Any]]) -> None:
+    """Register variant ``name`` running ``active(lm, config)``; ``name:key=value`` specs re-parse ``config``."""
+    from pvm_bench.variants import register_variant
+
+    register_variant(fix_variant(name, config, describe, active))
+
+
+def fix_variant(name: str, config: Any, describe: Callable[[Any], str],
+                active: Callable[[LoadedModel, Any], contextlib.AbstractContextManager[Any]]) -> Any:
+    """The :class:`~pvm_bench.variants.Variant` of one fix at ``config`` (dataclass of hyperparameters)."""
+    from pvm_bench.variants import Variant
+
+    return Variant(
+        name, describe(config), lambda lm: active(lm, config),
+        configure=lambda params: fix_variant(name, parse_params(type(config), params, name), describe, active),
+    )
 
 
 # Registration: importing the fix modules registers their variants.

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pvm_bench.fixes import VisualState, capture_visual, hidden_arg, parse_params
+from pvm_bench.fixes import VisualState, capture_visual, hidden_arg, register_fix
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -173,22 +173,10 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
             pending.clear()
 
 
-def make_variant(config: MemVRConfig = MemVRConfig(), name: str = "memvr"):
-    """The ``memvr`` :class:`~pvm_bench.variants.Variant` for ``config``."""
-    from pvm_bench.variants import Variant
-
-    return Variant(
-        name,
-        f"MemVR-style visual retracing (Zou et al. 2024): alpha={config.alpha}, entropy threshold={config.threshold}",
-        lambda lm: memvr_active(lm, config),
-        configure=lambda params: make_variant(parse_params(MemVRConfig, params, name), name),
+def _describe(c: MemVRConfig) -> str:
+    return (
+        f"MemVR-style visual retracing (Zou et al. 2024): alpha={c.alpha}, entropy threshold={c.threshold}"
     )
 
 
-def _register_variant() -> None:
-    from pvm_bench.variants import register_variant
-
-    register_variant(make_variant())
-
-
-_register_variant()
+register_fix("memvr", MemVRConfig(), _describe, memvr_active)

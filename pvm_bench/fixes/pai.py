@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pvm_bench.fixes import VisualState, capture_visual, parse_params
+from pvm_bench.fixes import VisualState, capture_visual, register_fix
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -197,23 +197,11 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[VisualState]:
             set_impl(inner)
 
 
-def make_variant(config: PAIConfig = PAIConfig(), name: str = "pai"):
-    """The ``pai`` :class:`~pvm_bench.variants.Variant` for ``config``."""
-    from pvm_bench.variants import Variant
-
-    return Variant(
-        name,
+def _describe(c: PAIConfig) -> str:
+    return (
         f"PAI (Liu et al. 2024): image-key attention logits += alpha*|logit| at layers >= "
-        f"{config.start_layer}, alpha={config.alpha}",
-        lambda lm: pai_active(lm, config),
-        configure=lambda params: make_variant(parse_params(PAIConfig, params, name), name),
+        f"{c.start_layer}, alpha={c.alpha}"
     )
 
 
-def _register_variant() -> None:
-    from pvm_bench.variants import register_variant
-
-    register_variant(make_variant())
-
-
-_register_variant()
+register_fix("pai", PAIConfig(), _describe, pai_active)

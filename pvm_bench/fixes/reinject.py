@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pvm_bench.fixes import capture_visual, hidden_arg, parse_params, replace_hidden_arg
+from pvm_bench.fixes import capture_visual, hidden_arg, register_fix, replace_hidden_arg
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -92,22 +92,10 @@ def reinject_active(lm: LoadedModel, config: ReinjectConfig) -> Iterator[Reinjec
             handle.remove()
 
 
-def make_variant(config: ReinjectConfig = ReinjectConfig(), name: str = "reinject"):
-    """The ``reinject`` :class:`~pvm_bench.variants.Variant` for ``config``."""
-    from pvm_bench.variants import Variant
-
-    return Variant(
-        name,
-        f"periodic image re-injection: mean visual embedding every {config.every} tokens, strength={config.strength}",
-        lambda lm: reinject_active(lm, config),
-        configure=lambda params: make_variant(parse_params(ReinjectConfig, params, name), name),
+def _describe(c: ReinjectConfig) -> str:
+    return (
+        f"periodic image re-injection: mean visual embedding every {c.every} tokens, strength={c.strength}"
     )
 
 
-def _register_variant() -> None:
-    from pvm_bench.variants import register_variant
-
-    register_variant(make_variant())
-
-
-_register_variant()
+register_fix("reinject", ReinjectConfig(), _describe, reinject_active)
