@@ -198,6 +198,14 @@ def collate(batch: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torc
     }
 
 
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
+
+
+def forward(model: Any, batch: dict[str, Any]) -> Any:
+    """The model's forward on a collated batch (labels stay out: the loss is computed here)."""
+    return model(**{k: batch[k] for k in MODEL_INPUTS})
+
 def batch_metrics(
     logits: torch.Tensor, batch: dict[str, torch.Tensor], answer_weight: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,13 +281,7 @@ def train_loop(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, cfg.warmup_frac)
         batch = collate([data[i] for i in idx], pad_id)
-        out = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            mm_token_type_ids=batch["mm_token_type_ids"],
-            pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"],
-        )
+        out = forward(model, batch)
         loss, correct = batch_metrics(out.logits, batch, cfg.answer_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -316,13 +318,7 @@ def eval_by_distance(
     for i in range(0, len(data), 32):
         chunk = data[i : i + 32]
         batch = collate(chunk, pad_id)
-        out = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            mm_token_type_ids=batch["mm_token_type_ids"],
-            pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"],
-        )
+        out = forward(model, batch)
         _, correct = batch_metrics(out.logits, batch)
         for ex, ok in zip(chunk, correct.tolist()):
             d = int(ex["distance"])
