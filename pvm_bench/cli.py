@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pvm_bench.cli_support import console, fail, user_errors
 from pvm_bench.errors import UserError
 
 app = typer.Typer(
@@ -25,7 +24,6 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Micro-benchmarks (ratios within one run).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-console = Console(stderr=True)
 out = Console(soft_wrap=True)  # never break paths that users copy
 
 #: Modules contributing commands: each defines ``register(app)`` and/or ``register_bench(bench)``.
@@ -38,25 +36,6 @@ COMMAND_MODULES = (
 
 
 DEFAULT_PROBES = "attention,lens"
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one ``error:`` line and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`UserError` into one error line and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            raise fail(str(exc)) from None
-
-    return wrapper
 
 
 def _csv(value: str | None) -> list[str]:

@@ -16,15 +16,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from pvm_bench.cli_support import fail
 from pvm_bench.errors import UserError
 
-console = Console(stderr=True)
 stdout = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _layers(value: str | None) -> list[int | float] | None:
@@ -57,7 +52,7 @@ def register(app: typer.Typer) -> None:
         try:
             info = pvm_info(model, _layers(layers), dim)
         except (UserError, ValueError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         if json_out:
             stdout.print_json(json.dumps(info.to_dict()))
         else:
@@ -100,7 +95,7 @@ def register(app: typer.Typer) -> None:
         try:
             result = train(cfg)
         except UserError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         import os
 
         if int(os.environ.get("RANK", "0")) != 0:
@@ -126,7 +121,7 @@ def register(app: typer.Typer) -> None:
         from pvm_bench.pvm.io import export_reference, save_adapter
 
         if to not in ("reference", "adapter"):
-            raise _fail(f"--to must be 'reference' or 'adapter', not '{to}'")
+            raise fail(f"--to must be 'reference' or 'adapter', not '{to}'")
         try:
             torch_dtype = None if dtype == "auto" else DTYPES[dtype]
             lm = load_model(model, pvm=pvm, dtype="float32" if dtype == "auto" else dtype, device="cpu")
@@ -135,7 +130,7 @@ def register(app: typer.Typer) -> None:
             else:
                 path = save_adapter(lm, out, dtype=torch_dtype)
         except (UserError, KeyError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         stdout.print(f"wrote {to} format to {path}", highlight=False)
 
 
@@ -277,12 +272,12 @@ def register_bench(bench: typer.Typer) -> None:
     ) -> None:
         """Decode tokens/s: base vs PVM variant in one run (goal: ratio >= 0.95 at ~80M on CPU)."""
         if gate == 0.0:
-            raise _fail("--gate 0 skips the branch entirely; pass a non-zero gate to measure its cost")
+            raise fail("--gate 0 skips the branch entirely; pass a non-zero gate to measure its cost")
         try:
             res = bench_pvm(model, new_tokens=new_tokens, repeats=repeats, dim=dim, layers=_layers(layers),
                             gate=gate, device=device, threads=threads)
         except UserError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         stdout.print(
             f"{res['model']} on {res['device']} ({res['threads']} threads): base {res['base_params'] / 1e6:.1f}M params, "
             f"PVM d={res['pvm_hidden_size']} at layers {res['pvm_layers']} = {res['pvm_params'] / 1e6:.2f}M "

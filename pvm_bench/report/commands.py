@@ -6,36 +6,19 @@ check passed, 1 check failed, 2 bad input (one ``error:`` line naming the file a
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pvm_bench.errors import UserError
+from pvm_bench.cli_support import user_errors
 
-err = Console(stderr=True)
 out = Console()
 
 STATUS_STYLE = {"ok": "green", "better": "bold green", "worse": "bold red", "missing": "bold red"}
-
-
-def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a :class:`UserError` (e.g. ReportInputError) into one ``error:`` line and exit 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def report_command(
@@ -132,7 +115,7 @@ def baseline_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``report``, ``compare``, ``check`` and ``baseline`` to ``app``."""
-    app.command("report")(_one_line_errors(report_command))
-    app.command("compare")(_one_line_errors(compare_command))
-    app.command("check")(_one_line_errors(check_command))
-    app.command("baseline")(_one_line_errors(baseline_command))
+    app.command("report")(user_errors(report_command))
+    app.command("compare")(user_errors(compare_command))
+    app.command("check")(user_errors(check_command))
+    app.command("baseline")(user_errors(baseline_command))
