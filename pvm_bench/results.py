@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 from pydantic import BaseModel, Field
 
 SCHEMA_VERSION = 1
@@ -86,6 +88,28 @@ class RunRecord(BaseModel):
     @classmethod
     def load(cls, run_dir: Path) -> RunRecord:
         return cls.model_validate_json((run_dir / "run.json").read_text(encoding="utf-8"))
+
+
+#: Columns identifying one generation in attention.parquet.
+KEY_COLUMNS = ["variant", "task", "sample_id", "repeat"]
+#: Integer columns stored narrower than the int32 default.
+_NARROW_INTS = {"layer": "int16"}
+
+
+def compact_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """attention.parquet's dtype policy: float32 measures (and per-head lists), int32 counters,
+    int16 layer, string ids. Keeps 1000 steps x 36 layers at a few MB."""
+    out = df.copy()
+    for col in out.columns:
+        if col in KEY_COLUMNS[:3]:
+            out[col] = out[col].astype("string")
+        elif pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].astype("float32")
+        elif pd.api.types.is_integer_dtype(out[col]) and col not in KEY_COLUMNS:
+            out[col] = out[col].astype(_NARROW_INTS.get(col, "int32"))
+        elif out[col].dtype == object and len(out) and isinstance(out[col].iloc[0], (list, tuple, np.ndarray)):
+            out[col] = [np.asarray(v, dtype=np.float32) for v in out[col]]
+    return out
 
 
 def atomic_write_text(path: Path, text: str) -> None:

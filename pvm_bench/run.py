@@ -30,10 +30,12 @@ from pvm_bench.distributed import Dist
 from pvm_bench.errors import UserError
 from pvm_bench.models.generation import Generation, Request
 from pvm_bench.results import (
+    KEY_COLUMNS,
     JsonlAppender,
     RunRecord,
     SampleRecord,
     Timings,
+    compact_frame,
     read_jsonl,
     read_samples,
     sample_files,
@@ -133,9 +135,6 @@ class WorkItem:
     task: Task
     sample: Sample
     repeat: int
-
-
-ProgressCallback = Callable[[int], None]
 
 
 class Runner:
@@ -417,9 +416,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-KEY_COLUMNS = ["variant", "task", "sample_id", "repeat"]
-
-
 def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None:
     """Merge the records of several probes for one generation into one long frame.
 
@@ -435,20 +431,6 @@ def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None
         keys = [k for k in ("step", "layer") if k in merged.columns and k in frame.columns]
         merged = merged.merge(frame, on=keys, how="outer")
     return merged.sort_values([c for c in ("step", "layer") if c in merged.columns], kind="stable")
-
-
-def compact_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Downcast numeric columns (float64 -> float32, int64 -> int32) to keep parquet small."""
-    out = df.copy()
-    for col in out.columns:
-        if pd.api.types.is_float_dtype(out[col]):
-            out[col] = out[col].astype("float32")
-        elif pd.api.types.is_integer_dtype(out[col]) and col not in KEY_COLUMNS:
-            out[col] = out[col].astype("int32")
-    for col in ("variant", "task", "sample_id"):
-        if col in out.columns:
-            out[col] = out[col].astype("string")
-    return out
 
 
 def merge_sample_shards(run_dir: Path) -> None:

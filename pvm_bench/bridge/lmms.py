@@ -271,7 +271,7 @@ class PvmBenchLMM(lmms):
         """(Re)write attention.parquet with every record so far (atomic replace)."""
         if self.attention_out is None or not self._frames:
             return
-        from pvm_bench.run import compact_frame
+        from pvm_bench.results import compact_frame
 
         path = self.attention_out
         if self.world_size > 1:

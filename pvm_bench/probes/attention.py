@@ -35,6 +35,7 @@ from torch import nn
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from pvm_bench.probes.base import BatchContext, Probe, ProbeError
+from pvm_bench.results import compact_frame
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -432,28 +433,13 @@ class AttentionProbe(Probe):
         return out
 
 
-_DTYPES: dict[str, str] = {
-    "step": "int32",
-    "layer": "int16",
-    "visual_mass": "float32",
-    "visual_mass_norm": "float32",
-    "sink_mass": "float32",
-    "n_keys": "int32",
-    "n_visual": "int32",
-}
 
 
 def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Attention records as a compact long-format frame.
 
     Columns: step int32, layer int16, visual_mass / visual_mass_norm / sink_mass float32,
-    n_keys / n_visual int32, any other keys as given (e.g. the runner's variant/task/sample ids,
-    which it may make categorical), and ``visual_mass_heads`` as lists of float32 when present.
+    n_keys / n_visual int32, and ``visual_mass_heads`` as float32 arrays when present (the dtype
+    policy of :func:`pvm_bench.results.compact_frame`, which the runner also applies).
     """
-    frame = pd.DataFrame.from_records(records)
-    for col, dtype in _DTYPES.items():
-        if col in frame.columns:
-            frame[col] = frame[col].astype(dtype)
-    if "visual_mass_heads" in frame.columns:
-        frame["visual_mass_heads"] = [np.asarray(v, dtype=np.float32) for v in frame["visual_mass_heads"]]
-    return frame
+    return compact_frame(pd.DataFrame.from_records(records))
