@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pvm_bench.report.summary import (
+    DECAY_NOTE,
     RunData,
     Summary,
     accuracy_view,
@@ -206,11 +207,7 @@ def render_html(data: RunData, summary: Summary, plots: dict[str, Path], max_sam
         dv = decay_view(summary)
         if not dv.empty:
             parts.append("<h2>Visual-attention decay</h2>")
-            parts.append(
-                '<p class="note">visual_mass ≈ a + b/(c + t), t = generated position (tokens). Half-life: first '
-                "t where the fitted law (observed curve) falls to half its value at t = 1; never = does not "
-                "fall to half. mass@t: observed mean over steps within ±5% of t; – = not reached.</p>"
-            )
+            parts.append(f'<p class="note">{html.escape(DECAY_NOTE)}</p>')
             parts.append(_table(dv, "decay-table"))
         cv = convergence_view(table)
         if not cv.empty:

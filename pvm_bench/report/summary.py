@@ -50,6 +50,14 @@ class ReportInputError(UserError, ValueError):
     the fix. The CLI turns it into exit code 2."""
 
 
+#: How to read the decay table (shared by summary.md and report.html).
+DECAY_NOTE = (
+    "visual_mass ≈ a + b/(c + t), t = generated position (tokens). Half-life: first t where the fitted "
+    "law (observed mean curve) falls to half its value at t = 1; never = does not fall to half; a fitted "
+    "half-life beyond the longest output is an extrapolation. mass@t: observed mean over steps within "
+    "±5% of t; – = not reached."
+)
+
 def length_buckets() -> list[tuple[float, float, str]]:
     """(low, high, label) of the output-length buckets; ``high`` is exclusive."""
     out = []
@@ -549,11 +557,7 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     dv = decay_view(summary)
     if not dv.empty:
         parts.append("\n## Visual-attention decay: visual_mass ≈ a + b/(c + t)\n")
-        parts.append(
-            "t = generated position (tokens). Half-life: first t where the fitted law (observed "
-            "mean curve) falls to half its value at t = 1; a fitted half-life beyond the longest "
-            "output is an extrapolation. mass@t: observed mean over steps within ±5% of t; – = not reached.\n\n"
-        )
+        parts.append(DECAY_NOTE + "\n\n")
         parts.append(to_markdown(dv))
     cv = convergence_view(table)
     if not cv.empty:
