@@ -2,28 +2,33 @@
 
 Synthetic and offline: every example is generated with PIL from a seed, no files needed. All text
 is plain ASCII (the model organism's tokenizer is ``string.printable`` characters), and images
-are tiny (64x64 px by default: with patch 16 / merge 2 each 32 px cell of the default 2x2 grid is
-exactly one merged visual token).
+are tiny (64x64 px by default: with patch 16 / merge 2 each 32 px cell of a 2x2 grid is exactly
+one merged visual token).
 
-The image is a grid of ``rows x cols`` coloured cells; colours come from :data:`PALETTE`. Cells
-are numbered 1..rows*cols left to right, top to bottom (cell 1 = top left).
+An example is described by a :class:`Design`:
 
-Variants (tasks):
+``grid``     the image is ``rows x cols`` coloured cells, numbered 1..rows*cols left to right,
+             top to bottom. A 1x1 grid is a plain colour swatch and the question names no cell.
+``palette``  ``basic`` (5 well separated colours) or ``fine`` (12 colours with close pairs such
+             as blue/navy or teal/cyan, so the answer needs a clean visual signal).
+``count``    the filler counts ``up`` ("1 2 ... N", the model must stop at N: a look-back into
+             the prompt) or ``down`` ("N ... 2 1", the stop is local, so the only long-range
+             dependency left is the image).
+``variant``  where the filler is:
 
-``colour_recall`` (*generated* distance)
-    prompt   ``"Count to N, then name the colour of cell k."``
-    response ``"1 2 3 ... N\\nAnswer: <colour>"`` (for N = 0 just ``"Answer: <colour>"``)
-    The model itself writes the filler, so the answer comes ``distance`` characters after the
-    end of the prompt, and the prompt controls that distance.
-``colour_recall_given`` (*given* distance)
-    prompt   ``"Numbers: 1 2 3 ... N.\\nName the colour of cell k."``
-    response ``"Answer: <colour>"``
-    The filler is in the prompt, between the image and the question.
+    ``generated`` prompt ``"Count to N, then name the colour of cell k."`` (or ``"Count down
+                  from N to 1, ..."``), response ``"<filler>\\nAnswer: <colour>"``. The model
+                  writes the filler itself, so the prompt controls how far into its own answer
+                  the colour word comes.
+    ``given``     prompt ``"Numbers: <filler>.\\nName the colour of cell k."``, response
+                  ``"Answer: <colour>"``: the filler sits between the image and the question.
 
 ``distance`` (metadata, characters = tokens for the character-level organism) is the number of
-characters between the end of the image block and the start of the answer colour word: the length
-of the generated text before the colour word (generated variant) or the length of the preamble
-(given variant).
+characters between the end of the image block and the start of the answer colour word.
+
+Tasks: ``colour_recall`` / ``colour_recall_given`` (2x2 grid, basic palette, count up: a spatial
+lookup, for real VLMs) and ``swatch_recall`` / ``swatch_recall_given`` (1x1 swatch, fine palette,
+count down: what the built-in model organism is trained and evaluated on).
 
 Splits: ``train`` N in [0, 16] (short; seed 0), ``test`` N in [0, 64] (seed 1),
 ``long`` N in [65, 160] (seed 2). Train on short distances, measure accuracy and visual attention
@@ -31,21 +36,22 @@ against distance on ``test``/``long``.
 
 Trainer contract -- :func:`make_examples`::
 
-    make_examples(n, seed, distance_range=(0, 16), variant="generated", grid=(2, 2), image_size=64)
+    make_examples(n, seed, distance_range=(0, 16), design=None, **design_fields)
       -> list of n dicts with keys
          image     PIL.Image.Image, RGB, image_size x image_size
          prompt    str  (ASCII; the user text, the image goes before it)
          response  str  (ASCII; the full target completion, ending with the colour word)
-         answer    str  (the colour word, one of PALETTE)
+         answer    str  (the colour word, one of the design's palette)
          cell      int  (1-based cell asked about)
          n_filler  int  (N, drawn uniformly from distance_range, inclusive)
          distance  int  (characters between image and answer word, see above)
          colours   list[str] (the colour of every cell, row-major)
          variant   str  ("generated" or "given")
+         count     str  ("up" or "down")
 
-It is deterministic in (n, seed, distance_range, variant, grid, image_size). Score: exact match
-of the colour word after the last ``Answer:`` marker (or the first word when there is no
-marker); an output cut off before ``Answer:`` is ``truncated``.
+It is deterministic in (n, seed, distance_range, design). Score: exact match of the colour word
+after the last ``Answer:`` marker (or the first word when there is no marker); an output cut off
+before ``Answer:`` is ``truncated``; ``filler_ok`` says whether the generated filler was exact.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +75,13 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "yellow": (235, 205, 40),
     "purple": (150, 60, 180),
 }
+#: 12 colours with close pairs (orange/yellow, lime/green, teal/cyan, blue/navy, purple/pink).
+FINE_PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40), "orange": (240, 140, 30), "yellow": (235, 205, 40), "lime": (150, 210, 40),
+    "green": (40, 170, 60), "teal": (30, 150, 150), "cyan": (60, 200, 230), "blue": (40, 80, 220),
+    "navy": (30, 40, 120), "purple": (150, 60, 180), "pink": (240, 120, 180), "brown": (140, 90, 40),
+}
+PALETTES: dict[str, dict[str, tuple[int, int, int]]] = {"basic": PALETTE, "fine": FINE_PALETTE}
 SPLITS: dict[str, tuple[tuple[int, int], int, int]] = {
     # split: (N range inclusive, seed, default size)
     "train": ((0, 16), 0, 2000),
@@ -79,9 +93,34 @@ _MARKER = re.compile(r"answer\s*:", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z]+")
 
 
-def filler(n: int) -> str:
-    """The counting filler ``"1 2 ... n"`` ("" for n = 0)."""
-    return " ".join(str(i) for i in range(1, n + 1))
+@dataclass(frozen=True)
+class Design:
+    """What an example looks like (see the module docstring); everything but the seed and N."""
+
+    variant: Literal["generated", "given"] = "generated"
+    grid: tuple[int, int] = (2, 2)
+    count: Literal["up", "down"] = "up"
+    palette: str = "basic"
+    image_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("generated", "given"):
+            raise ValueError(f"unknown variant '{self.variant}'; use 'generated' or 'given'")
+        if self.count not in ("up", "down"):
+            raise ValueError(f"unknown count '{self.count}'; use 'up' or 'down'")
+        if self.palette not in PALETTES:
+            raise ValueError(f"unknown palette '{self.palette}'; use one of {', '.join(PALETTES)}")
+        object.__setattr__(self, "grid", tuple(self.grid))
+
+    @property
+    def colours(self) -> list[str]:
+        return list(PALETTES[self.palette])
+
+
+def filler(n: int, count: str = "up") -> str:
+    """The counting filler: ``"1 2 ... n"`` (``count="up"``) or ``"n ... 2 1"`` (``"down"``); "" for n = 0."""
+    numbers = range(1, n + 1) if count == "up" else range(n, 0, -1)
+    return " ".join(str(i) for i in numbers)
 
 
 def draw_grid(colours: Sequence[str], grid: tuple[int, int] = (2, 2), image_size: int = 64) -> Image.Image:
@@ -89,53 +128,54 @@ def draw_grid(colours: Sequence[str], grid: tuple[int, int] = (2, 2), image_size
     rows, cols = grid
     if len(colours) != rows * cols:
         raise ValueError(f"need {rows * cols} colours for a {rows}x{cols} grid, got {len(colours)}")
+    rgb = {**PALETTE, **FINE_PALETTE}
     img = Image.new("RGB", (image_size, image_size), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     for idx, name in enumerate(colours):
         r, c = divmod(idx, cols)
         x0, y0 = c * image_size // cols, r * image_size // rows
         x1, y1 = (c + 1) * image_size // cols - 1, (r + 1) * image_size // rows - 1
-        draw.rectangle([x0, y0, x1, y1], fill=PALETTE[name])
+        draw.rectangle([x0, y0, x1, y1], fill=rgb[name])
     return img
 
 
-def make_example(rng: random.Random, distance_range: tuple[int, int], variant: str = "generated",
-                 grid: tuple[int, int] = (2, 2), image_size: int = 64) -> dict[str, Any]:
+def make_example(rng: random.Random, distance_range: tuple[int, int], design: Design = Design()) -> dict[str, Any]:
     """One example drawn with ``rng`` (see the module docstring for the keys)."""
     lo, hi = distance_range
     if lo < 0 or hi < lo:
         raise ValueError(f"distance_range must be 0 <= lo <= hi, got {distance_range}")
-    names = list(PALETTE)
-    n_cells = grid[0] * grid[1]
-    colours = [rng.choice(names) for _ in range(n_cells)]
+    n_cells = design.grid[0] * design.grid[1]
+    colours = [rng.choice(design.colours) for _ in range(n_cells)]
     cell = rng.randint(1, n_cells)
     n = rng.randint(lo, hi)
     answer = colours[cell - 1]
-    fill = filler(n)
-    if variant == "generated":
-        prompt = f"Count to {n}, then name the colour of cell {cell}."
+    fill = filler(n, design.count)
+    target = "the image" if n_cells == 1 else f"cell {cell}"
+    if design.variant == "generated":
+        how = f"Count to {n}" if design.count == "up" else f"Count down from {n} to 1"
+        prompt = f"{how}, then name the colour of {target}."
         head = f"{fill}\nAnswer: " if n else "Answer: "
-        response = head + answer
-        distance = len(prompt) + len(head)
-    elif variant == "given":
-        preamble = f"Numbers: {fill}.\n" if n else ""
-        prompt = f"{preamble}Name the colour of cell {cell}."
-        head = "Answer: "
-        response = head + answer
-        distance = len(prompt) + len(head)
     else:
-        raise ValueError(f"unknown variant '{variant}'; use 'generated' or 'given'")
+        preamble = f"Numbers: {fill}.\n" if n else ""
+        prompt = f"{preamble}Name the colour of {target}."
+        head = "Answer: "
     return {
-        "image": draw_grid(colours, grid, image_size), "prompt": prompt, "response": response, "answer": answer,
-        "cell": cell, "n_filler": n, "distance": distance, "colours": colours, "variant": variant,
+        "image": draw_grid(colours, design.grid, design.image_size), "prompt": prompt, "response": head + answer,
+        "answer": answer, "cell": cell, "n_filler": n, "distance": len(prompt) + len(head), "colours": colours,
+        "variant": design.variant, "count": design.count,
     }
 
 
-def make_examples(n: int, seed: int, distance_range: tuple[int, int] = (0, 16), variant: str = "generated",
-                  grid: tuple[int, int] = (2, 2), image_size: int = 64) -> list[dict[str, Any]]:
-    """``n`` deterministic (image, prompt, response, ...) training/eval triples; see module doc."""
-    rng = random.Random(f"colour_recall:{variant}:{seed}")
-    return [make_example(rng, distance_range, variant, grid, image_size) for _ in range(n)]
+def make_examples(n: int, seed: int, distance_range: tuple[int, int] = (0, 16), design: Design | None = None,
+                  **design_fields: Any) -> list[dict[str, Any]]:
+    """``n`` deterministic (image, prompt, response, ...) training/eval triples; see module doc.
+
+    ``design_fields`` (``variant=``, ``grid=``, ...) override fields of ``design`` (default
+    :class:`Design`).
+    """
+    design = replace(design or Design(), **design_fields)
+    rng = random.Random(f"colour_recall:{design.variant}:{seed}")
+    return [make_example(rng, distance_range, design) for _ in range(n)]
 
 
 def parse_colour(text: str) -> tuple[str | None, bool]:
@@ -147,23 +187,21 @@ def parse_colour(text: str) -> tuple[str | None, bool]:
 
 
 class ColourRecall(Task):
-    """Read the colour of cell k after a controlled amount of generated or given text."""
+    """Read the colour of the image (or of cell k) after a controlled amount of generated or given text."""
 
-    version = "1.0"
+    version = "1.1"
     splits = tuple(SPLITS)
     default_split = "test"
     hub_id = None
-    generation = {"max_new_tokens": 768}
 
-    def __init__(self, variant: Literal["generated", "given"] = "generated", name: str | None = None,
-                 grid: tuple[int, int] = (2, 2), image_size: int = 64) -> None:
-        self.variant = variant
-        self.grid = grid
-        self.image_size = image_size
-        self.name = name or ("colour_recall" if variant == "generated" else "colour_recall_given")
-        where = "written by the model" if variant == "generated" else "given in the prompt"
-        self.description = f"Synthetic: name the colour of a grid cell after N counting numbers {where} (accuracy vs distance)"
-        self.generation = {"max_new_tokens": 768 if variant == "generated" else 32}
+    def __init__(self, name: str, design: Design = Design()) -> None:
+        self.name = name
+        self.design = design
+        what = "a colour swatch" if design.grid == (1, 1) else f"a cell of a {design.grid[0]}x{design.grid[1]} grid"
+        where = "written by the model" if design.variant == "generated" else "given in the prompt"
+        self.description = (f"Synthetic: name the colour of {what} ({design.palette} palette) after N numbers counted "
+                            f"{design.count}, {where} (accuracy vs distance)")
+        self.generation = {"max_new_tokens": 768 if design.variant == "generated" else 32}
 
     def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
         split = split or self.default_split
@@ -171,14 +209,13 @@ class ColourRecall(Task):
             raise TaskError(f"task '{self.name}': unknown split '{split}'; choose from {', '.join(SPLITS)}")
         distance_range, seed, size = SPLITS[split]
         n = size if limit is None else min(limit, size)
-        examples = make_examples(n, seed, distance_range, self.variant, self.grid, self.image_size)
         samples = []
-        for i, ex in enumerate(examples):
+        for i, ex in enumerate(make_examples(n, seed, distance_range, self.design)):
             sid = f"{self.name}-{split}-{i}"
             samples.append(Sample(
                 id=sid, question=ex["prompt"], target=ex["answer"],
-                images=[LazyImage(ex["image"], name=f"{self.name} sample {sid} image")], choices=list(PALETTE),
-                metadata={k: ex[k] for k in ("cell", "n_filler", "distance", "colours", "variant", "response")},
+                images=[LazyImage(ex["image"], name=f"{self.name} sample {sid} image")], choices=self.design.colours,
+                metadata={k: ex[k] for k in ("cell", "n_filler", "distance", "colours", "variant", "count", "response")},
             ))
         return samples
 
@@ -189,8 +226,8 @@ class ColourRecall(Task):
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)
         colour, marker = parse_colour(prep.text)
-        if self.variant == "generated":
-            expected = filler(int(sample.metadata["n_filler"]))
+        if self.design.variant == "generated":
+            expected = filler(int(sample.metadata["n_filler"]), self.design.count)
             head = _MARKER.split(prep.text)[0].strip() if marker else None
             details["filler_ok"] = head == expected
         if truncated and not marker:
@@ -208,5 +245,20 @@ class ColourRecall(Task):
         return out
 
 
-TASKS = [ColourRecall("generated"), ColourRecall("given")]
-GROUPS = {"length-diagnostics": ["colour_recall", "colour_recall_given"]}
+SWATCH = Design(grid=(1, 1), count="down", palette="fine")
+
+TASKS = [
+    ColourRecall("colour_recall"),
+    ColourRecall("colour_recall_given", Design(variant="given")),
+    ColourRecall("swatch_recall", SWATCH),
+    ColourRecall("swatch_recall_given", replace(SWATCH, variant="given")),
+]
+GROUPS = {"length-diagnostics": ["colour_recall", "colour_recall_given", "swatch_recall", "swatch_recall_given"]}
+
+
+def task_design(name: str) -> Design:
+    """The :class:`Design` of the registered task ``name`` (trainers build data from it)."""
+    for task in TASKS:
+        if task.name == name:
+            return task.design
+    raise KeyError(f"no length-diagnostics task '{name}'; have {', '.join(t.name for t in TASKS)}")

@@ -21,10 +21,10 @@ MANIFEST = WEIGHTS_DIR / "MANIFEST.json"
 #: Held-out diagnostic task, split and size of the default run. The ``test`` split (seed 1, N in
 #: [0, 64]) is disjoint in seed from the training data; 100 samples x 2 variants with probes take
 #: about 31 s on an idle 2-core CPU (budget: 3 minutes; shared machines run several times slower).
-DEFAULT_TASKS = "colour_recall"
+DEFAULT_TASKS = "swatch_recall"
 DEFAULT_SPLIT = "test"
 DEFAULT_LIMIT = 100
-#: The longest test response ("1 2 ... 64\nAnswer: purple" + end token) is under 200 tokens;
+#: The longest test response ("64 63 ... 1\nAnswer: purple" + end token) is under 200 tokens;
 #: 256 leaves room for a model that overshoots without spending the task's 768.
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_BATCH_SIZE = 8

@@ -1,16 +1,18 @@
 """Deterministic two-stage training of the model organism on CPU.
 
 Stage 1 trains a tiny Qwen3-VL (every parameter, vision tower included) from scratch on the
-``colour_recall`` task (``"Count to N, then name the colour of cell k."`` -> ``"1 2 ... N\\nAnswer:
-<colour>"``), loss on the response tokens only. N is drawn from the full held-out range [0, 64]
-so every test sample is answerable in principle (the model can only count to numbers it has
-seen), but SKEWED to short N: most answers are short, as for real LVLMs, so reading the image
-after a long stretch of generated text is under-trained. That is what makes accuracy fall with
-distance on the held-out ``test`` split.
+``swatch_recall`` task (``"Count down from N to 1, then name the colour of the image."`` ->
+``"N ... 2 1\\nAnswer: <colour>"``, a one-colour image, 12 colours with close pairs), loss on the
+response tokens only. Counting is trained over the whole held-out range N in [0, 64] (most
+examples have N > 16), so the model writes the filler correctly at every test length, but the
+colour word is supervised only after N <= ``answer_max_n`` = 16: the model learns to read the
+image at short range only, as an LVLM tuned on short answers. On the held-out ``test`` split
+accuracy then falls with distance, and the only long-range dependency left at the answer is the
+image (counting down stops locally at 1).
 
 Stage 2 freezes the base, attaches PVM (decoder layers at 1/4, 1/2, 3/4 of the depth) and trains
-only the PVM parameters, on the uniform [0, 64] range (the branch is meant to carry the image to
-long distances).
+only the PVM parameters with :func:`pvm_bench.pvm.train.train` on N uniform in [0, 64], answers
+supervised at every distance: the side branch is what has to carry the image to long range.
 
 Contract: :func:`train_organism` with the same :class:`TrainConfig` writes byte-identical
 ``base/model.safetensors`` and ``pvm/adapter.safetensors`` on the same machine and library
@@ -37,11 +39,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-#: Task names of the held-out diagnostics the organism is evaluated on.
-TASK = "colour_recall"
+#: The held-out diagnostic task the organism is trained for and evaluated on.
+TASK = "swatch_recall"
 #: Offset added to the user seed for the training data; the task's own splits use seeds 0..2.
 DATA_SEED_OFFSET = 1000
-#: The distance range of the held-out ``test`` split; training covers all of it.
+#: The N range of the held-out ``test`` split; counting is trained over all of it.
 FULL_RANGE = (0, 64)
 
 Log = Callable[[str], None]
@@ -52,17 +54,19 @@ class TrainConfig:
     """Everything that determines the trained weights (stored in the manifest)."""
 
     seed: int = 0
+    task: str = TASK  # a length-diagnostics task; its Design shapes every training example
     size: str = "small"
     # Stage 1 (base, all parameters).
     base_steps: int = 1100
     answer_weight: float = 10.0  # stage-1 loss weight of the colour-word tokens (see batch_metrics)
     base_lr: float = 4e-3
-    n_short: int = 9000  # N in [0, short_max]
-    n_long: int = 1000  # N in [short_max + 1, 64]: the under-trained long tail
+    n_short: int = 3000  # N in [0, short_max]
+    n_long: int = 7000  # N in [short_max + 1, 64]
     short_max: int = 16
+    answer_max_n: int | None = 16  # no loss on the colour word after counting further than this
     # Stage 2 (PVM only, base frozen).
-    pvm_steps: int = 80
-    pvm_lr: float = 3e-3
+    pvm_steps: int = 400
+    pvm_lr: float = 1e-2
     n_pvm: int = 1600  # N uniform in [0, 64]
     pvm_hidden_size: int = 64
     pvm_layers: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
@@ -121,12 +125,14 @@ def seed_everything(seed: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ data
-def encode_examples(processor: Any, examples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
+def encode_examples(
+    processor: Any, examples: list[dict[str, Any]], answer_max_n: int | None = None
+) -> list[dict[str, torch.Tensor]]:
     """Tokenize (image, prompt, response) triples the way the runner prompts the model.
 
     Returns per example ``input_ids`` (1D), ``labels`` (-100 outside the response + end token),
     ``answer_mask`` (the colour-word tokens), ``pixel_values``, ``image_grid_thw``,
-    ``mm_token_type_ids``, ``distance``. Equal to calling the processor on the full text, but
+    ``mm_token_type_ids``, ``n_filler``. Equal to calling the processor on the full text, but
     each distinct image is processed once and the text is tokenized directly (about 10x faster).
     """
     tok = processor.tokenizer
@@ -156,6 +162,10 @@ def encode_examples(processor: Any, examples: list[dict[str, Any]]) -> list[dict
         answer_mask = torch.zeros_like(ids, dtype=torch.bool)
         n_ans = len(ex["answer"])
         answer_mask[len(ids) - 1 - n_ans : len(ids) - 1] = True  # character-level tokenizer
+        if answer_max_n is not None and int(ex["n_filler"]) > answer_max_n:
+            # Counting is trained at this length, answering is not.
+            labels[answer_mask] = -100
+            answer_mask[:] = False
         out.append(
             {
                 "input_ids": ids,
@@ -165,7 +175,7 @@ def encode_examples(processor: Any, examples: list[dict[str, Any]]) -> list[dict
                 "image_grid_thw": grid,
                 # Qwen3-VL's M-RoPE needs to know which positions are image tokens.
                 "mm_token_type_ids": (ids == pad_id).long(),
-                "distance": torch.tensor(int(ex["distance"])),
+                "n_filler": torch.tensor(int(ex["n_filler"])),
             }
         )
     return out
@@ -213,7 +223,8 @@ def batch_metrics(
 
     ``answer_weight`` multiplies the colour-word tokens' loss: they are ~5 of up to ~190 response
     tokens, so with plain averaging the counting dominates and image reading is learnt late.
-    A row's answer is correct when every colour-word token is the argmax under teacher forcing.
+    A row's answer is correct when every colour-word token is the argmax under teacher forcing
+    (rows without a supervised answer count as correct: mask them with ``answer_mask.any(1)``).
     """
     logits = logits[:, :-1].float()
     labels = batch["labels"][:, 1:]
@@ -275,7 +286,7 @@ def train_loop(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     batches = fixed_order([len(d["input_ids"]) for d in data], steps, cfg.batch_size, seed)
     history: list[dict[str, float]] = []
-    run_loss, run_acc, run_n = 0.0, 0.0, 0
+    run_loss, run_n, run_hits, run_rows = 0.0, 0, 0, 0
     start = time.perf_counter()
     for step, idx in enumerate(batches):
         for group in opt.param_groups:
@@ -288,13 +299,15 @@ def train_loop(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         run_loss += float(loss.detach())
-        run_acc += float(correct.float().mean())
         run_n += 1
+        answered = batch["answer_mask"].any(dim=1)
+        run_hits += int(correct[answered].sum())
+        run_rows += int(answered.sum())
         if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
             rec = {
                 "step": step + 1,
                 "loss": run_loss / run_n,
-                "answer_acc": run_acc / run_n,
+                "answer_acc": run_hits / max(run_rows, 1),
                 "elapsed_s": time.perf_counter() - start,
             }
             history.append(rec)
@@ -302,18 +315,22 @@ def train_loop(
                 f"[{stage}] step {step + 1}/{steps}  loss {rec['loss']:.4f}  answer acc {rec['answer_acc']:.3f}  "
                 f"({rec['elapsed_s']:.0f}s)"
             )
-            run_loss, run_acc, run_n = 0.0, 0.0, 0
+            run_loss, run_n, run_hits, run_rows = 0.0, 0, 0, 0
     return history
 
 
 @torch.no_grad()
-def eval_by_distance(
+def eval_by_n(
     model: torch.nn.Module,
     data: list[dict[str, torch.Tensor]],
     pad_id: int,
-    bounds: tuple[int, ...] = (64, 128, 1 << 30),
+    bounds: tuple[int, ...] = (16, 32, 64),
 ) -> dict[str, float]:
-    """Teacher-forced answer accuracy per distance bucket (cheap proxy for generation accuracy)."""
+    """Teacher-forced answer accuracy per filler-length bucket ``N lo-hi`` (inclusive bounds).
+
+    A cheap proxy for generation accuracy: the default buckets are the answer-trained range
+    (N <= 16) and two held-out longer ranges.
+    """
     hits: dict[str, list[float]] = {}
     for i in range(0, len(data), 32):
         chunk = data[i : i + 32]
@@ -321,15 +338,13 @@ def eval_by_distance(
         out = forward(model, batch)
         _, correct = batch_metrics(out.logits, batch)
         for ex, ok in zip(chunk, correct.tolist()):
-            d = int(ex["distance"])
-            lo = 0
+            n, lo = int(ex["n_filler"]), 0
             for hi in bounds:
-                if d < hi:
-                    key = f"d{lo}-{hi if hi < (1 << 30) else 'inf'}"
-                    hits.setdefault(key, []).append(float(ok))
+                if n <= hi:
+                    hits.setdefault(f"N {lo}-{hi}", []).append(float(ok))
                     break
-                lo = hi
-    return {k: sum(v) / len(v) for k, v in sorted(hits.items(), key=lambda kv: int(kv[0][1:].split("-")[0]))}
+                lo = hi + 1
+    return {k: sum(v) / len(v) for k, v in sorted(hits.items(), key=lambda kv: int(kv[0].split()[1].split("-")[0]))}
 
 
 def stage2_pvm(
@@ -355,9 +370,10 @@ def stage2_pvm(
     from pvm_bench.pvm.train import train as pvm_train
 
     lm = load_model(str(base_dir), dtype="float32", device="cpu")
+    design = ld.task_design(cfg.task)
     rows = [
         {"image": ex["image"], "prompt": ex["prompt"], "response": ex["response"]}
-        for ex in ld.make_examples(cfg.n_pvm, dseed + 3, FULL_RANGE)
+        for ex in ld.make_examples(cfg.n_pvm, dseed + 3, FULL_RANGE, design)
     ]
     work = pvm_dir.parent / (pvm_dir.name + ".train")
     shutil.rmtree(work, ignore_errors=True)
@@ -410,7 +426,7 @@ def stage2_pvm(
     assert all(
         torch.equal(v, load_file(str(pvm_dir / "adapter.safetensors"))[k]) for k, v in handle.state_dict().items()
     )
-    return history, eval_by_distance(lm.hf_model, val, pad_id), handle.gates()
+    return history, eval_by_n(lm.hf_model, val, pad_id), handle.gates()
 
 
 def canonicalize_safetensors(path: Path) -> None:
@@ -447,7 +463,7 @@ def train_organism(out: str | Path, cfg: TrainConfig | None = None, log: Log = p
     out.mkdir(parents=True, exist_ok=True)
     ld = length_diagnostics()
     t0 = time.perf_counter()
-    manifest: dict[str, Any] = {"config": asdict(cfg), "task": TASK}
+    manifest: dict[str, Any] = {"config": asdict(cfg), "task": cfg.task}
     with deterministic(cfg.threads):
         seed_everything(cfg.seed)
         base_dir = out / "base"
@@ -456,11 +472,12 @@ def train_organism(out: str | Path, cfg: TrainConfig | None = None, log: Log = p
         model = lm.hf_model
         pad_id = int(lm.tokenizer.pad_token_id)
         dseed = DATA_SEED_OFFSET + cfg.seed * 10
-        examples = ld.make_examples(cfg.n_short, dseed, (0, cfg.short_max)) + ld.make_examples(
-            cfg.n_long, dseed + 1, (cfg.short_max + 1, FULL_RANGE[1])
+        design = ld.task_design(cfg.task)
+        examples = ld.make_examples(cfg.n_short, dseed, (0, cfg.short_max), design) + ld.make_examples(
+            cfg.n_long, dseed + 1, (cfg.short_max + 1, FULL_RANGE[1]), design
         )
-        data = encode_examples(lm.processor, examples)
-        val = encode_examples(lm.processor, ld.make_examples(cfg.n_val, dseed + 2, FULL_RANGE))
+        data = encode_examples(lm.processor, examples, cfg.answer_max_n)
+        val = encode_examples(lm.processor, ld.make_examples(cfg.n_val, dseed + 2, FULL_RANGE, design))
         log(
             f"[data] {len(data)} stage-1 examples ({cfg.n_short} with N<={cfg.short_max}, {cfg.n_long} longer), "
             f"{time.perf_counter() - t0:.0f}s"
@@ -486,8 +503,8 @@ def train_organism(out: str | Path, cfg: TrainConfig | None = None, log: Log = p
         )
         model.eval()
         model.requires_grad_(False)
-        base_eval = eval_by_distance(model, val, pad_id)
-        log(f"[base] held-out teacher-forced answer accuracy by distance: {base_eval}")
+        base_eval = eval_by_n(model, val, pad_id)
+        log(f"[base] held-out teacher-forced answer accuracy by N: {base_eval}")
         model.save_pretrained(base_dir)
         manifest["base_train_s"] = time.perf_counter() - t1
 
@@ -496,7 +513,7 @@ def train_organism(out: str | Path, cfg: TrainConfig | None = None, log: Log = p
         t2 = time.perf_counter()
         seed_everything(cfg.seed + 1)
         hist_pvm, pvm_eval, gates = stage2_pvm(base_dir, out / "pvm", cfg, ld, dseed, val, pad_id, log)
-        log(f"[pvm] held-out teacher-forced answer accuracy by distance: {pvm_eval}; gates {gates}")
+        log(f"[pvm] held-out teacher-forced answer accuracy by N: {pvm_eval}; gates {gates}")
         manifest["pvm_train_s"] = time.perf_counter() - t2
 
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "MANIFEST.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import string
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from pvm_bench.tasks import get_registry
 REG = get_registry(entry_points=False)
 _spec = importlib.util.spec_from_file_location("length_diagnostics_under_test", Path(__file__).resolve().parents[2] / "tasks" / "length_diagnostics.py")
 ld = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = ld  # dataclasses resolve their module through sys.modules
 _spec.loader.exec_module(ld)  # type: ignore[union-attr]
 
 
@@ -67,3 +69,32 @@ def test_scoring_and_distance_buckets() -> None:
     given = REG.tasks["colour_recall_given"]
     g = given.load("long", limit=1)[0]
     assert "Numbers: 1 2 3" in g.question and given.score(g, f"Answer: {g.target}").value == 1.0
+
+
+def test_swatch_design_counts_down_with_fine_palette() -> None:
+    """swatch_recall: a one-colour image, 12-colour palette, filler counted down to 1."""
+    task = REG.tasks["swatch_recall"]
+    assert ld.task_design("swatch_recall") == ld.SWATCH and repr(task.design) == repr(ld.SWATCH)
+    samples = task.load("test", limit=60)
+    assert len(set(s.target for s in samples)) > 5 and {s.target for s in samples} <= set(ld.FINE_PALETTE)
+    s = next(s for s in samples if s.metadata["n_filler"] >= 12)
+    n = s.metadata["n_filler"]
+    assert s.question == f"Count down from {n} to 1, then name the colour of the image."
+    assert s.metadata["response"] == " ".join(str(i) for i in range(n, 0, -1)) + f"\nAnswer: {s.target}"
+    img = s.images[0].load()
+    assert set(img.getdata()) == {ld.FINE_PALETTE[s.target]}
+    ok = task.score(s, s.metadata["response"])
+    assert ok.value == 1.0 and ok.details["filler_ok"]
+    up = task.score(s, ld.filler(n, "up") + f"\nAnswer: {s.target}")
+    assert up.value == 1.0 and not up.details["filler_ok"]
+    given = REG.tasks["swatch_recall_given"].load("test", limit=5)
+    assert all(g.question.endswith("Name the colour of the image.") for g in given)
+
+
+def test_design_rejects_unknown_fields() -> None:
+    with pytest.raises(ValueError, match="count"):
+        ld.Design(count="sideways")
+    with pytest.raises(ValueError, match="palette"):
+        ld.make_examples(2, 0, palette="neon")
+    with pytest.raises(KeyError, match="swatch_recall"):
+        ld.task_design("nope")

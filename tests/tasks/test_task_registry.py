@@ -12,7 +12,7 @@ from pvm_bench.tasks import CorruptImageError, TaskError, get_registry
 BUILTIN = {
     "mmmu", "mmmu_qwen3vl", "mathvista", "mathvista_cot", "mathvista_solution", "mathverse", "mathverse_text_dominant",
     "mathvision", "mmstar", "mmstar_qwen3vl", "ai2d", "mmbench_en", "mmbench_cn", "hallusionbench", "mmt",
-    "colour_recall", "colour_recall_given",
+    "colour_recall", "colour_recall_given", "swatch_recall", "swatch_recall_given",
 }
 
 USER_MODULE = '''
