@@ -160,6 +160,20 @@ class CheckResult:
         return f"**check: {head}**\n\n{notes}\n{to_markdown(shown)}"
 
 
+#: RunConfig fields that decide which samples are scored and how they are generated: a run that
+#: differs from its baseline in one of them measures something else.
+COMPARABLE_FIELDS = ("tasks", "split", "limit", "seed", "max_new_tokens", "temperature", "top_p", "repeats")
+
+
+def config_differences(run_config: dict[str, Any], baseline_config: dict[str, Any]) -> list[str]:
+    """``"field: run X vs baseline Y"`` for each :data:`COMPARABLE_FIELDS` entry present in both."""
+    return [
+        f"{k}: run {run_config[k]!r} vs baseline {baseline_config[k]!r}"
+        for k in COMPARABLE_FIELDS
+        if k in run_config and k in baseline_config and run_config[k] != baseline_config[k]
+    ]
+
+
 def check(
     run_dir: Path,
     baseline: Path | dict[str, Any],
@@ -210,6 +224,9 @@ def check(
     src = doc.get("source", {})
     if src.get("run_id"):
         notes.append(f"baseline from run {src.get('run_id')} ({doc.get('created_at', '?')})")
+    diffs = config_differences(data.run.config if data.run else {}, src.get("config") or {})
+    if diffs:
+        notes.append("settings differ from the baseline's, so different samples or decoding are compared: " + "; ".join(diffs))
     if not doc["metrics"]:
         notes.append("baseline has no metrics: nothing was compared")
     return CheckResult(bool(passed), table, data.run_dir, baseline_path, notes)

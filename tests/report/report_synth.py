@@ -45,6 +45,7 @@ def write_run(
         run_id=run_dir.name, status=status, seed=seed, variants=list(variants),
         model={"name": "tiny-qwen3-vl"}, git={"commit": "abc1234", "dirty": False},
         counts={"samples": n_samples * len(tasks) * len(variants) * repeats},
+        config={"tasks": list(tasks), "split": "test", "limit": n_samples, "seed": seed, "repeats": repeats},
     )
     if status == "completed":
         rec.ended_at = rec.started_at

@@ -105,3 +105,16 @@ def test_report_and_compare_commands(app: typer.Typer, make_run: Callable[..., P
     assert res.exit_code == 2 and "at least two" in res.output
     res = runner.invoke(app, ["report", str(tmp_path / "missing")])
     assert res.exit_code == 2
+
+
+def test_check_notes_settings_that_differ_from_the_baseline(
+    app: typer.Typer, make_run: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A run with another --limit scores other samples: check says so next to its verdict."""
+    baseline = write_baseline(make_run("base", n_samples=10, max_len=100, attention=False), tmp_path / "b.json")
+    same = check(make_run("same", n_samples=10, max_len=100, attention=False), baseline)
+    assert not any("settings differ" in n for n in same.notes)
+    other = make_run("other", n_samples=12, max_len=100, attention=False)
+    res = CliRunner().invoke(app, ["check", str(other), "--baseline", str(baseline)])
+    assert res.exit_code in (0, 1)
+    assert "settings differ" in res.output and "limit: run 12 vs baseline 10" in " ".join(res.output.split())
