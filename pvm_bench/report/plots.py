@@ -196,7 +196,9 @@ def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Pa
         ax.errorbar(x, d["acc"], yerr=[d["acc"] - d["lo"], d["hi"] - d["acc"]], fmt="-o", capsize=3,
                     color=colors[v], label=v)
         for xi, yi, n in zip(x, d["acc"], d["n"]):
-            ax.annotate(f"n={n}", (xi, yi), textcoords="offset points", xytext=(4, 5), fontsize=7, color=colors[v])
+            # Alternate above/below per variant so labels of overlapping points stay readable.
+            ax.annotate(f"n={n}", (xi, yi), textcoords="offset points", xytext=(4, 5 if j % 2 == 0 else -11),
+                        fontsize=7, color=colors[v])
     names = df.drop_duplicates("i").set_index("i")["bucket"]
     ax.set_xticks(range(len(used)), [names[i] for i in used])
     ax.set_xlabel("output length, n_generated (tokens)")

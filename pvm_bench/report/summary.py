@@ -8,8 +8,8 @@ the run has more than one task); column meanings are listed in reports/README.md
 - paired difference vs the ``base`` variant: samples paired by (task, sample_id, repeat), mean
   over repeats per sample, ``other - base``; p-value from McNemar's exact test when scores are
   0/1 with one repeat, else a sign-flip permutation test;
-- accuracy by output-length bucket (``n_generated`` in [0,64), [64,256), [256,1024),
-  [1024,4096), [4096, inf));
+- accuracy by output-length bucket (``n_generated`` in octaves: [0,32), [32,64), [64,128), ...,
+  [2048,4096), [4096, inf));
 - decay of ``visual_mass`` over generated positions t >= 1 per layer band (early / middle / late
   thirds of the recorded layers, and all layers): the curve is the mean over the band's layers of
   the per-layer mean over the samples that reached t; fitted to ``a + b/(c+t)``;
@@ -40,7 +40,9 @@ from pvm_bench.results import RunRecord, read_samples
 REFERENCE_VARIANT = "base"
 ALL_TASKS = "ALL"
 BANDS: tuple[str, ...] = ("all", "early", "middle", "late")
-LENGTH_EDGES: tuple[float, ...] = (0, 64, 256, 1024, 4096, math.inf)
+#: Output-length bucket edges (tokens): octaves, so short diagnostics and long reasoning answers
+#: are both resolved.
+LENGTH_EDGES: tuple[float, ...] = (0, 32, 64, 128, 256, 512, 1024, 2048, 4096, math.inf)
 HESITATION_NATS = math.log(2.0)
 """A step "hesitates" when next-token entropy exceeds one bit (two equally likely tokens)."""
 
@@ -454,7 +456,7 @@ def accuracy_view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def length_view(table: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy by output-length bucket as "acc (n)" strings."""
+    """Accuracy by output-length bucket as "acc (n)" strings; buckets no record reached are left out."""
     out = []
     for _, r in table.iterrows():
         row = {"task": r["task"], "variant": r["variant"]}
@@ -463,7 +465,9 @@ def length_view(table: pd.DataFrame) -> pd.DataFrame:
             n = int(r[f"n_len_{label}"])
             row[name] = f"{fmt(r[f'acc_len_{label}'])} ({n})" if n else "–"
         out.append(row)
-    return pd.DataFrame(out)
+    view = pd.DataFrame(out)
+    empty = [c for c in view.columns[2:] if (view[c] == "–").all()]
+    return view.drop(columns=empty)
 
 
 def _hl(r: pd.Series, band: str, kind: str, digits: int) -> str:
