@@ -17,11 +17,13 @@ import pandas as pd
 
 from pvm_bench.report.summary import (
     DECAY_NOTE,
+    FLAGS_NOTE,
     RunData,
     Summary,
     accuracy_view,
     convergence_view,
     decay_view,
+    flags_view,
     fmt,
     length_view,
 )
@@ -204,6 +206,11 @@ def render_html(data: RunData, summary: Summary, plots: dict[str, Path], max_sam
         parts.append("<h2>Accuracy by output length</h2>")
         parts.append('<p class="note">n_generated bucket: accuracy (number of records).</p>')
         parts.append(_table(length_view(table), "length-table"))
+        fv = flags_view(table)
+        if not fv.empty:
+            parts.append("<h2>Score flags</h2>")
+            parts.append(f'<p class="note">{html.escape(FLAGS_NOTE)}</p>')
+            parts.append(_table(fv, "flags-table"))
         dv = decay_view(summary)
         if not dv.empty:
             parts.append("<h2>Visual-attention decay</h2>")

@@ -60,6 +60,13 @@ DECAY_NOTE = (
     "±5% of t; – = not reached."
 )
 
+#: How to read the score-flag table (shared by summary.md and report.html).
+FLAGS_NOTE = (
+    "Boolean details a task's scorer records next to the score, as the share of records where they "
+    "are true (e.g. filler_ok: the text before the answer was exactly what the prompt asked for)."
+)
+
+
 def length_buckets() -> list[tuple[float, float, str]]:
     """(low, high, label) of the output-length buckets; ``high`` is exclusive."""
     out = []
@@ -154,8 +161,11 @@ def load_run(run_dir: Path | str) -> RunData:
         d = r.model_dump(mode="json")
         t = d.pop("timings")
         d.update(tokens_per_s=t["tokens_per_s"], decode_s=t["decode_s"], total_s=t["total_s"])
-        rows.append({k: d.get(k) for k in SAMPLE_COLUMNS})
-    samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+        row = {k: d.get(k) for k in SAMPLE_COLUMNS}
+        details = (d.get("metadata") or {}).get("score") or {}
+        row["score_flags"] = {k: v for k, v in details.items() if isinstance(v, bool)}
+        rows.append(row)
+    samples = pd.DataFrame(rows, columns=[*SAMPLE_COLUMNS, "score_flags"])
     if len(samples):
         samples["score"] = samples["score"].astype(float)
         samples["n_generated"] = samples["n_generated"].astype(int)
@@ -279,7 +289,17 @@ def _accuracy_block(s: pd.DataFrame, base: pd.DataFrame | None, seed: int) -> di
         b = s[(s["n_generated"] >= lo) & (s["n_generated"] < hi)]
         row[f"acc_len_{label}"] = float(b["score"].mean()) if len(b) else math.nan
         row[f"n_len_{label}"] = len(b)
+    row.update(flag_rates(s))
     return row
+
+
+def flag_rates(s: pd.DataFrame) -> dict[str, float]:
+    """``flag_<name>``: the share of records whose scorer set the boolean detail ``name`` to True,
+    over the records that have it (e.g. colour_recall's ``filler_ok``: the filler was exact)."""
+    if "score_flags" not in s or s.empty:
+        return {}
+    flags = pd.DataFrame(list(s["score_flags"].map(lambda f: f if isinstance(f, dict) else {})))
+    return {f"flag_{k}": float(flags[k].dropna().astype(bool).mean()) for k in sorted(flags.columns)}
 
 
 def _decay_block(
@@ -455,6 +475,18 @@ def accuracy_view(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def flags_view(table: pd.DataFrame) -> pd.DataFrame:
+    """Score-flag rates per (task, variant); empty when no scorer reported a boolean detail."""
+    cols = [c for c in table.columns if c.startswith("flag_")]
+    if not cols:
+        return pd.DataFrame()
+    rows = table[table[cols].notna().any(axis=1) & (table["task"] != ALL_TASKS)]
+    view = rows[["task", "variant"]].copy()
+    for c in cols:
+        view[c.removeprefix("flag_")] = [fmt(v) for v in rows[c]]
+    return view.reset_index(drop=True)
+
+
 def length_view(table: pd.DataFrame) -> pd.DataFrame:
     """Accuracy by output-length bucket as "acc (n)" strings; buckets no record reached are left out."""
     out = []
@@ -558,6 +590,11 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     parts.append(to_markdown(accuracy_view(table)))
     parts.append("\n## Accuracy by output length (n_generated bucket: accuracy (n))\n")
     parts.append(to_markdown(length_view(table)))
+    fv = flags_view(table)
+    if not fv.empty:
+        parts.append("\n## Score flags (share of records)\n")
+        parts.append(FLAGS_NOTE + "\n\n")
+        parts.append(to_markdown(fv))
     dv = decay_view(summary)
     if not dv.empty:
         parts.append("\n## Visual-attention decay: visual_mass ≈ a + b/(c + t)\n")

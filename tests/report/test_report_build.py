@@ -99,3 +99,27 @@ def test_unreadable_attention_is_a_warning(make_run: Callable[..., Path]) -> Non
     html = build_report(run).read_text()
     assert "attention.parquet unreadable" in html
     assert "attention.parquet unreadable" in (run / "summary.md").read_text()
+
+
+def test_score_flags_are_reported_per_task_and_variant(make_run: Callable[..., Path]) -> None:
+    """Boolean score details (e.g. filler_ok) become flag_<name> rates in summary.csv/md/html."""
+    import json
+
+    run = make_run(n_samples=10, max_len=100, attention=False, tasks=("colour",))
+    path = run / "samples.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for i, r in enumerate(records):
+        ok = r["variant"] == "base" or i % 2 == 0  # base all true; every other pvm record false
+        r["metadata"] = {"score": {"filler_ok": ok, "extractor": "text, not a flag"}}
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    expected = {
+        v: np.mean([r["metadata"]["score"]["filler_ok"] for r in records if r["variant"] == v]) for v in ("base", "pvm")
+    }
+    build_report(run)
+    table = pd.read_csv(run / "summary.csv").set_index(["task", "variant"])
+    assert table.loc[("colour", "base"), "flag_filler_ok"] == 1.0
+    assert table.loc[("colour", "pvm"), "flag_filler_ok"] == pytest.approx(expected["pvm"])
+    assert expected["pvm"] < 1.0 and "flag_extractor" not in table.columns
+    md = (run / "summary.md").read_text()
+    assert "## Score flags" in md and "| colour | pvm | " + f"{expected['pvm']:.3f}" in md
+    assert "Score flags" in (run / "report.html").read_text()
