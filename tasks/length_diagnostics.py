@@ -82,6 +82,7 @@ FINE_PALETTE: dict[str, tuple[int, int, int]] = {
     "navy": (30, 40, 120), "purple": (150, 60, 180), "pink": (240, 120, 180), "brown": (140, 90, 40),
 }
 PALETTES: dict[str, dict[str, tuple[int, int, int]]] = {"basic": PALETTE, "fine": FINE_PALETTE}
+_RGB = {**PALETTE, **FINE_PALETTE}  # shared names have the same RGB in both palettes
 SPLITS: dict[str, tuple[tuple[int, int], int, int]] = {
     # split: (N range inclusive, seed, default size)
     "train": ((0, 16), 0, 2000),
@@ -128,14 +129,13 @@ def draw_grid(colours: Sequence[str], grid: tuple[int, int] = (2, 2), image_size
     rows, cols = grid
     if len(colours) != rows * cols:
         raise ValueError(f"need {rows * cols} colours for a {rows}x{cols} grid, got {len(colours)}")
-    rgb = {**PALETTE, **FINE_PALETTE}
     img = Image.new("RGB", (image_size, image_size), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     for idx, name in enumerate(colours):
         r, c = divmod(idx, cols)
         x0, y0 = c * image_size // cols, r * image_size // rows
         x1, y1 = (c + 1) * image_size // cols - 1, (r + 1) * image_size // rows - 1
-        draw.rectangle([x0, y0, x1, y1], fill=rgb[name])
+        draw.rectangle([x0, y0, x1, y1], fill=_RGB[name])
     return img
 
 

@@ -352,6 +352,7 @@ def stage2_pvm(
     pvm_dir: Path,
     cfg: TrainConfig,
     ld: Any,
+    design: Any,
     dseed: int,
     val: list[dict[str, torch.Tensor]],
     pad_id: int,
@@ -359,8 +360,8 @@ def stage2_pvm(
 ) -> tuple[list[dict[str, float]], dict[str, float], dict[int, float]]:
     """PVM-only SFT of the frozen base in ``base_dir`` via :func:`pvm_bench.pvm.train.train`.
 
-    Writes ``pvm_dir`` (``adapter.safetensors`` + ``pvm_config.json`` with machine-independent
-    fields: no temporary paths). Returns (loss history, held-out eval, gates).
+    ``design`` (the task's Design) shapes the training rows. Writes ``pvm_dir`` (``adapter.safetensors`` +
+    ``pvm_config.json`` with machine-independent fields: no temporary paths). Returns (loss history, held-out eval, gates).
     """
     from safetensors.torch import load_file
 
@@ -370,7 +371,6 @@ def stage2_pvm(
     from pvm_bench.pvm.train import train as pvm_train
 
     lm = load_model(str(base_dir), dtype="float32", device="cpu")
-    design = ld.task_design(cfg.task)
     rows = [
         {"image": ex["image"], "prompt": ex["prompt"], "response": ex["response"]}
         for ex in ld.make_examples(cfg.n_pvm, dseed + 3, FULL_RANGE, design)
@@ -512,7 +512,7 @@ def train_organism(out: str | Path, cfg: TrainConfig | None = None, log: Log = p
         # library's PVM SFT entry point (pvm_bench.pvm.train), then ship its adapter files.
         t2 = time.perf_counter()
         seed_everything(cfg.seed + 1)
-        hist_pvm, pvm_eval, gates = stage2_pvm(base_dir, out / "pvm", cfg, ld, dseed, val, pad_id, log)
+        hist_pvm, pvm_eval, gates = stage2_pvm(base_dir, out / "pvm", cfg, ld, design, dseed, val, pad_id, log)
         log(f"[pvm] held-out teacher-forced answer accuracy by N: {pvm_eval}; gates {gates}")
         manifest["pvm_train_s"] = time.perf_counter() - t2
 
