@@ -64,7 +64,14 @@ class RunConfig(BaseModel):
     batch_size: int = 4
     max_new_tokens: int | None = None
     temperature: float = 0.0
-    top_p: float = 1.0
+    #: Sampling settings; None = the checkpoint's generation_config (else no filtering).
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    #: Local judge model (dir or hub id) for tasks that can use one (MathVista/MathVerse extraction).
+    judge: str | None = None
+    #: torch intra-op threads (None: chosen from the cores available to the process).
+    threads: int | None = None
     repeats: int = 1
     seed: int = 0
     probes: list[str] = Field(default_factory=lambda: ["attention"])
@@ -334,7 +341,7 @@ class Runner:
         if not requests:
             return
         generations = lm.generate(
-            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, probes=probes
+            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p if cfg.top_p is not None else 1.0, probes=probes
         )
         self._write_probe_part(variant, task.name, generations)
         for item, request, gen in zip(good, requests, generations):
