@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, Field
 
+from pvm_bench.config import RunConfig
 from pvm_bench.distributed import Dist
 from pvm_bench.errors import UserError
 from pvm_bench.models.generation import Generation, Request
@@ -46,47 +46,6 @@ from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
 
 class RunError(UserError):
     """The run cannot start or continue (bad output dir, existing run, disk full...)."""
-
-
-class RunConfig(BaseModel):
-    """Everything that defines a run; stored in run.json and reused by ``--resume``."""
-
-    model: str
-    pvm: str | None = None
-    tasks: list[str]
-    variants: list[str] = Field(default_factory=list)
-    split: str | None = None
-    limit: int | None = None
-    data_dir: str | None = None
-    include_paths: list[str] = Field(default_factory=list)
-    out: str = "reports"
-    run_id: str | None = None
-    batch_size: int = 4
-    max_new_tokens: int | None = None
-    temperature: float = 0.0
-    #: Sampling settings; None = the checkpoint's generation_config (else no filtering).
-    top_p: float | None = None
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-    #: Local judge model (dir or hub id) for tasks that can use one (MathVista/MathVerse extraction).
-    judge: str | None = None
-    #: torch intra-op threads (None: chosen from the cores available to the process).
-    threads: int | None = None
-    repeats: int = 1
-    seed: int = 0
-    probes: list[str] = Field(default_factory=lambda: ["attention"])
-    per_head: bool = False
-    dtype: str = "auto"
-    device: str = "auto"
-    device_map: str | None = None
-    attn_implementation: str = "sdpa"
-    trust_remote_code: bool = False
-    report: bool = True
-
-    def resolved_variants(self) -> list[str]:
-        if self.variants:
-            return list(self.variants)
-        return ["base", "pvm"] if self.pvm else ["base"]
 
 
 def sample_seed(run_seed: int, task: str, sample_id: str, repeat: int) -> int:

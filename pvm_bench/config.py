@@ -1,0 +1,123 @@
+"""The typed run configuration: the one place where run defaults and option constraints live.
+
+:class:`RunConfig` is what ``pvm-bench run`` builds from its flags, what ``run.json`` stores and
+what ``--resume`` reloads. It imports nothing heavy (pydantic only), so the CLI can build and
+validate it before torch or pandas load. Every constraint is checked here, so the library API and
+the CLI refuse the same bad values; the CLI turns a :class:`pydantic.ValidationError` into one
+``error:`` line naming the flag (:func:`pvm_bench.cli_support.config_error`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, Field, field_validator
+
+#: ``--dtype`` values (``pvm_bench.models.loading.DTYPES`` plus ``auto``).
+DTYPE_CHOICES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+#: ``--attn-implementation`` values: transformers' built-in attention backends.
+ATTN_CHOICES = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+#: ``--device-map`` values accepted by accelerate for a string map.
+DEVICE_MAP_CHOICES = ("auto", "balanced", "balanced_low_0", "sequential")
+#: ``--device``: auto, cpu, mps, cuda or cuda:N.
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_HELP = "auto, cpu, mps, cuda or cuda:N"
+#: A run id is one plain directory name: letters, digits, '.', '_', '-', not starting with '.' or '-'.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+#: Probes recorded when the user does not choose (``branch`` is added by the CLI with an adapter).
+DEFAULT_PROBES = ("attention", "lens")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class RunConfig(BaseModel):
+    """Everything that defines a run; stored in run.json and reused by ``--resume``.
+
+    ``None`` means "not set by the user": ``split``, ``max_new_tokens`` then come from each
+    task, ``top_p``/``top_k``/``repetition_penalty`` from the checkpoint's generation_config and
+    ``threads`` from the cores available (:func:`pvm_bench.threads.resolve_threads`).
+    """
+
+    model: str
+    pvm: str | None = None
+    tasks: list[str]
+    variants: list[str] = Field(default_factory=list)
+    split: str | None = None
+    limit: PositiveInt | None = None
+    data_dir: str | None = None
+    include_paths: list[str] = Field(default_factory=list)
+    out: str = "reports"
+    run_id: str | None = None
+    batch_size: PositiveInt = 4
+    max_new_tokens: PositiveInt | None = None
+    temperature: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    #: Sampling settings; None = the checkpoint's generation_config (else no filtering).
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_k: PositiveInt | None = None
+    repetition_penalty: float | None = Field(None, gt=0.0, allow_inf_nan=False)
+    #: Local judge model (dir or hub id) for tasks that can use one (MathVista/MathVerse extraction).
+    judge: str | None = None
+    #: torch intra-op threads (None: chosen from the cores available to the process).
+    threads: PositiveInt | None = None
+    repeats: PositiveInt = 1
+    seed: int = 0
+    probes: list[str] = Field(default_factory=lambda: list(DEFAULT_PROBES))
+    per_head: bool = False
+    dtype: str = "auto"
+    device: str = "auto"
+    device_map: str | None = None
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False
+    report: bool = True
+
+    @field_validator("run_id")
+    @classmethod
+    def _plain_run_id(cls, value: str | None) -> str | None:
+        if value is not None and (not RUN_ID_PATTERN.match(value) or value in (".", "..")):
+            raise ValueError(
+                "must be a plain directory name (letters, digits, '.', '_', '-'; no '/', not hidden, "
+                "at most 128 characters)"
+            )
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        if value not in DTYPE_CHOICES:
+            raise ValueError(f"must be one of {', '.join(DTYPE_CHOICES)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError(f"must be one of {DEVICE_HELP}")
+        return value
+
+    @field_validator("device_map")
+    @classmethod
+    def _known_device_map(cls, value: str | None) -> str | None:
+        if value is not None and value not in DEVICE_MAP_CHOICES:
+            raise ValueError(f"must be one of {', '.join(DEVICE_MAP_CHOICES)}")
+        return value
+
+    @field_validator("attn_implementation")
+    @classmethod
+    def _known_attn(cls, value: str) -> str:
+        if value not in ATTN_CHOICES:
+            raise ValueError(f"must be one of {', '.join(ATTN_CHOICES)}")
+        return value
+
+    @field_validator("tasks", "variants", "probes", "include_paths")
+    @classmethod
+    def _no_blank_names(cls, value: list[str]) -> list[str]:
+        return [v.strip() for v in value if v.strip()]
+
+    def resolved_variants(self) -> list[str]:
+        if self.variants:
+            return list(self.variants)
+        return ["base", "pvm"] if self.pvm else ["base"]
+
+
+__all__ = ["ATTN_CHOICES", "DEFAULT_PROBES", "DEVICE_MAP_CHOICES", "DTYPE_CHOICES", "RunConfig"]
