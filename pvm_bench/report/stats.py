@@ -1,8 +1,14 @@
-"""Small, seeded statistics for reports: bootstrap CIs, paired differences, McNemar.
+"""Small, seeded statistics for reports: accuracy CIs, bootstrap CIs, paired differences, McNemar.
 
 Every function is deterministic for a given ``seed`` (numpy ``default_rng``), returns plain
-floats, and degrades gracefully on tiny inputs (n = 0 gives NaN, n = 1 or constant data gives a
-zero-width interval) instead of raising, so a partial run still produces a report.
+floats, and degrades gracefully on tiny inputs (n = 0 gives NaN) instead of raising, so a partial
+run still produces a report.
+
+Accuracy intervals (:func:`accuracy_ci`) never collapse to zero width at 0 or 1: 0/1 scores get a
+Wilson score interval; other scores a percentile bootstrap, with the Wilson interval on the mean as
+the stated fallback when the bootstrap is degenerate (n = 1 or constant scores). The raw
+:func:`bootstrap_ci` keeps its zero-width behaviour for constant data (it is also used for
+non-accuracy quantities such as visual mass). ``MeanCI.small_n`` marks n < :data:`SMALL_N`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from scipy import stats as sps
 DEFAULT_RESAMPLES = 2000
 """Bootstrap / permutation resamples; enough for stable 95% percentile bounds at report scale."""
 
+SMALL_N = 30
+"""Cells with fewer samples than this are marked ``small_n``: their CIs are wide and the normal /
+bootstrap approximations behind them are rough. Tables should show the mark next to n."""
+
 
 @dataclass(frozen=True)
 class MeanCI:
@@ -26,11 +36,20 @@ class MeanCI:
     low: float
     high: float
     n: int
+    method: str = "bootstrap"
+    """How the interval was computed: ``"wilson"``, ``"bootstrap"`` (percentile),
+    ``"wilson-fallback"`` (degenerate bootstrap of scores in [0, 1]), ``"degenerate"`` (n = 1 or
+    constant values outside [0, 1]: zero width) or ``"none"`` (n = 0)."""
 
     @property
     def half_width(self) -> float:
         """Half the interval width; 0.0 for a degenerate interval, NaN when undefined."""
         return (self.high - self.low) / 2.0
+
+    @property
+    def small_n(self) -> bool:
+        """True when 0 < n < :data:`SMALL_N` (mark the cell; see :data:`SMALL_N`)."""
+        return 0 < self.n < SMALL_N
 
 
 @dataclass(frozen=True)
@@ -66,10 +85,10 @@ def bootstrap_ci(
     x = _as_array(values)
     n = int(x.size)
     if n == 0:
-        return MeanCI(math.nan, math.nan, math.nan, 0)
+        return MeanCI(math.nan, math.nan, math.nan, 0, "none")
     mean = float(x.mean())
     if n == 1 or float(np.ptp(x)) == 0.0:
-        return MeanCI(mean, mean, mean, n)
+        return MeanCI(mean, mean, mean, n, "degenerate")
     res = sps.bootstrap(
         (x,),
         np.mean,
@@ -81,6 +100,66 @@ def bootstrap_ci(
     )
     ci = res.confidence_interval
     return MeanCI(mean, float(ci.low), float(ci.high), n)
+
+
+def wilson_ci(successes: float, n: int, confidence: float = 0.95) -> MeanCI:
+    """Wilson score interval for a proportion ``successes / n`` (Wilson 1927).
+
+    ``low, high = (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``z`` the two-sided
+    normal quantile. Unlike the percentile bootstrap (and the Wald interval) it does not collapse
+    at p = 0 or 1: 0/10 gives [0, 0.278], 10/10 gives [0.722, 1]. ``successes`` may be fractional
+    (the fallback for scores in [0, 1], see :func:`accuracy_ci`). n = 0 -> NaN.
+    """
+    if n <= 0:
+        return MeanCI(math.nan, math.nan, math.nan, 0, "none")
+    p = float(successes) / n
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"wilson_ci needs 0 <= successes <= n, got {successes} of {n}")
+    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
+    z2n = z * z / n
+    centre = (p + z2n / 2.0) / (1.0 + z2n)
+    half = z * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n)) / (1.0 + z2n)
+    # the exact ends are 0 at p = 0 and 1 at p = 1; float arithmetic misses them by an ulp
+    low = 0.0 if p == 0.0 else max(0.0, centre - half)
+    high = 1.0 if p == 1.0 else min(1.0, centre + half)
+    return MeanCI(p, low, high, int(n), "wilson")
+
+
+def is_binary(values: Sequence[float] | np.ndarray) -> bool:
+    """True when every finite value is exactly 0 or 1 (and there is at least one)."""
+    x = _as_array(values)
+    return bool(x.size) and bool(np.all((x == 0.0) | (x == 1.0)))
+
+
+def accuracy_ci(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> MeanCI:
+    """CI of a mean score that does not collapse to zero width at 0 or 1.
+
+    - 0/1 scores: :func:`wilson_ci` (method ``"wilson"``);
+    - other scores (fractional credit, means over repeats): percentile :func:`bootstrap_ci`
+      (method ``"bootstrap"``); when that is degenerate (n = 1 or all scores equal) and the scores
+      lie in [0, 1], the Wilson interval of the mean with the same n (method
+      ``"wilson-fallback"``): a score in [0, 1] with mean p has variance <= p(1 - p), so this is no
+      narrower than the binary case; scores outside [0, 1] keep the zero-width interval
+      (``"degenerate"``).
+
+    Non-finite values are dropped; n == 0 -> NaN (method ``"none"``). ``small_n`` on the result
+    marks n < :data:`SMALL_N`.
+    """
+    x = _as_array(values)
+    if x.size == 0:
+        return MeanCI(math.nan, math.nan, math.nan, 0, "none")
+    if is_binary(x):
+        return wilson_ci(float(x.sum()), int(x.size), confidence)
+    ci = bootstrap_ci(x, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    if ci.method == "degenerate" and 0.0 <= float(x.min()) and float(x.max()) <= 1.0:
+        w = wilson_ci(float(x.sum()), int(x.size), confidence)
+        return MeanCI(ci.mean, w.low, w.high, ci.n, "wilson-fallback")
+    return ci
 
 
 def mcnemar_exact(ref: Sequence[float] | np.ndarray, other: Sequence[float] | np.ndarray) -> float:

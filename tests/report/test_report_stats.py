@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from pvm_bench.report.stats import bootstrap_ci, mcnemar_exact, paired_difference, sign_flip_pvalue
+from pvm_bench.report.stats import (
+    SMALL_N,
+    accuracy_ci,
+    bootstrap_ci,
+    mcnemar_exact,
+    paired_difference,
+    sign_flip_pvalue,
+    wilson_ci,
+)
 
 
 def test_bootstrap_ci_matches_scipy_with_same_seed() -> None:
@@ -94,3 +102,52 @@ def test_paired_difference_picks_the_test() -> None:
     assert cont.method.startswith("sign-flip")
     empty = paired_difference([np.nan], [1.0])
     assert empty.n == 0 and empty.method == "none"
+
+
+# ---------------------------------------------------------------- accuracy CIs that do not collapse
+
+
+def test_wilson_hand_values_at_the_ends_and_middle() -> None:
+    zero = wilson_ci(0, 10)
+    assert (zero.mean, zero.low) == (0.0, 0.0) and zero.high == pytest.approx(0.2775, abs=1e-4)
+    full = wilson_ci(10, 10)
+    assert full.high == 1.0 and full.low == pytest.approx(1 - 0.2775, abs=1e-4)
+    # textbook case (Newcombe 1998, table I): 15/148 -> [0.0624, 0.1605]
+    mid = wilson_ci(15, 148)
+    assert (mid.low, mid.high) == pytest.approx((0.0624, 0.1605), abs=1e-4)
+    assert np.isnan(wilson_ci(0, 0).mean) and wilson_ci(0, 0).method == "none"
+
+
+def test_wilson_matches_statsmodels_formula_via_scipy_binomtest() -> None:
+    # scipy's binomtest(...).proportion_ci(method="wilson") is the same interval
+    for k, n in [(0, 5), (3, 7), (29, 30), (50, 100)]:
+        ref = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        ours = wilson_ci(k, n)
+        assert (ours.low, ours.high) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_accuracy_ci_never_zero_width_at_0_or_1() -> None:
+    for values in ([0.0] * 10, [1.0] * 10, [1.0] * 200):
+        ci = accuracy_ci(values)
+        assert ci.method == "wilson" and ci.high - ci.low > 0.01
+    assert accuracy_ci([0.0] * 10).high == pytest.approx(0.2775, abs=1e-4)
+    # the old bootstrap path collapses there
+    assert bootstrap_ci([1.0] * 10).half_width == 0.0
+
+
+def test_accuracy_ci_non_binary_bootstrap_and_stated_fallback() -> None:
+    x = np.array([0.0, 0.5, 1.0, 0.25] * 10)
+    ci = accuracy_ci(x, seed=3)
+    assert ci.method == "bootstrap" and (ci.low, ci.high) == (bootstrap_ci(x, seed=3).low, bootstrap_ci(x, seed=3).high)
+    const = accuracy_ci([0.5] * 8)  # e.g. every sample right in 1 of 2 repeats
+    assert const.method == "wilson-fallback" and const.mean == 0.5
+    assert (const.low, const.high) == pytest.approx((wilson_ci(4, 8).low, wilson_ci(4, 8).high))
+    outside = accuracy_ci([2.0, 2.0])  # not a [0, 1] score: no basis for a fallback
+    assert outside.method == "degenerate" and outside.half_width == 0.0
+    assert accuracy_ci([]).method == "none"
+
+
+def test_small_n_marker() -> None:
+    assert accuracy_ci([1.0] * 29).small_n
+    assert not accuracy_ci([1.0] * SMALL_N).small_n
+    assert not accuracy_ci([]).small_n  # n = 0 is "no data", not "small"
