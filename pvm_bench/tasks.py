@@ -22,12 +22,12 @@ import importlib.util
 import io
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -104,13 +104,88 @@ class Score:
     """The result of scoring one output.
 
     ``value`` is in [0, 1]. ``truncated`` marks outputs that ended (max_new_tokens) before an
-    answer could be found: they score 0 and are counted apart.
+    answer could be found: they score 0 and are counted apart. ``details`` carries JSON values:
+    ``details["extractor"]`` names the answer-extraction path (exactly ``"none"`` when nothing
+    could be extracted); boolean entries are flags, reported as rates. ``sub_scores`` are named
+    numeric scores next to ``value`` that a :class:`Metric` can aggregate (``Metric.subscore``).
     """
 
     value: float
     parsed: str | None = None
     truncated: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    sub_scores: dict[str, float] = field(default_factory=dict)
+
+
+#: What a :class:`Metric` callable receives for one record: the sample's metadata, the score's
+#: details and ``"sample_id"``.
+RecordInfo = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task declares: how to aggregate per-record scores and how to resample them.
+
+    The metric is a mean over *units* (the resampling unit of the bootstrap and the pairing unit
+    of paired tests): ``unit(info)`` names the unit of a record (default: its sample id). One
+    unit's value: per repeat, the mean (``combine="mean"``) or the minimum (``"all"``: every
+    record of the unit right, e.g. MMBench CircularEval) of the records' scores (or of
+    ``sub_scores[subscore]``), then the mean over repeats. With ``stratum``, the metric is the mean
+    over strata of the per-stratum mean of units (e.g. MMStar's average over L2 categories) and the
+    bootstrap resamples within each stratum. ``require(info)``: a unit counts only when at least one
+    of its records satisfies it (lmms-eval's CircularEval scores only questions whose main row is
+    present). ``higher_is_better=None`` marks a descriptive metric that ``check`` never gates.
+    """
+
+    name: str
+    higher_is_better: bool | None = True
+    unit: Callable[[RecordInfo], Hashable] | None = None
+    combine: Literal["mean", "all"] = "mean"
+    stratum: Callable[[RecordInfo], Hashable] | None = None
+    require: Callable[[RecordInfo], bool] | None = None
+    subscore: str | None = None
+    description: str = ""
+
+    def unit_of(self, info: RecordInfo) -> Hashable:
+        return self.unit(info) if self.unit else info.get("sample_id")
+
+
+def unit_values(
+    metric: Metric, infos: Sequence[RecordInfo], values: Sequence[float], repeats: Sequence[int] | None = None,
+) -> dict[Hashable, tuple[Hashable, float]]:
+    """Per-unit values of ``metric``: ``{unit: (stratum, value)}`` (see :class:`Metric`).
+
+    ``values[i]`` is record i's score (or sub-score; non-finite values are skipped) and
+    ``repeats[i]`` its repeat index (default 0 for all).
+    """
+    per: dict[Hashable, dict[int, list[float]]] = {}
+    strata: dict[Hashable, Hashable] = {}
+    required: set[Hashable] = set()
+    for i, (info, value) in enumerate(zip(infos, values)):
+        unit = metric.unit_of(info)
+        if metric.require is None or metric.require(info):
+            required.add(unit)
+        strata.setdefault(unit, metric.stratum(info) if metric.stratum else None)
+        if value is None or value != value:
+            continue
+        per.setdefault(unit, {}).setdefault(repeats[i] if repeats is not None else 0, []).append(float(value))
+    reduce = min if metric.combine == "all" else (lambda v: sum(v) / len(v))
+    out: dict[Hashable, tuple[Hashable, float]] = {}
+    for unit, by_rep in per.items():
+        if unit in required:
+            reps = [reduce(v) for v in by_rep.values()]
+            out[unit] = (strata[unit], sum(reps) / len(reps))
+    return out
+
+
+def stratified_mean(units: Mapping[Hashable, tuple[Hashable, float]]) -> float:
+    """Mean over strata of the mean unit value per stratum (one stratum: the plain mean)."""
+    groups: dict[Hashable, list[float]] = {}
+    for stratum, value in units.values():
+        groups.setdefault(stratum, []).append(value)
+    if not groups:
+        return float("nan")
+    return sum(sum(v) / len(v) for v in groups.values()) / len(groups)
 
 
 class Task(ABC):
@@ -121,7 +196,11 @@ class Task(ABC):
     description: str = ""
     splits: tuple[str, ...] = ("test",)
     default_split: str = "test"
+    #: Name of the headline metric (one of :meth:`metrics`).
     metric: str = "accuracy"
+    #: A sentence shown in summary.md when this task's numbers are not comparable with published
+    #: ones (e.g. a rule-based scorer where papers use a GPT judge). None: nothing to say.
+    comparability_note: str | None = None
     #: Hub dataset id the data comes from by default (None: generated locally).
     hub_id: str | None = None
     #: Generation defaults for this task (e.g. ``{"max_new_tokens": 64}``).
@@ -141,14 +220,29 @@ class Task(ABC):
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         """Score one model output for ``sample``."""
 
+    def metrics(self) -> list[Metric]:
+        """The metrics this task reports, headline (:attr:`metric`) included; default: the mean
+        score per sample, named :attr:`metric`."""
+        return [Metric(self.metric, description="mean score per sample")]
+
+    def headline_metric(self) -> Metric:
+        """The declared metric named :attr:`metric` (else the first declared)."""
+        declared = self.metrics()
+        return next((m for m in declared if m.name == self.metric), declared[0])
+
     def aggregate(self, scores: Sequence[Score]) -> dict[str, float]:
-        """Reduce per-sample scores to metrics; default: mean value as ``self.metric``."""
+        """Reduce scores (one per sample, one repeat) to the declared :meth:`metrics`, plus
+        ``truncated_rate`` and ``n``. Units are read from each score's details (the report uses
+        the sample metadata as well, see :data:`RecordInfo`)."""
         n = len(scores)
-        return {
-            self.metric: sum(s.value for s in scores) / n if n else float("nan"),
-            "truncated_rate": sum(s.truncated for s in scores) / n if n else float("nan"),
-            "n": float(n),
-        }
+        infos = [{"sample_id": i, **s.details} for i, s in enumerate(scores)]
+        out: dict[str, float] = {}
+        for m in self.metrics():
+            vals = [s.sub_scores.get(m.subscore, float("nan")) if m.subscore else s.value for s in scores]
+            out[m.name] = stratified_mean(unit_values(m, infos, vals))
+        out["truncated_rate"] = sum(s.truncated for s in scores) / n if n else float("nan")
+        out["n"] = float(n)
+        return out
 
     def fingerprint(self, samples: Sequence[Sample]) -> str:
         """A hash of the loaded data (ids, questions, targets, image bytes)."""

@@ -5,18 +5,32 @@ default scoring asks GPT-4; the rule-based path here is lmms-eval's ``*_intern``
 (``"1" if "yes" in prediction.lower() else "0"`` compared with ``gt_answer``), reported as
 ``aAcc`` (per question), ``qAcc`` (all figures of a question right) and ``fAcc`` (all questions
 of a figure right).
+
+Metrics as lmms-eval 0.7.3 ``tasks/hallusion_bench/evaluate_hb.py`` (wheel lmms_eval-0.7.3)
+``hb_aggregation_result_intern``: aAcc = mean over rows (line 101); qAcc groups rows by
+``category_subcategory_set_id_question_id`` and counts a group right only if all its rows are
+(lines 102-114); fAcc the same by ``category_subcategory_set_id_figure_id`` (lines 115-126). The
+bootstrap resamples these groups (rows for aAcc). The YAML lists aAcc first (headline).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
+from pvm_bench.tasks import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
 
 ID_FIELDS = ("category", "subcategory", "set_id", "figure_id", "question_id")
+
+
+def question_key(info: RecordInfo) -> str:
+    """qAcc group (evaluate_hb.py:105)."""
+    return "_".join(str(info[k]) for k in ("category", "subcategory", "set_id", "question_id"))
+
+
+def figure_key(info: RecordInfo) -> str:
+    """fAcc group (evaluate_hb.py:118)."""
+    return "_".join(str(info[k]) for k in ("category", "subcategory", "set_id", "figure_id"))
 
 
 class HallusionBench(HubTask):
@@ -42,12 +56,7 @@ class HallusionBench(HubTask):
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
-        m = sample.metadata
-        details: dict[str, Any] = {
-            "extractor": "lmms-eval-0.7.3 hb_aggregation_result_intern (yes/no rule)",
-            "q_key": "_".join([m["category"], m["subcategory"], m["set_id"], m["question_id"]]),
-            "f_key": "_".join([m["category"], m["subcategory"], m["set_id"], m["figure_id"]]),
-        }
+        details: dict[str, Any] = {"extractor": "yes_no_rule", **{k: sample.metadata[k] for k in ID_FIELDS}}
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)
         low = prep.text.lower()
@@ -56,16 +65,12 @@ class HallusionBench(HubTask):
         ans = "1" if low.find("yes") != -1 else "0"
         return Score(value=float(ans == sample.target), parsed=ans, details=details)
 
-    def aggregate(self, scores: Sequence[Score]) -> dict[str, float]:
-        n = len(scores)
-        out = {"aAcc": sum(s.value for s in scores) / n if n else float("nan"),
-               "truncated_rate": sum(s.truncated for s in scores) / n if n else float("nan"), "n": float(n)}
-        for metric, key in (("qAcc", "q_key"), ("fAcc", "f_key")):
-            groups: dict[str, list[float]] = defaultdict(list)
-            for s in scores:
-                groups[s.details.get(key, "")].append(s.value)
-            out[metric] = sum(min(v) for v in groups.values()) / len(groups) if groups else float("nan")
-        return out
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("aAcc", description="per-question accuracy"),
+            Metric("qAcc", unit=question_key, combine="all", description="all figures of a question right"),
+            Metric("fAcc", unit=figure_key, combine="all", description="all questions of a figure right"),
+        ]
 
 
 TASKS = [HallusionBench()]

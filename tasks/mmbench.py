@@ -4,20 +4,26 @@ lmms-eval 0.7.3 ``tasks/mmbench``: prompt ``"{hint} {question} There are several
 (hint omitted when missing) + post prompt ("\\nAnswer with the option's letter from the given
 choices directly." / "\\n请直接使用所提供的选项字母作为答案回答。"). Scoring is lmms-eval's
 *static* evaluation (``eval_method="static"``, no GPT): ``can_infer`` (option letter, then option
-text) and, failing that, ``extract_mcq_answer``. CircularEval is applied in :meth:`aggregate`:
-rows whose ``index % 1_000_000`` agree are one question and all must be right.
+text) and, failing that, ``extract_mcq_answer``.
+
+Headline metric ``circular_accuracy`` = CircularEval as lmms-eval 0.7.3 computes it
+(``lmms_eval/tasks/mmbench/mmbench_evals.py``, wheel lmms_eval-0.7.3): ``eval_result`` keeps the
+main rows ``index < 1e6`` (line 275) and scores each by the rows with ``index % 1e6 == idx``
+(line 298); ``eval_sub_data`` (lines 206-234) returns 1 only when every row of that group is
+answered correctly; the result is the mean over main rows (``calculate_hit_rates``, line 237),
+returned x100 by ``en_utils.mmbench_aggregate_dev_results_static`` (lines 123-135). Here: unit =
+``index % 1e6``, ``combine="all"``, and a unit counts only when its main row is present. The
+per-row mean is kept as the secondary metric ``accuracy``.
 """
 
 from __future__ import annotations
 
 import math
 import string
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
+from pvm_bench.tasks import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
 
 SYS_PROMPT = "There are several options:"
 POST_PROMPTS = {
@@ -73,6 +79,22 @@ def can_infer_text(answer: str, choices: dict[str, str]) -> str | bool:
     return cands[0] if len(cands) == 1 else False
 
 
+def circular_group(info: RecordInfo) -> int:
+    """CircularEval question of a record: ``index % 1e6`` (lmms-eval mmbench_evals.py:298)."""
+    return int(info["index"]) % 1_000_000
+
+
+def is_main_row(info: RecordInfo) -> bool:
+    """lmms-eval scores only questions whose main row (``index < 1e6``) is present (line 275)."""
+    return int(info["index"]) < 1_000_000
+
+
+CIRCULAR_EVAL = Metric(
+    "circular_accuracy", unit=circular_group, combine="all", require=is_main_row,
+    description="CircularEval (lmms-eval 0.7.3): a question counts only if all its circular shifts are right",
+)
+
+
 def static_answer(prediction: str, choices: dict[str, str]) -> str:
     """The letter lmms-eval's static MMBench evaluation assigns ("" = none)."""
     inferred = can_infer_option(prediction) or can_infer_text(prediction, choices)
@@ -87,6 +109,7 @@ class MMBench(HubTask):
     default_split = "dev"
     hub_id = "lmms-lab-encoder/MMBench"
     generation = {"max_new_tokens": 32}
+    metric = "circular_accuracy"
     required_fields = ("index", "question", "answer", "A", "B")
     id_field = "index"
 
@@ -111,22 +134,18 @@ class MMBench(HubTask):
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
-        details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 MMBench static (can_infer + extract_mcq_answer)",
-                                   "circular_group": int(sample.metadata["index"]) % 1_000_000}
+        details: dict[str, Any] = {"extractor": "mmbench_static", "index": int(sample.metadata["index"])}
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = static_answer(prep.text, dict(sample.metadata["options"]))
         if truncated and not letter:
             return truncated_score(**details)
+        if not letter:
+            details["extractor"] = "none"
         return Score(value=float(letter == sample.target), parsed=letter or None, details=details)
 
-    def aggregate(self, scores: Sequence[Score]) -> dict[str, float]:
-        out = super().aggregate(scores)
-        groups: dict[Any, list[float]] = defaultdict(list)
-        for s in scores:
-            groups[s.details.get("circular_group")].append(s.value)
-        out["circular_accuracy"] = sum(min(v) for v in groups.values()) / len(groups) if groups else float("nan")
-        return out
+    def metrics(self) -> list[Metric]:
+        return [CIRCULAR_EVAL, Metric("accuracy", description="per-row accuracy (no circular grouping)")]
 
 
 TASKS = [MMBench("en"), MMBench("cn")]

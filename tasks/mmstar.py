@@ -3,18 +3,21 @@
 lmms-eval 0.7.3 ``tasks/mmstar``: prompt = question + ``post_prompt`` ("\\nAnswer with the
 option's letter from the given choices directly"; ``qwen3_vl`` kwargs: "Question: " prefix and
 "Answer with the option letter only."); score = ``extract_mcq_answer`` (A-D) == answer, after
-reasoning blocks are stripped. Aggregate: mean accuracy plus lmms-eval's ``average`` (mean over
-L2 categories) as ``average_l2``.
+reasoning blocks are stripped.
+
+Headline metric ``average`` as lmms-eval 0.7.3 ``tasks/mmstar/utils.py`` (wheel lmms_eval-0.7.3)
+``mmstar_aggregate_results`` (lines 126-146): the mean over L2 categories of the per-category
+mean score (on the full, balanced set it equals the plain accuracy; on a ``--limit`` subset it
+does not). The bootstrap resamples samples within each L2 category. ``accuracy`` (plain mean) is
+kept as a secondary metric.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
+from pvm_bench.tasks import HubTask, LazyImage, Metric, Sample, Score
 
 REPLACE_PROMPT = " Please answer yes or no."
 KWARGS = {
@@ -43,6 +46,7 @@ class MMStar(HubTask):
     default_split = "val"
     hub_id = "Lin-Chen/MMStar"
     generation = {"max_new_tokens": 32}
+    metric = "average"
     data_name = "mmstar"
     required_fields = ("question", "answer", "image")
     id_field = "index"
@@ -61,22 +65,22 @@ class MMStar(HubTask):
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
-        details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 extract_mcq_answer", "l2_category": sample.metadata.get("l2_category")}
+        details: dict[str, Any] = {"extractor": "option_letter", "l2_category": sample.metadata.get("l2_category")}
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = extract_mcq_answer(prep.text, choices=["A", "B", "C", "D"])
         if truncated and not letter:
             return truncated_score(**details)
+        if not letter:
+            details["extractor"] = "none"
         return Score(value=float(letter == sample.target), parsed=letter or None, details=details)
 
-    def aggregate(self, scores: Sequence[Score]) -> dict[str, float]:
-        out = super().aggregate(scores)
-        by_l2: dict[Any, list[float]] = defaultdict(list)
-        for s in scores:
-            by_l2[s.details.get("l2_category")].append(s.value)
-        if by_l2:
-            out["average_l2"] = sum(sum(v) / len(v) for v in by_l2.values()) / len(by_l2)
-        return out
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("average", stratum=lambda info: str(info.get("l2_category")),
+                   description="mean over L2 categories of the per-category accuracy (lmms-eval)"),
+            Metric("accuracy", description="mean score per sample"),
+        ]
 
 
 TASKS = [MMStar(), MMStar(prompt="qwen3_vl", name="mmstar_qwen3vl")]
