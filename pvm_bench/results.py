@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -34,6 +34,35 @@ class Timings(BaseModel):
     total_s: float = 0.0
     tokens_per_s: float = 0.0
     batch_size: int = 1
+
+
+class ScoreDetail(BaseModel):
+    """The typed part of a record's score next to ``SampleRecord.score`` (the value in [0, 1]).
+
+    ``extractor``: the answer-extraction path (``"none"``: nothing extracted; None: not reported,
+    e.g. an error record); ``sub_scores``: named numeric scores; ``flags``: boolean details
+    (reported as rates); ``details``: the scorer's other JSON details (e.g. grouping keys).
+    """
+
+    extractor: str | None = None
+    sub_scores: dict[str, float] = Field(default_factory=dict)
+    flags: dict[str, bool] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any] | None, sub_scores: dict[str, float] | None = None) -> ScoreDetail:
+        """Split a scorer's ``Score.details`` dict into extractor / flags / other details."""
+        details = dict(details or {})
+        extractor = details.pop("extractor", None)
+        flags = {k: v for k, v in details.items() if isinstance(v, bool)}
+        rest = {k: v for k, v in details.items() if k not in flags}
+        return cls(extractor=None if extractor is None else str(extractor), sub_scores=dict(sub_scores or {}),
+                   flags=flags, details=rest)
+
+    @classmethod
+    def from_score(cls, score: Any) -> ScoreDetail:
+        """From a :class:`pvm_bench.tasks.Score` (duck-typed: ``details``, ``sub_scores``)."""
+        return cls.from_details(getattr(score, "details", None), getattr(score, "sub_scores", None))
 
 
 class SampleRecord(BaseModel):
@@ -56,6 +85,20 @@ class SampleRecord(BaseModel):
     error: str | None = None
     timings: Timings = Field(default_factory=Timings)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    score_detail: ScoreDetail = Field(default_factory=ScoreDetail)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _score_detail_from_metadata(cls, data: Any) -> Any:
+        """Records written before ``score_detail`` existed keep the scorer's details in
+        ``metadata["score"]``: read them from there."""
+        if isinstance(data, dict) and data.get("score_detail") is None:
+            meta = data.get("metadata") or {}
+            details = meta.get("score") if isinstance(meta, dict) else None
+            if isinstance(details, dict):
+                data = {**data, "score_detail": ScoreDetail.from_details(details)}
+        return data
 
     @property
     def key(self) -> tuple[str, str, str, int]:
