@@ -1,12 +1,88 @@
-"""The user-facing error base class.
+"""The user-facing error classes and the one loader wrapper.
 
 Anything raised as a :class:`UserError` is bad input or an unavailable resource: the CLI
 prints its message as one ``error:`` line and exits with status 2. Messages name the thing
 and the fix.
+
+:func:`load_guard` is the single place where an arbitrary exception raised while reading a
+user-supplied file (model weights, adapter, data table, image) becomes a :class:`UserError`
+naming that file. Loaders wrap their reads in it instead of catching per library.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input or a missing resource, reported to the user as one line."""
+
+
+class FileFormatError(UserError, ValueError):
+    """A user-supplied file cannot be read; the message names the file (and line) and the fix."""
+
+
+class DiskFullError(UserError, OSError):
+    """The disk filled up (ENOSPC or a short write) while writing ``path``."""
+
+    def __init__(self, path: Path | str, action: str = "pvm-bench run --resume RUN_DIR") -> None:
+        self.path = Path(path)
+        super().__init__(f"disk full writing {self.path}; free space and {action}")
+        self.errno = errno.ENOSPC
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` collapsed to one line of at most ``limit`` characters (library messages span lines)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A short, one-line reason for ``exc`` that a user can act on."""
+    if isinstance(exc, StopIteration):
+        return "the file is empty"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start}); is it a binary file?"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "it does not exist"
+    name = type(exc).__name__
+    text = one_line(str(exc), 200)
+    if name == "SafetensorError" or "safetensors" in type(exc).__module__:
+        return f"not a valid safetensors file ({text or name}); it is truncated, corrupt or not safetensors"
+    if name in ("HeaderTooLarge", "HeaderTooSmall", "InvalidHeaderDeserialization"):
+        return f"not a valid safetensors file ({name}); it is truncated, corrupt or not safetensors"
+    return f"{name}: {text}" if text else name
+
+
+@contextmanager
+def load_guard(kind: str, path: Path | str, fix: str) -> Iterator[None]:
+    """Turn any exception raised inside the block into one :class:`FileFormatError` line.
+
+    ``kind`` names what is read ("model weights", "PVM adapter", "data file"), ``path`` the
+    file or directory, ``fix`` what the user should do. A :class:`UserError` raised inside
+    (already a good message) passes through; so do KeyboardInterrupt and disk-full errors.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- libraries raise anything for bad files; this is the one boundary
+        if is_disk_full(exc):
+            raise
+        raise FileFormatError(f"cannot read {kind} {path}: {describe_exception(exc)}; {fix}") from exc

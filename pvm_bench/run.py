@@ -9,13 +9,12 @@ duplicates.
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import platform
+import shutil
 import subprocess
-import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,29 +22,38 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from pvm_bench.config import RunConfig
 from pvm_bench.distributed import Dist
-from pvm_bench.errors import UserError
-from pvm_bench.models.generation import Generation, Request
-from pvm_bench.results import (
-    KEY_COLUMNS,
+from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line
+from pvm_bench.models.generation import Generation, Request, effective_decoding
+from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
     JsonlAppender,
     RunRecord,
     SampleRecord,
     Timings,
     compact_frame,
-    read_jsonl,
     read_samples,
-    sample_files,
     utc_now,
 )
+from pvm_bench.runfiles import (  # noqa: F401 (re-exported: pvm_bench.run.probe_frame etc. are public)
+    merge_attention,
+    merge_sample_shards,
+    probe_frame,
+    remove_temp_files,
+    write_probe_part,
+)
+from pvm_bench.runguard import (  # noqa: F401 (re-exported)
+    NonFiniteError,
+    NonFiniteGuard,
+    ResumeMismatchError,
+    RunError,
+    RunLock,
+    RunLockedError,
+    option_conflicts,
+    path_fingerprint,
+    resume_changes,
+)
 from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
-
-
-class RunError(UserError):
-    """The run cannot start or continue (bad output dir, existing run, disk full...)."""
 
 
 def sample_seed(run_seed: int, task: str, sample_id: str, repeat: int) -> int:
@@ -104,7 +112,13 @@ class WorkItem:
 
 
 class Runner:
-    """Executes a :class:`RunConfig` into a run directory."""
+    """Executes a :class:`RunConfig` into a run directory.
+
+    A runner made by :meth:`create` or :meth:`resume` holds the run directory's exclusive lock
+    (:class:`RunLock`) until :meth:`execute` finishes or :meth:`close` is called; the OS drops
+    it on any exit. Before generating anything a resumed run compares its inputs with run.json
+    (:func:`resume_changes`) and refuses to mix models, adapters, data or generation settings.
+    """
 
     def __init__(self, config: RunConfig, run_dir: Path, record: RunRecord, dist: Dist | None = None) -> None:
         self.config = config
@@ -112,6 +126,10 @@ class Runner:
         self.record = record
         self.dist = dist or Dist()
         self.errors: list[str] = []
+        self.lock: RunLock | None = None
+        #: run.json as it was before this process resumed it (None for a fresh run).
+        self.previous: RunRecord | None = None
+        self.force = False
 
     @property
     def samples_path(self) -> Path:
@@ -124,75 +142,193 @@ class Runner:
 
     @classmethod
     def create(cls, config: RunConfig) -> Runner:
-        """Validate inputs and create a fresh run directory (nothing is written on bad input)."""
+        """Validate inputs and create a fresh run directory (nothing is written on bad input).
+
+        An existing ``--run-id`` is refused, except a run that never wrote a sample (it failed
+        or died before its first one): that directory is reused.
+        """
         from pvm_bench.variants import resolve_variants
 
         get_registry(config.include_paths).resolve(config.tasks)
-        resolve_variants(config.resolved_variants())
+        names = [v.name for v in resolve_variants(config.resolved_variants())]
+        twice = sorted(n for n, c in Counter(names).items() if c > 1)
+        if twice:
+            raise RunError(f"--variants lists {', '.join(repr(n) for n in twice)} more than once; give each variant once")
         out = Path(config.out)
         run_id = config.run_id or new_run_id()
         run_dir = out / run_id
-        if (run_dir / "run.json").exists():
+        if (run_dir / "run.json").exists() and not _reusable(run_dir):
             raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
         config = config.model_copy(update={"run_id": run_id})
         _check_writable(out)
         run_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord(
-            run_id=run_id,
-            seed=config.seed,
-            config=config.model_dump(mode="json"),
-            variants=config.resolved_variants(),
-            versions=package_versions(),
-            git=git_state(),
-        )
-        record.save(run_dir)
-        return cls(config, run_dir, record)
+        lock = RunLock(run_dir).acquire()
+        try:
+            if (run_dir / "run.json").exists():
+                if not _reusable(run_dir, probe_lock=False):  # someone wrote samples between the check and the lock
+                    raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
+                _clear_outputs(run_dir)
+            record = RunRecord(
+                run_id=run_id,
+                seed=config.seed,
+                config=config.model_dump(mode="json"),
+                variants=config.resolved_variants(),
+                versions=package_versions(),
+                git=git_state(),
+            )
+            record.save(run_dir)
+        except BaseException:
+            lock.release()
+            raise
+        runner = cls(config, run_dir, record)
+        runner.lock = lock
+        return runner
 
     @classmethod
-    def resume(cls, run_dir: Path, dist: Dist | None = None, *, mark_resumed: bool = True) -> Runner:
-        """Continue the run in ``run_dir`` (also how non-zero ranks join a run rank 0 created)."""
+    def resume(cls, run_dir: Path, dist: Dist | None = None, *, mark_resumed: bool = True, force: bool = False,
+               overrides: dict[str, Any] | None = None) -> Runner:
+        """Continue the run in ``run_dir`` (also how non-zero ranks join a run rank 0 created).
+
+        ``overrides``: options the user gave explicitly with ``--resume`` (RunConfig field ->
+        value); any that differs from the run's config is refused. ``force``: continue even when
+        :meth:`execute` finds that the model, adapter, data or generation settings changed
+        (recorded in run.json's ``forced_resumes``).
+        """
+        run_dir = Path(run_dir)
         if not (run_dir / "run.json").is_file():
             raise RunError(f"{run_dir} has no run.json; pass the directory of an earlier run to --resume")
-        record = RunRecord.load(run_dir)
-        config = RunConfig.model_validate(record.config)
-        _check_writable(run_dir)
+        try:
+            record = RunRecord.load(run_dir)
+            config = RunConfig.model_validate(record.config)
+        except ValueError as exc:
+            raise RunError(
+                f"{run_dir / 'run.json'} is not a valid run record ({one_line(str(exc), 160)}); it cannot be "
+                "resumed: start a new run with another --run-id"
+            ) from None
+        conflicts = option_conflicts(config, overrides or {})
+        if conflicts:
+            raise RunError(
+                f"--resume continues {run_dir} with its own settings, but {'; '.join(conflicts)}; drop those "
+                "options to continue it, or start a new run with another --run-id"
+            )
+        read_samples(run_dir)  # a corrupt line is reported (with its line number) before anything changes
+        main = dist is None or dist.is_main
+        lock = RunLock(run_dir).acquire() if main else None
+        try:
+            _check_writable(run_dir)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        previous = record.model_copy(deep=True)
         if mark_resumed:
             record.resumed.append(utc_now())
         record.status = "running"
         record.ended_at = None
         record.error = None
-        return cls(config, run_dir, record, dist)
+        runner = cls(config, run_dir, record, dist)
+        runner.lock, runner.previous, runner.force = lock, previous, force
+        return runner
+
+    def close(self) -> None:
+        """Release the run directory's lock (idempotent)."""
+        if self.lock is not None:
+            self.lock.release()
 
     # ---------------------------------------------------------------- execution
 
     def load_tasks(self) -> list[tuple[Task, list[Sample]]]:
+        """Load every task's samples; refuse empty tasks and duplicate sample ids."""
         cfg = self.config
         registry = get_registry(cfg.include_paths)
         tasks = registry.resolve(cfg.tasks)
         data_dir = Path(cfg.data_dir) if cfg.data_dir else None
+        if cfg.limit is not None and cfg.limit < 1:
+            raise RunError(f"--limit must be at least 1 (got {cfg.limit}); leave it out to use every sample")
         loaded = []
         for task in tasks:
             samples = task.load(cfg.split, cfg.limit, data_dir)
+            split = cfg.split or task.default_split
             if not samples:
-                raise RunError(f"task '{task.name}' has no samples for split '{cfg.split or task.default_split}'")
+                where = f"under {data_dir}" if data_dir else "in its source"
+                raise RunError(f"task '{task.name}' has no samples for split '{split}' {where}; check the data or pick another --split")
+            ids = Counter(s.id for s in samples)
+            dups = sorted(i for i, c in ids.items() if c > 1)
+            if dups:
+                shown = ", ".join(repr(d) for d in dups[:5]) + (f" and {len(dups) - 5} more" if len(dups) > 5 else "")
+                raise RunError(
+                    f"task '{task.name}' split '{split}' has duplicate sample ids {shown} "
+                    f"({sum(ids[d] for d in dups)} rows share {len(dups)} id(s)); make the ids in the data unique"
+                )
             loaded.append((task, samples))
         return loaded
 
     def execute(self, *, progress: Callable[[int, int], Any] | None = None, log: Callable[[str], None] = print) -> RunRecord:
-        """Run everything not yet in samples.jsonl. ``progress(done, total)`` is called per sample."""
+        """Run everything not yet in samples.jsonl. ``progress(done, total)`` is called per sample.
+
+        Any failure records status ``failed`` (``interrupted`` for Ctrl-C and a full disk) and
+        the error in run.json, except a refused resume, which leaves run.json untouched.
+        """
+        try:
+            lm, variants, todo, total = self._prepare(log)
+        except ResumeMismatchError:
+            self.close()
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        finished = total - len(todo)
+        if progress:
+            progress(finished, total)
+        probes = self._make_probes()
+        guard = NonFiniteGuard()
+        try:
+            with ExitStack() as stack, JsonlAppender(self.samples_path) as sink:
+                stack.enter_context(guard.installed(lm))
+                for probe in probes:
+                    probe.install(lm)
+                    stack.callback(probe.uninstall)
+                for variant in variants:
+                    items = [item for v, item in todo if v is variant]
+                    if not items:
+                        continue
+                    guard.variant = variant.name
+                    with variant.active(lm):
+                        for batch in self._batches(items):
+                            ids = ", ".join(repr(i.sample.id) for i in batch[:4]) + (" ..." if len(batch) > 4 else "")
+                            guard.where = f"task '{batch[0].task.name}', samples {ids}"
+                            self._run_batch(lm, variant.name, batch, probes, sink, log)
+                            finished += len(batch)
+                            if progress:
+                                progress(finished, total)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        if not self.dist.is_main:
+            self.dist.barrier()  # matches rank 0's barrier in _finish
+        self._finish("completed")
+        return self.record
+
+    def _prepare(self, log: Callable[[str], None]) -> tuple[Any, list[Any], list[tuple[Any, WorkItem]], int]:
+        """Load tasks and model, check a resume against run.json, and list the work left."""
         from pvm_bench import load_model
         from pvm_bench.variants import resolve_variants
 
         cfg = self.config
         variants = resolve_variants(cfg.resolved_variants())
         loaded_tasks = self.load_tasks()
-        self.record.datasets = {
+        done = {rec.key for rec in read_samples(self.run_dir)}
+        fresh = self.record.model_copy(deep=True)
+        fresh.datasets = {
             t.name: {"version": t.version, "split": cfg.split or t.default_split, "n": len(s), "fingerprint": t.fingerprint(s)}
             for t, s in loaded_tasks
         }
-        if self.dist.is_main:
+        checking = self.previous is not None and bool(done)
+        if checking:
+            self._check_resume(fresh, log)  # data first: no model load when the data changed
+        self.record.datasets = fresh.datasets
+        if self.dist.is_main and not checking:
             self.record.save(self.run_dir)
-        done = {rec.key for rec in read_samples(self.run_dir)}
         todo: list[tuple[Any, WorkItem]] = []
         n_mine = 0
         index = 0
@@ -207,55 +343,74 @@ class Runner:
                         n_mine += 1
                         if (variant.name, task.name, sample.id, repeat) not in done:
                             todo.append((variant, WorkItem(task, sample, repeat)))
-        total = n_mine
-        if progress:
-            progress(n_mine - len(todo), total)
 
         lm = load_model(
             cfg.model, pvm=cfg.pvm, dtype=cfg.dtype, device=self.dist.device(cfg.device), device_map=cfg.device_map,
             attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code,
         )
-        self.record.model = lm.info()
-        if lm.pvm is not None:
-            self.record.adapter = {"path": cfg.pvm, **getattr(lm.pvm, "describe", lambda: {})()}
+        fresh.model = lm.info()
+        if lm.pvm is not None and cfg.pvm:
+            fresh.adapter = {"path": cfg.pvm, "fingerprint": path_fingerprint(Path(cfg.pvm).expanduser()),
+                             **getattr(lm.pvm, "describe", lambda: {})()}
+        fresh.generation = {t.name: self._generation_settings(lm, t) for t, _ in loaded_tasks}
+        if checking:
+            self._check_resume(fresh, log)
+        self.record.model, self.record.adapter, self.record.generation = fresh.model, fresh.adapter, fresh.generation
+        self.record.decoding = {t.name: effective_decoding(lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty, task=t.generation) for t, _ in loaded_tasks}
+        self.record.forced_resumes = fresh.forced_resumes
         if self.dist.is_main:
             self.record.save(self.run_dir)
+        return lm, variants, todo, n_mine
 
-        probes = self._make_probes()
-        finished = n_mine - len(todo)
+    def _check_resume(self, fresh: RunRecord, log: Callable[[str], None]) -> None:
+        assert self.previous is not None
+        changes = resume_changes(self.previous, fresh)
+        if not changes:
+            return
+        if not self.force:
+            raise ResumeMismatchError(
+                f"cannot resume {self.run_dir}: {'; '.join(changes)} changed since the run started, so its results "
+                "would mix two setups; restore the original inputs, start a new run with another --run-id, "
+                "or pass --force-resume to continue anyway (recorded in run.json)"
+            )
+        recorded = {c for entry in fresh.forced_resumes for c in entry.get("changed", [])}
+        new = [c for c in changes if c not in recorded]
+        if new:
+            fresh.forced_resumes.append({"at": utc_now(), "changed": new})
+            log(f"warning: --force-resume: continuing {self.run_dir} although {'; '.join(new)}")
+
+    def _generation_settings(self, lm: Any, task: Task) -> dict[str, Any]:
+        """The generation settings a task's samples actually use (compared on resume)."""
+        cfg = self.config
+        settings: dict[str, Any] = {
+            "max_new_tokens": self._max_new_tokens(task), "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty,
+        }
+        gc = getattr(lm.hf_model, "generation_config", None)
+        for key in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
+            value = getattr(gc, key, None)
+            settings[f"generation_config.{key}"] = value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
+        return settings
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record a failure in run.json; a full disk is re-raised as one DiskFullError line."""
+        if isinstance(exc, KeyboardInterrupt):
+            self._finish_quietly("interrupted")
+            return
+        if is_disk_full(exc) or (isinstance(exc, OSError) and "no space left" in str(exc).lower()):
+            path = exc.path if isinstance(exc, DiskFullError) else self.run_dir
+            remove_temp_files(self.run_dir)
+            self._finish_quietly("interrupted", f"disk full writing {path}")
+            remove_temp_files(self.run_dir)
+            raise DiskFullError(path, f"`pvm-bench run --resume {self.run_dir}`") from exc
+        message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {one_line(str(exc))}"
+        self._finish_quietly("failed", message)
+
+    def _finish_quietly(self, status: str, error: str | None = None) -> None:
         try:
-            with ExitStack() as stack, JsonlAppender(self.samples_path) as sink:
-                for probe in probes:
-                    probe.install(lm)
-                    stack.callback(probe.uninstall)
-                for variant in variants:
-                    items = [item for v, item in todo if v is variant]
-                    if not items:
-                        continue
-                    with variant.active(lm):
-                        for batch in self._batches(items):
-                            self._run_batch(lm, variant.name, batch, probes, sink, log)
-                            finished += len(batch)
-                            if progress:
-                                progress(finished, total)
-        except KeyboardInterrupt:
-            self._finish("interrupted")
-            raise
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                self._finish("failed", f"disk full while writing {self.run_dir}")
-                raise RunError(
-                    f"disk full while writing {self.run_dir}; free space, then `pvm-bench run --resume {self.run_dir}`"
-                ) from exc
-            self._finish("failed", f"{type(exc).__name__}: {exc}")
-            raise
-        except BaseException as exc:
-            self._finish("failed", f"{type(exc).__name__}: {exc}")
-            raise
-        if not self.dist.is_main:
-            self.dist.barrier()  # matches rank 0's barrier in _finish
-        self._finish("completed")
-        return self.record
+            self._finish(status, error)
+        except Exception:  # noqa: BLE001 -- never hide the original error behind a failed status update
+            self.close()
 
     def _make_probes(self) -> list[Any]:
         if not self.config.probes:
@@ -290,17 +445,18 @@ class Runner:
             try:
                 images = [img.load() for img in item.sample.images]
             except CorruptImageError as exc:
-                message = f"task '{task.name}' sample '{item.sample.id}': {exc}"
+                message = one_line(f"task '{task.name}' sample '{item.sample.id}': {exc}")
                 self.errors.append(message)
                 log(f"error: {message} (scored 0, counted as error)")
-                sink.append(self._error_record(variant, item, seed, max_new, str(exc)))
+                sink.append(self._error_record(variant, item, seed, max_new, one_line(str(exc))))
                 continue
             requests.append(Request(task.messages(item.sample), images, seed=seed, key=item))
             good.append(item)
         if not requests:
             return
         generations = lm.generate(
-            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p if cfg.top_p is not None else 1.0, probes=probes
+            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+            repetition_penalty=cfg.repetition_penalty, task_settings=task.generation, probes=probes,
         )
         self._write_probe_part(variant, task.name, generations)
         for item, request, gen in zip(good, requests, generations):
@@ -339,35 +495,49 @@ class Runner:
             frame.insert(0, "task", task)
             frame.insert(0, "variant", variant)
             frames.append(frame)
-        if not frames:
-            return
-        parts = self.run_dir / "attention"
-        parts.mkdir(exist_ok=True)
-        path = parts / f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
-        tmp = path.with_suffix(".tmp")
-        compact_frame(pd.concat(frames, ignore_index=True)).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        write_probe_part(self.run_dir, frames)
 
     def _finish(self, status: str, error: str | None = None) -> None:
         if not self.dist.is_main:
             return  # rank 0 merges the shards and owns run.json
-        if status == "completed":
-            self.dist.barrier()  # every rank has closed its shard
-            merge_sample_shards(self.run_dir)
         try:
-            merge_attention(self.run_dir)
-        except Exception as exc:  # never lose the status update because of the merge
-            error = error or f"attention merge failed: {exc}"
-        samples = read_samples(self.run_dir)
-        self.record.status = status  # type: ignore[assignment]
-        self.record.ended_at = utc_now()
-        self.record.error = error
-        self.record.counts = {
-            "samples": len(samples),
-            "errors": sum(1 for s in samples if s.error),
-            "truncated": sum(1 for s in samples if s.truncated),
-        }
-        self.record.save(self.run_dir)
+            if status == "completed":
+                self.dist.barrier()  # every rank has closed its shard
+                merge_sample_shards(self.run_dir)
+            try:
+                merge_attention(self.run_dir)
+            except Exception as exc:  # never lose the status update because of the merge
+                error = error or f"attention merge failed: {one_line(str(exc))}"
+            samples = read_samples(self.run_dir)
+            self.record.status = status  # type: ignore[assignment]
+            self.record.ended_at = utc_now()
+            self.record.error = error
+            self.record.counts = {
+                "samples": len(samples),
+                "errors": sum(1 for s in samples if s.error),
+                "truncated": sum(1 for s in samples if s.truncated),
+            }
+            self.record.save(self.run_dir)
+        finally:
+            self.close()
+
+
+def _reusable(run_dir: Path, *, probe_lock: bool = True) -> bool:
+    """A run that never wrote a sample (it failed or died before the first) may be started again."""
+    try:
+        record = RunRecord.load(run_dir)
+        free = RunLock(run_dir).is_free() if probe_lock else True
+        return record.status != "completed" and not read_samples(run_dir) and free
+    except (ValueError, OSError, UserError):
+        return False
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    """Remove what a sample-less earlier attempt may have left (before it is started again)."""
+    for path in [run_dir / "samples.jsonl", run_dir / "attention.parquet", *run_dir.glob("samples.rank*.jsonl")]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "attention", ignore_errors=True)
+    remove_temp_files(run_dir)
 
 
 def _jsonable(value: Any) -> Any:
@@ -380,63 +550,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-
-def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None:
-    """Merge the records of several probes for one generation into one long frame.
-
-    Frames are outer-joined on their shared index columns (``step``, and ``layer`` when both
-    have it); step-only measures (e.g. entropy) are broadcast to every layer row of a step.
-    """
-    frames = [pd.DataFrame(rows) for rows in records.values() if rows]
-    if not frames:
-        return None
-    frames.sort(key=lambda f: -len(f.columns.intersection(["step", "layer"])))
-    merged = frames[0]
-    for frame in frames[1:]:
-        keys = [k for k in ("step", "layer") if k in merged.columns and k in frame.columns]
-        merged = merged.merge(frame, on=keys, how="outer")
-    return merged.sort_values([c for c in ("step", "layer") if c in merged.columns], kind="stable")
-
-
-def merge_sample_shards(run_dir: Path) -> None:
-    """Append the records of ``samples.rank*.jsonl`` missing from samples.jsonl, then drop the shards."""
-    main = run_dir / "samples.jsonl"
-    have = {(r["variant"], r["task"], r["sample_id"], r["repeat"]) for r in read_jsonl(main)}
-    with JsonlAppender(main) as sink:
-        for shard in sample_files(run_dir)[1:]:
-            for row in read_jsonl(shard):
-                key = (row["variant"], row["task"], row["sample_id"], row["repeat"])
-                if key not in have:
-                    sink.append(row)
-                    have.add(key)
-    for shard in sample_files(run_dir)[1:]:
-        shard.unlink()
-
-
-def merge_attention(run_dir: Path) -> Path | None:
-    """Merge attention parts (and an earlier attention.parquet) into attention.parquet.
-
-    Only rows whose (variant, task, sample_id, repeat) is in samples.jsonl are kept, and a
-    re-run sample's rows replace the old ones, so resume never duplicates rows.
-    """
-    parts_dir = run_dir / "attention"
-    target = run_dir / "attention.parquet"
-    parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
-    if not parts:
-        return target if target.exists() else None
-    frames = ([pd.read_parquet(target)] if target.exists() else []) + [pd.read_parquet(p) for p in parts]
-    frame = pd.concat(frames, ignore_index=True)
-    keep = {rec.key for rec in read_samples(run_dir)}
-    keys = list(zip(frame["variant"], frame["task"], frame["sample_id"], frame["repeat"]))
-    frame = frame[[k in keep for k in keys]]
-    index_cols = KEY_COLUMNS + [c for c in ("step", "layer") if c in frame.columns]
-    frame = frame.drop_duplicates(subset=index_cols, keep="last").sort_values(index_cols, kind="stable")
-    tmp = target.with_suffix(".parquet.tmp")
-    compact_frame(frame.reset_index(drop=True)).to_parquet(tmp, index=False)
-    os.replace(tmp, target)
-    for part in parts:
-        part.unlink()
-    if not any(parts_dir.iterdir()):
-        parts_dir.rmdir()
-    return target

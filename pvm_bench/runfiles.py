@@ -1,0 +1,117 @@
+"""The run directory's derived files: probe parts, attention.parquet and rank shards.
+
+Written by the runner; every write goes through a temp file that is removed on failure, and a
+full disk becomes :class:`~pvm_bench.errors.DiskFullError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pvm_bench.errors import DiskFullError, is_disk_full
+from pvm_bench.results import KEY_COLUMNS, JsonlAppender, compact_frame, read_jsonl, read_samples, sample_files
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    # pyarrow raises OSError("... No space left on device") without errno
+    return is_disk_full(exc) or (isinstance(exc, OSError) and "no space left" in str(exc).lower())
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """``compact_frame(frame)`` to ``path`` via ``path.tmp`` + rename; the temp file never survives."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        compact_frame(frame).to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path) from exc
+        raise
+
+
+def remove_temp_files(run_dir: Path) -> None:
+    """Delete temp files a failed write may have left (``*.tmp``, ``.*.tmp``) in the run dir."""
+    for folder in (run_dir, run_dir / "attention"):
+        if folder.is_dir():
+            for tmp in list(folder.glob("*.tmp")) + list(folder.glob(".*.tmp")):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+
+
+def write_probe_part(run_dir: Path, frames: list[pd.DataFrame]) -> None:
+    """One new ``attention/part-*.parquet`` holding ``frames``."""
+    if not frames:
+        return
+    parts = run_dir / "attention"
+    parts.mkdir(exist_ok=True)
+    write_parquet_atomic(pd.concat(frames, ignore_index=True), parts / f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet")
+
+
+def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None:
+    """Merge the records of several probes for one generation into one long frame.
+
+    Frames are outer-joined on their shared index columns (``step``, and ``layer`` when both
+    have it); step-only measures (e.g. entropy) are broadcast to every layer row of a step.
+    """
+    frames = [pd.DataFrame(rows) for rows in records.values() if rows]
+    if not frames:
+        return None
+    frames.sort(key=lambda f: -len(f.columns.intersection(["step", "layer"])))
+    merged = frames[0]
+    for frame in frames[1:]:
+        keys = [k for k in ("step", "layer") if k in merged.columns and k in frame.columns]
+        merged = merged.merge(frame, on=keys, how="outer")
+    return merged.sort_values([c for c in ("step", "layer") if c in merged.columns], kind="stable")
+
+
+def merge_sample_shards(run_dir: Path) -> None:
+    """Append the records of ``samples.rank*.jsonl`` missing from samples.jsonl, then drop the shards."""
+    main = run_dir / "samples.jsonl"
+    have = {(r["variant"], r["task"], r["sample_id"], r["repeat"]) for r in read_jsonl(main)}
+    with JsonlAppender(main) as sink:
+        for shard in sample_files(run_dir)[1:]:
+            for row in read_jsonl(shard):
+                key = (row["variant"], row["task"], row["sample_id"], row["repeat"])
+                if key not in have:
+                    sink.append(row)
+                    have.add(key)
+    for shard in sample_files(run_dir)[1:]:
+        shard.unlink()
+
+
+def merge_attention(run_dir: Path) -> Path | None:
+    """Merge attention parts (and an earlier attention.parquet) into attention.parquet.
+
+    Only rows whose (variant, task, sample_id, repeat) is in samples.jsonl are kept, and a
+    re-run sample's rows replace the old ones, so resume never duplicates rows.
+    """
+    parts_dir = run_dir / "attention"
+    target = run_dir / "attention.parquet"
+    parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
+    if not parts:
+        return target if target.exists() else None
+    frames = ([pd.read_parquet(target)] if target.exists() else []) + [pd.read_parquet(p) for p in parts]
+    frame = pd.concat(frames, ignore_index=True)
+    keep = {rec.key for rec in read_samples(run_dir)}
+    keys = list(zip(frame["variant"], frame["task"], frame["sample_id"], frame["repeat"]))
+    frame = frame[[k in keep for k in keys]]
+    index_cols = KEY_COLUMNS + [c for c in ("step", "layer") if c in frame.columns]
+    frame = frame.drop_duplicates(subset=index_cols, keep="last").sort_values(index_cols, kind="stable")
+    write_parquet_atomic(frame.reset_index(drop=True), target)
+    for part in parts:
+        part.unlink()
+    if not any(parts_dir.iterdir()):
+        parts_dir.rmdir()
+    return target

@@ -1,0 +1,227 @@
+"""What protects a run directory: the exclusive lock, the resume comparison, the NaN guard.
+
+* :class:`RunLock` -- an exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` held for the life of a
+  run. The kernel drops it when the process exits in any way (kill -9 included), so a stale
+  lock never blocks a later ``--resume``. (No-op where ``fcntl`` does not exist.)
+* :func:`resume_changes` -- what differs between the inputs a run started with (run.json) and
+  the ones a resume would continue with: model and adapter fingerprints, per-task data
+  fingerprints and the resolved generation settings.
+* :func:`option_conflicts` -- options given together with ``--resume`` that differ from the run's.
+* :class:`NonFiniteGuard` -- a forward hook on the output embeddings that stops generation at
+  the first non-finite logit, naming the variant and samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pvm_bench.errors import UserError
+
+try:  # POSIX only; elsewhere runs are simply not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+
+class RunError(UserError):
+    """The run cannot start or continue (bad output dir, existing run, disk full...)."""
+
+
+class RunLockedError(RunError):
+    """Another process holds the run directory's lock."""
+
+
+class ResumeMismatchError(RunError):
+    """A resume would continue with other inputs than the run started with."""
+
+
+class NonFiniteError(RunError):
+    """The model produced NaN/inf logits."""
+
+
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """Exclusive, non-blocking lock on ``run_dir/.lock`` (the file holds the owner's pid)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> RunLock:
+        if fcntl is None or self._fd is not None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(
+                f"run {self.path.parent} is in use by another pvm-bench process (pid {owner}); "
+                "wait for it to finish (or stop it), then pass --resume again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def is_free(self) -> bool:
+        """True when no process holds the lock (probes it without keeping it)."""
+        if fcntl is None or self._fd is not None:
+            return self._fd is None
+        if not self.path.exists():
+            return True
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+
+def path_fingerprint(path: Path) -> str:
+    """sha256 (16 hex) over the files of a directory (names, sizes, first/last MiB), or one file."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        size = file.stat().st_size
+        h.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{size}".encode())
+        with open(file, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def resume_changes(old: Any, new: Any) -> list[str]:
+    """Human-readable differences between two RunRecords' inputs (empty: same inputs).
+
+    Compared: ``model.fingerprint``, ``adapter.fingerprint``, every task's data
+    ``fingerprint`` and ``n``, and the resolved per-task ``generation`` settings. A section
+    the old record lacks (the run failed before loading it) is not compared.
+    """
+    changes: list[str] = []
+    old_fp, new_fp = (old.model or {}).get("fingerprint"), (new.model or {}).get("fingerprint")
+    if old_fp and new_fp and old_fp != new_fp:
+        changes.append(f"model weights of {new.model.get('source')} (fingerprint {old_fp} -> {new_fp})")
+    old_ad, new_ad = old.adapter or {}, new.adapter or {}
+    if old_ad.get("fingerprint") and old_ad.get("fingerprint") != new_ad.get("fingerprint"):
+        changes.append(f"PVM adapter {new_ad.get('path')} (fingerprint {old_ad['fingerprint']} -> {new_ad.get('fingerprint')})")
+    for task, info in (old.datasets or {}).items():
+        now = (new.datasets or {}).get(task)
+        if now is None:
+            continue
+        if info.get("fingerprint") and info.get("fingerprint") != now.get("fingerprint"):
+            changes.append(
+                f"data of task '{task}' ({info.get('n')} -> {now.get('n')} samples, "
+                f"fingerprint {info['fingerprint']} -> {now.get('fingerprint')})"
+            )
+    old_gen, new_gen = getattr(old, "generation", None) or {}, getattr(new, "generation", None) or {}
+    for task, settings in old_gen.items():
+        now = new_gen.get(task)
+        if now is None:
+            continue
+        diffs = [f"{k} {settings.get(k)} -> {now.get(k)}" for k in sorted(set(settings) | set(now)) if settings.get(k) != now.get(k)]
+        if diffs:
+            changes.append(f"generation settings of task '{task}' ({', '.join(diffs)})")
+    return changes
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_normalise(v) for v in value]
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def _same(field: str, old: Any, new: Any) -> bool:
+    if old == new:
+        return True
+    if isinstance(old, str) and isinstance(new, str) and field in ("model", "pvm", "data_dir", "judge"):
+        try:
+            return Path(old).expanduser().resolve() == Path(new).expanduser().resolve()
+        except OSError:
+            return False
+    return False
+
+
+def option_conflicts(config: Any, overrides: dict[str, Any]) -> list[str]:
+    """``--flag value`` descriptions of explicitly given options that differ from ``config``."""
+    out = []
+    for field, value in overrides.items():
+        if field not in type(config).model_fields:
+            continue
+        old, new = getattr(config, field), _normalise(value)
+        if not _same(field, old, new):
+            flag = "--" + field.replace("_", "-")
+            shown = ",".join(map(str, new)) if isinstance(new, list) else new
+            was = ",".join(map(str, old)) if isinstance(old, list) else old
+            out.append(f"{flag} {shown} (the run has {was})")
+    return out
+
+
+class NonFiniteGuard:
+    """Raise :class:`NonFiniteError` as soon as the logits of the generated position are not finite.
+
+    Installed as a forward hook on the model's output embeddings (lm_head), so it sees every
+    forward of generate() (and a fix's extra forward). Only the last position is checked:
+    that is the row a token is drawn from, and left-padding rows may legitimately be masked.
+    """
+
+    def __init__(self) -> None:
+        self.variant = ""
+        self.where = ""
+        self._handle: Any = None
+
+    def _hook(self, module: Any, args: Any, output: Any) -> None:
+        import torch
+
+        logits = output[0] if isinstance(output, (tuple, list)) else output
+        if not torch.is_tensor(logits) or not logits.is_floating_point():
+            return
+        last = logits[..., -1, :] if logits.dim() >= 3 else logits
+        if not bool(torch.isfinite(last).all()):
+            kind = "NaN" if bool(torch.isnan(last).any()) else "inf"
+            raise NonFiniteError(
+                f"variant '{self.variant}' produced {kind} logits ({self.where}); its parameters or weights "
+                "make the model diverge: check the variant's parameters / the adapter, or try --dtype float32"
+            )
+
+    @contextmanager
+    def installed(self, lm: Any) -> Iterator[NonFiniteGuard]:
+        head = lm.hf_model.get_output_embeddings()
+        if head is None:
+            yield self
+            return
+        self._handle = head.register_forward_hook(self._hook)
+        try:
+            yield self
+        finally:
+            self._handle.remove()
+            self._handle = None
