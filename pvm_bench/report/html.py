@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from pvm_bench.report.browser import render_browser
 from pvm_bench.report.summary import (
     DECAY_NOTE,
     FLAGS_NOTE,
@@ -28,9 +29,6 @@ from pvm_bench.report.summary import (
     length_view,
 )
 from pvm_bench.results import atomic_write_text
-
-MAX_SAMPLES = 2000
-"""At most this many sample records are embedded (keeps the file openable); the rest are counted."""
 
 PLOT_CAPTIONS = {
     "decay": "Visual mass vs generated position per layer band: dots = observed mean (log-binned), "
@@ -52,43 +50,10 @@ th{background:#f0f0f3}tbody tr:nth-child(even){background:#f8f8fa}
 .meta td:first-child{font-weight:600;white-space:nowrap}
 figure{margin:12px 0;background:#fff;border:1px solid #e3e3e3;padding:8px;border-radius:6px}
 figure img{max-width:100%;height:auto}figcaption{color:#555;font-size:13px}
-.filters{display:flex;gap:10px;flex-wrap:wrap;align-items:center;margin:8px 0;position:sticky;top:0;background:#fafafa;padding:6px 0}
-.filters input[type=search]{min-width:260px;padding:4px 6px}
-details.sample{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:4px 0;padding:4px 10px}
-details.sample summary{cursor:pointer}
 .ok{color:#176b2c;font-weight:600}.bad{color:#a8201a;font-weight:600}.trunc{color:#8a5a00}
 pre{white-space:pre-wrap;word-break:break-word;background:#f6f6f8;border:1px solid #eee;padding:6px 8px;margin:4px 0;max-height:420px;overflow:auto}
 .label{font-size:12px;color:#666;margin-top:6px}
 """
-
-JS = """
-(function () {
-  'use strict';
-  var q = document.getElementById('f-text');
-  var fv = document.getElementById('f-variant');
-  var ft = document.getElementById('f-task');
-  var fw = document.getElementById('f-wrong');
-  var count = document.getElementById('f-count');
-  if (!q || !fv || !ft || !fw || !count) { return; }
-  var items = Array.prototype.slice.call(document.querySelectorAll('details.sample'));
-  function apply() {
-    var text = q.value.toLowerCase();
-    var shown = 0;
-    items.forEach(function (el) {
-      var ok = (!fv.value || el.getAttribute('data-variant') === fv.value) &&
-               (!ft.value || el.getAttribute('data-task') === ft.value) &&
-               (!fw.checked || parseFloat(el.getAttribute('data-score')) < 1) &&
-               (!text || el.textContent.toLowerCase().indexOf(text) !== -1);
-      el.style.display = ok ? '' : 'none';
-      if (ok) { shown += 1; }
-    });
-    count.textContent = shown + ' of ' + items.length + ' shown';
-  }
-  [q, fv, ft, fw].forEach(function (el) { el.addEventListener('input', apply); el.addEventListener('change', apply); });
-  apply();
-})();
-"""
-
 
 def esc(value: Any) -> str:
     """HTML-escape any value (quotes included); None -> empty string."""
@@ -134,48 +99,7 @@ def _figure(name: str, path: Path) -> str:
             f"<figcaption>{esc(cap)}</figcaption></figure>")
 
 
-def _samples(data: RunData, max_samples: int) -> str:
-    s = data.samples
-    if s.empty:
-        return '<p class="note">No samples written yet.</p>'
-    order = {v: i for i, v in enumerate(data.variants)}
-    s = s.assign(_v=s["variant"].map(order)).sort_values(["task", "sample_id", "repeat", "_v"])
-    shown = s.head(max_samples)
-    opts_v = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in data.variants)
-    opts_t = "".join(f'<option value="{esc(t)}">{esc(t)}</option>' for t in sorted(s["task"].unique()))
-    head = (
-        '<div class="filters"><input type="search" id="f-text" placeholder="search prompt / output / id" '
-        'aria-label="search samples">'
-        f'<select id="f-variant" aria-label="variant"><option value="">all variants</option>{opts_v}</select>'
-        f'<select id="f-task" aria-label="task"><option value="">all tasks</option>{opts_t}</select>'
-        '<label><input type="checkbox" id="f-wrong"> only score &lt; 1</label>'
-        '<span id="f-count" class="note"></span></div>'
-    )
-    if len(s) > max_samples:
-        head += f'<p class="note">Showing the first {max_samples} of {len(s)} records (see samples.jsonl).</p>'
-    items = []
-    for r in shown.itertuples(index=False):
-        score = float(r.score)
-        cls = "ok" if score >= 1 else "bad"
-        flags = ' <span class="trunc">truncated</span>' if r.truncated else ""
-        if r.error:
-            flags += ' <span class="bad">error</span>'
-        target = r.target if isinstance(r.target, str) else json.dumps(r.target, default=str)
-        items.append(
-            f'<details class="sample" data-variant="{esc(r.variant)}" data-task="{esc(r.task)}" '
-            f'data-score="{score:.6g}"><summary><span class="{cls}">{score:.2f}</span> · '
-            f"{esc(r.task)} / {esc(r.sample_id)} · repeat {int(r.repeat)} · <b>{esc(r.variant)}</b> · "
-            f"{int(r.n_generated)} tok{flags}</summary>"
-            f'<div class="label">prompt</div><pre>{esc(r.prompt)}</pre>'
-            f'<div class="label">output ({esc(r.finish_reason)})</div><pre>{esc(r.output)}</pre>'
-            f'<div class="label">parsed · target</div><pre>{esc(r.parsed)} · {esc(target)}</pre>'
-            + (f'<div class="label">error</div><pre>{esc(r.error)}</pre>' if r.error else "")
-            + "</details>"
-        )
-    return head + '<div id="samples">' + "".join(items) + "</div>"
-
-
-def render_html(data: RunData, summary: Summary, plots: dict[str, Path], max_samples: int = MAX_SAMPLES) -> str:
+def render_html(data: RunData, summary: Summary, plots: dict[str, Path]) -> str:
     """The report page as a string (see the module docstring for the escaping contract)."""
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -221,9 +145,9 @@ def render_html(data: RunData, summary: Summary, plots: dict[str, Path], max_sam
             parts.append("<h2>Convergence</h2>" + _table(cv, "convergence-table"))
     if plots:
         parts.append("<h2>Plots</h2>" + "".join(_figure(k, p) for k, p in plots.items()))
-    parts.append("<h2>Samples</h2>" + _samples(data, max_samples))
+    parts.append("<h2>Samples</h2>" + render_browser(data))  # every record, paged in the page (WP6)
     parts.append(f'<p class="note">Generated by pvm-bench. Rows: {fmt(len(table))} summary rows.</p>')
-    parts.append(f"</main><script>{JS}</script></body></html>")
+    parts.append("</main></body></html>")
     return "\n".join(parts)
 
 

@@ -25,9 +25,10 @@ def evil_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_model_text_is_escaped(evil_report: Path) -> None:
     page = evil_report.read_text()
-    assert page.count("<script") == 1  # only the report's own filter script
-    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page
-    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<script") == 2  # only the sample browser's data block and script
+    # sample records are embedded as script-safe JSON (< > & as \\u escapes), rendered as text by the page
+    assert '\\u003cscript\\u003ealert(\\"pwned\\")\\u003c/script\\u003e' in page
+    assert "<img src=x" not in page and "\\u003cimg src=x onerror=alert(1)\\u003e" in page
     assert "partial-banner" in page
 
 
@@ -66,5 +67,5 @@ def test_report_loads_in_headless_chromium(evil_report: Path, tmp_path: Path) ->
     for table_id in ("run-metadata", "accuracy-table", "length-table", "decay-table", "convergence-table"):
         assert f'id="{table_id}"' in dom, table_id
     # the filter script ran (it fills the counter) and the injected markup stayed text
-    assert re.search(r'id="f-count"[^>]*>\d+ of \d+ shown<', dom), "filter script did not run"
+    assert re.search(r'id="pb-count"[^>]*>\d+ of \d+ samples shown', dom), "browser script did not run"
     assert "pwned" in dom and "<img src=\"x\"" not in dom

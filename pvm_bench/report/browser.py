@@ -1,0 +1,189 @@
+"""The sample browser of report.html: every record of the run, grouped and paged in the page.
+
+Contract:
+
+- every record in samples.jsonl is embedded (no cap): as one JSON document in a
+  ``<script type="application/json">`` block, escaped by :func:`script_json` so no model text
+  can close the script element; the page's script renders one page of groups at a time
+  (pagination) and builds the DOM with ``textContent`` only, so model text is never parsed as
+  HTML;
+- records are grouped by (task, sample_id, repeat) in natural id order (``s2`` before ``s10``);
+  the variants of a group are shown side by side, ``base`` first; a group "disagrees" when its
+  variants' scores differ;
+- a record's *caveats* (error, truncated, unparsed = ``score_detail.extractor == "none"``, an
+  ``*_ok`` flag that is false, ``guessed`` true) are shown next to its score, and a full score
+  with caveats is drawn as "1.00 !" in amber, never as a clean green 1.00;
+- image thumbnails and visual-mass curves come from :mod:`pvm_bench.report.browser_media`;
+- markup comes from ``templates/browser.html.j2`` (jinja2, autoescape on).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from pvm_bench.report.browser_media import load_thumbnails, visual_mass_curves
+from pvm_bench.results import SampleRecord, read_samples
+
+if TYPE_CHECKING:  # RunData moves between report modules; only its attributes are used here
+    from pvm_bench.report.summary import RunData
+
+#: Records per page offered by the page-size control; the first is the default.
+PAGE_SIZES = (25, 50, 100, 250)
+#: Boolean score details that are caveats when True (other flags are caveats when a name ending
+#: in ``_ok`` is False, e.g. length_diagnostics' ``filler_ok``).
+BAD_WHEN_TRUE = frozenset({"guessed"})
+#: Sample metadata shown per group is cut at this many characters, with a visible marker.
+META_CHARS = 2000
+
+_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that orders digit runs by value: ``q2 < q10 < r1``; ties broken by the raw text."""
+    parts = tuple((0, int(c), "") if c.isdigit() else (1, 0, c.casefold()) for c in re.split(r"(\d+)", text) if c)
+    return (parts, text)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-ready copy of ``obj``: NaN/inf -> None (JSON.parse rejects NaN), tuples -> lists,
+    other non-JSON values -> str."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_clean(v) for v in obj]
+    return str(obj)
+
+
+def script_json(obj: Any) -> Markup:
+    """``obj`` as compact JSON that is safe inside a ``<script>`` element: ``<``, ``>``, ``&``
+    and the JS line separators are written as ``\\uXXXX`` escapes, so ``</script>`` or ``<!--``
+    in model text cannot end or alter the element; JSON.parse restores the original text."""
+    text = json.dumps(_clean(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Markup(re.sub("[<>&\u2028\u2029]", lambda m: _ESCAPES[m.group(0)], text))
+
+
+def caveats(rec: SampleRecord) -> list[str]:
+    """Reasons not to take the record's score at face value (see the module docstring)."""
+    detail = rec.score_detail
+    out = []
+    if rec.error or rec.finish_reason == "error":
+        out.append("error")
+    if rec.truncated:
+        out.append("truncated")
+    if detail.extractor == "none":
+        out.append("unparsed")
+    for name, value in detail.flags.items():
+        if (name.endswith("_ok") and not value) or (name in BAD_WHEN_TRUE and value):
+            out.append(f"{name}={'true' if value else 'false'}")
+    return out
+
+
+def _record(rec: SampleRecord, curve: dict[str, list[float]] | None) -> dict[str, Any]:
+    detail = rec.score_detail
+    shown: dict[str, Any] = {}
+    if detail.extractor is not None:
+        shown["extractor"] = detail.extractor
+    shown.update({f"sub_score {k}": v for k, v in detail.sub_scores.items()})
+    shown.update(detail.details)
+    return {
+        "variant": rec.variant, "score": rec.score, "parsed": rec.parsed, "output": rec.output,
+        "prompt": rec.prompt, "n": rec.n_generated, "max_new": rec.max_new_tokens, "finish": rec.finish_reason,
+        "truncated": rec.truncated, "error": rec.error, "flags": dict(detail.flags), "details": shown,
+        "caveats": caveats(rec), "curve": curve,
+    }
+
+
+def _metadata_text(meta: Mapping[str, Any]) -> str:
+    shown = {k: v for k, v in meta.items() if k != "score"}
+    if not shown:
+        return ""
+    text = json.dumps(_clean(shown), ensure_ascii=False, sort_keys=True, default=str)
+    if len(text) > META_CHARS:
+        text = text[:META_CHARS] + f" … ({len(text) - META_CHARS} more characters in samples.jsonl)"
+    return text
+
+
+def _variant_order(data: RunData, records: list[SampleRecord]) -> list[str]:
+    order = list(data.variants)
+    for v in sorted({r.variant for r in records}):
+        if v not in order:
+            order.append(v)
+    return order
+
+
+def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int = 96,
+                       curve_points: int = 64) -> dict[str, Any]:
+    """The browser's JSON payload for a run (every record, none dropped).
+
+    ``groups`` (natural order of task, sample_id, repeat) each carry ``task``, ``id``,
+    ``repeat``, ``target``, ``prompt`` (when all variants saw the same prompt, else per record),
+    ``meta`` (sample metadata as text), ``images`` (data URIs, possibly empty), ``disagree`` and
+    ``records`` (one per variant, in ``variants`` order). ``notes`` says what was left out.
+    """
+    records = read_samples(data.run_dir) if (data.run_dir / "samples.jsonl").exists() else []
+    variants = _variant_order(data, records)
+    rank = {v: i for i, v in enumerate(variants)}
+    curves = visual_mass_curves(data.attention, curve_points)
+    grouped: dict[tuple[str, str, int], list[SampleRecord]] = {}
+    for rec in records:
+        grouped.setdefault((rec.task, rec.sample_id, rec.repeat), []).append(rec)
+    keys = sorted(grouped, key=lambda k: (natural_key(k[0]), natural_key(k[1]), k[2]))
+    thumbs, notes = ({}, [])
+    if thumbnails:
+        thumbs, notes = load_thumbnails(data.run, {(t, s) for t, s, _ in keys}, thumb_px)
+    if records and not curves:
+        notes.append("No visual-mass curves: attention.parquet is missing or has no visual_mass rows.")
+    groups = []
+    for task, sid, rep in keys:
+        recs = sorted(grouped[(task, sid, rep)], key=lambda r: rank[r.variant])
+        rows = [_record(r, curves.get((r.variant, task, sid, rep))) for r in recs]
+        prompts = {r.prompt for r in recs}
+        shared = len(prompts) == 1
+        if shared:
+            for row in rows:
+                row.pop("prompt")
+        scores = [r.score for r in recs]
+        target = recs[0].target
+        groups.append({
+            "task": task, "id": sid, "repeat": rep,
+            "target": target if isinstance(target, str) else json.dumps(_clean(target), ensure_ascii=False),
+            "prompt": recs[0].prompt if shared else None,
+            "meta": _metadata_text(recs[0].metadata or {}),
+            "images": thumbs.get((task, sid), []),
+            "disagree": len(recs) > 1 and max(scores) - min(scores) > 1e-9,
+            "records": rows,
+        })
+    return {
+        "run_id": data.run_id, "variants": variants,
+        "tasks": sorted({k[0] for k in keys}, key=natural_key), "n_records": len(records),
+        "page_sizes": list(PAGE_SIZES), "groups": groups, "notes": notes,
+    }
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The jinja2 environment for the report templates: autoescape always on, undefined
+    variables are errors."""
+    return Environment(loader=PackageLoader("pvm_bench.report", "templates"), autoescape=True,
+                       undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+def render_browser(data: RunData, *, thumbnails: bool = True) -> Markup:
+    """The "Samples" section of report.html (controls, embedded records, scoped CSS and JS)."""
+    payload = build_browser_data(data, thumbnails=thumbnails)
+    html = environment().get_template("browser.html.j2").render(
+        payload=payload, payload_json=script_json(payload),
+    )
+    return Markup(html)

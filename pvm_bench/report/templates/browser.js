@@ -1,0 +1,249 @@
+/* pvm-bench sample browser. Model text is only ever assigned through textContent / setAttribute
+   (never innerHTML), so an output containing markup stays text. State can be preset from the URL:
+   report.html#browser?q=..&task=..&variant=..&disagree=1&wrong=1&caveat=1&size=50&page=2&open=first
+   (open=first opens the first sample of the page; open=TASK/ID/REPEAT opens that sample). */
+(function () {
+  'use strict';
+  var root = document.getElementById('browser');
+  var dataEl = document.getElementById('pb-data');
+  if (!root || !dataEl) { return; }
+  var data = JSON.parse(dataEl.textContent);
+  var groups = data.groups;
+  var $ = function (id) { return document.getElementById(id); };
+  var ctl = { q: $('pb-q'), task: $('pb-task'), variant: $('pb-variant'), disagree: $('pb-disagree'),
+              wrong: $('pb-wrong'), caveat: $('pb-caveat'), size: $('pb-size') };
+  var list = $('pb-list');
+  var count = $('pb-count');
+  var state = { page: 0, matches: [] };
+  var SVG = 'http://www.w3.org/2000/svg';
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined && text !== null) { e.textContent = String(text); }
+    return e;
+  }
+  function keyOf(g) { return g.task + '/' + g.id + '/' + g.repeat; }
+  function fmtScore(s) { return (s === null || s === undefined) ? '–' : Number(s).toFixed(2); }
+  function badgeClass(r) {
+    if (r.error || r.score === null || r.score <= 0) { return 'bad'; }
+    if (r.score >= 1) { return r.caveats.length ? 'warn' : 'ok'; }
+    return 'part';
+  }
+  function shownRecords(g) {
+    var v = ctl.variant.value;
+    return v ? g.records.filter(function (r) { return r.variant === v; }) : g.records;
+  }
+  function haystack(g) {
+    if (g._hay === undefined) {
+      var parts = [g.task, g.id, g.target, g.prompt || '', g.meta];
+      g.records.forEach(function (r) { parts.push(r.output, r.parsed || '', r.prompt || '', r.error || ''); });
+      g._hay = parts.join('\n').toLowerCase();
+    }
+    return g._hay;
+  }
+  function matches(g) {
+    var recs = shownRecords(g);
+    if (!recs.length) { return false; }
+    if (ctl.task.value && g.task !== ctl.task.value) { return false; }
+    if (ctl.disagree.checked && !g.disagree) { return false; }
+    if (ctl.wrong.checked && !recs.some(function (r) { return r.score === null || r.score < 1; })) { return false; }
+    if (ctl.caveat.checked && !recs.some(function (r) { return r.caveats.length > 0; })) { return false; }
+    var q = ctl.q.value.trim().toLowerCase();
+    return !q || haystack(g).indexOf(q) !== -1;
+  }
+
+  function curveSvg(curve, ymax) {
+    var w = 240, h = 64, pad = 4;
+    var svg = document.createElementNS(SVG, 'svg');
+    svg.setAttribute('class', 'pb-curve');
+    svg.setAttribute('width', String(w));
+    svg.setAttribute('height', String(h + 14));
+    svg.setAttribute('role', 'img');
+    var t = curve.t, m = curve.m;
+    var t0 = t[0], t1 = t[t.length - 1];
+    var span = (t1 - t0) || 1;
+    var pts = [];
+    for (var i = 0; i < t.length; i++) {
+      var x = pad + (w - 2 * pad) * (t[i] - t0) / span;
+      var y = pad + (h - 2 * pad) * (1 - m[i] / ymax);
+      pts.push(x.toFixed(1) + ',' + y.toFixed(1));
+    }
+    var title = document.createElementNS(SVG, 'title');
+    title.textContent = 'visual mass (mean over layers) vs generated step ' + t0 + '–' + t1 +
+      '; first ' + m[0] + ', last ' + m[m.length - 1];
+    svg.appendChild(title);
+    var line = document.createElementNS(SVG, 'polyline');
+    line.setAttribute('points', pts.join(' '));
+    line.setAttribute('fill', 'none');
+    line.setAttribute('stroke', '#2a5bd7');
+    line.setAttribute('stroke-width', '1.5');
+    svg.appendChild(line);
+    var label = document.createElementNS(SVG, 'text');
+    label.setAttribute('x', String(pad));
+    label.setAttribute('y', String(h + 11));
+    label.setAttribute('font-size', '10');
+    label.setAttribute('fill', '#555');
+    label.textContent = 'step ' + Math.round(t0) + '–' + Math.round(t1) + ' · y 0–' + Number(ymax.toPrecision(3)) +
+      ' · ' + m[0] + ' → ' + m[m.length - 1];
+    svg.appendChild(label);
+    return svg;
+  }
+
+  function kv(name, value) {
+    var d = el('div', 'pb-kv');
+    d.appendChild(el('b', null, name + ': '));
+    d.appendChild(document.createTextNode(value === null || value === undefined ? '–' : String(value)));
+    return d;
+  }
+  function recordColumn(g, r, ymax) {
+    var col = el('div', 'pb-col');
+    col.setAttribute('data-variant', r.variant);
+    var head = el('h4', null, r.variant + ' ');
+    head.appendChild(el('span', 'pb-badge ' + badgeClass(r), fmtScore(r.score) + (r.caveats.length && r.score >= 1 ? ' !' : '')));
+    col.appendChild(head);
+    var chips = el('div');
+    r.caveats.forEach(function (c) { chips.appendChild(el('span', 'pb-chip caveat', c)); });
+    Object.keys(r.flags).forEach(function (k) {
+      chips.appendChild(el('span', 'pb-chip ' + (r.flags[k] ? 'true' : 'false'), k + '=' + r.flags[k]));
+    });
+    col.appendChild(chips);
+    col.appendChild(kv('parsed', r.parsed));
+    col.appendChild(kv('tokens', r.n + ' / ' + r.max_new + ' (' + r.finish + ')'));
+    Object.keys(r.details).forEach(function (k) {
+      var v = r.details[k];
+      col.appendChild(kv(k, typeof v === 'object' && v !== null ? JSON.stringify(v) : v));
+    });
+    if (r.curve && r.curve.t.length) { col.appendChild(curveSvg(r.curve, ymax)); }
+    else { col.appendChild(el('div', 'pb-note', 'no visual-mass curve recorded')); }
+    if (r.prompt !== undefined) {
+      col.appendChild(el('div', 'pb-label', 'prompt'));
+      col.appendChild(el('pre', 'pb-prompt', r.prompt));
+    }
+    col.appendChild(el('div', 'pb-label', 'output'));
+    col.appendChild(el('pre', 'pb-output', r.output));
+    if (r.error) {
+      col.appendChild(el('div', 'pb-label', 'error'));
+      col.appendChild(el('pre', 'pb-error', r.error));
+    }
+    return col;
+  }
+  function fillBody(det, g) {
+    var body = el('div', 'pb-body');
+    var common = el('div', 'pb-common');
+    if (g.images.length) {
+      var th = el('div', 'pb-thumbs');
+      g.images.forEach(function (uri, i) {
+        var img = el('img');
+        img.setAttribute('src', uri);
+        img.setAttribute('alt', 'image ' + (i + 1) + ' of ' + g.id);
+        th.appendChild(img);
+      });
+      common.appendChild(th);
+    }
+    var text = el('div', 'pb-text');
+    text.appendChild(kv('target', g.target));
+    if (g.meta) { text.appendChild(kv('metadata', g.meta)); }
+    if (g.prompt !== null) {
+      text.appendChild(el('div', 'pb-label', 'prompt (same for every variant)'));
+      text.appendChild(el('pre', 'pb-prompt', g.prompt));
+    }
+    common.appendChild(text);
+    body.appendChild(common);
+    var recs = shownRecords(g);
+    var ymax = 0;
+    recs.forEach(function (r) { if (r.curve) { r.curve.m.forEach(function (v) { if (v > ymax) { ymax = v; } }); } });
+    var cols = el('div', 'pb-cols');
+    cols.style.gridTemplateColumns = 'repeat(' + recs.length + ', minmax(0, 1fr))';
+    recs.forEach(function (r) { cols.appendChild(recordColumn(g, r, ymax || 1)); });
+    body.appendChild(cols);
+    det.appendChild(body);
+  }
+  function groupElement(g) {
+    var det = el('details', 'pb-group');
+    det.pbGroup = g;
+    det.setAttribute('data-key', keyOf(g));
+    det.setAttribute('data-task', g.task);
+    det.setAttribute('data-disagree', g.disagree ? '1' : '0');
+    var sum = el('summary');
+    sum.appendChild(el('span', 'pb-id', g.task + ' / ' + g.id));
+    sum.appendChild(el('span', 'pb-rep', 'repeat ' + g.repeat));
+    shownRecords(g).forEach(function (r) {
+      var b = el('span', 'pb-badge ' + badgeClass(r),
+        r.variant + ' ' + fmtScore(r.score) + (r.caveats.length ? ' !' : ''));
+      b.setAttribute('data-variant', r.variant);
+      if (r.caveats.length) { b.setAttribute('title', r.caveats.join(', ')); }
+      sum.appendChild(b);
+    });
+    if (g.disagree) { sum.appendChild(el('span', 'pb-tag', 'variants disagree')); }
+    det.appendChild(sum);
+    det.addEventListener('toggle', function () {
+      if (det.open && !det.querySelector('.pb-body')) { fillBody(det, g); }
+    });
+    return det;
+  }
+
+  function pages() { return Math.max(1, Math.ceil(state.matches.length / Number(ctl.size.value))); }
+  function render() {
+    var size = Number(ctl.size.value);
+    state.page = Math.min(Math.max(0, state.page), pages() - 1);
+    var start = state.page * size;
+    var slice = state.matches.slice(start, start + size);
+    list.textContent = '';
+    var frag = document.createDocumentFragment();
+    slice.forEach(function (i) { frag.appendChild(groupElement(groups[i])); });
+    if (!slice.length) { frag.appendChild(el('div', 'pb-empty', 'No sample matches these filters.')); }
+    list.appendChild(frag);
+    var nrec = 0;
+    state.matches.forEach(function (i) { nrec += shownRecords(groups[i]).length; });
+    count.textContent = state.matches.length + ' of ' + groups.length + ' samples shown (' + nrec + ' of ' +
+      data.n_records + ' records)';
+    var label = 'page ' + (state.page + 1) + ' of ' + pages() + (slice.length ?
+      ' · samples ' + (start + 1) + '–' + (start + slice.length) : '');
+    Array.prototype.forEach.call(root.querySelectorAll('.pb-page'), function (e) { e.textContent = label; });
+    Array.prototype.forEach.call(root.querySelectorAll('.pb-prev'), function (b) { b.disabled = state.page === 0; });
+    Array.prototype.forEach.call(root.querySelectorAll('.pb-next'), function (b) { b.disabled = state.page >= pages() - 1; });
+  }
+  function apply() {
+    state.matches = [];
+    for (var i = 0; i < groups.length; i++) { if (matches(groups[i])) { state.matches.push(i); } }
+    state.page = 0;
+    render();
+  }
+  function openGroup(which) {
+    var items = list.querySelectorAll('details.pb-group');
+    var target = null;
+    Array.prototype.forEach.call(items, function (d) { if (d.getAttribute('data-key') === which) { target = d; } });
+    if (!target && which === 'first' && items.length) { target = items[0]; }
+    if (target) {
+      if (!target.querySelector('.pb-body')) { fillBody(target, target.pbGroup); }
+      target.open = true;
+      target.scrollIntoView();
+    }
+  }
+  function fromHash() {
+    var h = window.location.hash;
+    var at = h.indexOf('?');
+    if (h.indexOf('#browser') !== 0) { return; }
+    var p = new URLSearchParams(at === -1 ? '' : h.slice(at + 1));
+    if (p.has('q')) { ctl.q.value = p.get('q'); }
+    ['task', 'variant', 'size'].forEach(function (k) { if (p.has(k)) { ctl[k].value = p.get(k); } });
+    ['disagree', 'wrong', 'caveat'].forEach(function (k) { ctl[k].checked = p.get(k) === '1'; });
+    apply();
+    if (p.has('page')) { state.page = Number(p.get('page')) - 1; render(); }
+    if (p.has('open')) { openGroup(p.get('open')); } else { root.scrollIntoView(); }
+  }
+
+  ['q', 'task', 'variant', 'disagree', 'wrong', 'caveat', 'size'].forEach(function (k) {
+    ctl[k].addEventListener(k === 'q' ? 'input' : 'change', apply);
+  });
+  Array.prototype.forEach.call(root.querySelectorAll('.pb-prev'), function (b) {
+    b.addEventListener('click', function () { state.page -= 1; render(); root.scrollIntoView(); });
+  });
+  Array.prototype.forEach.call(root.querySelectorAll('.pb-next'), function (b) {
+    b.addEventListener('click', function () { state.page += 1; render(); root.scrollIntoView(); });
+  });
+  window.addEventListener('hashchange', fromHash);
+  apply();
+  fromHash();
+}());
