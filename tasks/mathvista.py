@@ -1,21 +1,24 @@
 """MathVista (AI4Math/MathVista, testmini): math reasoning in visual contexts.
 
-Faithful to lmms-eval 0.7.3 ``tasks/mathvista`` (``mathvista_evals.MathVistaEvaluator`` and
-``utils.mathvista_process_results``):
+Prompts and generation as lmms-eval 0.7.3 ``tasks/mathvista``: ``create_one_query`` with 0 shots
+(``MathVistaEvaluator.create_one_query``, mathvista_evals.py line 350) and ``shot_type``
+``"format-prompt"`` (task ``mathvista`` = lmms-eval's ``mathvista_testmini_format``),
+``"step-by-step"`` (``mathvista_cot``) or ``"solution"``; ``max_new_tokens: 16384``
+(mathvista_testmini_format.yaml / _cot.yaml / _solution.yaml line 13).
 
-* prompt: ``create_one_query`` with 0 shots; ``shot_type`` ``"format-prompt"`` (task
-  ``mathvista`` = lmms-eval's ``mathvista_testmini_format``), ``"step-by-step"``
-  (``mathvista_cot``) or ``"solution"``. Unit and precision enter the prompt exactly as there.
-* extraction: ``extract_answer(response, problem, quick_extract=True)`` where the LLM step is
-  replaced by a judge hook. The default (**rule-based**) has no judge, which is what lmms-eval
-  does when its judge gives nothing back: the extraction is ``""``. Pass ``judge=callable`` (a
-  local model: ``judge(prompt) -> str``, given lmms-eval's few-shot extraction prompt) to use
-  the full path. ``Score.details["extractor"]`` says which was used.
-* normalisation and comparison: ``normalize_extracted_answer`` + ``safe_equal``, including
-  lmms-eval's quirk that ``round(x, precision)`` with the dataset's float precision (e.g. 1.0)
-  raises, so float answers normalise to ``None`` and never match. ``precision_quirk=False``
-  uses ``int(precision)`` instead (the original MathVista code); the default keeps parity with
-  published lmms-eval 0.7.3 numbers.
+Scoring, two families of tasks:
+
+* ``mathvista``, ``mathvista_cot``, ``mathvista_solution`` (default): the rule-based final-answer
+  scorer of :func:`pvm_bench.mathscore.score_mathvista` (boxed / "answer is" / last line, option
+  letter or text, numbers rounded to the dataset precision as an int, lists). With a judge
+  (``set_judge``, ``--judge MODEL``) the judge extracts the answer with lmms-eval's prompt and the
+  extraction is scored by the same rules (``details["extractor"] == "judge"``).
+* ``mathvista_lmms``, ``mathvista_cot_lmms``, ``mathvista_solution_lmms``: lmms-eval 0.7.3's exact
+  ``mathvista_process_results`` (utils.py line 75) with ``quick_extract=True`` and, without a
+  judge, the empty extraction lmms-eval gets when its judge call gives nothing back; including its
+  quirk that ``round(x, precision)`` with the dataset's float precision (e.g. 1.0) raises, so
+  float answers never match (mathvista_evals.py line 313). Kept for parity with published
+  lmms-eval numbers and the golden tests.
 """
 
 from __future__ import annotations
@@ -24,48 +27,10 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from pvm_bench.judge import create_test_prompt
+from pvm_bench.mathscore import score_mathvista
 from pvm_bench.scoring import levenshtein, prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
-
-# lmms_eval/tasks/mathvista/mathvista_evals.py (0.7.3) DEMO_PROMPT, verbatim.
-DEMO_PROMPT = """
-Please read the following example. Then extract the answer from the model response and type it at the end of the prompt.
-
-Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end.
-Question: Which number is missing?
-
-Model response: The number missing in the sequence is 14.
-
-Extracted answer: 14
-
-Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end.
-Question: What is the fraction of females facing the camera?
-
-Model response: The fraction of females facing the camera is 0.6, which means that six out of ten females in the group are facing the camera.
-
-Extracted answer: 0.6
-
-Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end.
-Question: How much money does Luca need to buy a sour apple candy and a butterscotch candy? (Unit: $)
-
-Model response: Luca needs $1.45 to buy a sour apple candy and a butterscotch candy.
-
-Extracted answer: 1.45
-
-Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.
-Question: Between which two years does the line  graph saw its maximum peak?
-
-Model response: The line graph saw its maximum peak between 2007 and 2008.
-
-Extracted answer: [2007, 2008]
-
-Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.
-Question: What fraction of the shape is blue?\\nChoices:\\n(A) 3/11\\n(B) 8/11\\n(C) 6/11\\n(D) 3/5
-
-Model response: The correct answer is (B) 8/11.
-
-Extracted answer: B
-"""
 
 Judge = Callable[[str], str]
 REQUIRED = ("pid", "question", "question_type", "answer_type", "query")
@@ -122,16 +87,13 @@ def create_one_query(problem: dict[str, Any], shot_type: str = "format-prompt") 
     return ("" + "\n\n" + test_query).strip()
 
 
-def create_test_prompt(query: str, response: str) -> str:
-    """lmms-eval ``create_test_prompt(DEMO_PROMPT, query, response)`` (the judge's prompt)."""
-    return f"{DEMO_PROMPT.strip()}\n\n{query}\n\n{response}\n\nExtracted answer: "
-
-
 def extract_answer(response: str, problem: dict[str, Any], judge: Judge | None = None) -> tuple[str, str]:
     """lmms-eval ``extract_answer(..., quick_extract=True)``; returns (extraction, how).
 
     ``how`` is one of ``empty``, ``choice_text``, ``integer``, ``float``, ``quick_extract``,
-    ``judge``, ``no_judge`` (the rule-based path found nothing: extraction ``""``).
+    ``judge``, ``judge_error``, ``none`` (no judge and no rule matched: extraction ``""``).
+    lmms-eval's mathvista.yaml sets ``quick_extract: false``; with a working judge the regex only
+    saves a call, without one it is the single rule beyond the exact-match shortcuts.
     """
     question_type = problem["question_type"]
     answer_type = problem["answer_type"]
@@ -157,7 +119,7 @@ def extract_answer(response: str, problem: dict[str, Any], judge: Judge | None =
     except re.error:
         pass
     if judge is None:
-        return "", "no_judge"
+        return "", "none"
     try:
         out = judge(create_test_prompt(problem["query"], response))
     except Exception:  # a failing judge is treated like lmms-eval's failed API call
@@ -220,32 +182,35 @@ def safe_equal(prediction: Any, answer: Any) -> bool:
 
 
 class MathVista(HubTask):
-    """MathVista testmini with lmms-eval's prompt and (rule-based by default) scoring."""
+    """MathVista testmini: lmms-eval's prompt; rule-based (default) or lmms-eval scoring."""
 
     name = "mathvista"
-    version = "1.0"
-    description = "MathVista testmini: math reasoning in visual contexts (lmms-eval format prompt, quick_extract scoring)"
+    version = "2.0"
     splits = ("testmini", "test")
     default_split = "testmini"
     hub_id = "AI4Math/MathVista"
     data_name = "mathvista"
     required_fields = REQUIRED
     id_field = "pid"
-    generation = {"max_new_tokens": 1024}
+    generation = {"max_new_tokens": 16384}
 
     def __init__(self, shot_type: Literal["format-prompt", "step-by-step", "solution"] = "format-prompt",
-                 name: str | None = None, judge: Judge | None = None, judge_name: str = "local",
+                 name: str | None = None, scorer: Literal["rule", "lmms"] = "rule", judge: Any = None,
                  precision_quirk: bool = True) -> None:
         self.shot_type = shot_type
+        self.scorer = scorer
         self.judge = judge
-        self.judge_name = judge_name
         self.precision_quirk = precision_quirk
         if name:
             self.name = name
+        how = ("rule-based final answer (boxed / answer marker / last line, dataset precision)" if scorer == "rule"
+               else "lmms-eval 0.7.3 quick_extract, no GPT judge")
+        self.description = f"MathVista testmini: math reasoning in visual contexts ({shot_type} prompt, {how})"
 
-    def set_judge(self, judge: Judge | None, name: str = "local") -> None:
-        """Use ``judge(prompt) -> extracted answer`` (e.g. a local LLM) where rules find nothing."""
-        self.judge, self.judge_name = judge, name
+    def set_judge(self, judge: Any) -> None:
+        """Score with ``judge`` (a :class:`pvm_bench.judge.Judge`, or anything with ``extract(query,
+        output) -> str`` and ``complete(prompt) -> str``); None: rules only."""
+        self.judge = judge
 
     def sample_from_row(self, row: dict[str, Any], position: int = 0) -> Sample:
         """Build a Sample from an AI4Math/MathVista row (required fields checked by HubTask.load)."""
@@ -274,15 +239,31 @@ class MathVista(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        problem = sample.metadata["problem"]
-        extractor = "quick_extract" if self.judge is None else f"quick_extract+judge:{self.judge_name}"
-        details: dict[str, Any] = {"extractor": extractor}
         prep = prepare_output(output)
         if prep.unfinished_reasoning:
-            return truncated_score(reason="ended inside a reasoning block", **details)
-        prediction_text = prep.text.strip()
-        extraction, how = extract_answer(prediction_text, problem, self.judge)
-        details.update(extraction=extraction, extraction_path=how)
+            return truncated_score(reason="ended inside a reasoning block", extractor="none")
+        text = prep.text.strip()
+        if self.scorer == "lmms":
+            return self._score_lmms(sample, text, truncated)
+        problem = sample.metadata["problem"]
+        if self.judge is not None:
+            raw = self.judge.extract(problem["query"], text)
+            verdict = score_mathvista(problem, sample.target, raw)
+            details = {**verdict.details(), "extractor": "judge", "judge_raw": raw}
+            return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)
+        verdict = score_mathvista(problem, sample.target, text)
+        if truncated and verdict.extractor == "none":
+            return truncated_score(**verdict.details())
+        return Score(value=float(verdict.correct), parsed=verdict.parsed, details=verdict.details())
+
+    def _score_lmms(self, sample: Sample, text: str, truncated: bool) -> Score:
+        """lmms-eval 0.7.3 ``mathvista_process_results`` (utils.py lines 75-108)."""
+        problem = sample.metadata["problem"]
+        judge = None if self.judge is None else self.judge.complete
+        extraction, how = extract_answer(text, problem, judge)
+        details: dict[str, Any] = {"extractor": "none" if extraction == "" else how, "extraction": extraction}
+        if how == "judge":
+            details["judge_raw"] = extraction
         if truncated and extraction == "":
             return truncated_score(**details)
         prediction = normalize_extracted_answer(extraction, problem["choices"], problem["question_type"],
@@ -302,4 +283,7 @@ TASKS = [
     MathVista(),
     MathVista(shot_type="step-by-step", name="mathvista_cot"),
     MathVista(shot_type="solution", name="mathvista_solution"),
+    MathVista(name="mathvista_lmms", scorer="lmms"),
+    MathVista(shot_type="step-by-step", name="mathvista_cot_lmms", scorer="lmms"),
+    MathVista(shot_type="solution", name="mathvista_solution_lmms", scorer="lmms"),
 ]

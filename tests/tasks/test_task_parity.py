@@ -28,7 +28,7 @@ REG = get_registry(entry_points=False)
 
 
 def _samples():
-    mmmu, mathvista = REG.tasks["mmmu"], REG.tasks["mathvista"]
+    mmmu, mathvista = REG.tasks["mmmu"], REG.tasks["mathvista_lmms"]  # exact lmms-eval 0.7.3 scoring
     return {
         "mmmu": (mmmu, [mmmu.sample_from_row({**d, "image_1": b"-", "image_2": b"-"}) for d in pc.MMMU_DOCS]),
         "mathvista": (mathvista, [mathvista.sample_from_row({**d, "decoded_image": b"-"}) for d in pc.MATHVISTA_DOCS]),

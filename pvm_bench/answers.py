@@ -1,0 +1,318 @@
+r"""Rule-based final-answer extraction for math benchmarks (MathVista, MathVerse, MathVision).
+
+A researcher reading an output looks for the *final* answer: the last ``\boxed{}``, the text after
+the last "the answer is" / "Answer:" / "Final answer", an ``<answer>`` tag, or else the last line.
+An answer revised at the end ("..., wait, actually the answer is C") is the last one. This module
+does the same, in one place, for every math task:
+
+* :func:`answer_candidates` lists every answer-bearing span of a text (boxed, answer tag, answer
+  marker) with its position;
+* :func:`find_final_answer` takes the **last** candidate that the caller's parser accepts (a span
+  such as "determined by the slope" after "the answer is" does not parse as a number and is
+  skipped), else the last non-empty line, else reports ``extractor == "none"``;
+* parsers for numbers (thousands commas, ``$``, units, ``%``, ``\frac``, ``a/b``, number words),
+  lists (``[2007, 2008]`` or "2007 and 2008") and option letters / option text.
+
+The option inference follows VLMEvalKit's ``can_infer`` (``vlmeval/utils/matching_util.py``
+lines 18-127 at open-compass/VLMEvalKit e8e78f05: ``can_infer_option`` counts standalone choice
+letters after replacing ``.()[],:;!*#{}`` with spaces and accepts a single one among the last five
+words; ``can_infer_text`` accepts a single choice text contained in a short answer), applied to
+the final-answer span rather than to the whole output, plus a leading-letter rule ("(B) 8/11",
+"B. green") and exact/numeric option-text matches.
+
+``extractor`` values (``Score.details["extractor"]``): ``"boxed"``, ``"answer_tag"``,
+``"answer_marker"``, ``"last_line"`` and ``"none"``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_MARKERS = re.compile(
+    r"(?ix)"
+    r"(?:\bfinal\s+answer\b\s*(?:\*\*|__)?\s*(?:is\b|[:：=]|-\s)?"
+    r"|\banswer\b\s*(?:\*\*|__)?\s*(?:is\b|should\s+be\b|would\s+be\b|will\s+be\b|[:：=]|-\s)"
+    r"|\b(?:correct|best|right)\s+(?:option|choice)\s*(?:\*\*|__)?\s*(?:is\b|[:：])"
+    r"|\bI\s+(?:choose|select|pick)\b"
+    r"|答案(?:是|为|：|:))"
+)
+_ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_LEAD_JUNK = " \t*_:#：>-"
+
+
+@dataclass(frozen=True)
+class FinalAnswer:
+    """One answer-bearing span of an output: ``text``, where it came from, and its position."""
+
+    text: str
+    extractor: str
+    start: int = -1
+
+
+NONE = FinalAnswer("", "none")
+
+
+def _balanced(text: str, i: int) -> tuple[str, int] | None:
+    """The brace-balanced content starting after the ``{`` that ends at ``i - 1``."""
+    depth, j = 1, i
+    while j < len(text):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j], j + 1
+        j += 1
+    return None
+
+
+def _marker_span(text: str, end: int) -> str:
+    """The answer after a marker ending at ``end``: skip markup and blank lines, take one line,
+    cut at the end of the sentence (a period followed by a space and a capital)."""
+    rest = text[end:]
+    lines = rest.split("\n")
+    span = ""
+    for k, line in enumerate(lines):
+        cleaned = line.strip().lstrip(_LEAD_JUNK).strip()
+        if cleaned:
+            span = cleaned
+            break
+        if k >= 3:
+            break
+    span = re.split(r"(?<=[^\s\d])\.\s+(?=[A-Z(])|(?<=\d)\.\s+(?=[A-Z])|\.$", span, maxsplit=1)[0]
+    return span.strip().strip("*_").strip()
+
+
+def answer_candidates(text: str) -> list[FinalAnswer]:
+    """Every boxed / answer-tag / answer-marker span of ``text``, ordered by position."""
+    out: list[FinalAnswer] = []
+    for m in _BOX_OPEN.finditer(text):
+        got = _balanced(text, m.end())
+        if got is not None:
+            out.append(FinalAnswer(got[0].strip(), "boxed", m.start()))
+    for m in _ANSWER_TAG.finditer(text):
+        out.append(FinalAnswer(m.group(1).strip(), "answer_tag", m.start()))
+    for m in _MARKERS.finditer(text):
+        span = _marker_span(text, m.end())
+        if span:
+            out.append(FinalAnswer(span, "answer_marker", m.start()))
+    out.sort(key=lambda c: c.start)
+    return out
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line, without markdown emphasis or a trailing period."""
+    for line in reversed(text.strip().split("\n")):
+        line = line.strip().strip("*_#> ").strip()
+        if line:
+            return line.rstrip(".").strip()
+    return ""
+
+
+def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T | None]:
+    """The final answer of ``text`` and its parsed value.
+
+    ``parse(span, extractor)`` returns a value or None (span not an answer of the right kind).
+    The last candidate (by position) that parses wins; else the last line; else ``(NONE, None)``.
+    A boxed answer that does not parse is still the model's final word: it is returned with value
+    None rather than skipped when no later candidate parses.
+    """
+    candidates = answer_candidates(text)
+    for cand in reversed(candidates):
+        value = parse(cand.text, cand.extractor)
+        if value is not None:
+            return cand, value
+    line = last_line(text)
+    if line:
+        value = parse(line, "last_line")
+        if value is not None:
+            return FinalAnswer(line, "last_line", text.rfind(line)), value
+    boxed = [c for c in candidates if c.extractor == "boxed"]
+    if boxed:
+        return boxed[-1], None
+    return NONE, None
+
+
+# ------------------------------------------------------------------------------------ numbers
+
+_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty".split())}
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\.?\d)|(?<![\w.])-?\.\d+")
+_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}")
+_SLASH = re.compile(r"(?<![\w./])(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)(?![\w./])")
+_NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+\$?-?\d[\d,]*(?:\.\d+)?")
+
+
+def clean_math(span: str) -> str:
+    r"""Drop LaTeX/markdown decoration that never changes a value: ``$``, ``\(\)``, ``\text{}``
+    wrappers, ``\left``/``\right``, ``\,``, degree marks, unicode minus, emphasis."""
+    s = span.replace("−", "-").replace("–", "-").replace("\\!", "").replace("\\,", "").replace("\\;", "")
+    s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r" \1 ", s)
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\(", "").replace("\\)", "")
+    s = s.replace("\\[", "").replace("\\]", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "")
+    s = s.replace("\\%", "%").replace("\\$", "$").replace("$", " ").replace("**", "").replace("\\dfrac", "\\frac")
+    return s.strip()
+
+
+def numbers_in(span: str) -> list[tuple[float, bool]]:
+    """The numbers of ``span`` in order as ``(value, is_percent)``; fractions become their value,
+    "not 5" / "rather than 5" is skipped, number words count only when no digits are present."""
+    s = _NEGATED.sub(" ", clean_math(span))
+    s = _FRAC.sub(lambda m: _ratio(m.group(1), m.group(2)), s)
+    s = _SLASH.sub(lambda m: _ratio(m.group(1), m.group(2)), s)
+    out: list[tuple[float, bool]] = []
+    for m in _NUMBER.finditer(s):
+        try:
+            value = float(m.group(0).replace(",", ""))
+        except ValueError:
+            continue
+        out.append((value, s[m.end():].lstrip().startswith("%")))
+    if not out:
+        for word in re.findall(r"[a-z]+", s.lower()):
+            if word in _WORDS:
+                out.append((float(_WORDS[word]), False))
+    return out
+
+
+def _ratio(a: str, b: str) -> str:
+    try:
+        return repr(float(a) / float(b)) if float(b) else f"{a}/{b}"
+    except ValueError:
+        return f"{a}/{b}"
+
+
+def parse_number(span: str, extractor: str = "answer_marker") -> tuple[float, bool] | None:
+    """The number a final-answer span states: the first one of a boxed/marker span ("12 (since
+    3 x 4 = 12)"), and for a last line the value after the last ``=`` or the last number."""
+    if extractor == "last_line":
+        tail = clean_math(span).split("=")[-1]
+        found = numbers_in(tail) or numbers_in(span)
+        return found[-1] if found else None
+    found = numbers_in(span)
+    return found[0] if found else None
+
+
+def numbers_match(pred: float, gold: float, precision: int | None = None, *, pred_percent: bool = False) -> bool:
+    """``pred`` equals ``gold`` once both are rounded to ``precision`` decimals (MathVista's
+    protocol: ``round(float(x), int(precision))``); without precision, a relative tolerance of
+    1e-6. A prediction written with ``%`` also matches ``gold`` as a fraction (45% vs 0.45)."""
+    options = [pred, pred / 100] if pred_percent else [pred]
+    for p in options:
+        if precision is not None:
+            if abs(round(p, precision) - round(gold, precision)) < 10 ** -(precision + 6):
+                return True
+        elif abs(p - gold) <= 1e-6 * max(1.0, abs(gold)):
+            return True
+    return False
+
+
+def decimals_of(text: str) -> int | None:
+    """Number of decimals written in ``text`` ("3.50" -> 2), None when not a number."""
+    m = re.fullmatch(r"\s*-?\d+(?:\.(\d+))?\s*", str(text))
+    return None if m is None else len(m.group(1) or "")
+
+
+# -------------------------------------------------------------------------------------- lists
+
+
+def parse_gold_list(text: str) -> list[Any] | None:
+    """A gold list such as ``"[2007, 2008]"`` (``ast.literal_eval``, never ``eval``)."""
+    try:
+        value = ast.literal_eval(str(text).strip())
+    except (ValueError, SyntaxError):
+        return None
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def parse_list(span: str, length: int) -> list[Any] | None:
+    """A predicted list of ``length`` items: the bracketed list in the span, else its numbers when
+    there are exactly ``length`` of them ("between 2007 and 2008")."""
+    m = re.search(r"[\[(]([^\[\]()]*)[\])]", clean_math(span))
+    if m and "," in m.group(1):
+        items = [x.strip().strip("'\"") for x in m.group(1).split(",")]
+        if len(items) == length:
+            return [_as_number(x) for x in items]
+    nums = [v for v, _ in numbers_in(span)]
+    return [float(v) for v in nums] if len(nums) == length else None
+
+
+def _as_number(x: str) -> Any:
+    found = numbers_in(x)
+    return found[0][0] if len(found) == 1 and re.fullmatch(r"[-\d.,/\\{}frac\s$%]+", x) else x.lower()
+
+
+def lists_match(pred: Sequence[Any], gold: Sequence[Any]) -> bool:
+    """Same length and each item equal (numbers numerically, text after normalisation)."""
+    if len(pred) != len(gold):
+        return False
+    for p, g in zip(pred, gold):
+        if isinstance(g, (int, float)) and isinstance(p, float):
+            if not numbers_match(p, float(g)):
+                return False
+        elif normalize_text(str(p)) != normalize_text(str(g)):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------ options
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, no markup/punctuation at the ends, single spaces, no leading article."""
+    s = clean_math(str(text)).lower().strip()
+    s = re.sub(r"\s+", " ", s).strip(" .,:;!?'\"`*_()[]")
+    return re.sub(r"^(?:the|a|an) ", "", s)
+
+
+_LEAD_LETTER = re.compile(r"^\(?([A-Z])\)?(?=\s*$|[.:;,)]|\s+(?:because|since|as|is|which|[-–—(]))")
+
+
+def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_marker") -> tuple[int, str] | None:
+    """The chosen option's index in ``choices`` and how it was inferred (``"option_letter"`` or
+    ``"option_text"``), or None.
+
+    Order: a leading letter ("B", "(B) 8/11", "B. green", "**B**"); "option B"; a choice text equal
+    to the span, or the single longest choice text it contains (VLMEvalKit ``can_infer_text``);
+    a number equal to exactly one numeric choice; a single standalone letter among the last five
+    words (VLMEvalKit ``can_infer_option``).
+    """
+    letters = [chr(ord("A") + i) for i in range(len(choices))]
+    s = clean_math(span).strip().strip("*_").strip()
+    s = re.sub(r"\\boxed\s*\{([^{}]*)\}", r"\1", s).strip()
+    m = _LEAD_LETTER.match(s)
+    if m is None and re.fullmatch(r"\(?[a-z]\)?\.?", s):  # a lone lower-case letter: "(b)", "b"
+        m = re.match(r"\(?([a-z])", s)
+    if m and m.group(1).upper() in letters:
+        return letters.index(m.group(1).upper()), "option_letter"
+    m = re.search(r"(?i)\b(?:option|choice)\s*\(?([A-Z])\)?(?![\w])", s)
+    if m and m.group(1).upper() in letters:
+        return letters.index(m.group(1).upper()), "option_letter"
+    norm = normalize_text(s)
+    norms = [normalize_text(c) for c in choices]
+    if norm in norms:
+        return norms.index(norm), "option_text"
+    if len(norm) <= 2 * sum(len(c) for c in norms) + 20:
+        hits = [i for i, c in enumerate(norms) if c and re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", norm)]
+        hits = [i for i in hits if not any(i != j and norms[i] in norms[j] for j in hits)]
+        if len(hits) == 1:
+            return hits[0], "option_text"
+    found = numbers_in(s)
+    if len(found) == 1:
+        numeric = [i for i, c in enumerate(choices)
+                   if len(numbers_in(c)) == 1 and numbers_match(found[0][0], numbers_in(c)[0][0])]
+        if len(numeric) == 1:
+            return numeric[0], "option_text"
+    words = [w for w in re.sub(r"[.()\[\],:;!*#{}]", " ", s).split()]
+    present = [w for w in words if w in letters]
+    if len(set(present)) == 1 and words.index(present[0]) >= len(words) - 5 and not (
+            present[0] == "A" and len(words) > 3 and extractor == "last_line"):
+        return letters.index(present[0]), "option_letter"
+    return None
