@@ -4,11 +4,16 @@ Sampling is done by :class:`RowSampler`, a logits processor that draws each row'
 from that row's own ``torch.Generator`` (seeded per sample and repeat) and hands transformers
 a one-hot score, so transformers runs its greedy loop. Results therefore do not depend on
 batch size or order, only on each request's seed.
+
+Which decoding settings apply is decided once by :func:`effective_decoding` (see
+:mod:`pvm_bench.models.decoding`): the user's values, else the task's (lmms-eval YAML
+``generation_kwargs``), else the checkpoint's ``generation_config``, else transformers' defaults.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +21,7 @@ import torch
 from PIL import Image
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from pvm_bench.models.decoding import effective_decoding
 from pvm_bench.probes.base import BatchContext, Probe
 
 if TYPE_CHECKING:
@@ -58,20 +64,40 @@ class Generation:
 
 
 class RowSampler(LogitsProcessor):
-    """Temperature / top-p sampling with one RNG per row; returns one-hot scores."""
+    """Temperature / top-k / top-p sampling with one RNG per row; returns one-hot scores.
 
-    def __init__(self, seeds: list[int], temperature: float, top_p: float) -> None:
+    The filters run in transformers' order (``GenerationMixin._get_logits_processor``:
+    temperature, then top-k, then top-p, each on the previous one's output) with the same
+    tie and boundary rules as ``TopKLogitsWarper`` (keep every logit >= the k-th largest) and
+    ``TopPLogitsWarper`` (ascending sort; drop the tail holding <= 1 - top_p of the mass), so a
+    row's distribution is the one ``generate(do_sample=True, ...)`` samples from. Penalties
+    (repetition_penalty) are applied before, by transformers' own processor.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float | None = None, top_k: int | None = None) -> None:
+        if temperature <= 0:
+            raise ValueError(f"RowSampler needs temperature > 0 (0 is greedy), got {temperature}")
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.temperature = temperature
-        self.top_p = top_p
+        self.top_p = 1.0 if top_p is None else float(top_p)
+        self.top_k = int(top_k) if top_k else 0
+
+    def distribution(self, scores: torch.Tensor) -> torch.Tensor:
+        """The (rows, vocab) probabilities each row samples from (float32, on the CPU)."""
+        logits = scores.float().cpu() / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, self.top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1.0:
+            # As TopPLogitsWarper: ascending sort, drop the tail whose mass is <= 1 - top_p, keep >= 1.
+            sorted_logits, order = torch.sort(logits, descending=False)
+            drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - self.top_p)
+            drop[..., -1] = False
+            logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+        return torch.softmax(logits, dim=-1)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
-        if self.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p > self.top_p  # keep the smallest set reaching top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        probs = self.distribution(scores)
         out = torch.full_like(scores, float("-inf"))
         for row, gen in enumerate(self.generators):
             token = torch.multinomial(probs[row], 1, generator=gen)
@@ -148,18 +174,25 @@ def generate(
     requests: list[Request],
     *,
     max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
+    temperature: float | None = 0.0,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    repetition_penalty: float | None = None,
+    task_settings: Mapping[str, Any] | None = None,
     probes: list[Probe] | tuple[Probe, ...] = (),
 ) -> list[Generation]:
     """Generate for all ``requests`` as one batch.
 
-    ``temperature == 0`` is greedy decoding. Generation stops per row at an EOS id (from the
-    model's generation config and tokenizer) or after ``max_new_tokens`` (``finish_reason``
-    ``"length"``: the output is truncated).
+    ``temperature == 0`` (or ``None``) is greedy decoding. ``top_p``/``top_k``/
+    ``repetition_penalty`` left ``None`` come from ``task_settings`` (a task's ``generation``
+    dict), then the checkpoint's ``generation_config``, then transformers' defaults; see
+    :func:`effective_decoding` for what applies under greedy decoding. Generation stops per row
+    at an EOS id (from the model's generation config and tokenizer) or after ``max_new_tokens``
+    (``finish_reason`` ``"length"``: the output is truncated).
     """
     if not requests:
         return []
+    decoding = effective_decoding(lm, temperature, top_p, top_k, repetition_penalty, task=task_settings)
     enc, prompts = encode(lm, requests)
     input_ids = enc["input_ids"]
     ctx = BatchContext(
@@ -176,8 +209,10 @@ def generate(
         if extra is not None:
             processors.append(extra)
     processors.append(clock)
-    if temperature > 0:
-        processors.append(RowSampler([r.seed for r in requests], temperature, top_p))
+    if decoding["do_sample"]:
+        processors.append(
+            RowSampler([r.seed for r in requests], decoding["temperature"], decoding["top_p"], decoding["top_k"])
+        )
     eos = eos_ids(lm)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
     gen_config = GenerationConfig(
@@ -187,6 +222,9 @@ def generate(
         eos_token_id=eos or None,
         pad_token_id=pad,
         suppress_tokens=lm.suppress_token_ids() or None,
+        # Set explicitly: transformers would otherwise fill it from the checkpoint (same value).
+        # Its processor skips each row's left padding, so batch composition does not matter.
+        repetition_penalty=decoding["repetition_penalty"],
     )
     start = time.perf_counter()
     sequences = lm.hf_model.generate(**enc, generation_config=gen_config, logits_processor=processors)
