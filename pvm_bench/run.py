@@ -356,7 +356,8 @@ class Runner:
         if checking:
             self._check_resume(fresh, log)
         self.record.model, self.record.adapter, self.record.generation = fresh.model, fresh.adapter, fresh.generation
-        self.record.decoding = {t.name: effective_decoding(lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty, task=t.generation) for t, _ in loaded_tasks}
+        self.record.decoding = {t.name: effective_decoding(lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty,
+                                                           task=t.generation) for t, _ in loaded_tasks}
         self.record.forced_resumes = fresh.forced_resumes
         if self.dist.is_main:
             self.record.save(self.run_dir)
