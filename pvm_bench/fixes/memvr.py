@@ -1,33 +1,43 @@
-"""MemVR-style visual retracing ("Look Twice Before You Answer", Zou et al. 2024, arXiv 2410.03577).
+"""MemVR: memory-space visual retracing ("Look Twice Before You Answer", Zou et al., ICML 2025, arXiv 2410.03577).
 
-MemVR treats the visual tokens as key-value memory of an FFN and "looks twice" when the model
-is uncertain. Here, per forward (prefill and every decode step) and per batch row:
+Reference: github.com/1zhou-Wang/MemVR at commit de2e3cfc9a09eb73c9efcc6fffe27b1f2e5922cb,
+``memvr.py`` (the patched LLaMA decoder loop and MLP used for LLaVA-1.5), cited below as
+``MemVR/<file>:<line>``. Per forward (the prefill and every decode step):
 
-1. Trigger: at each candidate layer ``l`` in ``[start, end)`` a pre-hook applies the logit lens
-   (final norm + ``lm_head``) to the layer's input at the last position and computes the
-   next-token entropy normalised by ``log(vocab)`` (in [0, 1], so one threshold fits any
-   vocabulary). The first candidate layer where it exceeds ``threshold`` is the retracing
-   layer of that row for this forward (MemVR's dynamic "premature layer" choice); at most one
-   injection per row and forward.
-2. Retrace: at that layer the FFN output at the last position becomes
+1. Trigger (``MemVR/memvr.py:204-215,240``). After each decoder layer ``L`` the logit lens
+   (final norm + ``lm_head``) is applied to the layer's output at the last position; the
+   uncertainty is the entropy of the softmax over the TOP-10 logits divided by ``log 10``
+   (in [0, 1]). The first layer with ``start < L < end`` (both strict) whose entropy exceeds
+   ``threshold`` triggers; at most one retracing per forward (``visual_retracing_event``).
+2. Retrace (``MemVR/memvr.py:245-249`` and the MLP, ``:86-90``). The FFN of layer ``L + 1``
+   (only that one: it is reset after, ``:226-233``) returns, at EVERY position of the forward,
 
-       ffn_out' = (1 - alpha) * ffn_out + alpha * softmax(x Z^T / sqrt(H)) Z
+       a   = (x (c1 Z)^T) (c2 Z)                 x: the FFN input, Z: visual tokens [N, H]
+       c1  = mean|W_up| / mean|Z|,  c2 = mean|W_down| / mean|Z|      (:248-249)
+       out = (1 - r) * FFN(x) + r * (mean|FFN(x)| / mean|a|) * a      (:88-90)
 
-   with ``x`` the FFN's input (post-norm hidden) and ``Z`` the visual embeddings placed into
-   ``inputs_embeds`` at image positions (captured at prefill, padded per row and masked).
-   This is MemVR's ``FFN(x) ⊕ Z = alpha * Δ(Z | x) + (1 - alpha) * FFN(x)`` with
-   ``Δ(Z | x) = Σ_i softmax_i(x · z_i) z_i``; the 1/sqrt(H) temperature is ours (keeps the
-   softmax from being one-hot at large H).
+   ``Z`` are the projected image features that the model places into ``inputs_embeds``
+   (``MemVR/memvr.py:458``); here the visual embeddings captured at prefill. Note that c1 and
+   c2 are scalars and cancel exactly in the output rescaling; they are kept as in the reference.
 
-Defaults, from the reference code's LLaVA-1.5-7B (32 layers) settings as recalled (not
-re-checked offline): retracing ratio ``alpha = 0.12``, entropy ``threshold = 0.75``, candidate
-layers 5..16 of 32, expressed here as depth fractions ``start_frac = 5/32``, ``end_frac = 16/32``
-so they scale to other depths; pass absolute ``start_layer``/``end_layer`` to override.
-Only the last position is retraced (the row whose next token is uncertain); earlier prompt
-positions and image positions are untouched.
+Defaults (``MemVR/README.md:104-107``, the LLaVA-1.5-7B settings, 32 layers; also
+``MemVR/eval_scripts/llava/mme.sh:11-15``): ``ratio = 0.12`` (retracing ratio),
+``threshold = 0.75`` (entropy threshold), ``start = 5``, ``end = 16``. For a model of depth
+``D != 32`` the layer window is scaled by depth: ``start = floor(5 * D / 32)``, ``end =
+ceil(16 * D / 32)`` (never narrower than the 32-layer proportion; e.g. 36 layers -> 5, 18;
+28 -> 4, 14; 4 -> 0, 2), and clipped so that ``L + 1`` is a layer. This scaling is ours (the
+reference tunes per model: Qwen-VL and GLM-4V use 9..16 with ratio 0.28,
+``MemVR/eval_scripts/qwen/mmvet.sh:13-17``); pass ``start=``/``end=`` to set absolute layers.
 
-``alpha = 0`` is bit-identical to ``base`` (no hook changes any tensor); ``threshold = 0``
-retraces at every forward (used by tests to force a trigger).
+Batched generation (the reference runs batch size 1, and its entropy sums over the batch):
+here trigger, layer and retracing are decided per row; the ``mean|.|`` statistics are taken
+per row over that row's non-padding positions (so results do not depend on batch
+composition); rows without image tokens (or whose visual embeddings are all zero, where the
+reference divides by zero) are never retraced. Soft-capped final logits
+(Gemma) are soft-capped in the lens as well.
+
+Zero strength: ``ratio = 0`` or ``threshold >= 1`` (the normalised entropy never exceeds 1)
+installs nothing and is bit-identical to ``base``; ``threshold = 0`` retraces at every forward.
 """
 
 from __future__ import annotations
@@ -46,136 +56,223 @@ from pvm_bench.fixes import VisualState, capture_visual, hidden_arg, register_fi
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
+REFERENCE_DEPTH = 32
+"""Depth of the model the reference defaults were set for (LLaVA-1.5-7B)."""
+REFERENCE_START, REFERENCE_END = 5, 16
+TOP_K = 10
+"""Entropy over the top-10 logits (``MemVR/memvr.py:213``)."""
+
 
 @dataclass(frozen=True)
 class MemVRConfig:
     """MemVR hyperparameters (defaults and sources in the module docstring)."""
 
-    alpha: float = 0.12
+    ratio: float = 0.12
     threshold: float = 0.75
-    start_frac: float = 5 / 32
-    end_frac: float = 16 / 32
-    start_layer: int | None = None
-    end_layer: int | None = None
+    start: int | None = None
+    end: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.alpha <= 1:
-            raise ValueError("alpha must be in [0, 1]")
+        if not (math.isfinite(self.ratio) and 0 <= self.ratio <= 1):
+            raise ValueError(f"ratio must be in [0, 1] (got {self.ratio}); 0 turns MemVR off")
+        if not (math.isfinite(self.threshold) and self.threshold >= 0):
+            raise ValueError(f"threshold must be a finite number >= 0 (got {self.threshold}); >= 1 never triggers")
+        if self.start is not None and self.start < -1:
+            raise ValueError(f"start must be >= -1 (got {self.start}); layers strictly above it may trigger")
+        if self.start is not None and self.end is not None and self.end <= self.start + 1:
+            raise ValueError(f"end must be > start + 1 (got start={self.start}, end={self.end}): no layer in between")
 
-    def layers(self, num_layers: int) -> range:
-        """Candidate layers ``[start, end)``; at least one layer."""
-        start = self.start_layer if self.start_layer is not None else int(self.start_frac * num_layers)
-        end = self.end_layer if self.end_layer is not None else int(self.end_frac * num_layers)
-        start = max(0, min(start, num_layers - 1))
-        return range(start, max(start + 1, min(end, num_layers)))
+    @property
+    def off(self) -> bool:
+        """True when nothing can change: the variant installs no hook."""
+        return self.ratio == 0 or self.threshold >= 1
+
+    def window(self, num_layers: int) -> tuple[int, int]:
+        """``(start, end)`` for a model of ``num_layers``: given, or the reference's 5..16 scaled by depth."""
+        start = self.start if self.start is not None else math.floor(REFERENCE_START * num_layers / REFERENCE_DEPTH)
+        end = self.end if self.end is not None else math.ceil(REFERENCE_END * num_layers / REFERENCE_DEPTH)
+        return start, end
+
+    def trigger_layers(self, num_layers: int) -> range:
+        """Layers ``L`` whose output is measured: ``start < L < end`` and ``L + 1`` exists (may be empty)."""
+        start, end = self.window(num_layers)
+        return range(max(start + 1, 0), min(end, num_layers - 1))
 
 
 @dataclass
 class MemVRStats:
-    """Counts for diagnostics: row-forwards seen and retraced, per layer."""
+    """Diagnostics: row-forwards seen and retraced, retracings per FFN layer (``L + 1``)."""
 
     forwards: int = 0
     retraced: int = 0
     by_layer: dict[int, int] = field(default_factory=dict)
 
 
-def normalised_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of ``softmax(logits)`` over the last dim divided by ``log(vocab)``: ``[...]`` in [0, 1]."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    ent = -(logp.exp() * logp).nan_to_num(0.0).sum(-1)
-    return ent / math.log(logits.shape[-1])
+def topk_entropy(logits: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
+    """Entropy of ``softmax(top-k logits)`` over the last dim divided by ``log k``: ``[...]`` in [0, 1].
 
-
-def retrace(x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-    """``softmax(x Z^T / sqrt(H)) Z`` per row: ``x [B, H]``, ``memory [B, N, H]``, mask ``[B, N]`` -> ``[B, H]``.
-
-    Rows without visual tokens get zeros.
+    ``MemVR/memvr.py:213-215``: ``topk(logits, 10)``, ``softmax``, ``sum(-p log p) / log(10)``.
     """
-    scores = torch.einsum("bh,bnh->bn", x.float(), memory.float()) / math.sqrt(x.shape[-1])
-    scores = scores.masked_fill(~memory_mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-    return torch.einsum("bn,bnh->bh", probs, memory.float()).to(x.dtype)
+    k = min(k, logits.shape[-1])
+    top = torch.topk(logits.float(), k, dim=-1).values
+    logp = torch.log_softmax(top, dim=-1)
+    ent = -(logp.exp() * logp).nan_to_num(0.0).sum(-1)
+    return ent / math.log(k) if k > 1 else torch.zeros_like(ent)
+
+
+def _mean_abs(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per row ``mean |x|`` over positions with weight 1 and the hidden dim: ``x [B, L, H]``, ``weights [B, L]`` -> ``[B]``."""
+    total = (x.abs().sum(-1) * weights).sum(-1)
+    return total / (weights.sum(-1) * x.shape[-1]).clamp(min=1)
+
+
+def retrace(
+    x: torch.Tensor, ffn_out: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
+    w_up: torch.Tensor, w_down: torch.Tensor, ratio: float, positions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MemVR's FFN output for every row (``MemVR/memvr.py:86-90,248-249``), computed in float32.
+
+    Args:
+        x: ``[B, L, H]`` the FFN input; ``ffn_out``: ``[B, L, H]`` its output.
+        memory: ``[B, N, H]`` visual tokens (rows padded with zeros), ``memory_mask`` ``[B, N]``.
+        w_up, w_down: the FFN's up and down projection weights (only ``mean |w|`` is used).
+        positions: ``[B, L]`` 1 at non-padding positions (the ``mean|.|`` statistics use only
+            those); None = all.
+
+    Returns:
+        ``(1 - ratio) * ffn_out + ratio * (mean|ffn_out| / mean|a|) * a``, ``a = (x (c1 Z)^T)(c2 Z)``.
+    """
+    z = memory.float() * memory_mask[..., None]
+    n_z = (memory_mask.sum(-1) * z.shape[-1]).clamp(min=1)
+    mean_z = z.abs().sum((-1, -2)) / n_z  # [B]
+    c1 = w_up.float().abs().mean() / mean_z
+    c2 = w_down.float().abs().mean() / mean_z
+    scores = torch.einsum("blh,bnh->bln", x.float(), z * c1[:, None, None])
+    a = torch.einsum("bln,bnh->blh", scores, z * c2[:, None, None])
+    f = ffn_out.float()
+    weights = torch.ones(f.shape[:2], device=f.device) if positions is None else positions.to(f.device).float()
+    mean_a = _mean_abs(a, weights)
+    scale = torch.where(mean_a > 0, _mean_abs(f, weights) / mean_a.clamp(min=torch.finfo(torch.float32).tiny), 0.0)
+    return (1 - ratio) * f + ratio * scale[:, None, None] * a
+
+
+def _ffn_weights(mlp: nn.Module, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W_up, W_down)`` of a gated FFN; fused ``gate_up_proj`` is not supported."""
+    from pvm_bench.variants import VariantError
+
+    up, down = getattr(mlp, "up_proj", None), getattr(mlp, "down_proj", None)
+    if not (isinstance(getattr(up, "weight", None), torch.Tensor) and isinstance(getattr(down, "weight", None), torch.Tensor)):
+        raise VariantError(f"MemVR: the FFN of decoder layer {idx} has no up_proj/down_proj weights")
+    return up.weight, down.weight
 
 
 @contextlib.contextmanager
 def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
-    """Run ``lm`` with MemVR retracing; all hooks are removed on exit (also on exceptions)."""
+    """Run ``lm`` with MemVR; all hooks are removed on exit (also on exceptions).
+
+    Raises:
+        pvm_bench.variants.VariantError: the language model exposes no final ``norm``/lm_head,
+            or a retracing layer's FFN has no ``up_proj``/``down_proj``.
+    """
     from pvm_bench.variants import VariantError
 
+    stats = MemVRStats()
+    if config.off:  # zero strength: nothing is installed, the model is exactly base
+        yield stats
+        return
     norm = getattr(lm.language_model, "norm", None)
     head = lm.hf_model.get_output_embeddings()
     if not isinstance(norm, nn.Module) or not isinstance(head, nn.Module):
         raise VariantError(f"MemVR needs the language model's final `norm` and lm_head ({lm.spec.name})")
-    stats = MemVRStats()
-    if config.alpha == 0:  # zero strength: nothing is installed, the model is exactly base
-        yield stats
-        return
+    softcap = getattr(lm.text_config, "final_logit_softcapping", None)
     layers = lm.layers
-    candidates = config.layers(lm.num_layers)
-    for i in candidates:
-        if not isinstance(getattr(layers[i], "mlp", None), nn.Module):
-            raise VariantError(f"MemVR: decoder layer {i} has no `mlp` module")
-    pending: dict[int, torch.Tensor] = {}  # layer -> [B] bool rows to retrace in this forward
-    done: dict[str, torch.Tensor | None] = {"rows": None}  # rows already retraced in this forward
+    triggers = config.trigger_layers(lm.num_layers)
+    weights = {}
+    for i in triggers:
+        mlp = getattr(layers[i + 1], "mlp", None)
+        if not isinstance(mlp, nn.Module):
+            raise VariantError(f"MemVR: decoder layer {i + 1} has no `mlp` module")
+        weights[i + 1] = _ffn_weights(mlp, i + 1)
+    # Per forward: rows already retraced, rows to retrace at the next FFN, non-padding positions.
+    fwd: dict[str, Any] = {"done": None, "pending": None, "positions": None}
 
-    def make_trigger(idx: int, state: VisualState):
+    def make_start(state: VisualState):
         def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            pending.pop(idx, None)
+            fwd["done"] = fwd["pending"] = fwd["positions"] = None
             if state.bypass or not state.has_memory:
                 return
-            h = hidden_arg(args, kwargs)[:, -1, :]
-            if idx == candidates.start:
-                done["rows"] = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
-                stats.forwards += h.shape[0]
-            rows = done["rows"]
-            if rows is None or rows.all():
-                return
-            with torch.no_grad():
-                ent = normalised_entropy(head(norm(h)))
-            fire = (ent > config.threshold) & ~rows
-            if idx == candidates.stop - 1:
-                done["rows"] = None
-            else:
-                done["rows"] = rows | fire
-            if fire.any():
-                pending[idx] = fire
-                n = int(fire.sum())
-                stats.retraced += n
-                stats.by_layer[idx] = stats.by_layer.get(idx, 0) + n
+            mask = kwargs.get("attention_mask")
+            if torch.is_tensor(mask) and mask.dim() == 2:
+                fwd["positions"] = mask  # [B, keys]; its last columns are this forward's positions
+            fwd["done"] = torch.zeros(state.memory.shape[0], dtype=torch.bool, device=state.memory.device)
 
         return pre
 
+    def make_trigger(idx: int):
+        def post(module: nn.Module, args: tuple, output: Any) -> None:
+            done = fwd["done"]
+            if done is None or bool(done.all()):
+                return
+            h = output[0] if isinstance(output, (tuple, list)) else output
+            with torch.no_grad():
+                logits = head(norm(h[:, -1, :])).float()
+                if softcap:
+                    logits = torch.tanh(logits / softcap) * softcap
+                fire = (topk_entropy(logits) > config.threshold).to(done.device) & ~done
+            if idx == triggers.start:
+                stats.forwards += int(done.shape[0])
+            if bool(fire.any()):
+                fwd["done"] = done | fire
+                fwd["pending"] = (idx + 1, fire)
+
+        return post
+
     def make_retrace(idx: int, state: VisualState):
+        w_up, w_down = weights[idx]
+
         def post(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            fire = pending.pop(idx, None)
-            if fire is None or state.memory is None:
+            pending = fwd["pending"]
+            if pending is None or pending[0] != idx or state.memory is None:
                 return None
-            x = hidden_arg(args, kwargs)[:, -1, :]
-            delta = retrace(x, state.memory, state.memory_mask)
-            out = output.clone()
-            last = out[:, -1, :]
-            mixed = (1 - config.alpha) * last + config.alpha * delta
-            out[:, -1, :] = torch.where(fire[:, None], mixed, last)
-            return out
+            fwd["pending"] = None
+            # Rows without image tokens (or with all-zero visual embeddings) have nothing to retrace.
+            has_memory = (state.memory.abs().sum(-1) * state.memory_mask).sum(-1) > 0
+            fire = pending[1] & has_memory.to(pending[1].device)
+            if not bool(fire.any()):
+                return None
+            x = hidden_arg(args, kwargs)
+            mask = fwd["positions"]
+            positions = mask[:, -x.shape[1]:] if mask is not None and mask.shape[1] >= x.shape[1] else None
+            new = retrace(x, output, state.memory.to(x.device), state.memory_mask.to(x.device), w_up, w_down,
+                          config.ratio, positions).to(output.dtype)
+            n = int(fire.sum())
+            stats.retraced += n
+            stats.by_layer[idx] = stats.by_layer.get(idx, 0) + n
+            return torch.where(fire.to(output.device)[:, None, None], new, output)
 
         return post
 
     with capture_visual(lm) as state:
-        handles = []
+        handles = [lm.language_model.register_forward_pre_hook(make_start(state), with_kwargs=True)]
         try:
-            for i in candidates:
-                handles.append(layers[i].register_forward_pre_hook(make_trigger(i, state), with_kwargs=True))
-                handles.append(layers[i].mlp.register_forward_hook(make_retrace(i, state), with_kwargs=True))
+            for i in triggers:
+                handles.append(layers[i].register_forward_hook(make_trigger(i)))
+                handles.append(layers[i + 1].mlp.register_forward_hook(make_retrace(i + 1, state), with_kwargs=True))
             yield stats
         finally:
             for h in handles:
                 h.remove()
-            pending.clear()
+            fwd.clear()
 
 
 def _describe(c: MemVRConfig) -> str:
+    window = (
+        f"layers {c.start} < L < {c.end}" if c.start is not None and c.end is not None
+        else "layers 5 < L < 16 at 32 layers, scaled by depth (floor/ceil of D/32) otherwise"
+    )
     return (
-        f"MemVR-style visual retracing (Zou et al. 2024): alpha={c.alpha}, entropy threshold={c.threshold}"
+        f"MemVR (Zou et al. 2025, github.com/1zhou-Wang/MemVR): top-10 logit-lens entropy > {c.threshold} at "
+        f"{window} retraces visual tokens into layer L+1's FFN, ratio={c.ratio}"
     )
 
 

@@ -1,43 +1,72 @@
-"""PAI: "Paying More Attention to Image" (Liu, Zheng, Chen; ECCV 2024, arXiv 2407.21771).
+"""PAI: "Paying More Attention to Image" (Liu, Zheng, Chen; ECCV 2024, arXiv 2407.21771), as published.
 
-What PAI does (reference code: github.com/LALBJ/PAI, ``pai/attention.py``, the patched LLaMA
-attention forward). After the attention logits ``s = q k^T / sqrt(d)`` (mask already added),
-for the layers ``start_layer <= l < end_layer`` and only for the LAST query row:
+Reference: github.com/LALBJ/PAI at commit 9bbd8bd57a0b0923f996197e4bd3e02cc10b8d58 (cited
+below as ``PAI/<file>:<line>``). PAI has two halves, both on by default here as in the
+paper's commands (``PAI/README.md:60,63,76``: ``--use-attn --alpha 0.2 --use-cfg --gamma 1.1
+--start-layer 2 --end-layer 32`` for 32-layer LLaVA-1.5 / MiniGPT-4 / Shikra).
 
-    s[:, :, -1, img_start:img_end] = s[:, :, -1, img_start:img_end] + alpha * |s[:, :, -1, img_start:img_end]|
+1. Attention boost (``PAI/attention.py:90-94``). In layers ``start_layer <= l < end_layer``
+   (``PAI/attention.py:122``), after the mask is added (``:72-75``) and before the softmax,
+   only for the LAST query row:
 
-i.e. every image-key logit is pushed up by ``alpha`` times its magnitude, in every head, before
-the softmax. It acts at the prefill forward's last prompt position and at every decode step.
-Defaults here: ``alpha = 0.5`` (the value the brief attributes to the paper; the reference
-README's example commands use per-model values, so pass ``pai:alpha=...`` to match a specific
-setting), ``start_layer = 2`` (the reference skips the first two, "shallow", layers),
-``end_layer = None`` (= all layers; the reference's 32 for LLaVA-1.5-7B is all of them).
-``alpha = 0`` is bit-identical to ``base`` (the intervention passes every call through untouched).
+       s[:, :, -1, img] = s[:, :, -1, img] + alpha * |s[:, :, -1, img]|
 
-How it is applied here (composes with the streaming attention probe). transformers'
-``sdpa_attention_forward`` takes an additive ``position_bias`` (``[B, H, q, keys]``) and
-folds it into the mask; the streaming probe (:mod:`pvm_bench.probes.attention`) forwards its
-kwargs to that function and also adds ``position_bias[:, :, -1, :]`` to the scores it measures.
-So PAI is a thin attention function registered with ``AttentionInterface`` (and the inner
-backend's mask function with ``AttentionMaskInterface``) that wraps whatever the text decoder
-used when the variant was entered (``sdpa`` or the probe's ``pvm_bench_streaming``): for PAI's
-layers it computes ``alpha * |s_last|`` on image keys (``[B, H, n]``, GQA folded, no
-``[q, keys]`` logits are formed) and calls the inner function with that ``position_bias``.
-The output and the probe's ``visual_mass`` therefore both see the boosted logits. Cost: at
-prefill the bias is a ``[B, H, q, keys]`` tensor (zero except the last row), the size of one
-eager attention map; decode steps only add ``[B, H, 1, keys]``.
+   Defaults: ``alpha = 0.2`` (``PAI/chair_eval.py:50``, ``PAI/pope_eval.py:50``, README),
+   ``start_layer = 2`` (``PAI/chair_eval.py:54``), ``end_layer = None`` = the depth of the
+   model (the reference's 32, ``PAI/chair_eval.py:55``, is the full depth of its 32-layer
+   models).
 
-Contrastive part (PAI's "image-free input" CFG, ``gamma = 1.1`` in the reference:
-``logp = gamma * logp_cond - (gamma - 1) * logp_uncond`` restricted to tokens with
-``p_cond >= 0.1 * max p_cond``): NOT implemented yet; ``gamma`` is accepted only at its
-no-op value 1.0 and any other value raises. TODO: a logits processor running the image-free
-prompt (image placeholders removed) with its own KV cache, with PAI's boost off and the probes
-bypassed in that forward, and Qwen-VL's cached ``rope_deltas`` saved/restored around it.
+2. Image-free guidance (``PAI/CFG.py:28-58``), a logits processor in the reference. With
+   ``c = log_softmax(cond logits)`` (``:29``) and ``u = log_softmax(logits of the prompt
+   without the image)`` (``:51``):
+
+       out = gamma * (c - u) + u                                   (:54-56)
+       out[c < log(0.1) + max(c)] = -inf  (i.e. p_cond < 0.1 * max p_cond)   (:53, :57)
+
+   The unconditional pass runs the prompt with the image removed (``PAI/model_loader.py:
+   253-292``: text before and after the image placeholder, concatenated) through the same
+   LLM with its own KV cache (``PAI/CFG.py:35-47``: prompt once, then the last generated
+   token every step) and with the attention boost off (``use_cfg`` set on the boosted layers
+   around the pass, ``PAI/CFG.py:32-33,48-49`` and ``PAI/attention.py:90``). ``gamma = 1``
+   returns ``c`` unchanged up to a shift (``PAI/CFG.py:30-31``), i.e. attention-only PAI.
+   Default ``gamma = 1.1`` (README commands; the scripts' argparse default is 2,
+   ``PAI/chair_eval.py:53``); ``cutoff = 0.1`` (``PAI/CFG.py:53``).
+
+How it is applied here.
+- The boost: an attention function registered with ``AttentionInterface`` (and the inner
+  backend's mask function with ``AttentionMaskInterface``) that wraps whatever the text
+  decoder used on entry (``sdpa`` or the streaming probe ``pvm_bench_streaming``). For the
+  boosted layers it computes ``alpha * |s_last|`` on image keys (GQA folded, no ``[q, keys]``
+  logits formed) and passes it as sdpa's additive ``position_bias``; sdpa and the probe both
+  add it after the mask, so the model output and the probe's ``visual_mass`` see the boost.
+- Image-free pass: a forward pre-hook on the top-level model runs, before each conditional
+  forward, the language model's own ``forward`` on the image-free tokens (so no hook of the
+  language model fires: the visual-state capture, a PVM's memory capture), with a
+  ``DynamicCache`` of its own, ``VisualState.bypass`` set (every attention call of that pass
+  goes to plain sdpa: no boost, never seen by the attention probe) and any PVM branch
+  disabled (the pass is "without the image"). Running it BEFORE the conditional forward keeps
+  per-layer probes that hook decoder layers (logit lens) holding the conditional values.
+  A forward hook on the top-level model then replaces the last position's logits by ``out``
+  (float32). The image-free prompt of a row is its non-padding prompt ids minus every image
+  placeholder and the family's image boundary tokens (``<|vision_start|>``, ``<start_of_image>``,
+  ``<fake_token_around_image>``, ``<img>``, ...; :func:`image_free_ids`), re-padded on the left.
+- Differences from the reference, all forced by running inside ``model.forward`` rather than
+  as a custom logits processor: the guidance sees the raw logits, so processors that
+  transformers would run before a custom one (repetition penalty from a generation config)
+  run after it here; temperature/top-p/top-k run after it in both. The reference runs batch
+  size 1 (its unconditional prompts are right padded without a mask); here rows are
+  left padded with a mask and their own positions, so results do not depend on the batch.
+
+Zero strength: ``alpha = 0`` and ``gamma = 1`` installs the pass-through attention function
+only and is bit-identical to ``base``; ``gamma = 1`` with ``alpha > 0`` is attention-only PAI.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
+import re
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +76,7 @@ import torch
 from torch import nn
 
 from pvm_bench.fixes import VisualState, capture_visual, register_fix
+from pvm_bench.models.hooks import cached_length
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -57,26 +87,41 @@ NAME_PREFIX = "pvm_bench_pai__"
 SUPPORTED_INNER = ("sdpa", "pvm_bench_streaming")
 """Backends whose functions honour ``position_bias`` (transformers' sdpa and the probe's wrapper of it)."""
 
+BOUNDARY_TOKEN_ATTRS = (
+    "fake_image_token", "global_image_tag", "start_image_token", "end_image_token", "boi_token", "eoi_token",
+    "image_start_token", "image_end_token", "vision_start_token", "vision_end_token",
+)
+"""Processor attributes naming image boundary tokens (Idefics3/SmolVLM, InternVL, Gemma3, Qwen)."""
+
+_TILE_TAG = re.compile(r"^<row_\d+_col_\d+>$")  # Idefics3/SmolVLM image-split tile tags
+
 
 @dataclass(frozen=True)
 class PAIConfig:
-    """PAI hyperparameters (defaults and sources in the module docstring)."""
+    """PAI hyperparameters (defaults and their sources in the module docstring)."""
 
-    alpha: float = 0.5
+    alpha: float = 0.2
     start_layer: int = 2
     end_layer: int | None = None
-    gamma: float = 1.0
+    gamma: float = 1.1
+    cutoff: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise ValueError("alpha must be >= 0")
-        if self.gamma != 1.0:
-            raise ValueError("contrastive decoding (gamma != 1) is not implemented yet; use gamma=1")
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):
+            raise ValueError(f"alpha must be a finite number >= 0 (got {self.alpha}); 0 turns the boost off")
+        if not (math.isfinite(self.gamma) and self.gamma >= 1):
+            raise ValueError(f"gamma must be a finite number >= 1 (got {self.gamma}); 1 turns the guidance off")
+        if not (math.isfinite(self.cutoff) and 0 < self.cutoff <= 1):
+            raise ValueError(f"cutoff must be in (0, 1] (got {self.cutoff})")
+        if self.start_layer < 0:
+            raise ValueError(f"start_layer must be >= 0 (got {self.start_layer})")
+        if self.end_layer is not None and self.end_layer <= self.start_layer:
+            raise ValueError(f"end_layer must be > start_layer (got {self.end_layer} <= {self.start_layer})")
 
 
 @dataclass
 class _Target:
-    alpha: float
+    alpha: float  # 0 for decoder layers outside [start_layer, end_layer)
     state: VisualState
 
 
@@ -104,6 +149,20 @@ def _image_key_bias(
     return bias.to(query.dtype)
 
 
+def _plain_attention(module: nn.Module, query, key, value, attention_mask, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """sdpa (eager when soft-capped), never observed by a probe: the image-free pass."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    softcap = kwargs.pop("softcap", None)
+    if softcap is not None:
+        from pvm_bench.probes.attention import _softcap_attention
+
+        return _softcap_attention(
+            module, query, key, value, attention_mask, kwargs.get("dropout", 0.0), kwargs.get("scaling"), softcap
+        ), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
 def _make_forward(inner_name: str):
     """The PAI attention function wrapping the registered backend ``inner_name``."""
 
@@ -117,17 +176,19 @@ def _make_forward(inner_name: str):
     ) -> tuple[torch.Tensor, Any]:
         from transformers import AttentionInterface
 
-        inner = AttentionInterface()[inner_name]
         target = _TARGETS.get(module)
         state = target.state if target is not None else None
-        if target is None or target.alpha == 0 or state is None or state.bypass or state.image_mask is None:
+        if state is not None and state.bypass:
+            return _plain_attention(module, query, key, value, attention_mask, **kwargs)
+        inner = AttentionInterface()[inner_name]
+        if target is None or target.alpha == 0 or state is None or state.image_mask is None:
             return inner(module, query, key, value, attention_mask, **kwargs)
         n, q_len = key.shape[2], query.shape[2]
-        img = target.state.key_image_mask(n).to(query.device)
+        img = state.key_image_mask(n).to(query.device)
         bias = _image_key_bias(query, key, kwargs.get("scaling"), kwargs.get("softcap"), target.alpha, img)
         if q_len == 1:
             position_bias = bias[:, :, None, :]
-        else:  # only the last query row is boosted (reference: attn_weights[:, :, -1, img])
+        else:  # only the last query row is boosted (PAI/attention.py:91: attn_weights[:, :, -1, img])
             position_bias = query.new_zeros(query.shape[0], query.shape[1], q_len, n)
             position_bias[:, :, -1, :] = bias
         if kwargs.get("position_bias") is not None:
@@ -151,9 +212,163 @@ def _register(inner_name: str) -> str:
     return name
 
 
+# ---------------------------------------------------------------------------- image-free guidance
+
+
+def image_free_ids(lm: LoadedModel) -> list[int]:
+    """Token ids removed from a prompt to make PAI's image-free prompt.
+
+    The image placeholder and every other placeholder the family declares (image/video pads,
+    ``<|vision_start|>``/``<|vision_end|>``, Gemma3's ``<start_of_image>``/``<end_of_image>``),
+    plus the processor's image boundary tokens (:data:`BOUNDARY_TOKEN_ATTRS`) and Idefics3's
+    ``<row_i_col_j>`` tile tags. The reference removes the image placeholder together with its
+    wrappers (``PAI/model_loader.py:254-264``: ``<Img><ImageHere></Img>`` for MiniGPT-4,
+    ``<im_start>...<im_end>`` for Shikra).
+    """
+    ids = {lm.image_token_id, *lm.suppress_token_ids()}
+    tok = lm.tokenizer
+    unk = getattr(tok, "unk_token_id", None)
+    for attr in BOUNDARY_TOKEN_ATTRS:
+        token = getattr(lm.processor, attr, None)
+        token = getattr(token, "content", token)  # AddedToken -> str
+        if isinstance(token, str) and token:
+            tid = tok.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != unk:
+                ids.add(tid)
+    for token, tid in (getattr(tok, "get_added_vocab", dict)() or {}).items():
+        if _TILE_TAG.match(token):
+            ids.add(int(tid))
+    return sorted(ids)
+
+
+class _Guidance:
+    """The image-free stream of one generation: its own cache, mask, positions and log-probs."""
+
+    def __init__(self, lm: LoadedModel, config: PAIConfig, state: VisualState) -> None:
+        self.lm, self.config, self.state = lm, config, state
+        self.strip = torch.tensor(image_free_ids(lm), dtype=torch.long)
+        self.head = lm.hf_model.get_output_embeddings()
+        self.softcap = getattr(lm.text_config, "final_logit_softcapping", None)
+        params = inspect.signature(lm.language_model.forward).parameters
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None  # [B, T] of the image-free stream
+        self.next_pos: torch.Tensor | None = None  # [B]
+        self.uncond: torch.Tensor | None = None  # [B, V] log-probs of the latest pass
+        self.passes = 0
+
+    def _prompt(self, ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded image-free ids and mask from the conditional prompt ``ids [B, P]``."""
+        keep = ~torch.isin(ids, self.strip.to(ids.device))
+        if attention_mask is not None:
+            keep &= attention_mask.to(ids.device).bool()
+        lengths = keep.sum(1)
+        T = max(int(lengths.max()), 1)
+        out = ids.new_zeros(ids.shape[0], T)
+        mask = torch.zeros_like(out)
+        # Left padding: row r's kept tokens go to the last lengths[r] slots, in order.
+        slots = torch.arange(T, device=ids.device)[None, :] >= (T - lengths)[:, None]
+        out[slots] = ids[keep]
+        mask[slots] = 1
+        return out, mask
+
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor, attention_mask: torch.Tensor | None, prefill: bool) -> None:
+        """Run the image-free pass for this step's conditional input ``ids``."""
+        from transformers import DynamicCache
+
+        if prefill:
+            u_ids, self.mask = self._prompt(ids, attention_mask)
+            positions = (self.mask.cumsum(1) - 1).clamp(min=0)
+            self.next_pos = positions[:, -1] + 1
+            self.cache = DynamicCache(config=self.lm.text_config)
+        else:
+            assert self.mask is not None and self.next_pos is not None
+            u_ids = ids[:, -1:]
+            self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], 1)
+            positions = self.next_pos[:, None]
+            self.next_pos = self.next_pos + 1
+        pvm = getattr(self.lm, "pvm", None)
+        self.state.bypass = True
+        try:
+            with pvm.disabled() if pvm is not None else contextlib.nullcontext():
+                out = self.lm.language_model.forward(
+                    input_ids=u_ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                    **{self.cache_kwarg: self.cache},
+                )
+        finally:
+            self.state.bypass = False
+        logits = self.head(out.last_hidden_state[:, -1:, :])[:, -1].float()
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        self.uncond = torch.log_softmax(logits, dim=-1)
+        self.passes += 1
+
+    def combine(self, logits: torch.Tensor) -> torch.Tensor:
+        """PAI/CFG.py:29,53-57 on the last position of ``logits [B, k, V]``; returns float32 logits."""
+        assert self.uncond is not None
+        cond = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        uncond = self.uncond.to(cond.device)
+        cutoff = math.log(self.config.cutoff) + cond.max(dim=-1, keepdim=True).values
+        out = self.config.gamma * (cond - uncond) + uncond
+        out = out.masked_fill(cond < cutoff, float("-inf"))
+        new = logits.float().clone()
+        new[:, -1] = out
+        return new
+
+
 @contextlib.contextmanager
-def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[VisualState]:
-    """Run ``lm`` with PAI's image-attention boost; everything is restored on exit.
+def _guidance_hooks(lm: LoadedModel, config: PAIConfig, state: VisualState) -> Iterator[_Guidance]:
+    """Pre-hook (image-free pass) and hook (combine logits) on the top-level model."""
+    from pvm_bench.variants import VariantError
+
+    guide = _Guidance(lm, config, state)
+    ready = {"step": False}
+
+    def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ready["step"] = False
+        if state.bypass:
+            return
+        ids = kwargs.get("input_ids")
+        if ids is None and args and torch.is_tensor(args[0]) and not args[0].is_floating_point():
+            ids = args[0]
+        if ids is None:
+            raise VariantError("PAI guidance (gamma > 1) needs input_ids; it cannot run on inputs_embeds")
+        guide.step(ids, kwargs.get("attention_mask"), prefill=cached_length(kwargs) == 0)
+        ready["step"] = True
+
+    def post(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        if not ready["step"] or getattr(output, "logits", None) is None:
+            return None
+        ready["step"] = False
+        output.logits = guide.combine(output.logits)
+        return output
+
+    handles = [
+        lm.hf_model.register_forward_pre_hook(pre, with_kwargs=True),
+        lm.hf_model.register_forward_hook(post, with_kwargs=True),
+    ]
+    try:
+        yield guide
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass
+class PAIStats:
+    """What happened: image-free passes run (0 when ``gamma == 1``)."""
+
+    guide: _Guidance | None = None
+
+    @property
+    def uncond_passes(self) -> int:
+        return self.guide.passes if self.guide is not None else 0
+
+
+@contextlib.contextmanager
+def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[PAIStats]:
+    """Run ``lm`` with PAI (boost, and image-free guidance when ``gamma > 1``); restored on exit.
 
     Raises:
         pvm_bench.variants.VariantError: the text decoder uses a backend other than sdpa or the
@@ -181,26 +396,35 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[VisualState]:
     def set_impl(impl: str) -> None:
         hf.set_attn_implementation(impl if text_key is None else {text_key: impl})
 
+    stats = PAIStats()
     with capture_visual(lm) as state:
         name = _register(inner)
-        targeted = [m for i, m in enumerate(modules) if config.start_layer <= i < end]
         try:
-            for m in targeted:
-                _TARGETS[m] = _Target(config.alpha, state)
+            for i, m in enumerate(modules):
+                _TARGETS[m] = _Target(config.alpha if config.start_layer <= i < end else 0.0, state)
             set_impl(name)
             if text_config._attn_implementation != name:
                 raise VariantError(f"PAI: could not switch the text decoder to '{name}'")
-            yield state
+            if config.gamma == 1:
+                yield stats
+            else:
+                with _guidance_hooks(lm, config, state) as guide:
+                    stats.guide = guide
+                    yield stats
         finally:
-            for m in targeted:
+            for m in modules:
                 _TARGETS.pop(m, None)
             set_impl(inner)
 
 
 def _describe(c: PAIConfig) -> str:
+    guidance = (
+        f"; image-free guidance gamma={c.gamma} (tokens with p < {c.cutoff}*max p masked)"
+        if c.gamma != 1 else "; attention only (gamma=1)"
+    )
     return (
-        f"PAI (Liu et al. 2024): image-key attention logits += alpha*|logit| at layers >= "
-        f"{c.start_layer}, alpha={c.alpha}"
+        f"PAI (Liu et al. 2024, github.com/LALBJ/PAI): image-key attention logits += alpha*|logit| at layers "
+        f"{c.start_layer}..{'end' if c.end_layer is None else c.end_layer - 1}, alpha={c.alpha}{guidance}"
     )
 
 
