@@ -1,0 +1,148 @@
+"""The sample browser's data building (pvm_bench/report/browser.py, browser_media.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from browser_synth import record, write_records
+from typer.testing import CliRunner
+
+from pvm_bench.report.browser import build_browser_data, natural_key, render_browser, script_json
+from pvm_bench.report.browser_media import visual_mass_curves
+from pvm_bench.report.summary import load_run
+from pvm_bench.results import ScoreDetail
+from pvm_bench.tasks import get_registry
+
+
+def _payload_from_page(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="pb-data">(.*?)</script>', page, re.S)
+    assert m, "no embedded browser data"
+    return json.loads(m.group(1))
+
+
+def test_natural_key_orders_digit_runs_by_value() -> None:
+    ids = ["q10", "q2", "item-1-b", "q1", "item-1-a", "Q3", "item-10", "item-9", "007", "7"]
+    assert sorted(ids, key=natural_key) == ["007", "7", "item-1-a", "item-1-b", "item-9", "item-10",
+                                            "q1", "q2", "Q3", "q10"]
+
+
+def test_script_json_cannot_close_the_script_element() -> None:
+    evil = {"o": "</script><script>alert(1)</script><!-- & \u2028", "nan": float("nan"), "t": (1, 2)}
+    text = str(script_json(evil))
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"o": evil["o"], "nan": None, "t": [1, 2]}
+
+
+def test_groups_pair_variants_in_natural_order_and_flag_disagreement(tmp_path: Path) -> None:
+    recs = []
+    for i in (10, 2, 1):  # written out of order, ids that sort wrong as plain strings
+        recs += [record("pvm", f"s{i}", 1.0), record("base", f"s{i}", 1.0 if i != 2 else 0.0)]
+    recs.append(record("base", "s1", 0.0, repeat=1))  # a second repeat of s1: its own group, one variant
+    data = load_run(write_records(tmp_path / "run", recs))
+    payload = build_browser_data(data, thumbnails=False)
+    keys = [(g["id"], g["repeat"]) for g in payload["groups"]]
+    assert keys == [("s1", 0), ("s1", 1), ("s2", 0), ("s10", 0)]
+    assert [g["disagree"] for g in payload["groups"]] == [False, False, True, False]
+    assert [[r["variant"] for r in g["records"]] for g in payload["groups"]] == [
+        ["base", "pvm"], ["base"], ["base", "pvm"], ["base", "pvm"]]
+    assert payload["n_records"] == 7 and payload["variants"] == ["base", "pvm"]
+    assert payload["groups"][0]["prompt"] == "prompt" and "prompt" not in payload["groups"][0]["records"][0]
+
+
+def test_full_score_with_failed_flag_or_unparsed_answer_has_caveats(tmp_path: Path) -> None:
+    recs = [
+        record("base", "a", 1.0, score_detail=ScoreDetail(extractor="answer_marker", flags={"filler_ok": True})),
+        record("pvm", "a", 1.0, score_detail=ScoreDetail(extractor="answer_marker", flags={"filler_ok": False})),
+        record("base", "b", 0.0, score_detail=ScoreDetail(extractor="none")),
+        record("pvm", "b", 1.0, truncated=True, score_detail=ScoreDetail(flags={"guessed": True})),
+    ]
+    payload = build_browser_data(load_run(write_records(tmp_path / "run", recs)), thumbnails=False)
+    by = {(g["id"], r["variant"]): r for g in payload["groups"] for r in g["records"]}
+    assert by[("a", "base")]["caveats"] == [] and by[("a", "base")]["flags"] == {"filler_ok": True}
+    assert by[("a", "pvm")]["caveats"] == ["filler_ok=false"]
+    assert by[("a", "pvm")]["details"] == {"extractor": "answer_marker"}
+    assert by[("b", "base")]["caveats"] == ["unparsed"]
+    assert by[("b", "pvm")]["caveats"] == ["truncated", "guessed=true"]
+
+
+def test_old_records_read_details_from_metadata(tmp_path: Path) -> None:
+    old = record("base", "a", 1.0, metadata={"distance": 12, "score": {"extractor": "none", "filler_ok": False}})
+    payload = build_browser_data(load_run(write_records(tmp_path / "run", [old])), thumbnails=False)
+    group = payload["groups"][0]
+    assert group["records"][0]["caveats"] == ["unparsed", "filler_ok=false"]
+    assert group["meta"] == '{"distance": 12}'  # sample metadata without the scorer's details
+
+
+def test_curve_is_the_layer_mean_binned_to_at_most_64_points() -> None:
+    steps = np.arange(200)
+    rows = [pd.DataFrame({"variant": "base", "task": "t", "sample_id": "a", "repeat": 0, "step": steps,
+                          "layer": layer, "visual_mass": (steps + 10.0 * layer).astype("float32")})
+            for layer in (0, 1)]
+    short = pd.DataFrame({"variant": "pvm", "task": "t", "sample_id": "a", "repeat": 0, "step": [0, 1, 2],
+                          "layer": 0, "visual_mass": [0.5, 0.25, np.nan]})
+    curves = visual_mass_curves(pd.concat([*rows, short], ignore_index=True), points=64)
+    long = curves[("base", "t", "a", 0)]
+    assert len(long["t"]) == 64 and len(long["m"]) == 64
+    # 200 steps into 64 bins (bin = step * 64 // 200): bin 0 holds steps 0..3, bin 63 steps 197..199;
+    # the layer mean at step s is s + 5
+    assert long["t"][0] == 1.5 and long["m"][0] == 6.5
+    assert long["t"][-1] == 198.0 and long["m"][-1] == 203.0
+    assert curves[("pvm", "t", "a", 0)] == {"t": [0.0, 1.0], "m": [0.5, 0.25]}  # NaN row dropped, no binning
+    assert visual_mass_curves(None) == {}
+
+
+def test_thumbnails_reload_a_locally_generated_task(tmp_path: Path) -> None:
+    task = get_registry().resolve(["swatch_recall"])[0]
+    samples = task.load("test", 2, None)
+    recs = [record(v, s.id, 1.0, task="swatch_recall") for s in samples for v in ("base", "pvm")]
+    config = {"tasks": ["swatch_recall"], "split": "test", "limit": 2}
+    run = write_records(tmp_path / "ok", recs, config=config,
+                        datasets={"swatch_recall": {"fingerprint": task.fingerprint(samples)}})
+    payload = build_browser_data(load_run(run))
+    images = [g["images"] for g in payload["groups"]]
+    assert [len(i) for i in images] == [1, 1]
+    assert all(i[0].startswith("data:image/png;base64,") for i in images)
+    assert not any("Images" in n for n in payload["notes"])
+
+    changed = write_records(tmp_path / "changed", recs, config=config,
+                            datasets={"swatch_recall": {"fingerprint": "0000"}})
+    payload = build_browser_data(load_run(changed))
+    assert all(g["images"] == [] for g in payload["groups"])
+    assert any("data changed since the run" in n for n in payload["notes"])
+
+
+def test_thumbnails_of_hub_tasks_without_data_dir_are_omitted_with_a_note(tmp_path: Path) -> None:
+    run = write_records(tmp_path / "hub", [record("base", "q1", 1.0, task="mmstar")], config={"tasks": ["mmstar"]})
+    payload = build_browser_data(load_run(run))
+    assert payload["groups"][0]["images"] == []
+    assert any("mmstar" in n and "hub" in n for n in payload["notes"])
+
+
+def test_render_escapes_names_and_embeds_every_record(tmp_path: Path) -> None:
+    recs = [record("base", f'<b id="x">{i}</b>', float(i % 2), output=f"</script>{i}") for i in range(30)]
+    html = str(render_browser(load_run(write_records(tmp_path / "run", recs, variants=("base",))), thumbnails=False))
+    assert "<b id=" not in html and "</script>0" not in html
+    assert html.count("<script") == 2
+    payload = _payload_from_page(html)
+    assert sum(len(g["records"]) for g in payload["groups"]) == 30
+
+
+def test_report_command_embeds_more_records_than_the_old_cap(tmp_path: Path) -> None:
+    from pvm_bench.cli import app
+
+    recs = [record(v, f"s{i}", float((i + (v == "pvm")) % 2), task=t)
+            for t in ("a", "b") for i in range(550) for v in ("base", "pvm")]
+    run = write_records(tmp_path / "big", recs)
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    payload = _payload_from_page((run / "report.html").read_text(encoding="utf-8"))
+    assert payload["n_records"] == 2200 and len(payload["groups"]) == 1100
+    assert sum(len(g["records"]) for g in payload["groups"]) == 2200
+    assert all(g["disagree"] for g in payload["groups"])
+    assert not math.isnan(payload["groups"][0]["records"][0]["score"])
