@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pvm_bench.errors import UserError
+from pvm_bench.errors import UserError, load_guard, one_line
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
 
 if TYPE_CHECKING:
@@ -190,21 +192,22 @@ def load_model(
     source = str(source)
     local_dir: Path | None = None
     if is_local_source(source):
-        local_dir = Path(source).expanduser()
-        if not local_dir.is_dir():
-            raise ModelLoadError(f"model directory '{source}' does not exist; pass an existing dir or a hub id")
-        if not (local_dir / "config.json").is_file():
-            raise ModelLoadError(f"'{source}' has no config.json; it is not a transformers model directory")
+        local_dir = check_model_dir(source)
         source = str(local_dir)
     hub_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if revision:
         hub_kwargs["revision"] = revision
+    # A local directory's problems are the directory's, never the hub's: read it under load_guard.
+    guard = (lambda: load_guard("model", source, "re-download or re-export the model directory")) if local_dir else None
     try:
-        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        with guard() if guard else contextlib.nullcontext():
+            config = AutoConfig.from_pretrained(source, **hub_kwargs)
+    except UserError:
+        raise
     except OSError as exc:
         raise _hub_error(source, exc) from exc
     except ValueError as exc:
-        raise ModelLoadError(f"{source}: cannot read config ({exc}); upgrade transformers or check the model") from exc
+        raise ModelLoadError(f"{source}: cannot read config ({one_line(str(exc), 200)}); upgrade transformers or check the model") from exc
     try:
         spec = family_for(config.model_type)
     except ValueError as exc:
@@ -216,8 +219,11 @@ def load_model(
     if device_map is not None:
         load_kwargs["device_map"] = device_map
     try:
-        hf_model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
-        processor = load_processor(source, spec, **hub_kwargs)
+        with guard() if guard else contextlib.nullcontext():
+            hf_model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
+            processor = load_processor(source, spec, **hub_kwargs)
+    except UserError:
+        raise
     except OSError as exc:
         raise _hub_error(source, exc) from exc
     if device_map is None:
@@ -238,6 +244,35 @@ def load_model(
 
         attach_from_path(lm, Path(pvm))
     return lm
+
+
+def check_model_dir(source: str) -> Path:
+    """The model directory ``source`` after cheap checks that name what is wrong with it.
+
+    Refuses a missing path, a file, a directory without a readable ``config.json``, and one
+    without safetensors weights (pickled ``.bin`` checkpoints are never loaded).
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model directory '{source}' does not exist; pass an existing dir or a hub id")
+    if not path.is_dir():
+        raise ModelLoadError(f"'{source}' is a file, not a model directory; pass the directory holding config.json and the weights")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"'{source}' has no config.json; it is not a transformers model directory")
+    with load_guard("model config", config, "restore the model's config.json (re-download or re-export the model)"):
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    if not isinstance(parsed, dict):
+        raise ModelLoadError(f"model config {config} is a JSON {type(parsed).__name__}, not an object; restore the model's config.json")
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
+        if pickled:
+            raise ModelLoadError(
+                f"'{source}' has only pickled weights ({', '.join(pickled[:3])}), which pvm-bench never loads; "
+                "convert them to safetensors (save_pretrained(..., safe_serialization=True))"
+            )
+        raise ModelLoadError(f"'{source}' has no model weights (*.safetensors); re-download or re-export the model")
+    return path
 
 
 def _hub_error(source: str, exc: OSError) -> ModelLoadError:

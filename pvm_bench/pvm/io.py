@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from pvm_bench.errors import load_guard
 from pvm_bench.pvm.attach import PVMAttachError, PVMHandle, attach_pvm
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def detect_format(path: str | Path) -> Literal["adapter", "full"]:
         return "adapter"
     cfg_path = p / "config.json"
     if cfg_path.is_file():
-        tc = _text_config_dict(json.loads(cfg_path.read_text()))
+        tc = _text_config_dict(_read_json_object(cfg_path, "checkpoint config"))
         if tc.get("pvm_layers") is not None and tc.get("pvm_hidden_size") is not None:
             return "full"
         raise PVMFormatError(
@@ -80,10 +81,61 @@ def detect_format(path: str | Path) -> Literal["adapter", "full"]:
     raise PVMFormatError(f"'{p}' has neither {ADAPTER_CONFIG} (adapter) nor config.json (reference checkpoint)")
 
 
+_FIX = "restore it from the original, or re-save it (pvm-bench pvm export / pvm train)"
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; anything else is one :class:`PVMFormatError` line naming the file."""
+    with load_guard(what, path, _FIX):
+        value = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise PVMFormatError(f"{what} {path} is a JSON {type(value).__name__}, not an object; {_FIX}")
+    return value
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+def _check_layer_fields(cfg: dict[str, Any], path: Path, layers_key: str, size_key: str) -> tuple[list[int], int]:
+    """``(layers, pvm_hidden_size)`` of a PVM config, validated (types and presence)."""
+    layers, size = cfg.get(layers_key), cfg.get(size_key)
+    if layers is None:
+        raise PVMFormatError(f"{path} lacks '{layers_key}' (the decoder layers holding PVM blocks); {_FIX}")
+    if not _int_list(layers):
+        raise PVMFormatError(f"{path}: '{layers_key}' must be a non-empty list of layer indices, not {json.dumps(layers)[:60]}; {_FIX}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise PVMFormatError(f"{path}: '{size_key}' must be a positive integer, not {json.dumps(size)[:60]}; {_FIX}")
+    return list(layers), size
+
+
+def _check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse NaN/inf parameters: they would silently turn every output into garbage."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise PVMFormatError(
+                f"'{path}': tensor '{key}' has {bad} non-finite value(s) (NaN/inf) of {value.numel()}; the adapter is "
+                "corrupt or its training diverged: use an earlier checkpoint or retrain"
+            )
+
+
+def _read_safetensors(file: Path, select: re.Pattern[str] | None = None) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    with load_guard("PVM weights", file, _FIX), safe_open(str(file), framework="pt") as fh:
+        for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
+            if select is None or select.search(key):
+                out[key] = fh.get_tensor(key)
+    return out
+
+
 def _weight_files(p: Path) -> list[Path]:
     index = p / "model.safetensors.index.json"
     if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = _read_json_object(index, "weight index").get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise PVMFormatError(f"weight index {index} has no 'weight_map' object; {_FIX}")
+        names = sorted(set(map(str, weight_map.values())))
         return [p / n for n in names]
     files = sorted(p.glob("*.safetensors"))
     if not files:
@@ -96,10 +148,7 @@ def read_checkpoint_tensors(path: str | Path, select: re.Pattern[str] | None = N
     pattern = select or _PVM_KEY
     out: dict[str, torch.Tensor] = {}
     for file in _weight_files(Path(path)):
-        with safe_open(str(file), framework="pt") as fh:
-            for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
-                if pattern.search(key):
-                    out[key] = fh.get_tensor(key)
+        out.update(_read_safetensors(file, pattern))
     return out
 
 
@@ -200,7 +249,7 @@ def _check_full_base(path: Path, model: LoadedModel | nn.Module) -> None:
     if source is not None and Path(source).expanduser().resolve() == path.resolve():
         return
     hf = _hf_of(model)
-    want = _text_config_dict(json.loads((path / "config.json").read_text()))
+    want = _text_config_dict(_read_json_object(path / "config.json", "checkpoint config"))
     have = _base_signature(hf)
     for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
         if key in want and int(want[key]) != have[key]:
@@ -214,7 +263,7 @@ def _check_full_base(path: Path, model: LoadedModel | nn.Module) -> None:
     own = dict(hf.named_parameters())
     pattern = re.compile(r"layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.\w+_proj|mlp\.\w+_proj)\.weight$")
     for file in _weight_files(path):
-        with safe_open(str(file), framework="pt") as fh:
+        with load_guard("checkpoint weights", file, _FIX), safe_open(str(file), framework="pt") as fh:
             for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
                 if ".pvm_block." in key or not pattern.search(key) or key not in own:
                     continue
@@ -278,26 +327,29 @@ def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bo
     p = Path(path).expanduser()
     fmt = detect_format(p)
     if fmt == "adapter":
-        config = json.loads((p / ADAPTER_CONFIG).read_text())
-        if int(config.get("version", 0)) > ADAPTER_VERSION:
+        config = _read_json_object(p / ADAPTER_CONFIG, "PVM adapter config")
+        layers, d = _check_layer_fields(config, p / ADAPTER_CONFIG, "layers", "pvm_hidden_size")
+        version = config.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise PVMFormatError(f"{p / ADAPTER_CONFIG}: 'version' must be an integer, not {json.dumps(version)[:40]}; {_FIX}")
+        if version > ADAPTER_VERSION:
             raise PVMFormatError(f"adapter '{p}' has version {config['version']}; upgrade pvm-bench to read it")
         if check_base:
             _check_adapter_base(config, model, p)
-        tensors: dict[str, torch.Tensor] = {}
-        with safe_open(str(p / ADAPTER_WEIGHTS), framework="pt") as fh:
-            for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
-                tensors[key] = fh.get_tensor(key)
-        layers, d = config["layers"], int(config["pvm_hidden_size"])
+        tensors = _read_safetensors(p / ADAPTER_WEIGHTS)
+        if not tensors:
+            raise PVMFormatError(f"'{p / ADAPTER_WEIGHTS}' holds no tensors; {_FIX}")
         base_id, base_fp = config.get("base_model"), config.get("base_fingerprint")
     else:
-        tc = _text_config_dict(json.loads((p / "config.json").read_text()))
+        tc = _text_config_dict(_read_json_object(p / "config.json", "checkpoint config"))
+        layers, d = _check_layer_fields(tc, p / "config.json", "pvm_layers", "pvm_hidden_size")
         if check_base:
             _check_full_base(p, model)
         tensors = read_checkpoint_tensors(p)
-        layers, d = tc["pvm_layers"], int(tc["pvm_hidden_size"])
         base_id, base_fp = str(p), None
         if not tensors:
             raise PVMFormatError(f"checkpoint '{p}' declares pvm_layers {layers} but holds no '*.pvm_block.*' tensors")
+    _check_finite(tensors, p)
     _validate_shapes(model, tensors, [int(x) for x in layers], d, p)
     try:
         handle = attach_pvm(model, layers=[int(x) for x in layers], hidden_size=d,
