@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pvm_bench.report.summary import ReportInputError, build_summary, load_run, write_summary
+from pvm_bench.report.rundata import ReportInputError, load_run
+from pvm_bench.report.summary import build_summary
 
 
 def build_report(run_dir: Path) -> Path:
@@ -24,6 +25,7 @@ def build_report(run_dir: Path) -> Path:
     is not a run directory.
     """
     from pvm_bench.report.html import write_html
+    from pvm_bench.report.markdown import write_summary
     from pvm_bench.report.plots import make_plots
 
     data = load_run(Path(run_dir))

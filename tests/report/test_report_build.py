@@ -27,7 +27,7 @@ def test_build_report_writes_everything_fast(make_run: Callable[..., Path]) -> N
                  "plots/accuracy_vs_length.png", "plots/accuracy_by_task.png"):
         assert (run / name).stat().st_size > 0, name
     table = pd.read_csv(run / "summary.csv")
-    assert list(table["task"].unique()) == ["colour", "count", "ALL"]
+    assert list(table["task"].unique()) == ["colour", "count", "ALL", "MACRO"]
     for col in ("accuracy", "acc_ci_low", "acc_ci_high", "diff_vs_base", "p_value", "truncation_rate",
                 "tokens_per_s", "acc_len_0_31", "acc_len_64_127", "acc_len_4096_plus", "fit_all_a", "fit_early_r2", "fit_late_c",
                 "half_life_all_fit", "half_life_all_obs", "mass_all_t64", "mass_all_t1024",
@@ -36,7 +36,8 @@ def test_build_report_writes_everything_fast(make_run: Callable[..., Path]) -> N
     base = table[(table["task"] == "ALL") & (table["variant"] == "base")].iloc[0]
     assert np.isnan(base["diff_vs_base"]) and np.isnan(base["mass_all_t1024"])  # t=1024 not reached
     md = (run / "summary.md").read_text()
-    assert "## Accuracy" in md and "PARTIAL" not in md
+    assert "## Metrics" in md and "PARTIAL" not in md
+    assert (run / "metrics.csv").stat().st_size > 0
 
 
 def test_summary_recovers_the_synthetic_decay(make_run: Callable[..., Path]) -> None:
@@ -90,7 +91,7 @@ def test_empty_run_dir_reports(tmp_path: Path) -> None:
     run.mkdir()
     RunRecord(run_id="fresh").save(run)
     html = build_report(run).read_text()
-    assert "No samples written yet" in html and "partial-banner" in html
+    assert "No samples or attention records yet" in html and "partial-banner" in html
 
 
 def test_unreadable_attention_is_a_warning(make_run: Callable[..., Path]) -> None:

@@ -1,0 +1,191 @@
+"""Visual-attention decay and convergence per task and variant, from attention records.
+
+- decay of ``visual_mass`` over generated positions t >= 1 per layer band (early / middle / late
+  thirds of the recorded layers, and all layers): the curve is the mean over the band's layers of
+  the per-layer mean over the samples that reached t; fitted to ``a + b/(c+t)``
+  (:func:`pvm_bench.report.fit.fit_decay`);
+- observed mass at t in :data:`~pvm_bench.report.fit.FIXED_POSITIONS` (mean over a +-5% step
+  window, with a bootstrap CI over samples), NaN where no sample reached t;
+- means of ``visual_mass_norm``, ``sink_mass`` and of every numeric probe column (``lens_*``,
+  ``pvm_*``, or any other scalar column a probe adds);
+- convergence summaries when attention.parquet has an ``entropy`` column.
+
+:func:`decay_block` returns a flat dict (the wide summary.csv view); :func:`decay_rows` turns
+it into metric rows (see :mod:`pvm_bench.report.rows`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay, observed_half_life, window
+from pvm_bench.report.rows import row as metric_row
+from pvm_bench.report.rundata import ATTENTION_KEYS, visual_rows
+from pvm_bench.report.stats import bootstrap_ci
+
+BANDS: tuple[str, ...] = ("all", "early", "middle", "late")
+HESITATION_NATS = math.log(2.0)
+"""A step "hesitates" when next-token entropy exceeds one bit (two equally likely tokens)."""
+
+#: How to read the decay table (shared by summary.md and report.html).
+DECAY_NOTE = (
+    "visual_mass ≈ a + b/(c + t), t = generated position (tokens). Half-life: first t where the fitted "
+    "law (observed mean curve) falls to half its value at t = 1; never = does not fall to half; a fitted "
+    "half-life beyond the longest output is an extrapolation. mass@t: observed mean over steps within "
+    "±5% of t; – = not reached."
+)
+#: Attention columns that are keys or per-row counters, not measurements to average.
+NOT_MEASURES = {*ATTENTION_KEYS, "layer", "visual_mass", "visual_mass_norm", "sink_mass", "n_keys", "n_visual",
+                "entropy", "margin"}
+def layer_bands(layers: Iterable[int]) -> dict[str, list[int]]:
+    """Split the sorted recorded layers into early/middle/late thirds (``np.array_split``: the
+    first bands get the extra layer) plus ``all``. Empty bands are omitted."""
+    ls = sorted({int(x) for x in layers})
+    bands: dict[str, list[int]] = {"all": ls} if ls else {}
+    for name, part in zip(("early", "middle", "late"), np.array_split(np.array(ls, dtype=int), 3)):
+        if part.size:
+            bands[name] = [int(x) for x in part]
+    return bands
+
+
+def layer_span(layers: list[int]) -> str:
+    """"3" for one layer, "0–5" for several."""
+    return str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}"
+
+
+def decay_block(
+    a: pd.DataFrame, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
+    curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
+) -> dict[str, Any]:
+    """The flat decay/probe/convergence values of one (task, variant) scope ``a`` (attention rows);
+    fitted curves and fits are appended to ``curves`` / ``fits`` under ``key``."""
+    row: dict[str, Any] = {}
+    vis = visual_rows(a)
+    if vis is not None:
+        row.update(_band_fits(vis[vis["step"] >= 1], bands, seed, key, curves, fits))
+        gen_vis = vis[vis["step"] >= 1]
+        for col in ("visual_mass_norm", "sink_mass"):
+            if col in gen_vis:
+                row[f"{col}_mean"] = float(gen_vis[col].mean()) if len(gen_vis) else math.nan
+    gen = a[a["step"] >= 1]
+    for col in sorted(c for c in a.columns if c not in NOT_MEASURES):
+        if pd.api.types.is_numeric_dtype(a[col]) and not pd.api.types.is_bool_dtype(a[col]):
+            row[f"mean_{col}"] = float(gen[col].mean()) if len(gen) else math.nan
+    if "entropy" in a.columns:
+        row.update(_convergence(a))
+    return row
+
+
+def _band_fits(
+    gen: pd.DataFrame, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
+    curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
+) -> dict[str, Any]:
+    """Decay fit, half-lives and fixed-t masses per layer band from visual rows with t >= 1."""
+    row: dict[str, Any] = {}
+    per_layer = gen.groupby(["layer", "step"])["visual_mass"].mean().reset_index()
+    for band in BANDS:
+        layers = bands.get(band)
+        pre = f"{band}_"
+        if not layers or gen.empty:
+            fit = fit_decay([], [])
+            curve = pd.DataFrame({"step": [], "mass": []})
+        else:
+            sub = per_layer[per_layer["layer"].isin(layers)]
+            curve = sub.groupby("step")["visual_mass"].mean().rename("mass").reset_index()
+            fit = fit_decay(curve["step"].to_numpy(), curve["mass"].to_numpy())
+        fits[(key[0], key[1], band)] = fit
+        if len(curve):
+            curves.append(curve.assign(task=key[0], variant=key[1], band=band))
+        row[f"fit_{pre}a"], row[f"fit_{pre}b"], row[f"fit_{pre}c"] = fit.a, fit.b, fit.c
+        row[f"fit_{pre}r2"], row[f"fit_{pre}t_max"] = fit.r2, fit.t_max
+        row[f"half_life_{pre}fit"] = fit.half_life()
+        row[f"half_life_{pre}obs"] = (
+            observed_half_life(curve["step"].to_numpy(), curve["mass"].to_numpy()) if len(curve) else math.nan
+        )
+        t_max = int(curve["step"].max()) if len(curve) else 0
+        for t in FIXED_POSITIONS:
+            col = f"mass_{pre}t{t}"
+            ci = None
+            if layers and t <= t_max:
+                lo, hi = window(t)
+                w = gen[(gen["step"] >= lo) & (gen["step"] <= hi) & gen["layer"].isin(layers)]
+                per_sample = w.groupby(["task", "sample_id", "repeat"])["visual_mass"].mean()
+                ci = bootstrap_ci(per_sample.to_numpy(), seed=seed)
+            row[col] = ci.mean if ci else math.nan
+            row[f"{col}_ci_low"] = ci.low if ci else math.nan
+            row[f"{col}_ci_high"] = ci.high if ci else math.nan
+    return row
+
+
+def _early_late(frame: pd.DataFrame, col: str) -> tuple[float, float, pd.DataFrame]:
+    """Per-step values of ``col`` (mean over layers), then the mean over the first and the last
+    quarter of each sample's recorded steps, averaged over samples."""
+    keys = ["task", "sample_id", "repeat"]
+    e = frame.dropna(subset=[col]).groupby(keys + ["step"])[col].mean().reset_index()
+    if e.empty:
+        return math.nan, math.nan, e
+    g = e.groupby(keys)["step"]
+    lo, hi = g.transform("min"), g.transform("max")
+    quarter = np.ceil((hi - lo + 1) / 4.0)
+    early = e[e["step"] < lo + quarter].groupby(keys)[col].mean().mean()
+    late = e[e["step"] > hi - quarter].groupby(keys)[col].mean().mean()
+    return float(early), float(late), e
+
+
+def _convergence(a: pd.DataFrame) -> dict[str, float]:
+    """Entropy (and, when recorded, top-2 logit margin) early vs late in the generation, and the
+    hesitation rate: the fraction of recorded steps with entropy above one bit."""
+    out: dict[str, float] = {}
+    early, late, e = _early_late(a, "entropy")
+    out.update(entropy_early=early, entropy_late=late, entropy_delta=late - early,
+               hesitation_rate=float((e["entropy"] > HESITATION_NATS).mean()) if len(e) else math.nan)
+    if "margin" in a.columns and pd.api.types.is_numeric_dtype(a["margin"]):
+        m_early, m_late, _ = _early_late(a, "margin")
+        out.update(margin_early=m_early, margin_late=m_late)
+    return out
+
+
+
+
+#: (wide suffix, metric name, digits) of the per-band fit values.
+FIT_FIELDS = (("a", "decay_a"), ("b", "decay_b"), ("c", "decay_c"), ("r2", "decay_r2"), ("t_max", "decay_t_max"))
+CONVERGENCE_FIELDS = ("entropy_early", "entropy_late", "entropy_delta", "hesitation_rate", "margin_early", "margin_late")
+
+
+def decay_rows(wide: dict[str, Any], task: str, variant: str, bands: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """Metric rows (``kind`` "decay", "probe" or "convergence") from a :func:`decay_block` dict.
+
+    ``visual_mass`` at t (band "all") is gated by ``check`` (higher is better); every other row
+    is descriptive (``higher_is_better=None``).
+    """
+    out: list[dict[str, Any]] = []
+    for band in BANDS:
+        t_max = wide.get(f"fit_{band}_t_max", math.nan)
+        if band not in bands or not (isinstance(t_max, (int, float)) and t_max > 0):
+            continue
+        for suffix, name in FIT_FIELDS:
+            out.append(metric_row(task, variant, name, float(wide[f"fit_{band}_{suffix}"]), band=band, kind="decay"))
+        for kind in ("fit", "obs"):
+            out.append(metric_row(task, variant, f"half_life_{kind}", float(wide[f"half_life_{band}_{kind}"]),
+                                  band=band, kind="decay"))
+        for t in FIXED_POSITIONS:
+            col = f"mass_{band}_t{t}"
+            value = wide.get(col, math.nan)
+            if isinstance(value, float) and math.isfinite(value):
+                out.append(metric_row(
+                    task, variant, "visual_mass", value, band=band, t=float(t), ci_low=wide[f"{col}_ci_low"],
+                    ci_high=wide[f"{col}_ci_high"], higher_is_better=True if band == "all" else None, kind="decay",
+                ))
+    for key, value in wide.items():
+        if key.endswith("_mean") and key[: -len("_mean")] in ("visual_mass_norm", "sink_mass"):
+            out.append(metric_row(task, variant, key[: -len("_mean")], value, kind="probe"))
+        elif key.startswith("mean_"):
+            out.append(metric_row(task, variant, key[len("mean_"):], value, kind="probe"))
+        elif key in CONVERGENCE_FIELDS:
+            out.append(metric_row(task, variant, key, value, kind="convergence"))
+    return out

@@ -1,0 +1,114 @@
+"""Estimates over groups of units: a metric value with a bootstrap CI, and paired differences.
+
+A *grouped estimate* is ``value = sum_g w_g * mean(x_g)`` over groups ``g`` of unit values
+``x_g`` with weights ``w_g`` summing to 1. It covers every metric row of the report:
+
+- a plain task metric: one group (the units: samples, CircularEval questions, ...), w = 1;
+- a stratified task metric (MMStar's mean over L2 categories): one group per stratum, equal weights;
+- the macro average over tasks: the groups of every task's headline metric, each task weighted
+  1/T and split equally over its strata.
+
+The CI resamples units *within each group* (percentile bootstrap); a single group goes through
+:func:`pvm_bench.report.stats.bootstrap_ci` / :func:`~pvm_bench.report.stats.paired_difference`
+so it matches every other CI of the report. Paired differences pair units by their key inside
+each group; the p-value of a multi-group difference is a sign-flip permutation test of the
+weighted statistic (seeded Monte-Carlo, or exact when 2**n <= resamples).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from pvm_bench.report.stats import DEFAULT_RESAMPLES, MeanCI, PairedDiff, bootstrap_ci, paired_difference
+
+#: group key -> (weight, {unit key: value})
+Groups = Mapping[Hashable, tuple[float, Mapping[Hashable, float]]]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A grouped estimate with its 95% CI and the number of units."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+
+def _weighted_boot(arrays: list[np.ndarray], weights: list[float], seed: int, n_resamples: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n_resamples)
+    for x, w in zip(arrays, weights):
+        idx = rng.integers(0, x.size, size=(n_resamples, x.size))
+        total += w * x[idx].mean(axis=1)
+    return total
+
+
+def grouped_estimate(groups: Groups, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES) -> Estimate:
+    """Value and 95% percentile-bootstrap CI of a grouped estimate (NaN when there are no units)."""
+    live = [(w, np.asarray(list(units.values()), dtype=float)) for w, units in groups.values() if len(units)]
+    if not live:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    wsum = sum(w for w, _ in live)
+    weights, arrays = [w / wsum for w, _ in live], [x for _, x in live]
+    n = int(sum(x.size for x in arrays))
+    if len(arrays) == 1:
+        ci: MeanCI = bootstrap_ci(arrays[0], seed=seed, n_resamples=n_resamples)
+        return Estimate(ci.mean, ci.low, ci.high, n)
+    value = float(sum(w * x.mean() for w, x in zip(weights, arrays)))
+    boot = _weighted_boot(arrays, weights, seed, n_resamples)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return Estimate(value, float(min(lo, value)), float(max(hi, value)), n)
+
+
+def grouped_paired(
+    ref: Groups, other: Groups, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES,
+) -> PairedDiff:
+    """Paired difference ``other - ref`` of two grouped estimates over the units both have.
+
+    Groups and units are matched by key; the weights are ``other``'s, renormalised over the groups
+    with at least one pair. One group: :func:`paired_difference` (McNemar for 0/1 values).
+    """
+    pairs: list[tuple[float, np.ndarray, np.ndarray]] = []
+    for g, (w, units) in other.items():
+        if g not in ref:
+            continue
+        base_units = ref[g][1]
+        common = [u for u in units if u in base_units]
+        if common:
+            pairs.append((w, np.array([base_units[u] for u in common], float), np.array([units[u] for u in common], float)))
+    if not pairs:
+        return PairedDiff(math.nan, math.nan, math.nan, math.nan, 0, "none")
+    if len(pairs) == 1:
+        return paired_difference(pairs[0][1], pairs[0][2], seed=seed, n_resamples=n_resamples)
+    wsum = sum(w for w, _, _ in pairs)
+    weights = [w / wsum for w, _, _ in pairs]
+    diffs = [o - r for _, r, o in pairs]
+    value = float(sum(w * d.mean() for w, d in zip(weights, diffs)))
+    boot = _weighted_boot(diffs, weights, seed, n_resamples)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    p, method = _sign_flip(diffs, weights, seed, n_resamples)
+    n = int(sum(d.size for d in diffs))
+    return PairedDiff(value, float(min(lo, value)), float(max(hi, value)), p, n, method)
+
+
+def _sign_flip(diffs: list[np.ndarray], weights: list[float], seed: int, n_resamples: int) -> tuple[float, str]:
+    """Two-sided sign-flip test of sum_g w_g mean(d_g) == 0 (units exchangeable in sign)."""
+    coef = np.concatenate([np.full(d.size, w / d.size) for w, d in zip(weights, diffs)])
+    d = np.concatenate(diffs) * coef
+    observed = abs(d.sum())
+    if not np.any(d):
+        return 1.0, "sign-flip-exact"
+    if 2 ** d.size <= n_resamples:
+        grid = np.array(np.meshgrid(*[[-1.0, 1.0]] * d.size)).reshape(d.size, -1).T
+        stats = np.abs(grid @ d)
+        return float(np.mean(stats >= observed - 1e-12)), "sign-flip-exact"
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n_resamples, d.size))
+    stats = np.abs(signs @ d)
+    # the observed labelling counts as one permutation (never p = 0)
+    return float((np.sum(stats >= observed - 1e-12) + 1) / (n_resamples + 1)), "sign-flip-mc"

@@ -1,0 +1,104 @@
+"""summary.md and summary.csv of a run (from :class:`~pvm_bench.report.summary.Summary`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pvm_bench.report.decay import DECAY_NOTE
+from pvm_bench.report.rundata import RunData, missing_attention_note
+from pvm_bench.report.summary import Summary, base_note
+from pvm_bench.report.views import (
+    FLAGS_NOTE,
+    METRICS_NOTE,
+    convergence_view,
+    decay_view,
+    flags_view,
+    length_view,
+    metrics_view,
+    probe_view,
+    to_markdown,
+)
+from pvm_bench.results import atomic_write_text
+
+
+def comparability_notes(summary: Summary) -> list[str]:
+    """``task: note`` for every task of the run that declares a ``comparability_note``."""
+    return [f"{name}: {info.comparability_note}" for name, info in summary.tasks.items() if info.comparability_note]
+
+
+def run_meta(data: RunData) -> dict[str, str]:
+    """The run header of summary.md (label -> value)."""
+    run = data.run
+    model = run.model if run else {}
+    adapter = run.adapter if run else None
+    return {
+        "status": data.status,
+        "model": (model.get("name") or model.get("source") or json.dumps(model)) if run else "–",
+        "model fingerprint": str(model.get("fingerprint") or "–") if run else "–",
+        "adapter": (str(adapter.get("path") or json.dumps(adapter)) if adapter else "–"),
+        "variants": ", ".join(data.variants) or "–",
+        "samples (records)": str(len(data.samples)),
+        "seed": str(run.seed) if run else "–",
+        "git": (f"{run.git.get('commit', '–')}{' (dirty)' if run.git.get('dirty') else ''}" if run else "–"),
+        "started / ended": f"{run.started_at} / {run.ended_at or '–'}" if run else "–",
+    }
+
+
+def render_markdown(data: RunData, summary: Summary) -> str:
+    """summary.md: run header, partial-run warning, notes, and the readable tables."""
+    parts = [f"# pvm-bench summary: {data.run_id}\n"]
+    if data.partial:
+        parts.append(f"> **PARTIAL RUN** (status: {data.status}). Numbers cover only the samples written so far.\n")
+    parts.append("\n".join(f"- **{k}**: {v}" for k, v in run_meta(data).items()) + "\n")
+    note = base_note(data)
+    if note:
+        parts.append(f"> **baseline**: {note}\n")
+    for w in data.warnings:
+        parts.append(f"> note: {w}\n")
+    rows, variants = summary.rows, data.variants
+    if rows.empty:
+        parts.append("\n_No samples or attention records yet._\n")
+        return "\n".join(parts)
+    parts.append("\n## Metrics\n")
+    parts.append(METRICS_NOTE + "\n\n")
+    parts.append(to_markdown(metrics_view(rows, variants)))
+    for line in comparability_notes(summary):
+        parts.append(f"\n> **not comparable**: {line}\n")
+    lv = length_view(rows, variants)
+    if not lv.empty:
+        parts.append("\n## Accuracy by output length (n_generated bucket: accuracy (n))\n")
+        parts.append(to_markdown(lv))
+    fv = flags_view(rows, variants)
+    if not fv.empty:
+        parts.append("\n## Score flags (share of records)\n")
+        parts.append(FLAGS_NOTE + "\n\n")
+        parts.append(to_markdown(fv))
+    dv = decay_view(rows, variants, summary.bands)
+    if not dv.empty:
+        parts.append("\n## Visual-attention decay: visual_mass ≈ a + b/(c + t)\n")
+        parts.append(DECAY_NOTE + "\n\n")
+        parts.append(to_markdown(dv))
+    elif len(data.samples):
+        missing = missing_attention_note(data)
+        if missing:
+            parts.append(f"\n> {missing}\n")
+    pv = probe_view(rows, variants)
+    if not pv.empty:
+        parts.append("\n## Probe signals (mean over generated steps)\n")
+        parts.append(to_markdown(pv))
+    cv = convergence_view(rows, variants)
+    if not cv.empty:
+        parts.append("\n## Convergence (next-token entropy)\n")
+        parts.append(to_markdown(cv))
+    return "\n".join(parts)
+
+
+def write_summary(data: RunData, summary: Summary) -> tuple[Path, Path]:
+    """Write summary.csv (the wide view, full precision), metrics.csv (the long metric rows) and
+    summary.md into the run directory; returns (summary.csv, summary.md)."""
+    csv_path, md_path = data.run_dir / "summary.csv", data.run_dir / "summary.md"
+    atomic_write_text(csv_path, summary.table.to_csv(index=False))
+    atomic_write_text(data.run_dir / "metrics.csv", summary.rows.to_csv(index=False))
+    atomic_write_text(md_path, render_markdown(data, summary))
+    return csv_path, md_path

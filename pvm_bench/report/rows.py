@@ -1,0 +1,254 @@
+"""Long-format metric rows of a run: the one table summary.md, report.html, compare and check read.
+
+One row per (task, variant, metric, band, t); see :data:`ROW_COLUMNS` and reports/README.md.
+Consumers select rows by those keys and never parse column names.
+
+Score metrics (this module):
+
+- per task and variant, every :class:`~pvm_bench.tasks.Metric` the task declares (``kind="task"``,
+  the headline marked ``headline=True``): value, 95% bootstrap CI over the metric's units, and
+  the paired difference vs ``base`` (units paired by key) with its CI and p-value;
+- ``task="ALL"`` (``kind="pooled"``, runs with several tasks): the mean score over samples keyed
+  by (task, sample_id), repeats averaged first, so tasks that share sample ids are never merged;
+- ``task="MACRO"`` (``kind="macro"``): the mean over tasks of each task's headline metric, its
+  CI resampling units within each task, and a paired test vs ``base``
+  (:mod:`pvm_bench.report.estimate`);
+- descriptive run rows (``kind="run"``, ``higher_is_better=None``): truncation, error and
+  unparsed rates (unparsed = share of records whose scorer reported ``extractor == "none"``,
+  only when the task's scorer reports an extractor), mean output length, tokens/s;
+- accuracy by output-length bucket (``kind="length"``, ``band`` = bucket label) and score-flag
+  rates (``kind="flag"``, metric ``flag_<name>``).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from pvm_bench.report.estimate import Groups, grouped_estimate, grouped_paired
+from pvm_bench.report.rundata import REFERENCE_VARIANT, RunData
+from pvm_bench.tasks import Metric, Task, unit_values
+
+POOLED = "ALL"
+MACRO = "MACRO"
+#: Output-length bucket edges (tokens): octaves, so short diagnostics and long reasoning answers
+#: are both resolved.
+LENGTH_EDGES: tuple[float, ...] = (0, 32, 64, 128, 256, 512, 1024, 2048, 4096, math.inf)
+#: Fewer units than this marks a row ``small_n`` (its CI is wide and its p-value weak).
+SMALL_N = 30
+
+ROW_COLUMNS = [
+    "task", "variant", "metric", "band", "t", "value", "ci_low", "ci_high", "n", "higher_is_better",
+    "headline", "kind", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_method", "n_pairs", "flags",
+]
+
+
+def length_buckets() -> list[tuple[float, float, str]]:
+    """(low, high, label) of the output-length buckets; ``high`` is exclusive."""
+    out = []
+    for lo, hi in itertools.pairwise(LENGTH_EDGES):
+        label = f"{int(lo)}_{int(hi) - 1}" if math.isfinite(hi) else f"{int(lo)}_plus"
+        out.append((lo, hi, label))
+    return out
+
+
+def row(task: str, variant: str, metric: str, value: float, **kw: Any) -> dict[str, Any]:
+    """One metric row with defaults for every column of :data:`ROW_COLUMNS`."""
+    out: dict[str, Any] = {
+        "task": task, "variant": variant, "metric": metric, "band": "", "t": math.nan, "value": value,
+        "ci_low": math.nan, "ci_high": math.nan, "n": 0, "higher_is_better": None, "headline": False,
+        "kind": "task", "diff": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan,
+        "p_value": math.nan, "p_method": "", "n_pairs": 0, "flags": "",
+    }
+    out.update(kw)
+    return out
+
+
+@dataclass
+class TaskInfo:
+    """What the report knows about a task of the run: its declared metrics, the headline, and a
+    comparability note. Tasks no longer in the registry fall back to the default accuracy."""
+
+    name: str
+    metrics: list[Metric]
+    headline: str
+    comparability_note: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=8)
+def _registry(include_paths: tuple[str, ...]) -> dict[str, Task]:
+    from pvm_bench.tasks import get_registry
+
+    try:
+        return dict(get_registry(include_paths=include_paths).tasks)
+    except Exception:  # an include path that moved: fall back to the built-in tasks
+        return dict(get_registry().tasks) if include_paths else {}
+
+
+def task_infos(data: RunData) -> dict[str, TaskInfo]:
+    """A :class:`TaskInfo` per task of the run (registry lookup with the run's include paths)."""
+    tasks = _registry(tuple(str(p) for p in data.include_paths))
+    out: dict[str, TaskInfo] = {}
+    for name in data.tasks:
+        task = tasks.get(name)
+        if task is None:
+            out[name] = TaskInfo(name, [Metric("accuracy")], "accuracy")
+        else:
+            out[name] = TaskInfo(name, task.metrics(), task.headline_metric().name, task.comparability_note)
+    return out
+
+
+def _infos(s: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {**(m or {}), **(d or {}), **(f or {}), "sample_id": sid}
+        for m, d, f, sid in zip(s["metadata"], s["score_details"], s["score_flags"], s["sample_id"])
+    ]
+
+
+def metric_groups(metric: Metric, s: pd.DataFrame) -> Groups:
+    """The metric's units of the records ``s`` (one task and variant) as estimate groups:
+    one group per stratum, equal weights."""
+    if metric.subscore:
+        values: Sequence[float] = [d.get(metric.subscore, math.nan) for d in s["sub_scores"]]
+    else:
+        values = s["score"].tolist()
+    units = unit_values(metric, _infos(s), values, s["repeat"].tolist())
+    strata: dict[Hashable, dict[Hashable, float]] = {}
+    for unit, (stratum, value) in units.items():
+        strata.setdefault(stratum, {})[unit] = value
+    return {k: (1.0 / len(strata), v) for k, v in strata.items()}
+
+
+def _paired_cols(base: Groups | None, other: Groups, seed: int) -> dict[str, Any]:
+    if base is None:
+        return {}
+    pd_ = grouped_paired(base, other, seed=seed)
+    return {"diff": pd_.diff, "diff_ci_low": pd_.low, "diff_ci_high": pd_.high, "p_value": pd_.p_value,
+            "p_method": pd_.method, "n_pairs": pd_.n}
+
+
+def _estimate_row(task: str, variant: str, metric: str, groups: Groups, base: Groups | None, seed: int,
+                  **kw: Any) -> dict[str, Any]:
+    est = grouped_estimate(groups, seed=seed)
+    flags = "small_n" if 0 < est.n < SMALL_N else ""
+    return row(task, variant, metric, est.value, ci_low=est.low, ci_high=est.high, n=est.n, flags=flags,
+               **_paired_cols(base, groups, seed), **kw)
+
+
+def _run_rows(task: str, variant: str, s: pd.DataFrame) -> list[dict[str, Any]]:
+    n = len(s)
+    tps = s.loc[s["tokens_per_s"] > 0, "tokens_per_s"]
+    out = [
+        row(task, variant, "truncation_rate", float(s["truncated"].mean()), n=n, kind="run"),
+        row(task, variant, "error_rate", float((s["finish_reason"] == "error").mean()), n=n, kind="run"),
+        row(task, variant, "mean_n_generated", float(s["n_generated"].mean()), n=n, kind="run"),
+        row(task, variant, "tokens_per_s", float(tps.mean()) if len(tps) else math.nan, n=len(tps), kind="run"),
+    ]
+    reported = s["extractor"].notna()
+    if reported.any():
+        share = float((s.loc[reported, "extractor"] == "none").mean())
+        out.append(row(task, variant, "unparsed_rate", share, n=int(reported.sum()), kind="run"))
+    for lo, hi, label in length_buckets():
+        b = s[(s["n_generated"] >= lo) & (s["n_generated"] < hi)]
+        if len(b):
+            out.append(row(task, variant, "accuracy", float(b["score"].mean()), band=f"len:{label}", n=len(b),
+                           kind="length"))
+    flags = pd.DataFrame([f if isinstance(f, dict) else {} for f in s["score_flags"]])
+    for name in sorted(flags.columns):
+        col = flags[name].dropna()
+        if len(col):
+            out.append(row(task, variant, f"flag_{name}", float(col.astype(bool).mean()), n=len(col), kind="flag"))
+    return out
+
+
+def score_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) -> list[dict[str, Any]]:
+    """Task, pooled, macro, run, length and flag rows of a run (see the module docstring)."""
+    samples = data.samples
+    if samples.empty:
+        return []
+    out: list[dict[str, Any]] = []
+    variants = [v for v in data.variants if v in set(samples["variant"])]
+    headline_groups: dict[str, dict[str, Groups]] = {v: {} for v in variants}
+    for task, info in infos.items():
+        st = samples[samples["task"] == task]
+        if st.empty:
+            continue
+        groups: dict[str, dict[str, Groups]] = {}
+        for variant in variants:
+            s = st[st["variant"] == variant]
+            if s.empty:
+                continue
+            for m in info.metrics:
+                try:
+                    g = metric_groups(m, s)
+                except (KeyError, TypeError, ValueError) as exc:
+                    msg = f"task {task}: metric {m.name} skipped ({type(exc).__name__}: {exc}); records lack its grouping fields"
+                    if msg not in data.warnings:
+                        data.warnings.append(msg)
+                    continue
+                groups.setdefault(m.name, {})[variant] = g
+                base = groups[m.name].get(REFERENCE_VARIANT) if variant != REFERENCE_VARIANT else None
+                out.append(_estimate_row(task, variant, m.name, g, base, seed, higher_is_better=m.higher_is_better,
+                                         headline=m.name == info.headline))
+                if m.name == info.headline:
+                    headline_groups[variant][task] = g
+            out.extend(_run_rows(task, variant, s))
+    if len(infos) > 1:
+        out.extend(_pooled_rows(samples, variants, seed))
+        out.extend(_macro_rows(headline_groups, variants, seed))
+    return out
+
+
+def _pooled_rows(samples: pd.DataFrame, variants: list[str], seed: int) -> list[dict[str, Any]]:
+    """ALL: mean score over (task, sample_id) units, repeats averaged first."""
+    groups: dict[str, Groups] = {}
+    out = []
+    for variant in variants:
+        s = samples[samples["variant"] == variant]
+        per = s.groupby(["task", "sample_id"])["score"].mean()
+        groups[variant] = {None: (1.0, dict(zip(per.index, per.to_numpy(dtype=float))))}
+        base = groups.get(REFERENCE_VARIANT) if variant != REFERENCE_VARIANT else None
+        out.append(_estimate_row(POOLED, variant, "accuracy", groups[variant], base, seed, higher_is_better=True,
+                                 headline=True, kind="pooled"))
+        out.extend(r for r in _run_rows(POOLED, variant, s) if r["kind"] == "run")
+    return out
+
+
+def _macro_groups(by_task: dict[str, Groups]) -> Groups:
+    """Each task weighted 1/T, its strata sharing the task's weight as in its own metric."""
+    out: dict[Hashable, tuple[float, dict[Hashable, float]]] = {}
+    for task, groups in by_task.items():
+        for stratum, (w, units) in groups.items():
+            out[(task, stratum)] = (w / len(by_task), dict(units))
+    return out
+
+
+def _macro_rows(headline_groups: dict[str, dict[str, Groups]], variants: list[str], seed: int) -> list[dict[str, Any]]:
+    """MACRO: mean over tasks of each task's headline metric (tasks the variant has)."""
+    out = []
+    base_tasks = headline_groups.get(REFERENCE_VARIANT, {})
+    for variant in variants:
+        by_task = headline_groups.get(variant, {})
+        if not by_task:
+            continue
+        groups = _macro_groups(by_task)
+        base = None
+        if variant != REFERENCE_VARIANT and base_tasks:
+            base = _macro_groups({t: g for t, g in base_tasks.items() if t in by_task})
+        r = _estimate_row(MACRO, variant, "macro_average", groups, base, seed, higher_is_better=True,
+                          headline=True, kind="macro")
+        r["n_tasks"] = len(by_task)
+        out.append(r)
+    return out
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A DataFrame with exactly :data:`ROW_COLUMNS` (extra keys dropped)."""
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)

@@ -1,0 +1,224 @@
+"""Read one run directory for the report layer: run.json, samples.jsonl, attention records.
+
+:func:`load_run` returns a :class:`RunData`; every report module (summary, markdown, html,
+compare, check) starts from it. Attention records of a killed run that were never merged
+(``attention/part-*.parquet``) are read together with attention.parquet, keeping only rows of
+samples that were written and the last copy of a re-run sample's rows (as the runner's merge does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pyarrow import ArrowException
+
+from pvm_bench.errors import UserError
+from pvm_bench.results import RunRecord, read_samples
+
+REFERENCE_VARIANT = "base"
+
+
+class ReportInputError(UserError, ValueError):
+    """A run directory or baseline file that cannot be read; the message names the file and
+    the fix. The CLI turns it into exit code 2."""
+
+
+SAMPLE_COLUMNS = [
+    "variant", "task", "sample_id", "repeat", "score", "truncated", "n_generated",
+    "max_new_tokens", "finish_reason", "error", "tokens_per_s", "decode_s", "total_s",
+    "prompt", "output", "parsed", "target",
+]
+#: Columns added from the typed score and the sample metadata: ``metadata`` (sample metadata
+#: without the scorer's details), ``extractor`` (str or None), ``score_flags`` (dict of bools),
+#: ``sub_scores`` (dict of floats), ``score_details`` (the scorer's other details).
+TYPED_COLUMNS = ["metadata", "extractor", "score_flags", "sub_scores", "score_details"]
+ATTENTION_KEYS = ("variant", "task", "sample_id", "repeat", "step")
+
+
+@dataclass
+class RunData:
+    """Everything read from one run directory. ``attention`` is None when absent/unreadable."""
+
+    run_dir: Path
+    run: RunRecord | None
+    samples: pd.DataFrame
+    attention: pd.DataFrame | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id if self.run else self.run_dir.name
+
+    @property
+    def status(self) -> str:
+        return self.run.status if self.run else "unknown"
+
+    @property
+    def partial(self) -> bool:
+        """True unless run.json says the run completed."""
+        return self.status != "completed"
+
+    @property
+    def variants(self) -> list[str]:
+        """Variants present, ``base`` first, then run.json order, then alphabetical."""
+        present = set(self.samples["variant"]) if len(self.samples) else set()
+        if self.attention is not None and len(self.attention):
+            present |= set(self.attention["variant"].unique())
+        declared = list(self.run.variants) if self.run else []
+        order = [REFERENCE_VARIANT] + declared + sorted(present)
+        seen: list[str] = []
+        for v in order:
+            if v in present and v not in seen:
+                seen.append(v)
+        return seen
+
+    @property
+    def tasks(self) -> list[str]:
+        names = set(self.samples["task"]) if len(self.samples) else set()
+        if self.attention is not None and len(self.attention):
+            names |= set(self.attention["task"].unique())
+        return sorted(names)
+
+    @property
+    def include_paths(self) -> list[str]:
+        """The run's ``--include-path`` folders (to find its tasks' metric declarations)."""
+        return list((self.run.config or {}).get("include_paths") or []) if self.run else []
+
+
+def _sample_row(d: dict[str, Any]) -> dict[str, Any]:
+    t = d.pop("timings")
+    d.update(tokens_per_s=t["tokens_per_s"], decode_s=t["decode_s"], total_s=t["total_s"])
+    row = {k: d.get(k) for k in SAMPLE_COLUMNS}
+    typed = d.get("score_detail") or {}
+    meta = {k: v for k, v in (d.get("metadata") or {}).items() if k != "score"}
+    row.update(
+        metadata=meta, extractor=typed.get("extractor"), score_flags=dict(typed.get("flags") or {}),
+        sub_scores=dict(typed.get("sub_scores") or {}), score_details=dict(typed.get("details") or {}),
+    )
+    return row
+
+
+def load_run(run_dir: Path | str) -> RunData:
+    """Read run.json, samples.jsonl and the attention records (each optional, but at least one
+    of run.json / samples.jsonl must exist). Raises :class:`ReportInputError` on a missing
+    directory or unreadable run.json / samples.jsonl; unreadable attention becomes a warning."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportInputError(
+            f"run directory not found: {run_dir} (pass the reports/<run_id> folder written by `pvm-bench run`)"
+        )
+    run_json, samples_path = run_dir / "run.json", run_dir / "samples.jsonl"
+    if not run_json.exists() and not samples_path.exists():
+        raise ReportInputError(
+            f"{run_dir} has neither run.json nor samples.jsonl (is it a run directory? "
+            "pass the reports/<run_id> folder written by `pvm-bench run`)"
+        )
+    warn: list[str] = []
+    run: RunRecord | None = None
+    if run_json.exists():
+        try:
+            run = RunRecord.load(run_dir)
+        except Exception as exc:  # pydantic / json errors
+            raise ReportInputError(f"cannot parse {run_json}: {exc.__class__.__name__} (re-run or fix the file)") from exc
+    else:
+        warn.append("run.json missing: status unknown, treated as partial")
+    try:
+        records = read_samples(run_dir)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise ReportInputError(f"cannot parse {samples_path}: {exc} (fix or remove the bad line)") from exc
+    rows = [_sample_row(r.model_dump(mode="json")) for r in records]
+    samples = pd.DataFrame(rows, columns=[*SAMPLE_COLUMNS, *TYPED_COLUMNS])
+    if len(samples):
+        samples["score"] = samples["score"].astype(float)
+        samples["n_generated"] = samples["n_generated"].astype(int)
+        samples["repeat"] = samples["repeat"].astype(int)
+        samples["truncated"] = samples["truncated"].astype(bool)
+        samples["tokens_per_s"] = samples["tokens_per_s"].astype(float)
+    attention = read_attention(run_dir, samples, warn)
+    return RunData(run_dir, run, samples, attention, warn)
+
+
+def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.DataFrame | None:
+    """attention.parquet plus any unmerged ``attention/part-*.parquet`` (a killed run).
+
+    Part rows are kept only for samples present in samples.jsonl; for a key present in several
+    files the last file wins (parts are written in order). Unreadable files become a warning
+    that says the decay section is incomplete or missing.
+    """
+    merged = run_dir / "attention.parquet"
+    parts_dir = run_dir / "attention"
+    parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
+    frames: list[pd.DataFrame] = []
+    for i, path in enumerate(([merged] if merged.exists() else []) + parts):
+        try:
+            frames.append(_read_attention_file(path).assign(_file=i))
+        except (OSError, ValueError, KeyError, ArrowException) as exc:  # a torn or foreign file
+            name = path.name if path == merged else f"attention/{path.name}"
+            warn.append(f"{name} unreadable ({exc.__class__.__name__}: {exc}); its attention records are left out")
+    if not frames:
+        return None
+    frame = pd.concat(frames, ignore_index=True)
+    if parts:
+        warn.append(
+            f"{len(parts)} unmerged attention part file(s) (killed or running run) read together with "
+            "attention.parquet; `pvm-bench run --resume` merges them"
+        )
+        if len(samples):
+            keep = set(zip(samples["variant"], samples["task"], samples["sample_id"], samples["repeat"]))
+            keys = zip(frame["variant"], frame["task"], frame["sample_id"], frame["repeat"])
+            frame = frame[[k in keep for k in keys]]
+        cols = [c for c in (*ATTENTION_KEYS, "layer") if c in frame.columns]
+        last = frame.groupby(list(ATTENTION_KEYS[:4]))["_file"].transform("max")
+        frame = frame[frame["_file"] == last].drop_duplicates(subset=cols, keep="last")
+    return frame.drop(columns="_file").reset_index(drop=True)
+
+
+def _read_attention_file(path: Path) -> pd.DataFrame:
+    """Scalar columns of one attention parquet (list columns such as per-head masses are skipped).
+
+    Rows without a ``layer`` or ``visual_mass`` (step-only probes merged in by the runner) are
+    kept for the entropy summaries; decay code filters them via :func:`visual_rows`.
+    """
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    schema = pq.read_schema(path)
+    missing = [k for k in ATTENTION_KEYS if k not in schema.names]
+    if missing:
+        raise ValueError(f"missing columns {missing}")
+    cols = [f.name for f in schema if not pat.is_nested(f.type)]
+    frame = pd.read_parquet(path, columns=cols)
+    frame = frame.dropna(subset=["step"])
+    frame["step"] = frame["step"].astype(int)
+    frame["repeat"] = frame["repeat"].astype(int)
+    for key in ("variant", "task", "sample_id"):
+        frame[key] = frame[key].astype(str)
+    return frame
+
+
+def visual_rows(attention: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Rows carrying a visual-mass measurement (``layer`` and ``visual_mass`` present), with an
+    integer ``layer``; None when there are none."""
+    if attention is None or "visual_mass" not in attention or "layer" not in attention:
+        return None
+    rows = attention.dropna(subset=["visual_mass", "layer"])
+    if rows.empty:
+        return None
+    return rows.assign(layer=rows["layer"].astype(int))
+
+
+def missing_attention_note(data: RunData) -> str | None:
+    """Why a run has no decay section, in one sentence (None when it has attention records)."""
+    if data.attention is not None and len(data.attention):
+        return None
+    probes = (data.run.config or {}).get("probes") if data.run else None
+    if probes is not None and "attention" not in probes:
+        return "no decay section: the run did not record attention (add `attention` to --probes)"
+    if any("unreadable" in w for w in data.warnings):
+        return "no decay section: the attention files could not be read (see the notes above)"
+    return "no decay section: no attention records were written (attention.parquet and attention/part-*.parquet are absent)"

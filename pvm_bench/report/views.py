@@ -1,0 +1,203 @@
+"""Readable tables (strings) built from the metric rows, shared by summary.md and report.html.
+
+Every view takes the long rows (:data:`pvm_bench.report.rows.ROW_COLUMNS`) and selects by
+(task, variant, metric, band, t, kind); none parses a column name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pvm_bench.report.fit import FIXED_POSITIONS
+from pvm_bench.report.rows import MACRO, POOLED, length_buckets
+
+#: How to read the score-flag table (shared by summary.md and report.html).
+FLAGS_NOTE = (
+    "Boolean details a task's scorer records next to the score, as the share of records where they "
+    "are true (e.g. filler_ok: the text before the answer was exactly what the prompt asked for)."
+)
+#: How to read the metrics table (shared by summary.md and report.html).
+METRICS_NOTE = (
+    "Each task's declared metrics (headline marked *): value with a 95% bootstrap CI over the metric's units "
+    "(samples; CircularEval questions; HallusionBench question/figure groups; within strata for stratified "
+    "metrics). Δ vs base: the same metric paired unit by unit with `base`; p from McNemar's exact test (0/1 "
+    "units) or a sign-flip permutation test. ALL: mean score over (task, sample) units of every task. MACRO: "
+    "mean of the tasks' headline metrics (CI resampling within each task). unparsed: share of records whose "
+    "scorer extracted no answer. small n: fewer than 30 units."
+)
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """Human formatting: NaN/None -> an en dash, floats to ``digits`` decimals."""
+    if x is None or (isinstance(x, (float, np.floating)) and not math.isfinite(float(x))):
+        return "–"
+    if isinstance(x, (float, np.floating)):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def fmt_p(p: Any) -> str:
+    """p-values: two significant digits, ``<0.001`` below that."""
+    if not finite(p):
+        return "–"
+    return "<0.001" if p < 1e-3 else f"{p:.2g}"
+
+
+def fmt_ci(value: Any, low: Any, high: Any, digits: int = 3, sign: bool = False) -> str:
+    """``0.512 [0.431, 0.590]`` (``+`` signs with ``sign``); – when the value is missing."""
+    if not finite(value):
+        return "–"
+    f = f"{{:+.{digits}f}}" if sign else f"{{:.{digits}f}}"
+    if not (finite(low) and finite(high)):
+        return f.format(value)
+    return f"{f.format(value)} [{f.format(low)}, {f.format(high)}]"
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (no tabulate dependency); ``|`` in cells is escaped."""
+    if df.empty:
+        return "_(no data)_\n"
+    cells = [[str(c).replace("|", "\\|") for c in df.columns]]
+    cells += [[str(v).replace("|", "\\|").replace("\n", " ") for v in row] for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in cells[0]) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _order(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Tasks alphabetically, ALL and MACRO last; variants in run order; headline metric first."""
+    vrank = {v: i for i, v in enumerate(variants)}
+    trank = rows["task"].map(lambda t: (2, t) if t == MACRO else (1, t) if t == POOLED else (0, t))
+    return rows.assign(
+        _t=trank, _v=rows["variant"].map(lambda v: vrank.get(v, len(vrank))), _h=~rows["headline"].astype(bool),
+    ).sort_values(["_t", "_v", "_h"], kind="stable").drop(columns=["_t", "_v", "_h"])
+
+
+def _run_value(rows: pd.DataFrame, task: str, variant: str, metric: str) -> Any:
+    hit = rows[(rows["task"] == task) & (rows["variant"] == variant) & (rows["metric"] == metric) & (rows["kind"] == "run")]
+    return hit["value"].iloc[0] if len(hit) else math.nan
+
+
+def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """One line per task metric (then ALL and MACRO) and variant: value [CI], Δ vs base [CI], p,
+    and the run columns (truncated, unparsed, mean length, tok/s) on the headline line."""
+    sel = rows[rows["kind"].isin(["task", "pooled", "macro"])]
+    out = []
+    for r in _order(sel, variants).itertuples(index=False):
+        head = bool(r.headline)
+        line = {
+            "task": r.task, "variant": r.variant, "metric": f"{r.metric}{' *' if head and r.kind == 'task' else ''}",
+            "n": f"{int(r.n)}{' (small n)' if 'small_n' in str(r.flags) else ''}",
+            "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high),
+            "Δ vs base [95% CI]": fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True),
+            "p": fmt_p(r.p_value) + (f" ({r.p_method})" if r.p_method and finite(r.p_value) else ""),
+        }
+        run = {name: _run_value(rows, r.task, r.variant, name) if head else math.nan
+               for name in ("truncation_rate", "unparsed_rate", "mean_n_generated", "tokens_per_s")}
+        line.update({
+            "truncated": fmt(run["truncation_rate"]), "unparsed": fmt(run["unparsed_rate"]),
+            "mean len (tok)": fmt(run["mean_n_generated"], 1), "tok/s": fmt(run["tokens_per_s"], 1),
+        })
+        out.append(line)
+    view = pd.DataFrame(out)
+    if len(view) and (view["unparsed"] == "–").all():
+        view = view.drop(columns="unparsed")
+    return view
+
+
+def flags_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Score-flag rates per (task, variant); empty when no scorer reported a boolean detail."""
+    sel = rows[(rows["kind"] == "flag") & ~rows["task"].isin([POOLED, MACRO])]
+    if sel.empty:
+        return pd.DataFrame()
+    sel = _order(sel, variants)
+    view = sel.pivot_table(index=["task", "variant"], columns="metric", values="value", aggfunc="first", sort=False)
+    view = view.rename(columns=lambda c: str(c).removeprefix("flag_")).map(fmt).reset_index()
+    view.columns.name = None
+    return view
+
+
+def length_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Accuracy by output-length bucket as "acc (n)" strings; buckets no record reached are left out."""
+    sel = _order(rows[rows["kind"] == "length"], variants)
+    if sel.empty:
+        return pd.DataFrame()
+    names = {f"len:{label}": (f"{int(lo)}–{int(hi) - 1} tok" if math.isfinite(hi) else f"≥{int(lo)} tok")
+             for lo, hi, label in length_buckets()}
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for r in sel.itertuples(index=False):
+        out.setdefault((r.task, r.variant), {"task": r.task, "variant": r.variant})[r.band] = f"{fmt(r.value)} ({int(r.n)})"
+    view = pd.DataFrame(list(out.values()))
+    cols = ["task", "variant"] + [b for b in names if b in view.columns]
+    return view[cols].rename(columns=names).fillna("–")
+
+
+def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[int]]) -> pd.DataFrame:
+    """One line per task, variant and layer band: fit parameters, half-lives, fixed-t masses."""
+    sel = rows[rows["kind"] == "decay"]
+    if sel.empty:
+        return pd.DataFrame()
+    out = []
+    for (task, variant, band), g in _order(sel, variants).groupby(["task", "variant", "band"], sort=False):
+        v = {m: x for m, x in zip(g["metric"], g["value"]) if not isinstance(m, float)}
+        mass = {float(t): x for t, x, m in zip(g["t"], g["value"], g["metric"]) if m == "visual_mass"}
+        layers = bands.get(band, [])
+        span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}" if layers else "?"
+        fitted = finite(v.get("decay_r2"))
+        line = {
+            "task": task, "variant": variant, "band (layers)": f"{band} ({span})",
+            "a": fmt(v.get("decay_a"), 4), "b": fmt(v.get("decay_b"), 4), "c": fmt(v.get("decay_c"), 2),
+            "R²": fmt(v.get("decay_r2")),
+            "half-life fit (obs)": f"{_hl(v.get('half_life_fit'), fitted, 1)} ({_hl(v.get('half_life_obs'), True, 0)})",
+        }
+        for t in FIXED_POSITIONS:
+            line[f"mass@{t}"] = fmt(mass.get(float(t)), 4)
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def _hl(value: Any, fitted: bool, digits: int) -> str:
+    """Half-life cell: a number, "never" (the curve does not fall to half), or – (no fit)."""
+    if finite(value):
+        return fmt(float(value), digits)
+    return "never" if fitted else "–"
+
+
+CONVERGENCE_LABELS = {
+    "entropy_early": "entropy first ¼ (nats)", "entropy_late": "entropy last ¼ (nats)",
+    "entropy_delta": "Δ entropy", "hesitation_rate": "hesitation rate (>1 bit)",
+    "margin_early": "top-2 margin first ¼", "margin_late": "top-2 margin last ¼",
+}
+
+
+def _pivot(rows: pd.DataFrame, kind: str, variants: list[str], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    sel = _order(rows[rows["kind"] == kind], variants)
+    if sel.empty:
+        return pd.DataFrame()
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for r in sel.itertuples(index=False):
+        out.setdefault((r.task, r.variant), {"task": r.task, "variant": r.variant})[r.metric] = fmt(r.value, 4)
+    view = pd.DataFrame(list(out.values())).fillna("–")
+    if labels:
+        order = ["task", "variant"] + [k for k in labels if k in view.columns]
+        view = view[order].rename(columns=labels)
+    return view
+
+
+def convergence_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Entropy early/late and hesitation rate, when recorded."""
+    return _pivot(rows, "convergence", variants, CONVERGENCE_LABELS)
+
+
+def probe_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Mean over generated steps of every other numeric probe column (visual_mass_norm, sink_mass,
+    lens_*, pvm_ratio, pvm_gate, or a third-party probe's column)."""
+    return _pivot(rows, "probe", variants)
