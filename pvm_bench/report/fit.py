@@ -259,10 +259,15 @@ def fit_decay_per_sample(
     ``n_points`` counts rows, ``n_samples`` samples. Samples with a single step only inform the
     level. Never raises on bad data.
     """
-    t_arr, y_arr, s_arr = _clean(t, mass, np.asarray(sample, dtype=object))
+    t_arr, y_arr, s_arr = _clean(t, mass, np.asarray(sample))
     n = int(t_arr.size)
     t_max = int(t_arr.max()) if n else 0
-    codes = np.unique(s_arr.astype(str), return_inverse=True)[1] if n else np.zeros(0, dtype=int)
+    if n == 0:
+        codes = np.zeros(0, dtype=int)
+    elif s_arr.dtype.kind in "iu":
+        codes = np.unique(s_arr, return_inverse=True)[1]
+    else:
+        codes = np.unique(s_arr.astype(str), return_inverse=True)[1]
     n_samples = int(codes.max()) + 1 if n else 0
     if np.unique(t_arr).size < MIN_POINTS:
         msg = f"need >= {MIN_POINTS} distinct positions, got {np.unique(t_arr).size}"

@@ -1,0 +1,204 @@
+"""Per-sample decay curves: n per step, binned means with CIs, fixed cohorts, and the band fit.
+
+The unit of every statistic here is the *sample* (one generation, keyed by (task, sample_id,
+repeat) within a variant), never a step: a sample contributes one value per step (its mean over
+the band's layers), a bin's CI is taken over the samples in the bin, and the decay fit is the
+per-sample fixed-effects fit (:func:`pvm_bench.report.fit.fit_decay_per_sample`).
+
+Inputs are visual-mass rows as in attention.parquet (columns task, sample_id, repeat, step,
+layer, visual_mass; already restricted to one variant). Steps < 1 (the prompt) are ignored.
+
+- :func:`sample_curves`: one row per (sample, step): the mass averaged over the given layers;
+- :func:`step_curve`: the mean curve with ``n`` (samples that reached each step);
+- :func:`binned_curve`: log-spaced bins, per-sample bin means, mean +- t-interval over samples;
+- :func:`fixed_cohort`: only the samples that reached T tokens, steps 1..T (no survivor bias);
+- :func:`band_decay`: everything the summary row of one layer band needs (:class:`BandDecay`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay_per_sample, observed_half_life, window
+from pvm_bench.report.stats import MeanCI, bootstrap_ci
+
+SAMPLE_KEYS: tuple[str, ...] = ("task", "sample_id", "repeat")
+"""Sample identity within one variant (contracts.md: never sample_id alone)."""
+
+N_LOG_BINS = 40
+"""Log-spaced position bins for binned curves (plots), so long runs stay legible."""
+
+
+def sample_curves(vis: pd.DataFrame, layers: list[int] | None = None, column: str = "visual_mass") -> pd.DataFrame:
+    """Per (sample, step >= 1) mean of ``column`` over ``layers`` (all layers when None).
+
+    Returns columns ``task, sample_id, repeat, step, mass`` (float), sorted; empty when there
+    is nothing to average.
+    """
+    cols = [*SAMPLE_KEYS, "step", "mass"]
+    if vis is None or vis.empty or column not in vis:
+        return pd.DataFrame(columns=cols)
+    rows = vis[(vis["step"] >= 1) & vis[column].notna()]
+    if layers is not None and "layer" in rows:
+        rows = rows[rows["layer"].isin(layers)]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    out = rows.groupby([*SAMPLE_KEYS, "step"], sort=True)[column].mean().rename("mass").reset_index()
+    out["mass"] = out["mass"].astype(float)
+    return out
+
+
+def sample_lengths(per_sample: pd.DataFrame) -> pd.Series:
+    """Last recorded step of each sample (indexed by the sample keys)."""
+    return per_sample.groupby(list(SAMPLE_KEYS))["step"].max()
+
+
+def step_curve(per_sample: pd.DataFrame) -> pd.DataFrame:
+    """Mean over samples at each step, with ``n`` = number of samples that reached the step.
+
+    Columns ``step, mass, n``. This is the curve whose tail is averaged over survivors only:
+    always show ``n`` next to it.
+    """
+    if per_sample.empty:
+        return pd.DataFrame({"step": pd.Series(dtype=int), "mass": pd.Series(dtype=float), "n": pd.Series(dtype=int)})
+    g = per_sample.groupby("step")["mass"]
+    return pd.DataFrame({"mass": g.mean(), "n": g.size()}).reset_index()
+
+
+def fixed_cohort(per_sample: pd.DataFrame, t_cohort: int) -> pd.DataFrame:
+    """Only the samples that reached step ``t_cohort``, and only their steps 1..t_cohort.
+
+    Every step then averages the same samples, so the curve's shape cannot come from who
+    survives. Empty when no sample reached ``t_cohort``.
+    """
+    if per_sample.empty:
+        return per_sample
+    reached = sample_lengths(per_sample)
+    keep = reached[reached >= t_cohort].index
+    idx = per_sample.set_index(list(SAMPLE_KEYS)).index
+    return per_sample[idx.isin(keep) & (per_sample["step"] <= t_cohort).to_numpy()].reset_index(drop=True)
+
+
+def suggest_cohort_t(per_sample: pd.DataFrame, min_share: float = 0.5) -> int | None:
+    """The largest power of two T that at least ``min_share`` of the samples reached (None when
+    fewer than 2 samples or T would be < 8): a default for the fixed-cohort view."""
+    if per_sample.empty:
+        return None
+    lengths = sample_lengths(per_sample).to_numpy()
+    if lengths.size < 2:
+        return None
+    t = int(np.quantile(lengths, 1.0 - min_share, method="lower"))
+    if t < 8:
+        return None
+    return 1 << (t.bit_length() - 1)
+
+
+def log_bin_edges(t_max: int, n_bins: int = N_LOG_BINS) -> np.ndarray:
+    """Integer-valued, strictly increasing log-spaced bin edges from 1 to t_max + 1."""
+    return np.unique(np.round(np.geomspace(1, max(t_max, 2) + 1, n_bins + 1))).astype(float)
+
+
+def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """Log-binned curve with a CI over samples.
+
+    Each sample's values within a bin are averaged first (one value per sample and bin, so long
+    samples do not weigh more), then per bin: ``mass`` = mean over samples, ``ci_low``/``ci_high``
+    = mean -+ t(0.975, n-1) * sd / sqrt(n) (NaN when n < 2), ``n`` = samples with a value in the
+    bin, ``step`` = geometric centre of the steps present, ``t_lo``/``t_hi`` = the bin's steps.
+    """
+    cols = ["bin", "step", "t_lo", "t_hi", "mass", "ci_low", "ci_high", "n"]
+    if per_sample.empty:
+        return pd.DataFrame(columns=cols)
+    if edges is None:
+        edges = log_bin_edges(int(per_sample["step"].max()))
+    steps = per_sample["step"].to_numpy()
+    idx = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)
+    framed = per_sample.assign(bin=idx, logt=np.log(steps.astype(float)))
+    per = framed.groupby(["bin", *SAMPLE_KEYS])["mass"].mean().reset_index()
+    g = per.groupby("bin")["mass"]
+    out = pd.DataFrame({"mass": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
+    pos = framed.groupby("bin").agg(logt=("logt", "mean"), t_lo=("step", "min"), t_hi=("step", "max"))
+    out = out.join(pos).reset_index()
+    q = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(out["n"] - 1, 1))
+    half = np.where(out["n"] >= 2, q * out["sd"].fillna(0.0) / np.sqrt(out["n"]), np.nan)
+    out["ci_low"], out["ci_high"] = out["mass"] - half, out["mass"] + half
+    out["step"] = np.exp(out["logt"])
+    return out[cols]
+
+
+@dataclass
+class BandDecay:
+    """Decay statistics of one layer band of one (task, variant).
+
+    ``fit``: the per-sample fixed-effects fit; ``curve``: :func:`step_curve` (columns step, mass,
+    n); ``half_life_obs``: :func:`~pvm_bench.report.fit.observed_half_life` of that curve;
+    ``mass_at``: observed mass at the fixed positions (mean over a +-5% step window per sample,
+    percentile bootstrap over samples; absent where no sample reached t); ``cohort_t``: the
+    fixed-cohort length used, if any.
+    """
+
+    fit: DecayFit
+    curve: pd.DataFrame
+    half_life_obs: float
+    mass_at: dict[int, MeanCI] = field(default_factory=dict)
+    cohort_t: int | None = None
+
+    def wide(self, band: str) -> dict[str, Any]:
+        """The flat summary values of this band, named as summary.csv names them (``band`` is
+        the band's name, e.g. ``"all"``):
+
+        ``fit_{band}_{a,b,c,r2,t_max,n_samples,method,flags}``, ``half_life_{band}_fit``,
+        ``half_life_{band}_fit_extrapolated`` (bool), ``half_life_{band}_obs``,
+        ``mass_{band}_t{t}`` with ``_ci_low``, ``_ci_high`` and ``n_{band}_t{t}`` (samples that
+        reached t; 0 and NaN masses where none did).
+        """
+        f, pre = self.fit, f"{band}_"
+        row: dict[str, Any] = {
+            f"fit_{pre}a": f.a, f"fit_{pre}b": f.b, f"fit_{pre}c": f.c, f"fit_{pre}r2": f.r2,
+            f"fit_{pre}t_max": f.t_max, f"fit_{pre}n_samples": f.n_samples, f"fit_{pre}method": f.method,
+            f"fit_{pre}flags": ";".join(f.flags()),
+            f"half_life_{pre}fit": f.half_life(), f"half_life_{pre}fit_extrapolated": f.extrapolated(),
+            f"half_life_{pre}obs": self.half_life_obs,
+        }
+        for t in FIXED_POSITIONS:
+            ci = self.mass_at.get(t)
+            col = f"mass_{pre}t{t}"
+            row[col] = ci.mean if ci else math.nan
+            row[f"{col}_ci_low"] = ci.low if ci else math.nan
+            row[f"{col}_ci_high"] = ci.high if ci else math.nan
+            row[f"n_{pre}t{t}"] = ci.n if ci else 0
+        return row
+
+
+def _fit_samples(per_sample: pd.DataFrame) -> DecayFit:
+    codes = per_sample.groupby(list(SAMPLE_KEYS), sort=False).ngroup().to_numpy()
+    return fit_decay_per_sample(per_sample["step"].to_numpy(), per_sample["mass"].to_numpy(), codes)
+
+
+def band_decay(vis: pd.DataFrame, layers: list[int] | None, seed: int = 0, cohort_t: int | None = None) -> BandDecay:
+    """Decay statistics of one band from visual rows of one (task, variant) scope.
+
+    ``cohort_t``: restrict to the fixed cohort of samples that reached ``cohort_t`` tokens
+    (:func:`fixed_cohort`) before everything else.
+    """
+    per_sample = sample_curves(vis, layers)
+    if cohort_t is not None:
+        per_sample = fixed_cohort(per_sample, cohort_t)
+    curve = step_curve(per_sample)
+    fit = _fit_samples(per_sample)
+    hl_obs = observed_half_life(curve["step"].to_numpy(), curve["mass"].to_numpy()) if len(curve) else math.nan
+    mass_at: dict[int, MeanCI] = {}
+    t_max = int(curve["step"].max()) if len(curve) else 0
+    for t in FIXED_POSITIONS:
+        if t > t_max:
+            continue
+        lo, hi = window(t)
+        w = per_sample[(per_sample["step"] >= lo) & (per_sample["step"] <= hi)]
+        mass_at[t] = bootstrap_ci(w.groupby(list(SAMPLE_KEYS))["mass"].mean().to_numpy(), seed=seed)
+    return BandDecay(fit, curve, hl_obs, mass_at, cohort_t)
