@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from browser_synth import record, write_records
 from typer.testing import CliRunner
 
