@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
+
+from pvm_bench.errors import DiskFullError, FileFormatError, describe_exception, is_disk_full, one_line
 
 SCHEMA_VERSION = 1
 
@@ -85,7 +88,6 @@ class SampleRecord(BaseModel):
     error: str | None = None
     timings: Timings = Field(default_factory=Timings)
     metadata: dict[str, Any] = Field(default_factory=dict)
-
     score_detail: ScoreDetail = Field(default_factory=ScoreDetail)
 
     @model_validator(mode="before")
@@ -130,6 +132,12 @@ class RunRecord(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     resumed: list[str] = Field(default_factory=list)
+    #: Resolved generation settings per task (what was actually used), compared on resume.
+    generation: dict[str, Any] = Field(default_factory=dict)
+    #: ``--force-resume`` uses: when, and which inputs had changed.
+    forced_resumes: list[dict[str, Any]] = Field(default_factory=list)
+    #: Effective decoding settings per task with their sources (models.decoding.effective_decoding).
+    decoding: dict[str, Any] | None = None
 
     def save(self, run_dir: Path) -> None:
         atomic_write_text(run_dir / "run.json", self.model_dump_json(indent=2) + "\n")
@@ -161,25 +169,102 @@ def compact_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename, so readers never see half a file."""
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename, so readers never see half a
+    file. On any failure the temp file is removed and ``path`` is left as it was; a full disk
+    (ENOSPC, or a short write) raises :class:`~pvm_bench.errors.DiskFullError` naming ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, data, path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        _remove_quietly(tmp)
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path) from exc
+        raise
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All complete lines of a JSONL file; a partial trailing line (killed writer) is skipped."""
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_all(fd: int, data: bytes, path: Path) -> None:
+    """``os.write`` until every byte of ``data`` is written.
+
+    A write that makes no progress means the device is full (POSIX allows a short write
+    instead of ENOSPC), so it raises :class:`DiskFullError` naming ``path``.
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(path) from exc
+            raise
+        if n <= 0:
+            raise DiskFullError(path)
+        view = view[n:]
+
+
+class JsonlCorruptError(FileFormatError):
+    """A complete line of a JSONL file is not a valid record; names the file line number."""
+
+    def __init__(self, path: Path, line: int, reason: str, good: int) -> None:
+        self.path, self.line, self.good = path, line, good
+        fix = (
+            f"to keep the {good} good line(s) before it and redo the rest, truncate the file: "
+            f"`head -n {good} {path} > {path}.fixed && mv {path}.fixed {path}`"
+        )
+        super().__init__(f"{path} line {line} is not a valid record ({reason}); {fix}")
+
+
+def read_jsonl(path: Path, validate: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
+    """All complete lines of a JSONL file; a partial trailing line (killed writer) is skipped.
+
+    Every complete line must be a JSON object (and pass ``validate`` when given): otherwise
+    :class:`JsonlCorruptError` names the file line number (1-based, blank lines counted) and
+    how to truncate the file after the last good line.
+    """
     if not path.exists():
         return []
     data = path.read_bytes()
     end = data.rfind(b"\n")
     if end < 0:
         return []
-    return [json.loads(line) for line in data[: end + 1].splitlines() if line.strip()]
+    rows: list[dict[str, Any]] = []
+    for number, raw in enumerate(data[: end + 1].split(b"\n")[:-1], start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+            if not isinstance(row, dict):
+                raise ValueError(f"a JSON {type(row).__name__}, not an object")
+            if validate is not None:
+                validate(row)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError, pydantic's ValidationError
+            if isinstance(exc, json.JSONDecodeError):
+                reason = f"invalid JSON at column {exc.colno}: {exc.msg}"
+            elif isinstance(exc, UnicodeDecodeError):
+                reason = describe_exception(exc)
+            else:
+                reason = one_line(str(exc), 160)
+            raise JsonlCorruptError(path, number, reason, number - 1) from exc
+        rows.append(row)
+    return rows
 
 
 def sample_files(run_dir: Path) -> list[Path]:
@@ -191,14 +276,18 @@ def read_samples(run_dir: Path) -> list[SampleRecord]:
     """The sample records of a run (including unmerged rank shards); last write wins per key."""
     records: dict[tuple, SampleRecord] = {}
     for path in sample_files(run_dir):
-        for row in read_jsonl(path):
+        for row in read_jsonl(path, SampleRecord.model_validate):
             rec = SampleRecord.model_validate(row)
             records[rec.key] = rec
     return list(records.values())
 
 
 class JsonlAppender:
-    """Durable line appender: one ``os.write`` per record, then ``fsync``."""
+    """Durable line appender: each record is written whole, then ``fsync``'d.
+
+    A failed append (full disk, short write) truncates the file back to its previous size,
+    so the file never keeps half a record, and raises :class:`DiskFullError`.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -220,10 +309,16 @@ class JsonlAppender:
             raise RuntimeError("JsonlAppender.append called before open()")
         payload = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
         line = (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
-        written = os.write(self._fd, line)
-        if written != len(line):
-            raise OSError(f"short write to {self.path} ({written}/{len(line)} bytes)")
-        os.fsync(self._fd)
+        size = os.fstat(self._fd).st_size
+        try:
+            write_all(self._fd, line, self.path)
+            os.fsync(self._fd)
+        except BaseException:
+            try:
+                os.ftruncate(self._fd, size)  # never leave half a record behind
+            except OSError:
+                pass
+            raise
 
     def close(self) -> None:
         if self._fd is not None:
