@@ -107,30 +107,29 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
     return out
 
 
-def last_line(text: str) -> str:
-    """The last non-empty line, without markdown emphasis or a trailing period."""
-    for line in reversed(text.strip().split("\n")):
-        line = line.strip().strip("*_#> ").strip()
-        if line:
-            return line.rstrip(".").strip()
-    return ""
+_REVISION = re.compile(r"(?i)\b(?:wait|actually|hmm|on second thought|i mean|correction|let me re-?check|"
+                       r"let me recount|i made a mistake|that(?:'s| is) wrong)\b")
 
 
 def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T | None]:
     """The final answer of ``text`` and its parsed value.
 
     ``parse(span, extractor)`` returns a value or None (span not an answer of the right kind).
-    The last candidate (by position) that parses wins; else the last line; else ``(NONE, None)``.
-    A boxed answer that does not parse is still the model's final word: it is returned with value
-    None rather than skipped when no later candidate parses.
+    The last candidate (by position) that parses wins, unless a revision cue ("wait", "actually",
+    "I mean", ...) follows it and the conclusion after the cue parses ("The answer is 4.5. Actually
+    ... so the length is 3.5": 3.5, extractor ``"revision"``). Without candidates: the last
+    non-empty line, or the one before it when the last does not parse ("I hope this helps!");
+    else ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
+    is returned with value None when nothing else parses.
     """
     candidates = answer_candidates(text)
     for cand in reversed(candidates):
         value = parse(cand.text, cand.extractor)
-        if value is not None:
-            return cand, value
-    line = last_line(text)
-    if line:
+        if value is None:
+            continue
+        revised = _revision(text, cand, parse)
+        return revised if revised is not None else (cand, value)
+    for line in last_lines(text, 2):
         value = parse(line, "last_line")
         if value is not None:
             return FinalAnswer(line, "last_line", text.rfind(line)), value
@@ -140,13 +139,38 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     return NONE, None
 
 
+def _revision(text: str, cand: FinalAnswer, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T] | None:
+    end = text.find(cand.text, cand.start)
+    tail = text[end + len(cand.text):] if end >= 0 else ""
+    cues = list(_REVISION.finditer(tail))
+    if not cues:
+        return None
+    after = tail[cues[-1].end():].strip()
+    line = last_lines(after, 1)
+    if not line:
+        return None
+    value = parse(line[0], "last_line")
+    return None if value is None else (FinalAnswer(line[0], "revision", text.rfind(line[0])), value)
+
+
+def last_lines(text: str, n: int) -> list[str]:
+    """Up to ``n`` last non-empty lines, last first, without emphasis or a trailing period."""
+    out: list[str] = []
+    for line in reversed(text.strip().split("\n")):
+        line = line.strip().strip("*_#> ").strip()
+        if line:
+            out.append(line.rstrip(".").strip())
+            if len(out) == n:
+                break
+    return out
+
+
 # ------------------------------------------------------------------------------------ numbers
 
 _WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen twenty".split())}
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\.?\d)|(?<![\w.])-?\.\d+")
-_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}")
 _SLASH = re.compile(r"(?<![\w./])(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)(?![\w./])")
 _NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+\$?-?\d[\d,]*(?:\.\d+)?")
 
@@ -158,7 +182,8 @@ def clean_math(span: str) -> str:
     s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r" \1 ", s)
     s = s.replace("\\left", "").replace("\\right", "").replace("\\(", "").replace("\\)", "")
     s = s.replace("\\[", "").replace("\\]", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "")
-    s = s.replace("\\%", "%").replace("\\$", "$").replace("$", " ").replace("**", "").replace("\\dfrac", "\\frac")
+    s = s.replace("\\%", "%").replace("\\$", "$").replace("$", " ").replace("**", "").replace("{,}", ",")
+    s = re.sub(r"\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}", r"\1/\2", s)
     return s.strip()
 
 
@@ -166,7 +191,6 @@ def numbers_in(span: str) -> list[tuple[float, bool]]:
     """The numbers of ``span`` in order as ``(value, is_percent)``; fractions become their value,
     "not 5" / "rather than 5" is skipped, number words count only when no digits are present."""
     s = _NEGATED.sub(" ", clean_math(span))
-    s = _FRAC.sub(lambda m: _ratio(m.group(1), m.group(2)), s)
     s = _SLASH.sub(lambda m: _ratio(m.group(1), m.group(2)), s)
     out: list[tuple[float, bool]] = []
     for m in _NUMBER.finditer(s):
@@ -189,12 +213,18 @@ def _ratio(a: str, b: str) -> str:
         return f"{a}/{b}"
 
 
+_JUSTIFY = re.compile(r"(?i),?\s+(?:since|because|as shown|given that)\b")
+_CONCLUDE = re.compile(r"(?i)\b(?:so|therefore|thus|hence)\b|=")
+
+
 def parse_number(span: str, extractor: str = "answer_marker") -> tuple[float, bool] | None:
     """The number a final-answer span states: the first one of a boxed/marker span ("12 (since
-    3 x 4 = 12)"), and for a last line the value after the last ``=`` or the last number."""
-    if extractor == "last_line":
-        tail = clean_math(span).split("=")[-1]
-        found = numbers_in(tail) or numbers_in(span)
+    3 x 4 = 12)"); for a line of prose, the last number of its conclusion (after the last "so",
+    "therefore", "=", before a "since"/"because" justification)."""
+    if extractor in ("last_line", "revision"):
+        head = _JUSTIFY.split(clean_math(span))[0]
+        tail = _CONCLUDE.split(head)[-1]
+        found = numbers_in(tail) or numbers_in(head)
         return found[-1] if found else None
     found = numbers_in(span)
     return found[0] if found else None
@@ -299,7 +329,7 @@ def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_mar
     norms = [normalize_text(c) for c in choices]
     if norm in norms:
         return norms.index(norm), "option_text"
-    if len(norm) <= 2 * sum(len(c) for c in norms) + 20:
+    if len(norm) <= 300:
         hits = [i for i, c in enumerate(norms) if c and re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", norm)]
         hits = [i for i in hits if not any(i != j and norms[i] in norms[j] for j in hits)]
         if len(hits) == 1:

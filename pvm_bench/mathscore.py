@@ -81,7 +81,7 @@ def score_mathvista(problem: dict[str, Any], target: Any, text: str) -> MathVerd
             return MathVerdict(False, None, cand.extractor if cand.extractor == "boxed" else "none", "none", cand.text)
         return MathVerdict(lists_match(got, gold_list), str(got), cand.extractor, "list", cand.text)
     if atype in ("integer", "float"):
-        precision = precision_int(problem.get("precision")) if atype == "float" else 0
+        precision = precision_int(problem.get("precision")) if atype == "float" else None
         if atype == "float" and precision is None:
             precision = decimals_of(gold)
         cand, got = find_final_answer(text, parse_number)
