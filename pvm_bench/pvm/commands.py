@@ -80,17 +80,21 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (torchrun: the local rank's GPU).")] = "auto",
         gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations in backward.")] = False,
         limit: Annotated[int | None, typer.Option(help="Use only the first N rows.")] = None,
-        resume: Annotated[bool, typer.Option(help="Resume from OUT/checkpoints when present.")] = True,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue OUT's checkpoint with the checkpoint's own settings (default: continue it only when the settings match).")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete OUT's checkpoints, log and adapter and start over.")] = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     ) -> None:
         """Train only the PVM parameters (base LLM and vision frozen); loss on response tokens."""
         from pvm_bench.pvm.train import TrainConfig, train
 
+        if resume and overwrite:
+            raise fail("--resume and --overwrite contradict each other; pass one of them")
         cfg = TrainConfig(
             model=model, data=data, out=str(out), split=split, layers=_layers(layers), hidden_size=dim,
             init_pvm=init_pvm, lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, batch_size=batch_size,
             grad_accum=grad_accum, epochs=epochs, max_steps=max_steps, save_every=save_every, seed=seed, dtype=dtype,
-            device=device, gradient_checkpointing=gradient_checkpointing, limit=limit, resume=resume, progress=not quiet,
+            device=device, gradient_checkpointing=gradient_checkpointing, limit=limit, resume=True if resume else None,
+            overwrite=overwrite, progress=not quiet,
         )
         try:
             result = train(cfg)

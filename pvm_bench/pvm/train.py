@@ -26,10 +26,10 @@ rate, gradient norm and every layer's gate value. The final adapter is written t
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -39,18 +39,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from pvm_bench.errors import UserError
-
-IMAGE_COLUMNS = ("images", "image")
-PROMPT_COLUMNS = ("prompt", "question", "query", "instruction")
-RESPONSE_COLUMNS = ("response", "answer", "output", "solution")
-
-
-class TrainError(UserError, RuntimeError):
-    """Training cannot start or resume; the message says why."""
+from pvm_bench.errors import load_guard
+from pvm_bench.pvm.train_data import (  # noqa: F401 (re-exported: the data API is part of pvm.train)
+    IMAGE_COLUMNS,
+    PROMPT_COLUMNS,
+    RESPONSE_COLUMNS,
+    Example,
+    TrainError,
+    _row_to_example,
+    check_rows,
+    load_rows,
+)
 
 
 @dataclass
@@ -87,7 +88,11 @@ class TrainConfig:
     device: str = "auto"
     gradient_checkpointing: bool = False
     limit: int | None = None
-    resume: bool = True
+    #: None: continue OUT's checkpoint when it was made with the same settings, refuse when not;
+    #: True: continue it with the checkpoint's own settings; False: ignore checkpoints.
+    resume: bool | None = None
+    #: Delete OUT's checkpoints, log and adapter first and start over.
+    overwrite: bool = False
     progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -109,96 +114,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------- data
-def _first(row: dict[str, Any], names: Sequence[str], what: str) -> Any:
-    for name in names:
-        if name in row and row[name] is not None:
-            return row[name]
-    raise TrainError(f"data row has no {what} column (looked for {', '.join(names)}; has {', '.join(row)})")
-
-
-def _to_image(value: Any, base_dir: Path | None) -> Image.Image:
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    if isinstance(value, dict):
-        if value.get("bytes"):
-            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
-        if value.get("path"):
-            value = value["path"]
-    if isinstance(value, (bytes, bytearray)):
-        return Image.open(io.BytesIO(value)).convert("RGB")
-    if isinstance(value, str):
-        path = Path(value)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        return Image.open(path).convert("RGB")
-    raise TrainError(f"cannot read an image from a {type(value).__name__}")
-
-
-@dataclass
-class Example:
-    """One training sample: images, prompt text and response text."""
-
-    images: list[Image.Image]
-    prompt: str
-    response: str
-
-
-def _row_to_example(row: dict[str, Any], base_dir: Path | None) -> Example:
-    raw = None
-    for name in IMAGE_COLUMNS:
-        if row.get(name) is not None:
-            raw = row[name]
-            break
-    if raw is None:
-        images: list[Image.Image] = []
-    elif isinstance(raw, (list, tuple)) or (hasattr(raw, "tolist") and not isinstance(raw, (dict, bytes))):
-        images = [_to_image(v, base_dir) for v in list(raw)]
-    else:
-        images = [_to_image(raw, base_dir)]
-    return Example(images, str(_first(row, PROMPT_COLUMNS, "prompt")), str(_first(row, RESPONSE_COLUMNS, "response")))
-
-
-def load_rows(data: str | Sequence[dict[str, Any]], split: str = "train", limit: int | None = None) -> tuple[list[dict[str, Any]], Path | None]:
-    """Rows of a local json/jsonl/parquet file or directory, a list of dicts, or a hub dataset."""
-    if not isinstance(data, str):
-        rows = list(data)
-        return (rows[:limit] if limit else rows), None
-    path = Path(data).expanduser()
-    if path.exists():
-        files = [path] if path.is_file() else sorted(
-            f for f in path.rglob("*") if f.suffix in (".json", ".jsonl", ".parquet") and (split in f.stem or not any(
-                s in f.stem for s in ("train", "validation", "test", "dev")))
-        )
-        if not files:
-            raise TrainError(f"'{data}' has no .json/.jsonl/.parquet files for split '{split}'")
-        rows = []
-        for f in files:
-            if f.suffix == ".parquet":
-                import pandas as pd
-
-                rows.extend(pd.read_parquet(f).to_dict(orient="records"))
-            elif f.suffix == ".jsonl":
-                rows.extend(json.loads(line) for line in f.read_text().splitlines() if line.strip())
-            else:
-                obj = json.loads(f.read_text())
-                rows.extend(obj["data"] if isinstance(obj, dict) and "data" in obj else obj)
-        base = path if path.is_dir() else path.parent
-    else:
-        import datasets
-
-        try:
-            ds = datasets.load_dataset(data, split=split)
-        except Exception as exc:  # datasets raises many types; the message is what matters
-            raise TrainError(f"'{data}' is not a local file and cannot be loaded from the hub: {exc}") from exc
-        rows = [dict(r) for r in ds]
-        base = None
-    if limit:
-        rows = rows[:limit]
-    if not rows:
-        raise TrainError(f"'{data}' ({split}) has no rows")
-    return rows, base
-
-
 def build_batch(lm: Any, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
     """Processor inputs for ``examples`` (right padded) plus ``labels``: -100 on prompt and padding.
 
@@ -390,8 +305,78 @@ def latest_checkpoint(out: Path) -> Path | None:
     root = out / "checkpoints"
     if not root.is_dir():
         return None
-    done = [p for p in root.glob("step-*") if p.is_dir() and (p / "trainer_state.json").is_file()]
+    # step-N.tmp is a save that a kill interrupted: never a checkpoint (the next save replaces it)
+    done = [p for p in root.glob("step-*") if p.is_dir() and _STEP_DIR.match(p.name) and (p / "trainer_state.json").is_file()]
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+_STEP_DIR = re.compile(r"^step-\d+$")
+#: TrainConfig fields that change what is trained; a checkpoint made with other values is not continued silently.
+TRAINING_FIELDS = ("model", "data", "split", "layers", "hidden_size", "init_pvm", "lr", "weight_decay", "betas",
+                   "warmup_ratio", "max_grad_norm", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "limit", "dtype")
+
+
+def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """``field saved -> requested`` for every training field that differs."""
+    now = cfg.to_json()
+    out = []
+    for key in TRAINING_FIELDS:
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+            old, new = list(old), list(new)
+        if key in ("model", "data", "init_pvm") and isinstance(old, str) and isinstance(new, str) and old != new:
+            if Path(old).expanduser().exists() and Path(old).expanduser().resolve() == Path(new).expanduser().resolve():
+                continue
+        if old != new:
+            out.append(f"{key} {old} -> {new}")
+    return out
+
+
+def _prepare_out(out: Path, cfg: TrainConfig) -> tuple[Path | None, TrainConfig]:
+    """Decide what to do with what OUT already holds: the checkpoint to resume (or None) and the
+    config to train with. Refuses to continue, or to overwrite, work made with other settings
+    unless the user said so (``resume=True`` / ``overwrite=True``)."""
+    from pvm_bench.pvm.io import ADAPTER_CONFIG
+
+    if cfg.overwrite:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        for name in ("train_log.jsonl", ADAPTER_CONFIG, "adapter.safetensors"):
+            (out / name).unlink(missing_ok=True)
+        return None, cfg
+    if cfg.resume is False:
+        return None, cfg
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        if cfg.resume:
+            raise TrainError(f"--resume: {out} has no checkpoint to continue (checkpoints/step-N); drop --resume to start")
+        final = out / ADAPTER_CONFIG
+        if final.is_file():
+            with load_guard("adapter config", final, "pass --overwrite to replace it"):
+                saved = json.loads(final.read_text(encoding="utf-8")).get("train_config") or {}
+            diffs = config_differences(saved, cfg) if saved else ["(no train_config recorded)"]
+            if diffs:
+                raise TrainError(
+                    f"{out} already holds a trained adapter made with other settings ({'; '.join(diffs)}); "
+                    "pass --overwrite to replace it, or another --out"
+                )
+        return None, cfg
+    with load_guard("checkpoint state", ckpt / "trainer_state.json", "delete that checkpoint dir or pass --overwrite"):
+        saved = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))["config"]
+    diffs = config_differences(saved, cfg)
+    if diffs and not cfg.resume:
+        raise TrainError(
+            f"{out} holds a checkpoint ({ckpt.name}) made with other settings ({'; '.join(diffs)}); pass --resume to "
+            "continue it with its own settings, --overwrite to start over, or another --out"
+        )
+    if diffs:  # explicit --resume: the checkpoint's settings win, so the adapter describes what it holds
+        keep = {k: getattr(cfg, k) for k in ("out", "stop_after", "save_every", "keep_checkpoints", "device",
+                                              "gradient_checkpointing", "progress", "resume", "overwrite")}
+        fields = {f for f in TrainConfig.__dataclass_fields__}
+        restored = {k: v for k, v in saved.items() if k in fields}
+        if isinstance(restored.get("betas"), list):
+            restored["betas"] = tuple(restored["betas"])
+        cfg = TrainConfig(**{**restored, **keep})
+    return ckpt, cfg
 
 
 # ------------------------------------------------------------------ training
@@ -409,6 +394,16 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+    # What OUT holds and the data are checked before the (slow) model load.
+    if rank == 0:
+        resume, cfg = _prepare_out(out, cfg)
+    else:
+        resume = latest_checkpoint(out) if cfg.resume is not False else None
+    if rows is None:
+        rows, base_dir = load_rows(cfg.data, cfg.split, cfg.limit)
+    else:
+        rows, base_dir = list(rows), None
+        check_rows(rows, "the training rows")
     device = cfg.device
     if device == "auto":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
@@ -417,7 +412,6 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
     on_gpu = lm.device.type == "cuda"
     torch.manual_seed(cfg.seed)
 
-    resume = latest_checkpoint(out) if cfg.resume else None
     if resume is not None:
         handle = load_pvm(lm, resume)
     elif cfg.init_pvm:
@@ -437,10 +431,6 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
     else:
         hf.eval()
 
-    if rows is None:
-        rows, base_dir = load_rows(cfg.data, cfg.split, cfg.limit)
-    else:
-        rows, base_dir = list(rows), None
     global_batch = cfg.batch_size * cfg.grad_accum * world
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(rows) / global_batch))
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -474,7 +464,7 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
             for micro in range(cfg.grad_accum):
                 pos = ((step * cfg.grad_accum + micro) * world + rank) * cfg.batch_size
                 idx = sample_indices(len(rows), cfg.seed, pos, cfg.batch_size)
-                batch = build_batch(lm, [_row_to_example(rows[i], base_dir) for i in idx])
+                batch = build_batch(lm, [_row_to_example(rows[i], base_dir, i) for i in idx])
                 labels = batch.pop("labels")
                 batch = {k: v.to(lm.device) for k, v in batch.items()}
                 if autocast is not None:
