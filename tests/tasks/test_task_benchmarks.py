@@ -16,9 +16,14 @@ CASES: dict[str, tuple[str, int, list[tuple[int, str, float]]]] = {
     "mmmu": ("validation", 9, [(0, "A", 1.0), (0, "The answer is (B).", 0.0), (0, "I think the main colour is red, clearly.", 1.0),
                                (8, "3", 1.0), (8, "So the answer is 4", 0.0)]),
     "mmmu_qwen3vl": ("validation", 9, [(1, "B", 1.0), (1, "(C)", 0.0)]),
-        # lmms-eval's rule-based path: a bare letter needs the judge, so it is scored wrong (faithful).
-    "mathvista": ("testmini", 6, [(0, "blue", 1.0), (0, "C", 0.0), (0, "(A) red", 0.0), (1, "3", 1.0), (1, "3 squares", 0.0),
-                                  (1, 'The answer is "3".', 1.0), (4, "[1, 2]", 0.0), (4, 'The answer is "[1, 2]".', 1.0), (5, "red", 1.0)]),
+    # Default: the rule-based final-answer scorer (pvm_bench.mathscore).
+    "mathvista": ("testmini", 6, [(0, "blue", 1.0), (0, "C", 1.0), (0, "(A) red", 0.0), (1, "3", 1.0), (1, "3 squares", 1.0),
+                                  (1, 'The answer is "3".', 1.0), (2, "\\boxed{48}", 1.0), (3, "0.049", 1.0),
+                                  (4, "[1, 2]", 1.0), (4, "[2, 1]", 0.0), (5, "red", 1.0)]),
+    # lmms-eval 0.7.3 without a judge: a bare letter needs the judge, so it is scored wrong (faithful).
+    "mathvista_lmms": ("testmini", 6, [(0, "blue", 1.0), (0, "C", 0.0), (0, "(A) red", 0.0), (1, "3", 1.0), (1, "3 squares", 0.0),
+                                       (1, 'The answer is "3".', 1.0), (4, "[1, 2]", 0.0), (4, 'The answer is "[1, 2]".', 1.0),
+                                       (5, "red", 1.0)]),
     "mathverse": ("vision_only", 5, [(0, "C", 1.0), (0, "The answer is B", 0.0), (1, "\\boxed{3}", 1.0), (1, "Answer: 3.0", 1.0),
                                      (1, "Answer: 4", 0.0)]),
     "mathverse_text_dominant": ("text_dominant", 5, [(2, "Final answer: C", 1.0)]),
@@ -90,17 +95,32 @@ def test_mmmu_interleaved_messages(fixture_data: Path) -> None:
 
 
 def test_mathvista_judge_hook(fixture_data: Path) -> None:
-    from pvm_bench.tasks import get_registry
+    class FakeJudge:  # the Judge interface (pvm_bench.judge.Judge): extract() and complete()
+        def __init__(self) -> None:
+            self.prompts: list[str] = []
 
-    task = get_registry(entry_points=False).tasks["mathvista"]
-    s = task.load(data_dir=fixture_data)[1]
-    rule = task.score(s, "There are 3 white squares.")
-    assert rule.value == 0.0 and rule.details["extractor"] == "quick_extract" and rule.details["extraction_path"] == "no_judge"
-    prompts: list[str] = []
-    task.set_judge(lambda p: prompts.append(p) or "3", name="tiny")
-    judged = task.score(s, "There are 3 white squares.")
-    assert judged.value == 1.0 and judged.details["extractor"] == "quick_extract+judge:tiny"
-    assert prompts[0].endswith("There are 3 white squares.\n\nExtracted answer: ")
+        def extract(self, query: str, output: str) -> str:
+            from pvm_bench.judge import create_test_prompt
+            return self.complete(create_test_prompt(query, output))
+
+        def complete(self, prompt: str) -> str:
+            self.prompts.append(prompt)
+            return "3"
+
+    reg = get_registry(entry_points=False)
+    lmms = reg.tasks["mathvista_lmms"]
+    s = lmms.load(data_dir=fixture_data)[1]
+    rule = lmms.score(s, "There are 3 white squares.")
+    assert rule.value == 0.0 and rule.details["extractor"] == "none"
+    judge = FakeJudge()
+    lmms.set_judge(judge)
+    judged = lmms.score(s, "There are 3 white squares.")
+    assert judged.value == 1.0 and judged.details["extractor"] == "judge" and judged.details["judge_raw"] == "3"
+    assert judge.prompts[0].endswith("There are 3 white squares.\n\nExtracted answer: ")
+    default = reg.tasks["mathvista"]
+    default.set_judge(judge)
+    got = default.score(s, "Hmm, maybe four? No.")
+    assert got.value == 1.0 and got.details["extractor"] == "judge" and got.details["judge_raw"] == "3"
 
 
 def test_mmbench_circular_and_hallusion_metrics(fixture_data: Path) -> None:
