@@ -1,0 +1,142 @@
+"""PAI's image-free guidance (github.com/LALBJ/PAI, CFG.py) against a step-by-step reference.
+
+The reference recomputes, for every row and step of a batched (left-padded) greedy run, the
+conditional logits (full prompt with its image + the tokens generated so far) and the
+image-free logits (the prompt without its image tokens, through the plain model, no cache,
+no padding) one row at a time, and applies ``gamma * (c - u) + u`` with tokens below
+``0.1 * max p`` masked (PAI/CFG.py:53-57).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pvm_bench.fixes.pai import PAIConfig, _Guidance, image_free_ids, pai_active
+from pvm_bench.models.generation import encode, generate
+from pvm_bench.models.loading import load_model
+from pvm_bench.probes.attention import AttentionProbe
+from pvm_bench.testing import build_tiny_model
+from pvm_bench.variants import resolve_variants
+
+from .test_fixes import NEW_TOKENS, batch, hf_generate
+
+GAMMA = 1.1
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory):
+    path = build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("pai") / "small", seed=1, size="small", init_std=0.2)
+    return load_model(str(path))
+
+
+def _last_logp(lm, **inputs) -> torch.Tensor:
+    with torch.inference_mode():
+        logits = lm.hf_model(**inputs).logits[0, -1].float()
+    return torch.log_softmax(logits, dim=-1)
+
+
+def reference_logits(lm, sequences: torch.Tensor, prompt_len: int, gamma: float) -> torch.Tensor:
+    """``[steps, B, V]`` guided scores recomputed per row and step without caches or padding."""
+    strip = set(image_free_ids(lm))
+    rows = []
+    for r, request in enumerate(batch()):
+        enc, _ = encode(lm, [request])
+        prompt = enc["input_ids"][0].tolist()
+        free = [t for t in prompt if t not in strip]
+        generated = sequences[r, prompt_len:].tolist()
+        steps = []
+        for t in range(NEW_TOKENS):
+            ids = torch.tensor([prompt + generated[:t]])
+            # Per-token side inputs (Qwen3-VL's mm_token_type_ids) grow with text (type 0) tokens.
+            cond_inputs = {
+                k: torch.cat([v, v.new_zeros(1, t)], 1) if torch.is_tensor(v) and v.shape == (1, len(prompt)) else v
+                for k, v in enc.items()
+            }
+            cond_inputs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
+            c = _last_logp(lm, **cond_inputs)
+            u = _last_logp(lm, input_ids=torch.tensor([free + generated[:t]]))
+            out = gamma * (c - u) + u
+            steps.append(out.masked_fill(c < math.log(0.1) + c.max(), float("-inf")))
+        rows.append(torch.stack(steps))
+    return torch.stack(rows, dim=1)
+
+
+def test_image_free_prompt_drops_the_image_and_its_boundary_tokens(lm):
+    enc, _ = encode(lm, batch())
+    ids, mask = _Guidance(lm, PAIConfig(), None)._prompt(enc["input_ids"], enc["attention_mask"])
+    texts = [lm.tokenizer.decode(row[m.bool()]) for row, m in zip(ids, mask)]
+    assert texts[0] == "<|im_start|>user\nColour?<|im_end|>\n<|im_start|>assistant\n"
+    assert texts[1] == "<|im_start|>user\nDescribe the picture in detail, please.<|im_end|>\n<|im_start|>assistant\n"
+    # Left padded: every row ends at the last column; the shortest row starts with padding.
+    assert bool(mask[:, -1].all()) and not bool(mask[0, 0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2])
+def test_guidance_matches_the_reference_formula_per_row_and_step(lm, alpha):
+    enc, _ = encode(lm, batch())
+    with pai_active(lm, PAIConfig(alpha=alpha, gamma=GAMMA)) as stats:
+        sequences, logits = hf_generate(lm)
+    assert stats.uncond_passes == NEW_TOKENS  # one image-free forward per step, batched
+    if alpha > 0:
+        # The conditional half is boosted: recompute it with the boost on and guidance off. The
+        # boost acts on the last query row of each forward, so with a KV cache every generated
+        # token's keys were computed boosted; a cache-free recomputation matches only at step 0.
+        with pai_active(lm, PAIConfig(alpha=alpha, gamma=1.0)):
+            expected = reference_logits(lm, sequences, enc["input_ids"].shape[1], GAMMA)
+        logits, expected = logits[:1], expected[:1]
+    else:
+        expected = reference_logits(lm, sequences, enc["input_ids"].shape[1], GAMMA)
+    masked = torch.isneginf(expected)
+    assert torch.equal(torch.isneginf(logits), masked)
+    assert 0 < int(masked.sum()) < masked.numel()
+    torch.testing.assert_close(logits[~masked], expected[~masked], rtol=1e-4, atol=1e-4)
+
+
+def test_gamma_above_one_changes_outputs_gamma_one_does_not_guide(lm):
+    base_seqs, base_logits = hf_generate(lm)
+    results = {}
+    for spec in ("pai:alpha=0:gamma=1", "pai:gamma=1", "pai", "pai:alpha=0:gamma=2"):
+        (variant,) = resolve_variants([spec])
+        with variant.active(lm):
+            results[spec] = hf_generate(lm)
+    assert torch.equal(results["pai:alpha=0:gamma=1"][1], base_logits)
+    assert torch.isfinite(results["pai:gamma=1"][1]).all()  # attention only: no masked tokens
+    for spec in ("pai", "pai:alpha=0:gamma=2"):
+        assert not torch.equal(results[spec][1], base_logits)
+        assert torch.isneginf(results[spec][1]).any()
+    # gamma 2 moves the argmax on this model (printed with -s).
+    changed = (results["pai:alpha=0:gamma=2"][0] != base_seqs).any(dim=1)
+    print(f"\nrows whose greedy tokens changed with gamma=2: {changed.tolist()}")
+    assert bool(changed.any())
+
+
+def test_probes_do_not_see_the_image_free_pass(lm):
+    """Same record count and the same step-0 (prefill) masses as base: the extra pass is invisible."""
+    probe = AttentionProbe()
+    probe.install(lm)
+    try:
+        base = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probe])
+        with pai_active(lm, PAIConfig(alpha=0.0, gamma=GAMMA)) as stats:
+            guided = generate(lm, batch(), max_new_tokens=NEW_TOKENS, probes=[probe])
+    finally:
+        probe.uninstall()
+    assert stats.uncond_passes == NEW_TOKENS
+    for b, g in zip(base, guided):
+        rb, rg = b.probe_records["attention"], g.probe_records["attention"]
+        assert len(rg) == g.n_generated * lm.num_layers
+        assert [r["step"] for r in rg] == sorted(r["step"] for r in rg)
+        step0_b = [r["visual_mass"] for r in rb if r["step"] == 0]
+        step0_g = [r["visual_mass"] for r in rg if r["step"] == 0]
+        assert step0_g == step0_b
+        assert all(r["n_visual"] > 0 for r in rg)  # never a record of the image-free (no image) pass
+
+
+def test_guidance_runs_with_sampling_and_is_reproducible(lm):
+    (variant,) = resolve_variants(["pai"])
+    with variant.active(lm):
+        first = generate(lm, batch(), max_new_tokens=NEW_TOKENS, temperature=0.7)
+        second = generate(lm, batch(), max_new_tokens=NEW_TOKENS, temperature=0.7)
+    assert [g.token_ids for g in first] == [g.token_ids for g in second]
