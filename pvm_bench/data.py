@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pvm_bench.filecheck import check_table_file
 from pvm_bench.tasks import TaskError
 
 LOCAL_SUFFIXES = (".parquet", ".jsonl", ".json")
@@ -51,6 +52,7 @@ def load_rows(
                 f"export the hub dataset there or drop --data-dir"
             )
         fmt = "parquet" if path.suffix == ".parquet" else "json"
+        check_table_file(path, f"fix or re-export {task}/{split} (pvm-bench data export)")  # one line, not datasets' traceback
         try:
             ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
         except Exception as exc:

@@ -42,6 +42,20 @@ class CorruptImageError(TaskError):
     """An image of a sample cannot be decoded."""
 
 
+#: Largest image (width x height, pixels) a sample may have: 64 MP, e.g. 8000 x 8000. Processors
+#: resize every image to a few megapixels anyway, so a bigger one only costs memory (a 13000 x
+#: 13000 PNG decodes to 0.5 GB of RGB and peaks near 3 GB). Override with the environment variable
+#: ``PVM_BENCH_MAX_IMAGE_PIXELS``; beyond it the sample fails alone with a per-sample error.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def max_image_pixels() -> int:
+    import os
+
+    value = os.environ.get("PVM_BENCH_MAX_IMAGE_PIXELS", "")
+    return int(value) if value.strip().isdigit() else MAX_IMAGE_PIXELS
+
+
 @dataclass
 class LazyImage:
     """An image decoded only when the model needs it.
@@ -54,25 +68,45 @@ class LazyImage:
     name: str = "image"
 
     def load(self) -> Image.Image:
+        """The decoded RGB image; :class:`CorruptImageError` when it cannot be decoded or is larger
+        than :data:`MAX_IMAGE_PIXELS` (checked from the header, before decoding)."""
+        import warnings
+
         src = self.source
         try:
             if isinstance(src, Image.Image):
                 img = src
+                self._check_size(img)
             else:
                 if isinstance(src, dict):
                     src = src.get("bytes") or src.get("path")
-                if isinstance(src, (bytes, bytearray)):
-                    img = Image.open(io.BytesIO(src))
-                elif isinstance(src, (str, Path)):
-                    img = Image.open(src)
-                else:
-                    raise TypeError(f"unsupported image source type {type(src).__name__}")
+                with warnings.catch_warnings():  # our own limit below replaces PIL's bomb warning
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    if isinstance(src, (bytes, bytearray)):
+                        img = Image.open(io.BytesIO(src))
+                    elif isinstance(src, (str, Path)):
+                        img = Image.open(src)
+                    else:
+                        raise TypeError(f"unsupported image source type {type(src).__name__}")
+                self._check_size(img)
                 img.load()
             return img.convert("RGB")
+        except Image.DecompressionBombError as exc:
+            raise CorruptImageError(f"{self.name}: image too large to decode safely ({exc}); downscale it") from exc
         except CorruptImageError:
             raise
         except Exception as exc:  # PIL raises many types for bad data
             raise CorruptImageError(f"{self.name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+    def _check_size(self, img: Image.Image) -> None:
+        width, height = img.size
+        limit = max_image_pixels()
+        if width * height > limit:
+            raise CorruptImageError(
+                f"{self.name}: image is {width}x{height} = {width * height / 1e6:.1f} MP, over the "
+                f"{limit / 1e6:.0f} MP limit per image; downscale it (processors resize to a few MP anyway) "
+                "or raise PVM_BENCH_MAX_IMAGE_PIXELS"
+            )
 
     def fingerprint_bytes(self) -> bytes:
         src = self.source
