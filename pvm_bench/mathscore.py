@@ -123,25 +123,37 @@ def choices_from_question(question: str) -> list[str]:
     return out
 
 
-def math_span(span: str) -> str:
-    r"""The expression a span states: the last ``$...$`` / ``\(...\)`` segment of a sentence,
-    else the text after the last ``=`` or " is ", without a trailing period."""
+def math_segment(span: str) -> str:
+    r"""The math a sentence states: its last ``$...$`` / ``\(...\)`` segment (unless the whole
+    span is math), without a trailing period."""
     segs = re.findall(r"\$([^$]+)\$|\\\((.+?)\\\)", span)
     if segs and not span.strip().startswith("$"):
-        last = [a or b for a, b in segs][-1]
-        span = last
-    span = span.strip().rstrip(".").strip()
-    if "=" in span:
-        span = span.split("=")[-1]
-    elif re.search(r"\bis\b", span):
-        span = re.split(r"\bis\b", span)[-1]
-    return span.strip().strip("$").strip()
+        span = [a or b for a, b in segs][-1]
+    return span.strip().rstrip(".").strip().strip("$").strip()
+
+
+def math_span(span: str) -> str:
+    """:func:`math_segment` without a left-hand side: the text after the last ``=``, else after
+    the last " is "."""
+    seg = math_segment(span)
+    if "=" in seg:
+        seg = seg.split("=")[-1]
+    elif re.search(r"\bis\b", seg):
+        seg = re.split(r"\bis\b", seg)[-1]
+    return seg.strip().strip("$").strip()
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", clean_math(text)).lower().rstrip(".")
 
 
 def _free_form_value(span: str, where: str, gold: str) -> tuple[str, str] | None:
     expr = math_span(span)
-    if not expr or (len(expr.split()) > 6 and not re.search(r"[\d\\^=]", expr)):
+    mathy = re.search(r"[\d\\^=+*/()]", expr)
+    if not expr or (where == "answer_marker" and not mathy and len(expr.split()) > 3):
         return None  # prose after "the answer is" ("consistent with the figure"), not an answer
+    if _squash(math_segment(span)) == _squash(gold):
+        return math_segment(span), "text"
     if is_equal(expr, gold) or is_equal(clean_math(expr).replace(" ", ""), gold):
         return expr, "symbolic"
     if normalize_text(expr) == normalize_text(gold):

@@ -1,12 +1,20 @@
 """MATH-Vision (MathLLMs/MathVision, split ``testmini``): competition math with images.
 
-lmms-eval 0.7.3 ``tasks/mathvision`` (``mathvision_testmini``): prompt ``'Please solve the
-problem step by step and put your answer in one "\\boxed{}".'`` + question (+ ``Choices: A. ..``
-and "Answer the question with the option's letter from the given choices directly." for
-multiple choice). Score: ``mathvision_process_results`` with ``find_math_answer`` and
-``is_equal`` from ``eval_utils.py`` (ported below). ``is_equal``'s symbolic step uses
-``latex2sympy2`` when installed (as lmms-eval does); without it that step is skipped and
-``Score.details["symbolic"]`` says so (string/tuple equality still apply).
+Prompt and generation as lmms-eval 0.7.3 ``tasks/mathvision`` (``mathvision_testmini``):
+``mathvision_doc_to_text`` (utils.py lines 49-64): ``'Please solve the problem step by step and put
+your answer in one "\\boxed{}".'`` + question (+ ``Choices: A. ..`` and the YAML's ``mc_prompt``
+"Answer the question with the option's letter from the given choices directly." for multiple
+choice); ``max_new_tokens: 16384`` (mathvision_testmini.yaml line 13).
+
+Scoring:
+
+* ``mathvision`` (default): the final answer is found by :mod:`pvm_bench.answers` (last boxed,
+  answer marker, last line; revisions), then compared as lmms-eval does: option letter (or the
+  gold option's text), else lmms-eval's ``is_equal`` with ``latex2sympy2``
+  (:func:`pvm_bench.symbolic.is_equal`: "3.0" = "3", "\\frac{1}{2}" = "0.5", "(1,2)" = "(1, 2)").
+* ``mathvision_lmms``: lmms-eval 0.7.3's exact ``mathvision_process_results`` (utils.py lines
+  87-144: its own answer-string cleanup ``find_math_answer``, eval_utils.py line 392, then
+  ``is_equal``), for parity with published lmms-eval numbers.
 """
 
 from __future__ import annotations
@@ -14,59 +22,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pvm_bench.mathscore import score_free_form
 from pvm_bench.scoring import prepare_output, truncated_score
+from pvm_bench.symbolic import SYMBOLIC, is_equal
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 MC_PROMPT = "Answer the question with the option's letter from the given choices directly."
 
-try:  # optional, as in lmms-eval
-    from latex2sympy2 import latex2sympy  # type: ignore[import-not-found]
-except Exception:  # pragma: no cover - depends on the environment
-    latex2sympy = None
-
 
 def is_number(s: str) -> bool:
+    """lmms-eval mathvision ``is_number`` (eval_utils.py line 15)."""
     try:
         float(s)
         return True
     except ValueError:
-        return False
-
-
-def eval_tuple(s: str) -> str:
-    """lmms-eval mathvision ``eval_tuple``."""
-    sl = s[1:-1].split(",")
-    try:
-        if latex2sympy is None:
-            return s
-        if s[0] == "(" and s[-1] == ")" and len(sl) > 1:
-            s = ",".join([str(round(eval(str(latex2sympy(sub))), 2)) if "infty" not in sub and sub not in ["a", "-a"] else sub for sub in sl])
-            return f"({s})"
-        if s[0] == "[" and s[-1] == "]" and len(sl) > 1:
-            s = ",".join([str(round(eval(str(latex2sympy(sub))), 2)) if "infty" not in sub and sub not in ["a", "-a"] else sub for sub in sl])
-            return f"[{s}]"
-    except Exception:
-        return s
-    return s
-
-
-def is_equal(asw: str, gt_asw: str) -> bool:
-    """lmms-eval mathvision ``is_equal``."""
-    asw = asw.lower()
-    gt_asw = gt_asw.lower()
-    if asw.replace(" ", "") == "" or gt_asw.replace(" ", "") == "":
-        return False
-    if gt_asw.strip() == asw.strip():
-        return True
-    asw = eval_tuple(asw)
-    gt_asw = eval_tuple(gt_asw)
-    if gt_asw == asw:
-        return True
-    if latex2sympy is None:
-        return False
-    try:
-        return round(eval(str(latex2sympy(gt_asw))), 2) == round(eval(str(latex2sympy(asw))), 2)
-    except Exception:
         return False
 
 
@@ -198,15 +167,29 @@ def extract(model_answer: str) -> str:
 
 
 class MathVision(HubTask):
+    """MATH-Vision testmini with lmms-eval's prompt; rule-based (default) or lmms-eval scoring."""
+
     name = "mathvision"
-    version = "1.0"
-    description = "MATH-Vision testmini: competition math with images (lmms-eval boxed prompt, rule-based is_equal)"
+    version = "2.0"
     splits = ("testmini", "test")
     default_split = "testmini"
     hub_id = "MathLLMs/MathVision"
-    generation = {"max_new_tokens": 2048}
+    data_name = "mathvision"
+    generation = {"max_new_tokens": 16384}
     required_fields = ("question", "answer", "decoded_image")
     id_field = "id"
+
+    def __init__(self, name: str = "mathvision", scorer: str = "rule") -> None:
+        self.name = name
+        self.scorer = scorer
+        how = ("final answer (boxed / answer marker / last line) + latex2sympy2 is_equal" if scorer == "rule"
+               else "lmms-eval 0.7.3 mathvision_process_results")
+        self.description = f"MATH-Vision testmini: competition math with images (lmms-eval boxed prompt, {how})"
+        self.judge: Any = None
+
+    def set_judge(self, judge: Any) -> None:
+        """Extract the final answer with ``judge`` (see :mod:`pvm_bench.judge`) before comparing."""
+        self.judge = judge
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         ident = self.row_id(row, position)
@@ -217,21 +200,38 @@ class MathVision(HubTask):
         return Sample(
             id=ident, question=prompt, target=str(row["answer"]),
             images=[LazyImage(row["decoded_image"], name=f"{self.name} sample {ident} decoded_image")],
-            choices=options or None, metadata={"level": row.get("level"), "subject": row.get("subject")},
+            choices=options or None, metadata={"level": row.get("level"), "subject": row.get("subject"),
+                                               "raw_question": row["question"]},
         )
+
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
-        details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mathvision_process_results",
-                                   "symbolic": "latex2sympy2" if latex2sympy is not None else "unavailable"}
         if prep.unfinished_reasoning:
-            return truncated_score(reason="ended inside a reasoning block", **details)
-        answer = extract(prep.text)
+            return truncated_score(reason="ended inside a reasoning block", extractor="none", symbolic=SYMBOLIC)
+        if self.scorer == "lmms":
+            return self._score_lmms(sample, prep.text, truncated)
+        text, extra = prep.text, {}
+        if self.judge is not None:
+            text = self.judge.extract(str(sample.metadata.get("raw_question") or sample.question), prep.text)
+            extra = {"judge_raw": text}
+        verdict = score_free_form(text, sample.target, sample.choices, multi_choice=bool(sample.choices))
+        details = {**verdict.details(), "symbolic": SYMBOLIC, **extra}
+        if extra:
+            details["extractor"] = "judge"
+        if truncated and verdict.extractor == "none":
+            return truncated_score(**details)
+        return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)
+
+    def _score_lmms(self, sample: Sample, text: str, truncated: bool) -> Score:
+        details: dict[str, Any] = {"symbolic": SYMBOLIC}
+        answer = extract(text)
+        details["extractor"] = "boxed" if "oxed{" in text else ("none" if not answer else "lmms_rules")
         gt = sample.target
         gt_value = sample.choices[ord(gt) - ord("A")] if sample.choices and len(gt) == 1 and 0 <= ord(gt) - ord("A") < len(sample.choices) else ""
         ok = is_equal(gt, answer) or is_equal(gt_value, answer)
-        if truncated and not ok and "oxed{" not in prep.text:
+        if truncated and not ok and "oxed{" not in text:
             return truncated_score(parsed=answer, **details)
         return Score(value=float(ok), parsed=answer, details=details)
 
 
-TASKS = [MathVision()]
+TASKS = [MathVision(), MathVision(name="mathvision_lmms", scorer="lmms")]

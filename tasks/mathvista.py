@@ -206,6 +206,8 @@ class MathVista(HubTask):
         how = ("rule-based final answer (boxed / answer marker / last line, dataset precision)" if scorer == "rule"
                else "lmms-eval 0.7.3 quick_extract, no GPT judge")
         self.description = f"MathVista testmini: math reasoning in visual contexts ({shot_type} prompt, {how})"
+        if scorer == "rule":
+            self.comparability_note = "rule-scored final answers; lmms-eval's published numbers use a GPT extractor"
 
     def set_judge(self, judge: Any) -> None:
         """Score with ``judge`` (a :class:`pvm_bench.judge.Judge`, or anything with ``extract(query,
