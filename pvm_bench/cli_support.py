@@ -1,25 +1,36 @@
 """What every CLI command module shares: the stderr console and the one-line error convention.
 
 A :class:`~pvm_bench.errors.UserError` becomes one ``error:`` line on stderr and exit status 2.
+A pydantic ``ValidationError`` of a typed config (e.g. :class:`pvm_bench.config.RunConfig`)
+becomes the same kind of line naming the flag: :func:`config_error`.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pvm_bench.errors import UserError
+
+try:  # typer 0.29 ships its own copy of click: its classes and exceptions are the ones in play
+    from typer._click import Command, Context, Parameter
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer builds on click itself
+    from click import ClickException, Command, Context, Parameter, UsageError  # type: ignore[no-redef]
+    from click.exceptions import NoArgsIsHelpError  # type: ignore[no-redef]
 
 console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one ``error:`` line and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -34,3 +45,60 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise fail(str(exc)) from None
 
     return wrapper
+
+
+class OptionError(UserError):
+    """A command-line option has a value outside its allowed range or choices."""
+
+
+#: Config fields whose flag is not ``--`` + the field name with dashes.
+FLAG_NAMES = {"out": "--out", "include_paths": "--include-path", "data_dir": "--data-dir"}
+
+
+def flag_name(field: str, flags: Mapping[str, str] = FLAG_NAMES) -> str:
+    """The command-line spelling of config field ``field``."""
+    return flags.get(field, "--" + field.replace("_", "-"))
+
+
+def _phrase(error: Mapping[str, Any]) -> str:
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    bounds = {
+        "greater_than_equal": ">= {ge}",
+        "greater_than": "> {gt}",
+        "less_than_equal": "<= {le}",
+        "less_than": "< {lt}",
+    }
+    if kind in bounds:
+        return "must be " + bounds[kind].format(**{k: _num(v) for k, v in ctx.items()})
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    message = str(error.get("msg", "is invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return str(value)
+
+
+def config_error(exc: Any, flags: Mapping[str, str] = FLAG_NAMES) -> OptionError:
+    """One line for the first problem of a pydantic ValidationError: ``--flag must be ... (got X)``."""
+    errors = exc.errors()
+    if not errors:
+        return OptionError(str(exc))
+    first = errors[0]
+    loc = first.get("loc") or ("value",)
+    field = str(loc[0])
+    got = first.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+    return OptionError(f"{flag_name(field, flags)} {_phrase(first)}{shown}{more}")
+
+
+__all__ = [
+    "ClickException", "Command", "Context", "NoArgsIsHelpError", "Parameter", "UsageError", "FLAG_NAMES", "OptionError", "config_error", "console", "fail", "flag_name", "user_errors"]

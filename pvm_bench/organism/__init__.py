@@ -28,10 +28,13 @@ DEFAULT_LIMIT = 100
 #: 256 leaves room for a model that overshoots without spending the task's 768.
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_BATCH_SIZE = 8
+#: Tasks the organism's defaults apply to without ``--model``: its own generated length
+#: diagnostics (tasks/length_diagnostics.py) and their group. Any other task needs ``--model``.
+ORGANISM_TASKS = ("swatch_recall", "swatch_recall_given", "colour_recall", "colour_recall_given", "length-diagnostics")
 
 
 def default_run_options() -> dict[str, Any]:
-    """Defaults of ``pvm-bench run`` without ``--model``.
+    """Defaults of ``pvm-bench run`` without ``--model`` (the organism's own job, :data:`ORGANISM_TASKS`).
 
     Returns ``model`` and ``pvm`` (paths of the shipped weights, as strings), ``tasks`` (a
     comma-separated string) and the RunConfig fields ``split``, ``limit``, ``max_new_tokens`` and
@@ -54,4 +57,4 @@ def default_run_options() -> dict[str, Any]:
     }
 
 
-__all__ = ["BASE_DIR", "MANIFEST", "PVM_DIR", "WEIGHTS_DIR", "default_run_options"]
+__all__ = ["BASE_DIR", "MANIFEST", "ORGANISM_TASKS", "PVM_DIR", "WEIGHTS_DIR", "default_run_options"]

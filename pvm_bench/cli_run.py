@@ -1,0 +1,285 @@
+"""``pvm-bench run``: collect the flags, build a RunConfig, execute it with progress, print the headline.
+
+The command body does no orchestration of its own beyond that: :func:`pvm_bench.cli_options.build_run_config`
+decides every default, :class:`pvm_bench.run.Runner` runs, the report layer writes the summary, and
+:mod:`pvm_bench.cli_progress` shows progress and the closing table. Importing this module loads no
+torch or pandas (``pvm-bench --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperCommand
+
+from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, model_args_fields, normalize_args
+from pvm_bench.cli_support import Context, OptionError, UsageError, console, fail
+from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, RunConfig
+from pvm_bench.errors import UserError
+
+out = Console(soft_wrap=True)  # never break paths that users copy
+
+MODEL, TASKS, GEN, PROBES, OUTPUT, RESOURCES, LMMS = (
+    "Model", "Tasks and data", "Generation", "Probes", "Output and resume", "Resources", "lmms-eval spellings",
+)
+_D = RunConfig.model_fields
+
+
+def _default(field: str) -> str:
+    return str(_D[field].default)
+
+
+class RunCommand(TyperCommand):
+    """``run`` with lmms-eval spellings rewritten before parsing (see :func:`normalize_args`)."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        names = [opt for param in self.params for opt in (*param.opts, *param.secondary_opts)]
+        try:
+            args = normalize_args(args, names)
+        except OptionError as exc:
+            raise UsageError(str(exc), ctx) from None
+        return super().parse_args(ctx, args)
+
+
+def run(
+    model: Annotated[Optional[str], typer.Option(help="Hub id or local model dir (default: the built-in organism, on its own tasks only).", rich_help_panel=MODEL)] = None,  # noqa: UP045
+    pvm: Annotated[Optional[str], typer.Option(help="PVM adapter dir or full reference checkpoint; adds the 'pvm' variant.", rich_help_panel=MODEL)] = None,  # noqa: UP045
+    dtype: Annotated[Optional[str], typer.Option(help=f"{' | '.join(DTYPE_CHOICES)} (default: {_default('dtype')}).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
+    device: Annotated[Optional[str], typer.Option(help=f"{DEVICE_HELP} (default: {_default('device')}).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
+    device_map: Annotated[Optional[str], typer.Option(help="'auto' to shard a large model over GPUs.", rich_help_panel=MODEL)] = None,  # noqa: UP045
+    attn_implementation: Annotated[Optional[str], typer.Option(help=f"Base attention backend: {' | '.join(ATTN_CHOICES)} (default: {_default('attn_implementation')}).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
+    trust_remote_code: Annotated[Optional[bool], typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
+    judge: Annotated[Optional[str], typer.Option(help="Local judge model (dir or hub id) for tasks that can use one.", rich_help_panel=MODEL)] = None,  # noqa: UP045
+    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated task or group names (see `pvm-bench tasks`).", rich_help_panel=TASKS)] = None,  # noqa: UP045
+    variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm).", rich_help_panel=TASKS)] = None,  # noqa: UP045
+    split: Annotated[Optional[str], typer.Option(help="Dataset split (default: each task's own).", rich_help_panel=TASKS)] = None,  # noqa: UP045
+    limit: Annotated[Optional[int], typer.Option(help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,  # noqa: UP045
+    data_dir: Annotated[Optional[Path], typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).", rich_help_panel=TASKS)] = None,  # noqa: UP045
+    include_path: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of task modules (repeatable).", rich_help_panel=TASKS)] = None,  # noqa: UP045
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Samples per generate() batch (default: {_default('batch_size')}; organism: 8).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation length (default: each task's own; organism: 256).", rich_help_panel=GEN)] = None,  # noqa: UP045
+    temperature: Annotated[Optional[float], typer.Option(help=f"0 = greedy; the paper uses 0.7 with 4 repeats (default: {_default('temperature')}).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus mass in (0, 1] when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,  # noqa: UP045
+    top_k: Annotated[Optional[int], typer.Option(help="Top-k when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,  # noqa: UP045
+    repetition_penalty: Annotated[Optional[float], typer.Option(help="> 0; 1 = none (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,  # noqa: UP045
+    repeats: Annotated[Optional[int], typer.Option(help=f"Generations per sample (seeded per sample and repeat) (default: {_default('repeats')}).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
+    seed: Annotated[Optional[int], typer.Option(help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
+    probes: Annotated[Optional[str], typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,  # noqa: UP045
+    per_head: Annotated[Optional[bool], typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,  # noqa: UP045
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,  # noqa: UP045
+    run_id: Annotated[Optional[str], typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,  # noqa: UP045
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory (other run options must match it).", rich_help_panel=OUTPUT)] = None,  # noqa: UP045
+    force_resume: Annotated[bool, typer.Option("--force-resume", help="With --resume: continue even if the model, data or settings changed (recorded in run.json).", rich_help_panel=OUTPUT)] = False,
+    report: Annotated[Optional[bool], typer.Option("--report/--no-report", help="Write summary, plots and report.html at the end (default: --report).", show_default=False, rich_help_panel=OUTPUT)] = None,  # noqa: UP045
+    fail_on_sample_errors: Annotated[bool, typer.Option(help="Exit 1 when any sample could not be run (e.g. corrupt image).", rich_help_panel=OUTPUT)] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.", rich_help_panel=OUTPUT)] = False,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: OMP_NUM_THREADS, else the cores available to this process).", rich_help_panel=RESOURCES)] = None,  # noqa: UP045
+    launcher: Annotated[Optional[str], typer.Option(help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,  # noqa: UP045
+    nproc: Annotated[int, typer.Option(min=1, help="Workers per node with --launcher torchrun.", rich_help_panel=RESOURCES)] = 2,
+    model_args: Annotated[Optional[str], typer.Option(help="lmms-eval style pretrained=DIR,pvm=DIR,dtype=...,device_map=...,attn_implementation=...", rich_help_panel=LMMS)] = None,  # noqa: UP045
+    gen_kwargs: Annotated[Optional[str], typer.Option(help="lmms-eval style temperature=0.7,top_p=...,top_k=...,max_new_tokens=...,repetition_penalty=...", rich_help_panel=LMMS)] = None,  # noqa: UP045
+    log_samples: Annotated[bool, typer.Option("--log-samples", help="Accepted for lmms-eval scripts: samples.jsonl is always written.", rich_help_panel=LMMS)] = False,
+) -> None:
+    """Evaluate MODEL (and its PVM variant) on tasks, with attention probes; write OUT/RUN_ID/.
+
+    Without --model this runs the built-in organism on its own task with its own defaults. Every
+    flag you pass wins; lmms-eval spellings (--batch_size, --output_path, --model_args, --gen_kwargs,
+    --log_samples) are accepted.
+    """
+    given = {
+        "model": model, "pvm": pvm, "dtype": dtype, "device": device, "device_map": device_map,
+        "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code, "judge": judge,
+        "tasks": _csv(tasks) if tasks is not None else None, "variants": _csv(variants) if variants is not None else None,
+        "split": split, "limit": limit, "data_dir": str(data_dir) if data_dir else None,
+        "include_paths": [str(p) for p in include_path] if include_path else None,
+        "batch_size": batch_size, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+        "top_k": top_k, "repetition_penalty": repetition_penalty, "repeats": repeats, "seed": seed,
+        "probes": _csv(probes) if probes is not None else None, "per_head": per_head,
+        "out": str(out_dir) if out_dir is not None else None, "run_id": run_id, "report": report,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        if model_args:
+            extra = model_args_fields(model_args)
+            if "model" in given and "model" in extra and _is_model_type(given["model"]):
+                console.print(f"note: --model {given['model']} read as lmms-eval's model type; "
+                              f"loading pretrained={extra['model']}", highlight=False)
+                del given["model"]
+            given = merge_fields(given, extra, "--model_args")
+        if gen_kwargs:
+            given = merge_fields(given, gen_kwargs_fields(gen_kwargs), "--gen_kwargs")
+        if threads is not None and threads < 1:
+            raise OptionError(f"--threads must be >= 1 (got {threads})")
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    if launcher is not None:
+        _relaunch(launcher, nproc)
+    _silence_library_progress()
+    from pvm_bench.distributed import init_from_env
+
+    dist = init_from_env()
+    try:
+        _run(dist, given, resume=resume, force_resume=force_resume, threads=threads, quiet=quiet,
+             fail_on_sample_errors=fail_on_sample_errors)
+    finally:
+        dist.shutdown()
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _is_model_type(value: str) -> bool:
+    """lmms-eval's ``--model qwen3_vl`` names a wrapper class, not weights: no '/', not a path."""
+    return "/" not in value and not os.path.exists(value)
+
+
+def _silence_library_progress() -> None:
+    """Our progress display is the only one: transformers/datasets bars would interleave with it."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+
+
+def _relaunch(launcher: str, nproc: int) -> None:
+    """Re-run this command under torchrun (same arguments minus --launcher/--nproc)."""
+    import subprocess
+
+    if launcher != "torchrun":
+        raise fail(f"unknown launcher '{launcher}'; the only launcher is 'torchrun'")
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--launcher", "--nproc"):
+            skip = True
+            continue
+        if arg.startswith(("--launcher=", "--nproc=")):
+            continue
+        args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "pvm_bench", *args]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def _create_or_resume(given: dict[str, Any], resume: Path | None, force_resume: bool, threads: int | None) -> Any:
+    from pvm_bench.cli_options import build_run_config
+    from pvm_bench.run import Runner
+    from pvm_bench.threads import resolve_threads
+
+    if resume is not None:
+        return resume_runner(resume, given, force=force_resume)
+    if force_resume:
+        raise OptionError("--force-resume only applies with --resume RUN_DIR")
+    config = build_run_config({**given, "threads": resolve_threads(threads)})
+    return Runner.create(config)
+
+
+def resume_runner(run_dir: Path, given: dict[str, Any], *, force: bool) -> Any:
+    """``Runner.resume`` with the options the user typed (the runner refuses those that differ).
+
+    A resumed run continues with the settings in its run.json; ``--report/--no-report`` only
+    changes what happens at the end, so it is not compared. ``force`` (``--force-resume``) lets
+    the runner continue although the model or data fingerprints changed (recorded in run.json).
+    """
+    from pvm_bench.cli_options import typed_fields
+    from pvm_bench.run import Runner
+
+    overrides = typed_fields({k: v for k, v in given.items() if k not in RESUME_FREE})
+    return Runner.resume(run_dir, force=force, overrides=overrides)
+
+
+def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume: bool, threads: int | None,
+         quiet: bool, fail_on_sample_errors: bool) -> None:
+    from pvm_bench.run import Runner
+    from pvm_bench.threads import apply_threads
+
+    runner: Any = None
+    failure: str | None = None
+    if dist.is_main:
+        try:
+            runner = _create_or_resume(given, resume, force_resume, threads)
+        except UserError as exc:
+            failure = str(exc)
+    payload = None
+    if dist.is_main:
+        payload = ("error", failure) if failure else ("dir", str(runner.run_dir))
+    run_dir_or_error = dist.broadcast(payload)
+    if run_dir_or_error[0] == "error":
+        raise fail(run_dir_or_error[1])
+    if runner is None:  # a non-zero rank joins the run rank 0 set up
+        runner = Runner.resume(Path(run_dir_or_error[1]), dist, mark_resumed=False)
+    runner.dist = dist
+    apply_threads(threads if threads is not None or resume is not None else runner.config.threads)
+    try:
+        _execute(runner, quiet=quiet or not dist.is_main)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    if not dist.is_main:
+        return
+    _finish(runner, fail_on_sample_errors, given.get("report"))
+
+
+def _execute(runner: Any, *, quiet: bool) -> None:
+    """Run with a bar on a terminal, plain progress lines elsewhere, nothing with --quiet."""
+    from pvm_bench.cli_progress import BarProgress, LineProgress
+
+    def log(msg: str) -> None:
+        console.print(msg, highlight=False)
+
+    if quiet:
+        runner.execute(log=log)
+    elif console.is_terminal:
+        with BarProgress(console, runner.record.run_id) as bar:
+            runner.execute(progress=bar, log=bar.log)
+    else:
+        with LineProgress(sys.stderr) as lines:
+            runner.execute(progress=lines, log=log)
+
+
+def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None) -> None:
+    """Report, then the closing lines: status, headline table, summary.md and report.html paths."""
+    from pvm_bench.cli_progress import headline_table
+
+    record, run_dir = runner.record, runner.run_dir
+    html = None
+    if runner.config.report if report is None else report:
+        try:
+            from pvm_bench.report import build_report
+        except ImportError:
+            build_report = None
+        if build_report is not None:
+            html = build_report(run_dir)
+    counts = record.counts
+    out.print(
+        f"run {record.run_id}: {record.status}, {counts.get('samples', 0)} samples "
+        f"({counts.get('errors', 0)} errors, {counts.get('truncated', 0)} truncated) -> {run_dir}",
+        highlight=False,
+    )
+    table = headline_table(run_dir) if html is not None else None
+    if table is not None:
+        out.print(table)
+    if html is not None:
+        out.print(f"summary: {Path(run_dir) / 'summary.md'}", highlight=False)
+        out.print(f"report: {html}", highlight=False)
+    if runner.errors and fail_on_sample_errors:
+        raise fail(f"{len(runner.errors)} sample(s) could not be run (see 'error' in {run_dir}/samples.jsonl)", 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to ``app``."""
+    from pvm_bench.cli_support import user_errors
+
+    app.command("run", cls=RunCommand, rich_help_panel="Evaluate")(user_errors(run))
+
+
+__all__ = ["RunCommand", "register", "resume_runner", "run"]
