@@ -1,20 +1,31 @@
 """Regression checks of a run against a committed baseline file (reports/baselines/*.json).
 
-Baseline file (JSON, ``"format": "pvm-bench-baseline"``, ``"version": 1``)::
+Baseline file (JSON, ``"format": "pvm-bench-baseline"``, ``"version": 2``; version 1 files, which
+have no per-unit scores, are still read)::
 
-    {"format": "pvm-bench-baseline", "version": 1, "created_at": "...",
-     "source": {"run_id": ..., "status": ..., "model": {...}, "adapter": ..., "git": {...},
-                "seed": ..., "config": {...}},
-     "metrics": [{"task": "colour", "variant": "pvm", "metric": "accuracy", "value": 0.8,
-                  "ci_low": 0.7, "ci_high": 0.9, "higher_is_better": true, "n": 48}, ...]}
+    {"format": "pvm-bench-baseline", "version": 2, "created_at": "...",
+     "source": {"run_id", "status", "model", "adapter", "git", "seed", "config"},
+     "metrics": [{"task", "variant", "metric", "band", "t", "stat": "value" | "diff_vs_base",
+                  "value", "ci_low", "ci_high", "n", "higher_is_better"}, ...],
+     "units": {"task|variant|metric": {"stratum": {"unit": value, ...}, ...}, ...},
+     "samples": [{"task", "variant", "sample_id", "repeat", "score"}, ...]}
 
-Metrics (per task x variant of the summary, NaN ones omitted): ``accuracy``, ``diff_vs_base``
-(non-base variants), and ``mass_all_t{64,256,1024,4096}`` (visual mass, all layers).
+``metrics`` are the gated metric rows of the run (:mod:`pvm_bench.report.rows`): every task
+metric, the pooled ``ALL`` and ``MACRO`` rows, their paired difference vs ``base`` (non-base
+variants), and the visual mass at fixed t (band "all"). ``units`` are the per-unit values
+(per-sample scores for sample-level metrics; question/figure groups for grouped ones) of every
+score metric; ``samples`` the per-sample scores they come from.
 
-Rule: a metric passes when ``current >= baseline - tol`` (higher is better), i.e. within
-tolerance or better. Default ``tol`` = the baseline's own 95% CI half-width, floored at
-``max(ABS_FLOOR, REL_FLOOR * |baseline|)``; an explicit ``tolerance`` is one absolute value in
-metric units for every metric. Missing metrics and (unless allowed) a partial run fail.
+A metric fails (status ``worse``) when
+
+- it dropped beyond tolerance: ``current < baseline - tol`` (higher is better); default ``tol`` =
+  the baseline's own 95% CI half-width, floored at ``max(ABS_FLOOR, REL_FLOOR * |baseline|)``; an
+  explicit ``tolerance`` is one absolute value for every metric; or
+- the drop is significant when paired unit by unit with the baseline's stored units
+  (McNemar for 0/1 units, else a sign-flip test; p < ``alpha``, default 0.05).
+
+Missing metrics and (unless allowed) a partial run fail. Notes say when the model or adapter
+fingerprint, or the run settings, differ from the baseline's.
 """
 
 from __future__ import annotations
@@ -27,53 +38,56 @@ from typing import Any
 
 import pandas as pd
 
-from pvm_bench.report.fit import FIXED_POSITIONS
-from pvm_bench.report.summary import ReportInputError, build_summary, load_run, to_markdown
+from pvm_bench.report.estimate import Groups, grouped_paired
+from pvm_bench.report.rows import collect_groups
+from pvm_bench.report.rundata import ReportInputError, load_run
+from pvm_bench.report.summary import Summary, build_summary
+from pvm_bench.report.views import finite, to_markdown
 from pvm_bench.results import atomic_write_text, utc_now
 
 BASELINE_FORMAT = "pvm-bench-baseline"
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 ABS_FLOOR = 1e-6
 REL_FLOOR = 0.01
 """Tolerance floor: 1% of the baseline value (a zero-width CI must not make a check flaky)."""
+ALPHA = 0.05
+"""Significance level of the paired test against the baseline's units."""
+SCORE_KINDS = ("task", "pooled", "macro")
 
-#: (metric name, summary column, CI low column, CI high column, higher is better)
-METRICS: tuple[tuple[str, str, str, str, bool], ...] = (
-    ("accuracy", "accuracy", "acc_ci_low", "acc_ci_high", True),
-    ("diff_vs_base", "diff_vs_base", "diff_ci_low", "diff_ci_high", True),
-) + tuple(
-    (f"mass_all_t{t}", f"mass_all_t{t}", f"mass_all_t{t}_ci_low", f"mass_all_t{t}_ci_high", True)
-    for t in FIXED_POSITIONS
-)
+MetricKey = tuple[str, str, str, str, float | None, str]
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(float(x))
+def _t(x: Any) -> float | None:
+    return float(x) if finite(x) else None
 
 
-def baseline_metrics(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The checked metrics of a summary table as baseline entries (NaN values omitted)."""
+def baseline_metrics(summary: Summary) -> list[dict[str, Any]]:
+    """The gated metrics of a summary as baseline entries (non-finite values omitted)."""
     out = []
-    for _, r in table.iterrows():
-        for name, col, lo, hi, higher in METRICS:
-            value = r.get(col, math.nan)
-            if not _finite(value):
-                continue
-            out.append({
-                "task": str(r["task"]), "variant": str(r["variant"]), "metric": name, "value": float(value),
-                "ci_low": float(r[lo]) if _finite(r.get(lo)) else None,
-                "ci_high": float(r[hi]) if _finite(r.get(hi)) else None,
-                "higher_is_better": higher,
-                "n": int(r["n_pairs"] if name == "diff_vs_base" else r["n_samples"]),
-            })
+    rows = summary.rows
+    gated = rows[rows["higher_is_better"].notna()]
+    for r in gated.itertuples(index=False):
+        base = {"task": str(r.task), "variant": str(r.variant), "metric": str(r.metric), "band": str(r.band),
+                "t": _t(r.t), "higher_is_better": bool(r.higher_is_better)}
+        if finite(r.value):
+            out.append({**base, "stat": "value", "value": float(r.value), "ci_low": _t(r.ci_low),
+                        "ci_high": _t(r.ci_high), "n": int(r.n)})
+        if r.kind in SCORE_KINDS and finite(r.diff):
+            out.append({**base, "stat": "diff_vs_base", "value": float(r.diff), "ci_low": _t(r.diff_ci_low),
+                        "ci_high": _t(r.diff_ci_high), "n": int(r.n_pairs)})
     return out
 
 
-def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Path:
-    """Summarise ``run_dir`` and write its baseline JSON to ``path`` (parents created).
+def _units_json(groups: dict[tuple[str, str, str], Groups]) -> dict[str, Any]:
+    return {"|".join(k): {str(g): {str(u): float(v) for u, v in units.items()} for g, (_, units) in gs.items()}
+            for k, gs in groups.items()}
 
-    Raises :class:`ReportInputError` for a missing/invalid run directory, or a partial run
-    unless ``allow_partial``."""
+
+def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Path:
+    """Summarise ``run_dir`` and write its baseline JSON (metrics, units, per-sample scores) to
+    ``path`` (parents created). Raises :class:`ReportInputError` for a missing/invalid run
+    directory, or a partial run unless ``allow_partial``."""
     data = load_run(Path(run_dir))
     if data.partial and not allow_partial:
         raise ReportInputError(
@@ -82,6 +96,7 @@ def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Pa
         )
     summary = build_summary(data)
     run = data.run
+    s = data.samples
     doc = {
         "format": BASELINE_FORMAT,
         "version": BASELINE_VERSION,
@@ -92,16 +107,33 @@ def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Pa
             "git": run.git if run else {}, "seed": run.seed if run else None,
             "config": run.config if run else {},
         },
-        "metrics": baseline_metrics(summary.table),
+        "metrics": baseline_metrics(summary),
+        "units": _units_json(collect_groups(data, summary.tasks)),
+        "samples": [
+            {"task": t, "variant": v, "sample_id": i, "repeat": int(r), "score": float(x)}
+            for t, v, i, r, x in zip(s["task"], s["variant"], s["sample_id"], s["repeat"], s["score"])
+        ] if len(s) else [],
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
     return path
 
 
+def _number(entry: dict[str, Any], key: str, where: str, optional: bool = False) -> None:
+    x = entry.get(key)
+    if optional and x is None:
+        return
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
+        raise ReportInputError(
+            f"{where}: {key} must be a finite number, got {json.dumps(x)}; fix the entry or regenerate the "
+            "baseline with `pvm-bench baseline RUN_DIR -o FILE`"
+        )
+
+
 def load_baseline(path: Path) -> dict[str, Any]:
-    """Read and validate a baseline file; :class:`ReportInputError` names the file and the fix."""
+    """Read and validate a baseline file; :class:`ReportInputError` names the file, the bad entry
+    and the fix (NaN, infinite or non-numeric values are refused)."""
     path = Path(path)
     fix = f"create one with `pvm-bench baseline RUN_DIR -o {path}`"
     if not path.is_file():
@@ -112,15 +144,28 @@ def load_baseline(path: Path) -> dict[str, Any]:
         raise ReportInputError(f"baseline file {path} is not valid JSON ({exc}); {fix}") from exc
     if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
         raise ReportInputError(f"{path} is not a pvm-bench baseline (no \"format\": \"{BASELINE_FORMAT}\"); {fix}")
-    if doc.get("version") != BASELINE_VERSION:
+    if doc.get("version") not in READABLE_VERSIONS:
         raise ReportInputError(
-            f"{path} has baseline version {doc.get('version')!r}, this pvm-bench reads version "
-            f"{BASELINE_VERSION}; regenerate it with `pvm-bench baseline RUN_DIR -o {path}`"
+            f"{path} has baseline version {doc.get('version')!r}, this pvm-bench reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; regenerate it with `pvm-bench baseline RUN_DIR -o {path}`"
         )
     metrics = doc.get("metrics")
     needed = {"task", "variant", "metric", "value"}
     if not isinstance(metrics, list) or not all(isinstance(m, dict) and needed <= m.keys() for m in metrics):
         raise ReportInputError(f"{path}: \"metrics\" must be a list of objects with {sorted(needed)}; {fix}")
+    for i, m in enumerate(metrics):
+        where = f"{path}: metrics[{i}] ({m['task']}/{m['variant']}/{m['metric']})"
+        _number(m, "value", where)
+        _number(m, "ci_low", where, optional=True)
+        _number(m, "ci_high", where, optional=True)
+    units = doc.get("units") or {}
+    for key, groups in units.items() if isinstance(units, dict) else []:
+        for g, values in groups.items() if isinstance(groups, dict) else []:
+            bad = [u for u, v in values.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+                   or not math.isfinite(float(v))] if isinstance(values, dict) else ["(not an object)"]
+            if bad:
+                raise ReportInputError(f"{path}: units[{key!r}] has a non-finite or non-numeric value for "
+                                       f"{bad[0]!r}; {fix}")
     return doc
 
 
@@ -129,14 +174,25 @@ def default_tolerance(entry: dict[str, Any]) -> float:
     value = float(entry["value"])
     floor = max(ABS_FLOOR, REL_FLOOR * abs(value))
     lo, hi = entry.get("ci_low"), entry.get("ci_high")
-    half = (float(hi) - float(lo)) / 2.0 if _finite(lo) and _finite(hi) else 0.0
+    half = (float(hi) - float(lo)) / 2.0 if finite(lo) and finite(hi) else 0.0
     return max(half, floor)
+
+
+def validate_tolerance(tolerance: float | dict[str, float] | None) -> None:
+    """Refuse NaN, infinite or negative tolerances (one error line)."""
+    values = tolerance.items() if isinstance(tolerance, dict) else [("--tolerance", tolerance)]
+    for name, tol in values:
+        if tol is None:
+            continue
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(float(tol)) or tol < 0:
+            raise ReportInputError(f"tolerance {name} must be a finite number >= 0, got {tol!r} (e.g. --tolerance 0.02)")
 
 
 @dataclass
 class CheckResult:
-    """Outcome of :func:`check`. ``table`` columns: task, variant, metric, baseline, current,
-    delta (current - baseline), tolerance, status (ok | better | worse | missing)."""
+    """Outcome of :func:`check`. ``table`` columns: task, variant, metric, band, t, stat, baseline,
+    current, delta (current - baseline), tolerance, p_value (paired vs the baseline's units),
+    status (ok | better | worse | missing), reason."""
 
     passed: bool
     table: pd.DataFrame
@@ -153,16 +209,17 @@ class CheckResult:
         """Verdict line, notes and the diff table as markdown."""
         head = "PASS" if self.passed else f"FAIL ({len(self.failures)} metric(s) worse or missing)"
         shown = self.table.copy()
-        for c in ("baseline", "current", "delta", "tolerance"):
+        for c in ("baseline", "current", "delta", "tolerance", "p_value"):
             spec = "+.4f" if c == "delta" else ".4f"
-            shown[c] = shown[c].map(lambda x, spec=spec: format(x, spec) if _finite(x) else "–")
+            shown[c] = shown[c].map(lambda x, spec=spec: format(x, spec) if finite(x) else "–")
         notes = "".join(f"- {n}\n" for n in self.notes)
         return f"**check: {head}**\n\n{notes}\n{to_markdown(shown)}"
 
 
 #: RunConfig fields that decide which samples are scored and how they are generated: a run that
 #: differs from its baseline in one of them measures something else.
-COMPARABLE_FIELDS = ("tasks", "split", "limit", "seed", "max_new_tokens", "temperature", "top_p", "repeats")
+COMPARABLE_FIELDS = ("tasks", "split", "limit", "seed", "max_new_tokens", "temperature", "top_p", "top_k",
+                     "repetition_penalty", "repeats")
 
 
 def config_differences(run_config: dict[str, Any], baseline_config: dict[str, Any]) -> list[str]:
@@ -174,18 +231,69 @@ def config_differences(run_config: dict[str, Any], baseline_config: dict[str, An
     ]
 
 
+def fingerprint_notes(run: Any, source: dict[str, Any]) -> list[str]:
+    """Notes when the model (or adapter) or its fingerprint differs from the baseline's."""
+    notes = []
+    have = (run.model if run else {}) or {}
+    want = source.get("model") or {}
+    if have.get("fingerprint") and want.get("fingerprint") and have["fingerprint"] != want["fingerprint"]:
+        notes.append(f"model fingerprint differs from the baseline's: run {have['fingerprint']} vs baseline "
+                     f"{want['fingerprint']} (other weights: differences may be the model, not a regression)")
+    elif (have.get("name") or have.get("source")) and (want.get("name") or want.get("source")) and not want.get("fingerprint"):
+        a, b = Path(str(have.get("name") or have.get("source"))).name, Path(str(want.get("name") or want.get("source"))).name
+        if a != b:
+            notes.append(f"model differs from the baseline's: run {a} vs baseline {b}")
+    ha, wa = ((run.adapter if run else None) or {}), (source.get("adapter") or {})
+    if ha.get("fingerprint") and wa.get("fingerprint") and ha["fingerprint"] != wa["fingerprint"]:
+        notes.append(f"adapter fingerprint differs from the baseline's: run {ha['fingerprint']} vs baseline {wa['fingerprint']}")
+    return notes
+
+
+def _key(m: dict[str, Any]) -> MetricKey:
+    return (str(m["task"]), str(m["variant"]), str(m["metric"]), str(m.get("band") or ""), _t(m.get("t")),
+            str(m.get("stat") or ("diff_vs_base" if m["metric"] == "diff_vs_base" else "value")))
+
+
+def _v1_entry(m: dict[str, Any]) -> dict[str, Any]:
+    """Version-1 names (``diff_vs_base``, ``mass_all_t64``) as version-2 keys."""
+    m = dict(m)
+    if m["metric"] == "diff_vs_base":
+        m.update(metric="accuracy", stat="diff_vs_base")
+    elif str(m["metric"]).startswith("mass_all_t"):
+        m.update(metric="visual_mass", band="all", t=float(str(m["metric"]).removeprefix("mass_all_t")))
+    return m
+
+
+def _baseline_groups(doc: dict[str, Any], key: MetricKey) -> Groups | None:
+    units = (doc.get("units") or {}).get("|".join(key[:3]))
+    if not isinstance(units, dict):
+        return None
+    return {g: (1.0, values) for g, values in units.items()}
+
+
+def _as_str_groups(groups: Groups | None) -> Groups | None:
+    if groups is None:
+        return None
+    return {str(g): (w, {str(u): v for u, v in units.items()}) for g, (w, units) in groups.items()}
+
+
 def check(
     run_dir: Path,
     baseline: Path | dict[str, Any],
     tolerance: float | dict[str, float] | None = None,
     allow_partial: bool = False,
+    alpha: float = ALPHA,
 ) -> CheckResult:
     """Compare ``run_dir`` with a baseline (a file path or an already loaded dict).
 
     ``tolerance``: None -> per-metric default (:func:`default_tolerance`); a float -> that
-    absolute tolerance for every metric; a dict -> per metric name, others default. A partial
-    run fails unless ``allow_partial``. Raises :class:`ReportInputError` on bad input.
+    absolute tolerance for every metric; a dict -> per metric name, others default. ``alpha``:
+    level of the paired test against the baseline's units (0: tolerance only). A partial run fails unless
+    ``allow_partial``. Raises :class:`ReportInputError` on bad input (NaN tolerance included).
     """
+    validate_tolerance(tolerance)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
+        raise ReportInputError(f"alpha must be in [0, 1), got {alpha!r} (e.g. --alpha 0.05; 0 turns the paired test off)")
     baseline_path: Path | None = None
     if isinstance(baseline, dict):
         doc = baseline
@@ -193,12 +301,13 @@ def check(
         baseline_path = Path(baseline)
         doc = load_baseline(baseline_path)
     data = load_run(Path(run_dir))
-    current = {
-        (m["task"], m["variant"], m["metric"]): m for m in baseline_metrics(build_summary(data).table)
-    }
+    summary = build_summary(data)
+    current = {_key(m): m for m in baseline_metrics(summary)}
+    groups = collect_groups(data, summary.tasks)
     rows = []
-    for entry in doc["metrics"]:
-        key = (str(entry["task"]), str(entry["variant"]), str(entry["metric"]))
+    for raw in doc["metrics"]:
+        entry = _v1_entry(raw) if doc.get("version") == 1 else raw
+        key = _key(entry)
         base_v = float(entry["value"])
         if isinstance(tolerance, dict):
             tol = float(tolerance[key[2]]) if key[2] in tolerance else default_tolerance(entry)
@@ -209,13 +318,25 @@ def check(
         higher = bool(entry.get("higher_is_better", True))
         cur = current.get(key)
         if cur is None:
-            rows.append((*key, base_v, math.nan, math.nan, tol, "missing"))
+            rows.append((*key, base_v, math.nan, math.nan, tol, math.nan, "missing", "not in the run"))
             continue
         delta = cur["value"] - base_v
         signed = delta if higher else -delta
-        status = "worse" if signed < -tol else "better" if signed > tol else "ok"
-        rows.append((*key, base_v, cur["value"], delta, tol, status))
-    table = pd.DataFrame(rows, columns=["task", "variant", "metric", "baseline", "current", "delta", "tolerance", "status"])
+        p = math.nan
+        if key[5] == "value":
+            ref, now = _baseline_groups(doc, key), _as_str_groups(groups.get(key[:3]))
+            if ref is not None and now is not None:
+                p = grouped_paired(ref, now).p_value
+        significant = finite(p) and p < alpha and signed < 0
+        if signed < -tol:
+            status, reason = "worse", f"dropped more than the tolerance {tol:.4g}"
+        elif significant:
+            status, reason = "worse", f"significant paired drop (p={p:.2g} < {alpha})"
+        else:
+            status, reason = ("better" if signed > tol else "ok"), ""
+        rows.append((*key, base_v, cur["value"], delta, tol, p, status, reason))
+    table = pd.DataFrame(rows, columns=["task", "variant", "metric", "band", "t", "stat", "baseline", "current", "delta",
+                                        "tolerance", "p_value", "status", "reason"])
     notes = []
     passed = not table["status"].isin(["worse", "missing"]).any()
     if data.partial:
@@ -224,9 +345,12 @@ def check(
     src = doc.get("source", {})
     if src.get("run_id"):
         notes.append(f"baseline from run {src.get('run_id')} ({doc.get('created_at', '?')})")
+    notes.extend(fingerprint_notes(data.run, src))
     diffs = config_differences(data.run.config if data.run else {}, src.get("config") or {})
     if diffs:
         notes.append("settings differ from the baseline's, so different samples or decoding are compared: " + "; ".join(diffs))
+    if doc.get("version") == 1 or not doc.get("units"):
+        notes.append("baseline has no per-unit scores (version 1): only the tolerance is checked, no paired test")
     if not doc["metrics"]:
         notes.append("baseline has no metrics: nothing was compared")
     return CheckResult(bool(passed), table, data.run_dir, baseline_path, notes)

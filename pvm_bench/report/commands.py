@@ -33,19 +33,29 @@ def report_command(
 
 
 def compare_command(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories (the first is the reference, A).")],
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="FILE.md / FILE.csv (both are written) or a folder for compare.{md,csv}."),
     ] = None,
+    pair: Annotated[
+        list[str] | None,
+        typer.Option(help="VARIANT_A:VARIANT_B: pair run A's variant with the other runs' variant "
+                          "(e.g. base:pvm for an instruct-model run vs a PVM checkpoint run). Repeatable."),
+    ] = None,
 ) -> None:
-    """Side-by-side table of several runs (markdown + csv), e.g. two models or two adapters."""
-    from pvm_bench.report.summary import ReportInputError, compare_runs, to_markdown
+    """The same metrics of several runs side by side, paired across runs by (task, sample_id, repeat)."""
+    from pvm_bench.report.compare import compare_runs
+    from pvm_bench.report.rundata import ReportInputError
 
-    if len(run_dirs) < 2:
-        raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
-    numeric, readable = compare_runs(run_dirs)
-    md = "# pvm-bench compare\n\n" + "".join(f"- {p}\n" for p in run_dirs) + "\n" + to_markdown(readable)
+    pairs = []
+    for spec in pair or []:
+        a, sep, b = spec.partition(":")
+        if not sep or not a or not b:
+            raise ReportInputError(f"--pair {spec!r} must be VARIANT_A:VARIANT_B (e.g. --pair base:pvm)")
+        pairs.append((a, b))
+    result = compare_runs(run_dirs, pairs=pairs)
+    md = result.to_markdown()
     if output is None:
         typer.echo(md)  # plain: rich would re-wrap the markdown table
         return
@@ -55,7 +65,7 @@ def compare_command(
         md_path, csv_path = output / "compare.md", output / "compare.csv"
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(md, encoding="utf-8")
-    numeric.to_csv(csv_path, index=False)
+    result.table.to_csv(csv_path, index=False)
     out.print(f"compare: {md_path} and {csv_path}", highlight=False)
 
 
@@ -67,15 +77,19 @@ def check_command(
         typer.Option(help="Absolute tolerance for every metric (default: each baseline value's 95% CI half-width)."),
     ] = None,
     allow_partial: Annotated[bool, typer.Option(help="Do not fail because the run is partial.")] = False,
+    alpha: Annotated[
+        float, typer.Option(help="Fail on a paired drop vs the baseline's per-sample scores with p below this (0: off).")
+    ] = 0.05,
     markdown: Annotated[
         Path | None, typer.Option(help="Also write the verdict and diff table as markdown (e.g. $GITHUB_STEP_SUMMARY).")
     ] = None,
 ) -> None:
-    """Exit 0 when every baseline metric is within tolerance (or better), 1 otherwise, 2 on bad input."""
+    """Exit 0 when every baseline metric is within tolerance and shows no significant paired drop
+    (or is better), 1 otherwise, 2 on bad input."""
     from pvm_bench.report.check import check
 
-    result = check(run_dir, baseline, tolerance=tolerance, allow_partial=allow_partial)
-    table = Table("task", "variant", "metric", "baseline", "current", "Δ", "tolerance", "status",
+    result = check(run_dir, baseline, tolerance=tolerance, allow_partial=allow_partial, alpha=alpha)
+    table = Table("task", "variant", "metric", "baseline", "current", "Δ", "tolerance", "p", "status",
                   title=f"pvm-bench check: {run_dir} vs {baseline}")
     rows = result.table
     # failures first, then the rest in baseline order
@@ -85,8 +99,12 @@ def check_command(
 
     for r in rows.itertuples(index=False):
         style = STATUS_STYLE.get(r.status, "")
-        table.add_row(r.task, r.variant, r.metric, num(r.baseline), num(r.current), num(r.delta, True),
-                      num(r.tolerance), f"[{style}]{r.status}[/]")
+        metric = r.metric + (f"@{int(r.t)}" if r.t is not None and not math.isnan(r.t) else "")
+        metric += f" [{r.band}]" if r.band else ""
+        metric += " Δ vs base" if r.stat == "diff_vs_base" else ""
+        status = f"[{style}]{r.status}[/]" + (f" ({r.reason})" if r.reason else "")
+        table.add_row(r.task, r.variant, metric, num(r.baseline), num(r.current), num(r.delta, True),
+                      num(r.tolerance), num(r.p_value), status)
     Console(width=max(out.width, 132)).print(table)  # CI logs default to 80 columns
     for note in result.notes:
         out.print(f"note: {note}", highlight=False, markup=False)

@@ -168,19 +168,22 @@ def _run_rows(task: str, variant: str, s: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def score_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) -> list[dict[str, Any]]:
-    """Task, pooled, macro, run, length and flag rows of a run (see the module docstring)."""
+GroupKey = tuple[str, str, str]  # (task, variant, metric)
+
+
+def collect_groups(data: RunData, infos: dict[str, TaskInfo]) -> dict[GroupKey, Groups]:
+    """The estimate groups of every score metric of a run: each task's declared metrics, the
+    pooled ``ALL`` accuracy (units (task, sample_id)) and the ``MACRO`` average of the tasks'
+    headline metrics (units keyed by (task, stratum) groups). Insertion order: tasks, ALL, MACRO.
+    A metric whose grouping fields the records lack is skipped with a warning in ``data.warnings``."""
     samples = data.samples
+    out: dict[GroupKey, Groups] = {}
     if samples.empty:
-        return []
-    out: list[dict[str, Any]] = []
+        return out
     variants = [v for v in data.variants if v in set(samples["variant"])]
-    headline_groups: dict[str, dict[str, Groups]] = {v: {} for v in variants}
+    headline: dict[str, dict[str, Groups]] = {v: {} for v in variants}
     for task, info in infos.items():
         st = samples[samples["task"] == task]
-        if st.empty:
-            continue
-        groups: dict[str, dict[str, Groups]] = {}
         for variant in variants:
             s = st[st["variant"] == variant]
             if s.empty:
@@ -193,31 +196,55 @@ def score_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) -> list
                     if msg not in data.warnings:
                         data.warnings.append(msg)
                     continue
-                groups.setdefault(m.name, {})[variant] = g
-                base = groups[m.name].get(REFERENCE_VARIANT) if variant != REFERENCE_VARIANT else None
-                out.append(_estimate_row(task, variant, m.name, g, base, seed, higher_is_better=m.higher_is_better,
-                                         headline=m.name == info.headline))
+                out[(task, variant, m.name)] = g
                 if m.name == info.headline:
-                    headline_groups[variant][task] = g
-            out.extend(_run_rows(task, variant, s))
+                    headline[variant][task] = g
     if len(infos) > 1:
-        out.extend(_pooled_rows(samples, variants, seed))
-        out.extend(_macro_rows(headline_groups, variants, seed))
+        for variant in variants:
+            per = samples[samples["variant"] == variant].groupby(["task", "sample_id"])["score"].mean()
+            out[(POOLED, variant, "accuracy")] = {None: (1.0, dict(zip(per.index, per.to_numpy(dtype=float))))}
+        for variant in variants:
+            if headline[variant]:
+                out[(MACRO, variant, "macro_average")] = _macro_groups(headline[variant])
     return out
 
 
-def _pooled_rows(samples: pd.DataFrame, variants: list[str], seed: int) -> list[dict[str, Any]]:
-    """ALL: mean score over (task, sample_id) units, repeats averaged first."""
-    groups: dict[str, Groups] = {}
-    out = []
-    for variant in variants:
+def _base_groups(groups: dict[GroupKey, Groups], key: GroupKey) -> Groups | None:
+    """``base``'s groups for the same (task, metric); for MACRO restricted to the variant's tasks."""
+    task, variant, metric = key
+    if variant == REFERENCE_VARIANT:
+        return None
+    base = groups.get((task, REFERENCE_VARIANT, metric))
+    if base is None or task != MACRO:
+        return base
+    tasks = {g[0] for g in groups[key]}
+    return {g: v for g, v in base.items() if g[0] in tasks}
+
+
+def score_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) -> list[dict[str, Any]]:
+    """Task, pooled, macro, run, length and flag rows of a run (see the module docstring)."""
+    samples = data.samples
+    groups = collect_groups(data, infos)
+    out: list[dict[str, Any]] = []
+    specs = {(t, m.name): m for t, info in infos.items() for m in info.metrics}
+    for key, g in groups.items():
+        task, variant, metric = key
+        kind = "pooled" if task == POOLED else "macro" if task == MACRO else "task"
+        spec = specs.get((task, metric))
+        r = _estimate_row(task, variant, metric, g, _base_groups(groups, key), seed,
+                          higher_is_better=spec.higher_is_better if spec else True,
+                          headline=kind != "task" or metric == infos[task].headline, kind=kind)
+        if kind == "macro":
+            r["flags"] = ";".join(x for x in (r["flags"], f"tasks={len({k[0] for k in g})}") if x)
+        out.append(r)
+    scopes = dict.fromkeys((t, v) for t, v, _ in groups)
+    for task, variant in scopes:
+        if task == MACRO:
+            continue
         s = samples[samples["variant"] == variant]
-        per = s.groupby(["task", "sample_id"])["score"].mean()
-        groups[variant] = {None: (1.0, dict(zip(per.index, per.to_numpy(dtype=float))))}
-        base = groups.get(REFERENCE_VARIANT) if variant != REFERENCE_VARIANT else None
-        out.append(_estimate_row(POOLED, variant, "accuracy", groups[variant], base, seed, higher_is_better=True,
-                                 headline=True, kind="pooled"))
-        out.extend(r for r in _run_rows(POOLED, variant, s) if r["kind"] == "run")
+        if task != POOLED:
+            s = s[s["task"] == task]
+        out.extend(r for r in _run_rows(task, variant, s) if task != POOLED or r["kind"] == "run")
     return out
 
 
@@ -227,25 +254,6 @@ def _macro_groups(by_task: dict[str, Groups]) -> Groups:
     for task, groups in by_task.items():
         for stratum, (w, units) in groups.items():
             out[(task, stratum)] = (w / len(by_task), dict(units))
-    return out
-
-
-def _macro_rows(headline_groups: dict[str, dict[str, Groups]], variants: list[str], seed: int) -> list[dict[str, Any]]:
-    """MACRO: mean over tasks of each task's headline metric (tasks the variant has)."""
-    out = []
-    base_tasks = headline_groups.get(REFERENCE_VARIANT, {})
-    for variant in variants:
-        by_task = headline_groups.get(variant, {})
-        if not by_task:
-            continue
-        groups = _macro_groups(by_task)
-        base = None
-        if variant != REFERENCE_VARIANT and base_tasks:
-            base = _macro_groups({t: g for t, g in base_tasks.items() if t in by_task})
-        r = _estimate_row(MACRO, variant, "macro_average", groups, base, seed, higher_is_better=True,
-                          headline=True, kind="macro")
-        r["n_tasks"] = len(by_task)
-        out.append(r)
     return out
 
 

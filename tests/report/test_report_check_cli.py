@@ -39,7 +39,9 @@ def test_check_exit_codes(app: typer.Typer, make_run: Callable[..., Path], tmp_p
     res = runner.invoke(app, ["baseline", str(run), "-o", str(baseline)])
     assert res.exit_code == 0, res.output
     doc = load_baseline(baseline)
-    assert doc["version"] == 1 and {m["metric"] for m in doc["metrics"]} >= {"accuracy", "diff_vs_base", "mass_all_t64"}
+    assert doc["version"] == 2 and {m["metric"] for m in doc["metrics"]} >= {"accuracy", "macro_average", "visual_mass"}
+    assert {m["stat"] for m in doc["metrics"]} == {"value", "diff_vs_base"}
+    assert len(doc["samples"]) == 16 * 2 * 2 and "colour|pvm|accuracy" in doc["units"]
 
     # 0 on the baseline's own run
     res = runner.invoke(app, ["check", str(run), "--baseline", str(baseline)])
@@ -47,14 +49,18 @@ def test_check_exit_codes(app: typer.Typer, make_run: Callable[..., Path], tmp_p
     assert "PASS" in res.output
 
     # 1 when one task's accuracy drops by more than its tolerance
-    acc = next(m for m in doc["metrics"] if (m["task"], m["variant"], m["metric"]) == ("colour", "pvm", "accuracy"))
+    acc = next(m for m in doc["metrics"]
+               if (m["task"], m["variant"], m["metric"], m["stat"]) == ("colour", "pvm", "accuracy", "value"))
     assert acc["value"] > default_tolerance(acc)  # dropping to 0 exceeds the tolerance
     _set_scores(run, "colour", "pvm", 0.0)
     res = runner.invoke(app, ["check", str(run), "--baseline", str(baseline)])
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.output and "worse" in res.output and "accuracy" in res.output
-    # a generous explicit tolerance passes the same run
+    # a generous explicit tolerance does not hide a significant paired drop ...
     res = runner.invoke(app, ["check", str(run), "--baseline", str(baseline), "--tolerance", "1.5"])
+    assert res.exit_code == 1 and "significant paired drop" in " ".join(res.output.split()), res.output
+    # ... unless the paired test is turned off
+    res = runner.invoke(app, ["check", str(run), "--baseline", str(baseline), "--tolerance", "1.5", "--alpha", "0"])
     assert res.exit_code == 0, res.output
 
     # 2 on a missing baseline file: one error line naming it and the fix
@@ -98,9 +104,10 @@ def test_report_and_compare_commands(app: typer.Typer, make_run: Callable[..., P
     res = runner.invoke(app, ["compare", str(a), str(b), "-o", str(out)])
     assert res.exit_code == 0, res.output
     md = out.read_text()
-    assert "accuracy [run-a]" in md and "accuracy [run-b]" in md
+    assert "| A | run-a | tiny-qwen3-vl |" in md and "| B | run-b | tiny-qwen3-vl |" in md
+    assert "| model |  |  | tiny-qwen3-vl | tiny-qwen3-vl |" in md and "Δ B−A" in md
     csv = (tmp_path / "cmp" / "ab.csv").read_text().splitlines()
-    assert csv[0].startswith("task,variant,accuracy[run-a]")
+    assert csv[0].startswith("task,variant,metric,run,run_variant,run_id,value,ci_low,ci_high,n")
     res = runner.invoke(app, ["compare", str(a)])
     assert res.exit_code == 2 and "at least two" in res.output
     res = runner.invoke(app, ["report", str(tmp_path / "missing")])

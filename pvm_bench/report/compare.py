@@ -1,0 +1,157 @@
+"""``pvm-bench compare RUN_A RUN_B ...``: the same metrics of several runs, paired across runs.
+
+Runs get short labels (A, B, C, ...) listed with their run id, model, fingerprint, adapter and
+status. For every metric row of the first run (task metrics, ALL, MACRO) and each later run, the
+difference ``run - A`` is paired unit by unit across the runs: samples matched by
+(task, sample_id, repeat), then grouped into the metric's units (CircularEval questions, ...), so
+it is the paired CI and p-value of :func:`pvm_bench.report.estimate.grouped_paired`. Variants are
+matched by name, or by explicit ``pairs`` (``("base", "pvm")``: A's ``base`` vs the other run's
+``pvm``, e.g. the instruct model's run vs a full PVM checkpoint's run).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pvm_bench.report.estimate import grouped_paired
+from pvm_bench.report.rows import MACRO, POOLED, collect_groups, task_infos
+from pvm_bench.report.rundata import ReportInputError, RunData, load_run
+from pvm_bench.report.summary import Summary, build_summary
+from pvm_bench.report.views import finite, fmt, fmt_ci, fmt_p, to_markdown
+
+#: Descriptive decay values shown per run (band "all"): (metric, t or None, label, digits).
+DECAY_SHOWN: tuple[tuple[str, float | None, str, int], ...] = (
+    ("visual_mass", 64.0, "mass@64", 4), ("visual_mass", 256.0, "mass@256", 4),
+    ("half_life_fit", None, "half-life (fit)", 1), ("decay_r2", None, "fit R²", 3),
+)
+
+
+@dataclass
+class Comparison:
+    """``runs``: one line per run (label, run_id, model, fingerprint, adapter, status, records);
+    ``table``: long numeric rows (task, variant, metric, run, value, CI, diff vs A, p) for CSV;
+    ``readable``: the markdown table (one line per task/variant/metric, a model line first)."""
+
+    runs: pd.DataFrame
+    table: pd.DataFrame
+    readable: pd.DataFrame
+
+    def to_markdown(self) -> str:
+        return ("# pvm-bench compare\n\n" + to_markdown(self.runs) + "\n"
+                + "Δ: paired across runs by (task, sample_id, repeat), grouped into each metric's units; "
+                "95% bootstrap CI; p from McNemar (0/1 units) or a sign-flip test.\n\n" + to_markdown(self.readable))
+
+
+def run_labels(n: int) -> list[str]:
+    """A, B, ..., Z, AA, AB, ..."""
+    out = []
+    for i in range(n):
+        label, k = "", i
+        while True:
+            label = chr(ord("A") + k % 26) + label
+            k = k // 26 - 1
+            if k < 0:
+                break
+        out.append(label)
+    return out
+
+
+def model_label(data: RunData) -> str:
+    """Short model name: the hub id or the last part of a local path."""
+    model = (data.run.model if data.run else {}) or {}
+    src = str(model.get("name") or model.get("source") or (data.run.config.get("model") if data.run else "") or "?")
+    return src if src.count("/") == 1 and not Path(src).exists() else Path(src).name or src
+
+
+def _runs_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
+    out = []
+    for d, label in zip(runs, labels):
+        model = (d.run.model if d.run else {}) or {}
+        adapter = (d.run.adapter if d.run else None) or {}
+        out.append({
+            "run": label, "run id": d.run_id, "model": model_label(d), "fingerprint": str(model.get("fingerprint") or "–"),
+            "adapter": Path(str(adapter.get("path"))).name if adapter.get("path") else "–",
+            "status": d.status, "records": len(d.samples),
+        })
+    return pd.DataFrame(out)
+
+
+def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str]] | None = None) -> Comparison:
+    """Compare runs (see the module docstring). Raises :class:`ReportInputError` on bad input."""
+    if len(run_dirs) < 2:
+        raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
+    runs = [load_run(Path(p)) for p in run_dirs]
+    labels = run_labels(len(runs))
+    summaries = [build_summary(d, seed=seed) for d in runs]
+    groups = [collect_groups(d, s.tasks or task_infos(d)) for d, s in zip(runs, summaries)]
+    first = summaries[0].rows
+    keys = first[first["kind"].isin(["task", "pooled", "macro"])][["task", "variant", "metric"]]
+    table: list[dict[str, Any]] = []
+    readable: list[dict[str, Any]] = [{"task": "model", "variant": "", "metric": "",
+                                       **{f"{lab}": model_label(d) for lab, d in zip(labels, runs)}}]
+    for task, variant, metric in keys.itertuples(index=False):
+        line: dict[str, Any] = {"task": task, "variant": variant, "metric": metric}
+        ref = groups[0].get((task, variant, metric))
+        for k, (label, summary) in enumerate(zip(labels, summaries)):
+            other_variant = variant if k == 0 else _paired_variant(variant, pairs, summary)
+            r = _row(summary, task, other_variant, metric)
+            rec = {"task": task, "variant": variant, "metric": metric, "run": label, "run_variant": other_variant,
+                   "run_id": runs[k].run_id, "value": r.get("value", math.nan), "ci_low": r.get("ci_low", math.nan),
+                   "ci_high": r.get("ci_high", math.nan), "n": r.get("n", 0)}
+            line[label] = fmt_ci(rec["value"], rec["ci_low"], rec["ci_high"])
+            if other_variant != variant:
+                line[label] += f" ({other_variant})"
+            if k > 0:
+                other = groups[k].get((task, other_variant, metric))
+                d = grouped_paired(ref, other, seed=seed) if ref is not None and other is not None else None
+                rec.update(diff_vs_first=d.diff if d else math.nan, diff_ci_low=d.low if d else math.nan,
+                           diff_ci_high=d.high if d else math.nan, p_value=d.p_value if d else math.nan,
+                           p_method=d.method if d else "", n_pairs=d.n if d else 0)
+                line[f"Δ {label}−{labels[0]}"] = fmt_ci(rec["diff_vs_first"], rec["diff_ci_low"], rec["diff_ci_high"], sign=True)
+                line[f"p {label}"] = fmt_p(rec["p_value"]) + (f" (n={rec['n_pairs']})" if rec["n_pairs"] else "")
+            table.append(rec)
+        readable.append(line)
+    readable.extend(_decay_lines(summaries, labels))
+    return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"))
+
+
+def _paired_variant(variant: str, pairs: list[tuple[str, str]] | None, summary: Summary) -> str:
+    for a, b in pairs or []:
+        if a == variant:
+            return b
+    return variant
+
+
+def _row(summary: Summary, task: str, variant: str, metric: str) -> dict[str, Any]:
+    r = summary.rows
+    hit = r[(r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric)
+            & r["kind"].isin(["task", "pooled", "macro"])]
+    return hit.iloc[0].to_dict() if len(hit) else {}
+
+
+def _decay_lines(summaries: list[Summary], labels: list[str]) -> list[dict[str, Any]]:
+    """Band-"all" decay values per run (descriptive; not paired)."""
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], None] = {}
+    for s in summaries:
+        dec = s.rows[(s.rows["kind"] == "decay") & (s.rows["band"] == "all")]
+        seen.update(dict.fromkeys(zip(dec["task"], dec["variant"])))
+    for task, variant in seen:
+        if task in (POOLED, MACRO):
+            continue
+        for metric, t, name, digits in DECAY_SHOWN:
+            line: dict[str, Any] = {"task": task, "variant": variant, "metric": name}
+            for label, s in zip(labels, summaries):
+                r = s.rows
+                sel = r[(r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric) & (r["band"] == "all")]
+                if t is not None:
+                    sel = sel[sel["t"] == t]
+                line[label] = fmt(float(sel["value"].iloc[0]), digits) if len(sel) and finite(sel["value"].iloc[0]) else "–"
+            if any(line[lab] != "–" for lab in labels):
+                out.append(line)
+    return out
