@@ -100,12 +100,13 @@
     var col = el('div', 'pb-col');
     col.setAttribute('data-variant', r.variant);
     var head = el('h4', null, r.variant + ' ');
-    head.appendChild(el('span', 'pb-badge ' + badgeClass(r), fmtScore(r.score) + (r.caveats.length && r.score >= 1 ? ' !' : '')));
+    head.appendChild(el('span', 'pb-badge ' + badgeClass(r), fmtScore(r.score) + (r.caveats.length ? ' !' : '')));
     col.appendChild(head);
     var chips = el('div');
     r.caveats.forEach(function (c) { chips.appendChild(el('span', 'pb-chip caveat', c)); });
     Object.keys(r.flags).forEach(function (k) {
-      chips.appendChild(el('span', 'pb-chip ' + (r.flags[k] ? 'true' : 'false'), k + '=' + r.flags[k]));
+      var chip = k + '=' + r.flags[k];
+      if (r.caveats.indexOf(chip) === -1) { chips.appendChild(el('span', 'pb-chip ' + (r.flags[k] ? 'true' : 'false'), chip)); }
     });
     col.appendChild(chips);
     col.appendChild(kv('parsed', r.parsed));
