@@ -108,13 +108,15 @@ class Judge:
     @classmethod
     def load(cls, model_id: str, device: str = "cpu", dtype: str | None = None, *,
              trust_remote_code: bool = False, max_new_tokens: int = MAX_NEW_TOKENS) -> Judge:
-        """Load ``model_id`` (local dir or hub id) as a causal LM; one ``error:`` line if it fails."""
-        import torch
+        """Load ``model_id`` (local dir or hub id) as a causal LM; one ``error:`` line if it fails.
+        ``device="auto"``: the first GPU when there is one, else the CPU."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from pvm_bench.models.loading import DTYPES
+
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-        if dtype and dtype != "auto":
-            kwargs["dtype"] = getattr(torch, dtype)
+        if dtype and dtype in DTYPES:
+            kwargs["dtype"] = DTYPES[dtype]
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
@@ -123,6 +125,10 @@ class Judge:
                 f"cannot load judge model '{model_id}' ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                 "pass --judge with a local causal-LM directory or a reachable hub id"
             ) from exc
+        if device in (None, "", "auto"):
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device).eval()
         return cls(model, tokenizer, model_id, device, max_new_tokens)
 
@@ -155,3 +161,22 @@ class Judge:
         """What run.json records about the judge."""
         return {"id": self.model_id, "fingerprint": self.fingerprint, "max_new_tokens": self.max_new_tokens,
                 "decoding": "greedy", "prompt": "lmms-eval 0.7.3 MathVista DEMO_PROMPT (mathvista_evals.py:111)"}
+
+
+def attach_judge(model_id: str, tasks: list[Any], *, device: str = "cpu", dtype: str | None = None,
+                 trust_remote_code: bool = False) -> dict[str, Any]:
+    """Load the judge once and hand it to every task that takes one (``task.set_judge``).
+
+    Returns what run.json records (``record.model["judge"]``): the judge's :meth:`Judge.info` and
+    the names of the tasks it scores. A judge for a selection without any judge-capable task is a
+    user error (nothing would use it).
+    """
+    capable = [t for t in tasks if callable(getattr(t, "set_judge", None))]
+    if not capable:
+        names = ", ".join(t.name for t in tasks)
+        raise JudgeError(f"--judge {model_id}: none of the selected tasks ({names}) uses a judge; "
+                         "drop --judge or add a math task (mathvista, mathverse, mathvision)")
+    judge = Judge.load(model_id, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    for task in capable:
+        task.set_judge(judge)
+    return {**judge.info(), "tasks": [t.name for t in capable]}
