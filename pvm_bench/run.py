@@ -263,8 +263,12 @@ class Runner:
             loaded.append((task, samples))
         return loaded
 
-    def execute(self, *, progress: Callable[[int, int], Any] | None = None, log: Callable[[str], None] = print) -> RunRecord:
-        """Run everything not yet in samples.jsonl. ``progress(done, total)`` is called per sample.
+    def execute(self, *, progress: Callable[..., Any] | None = None, log: Callable[[str], None] = print) -> RunRecord:
+        """Run everything not yet in samples.jsonl.
+
+        ``progress(done, total)`` is called once before the first batch, then
+        ``progress(done, total, variant, task)`` before and after every batch (the batch's variant
+        and task names), so a display can label the work in flight.
 
         Any failure records status ``failed`` (``interrupted`` for Ctrl-C and a full disk) and
         the error in run.json, except a refused resume, which leaves run.json untouched.
@@ -297,10 +301,12 @@ class Runner:
                         for batch in self._batches(items):
                             ids = ", ".join(repr(i.sample.id) for i in batch[:4]) + (" ..." if len(batch) > 4 else "")
                             guard.where = f"task '{batch[0].task.name}', samples {ids}"
+                            if progress:
+                                progress(finished, total, variant.name, batch[0].task.name)
                             self._run_batch(lm, variant.name, batch, probes, sink, log)
                             finished += len(batch)
                             if progress:
-                                progress(finished, total)
+                                progress(finished, total, variant.name, batch[0].task.name)
         except BaseException as exc:
             self._fail(exc)
             raise
