@@ -1,21 +1,25 @@
 """PNG plots of a run (matplotlib Agg + seaborn styling), readable at a glance.
 
-:func:`make_plots` writes, when the data exist:
+:func:`make_plots` writes, when the data exist (captions in :data:`CAPTIONS`):
 
-- ``decay.png``: visual mass vs generated position per layer band (all / early / middle / late),
-  observed mean (markers, log-binned) and the fitted ``a + b/(c+t)`` (line), one colour per
-  variant, log-x;
-- ``heatmap.png``: mean visual mass per layer x position bin, one panel per variant, shared scale;
-- ``accuracy_vs_length.png``: accuracy per output-length bucket with 95% bootstrap CIs;
-- ``accuracy_by_task.png``: per-task grouped bars with 95% bootstrap CI error bars.
+- ``decay.png``, ``heatmap.png``, ``pvm_signals.png``: see :mod:`pvm_bench.report.plots_attention`;
+- ``accuracy_vs_length.png``: accuracy per output-length bucket;
+- ``accuracy_vs_distance.png``: accuracy by the task's declared distance (``Task.distance_key``,
+  a sample-metadata field such as ``n_filler`` = N for the length diagnostics), one panel per task
+  that declares one;
+- ``accuracy_by_task.png``: per-task grouped bars with 95% CI error bars.
 
+Accuracy intervals are :func:`~pvm_bench.report.stats.accuracy_ci` (Wilson for 0/1 scores, so a
+bucket at 0 or 1 still shows its uncertainty); points with n < SMALL_N are drawn hollow.
 Each function returns the written path, or None when there is nothing to draw.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,152 +27,76 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
-from pvm_bench.report.stats import bootstrap_ci
-from pvm_bench.report.summary import (
-    ALL_TASKS,
-    BANDS,
-    REFERENCE_VARIANT,
-    RunData,
-    Summary,
-    layer_span,
-    length_buckets,
-    visual_rows,
-)
+from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
+from pvm_bench.report.plots_attention import plot_decay, plot_heatmap, plot_pvm_signals
+from pvm_bench.report.stats import SMALL_N, MeanCI, accuracy_ci
+from pvm_bench.report.summary import RunData, Summary, length_buckets
 
-DPI = 110
-N_LOG_BINS = 40
-"""Log-spaced position bins for observed curves and the heatmap (keeps long runs legible)."""
+__all__ = [
+    "CAPTIONS", "DPI", "distance_keys", "make_plots", "plot_accuracy_vs_distance", "plot_accuracy_vs_length",
+    "plot_decay", "plot_heatmap", "plot_pvm_signals", "plot_task_bars", "variant_colors",
+]
 
+CAPTIONS: dict[str, str] = {
+    "decay": "Visual mass vs generated position per layer band: dots = observed mean in log-spaced bins with a "
+    "95% CI band over samples; lines = a + b/(c + t) fitted on per-sample values (dashed = flagged fit); "
+    "▼ = fitted half-life; lower panels: samples behind each bin.",
+    "heatmap": "Mean visual mass per decoder layer and generated-position bin, and each variant minus base.",
+    "pvm_signals": "PVM branch contribution (‖PVM output‖ / ‖residual‖) per PVM layer vs position, 95% CI "
+    "over samples; gate α per layer in the legend.",
+    "accuracy_vs_length": "Accuracy by output length (n_generated bucket), 95% CI (Wilson for 0/1 scores); "
+    "hollow = fewer than 30 samples.",
+    "accuracy_vs_distance": "Accuracy by the task's declared distance (e.g. N for the length diagnostics), 95% CI "
+    "(Wilson for 0/1 scores); hollow = fewer than 30 samples.",
+    "accuracy_by_task": "Accuracy per task and variant, 95% CI.",
+}
+"""One caption per plot name (report.html shows them under the images)."""
 
-def variant_colors(variants: list[str]) -> dict[str, tuple[float, float, float] | str]:
-    """Stable colours: ``base`` dark grey, the others from seaborn's colour-blind palette."""
-    palette = sns.color_palette("colorblind", max(len(variants), 1))
-    others = [v for v in variants if v != REFERENCE_VARIANT]
-    colors: dict[str, tuple[float, float, float] | str] = {REFERENCE_VARIANT: "#404040"}
-    for v, c in zip(others, palette):
-        colors[v] = c
-    return colors
-
-
-def _pooled_task(summary: Summary) -> str | None:
-    tasks = list(dict.fromkeys(summary.table["task"])) if len(summary.table) else []
-    if ALL_TASKS in tasks:
-        return ALL_TASKS
-    return tasks[0] if tasks else None
+MAX_DISTANCE_BINS = 8
+"""More distinct distance values than this are grouped into this many equal-count bins."""
 
 
-def _log_bins(t_max: int) -> np.ndarray:
-    return np.unique(np.round(np.geomspace(1, max(t_max, 2) + 1, N_LOG_BINS + 1))).astype(float)
+def _ci_points(ax: Any, x: np.ndarray, cis: list[MeanCI], color: Any, label: str) -> None:
+    """Error bars at ``x`` with filled markers, hollow where n < SMALL_N."""
+    y = np.array([c.mean for c in cis])
+    err = np.array([[c.mean - c.low for c in cis], [c.high - c.mean for c in cis]])
+    ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="-", capsize=3, color=color, label=label)
+    small = np.array([c.small_n for c in cis], dtype=bool)
+    ax.plot(x[~small], y[~small], "o", color=color, ms=6)
+    ax.plot(x[small], y[small], "o", mfc="white", mec=color, mew=1.5, ms=6)
 
 
-def _binned(curve: pd.DataFrame) -> pd.DataFrame:
-    """Mean of ``mass`` within log-spaced step bins; x = geometric bin centre."""
-    edges = _log_bins(int(curve["step"].max()))
-    idx = np.clip(np.searchsorted(edges, curve["step"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
-    g = curve.assign(bin=idx).groupby("bin").agg(step=("step", "mean"), mass=("mass", "mean"))
-    return g.reset_index(drop=True)
+def _annotate_n(ax: Any, x: np.ndarray, cis: list[MeanCI], color: Any, j: int) -> None:
+    for xi, c in zip(x, cis):
+        # alternate above/below per variant so labels of overlapping points stay readable
+        ax.annotate(f"n={c.n}", (xi, c.mean), textcoords="offset points", xytext=(4, 5 if j % 2 == 0 else -11),
+                    fontsize=7, color=color)
 
 
-def _style() -> None:
-    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
-
-
-def plot_decay(summary: Summary, variants: list[str], out: Path) -> Path | None:
-    """Decay curves per layer band with the fitted law; base and other variants overlaid."""
-    task = _pooled_task(summary)
-    curves = summary.curves
-    if task is None or curves.empty:
-        return None
-    curves = curves[curves["task"] == task]
-    bands = [b for b in BANDS if b in summary.bands and (curves["band"] == b).any()]
-    if not bands:
-        return None
-    _style()
-    colors = variant_colors(variants)
-    ncols = 2 if len(bands) > 1 else 1
-    nrows = math.ceil(len(bands) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.2 * nrows), sharey=True, squeeze=False)
-    for k, (ax, band) in enumerate(zip(axes.flat, bands)):
-        layers = summary.bands[band]
-        for v in variants:
-            c = curves[(curves["band"] == band) & (curves["variant"] == v)]
-            if c.empty:
-                continue
-            obs = _binned(c)
-            ax.plot(obs["step"], obs["mass"], "o", ms=3.5, alpha=0.55, color=colors[v])
-            fit = summary.fits.get((task, v, band))
-            label = f"{v}"
-            if fit is not None and fit.ok:
-                tt = np.geomspace(1, max(fit.t_max, 2), 200)
-                label += f": {fit.a:.3f} + {fit.b:.3f}/({fit.c:.1f} + t), R² {fit.r2:.2f}"
-                ax.plot(tt, fit.predict(tt), "-", lw=2, color=colors[v], label=label)
-            else:
-                ax.plot(obs["step"], obs["mass"], "-", lw=1, color=colors[v], label=f"{v} (no fit)")
-        ax.set_xscale("log")
-        ax.set_title(f"{band} layers ({layer_span(layers)})")
-        ax.set_xlabel("generated position t (tokens, log scale)")
-        if k % ncols == 0:
-            ax.set_ylabel("visual mass (fraction of attention\non image tokens)")
-        ax.tick_params(labelleft=True)
-        ax.legend(fontsize=8, loc="upper right", title="dots: observed mean · line: fit", title_fontsize=8)
-    for ax in list(axes.flat)[len(bands):]:
-        ax.set_visible(False)
-    scope = "all tasks" if task == ALL_TASKS else f"task {task}"
-    fig.suptitle(f"Attention to the image vs generated position ({scope})", fontsize=13)
-    # fixed margins: tight_layout/bbox_inches="tight" re-draw log axes and double the cost
-    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.09 if nrows > 1 else 0.14,
-                        top=0.91 if nrows > 1 else 0.84, wspace=0.16, hspace=0.32)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
-
-
-def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
-    """Layer x position heatmap of mean visual mass, one panel per variant (shared colour scale)."""
-    a = visual_rows(data.attention)
-    if a is None or not (a["step"] >= 1).any():
-        return None
-    gen = a[a["step"] >= 1]
-    edges = _log_bins(int(gen["step"].max()))
-    idx = np.clip(np.searchsorted(edges, gen["step"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
-    grid = gen.assign(bin=idx).groupby(["variant", "layer", "bin"])["visual_mass"].mean()
-    layers = sorted(gen["layer"].unique())
-    present = [v for v in variants if v in grid.index.get_level_values(0)]
-    mats = {}
-    for v in present:
-        m = grid.loc[v].unstack("bin").reindex(index=layers, columns=range(len(edges) - 1))
-        mats[v] = m.to_numpy(dtype=float)
-    vmax = float(np.nanmax([np.nanmax(m) for m in mats.values()]))
-    vmin = float(np.nanmin([np.nanmin(m) for m in mats.values()]))
-    _style()
-    width = 5.6 * len(present) + 2.2  # inches: panels + 0.9 left margin + 1.3 colour bar
-    fig, axes = plt.subplots(1, len(present), figsize=(width, 4.0), squeeze=False, sharey=True)
-    right = 1 - 1.3 / width
-    fig.subplots_adjust(left=0.9 / width, right=right, bottom=0.15, top=0.84, wspace=0.08)
-    y_edges = np.arange(len(layers) + 1) - 0.5
-    mesh = None
-    for ax, v in zip(axes.flat, present):
-        mesh = ax.pcolormesh(edges, y_edges, mats[v], cmap="viridis", vmin=vmin, vmax=vmax, shading="flat")
-        ax.set_xscale("log")
-        ax.set_title(v)
-        ax.set_xlabel("generated position t (tokens, log scale)")
-        ax.grid(False)
-        step = max(1, len(layers) // 8)
-        ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
-    axes.flat[0].set_ylabel("decoder layer")
-    if mesh is not None:
-        cax = fig.add_axes((right + 0.15 / width, 0.15, 0.14 / width, 0.69))
-        fig.colorbar(mesh, cax=cax, label="visual mass (fraction)")
-    fig.suptitle("Visual mass by layer and position (mean over samples)", fontsize=12)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+def _grouped_accuracy(
+    ax: Any, table: pd.DataFrame, variants: list[str], colors: Mapping[str, Any],
+) -> list[str]:
+    """Draw accuracy per (variant, group) from ``table`` (columns variant, group, label, score
+    lists); returns the group labels in x order."""
+    groups = sorted(table["group"].unique())
+    pos = {g: k for k, g in enumerate(groups)}
+    present = [v for v in variants if v in set(table["variant"])]
+    for j, v in enumerate(present):
+        d = table[table["variant"] == v].sort_values("group")
+        x = np.array([pos[g] for g in d["group"]], dtype=float) + (j - (len(present) - 1) / 2) * 0.08
+        cis = [accuracy_ci(np.asarray(sc, dtype=float)) for sc in d["scores"]]
+        _ci_points(ax, x, cis, colors[v], v)
+        _annotate_n(ax, x, cis, colors[v], j)
+    labels = table.drop_duplicates("group").set_index("group")["label"]
+    ax.set_xticks(range(len(groups)), [labels[g] for g in groups])
+    ax.set_ylim(-0.03, 1.08)
+    ax.set_ylabel("accuracy (mean score, 95% CI)")
+    return [str(labels[g]) for g in groups]
 
 
 def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Path | None:
-    """Accuracy per n_generated bucket (all tasks pooled), 95% bootstrap CI, n annotated."""
+    """Accuracy per n_generated bucket (all tasks pooled), 95% CI, n annotated."""
     s = data.samples
     if s.empty:
         return None
@@ -178,34 +106,106 @@ def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Pa
         for i, (lo, hi, _) in enumerate(length_buckets()):
             b = sv[(sv["n_generated"] >= lo) & (sv["n_generated"] < hi)]
             if len(b):
-                ci = bootstrap_ci(b["score"].to_numpy())
                 name = f"{int(lo)}–{int(hi) - 1}" if math.isfinite(hi) else f"≥{int(lo)}"
-                rows.append((v, i, name, ci.mean, ci.low, ci.high, ci.n))
+                rows.append((v, i, name, b["score"].to_numpy()))
     if not rows:
         return None
-    df = pd.DataFrame(rows, columns=["variant", "i", "bucket", "acc", "lo", "hi", "n"])
-    used = sorted(df["i"].unique())
-    pos = {b: k for k, b in enumerate(used)}
-    _style()
-    colors = variant_colors(variants)
+    table = pd.DataFrame(rows, columns=["variant", "group", "label", "scores"])
+    setup_style()
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    nv = df["variant"].nunique()
-    for j, v in enumerate([v for v in variants if v in set(df["variant"])]):
-        d = df[df["variant"] == v]
-        x = np.array([pos[i] for i in d["i"]]) + (j - (nv - 1) / 2) * 0.08
-        ax.errorbar(x, d["acc"], yerr=[d["acc"] - d["lo"], d["hi"] - d["acc"]], fmt="-o", capsize=3,
-                    color=colors[v], label=v)
-        for xi, yi, n in zip(x, d["acc"], d["n"]):
-            # Alternate above/below per variant so labels of overlapping points stay readable.
-            ax.annotate(f"n={n}", (xi, yi), textcoords="offset points", xytext=(4, 5 if j % 2 == 0 else -11),
-                        fontsize=7, color=colors[v])
-    names = df.drop_duplicates("i").set_index("i")["bucket"]
-    ax.set_xticks(range(len(used)), [names[i] for i in used])
+    _grouped_accuracy(ax, table, variants, variant_colors(variants))
     ax.set_xlabel("output length, n_generated (tokens)")
-    ax.set_ylabel("accuracy (mean score, 95% CI)")
-    ax.set_ylim(-0.03, 1.05)
-    ax.legend(title="variant")
+    ax.legend(title=f"variant (hollow: n < {SMALL_N})", fontsize=8, title_fontsize=8)
     ax.set_title("Accuracy vs output length (all tasks)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+def distance_keys(data: RunData) -> dict[str, tuple[str, str]]:
+    """``{task: (metadata key, axis label)}`` for the run's tasks that declare a distance
+    (``Task.distance_key``, optional ``Task.distance_label``), looked up in the task registry
+    with the run's include paths. Tasks that are gone or declare none are left out."""
+    try:
+        from pvm_bench.tasks import get_registry
+
+        registry = get_registry(include_paths=tuple(getattr(data, "include_paths", ()) or ())).tasks
+    except Exception:  # a moved include path or a broken plugin must not break the report
+        return {}
+    out = {}
+    for name in data.tasks:
+        key = getattr(registry.get(name), "distance_key", None)
+        if key:
+            out[name] = (str(key), str(getattr(registry[name], "distance_label", "") or key))
+    return out
+
+
+def _distance_values(s: pd.DataFrame, key: str) -> pd.Series:
+    """The ``key`` field of each record's sample metadata (else of its score details), as float."""
+    def one(row: pd.Series) -> float:
+        for col in ("metadata", "score_details"):
+            d = row.get(col)
+            if isinstance(d, dict) and d.get(key) is not None:
+                try:
+                    return float(d[key])
+                except (TypeError, ValueError):
+                    return math.nan
+        return math.nan
+
+    return s.apply(one, axis=1) if len(s) else pd.Series(dtype=float)
+
+
+def _distance_groups(values: pd.Series) -> tuple[pd.Series, dict[int, str]]:
+    """Group index per record and its label: each distinct value when there are at most
+    MAX_DISTANCE_BINS of them, else equal-count bins labelled "lo–hi" (inclusive)."""
+    finite = values.dropna()
+    uniq = np.sort(finite.unique())
+    if uniq.size <= MAX_DISTANCE_BINS:
+        index = {u: k for k, u in enumerate(uniq)}
+        return values.map(index), {k: f"{u:g}" for u, k in index.items()}
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, MAX_DISTANCE_BINS + 1), method="nearest"))
+    group = pd.Series(np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2), index=values.index)
+    group[values.isna()] = np.nan
+    labels = {}
+    for k in sorted(group.dropna().unique()):
+        in_bin = finite[group[finite.index] == k]
+        labels[int(k)] = f"{in_bin.min():g}–{in_bin.max():g}"
+    return group, labels
+
+
+def plot_accuracy_vs_distance(
+    data: RunData, variants: list[str], out: Path, keys: Mapping[str, tuple[str, str]] | None = None,
+) -> Path | None:
+    """Accuracy by the task's declared distance, one panel per task with a distance, 95% CI.
+
+    ``keys``: ``{task: (metadata key, label)}``; default :func:`distance_keys`. Bins are shared
+    by the variants of a task. None when no task declares a distance or no record carries it.
+    """
+    keys = distance_keys(data) if keys is None else dict(keys)
+    s = data.samples
+    panels = []
+    for task, (key, label) in keys.items():
+        st = s[s["task"] == task]
+        values = _distance_values(st, key)
+        if values.notna().sum() == 0:
+            continue
+        group, labels = _distance_groups(values)
+        table = st.assign(group=group).dropna(subset=["group"])
+        table = table.groupby(["variant", "group"])["score"].agg(list).rename("scores").reset_index()
+        table["label"] = table["group"].map(lambda g, lab=labels: lab[int(g)])
+        panels.append((task, label, table))
+    if not panels:
+        return None
+    setup_style()
+    colors = variant_colors(variants)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 4.4), squeeze=False)
+    for ax, (task, label, table) in zip(axes.flat, panels):
+        _grouped_accuracy(ax, table, variants, colors)
+        ax.set_xlabel(label)
+        ax.set_title(f"{task}: accuracy vs {label}")
+        ax.legend(title=f"variant (hollow: n < {SMALL_N})", fontsize=8, title_fontsize=8)
+        ax.tick_params(axis="x", labelrotation=20 if len(table["group"].unique()) > 6 else 0)
     fig.tight_layout()
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
@@ -219,7 +219,7 @@ def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | N
         return None
     tasks = list(dict.fromkeys(t["task"]))
     present = [v for v in variants if v in set(t["variant"])]
-    _style()
+    setup_style()
     colors = variant_colors(variants)
     width = 0.8 / max(len(present), 1)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(tasks) * max(len(present), 1) * 0.6 + 2), 4.2))
@@ -241,14 +241,22 @@ def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | N
     return out
 
 
-def make_plots(data: RunData, summary: Summary, out_dir: Path) -> dict[str, Path]:
-    """Write every plot that the data support into ``out_dir``; returns {name: path}."""
+def make_plots(
+    data: RunData, summary: Summary, out_dir: Path, distance: Mapping[str, tuple[str, str]] | None = None,
+) -> dict[str, Path]:
+    """Write every plot that the data support into ``out_dir``; returns {name: path}.
+
+    ``distance``: ``{task: (metadata key, label)}`` for :func:`plot_accuracy_vs_distance`
+    (default: the tasks' declared ``distance_key``, see :func:`distance_keys`).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     variants = data.variants
     jobs = {
-        "decay": lambda p: plot_decay(summary, variants, p),
+        "decay": lambda p: plot_decay(summary, variants, p, data=data),
         "heatmap": lambda p: plot_heatmap(data, variants, p),
+        "pvm_signals": lambda p: plot_pvm_signals(data, variants, p),
         "accuracy_vs_length": lambda p: plot_accuracy_vs_length(data, variants, p),
+        "accuracy_vs_distance": lambda p: plot_accuracy_vs_distance(data, variants, p, keys=distance),
         "accuracy_by_task": lambda p: plot_task_bars(summary, variants, p),
     }
     written: dict[str, Path] = {}

@@ -1,0 +1,264 @@
+"""Plots of attention records: decay curves, the layer x position heatmap, PVM's own signals.
+
+- :func:`plot_decay`: per layer band, the observed mean visual mass in log-spaced bins with a
+  95% CI band over samples, the fitted law (per-sample fixed-effects fit, dashed and labelled
+  with its flags when a flag is raised), the fitted half-life, and below each panel the number
+  of samples behind every bin (the tail is a few long outputs: the reader must see it);
+- :func:`plot_heatmap`: mean visual mass per layer x position bin, one panel per variant, plus a
+  ``variant - base`` panel per other variant on a diverging scale centred at 0;
+- :func:`plot_pvm_signals`: the branch probe's ``pvm_ratio`` (||PVM output|| / ||residual||) per
+  PVM layer vs position with a CI band, and each layer's ``pvm_gate`` value.
+
+Each function returns the written path, or None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from pvm_bench.report.curves import band_decay, binned_curve, log_bin_edges, sample_curves
+from pvm_bench.report.fit import DecayFit
+from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
+from pvm_bench.report.summary import ALL_TASKS, BANDS, REFERENCE_VARIANT, RunData, Summary, layer_span, visual_rows
+
+
+MIN_N_FOR_SCALE = 5
+"""Bins with fewer samples do not set the y range of the decay plot (their bands are clipped)."""
+
+
+def _scope(data: RunData, summary: Summary) -> str | None:
+    """The pooled task when the run has several tasks, else its only task."""
+    tasks = data.tasks
+    if not tasks:
+        return None
+    return ALL_TASKS if len(tasks) > 1 else tasks[0]
+
+
+def law_text(fit: DecayFit) -> str:
+    """The fitted law as text with proper signs, e.g. ``0.012 + 3.094/(t + 100.2)``."""
+    def signed(x: float, digits: int) -> str:
+        return f"{'−' if x < 0 else '+'} {abs(x):.{digits}f}"
+
+    return f"{fit.a:.3f} {signed(fit.b, 3)}/(t {signed(fit.c, 1)})"
+
+
+def _fit_label(variant: str, fit: DecayFit) -> str:
+    label = f"{variant}: {law_text(fit)}, R² {fit.r2:.2f}"
+    hl = fit.half_life()
+    if math.isfinite(hl):
+        label += f", t½ {hl:.0f}" + (" (extrapolated)" if fit.extrapolated() else "")
+    flags = [f for f in fit.flags() if f != "extrapolated"]
+    if flags:
+        label += "\n  ⚑ " + ", ".join(flags)
+    return label
+
+
+def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData | None = None) -> Path | None:
+    """Decay curves per layer band (see the module docstring). Needs ``data`` (the attention
+    records) for the CI bands, n per bin and the per-sample fit; without it (old callers) the
+    summary's mean curves and fits are drawn without bands."""
+    if data is None or visual_rows(data.attention) is None:
+        return _plot_decay_from_summary(summary, variants, out)
+    vis = visual_rows(data.attention)
+    task = _scope(data, summary)
+    if vis is None or task is None:
+        return None
+    if task != ALL_TASKS:
+        vis = vis[vis["task"] == task]
+    bands = [b for b in BANDS if b in summary.bands]
+    if not bands or vis.empty:
+        return None
+    setup_style()
+    colors = variant_colors(variants)
+    ncols = 2 if len(bands) > 1 else 1
+    nrows = math.ceil(len(bands) / ncols)
+    fig = plt.figure(figsize=(6.4 * ncols, 5.0 * nrows))
+    outer = fig.add_gridspec(nrows, ncols, hspace=0.3, wspace=0.16)
+    edges = log_bin_edges(int(vis["step"].max()))
+    first_ax = None
+    top = 0.0
+    for k, band in enumerate(bands):
+        r, c = divmod(k, ncols)
+        inner = outer[r, c].subgridspec(2, 1, height_ratios=[3.2, 1.0], hspace=0.06)
+        ax = fig.add_subplot(inner[0], sharey=first_ax)
+        first_ax = first_ax or ax
+        ax_n = fig.add_subplot(inner[1], sharex=ax)
+        layers = summary.bands[band]
+        for v in variants:
+            rows = vis[vis["variant"] == v]
+            if rows.empty:
+                continue
+            per_sample = sample_curves(rows, layers)
+            if per_sample.empty:
+                continue
+            obs = binned_curve(per_sample, edges)
+            # y range from bins with enough samples: a 2-sample t-interval must not set the scale
+            solid = obs[obs["n"] >= MIN_N_FOR_SCALE]
+            top = max(top, float(np.nanmax(solid["ci_high"].fillna(solid["mass"]))) if len(solid) else 0.0,
+                      float(obs["mass"].max()))
+            col = colors[v]
+            ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=col, alpha=0.18, lw=0)
+            ax.plot(obs["step"], obs["mass"], "o", ms=3.2, alpha=0.7, color=col)
+            ax_n.plot(obs["step"], obs["n"], "-", drawstyle="steps-mid", color=col, lw=1.4)
+            fit = band_decay(rows, layers).fit
+            if fit.ok:
+                tt = np.geomspace(1, max(fit.t_max, 2), 200)
+                style = "--" if [f for f in fit.flags() if f != "extrapolated"] else "-"
+                ax.plot(tt, fit.predict(tt), style, lw=2, color=col, label=_fit_label(v, fit))
+                hl = fit.half_life()
+                if math.isfinite(hl) and not fit.extrapolated():
+                    ax.plot([hl], [fit.predict(hl)], marker="v", ms=8, color=col, mec="white")
+            else:
+                ax.plot(obs["step"], obs["mass"], "-", lw=1, color=col, label=f"{v} (no fit)")
+        ax.set_xscale("log")
+        ax.set_title(f"{band} layers ({layer_span(layers)})")
+        ax.tick_params(labelbottom=False)
+        if c == 0:
+            ax.set_ylabel("visual mass (fraction of\nattention on image tokens)")
+            ax_n.set_ylabel("n samples")
+        ax.legend(fontsize=7.5, loc="upper right", title="dots ± band: observed mean, 95% CI · line: fit · ▼ t½",
+                  title_fontsize=7.5)
+        ax_n.set_xlabel("generated position t (tokens, log scale)")
+        ax_n.set_ylim(bottom=0)
+    if first_ax is not None and top > 0:
+        first_ax.set_ylim(0.0, 1.12 * top)  # a mass is never negative; bands of tiny bins are clipped
+    scope = "all tasks" if task == ALL_TASKS else f"task {task}"
+    fig.suptitle(f"Attention to the image vs generated position ({scope}); "
+                 "fit: per-sample levels, dashed = flagged", fontsize=12)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.07 if nrows > 1 else 0.12,
+                        top=0.92 if nrows > 1 else 0.86)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+def _plot_decay_from_summary(summary: Summary, variants: list[str], out: Path) -> Path | None:
+    """Fallback without attention records: the summary's mean curves and fits only."""
+    curves = summary.curves
+    if curves.empty:
+        return None
+    task = ALL_TASKS if (curves["task"] == ALL_TASKS).any() else curves["task"].iloc[0]
+    curves = curves[curves["task"] == task]
+    setup_style()
+    colors = variant_colors(variants)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for v in variants:
+        c = curves[(curves["band"] == "all") & (curves["variant"] == v)]
+        if c.empty:
+            continue
+        ax.plot(c["step"], c["mass"], "o", ms=2.5, alpha=0.6, color=colors[v])
+        fit = summary.fits.get((task, v, "all"))
+        if fit is not None and fit.ok:
+            tt = np.geomspace(1, max(fit.t_max, 2), 200)
+            ax.plot(tt, fit.predict(tt), "-", lw=2, color=colors[v], label=_fit_label(v, fit))
+    ax.set_xscale("log")
+    ax.set_xlabel("generated position t (tokens, log scale)")
+    ax.set_ylabel("visual mass")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+def _layer_grid(gen: pd.DataFrame, edges: np.ndarray, layers: list[int], column: str = "visual_mass") -> dict[str, np.ndarray]:
+    """Per variant: layers x bins matrix of the mean of ``column`` (NaN where no data)."""
+    idx = np.clip(np.searchsorted(edges, gen["step"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    grid = gen.assign(bin=idx).groupby(["variant", "layer", "bin"])[column].mean()
+    out = {}
+    for v in grid.index.get_level_values(0).unique():
+        m = grid.loc[v].unstack("bin").reindex(index=layers, columns=range(len(edges) - 1))
+        out[str(v)] = m.to_numpy(dtype=float)
+    return out
+
+
+def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
+    """Layer x position heatmap of mean visual mass per variant (shared scale), then one
+    ``variant - base`` panel per other variant (diverging scale, symmetric around 0; blank where
+    either side has no sample)."""
+    a = visual_rows(data.attention)
+    if a is None or not (a["step"] >= 1).any():
+        return None
+    gen = a[a["step"] >= 1]
+    edges = log_bin_edges(int(gen["step"].max()))
+    layers = sorted(int(x) for x in gen["layer"].unique())
+    mats = _layer_grid(gen, edges, layers)
+    present = [v for v in variants if v in mats]
+    diffs = {v: mats[v] - mats[REFERENCE_VARIANT] for v in present if v != REFERENCE_VARIANT and REFERENCE_VARIANT in mats}
+    panels = [(v, mats[v], False) for v in present] + [(f"{v} − {REFERENCE_VARIANT}", d, True) for v, d in diffs.items()]
+    vmin = float(np.nanmin([np.nanmin(mats[v]) for v in present]))
+    vmax = float(np.nanmax([np.nanmax(mats[v]) for v in present]))
+    dmax = max([float(np.nanmax(np.abs(d))) for d in diffs.values() if np.isfinite(d).any()] or [0.0]) or 1e-6
+    setup_style()
+    width = 5.0 * len(panels) + 1.2 + 1.1 * (1 + bool(diffs))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.0), squeeze=False, sharey=True)
+    fig.subplots_adjust(left=0.9 / width, right=1 - (0.3 + 1.1 * (1 + bool(diffs))) / width,
+                        bottom=0.15, top=0.84, wspace=0.1)
+    y_edges = np.arange(len(layers) + 1) - 0.5
+    meshes: dict[bool, object] = {}
+    for ax, (title, mat, is_diff) in zip(axes.flat, panels):
+        kw = dict(cmap="RdBu_r", vmin=-dmax, vmax=dmax) if is_diff else dict(cmap="viridis", vmin=vmin, vmax=vmax)
+        meshes[is_diff] = ax.pcolormesh(edges, y_edges, mat, shading="flat", **kw)
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("generated position t (log scale)")
+        ax.grid(False)
+        step = max(1, len(layers) // 8)
+        ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
+    axes.flat[0].set_ylabel("decoder layer")
+    x0 = axes.flat[-1].get_position().x1 + 0.25 / width
+    for k, (is_diff, label) in enumerate(((False, "visual mass"), (True, "Δ visual mass vs base"))):
+        if is_diff in meshes:
+            cax = fig.add_axes((x0 + k * 1.1 / width, 0.15, 0.13 / width, 0.69))
+            fig.colorbar(meshes[is_diff], cax=cax, label=label)  # type: ignore[arg-type]
+    fig.suptitle("Visual mass by layer and position (mean over samples); red = more than base", fontsize=12)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | None:
+    """``pvm_ratio`` per PVM layer vs generated position (binned mean over samples, 95% CI band),
+    one panel per variant that recorded it, gate values in the legend. None without the columns."""
+    a = data.attention
+    if a is None or "pvm_ratio" not in a.columns or "layer" not in a.columns:
+        return None
+    rows = a.dropna(subset=["pvm_ratio", "layer"])
+    rows = rows[rows["step"] >= 1]
+    if rows.empty:
+        return None
+    present = [v for v in variants if (rows["variant"] == v).any()]
+    edges = log_bin_edges(int(rows["step"].max()))
+    setup_style()
+    fig, axes = plt.subplots(1, len(present), figsize=(max(8.0, 6.4 * len(present)), 4.4), squeeze=False,
+                             sharey=True)
+    for ax, v in zip(axes.flat, present):
+        rv = rows[rows["variant"] == v]
+        layers = sorted(int(x) for x in rv["layer"].unique())
+        palette = plt.get_cmap("plasma")(np.linspace(0.1, 0.8, max(len(layers), 1)))
+        for color, layer in zip(palette, layers):
+            rl = rv[rv["layer"] == layer]
+            obs = binned_curve(sample_curves(rl, [layer], column="pvm_ratio"), edges)
+            label = f"layer {layer}"
+            if "pvm_gate" in rl and rl["pvm_gate"].notna().any():
+                label += f" (gate {float(rl['pvm_gate'].dropna().iloc[0]):+.3f})"
+            ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=color, alpha=0.2, lw=0)
+            ax.plot(obs["step"], obs["mass"], "-o", ms=3, lw=1.5, color=color, label=label)
+        ax.set_xscale("log")
+        ax.set_title(f"{v}: PVM branch contribution")
+        ax.set_xlabel("generated position t (tokens, log scale)")
+        ax.legend(fontsize=8, title="PVM layer (gate α)", title_fontsize=8)
+    axes.flat[0].set_ylabel("pvm_ratio = ‖PVM output‖ / ‖residual‖")
+    fig.suptitle("What the PVM branch adds to the residual stream (mean over samples, 95% CI)", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out

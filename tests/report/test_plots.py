@@ -1,0 +1,112 @@
+"""Plots: which figures are drawn from which data, and the numbers behind them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pvm_bench.report import build_summary, load_run
+from pvm_bench.report.fit import DecayFit, fit_decay
+from pvm_bench.report.plots import _distance_groups, distance_keys, make_plots, plot_accuracy_vs_distance
+from pvm_bench.report.plots_attention import _fit_label, law_text, plot_heatmap
+
+TASK_MODULE = '''
+from pvm_bench.tasks import Sample, Score, Task
+
+class Far(Task):
+    name = "colour"
+    description = "synthetic, with a declared distance"
+    distance_key = "n_filler"
+    distance_label = "N (filler numbers)"
+
+    def load(self, split=None, limit=None, data_dir=None):
+        return [Sample(id="colour-0", question="q", target="red")]
+
+    def score(self, sample, output):
+        return Score(float(output.strip() == sample.target))
+
+TASKS = [Far()]
+'''
+
+
+def _with_signals(data: object) -> None:
+    """Add branch-probe columns (pvm rows only) and per-record distance metadata in memory."""
+    a = data.attention  # type: ignore[attr-defined]
+    is_pvm = (a["variant"] == "pvm") & (a["layer"] % 3 == 1)
+    a["pvm_ratio"] = np.where(is_pvm, 0.2 + 0.01 * a["layer"], np.nan)
+    a["pvm_gate"] = np.where(is_pvm, 0.5, np.nan)
+    s = data.samples  # type: ignore[attr-defined]
+    s["metadata"] = [{"n_filler": int(sid.split("-")[1]) % 12} for sid in s["sample_id"]]
+
+
+def test_make_plots_writes_every_plot_the_data_support(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    data = load_run(make_run(n_samples=12, max_len=120))
+    _with_signals(data)
+    summary = build_summary(data)
+    plots = make_plots(data, summary, tmp_path / "p", distance={"colour": ("n_filler", "N")})
+    assert set(plots) == {"decay", "heatmap", "pvm_signals", "accuracy_vs_length", "accuracy_vs_distance",
+                          "accuracy_by_task"}
+    for path in plots.values():
+        with Image.open(path) as im:
+            assert im.size[0] > 500 and im.size[1] > 300
+    # without branch-probe columns or declared distances those two plots are left out
+    plain = load_run(make_run("plain", n_samples=4, max_len=40))
+    assert set(make_plots(plain, build_summary(plain), tmp_path / "q", distance={})) == {
+        "decay", "heatmap", "accuracy_vs_length", "accuracy_by_task"}
+
+
+def test_heatmap_adds_a_difference_panel_per_variant(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    two = load_run(make_run("two", variants=("base", "pvm"), n_samples=6, max_len=60))
+    one = load_run(make_run("one", variants=("base",), n_samples=6, max_len=60))
+    with Image.open(plot_heatmap(two, two.variants, tmp_path / "two.png")) as a, \
+            Image.open(plot_heatmap(one, one.variants, tmp_path / "one.png")) as b:
+        # base, pvm, pvm - base (+ a second colour bar) vs base alone: about 3.5x as wide
+        assert a.size[0] / b.size[0] > 2.5
+
+
+def test_distance_groups_values_or_equal_count_bins() -> None:
+    few = pd.Series([0, 4, 4, 16, np.nan])
+    group, labels = _distance_groups(few)
+    assert group.tolist()[:4] == [0, 1, 1, 2] and math.isnan(group.iloc[4])
+    assert labels == {0: "0", 1: "4", 2: "16"}
+    many = pd.Series(np.arange(64, dtype=float))
+    group, labels = _distance_groups(many)
+    counts = group.value_counts().sort_index()
+    assert len(counts) == 8 and counts.min() >= 7 and counts.max() <= 9  # equal-count bins
+    assert labels[0].startswith("0–") and labels[max(labels)].endswith("–63")
+
+
+def test_distance_keys_come_from_the_task_declaration(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "far_tasks.py").write_text(TASK_MODULE)
+    run = make_run(tasks=("colour",), n_samples=6, max_len=60)
+    data = load_run(run)
+    data.run.config["include_paths"] = [str(plugins)]  # type: ignore[union-attr]
+    assert distance_keys(data) == {"colour": ("n_filler", "N (filler numbers)")}
+    data.run.config["include_paths"] = []  # type: ignore[union-attr]
+    assert distance_keys(data) == {}  # the built-in "colour" name does not exist: no distance, no error
+    assert plot_accuracy_vs_distance(data, data.variants, tmp_path / "d.png") is None
+
+
+def test_fit_labels_carry_flags_and_extrapolation() -> None:
+    t = np.arange(1, 60)
+    slow = fit_decay(t, 0.01 + 5.0 / (80.0 + t))
+    label = _fit_label("pvm", slow)
+    assert "(extrapolated)" in label and label.startswith("pvm: 0.010 + 5.000/(t + 80.0)")
+    neg = DecayFit(-0.02, 1.0, -0.5, 0.3, 10, 100, True, c_bounds=(-0.999, 1000.0))
+    assert law_text(neg) == "-0.020 + 1.000/(t − 0.5)"
+    assert "⚑ a_negative, r2_low" in _fit_label("base", neg)
+
+
+def test_pvm_signals_absent_without_rows(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    from pvm_bench.report.plots_attention import plot_pvm_signals
+
+    data = load_run(make_run(n_samples=4, max_len=40))
+    data.attention["pvm_ratio"] = np.nan  # type: ignore[index]
+    assert plot_pvm_signals(data, data.variants, tmp_path / "s.png") is None
