@@ -88,10 +88,10 @@ SUPPORTED_INNER = ("sdpa", "pvm_bench_streaming")
 """Backends whose functions honour ``position_bias`` (transformers' sdpa and the probe's wrapper of it)."""
 
 BOUNDARY_TOKEN_ATTRS = (
-    "fake_image_token", "global_image_tag", "start_image_token", "end_image_token", "boi_token", "eoi_token",
-    "image_start_token", "image_end_token", "vision_start_token", "vision_end_token",
+    "fake_image_token", "global_image_tag", "global_image_token", "start_image_token", "end_image_token",
+    "boi_token", "eoi_token", "image_start_token", "image_end_token", "vision_start_token", "vision_end_token",
 )
-"""Processor attributes naming image boundary tokens (Idefics3/SmolVLM, InternVL, Gemma3, Qwen)."""
+"""Processor/tokenizer attributes naming image boundary tokens (Idefics3/SmolVLM, InternVL, Gemma3, Qwen)."""
 
 _TILE_TAG = re.compile(r"^<row_\d+_col_\d+>$")  # Idefics3/SmolVLM image-split tile tags
 
@@ -228,13 +228,14 @@ def image_free_ids(lm: LoadedModel) -> list[int]:
     ids = {lm.image_token_id, *lm.suppress_token_ids()}
     tok = lm.tokenizer
     unk = getattr(tok, "unk_token_id", None)
-    for attr in BOUNDARY_TOKEN_ATTRS:
-        token = getattr(lm.processor, attr, None)
-        token = getattr(token, "content", token)  # AddedToken -> str
-        if isinstance(token, str) and token:
-            tid = tok.convert_tokens_to_ids(token)
-            if isinstance(tid, int) and tid != unk:
-                ids.add(tid)
+    for owner in (lm.processor, tok):
+        for attr in BOUNDARY_TOKEN_ATTRS:
+            token = getattr(owner, attr, None)
+            token = getattr(token, "content", token)  # AddedToken -> str
+            if isinstance(token, str) and token:
+                tid = tok.convert_tokens_to_ids(token)
+                if isinstance(tid, int) and tid != unk:
+                    ids.add(tid)
     for token, tid in (getattr(tok, "get_added_vocab", dict)() or {}).items():
         if _TILE_TAG.match(token):
             ids.add(int(tid))
