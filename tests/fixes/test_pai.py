@@ -9,6 +9,7 @@ no padding) one row at a time, and applies ``gamma * (c - u) + u`` with tokens b
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -39,7 +40,11 @@ def _last_logp(lm, **inputs) -> torch.Tensor:
 
 
 def reference_logits(lm, sequences: torch.Tensor, prompt_len: int, gamma: float) -> torch.Tensor:
-    """``[steps, B, V]`` guided scores recomputed per row and step without caches or padding."""
+    """``[steps, B, V]`` guided scores recomputed per row and step without caches or padding.
+
+    The image-free pass runs with any PVM branch off (it is the prompt without the image).
+    """
+    pvm = lm.pvm
     strip = set(image_free_ids(lm))
     rows = []
     for r, request in enumerate(batch()):
@@ -57,7 +62,8 @@ def reference_logits(lm, sequences: torch.Tensor, prompt_len: int, gamma: float)
             }
             cond_inputs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
             c = _last_logp(lm, **cond_inputs)
-            u = _last_logp(lm, input_ids=torch.tensor([free + generated[:t]]))
+            with pvm.disabled() if pvm is not None else contextlib.nullcontext():
+                u = _last_logp(lm, input_ids=torch.tensor([free + generated[:t]]))
             out = gamma * (c - u) + u
             steps.append(out.masked_fill(c < math.log(0.1) + c.max(), float("-inf")))
         rows.append(torch.stack(steps))
@@ -140,3 +146,23 @@ def test_guidance_runs_with_sampling_and_is_reproducible(lm):
         first = generate(lm, batch(), max_new_tokens=NEW_TOKENS, temperature=0.7)
         second = generate(lm, batch(), max_new_tokens=NEW_TOKENS, temperature=0.7)
     assert [g.token_ids for g in first] == [g.token_ids for g in second]
+
+
+def test_guidance_with_a_pvm_branch_keeps_its_visual_memory(tmp_path):
+    """The image-free pass runs with the branch off and must not reset the PVM's image memory."""
+    from pvm_bench.pvm import attach_pvm
+
+    path = build_tiny_model("qwen3_vl", tmp_path / "m", seed=1, size="small", init_std=0.2)
+    pvm_lm = load_model(str(path))
+    attach_pvm(pvm_lm, layers=[1, 2], hidden_size=32, seed=0).set_gate(0.5)
+    enc, _ = encode(pvm_lm, batch())
+    _, base_logits = hf_generate(pvm_lm)
+    with pvm_lm.pvm.disabled():
+        _, off_logits = hf_generate(pvm_lm)
+    assert not torch.equal(base_logits, off_logits)  # the branch matters on this model
+    with pai_active(pvm_lm, PAIConfig(alpha=0.0, gamma=GAMMA)):
+        sequences, logits = hf_generate(pvm_lm)
+    expected = reference_logits(pvm_lm, sequences, enc["input_ids"].shape[1], GAMMA)
+    masked = torch.isneginf(expected)
+    assert torch.equal(torch.isneginf(logits), masked)
+    torch.testing.assert_close(logits[~masked], expected[~masked], rtol=1e-4, atol=1e-4)
