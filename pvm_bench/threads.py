@@ -13,15 +13,15 @@ import math
 import os
 from pathlib import Path
 
-#: cgroup v2 quota file of this process's cgroup, then v1's quota/period pair.
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
+_PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def _cgroup_paths(root: Path) -> list[Path]:
+def _cgroup_paths(root: Path, proc_cgroup: Path) -> list[Path]:
     """The cgroup directories of this process (its own, then the root), v2 and v1 layouts."""
     paths: list[Path] = []
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = proc_cgroup.read_text().splitlines()
     except OSError:
         lines = []
     for line in lines:
@@ -39,13 +39,13 @@ def _cgroup_paths(root: Path) -> list[Path]:
     return paths
 
 
-def cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> float | None:
+def cgroup_cpu_limit(root: Path = _CGROUP_ROOT, proc_cgroup: Path = _PROC_CGROUP) -> float | None:
     """CPUs allowed by the cgroup quota (e.g. 2.0 for ``200000 100000``), None when unlimited.
 
     Reads cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; the first
     directory on this process's cgroup path that has a quota wins.
     """
-    for directory in _cgroup_paths(root):
+    for directory in _cgroup_paths(root, proc_cgroup):
         try:
             text = (directory / "cpu.max").read_text().split()
             if len(text) == 2 and text[0] != "max":

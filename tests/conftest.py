@@ -14,6 +14,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread per test process (set before torch loads): the suite runs on shared CPUs,
+# where torch's default of one thread per visible core oversubscribes them many times over.
+# Subprocesses inherit the variables; the CLI's default --threads reads OMP_NUM_THREADS.
+# Export OMP_NUM_THREADS=N to choose another count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
+import torch  # noqa: E402  (after the thread variables)
+
+torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])) if os.environ["OMP_NUM_THREADS"].isdigit() else 1)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIXTURE_DATA = FIXTURES / "data"
