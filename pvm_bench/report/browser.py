@@ -23,13 +23,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from pvm_bench.report.browser_media import load_thumbnails, visual_mass_curves
+from pvm_bench.report.templating import environment
 from pvm_bench.results import SampleRecord, read_samples
 
 if TYPE_CHECKING:  # RunData moves between report modules; only its attributes are used here
@@ -170,14 +169,6 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
         "tasks": sorted({k[0] for k in keys}, key=natural_key), "n_records": len(records),
         "page_sizes": list(PAGE_SIZES), "groups": groups, "notes": notes,
     }
-
-
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The jinja2 environment for the report templates: autoescape always on, undefined
-    variables are errors."""
-    return Environment(loader=PackageLoader("pvm_bench.report", "templates"), autoescape=True,
-                       undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 def render_browser(data: RunData, *, thumbnails: bool = True) -> Markup:

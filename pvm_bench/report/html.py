@@ -1,8 +1,11 @@
 """report.html: one self-contained file (inline CSS/JS, plots as base64 PNG, no network).
 
-Every string that comes from the run (model text, prompts, targets, task and variant names,
-metadata) goes through :func:`html.escape` (tables through ``DataFrame.to_html(escape=True)``),
-so model output such as ``<script>`` is shown as text and never executed.
+The page comes from jinja2 templates with autoescape on (templates/report.html.j2; the sample
+browser from templates/browser.html.j2). Every string that comes from the run (model text,
+prompts, targets, task and variant names, metadata) is escaped: by the template, by
+:func:`html.escape` in the metric sections (tables through ``DataFrame.to_html(escape=True)``),
+or as script-safe JSON rendered with ``textContent`` in the sample browser, so model output such
+as ``<script>`` is shown as text and never executed.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from markupsafe import Markup
 
 from pvm_bench.report.browser import render_browser
 from pvm_bench.report.decay import DECAY_NOTE
 from pvm_bench.report.markdown import comparability_notes
 from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
+from pvm_bench.report.templating import environment
 from pvm_bench.report.views import (
     FLAGS_NOTE,
     METRICS_NOTE,
@@ -41,23 +46,6 @@ PLOT_CAPTIONS = {
     "accuracy_by_task": "Accuracy per task and variant, 95% bootstrap CI.",
 }
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
-main{max-width:1200px;margin:0 auto;padding:16px 24px 48px}
-h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.banner{background:#fff3cd;border:1px solid #e0b000;color:#5c4400;padding:10px 14px;border-radius:6px;margin:10px 0;font-weight:600}
-.note{color:#555;font-size:13px}
-table{border-collapse:collapse;margin:6px 0 12px;background:#fff;font-size:13px}
-th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f0f0f3}tbody tr:nth-child(even){background:#f8f8fa}
-.meta td:first-child{font-weight:600;white-space:nowrap}
-figure{margin:12px 0;background:#fff;border:1px solid #e3e3e3;padding:8px;border-radius:6px}
-figure img{max-width:100%;height:auto}figcaption{color:#555;font-size:13px}
-.ok{color:#176b2c;font-weight:600}.bad{color:#a8201a;font-weight:600}.trunc{color:#8a5a00}
-pre{white-space:pre-wrap;word-break:break-word;background:#f6f6f8;border:1px solid #eee;padding:6px 8px;margin:4px 0;max-height:420px;overflow:auto}
-.label{font-size:12px;color:#666;margin-top:6px}
-"""
-
 def esc(value: Any) -> str:
     """HTML-escape any value (quotes included); None -> empty string."""
     return html.escape("" if value is None else str(value), quote=True)
@@ -69,37 +57,26 @@ def _table(df: pd.DataFrame, table_id: str) -> str:
     return df.to_html(index=False, escape=True, border=0, table_id=table_id, na_rep="–")
 
 
-def _meta_rows(data: RunData) -> list[tuple[str, str]]:
+def _meta_rows(data: RunData) -> list[tuple[str, Any]]:
+    """(label, value) rows of the run table; mappings (model, git, ...) are rendered by the
+    template as nested key/value tables, not as raw JSON."""
     run = data.run
-    rows = [("run id", data.run_id), ("status", data.status), ("directory", str(data.run_dir))]
+    rows: list[tuple[str, Any]] = [("run id", data.run_id), ("status", data.status), ("directory", str(data.run_dir))]
     if run is None:
         return rows
     rows += [
         ("started", run.started_at), ("ended", run.ended_at or "–"), ("seed", str(run.seed)),
-        ("variants", ", ".join(run.variants)), ("model", json.dumps(run.model, sort_keys=True)),
-        ("adapter", json.dumps(run.adapter, sort_keys=True) if run.adapter else "–"),
-        ("git", json.dumps(run.git, sort_keys=True)), ("datasets", json.dumps(run.datasets, sort_keys=True)),
-        ("counts", json.dumps(run.counts, sort_keys=True)), ("versions", json.dumps(run.versions, sort_keys=True)),
+        ("variants", ", ".join(run.variants)), ("model", run.model), ("adapter", run.adapter or "–"),
+        ("git", run.git), ("datasets", run.datasets), ("counts", run.counts), ("versions", run.versions),
     ]
     if run.error:
         rows.append(("error", run.error))
     return rows
 
 
-def _metadata(data: RunData) -> str:
-    body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in _meta_rows(data))
-    parts = [f'<table class="meta" id="run-metadata"><tbody>{body}</tbody></table>']
-    if data.run is not None and data.run.config:
-        cfg = json.dumps(data.run.config, indent=2, sort_keys=True, default=str)
-        parts.append(f"<details><summary>full config</summary><pre>{esc(cfg)}</pre></details>")
-    return "".join(parts)
-
-
-def _figure(name: str, path: Path) -> str:
-    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
-    cap = PLOT_CAPTIONS.get(name, name)
-    return (f'<figure id="plot-{esc(name)}"><img alt="{esc(cap)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{esc(cap)}</figcaption></figure>")
+def _plot(name: str, path: Path) -> dict[str, str]:
+    return {"name": name, "caption": PLOT_CAPTIONS.get(name, name),
+            "b64": base64.b64encode(path.read_bytes()).decode("ascii")}
 
 
 def _metric_sections(data: RunData, summary: Summary) -> list[str]:
@@ -133,32 +110,19 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
 
 
 def render_html(data: RunData, summary: Summary, plots: dict[str, Path]) -> str:
-    """The report page as a string (see the module docstring for the escaping contract)."""
-    parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<link rel="icon" href="data:,">',
-        f"<title>pvm-bench report: {esc(data.run_id)}</title><style>{CSS}</style></head><body><main>",
-        f"<h1>pvm-bench report: {esc(data.run_id)}</h1>",
-    ]
-    if data.partial:
-        parts.append(
-            f'<div class="banner" role="alert" id="partial-banner">Partial run (status: {esc(data.status)}): '
-            f"numbers cover only the {len(data.samples)} sample records written so far.</div>"
-        )
-    for w in data.warnings:
-        parts.append(f'<p class="note">Note: {esc(w)}</p>')
-    parts.append("<h2>Run</h2>" + _metadata(data))
-    note = base_note(data)
-    if note:
-        parts.append(f'<div class="banner" id="base-note">Baseline: {esc(note)}</div>')
-    parts.extend(_metric_sections(data, summary))
-    if plots:
-        parts.append("<h2>Plots</h2>" + "".join(_figure(k, p) for k, p in plots.items()))
-    parts.append("<h2>Samples</h2>" + render_browser(data))  # every record, paged in the page (WP6)
-    parts.append(f'<p class="note">Generated by pvm-bench. Rows: {fmt(len(summary.rows))} metric rows.</p>')
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
+    """The report page as a string, from templates/report.html.j2 (see the module docstring for
+    the escaping contract)."""
+    config = data.run.config if data.run is not None else {}
+    return environment().get_template("report.html.j2").render(
+        run_id=data.run_id, partial=data.partial, status=data.status, n_records=len(data.samples),
+        warnings=data.warnings, meta_rows=_meta_rows(data),
+        config_json=json.dumps(config, indent=2, sort_keys=True, default=str) if config else "",
+        base_note=base_note(data) or "",
+        metric_sections=Markup("\n".join(_metric_sections(data, summary))),  # built with esc() / to_html(escape=True)
+        plots=[_plot(k, p) for k, p in plots.items()],
+        browser=render_browser(data),  # every record, paged in the page (WP6)
+        n_rows=fmt(len(summary.rows)),
+    )
 
 
 def write_html(data: RunData, summary: Summary, plots: dict[str, Path], out: Path | None = None) -> Path:
