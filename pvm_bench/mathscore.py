@@ -149,9 +149,11 @@ def _squash(text: str) -> str:
 
 def _free_form_value(span: str, where: str, gold: str) -> tuple[str, str] | None:
     expr = math_span(span)
-    mathy = re.search(r"[\d\\^=+*/()]", expr)
-    if not expr or (where == "answer_marker" and not mathy and len(expr.split()) > 3):
-        return None  # prose after "the answer is" ("consistent with the figure"), not an answer
+    if not expr:
+        return None
+    prose = not re.search(r"[\d\\^=+*/()]", expr) and len(expr.split()) > 3
+    if prose and normalize_text(expr) != normalize_text(gold):
+        return None  # prose ("consistent with the figure", "I cannot see it"), not an answer
     if _squash(math_segment(span)) == _squash(gold):
         return math_segment(span), "text"
     if is_equal(expr, gold) or is_equal(clean_math(expr).replace(" ", ""), gold):

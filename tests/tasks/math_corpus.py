@@ -252,3 +252,56 @@ CASES: list[tuple[str, str, bool]] = [
     ("years", "The answer is [2007, 2008]. Hmm, no: the steepest rise is between 2006 and 2007, and the question asks "
               "for the peak, which is between 2006 and 2007. Final answer: [2006, 2007]", F),
 ]
+
+#: Written after the scorer's rules were fixed and scored once without any change to the rules:
+#: the held-out agreement reported for issue 13.
+HELDOUT: list[tuple[str, str, bool]] = [
+    ("shape", "To determine which shape is the largest, let's compare their areas.\n\n### Step 1: Circle\nThe circle has a "
+              "radius of about 1.5 units, so its area is about 7.1.\n\n### Step 2: Square\nThe square has a side of 5 units, "
+              "so its area is 25.\n\n### Conclusion\nThe square is the largest.\n\n**Final Answer:** \\boxed{B}", T),
+    ("shape", "Among the four shapes, the hexagon occupies the most space in the image.\n\nAnswer: D", F),
+    ("shape", "B) square", T),
+    ("shape", "The answer is: **square**", T),
+    ("shape", "Option B.", T),
+    ("shape", "<think>\nLet me compare. The circle is small. The triangle is thin. The square is big.\n</think>\n\n"
+              "The largest shape is the square, so the answer is B.", T),
+    ("frac", "Blue parts: 8\nTotal parts: 11\nFraction: 8/11\n\nThe correct option is (B).", T),
+    ("frac", "The fraction of the shape that is blue is 6/11.", F),
+    ("frac", "(C) 6/11", F),
+    ("frac", "\\boxed{\\text{(B) } \\frac{8}{11}}", T),
+    ("perim", "The sum of the two given sides is 19, so the third side must be less than 19 and the perimeter less "
+              "than 38. Among the options only 38 is impossible.\n\n\\boxed{D}", T),
+    ("perim", "Perimeters of 29, 34 and 37 are all possible, so the answer is **38**.", T),
+    ("perim", "The answer is (C).", F),
+    ("yesno", "No.", T),
+    ("yesno", "The blue bar is taller.\nSo the answer is No.", T),
+    ("yesno", "Yes, the red bar is taller.", F),
+    ("angle", "Using the fact that the angles in a triangle sum to 180°, angle ABC = 180° − 50° − 70° = 60°. "
+              "The correct answer is C.", T),
+    ("angle", "The answer is 45°.", F),
+    ("apples", "Let me count the apples in the image: there are 9 apples in total. Tom eats 2 apples. Therefore "
+               "9 − 2 = 7 apples are left.\n\n**Answer:** 7", T),
+    ("apples", "**Step 1:** Count apples → 9\n**Step 2:** 9 − 2 = 7\n\n$\\boxed{7}$", T),
+    ("apples", "There are 6 apples left.", F),
+    ("apples", "Tom eats 2 of the 9 apples.\n\nFinal Answer: The final answer is 7. I hope it is correct.", T),
+    ("apples", "The answer is 7 apples. Wait, I need to double-check: there are actually 10 apples in the basket, so "
+               "10 - 2 = 8 apples are left.", F),
+    ("money", "The baking dish is $4.00 and the casserole dish is $9.00.\n\nRuth needs **$13.00**.", T),
+    ("money", "Ruth needs $\\$13$ in total.", T),
+    ("money", "Ruth needs 4 + 9 + 6 = $19.", F),
+    ("people", "According to the bar chart, the population in 2010 was **1,250**.", T),
+    ("people", "Population (2010): 1,205", F),
+    ("age", "Based on their appearance, the man is about 45 and the woman is about 40. The age gap is 5 years.", T),
+    ("age", "The age gap is approximately 8 years.", F),
+    ("rod", "Measuring from the left end of the rod (at 1 cm) to the right end (at 4.5 cm):\n\n"
+            "Length = 4.5 cm − 1 cm = 3.5 cm\n\n**Answer: 3.5**", T),
+    ("rod", "The rod is 4 cm long.", F),
+    ("rod", "$\\boxed{3.5 \\, \\text{cm}}$", T),
+    ("ratio", "The ratio of girls to boys is 4:6, which simplifies to 2:3 ≈ 0.67.", T),
+    ("ratio", "Ratio = 6/4 = 1.50", F),
+    ("ratio", "**Answer:** 0.67", T),
+    ("share", "From the pie chart, the coffee segment is 45.5%.\n\nAnswer: 45.5", T),
+    ("share", "The answer is 54.5.", F),
+    ("years", "The maximum peak occurs between **2007 and 2008**.", T),
+    ("years", "Answer: [2008, 2009]", F),
+]
