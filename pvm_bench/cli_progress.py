@@ -167,7 +167,7 @@ class BarProgress:
         self.bar.update(self.handle, completed=done, total=total, description=f"{self.run_id}: {self.state.label}")
 
     def log(self, message: str) -> None:
-        self.bar.console.print(message, highlight=False)
+        self.bar.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
     def __enter__(self) -> BarProgress:
         self.bar.__enter__()

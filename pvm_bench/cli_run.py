@@ -233,8 +233,8 @@ def _execute(runner: Any, *, quiet: bool) -> None:
     """Run with a bar on a terminal, plain progress lines elsewhere, nothing with --quiet."""
     from pvm_bench.cli_progress import BarProgress, LineProgress
 
-    def log(msg: str) -> None:
-        console.print(msg, highlight=False)
+    def log(msg: str) -> None:  # runner messages are plain text (sample ids may hold '[...]'); one line each
+        console.print(msg, highlight=False, soft_wrap=True, markup=False)
 
     if quiet:
         runner.execute(log=log)

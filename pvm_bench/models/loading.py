@@ -272,6 +272,11 @@ def check_model_dir(source: str) -> Path:
                 "convert them to safetensors (save_pretrained(..., safe_serialization=True))"
             )
         raise ModelLoadError(f"'{source}' has no model weights (*.safetensors); re-download or re-export the model")
+    from safetensors import safe_open
+
+    for file in sorted(path.glob("*.safetensors")):  # headers only: names a truncated/corrupt shard cheaply
+        with load_guard("model weights", file, "re-download or re-export the model"), safe_open(str(file), framework="pt"):
+            pass
     return path
 
 

@@ -1,0 +1,353 @@
+"""The reliability table (issue 16): one row per bad input or hazard.
+
+Each row prepares its inputs in a sandbox (:class:`conftest.Env`), runs one CLI command and
+states the exit code, the words its one ``error:`` line must contain, words it must not
+contain, and the files that must be byte-identical before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from pvm_bench.runguard import RunLock
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    #: Prepares the sandbox and returns the CLI argv.
+    argv: Callable[..., list[str]]
+    code: int
+    words: tuple[str, ...]
+    #: Paths (relative to the sandbox root) that must be unchanged by the command.
+    unchanged: tuple[str, ...] = ()
+    #: Words that must NOT appear in the output (misleading messages).
+    absent: tuple[str, ...] = ()
+    #: Exactly one ``error:`` line (False where per-sample error lines are expected too).
+    one_error_line: bool = True
+    #: Extra checks after the command: ``check(env)``.
+    check: Callable[..., None] | None = None
+
+
+RUN = ("out/r/run.json", "out/r/samples.jsonl")
+
+
+def _run_json(env, run_id: str = "r") -> dict:
+    return json.loads((env.out / run_id / "run.json").read_text())
+
+
+def _failed_with(*words: str) -> Callable[..., None]:
+    def check(env) -> None:
+        record = _run_json(env)
+        assert record["status"] == "failed", record["status"]
+        for w in words:
+            assert w in (record["error"] or ""), record["error"]
+
+    return check
+
+
+# ----------------------------------------------------------------- resume hazards
+def resume_model_swapped(env) -> list[str]:
+    run = env.make_run()
+    shutil.copy(env.other_model / "model.safetensors", env.model / "model.safetensors")
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def resume_data_changed(env) -> list[str]:
+    run = env.make_run()
+    path = env.data / "mmstar" / "val.parquet"
+    frame = pd.read_parquet(path)
+    frame.loc[0, "question"] = "What is the main colour of this picture, really?\nOptions: A: red"
+    frame.to_parquet(path, index=False)
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def resume_adapter_changed(env) -> list[str]:
+    run = env.make_run("r", "--pvm", str(env.adapter))
+    shutil.copy(env.other_adapter / "adapter.safetensors", env.adapter / "adapter.safetensors")
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def resume_option_differs(env) -> list[str]:
+    run = env.make_run()
+    return ["run", "--resume", str(run), "--quiet", "--max-new-tokens", "9"]
+
+
+def resume_corrupt_middle_line(env) -> list[str]:
+    run = env.make_run(drop_last=False)
+    path = run / "samples.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:40] + "\x00garbage\n"
+    path.write_text("".join(lines))
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def resume_locked(env) -> list[str]:
+    run = env.make_run()
+    lock = RunLock(run).acquire()  # another process holding the run
+    env.cleanups.append(lock.release)
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def resume_run_json_garbage(env) -> list[str]:
+    run = env.make_run()
+    (run / "run.json").write_text('{"run_id": 5, "status": ')
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def resume_not_a_run(env) -> list[str]:
+    (env.root / "empty").mkdir()
+    return ["run", "--resume", str(env.root / "empty"), "--quiet"]
+
+
+# ----------------------------------------------------------------- run inputs
+def duplicate_ids(env) -> list[str]:
+    path = env.data / "mmstar" / "val.parquet"
+    frame = pd.read_parquet(path)
+    frame["index"] = [0, 0, 0, 3, 4, 5]
+    frame.to_parquet(path, index=False)
+    return env.run_args()
+
+
+def variants_twice(env) -> list[str]:
+    return env.run_args("r", "--variants", "base,base")
+
+
+def nan_adapter(env) -> list[str]:
+    path = env.adapter / "adapter.safetensors"
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(str(path)).items()}, str(path))
+    return env.run_args("r", "--pvm", str(env.adapter))
+
+
+def nan_logits(env) -> list[str]:
+    path = env.model / "model.safetensors"
+    tensors = load_file(str(path))
+    key = next(k for k in tensors if k.endswith("language_model.norm.weight"))
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return env.run_args()
+
+
+def pai_alpha_nan(env) -> list[str]:
+    return env.run_args("r", "--variants", "base,pai:alpha=nan")
+
+
+def model_missing_weights(env) -> list[str]:
+    (env.model / "model.safetensors").unlink()
+    return env.run_args()
+
+
+def model_truncated(env) -> list[str]:
+    path = env.model / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return env.run_args()
+
+
+def model_random_bytes(env) -> list[str]:
+    (env.model / "model.safetensors").write_bytes(bytes(range(256)) * 400)
+    return env.run_args()
+
+
+def model_config_invalid(env) -> list[str]:
+    (env.model / "config.json").write_text('{"model_type": "qwen3_vl",\n  "text_config": {')
+    return env.run_args()
+
+
+def model_is_a_file(env) -> list[str]:
+    (env.root / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    return env.run_args(model=env.root / "passwd")
+
+
+def limit_zero(env) -> list[str]:
+    return [a if a != "3" else "0" for a in env.run_args()]
+
+
+def _adapter_case(mutate: Callable[[Path], None]) -> Callable[..., list[str]]:
+    def argv(env) -> list[str]:
+        mutate(env.adapter)
+        return env.run_args("r", "--pvm", str(env.adapter))
+
+    return argv
+
+
+def _edit_config(change: Callable[[dict], object]) -> Callable[[Path], None]:
+    def mutate(adapter: Path) -> None:
+        cfg = json.loads((adapter / "pvm_config.json").read_text())
+        (adapter / "pvm_config.json").write_text(json.dumps(change(cfg)))
+
+    return mutate
+
+
+def _weights(data: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def mutate(adapter: Path) -> None:
+        path = adapter / "adapter.safetensors"
+        path.write_bytes(data(path.read_bytes()))
+
+    return mutate
+
+
+def _data_file(name: str, payload: bytes) -> Callable[..., list[str]]:
+    def argv(env) -> list[str]:
+        (env.data / "mmstar" / "val.parquet").unlink()
+        (env.data / "mmstar" / name).write_bytes(payload)
+        return env.run_args()
+
+    return argv
+
+
+def _jsonl_rows(env) -> list[bytes]:
+    frame = pd.read_parquet(env.data / "mmstar" / "val.parquet").drop(columns=["image"])
+    return [json.dumps(r).encode() for r in frame.to_dict(orient="records")]
+
+
+def data_bad_line3(env) -> list[str]:
+    rows = _jsonl_rows(env)
+    rows[2] = rows[2][:30]
+    (env.data / "mmstar" / "val.parquet").unlink()
+    (env.data / "mmstar" / "val.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+    return env.run_args()
+
+
+def huge_image(env) -> list[str]:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (13000, 13000)).save(buf, format="PNG", compress_level=1)
+    path = env.data / "mmstar" / "val.parquet"
+    frame = pd.read_parquet(path)
+    frame.at[1, "image"] = {"bytes": buf.getvalue(), "path": "huge.png"}
+    frame.to_parquet(path, index=False)
+    return env.run_args()
+
+
+def report_corrupt_line3(env) -> list[str]:
+    run = env.make_run(drop_last=False)
+    path = run / "samples.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = '{"variant": "base", "task": "mmstar", broken\n'
+    path.write_text("".join(lines))
+    return ["report", str(run)]
+
+
+# ----------------------------------------------------------------- pvm train
+def _train_data(env, rows: list[dict] | None = None, raw: bytes | None = None) -> Path:
+    from PIL import Image
+
+    folder = env.root / "train"
+    folder.mkdir(exist_ok=True)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / "red.png")
+    rows = rows if rows is not None else [{"image": "red.png", "prompt": "colour?", "response": "red"}] * 4
+    path = folder / "train.jsonl"
+    path.write_bytes(raw if raw is not None else b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    return path
+
+
+def _train_args(env, data: Path, *extra: str) -> list[str]:
+    return ["pvm", "train", "--model", str(env.model), "--data", str(data), "--out", str(env.root / "pvm_out"),
+            "--dim", "32", "--max-steps", "2", "--device", "cpu", "--dtype", "float32", "--quiet", *extra]
+
+
+def train_no_image_column(env) -> list[str]:
+    return _train_args(env, _train_data(env, [{"prompt": "colour?", "response": "red"}] * 3))
+
+
+def train_unreadable_image(env) -> list[str]:
+    data = _train_data(env, [{"image": "broken.png", "prompt": "colour?", "response": "red"}] * 2)
+    (data.parent / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    return _train_args(env, data)
+
+
+def train_malformed_line(env) -> list[str]:
+    good = json.dumps({"image": "red.png", "prompt": "colour?", "response": "red"}).encode()
+    return _train_args(env, _train_data(env, raw=good + b"\n" + good + b"\n{\"image\": \"red.png\", \n" + good + b"\n"))
+
+
+def train_leftover_tmp_checkpoint(env) -> list[str]:
+    data = _train_data(env)
+    tmp = env.root / "pvm_out" / "checkpoints" / "step-1.tmp"
+    tmp.mkdir(parents=True)
+    (tmp / "trainer_state.json").write_text("{}")
+    return _train_args(env, data)
+
+
+def train_other_settings(env) -> list[str]:
+    data = _train_data(env)
+    code, output = env.cli(*_train_args(env, data, "--max-steps", "4", "--save-every", "2"))
+    assert code == 0, output
+    return _train_args(env, data, "--max-steps", "4", "--save-every", "2", "--lr", "0.01")
+
+
+def train_other_settings_overwrite(env) -> list[str]:
+    return [*train_other_settings(env), "--overwrite"]
+
+
+TRAIN_OUT = ("pvm_out/pvm_config.json", "pvm_out/adapter.safetensors", "pvm_out/checkpoints/step-2/trainer_state.json")
+FIX = "re-"  # every file error ends with a fix: re-download / re-export / re-save
+
+
+CASES: list[Case] = [
+    # resume hazards (items 1, 5 and the corrupted-line traceback)
+    Case("resume-model-swapped", resume_model_swapped, 2, ("model weights", "changed", "--force-resume"), RUN),
+    Case("resume-data-changed", resume_data_changed, 2, ("data of task 'mmstar'", "changed", "--force-resume"), RUN),
+    Case("resume-adapter-changed", resume_adapter_changed, 2, ("PVM adapter", "changed"), RUN),
+    Case("resume-option-differs", resume_option_differs, 2, ("--max-new-tokens",), RUN),
+    Case("resume-corrupt-middle-line", resume_corrupt_middle_line, 2, ("samples.jsonl line 2", "head -n 1"), RUN),
+    Case("resume-locked", resume_locked, 2, ("in use by another pvm-bench process",), RUN),
+    Case("resume-run-json-garbage", resume_run_json_garbage, 2, ("run.json", "not a valid run record"), RUN),
+    Case("resume-not-a-run", resume_not_a_run, 2, ("has no run.json",)),
+    # run inputs (items 2, 5, 6, 7)
+    Case("duplicate-ids", duplicate_ids, 2, ("duplicate sample ids", "'0'"), ("data/mmstar/val.parquet",),
+         check=_failed_with("duplicate sample ids")),
+    Case("variants-twice", variants_twice, 2, ("'base'", "more than once")),
+    Case("adapter-all-nan", nan_adapter, 2, ("non-finite", "pvm_block"), ("adapter/adapter.safetensors",),
+         check=_failed_with("non-finite")),
+    Case("nan-logits", nan_logits, 2, ("variant 'base'", "NaN logits"), check=_failed_with("NaN logits")),
+    Case("pai-alpha-nan", pai_alpha_nan, 2, ("alpha",)),
+    Case("model-missing-weights", model_missing_weights, 2, ("no model weights",), absent=("hub",),
+         check=_failed_with("no model weights")),
+    Case("model-truncated", model_truncated, 2, ("model.safetensors", "not a valid safetensors", FIX), absent=("hub",)),
+    Case("model-random-bytes", model_random_bytes, 2, ("not a valid safetensors", FIX), absent=("hub",)),
+    Case("model-config-invalid-offline", model_config_invalid, 2, ("config.json", "invalid JSON at line 2"), absent=("hub",)),
+    Case("model-is-a-file", model_is_a_file, 2, ("is a file, not a model directory",), absent=("does not exist",)),
+    Case("limit-zero", limit_zero, 2, ("--limit",), absent=("no samples for split",)),
+    # adapters (tracebacks list)
+    Case("adapter-config-invalid-json", _adapter_case(lambda a: (a / "pvm_config.json").write_text("{nope")), 2,
+         ("pvm_config.json", "invalid JSON")),
+    Case("adapter-config-array", _adapter_case(_edit_config(lambda c: [c])), 2, ("pvm_config.json", "JSON list")),
+    Case("adapter-config-no-layers", _adapter_case(_edit_config(lambda c: {k: v for k, v in c.items() if k != "layers"})), 2,
+         ("lacks 'layers'",)),
+    Case("adapter-config-layers-string", _adapter_case(_edit_config(lambda c: {**c, "layers": "0,1"})), 2,
+         ("'layers' must be a non-empty list",)),
+    Case("adapter-weights-garbage", _adapter_case(_weights(lambda b: b"garbage!" * 64)), 2,
+         ("adapter.safetensors", "not a valid safetensors")),
+    Case("adapter-weights-truncated", _adapter_case(_weights(lambda b: b[: len(b) // 3])), 2,
+         ("adapter.safetensors", "not a valid safetensors")),
+    Case("adapter-weights-empty", _adapter_case(_weights(lambda b: b"")), 2, ("adapter.safetensors", "not a valid safetensors")),
+    Case("adapter-weights-pickle", _adapter_case(_weights(lambda b: pickle.dumps({"w": [1.0, 2.0]}))), 2,
+         ("adapter.safetensors", "not a valid safetensors")),
+    # data files (misleading messages)
+    Case("data-empty-jsonl", _data_file("val.jsonl", b""), 2, ("val.jsonl", "is empty"), absent=("StopIteration",)),
+    Case("data-binary-jsonl", _data_file("val.jsonl", bytes(range(256)) * 8), 2, ("val.jsonl", "binary")),
+    Case("data-bad-line-3", data_bad_line3, 2, ("val.jsonl line 3",)),
+    Case("huge-image", huge_image, 1, ("13000x13000", "MP limit"), one_error_line=False),
+    Case("report-corrupt-line-3", report_corrupt_line3, 2, ("samples.jsonl line 3",), ("out/r/samples.jsonl",),
+         absent=("column 46",)),
+    # pvm train
+    Case("train-no-image-column", train_no_image_column, 2, ("row 0", "no image column")),
+    Case("train-unreadable-image", train_unreadable_image, 2, ("data row", "broken.png")),
+    Case("train-malformed-jsonl-line", train_malformed_line, 2, ("line 3", "train.jsonl")),
+    Case("train-leftover-tmp-checkpoint", train_leftover_tmp_checkpoint, 0, ("trained 2/2 steps",)),
+    Case("train-other-settings", train_other_settings, 2, ("other settings", "lr 0.0001 -> 0.01", "--overwrite"), TRAIN_OUT),
+    Case("train-other-settings-overwrite", train_other_settings_overwrite, 0, ("trained 4/4 steps",)),
+]
