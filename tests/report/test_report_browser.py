@@ -145,3 +145,26 @@ def test_report_command_embeds_more_records_than_the_old_cap(tmp_path: Path) -> 
     assert sum(len(g["records"]) for g in payload["groups"]) == 2200
     assert all(g["disagree"] for g in payload["groups"])
     assert not math.isnan(payload["groups"][0]["records"][0]["score"])
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+
+
+def test_thumbnails_of_a_hub_task_come_from_the_runs_data_dir(tmp_path: Path) -> None:
+    task = get_registry().resolve(["mmmu"])[0]
+    samples = task.load(None, None, FIXTURES)
+    recs = [record("base", s.id, 0.0, task="mmmu") for s in samples]
+    run = write_records(tmp_path / "mmmu", recs, config={"tasks": ["mmmu"], "data_dir": str(FIXTURES)},
+                        datasets={"mmmu": {"fingerprint": task.fingerprint(samples)}})
+    payload = build_browser_data(load_run(run))
+    counts = {g["id"]: len(g["images"]) for g in payload["groups"]}
+    assert counts == {s.id: len(s.images) for s in samples} and max(counts.values()) == 2
+    assert payload["notes"] == ["No visual-mass curves: attention.parquet is missing or has no visual_mass rows."]
+
+    corrupt = FIXTURES / "corrupt"
+    bad = task.load(None, None, corrupt)
+    run = write_records(tmp_path / "corrupt", [record("base", s.id, 0.0, task="mmmu") for s in bad],
+                        config={"tasks": ["mmmu"], "data_dir": str(corrupt)})
+    payload = build_browser_data(load_run(run))
+    assert payload["groups"][0]["images"] == []
+    assert "1 sample(s) of task 'mmmu' have images that cannot be decoded." in payload["notes"]
