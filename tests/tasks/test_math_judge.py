@@ -81,3 +81,18 @@ def test_runner_records_judge_in_run_json_and_samples(tiny_qwen3_vl: Path, tiny_
     for row in rows:
         details = row["metadata"]["score"]
         assert details["extractor"] == "judge" and isinstance(details["judge_raw"], str)
+
+
+def test_cli_judge_flag(tiny_qwen3_vl: Path, tiny_judge_dir: Path, fixture_data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli import app
+
+    args = ["run", "--quiet", "--probes", "", "--no-report", "--model", str(tiny_qwen3_vl), "--tasks", "mathverse",
+            "--data-dir", str(fixture_data), "--limit", "1", "--max-new-tokens", "4", "--out", str(tmp_path)]
+    ok = CliRunner().invoke(app, [*args, "--run-id", "cli-judge", "--judge", str(tiny_judge_dir)])
+    assert ok.exit_code == 0, ok.output
+    run = json.loads((tmp_path / "cli-judge" / "run.json").read_text())
+    assert run["model"]["judge"]["tasks"] == ["mathverse"]
+    bad = CliRunner().invoke(app, [*args, "--run-id", "cli-bad-judge", "--judge", str(tmp_path / "missing")])
+    assert bad.exit_code != 0 and "error: cannot load judge model" in bad.output
