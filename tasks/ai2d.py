@@ -4,6 +4,11 @@ lmms-eval 0.7.3 ``tasks/ai2d`` default: prompt ``"{question}\\nA. ..\\nB. ..\\nA
 option's letter from the given choices directly."``; target = letter of ``options[int(answer)]``;
 filter ``MultiChoiceRegexFilter`` (``^\\s*([A-Z])\\.`` -> the letter, else the response as is);
 metric ``exact_match`` with ``ignore_case`` and ``ignore_punctuation``.
+
+Sources (wheel lmms_eval-0.7.3, same at github.com/EvolvingLMMs-Lab/lmms-eval@75571cfe):
+``tasks/ai2d/ai2d.yaml`` lines 13-17 (``default`` kwargs; there is no ``qwen3_vl`` section, so
+Qwen3-VL gets these), lines 35-38 (``max_new_tokens: 16``, greedy), lines 40-47 (filter);
+``utils.ai2d_doc_to_text`` lines 6-14; ``MultiChoiceRegexFilter.apply`` lines 52-79.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """HallusionBench (lmms-lab-encoder/HallusionBench, split ``image``): yes/no hallucination probes.
 
-lmms-eval 0.7.3 ``tasks/hallusion_bench``: prompt = the question (empty pre/post prompt). Its
+lmms-eval 0.7.3 ``tasks/hallusion_bench``: prompt = the question (empty pre/post prompt:
+``hallusion_bench_image.yaml`` lines 13-16, ``evaluate_hb.hb_doc_to_text`` lines 22-27), generation
+``max_new_tokens: 128``, ``top_p: 1.0`` (YAML lines 17-22; ``top_p`` applies only when sampling,
+where it wins over the checkpoint's). Its
 default scoring asks GPT-4; the rule-based path here is lmms-eval's ``*_intern`` aggregation
 (``"1" if "yes" in prediction.lower() else "0"`` compared with ``gt_answer``), reported as
 ``aAcc`` (per question), ``qAcc`` (all figures of a question right) and ``fAcc`` (all questions
@@ -40,7 +43,7 @@ class HallusionBench(HubTask):
     splits = ("image",)
     default_split = "image"
     hub_id = "lmms-lab-encoder/HallusionBench"
-    generation = {"max_new_tokens": 128}
+    generation = {"max_new_tokens": 128, "top_p": 1.0}  # hallusion_bench_image.yaml lines 17-22
     required_fields = ("category", "subcategory", "set_id", "figure_id", "question_id", "question", "gt_answer")
     metric = "aAcc"
 

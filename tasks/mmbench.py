@@ -1,10 +1,26 @@
 """MMBench EN / CN (lmms-lab-encoder/MMBench, configs ``en`` / ``cn``, split ``dev``).
 
-lmms-eval 0.7.3 ``tasks/mmbench``: prompt ``"{hint} {question} There are several options:\\nA. ..."``
-(hint omitted when missing) + post prompt ("\\nAnswer with the option's letter from the given
-choices directly." / "\\n请直接使用所提供的选项字母作为答案回答。"). Scoring is lmms-eval's
-*static* evaluation (``eval_method="static"``, no GPT): ``can_infer`` (option letter, then option
-text) and, failing that, ``extract_mcq_answer``.
+Prompt and generation as lmms-eval 0.7.3 (PyPI wheel ``lmms_eval-0.7.3``; the same files at
+github.com/EvolvingLMMs-Lab/lmms-eval@75571cfe), ``lmms_eval/tasks/mmbench/``:
+
+* ``en_utils.mmbench_doc_to_text`` (lines 50-73) / ``cn_utils.mmbench_doc_to_text`` (lines
+  43-66): ``"{hint} {question} {options}"`` (hint left out when missing: EN also skips the string
+  ``"nan"``, line 68; CN only a real missing value, line 61), then ``f"{query}\\n{post_prompt}"``
+  (EN line 71, CN line 64) with a ``post_prompt`` that itself starts with ``"\\n"``
+  (``_default_template_mmbench_en_yaml`` line 8, ``_default_template_mmbench_cn_yaml`` line 19):
+  so there are two newlines before "Answer with ...". Neither YAML has a ``qwen3_vl`` section,
+  so Qwen3-VL gets these ``default`` kwargs.
+* ``{options}`` = ``MMBench_Evaluator.create_options_prompt`` (``mmbench_evals.py`` lines 20-28)
+  with the ``sys_prompt`` "There are several options:" of ``mmbench.yaml`` (line 11), which both
+  ``en_utils`` and ``cn_utils`` read (line 12 of each), CN included.
+* ``generation_kwargs``: EN ``max_new_tokens: 1024``, ``top_p: 1.0``, ``until: ["ASSISTANT:"]``
+  (``_default_template_mmbench_en_yaml`` lines 18-25); CN ``max_new_tokens: 256``, ``top_p: 1.0``
+  (``_default_template_mmbench_cn_yaml`` lines 9-14). ``top_p`` matters only when sampling (it
+  then wins over the checkpoint's, see :mod:`pvm_bench.models.decoding`); ``until`` is applied to
+  the output before scoring, as lmms-eval's model wrappers cut the text at it.
+
+Scoring is lmms-eval's *static* evaluation (``eval_method="static"``, no GPT): ``can_infer``
+(option letter, then option text) and, failing that, ``extract_mcq_answer``.
 
 Headline metric ``circular_accuracy`` = CircularEval as lmms-eval 0.7.3 computes it
 (``lmms_eval/tasks/mmbench/mmbench_evals.py``, wheel lmms_eval-0.7.3): ``eval_result`` keeps the
@@ -20,6 +36,7 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Sequence
 from typing import Any
 
 from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
@@ -30,6 +47,22 @@ POST_PROMPTS = {
     "en": "\nAnswer with the option's letter from the given choices directly.",
     "cn": "\n请直接使用所提供的选项字母作为答案回答。",
 }
+
+
+#: ``generation_kwargs`` of the lmms-eval 0.7.3 YAML templates (see the module docstring).
+GENERATION: dict[str, dict[str, Any]] = {
+    "en": {"max_new_tokens": 1024, "top_p": 1.0, "until": ["ASSISTANT:"]},
+    "cn": {"max_new_tokens": 256, "top_p": 1.0},
+}
+
+
+def cut_at_stops(text: str, until: Sequence[str]) -> str:
+    """The text before the first of each ``until`` string, applied in order as lmms-eval's
+    ``qwen3_vl.generate_until`` does (``models/simple/qwen3_vl.py`` lines 439-442)."""
+    for term in until:
+        if term:
+            text = text.split(term)[0]
+    return text
 
 
 def _isna(value: Any) -> bool:
@@ -108,7 +141,6 @@ class MMBench(HubTask):
     splits = ("dev",)
     default_split = "dev"
     hub_id = "lmms-lab-encoder/MMBench"
-    generation = {"max_new_tokens": 32}
     metric = "circular_accuracy"
     required_fields = ("index", "question", "answer", "A", "B")
     id_field = "index"
@@ -117,23 +149,25 @@ class MMBench(HubTask):
         self.lang = lang
         self.name = f"mmbench_{lang}"
         self.hub_configs = (lang,)
+        self.generation = dict(GENERATION[lang])
         self.description = f"MMBench-{lang.upper()} dev: multiple-choice perception/reasoning (lmms-eval prompt, static eval, CircularEval)"
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         ident = self.row_id(row, position)
         opts, opt_dict = options_prompt(row)
         hint = row.get("hint")
-        query = f"{hint} {row['question']} {opts}" if not _isna(hint) and hint != "nan" else f"{row['question']} {opts}"
+        has_hint = not _isna(hint) and (self.lang == "cn" or hint != "nan")  # en_utils line 68 / cn_utils line 61
+        query = f"{hint} {row['question']} {opts}" if has_hint else f"{row['question']} {opts}"
         choices = {c: row[c] for c in "ABCD" if c in row and not _isna(row[c])}
         return Sample(
-            id=ident, question=f"{query}{POST_PROMPTS[self.lang]}", target=str(row["answer"]),
+            id=ident, question=f"{query}\n{POST_PROMPTS[self.lang]}", target=str(row["answer"]),
             images=[LazyImage(row["image"], name=f"{self.name} sample {ident} image")],
             choices=list(choices.values()),
             metadata={"index": int(ident), "options": choices, "category": row.get("category"),
                       "l2_category": row.get("L2-category")},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(cut_at_stops(output, self.generation.get("until", ())))
         details: dict[str, Any] = {"extractor": "mmbench_static", "index": int(sample.metadata["index"])}
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)

@@ -1,6 +1,15 @@
-"""MMMU (MMMU/MMMU): college-level multimodal questions, 30 subjects, up to 7 images.
+"""MMMU: college-level multimodal questions, 30 subjects, up to 7 images.
 
-Faithful to lmms-eval 0.7.3 ``tasks/mmmu`` (``mmmu_val.yaml`` + ``utils.py``):
+Faithful to lmms-eval 0.7.3 ``tasks/mmmu`` (``mmmu_val.yaml`` + ``utils.py``; wheel
+lmms_eval-0.7.3, the same files at github.com/EvolvingLMMs-Lab/lmms-eval@75571cfe):
+
+* data: lmms-eval's dataset ``lmms-lab-encoder/MMMU`` (``mmmu_val.yaml`` line 1, one config),
+  else the original ``MMMU/MMMU`` (one config per subject, concatenated); see
+  :attr:`MMMU.hub_sources`. ``--data-dir`` reads ``mmmu/<split>.parquet`` as before.
+* generation: ``max_new_tokens: 128`` (``_default_template_yaml`` lines 1-2, included by
+  ``mmmu_val.yaml`` line 30).
+* prompt kwargs: ``mmmu_val.yaml`` lines 20-29; lmms-eval uses the ``qwen3_vl`` section for the
+  ``qwen3_vl`` model (``api/task.py`` lines 886-893), i.e. ``mmmu_qwen3vl`` here for Qwen3-VL.
 
 * prompt ``"default"``: ``mmmu_doc_to_text`` with the ``default`` kwargs (question, ``A. ...``
   options, blank line, "Answer with the option's letter from the given choices directly." /
@@ -23,6 +32,7 @@ from __future__ import annotations
 import ast
 import random
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pvm_bench.scoring import (
@@ -111,9 +121,14 @@ class MMMU(HubTask):
     description = "MMMU: multi-discipline college-level multimodal reasoning (30 subjects; lmms-eval prompts/scoring)"
     splits = ("validation", "dev")
     default_split = "validation"
-    hub_id = "MMMU/MMMU"
+    hub_id = "lmms-lab-encoder/MMMU"
     data_name = "mmmu"
-    hub_configs = SUBJECTS
+    hub_configs: tuple[str | None, ...] = (None,)
+    #: Hub datasets tried in order (id, configs): lmms-eval 0.7.3's, then the original per-subject one.
+    hub_sources: tuple[tuple[str, tuple[str | None, ...]], ...] = (
+        ("lmms-lab-encoder/MMMU", (None,)),
+        ("MMMU/MMMU", SUBJECTS),
+    )
     required_fields = REQUIRED
     id_field = "id"
     generation = {"max_new_tokens": 128}
@@ -126,6 +141,26 @@ class MMMU(HubTask):
         self.answer_mode = answer_mode
         if name:
             self.name = name
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
+        """Local files under ``data_dir``, else the first of :attr:`hub_sources` that loads."""
+        split = split or self.default_split
+        if data_dir is not None or split not in self.splits:
+            return super().load(split, limit, data_dir)  # local layout, or the unknown-split error
+        from pvm_bench.data import load_rows
+
+        failures: list[str] = []
+        for hub_id, configs in self.hub_sources:
+            try:
+                rows = load_rows(self.data_name, split, hub_id=hub_id, hub_configs=configs, limit=limit)
+            except TaskError as exc:
+                failures.append(f"{hub_id} ({type(exc.__cause__ or exc).__name__})")
+                continue
+            return [self._sample(row, i) for i, row in enumerate(rows)]
+        raise TaskError(
+            f"task '{self.name}': cannot load split '{split}' from the Hugging Face hub: {', '.join(failures)} "
+            f"failed; when offline, pass --data-dir with {self.data_name}/{split}.parquet"
+        )
 
     def sample_from_row(self, row: dict[str, Any], position: int = 0) -> Sample:
         """Build a Sample from a hub-schema row (required fields checked by HubTask.load)."""

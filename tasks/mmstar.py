@@ -5,6 +5,17 @@ option's letter from the given choices directly"; ``qwen3_vl`` kwargs: "Question
 "Answer with the option letter only."); score = ``extract_mcq_answer`` (A-D) == answer, after
 reasoning blocks are stripped.
 
+Prompt kwargs: ``tasks/mmstar/_default_template_yaml`` lines 28-34 (wheel lmms_eval-0.7.3, same at
+github.com/EvolvingLMMs-Lab/lmms-eval@75571cfe); lmms-eval picks the model's own section, else
+``default`` (``api/task.py`` lines 886-893), so Qwen3-VL (``--model qwen3_vl``) is prompted as
+``mmstar_qwen3vl`` here. ``mmstar_doc_to_text``: ``utils.py`` lines 63-71 (no separator before
+the post prompt: the question's options line runs into "Answer with ...", verbatim).
+
+Generation: the MMStar YAMLs set no ``generation_kwargs``, so lmms-eval uses ``{"until":
+["\\n\\n"], "do_sample": False}`` (``api/task.py`` lines 189-194) and the model's defaults; the
+``qwen3_vl`` model's ``DEFAULT_GEN_KWARGS`` give ``max_new_tokens`` 128
+(``models/simple/qwen3_vl.py`` lines 71-76) and it drops the ``"\\n\\n"`` stop (line 289).
+
 Headline metric ``average`` as lmms-eval 0.7.3 ``tasks/mmstar/utils.py`` (wheel lmms_eval-0.7.3)
 ``mmstar_aggregate_results`` (lines 126-146): the mean over L2 categories of the per-category
 mean score (on the full, balanced set it equals the plain accuracy; on a ``--limit`` subset it
@@ -45,7 +56,7 @@ class MMStar(HubTask):
     splits = ("val",)
     default_split = "val"
     hub_id = "Lin-Chen/MMStar"
-    generation = {"max_new_tokens": 32}
+    generation = {"max_new_tokens": 128}  # qwen3_vl DEFAULT_GEN_KWARGS (the YAML sets none)
     metric = "average"
     data_name = "mmstar"
     required_fields = ("question", "answer", "image")

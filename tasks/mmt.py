@@ -4,6 +4,13 @@ lmms-eval 0.7.3 ``tasks/mmt`` (``mmt_val``): prompt ``"Question: <image>\\n{ques
 B: ..\\nAnswer the question using a single character from the given options."``; score =
 ``parse_multi_choice_response`` (MMMU-adapted, without the option-text fallback; random guess
 when nothing parses, seeded here from the sample id) == answer.
+
+Sources (wheel lmms_eval-0.7.3, same at github.com/EvolvingLMMs-Lab/lmms-eval@75571cfe):
+``tasks/mmt/_default_template_yaml`` lines 1-6 (post prompt, ``max_new_tokens: 8``; no
+``qwen3_vl`` section), ``utils.mmt_doc_to_text`` lines 64-82. The ``<image>`` placeholder stays in
+:attr:`Sample.question` (lmms-eval's text) but not in the chat message: lmms-eval's ``qwen3_vl``
+model deletes ``"<image>"`` from the context and puts the images first
+(``models/simple/qwen3_vl.py`` lines 294-303 and 338-344), so the model reads "Question: \\n...".
 """
 
 from __future__ import annotations
@@ -45,6 +52,12 @@ class MMT(HubTask):
     generation = {"max_new_tokens": 8}
     required_fields = ("question", "answer", "image")
     id_field = "index"
+
+    def messages(self, sample: Sample) -> list[dict[str, Any]]:
+        """Images first, then the text without lmms-eval's ``<image>`` placeholder (qwen3_vl model)."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in sample.images]
+        content.append({"type": "text", "text": sample.question.replace("<image>", "")})
+        return [{"role": "user", "content": content}]
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         ident = self.row_id(row, position)

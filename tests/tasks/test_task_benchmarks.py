@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,83 @@ def test_scoring_helpers() -> None:
     assert final_answer_text("<answer> 7 </answer> trailing") == ("7", True)
     assert final_answer_text("**Answer:** B") == ("B", True)
     assert final_answer_text("just 5") == ("just 5", False)
+
+
+# ------------------------------------------------------------ protocol parity with lmms-eval 0.7.3
+# tests/tasks/lmms_prompts.json is written by tests/tasks/make_lmms_prompts.py from lmms-eval's own
+# doc_to_text functions and YAML files run on these fixtures.
+LMMS_PROMPTS = json.loads((Path(__file__).parent / "lmms_prompts.json").read_text(encoding="utf-8"))
+SPLITS = {"mmbench_en": "dev", "mmbench_cn": "dev"}
+
+
+@pytest.mark.parametrize("task_name", sorted(LMMS_PROMPTS["tasks"]))
+def test_prompts_are_lmms_evals(task_name: str, fixture_data: Path) -> None:
+    task = REG.tasks[task_name]
+    golden = LMMS_PROMPTS["tasks"][task_name]["prompts"]
+    samples = task.load(SPLITS.get(task_name), data_dir=fixture_data)
+    assert [s.question for s in samples] == golden
+
+
+@pytest.mark.parametrize("task_name", sorted(LMMS_PROMPTS["tasks"]))
+def test_generation_settings_are_lmms_evals_for_qwen3_vl(task_name: str) -> None:
+    """max_new_tokens from the YAML, else lmms-eval's qwen3_vl model default; top_p/until from the YAML."""
+    yaml_kwargs = LMMS_PROMPTS["tasks"][task_name]["generation_kwargs"]
+    model_default = LMMS_PROMPTS["qwen3_vl_default_gen_kwargs"]["max_new_tokens"]
+    generation = REG.tasks[task_name].generation
+    assert generation["max_new_tokens"] == yaml_kwargs.get("max_new_tokens", model_default)
+    assert generation.get("top_p") == yaml_kwargs.get("top_p")
+    assert generation.get("until", []) == [u for u in yaml_kwargs.get("until", []) if u != "\n\n"]
+
+
+def test_issue_13_protocol_figures() -> None:
+    names = ("mmbench_en", "mmbench_cn", "mmstar", "mmmu", "ai2d", "hallusionbench", "mmt")
+    gen = {name: REG.tasks[name].generation["max_new_tokens"] for name in names}
+    assert gen == {"mmbench_en": 1024, "mmbench_cn": 256, "mmstar": 128, "mmmu": 128, "ai2d": 16, "hallusionbench": 128, "mmt": 8}
+
+
+def test_mmbench_post_prompt_two_newlines_and_stop_string(fixture_data: Path) -> None:
+    task = REG.tasks["mmbench_en"]
+    sample = task.load(data_dir=fixture_data)[0]
+    assert sample.question.endswith("D. yellow\n\nAnswer with the option's letter from the given choices directly.")
+    assert REG.tasks["mmbench_cn"].load(data_dir=fixture_data)[0].question.endswith("\n\n请直接使用所提供的选项字母作为答案回答。")
+    # lmms-eval cuts the output at the EN YAML's stop string "ASSISTANT:" before scoring.
+    assert task.score(sample, f"{sample.target} ASSISTANT: B").value == 1.0
+    assert task.score(sample, "ASSISTANT: " + sample.target).parsed is None
+
+
+def test_mmt_message_has_no_image_placeholder(fixture_data: Path) -> None:
+    task = REG.tasks["mmt"]
+    sample = task.load(data_dir=fixture_data)[0]
+    assert sample.question.startswith("Question: <image>\n")  # lmms-eval's doc_to_text, kept verbatim
+    content = task.messages(sample)[0]["content"]
+    assert [p["type"] for p in content] == ["image"] * len(sample.images) + ["text"]
+    assert content[-1]["text"] == sample.question.replace("<image>", "") and "<image>" not in content[-1]["text"]
+
+
+def test_mmmu_loads_lmms_evals_dataset_then_falls_back(fixture_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pvm_bench.data as data
+    from pvm_bench.tasks import TaskError
+
+    rows = data.load_rows("mmmu", "validation", hub_id=None, data_dir=fixture_data)
+    calls: list[tuple[str, int]] = []
+
+    def fake(task, split, *, hub_id, data_dir=None, hub_configs=(None,), limit=None):
+        calls.append((hub_id, len(hub_configs)))
+        if hub_id in unavailable:
+            raise TaskError(f"cannot load {hub_id}") from ConnectionError("offline")
+        return rows[:limit]
+
+    monkeypatch.setattr(data, "load_rows", fake)
+    task = REG.tasks["mmmu"]
+    unavailable: set[str] = set()
+    assert [s.id for s in task.load(limit=3)] == [r["id"] for r in rows[:3]]
+    assert calls == [("lmms-lab-encoder/MMMU", 1)]
+    calls.clear()
+    unavailable.add("lmms-lab-encoder/MMMU")
+    assert len(task.load(limit=2)) == 2
+    assert calls == [("lmms-lab-encoder/MMMU", 1), ("MMMU/MMMU", 30)]
+    unavailable.add("MMMU/MMMU")
+    with pytest.raises(TaskError, match=r"lmms-lab-encoder/MMMU \(ConnectionError\), MMMU/MMMU \(ConnectionError\).*--data-dir"):
+        task.load()
+    with pytest.raises(TaskError, match="unknown split"):
+        task.load("train")
