@@ -13,6 +13,7 @@ from pvm_bench.report.stats import (
     accuracy_ci,
     bootstrap_ci,
     mcnemar_exact,
+    newcombe_paired_ci,
     paired_difference,
     sign_flip_pvalue,
     wilson_ci,
@@ -151,3 +152,34 @@ def test_small_n_marker() -> None:
     assert accuracy_ci([1.0] * 29).small_n
     assert not accuracy_ci([1.0] * SMALL_N).small_n
     assert not accuracy_ci([]).small_n  # n = 0 is "no data", not "small"
+
+
+# ---------------------------------------------------------------- paired 0/1 differences
+
+
+def test_newcombe_paired_ci_does_not_collapse_when_all_pairs_agree() -> None:
+    low, high = newcombe_paired_ci([1] * 50, [1] * 50)
+    assert low == pytest.approx(-0.0713, abs=1e-4) and high == pytest.approx(0.0713, abs=1e-4)
+    d = paired_difference([1.0] * 50, [1.0] * 50)
+    assert d.ci_method == "newcombe" and d.diff == 0.0 and d.high - d.low > 0.1 and d.p_value == 1.0
+    assert bootstrap_ci(np.zeros(50)).half_width == 0.0  # what the bootstrap of differences gave
+
+
+def test_newcombe_paired_ci_is_antisymmetric_and_covers() -> None:
+    ref = [1, 1] + [0] * 19
+    other = [1, 0] + [1] * 7 + [0] * 12  # 2x2 table (1, 1; 7, 12): difference +6/21
+    low, high = newcombe_paired_ci(ref, other)
+    back = newcombe_paired_ci(other, ref)
+    assert (back[0], back[1]) == pytest.approx((-high, -low))
+    assert low < 6 / 21 < high and 0 < low
+    # coverage: correlated pairs with p_ref = 0.7, p_other = 0.8, n = 40
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(1000):
+        u = rng.random(40)
+        r = (u < 0.7).astype(float)
+        o = ((u < 0.8) ^ (rng.random(40) < 0.1)).astype(float)  # 10% of pairs flip on the other side
+        truth = 0.8 * 0.9 + 0.2 * 0.1 - 0.7
+        lo, hi = newcombe_paired_ci(r, o)
+        hits += lo <= truth <= hi
+    assert 0.93 <= hits / 1000 <= 0.99
