@@ -198,6 +198,17 @@ def newcombe_paired_ci(
     return max(-1.0, -high), min(1.0, -low)
 
 
+def nondegenerate_ci(mean: float, low: float, high: float, n: int, confidence: float = 0.95) -> MeanCI:
+    """``[low, high]`` unless it has zero width for a [0, 1] metric: then the Wilson interval of
+    ``mean`` with ``n`` units (method ``"wilson-fallback"``), the same rule as :func:`accuracy_ci`.
+    For CIs computed elsewhere (e.g. a weighted bootstrap over strata or tasks, where every
+    resample can be constant: a macro average of tasks at 0 and 1)."""
+    if n > 0 and math.isfinite(mean) and low == high and 0.0 <= mean <= 1.0:
+        w = wilson_ci(mean * n, n, confidence)
+        return MeanCI(mean, w.low, w.high, n, "wilson-fallback")
+    return MeanCI(mean, low, high, n, "bootstrap" if n else "none")
+
+
 def mcnemar_exact(ref: Sequence[float] | np.ndarray, other: Sequence[float] | np.ndarray) -> float:
     """Exact two-sided McNemar p-value for paired binary outcomes (1 = correct).
 

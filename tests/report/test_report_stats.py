@@ -14,6 +14,7 @@ from pvm_bench.report.stats import (
     bootstrap_ci,
     mcnemar_exact,
     newcombe_paired_ci,
+    nondegenerate_ci,
     paired_difference,
     sign_flip_pvalue,
     wilson_ci,
@@ -183,3 +184,12 @@ def test_newcombe_paired_ci_is_antisymmetric_and_covers() -> None:
         lo, hi = newcombe_paired_ci(r, o)
         hits += lo <= truth <= hi
     assert 0.93 <= hits / 1000 <= 0.99
+
+
+def test_nondegenerate_ci_for_externally_computed_intervals() -> None:
+    macro = nondegenerate_ci(0.5, 0.5, 0.5, 110)  # e.g. task A all right, task B all wrong
+    assert macro.method == "wilson-fallback" and macro.low < 0.5 < macro.high
+    assert (macro.low, macro.high) == pytest.approx((wilson_ci(55, 110).low, wilson_ci(55, 110).high))
+    kept = nondegenerate_ci(0.5, 0.4, 0.6, 110)
+    assert (kept.low, kept.high, kept.method) == (0.4, 0.6, "bootstrap")
+    assert nondegenerate_ci(3.0, 3.0, 3.0, 5).half_width == 0.0  # not a [0, 1] metric
