@@ -115,7 +115,8 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     """The final answer of ``text`` and its parsed value.
 
     ``parse(span, extractor)`` returns a value or None (span not an answer of the right kind).
-    The last candidate (by position) that parses wins, unless a revision cue ("wait", "actually",
+    The last candidate (by position) that parses wins (a boxed answer, even one that does not
+    parse, ends the search: "\\boxed{B} wait no \\boxed{5}" is 5), unless a revision cue ("wait", "actually",
     "I mean", ...) follows it and the conclusion after the cue parses ("The answer is 4.5. Actually
     ... so the length is 3.5": 3.5, extractor ``"revision"``). Without candidates: the last
     non-empty line, or the one before it when the last does not parse ("I hope this helps!");
@@ -126,6 +127,8 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     for cand in reversed(candidates):
         value = parse(cand.text, cand.extractor)
         if value is None:
+            if cand.extractor == "boxed":  # a later boxed answer that is no valid answer is still final
+                return cand, None
             continue
         revised = _revision(text, cand, parse)
         return revised if revised is not None else (cand, value)
@@ -180,6 +183,7 @@ def clean_math(span: str) -> str:
     wrappers, ``\left``/``\right``, ``\,``, degree marks, unicode minus, emphasis."""
     s = span.replace("−", "-").replace("–", "-").replace("\\!", "").replace("\\,", "").replace("\\;", "")
     s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r" \1 ", s)
+    s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname|mbox)\b", "", s)  # nested: \text{\frac{1}{2}}
     s = s.replace("\\left", "").replace("\\right", "").replace("\\(", "").replace("\\)", "")
     s = s.replace("\\[", "").replace("\\]", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "")
     s = s.replace("\\%", "%").replace("\\$", "$").replace("$", " ").replace("**", "").replace("{,}", ",")

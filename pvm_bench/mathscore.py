@@ -133,11 +133,11 @@ def math_segment(span: str) -> str:
 
 
 def math_span(span: str) -> str:
-    """:func:`math_segment` without a left-hand side: the text after the last ``=``, else after
-    the last " is "."""
+    """:func:`math_segment` without a left-hand side: the text after the last ``=`` or
+    ``\\approx``, else after the last " is "."""
     seg = math_segment(span)
-    if "=" in seg:
-        seg = seg.split("=")[-1]
+    if "=" in seg or "\\approx" in seg:
+        seg = re.split(r"=|\\approx", seg)[-1]
     elif re.search(r"\bis\b", seg):
         seg = re.split(r"\bis\b", seg)[-1]
     return seg.strip().strip("$").strip()
@@ -161,7 +161,8 @@ def _free_form_value(span: str, where: str, gold: str) -> tuple[str, str] | None
     if normalize_text(expr) == normalize_text(gold):
         return expr, "text"
     gold_num = numbers_in(gold)
-    got = parse_number(span, where)
+    symbolic_expr = re.search(r"\\[a-zA-Z]+|[a-zA-Z]\s*[/*]|[/*]\s*[a-zA-Z]", clean_math(expr))
+    got = None if symbolic_expr else parse_number(span, where)  # "\pi/3" is not the number 3
     if len(gold_num) == 1 and got is not None and re.fullmatch(r"[-\d.,\s%°^{}\\circ]+", clean_math(gold)):
         return str(got[0]), "number" if numbers_match(got[0], gold_num[0][0], pred_percent=got[1]) else "number_wrong"
     return expr, "unmatched"
