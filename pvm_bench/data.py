@@ -8,7 +8,9 @@ structs exactly as ``datasets`` writes them, so a hub export loads unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,31 @@ from pvm_bench.filecheck import check_table_file
 from pvm_bench.tasks import TaskError
 
 LOCAL_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+#: Hub tables loaded while :func:`recording_hub_tables` is active (``pvm-bench data export``).
+_RECORDED: ContextVar[list[tuple[str, str | None, str, Any]] | None] = ContextVar("pvm_bench_hub_tables", default=None)
+
+
+def load_hub_split(hub_id: str, config: str | None, split: str) -> Any:
+    """One split of one config of a hub dataset, as a ``datasets.Dataset`` (the only hub access)."""
+    import datasets
+
+    return datasets.load_dataset(hub_id, config, split=split)
+
+
+@contextmanager
+def recording_hub_tables() -> Iterator[list[tuple[str, str | None, str, Any]]]:
+    """Collect ``(hub_id, config, split, dataset)`` for every hub table loaded inside the block.
+
+    ``pvm-bench data export`` loads each task through its own ``load`` (so the task's choice of
+    dataset, configs and fallbacks applies) and writes what was recorded.
+    """
+    recorded: list[tuple[str, str | None, str, Any]] = []
+    token = _RECORDED.set(recorded)
+    try:
+        yield recorded
+    finally:
+        _RECORDED.reset(token)
 
 
 def find_local_file(data_dir: Path, task: str, split: str) -> Path | None:
@@ -63,7 +90,10 @@ def load_rows(
     rows: list[dict[str, Any]] = []
     for config in hub_configs:
         try:
-            ds = datasets.load_dataset(hub_id, config, split=split)
+            ds = load_hub_split(hub_id, config, split)
+            recorded = _RECORDED.get()
+            if recorded is not None:
+                recorded.append((hub_id, config, split, ds))
         except Exception as exc:
             raise TaskError(
                 f"task '{task}': cannot load {hub_id}"
