@@ -160,10 +160,11 @@ def _ffn_weights(mlp: nn.Module, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W_up, W_down)`` of a gated FFN; fused ``gate_up_proj`` is not supported."""
     from pvm_bench.variants import VariantError
 
-    up, down = getattr(mlp, "up_proj", None), getattr(mlp, "down_proj", None)
-    if not (isinstance(getattr(up, "weight", None), torch.Tensor) and isinstance(getattr(down, "weight", None), torch.Tensor)):
+    w_up = getattr(getattr(mlp, "up_proj", None), "weight", None)
+    w_down = getattr(getattr(mlp, "down_proj", None), "weight", None)
+    if not (isinstance(w_up, torch.Tensor) and isinstance(w_down, torch.Tensor)):
         raise VariantError(f"MemVR: the FFN of decoder layer {idx} has no up_proj/down_proj weights")
-    return up.weight, down.weight
+    return w_up, w_down
 
 
 @contextlib.contextmanager
@@ -187,24 +188,26 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
     softcap = getattr(lm.text_config, "final_logit_softcapping", None)
     layers = lm.layers
     triggers = config.trigger_layers(lm.num_layers)
-    weights = {}
+    weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    mlps: dict[int, nn.Module] = {}
     for i in triggers:
         mlp = getattr(layers[i + 1], "mlp", None)
         if not isinstance(mlp, nn.Module):
             raise VariantError(f"MemVR: decoder layer {i + 1} has no `mlp` module")
-        weights[i + 1] = _ffn_weights(mlp, i + 1)
+        mlps[i + 1], weights[i + 1] = mlp, _ffn_weights(mlp, i + 1)
     # Per forward: rows already retraced, rows to retrace at the next FFN, non-padding positions.
     fwd: dict[str, Any] = {"done": None, "pending": None, "positions": None}
 
     def make_start(state: VisualState):
         def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
             fwd["done"] = fwd["pending"] = fwd["positions"] = None
-            if state.bypass or not state.has_memory:
+            memory = state.memory
+            if state.bypass or memory is None or memory.shape[1] == 0:
                 return
             mask = kwargs.get("attention_mask")
             if torch.is_tensor(mask) and mask.dim() == 2:
                 fwd["positions"] = mask  # [B, keys]; its last columns are this forward's positions
-            fwd["done"] = torch.zeros(state.memory.shape[0], dtype=torch.bool, device=state.memory.device)
+            fwd["done"] = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
 
         return pre
 
@@ -231,19 +234,19 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         w_up, w_down = weights[idx]
 
         def post(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            pending = fwd["pending"]
-            if pending is None or pending[0] != idx or state.memory is None:
+            pending, memory, memory_mask = fwd["pending"], state.memory, state.memory_mask
+            if pending is None or pending[0] != idx or memory is None or memory_mask is None:
                 return None
             fwd["pending"] = None
             # Rows without image tokens (or with all-zero visual embeddings) have nothing to retrace.
-            has_memory = (state.memory.abs().sum(-1) * state.memory_mask).sum(-1) > 0
+            has_memory = (memory.abs().sum(-1) * memory_mask).sum(-1) > 0
             fire = pending[1] & has_memory.to(pending[1].device)
             if not bool(fire.any()):
                 return None
             x = hidden_arg(args, kwargs)
             mask = fwd["positions"]
             positions = mask[:, -x.shape[1]:] if mask is not None and mask.shape[1] >= x.shape[1] else None
-            new = retrace(x, output, state.memory.to(x.device), state.memory_mask.to(x.device), w_up, w_down,
+            new = retrace(x, output, memory.to(x.device), memory_mask.to(x.device), w_up, w_down,
                           config.ratio, positions).to(output.dtype)
             n = int(fire.sum())
             stats.retraced += n
@@ -257,7 +260,7 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         try:
             for i in triggers:
                 handles.append(layers[i].register_forward_hook(make_trigger(i)))
-                handles.append(layers[i + 1].mlp.register_forward_hook(make_retrace(i + 1, state), with_kwargs=True))
+                handles.append(mlps[i + 1].register_forward_hook(make_retrace(i + 1, state), with_kwargs=True))
             yield stats
         finally:
             for h in handles:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pvm_bench.fixes.memvr import memvr_active, MemVRConfig
-from pvm_bench.fixes.pai import PAIConfig, _Guidance
+from pvm_bench.fixes.memvr import MemVRConfig, memvr_active
+from pvm_bench.fixes.pai import PAIConfig
+from pvm_bench.fixes.pai_guidance import ImageFreeStream
 from pvm_bench.models.generation import encode
 from pvm_bench.models.loading import load_model
 from pvm_bench.testing import build_tiny_model
@@ -50,8 +51,8 @@ def test_zero_strength_bit_identical_and_full_strength_changes(family_lm):
 def test_image_free_prompt_has_no_image_tokens_and_keeps_the_question(family_lm):
     family, lm = family_lm
     enc, _ = encode(lm, batch())
-    guide = _Guidance(lm, PAIConfig(), None)
-    ids, mask = guide._prompt(enc["input_ids"], enc["attention_mask"])
+    guide = ImageFreeStream(lm, PAIConfig(), None)
+    ids, mask = guide.prompt(enc["input_ids"], enc["attention_mask"])
     assert not torch.isin(ids[mask.bool()], guide.strip).any()
     assert not (ids[mask.bool()] == lm.image_token_id).any()
     text = lm.tokenizer.decode(ids[1][mask[1].bool()])

@@ -15,7 +15,8 @@ import math
 import pytest
 import torch
 
-from pvm_bench.fixes.pai import PAIConfig, _Guidance, image_free_ids, pai_active
+from pvm_bench.fixes.pai import PAIConfig, pai_active
+from pvm_bench.fixes.pai_guidance import ImageFreeStream, image_free_ids
 from pvm_bench.models.generation import encode, generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.probes.attention import AttentionProbe
@@ -72,7 +73,7 @@ def reference_logits(lm, sequences: torch.Tensor, prompt_len: int, gamma: float)
 
 def test_image_free_prompt_drops_the_image_and_its_boundary_tokens(lm):
     enc, _ = encode(lm, batch())
-    ids, mask = _Guidance(lm, PAIConfig(), None)._prompt(enc["input_ids"], enc["attention_mask"])
+    ids, mask = ImageFreeStream(lm, PAIConfig(), None).prompt(enc["input_ids"], enc["attention_mask"])
     texts = [lm.tokenizer.decode(row[m.bool()]) for row, m in zip(ids, mask)]
     assert texts[0] == "<|im_start|>user\nColour?<|im_end|>\n<|im_start|>assistant\n"
     assert texts[1] == "<|im_start|>user\nDescribe the picture in detail, please.<|im_end|>\n<|im_start|>assistant\n"
