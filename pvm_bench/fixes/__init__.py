@@ -4,8 +4,10 @@ Each fix is a small module that registers a :class:`~pvm_bench.variants.Variant`
 manager installs hooks on the shared :class:`~pvm_bench.models.loading.LoadedModel` on enter
 and removes every one of them on exit (also when generation raises):
 
-- ``pai``     :mod:`pvm_bench.fixes.pai`      boost attention logits on image keys (Liu et al. 2024);
-- ``memvr``   :mod:`pvm_bench.fixes.memvr`    visual retracing into an FFN when uncertain (Zou et al. 2024);
+- ``pai``     :mod:`pvm_bench.fixes.pai`      boost attention logits on image keys plus image-free
+  guidance (:mod:`pvm_bench.fixes.pai_guidance`), as in the official code (Liu et al. 2024);
+- ``memvr``   :mod:`pvm_bench.fixes.memvr`    visual retracing into the FFN after an uncertain layer,
+  as in the official code (Zou et al. 2025);
 - ``reinject`` :mod:`pvm_bench.fixes.reinject` add the mean visual embedding every k tokens (ours).
 
 Hyperparameters are given in the variant name: ``pai:alpha=0.2:start_layer=2`` (colon separated
