@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay, observed_half_life, window
+from pvm_bench.report.curves import band_decay
+from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
 from pvm_bench.report.rows import row as metric_row
 from pvm_bench.report.rundata import ATTENTION_KEYS, visual_rows
-from pvm_bench.report.stats import bootstrap_ci
 
 BANDS: tuple[str, ...] = ("all", "early", "middle", "late")
 HESITATION_NATS = math.log(2.0)
@@ -34,10 +34,12 @@ HESITATION_NATS = math.log(2.0)
 
 #: How to read the decay table (shared by summary.md and report.html).
 DECAY_NOTE = (
-    "visual_mass ≈ a + b/(c + t), t = generated position (tokens). Half-life: first t where the fitted "
-    "law (observed mean curve) falls to half its value at t = 1; never = does not fall to half; a fitted "
-    "half-life beyond the longest output is an extrapolation. mass@t: observed mean over steps within "
-    "±5% of t; – = not reached."
+    "visual_mass ≈ a + b/(c + t), t = generated position (tokens), fitted on per-sample curves (one level "
+    "per sample, shared b and c), so samples that stop early do not bend the curve. Half-life: first t where "
+    "the fitted law (observed mean curve) falls to half its start level (mean over t = 1..8); never = does "
+    "not fall to half; (extrapolated) = beyond the longest output. mass@t: observed mean over steps within "
+    "±5% of t (n = samples that reached t); – = not reached. Flags: no_fit, c_at_bound, a_negative, no_decay, "
+    "r2_low (R² < 0.5), extrapolated."
 )
 #: Attention columns that are keys or per-row counters, not measurements to average.
 NOT_MEASURES = {*ATTENTION_KEYS, "layer", "visual_mass", "visual_mass_norm", "sink_mass", "n_keys", "n_visual",
@@ -85,40 +87,22 @@ def _band_fits(
     gen: pd.DataFrame, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
     curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
 ) -> dict[str, Any]:
-    """Decay fit, half-lives and fixed-t masses per layer band from visual rows with t >= 1."""
+    """Decay fit, half-lives and fixed-t masses per layer band from visual rows with t >= 1
+    (:func:`pvm_bench.report.curves.band_decay`: per-sample fixed-effects fit, n per step,
+    half-lives from the start level, fixed-t masses with a bootstrap CI over samples)."""
     row: dict[str, Any] = {}
-    per_layer = gen.groupby(["layer", "step"])["visual_mass"].mean().reset_index()
     for band in BANDS:
         layers = bands.get(band)
-        pre = f"{band}_"
         if not layers or gen.empty:
             fit = fit_decay([], [])
-            curve = pd.DataFrame({"step": [], "mass": []})
-        else:
-            sub = per_layer[per_layer["layer"].isin(layers)]
-            curve = sub.groupby("step")["visual_mass"].mean().rename("mass").reset_index()
-            fit = fit_decay(curve["step"].to_numpy(), curve["mass"].to_numpy())
-        fits[(key[0], key[1], band)] = fit
-        if len(curve):
-            curves.append(curve.assign(task=key[0], variant=key[1], band=band))
-        row[f"fit_{pre}a"], row[f"fit_{pre}b"], row[f"fit_{pre}c"] = fit.a, fit.b, fit.c
-        row[f"fit_{pre}r2"], row[f"fit_{pre}t_max"] = fit.r2, fit.t_max
-        row[f"half_life_{pre}fit"] = fit.half_life()
-        row[f"half_life_{pre}obs"] = (
-            observed_half_life(curve["step"].to_numpy(), curve["mass"].to_numpy()) if len(curve) else math.nan
-        )
-        t_max = int(curve["step"].max()) if len(curve) else 0
-        for t in FIXED_POSITIONS:
-            col = f"mass_{pre}t{t}"
-            ci = None
-            if layers and t <= t_max:
-                lo, hi = window(t)
-                w = gen[(gen["step"] >= lo) & (gen["step"] <= hi) & gen["layer"].isin(layers)]
-                per_sample = w.groupby(["task", "sample_id", "repeat"])["visual_mass"].mean()
-                ci = bootstrap_ci(per_sample.to_numpy(), seed=seed)
-            row[col] = ci.mean if ci else math.nan
-            row[f"{col}_ci_low"] = ci.low if ci else math.nan
-            row[f"{col}_ci_high"] = ci.high if ci else math.nan
+            fits[(key[0], key[1], band)] = fit
+            row.update({f"fit_{band}_t_max": 0})
+            continue
+        bd = band_decay(gen, layers, seed=seed)
+        fits[(key[0], key[1], band)] = bd.fit
+        if len(bd.curve):
+            curves.append(bd.curve.assign(task=key[0], variant=key[1], band=band))
+        row.update(bd.wide(band))
     return row
 
 
@@ -168,11 +152,15 @@ def decay_rows(wide: dict[str, Any], task: str, variant: str, bands: dict[str, l
         t_max = wide.get(f"fit_{band}_t_max", math.nan)
         if band not in bands or not (isinstance(t_max, (int, float)) and t_max > 0):
             continue
+        flags = str(wide.get(f"fit_{band}_flags") or "")
+        n_fit = int(wide.get(f"fit_{band}_n_samples") or 0)
         for suffix, name in FIT_FIELDS:
-            out.append(metric_row(task, variant, name, float(wide[f"fit_{band}_{suffix}"]), band=band, kind="decay"))
+            out.append(metric_row(task, variant, name, float(wide[f"fit_{band}_{suffix}"]), band=band, kind="decay",
+                                  n=n_fit, flags=flags))
         for kind in ("fit", "obs"):
+            extra = "extrapolated" if kind == "fit" and wide.get(f"half_life_{band}_fit_extrapolated") else ""
             out.append(metric_row(task, variant, f"half_life_{kind}", float(wide[f"half_life_{band}_{kind}"]),
-                                  band=band, kind="decay"))
+                                  band=band, kind="decay", flags=extra))
         for t in FIXED_POSITIONS:
             col = f"mass_{band}_t{t}"
             value = wide.get(col, math.nan)
@@ -180,6 +168,7 @@ def decay_rows(wide: dict[str, Any], task: str, variant: str, bands: dict[str, l
                 out.append(metric_row(
                     task, variant, "visual_mass", value, band=band, t=float(t), ci_low=wide[f"{col}_ci_low"],
                     ci_high=wide[f"{col}_ci_high"], higher_is_better=True if band == "all" else None, kind="decay",
+                    n=int(wide.get(f"n_{band}_t{t}") or 0),
                 ))
     for key, value in wide.items():
         if key.endswith("_mean") and key[: -len("_mean")] in ("visual_mass_norm", "sink_mass"):

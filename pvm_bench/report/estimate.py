@@ -9,8 +9,11 @@ A *grouped estimate* is ``value = sum_g w_g * mean(x_g)`` over groups ``g`` of u
   1/T and split equally over its strata.
 
 The CI resamples units *within each group* (percentile bootstrap); a single group goes through
-:func:`pvm_bench.report.stats.bootstrap_ci` / :func:`~pvm_bench.report.stats.paired_difference`
-so it matches every other CI of the report. Paired differences pair units by their key inside
+:func:`pvm_bench.report.stats.accuracy_ci` (Wilson for 0/1 units) /
+:func:`~pvm_bench.report.stats.paired_difference` so it matches every other CI of the report.
+When the multi-group bootstrap is degenerate (every group constant, e.g. all right in one task and
+all wrong in another) and the values lie in [0, 1], the interval is the value +- the root sum of
+squares of the weighted per-group Wilson half-widths, so it never collapses at 0 or 1. Paired differences pair units by their key inside
 each group; the p-value of a multi-group difference is a sign-flip permutation test of the
 weighted statistic (seeded Monte-Carlo, or exact when 2**n <= resamples).
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pvm_bench.report.stats import DEFAULT_RESAMPLES, MeanCI, PairedDiff, bootstrap_ci, paired_difference
+from pvm_bench.report.stats import DEFAULT_RESAMPLES, MeanCI, PairedDiff, accuracy_ci, paired_difference, wilson_ci
 
 #: group key -> (weight, {unit key: value})
 Groups = Mapping[Hashable, tuple[float, Mapping[Hashable, float]]]
@@ -57,11 +60,15 @@ def grouped_estimate(groups: Groups, seed: int = 0, n_resamples: int = DEFAULT_R
     weights, arrays = [w / wsum for w, _ in live], [x for _, x in live]
     n = int(sum(x.size for x in arrays))
     if len(arrays) == 1:
-        ci: MeanCI = bootstrap_ci(arrays[0], seed=seed, n_resamples=n_resamples)
+        ci: MeanCI = accuracy_ci(arrays[0], seed=seed, n_resamples=n_resamples)
         return Estimate(ci.mean, ci.low, ci.high, n)
     value = float(sum(w * x.mean() for w, x in zip(weights, arrays)))
     boot = _weighted_boot(arrays, weights, seed, n_resamples)
     lo, hi = np.percentile(boot, [2.5, 97.5])
+    if hi - lo <= 1e-12 and all(float(x.min()) >= 0.0 and float(x.max()) <= 1.0 for x in arrays):
+        half = math.sqrt(sum((w * wilson_ci(float(x.sum()), int(x.size)).half_width) ** 2
+                             for w, x in zip(weights, arrays)))
+        return Estimate(value, max(0.0, value - half), min(1.0, value + half), n)
     return Estimate(value, float(min(lo, value)), float(max(hi, value)), n)
 
 

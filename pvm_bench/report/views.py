@@ -141,25 +141,29 @@ def length_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
 
 
 def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[int]]) -> pd.DataFrame:
-    """One line per task, variant and layer band: fit parameters, half-lives, fixed-t masses."""
+    """One line per task, variant and layer band: fit parameters and flags, half-lives (marked
+    when extrapolated), fixed-t masses with the number of samples that reached t."""
     sel = rows[rows["kind"] == "decay"]
     if sel.empty:
         return pd.DataFrame()
     out = []
     for (task, variant, band), g in _order(sel, variants).groupby(["task", "variant", "band"], sort=False):
-        v = {m: x for m, x in zip(g["metric"], g["value"]) if not isinstance(m, float)}
-        mass = {float(t): x for t, x, m in zip(g["t"], g["value"], g["metric"]) if m == "visual_mass"}
+        v = {m: x for m, x in zip(g["metric"], g["value"])}
+        fl = {m: str(f) for m, f in zip(g["metric"], g["flags"]) if isinstance(f, str) and f}
+        mass = {float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"}
         layers = bands.get(band, [])
         span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}" if layers else "?"
         fitted = finite(v.get("decay_r2"))
+        hl = _hl(v.get("half_life_fit"), fitted, 1) + (" (extrapolated)" if "extrapolated" in fl.get("half_life_fit", "") else "")
         line = {
             "task": task, "variant": variant, "band (layers)": f"{band} ({span})",
             "a": fmt(v.get("decay_a"), 4), "b": fmt(v.get("decay_b"), 4), "c": fmt(v.get("decay_c"), 2),
-            "R²": fmt(v.get("decay_r2")),
-            "half-life fit (obs)": f"{_hl(v.get('half_life_fit'), fitted, 1)} ({_hl(v.get('half_life_obs'), True, 0)})",
+            "R²": fmt(v.get("decay_r2")), "flags": fl.get("decay_a", "").replace(";", ", ") or "–",
+            "half-life fit (obs)": f"{hl} ({_hl(v.get('half_life_obs'), True, 0)})",
         }
         for t in FIXED_POSITIONS:
-            line[f"mass@{t}"] = fmt(mass.get(float(t)), 4)
+            x, n = mass.get(float(t), (math.nan, 0))
+            line[f"mass@{t}"] = f"{fmt(x, 4)} (n={n})" if finite(x) else "–"
         out.append(line)
     return pd.DataFrame(out)
 
