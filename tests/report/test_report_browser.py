@@ -168,3 +168,11 @@ def test_thumbnails_of_a_hub_task_come_from_the_runs_data_dir(tmp_path: Path) ->
     payload = build_browser_data(load_run(run))
     assert payload["groups"][0]["images"] == []
     assert "1 sample(s) of task 'mmmu' have images that cannot be decoded." in payload["notes"]
+
+
+def test_empty_and_single_variant_runs(tmp_path: Path) -> None:
+    empty = str(render_browser(load_run(write_records(tmp_path / "empty", [])), thumbnails=False))
+    assert "No sample records written yet." in empty and "<script" not in empty
+    single = str(render_browser(load_run(write_records(tmp_path / "one", [record("base", "a", 1.0)],
+                                                       variants=("base",))), thumbnails=False))
+    assert '<label hidden><input type="checkbox" id="pb-disagree">' in single

@@ -167,6 +167,12 @@
     det.setAttribute('data-task', g.task);
     det.setAttribute('data-disagree', g.disagree ? '1' : '0');
     var sum = el('summary');
+    if (g.images.length) {
+      var mini = el('img', 'pb-mini');
+      mini.setAttribute('src', g.images[0]);
+      mini.setAttribute('alt', '');
+      sum.appendChild(mini);
+    }
     sum.appendChild(el('span', 'pb-id', g.task + ' / ' + g.id));
     sum.appendChild(el('span', 'pb-rep', 'repeat ' + g.repeat));
     shownRecords(g).forEach(function (r) {
