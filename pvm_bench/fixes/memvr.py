@@ -25,7 +25,8 @@ Defaults (``MemVR/README.md:104-107``, the LLaVA-1.5-7B settings, 32 layers; als
 ``threshold = 0.75`` (entropy threshold), ``start = 5``, ``end = 16``. For a model of depth
 ``D != 32`` the layer window is scaled by depth: ``start = floor(5 * D / 32)``, ``end =
 ceil(16 * D / 32)`` (never narrower than the 32-layer proportion; e.g. 36 layers -> 5, 18;
-28 -> 4, 14; 4 -> 0, 2), and clipped so that ``L + 1`` is a layer. This scaling is ours (the
+28 -> 4, 14; 4 -> 0, 2), and clipped so that ``L + 1`` is a layer; a model too shallow for any
+trigger layer (2 layers) is refused with a message naming ``start``/``end``. This scaling is ours (the
 reference tunes per model: Qwen-VL and GLM-4V use 9..16 with ratio 0.28,
 ``MemVR/eval_scripts/qwen/mmvet.sh:13-17``); pass ``start=``/``end=`` to set absolute layers.
 
@@ -188,6 +189,12 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
     softcap = getattr(lm.text_config, "final_logit_softcapping", None)
     layers = lm.layers
     triggers = config.trigger_layers(lm.num_layers)
+    if not len(triggers):
+        start, end = config.window(lm.num_layers)
+        raise VariantError(
+            f"MemVR: no layer L with {start} < L < {end} and L+1 < {lm.num_layers} in this {lm.num_layers}-layer "
+            "model; pass memvr:start=...:end=... (e.g. memvr:start=-1:end=2)"
+        )
     weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     mlps: dict[int, nn.Module] = {}
     for i in triggers:

@@ -241,6 +241,18 @@ def test_cli_runs_base_and_pai(tiny_qwen3_vl, fixture_data, tmp_path):
     assert by_variant["memvr:ratio=0"] == by_variant["base"]
 
 
+def test_memvr_refuses_a_model_too_shallow_for_its_window(tiny_qwen3_vl):
+    from pvm_bench.fixes.memvr import MemVRConfig, memvr_active
+
+    tiny = load_model(str(tiny_qwen3_vl))  # 2 layers: no L with 0 < L < 1
+    with pytest.raises(VariantError, match=r"no layer L with 0 < L < 1 .* memvr:start="):
+        with memvr_active(tiny, MemVRConfig()):
+            pass
+    with memvr_active(tiny, MemVRConfig(start=-1, end=2, threshold=0.0)) as stats:
+        generate(tiny, batch()[:1], max_new_tokens=2)
+    assert stats.by_layer == {1: 2}  # layer 0 triggers, layer 1's FFN retraces, at both forwards
+
+
 def test_cli_rejects_bad_fix_parameter(tiny_qwen3_vl, fixture_data, tmp_path):
     from pvm_bench.cli import app
 
