@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import OptimizeWarning, curve_fit, minimize_scalar
 
 FIXED_POSITIONS: tuple[int, ...] = (64, 256, 1024, 4096)
@@ -275,15 +276,21 @@ def fit_decay_per_sample(
     count = np.bincount(codes, minlength=n_samples).astype(float)
     y_bar = np.bincount(codes, y_arr, n_samples) / count
     y_dev = y_arr - y_bar[codes]
+    syy = float(y_dev @ y_dev)
+    # Sufficient statistics: x = 1/(c + t) depends on the step only, so every sum over rows is a
+    # sum over steps (n_t, Y_t) except the per-sample means of x, one sparse product per c.
+    steps, step_idx = np.unique(t_arr, return_inverse=True)
+    n_t = np.bincount(step_idx).astype(float)
+    y_t = np.bincount(step_idx, y_arr)
+    incidence = sparse.csr_matrix((np.ones(n), (codes, step_idx)), shape=(n_samples, steps.size))
 
     def solve(c: float) -> tuple[float, float, np.ndarray]:
-        x = 1.0 / (c + t_arr)
-        x_bar = np.bincount(codes, x, n_samples) / count
-        x_dev = x - x_bar[codes]
-        sxx = float(x_dev @ x_dev)
-        b = float(x_dev @ y_dev) / sxx if sxx > 0 else 0.0
-        resid = y_dev - b * x_dev
-        return float(resid @ resid), b, y_bar - b * x_bar
+        xs = 1.0 / (c + steps)
+        x_bar = (incidence @ xs) / count
+        sxx = float(n_t @ (xs * xs) - count @ (x_bar * x_bar))
+        sxy = float(xs @ y_t - count @ (x_bar * y_bar))
+        b = sxy / sxx if sxx > 1e-300 else 0.0
+        return max(syy - b * sxy, 0.0), b, y_bar - b * x_bar
 
     grid, c_lo, c_hi = _c_grid(t_arr)
     t_min = float(t_arr.min())
@@ -302,11 +309,8 @@ def fit_decay_per_sample(
     _, b, alpha = solve(c)
     a = float(alpha.mean())
     # R² on the n-weighted mean curve, prediction = mean level of the samples present + b x
-    steps, step_idx = np.unique(t_arr, return_inverse=True)
-    n_t = np.bincount(step_idx).astype(float)
-    y_t = np.bincount(step_idx, y_arr) / n_t
     pred_t = np.bincount(step_idx, alpha[codes]) / n_t + b / (c + steps)
-    r2 = _r2(y_t, pred_t, n_t)
+    r2 = _r2(y_t / n_t, pred_t, n_t)
     return DecayFit(a, b, c, r2, n, t_max, True, message, "per_sample", n_samples, (c_lo, c_hi))
 
 
