@@ -116,8 +116,23 @@ def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Pa
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, _dump_baseline(doc))
     return path
+
+
+def _dump_baseline(doc: dict[str, Any]) -> str:
+    """JSON with one line per metric, per unit table and per sample (readable diffs in git)."""
+    head = {k: v for k, v in doc.items() if k not in ("metrics", "units", "samples")}
+    text = json.dumps(head, indent=2, default=str)[:-2] + ",\n"
+
+    def lines(items: list[str]) -> str:
+        return "[\n" + ",\n".join(f"  {x}" for x in items) + ("\n ]" if items else "]")
+
+    text += ' "metrics": ' + lines([json.dumps(m, default=str) for m in doc["metrics"]]) + ",\n"
+    units = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in doc["units"].items()]
+    text += ' "units": {' + ("\n" + ",\n".join(f"  {u}" for u in units) + "\n }" if units else "}") + ",\n"
+    text += ' "samples": ' + lines([json.dumps(x) for x in doc["samples"]]) + "\n}\n"
+    return text
 
 
 def _number(entry: dict[str, Any], key: str, where: str, optional: bool = False) -> None:
@@ -160,7 +175,7 @@ def load_baseline(path: Path) -> dict[str, Any]:
         _number(m, "ci_high", where, optional=True)
     units = doc.get("units") or {}
     for key, groups in units.items() if isinstance(units, dict) else []:
-        for g, values in groups.items() if isinstance(groups, dict) else []:
+        for _g, values in groups.items() if isinstance(groups, dict) else []:
             bad = [u for u, v in values.items() if isinstance(v, bool) or not isinstance(v, (int, float))
                    or not math.isfinite(float(v))] if isinstance(values, dict) else ["(not an object)"]
             if bad:

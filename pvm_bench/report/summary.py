@@ -131,7 +131,7 @@ def wide_view(rows: pd.DataFrame, data: RunData, wide_decay: dict[tuple[str, str
         w.update(wide_decay.get((task, variant), {}))
         out.append(w)
     table = pd.DataFrame(out)
-    for lo, hi, label in length_buckets():  # every bucket present, for a stable csv layout
+    for _lo, _hi, label in length_buckets():  # every bucket present, for a stable csv layout
         if len(table) and f"n_len_{label}" not in table:
             table[f"acc_len_{label}"], table[f"n_len_{label}"] = math.nan, 0
     if "n_len_0_31" in table:

@@ -4,7 +4,6 @@ model, then summary.md / report.html / baseline / check / compare through the CL
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 from typer.testing import CliRunner
