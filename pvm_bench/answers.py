@@ -36,12 +36,14 @@ T = TypeVar("T")
 
 _MARKERS = re.compile(
     r"(?ix)"
-    r"(?:\bfinal\s+answer\b\s*(?:\*\*|__)?\s*(?:is\b|[:：=]|-\s)?"
+    r"(?:\bfinal\s+answer\b\s*(?:\*\*|__)?[ \t]*(?:is\b|[:：=]|-\s|(?=\n))"
     r"|\banswer\b\s*(?:\*\*|__)?\s*(?:is\b|should\s+be\b|would\s+be\b|will\s+be\b|[:：=]|-\s)"
     r"|\b(?:correct|best|right)\s+(?:option|choice)\s*(?:\*\*|__)?\s*(?:is\b|[:：])"
     r"|\bI\s+(?:choose|select|pick)\b"
     r"|答案(?:是|为|：|:))"
 )
+_INTENT = re.compile(r"(?i)\b(?:find|determine|get|compute|calculate|obtain|reach|choose|select|verify|check)\s+"
+                     r"(?:the\s+|an\s+|my\s+|our\s+)?(?:final\s+|correct\s+)?$|\bto\s+$")
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _LEAD_JUNK = " \t*_:#：>-"
@@ -100,6 +102,8 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
     for m in _ANSWER_TAG.finditer(text):
         out.append(FinalAnswer(m.group(1).strip(), "answer_tag", m.start()))
     for m in _MARKERS.finditer(text):
+        if _INTENT.search(text[max(0, m.start() - 24):m.start()]):
+            continue  # "To find the answer: count 3 rows of 4" announces work, not a result
         span = _marker_span(text, m.end())
         if span:
             out.append(FinalAnswer(span, "answer_marker", m.start()))

@@ -107,3 +107,17 @@ def test_mathvision_lmms_keeps_lmms_extraction() -> None:
     assert task.score(sample, "the answer is 3.").value == 1.0
     assert task.score(sample, "\\boxed{3.0}").value == 1.0
     assert REG.tasks["mathvision"].score(sample, "I think it is 4. Wait, actually it is 3.").value == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    "To find the answer: count 3 rows of 4.\nEach row has 4 apples.\nThere are 12 apples in total.",
+    "Please provide the final answer, e.g., 1, 2, 3, at the end.\nThere are 12 apples.",
+    "## Final Answer\n\\boxed{12}",
+    "**Final Answer**\n\n12",
+    "Let me determine the answer: 3 x 4 = 12.\nSo 12.",
+])
+def test_announced_answers_are_not_final(text: str) -> None:
+    from pvm_bench.mathscore import score_mathvista
+
+    problem = {"question_type": "free_form", "answer_type": "integer", "precision": None}
+    assert score_mathvista(problem, "12", text).correct
