@@ -2,7 +2,7 @@
 
 :func:`make_plots` writes, when the data exist (captions in :data:`CAPTIONS`):
 
-- ``decay.png``, ``heatmap.png``, ``pvm_signals.png``: see :mod:`pvm_bench.report.plots_attention`;
+- ``decay.png``, ``decay_cohort.png``, ``heatmap.png``, ``pvm_signals.png``: see :mod:`pvm_bench.report.plots_attention`;
 - ``accuracy_vs_length.png``: accuracy per output-length bucket;
 - ``accuracy_vs_distance.png``: accuracy by the task's declared distance (``Task.distance_key``,
   a sample-metadata field such as ``n_filler`` = N for the length diagnostics), one panel per task
@@ -29,19 +29,21 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
-from pvm_bench.report.plots_attention import plot_decay, plot_heatmap, plot_pvm_signals
+from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
 from pvm_bench.report.stats import SMALL_N, MeanCI, accuracy_ci
 from pvm_bench.report.summary import RunData, Summary, length_buckets
 
 __all__ = [
     "CAPTIONS", "DPI", "distance_keys", "make_plots", "plot_accuracy_vs_distance", "plot_accuracy_vs_length",
-    "plot_decay", "plot_heatmap", "plot_pvm_signals", "plot_task_bars", "variant_colors",
+    "plot_decay", "plot_decay_cohort", "plot_heatmap", "plot_pvm_signals", "plot_task_bars", "variant_colors",
 ]
 
 CAPTIONS: dict[str, str] = {
     "decay": "Visual mass vs generated position per layer band: dots = observed mean in log-spaced bins with a "
     "95% CI band over samples; lines = a + b/(c + t) fitted on per-sample values (dashed = flagged fit); "
     "▼ = fitted half-life; lower panels: samples behind each bin.",
+    "decay_cohort": "All-layer visual mass of the fixed cohort (only the samples that reached T tokens, so every "
+    "step averages the same samples) against all samples, whose tail averages only the long outputs.",
     "heatmap": "Mean visual mass per decoder layer and generated-position bin, and each variant minus base.",
     "pvm_signals": "PVM branch contribution (‖PVM output‖ / ‖residual‖) per PVM layer vs position, 95% CI "
     "over samples; gate α per layer in the legend.",
@@ -253,6 +255,7 @@ def make_plots(
     variants = data.variants
     jobs = {
         "decay": lambda p: plot_decay(summary, variants, p, data=data),
+        "decay_cohort": lambda p: plot_decay_cohort(data, variants, p),
         "heatmap": lambda p: plot_heatmap(data, variants, p),
         "pvm_signals": lambda p: plot_pvm_signals(data, variants, p),
         "accuracy_vs_length": lambda p: plot_accuracy_vs_length(data, variants, p),

@@ -6,6 +6,8 @@
   of samples behind every bin (the tail is a few long outputs: the reader must see it);
 - :func:`plot_heatmap`: mean visual mass per layer x position bin, one panel per variant, plus a
   ``variant - base`` panel per other variant on a diverging scale centred at 0;
+- :func:`plot_decay_cohort`: all layers, the fixed cohort of samples that reached T tokens (steps
+  1..T: the same samples at every step) against all samples (whose tail is the survivors only);
 - :func:`plot_pvm_signals`: the branch probe's ``pvm_ratio`` (||PVM output|| / ||residual||) per
   PVM layer vs position with a CI band, and each layer's ``pvm_gate`` value.
 
@@ -24,7 +26,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pvm_bench.report.curves import band_decay, binned_curve, log_bin_edges, sample_curves
+from pvm_bench.report.curves import (
+    band_decay,
+    binned_curve,
+    fixed_cohort,
+    log_bin_edges,
+    sample_curves,
+    suggest_cohort_t,
+)
 from pvm_bench.report.fit import DecayFit
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 from pvm_bench.report.summary import ALL_TASKS, BANDS, REFERENCE_VARIANT, RunData, Summary, layer_span, visual_rows
@@ -135,6 +144,63 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
                  "fit: per-sample levels, dashed = flagged", fontsize=12)
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.07 if nrows > 1 else 0.12,
                         top=0.92 if nrows > 1 else 0.86)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+def plot_decay_cohort(
+    data: RunData, variants: list[str], out: Path, cohort_t: int | None = None,
+) -> Path | None:
+    """All-layer decay of the fixed cohort (samples that reached ``cohort_t`` tokens; default
+    :func:`~pvm_bench.report.curves.suggest_cohort_t` of all variants' samples together, so every
+    variant uses the same T) next to the curve of all samples, one panel per variant."""
+    vis = visual_rows(data.attention)
+    if vis is None:
+        return None
+    if len(data.tasks) == 1:
+        vis = vis[vis["task"] == data.tasks[0]]
+    everyone = sample_curves(vis.assign(task=vis["variant"] + "|" + vis["task"]))  # variant into the key
+    t_cohort = cohort_t if cohort_t is not None else suggest_cohort_t(everyone)
+    present = [v for v in variants if (vis["variant"] == v).any()]
+    if t_cohort is None or not present:
+        return None
+    setup_style()
+    colors = variant_colors(variants)
+    fig, axes = plt.subplots(1, len(present), figsize=(6.0 * len(present), 4.4), squeeze=False, sharey=True)
+    edges = log_bin_edges(int(vis["step"].max()))
+    top = 0.0
+    for ax, v in zip(axes.flat, present):
+        per_sample = sample_curves(vis[vis["variant"] == v])
+        cohort = fixed_cohort(per_sample, t_cohort)
+        col = colors[v]
+        full = binned_curve(per_sample, edges)
+        ax.plot(full["step"], full["mass"], "o", ms=3.5, mfc="white", mec=col, alpha=0.8,
+                label=f"all samples (n={per_sample.groupby(['task', 'sample_id', 'repeat']).ngroups}, "
+                      "tail = survivors)")
+        top = max(top, float(full.loc[full["n"] >= MIN_N_FOR_SCALE, "mass"].max() if len(full) else 0.0))
+        if not cohort.empty:
+            obs = binned_curve(cohort, edges)
+            n_cohort = int(obs["n"].max())
+            ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=col, alpha=0.2, lw=0)
+            ax.plot(obs["step"], obs["mass"], "o", ms=4, color=col, label=f"cohort (n={n_cohort}), 95% CI")
+            top = max(top, float(obs.loc[obs["n"] >= MIN_N_FOR_SCALE, "ci_high"].max()))
+            fit = band_decay(cohort.assign(layer=0, visual_mass=cohort["mass"]), None, cohort_t=t_cohort).fit
+            if fit.ok:
+                tt = np.geomspace(1, t_cohort, 100)
+                style = "--" if [f for f in fit.flags() if f != "extrapolated"] else "-"
+                ax.plot(tt, fit.predict(tt), style, lw=2, color=col, label=_fit_label("cohort fit", fit))
+        ax.axvline(t_cohort, color="#888888", lw=1, ls=":")
+        ax.set_xscale("log")
+        ax.set_title(f"{v}")
+        ax.set_xlabel("generated position t (tokens, log scale)")
+        ax.legend(fontsize=7.5, loc="lower left")
+    if top > 0:
+        axes.flat[0].set_ylim(0.0, 1.15 * top)
+    axes.flat[0].set_ylabel("visual mass, all layers")
+    fig.suptitle(f"Fixed cohort: only the samples that reached t = {t_cohort} tokens (steps 1..{t_cohort})",
+                 fontsize=12)
+    fig.tight_layout()
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out

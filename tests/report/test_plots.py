@@ -49,7 +49,7 @@ def test_make_plots_writes_every_plot_the_data_support(make_run: Callable[..., P
     _with_signals(data)
     summary = build_summary(data)
     plots = make_plots(data, summary, tmp_path / "p", distance={"colour": ("n_filler", "N")})
-    assert set(plots) == {"decay", "heatmap", "pvm_signals", "accuracy_vs_length", "accuracy_vs_distance",
+    assert set(plots) == {"decay", "decay_cohort", "heatmap", "pvm_signals", "accuracy_vs_length", "accuracy_vs_distance",
                           "accuracy_by_task"}
     for path in plots.values():
         with Image.open(path) as im:
@@ -57,7 +57,7 @@ def test_make_plots_writes_every_plot_the_data_support(make_run: Callable[..., P
     # without branch-probe columns or declared distances those two plots are left out
     plain = load_run(make_run("plain", n_samples=4, max_len=40))
     assert set(make_plots(plain, build_summary(plain), tmp_path / "q", distance={})) == {
-        "decay", "heatmap", "accuracy_vs_length", "accuracy_by_task"}
+        "decay", "decay_cohort", "heatmap", "accuracy_vs_length", "accuracy_by_task"}
 
 
 def test_heatmap_adds_a_difference_panel_per_variant(make_run: Callable[..., Path], tmp_path: Path) -> None:
@@ -110,3 +110,14 @@ def test_pvm_signals_absent_without_rows(make_run: Callable[..., Path], tmp_path
     data = load_run(make_run(n_samples=4, max_len=40))
     data.attention["pvm_ratio"] = np.nan  # type: ignore[index]
     assert plot_pvm_signals(data, data.variants, tmp_path / "s.png") is None
+
+
+def test_cohort_plot_uses_one_t_for_every_variant(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    from pvm_bench.report.curves import sample_curves, suggest_cohort_t
+    from pvm_bench.report.plots_attention import plot_decay_cohort
+
+    data = load_run(make_run(n_samples=6, max_len=100))
+    vis = data.attention
+    assert suggest_cohort_t(sample_curves(vis[vis["variant"] == "base"])) == 32  # lengths 20..99
+    assert plot_decay_cohort(data, data.variants, tmp_path / "c.png") is not None
+    assert plot_decay_cohort(data, data.variants, tmp_path / "none.png", cohort_t=10_000) is not None  # empty cohort
