@@ -49,3 +49,22 @@ def test_default_mathvision_is_at_least_as_right_on_the_golden_corpus() -> None:
     samples = [_sample(d) for d in mk.DOCS]
     lost = [c for c in GOLDEN["cases"] if c["value"] == 1.0 and task.score(samples[c["doc"]], c["output"]).value == 0.0]
     assert len(lost) <= 3, lost
+
+
+PROMPTS = json.loads((HERE / "math_prompts.json").read_text())
+
+
+def test_math_prompts_equal_lmms_evals(fixture_data: Path) -> None:
+    """Prompts as lmms-eval 0.7.3 builds them (``make_math_prompts.py`` runs its own builders)."""
+    reg = get_registry(entry_points=False)
+    tasks = {"mathvista:format-prompt": ("mathvista", None), "mathvista:step-by-step": ("mathvista_cot", None),
+             "mathvista:solution": ("mathvista_solution", None), "mathverse:testmini": ("mathverse", None),
+             "mathverse:vision_only": ("mathverse_vision_only", None),
+             "mathverse:text_dominant": ("mathverse_text_dominant", None), "mathvision:testmini": ("mathvision", None)}
+    assert set(tasks) == set(PROMPTS)
+    for key, (name, split) in tasks.items():
+        ours = [s.question for s in reg.tasks[name].load(split, data_dir=fixture_data)]
+        assert ours == PROMPTS[key], key
+        if name in ("mathvista", "mathvision"):
+            lmms = [s.question for s in reg.tasks[f"{name}_lmms"].load(split, data_dir=fixture_data)]
+            assert lmms == PROMPTS[key], key
