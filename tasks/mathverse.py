@@ -11,7 +11,9 @@ Tasks, as lmms-eval 0.7.3 ``tasks/mathverse``:
 
 Prompt: ``create_one_query`` with ``shot_type="format-prompt"``, ``query_type="query_wo"``
 (mathverse_evals.py lines 122-182): the dataset's ``query_wo`` as is. lmms-eval's ``until`` stop
-strings (``"</s>"``, ``"Q:"``, ``"<|im_end|>"``) are not applied; models stop at their EOS.
+strings (``"</s>"``, ``"Q:"``, ``"<|im_end|>"``) are not applied; models stop at their EOS. The
+version-split YAMLs also pin greedy decoding (``temperature: 0, top_p: 0, do_sample: false``,
+lines 15-18); here the run's ``--temperature`` decides, as for every task.
 
 Scoring. lmms-eval scores MathVerse only with a GPT judge (``mathverse_process_results``, utils.py
 line 44, ``score_answer(..., quick_match=False)`` -> ``evaluate_binary``); its ``quick_match`` is
