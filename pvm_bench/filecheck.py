@@ -38,7 +38,7 @@ def check_table_file(path: Path, fix: str = "fix or re-export the file") -> None
     if b"\x00" in data[:_SNIFF]:
         raise FileFormatError(f"data file {path} is binary, not JSON text; {fix}")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a leading BOM (Windows editors) is fine: datasets reads it too
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise FileFormatError(f"data file {path} line {line} is not UTF-8 text; {fix}") from None

@@ -260,6 +260,9 @@ def read_jsonl(path: Path, validate: Callable[[dict[str, Any]], Any] | None = No
                 reason = f"invalid JSON at column {exc.colno}: {exc.msg}"
             elif isinstance(exc, UnicodeDecodeError):
                 reason = describe_exception(exc)
+            elif callable(getattr(exc, "errors", None)):  # pydantic: name the fields, not the docs URL
+                problems = [f"{'.'.join(map(str, e.get('loc', ()))) or 'record'}: {e.get('msg', '')}" for e in exc.errors()]
+                reason = one_line("; ".join(problems[:4]) + (" ..." if len(problems) > 4 else ""), 200)
             else:
                 reason = one_line(str(exc), 160)
             raise JsonlCorruptError(path, number, reason, number - 1) from exc

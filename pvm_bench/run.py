@@ -130,6 +130,7 @@ class Runner:
         #: run.json as it was before this process resumed it (None for a fresh run).
         self.previous: RunRecord | None = None
         self.force = False
+        self._log: Callable[[str], None] = lambda message: None
 
     @property
     def samples_path(self) -> Path:
@@ -273,6 +274,7 @@ class Runner:
         Any failure records status ``failed`` (``interrupted`` for Ctrl-C and a full disk) and
         the error in run.json, except a refused resume, which leaves run.json untouched.
         """
+        self._log = log
         try:
             lm, variants, todo, total = self._prepare(log)
         except ResumeMismatchError:
@@ -518,7 +520,9 @@ class Runner:
             try:
                 merge_attention(self.run_dir)
             except Exception as exc:  # never lose the status update because of the merge
-                error = error or f"attention merge failed: {one_line(str(exc))}"
+                note = f"attention merge failed: {one_line(str(exc))}"
+                self._log(f"warning: {note}")
+                error = error or note
             samples = read_samples(self.run_dir)
             self.record.status = status  # type: ignore[assignment]
             self.record.ended_at = utc_now()

@@ -16,6 +16,7 @@ import pandas as pd
 
 from pvm_bench.errors import DiskFullError, is_disk_full
 from pvm_bench.results import KEY_COLUMNS, JsonlAppender, compact_frame, read_jsonl, read_samples, sample_files
+from pvm_bench.runguard import RunError
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -102,7 +103,17 @@ def merge_attention(run_dir: Path) -> Path | None:
     parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
     if not parts:
         return target if target.exists() else None
-    frames = ([pd.read_parquet(target)] if target.exists() else []) + [pd.read_parquet(p) for p in parts]
+    frames = [pd.read_parquet(target)] if target.exists() else []
+    unreadable: list[str] = []
+    for part in parts:
+        try:
+            frames.append(pd.read_parquet(part))
+        except Exception:  # noqa: BLE001 -- a damaged part must not block every later merge
+            part.rename(part.with_name(part.name + ".unreadable"))
+            unreadable.append(part.name)
+    parts = [p for p in parts if p.exists()]
+    if not frames:
+        raise RunError(f"attention parts {', '.join(unreadable)} in {parts_dir} are unreadable (kept as *.unreadable)")
     frame = pd.concat(frames, ignore_index=True)
     keep = {rec.key for rec in read_samples(run_dir)}
     keys = list(zip(frame["variant"], frame["task"], frame["sample_id"], frame["repeat"]))
@@ -114,4 +125,9 @@ def merge_attention(run_dir: Path) -> Path | None:
         part.unlink()
     if not any(parts_dir.iterdir()):
         parts_dir.rmdir()
+    if unreadable:
+        raise RunError(
+            f"attention parts {', '.join(unreadable)} in {parts_dir} are unreadable and were left out of "
+            "attention.parquet (kept as *.unreadable); their samples have no attention rows"
+        )
     return target

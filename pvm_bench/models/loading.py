@@ -201,7 +201,12 @@ def load_model(
     guard = (lambda: load_guard("model", source, "re-download or re-export the model directory")) if local_dir else None
     try:
         with guard() if guard else contextlib.nullcontext():
-            config = AutoConfig.from_pretrained(source, **hub_kwargs)
+            try:
+                config = AutoConfig.from_pretrained(source, **hub_kwargs)
+            except ValueError as exc:  # a readable config transformers does not support (unknown model_type)
+                raise ModelLoadError(
+                    f"{source}: cannot read config ({one_line(str(exc), 200)}); upgrade transformers or check the model"
+                ) from exc
     except UserError:
         raise
     except OSError as exc:
@@ -264,6 +269,20 @@ def check_model_dir(source: str) -> Path:
         parsed = json.loads(config.read_text(encoding="utf-8"))
     if not isinstance(parsed, dict):
         raise ModelLoadError(f"model config {config} is a JSON {type(parsed).__name__}, not an object; restore the model's config.json")
+    for other in sorted(path.glob("*.json")):  # tokenizer/processor/generation configs: small, named if broken
+        if other.name != "config.json":
+            with load_guard("model file", other, "re-download or re-export the model"):
+                json.loads(other.read_text(encoding="utf-8"))
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        with load_guard("weight index", index, "re-download or re-export the model"):
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        missing = [s for s in shards if not (path / s).is_file()]
+        if missing:
+            raise ModelLoadError(
+                f"'{source}' is missing weight shard(s) {', '.join(missing[:3])} listed in {index.name}; "
+                "the download is incomplete: re-download the model"
+            )
     if not any(path.glob("*.safetensors")):
         pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
         if pickled:

@@ -285,6 +285,13 @@ def _validate_shapes(model: LoadedModel | nn.Module, tensors: dict[str, torch.Te
     from pvm_bench.pvm.block import PVMBlock, PVMShape
 
     hf = _hf_of(model)
+    depth = int(getattr(hf.config.get_text_config(), "num_hidden_layers", 0) or 0)
+    outside = [i for i in layers if depth and not 0 <= i < depth]
+    if outside:
+        raise PVMFormatError(
+            f"'{path}': PVM layers {outside} do not exist in the loaded model ({depth} decoder layers, 0..{depth - 1}); "
+            "the adapter was made for another base model: load it on its own base"
+        )
     try:
         shape = PVMShape.from_text_config(hf.config.get_text_config(), d)
     except ValueError as exc:

@@ -392,6 +392,8 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
     t0 = time.perf_counter()
     rank, world = _dist()
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file, not a directory; pass a new or existing output directory")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     # What OUT holds and the data are checked before the (slow) model load.

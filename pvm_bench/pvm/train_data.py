@@ -90,6 +90,9 @@ def check_rows(rows: Sequence[dict[str, Any]], source: str) -> None:
             raise TrainError(f"{source}: row {i} is a {type(row).__name__}, not an object with image/prompt/response")
         for names, what in ((IMAGE_COLUMNS, "image"), (PROMPT_COLUMNS, "prompt"), (RESPONSE_COLUMNS, "response")):
             if not any(row.get(n) is not None for n in names):
+                empty = [n for n in names if n in row]
+                if empty:
+                    raise TrainError(f"{source}: row {i} has an empty {what} ({empty[0]} is null); fill it or drop the row")
                 raise TrainError(
                     f"{source}: row {i} has no {what} column (looked for {', '.join(names)}; has {', '.join(map(str, row))})"
                 )

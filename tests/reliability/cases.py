@@ -292,6 +292,82 @@ def train_other_settings_overwrite(env) -> list[str]:
     return [*train_other_settings(env), "--overwrite"]
 
 
+# ----------------------------------------------------------------- adversarial pass (not in the issue)
+def adapter_layer_out_of_range(env) -> list[str]:
+    _edit_config(lambda c: {**c, "layers": [999]})(env.adapter)
+    return env.run_args("r", "--pvm", str(env.adapter))
+
+
+def model_missing_shard(env) -> list[str]:
+    (env.model / "model.safetensors").rename(env.model / "model-00001-of-00002.safetensors")
+    index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (env.model / "model.safetensors.index.json").write_text(json.dumps(index))
+    return env.run_args()
+
+
+def model_tokenizer_corrupt(env) -> list[str]:
+    (env.model / "tokenizer.json").write_text("{broken")
+    return env.run_args()
+
+
+def model_unknown_type(env) -> list[str]:
+    cfg = json.loads((env.model / "config.json").read_text())
+    (env.model / "config.json").write_text(json.dumps({**cfg, "model_type": "nonsense_vl"}))
+    return env.run_args()
+
+
+def _set_image(env, row: int, value: dict, index: str | None = None) -> list[str]:
+    path = env.data / "mmstar" / "val.parquet"
+    frame = pd.read_parquet(path)
+    frame.at[row, "image"] = value
+    if index is not None:
+        frame["index"] = frame["index"].astype(str)
+        frame.at[row, "index"] = index
+    frame.to_parquet(path, index=False)
+    return env.run_args()
+
+
+def data_jsonl_with_bom(env) -> list[str]:
+    rows = _jsonl_rows(env)
+    (env.data / "mmstar" / "val.parquet").unlink()
+    (env.data / "mmstar" / "val.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(rows) + b"\n")
+    return env.run_args()
+
+
+def samples_line_missing_fields(env) -> list[str]:
+    run = env.make_run()
+    path = run / "samples.jsonl"
+    path.write_text(path.read_text() + '{"variant": "base"}\n')
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def attention_part_corrupt(env) -> list[str]:
+    run = env.make_run()
+    (run / "attention").mkdir(exist_ok=True)
+    (run / "attention" / "part-1-abc.parquet").write_bytes(b"junk")
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def _unreadable_part_kept(env) -> None:
+    record = _run_json(env)
+    assert record["status"] == "completed" and "unreadable" in record["error"]
+    assert (env.out / "r" / "attention" / "part-1-abc.parquet.unreadable").exists()
+
+
+def train_out_is_a_file(env) -> list[str]:
+    data = _train_data(env)
+    (env.root / "pvm_out").write_text("x")
+    return _train_args(env, data)
+
+
+def train_response_null(env) -> list[str]:
+    return _train_args(env, _train_data(env, [{"image": "red.png", "prompt": "colour?", "response": None}] * 2))
+
+
+def train_resume_without_checkpoint(env) -> list[str]:
+    return [*_train_args(env, _train_data(env)), "--resume"]
+
+
 TRAIN_OUT = ("pvm_out/pvm_config.json", "pvm_out/adapter.safetensors", "pvm_out/checkpoints/step-2/trainer_state.json")
 FIX = "re-"  # every file error ends with a fix: re-download / re-export / re-save
 
@@ -350,4 +426,25 @@ CASES: list[Case] = [
     Case("train-leftover-tmp-checkpoint", train_leftover_tmp_checkpoint, 0, ("trained 2/2 steps",)),
     Case("train-other-settings", train_other_settings, 2, ("other settings", "lr 0.0001 -> 0.01", "--overwrite"), TRAIN_OUT),
     Case("train-other-settings-overwrite", train_other_settings_overwrite, 0, ("trained 4/4 steps",)),
+    # adversarial pass (inputs not listed in the issue)
+    Case("adv-adapter-layer-out-of-range", adapter_layer_out_of_range, 2, ("PVM layers [999] do not exist", "2 decoder layers")),
+    Case("adv-model-missing-shard", model_missing_shard, 2, ("missing weight shard", "model-00002-of-00002"),
+         absent=("does not exist",)),
+    Case("adv-model-tokenizer-corrupt", model_tokenizer_corrupt, 2, ("tokenizer.json", "invalid JSON")),
+    Case("adv-model-unknown-type", model_unknown_type, 2, ("nonsense_vl", "upgrade transformers")),
+    Case("adv-image-empty-bytes", lambda env: _set_image(env, 0, {"bytes": b"", "path": None}), 1,
+         ("the image is empty",), one_error_line=False, absent=("NoneType",)),
+    Case("adv-sample-id-rich-markup", lambda env: _set_image(env, 0, {"bytes": b"nope", "path": None}, "[/red] x\ny"), 1,
+         ("sample '[/red] x y'", "cannot decode image"), one_error_line=False, absent=("MarkupError",)),
+    # read past the BOM by both the pre-check and datasets: it reaches the task's own schema check
+    Case("adv-data-jsonl-bom-accepted", data_jsonl_with_bom, 2, ("record 0 lacks image",), absent=("BOM",)),
+    Case("adv-data-jsonl-row-array", _data_file("val.jsonl", b"[1, 2]\n"), 2, ("val.jsonl line 1", "JSON list")),
+    Case("adv-data-parquet-truncated", _data_file("val.parquet", b"PAR1" + b"\x00" * 64), 2, ("val.parquet", "not a Parquet file")),
+    Case("adv-samples-line-missing-fields", samples_line_missing_fields, 2, ("samples.jsonl line 3", "sample_id: Field required"),
+         RUN, absent=("errors.pydantic.dev",)),
+    Case("adv-attention-part-corrupt", attention_part_corrupt, 0, ("warning: attention merge failed", "unreadable"),
+         check=_unreadable_part_kept),
+    Case("adv-train-out-is-a-file", train_out_is_a_file, 2, ("is a file, not a directory",)),
+    Case("adv-train-response-null", train_response_null, 2, ("row 0 has an empty response",), absent=("has no response column",)),
+    Case("adv-train-resume-without-checkpoint", train_resume_without_checkpoint, 2, ("no checkpoint to continue",)),
 ]
