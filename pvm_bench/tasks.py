@@ -80,6 +80,8 @@ class LazyImage:
             else:
                 if isinstance(src, dict):
                     src = src.get("bytes") or src.get("path")
+                if src is None or src == b"" or src == "":
+                    raise CorruptImageError(f"{self.name}: the image is empty (no bytes and no path)")
                 with warnings.catch_warnings():  # our own limit below replaces PIL's bomb warning
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                     if isinstance(src, (bytes, bytearray)):
