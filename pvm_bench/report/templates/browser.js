@@ -53,41 +53,54 @@
     return !q || haystack(g).indexOf(q) !== -1;
   }
 
-  function curveSvg(curve, ymax) {
-    var w = 240, h = 64, pad = 4;
-    var svg = document.createElementNS(SVG, 'svg');
-    svg.setAttribute('class', 'pb-curve');
-    svg.setAttribute('width', String(w));
-    svg.setAttribute('height', String(h + 14));
-    svg.setAttribute('role', 'img');
-    var t = curve.t, m = curve.m;
-    var t0 = t[0], t1 = t[t.length - 1];
-    var span = (t1 - t0) || 1;
-    var pts = [];
-    for (var i = 0; i < t.length; i++) {
-      var x = pad + (w - 2 * pad) * (t[i] - t0) / span;
-      var y = pad + (h - 2 * pad) * (1 - m[i] / ymax);
-      pts.push(x.toFixed(1) + ',' + y.toFixed(1));
-    }
-    var title = document.createElementNS(SVG, 'title');
-    title.textContent = 'visual mass (mean over layers) vs generated step ' + t0 + '–' + t1 +
-      '; first ' + m[0] + ', last ' + m[m.length - 1];
-    svg.appendChild(title);
-    var line = document.createElementNS(SVG, 'polyline');
-    line.setAttribute('points', pts.join(' '));
-    line.setAttribute('fill', 'none');
-    line.setAttribute('stroke', '#2a5bd7');
-    line.setAttribute('stroke-width', '1.5');
-    svg.appendChild(line);
-    var label = document.createElementNS(SVG, 'text');
-    label.setAttribute('x', String(pad));
-    label.setAttribute('y', String(h + 11));
-    label.setAttribute('font-size', '10');
-    label.setAttribute('fill', '#555');
-    label.textContent = 'step ' + Math.round(t0) + '–' + Math.round(t1) + ' · y 0–' + Number(ymax.toPrecision(3)) +
-      ' · ' + m[0] + ' → ' + m[m.length - 1];
+  var COLORS = ['#6b6b6b', '#2a5bd7', '#d7572a', '#2a9d57', '#9b2ad7', '#c79a00'];
+  function colorOf(variant) {
+    var i = data.variants.indexOf(variant);
+    return COLORS[(i < 0 ? 0 : i) % COLORS.length];
+  }
+  function sig(x) { return String(Number(Number(x).toPrecision(3))); }
+  function svgEl(tag, attrs) {
+    var e = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
+    return e;
+  }
+  /* series: [{variant, curve}] drawn on shared axes: x = generated step in axes.t0..axes.t1,
+     y = visual mass in 0..axes.ymax (one scale per sample, so variants compare directly). */
+  function curveSvg(series, axes, w) {
+    var h = 64, pad = 4;
+    var svg = svgEl('svg', { 'class': 'pb-curve', width: w, height: h + 14, role: 'img' });
+    var span = (axes.t1 - axes.t0) || 1;
+    var desc = [];
+    series.forEach(function (s) {
+      var t = s.curve.t, m = s.curve.m, pts = [];
+      for (var i = 0; i < t.length; i++) {
+        pts.push((pad + (w - 2 * pad) * (t[i] - axes.t0) / span).toFixed(1) + ',' +
+                 (pad + (h - 2 * pad) * (1 - m[i] / axes.ymax)).toFixed(1));
+      }
+      svg.appendChild(svgEl('polyline', { points: pts.join(' '), fill: 'none', stroke: colorOf(s.variant),
+                                          'stroke-width': 1.5, 'data-variant': s.variant }));
+      desc.push(s.variant + ': steps ' + Math.round(t[0]) + '–' + Math.round(t[t.length - 1]) + ', ' +
+                sig(m[0]) + ' → ' + sig(m[m.length - 1]));
+    });
+    var title = svgEl('title', {});
+    title.textContent = 'visual mass (mean over layers) vs generated step; ' + desc.join('; ');
+    svg.insertBefore(title, svg.firstChild);
+    var label = svgEl('text', { x: pad, y: h + 11, 'font-size': 10, fill: '#555' });
+    label.textContent = series.length === 1 ? desc[0].slice(desc[0].indexOf(': ') + 2) + ' · y ≤ ' + sig(axes.ymax)
+      : 'step ' + Math.round(axes.t0) + '–' + Math.round(axes.t1) + ' · visual mass 0–' + sig(axes.ymax);
     svg.appendChild(label);
     return svg;
+  }
+  function groupAxes(recs) {
+    var axes = { t0: Infinity, t1: -Infinity, ymax: 0 };
+    recs.forEach(function (r) {
+      if (!r.curve || !r.curve.t.length) { return; }
+      axes.t0 = Math.min(axes.t0, r.curve.t[0]);
+      axes.t1 = Math.max(axes.t1, r.curve.t[r.curve.t.length - 1]);
+      r.curve.m.forEach(function (v) { if (v > axes.ymax) { axes.ymax = v; } });
+    });
+    axes.ymax = axes.ymax || 1;
+    return axes;
   }
 
   function kv(name, value) {
@@ -96,7 +109,7 @@
     d.appendChild(document.createTextNode(value === null || value === undefined ? '–' : String(value)));
     return d;
   }
-  function recordColumn(g, r, ymax) {
+  function recordColumn(g, r, axes) {
     var col = el('div', 'pb-col');
     col.setAttribute('data-variant', r.variant);
     var head = el('h4', null, r.variant + ' ');
@@ -115,7 +128,7 @@
       var v = r.details[k];
       col.appendChild(kv(k, typeof v === 'object' && v !== null ? JSON.stringify(v) : v));
     });
-    if (r.curve && r.curve.t.length) { col.appendChild(curveSvg(r.curve, ymax)); }
+    if (r.curve && r.curve.t.length) { col.appendChild(curveSvg([{ variant: r.variant, curve: r.curve }], axes, 300)); }
     else { col.appendChild(el('div', 'pb-note', 'no visual-mass curve recorded')); }
     if (r.prompt !== undefined) {
       col.appendChild(el('div', 'pb-label', 'prompt'));
@@ -152,11 +165,24 @@
     common.appendChild(text);
     body.appendChild(common);
     var recs = shownRecords(g);
-    var ymax = 0;
-    recs.forEach(function (r) { if (r.curve) { r.curve.m.forEach(function (v) { if (v > ymax) { ymax = v; } }); } });
+    var axes = groupAxes(recs);
+    var withCurve = recs.filter(function (r) { return r.curve && r.curve.t.length; });
+    if (withCurve.length > 1) {
+      var overlay = el('div', 'pb-overlay');
+      overlay.appendChild(el('div', 'pb-label', 'visual mass per generated step, variants overlaid (mean over layers)'));
+      overlay.appendChild(curveSvg(withCurve.map(function (r) { return { variant: r.variant, curve: r.curve }; }), axes, 480));
+      var legend = el('div', 'pb-legend');
+      withCurve.forEach(function (r) {
+        var item = el('span', 'pb-legend-item', r.variant);
+        item.style.borderColor = colorOf(r.variant);
+        legend.appendChild(item);
+      });
+      overlay.appendChild(legend);
+      body.appendChild(overlay);
+    }
     var cols = el('div', 'pb-cols');
     cols.style.gridTemplateColumns = 'repeat(' + recs.length + ', minmax(0, 1fr))';
-    recs.forEach(function (r) { cols.appendChild(recordColumn(g, r, ymax || 1)); });
+    recs.forEach(function (r) { cols.appendChild(recordColumn(g, r, axes)); });
     body.appendChild(cols);
     det.appendChild(body);
   }
