@@ -26,8 +26,14 @@ directory that gets ``attention.parquet``; default: no file), ``max_new_tokens``
 task's ``generation_kwargs`` like ``pvm-bench run --max-new-tokens``), ``batch_size``, ``seed``,
 ``device``, ``dtype``, ``attn_implementation``, ``per_head``, ``strip_thinking``.
 
-Generation follows the task's ``generation_kwargs``: ``max_new_tokens``, ``temperature`` (0 or
-``do_sample: false`` is greedy), ``top_p``, and ``until`` stop strings. pvm-bench's generator
+Generation follows the task's ``generation_kwargs`` (with ``--gen_kwargs`` merged in by
+lmms-eval) the way lmms-eval 0.7.3's ``qwen3_vl`` model reads them (``models/simple/qwen3_vl.py``
+``_build_generate_kwargs``, lines 241-264 of the wheel): ``max_new_tokens`` (default 128 there,
+256 here unless the task sets it), ``temperature`` (0 or missing is greedy; > 0 samples, whatever
+``do_sample`` says, as there),
+``top_p``, ``top_k`` and ``repetition_penalty`` (missing = the checkpoint's ``generation_config``,
+else transformers' default; under greedy only ``repetition_penalty`` applies: see
+:mod:`pvm_bench.models.decoding`), and ``until`` stop strings. pvm-bench's generator
 stops at EOS or the token limit; ``until`` strings cut the returned text afterwards, as the
 lmms-eval HF backends do (``"\\n\\n"``, lmms-eval's default few-shot delimiter, is ignored as
 they do too). The probe records cover every generated token, including any after a stop string.
@@ -69,6 +75,13 @@ def _as_list(value: Any, sep: str = "+") -> list[str]:
     if text.lower() in {"", "none", "null"}:
         return []
     return [p.strip() for p in text.replace(";", sep).split(sep) if p.strip()]
+
+
+def _optional(value: Any, kind: type) -> Any:
+    """``kind(value)``, or ``None`` for a missing value (``None``/"None"/"")."""
+    if value is None or (isinstance(value, str) and value.strip() in {"", "None", "none", "null"}):
+        return None
+    return kind(value)
 
 
 def _to_image(visual: Any) -> Image.Image:
@@ -218,12 +231,12 @@ class PvmBenchLMM(lmms):
                 probe.install(self.lm)
                 stack.callback(probe.uninstall)
             stack.enter_context(self.variant.active(self.lm))
-            for (max_new, temperature, top_p), items in groups.items():
+            for (max_new, temperature, top_p, top_k, penalty), items in groups.items():
                 for start in range(0, len(items), self.batch_size):
                     batch = items[start : start + self.batch_size]
                     gens = self.lm.generate(
                         [item[2] for item in batch], max_new_tokens=max_new, temperature=temperature,
-                        top_p=top_p, probes=self.probes,
+                        top_p=top_p, top_k=top_k, repetition_penalty=penalty, probes=self.probes,
                     )
                     for item, gen in zip(batch, gens):
                         text = apply_stops(gen.text, item[3])
@@ -236,14 +249,17 @@ class PvmBenchLMM(lmms):
         return [r if r is not None else "" for r in results]
 
     # ------------------------------------------------------------------ helpers
-    def _settings(self, gen_kwargs: dict[str, Any]) -> tuple[int, float, float]:
+    def _settings(self, gen_kwargs: dict[str, Any]) -> tuple[int, float, float | None, int | None, float | None]:
+        """``(max_new_tokens, temperature, top_p, top_k, repetition_penalty)``; ``None`` = not given."""
         max_new = self.max_new_tokens or int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
+        # As lmms-eval's qwen3_vl (line 246): temperature > 0 samples even when the task YAML says
+        # do_sample: false (MMBench, AI2D, HallusionBench do), so `--gen_kwargs temperature=0.7`
+        # reproduces the PVM paper's sampled protocol on every task.
         temperature = float(gen_kwargs.get("temperature") or 0.0)
-        if "do_sample" in gen_kwargs and not _as_bool(gen_kwargs["do_sample"]):
-            temperature = 0.0
-        top_p = gen_kwargs.get("top_p")
-        top_p = 1.0 if top_p in (None, "None") or temperature == 0 else float(top_p)
-        return max_new, temperature, top_p
+        if temperature <= 0:
+            return max_new, 0.0, None, None, _optional(gen_kwargs.get("repetition_penalty"), float)
+        return (max_new, temperature, _optional(gen_kwargs.get("top_p"), float), _optional(gen_kwargs.get("top_k"), int),
+                _optional(gen_kwargs.get("repetition_penalty"), float))
 
     def _resolve_out(self, attention_out: str | None) -> Path | None:
         if attention_out in (None, "", "none", "None"):
