@@ -43,6 +43,12 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except UserError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:  # a full disk in any writer that bypasses results.atomic_write_* (csv, png)
+            from pvm_bench.errors import is_disk_full
+
+            if not (is_disk_full(exc) or "no space left" in str(exc).lower()):
+                raise
+            raise fail(f"disk full writing {exc.filename or 'the output files'}; free space and run the command again") from None
 
     return wrapper
 

@@ -156,3 +156,18 @@ def test_kill_9_before_first_sample_does_not_block_the_run_id(env) -> None:
     code, output = env.cli(*env.run_args())  # the dead run holds no lock and no samples: reused
     assert code == 0, output
     assert _record(env.out / "r")["status"] == "completed"
+
+
+def test_disk_full_while_writing_the_report_is_one_line(env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    run = env.make_run(drop_last=False)
+
+    def full(self, path=None, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    code, output = env.cli("report", str(run))
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in output, output
+    assert "disk full writing" in errors[0] and "free space" in errors[0]
