@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch
 import pandas as pd
 
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
@@ -215,7 +216,8 @@ def plot_accuracy_vs_distance(
 
 
 def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | None:
-    """Per-task accuracy, grouped by variant, 95% bootstrap CI error bars."""
+    """Per-task accuracy, grouped by variant, 95% CI error bars (the summary's CIs), n under each
+    bar; bars with n < SMALL_N are hatched."""
     t = summary.table
     if t.empty or "accuracy" not in t or t["accuracy"].isna().all():
         return None
@@ -229,13 +231,23 @@ def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | N
         d = t[t["variant"] == v].set_index("task").reindex(tasks)
         x = np.arange(len(tasks)) + (j - (len(present) - 1) / 2) * width
         err = np.vstack([(d["accuracy"] - d["acc_ci_low"]).to_numpy(), (d["acc_ci_high"] - d["accuracy"]).to_numpy()])
-        ax.bar(x, d["accuracy"], width * 0.95, yerr=np.nan_to_num(err), capsize=3, color=colors[v], label=v)
+        n = d["n_samples"].to_numpy(dtype=float) if "n_samples" in d else np.full(len(tasks), np.nan)
+        hatch = ["//" if 0 < k < SMALL_N else "" for k in np.nan_to_num(n)]
+        bars = ax.bar(x, d["accuracy"], width * 0.95, yerr=np.nan_to_num(err), capsize=3, color=colors[v], label=v)
+        for bar, h, k in zip(bars, hatch, n):
+            bar.set_hatch(h)
+            bar.set_edgecolor("white")
+            if math.isfinite(k):
+                ax.annotate(f"n={int(k)}", (bar.get_x() + bar.get_width() / 2, 0.01), ha="center", va="bottom",
+                            fontsize=7, color="white", rotation=90 if len(present) > 3 else 0)
     ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_xlabel("task (ALL = pooled samples)")
+    ax.set_xlabel("task (ALL = pooled samples, MACRO = mean over tasks; hatched: n < 30)")
     ax.set_ylabel("accuracy (mean score, 95% CI)")
     ax.set_ylim(0, 1.2)
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.legend(title="variant", ncols=min(len(present), 4), loc="upper center", fontsize=8, title_fontsize=8)
+    handles = [Patch(facecolor=colors[v], label=v) for v in present]  # plain swatches, whatever bar 1's hatch
+    ax.legend(handles=handles, title="variant", ncols=min(len(present), 4), loc="upper center", fontsize=8,
+              title_fontsize=8)
     ax.set_title("Accuracy per task")
     fig.tight_layout()
     fig.savefig(out, dpi=DPI)
