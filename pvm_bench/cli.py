@@ -32,7 +32,7 @@ COMMANDS = {
 #: ``pvm-bench bench ...`` commands.
 BENCH_COMMANDS = {
     "probe": LazyCommand("pvm_bench.bench.probe", "Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions.", hook="register_bench", threaded=("",)),
-    "pvm": LazyCommand("pvm_bench.pvm.commands", "Decode tokens/s: base vs PVM variant in one run.", hook="register_bench", threaded=("",)),
+    "pvm": LazyCommand("pvm_bench.pvm.commands", "Decode tokens/s: base vs PVM variant in one run (ratio = PVM / base).", hook="register_bench", threaded=("",)),
 }
 
 app = typer.Typer(

@@ -274,7 +274,7 @@ def register_bench(bench: typer.Typer) -> None:
         threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
         json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
     ) -> None:
-        """Decode tokens/s: base vs PVM variant in one run (goal: ratio >= 0.95 at ~80M on CPU)."""
+        """Decode tokens/s: base vs PVM variant in one run (ratio = PVM / base over alternating paired runs)."""
         if gate == 0.0:
             raise fail("--gate 0 skips the branch entirely; pass a non-zero gate to measure its cost")
         try:

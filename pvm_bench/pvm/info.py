@@ -82,8 +82,25 @@ class PVMInfo:
         return (
             f"{self.model} ({self.model_type}): PVM at layers {self.layers}, d={s.pvm_hidden_size}, "
             f"heads {s.num_heads}/{s.num_kv_heads} x {s.head_dim}, SwiGLU {s.intermediate_size}\n"
-            f"PVM {self.pvm_params / 1e6:.2f}M parameters ({100 * self.share:.2f}% of {self.base_params / 1e9:.2f}B)"
+            f"PVM {format_count(self.pvm_params)} parameters ({format_share(self.share)} of {format_count(self.base_params)})"
         )
+
+
+def format_count(n: int | float) -> str:
+    """A parameter count in the largest unit it reaches: ``812``, ``206.3K``, ``27.92M``, ``8.77B``."""
+    for scale, unit, digits in ((1e9, "B", 2), (1e6, "M", 2), (1e3, "K", 1)):
+        if abs(n) >= scale:
+            return f"{n / scale:.{digits}f}{unit}"
+    return f"{n:.0f}"
+
+
+def format_share(share: float) -> str:
+    """A fraction as a percentage with two decimals under 10%, a multiple when it exceeds 100%."""
+    if share >= 1:
+        return f"{share:.3g}x the size"
+    if share >= 0.1:
+        return f"{100 * share:.1f}%"
+    return f"{100 * share:.2f}%"
 
 
 def load_config(model: str, *, trust_remote_code: bool = False) -> Any:
