@@ -266,8 +266,8 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
         highlight=False,
     )
     table = headline_table(run_dir) if html is not None else None
-    if table is not None:
-        out.print(table)
+    if table is not None:  # piped to a file, rich would squeeze the table to 80 columns
+        (out if out.is_terminal else Console(width=160)).print(table)
     if html is not None:
         out.print(f"summary: {Path(run_dir) / 'summary.md'}", highlight=False)
         out.print(f"report: {html}", highlight=False)
