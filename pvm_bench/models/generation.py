@@ -142,11 +142,25 @@ def strip_image_indices(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return clean
 
 
-def encode(lm: LoadedModel, requests: list[Request]) -> tuple[Any, list[str]]:
+def with_system_prompt(messages: list[dict[str, Any]], system_prompt: str | None) -> list[dict[str, Any]]:
+    """``messages`` with a leading system turn (unless they already have one or there is no prompt).
+
+    lmms-eval 0.7.3's ``qwen3_vl`` model always sends ``"You are a helpful assistant."`` as a
+    system turn (``models/simple/qwen3_vl.py`` line 91 default, line 305), which Qwen3-VL's chat
+    template does not add by itself.
+    """
+    if not system_prompt or (messages and messages[0].get("role") == "system"):
+        return messages
+    return [{"role": "system", "content": system_prompt}, *messages]
+
+
+def encode(lm: LoadedModel, requests: list[Request], system_prompt: str | None = None) -> tuple[Any, list[str]]:
     """Tokenize a batch with left padding; returns the processor output and the prompt texts."""
     processor = lm.processor
     texts = [
-        processor.apply_chat_template(strip_image_indices(r.messages), add_generation_prompt=True, tokenize=False)
+        processor.apply_chat_template(
+            strip_image_indices(with_system_prompt(r.messages, system_prompt)), add_generation_prompt=True, tokenize=False
+        )
         for r in requests
     ]
     # One list per sample: processors that split or count images per prompt (Idefics3,
@@ -179,6 +193,7 @@ def generate(
     top_k: int | None = None,
     repetition_penalty: float | None = None,
     task_settings: Mapping[str, Any] | None = None,
+    system_prompt: str | None = None,
     probes: list[Probe] | tuple[Probe, ...] = (),
 ) -> list[Generation]:
     """Generate for all ``requests`` as one batch.
@@ -188,12 +203,13 @@ def generate(
     dict), then the checkpoint's ``generation_config``, then transformers' defaults; see
     :func:`effective_decoding` for what applies under greedy decoding. Generation stops per row
     at an EOS id (from the model's generation config and tokenizer) or after ``max_new_tokens``
-    (``finish_reason`` ``"length"``: the output is truncated).
+    (``finish_reason`` ``"length"``: the output is truncated). ``system_prompt`` adds a system
+    turn to every request (see :func:`with_system_prompt`; ``None``: none).
     """
     if not requests:
         return []
     decoding = effective_decoding(lm, temperature, top_p, top_k, repetition_penalty, task=task_settings)
-    enc, prompts = encode(lm, requests)
+    enc, prompts = encode(lm, requests, system_prompt)
     input_ids = enc["input_ids"]
     ctx = BatchContext(
         input_ids=input_ids,

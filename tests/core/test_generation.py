@@ -153,3 +153,12 @@ def test_run_json_records_effective_decoding(tiny_qwen3_vl, fixture_data, tmp_pa
     assert sampled["do_sample"] is True and sampled["temperature"] == 0.7
     assert (sampled["top_k"], sampled["source"]["top_k"]) == (7, "user")
     assert sampled["source"]["top_p"] in {"checkpoint", "default"}
+
+
+def test_system_prompt_turn(lm):
+    req = _requests(1)[0]
+    plain = lm.generate([req], max_new_tokens=2)[0]
+    assert "<|im_start|>system" not in plain.prompt
+    sys_gen = lm.generate([req], max_new_tokens=2, system_prompt="You are a helpful assistant.")[0]
+    assert sys_gen.prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user")
+    assert sys_gen.prompt.endswith(plain.prompt.split("<|im_start|>user", 1)[1])
