@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from pvm_bench.report.browser_media import load_thumbnails, visual_mass_curves
+from pvm_bench.report.browser_media import Thumbs, load_thumbnails, visual_mass_curves
 from pvm_bench.report.templating import environment
 from pvm_bench.results import SampleRecord, read_samples
 
@@ -139,7 +139,8 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
     for rec in records:
         grouped.setdefault((rec.task, rec.sample_id, rec.repeat), []).append(rec)
     keys = sorted(grouped, key=lambda k: (natural_key(k[0]), natural_key(k[1]), k[2]))
-    thumbs, notes = ({}, [])
+    thumbs: Thumbs = {}
+    notes: list[str] = []
     if thumbnails:
         thumbs, notes = load_thumbnails(data.run, {(t, s) for t, s, _ in keys}, thumb_px)
     if records and not curves:
