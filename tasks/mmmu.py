@@ -141,6 +141,9 @@ class MMMU(HubTask):
         self.answer_mode = answer_mode
         if name:
             self.name = name
+        if prompt != "default":
+            head, _, tail = type(self).description.partition(": ")
+            self.description = f"{head} with lmms-eval's {prompt} prompt: {tail}"
 
     def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
         """Local files under ``data_dir``, else the first of :attr:`hub_sources` that loads."""

@@ -66,6 +66,9 @@ class MMStar(HubTask):
         self.prompt = prompt
         if name:
             self.name = name
+        if prompt != "default":
+            head, _, tail = type(self).description.partition(": ")
+            self.description = f"{head} with lmms-eval's {prompt} prompt: {tail}"
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         ident = self.row_id(row, position)
