@@ -162,3 +162,18 @@ def test_system_prompt_turn(lm):
     sys_gen = lm.generate([req], max_new_tokens=2, system_prompt="You are a helpful assistant.")[0]
     assert sys_gen.prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user")
     assert sys_gen.prompt.endswith(plain.prompt.split("<|im_start|>user", 1)[1])
+
+
+def test_cli_flags_reach_run_json(tiny_qwen3_vl, fixture_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli import app
+
+    args = ["run", "--quiet", "--probes", "", "--no-report", "--model", str(tiny_qwen3_vl), "--tasks", "mmbench_en",
+            "--data-dir", str(fixture_data), "--out", str(tmp_path), "--run-id", "cli", "--limit", "2",
+            "--max-new-tokens", "3", "--temperature", "0.5", "--top-k", "3", "--repetition-penalty", "1.2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    decoding = RunRecord.load(tmp_path / "cli").decoding["mmbench_en"]
+    assert (decoding["temperature"], decoding["top_k"], decoding["repetition_penalty"], decoding["top_p"]) == (0.5, 3, 1.2, 1.0)
+    assert decoding["source"] == {"temperature": "user", "top_p": "task", "top_k": "user", "repetition_penalty": "user"}
