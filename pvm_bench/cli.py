@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -73,7 +73,7 @@ def list_models() -> None:
 @app.command("tasks", rich_help_panel=DISCOVER)
 @user_errors
 def list_tasks(
-    include_path: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of task modules.")] = None,  # noqa: UP045
+    include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules.")] = None,
 ) -> None:
     """List the registered tasks (splits, default split, metric, data source) and groups."""
     from rich.console import Console

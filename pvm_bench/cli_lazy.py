@@ -20,7 +20,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -49,7 +49,7 @@ def _threads_option() -> Parameter:
     app = typer.Typer()
 
     @app.command()
-    def _f(threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP, rich_help_panel="Resources")] = None) -> None:  # noqa: UP045
+    def _f(threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, rich_help_panel="Resources")] = None) -> None:
         pass
 
     return typer.main.get_command(app).params[0]

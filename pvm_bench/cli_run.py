@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -47,42 +47,42 @@ class RunCommand(TyperCommand):
 
 
 def run(
-    model: Annotated[Optional[str], typer.Option(help="Hub id or local model dir (default: the built-in organism, on its own tasks only).", rich_help_panel=MODEL)] = None,  # noqa: UP045
-    pvm: Annotated[Optional[str], typer.Option(help="PVM adapter dir or full reference checkpoint; adds the 'pvm' variant.", rich_help_panel=MODEL)] = None,  # noqa: UP045
-    dtype: Annotated[Optional[str], typer.Option(help=f"{' | '.join(DTYPE_CHOICES)} (default: {_default('dtype')}).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
-    device: Annotated[Optional[str], typer.Option(help=f"{DEVICE_HELP} (default: {_default('device')}).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
-    device_map: Annotated[Optional[str], typer.Option(help="'auto' to shard a large model over GPUs.", rich_help_panel=MODEL)] = None,  # noqa: UP045
-    attn_implementation: Annotated[Optional[str], typer.Option(help=f"Base attention backend: {' | '.join(ATTN_CHOICES)} (default: {_default('attn_implementation')}).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
-    trust_remote_code: Annotated[Optional[bool], typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).", show_default=False, rich_help_panel=MODEL)] = None,  # noqa: UP045
-    judge: Annotated[Optional[str], typer.Option(help="Local judge model (dir or hub id) for tasks that can use one.", rich_help_panel=MODEL)] = None,  # noqa: UP045
-    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated task or group names (see `pvm-bench tasks`).", rich_help_panel=TASKS)] = None,  # noqa: UP045
-    variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm).", rich_help_panel=TASKS)] = None,  # noqa: UP045
-    split: Annotated[Optional[str], typer.Option(help="Dataset split (default: each task's own).", rich_help_panel=TASKS)] = None,  # noqa: UP045
-    limit: Annotated[Optional[int], typer.Option(help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,  # noqa: UP045
-    data_dir: Annotated[Optional[Path], typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).", rich_help_panel=TASKS)] = None,  # noqa: UP045
-    include_path: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of task modules (repeatable).", rich_help_panel=TASKS)] = None,  # noqa: UP045
-    batch_size: Annotated[Optional[int], typer.Option(help=f"Samples per generate() batch (default: {_default('batch_size')}; organism: 8).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation length (default: each task's own; organism: 256).", rich_help_panel=GEN)] = None,  # noqa: UP045
-    temperature: Annotated[Optional[float], typer.Option(help=f"0 = greedy; the paper uses 0.7 with 4 repeats (default: {_default('temperature')}).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus mass in (0, 1] when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,  # noqa: UP045
-    top_k: Annotated[Optional[int], typer.Option(help="Top-k when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,  # noqa: UP045
-    repetition_penalty: Annotated[Optional[float], typer.Option(help="> 0; 1 = none (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,  # noqa: UP045
-    repeats: Annotated[Optional[int], typer.Option(help=f"Generations per sample (seeded per sample and repeat) (default: {_default('repeats')}).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
-    seed: Annotated[Optional[int], typer.Option(help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,  # noqa: UP045
-    probes: Annotated[Optional[str], typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,  # noqa: UP045
-    per_head: Annotated[Optional[bool], typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,  # noqa: UP045
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,  # noqa: UP045
-    run_id: Annotated[Optional[str], typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,  # noqa: UP045
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory (other run options must match it).", rich_help_panel=OUTPUT)] = None,  # noqa: UP045
+    model: Annotated[str | None, typer.Option(help="Hub id or local model dir (default: the built-in organism, on its own tasks only).", rich_help_panel=MODEL)] = None,
+    pvm: Annotated[str | None, typer.Option(help="PVM adapter dir or full reference checkpoint; adds the 'pvm' variant.", rich_help_panel=MODEL)] = None,
+    dtype: Annotated[str | None, typer.Option(help=f"{' | '.join(DTYPE_CHOICES)} (default: {_default('dtype')}).", show_default=False, rich_help_panel=MODEL)] = None,
+    device: Annotated[str | None, typer.Option(help=f"{DEVICE_HELP} (default: {_default('device')}).", show_default=False, rich_help_panel=MODEL)] = None,
+    device_map: Annotated[str | None, typer.Option(help="'auto' to shard a large model over GPUs.", rich_help_panel=MODEL)] = None,
+    attn_implementation: Annotated[str | None, typer.Option(help=f"Base attention backend: {' | '.join(ATTN_CHOICES)} (default: {_default('attn_implementation')}).", show_default=False, rich_help_panel=MODEL)] = None,
+    trust_remote_code: Annotated[bool | None, typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).", show_default=False, rich_help_panel=MODEL)] = None,
+    judge: Annotated[str | None, typer.Option(help="Local judge model (dir or hub id) for tasks that can use one.", rich_help_panel=MODEL)] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task or group names (see `pvm-bench tasks`).", rich_help_panel=TASKS)] = None,
+    variants: Annotated[str | None, typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm).", rich_help_panel=TASKS)] = None,
+    split: Annotated[str | None, typer.Option(help="Dataset split (default: each task's own).", rich_help_panel=TASKS)] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).", rich_help_panel=TASKS)] = None,
+    include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).", rich_help_panel=TASKS)] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Samples per generate() batch (default: {_default('batch_size')}; organism: 8).", show_default=False, rich_help_panel=GEN)] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Generation length (default: each task's own; organism: 256).", rich_help_panel=GEN)] = None,
+    temperature: Annotated[float | None, typer.Option(help=f"0 = greedy; the paper uses 0.7 with 4 repeats (default: {_default('temperature')}).", show_default=False, rich_help_panel=GEN)] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus mass in (0, 1] when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
+    top_k: Annotated[int | None, typer.Option(help="Top-k when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(help="> 0; 1 = none (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
+    repeats: Annotated[int | None, typer.Option(help=f"Generations per sample (seeded per sample and repeat) (default: {_default('repeats')}).", show_default=False, rich_help_panel=GEN)] = None,
+    seed: Annotated[int | None, typer.Option(help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,
+    probes: Annotated[str | None, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
+    per_head: Annotated[bool | None, typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (other run options must match it).", rich_help_panel=OUTPUT)] = None,
     force_resume: Annotated[bool, typer.Option("--force-resume", help="With --resume: continue even if the model, data or settings changed (recorded in run.json).", rich_help_panel=OUTPUT)] = False,
-    report: Annotated[Optional[bool], typer.Option("--report/--no-report", help="Write summary, plots and report.html at the end (default: --report).", show_default=False, rich_help_panel=OUTPUT)] = None,  # noqa: UP045
+    report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write summary, plots and report.html at the end (default: --report).", show_default=False, rich_help_panel=OUTPUT)] = None,
     fail_on_sample_errors: Annotated[bool, typer.Option(help="Exit 1 when any sample could not be run (e.g. corrupt image).", rich_help_panel=OUTPUT)] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.", rich_help_panel=OUTPUT)] = False,
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: OMP_NUM_THREADS, else the cores available to this process).", rich_help_panel=RESOURCES)] = None,  # noqa: UP045
-    launcher: Annotated[Optional[str], typer.Option(help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,  # noqa: UP045
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: OMP_NUM_THREADS, else the cores available to this process).", rich_help_panel=RESOURCES)] = None,
+    launcher: Annotated[str | None, typer.Option(help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,
     nproc: Annotated[int, typer.Option(min=1, help="Workers per node with --launcher torchrun.", rich_help_panel=RESOURCES)] = 2,
-    model_args: Annotated[Optional[str], typer.Option(help="lmms-eval style pretrained=DIR,pvm=DIR,dtype=...,device_map=...,attn_implementation=...", rich_help_panel=LMMS)] = None,  # noqa: UP045
-    gen_kwargs: Annotated[Optional[str], typer.Option(help="lmms-eval style temperature=0.7,top_p=...,top_k=...,max_new_tokens=...,repetition_penalty=...", rich_help_panel=LMMS)] = None,  # noqa: UP045
+    model_args: Annotated[str | None, typer.Option(help="lmms-eval style pretrained=DIR,pvm=DIR,dtype=...,device_map=...,attn_implementation=...", rich_help_panel=LMMS)] = None,
+    gen_kwargs: Annotated[str | None, typer.Option(help="lmms-eval style temperature=0.7,top_p=...,top_k=...,max_new_tokens=...,repetition_penalty=...", rich_help_panel=LMMS)] = None,
     log_samples: Annotated[bool, typer.Option("--log-samples", help="Accepted for lmms-eval scripts: samples.jsonl is always written.", rich_help_panel=LMMS)] = False,
 ) -> None:
     """Evaluate MODEL (and its PVM variant) on tasks, with attention probes; write OUT/RUN_ID/.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,9 +24,9 @@ def _csv(value: str) -> list[str]:
 def export_command(
     tasks: Annotated[str, typer.Argument(help="Comma-separated task or group names (see `pvm-bench tasks`).")],
     out: Annotated[Path, typer.Option("--out", help="Data folder to write: OUT/<task>/<split>.parquet.")],
-    split: Annotated[Optional[str], typer.Option(help="Split to export (default: each task's default split; 'all': every split).")] = None,  # noqa: UP045
+    split: Annotated[str | None, typer.Option(help="Split to export (default: each task's default split; 'all': every split).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace tables that already exist.")] = False,
-    include_path: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of task modules (repeatable).")] = None,  # noqa: UP045
+    include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).")] = None,
 ) -> None:
     """Download TASKS from the Hugging Face hub into the --data-dir layout (run where the hub is reachable)."""
     from pvm_bench.data_export import export_tasks, resolve_tasks
@@ -41,9 +41,9 @@ def export_command(
 def check_command(
     data_dir: Annotated[Path, typer.Argument(help="A folder written by `pvm-bench data export` (or in the same layout).")],
     tasks: Annotated[str, typer.Option(help="Comma-separated task or group names to check.")],
-    split: Annotated[Optional[str], typer.Option(help="Split to check (default: each task's default split; 'all': every split).")] = None,  # noqa: UP045
+    split: Annotated[str | None, typer.Option(help="Split to check (default: each task's default split; 'all': every split).")] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Decode every image (slower, catches corrupt files).")] = True,
-    include_path: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of task modules (repeatable).")] = None,  # noqa: UP045
+    include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).")] = None,
 ) -> None:
     """Validate DATA_DIR offline for TASKS as `pvm-bench run --data-dir` reads it; exit 2 on any problem."""
     from pvm_bench.data_export import check_task, resolve_tasks, task_splits
