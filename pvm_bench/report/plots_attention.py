@@ -200,7 +200,8 @@ def plot_decay_cohort(
     axes.flat[0].set_ylabel("visual mass, all layers")
     fig.suptitle(f"Fixed cohort: only the samples that reached t = {t_cohort} tokens (steps 1..{t_cohort})",
                  fontsize=12)
-    fig.tight_layout()
+    # fixed margins: tight_layout re-draws log axes and doubles the cost
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.13, top=0.86, wspace=0.06)
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
@@ -324,7 +325,7 @@ def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | No
         ax.legend(fontsize=8, title="PVM layer (gate α)", title_fontsize=8)
     axes.flat[0].set_ylabel("pvm_ratio = ‖PVM output‖ / ‖residual‖")
     fig.suptitle("What the PVM branch adds to the residual stream (mean over samples, 95% CI)", fontsize=12)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.9 / fig.get_figwidth(), right=0.98, bottom=0.13, top=0.84, wspace=0.06)
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
