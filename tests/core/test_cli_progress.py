@@ -82,3 +82,17 @@ def test_run_off_terminal_prints_progress_lines_headline_and_paths(tiny_qwen3_vl
     assert "headline metric per task and variant" in out and "mmmu" in out
     assert f"summary: {tmp_path / 'p' / 'summary.md'}" in out
     assert f"report: {tmp_path / 'p' / 'report.html'}" in out
+
+
+def test_terminal_bar_is_labelled_with_variant_and_task():
+    from rich.console import Console
+
+    from pvm_bench.cli_progress import BarProgress
+
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=120)
+    with BarProgress(console, "r1") as bar:
+        bar(0, 4)
+        bar(2, 4, "pvm", "mmmu")
+        assert bar.bar.tasks[0].description == "r1: pvm mmmu" and bar.bar.tasks[0].completed == 2
+    assert "r1: pvm mmmu" in stream.getvalue()
