@@ -37,6 +37,15 @@ class FamilySpec:
             values is passed instead of ``None``; empty means ``None`` is fine.
         requires: importable modules the family's transformers processor needs beyond
             pvm-bench's own dependencies (SmolVLM's processor refuses to build without num2words).
+        attention_module: name of a decoder layer's softmax self-attention submodule.
+        ffn_input_modules: candidates (first present wins) for the module whose INPUT is the
+            residual stream after self-attention, before the FFN (the FFN's pre-norm).
+        ffn_output_modules: candidates for the module whose OUTPUT is what the layer adds to that
+            residual (the FFN, or its post-norm in sandwich-norm families such as Gemma3).
+        mlp_module: name of the FFN (gated MLP with ``up_proj``/``down_proj``) submodule.
+        final_norm: name of the final norm under the language model (the logit lens applies it
+            and then the output embeddings).
+        Hook sites (:mod:`pvm_bench.instrument.sites`) are resolved from these names only.
     """
 
     model_type: str
@@ -57,6 +66,11 @@ class FamilySpec:
     example_ids: tuple[str, ...] = ()
     video_processor_defaults: dict[str, Any] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+    attention_module: str = "self_attn"
+    ffn_input_modules: tuple[str, ...] = ("pre_feedforward_layernorm", "post_attention_layernorm")
+    ffn_output_modules: tuple[str, ...] = ("post_feedforward_layernorm", "mlp")
+    mlp_module: str = "mlp"
+    final_norm: str = "norm"
 
 
 FAMILIES: dict[str, FamilySpec] = {

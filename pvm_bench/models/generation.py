@@ -22,7 +22,7 @@ from PIL import Image
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from pvm_bench.models.decoding import effective_decoding
-from pvm_bench.probes.base import BatchContext, Probe
+from pvm_bench.models.observer import BatchContext, BatchObserver
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -194,7 +194,7 @@ def generate(
     repetition_penalty: float | None = None,
     task_settings: Mapping[str, Any] | None = None,
     system_prompt: str | None = None,
-    probes: list[Probe] | tuple[Probe, ...] = (),
+    probes: list[BatchObserver] | tuple[BatchObserver, ...] = (),
 ) -> list[Generation]:
     """Generate for all ``requests`` as one batch.
 

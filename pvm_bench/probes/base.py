@@ -12,35 +12,17 @@ sees every step's scores (for entropy or logit-lens measures).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from pvm_bench.errors import UserError
+from pvm_bench.models.observer import BatchContext
 
 if TYPE_CHECKING:
     from transformers import LogitsProcessor
 
     from pvm_bench.models.loading import LoadedModel
 
-
-@dataclass
-class BatchContext:
-    """What a probe knows about the batch about to be generated (prompts are left padded)."""
-
-    input_ids: torch.Tensor  # [B, P]
-    attention_mask: torch.Tensor  # [B, P], 0 on left padding
-    image_mask: torch.Tensor  # [B, P] bool, True at image placeholder positions
-    max_new_tokens: int
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    @property
-    def prompt_len(self) -> int:
-        return int(self.input_ids.shape[1])
+__all__ = ["BatchContext", "Probe", "ProbeError"]
 
 
 class ProbeError(UserError, RuntimeError):

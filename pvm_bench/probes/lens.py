@@ -16,7 +16,10 @@ layer whose lens top-1 equals the final top-1 (-1 when none does). Per-layer len
 ``lm_head`` product per layer per step, so it is off by default.
 
 Everything is computed on the model's device into preallocated buffers; records are built once
-per batch in :meth:`LensProbe.end_batch`.
+per batch in :meth:`LensProbe.end_batch`. The step comes from the instrument's
+:class:`~pvm_bench.instrument.state.ForwardState`; the layer outputs from the ``layers.{i}``
+sites and the lens itself (final norm + lm_head, soft-capped like the model) from
+:meth:`pvm_bench.instrument.sites.Sites.lens`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 from transformers import LogitsProcessor
 
+from pvm_bench.instrument import SiteError, instrument_for
+from pvm_bench.instrument.sites import LogitLens, layer_output
 from pvm_bench.probes.base import BatchContext, Probe, ProbeError
 
 if TYPE_CHECKING:
@@ -77,45 +81,45 @@ class LensProbe(Probe):
         self.per_layer = per_layer
         self._lm: LoadedModel | None = None
         self._hooks: list[Any] = []
-        self._norm: nn.Module | None = None
-        self._head: nn.Module | None = None
-        self._softcap: float | None = None
+        self._lens: LogitLens | None = None
+        self._state: Any = None
+        self._release: Any = None
         self._active = False
 
     def install(self, model: LoadedModel) -> None:
-        """With ``per_layer``, hook every decoder layer's output (last position only)."""
+        """Take the instrument's step counter; with ``per_layer``, hook every ``layers.{i}`` site."""
         if self._lm is not None:
             raise ProbeError("LensProbe is already installed; uninstall it first")
+        inst = instrument_for(model)
+        if self.per_layer:
+            try:
+                self._lens = inst.sites.lens()
+            except SiteError as exc:
+                raise ProbeError(
+                    f"{model.spec.name}: per-layer logit lens needs the language model's final `norm` and the "
+                    f"output embeddings (lm_head) ({exc})"
+                ) from None
+            for i in range(inst.num_layers):
+                self._hooks.append(inst.sites.hook(f"layers.{i}", self._make_hook(i)))
+        self._state = inst.state
+        self._release = inst.acquire()
         self._lm = model
-        if not self.per_layer:
-            return
-        norm = getattr(model.language_model, "norm", None)
-        head = model.hf_model.get_output_embeddings()
-        if not isinstance(norm, nn.Module) or not isinstance(head, nn.Module):
-            self._lm = None
-            raise ProbeError(
-                f"{model.spec.name}: per-layer logit lens needs the language model's final `norm` and the "
-                "output embeddings (lm_head); this family does not expose them"
-            )
-        self._norm, self._head = norm, head
-        # Families that soft-cap their final logits (Gemma) must have the lens capped the same way.
-        self._softcap = getattr(model.text_config, "final_logit_softcapping", None)
-        for i, layer in enumerate(model.layers):
-            self._hooks.append(layer.register_forward_hook(self._make_hook(i)))
 
     def _make_hook(self, index: int):
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if self._active:
-                hidden = output[0] if isinstance(output, (tuple, list)) else output
-                self._hidden[index] = hidden[:, -1, :].detach()
+        def hook(module: Any, args: Any, output: Any) -> None:
+            if self._active and not self._state.bypass:
+                self._hidden[index] = layer_output(output)[:, -1, :].detach()
 
         return hook
 
     def uninstall(self) -> None:
-        """Remove the layer hooks."""
+        """Remove the layer hooks and release the instrument."""
         for handle in self._hooks:
             handle.remove()
         self._hooks = []
+        if self._release is not None:
+            self._release()
+        self._release = None
         self._lm = None
         self._active = False
 
@@ -126,7 +130,7 @@ class LensProbe(Probe):
         device = self._lm.device
         B, S, L = ctx.batch_size, max(int(ctx.max_new_tokens), 1), self._lm.num_layers
         self._n_steps = S
-        self._step = 0
+        self._seen = 0
         self._steps = torch.zeros(S, 2, B, dtype=torch.float32, device=device)  # entropy, margin
         self._hidden: list[torch.Tensor | None] = [None] * L
         if self.per_layer:
@@ -139,20 +143,18 @@ class LensProbe(Probe):
 
     @torch.no_grad()
     def _observe(self, scores: torch.Tensor) -> None:
-        step = self._step
-        self._step += 1
-        if not self._active or step >= self._n_steps:
+        step = self._state.step
+        if not self._active or step < 0 or step >= self._n_steps:
             return
+        self._seen = max(self._seen, step + 1)
         entropy, logp, p = _entropy_and_logp(scores)
         top2 = p.topk(2, dim=-1).values if p.shape[-1] > 1 else torch.cat([p, torch.zeros_like(p)], -1)
         self._steps[step] = torch.stack((entropy, top2[:, 0] - top2[:, 1]))
         if not self.per_layer or any(h is None for h in self._hidden):
             return
-        assert self._norm is not None and self._head is not None
+        assert self._lens is not None
         hidden = torch.stack(self._hidden)  # [L, B, H]
-        lens = self._head(self._norm(hidden)).float()  # [L, B, V]
-        if self._softcap:
-            lens = torch.tanh(lens / self._softcap) * self._softcap
+        lens = self._lens(hidden)  # [L, B, V], float32, soft-capped like the model
         # Tokens the processors removed (suppressed placeholders) are removed from the lens too;
         # otherwise their lens mass alone would make KL > 0 even at the last layer.
         lens = lens.masked_fill(torch.isneginf(scores)[None], float("-inf"))
@@ -173,7 +175,7 @@ class LensProbe(Probe):
         layers = self._layers.cpu().numpy() if self.per_layer else None
         out: list[list[dict[str, Any]]] = []
         for row, n_gen in enumerate(n_generated):
-            n = min(int(n_gen), self._n_steps, self._step)
+            n = min(int(n_gen), self._n_steps, self._seen)
             records: list[dict[str, Any]] = []
             for step in range(n):
                 rec: dict[str, Any] = {
@@ -220,3 +222,8 @@ def summarize_lens(records: list[dict[str, Any]], margin_threshold: float = 0.1)
     if any("lens_first_agree_layer" in r for r in steps):
         out["mean_first_agree_layer"] = sum(agree) / len(agree) if agree else float("nan")
     return out
+
+
+def make_probe(per_head: bool = False) -> LensProbe:
+    """Registry factory (``--probes lens``): per-layer lens is opt-in and unrelated to --per-head."""
+    return LensProbe()

@@ -1,40 +1,40 @@
-"""Probe registry: ``--probes attention,lens,...`` names -> probe factories."""
+"""Probe registry: ``--probes attention,lens,...`` names -> probe factories.
+
+A factory takes ``per_head`` (the run's ``--per-head`` flag) and returns a new
+:class:`~pvm_bench.probes.base.Probe`. Built-ins are listed below as ``"module:attribute"``
+references (imported on first use). A new probe is one module plus one line in
+:data:`BUILTIN_PROBES`; other packages add theirs through the ``pvm_bench.probes`` entry-point
+group (``name = "their_pkg.module:factory"``) or at runtime with ``PROBES.register(name, factory)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from pvm_bench.errors import UserError
-from pvm_bench.probes.attention import AttentionProbe
+from pvm_bench.instrument.registry import PluginRegistry
 from pvm_bench.probes.base import Probe
-from pvm_bench.probes.lens import LensProbe
+
+ProbeFactory = Callable[[bool], Probe]
+
+BUILTIN_PROBES: dict[str, str] = {
+    "attention": "pvm_bench.probes.attention:make_probe",
+    "lens": "pvm_bench.probes.lens:make_probe",
+    "branch": "pvm_bench.probes.branch:make_probe",
+}
+"""Name -> ``module:factory`` of the probes that ship with pvm-bench."""
+
+PROBES: PluginRegistry[ProbeFactory] = PluginRegistry("probe", "pvm_bench.probes", BUILTIN_PROBES)
+"""Probe name -> factory taking ``per_head`` (built-ins, entry points, runtime registrations)."""
 
 
 class UnknownProbeError(UserError, ValueError):
     """A probe name is not in :data:`PROBES`; the message lists the known names."""
 
 
-def _attention(per_head: bool) -> Probe:
-    return AttentionProbe(per_head=per_head)
-
-
-def _lens(per_head: bool) -> Probe:
-    # Per-layer logit lens is opt-in and unrelated to --per-head; entropy/margin are always on.
-    return LensProbe()
-
-
-def _branch(per_head: bool) -> Probe:
-    from pvm_bench.probes.branch import BranchProbe
-
-    return BranchProbe()
-
-
-PROBES: dict[str, Callable[[bool], Probe]] = {
-    "attention": _attention,
-    "lens": _lens,
-    "branch": _branch,
-}
-"""Probe name -> factory taking ``per_head``. Other modules add entries (e.g. ``branch`` for PVM)."""
+def register_probe(name: str, factory: ProbeFactory | str) -> None:
+    """Make ``--probes name`` available (``factory`` may be a ``module:attribute`` reference)."""
+    PROBES.register(name, factory)
 
 
 def make_probes(names: list[str], per_head: bool = False) -> list[Probe]:

@@ -210,7 +210,8 @@ def test_softcap_gqa_and_mask_against_manual():
     """No tiny VLM soft-caps attention logits, so drive the streaming function directly."""
     from types import SimpleNamespace
 
-    from pvm_bench.probes import attention as attn_mod
+    from pvm_bench.instrument.attention import plain_attention
+    from pvm_bench.instrument.state import ForwardState
     from pvm_bench.probes.base import BatchContext
 
     torch.manual_seed(0)
@@ -225,14 +226,13 @@ def test_softcap_gqa_and_mask_against_manual():
     image_mask[:, 2:4] = True
 
     probe = AttentionProbe()
-    probe._lm, probe._modules = SimpleNamespace(device=torch.device("cpu")), [module]
-    attn_mod._TARGETS[module] = attn_mod._Target(probe, 0)
-    try:
-        probe.begin_batch(BatchContext(torch.zeros(B, P, dtype=torch.long), attention_mask, image_mask, 1))
-        out, _ = attn_mod.streaming_attention_forward(module, q, k, v, allowed, scaling=scale, softcap=softcap)
-        records = probe.end_batch([1, 1])
-    finally:
-        attn_mod._TARGETS.pop(module, None)
+    probe._lm, probe._n_layers = SimpleNamespace(device=torch.device("cpu")), 1
+    state = ForwardState(image_mask=image_mask, past=0, q_len=P, step=0)  # a prefill forward
+    probe.begin_batch(BatchContext(torch.zeros(B, P, dtype=torch.long), attention_mask, image_mask, 1))
+    # What the attention site does for a reader: the plain output, then the reader sees the call.
+    out, _ = plain_attention(module, q, k, v, allowed, scaling=scale, softcap=softcap)
+    probe.observe_attention(0, q, k, allowed, scale, softcap, None, state)
+    records = probe.end_batch([1, 1])
 
     kr, vr = k.repeat_interleave(H // H_kv, 1), v.repeat_interleave(H // H_kv, 1)
     scores = torch.tanh(q @ kr.transpose(-1, -2) * scale / softcap) * softcap
