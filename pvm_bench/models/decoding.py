@@ -104,11 +104,9 @@ def effective_decoding(
     task = dict(task or {})
     checkpoint = checkpoint_settings(model)
     defaults = transformers_defaults()
-    do_sample = temperature is not None and float(temperature) > 0
-    out: dict[str, Any] = {
-        "do_sample": do_sample,
-        "temperature": float(temperature) if do_sample else 0.0,
-    }
+    temp = 0.0 if temperature is None else float(temperature)
+    do_sample = temp > 0
+    out: dict[str, Any] = {"do_sample": do_sample, "temperature": temp if do_sample else 0.0}
     source: dict[str, str] = {"temperature": "user" if temperature is not None else "default"}
     for name in FILTERS:
         if not do_sample and name != "repetition_penalty":
