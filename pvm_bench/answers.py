@@ -9,7 +9,8 @@ does the same, in one place, for every math task:
   marker) with its position;
 * :func:`find_final_answer` takes the **last** candidate that the caller's parser accepts (a span
   such as "determined by the slope" after "the answer is" does not parse as a number and is
-  skipped), else the last non-empty line, else reports ``extractor == "none"``;
+  skipped), else a bare answer alone on the first line followed by an explanation, else the last
+  non-empty line, else reports ``extractor == "none"``;
 * parsers for numbers (thousands commas, ``$``, units, ``%``, ``\frac``, ``a/b``, number words),
   lists (``[2007, 2008]`` or "2007 and 2008") and option letters / option text.
 
@@ -21,7 +22,9 @@ the final-answer span rather than to the whole output, plus a leading-letter rul
 "B. green") and exact/numeric option-text matches.
 
 ``extractor`` values (``Score.details["extractor"]``): ``"boxed"``, ``"answer_tag"``,
-``"answer_marker"``, ``"last_line"`` and ``"none"``.
+``"answer_marker"``, ``"revision"``, ``"first_line"``, ``"last_line"`` and ``"none"``.
+:data:`GUESS_EXTRACTORS` are the paths that read no stated answer (a task scores a truncated
+output whose extractor is one of them as truncated, not as the number its cut-off line holds).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ _MARKERS = re.compile(
     r"(?ix)"
     r"(?:\bfinal\s+answer\b\s*(?:\*\*|__)?[ \t]*(?:is\b|[:：=]|-\s|(?=\n))"
     r"|\banswer\b\s*(?:\*\*|__)?\s*(?:is\b|should\s+be\b|would\s+be\b|will\s+be\b|[:：=]|-\s)"
-    r"|\b(?:correct|best|right)\s+(?:option|choice)\s*(?:\*\*|__)?\s*(?:is\b|[:：])"
+    r"|\b(?:correct|best|right|closest|nearest|final)\s+(?:option|choice)\s*(?:\*\*|__)?\s*(?:is\b|[:：])"
     r"|\bI\s+(?:choose|select|pick)\b"
     r"|答案(?:是|为|：|:))"
 )
@@ -59,6 +62,8 @@ class FinalAnswer:
 
 
 NONE = FinalAnswer("", "none")
+#: Extraction paths that found no explicitly stated answer: nothing, or the last line of the text.
+GUESS_EXTRACTORS = frozenset({"none", "last_line"})
 
 
 def _balanced(text: str, i: int) -> tuple[str, int] | None:
@@ -122,8 +127,9 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     The last candidate (by position) that parses wins (a boxed answer, even one that does not
     parse, ends the search: "\\boxed{B} wait no \\boxed{5}" is 5), unless a revision cue ("wait", "actually",
     "I mean", ...) follows it and the conclusion after the cue parses ("The answer is 4.5. Actually
-    ... so the length is 3.5": 3.5, extractor ``"revision"``). Without candidates: the last
-    non-empty line, or the one before it when the last does not parse ("I hope this helps!");
+    ... so the length is 3.5": 3.5, extractor ``"revision"``). Without candidates: a bare
+    answer alone on the first line with an explanation below (:func:`_bare_first_line`), else the
+    last non-empty line, or the one before it when the last does not parse ("I hope this helps!");
     else ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
     is returned with value None when nothing else parses.
     """
@@ -136,6 +142,9 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
             continue
         revised = _revision(text, cand, parse)
         return revised if revised is not None else (cand, value)
+    first = _bare_first_line(text, parse)
+    if first is not None:
+        return first
     for line in last_lines(text, 2):
         value = parse(line, "last_line")
         if value is not None:
@@ -144,6 +153,26 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     if boxed:
         return boxed[-1], None
     return NONE, None
+
+
+_BARE = re.compile(r"\(?[A-Za-z]\)?|-?\$?\d[\d.,/]*\s*(?:%|[A-Za-z°²³]{1,10})?|\[[^\[\]]*\]|\([^()]*\)"
+                   r"|[A-Za-z][A-Za-z'-]*(?:\s[A-Za-z'-]+){0,3}")
+
+
+def _bare_first_line(text: str, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T] | None:
+    """An answer given alone on the first line and explained below ("4\n\nExplanation: after
+    removing the 2 red balls ... 1 sphere remain"): the format prompts ask for the answer
+    directly, and the numbers of the explanation are not the answer. Only a bare answer (a
+    letter, a number with a unit, a list, or a few words) on a line of its own, and only when no
+    revision cue ("wait", "actually") follows."""
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    if len(lines) < 2:
+        return None
+    line = lines[0].strip().strip("*_#> ").strip().rstrip(".").strip()
+    if not _BARE.fullmatch(line) or _REVISION.search(text):
+        return None
+    value = parse(line, "first_line")
+    return None if value is None else (FinalAnswer(line, "first_line", text.find(line)), value)
 
 
 def _revision(text: str, cand: FinalAnswer, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T] | None:
@@ -222,15 +251,20 @@ def _ratio(a: str, b: str) -> str:
 
 
 _JUSTIFY = re.compile(r"(?i),?\s+(?:since|because|as shown|given that)\b")
+_ASIDE = re.compile(r"\s\([^()]*\)\W*$")
 _CONCLUDE = re.compile(r"(?i)\b(?:so|therefore|thus|hence)\b|=")
 
 
 def parse_number(span: str, extractor: str = "answer_marker") -> tuple[float, bool] | None:
     """The number a final-answer span states: the first one of a boxed/marker span ("12 (since
     3 x 4 = 12)"); for a line of prose, the last number of its conclusion (after the last "so",
-    "therefore", "=", before a "since"/"because" justification)."""
+    "therefore", "=", before a "since"/"because" justification or a closing parenthetical aside
+    that follows a number)."""
     if extractor in ("last_line", "revision"):
         head = _JUSTIFY.split(clean_math(span))[0]
+        aside = _ASIDE.search(head)
+        if aside and numbers_in(head[:aside.start()]):
+            head = head[:aside.start()]  # "... the y-intercept is -2 (it crosses the x-axis at 2/3)"
         tail = _CONCLUDE.split(head)[-1]
         found = numbers_in(tail) or numbers_in(head)
         return found[-1] if found else None
@@ -270,15 +304,22 @@ def parse_gold_list(text: str) -> list[Any] | None:
     return list(value) if isinstance(value, (list, tuple)) else None
 
 
+_LIST_CONCLUDE = re.compile(r"(?i)\b(?:is|are|was|were|so|therefore|thus)\b|[:=]")
+
+
 def parse_list(span: str, length: int) -> list[Any] | None:
     """A predicted list of ``length`` items: the bracketed list in the span, else its numbers when
-    there are exactly ``length`` of them ("between 2007 and 2008")."""
+    there are exactly ``length`` of them ("between 2007 and 2008"), else the numbers after its
+    last "is"/"are"/":"/"=" when there are exactly ``length`` of those ("the years above 50 are
+    2007 and 2008")."""
     m = re.search(r"[\[(]([^\[\]()]*)[\])]", clean_math(span))
     if m and "," in m.group(1):
         items = [x.strip().strip("'\"") for x in m.group(1).split(",")]
         if len(items) == length:
             return [_as_number(x) for x in items]
     nums = [v for v, _ in numbers_in(span)]
+    if len(nums) != length:  # "the years above 50 are 2007 and 2008": the numbers the span concludes with
+        nums = [v for v, _ in numbers_in(_LIST_CONCLUDE.split(clean_math(span))[-1])]
     return [float(v) for v in nums] if len(nums) == length else None
 
 
@@ -310,6 +351,7 @@ def normalize_text(text: str) -> str:
     return re.sub(r"^(?:the|a|an) ", "", s)
 
 
+_QUOTES = "\"'`“”‘’"
 _LEAD_LETTER = re.compile(r"^\(?([A-Z])\)?(?=\s*$|[.:;,)]|\s+(?:because|since|as|is|which|[-–—(]))")
 
 
@@ -323,7 +365,7 @@ def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_mar
     words (VLMEvalKit ``can_infer_option``).
     """
     letters = [chr(ord("A") + i) for i in range(len(choices))]
-    s = clean_math(span).strip().strip("*_").strip()
+    s = clean_math(span).strip().strip(_QUOTES + "*_").strip().strip(_QUOTES).strip()
     s = re.sub(r"\\boxed\s*\{([^{}]*)\}", r"\1", s).strip()
     m = _LEAD_LETTER.match(s)
     if m is None and re.fullmatch(r"\(?[a-z]\)?\.?", s):  # a lone lower-case letter: "(b)", "b"
@@ -348,7 +390,7 @@ def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_mar
                    if len(numbers_in(c)) == 1 and numbers_match(found[0][0], numbers_in(c)[0][0])]
         if len(numeric) == 1:
             return numeric[0], "option_text"
-    words = [w for w in re.sub(r"[.()\[\],:;!*#{}]", " ", s).split()]
+    words = [w for w in re.sub(r"[.()\[\],:;!*#{}\"`“”]", " ", s).split()]
     present = [w for w in words if w in letters]
     if len(set(present)) == 1 and words.index(present[0]) >= len(words) - 5 and not (
             present[0] == "A" and len(words) > 3 and extractor == "last_line"):

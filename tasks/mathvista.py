@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from pvm_bench.answers import GUESS_EXTRACTORS
 from pvm_bench.judge import create_test_prompt
 from pvm_bench.mathscore import score_mathvista
 from pvm_bench.scoring import levenshtein, prepare_output, truncated_score
@@ -254,7 +255,7 @@ class MathVista(HubTask):
             details = {**verdict.details(), "extractor": "judge", "judge_raw": raw}
             return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)
         verdict = score_mathvista(problem, sample.target, text)
-        if truncated and verdict.extractor == "none":
+        if truncated and verdict.extractor in GUESS_EXTRACTORS:  # a cut-off last line states no answer
             return truncated_score(**verdict.details())
         return Score(value=float(verdict.correct), parsed=verdict.parsed, details=verdict.details())
 
