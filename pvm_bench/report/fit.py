@@ -260,7 +260,8 @@ def fit_decay_per_sample(
     ``n_points`` counts rows, ``n_samples`` samples. Samples with a single step only inform the
     level. Never raises on bad data.
     """
-    t_arr, y_arr, s_arr = _clean(t, mass, np.asarray(sample))
+    t_arr, y_arr, s_opt = _clean(t, mass, np.asarray(sample))
+    s_arr = s_opt if s_opt is not None else np.zeros(0, dtype=int)
     n = int(t_arr.size)
     t_max = int(t_arr.max()) if n else 0
     if n == 0:

@@ -26,8 +26,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Patch
 import pandas as pd
+from matplotlib.patches import Patch
 
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals

@@ -38,7 +38,6 @@ from pvm_bench.report.fit import DecayFit
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 from pvm_bench.report.summary import ALL_TASKS, BANDS, REFERENCE_VARIANT, RunData, Summary, layer_span, visual_rows
 
-
 MIN_N_FOR_SCALE = 5
 """Bins with fewer samples do not set the y range of the decay plot (their bands are clipped)."""
 
@@ -124,7 +123,7 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
                 ax.plot(tt, fit.predict(tt), style, lw=2, color=col, label=_fit_label(v, fit))
                 hl = fit.half_life()
                 if math.isfinite(hl) and not fit.extrapolated():
-                    ax.plot([hl], [fit.predict(hl)], marker="v", ms=8, color=col, mec="white")
+                    ax.plot([hl], [float(fit.predict(hl))], marker="v", ms=8, color=col, mec="white")
             else:
                 ax.plot(obs["step"], obs["mass"], "-", lw=1, color=col, label=f"{v} (no fit)")
         ax.set_xscale("log")
