@@ -159,17 +159,20 @@ _BARE = re.compile(r"\(?[A-Za-z]\)?|-?\$?\d[\d.,/]*\s*(?:%|[A-Za-z°²³]{1,10})
                    r"|[A-Za-z][A-Za-z'-]*(?:\s[A-Za-z'-]+){0,3}")
 
 
+_NEGATION = re.compile(r"(?i)\b(?:not|never|neither|nor)\b|n't\b")
+
+
 def _bare_first_line(text: str, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T] | None:
-    """An answer given alone on the first line and explained below ("4\n\nExplanation: after
+    """An answer given alone on the first line and explained below ("4\\n\\nExplanation: after
     removing the 2 red balls ... 1 sphere remain"): the format prompts ask for the answer
     directly, and the numbers of the explanation are not the answer. Only a bare answer (a
-    letter, a number with a unit, a list, or a few words) on a line of its own, and only when no
-    revision cue ("wait", "actually") follows."""
+    letter, a number with a unit, a list, or up to four words without a negation) on a line of
+    its own, and only when no revision cue ("wait", "actually") follows."""
     lines = [line for line in text.strip().split("\n") if line.strip()]
     if len(lines) < 2:
         return None
     line = lines[0].strip().strip("*_#> ").strip().rstrip(".").strip()
-    if not _BARE.fullmatch(line) or _REVISION.search(text):
+    if not _BARE.fullmatch(line) or _NEGATION.search(line) or _REVISION.search(text):
         return None
     value = parse(line, "first_line")
     return None if value is None else (FinalAnswer(line, "first_line", text.find(line)), value)
