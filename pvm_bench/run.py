@@ -10,15 +10,10 @@ duplicates.
 from __future__ import annotations
 
 import hashlib
-import platform
-import shutil
-import subprocess
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +31,16 @@ from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
     utc_now,
 )
 from pvm_bench.runfiles import (  # noqa: F401 (re-exported: pvm_bench.run.probe_frame etc. are public)
+    check_writable,
+    clear_outputs,
+    git_state,
     merge_attention,
     merge_sample_shards,
+    new_run_id,
+    package_versions,
     probe_frame,
     remove_temp_files,
+    reusable_run_dir,
     write_probe_part,
 )
 from pvm_bench.runguard import (  # noqa: F401 (re-exported)
@@ -49,6 +50,8 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     RunError,
     RunLock,
     RunLockedError,
+    check_resume,
+    generation_settings,
     option_conflicts,
     path_fingerprint,
     resume_changes,
@@ -60,48 +63,6 @@ def sample_seed(run_seed: int, task: str, sample_id: str, repeat: int) -> int:
     """A per-(sample, repeat) seed independent of batch composition and order."""
     digest = hashlib.sha256(f"{run_seed}\x00{task}\x00{sample_id}\x00{repeat}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist in ("pvm-bench", "torch", "transformers", "datasets", "pandas", "pyarrow", "lmms-eval"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the pvm-bench checkout (empty when installed from a wheel)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"commit": commit, "dirty": bool(dirty)}
-
-
-def new_run_id() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-def _check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise RunError(f"output directory {directory} is not writable ({exc.strerror}); pass --out DIR") from exc
 
 
 @dataclass
@@ -158,17 +119,17 @@ class Runner:
         out = Path(config.out)
         run_id = config.run_id or new_run_id()
         run_dir = out / run_id
-        if (run_dir / "run.json").exists() and not _reusable(run_dir):
+        if (run_dir / "run.json").exists() and not reusable_run_dir(run_dir):
             raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
         config = config.model_copy(update={"run_id": run_id})
-        _check_writable(out)
+        check_writable(out)
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(run_dir).acquire()
         try:
             if (run_dir / "run.json").exists():
-                if not _reusable(run_dir, probe_lock=False):  # someone wrote samples between the check and the lock
+                if not reusable_run_dir(run_dir, probe_lock=False):  # someone wrote samples between the check and the lock
                     raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
-                _clear_outputs(run_dir)
+                clear_outputs(run_dir)
             record = RunRecord(
                 run_id=run_id,
                 seed=config.seed,
@@ -216,7 +177,7 @@ class Runner:
         main = dist is None or dist.is_main
         lock = RunLock(run_dir).acquire() if main else None
         try:
-            _check_writable(run_dir)
+            check_writable(run_dir)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -364,7 +325,7 @@ class Runner:
         if lm.pvm is not None and cfg.pvm:
             fresh.adapter = {"path": cfg.pvm, "fingerprint": path_fingerprint(Path(cfg.pvm).expanduser()),
                              **getattr(lm.pvm, "describe", lambda: {})()}
-        fresh.generation = {t.name: self._generation_settings(lm, t) for t, _ in loaded_tasks}
+        fresh.generation = {t.name: generation_settings(cfg, lm, self._max_new_tokens(t)) for t, _ in loaded_tasks}
         if checking:
             self._check_resume(fresh, log)
         self.record.model, self.record.adapter, self.record.generation = fresh.model, fresh.adapter, fresh.generation
@@ -377,33 +338,7 @@ class Runner:
 
     def _check_resume(self, fresh: RunRecord, log: Callable[[str], None]) -> None:
         assert self.previous is not None
-        changes = resume_changes(self.previous, fresh)
-        if not changes:
-            return
-        if not self.force:
-            raise ResumeMismatchError(
-                f"cannot resume {self.run_dir}: {'; '.join(changes)} changed since the run started, so its results "
-                "would mix two setups; restore the original inputs, start a new run with another --run-id, "
-                "or pass --force-resume to continue anyway (recorded in run.json)"
-            )
-        recorded = {c for entry in fresh.forced_resumes for c in entry.get("changed", [])}
-        new = [c for c in changes if c not in recorded]
-        if new:
-            fresh.forced_resumes.append({"at": utc_now(), "changed": new})
-            log(f"warning: --force-resume: continuing {self.run_dir} although {'; '.join(new)}")
-
-    def _generation_settings(self, lm: Any, task: Task) -> dict[str, Any]:
-        """The generation settings a task's samples actually use (compared on resume)."""
-        cfg = self.config
-        settings: dict[str, Any] = {
-            "max_new_tokens": self._max_new_tokens(task), "temperature": cfg.temperature, "top_p": cfg.top_p,
-            "top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty,
-        }
-        gc = getattr(lm.hf_model, "generation_config", None)
-        for key in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
-            value = getattr(gc, key, None)
-            settings[f"generation_config.{key}"] = value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
-        return settings
+        check_resume(self.previous, fresh, self.run_dir, force=self.force, log=log)
 
     def _fail(self, exc: BaseException) -> None:
         """Record a failure in run.json; a full disk is re-raised as one DiskFullError line."""
@@ -535,24 +470,6 @@ class Runner:
             self.record.save(self.run_dir)
         finally:
             self.close()
-
-
-def _reusable(run_dir: Path, *, probe_lock: bool = True) -> bool:
-    """A run that never wrote a sample (it failed or died before the first) may be started again."""
-    try:
-        record = RunRecord.load(run_dir)
-        free = RunLock(run_dir).is_free() if probe_lock else True
-        return record.status != "completed" and not read_samples(run_dir) and free
-    except (ValueError, OSError, UserError):
-        return False
-
-
-def _clear_outputs(run_dir: Path) -> None:
-    """Remove what a sample-less earlier attempt may have left (before it is started again)."""
-    for path in [run_dir / "samples.jsonl", run_dir / "attention.parquet", *run_dir.glob("samples.rank*.jsonl")]:
-        path.unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "attention", ignore_errors=True)
-    remove_temp_files(run_dir)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The run directory's derived files: probe parts, attention.parquet and rank shards.
+"""The run directory's files: probe parts, attention.parquet, rank shards, run metadata, reuse.
 
 Written by the runner; every write goes through a temp file that is removed on failure, and a
 full disk becomes :class:`~pvm_bench.errors.DiskFullError` naming the file.
@@ -7,16 +7,28 @@ full disk becomes :class:`~pvm_bench.errors.DiskFullError` naming the file.
 from __future__ import annotations
 
 import os
+import platform
+import shutil
+import subprocess
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pvm_bench.errors import DiskFullError, is_disk_full
-from pvm_bench.results import KEY_COLUMNS, JsonlAppender, compact_frame, read_jsonl, read_samples, sample_files
-from pvm_bench.runguard import RunError
+from pvm_bench.errors import DiskFullError, UserError, is_disk_full
+from pvm_bench.results import (
+    KEY_COLUMNS,
+    JsonlAppender,
+    RunRecord,
+    compact_frame,
+    read_jsonl,
+    read_samples,
+    sample_files,
+)
+from pvm_bench.runguard import RunError, RunLock
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -131,3 +143,64 @@ def merge_attention(run_dir: Path) -> Path | None:
             "attention.parquet (kept as *.unreadable); their samples have no attention rows"
         )
     return target
+
+
+# ----------------------------------------------------------------- run metadata and run-id reuse
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("pvm-bench", "torch", "transformers", "datasets", "pandas", "pyarrow", "lmms-eval"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and dirty flag of the pvm-bench checkout (empty when installed from a wheel)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"output directory {directory} is not writable ({exc.strerror}); pass --out DIR") from exc
+
+
+def reusable_run_dir(run_dir: Path, *, probe_lock: bool = True) -> bool:
+    """A run that never wrote a sample (it failed or died before the first) may be started again."""
+    try:
+        record = RunRecord.load(run_dir)
+        free = RunLock(run_dir).is_free() if probe_lock else True
+        return record.status != "completed" and not read_samples(run_dir) and free
+    except (ValueError, OSError, UserError):
+        return False
+
+
+def clear_outputs(run_dir: Path) -> None:
+    """Remove what a sample-less earlier attempt may have left (before it is started again)."""
+    for path in [run_dir / "samples.jsonl", run_dir / "attention.parquet", *run_dir.glob("samples.rank*.jsonl")]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "attention", ignore_errors=True)
+    remove_temp_files(run_dir)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,41 @@ def resume_changes(old: Any, new: Any) -> list[str]:
         if diffs:
             changes.append(f"generation settings of task '{task}' ({', '.join(diffs)})")
     return changes
+
+
+def check_resume(previous: Any, fresh: Any, run_dir: Path, *, force: bool, log: Callable[[str], None]) -> None:
+    """Refuse (:class:`ResumeMismatchError`) when ``fresh`` inputs differ from ``previous``; with
+    ``force`` continue and append what changed to ``fresh.forced_resumes`` (once per change)."""
+    from pvm_bench.results import utc_now
+
+    changes = resume_changes(previous, fresh)
+    if not changes:
+        return
+    if not force:
+        raise ResumeMismatchError(
+            f"cannot resume {run_dir}: {'; '.join(changes)} changed since the run started, so its results "
+            "would mix two setups; restore the original inputs, start a new run with another --run-id, "
+            "or pass --force-resume to continue anyway (recorded in run.json)"
+        )
+    recorded = {c for entry in fresh.forced_resumes for c in entry.get("changed", [])}
+    new = [c for c in changes if c not in recorded]
+    if new:
+        fresh.forced_resumes.append({"at": utc_now(), "changed": new})
+        log(f"warning: --force-resume: continuing {run_dir} although {'; '.join(new)}")
+
+
+def generation_settings(config: Any, lm: Any, max_new_tokens: int) -> dict[str, Any]:
+    """The generation settings a task's samples actually use (recorded in run.json, compared on
+    resume): the run's options plus the checkpoint's generation_config they fall back to."""
+    settings: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens, "temperature": config.temperature, "top_p": config.top_p,
+        "top_k": config.top_k, "repetition_penalty": config.repetition_penalty,
+    }
+    gc = getattr(lm.hf_model, "generation_config", None)
+    for key in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
+        value = getattr(gc, key, None)
+        settings[f"generation_config.{key}"] = value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
+    return settings
 
 
 def _normalise(value: Any) -> Any:
