@@ -1,31 +1,20 @@
 """Attaching PVM blocks to a loaded transformers VLM with hooks (transformers is not edited).
 
-How the branch is spliced into a decoder layer ``x -> h = x + attn(norm(x)) -> h + mlp(ffn_norm(h))``:
-
-* a forward pre-hook on the layer's FFN norm (``pre_feedforward_layernorm`` when the family
-  has one, else ``post_attention_layernorm``) records its input, which is exactly ``h``;
-* a forward hook on the FFN output module (``post_feedforward_layernorm`` when present, else
-  ``mlp``) returns ``ffn_out + pvm_block(h)``, so the layer's own residual add yields
-  ``h + mlp(post_attention_layernorm(h)) + out``.
-
-The visual memory ``V`` is captured by a forward pre-hook on the language model: its
-``inputs_embeds`` at image positions. Image positions come from the ``input_ids`` seen by a
-pre-hook on the top-level model (and every module between it and the language model), or,
-when only ``inputs_embeds`` were given, from the embeddings equal to the image placeholder's
-embedding (transformers' own convention), or from ``visual_pos_masks`` (Qwen3-VL). A call that
-contains image tokens sets a new memory; a call without image tokens on a non-empty KV cache
-(a decode step) reuses it; anything else has an empty memory (the branch adds nothing).
-Samples with different numbers of image tokens get a padded memory plus a mask.
-
 The blocks are registered as ``<layer>.pvm_block`` submodules, so ``hf_model.state_dict()``
-and ``save_pretrained`` carry them under the reference names.
+and ``save_pretrained`` carry them under the reference names. They are spliced into the
+decoder layers through the instrument's ``layers.{i}.ffn_in`` / ``layers.{i}.ffn_out`` sites
+(see :mod:`pvm_bench.pvm.branch`), and read the visual memory ``V`` -- the ``inputs_embeds`` at
+image positions, captured once per forward by the instrument
+(:class:`~pvm_bench.instrument.state.ForwardState`) -- so PVM, the probes and the training-free
+fixes share one capture. A call that contains image tokens sets a new memory; a decode step
+reuses it; a prompt without images has an empty memory (the branch adds nothing). Samples with
+different numbers of image tokens get a padded memory plus a mask.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +22,10 @@ import torch
 from torch import nn
 
 from pvm_bench.errors import UserError
+from pvm_bench.instrument import SiteError, instrument_for
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
-from pvm_bench.models.hooks import cached_length
 from pvm_bench.pvm.block import PVMBlock, PVMShape
+from pvm_bench.pvm.branch import BranchState, Observer, splice
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -44,9 +34,6 @@ DEFAULT_PVM_HIDDEN_SIZE = 512
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 0.75)
 BLOCK_NAME = "pvm_block"
 
-# observer(layer, h, out) is called for every branch evaluation; out is None when the branch
-# contributed nothing (disabled, gate exactly zero in inference, or no visual memory).
-Observer = Callable[[int, torch.Tensor, "torch.Tensor | None"], None]
 
 
 class PVMAttachError(UserError, RuntimeError):
@@ -95,30 +82,16 @@ def resolve_layers(
     return sorted(out)
 
 
-@dataclass
-class _MemoryState:
-    """Per-forward state shared by the hooks of one handle."""
-
-    enabled: bool = True
-    pending_mask: torch.Tensor | None = None  # image mask from the outer modules' input_ids
-    memory: torch.Tensor | None = None  # [B, N, H]
-    memory_mask: torch.Tensor | None = None  # [B, N] bool
-    query_mask: torch.Tensor | None = None  # [B, L] bool image positions of the current call
-    version: int = 0
-    h: dict[int, torch.Tensor] = field(default_factory=dict)
-    kv_cache: dict[int, tuple[int, tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
-
-
-def _ffn_modules(layer: nn.Module, idx: int) -> tuple[nn.Module, nn.Module]:
-    """(the module whose input is h, the module whose output is added to h) of one layer."""
-    norm = getattr(layer, "pre_feedforward_layernorm", None) or getattr(layer, "post_attention_layernorm", None)
-    out = getattr(layer, "post_feedforward_layernorm", None) or getattr(layer, "mlp", None)
-    if norm is None or out is None:
+def _check_sites(inst: Any, idx: int) -> None:
+    """Fail before mutating anything when layer ``idx`` has no FFN pre-norm / FFN output pair."""
+    try:
+        inst.sites.module(f"layers.{idx}.ffn_in")
+        inst.sites.module(f"layers.{idx}.ffn_out")
+    except SiteError as exc:
         raise PVMAttachError(
-            f"decoder layer {idx} ({type(layer).__name__}) has no post_attention_layernorm/mlp pair; "
-            "PVM needs a pre-norm layer with a separate FFN (add the module names to attach._ffn_modules)"
-        )
-    return norm, out
+            f"{exc}. PVM needs a pre-norm layer with a separate FFN (ffn_input_modules/ffn_output_modules "
+            "in the family table)"
+        ) from None
 
 
 class PVMHandle:
@@ -150,9 +123,10 @@ class PVMHandle:
         self.blocks: dict[int, PVMBlock] = {}
         self.base_model_id: str | None = None
         self.base_fingerprint: str | None = None
-        self._state = _MemoryState()
+        self._state = BranchState()
         self._hooks: list[Any] = []
         self._observers: list[Observer] = []
+        self._release: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------- public API
     @property
@@ -242,6 +216,7 @@ class PVMHandle:
         with torch.no_grad():
             for block in self.blocks.values():
                 block.gate_alpha.fill_(value)
+        self._state.invalidate()
 
     def add_observer(self, fn: Observer) -> Callable[[], None]:
         """Call ``fn(layer, h, out)`` at every branch evaluation; returns a remover."""
@@ -254,18 +229,17 @@ class PVMHandle:
         return remove
 
     def reset_memory(self) -> None:
-        """Forget the captured visual memory and projected keys/values."""
-        s = self._state
-        s.memory = s.memory_mask = s.query_mask = s.pending_mask = None
-        s.h.clear()
-        s.kv_cache.clear()
-        s.version += 1
+        """Forget the cached projections of the memory (call after changing weights in place)."""
+        self._state.invalidate()
 
     def remove(self) -> None:
         """Detach: remove hooks, blocks and the config fields (the model is the base model again)."""
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+        if self._release is not None:
+            self._release()
+            self._release = None
         layers = resolve_path(self.hf_model, self.family.layers_path)
         for idx in self.blocks:
             if hasattr(layers[idx], BLOCK_NAME):
@@ -282,126 +256,10 @@ class PVMHandle:
         return {"pvm_layers": list(self.layers), "pvm_hidden_size": self.hidden_size}
 
     # ---------------------------------------------------------------- internals
-    def _install(self, language_model: nn.Module, capture_modules: list[nn.Module], embed: nn.Module) -> None:
-        state = self._state
-        img = self.image_token_id
-
-        def capture_ids(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            ids = kwargs.get("input_ids")
-            if ids is None and args and torch.is_tensor(args[0]) and not args[0].is_floating_point():
-                ids = args[0]
-            if ids is not None:
-                state.pending_mask = ids == img
-                return
-            emb = kwargs.get("inputs_embeds")
-            if emb is not None:
-                # transformers' convention: callers passing inputs_embeds put the placeholder
-                # embedding at image positions (the model scatters the features there later).
-                ref = embed.weight[img].to(emb.device, emb.dtype)
-                state.pending_mask = (emb == ref).all(-1)
-
-        def capture_memory(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            emb = kwargs.get("inputs_embeds")
-            lm_ids = kwargs.get("input_ids")
-            if lm_ids is None and args and torch.is_tensor(args[0]):
-                lm_ids = args[0]
-            if emb is None:
-                if lm_ids is None:
-                    return
-                emb = embed(lm_ids)
-            b, L = emb.shape[:2]
-            mask = state.pending_mask
-            state.pending_mask = None
-            if mask is None or tuple(mask.shape) != (b, L):
-                vpm = kwargs.get("visual_pos_masks")
-                if lm_ids is not None:
-                    mask = lm_ids == img
-                elif vpm is not None and tuple(vpm.shape) == (b, L):
-                    mask = vpm.bool()
-                else:
-                    mask = torch.zeros(b, L, dtype=torch.bool, device=emb.device)
-            mask = mask.to(emb.device)
-            past = cached_length(kwargs)
-            has_image = bool(mask.any())
-            continuing = past > 0 and state.memory is not None and state.memory.shape[0] == b
-            if has_image:
-                counts = mask.sum(1)
-                n = int(counts.max())
-                mem = emb.new_zeros(b, n, emb.shape[-1])
-                mem_mask = torch.arange(n, device=emb.device)[None, :] < counts[:, None]
-                # Row-major boolean indexing keeps each sample's image tokens in order.
-                mem[mem_mask] = emb[mask].detach()
-                if continuing:  # new images later in a cached conversation join the memory
-                    mem = torch.cat([state.memory.to(mem.device), mem], 1)
-                    mem_mask = torch.cat([state.memory_mask.to(mem.device), mem_mask], 1)
-                state.memory, state.memory_mask = mem, mem_mask
-                state.query_mask = mask
-                state.version += 1
-                state.kv_cache.clear()
-            elif continuing:
-                state.query_mask = None  # decode step: reuse the memory and its projected k/v
-            else:
-                state.memory = emb.new_zeros(b, 0, emb.shape[-1])
-                state.memory_mask = torch.zeros(b, 0, dtype=torch.bool, device=emb.device)
-                state.query_mask = None
-                state.version += 1
-                state.kv_cache.clear()
-
-        for module in capture_modules:
-            self._hooks.append(module.register_forward_pre_hook(capture_ids, with_kwargs=True))
-        self._hooks.append(language_model.register_forward_pre_hook(capture_memory, with_kwargs=True))
-
-        layers = resolve_path(self.hf_model, self.family.layers_path)
-        for idx, block in self.blocks.items():
-            norm, ffn_out = _ffn_modules(layers[idx], idx)
-            self._hooks.append(norm.register_forward_pre_hook(self._make_pre_hook(idx)))
-            self._hooks.append(ffn_out.register_forward_hook(self._make_post_hook(idx, block)))
-
-    def _make_pre_hook(self, idx: int) -> Callable:
-        state = self._state
-
-        def pre(module: nn.Module, args: tuple) -> None:
-            if state.enabled:
-                state.h[idx] = args[0]
-
-        return pre
-
-    def _make_post_hook(self, idx: int, block: PVMBlock) -> Callable:
-        state = self._state
-        observers = self._observers
-
-        def post(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-            h = state.h.pop(idx, None)
-            if h is None or not state.enabled:
-                return None
-            mem = state.memory
-            grad = torch.is_grad_enabled()
-            if (
-                mem is None
-                or mem.shape[1] == 0
-                or mem.shape[0] != h.shape[0]
-                # exact base behaviour (and no wasted work) for a zero gate at inference
-                or (not grad and float(block.gate_alpha.reshape(-1)[0]) == 0.0)
-            ):
-                for fn in observers:
-                    fn(idx, h, None)
-                return None
-            cached = state.kv_cache.get(idx)
-            if not grad and cached is not None and cached[0] == state.version:
-                kv = cached[1]
-            else:
-                kv = block.memory_kv(mem.to(h.device))
-                if not grad:
-                    state.kv_cache[idx] = (state.version, kv)
-            qmask = state.query_mask
-            if qmask is not None and tuple(qmask.shape) != tuple(h.shape[:2]):
-                qmask = None
-            out = block(h, kv, state.memory_mask.to(h.device), None if qmask is None else qmask.to(h.device))
-            for fn in observers:
-                fn(idx, h, out)
-            return output + out
-
-        return post
+    def _install(self) -> None:
+        inst = instrument_for(self.hf_model, self.family)
+        self._release = inst.acquire()
+        self._hooks.extend(splice(inst, self.blocks, self._state, self._observers))
 
 
 def _family_of(hf_model: nn.Module) -> FamilySpec:
@@ -458,9 +316,11 @@ def attach_pvm(
     std = float(init_std if init_std is not None else getattr(tc, "initializer_range", 0.02) or 0.02)
     gen = torch.Generator().manual_seed(int(seed))
     ref_param = next(hf_model.parameters())
+    inst = instrument_for(hf_model, family)
+    for idx in chosen:
+        _check_sites(inst, idx)  # fail before mutating anything
     for idx in chosen:
         layer = decoder_layers[idx]
-        _ffn_modules(layer, idx)  # fail before mutating anything
         block = PVMBlock(shape)
         block.init_weights(std, generator=gen)
         if gate:
@@ -473,11 +333,7 @@ def attach_pvm(
         block.to(device=device, dtype=ref_param.dtype)
         layer.add_module(BLOCK_NAME, block)
         handle.blocks[idx] = block
-    # The path from the top-level model down to the language model: every module on it may be
-    # called with input_ids; the language model itself only sees inputs_embeds.
-    path = family.language_model_path.split(".")
-    capture = [hf_model] + [resolve_path(hf_model, ".".join(path[:i])) for i in range(1, len(path))]
-    handle._install(resolve_path(hf_model, family.language_model_path), capture, hf_model.get_input_embeddings())
+    handle._install()
     for name, value in handle.config_fields().items():
         setattr(tc, name, value)
     if lm is not None:

@@ -15,7 +15,7 @@ Submodule and parameter names are the reference checkpoint names and must not ch
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -225,6 +225,64 @@ class PVMBlock(nn.Module):
             out = out * (~image_query_mask).unsqueeze(-1).to(out.dtype)
         return out
 
+    @torch.no_grad()
+    def prepare(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> MemoryCache:
+        """Everything :meth:`infer` needs that depends only on the memory and the weights."""
+        k, v = self.memory_kv(memory)
+        has_memory = memory_mask.any(-1, keepdim=True)
+        allowed = (memory_mask | ~has_memory)[:, None, None, :]
+        row_scale = None if bool(has_memory.all()) else has_memory.to(k.dtype)[:, :, None, None]
+        mlp = self.mlp
+        gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)
+        gate = self.gate_alpha.detach().reshape(-1)[:1]
+        gate_weight = gate.float().expand(self.shape.hidden_size).contiguous()
+        return MemoryCache(k, v, allowed, row_scale, gate_up, gate_weight, bool(gate.float().item() == 0.0))
+
+    @torch.no_grad()
+    def infer(self, h: torch.Tensor, cache: MemoryCache, image_query_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`forward` for inference with fused steps (same maths; about a third of the ops).
+
+        Per call: the reducers, the cross-attention on the cached keys/values, the latent SwiGLU
+        with one stacked gate/up product, and the output norm with the gate folded into its
+        weight. Rounding may differ from :meth:`forward` in the last bits (fused norms).
+        """
+        eps = self.shape.rms_norm_eps
+        attn = self.cross_attn
+        b, L, _ = h.shape
+        x = F.rms_norm(self.text_reducer(h), (self.shape.pvm_hidden_size,), self.input_norm.weight, eps)
+        q = F.rms_norm(attn.q_proj(x).view(b, L, attn.num_heads, attn.head_dim), (attn.head_dim,),
+                       attn.q_norm.weight, eps).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, cache.k, cache.v, attn_mask=cache.allowed, scale=attn.scaling)
+        if cache.row_scale is not None:
+            a = a * cache.row_scale
+        m = attn.o_proj(a.transpose(1, 2).reshape(b, L, attn.num_heads * attn.head_dim))
+        gate, up = F.linear(F.rms_norm(m, (m.shape[-1],), self.post_attn_norm.weight, eps), cache.gate_up).chunk(2, -1)
+        m = m + self.mlp.down_proj(F.silu(gate) * up)
+        e = self.output_expander(m)
+        out = F.rms_norm(e.float(), (e.shape[-1],), cache.gate_weight, eps).to(h.dtype)
+        if image_query_mask is not None:
+            out = out * (~image_query_mask).unsqueeze(-1).to(out.dtype)
+        return out
+
+
+class MemoryCache(NamedTuple):
+    """What :meth:`PVMBlock.infer` reuses at every step of one generation (built once per memory).
+
+    ``k``/``v`` the projected memory ``[B, heads, N, hd]``; ``allowed`` the boolean key mask
+    ``[B, 1, 1, N]`` (rows without memory attend to their zero padding, zeroed by ``row_scale``,
+    which is None when every row has memory); ``gate_up`` the FFN's gate and up weights stacked
+    (one product instead of two); ``gate_weight`` ``gate_alpha`` broadcast to ``[H]`` so the output
+    norm and the gate are one ``rms_norm``; ``gate_zero`` the gate is exactly 0 (nothing to do).
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    allowed: torch.Tensor
+    row_scale: torch.Tensor | None
+    gate_up: torch.Tensor
+    gate_weight: torch.Tensor
+    gate_zero: bool
+
 
 def pvm_block_param_count(shape: PVMShape) -> int:
     """Closed-form parameter count of one block (checked against the module in tests)."""
@@ -235,4 +293,4 @@ def pvm_block_param_count(shape: PVMShape) -> int:
     return 3 * H * d + qo + kv + bias + 3 * d * i + 2 * d + 2 * hd + 1
 
 
-__all__ = ["PVMBlock", "PVMRMSNorm", "PVMShape", "pvm_block_param_count", "rms_norm_no_weight"]
+__all__ = ["MemoryCache", "PVMBlock", "PVMRMSNorm", "PVMShape", "pvm_block_param_count", "rms_norm_no_weight"]
