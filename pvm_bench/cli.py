@@ -26,7 +26,7 @@ COMMANDS = {
     "check": LazyCommand("pvm_bench.report.commands", "Exit 0 when every baseline metric is within tolerance (or better), 1 otherwise, 2 on bad input.", panel=REPORTS),
     "baseline": LazyCommand("pvm_bench.report.commands", "Write RUN_DIR's metrics (with their 95% CIs) as a baseline file for `pvm-bench check`.", panel=REPORTS),
     "pvm": LazyCommand("pvm_bench.pvm.commands", "Persistent Visual Memory: size, training, export.", panel=TRAIN, threaded=("train",)),
-    "organism": LazyCommand("pvm_bench.organism.commands", "The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", panel=TRAIN, threaded=("train",)),
+    "organism": LazyCommand("pvm_bench.organism.commands", "The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", panel=TRAIN),
     "data": LazyCommand("pvm_bench.data_commands", "Export benchmark data for offline machines and check a --data-dir.", panel=DATA),
 }
 #: ``pvm-bench bench ...`` commands.

@@ -26,6 +26,10 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(help="Scale the training sets to about this many stage-1 examples (tests)."),
         ] = None,
+        threads: Annotated[
+            int | None,
+            typer.Option(min=1, help="torch CPU threads (default: the recipe's 1; other counts may change the weights' bytes)."),
+        ] = None,
     ) -> None:
         """Train the organism from scratch (stage 1: whole model; stage 2: PVM only), deterministically."""
         from pvm_bench.organism.train import TrainConfig, train_organism
@@ -35,6 +39,8 @@ def register(app: typer.Typer) -> None:
             cfg.base_steps = steps
         if pvm_steps is not None:
             cfg.pvm_steps = pvm_steps
+        if threads is not None:
+            cfg.threads = threads
         if n_examples is not None:
             total = cfg.n_short + cfg.n_long
             cfg.n_short = max(cfg.batch_size, n_examples * cfg.n_short // total)
