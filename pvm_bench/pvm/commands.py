@@ -104,6 +104,8 @@ def register(app: typer.Typer) -> None:
 
         if int(os.environ.get("RANK", "0")) != 0:
             return  # one summary line per run, not per data-parallel worker
+        for note in result.notes:
+            stdout.print(note, highlight=False, soft_wrap=True, markup=False)
         first = result.losses[0] if result.losses else float("nan")
         last = result.losses[-1] if result.losses else float("nan")
         stdout.print(

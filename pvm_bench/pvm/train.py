@@ -111,6 +111,8 @@ class TrainResult:
     resumed_from: int | None = None
     seconds: float = 0.0
     gates: dict[int, float] = field(default_factory=dict)
+    #: What the user should know about how OUT was used (e.g. settings taken from a checkpoint).
+    notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------- data
@@ -332,7 +334,7 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     return out
 
 
-def _prepare_out(out: Path, cfg: TrainConfig) -> tuple[Path | None, TrainConfig]:
+def _prepare_out(out: Path, cfg: TrainConfig, notes: list[str]) -> tuple[Path | None, TrainConfig]:
     """Decide what to do with what OUT already holds: the checkpoint to resume (or None) and the
     config to train with. Refuses to continue, or to overwrite, work made with other settings
     unless the user said so (``resume=True`` / ``overwrite=True``)."""
@@ -376,6 +378,7 @@ def _prepare_out(out: Path, cfg: TrainConfig) -> tuple[Path | None, TrainConfig]
         if isinstance(restored.get("betas"), list):
             restored["betas"] = tuple(restored["betas"])
         cfg = TrainConfig(**{**restored, **keep})
+        notes.append(f"--resume: continuing {ckpt} with the checkpoint's own settings (ignored: {'; '.join(diffs)})")
     return ckpt, cfg
 
 
@@ -396,9 +399,10 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
         raise TrainError(f"--out {out} is a file, not a directory; pass a new or existing output directory")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
     # What OUT holds and the data are checked before the (slow) model load.
     if rank == 0:
-        resume, cfg = _prepare_out(out, cfg)
+        resume, cfg = _prepare_out(out, cfg, notes)
     else:
         resume = latest_checkpoint(out) if cfg.resume is not False else None
     if rows is None:
@@ -517,7 +521,7 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
         p.requires_grad_(False)
     return TrainResult(losses=losses, step=final_step, total_steps=total_steps, out=out, finished=finished,
                        resumed_from=start if resume is not None else None, seconds=time.perf_counter() - t0,
-                       gates=handle.gates())
+                       gates=handle.gates(), notes=notes)
 
 
 def _prune(out: Path, keep: int) -> None:

@@ -77,6 +77,13 @@ def resume_adapter_changed(env) -> list[str]:
     return ["run", "--resume", str(run), "--quiet"]
 
 
+def resume_generation_config_changed(env) -> list[str]:
+    run = env.make_run()
+    path = env.model / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "top_k": 7}))  # not part of the weights' fingerprint
+    return ["run", "--resume", str(run), "--quiet"]
+
+
 def resume_option_differs(env) -> list[str]:
     run = env.make_run()
     return ["run", "--resume", str(run), "--quiet", "--max-new-tokens", "9"]
@@ -288,6 +295,18 @@ def train_other_settings(env) -> list[str]:
     return _train_args(env, data, "--max-steps", "4", "--save-every", "2", "--lr", "0.01")
 
 
+def train_other_settings_resume(env) -> list[str]:
+    data = _train_data(env)
+    code, output = env.cli(*_train_args(env, data, "--max-steps", "4", "--save-every", "2"))  # keeps checkpoints/step-2
+    assert code == 0, output
+    return _train_args(env, data, "--max-steps", "4", "--save-every", "2", "--dim", "64", "--resume")
+
+
+def _adapter_keeps_checkpoint_settings(env) -> None:
+    cfg = json.loads((env.root / "pvm_out" / "pvm_config.json").read_text())
+    assert cfg["pvm_hidden_size"] == 32 and cfg["train_config"]["hidden_size"] == 32
+
+
 def train_other_settings_overwrite(env) -> list[str]:
     return [*train_other_settings(env), "--overwrite"]
 
@@ -377,6 +396,8 @@ CASES: list[Case] = [
     Case("resume-model-swapped", resume_model_swapped, 2, ("model weights", "changed", "--force-resume"), RUN),
     Case("resume-data-changed", resume_data_changed, 2, ("data of task 'mmstar'", "changed", "--force-resume"), RUN),
     Case("resume-adapter-changed", resume_adapter_changed, 2, ("PVM adapter", "changed"), RUN),
+    Case("resume-generation-config-changed", resume_generation_config_changed, 2,
+         ("generation settings of task 'mmstar'", "generation_config.top_k None -> 7"), RUN),
     Case("resume-option-differs", resume_option_differs, 2, ("--max-new-tokens",), RUN),
     Case("resume-corrupt-middle-line", resume_corrupt_middle_line, 2, ("samples.jsonl line 2", "head -n 1"), RUN),
     Case("resume-locked", resume_locked, 2, ("in use by another pvm-bench process",), RUN),
@@ -425,6 +446,10 @@ CASES: list[Case] = [
     Case("train-malformed-jsonl-line", train_malformed_line, 2, ("line 3", "train.jsonl")),
     Case("train-leftover-tmp-checkpoint", train_leftover_tmp_checkpoint, 0, ("trained 2/2 steps",)),
     Case("train-other-settings", train_other_settings, 2, ("other settings", "lr 0.0001 -> 0.01", "--overwrite"), TRAIN_OUT),
+    # explicit --resume continues the checkpoint with its own settings: the adapter describes what it holds
+    Case("train-other-settings-resume", train_other_settings_resume, 0,
+         ("trained 4/4 steps", "checkpoint's own settings", "hidden_size 32 -> 64"),
+         check=_adapter_keeps_checkpoint_settings),
     Case("train-other-settings-overwrite", train_other_settings_overwrite, 0, ("trained 4/4 steps",)),
     # adversarial pass (inputs not listed in the issue)
     Case("adv-adapter-layer-out-of-range", adapter_layer_out_of_range, 2, ("PVM layers [999] do not exist", "2 decoder layers")),
