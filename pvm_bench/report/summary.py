@@ -100,6 +100,10 @@ def scope_order(rows: pd.DataFrame, data: RunData) -> list[tuple[str, str]]:
     return [(t, v) for t in tasks for v in data.variants if (t, v) in present]
 
 
+#: Wide columns of the headline; a secondary task metric with one of these names gets a ``task_`` prefix.
+HEADLINE_COLUMNS = frozenset({"metric", "accuracy", "acc_ci_low", "acc_ci_high", "n_samples", "diff_vs_base"})
+
+
 def wide_view(rows: pd.DataFrame, data: RunData, wide_decay: dict[tuple[str, str], dict[str, Any]]) -> pd.DataFrame:
     """The readable wide table (summary.csv) built from the metric rows."""
     out = []
@@ -127,7 +131,9 @@ def wide_view(rows: pd.DataFrame, data: RunData, wide_decay: dict[tuple[str, str
             elif x.kind == "flag":
                 w[x.metric] = x.value
             elif x.kind == "task" and not x.headline:
-                w[x.metric], w[f"{x.metric}_ci_low"], w[f"{x.metric}_ci_high"] = x.value, x.ci_low, x.ci_high
+                # a secondary metric named like a headline column (MMBench's per-row "accuracy")
+                name = f"task_{x.metric}" if x.metric in HEADLINE_COLUMNS else x.metric
+                w[name], w[f"{name}_ci_low"], w[f"{name}_ci_high"] = x.value, x.ci_low, x.ci_high
         w.update(wide_decay.get((task, variant), {}))
         out.append(w)
     table = pd.DataFrame(out)

@@ -248,3 +248,36 @@ def test_old_records_with_metadata_score_are_read_as_typed_scores(tmp_path: Path
     rows = build_summary(data).rows
     by = {m: v for m, v in zip(rows["metric"], rows["value"]) if not (isinstance(v, float) and math.isnan(v))}
     assert by["unparsed_rate"] == pytest.approx(0.25) and by["flag_filler_ok"] == pytest.approx(0.75)
+
+
+def test_comparability_note_and_stratified_metric_from_an_include_path_task(tmp_path: Path) -> None:
+    """A plugin task's declared metrics and comparability_note reach summary.md and report.html."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "quiz.py").write_text(
+        "from pvm_bench.tasks import Metric, Task\n"
+        "class Quiz(Task):\n"
+        "    name = 'quiz'\n"
+        "    metric = 'balanced'\n"
+        "    comparability_note = 'rule-based scorer; papers use a GPT judge'\n"
+        "    def load(self, split=None, limit=None, data_dir=None): return []\n"
+        "    def score(self, sample, output, *, truncated=False): raise NotImplementedError\n"
+        "    def metrics(self):\n"
+        "        return [Metric('balanced', stratum=lambda i: i['kind']), Metric('accuracy')]\n"
+        "TASKS = [Quiz()]\n"
+    )
+    run = write_scores(tmp_path / "r", {("quiz", "base"): [1.0] * 9 + [0.0]},
+                       metadata=lambda t, i: {"kind": "rare" if i == 9 else "common"})
+    record = RunRecord.load(run)
+    record.config["include_paths"] = [str(plugins)]
+    record.save(run)
+    s = build_summary(load_run(run))
+    assert _row(s, "quiz", "base", "balanced")["value"] == pytest.approx(0.5)  # (9/9 + 0/1) / 2
+    assert _row(s, "quiz", "base", "accuracy")["value"] == pytest.approx(0.9)
+    build_report(run)
+    md = (run / "summary.md").read_text()
+    assert "**not comparable**: quiz: rule-based scorer; papers use a GPT judge" in md and "balanced *" in md
+    assert "Not comparable: quiz: rule-based scorer" in (run / "report.html").read_text()
+    wide = pd.read_csv(run / "summary.csv").iloc[0]  # headline in `accuracy`, the secondary one prefixed
+    assert wide["metric"] == "balanced" and wide["accuracy"] == pytest.approx(0.5)
+    assert wide["task_accuracy"] == pytest.approx(0.9)
