@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pvm_bench.answers import GUESS_EXTRACTORS
 from pvm_bench.mathscore import choices_from_question, score_free_form
 from pvm_bench.scoring import prepare_output, truncated_score
 from pvm_bench.symbolic import SYMBOLIC
@@ -91,7 +92,7 @@ class MathVerse(HubTask):
         details = {**verdict.details(), "symbolic": SYMBOLIC, **extra}
         if extra:
             details["extractor"] = "judge"
-        if truncated and verdict.extractor == "none":
+        if truncated and verdict.extractor in GUESS_EXTRACTORS:  # a cut-off last line states no answer
             return truncated_score(**details)
         return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)
 

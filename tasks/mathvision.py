@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pvm_bench.answers import GUESS_EXTRACTORS
 from pvm_bench.mathscore import score_free_form
 from pvm_bench.scoring import prepare_output, truncated_score
 from pvm_bench.symbolic import SYMBOLIC, is_equal
@@ -218,7 +219,7 @@ class MathVision(HubTask):
         details = {**verdict.details(), "symbolic": SYMBOLIC, **extra}
         if extra:
             details["extractor"] = "judge"
-        if truncated and verdict.extractor == "none":
+        if truncated and verdict.extractor in GUESS_EXTRACTORS:  # a cut-off last line states no answer
             return truncated_score(**details)
         return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)
 
