@@ -40,7 +40,7 @@ class LazyCommand:
     threaded: tuple[str, ...] = ()
 
 
-THREADS_HELP = "torch CPU threads (default: OMP_NUM_THREADS, else the cores available to this process)."
+THREADS_HELP = "torch CPU threads (default: OMP_NUM_THREADS, else the cores this process may use that are idle)."
 
 
 @functools.cache

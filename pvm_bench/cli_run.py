@@ -78,7 +78,7 @@ def run(
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write summary, plots and report.html at the end (default: --report).", show_default=False, rich_help_panel=OUTPUT)] = None,
     fail_on_sample_errors: Annotated[bool, typer.Option(help="Exit 1 when any sample could not be run (e.g. corrupt image).", rich_help_panel=OUTPUT)] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.", rich_help_panel=OUTPUT)] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: OMP_NUM_THREADS, else the cores available to this process).", rich_help_panel=RESOURCES)] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: OMP_NUM_THREADS, else the cores this process may use that are idle).", rich_help_panel=RESOURCES)] = None,
     launcher: Annotated[str | None, typer.Option(help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,
     nproc: Annotated[int, typer.Option(min=1, help="Workers per node with --launcher torchrun.", rich_help_panel=RESOURCES)] = 2,
     model_args: Annotated[str | None, typer.Option(help="lmms-eval style pretrained=DIR,pvm=DIR,dtype=...,device_map=...,attn_implementation=...", rich_help_panel=LMMS)] = None,
@@ -219,7 +219,9 @@ def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume:
     if runner is None:  # a non-zero rank joins the run rank 0 set up
         runner = Runner.resume(Path(run_dir_or_error[1]), dist, mark_resumed=False)
     runner.dist = dist
-    apply_threads(threads if threads is not None or resume is not None else runner.config.threads)
+    # The run's own count (recorded at creation) unless --threads is given: a resumed run keeps the
+    # count of its first part, so its float reductions do not change half way.
+    apply_threads(threads if threads is not None else runner.config.threads)
     try:
         _execute(runner, quiet=quiet or not dist.is_main)
     except UserError as exc:

@@ -190,6 +190,8 @@ def load_model(
     from pvm_bench.models.processor import load_processor
 
     source = str(source)
+    if not source.strip():
+        raise ModelLoadError("no model given (the model name is empty); pass a hub id or a local model dir")
     local_dir: Path | None = None
     if is_local_source(source):
         local_dir = check_model_dir(source)

@@ -58,11 +58,18 @@ def test_env_threads(monkeypatch, env, expected):
     assert threads.env_threads() == expected
 
 
-def test_default_threads_respects_omp_num_threads(monkeypatch):
+def test_default_threads_respects_omp_num_threads_then_idle_cores(monkeypatch):
     monkeypatch.setattr(threads, "available_cpus", lambda: 16)
+    monkeypatch.setattr(threads, "idle_cpus", lambda: 16.0)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert threads.default_threads() == 2
     monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads.default_threads() == 16  # an idle machine: every available core
+    monkeypatch.setattr(threads, "idle_cpus", lambda: 5.6)
+    assert threads.default_threads() == 6  # a busy one: the idle cores
+    monkeypatch.setattr(threads, "idle_cpus", lambda: -6.0)
+    assert threads.default_threads() == 1  # 2 cores, load 8 (this project's shared machine)
+    monkeypatch.setattr(threads, "idle_cpus", lambda: None)
     assert threads.default_threads() == 16
     assert threads.resolve_threads(5) == 5
     with pytest.raises(ValueError):
