@@ -22,16 +22,22 @@ import importlib.util
 import io
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image
 
 from pvm_bench.errors import UserError
+from pvm_bench.metrics import Metric, RecordInfo, stratified_mean, unit_values
+
+__all__ = [
+    "CorruptImageError", "HubTask", "LazyImage", "Metric", "RecordInfo", "Sample", "Score", "Task", "TaskError",
+    "TaskRegistry", "get_registry", "is_missing", "stratified_mean", "unit_values",
+]
 
 
 class TaskError(UserError, ValueError):
@@ -151,77 +157,6 @@ class Score:
     truncated: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     sub_scores: dict[str, float] = field(default_factory=dict)
-
-
-#: What a :class:`Metric` callable receives for one record: the sample's metadata, the score's
-#: details and ``"sample_id"``.
-RecordInfo = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric a task declares: how to aggregate per-record scores and how to resample them.
-
-    The metric is a mean over *units* (the resampling unit of the bootstrap and the pairing unit
-    of paired tests): ``unit(info)`` names the unit of a record (default: its sample id). One
-    unit's value: per repeat, the mean (``combine="mean"``) or the minimum (``"all"``: every
-    record of the unit right, e.g. MMBench CircularEval) of the records' scores (or of
-    ``sub_scores[subscore]``), then the mean over repeats. With ``stratum``, the metric is the mean
-    over strata of the per-stratum mean of units (e.g. MMStar's average over L2 categories) and the
-    bootstrap resamples within each stratum. ``require(info)``: a unit counts only when at least one
-    of its records satisfies it (lmms-eval's CircularEval scores only questions whose main row is
-    present). ``higher_is_better=None`` marks a descriptive metric that ``check`` never gates.
-    """
-
-    name: str
-    higher_is_better: bool | None = True
-    unit: Callable[[RecordInfo], Hashable] | None = None
-    combine: Literal["mean", "all"] = "mean"
-    stratum: Callable[[RecordInfo], Hashable] | None = None
-    require: Callable[[RecordInfo], bool] | None = None
-    subscore: str | None = None
-    description: str = ""
-
-    def unit_of(self, info: RecordInfo) -> Hashable:
-        return self.unit(info) if self.unit else info.get("sample_id")
-
-
-def unit_values(
-    metric: Metric, infos: Sequence[RecordInfo], values: Sequence[float], repeats: Sequence[int] | None = None,
-) -> dict[Hashable, tuple[Hashable, float]]:
-    """Per-unit values of ``metric``: ``{unit: (stratum, value)}`` (see :class:`Metric`).
-
-    ``values[i]`` is record i's score (or sub-score; non-finite values are skipped) and
-    ``repeats[i]`` its repeat index (default 0 for all).
-    """
-    per: dict[Hashable, dict[int, list[float]]] = {}
-    strata: dict[Hashable, Hashable] = {}
-    required: set[Hashable] = set()
-    for i, (info, value) in enumerate(zip(infos, values)):
-        unit = metric.unit_of(info)
-        if metric.require is None or metric.require(info):
-            required.add(unit)
-        strata.setdefault(unit, metric.stratum(info) if metric.stratum else None)
-        if value is None or value != value:
-            continue
-        per.setdefault(unit, {}).setdefault(repeats[i] if repeats is not None else 0, []).append(float(value))
-    reduce = min if metric.combine == "all" else (lambda v: sum(v) / len(v))
-    out: dict[Hashable, tuple[Hashable, float]] = {}
-    for unit, by_rep in per.items():
-        if unit in required:
-            reps = [reduce(v) for v in by_rep.values()]
-            out[unit] = (strata[unit], sum(reps) / len(reps))
-    return out
-
-
-def stratified_mean(units: Mapping[Hashable, tuple[Hashable, float]]) -> float:
-    """Mean over strata of the mean unit value per stratum (one stratum: the plain mean)."""
-    groups: dict[Hashable, list[float]] = {}
-    for stratum, value in units.values():
-        groups.setdefault(stratum, []).append(value)
-    if not groups:
-        return float("nan")
-    return sum(sum(v) / len(v) for v in groups.values()) / len(groups)
 
 
 class Task(ABC):
