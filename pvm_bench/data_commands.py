@@ -22,7 +22,7 @@ def _csv(value: str) -> list[str]:
 
 
 def export_command(
-    tasks: Annotated[str, typer.Argument(help="Comma-separated task or group names (see `pvm-bench tasks`).")],
+    tasks: Annotated[str, typer.Argument(metavar="TASKS", help="Comma-separated task or group names (see `pvm-bench tasks`).")],
     out: Annotated[Path, typer.Option("--out", help="Data folder to write: OUT/<task>/<split>.parquet.")],
     split: Annotated[str | None, typer.Option(help="Split to export (default: each task's default split; 'all': every split).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace tables that already exist.")] = False,
@@ -39,7 +39,7 @@ def export_command(
 
 
 def check_command(
-    data_dir: Annotated[Path, typer.Argument(help="A folder written by `pvm-bench data export` (or in the same layout).")],
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="A folder written by `pvm-bench data export` (or in the same layout).")],
     tasks: Annotated[str, typer.Option(help="Comma-separated task or group names to check.")],
     split: Annotated[str | None, typer.Option(help="Split to check (default: each task's default split; 'all': every split).")] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Decode every image (slower, catches corrupt files).")] = True,
