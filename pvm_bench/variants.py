@@ -4,6 +4,12 @@ A variant is a context manager factory over a loaded model: inside ``variant.act
 the model behaves as that variant. All variants of a run share one loaded model, so a
 ``pvm`` run keeps the adapter attached and the ``base`` variant switches the branch off
 (bit-identical to the model without PVM).
+
+Registry. :data:`VARIANTS` maps names to variants: ``base`` and ``pvm`` here, the training-free
+fixes by ``"module:attribute"`` reference in :data:`BUILTIN_VARIANTS` (imported on first use, so
+registering has no import side effect and this module imports no fix). A new fix is one module
+plus one line there; other packages add theirs through the ``pvm_bench.variants`` entry-point
+group (``name = "their_pkg.module:VARIANT"``) or with :func:`register_variant`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pvm_bench.errors import UserError
+from pvm_bench.instrument.registry import PluginRegistry
 from pvm_bench.models.loading import LoadedModel
 
 
@@ -52,18 +59,25 @@ def _pvm(lm: LoadedModel) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("base", "the model as loaded, any PVM branch switched off", _base),
-        Variant("pvm", "the model with its Persistent Visual Memory branch on", _pvm, requires_pvm=True),
-    )
+BASE = Variant("base", "the model as loaded, any PVM branch switched off", _base)
+PVM = Variant("pvm", "the model with its Persistent Visual Memory branch on", _pvm, requires_pvm=True)
+
+BUILTIN_VARIANTS: dict[str, str] = {
+    "base": "pvm_bench.variants:BASE",
+    "pvm": "pvm_bench.variants:PVM",
+    "pai": "pvm_bench.fixes.pai:VARIANT",
+    "memvr": "pvm_bench.fixes.memvr:VARIANT",
+    "reinject": "pvm_bench.fixes.reinject:VARIANT",
 }
+"""Name -> ``module:attribute`` of the variants that ship with pvm-bench."""
+
+VARIANTS: PluginRegistry[Variant] = PluginRegistry("variant", "pvm_bench.variants", BUILTIN_VARIANTS)
+"""Variant name -> :class:`Variant` (built-ins, entry points, runtime registrations)."""
 
 
 def register_variant(variant: Variant) -> None:
-    """Add a variant (training-free fixes register themselves here)."""
-    VARIANTS[variant.name] = variant
+    """Add a variant under its name (replacing one of the same name)."""
+    VARIANTS.register(variant.name, variant)
 
 
 def resolve_variants(names: list[str]) -> list[Variant]:
@@ -71,8 +85,6 @@ def resolve_variants(names: list[str]) -> list[Variant]:
 
     The configured variant's name is the spec as given (it labels samples.jsonl rows).
     """
-    import pvm_bench.fixes  # noqa: F401  (registers the training-free fixes)
-
     out = []
     for spec in names:
         name, *parts = spec.split(":")

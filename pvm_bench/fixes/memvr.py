@@ -52,7 +52,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pvm_bench.fixes import VisualState, capture_visual, hidden_arg, register_fix
+from pvm_bench.fixes.base import VisualState, capture_visual, fix_variant, hidden_arg
+from pvm_bench.instrument import SiteError, instrument_for
+from pvm_bench.instrument.sites import layer_output
+from pvm_bench.variants import VariantError
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -159,8 +162,6 @@ def retrace(
 
 def _ffn_weights(mlp: nn.Module, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W_up, W_down)`` of a gated FFN; fused ``gate_up_proj`` is not supported."""
-    from pvm_bench.variants import VariantError
-
     w_up = getattr(getattr(mlp, "up_proj", None), "weight", None)
     w_down = getattr(getattr(mlp, "down_proj", None), "weight", None)
     if not (isinstance(w_up, torch.Tensor) and isinstance(w_down, torch.Tensor)):
@@ -176,18 +177,15 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         pvm_bench.variants.VariantError: the language model exposes no final ``norm``/lm_head,
             or a retracing layer's FFN has no ``up_proj``/``down_proj``.
     """
-    from pvm_bench.variants import VariantError
-
     stats = MemVRStats()
     if config.off:  # zero strength: nothing is installed, the model is exactly base
         yield stats
         return
-    norm = getattr(lm.language_model, "norm", None)
-    head = lm.hf_model.get_output_embeddings()
-    if not isinstance(norm, nn.Module) or not isinstance(head, nn.Module):
-        raise VariantError(f"MemVR needs the language model's final `norm` and lm_head ({lm.spec.name})")
-    softcap = getattr(lm.text_config, "final_logit_softcapping", None)
-    layers = lm.layers
+    inst = instrument_for(lm)
+    try:
+        lens = inst.sites.lens()
+    except SiteError as exc:
+        raise VariantError(f"MemVR needs the language model's final `norm` and lm_head ({lm.spec.name}): {exc}") from None
     triggers = config.trigger_layers(lm.num_layers)
     if not len(triggers):
         start, end = config.window(lm.num_layers)
@@ -196,39 +194,35 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
             "model; pass memvr:start=...:end=... (e.g. memvr:start=-1:end=2)"
         )
     weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    mlps: dict[int, nn.Module] = {}
     for i in triggers:
-        mlp = getattr(layers[i + 1], "mlp", None)
-        if not isinstance(mlp, nn.Module):
-            raise VariantError(f"MemVR: decoder layer {i + 1} has no `mlp` module")
-        mlps[i + 1], weights[i + 1] = mlp, _ffn_weights(mlp, i + 1)
-    # Per forward: rows already retraced, rows to retrace at the next FFN, non-padding positions.
-    fwd: dict[str, Any] = {"done": None, "pending": None, "positions": None}
+        try:
+            mlp = inst.sites.module(f"layers.{i + 1}.mlp")
+        except SiteError as exc:
+            raise VariantError(f"MemVR: {exc}") from None
+        weights[i + 1] = _ffn_weights(mlp, i + 1)
 
-    def make_start(state: VisualState):
-        def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            fwd["done"] = fwd["pending"] = fwd["positions"] = None
+    def forward_state(state: VisualState) -> dict[str, Any] | None:
+        """This forward's MemVR bookkeeping (rows retraced, pending retracing), in the state's scratch."""
+        if state.bypass:
+            return None
+        fwd = state.scratch.get("memvr")
+        if fwd is None:
             memory = state.memory
-            if state.bypass or memory is None or memory.shape[1] == 0:
-                return
-            mask = kwargs.get("attention_mask")
-            if torch.is_tensor(mask) and mask.dim() == 2:
-                fwd["positions"] = mask  # [B, keys]; its last columns are this forward's positions
-            fwd["done"] = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
+            if memory is None or memory.shape[1] == 0:
+                return None
+            done = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
+            fwd = state.scratch["memvr"] = {"done": done, "pending": None}
+        return fwd
 
-        return pre
-
-    def make_trigger(idx: int):
+    def make_trigger(idx: int, state: VisualState):
         def post(module: nn.Module, args: tuple, output: Any) -> None:
-            done = fwd["done"]
-            if done is None or bool(done.all()):
+            fwd = forward_state(state)
+            if fwd is None or bool(fwd["done"].all()):
                 return
-            h = output[0] if isinstance(output, (tuple, list)) else output
+            done = fwd["done"]
+            h = layer_output(output)
             with torch.no_grad():
-                logits = head(norm(h[:, -1, :])).float()
-                if softcap:
-                    logits = torch.tanh(logits / softcap) * softcap
-                fire = (topk_entropy(logits) > config.threshold).to(done.device) & ~done
+                fire = (topk_entropy(lens(h[:, -1, :])) > config.threshold).to(done.device) & ~done
             if idx == triggers.start:
                 stats.forwards += int(done.shape[0])
             if bool(fire.any()):
@@ -241,7 +235,11 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         w_up, w_down = weights[idx]
 
         def post(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            pending, memory, memory_mask = fwd["pending"], state.memory, state.memory_mask
+            fwd = state.scratch.get("memvr")
+            memory, memory_mask = state.memory, state.memory_mask
+            if fwd is None or state.bypass:
+                return None
+            pending = fwd["pending"]
             if pending is None or pending[0] != idx or memory is None or memory_mask is None:
                 return None
             fwd["pending"] = None
@@ -251,7 +249,7 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
             if not bool(fire.any()):
                 return None
             x = hidden_arg(args, kwargs)
-            mask = fwd["positions"]
+            mask = state.attention_mask  # [B, keys]; its last columns are this forward's positions
             positions = mask[:, -x.shape[1]:] if mask is not None and mask.shape[1] >= x.shape[1] else None
             new = retrace(x, output, memory.to(x.device), memory_mask.to(x.device), w_up, w_down,
                           config.ratio, positions).to(output.dtype)
@@ -263,16 +261,15 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         return post
 
     with capture_visual(lm) as state:
-        handles = [lm.language_model.register_forward_pre_hook(make_start(state), with_kwargs=True)]
+        handles = []
         try:
             for i in triggers:
-                handles.append(layers[i].register_forward_hook(make_trigger(i)))
-                handles.append(mlps[i + 1].register_forward_hook(make_retrace(i + 1, state), with_kwargs=True))
+                handles.append(inst.sites.hook(f"layers.{i}", make_trigger(i, state)))
+                handles.append(inst.sites.hook(f"layers.{i + 1}.mlp", make_retrace(i + 1, state), with_kwargs=True))
             yield stats
         finally:
             for h in handles:
                 h.remove()
-            fwd.clear()
 
 
 def _describe(c: MemVRConfig) -> str:
@@ -286,4 +283,4 @@ def _describe(c: MemVRConfig) -> str:
     )
 
 
-register_fix("memvr", MemVRConfig(), _describe, memvr_active)
+VARIANT = fix_variant("memvr", MemVRConfig(), _describe, memvr_active)

@@ -33,12 +33,12 @@ paper's commands (``PAI/README.md:60,63,76``: ``--use-attn --alpha 0.2 --use-cfg
    ``PAI/chair_eval.py:53``); ``cutoff = 0.1`` (``PAI/CFG.py:53``).
 
 How it is applied here.
-- The boost: an attention function registered with ``AttentionInterface`` (and the inner
-  backend's mask function with ``AttentionMaskInterface``) that wraps whatever the text
-  decoder used on entry (``sdpa`` or the streaming probe ``pvm_bench_streaming``). For the
-  boosted layers it computes ``alpha * |s_last|`` on image keys (GQA folded, no ``[q, keys]``
-  logits formed) and passes it as sdpa's additive ``position_bias``; sdpa and the probe both
-  add it after the mask, so the model output and the probe's ``visual_mass`` see the boost.
+- The boost: a *writer* of the instrument's attention site (:mod:`pvm_bench.instrument.attention`,
+  one registered attention function for every probe and fix). For the boosted layers it returns
+  ``alpha * |s_last|`` on image keys (GQA folded, no ``[q, keys]`` logits formed), which the site
+  passes to sdpa as the additive ``position_bias`` of the last query row (added after the mask);
+  readers (the attention probe) see the same bias, so the model output and the probe's
+  ``visual_mass`` both see the boost.
 - Image-free pass: a forward pre-hook on the top-level model runs, before each conditional
   forward, the language model's own ``forward`` on the image-free tokens (so no hook of the
   language model fires: the visual-state capture, a PVM's memory capture), with a
@@ -59,33 +59,30 @@ How it is applied here.
   size 1 (its unconditional prompts are right padded without a mask); here rows are
   left padded with a mask and their own positions, so results do not depend on the batch.
 
-Zero strength: ``alpha = 0`` and ``gamma = 1`` installs the pass-through attention function
-only and is bit-identical to ``base``; ``gamma = 1`` with ``alpha > 0`` is attention-only PAI.
+Zero strength: ``alpha = 0`` and ``gamma = 1`` subscribes a writer that adds nothing (the
+site computes plain sdpa) and is bit-identical to ``base``; ``gamma = 1`` with ``alpha > 0`` is attention-only PAI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
-from pvm_bench.fixes import VisualState, capture_visual, register_fix
+from pvm_bench.fixes.base import VisualState, capture_visual, fix_variant
 from pvm_bench.fixes.pai_guidance import ImageFreeStream, guidance_hooks
+from pvm_bench.instrument import AttentionSiteError, instrument_for
+from pvm_bench.variants import VariantError
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
-NAME_PREFIX = "pvm_bench_pai__"
-"""Registered attention name = prefix + the wrapped backend's name."""
-
-SUPPORTED_INNER = ("sdpa", "pvm_bench_streaming")
-"""Backends whose functions honour ``position_bias`` (transformers' sdpa and the probe's wrapper of it)."""
+SUPPORTED_BACKENDS = ("sdpa",)
+"""Text backends PAI runs on: the attention site computes sdpa and adds the bias as sdpa would."""
 
 
 @dataclass(frozen=True)
@@ -111,17 +108,6 @@ class PAIConfig:
             raise ValueError(f"end_layer must be > start_layer (got {self.end_layer} <= {self.start_layer})")
 
 
-@dataclass
-class _Target:
-    alpha: float  # 0 for decoder layers outside [start_layer, end_layer)
-    state: VisualState
-
-
-# Self-attention module -> its PAI setting while a PAI variant is active (weak: no model kept alive).
-_TARGETS: weakref.WeakKeyDictionary[nn.Module, _Target] = weakref.WeakKeyDictionary()
-_REGISTERED: set[str] = set()
-
-
 def _image_key_bias(
     query: torch.Tensor, key: torch.Tensor, scaling: float | None, softcap: float | None, alpha: float,
     img: torch.Tensor,
@@ -141,67 +127,19 @@ def _image_key_bias(
     return bias.to(query.dtype)
 
 
-def _plain_attention(module: nn.Module, query, key, value, attention_mask, **kwargs: Any) -> tuple[torch.Tensor, Any]:
-    """sdpa (eager when soft-capped), never observed by a probe: the image-free pass."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+class _Boost:
+    """The attention-site writer: ``alpha * |s_last|`` on image keys of the boosted layers."""
 
-    softcap = kwargs.pop("softcap", None)
-    if softcap is not None:
-        from pvm_bench.probes.attention import _softcap_attention
+    def __init__(self, alphas: list[float]) -> None:
+        self.alphas = alphas
 
-        return _softcap_attention(
-            module, query, key, value, attention_mask, kwargs.get("dropout", 0.0), kwargs.get("scaling"), softcap
-        ), None
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-
-
-def _make_forward(inner_name: str):
-    """The PAI attention function wrapping the registered backend ``inner_name``."""
-
-    def pai_attention_forward(
-        module: nn.Module,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, Any]:
-        from transformers import AttentionInterface
-
-        target = _TARGETS.get(module)
-        state = target.state if target is not None else None
-        if state is not None and state.bypass:
-            return _plain_attention(module, query, key, value, attention_mask, **kwargs)
-        inner = AttentionInterface()[inner_name]
-        if target is None or target.alpha == 0 or state is None or state.image_mask is None:
-            return inner(module, query, key, value, attention_mask, **kwargs)
-        n, q_len = key.shape[2], query.shape[2]
-        img = state.key_image_mask(n).to(query.device)
-        bias = _image_key_bias(query, key, kwargs.get("scaling"), kwargs.get("softcap"), target.alpha, img)
-        if q_len == 1:
-            position_bias = bias[:, :, None, :]
-        else:  # only the last query row is boosted (PAI/attention.py:91: attn_weights[:, :, -1, img])
-            position_bias = query.new_zeros(query.shape[0], query.shape[1], q_len, n)
-            position_bias[:, :, -1, :] = bias
-        if kwargs.get("position_bias") is not None:
-            position_bias = position_bias + kwargs["position_bias"]
-        kwargs["position_bias"] = position_bias
-        return inner(module, query, key, value, attention_mask, **kwargs)
-
-    return pai_attention_forward
-
-
-def _register(inner_name: str) -> str:
-    """Register the PAI function wrapping ``inner_name`` and the inner backend's mask function."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
-
-    name = NAME_PREFIX + inner_name
-    if name not in _REGISTERED:
-        AttentionInterface.register(name, _make_forward(inner_name))
-        AttentionMaskInterface.register(name, AttentionMaskInterface()[inner_name])
-        _REGISTERED.add(name)
-    return name
+    def attention_bias(self, layer: int, query: torch.Tensor, key: torch.Tensor, scaling: float | None,
+                       softcap: float | None, state: VisualState) -> torch.Tensor | None:
+        alpha = self.alphas[layer] if layer < len(self.alphas) else 0.0
+        if alpha == 0 or state.image_mask is None:
+            return None
+        img = state.key_image_mask(key.shape[2]).to(query.device)
+        return _image_key_bias(query, key, scaling, softcap, alpha, img)
 
 
 @dataclass
@@ -220,40 +158,25 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[PAIStats]:
     """Run ``lm`` with PAI (boost, and image-free guidance when ``gamma > 1``); restored on exit.
 
     Raises:
-        pvm_bench.variants.VariantError: the text decoder uses a backend other than sdpa or the
-            streaming probe (eager/flash kernels take no additive logit bias), or a layer has no
-            ``self_attn``.
+        pvm_bench.variants.VariantError: the text decoder uses a backend other than sdpa (eager/flash
+            kernels take no additive logit bias), or the layers have no self-attention site.
     """
-    from pvm_bench.probes.attention import find_attention_modules, text_subconfig_key
-    from pvm_bench.probes.base import ProbeError
-    from pvm_bench.variants import VariantError
-
-    hf = lm.hf_model
-    text_config = lm.text_config
-    inner = text_config._attn_implementation
-    if inner not in SUPPORTED_INNER:
+    inst = instrument_for(lm)
+    site = inst.attention
+    inner = site.current_impl()
+    if inner not in SUPPORTED_BACKENDS:
         raise VariantError(
             f"PAI needs the text decoder on sdpa (got '{inner}'); load with attn_implementation='sdpa'"
         )
-    try:
-        modules = find_attention_modules(lm)
-    except ProbeError as exc:  # no `self_attn` in a decoder layer
-        raise VariantError(f"PAI: {exc}") from None
     end = lm.num_layers if config.end_layer is None else min(config.end_layer, lm.num_layers)
-    text_key = text_subconfig_key(lm.config)
-
-    def set_impl(impl: str) -> None:
-        hf.set_attn_implementation(impl if text_key is None else {text_key: impl})
-
+    boost = _Boost([config.alpha if config.start_layer <= i < end else 0.0 for i in range(lm.num_layers)])
     stats = PAIStats()
     with capture_visual(lm) as state:
-        name = _register(inner)
         try:
-            for i, m in enumerate(modules):
-                _TARGETS[m] = _Target(config.alpha if config.start_layer <= i < end else 0.0, state)
-            set_impl(name)
-            if text_config._attn_implementation != name:
-                raise VariantError(f"PAI: could not switch the text decoder to '{name}'")
+            detach = site.subscribe(boost, write=True)
+        except AttentionSiteError as exc:
+            raise VariantError(f"PAI: {exc}") from None
+        try:
             if config.gamma == 1:
                 yield stats
             else:
@@ -261,9 +184,7 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[PAIStats]:
                     stats.guide = guide
                     yield stats
         finally:
-            for m in modules:
-                _TARGETS.pop(m, None)
-            set_impl(inner)
+            detach()
 
 
 def _describe(c: PAIConfig) -> str:
@@ -277,4 +198,4 @@ def _describe(c: PAIConfig) -> str:
     )
 
 
-register_fix("pai", PAIConfig(), _describe, pai_active)
+VARIANT = fix_variant("pai", PAIConfig(), _describe, pai_active)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pvm_bench.fixes import VisualState
+from pvm_bench.fixes.base import VisualState
+from pvm_bench.instrument import instrument_for
 from pvm_bench.models.hooks import cached_length
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ def guidance_hooks(lm: LoadedModel, config: PAIConfig, state: VisualState) -> It
     """Pre-hook (image-free pass) and hook (combine logits) on the top-level model."""
     from pvm_bench.variants import VariantError
 
+    sites = instrument_for(lm).sites
     guide = ImageFreeStream(lm, config, state)
     ready = {"step": False}
 
@@ -166,8 +168,8 @@ def guidance_hooks(lm: LoadedModel, config: PAIConfig, state: VisualState) -> It
         return output
 
     handles = [
-        lm.hf_model.register_forward_pre_hook(pre, with_kwargs=True),
-        lm.hf_model.register_forward_hook(post, with_kwargs=True),
+        sites.hook("model", pre, pre=True, with_kwargs=True),
+        sites.hook("model", post, with_kwargs=True),
     ]
     try:
         yield guide

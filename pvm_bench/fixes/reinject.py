@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pvm_bench.fixes import capture_visual, hidden_arg, register_fix, replace_hidden_arg
+from pvm_bench.fixes.base import capture_visual, fix_variant, hidden_arg, replace_hidden_arg
+from pvm_bench.instrument import instrument_for
+from pvm_bench.variants import VariantError
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
@@ -59,8 +61,6 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def reinject_active(lm: LoadedModel, config: ReinjectConfig) -> Iterator[ReinjectStats]:
     """Run ``lm`` with periodic re-injection; the hook is removed on exit (also on exceptions)."""
-    from pvm_bench.variants import VariantError
-
     layer = config.layer if config.layer is not None else lm.num_layers // 2
     if not -lm.num_layers <= layer < lm.num_layers:
         raise VariantError(f"reinject: layer {layer} out of range for {lm.num_layers} decoder layers")
@@ -85,7 +85,7 @@ def reinject_active(lm: LoadedModel, config: ReinjectConfig) -> Iterator[Reinjec
             stats.injected += int((counts > 0).sum())
             return replace_hidden_arg(args, kwargs, out)
 
-        handle = lm.layers[layer].register_forward_pre_hook(pre, with_kwargs=True)
+        handle = instrument_for(lm).sites.hook(f"layers.{layer % lm.num_layers}", pre, pre=True, with_kwargs=True)
         try:
             yield stats
         finally:
@@ -98,4 +98,4 @@ def _describe(c: ReinjectConfig) -> str:
     )
 
 
-register_fix("reinject", ReinjectConfig(), _describe, reinject_active)
+VARIANT = fix_variant("reinject", ReinjectConfig(), _describe, reinject_active)

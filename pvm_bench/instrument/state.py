@@ -42,6 +42,8 @@ class ForwardState:
             ``total = past + q_len`` (keys of a full cache are positions ``[0, total)``).
         step: 0 during the prefill forward, t during the decode forward feeding generated token t;
             -1 before the first forward.
+        attention_mask: the 2-D ``[B, keys]`` padding mask the language model received (its last
+            ``q_len`` columns are this forward's positions), or None.
         version: incremented whenever the memory changes (consumers cache projections by it).
         bypass: set by a fix while it runs an extra forward of its own.
         scratch: per-forward cache for consumers (cleared at every counted forward).
@@ -51,6 +53,7 @@ class ForwardState:
     memory: torch.Tensor | None = None
     memory_mask: torch.Tensor | None = None
     query_mask: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
     past: int = 0
     q_len: int = 0
     step: int = -1
@@ -86,6 +89,7 @@ class ForwardState:
     def reset(self) -> None:
         """Forget the memory and the step (a new generation starts with a prefill anyway)."""
         self.image_mask = self.memory = self.memory_mask = self.query_mask = self._pending_mask = None
+        self.attention_mask = None
         self.past = self.q_len = 0
         self.step = -1
         self.version += 1
@@ -126,7 +130,8 @@ class StateCapture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self.state.reset()
+        # The state keeps its last values (callers read them after the capture ends); the next
+        # prefill replaces them.
 
     def _on_outer(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         state = self.state
@@ -165,6 +170,8 @@ class StateCapture:
         past = cached_length(kwargs)
         state.past, state.q_len = past, L
         state.scratch.clear()
+        am = kwargs.get("attention_mask")
+        state.attention_mask = am if torch.is_tensor(am) and am.dim() == 2 else None
         has_image = mask is not None and bool(mask.any())
         continuing = past > 0 and state.memory is not None and state.memory.shape[0] == B
         if past > 0:
