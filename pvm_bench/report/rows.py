@@ -86,14 +86,17 @@ class TaskInfo:
 def _registry(include_paths: tuple[str, ...]) -> dict[str, Task]:
     from pvm_bench.tasks import get_registry
 
-    try:
-        return dict(get_registry(include_paths=include_paths).tasks)
-    except Exception:  # an include path that moved: fall back to the built-in tasks
-        return dict(get_registry().tasks) if include_paths else {}
+    for paths in (include_paths, ()) if include_paths else ((),):
+        try:
+            return dict(get_registry(include_paths=paths).tasks)
+        except Exception:  # a moved include path or a broken plugin: report with the defaults
+            continue
+    return {}
 
 
 def task_infos(data: RunData) -> dict[str, TaskInfo]:
-    """A :class:`TaskInfo` per task of the run (registry lookup with the run's include paths)."""
+    """A :class:`TaskInfo` per task of the run (registry lookup with the run's include paths; a
+    task the registry cannot provide is reported with the default ``accuracy`` metric)."""
     tasks = _registry(tuple(str(p) for p in data.include_paths))
     out: dict[str, TaskInfo] = {}
     for name in data.tasks:
