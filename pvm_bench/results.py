@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from pvm_bench.errors import DiskFullError, FileFormatError, describe_exception, is_disk_full, one_line
+from pvm_bench.errors import DiskFullError, FileFormatError, describe_exception, is_disk_full, load_guard, one_line
 
 SCHEMA_VERSION = 1
 
@@ -241,7 +241,8 @@ def read_jsonl(path: Path, validate: Callable[[dict[str, Any]], Any] | None = No
     """
     if not path.exists():
         return []
-    data = path.read_bytes()
+    with load_guard("run file", path, "move it aside and --resume (or start a new run)"):
+        data = path.read_bytes()
     end = data.rfind(b"\n")
     if end < 0:
         return []

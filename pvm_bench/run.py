@@ -50,11 +50,14 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     RunError,
     RunLock,
     RunLockedError,
+    Terminated,
     check_resume,
     generation_settings,
+    is_out_of_memory,
     option_conflicts,
     path_fingerprint,
     resume_changes,
+    sigterm_interrupts,
 )
 from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
 
@@ -205,6 +208,9 @@ class Runner:
         registry = get_registry(cfg.include_paths)
         tasks = registry.resolve(cfg.tasks)
         data_dir = Path(cfg.data_dir) if cfg.data_dir else None
+        if data_dir is not None and not data_dir.is_dir():
+            what = "is a file" if data_dir.exists() else "does not exist"
+            raise RunError(f"--data-dir {data_dir} {what}; pass the folder holding <task>/<split>.parquet (or .jsonl/.json)")
         if cfg.limit is not None and cfg.limit < 1:
             raise RunError(f"--limit must be at least 1 (got {cfg.limit}); leave it out to use every sample")
         loaded = []
@@ -236,6 +242,10 @@ class Runner:
         the error in run.json, except a refused resume, which leaves run.json untouched.
         """
         self._log = log
+        with sigterm_interrupts():
+            return self._execute(progress, log)
+
+    def _execute(self, progress: Callable[..., Any] | None, log: Callable[[str], None]) -> RunRecord:
         try:
             lm, variants, todo, total = self._prepare(log)
         except ResumeMismatchError:
@@ -343,7 +353,7 @@ class Runner:
     def _fail(self, exc: BaseException) -> None:
         """Record a failure in run.json; a full disk is re-raised as one DiskFullError line."""
         if isinstance(exc, KeyboardInterrupt):
-            self._finish_quietly("interrupted")
+            self._finish_quietly("interrupted", "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)")
             return
         if is_disk_full(exc) or (isinstance(exc, OSError) and "no space left" in str(exc).lower()):
             path = exc.path if isinstance(exc, DiskFullError) else self.run_dir
@@ -402,13 +412,26 @@ class Runner:
             good.append(item)
         if not requests:
             return
-        generations = lm.generate(
-            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-            repetition_penalty=cfg.repetition_penalty, task_settings=task.generation, probes=probes,
-        )
+        try:
+            generations = self._generate(lm, task, requests, max_new, probes)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            ids = ", ".join(repr(i.sample.id) for i in good[:4]) + (" ..." if len(good) > 4 else "")
+            raise RunError(
+                f"out of memory generating task '{task.name}' samples {ids} (batch of {len(requests)}, max_new_tokens "
+                f"{max_new}): {one_line(str(exc), 120)}; lower --batch-size or --max-new-tokens (or shorten an over-long prompt), then --resume {self.run_dir}"
+            ) from exc
         self._write_probe_part(variant, task.name, generations)
         for item, request, gen in zip(good, requests, generations):
             sink.append(self._record(variant, item, gen, request.seed, max_new))
+
+    def _generate(self, lm: Any, task: Task, requests: list[Request], max_new: int, probes: list[Any]) -> list[Generation]:
+        cfg = self.config
+        return lm.generate(
+            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+            repetition_penalty=cfg.repetition_penalty, task_settings=task.generation, probes=probes,
+        )
 
     def _record(self, variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int) -> SampleRecord:
         score = item.task.score(item.sample, gen.text, truncated=gen.truncated)

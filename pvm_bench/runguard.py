@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +44,36 @@ class ResumeMismatchError(RunError):
 
 class NonFiniteError(RunError):
     """The model produced NaN/inf logits."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run (a scheduler's time limit, ``kill``): handled like Ctrl-C."""
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` so the run records ``interrupted``
+    (instead of dying with run.json still saying ``running``). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's CPU/GPU allocation failures (their types and messages differ by device)."""
+    text = str(exc).lower()
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
 
 
 LOCK_NAME = ".lock"

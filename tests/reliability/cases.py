@@ -383,6 +383,35 @@ def train_response_null(env) -> list[str]:
     return _train_args(env, _train_data(env, [{"image": "red.png", "prompt": "colour?", "response": None}] * 2))
 
 
+def data_dir_is_a_file(env) -> list[str]:
+    return env.run_args(data=env.data / "mmstar" / "val.parquet")
+
+
+def model_name_empty(env) -> list[str]:
+    args = env.run_args()
+    args[args.index("--model") + 1] = ""
+    return args
+
+
+def samples_jsonl_is_a_directory(env) -> list[str]:
+    run = env.make_run()
+    (run / "samples.jsonl").unlink()
+    (run / "samples.jsonl").mkdir()
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def out_of_memory(env) -> list[str]:
+    from pvm_bench.models.loading import LoadedModel
+
+    def oom(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1000170007225 bytes")
+
+    original = LoadedModel.generate
+    LoadedModel.generate = oom
+    env.cleanups.append(lambda: setattr(LoadedModel, "generate", original))
+    return env.run_args()
+
+
 def train_resume_without_checkpoint(env) -> list[str]:
     return [*_train_args(env, _train_data(env)), "--resume"]
 
@@ -471,5 +500,10 @@ CASES: list[Case] = [
          check=_unreadable_part_kept),
     Case("adv-train-out-is-a-file", train_out_is_a_file, 2, ("is a file, not a directory",)),
     Case("adv-train-response-null", train_response_null, 2, ("row 0 has an empty response",), absent=("has no response column",)),
+    Case("adv-data-dir-is-a-file", data_dir_is_a_file, 2, ("--data-dir", "is a file"), absent=("val.parquet/mmstar",)),
+    Case("adv-model-name-empty", model_name_empty, 2, ("model name is empty",), absent=("cannot reach",)),
+    Case("adv-samples-jsonl-is-a-directory", samples_jsonl_is_a_directory, 2, ("samples.jsonl", "directory, not a file")),
+    Case("adv-out-of-memory", out_of_memory, 2, ("out of memory generating task 'mmstar'", "--batch-size"),
+         check=_failed_with("out of memory")),
     Case("adv-train-resume-without-checkpoint", train_resume_without_checkpoint, 2, ("no checkpoint to continue",)),
 ]

@@ -171,3 +171,20 @@ def test_disk_full_while_writing_the_report_is_one_line(env, monkeypatch: pytest
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "Traceback" not in output, output
     assert "disk full writing" in errors[0] and "free space" in errors[0]
+
+
+def test_sigterm_records_interrupted_and_resume_completes(env) -> None:
+    args = env.run_args()
+    args[args.index("--max-new-tokens") + 1] = "48"
+    proc = _cli(*args, "--batch-size", "1")
+    samples = env.out / "r" / "samples.jsonl"
+    deadline = time.time() + 240
+    while (not samples.exists() or not samples.read_bytes().count(b"\n")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    record = _record(env.out / "r")
+    assert record["status"] == "interrupted" and record["error"] == "terminated (SIGTERM)", record
+    code, output = env.cli("run", "--resume", str(env.out / "r"), "--quiet")
+    assert code == 0, output
+    assert _record(env.out / "r")["status"] == "completed" and len(read_jsonl(samples)) == 3
