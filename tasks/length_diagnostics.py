@@ -222,10 +222,12 @@ class ColourRecall(Task):
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output)
         details: dict[str, Any] = {"distance": sample.metadata.get("distance"), "n_filler": sample.metadata.get("n_filler"),
-                                   "extractor": "last 'Answer:' colour word"}
+                                   "extractor": "answer_marker"}
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)
         colour, marker = parse_colour(prep.text)
+        # extractor path (contract: exactly "none" when nothing was extracted)
+        details["extractor"] = "answer_marker" if marker and colour else "first_word" if colour else "none"
         if self.design.variant == "generated":
             expected = filler(int(sample.metadata["n_filler"]), self.design.count)
             head = _MARKER.split(prep.text)[0].strip() if marker else None
