@@ -151,7 +151,10 @@ def _decay_lines(summaries: list[Summary], labels: list[str]) -> list[dict[str, 
                 sel = r[(r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric) & (r["band"] == "all")]
                 if t is not None:
                     sel = sel[sel["t"] == t]
-                line[label] = fmt(float(sel["value"].iloc[0]), digits) if len(sel) and finite(sel["value"].iloc[0]) else "–"
+                shown = fmt(float(sel["value"].iloc[0]), digits) if len(sel) and finite(sel["value"].iloc[0]) else "–"
+                if shown != "–" and "extrapolated" in str(sel["flags"].iloc[0]):
+                    shown += " (extrapolated)"
+                line[label] = shown
             if any(line[lab] != "–" for lab in labels):
                 out.append(line)
     return out
