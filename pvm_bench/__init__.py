@@ -16,14 +16,23 @@ if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
 
-def load_model(source: str, pvm: str | None = None, **kwargs: Any) -> LoadedModel:
+def load_model(source: str, pvm: str | os.PathLike[str] | None = None, **kwargs: Any) -> LoadedModel:
     """Load a VLM (hub id or local dir), optionally with a PVM adapter or checkpoint attached.
 
-    See :func:`pvm_bench.models.loading.load_model` for the keyword arguments.
+    The composition happens here, at the top: :func:`pvm_bench.models.loading.load_model` loads
+    the transformers model (its keyword arguments), :func:`pvm_bench.pvm.attach_from_path`
+    attaches ``pvm`` (an adapter directory or a full reference-format checkpoint).
     """
+    from pathlib import Path
+
     from pvm_bench.models.loading import load_model as _load
 
-    return _load(source, pvm=pvm, **kwargs)
+    lm = _load(source, **kwargs)
+    if pvm is not None:
+        from pvm_bench.pvm import attach_from_path
+
+        attach_from_path(lm, Path(pvm))
+    return lm
 
 
 __all__ = ["__version__", "load_model"]

@@ -18,7 +18,7 @@ from pvm_bench.models.families import FamilySpec, family_for, first_config_value
 
 if TYPE_CHECKING:
     from pvm_bench.models.generation import Generation, Request
-    from pvm_bench.probes.base import Probe
+    from pvm_bench.models.observer import BatchObserver
 
 
 class ModelLoadError(UserError, RuntimeError):
@@ -152,7 +152,7 @@ class LoadedModel:
             "attn_implementation": self.config._attn_implementation,
         }
 
-    def generate(self, requests: list[Request], probes: list[Probe] | None = None, **kwargs: Any) -> list[Generation]:
+    def generate(self, requests: list[Request], probes: list[BatchObserver] | None = None, **kwargs: Any) -> list[Generation]:
         """Generate for ``requests`` in one left-padded batch; see :func:`pvm_bench.models.generation.generate`."""
         from pvm_bench.models.generation import generate
 
@@ -161,7 +161,6 @@ class LoadedModel:
 
 def load_model(
     source: str,
-    pvm: str | os.PathLike[str] | None = None,
     *,
     dtype: str | torch.dtype | None = "auto",
     device: str | None = "auto",
@@ -170,11 +169,13 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> LoadedModel:
-    """Load ``source`` (hub id or local directory) for evaluation.
+    """Load ``source`` (hub id or local directory) for evaluation, as transformers defines it.
+
+    This layer knows nothing of PVM or probes: :func:`pvm_bench.load_model` composes the model
+    with a PVM adapter/checkpoint (``pvm=``) on top of it.
 
     Args:
         source: hub id (``Qwen/Qwen3-VL-4B-Instruct``) or a model directory.
-        pvm: optional PVM adapter directory or full reference-format checkpoint to attach.
         dtype: ``auto`` (bf16 on capable GPUs, else fp32), ``float32``, ``bfloat16``, ``float16``.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...; ignored when ``device_map`` is set.
         device_map: e.g. ``"auto"`` to shard a large model over the visible GPUs (accelerate).
@@ -246,10 +247,6 @@ def load_model(
         dtype=torch_dtype,
         device=next(hf_model.parameters()).device,
     )
-    if pvm is not None:
-        from pvm_bench.pvm import attach_from_path
-
-        attach_from_path(lm, Path(pvm))
     return lm
 
 

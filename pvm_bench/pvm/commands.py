@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
         dtype: Annotated[str, typer.Option(help="Saved dtype: auto (as loaded) | float32 | bfloat16.")] = "auto",
     ) -> None:
         """Write base + PVM as a reference-format checkpoint (or the PVM alone as an adapter)."""
-        from pvm_bench.models.loading import DTYPES, load_model
+        from pvm_bench import load_model
+        from pvm_bench.models.loading import DTYPES
         from pvm_bench.pvm.io import export_reference, save_adapter
 
         if to not in ("reference", "adapter"):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pvm_bench import load_model
 from pvm_bench.models.generation import encode
-from pvm_bench.models.loading import load_model
 from pvm_bench.pvm import PVMFormatError, attach_pvm, detect_format, export_reference, load_pvm, save_adapter
 from pvm_bench.pvm.info import pvm_info
 
