@@ -281,3 +281,21 @@ def test_comparability_note_and_stratified_metric_from_an_include_path_task(tmp_
     wide = pd.read_csv(run / "summary.csv").iloc[0]  # headline in `accuracy`, the secondary one prefixed
     assert wide["metric"] == "balanced" and wide["accuracy"] == pytest.approx(0.5)
     assert wide["task_accuracy"] == pytest.approx(0.9)
+
+
+def test_task_aggregate_uses_the_declared_metrics() -> None:
+    """Task.aggregate (Score lists) and the report share one definition: CircularEval skips
+    questions whose main row (index < 1e6) is absent, as lmms-eval's eval_result does; MMStar's
+    headline is the mean over L2 categories."""
+    from pvm_bench.tasks import Score, get_registry
+
+    tasks = get_registry().tasks
+    mmb = tasks["mmbench_en"]
+    scores = [Score(1.0, details={"index": 0}), Score(0.0, details={"index": 1000000}),
+              Score(1.0, details={"index": 1000003}), Score(1.0, details={"index": 2})]
+    m = mmb.aggregate(scores)
+    assert m["circular_accuracy"] == pytest.approx(0.5)  # questions 0 (shift wrong) and 2; 3 has no main row
+    assert m["accuracy"] == pytest.approx(0.75) and m["n"] == 4
+    star = tasks["mmstar"]
+    s = [Score(1.0, details={"l2_category": "a"})] * 3 + [Score(0.0, details={"l2_category": "b"})]
+    assert star.aggregate(s)["average"] == pytest.approx(0.5) and star.aggregate(s)["accuracy"] == pytest.approx(0.75)
