@@ -14,12 +14,15 @@ from pvm_bench.pvm.attach import (
     DEFAULT_PVM_HIDDEN_SIZE,
     PVMAttachError,
     PVMHandle,
-    attach_from_path,
     attach_pvm,
     resolve_layers,
 )
 from pvm_bench.pvm.block import PVMBlock, PVMShape
 from pvm_bench.pvm.io import PVMFormatError, detect_format, export_reference, load_pvm, save_adapter
+
+attach_from_path = load_pvm
+"""Attach PVM from an adapter directory or a full reference-format checkpoint (what
+``pvm_bench.load_model(..., pvm=path)`` calls); see :func:`pvm_bench.pvm.io.load_pvm`."""
 
 __all__ = [
     "DEFAULT_PVM_HIDDEN_SIZE",

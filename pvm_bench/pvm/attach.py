@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -342,13 +341,3 @@ def attach_pvm(
         lm.pvm = handle
     hf_model._pvm_handle = handle  # type: ignore[attr-defined]
     return handle
-
-
-def attach_from_path(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bool = True) -> PVMHandle:
-    """Attach PVM from an adapter directory or a full reference-format checkpoint.
-
-    See :func:`pvm_bench.pvm.io.load_pvm` (this is what ``load_model(..., pvm=path)`` calls).
-    """
-    from pvm_bench.pvm.io import load_pvm
-
-    return load_pvm(model, path, check_base=check_base)
