@@ -175,14 +175,19 @@ def base_note(data: RunData) -> str | None:
     the fine-tuned LLM with the branch off, not the original instruct model (the paper's baseline).
     A full checkpoint attached to another model passed the loader's base-weight check
     (pvm/io.py ``_check_full_base``), so there ``base`` is that model and nothing is said."""
-    if REFERENCE_VARIANT not in data.variants or pvm_format(data) != "full" or data.run is None:
+    if REFERENCE_VARIANT not in data.variants or data.run is None or not data.run.adapter:
         return None
-    pvm_path = Path(str(data.run.adapter.get("path"))).expanduser().resolve()
+    raw = str(data.run.adapter.get("path") or "")
     source = str((data.run.model or {}).get("source") or data.run.config.get("model") or "")
-    if source and Path(source).expanduser().resolve() != pvm_path:
+    pvm_path = Path(raw).expanduser().resolve()
+    # the same hub id / directory as --model and --pvm: a full checkpoint loaded as its own model
+    # (an adapter directory has no config.json, so it cannot be the model)
+    same = bool(raw) and (raw == source or (bool(source) and Path(source).expanduser().resolve() == pvm_path))
+    if not same or pvm_format(data) == "adapter":
         return None
     return (
-        f"`base` is the full PVM checkpoint {pvm_path.name} with its PVM branch switched off, not the original "
+        f"`base` is the full PVM checkpoint {pvm_path.name if Path(raw).exists() else raw} with its PVM branch "
+        "switched off, not the original "
         "instruct model: a checkpoint trained with SFT+GRPO has different LLM weights. For the paper's baseline, "
         "run the instruct model and pair the runs with `pvm-bench compare RUN_INSTRUCT RUN_PVM`."
     )

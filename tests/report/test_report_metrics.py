@@ -234,6 +234,11 @@ def test_summary_names_the_base_of_a_full_checkpoint_run(tmp_path: Path) -> None
     plain = write_scores(tmp_path / "plain", scores, adapter={"path": str(adapter_dir)})
     build_report(plain)
     assert "full PVM checkpoint" not in (plain / "summary.md").read_text()
+    # a hub checkpoint passed as both --model and --pvm
+    hub = write_scores(tmp_path / "hub", scores, model={"source": "org/pvm-8b", "fingerprint": "eeee"},
+                       adapter={"path": "org/pvm-8b"})
+    build_report(hub)
+    assert "`base` is the full PVM checkpoint org/pvm-8b" in " ".join((hub / "summary.md").read_text().split())
 
 
 def test_old_records_with_metadata_score_are_read_as_typed_scores(tmp_path: Path) -> None:
