@@ -18,7 +18,7 @@ layer, visual_mass; already restricted to one variant). Steps < 1 (the prompt) a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay_per_sample, observed_half_life, window
+from pvm_bench.report.fit_ci import EMPTY, DecayCI, decay_bootstrap
 from pvm_bench.report.stats import MeanCI, bootstrap_ci
 
 SAMPLE_KEYS: tuple[str, ...] = ("task", "sample_id", "repeat")
@@ -140,7 +141,8 @@ class BandDecay:
     n); ``half_life_obs``: :func:`~pvm_bench.report.fit.observed_half_life` of that curve;
     ``mass_at``: observed mass at the fixed positions (mean over a +-5% step window per sample,
     percentile bootstrap over samples; absent where no sample reached t); ``cohort_t``: the
-    fixed-cohort length used, if any.
+    fixed-cohort length used, if any; ``fit_ci``: bootstrap CIs over samples of the fit and its
+    half-life (:func:`~pvm_bench.report.fit_ci.decay_bootstrap`; EMPTY when not computed).
     """
 
     fit: DecayFit
@@ -148,13 +150,16 @@ class BandDecay:
     half_life_obs: float
     mass_at: dict[int, MeanCI] = field(default_factory=dict)
     cohort_t: int | None = None
+    fit_ci: DecayCI = EMPTY
 
     def wide(self, band: str) -> dict[str, Any]:
         """The flat summary values of this band, named as summary.csv names them (``band`` is
         the band's name, e.g. ``"all"``):
 
         ``fit_{band}_{a,b,c,r2,t_max,n_samples,method,flags}``, ``half_life_{band}_fit``,
-        ``half_life_{band}_fit_extrapolated`` (bool), ``half_life_{band}_obs``,
+        ``half_life_{band}_fit_extrapolated`` (bool), ``half_life_{band}_fit_ci_low`` /
+        ``_ci_high`` (95% bootstrap over samples; high = inf when "never halves" is not excluded),
+        ``half_life_{band}_obs``,
         ``mass_{band}_t{t}`` with ``_ci_low``, ``_ci_high`` and ``n_{band}_t{t}`` (samples that
         reached t; 0 and NaN masses where none did).
         """
@@ -164,6 +169,8 @@ class BandDecay:
             f"fit_{pre}t_max": f.t_max, f"fit_{pre}n_samples": f.n_samples, f"fit_{pre}method": f.method,
             f"fit_{pre}flags": ";".join(f.flags()),
             f"half_life_{pre}fit": f.half_life(), f"half_life_{pre}fit_extrapolated": f.extrapolated(),
+            f"half_life_{pre}fit_ci_low": self.fit_ci.half_life[0],
+            f"half_life_{pre}fit_ci_high": self.fit_ci.half_life[1],
             f"half_life_{pre}obs": self.half_life_obs,
         }
         for t in FIXED_POSITIONS:
@@ -176,22 +183,33 @@ class BandDecay:
         return row
 
 
-def _fit_samples(per_sample: pd.DataFrame) -> DecayFit:
+def _fit_samples(per_sample: pd.DataFrame, seed: int, bootstrap: bool) -> tuple[DecayFit, DecayCI]:
     codes = per_sample.groupby(list(SAMPLE_KEYS), sort=False).ngroup().to_numpy()
-    return fit_decay_per_sample(per_sample["step"].to_numpy(), per_sample["mass"].to_numpy(), codes)
+    t, y = per_sample["step"].to_numpy(), per_sample["mass"].to_numpy()
+    fit = fit_decay_per_sample(t, y, codes)
+    if not (bootstrap and fit.ok):
+        return fit, EMPTY
+    ci = decay_bootstrap(t, y, codes, seed=seed)
+    hl = fit.half_life()
+    if math.isfinite(hl) and math.isfinite(ci.half_life[0]):
+        # the replicates are solved on a grid: keep the exact estimate inside its interval
+        ci = replace(ci, half_life=(min(ci.half_life[0], hl), max(ci.half_life[1], hl)))
+    return fit, ci
 
 
-def band_decay(vis: pd.DataFrame, layers: list[int] | None, seed: int = 0, cohort_t: int | None = None) -> BandDecay:
+def band_decay(
+    vis: pd.DataFrame, layers: list[int] | None, seed: int = 0, cohort_t: int | None = None, bootstrap: bool = True,
+) -> BandDecay:
     """Decay statistics of one band from visual rows of one (task, variant) scope.
 
     ``cohort_t``: restrict to the fixed cohort of samples that reached ``cohort_t`` tokens
-    (:func:`fixed_cohort`) before everything else.
+    (:func:`fixed_cohort`) before everything else. ``bootstrap``: also compute ``fit_ci``.
     """
     per_sample = sample_curves(vis, layers)
     if cohort_t is not None:
         per_sample = fixed_cohort(per_sample, cohort_t)
     curve = step_curve(per_sample)
-    fit = _fit_samples(per_sample)
+    fit, fit_ci = _fit_samples(per_sample, seed, bootstrap)
     hl_obs = observed_half_life(curve["step"].to_numpy(), curve["mass"].to_numpy()) if len(curve) else math.nan
     mass_at: dict[int, MeanCI] = {}
     t_max = int(curve["step"].max()) if len(curve) else 0
@@ -201,4 +219,4 @@ def band_decay(vis: pd.DataFrame, layers: list[int] | None, seed: int = 0, cohor
         lo, hi = window(t)
         w = per_sample[(per_sample["step"] >= lo) & (per_sample["step"] <= hi)]
         mass_at[t] = bootstrap_ci(w.groupby(list(SAMPLE_KEYS))["mass"].mean().to_numpy(), seed=seed)
-    return BandDecay(fit, curve, hl_obs, mass_at, cohort_t)
+    return BandDecay(fit, curve, hl_obs, mass_at, cohort_t, fit_ci)

@@ -58,11 +58,14 @@ def law_text(fit: DecayFit) -> str:
     return f"{fit.a:.3f} {signed(fit.b, 3)}/(t {signed(fit.c, 1)})"
 
 
-def _fit_label(variant: str, fit: DecayFit) -> str:
+def _fit_label(variant: str, fit: DecayFit, hl_ci: tuple[float, float] | None = None) -> str:
     label = f"{variant}: {law_text(fit)}, R² {fit.r2:.2f}"
     hl = fit.half_life()
     if math.isfinite(hl):
-        label += f", t½ {hl:.0f}" + (" (extrapolated)" if fit.extrapolated() else "")
+        label += f", t½ {hl:.0f}"
+        if hl_ci is not None and math.isfinite(hl_ci[0]):
+            label += f" [{hl_ci[0]:.0f}, {'∞' if math.isinf(hl_ci[1]) else f'{hl_ci[1]:.0f}'}]"
+        label += " (extrapolated)" if fit.extrapolated() else ""
     flags = [f for f in fit.flags() if f != "extrapolated"]
     if flags:
         label += "\n  ⚑ " + ", ".join(flags)
@@ -116,11 +119,12 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
             ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=col, alpha=0.18, lw=0)
             ax.plot(obs["step"], obs["mass"], "o", ms=3.2, alpha=0.7, color=col)
             ax_n.plot(obs["step"], obs["n"], "-", drawstyle="steps-mid", color=col, lw=1.4)
-            fit = band_decay(rows, layers).fit
+            bd = band_decay(rows, layers)
+            fit = bd.fit
             if fit.ok:
                 tt = np.geomspace(1, max(fit.t_max, 2), 200)
                 style = "--" if [f for f in fit.flags() if f != "extrapolated"] else "-"
-                ax.plot(tt, fit.predict(tt), style, lw=2, color=col, label=_fit_label(v, fit))
+                ax.plot(tt, fit.predict(tt), style, lw=2, color=col, label=_fit_label(v, fit, bd.fit_ci.half_life))
                 hl = fit.half_life()
                 if math.isfinite(hl) and not fit.extrapolated():
                     ax.plot([hl], [float(fit.predict(hl))], marker="v", ms=8, color=col, mec="white")
@@ -132,7 +136,7 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
         if c == 0:
             ax.set_ylabel("visual mass (fraction of\nattention on image tokens)")
             ax_n.set_ylabel("n samples")
-        ax.legend(fontsize=7.5, loc="upper right", title="dots ± band: observed mean, 95% CI · line: fit · ▼ t½",
+        ax.legend(fontsize=7.5, loc="upper right", title="dots ± band: observed mean, 95% CI · line: fit · ▼ t½ [95% CI]",
                   title_fontsize=7.5)
         ax_n.set_xlabel("generated position t (tokens, log scale)")
         ax_n.set_ylim(bottom=0)
@@ -184,7 +188,8 @@ def plot_decay_cohort(
             ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=col, alpha=0.2, lw=0)
             ax.plot(obs["step"], obs["mass"], "o", ms=4, color=col, label=f"cohort (n={n_cohort}), 95% CI")
             top = max(top, float(obs.loc[obs["n"] >= MIN_N_FOR_SCALE, "ci_high"].max()))
-            fit = band_decay(cohort.assign(layer=0, visual_mass=cohort["mass"]), None, cohort_t=t_cohort).fit
+            fit = band_decay(cohort.assign(layer=0, visual_mass=cohort["mass"]), None, cohort_t=t_cohort,
+                             bootstrap=False).fit
             if fit.ok:
                 tt = np.geomspace(1, t_cohort, 100)
                 style = "--" if [f for f in fit.flags() if f != "extrapolated"] else "-"
