@@ -188,3 +188,39 @@ def test_sigterm_records_interrupted_and_resume_completes(env) -> None:
     code, output = env.cli("run", "--resume", str(env.out / "r"), "--quiet")
     assert code == 0, output
     assert _record(env.out / "r")["status"] == "completed" and len(read_jsonl(samples)) == 3
+
+
+def test_kill_9_mid_run_with_probes_then_resume_equals_uninterrupted(env) -> None:
+    """Outputs AND attention rows of a killed-then-resumed run equal an uninterrupted one
+    (probe parts written before the kill are merged once, never duplicated)."""
+    import pandas as pd
+
+    def args(run_id: str) -> list[str]:
+        a = env.run_args(run_id, "--batch-size", "1")
+        a[a.index("--max-new-tokens") + 1] = "24"
+        a[a.index("--probes") + 1] = "attention"
+        a[a.index("--limit") + 1] = "4"
+        return a
+
+    code, output = env.cli(*args("full"))
+    assert code == 0, output
+    proc = _cli(*args("killed"))
+    samples = env.out / "killed" / "samples.jsonl"
+    deadline = time.time() + 240
+    while (not samples.exists() or samples.read_bytes().count(b"\n") < 2) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(read_jsonl(samples)) < 4
+    code, output = env.cli("run", "--resume", str(env.out / "killed"), "--quiet")
+    assert code == 0, output
+
+    def outputs(run_id: str) -> dict:
+        return {r["sample_id"]: r["output"] for r in read_jsonl(env.out / run_id / "samples.jsonl")}
+
+    assert outputs("killed") == outputs("full")
+    keys = ["variant", "task", "sample_id", "repeat", "step", "layer"]
+    full = pd.read_parquet(env.out / "full" / "attention.parquet").sort_values(keys).reset_index(drop=True)
+    killed = pd.read_parquet(env.out / "killed" / "attention.parquet").sort_values(keys).reset_index(drop=True)
+    assert len(killed) == len(full) and not killed.duplicated(keys).any()
+    assert (killed["visual_mass"].to_numpy() == full["visual_mass"].to_numpy()).all()
