@@ -122,6 +122,8 @@ class Runner:
         out = Path(config.out)
         run_id = config.run_id or new_run_id()
         run_dir = out / run_id
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunError(f"{run_dir} exists and is a file, not a run directory; pass another --run-id or --out")
         if (run_dir / "run.json").exists() and not reusable_run_dir(run_dir):
             raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
         config = config.model_copy(update={"run_id": run_id})

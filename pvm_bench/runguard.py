@@ -93,7 +93,10 @@ class RunLock:
     def acquire(self) -> RunLock:
         if fcntl is None or self._fd is not None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunError(f"cannot open the run's lock file {self.path} ({exc.strerror}); remove it and retry") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -121,8 +124,8 @@ class RunLock:
         """True when no process holds the lock (probes it without keeping it)."""
         if fcntl is None or self._fd is not None:
             return self._fd is None
-        if not self.path.exists():
-            return True
+        if not self.path.is_file():
+            return not self.path.exists()
         fd = os.open(self.path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

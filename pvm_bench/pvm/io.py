@@ -188,6 +188,14 @@ def _is_hub_id(source: str | None) -> bool:
     return not is_local_source(source)
 
 
+def _output_dir(path: str | Path) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise PVMFormatError(f"output '{out}' is a file, not a directory; pass a new or existing directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def save_adapter(model: LoadedModel | PVMHandle | nn.Module, out_dir: str | Path, *, dtype: torch.dtype | None = None,
                  extra: dict[str, Any] | None = None) -> Path:
     """Write ``pvm_config.json`` + ``adapter.safetensors`` (only PVM tensors, reference names).
@@ -196,8 +204,7 @@ def save_adapter(model: LoadedModel | PVMHandle | nn.Module, out_dir: str | Path
     (e.g. training metadata) to the config. Returns ``out_dir``.
     """
     handle = _handle_of(model)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_dir(out_dir)
     tensors = {k: v.detach().to("cpu", dtype=dtype or v.dtype).contiguous().clone() for k, v in handle.state_dict().items()}
     saved_dtype = next(iter(tensors.values())).dtype
     save_file(tensors, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt", "pvm_bench": "adapter"})
@@ -405,8 +412,7 @@ def export_reference(model: LoadedModel, out_dir: str | Path, *, dtype: torch.dt
     The result loads with ``load_model(out_dir, pvm=out_dir)`` and with the reference code.
     """
     handle = _handle_of(model)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_dir(out_dir)
     hf = model.hf_model
     tc = hf.config.get_text_config()
     for name, value in handle.config_fields().items():
