@@ -59,6 +59,7 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     resume_changes,
     sigterm_interrupts,
 )
+from pvm_bench.session import GenerationSession
 from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
 
 
@@ -264,21 +265,19 @@ class Runner:
         try:
             with ExitStack() as stack, JsonlAppender(self.samples_path) as sink:
                 stack.enter_context(guard.installed(lm))
-                for probe in probes:
-                    probe.install(lm)
-                    stack.callback(probe.uninstall)
+                session = stack.enter_context(GenerationSession(lm, probes))
                 for variant in variants:
                     items = [item for v, item in todo if v is variant]
                     if not items:
                         continue
                     guard.variant = variant.name
-                    with variant.active(lm):
+                    with session.variant(variant):
                         for batch in self._batches(items):
                             ids = ", ".join(repr(i.sample.id) for i in batch[:4]) + (" ..." if len(batch) > 4 else "")
                             guard.where = f"task '{batch[0].task.name}', samples {ids}"
                             if progress:
                                 progress(finished, total, variant.name, batch[0].task.name)
-                            self._run_batch(lm, variant.name, batch, probes, sink, log)
+                            self._run_batch(session, variant.name, batch, sink, log)
                             finished += len(batch)
                             if progress:
                                 progress(finished, total, variant.name, batch[0].task.name)
@@ -393,7 +392,7 @@ class Runner:
     def _max_new_tokens(self, task: Task) -> int:
         return int(self.config.max_new_tokens or task.generation.get("max_new_tokens", 256))
 
-    def _run_batch(self, lm: Any, variant: str, batch: list[WorkItem], probes: list[Any], sink: JsonlAppender,
+    def _run_batch(self, session: GenerationSession, variant: str, batch: list[WorkItem], sink: JsonlAppender,
                    log: Callable[[str], None]) -> None:
         cfg = self.config
         task = batch[0].task
@@ -415,7 +414,7 @@ class Runner:
         if not requests:
             return
         try:
-            generations = self._generate(lm, task, requests, max_new, probes)
+            generations = self._generate(session, task, requests, max_new)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -428,11 +427,11 @@ class Runner:
         for item, request, gen in zip(good, requests, generations):
             sink.append(self._record(variant, item, gen, request.seed, max_new))
 
-    def _generate(self, lm: Any, task: Task, requests: list[Request], max_new: int, probes: list[Any]) -> list[Generation]:
+    def _generate(self, session: GenerationSession, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
         cfg = self.config
-        return lm.generate(
+        return session.generate(
             requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-            repetition_penalty=cfg.repetition_penalty, task_settings=task.generation, probes=probes,
+            repetition_penalty=cfg.repetition_penalty, task_settings=task.generation,
         )
 
     def _record(self, variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int) -> SampleRecord:

@@ -41,7 +41,6 @@ they do too). The probe records cover every generated token, including any after
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -226,17 +225,15 @@ class PvmBenchLMM(lmms):
         groups: dict[tuple, list[tuple[int, tuple, Request, list[str], str]]] = {}
         for item in prepared:
             groups.setdefault(item[1], []).append(item)
-        with contextlib.ExitStack() as stack:
-            for probe in self.probes:
-                probe.install(self.lm)
-                stack.callback(probe.uninstall)
-            stack.enter_context(self.variant.active(self.lm))
+        from pvm_bench.session import GenerationSession
+
+        with GenerationSession(self.lm, self.probes) as session, session.variant(self.variant):
             for (max_new, temperature, top_p, top_k, penalty), items in groups.items():
                 for start in range(0, len(items), self.batch_size):
                     batch = items[start : start + self.batch_size]
-                    gens = self.lm.generate(
+                    gens = session.generate(
                         [item[2] for item in batch], max_new_tokens=max_new, temperature=temperature,
-                        top_p=top_p, top_k=top_k, repetition_penalty=penalty, probes=self.probes,
+                        top_p=top_p, top_k=top_k, repetition_penalty=penalty,
                     )
                     for item, gen in zip(batch, gens):
                         text = apply_stops(gen.text, item[3])
