@@ -412,6 +412,25 @@ def out_of_memory(env) -> list[str]:
     return env.run_args()
 
 
+def run_dir_is_a_file(env) -> list[str]:
+    env.out.mkdir(parents=True)
+    (env.out / "r").write_text("x")
+    return env.run_args()
+
+
+def lock_file_is_a_directory(env) -> list[str]:
+    run = env.make_run()
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").mkdir()
+    return ["run", "--resume", str(run), "--quiet"]
+
+
+def export_into_a_file(env) -> list[str]:
+    (env.root / "exported").write_text("x")
+    return ["pvm", "export", "--model", str(env.model), "--pvm", str(env.adapter), "--out", str(env.root / "exported"),
+            "--to", "adapter"]
+
+
 def train_resume_without_checkpoint(env) -> list[str]:
     return [*_train_args(env, _train_data(env)), "--resume"]
 
@@ -505,5 +524,8 @@ CASES: list[Case] = [
     Case("adv-samples-jsonl-is-a-directory", samples_jsonl_is_a_directory, 2, ("samples.jsonl", "directory, not a file")),
     Case("adv-out-of-memory", out_of_memory, 2, ("out of memory generating task 'mmstar'", "--batch-size"),
          check=_failed_with("out of memory")),
+    Case("adv-run-dir-is-a-file", run_dir_is_a_file, 2, ("is a file, not a run directory",), ("out/r",)),
+    Case("adv-lock-file-is-a-directory", lock_file_is_a_directory, 2, ("lock file", "Is a directory"), RUN),
+    Case("adv-export-into-a-file", export_into_a_file, 2, ("is a file, not a directory",), ("exported",)),
     Case("adv-train-resume-without-checkpoint", train_resume_without_checkpoint, 2, ("no checkpoint to continue",)),
 ]
