@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+#: The line printed above the closing table (a table title would wrap to the table's width).
+HEADLINE_TITLE = "headline metric per task and variant (95% CI; delta = paired difference vs base, p-value)"
 #: Seconds between plain progress lines when nothing changes.
 DEFAULT_INTERVAL = 30.0
 INTERVAL_ENV = "PVM_BENCH_PROGRESS_INTERVAL"
@@ -251,7 +253,7 @@ def headline_table(run_dir: Path) -> Any | None:
     columns = list(rows[0])
     if not any(r["delta vs base"] for r in rows):
         columns.remove("delta vs base")
-    table = Table(*columns, title="headline metric per task and variant (95% CI; delta = paired vs base)")
+    table = Table(*columns)
     for row in rows:
         table.add_row(*(row[c] for c in columns))
     return table
@@ -259,6 +261,7 @@ def headline_table(run_dir: Path) -> Any | None:
 
 __all__ = [
     "BarProgress",
+    "HEADLINE_TITLE",
     "LineProgress",
     "ProgressState",
     "format_duration",

@@ -250,7 +250,7 @@ def _execute(runner: Any, *, quiet: bool) -> None:
 
 def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None) -> None:
     """Report, then the closing lines: status, headline table, summary.md and report.html paths."""
-    from pvm_bench.cli_progress import headline_table
+    from pvm_bench.cli_progress import HEADLINE_TITLE, headline_table
 
     record, run_dir = runner.record, runner.run_dir
     html = None
@@ -269,6 +269,7 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
     )
     table = headline_table(run_dir) if html is not None else None
     if table is not None:  # piped to a file, rich would squeeze the table to 80 columns
+        out.print(HEADLINE_TITLE, highlight=False)
         (out if out.is_terminal else Console(width=160)).print(table)
     if html is not None:
         out.print(f"summary: {Path(run_dir) / 'summary.md'}", highlight=False)
