@@ -70,6 +70,22 @@ GEN_KWARG_FIELDS = {
     "repetition_penalty": "repetition_penalty",
 }
 GEN_KWARGS_IGNORED = ("do_sample",)
+#: lmms-eval 0.7.3 task names (lmms_eval/tasks/*/*.yaml ``task:``) -> the pvm-bench task with the same
+#: data and protocol. Suggested, never substituted: a user's own task may carry such a name.
+LMMS_TASK_NAMES = {
+    "mmmu_val": "mmmu",
+    "mmbench_en_dev": "mmbench_en",
+    "mmbench_cn_dev": "mmbench_cn",
+    "mathvista_testmini": "mathvista_lmms",
+    "mathvista_testmini_cot": "mathvista_cot_lmms",
+    "mathvista_testmini_solution": "mathvista_solution_lmms",
+    "mathverse_testmini": "mathverse",
+    "mathverse_testmini_vision_only": "mathverse_vision_only",
+    "mathverse_testmini_text_dominant": "mathverse_text_dominant",
+    "mathvision_testmini": "mathvision_lmms",
+    "hallusion_bench_image": "hallusionbench",
+    "mmt_val": "mmt",
+}
 
 
 def normalize_args(args: Iterable[str], known: Iterable[str]) -> list[str]:
@@ -95,6 +111,16 @@ def normalize_args(args: Iterable[str], known: Iterable[str]) -> list[str]:
             arg = name + eq + value
         out.append(arg)
     return out
+
+
+def lmms_task_hint(names: Iterable[str], known: Iterable[str]) -> str | None:
+    """One line for the first of ``names`` that is not a task here but is an lmms-eval task name."""
+    known = set(known)
+    for name in names:
+        ours = LMMS_TASK_NAMES.get(name)
+        if name not in known and ours in known:
+            return f"'{name}' is lmms-eval's task name; the pvm-bench task is '{ours}' (pass --tasks {ours})"
+    return None
 
 
 def parse_kv(text: str, option: str) -> dict[str, str]:
@@ -235,6 +261,8 @@ __all__ = [
     "RESUME_FREE",
     "typed_fields",
     "GEN_KWARG_FIELDS",
+    "LMMS_TASK_NAMES",
+    "lmms_task_hint",
     "MODEL_ARG_FIELDS",
     "NO_EQUIVALENT",
     "build_run_config",

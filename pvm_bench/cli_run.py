@@ -181,7 +181,21 @@ def _create_or_resume(given: dict[str, Any], resume: Path | None, force_resume: 
     if force_resume:
         raise OptionError("--force-resume only applies with --resume RUN_DIR")
     config = build_run_config({**given, "threads": resolve_threads(threads)})
+    _suggest_lmms_task_names(config)
     return Runner.create(config)
+
+
+def _suggest_lmms_task_names(config: RunConfig) -> None:
+    """An lmms-eval task name (``mmmu_val``) that is not a task here gets the right name in one line."""
+    from pvm_bench.cli_options import LMMS_TASK_NAMES, lmms_task_hint
+    from pvm_bench.tasks import get_registry
+
+    if not any(name in LMMS_TASK_NAMES for name in config.tasks):
+        return
+    registry = get_registry(config.include_paths)
+    hint = lmms_task_hint(config.tasks, [*registry.tasks, *registry.groups])
+    if hint:
+        raise OptionError(hint)
 
 
 def resume_runner(run_dir: Path, given: dict[str, Any], *, force: bool) -> Any:

@@ -118,6 +118,7 @@ def test_pvm_without_probes_flag_adds_branch_only_then(no_execute, tiny_qwen3_vl
         (["--gen_kwargs", "top_p=2"], "--top-p must be <= 1"),
         (["--batch-size", "2", "--model_args", "batch_size=3"], "--batch-size 2 and --model_args '3' disagree"),
         (["--force-resume"], "--force-resume only applies with --resume"),
+        (["--tasks", "mmmu_val"], "'mmmu_val' is lmms-eval's task name; the pvm-bench task is 'mmmu' (pass --tasks mmmu)"),
     ],
 )
 def test_bad_option_is_one_error_line_and_exit_2(no_execute, tiny_qwen3_vl, tmp_path, args, words):
