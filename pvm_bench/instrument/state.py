@@ -61,6 +61,7 @@ class ForwardState:
     bypass: bool = False
     scratch: dict[Any, Any] = field(default_factory=dict)
     _pending_mask: torch.Tensor | None = field(default=None, repr=False)
+    _pending_ids: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def total(self) -> int:
@@ -89,6 +90,7 @@ class ForwardState:
     def reset(self) -> None:
         """Forget the memory and the step (a new generation starts with a prefill anyway)."""
         self.image_mask = self.memory = self.memory_mask = self.query_mask = self._pending_mask = None
+        self._pending_ids = None
         self.attention_mask = None
         self.past = self.q_len = 0
         self.step = -1
@@ -139,10 +141,10 @@ class StateCapture:
             return
         ids = _ids_from(args, kwargs)
         if ids is not None:
-            state._pending_mask = ids == self.image_token_id
+            state._pending_ids = ids  # compared with the image id once, in the language-model hook
             return
         emb = kwargs.get("inputs_embeds")
-        if emb is not None and state._pending_mask is None:
+        if emb is not None and state._pending_ids is None and state._pending_mask is None:
             ref = self.embed.weight[self.image_token_id].to(emb.device, emb.dtype)
             state._pending_mask = (emb == ref).all(-1)
 
@@ -152,13 +154,27 @@ class StateCapture:
             return
         emb = kwargs.get("inputs_embeds")
         ids = _ids_from(args, kwargs)
+        given = emb if emb is not None else ids
+        if given is None:
+            return
+        B, L = given.shape[:2]
+        outer_ids, mask = state._pending_ids, state._pending_mask
+        state._pending_ids = state._pending_mask = None
+        past = cached_length(kwargs)
+        if past > 0 and L == 1 and state.memory is not None and state.memory.shape[0] == B:
+            # A plain decode step (one generated token, never an image placeholder: those are
+            # suppressed): no tensor op, no host sync.
+            state.past, state.q_len = past, L
+            state.step += 1
+            state.query_mask = None
+            state.scratch.clear()
+            am = kwargs.get("attention_mask")
+            state.attention_mask = am if torch.is_tensor(am) and am.dim() == 2 else None
+            return
         if emb is None:
-            if ids is None:
-                return
             emb = self.embed(ids)
-        B, L = emb.shape[:2]
-        mask = state._pending_mask
-        state._pending_mask = None
+        if outer_ids is not None and tuple(outer_ids.shape) == (B, L):
+            mask = outer_ids == self.image_token_id
         if mask is None or tuple(mask.shape) != (B, L):
             vpm = kwargs.get("visual_pos_masks")
             if ids is not None and tuple(ids.shape) == (B, L):
@@ -167,7 +183,6 @@ class StateCapture:
                 mask = vpm.bool()
             else:
                 mask = None
-        past = cached_length(kwargs)
         state.past, state.q_len = past, L
         state.scratch.clear()
         am = kwargs.get("attention_mask")
