@@ -21,6 +21,7 @@ from pvm_bench.config import RunConfig
 from pvm_bench.distributed import Dist
 from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line
 from pvm_bench.models.generation import Generation, Request, effective_decoding
+from pvm_bench.models.loading import is_local_source
 from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
     JsonlAppender,
     RunRecord,
@@ -53,6 +54,7 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     Terminated,
     check_resume,
     generation_settings,
+    hub_snapshot,
     is_out_of_memory,
     option_conflicts,
     path_fingerprint,
@@ -329,6 +331,8 @@ class Runner:
             attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code,
         )
         fresh.model = lm.info()
+        if not is_local_source(cfg.model):
+            fresh.model["hub_revision"] = hub_snapshot(cfg.model)
         if cfg.judge:  # a local answer-extraction judge for the math tasks (pvm_bench/judge.py)
             from pvm_bench.judge import attach_judge
             fresh.model["judge"] = attach_judge(cfg.judge, [t for t, _ in loaded_tasks],

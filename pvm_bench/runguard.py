@@ -151,10 +151,26 @@ def path_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def hub_snapshot(source: str, revision: str | None = None) -> str | None:
+    """The commit of the cached hub snapshot ``source`` resolves to (no network), or None.
+
+    A hub id's weight fingerprint is the id itself, so this is what tells that a newer revision
+    was downloaded between a kill and a resume.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(source, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 -- not a valid repo id, no cache: nothing to compare
+        return None
+    parts = Path(path).parts if isinstance(path, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+
+
 def resume_changes(old: Any, new: Any) -> list[str]:
     """Human-readable differences between two RunRecords' inputs (empty: same inputs).
 
-    Compared: ``model.fingerprint``, ``adapter.fingerprint``, every task's data
+    Compared: ``model.fingerprint`` (and ``model.hub_revision`` for hub ids), ``adapter.fingerprint``, every task's data
     ``fingerprint`` and ``n``, and the resolved per-task ``generation`` settings. A section
     the old record lacks (the run failed before loading it) is not compared.
     """
@@ -162,6 +178,14 @@ def resume_changes(old: Any, new: Any) -> list[str]:
     old_fp, new_fp = (old.model or {}).get("fingerprint"), (new.model or {}).get("fingerprint")
     if old_fp and new_fp and old_fp != new_fp:
         changes.append(f"model weights of {new.model.get('source')} (fingerprint {old_fp} -> {new_fp})")
+    old_rev, new_rev = (old.model or {}).get("hub_revision"), (new.model or {}).get("hub_revision")
+    if old_rev and old_rev != new_rev:
+        changes.append(f"hub revision of {new.model.get('source')} ({old_rev} -> {new_rev})")
+    old_judge, new_judge = (old.model or {}).get("judge") or {}, (new.model or {}).get("judge") or {}
+    if isinstance(old_judge, dict) and old_judge.get("fingerprint") and old_judge.get("fingerprint") != (
+        new_judge.get("fingerprint") if isinstance(new_judge, dict) else None
+    ):
+        changes.append(f"judge model (fingerprint {old_judge['fingerprint']} -> {new_judge.get('fingerprint') if isinstance(new_judge, dict) else None})")
     old_ad, new_ad = old.adapter or {}, new.adapter or {}
     if old_ad.get("fingerprint") and old_ad.get("fingerprint") != new_ad.get("fingerprint"):
         changes.append(f"PVM adapter {new_ad.get('path')} (fingerprint {old_ad['fingerprint']} -> {new_ad.get('fingerprint')})")
