@@ -26,6 +26,7 @@ from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
     JsonlAppender,
     RunRecord,
     SampleRecord,
+    ScoreDetail,
     Timings,
     compact_frame,
     read_samples,
@@ -338,7 +339,10 @@ class Runner:
             fresh.model["judge"] = attach_judge(cfg.judge, [t for t, _ in loaded_tasks],
                                                 device=self.dist.device(cfg.device), dtype=cfg.dtype)
         if lm.pvm is not None and cfg.pvm:
+            from pvm_bench.pvm.io import detect_format
+
             fresh.adapter = {"path": cfg.pvm, "fingerprint": path_fingerprint(Path(cfg.pvm).expanduser()),
+                             "format": detect_format(cfg.pvm) if Path(cfg.pvm).expanduser().is_dir() else "full",
                              **getattr(lm.pvm, "describe", lambda: {})()}
         fresh.generation = {t.name: generation_settings(cfg, lm, self._max_new_tokens(t)) for t, _ in loaded_tasks}
         if checking:
@@ -449,7 +453,8 @@ class Runner:
                 prefill_s=gen.prefill_s, decode_s=gen.decode_s, total_s=gen.prefill_s + gen.decode_s,
                 tokens_per_s=gen.tokens_per_s, batch_size=gen.batch_size,
             ),
-            metadata={**_jsonable(item.sample.metadata), **({"score": _jsonable(score.details)} if score.details else {})},
+            metadata=_jsonable(item.sample.metadata),
+            score_detail=ScoreDetail.from_details(_jsonable(score.details), getattr(score, "sub_scores", None)),
         )
 
     def _error_record(self, variant: str, item: WorkItem, seed: int, max_new: int, error: str) -> SampleRecord:
