@@ -68,6 +68,7 @@ BUILTIN_VARIANTS: dict[str, str] = {
     "pai": "pvm_bench.fixes.pai:VARIANT",
     "memvr": "pvm_bench.fixes.memvr:VARIANT",
     "reinject": "pvm_bench.fixes.reinject:VARIANT",
+    "blind": "pvm_bench.fixes.blind:VARIANT",
 }
 """Name -> ``module:attribute`` of the variants that ship with pvm-bench."""
 
@@ -87,6 +88,9 @@ def resolve_variants(names: list[str]) -> list[Variant]:
     """
     out = []
     for spec in names:
+        if "+" in spec:  # composition: pvm+blind:after=16 enters pvm, then blind:after=16
+            out.append(compose(resolve_variants(spec.split("+")), spec))
+            continue
         name, *parts = spec.split(":")
         if name not in VARIANTS:
             raise VariantError(f"unknown variant '{name}'; known: {', '.join(VARIANTS)}")
@@ -104,3 +108,17 @@ def resolve_variants(names: list[str]) -> list[Variant]:
             variant = Variant(spec, variant.description, variant.enter, variant.requires_pvm, variant.configure)
         out.append(variant)
     return out
+
+
+def compose(parts: list[Variant], name: str) -> Variant:
+    """One variant that enters ``parts`` in order (``pvm+blind:after=16``) and leaves them in reverse."""
+
+    @contextlib.contextmanager
+    def enter(lm: LoadedModel) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for part in parts:
+                stack.enter_context(part.active(lm))
+            yield
+
+    description = " + ".join(part.description for part in parts)
+    return Variant(name, description, enter, any(part.requires_pvm for part in parts))

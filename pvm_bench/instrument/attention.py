@@ -47,7 +47,8 @@ class AttentionSiteError(UserError, RuntimeError):
 class AttentionWriter(Protocol):
     def attention_bias(self, layer: int, query: torch.Tensor, key: torch.Tensor, scaling: float | None,
                        softcap: float | None, state: ForwardState) -> torch.Tensor | None:
-        """Additive bias ``[B, H, n]`` for the last query row of ``layer`` (None = none)."""
+        """Additive bias ``[B, H, n]`` for the last query row of ``layer``, or ``[B, H|1, q, n]`` for
+        every query row of the call (None = none)."""
 
 
 class AttentionReader(Protocol):
@@ -159,9 +160,11 @@ def dispatching_attention_forward(module: nn.Module, query: torch.Tensor, key: t
         for writer in site.writers:
             b = writer.attention_bias(layer, query, key, scaling, softcap, state)
             if b is not None:
+                # [B, H, n] = the last query row; a 4-D [B, H|1, q, n] bias covers every row (blind).
+                b = b if b.dim() == 4 else last_row_bias(b, query.shape[2], key.shape[2])
                 bias = b if bias is None else bias + b
         if bias is not None:
-            position_bias = last_row_bias(bias.to(query.dtype), query.shape[2], key.shape[2])
+            position_bias = bias.to(query.dtype)
             if kwargs.get("position_bias") is not None:
                 position_bias = position_bias + kwargs["position_bias"]
             kwargs["position_bias"] = position_bias
