@@ -14,8 +14,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from pvm_bench.errors import TaskError
 from pvm_bench.filecheck import check_table_file
-from pvm_bench.tasks import TaskError
 
 LOCAL_SUFFIXES = (".parquet", ".jsonl", ".json")
 

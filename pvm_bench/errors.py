@@ -22,6 +22,11 @@ class UserError(Exception):
     """Bad input or a missing resource, reported to the user as one line."""
 
 
+class TaskError(UserError, ValueError):
+    """A problem with a task or its data; the message names the thing and the fix (re-exported by
+    :mod:`pvm_bench.tasks`; defined here so that :mod:`pvm_bench.data` need not import tasks)."""
+
+
 class FileFormatError(UserError, ValueError):
     """A user-supplied file cannot be read; the message names the file (and line) and the fix."""
 

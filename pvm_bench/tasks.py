@@ -9,15 +9,17 @@ A task is data + prompt + scorer and nothing model-specific:
 * :meth:`Task.aggregate` reduces scores to metrics.
 
 Tasks live in small Python modules that define ``TASKS`` (a list of Task instances) and
-optionally ``GROUPS`` (name -> list of task names). The registry loads the built-in modules
-(``tasks/`` in the repository, ``pvm_bench/builtin_tasks`` in the wheel), every module in the
-``--include-path`` directories, and the ``pvm_bench.tasks`` entry-point group (an entry point
-may name a module or a callable returning a list of tasks).
+optionally ``GROUPS`` (name -> list of task names). The registry imports the built-in modules
+by name (the package :mod:`pvm_bench.builtin_tasks`, list in its ``MODULES``), loads every module
+in the ``--include-path`` directories from its file, and the ``pvm_bench.tasks`` entry-point group
+(an entry point may name a module or a callable returning a list of tasks).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import importlib
 import importlib.util
 import io
 import sys
@@ -31,17 +33,14 @@ from typing import Any
 
 from PIL import Image
 
-from pvm_bench.errors import UserError
+from pvm_bench import data
+from pvm_bench.errors import TaskError
 from pvm_bench.metrics import Metric, RecordInfo, stratified_mean, unit_values
 
 __all__ = [
     "CorruptImageError", "HubTask", "LazyImage", "Metric", "RecordInfo", "Sample", "Score", "Task", "TaskError",
     "TaskRegistry", "get_registry", "is_missing", "stratified_mean", "unit_values",
 ]
-
-
-class TaskError(UserError, ValueError):
-    """A problem with a task or its data; the message names the thing and the fix."""
 
 
 class CorruptImageError(TaskError):
@@ -252,13 +251,11 @@ class HubTask(Task):
     id_field: str | None = None
 
     def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
-        from pvm_bench.data import load_rows
-
         split = split or self.default_split
         if split not in self.splits:
             raise TaskError(f"task '{self.name}': unknown split '{split}'; choose from {', '.join(self.splits)}")
-        rows = load_rows(self.data_name or self.name, split, hub_id=self.hub_id, data_dir=data_dir,
-                         hub_configs=self.hub_configs, limit=limit)
+        rows = data.load_rows(self.data_name or self.name, split, hub_id=self.hub_id, data_dir=data_dir,
+                              hub_configs=self.hub_configs, limit=limit)
         return [self._sample(row, i) for i, row in enumerate(rows)]
 
     def row_id(self, row: dict[str, Any], position: int) -> str:
@@ -282,14 +279,15 @@ class HubTask(Task):
 # ---------------------------------------------------------------------------------------- registry
 
 
-def builtin_task_dirs() -> list[Path]:
-    """Where the built-in task modules are: the wheel's copy, else the repository's tasks/."""
-    here = Path(__file__).resolve().parent
-    candidates = [here / "builtin_tasks", here.parent / "tasks"]
-    return [p for p in candidates if p.is_dir()][:1]
+def builtin_task_modules() -> list[ModuleType]:
+    """The built-in task modules (:mod:`pvm_bench.builtin_tasks`), imported by name."""
+    from pvm_bench import builtin_tasks
+
+    return [importlib.import_module(name) for name in builtin_tasks.module_names()]
 
 
 def _load_module_from_file(path: Path) -> ModuleType:
+    """Import an ``--include-path`` module from its file, under a name unique to the path."""
     mod_name = f"pvm_bench_task_{path.parent.name}_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
@@ -318,9 +316,12 @@ class TaskRegistry:
         self.tasks[task.name] = task  # later sources (include paths) override built-ins
         self.origins[task.name] = origin
 
-    def add_module(self, module: ModuleType, origin: str) -> None:
+    def add_module(self, module: ModuleType, origin: str, *, copy_tasks: bool = False) -> None:
+        """Add a module's ``TASKS`` and ``GROUPS``. ``copy_tasks``: register shallow copies, for
+        modules imported once per process (built-ins), so that per-run state a task is given
+        (``set_judge``) stays in this registry, as with a module re-read from its file."""
         for task in getattr(module, "TASKS", []):
-            self.add(task, origin)
+            self.add(copy.copy(task) if copy_tasks else task, origin)
         for group, members in getattr(module, "GROUPS", {}).items():
             self.groups[group] = list(members)
 
@@ -362,8 +363,8 @@ class TaskRegistry:
 def get_registry(include_paths: Sequence[Path | str] = (), entry_points: bool = True) -> TaskRegistry:
     """Build a registry: built-ins, then entry points, then include paths (last wins)."""
     reg = TaskRegistry()
-    for directory in builtin_task_dirs():
-        reg.add_dir(directory)
+    for module in builtin_task_modules():
+        reg.add_module(module, module.__name__, copy_tasks=True)
     if entry_points:
         reg.add_entry_points()
     for directory in include_paths:

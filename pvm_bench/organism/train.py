@@ -23,12 +23,10 @@ are enforced and the thread count is pinned (CPU reductions may split work per t
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import random
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,22 +79,10 @@ class TrainConfig:
 
 
 def length_diagnostics() -> Any:
-    """The ``tasks/length_diagnostics.py`` module (built-in task dir, imported by path)."""
-    name = "pvm_bench_builtin_tasks_length_diagnostics"
-    if name in sys.modules:
-        return sys.modules[name]
-    from pvm_bench.tasks import builtin_task_dirs
+    """The built-in length-diagnostics task module, whose ``Design`` shapes every training example."""
+    from pvm_bench.builtin_tasks import length_diagnostics as module
 
-    for d in builtin_task_dirs():
-        path = Path(d) / "length_diagnostics.py"
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-            return module
-    raise FileNotFoundError("tasks/length_diagnostics.py not found in the built-in task dirs")
+    return module
 
 
 @contextmanager

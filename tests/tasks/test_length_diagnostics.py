@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import string
-import sys
-from pathlib import Path
 
 import pytest
 
+from pvm_bench.builtin_tasks import length_diagnostics as ld
 from pvm_bench.tasks import get_registry
 
 REG = get_registry(entry_points=False)
-_spec = importlib.util.spec_from_file_location("length_diagnostics_under_test", Path(__file__).resolve().parents[2] / "tasks" / "length_diagnostics.py")
-ld = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = ld  # dataclasses resolve their module through sys.modules
-_spec.loader.exec_module(ld)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("variant", ["generated", "given"])

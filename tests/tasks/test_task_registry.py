@@ -107,3 +107,17 @@ def test_corrupt_image_names_sample(fixture_data: Path) -> None:
     assert len(samples) == 1  # loading is lazy: the bad bytes fail only when decoded
     with pytest.raises(CorruptImageError, match=r"validation_Art_99"):
         samples[0].images[0].load()
+
+
+def test_builtin_modules_are_package_modules() -> None:
+    """Every file of pvm_bench/builtin_tasks is listed in MODULES and registered under its module
+    name; a registry's tasks are its own copies (a judge set on one does not leak to the next)."""
+    import pvm_bench.builtin_tasks as pkg
+
+    files = {p.stem for p in Path(pkg.__file__).parent.glob("*.py") if not p.name.startswith("_")}
+    assert set(pkg.MODULES) == files
+    reg = get_registry(entry_points=False)
+    assert reg.origins["mmmu"] == "pvm_bench.builtin_tasks.mmmu"
+    assert reg.origins["swatch_recall"] == "pvm_bench.builtin_tasks.length_diagnostics"
+    reg.tasks["mathvista"].set_judge("a judge")
+    assert get_registry(entry_points=False).tasks["mathvista"].judge is None
