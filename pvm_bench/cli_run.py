@@ -71,6 +71,8 @@ def run(
     seed: Annotated[int | None, typer.Option(help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,
     probes: Annotated[str | None, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
     per_head: Annotated[bool | None, typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,
+    per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet column image_index).", show_default=False, rich_help_panel=PROBES)] = None,
+    ablate_after: Annotated[str | None, typer.Option(help="Comma-separated K: also run every variant blind from generated token K (variant+blind:after=K; 0 = text-only prior).", metavar="K,K,...", rich_help_panel=PROBES)] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,
     run_id: Annotated[str | None, typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (other run options must match it).", rich_help_panel=OUTPUT)] = None,
@@ -99,11 +101,13 @@ def run(
         "include_paths": [str(p) for p in include_path] if include_path else None,
         "batch_size": batch_size, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
         "top_k": top_k, "repetition_penalty": repetition_penalty, "repeats": repeats, "seed": seed,
-        "probes": _csv(probes) if probes is not None else None, "per_head": per_head,
+        "probes": _csv(probes) if probes is not None else None, "per_head": per_head, "per_image": per_image,
         "out": str(out_dir) if out_dir is not None else None, "run_id": run_id, "report": report,
     }
     given = {k: v for k, v in given.items() if v is not None}
     try:
+        if ablate_after is not None:
+            given["ablate_after"] = _steps(ablate_after, "--ablate-after")
         if model_args:
             extra = model_args_fields(model_args)
             if "model" in given and "model" in extra and _is_model_type(given["model"]):
@@ -128,6 +132,16 @@ def run(
              fail_on_sample_errors=fail_on_sample_errors)
     finally:
         dist.shutdown()
+
+
+def _steps(value: str, flag: str) -> list[int]:
+    """``"0,16,64"`` -> ``[0, 16, 64]`` (generated-token indices, >= 0)."""
+    out = []
+    for part in _csv(value):
+        if not part.isdigit():
+            raise OptionError(f"{flag} takes comma-separated token counts >= 0 (got '{part}'), e.g. {flag} 0,16,64")
+        out.append(int(part))
+    return out
 
 
 def _csv(value: str) -> list[str]:

@@ -64,6 +64,10 @@ class RunConfig(BaseModel):
     seed: int = 0
     probes: list[str] = Field(default_factory=lambda: list(DEFAULT_PROBES))
     per_head: bool = False
+    #: Record visual mass per image (attention.parquet gains an ``image_index`` column).
+    per_image: bool = False
+    #: ``--ablate-after 0,16,64``: add ``<variant>+blind:after=K`` for every variant and K.
+    ablate_after: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     dtype: str = "auto"
     device: str = "auto"
     device_map: str | None = None
@@ -115,9 +119,10 @@ class RunConfig(BaseModel):
         return [v.strip() for v in value if v.strip()]
 
     def resolved_variants(self) -> list[str]:
-        if self.variants:
-            return list(self.variants)
-        return ["base", "pvm"] if self.pvm else ["base"]
+        names = list(self.variants) if self.variants else (["base", "pvm"] if self.pvm else ["base"])
+        # pvm_bench.fixes.blind.ablated_name spells these; kept literal here (no torch import).
+        ablated = [f"{v}+blind:after={k}" for v in names if "blind" not in v for k in sorted(set(self.ablate_after))]
+        return names + [a for a in ablated if a not in names]
 
 
 __all__ = ["ATTN_CHOICES", "DEFAULT_PROBES", "DEVICE_MAP_CHOICES", "DTYPE_CHOICES", "RunConfig"]
