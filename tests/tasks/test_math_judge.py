@@ -79,8 +79,8 @@ def test_runner_records_judge_in_run_json_and_samples(tiny_qwen3_vl: Path, tiny_
     rows = [json.loads(line) for line in (tmp_path / "judged" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2
     for row in rows:
-        details = row["metadata"]["score"]
-        assert details["extractor"] == "judge" and isinstance(details["judge_raw"], str)
+        detail = row["score_detail"]
+        assert detail["extractor"] == "judge" and isinstance(detail["details"]["judge_raw"], str)
 
 
 def test_cli_judge_flag(tiny_qwen3_vl: Path, tiny_judge_dir: Path, fixture_data: Path, tmp_path: Path) -> None:
