@@ -12,7 +12,8 @@ layer, visual_mass; already restricted to one variant). Steps < 1 (the prompt) a
 - :func:`step_curve`: the mean curve with ``n`` (samples that reached each step);
 - :func:`binned_curve`: log-spaced bins, per-sample bin means, mean +- t-interval over samples;
 - :func:`fixed_cohort`: only the samples that reached T tokens, steps 1..T (no survivor bias);
-- :func:`band_decay`: everything the summary row of one layer band needs (:class:`BandDecay`).
+- :func:`band_decay` / :func:`band_decay_from_samples`: everything the summary row of one layer
+  band needs (:class:`BandDecay`).
 """
 
 from __future__ import annotations
@@ -205,7 +206,13 @@ def band_decay(
     ``cohort_t``: restrict to the fixed cohort of samples that reached ``cohort_t`` tokens
     (:func:`fixed_cohort`) before everything else. ``bootstrap``: also compute ``fit_ci``.
     """
-    per_sample = sample_curves(vis, layers)
+    return band_decay_from_samples(sample_curves(vis, layers), seed, cohort_t, bootstrap)
+
+
+def band_decay_from_samples(
+    per_sample: pd.DataFrame, seed: int = 0, cohort_t: int | None = None, bootstrap: bool = True,
+) -> BandDecay:
+    """:func:`band_decay` from :func:`sample_curves` output (reuse it when you also plot it)."""
     if cohort_t is not None:
         per_sample = fixed_cohort(per_sample, cohort_t)
     curve = step_curve(per_sample)

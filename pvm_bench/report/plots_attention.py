@@ -28,6 +28,7 @@ import pandas as pd
 
 from pvm_bench.report.curves import (
     band_decay,
+    band_decay_from_samples,
     binned_curve,
     fixed_cohort,
     log_bin_edges,
@@ -70,6 +71,23 @@ def _fit_label(variant: str, fit: DecayFit, hl_ci: tuple[float, float] | None = 
     if flags:
         label += "\n  ⚑ " + ", ".join(flags)
     return label
+
+
+def _summary_fit(
+    summary: Summary, task: str, variant: str, band: str,
+) -> tuple[DecayFit | None, tuple[float, float] | None]:
+    """The summary's per-sample fit of (task, variant, band) and its half-life CI, if it has one."""
+    fit = summary.fits.get((task, variant, band))
+    if fit is None or fit.method != "per_sample":
+        return None, None
+    t = summary.table
+    ci = None
+    lo_col, hi_col = f"half_life_{band}_fit_ci_low", f"half_life_{band}_fit_ci_high"
+    if lo_col in t.columns and hi_col in t.columns:
+        row = t[(t["task"] == task) & (t["variant"] == variant)]
+        if len(row):
+            ci = (float(row[lo_col].iloc[0]), float(row[hi_col].iloc[0]))
+    return fit, ci
 
 
 def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData | None = None) -> Path | None:
@@ -119,12 +137,14 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
             ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=col, alpha=0.18, lw=0)
             ax.plot(obs["step"], obs["mass"], "o", ms=3.2, alpha=0.7, color=col)
             ax_n.plot(obs["step"], obs["n"], "-", drawstyle="steps-mid", color=col, lw=1.4)
-            bd = band_decay(rows, layers)
-            fit = bd.fit
+            fit, hl_ci = _summary_fit(summary, task, v, band)
+            if fit is None:  # the summary was built without per-sample fits: fit here
+                bd = band_decay_from_samples(per_sample)
+                fit, hl_ci = bd.fit, bd.fit_ci.half_life
             if fit.ok:
                 tt = np.geomspace(1, max(fit.t_max, 2), 200)
                 style = "--" if [f for f in fit.flags() if f != "extrapolated"] else "-"
-                ax.plot(tt, fit.predict(tt), style, lw=2, color=col, label=_fit_label(v, fit, bd.fit_ci.half_life))
+                ax.plot(tt, fit.predict(tt), style, lw=2, color=col, label=_fit_label(v, fit, hl_ci))
                 hl = fit.half_life()
                 if math.isfinite(hl) and not fit.extrapolated():
                     ax.plot([hl], [float(fit.predict(hl))], marker="v", ms=8, color=col, mec="white")
