@@ -271,10 +271,29 @@ def _layer_grid(gen: pd.DataFrame, edges: np.ndarray, layers: list[int], column:
     return out
 
 
+def paired_diff_grid(
+    gen: pd.DataFrame, edges: np.ndarray, layers: list[int], variant: str, reference: str = REFERENCE_VARIANT,
+) -> np.ndarray:
+    """layers x bins matrix of the mean over samples of ``variant - reference`` visual mass, each
+    sample compared with itself: per (task, sample_id, repeat, layer, bin) mean on both sides,
+    only where both variants reached that bin. A difference of two unpaired means would mix in
+    who survives (a variant with shorter outputs has other samples in its tail)."""
+    keys = ["task", "sample_id", "repeat", "layer", "bin"]
+    idx = np.clip(np.searchsorted(edges, gen["step"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    cells = gen.assign(bin=idx)
+    per = {
+        v: cells[cells["variant"] == v].groupby(keys)["visual_mass"].mean().rename(v)
+        for v in (variant, reference)
+    }
+    both = pd.concat(per.values(), axis=1, join="inner")
+    diff = (both[variant] - both[reference]).groupby(level=["layer", "bin"]).mean()
+    return diff.unstack("bin").reindex(index=layers, columns=range(len(edges) - 1)).to_numpy(dtype=float)
+
+
 def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
     """Layer x position heatmap of mean visual mass per variant (shared scale), then one
-    ``variant - base`` panel per other variant (diverging scale, symmetric around 0; blank where
-    either side has no sample)."""
+    ``variant - base`` panel per other variant (:func:`paired_diff_grid`: same samples on both
+    sides; diverging scale, symmetric around 0; blank where no sample reached the bin in both)."""
     a = visual_rows(data.attention)
     if a is None or not (a["step"] >= 1).any():
         return None
@@ -283,8 +302,12 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
     layers = sorted(int(x) for x in gen["layer"].unique())
     mats = _layer_grid(gen, edges, layers)
     present = [v for v in variants if v in mats]
-    diffs = {v: mats[v] - mats[REFERENCE_VARIANT] for v in present if v != REFERENCE_VARIANT and REFERENCE_VARIANT in mats}
-    panels = [(v, mats[v], False) for v in present] + [(f"{v} − {REFERENCE_VARIANT}", d, True) for v, d in diffs.items()]
+    diffs = {
+        v: paired_diff_grid(gen, edges, layers, v)
+        for v in present if v != REFERENCE_VARIANT and REFERENCE_VARIANT in mats
+    }
+    panels = [(v, mats[v], False) for v in present]
+    panels += [(f"{v} − {REFERENCE_VARIANT} (paired)", d, True) for v, d in diffs.items()]
     vmin = float(np.nanmin([np.nanmin(mats[v]) for v in present]))
     vmax = float(np.nanmax([np.nanmax(mats[v]) for v in present]))
     dmax = max([float(np.nanmax(np.abs(d))) for d in diffs.values() if np.isfinite(d).any()] or [0.0]) or 1e-6

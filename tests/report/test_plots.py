@@ -121,3 +121,23 @@ def test_cohort_plot_uses_one_t_for_every_variant(make_run: Callable[..., Path],
     assert suggest_cohort_t(sample_curves(vis[vis["variant"] == "base"])) == 32  # lengths 20..99
     assert plot_decay_cohort(data, data.variants, tmp_path / "c.png") is not None
     assert plot_decay_cohort(data, data.variants, tmp_path / "none.png", cohort_t=10_000) is not None  # empty cohort
+
+
+def test_heatmap_difference_is_paired_by_sample() -> None:
+    """pvm = base + 0.01 on every sample, but pvm stops the high-level sample early: the paired
+    difference is exactly +0.01 everywhere, a difference of unpaired means would not be."""
+    from pvm_bench.report.curves import log_bin_edges
+    from pvm_bench.report.plots_attention import _layer_grid, paired_diff_grid
+
+    frames = []
+    for variant, offset, lengths in (("base", 0.0, (40, 40)), ("pvm", 0.01, (40, 10))):
+        for i, (level, n) in enumerate(zip((0.1, 0.5), lengths)):
+            steps = np.arange(1, n + 1)
+            frames.append(pd.DataFrame({"variant": variant, "task": "t", "sample_id": f"s{i}", "repeat": 0,
+                                        "step": steps, "layer": 0, "visual_mass": level + offset}))
+    gen = pd.concat(frames, ignore_index=True)
+    edges = log_bin_edges(40)
+    paired = paired_diff_grid(gen, edges, [0], "pvm")
+    assert np.nanmax(np.abs(paired - 0.01)) < 1e-12
+    unpaired = _layer_grid(gen, edges, [0])
+    assert np.nanmin(unpaired["pvm"] - unpaired["base"]) < -0.1  # the tail lost the high sample
