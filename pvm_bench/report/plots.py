@@ -31,6 +31,8 @@ from matplotlib.patches import Patch
 
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
+from pvm_bench.report.plots_dependence import CAPTION as DEPENDENCE_CAPTION
+from pvm_bench.report.plots_dependence import plot_dependence
 from pvm_bench.report.stats import SMALL_N, MeanCI, accuracy_ci
 from pvm_bench.report.summary import RunData, Summary, length_buckets
 
@@ -45,7 +47,8 @@ CAPTIONS: dict[str, str] = {
     "▼ = fitted half-life; lower panels: samples behind each bin.",
     "decay_cohort": "All-layer visual mass of the fixed cohort (only the samples that reached T tokens, so every "
     "step averages the same samples) against all samples, whose tail averages only the long outputs.",
-    "heatmap": "Mean visual mass per decoder layer and generated-position bin, and each variant minus base.",
+    "heatmap": "Mean visual mass per decoder layer and generated-position bin; last panels: each variant minus "
+    "base on the same samples (paired; blank where they did not both reach the position).",
     "pvm_signals": "PVM branch contribution (‖PVM output‖ / ‖residual‖) per PVM layer vs position, 95% CI "
     "over samples; gate α per layer in the legend.",
     "accuracy_vs_length": "Accuracy by output length (n_generated bucket), 95% CI (Wilson for 0/1 scores); "
@@ -53,6 +56,7 @@ CAPTIONS: dict[str, str] = {
     "accuracy_vs_distance": "Accuracy by the task's declared distance (e.g. N for the length diagnostics), 95% CI "
     "(Wilson for 0/1 scores); hollow = fewer than 30 samples.",
     "accuracy_by_task": "Accuracy per task and variant, 95% CI.",
+    "visual_dependence": DEPENDENCE_CAPTION,
 }
 """One caption per plot name (report.html shows them under the images)."""
 
@@ -273,6 +277,7 @@ def make_plots(
         "accuracy_vs_length": lambda p: plot_accuracy_vs_length(data, variants, p),
         "accuracy_vs_distance": lambda p: plot_accuracy_vs_distance(data, variants, p, keys=distance),
         "accuracy_by_task": lambda p: plot_task_bars(summary, variants, p),
+        "visual_dependence": lambda p: plot_dependence(summary.rows, variants, p),
     }
     written: dict[str, Path] = {}
     for name, job in jobs.items():
