@@ -21,6 +21,8 @@ from markupsafe import Markup
 
 from pvm_bench.report.browser import render_browser
 from pvm_bench.report.decay import DECAY_NOTE
+from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
+from pvm_bench.report.dependence import dependence_view
 from pvm_bench.report.markdown import comparability_notes
 from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
@@ -75,7 +77,9 @@ def _meta_rows(data: RunData) -> list[tuple[str, Any]]:
 
 
 def _plot(name: str, path: Path) -> dict[str, str]:
-    return {"name": name, "caption": PLOT_CAPTIONS.get(name, name),
+    from pvm_bench.report.plots import CAPTIONS  # the plots' own captions, kept in sync with them
+
+    return {"name": name, "caption": CAPTIONS.get(name, PLOT_CAPTIONS.get(name, name)),
             "b64": base64.b64encode(path.read_bytes()).decode("ascii")}
 
 
@@ -94,6 +98,7 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
          length_view(rows, variants), "length-table"),
         ("Score flags", FLAGS_NOTE, flags_view(rows, variants), "flags-table"),
         ("Visual-attention decay", DECAY_NOTE, decay_view(rows, variants, summary.bands), "decay-table"),
+        ("Visual dependence", DEPENDENCE_NOTE, dependence_view(rows, variants), "dependence-table"),
         ("Probe signals", "Mean over generated steps.", probe_view(rows, variants), "probe-table"),
         ("Convergence", "", convergence_view(rows, variants), "convergence-table"),
     ]

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from pvm_bench.report.decay import DECAY_NOTE
+from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
+from pvm_bench.report.dependence import dependence_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.views import (
@@ -83,6 +85,11 @@ def render_markdown(data: RunData, summary: Summary) -> str:
         missing = missing_attention_note(data)
         if missing:
             parts.append(f"\n> {missing}\n")
+    dep = dependence_view(rows, variants)
+    if not dep.empty:
+        parts.append("\n## Visual dependence (image removed from generated token K on)\n")
+        parts.append(DEPENDENCE_NOTE + "\n\n")
+        parts.append(to_markdown(dep))
     pv = probe_view(rows, variants)
     if not pv.empty:
         parts.append("\n## Probe signals (mean over generated steps)\n")

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
+from pvm_bench.report.dependence import dependence_rows
 from pvm_bench.report.fit import DecayFit
 from pvm_bench.report.rows import (
     MACRO,
@@ -64,6 +65,7 @@ def build_summary(data: RunData, seed: int = 0) -> Summary:
     """The metric rows and the wide per task x variant table of a run (see the module docstring)."""
     infos = task_infos(data)
     rows = score_rows(data, infos, seed)
+    rows.extend(dependence_rows(data, infos, seed))  # kind="dependence" (V+blind:after=K variants)
     attn = data.attention
     has_attn = attn is not None and len(attn) > 0
     vis = visual_rows(attn)
