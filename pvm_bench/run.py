@@ -384,7 +384,11 @@ class Runner:
             return []
         from pvm_bench.probes.registry import make_probes
 
-        return make_probes(self.config.probes, per_head=self.config.per_head)
+        probes = make_probes(self.config.probes, per_head=self.config.per_head)
+        for probe in probes:  # --per-image: the attention probe also splits the mass per image
+            if self.config.per_image and hasattr(probe, "per_image"):
+                probe.per_image = True
+        return probes
 
     def _batches(self, items: list[WorkItem]) -> list[list[WorkItem]]:
         """Batches of one task each (a task fixes max_new_tokens), in order."""

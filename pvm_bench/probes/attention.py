@@ -78,13 +78,17 @@ class AttentionProbe(Probe):
         ``visual_mass_norm``: ``visual_mass / (n_visual / n_keys)`` (1.0 = uniform; NaN when the
         query sees no image key); ``sink_mass``: head-averaged mass on the sink keys, each key
         counted once (reported apart: it overlaps ``visual_mass`` when a sink is an image key);
-        ``n_keys``/``n_visual``: keys/image keys visible to the query.
+        ``n_keys``/``n_visual``: keys/image keys visible to the query;
+        with ``per_image``: ``visual_mass_img{i}`` = the same mass on image i's keys only (images
+        in prompt order, :func:`pvm_bench.probes.images.image_index`; a row has one column per
+        image it holds, NaN in attention.parquet for images it does not have).
     """
 
     name = "attention"
 
-    def __init__(self, per_head: bool = False, sink_threshold: float = 0.5) -> None:
+    def __init__(self, per_head: bool = False, sink_threshold: float = 0.5, per_image: bool = False) -> None:
         self.per_head = per_head
+        self.per_image = per_image
         self.sink_threshold = float(sink_threshold)
         self._lm: LoadedModel | None = None
         self._n_layers = 0
@@ -146,6 +150,19 @@ class AttentionProbe(Probe):
         img[:, :P] = ctx.image_mask.to(device=device, dtype=torch.float32)
         self._img = img
         self._prompt_len = P
+        self._img_onehot: torch.Tensor | None = None  # [B, P + S, M] per-image key flags (--per-image)
+        self._n_images: list[int] = []
+        if self.per_image:
+            from pvm_bench.probes.images import closing_marker_id, image_index, n_images
+
+            idx = image_index(ctx.input_ids, ctx.image_mask, closing_marker_id(getattr(self._lm, "tokenizer", None)))
+            self._n_images = n_images(idx)
+            M = max(max(self._n_images, default=0), 1)
+            onehot = torch.zeros(B, P + S, M, dtype=torch.float32)
+            rows, cols = (idx >= 0).nonzero(as_tuple=True)
+            onehot[rows, cols, idx[rows, cols]] = 1.0
+            self._img_onehot = onehot.to(device)
+            self._ibuf = torch.zeros(S, L, M, B, dtype=torch.float32, device=device)
         # [S, L, 4, B]: visual_mass, sink_mass, n_keys, n_visual (counts are exact in float32).
         self._buf = torch.zeros(S, L, 4, B, dtype=torch.float32, device=device)
         self._heads: torch.Tensor | None = None
@@ -192,6 +209,8 @@ class AttentionProbe(Probe):
         counts = torch.stack((allowed_f.sum(-1), (allowed_f * img).sum(-1)))  # n_keys, n_visual
         # Key weights for the final product: column 0 image flags, column 1 this layer's sinks.
         weights = torch.stack((img, torch.zeros_like(img)), dim=-1)  # [B, n, 2]
+        if self._img_onehot is not None:  # columns 2..: one per image (--per-image)
+            weights = torch.cat((weights, self._img_onehot[:, total - n : total].to(device)), dim=-1)
         value = (additive, img, first, counts, weights)
         self._mask_cache[cache_key] = (mask, value)
         return value
@@ -246,7 +265,9 @@ class AttentionProbe(Probe):
         # key always is. Boolean OR: a key is counted once even when both hold.
         weights[..., 1] = torch.logical_or((probs > self.sink_threshold).sum(1) > H / 2, first)
         mass = torch.matmul(probs.mean(dim=1, keepdim=True), weights)  # [B, 1, 2]: visual, sink
-        self._buf[step, layer, :2] = mass[:, 0].T
+        self._buf[step, layer, :2] = mass[:, 0, :2].T
+        if self._img_onehot is not None:
+            self._ibuf[step, layer] = mass[:, 0, 2:].T
         self._buf[step, layer, 2:] = counts
         if self.per_head:
             if self._heads is None:
@@ -271,6 +292,7 @@ class AttentionProbe(Probe):
             )
         buf = self._buf.cpu().numpy()  # one transfer per batch
         heads = self._heads.cpu().numpy() if self._heads is not None else None
+        per_image = self._ibuf.cpu().numpy() if self._img_onehot is not None else None
         n_layers = buf.shape[1]
         out: list[list[dict[str, Any]]] = []
         for row, n_gen in enumerate(n_generated):
@@ -300,9 +322,15 @@ class AttentionProbe(Probe):
             if per_head is not None:
                 for rec, values in zip(records, per_head):
                     rec["visual_mass_heads"] = values
+            if per_image is not None:  # visual_mass_img{i}: mass on image i's keys (prompt order)
+                img_cols = per_image[:n, :, : self._n_images[row], row].reshape(n * n_layers, -1).astype(np.float64)
+                for i in range(img_cols.shape[1]):
+                    for rec, value in zip(records, img_cols[:, i].tolist()):
+                        rec[f"visual_mass_img{i}"] = value
             out.append(records)
         del self._buf, self._img
         self._heads = None
+        self._img_onehot = None
         return out
 
 
