@@ -245,7 +245,10 @@ def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | N
                 ax.annotate(f"n={int(k)}", (bar.get_x() + bar.get_width() / 2, 0.01), ha="center", va="bottom",
                             fontsize=7, color="white", rotation=90 if len(present) > 3 else 0)
     ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_xlabel("task (ALL = pooled samples, MACRO = mean over tasks; hatched: n < 30)")
+    notes = [text for key, text in (("ALL", "ALL = pooled samples"), ("MACRO", "MACRO = mean over tasks")) if key in tasks]
+    if any(0 < k < SMALL_N for k in t.get("n_samples", pd.Series(dtype=float)).fillna(0)):
+        notes.append(f"hatched: n < {SMALL_N}")
+    ax.set_xlabel("task" + (f"\n({'; '.join(notes)})" if notes else ""))
     ax.set_ylabel("accuracy (mean score, 95% CI)")
     ax.set_ylim(0, 1.2)
     ax.set_yticks(np.linspace(0, 1, 6))
