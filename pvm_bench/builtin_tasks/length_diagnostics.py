@@ -28,7 +28,10 @@ characters between the end of the image block and the start of the answer colour
 
 Tasks: ``colour_recall`` / ``colour_recall_given`` (2x2 grid, basic palette, count up: a spatial
 lookup, for real VLMs) and ``swatch_recall`` / ``swatch_recall_given`` (1x1 swatch, fine palette,
-count down: what the built-in model organism is trained and evaluated on).
+count down: what the built-in model organism is trained and evaluated on), and
+``two_swatch_recall`` (two swatches of different colours, "name the colour of the first image"
+after counting down: a multi-image diagnostic for per-image visual mass; the organism was never
+trained on two images).
 
 Splits: ``train`` N in [0, 16] (short; seed 0), ``test`` N in [0, 64] (seed 1),
 ``long`` N in [65, 160] (seed 2). Train on short distances, measure accuracy and visual attention
@@ -48,6 +51,7 @@ Trainer contract -- :func:`make_examples`::
          colours   list[str] (the colour of every cell, row-major)
          variant   str  ("generated" or "given")
          count     str  ("up" or "down")
+         images    list[PIL.Image.Image] (``[image]``, or both swatches when ``n_images == 2``)
 
 It is deterministic in (n, seed, distance_range, design). Score: exact match of the colour word
 after the last ``Answer:`` marker (or the first word when there is no marker); an output cut off
@@ -103,6 +107,9 @@ class Design:
     count: Literal["up", "down"] = "up"
     palette: str = "basic"
     image_size: int = 64
+    #: 2 = two swatches (two images, different colours) and the question asks about the FIRST:
+    #: the per-image / multi-image diagnostic (needs grid (1, 1)).
+    n_images: int = 1
 
     def __post_init__(self) -> None:
         if self.variant not in ("generated", "given"):
@@ -112,6 +119,8 @@ class Design:
         if self.palette not in PALETTES:
             raise ValueError(f"unknown palette '{self.palette}'; use one of {', '.join(PALETTES)}")
         object.__setattr__(self, "grid", tuple(self.grid))
+        if self.n_images not in (1, 2) or (self.n_images == 2 and self.grid != (1, 1)):
+            raise ValueError("n_images must be 1, or 2 with a 1x1 grid (two swatches)")
 
     @property
     def colours(self) -> list[str]:
@@ -151,6 +160,12 @@ def make_example(rng: random.Random, distance_range: tuple[int, int], design: De
     answer = colours[cell - 1]
     fill = filler(n, design.count)
     target = "the image" if n_cells == 1 else f"cell {cell}"
+    images = [draw_grid(colours, design.grid, design.image_size)]
+    if design.n_images == 2:  # a second swatch of another colour; the question is about the first
+        second = rng.choice([c for c in design.colours if c != answer])
+        images.append(draw_grid([second], design.grid, design.image_size))
+        colours = [answer, second]
+        target = "the first image"
     if design.variant == "generated":
         how = f"Count to {n}" if design.count == "up" else f"Count down from {n} to 1"
         prompt = f"{how}, then name the colour of {target}."
@@ -160,7 +175,7 @@ def make_example(rng: random.Random, distance_range: tuple[int, int], design: De
         prompt = f"{preamble}Name the colour of {target}."
         head = "Answer: "
     return {
-        "image": draw_grid(colours, design.grid, design.image_size), "prompt": prompt, "response": head + answer,
+        "image": images[0], "images": images, "prompt": prompt, "response": head + answer,
         "answer": answer, "cell": cell, "n_filler": n, "distance": len(prompt) + len(head), "colours": colours,
         "variant": design.variant, "count": design.count,
     }
@@ -214,7 +229,8 @@ class ColourRecall(Task):
             sid = f"{self.name}-{split}-{i}"
             samples.append(Sample(
                 id=sid, question=ex["prompt"], target=ex["answer"],
-                images=[LazyImage(ex["image"], name=f"{self.name} sample {sid} image")], choices=self.design.colours,
+                images=[LazyImage(img, name=f"{self.name} sample {sid} image {j + 1}") for j, img in enumerate(ex["images"])],
+                choices=self.design.colours,
                 metadata={k: ex[k] for k in ("cell", "n_filler", "distance", "colours", "variant", "count", "response")},
             ))
         return samples
@@ -248,12 +264,15 @@ class ColourRecall(Task):
 
 
 SWATCH = Design(grid=(1, 1), count="down", palette="fine")
+TWO_SWATCHES = replace(SWATCH, n_images=2)
 
 TASKS = [
     ColourRecall("colour_recall"),
     ColourRecall("colour_recall_given", Design(variant="given")),
     ColourRecall("swatch_recall", SWATCH),
     ColourRecall("swatch_recall_given", replace(SWATCH, variant="given")),
+    # Multi-image diagnostic (issue 15): two swatches, the colour of the FIRST after counting down.
+    ColourRecall("two_swatch_recall", TWO_SWATCHES),
 ]
 GROUPS = {"length-diagnostics": ["colour_recall", "colour_recall_given", "swatch_recall", "swatch_recall_given"]}
 
