@@ -3,7 +3,7 @@
 :func:`make_plots` writes, when the data exist (captions in :data:`CAPTIONS`):
 
 - ``decay.png``, ``decay_cohort.png``, ``heatmap.png``, ``pvm_signals.png``: see :mod:`pvm_bench.report.plots_attention`;
-- ``accuracy_vs_length.png``: accuracy per output-length bucket;
+- ``accuracy_vs_length.png``: accuracy per output-length bucket, one panel per task;
 - ``accuracy_vs_distance.png``: accuracy by the task's declared distance (``Task.distance_key``,
   a sample-metadata field such as ``n_filler`` = N for the length diagnostics), one panel per task
   that declares one;
@@ -33,6 +33,8 @@ from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
 from pvm_bench.report.plots_dependence import CAPTION as DEPENDENCE_CAPTION
 from pvm_bench.report.plots_dependence import plot_dependence
+from pvm_bench.report.plots_per_image import CAPTION as PER_IMAGE_CAPTION
+from pvm_bench.report.plots_per_image import plot_per_image
 from pvm_bench.report.stats import SMALL_N, MeanCI, accuracy_ci
 from pvm_bench.report.summary import RunData, Summary, length_buckets
 
@@ -51,12 +53,13 @@ CAPTIONS: dict[str, str] = {
     "base on the same samples (paired; blank where they did not both reach the position).",
     "pvm_signals": "PVM branch contribution (‖PVM output‖ / ‖residual‖) per PVM layer vs position, 95% CI "
     "over samples; gate α per layer in the legend.",
-    "accuracy_vs_length": "Accuracy by output length (n_generated bucket), 95% CI (Wilson for 0/1 scores); "
-    "hollow = fewer than 30 samples.",
+    "accuracy_vs_length": "Accuracy by output length (n_generated bucket) per task, 95% CI (Wilson for 0/1 "
+    "scores); hollow = fewer than 30 samples.",
     "accuracy_vs_distance": "Accuracy by the task's declared distance (e.g. N for the length diagnostics), 95% CI "
     "(Wilson for 0/1 scores); hollow = fewer than 30 samples.",
     "accuracy_by_task": "Accuracy per task and variant, 95% CI.",
     "visual_dependence": DEPENDENCE_CAPTION,
+    "per_image": PER_IMAGE_CAPTION,
 }
 """One caption per plot name (report.html shows them under the images)."""
 
@@ -102,11 +105,11 @@ def _grouped_accuracy(
     return [str(labels[g]) for g in groups]
 
 
-def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Path | None:
-    """Accuracy per n_generated bucket (all tasks pooled), 95% CI, n annotated."""
-    s = data.samples
-    if s.empty:
-        return None
+MAX_LENGTH_PANELS = 12
+"""Beyond this many tasks the accuracy-vs-length plot shows the pooled records only."""
+
+
+def _length_table(s: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     rows = []
     for v in variants:
         sv = s[s["variant"] == v]
@@ -115,15 +118,34 @@ def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Pa
             if len(b):
                 name = f"{int(lo)}–{int(hi) - 1}" if math.isfinite(hi) else f"≥{int(lo)}"
                 rows.append((v, i, name, b["score"].to_numpy()))
-    if not rows:
+    return pd.DataFrame(rows, columns=["variant", "group", "label", "scores"])
+
+
+def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Path | None:
+    """Accuracy per n_generated bucket, 95% CI, n annotated: one panel per task (pooling tasks
+    would read a task mix as a length effect: long outputs come from the hard tasks), or the
+    pooled records when there are more than MAX_LENGTH_PANELS tasks."""
+    s = data.samples
+    if s.empty:
         return None
-    table = pd.DataFrame(rows, columns=["variant", "group", "label", "scores"])
+    tasks = sorted(s["task"].unique())
+    scopes = [(t, s[s["task"] == t]) for t in tasks] if len(tasks) <= MAX_LENGTH_PANELS else [("all tasks", s)]
+    panels = [(name, _length_table(rows, variants)) for name, rows in scopes]
+    panels = [(name, table) for name, table in panels if len(table)]
+    if not panels:
+        return None
     setup_style()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    _grouped_accuracy(ax, table, variants, variant_colors(variants))
-    ax.set_xlabel("output length, n_generated (tokens)")
-    ax.legend(title=f"variant (hollow: n < {SMALL_N})", fontsize=8, title_fontsize=8)
-    ax.set_title("Accuracy vs output length (all tasks)")
+    colors = variant_colors(variants)
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0 * ncols, 4.2 * nrows), squeeze=False)
+    for ax, (name, table) in zip(axes.flat, panels):
+        _grouped_accuracy(ax, table, variants, colors)
+        ax.set_xlabel("output length, n_generated (tokens)")
+        ax.legend(title=f"variant (hollow: n < {SMALL_N})", fontsize=8, title_fontsize=8)
+        ax.set_title(f"Accuracy vs output length: {name}")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
@@ -281,6 +303,7 @@ def make_plots(
         "accuracy_vs_distance": lambda p: plot_accuracy_vs_distance(data, variants, p, keys=distance),
         "accuracy_by_task": lambda p: plot_task_bars(summary, variants, p),
         "visual_dependence": lambda p: plot_dependence(summary.rows, variants, p),
+        "per_image": lambda p: plot_per_image(data.attention, variants, p),
     }
     written: dict[str, Path] = {}
     for name, job in jobs.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from pvm_bench.report import build_summary, load_run
@@ -141,3 +142,13 @@ def test_heatmap_difference_is_paired_by_sample() -> None:
     assert np.nanmax(np.abs(paired - 0.01)) < 1e-12
     unpaired = _layer_grid(gen, edges, [0])
     assert np.nanmin(unpaired["pvm"] - unpaired["base"]) < -0.1  # the tail lost the high sample
+
+
+def test_accuracy_vs_length_has_one_panel_per_task(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    from pvm_bench.report.plots import plot_accuracy_vs_length
+
+    three = load_run(make_run("three", tasks=("a", "b", "c"), n_samples=6, max_len=60, attention=False))
+    one = load_run(make_run("one", tasks=("a",), n_samples=6, max_len=60, attention=False))
+    with Image.open(plot_accuracy_vs_length(three, three.variants, tmp_path / "3.png")) as a, \
+            Image.open(plot_accuracy_vs_length(one, one.variants, tmp_path / "1.png")) as b:
+        assert a.size[0] == pytest.approx(3 * b.size[0], rel=0.02)  # tasks are not pooled
