@@ -46,6 +46,15 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def validation_summary(exc: BaseException, limit: int = 4) -> str:
+    """pydantic's ValidationError as ``field: problem; ...`` (no docs URLs, no input echo)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return one_line(str(exc), 200)
+    problems = [f"{'.'.join(map(str, e.get('loc', ()))) or 'record'}: {e.get('msg', '')}" for e in errors()]
+    return one_line("; ".join(problems[:limit]) + (" ..." if len(problems) > limit else ""), 200)
+
+
 def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
 

@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from pvm_bench.errors import DiskFullError, FileFormatError, describe_exception, is_disk_full, load_guard, one_line
+from pvm_bench.errors import (
+    DiskFullError,
+    FileFormatError,
+    describe_exception,
+    is_disk_full,
+    load_guard,
+    validation_summary,
+)
 
 SCHEMA_VERSION = 1
 
@@ -261,11 +268,8 @@ def read_jsonl(path: Path, validate: Callable[[dict[str, Any]], Any] | None = No
                 reason = f"invalid JSON at column {exc.colno}: {exc.msg}"
             elif isinstance(exc, UnicodeDecodeError):
                 reason = describe_exception(exc)
-            elif callable(getattr(exc, "errors", None)):  # pydantic: name the fields, not the docs URL
-                problems = [f"{'.'.join(map(str, e.get('loc', ()))) or 'record'}: {e.get('msg', '')}" for e in exc.errors()]
-                reason = one_line("; ".join(problems[:4]) + (" ..." if len(problems) > 4 else ""), 200)
-            else:
-                reason = one_line(str(exc), 160)
+            else:  # pydantic: name the fields, not the docs URL
+                reason = validation_summary(exc)
             raise JsonlCorruptError(path, number, reason, number - 1) from exc
         rows.append(row)
     return rows

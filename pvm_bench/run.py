@@ -19,7 +19,7 @@ from typing import Any
 
 from pvm_bench.config import RunConfig
 from pvm_bench.distributed import Dist
-from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line
+from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line, validation_summary
 from pvm_bench.models.generation import Generation, Request, effective_decoding
 from pvm_bench.models.loading import is_local_source
 from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
@@ -173,7 +173,7 @@ class Runner:
             config = RunConfig.model_validate(record.config)
         except ValueError as exc:
             raise RunError(
-                f"{run_dir / 'run.json'} is not a valid run record ({one_line(str(exc), 160)}); it cannot be "
+                f"{run_dir / 'run.json'} is not a valid run record ({validation_summary(exc)}); it cannot be "
                 "resumed: start a new run with another --run-id"
             ) from None
         conflicts = option_conflicts(config, overrides or {})

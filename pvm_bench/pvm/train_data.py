@@ -108,8 +108,11 @@ def _read_data_file(f: Path) -> list[dict[str, Any]]:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            with load_guard(f"line {number} of data file", f, fix):
+            try:
                 rows.append(json.loads(line))
+            except ValueError as exc:  # JSONDecodeError or bad UTF-8
+                where = f"column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+                raise TrainError(f"data file {f} line {number} is not valid JSON ({where}); {fix}") from None
         return rows
     with load_guard("data file", f, fix):
         if f.suffix == ".parquet":
