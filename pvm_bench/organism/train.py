@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import shutil
 import time
@@ -36,6 +35,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from pvm_bench.training import LoopSettings, StepResult, bucketed_batches, run_steps
 
 #: The held-out diagnostic task the organism is trained for and evaluated on.
 TASK = "swatch_recall"
@@ -224,84 +225,56 @@ def batch_metrics(
 
 
 # -------------------------------------------------------------------------------------- training
-def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
-    warm = max(1, int(total * warmup_frac))
-    if step < warm:
-        return base * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
+#: Stage-1 AdamW betas: a shorter second-moment memory than the default 0.999 suits a model
+#: trained from scratch in ~1000 steps.
+BASE_BETAS = (0.9, 0.98)
 
 
-def fixed_order(lengths: list[int], steps: int, batch_size: int, seed: int, bucket_edge: int = 160) -> list[list[int]]:
-    """The batches of sample indices, a pure function of the arguments.
-
-    Samples are split into two length buckets (so a batch of short answers is not padded to a
-    long one: about 2x less compute on CPU); each epoch permutes each bucket with a seeded
-    generator, cuts full batches and shuffles the batch list.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    pools = [
-        [i for i, n in enumerate(lengths) if n < bucket_edge],
-        [i for i, n in enumerate(lengths) if n >= bucket_edge],
-    ]
-    pools = [p for p in pools if len(p) >= batch_size]
-    batches: list[list[int]] = []
-    while len(batches) < steps:
-        epoch: list[list[int]] = []
-        for pool in pools:
-            perm = [pool[j] for j in torch.randperm(len(pool), generator=gen).tolist()]
-            epoch.extend(perm[k : k + batch_size] for k in range(0, len(perm) - batch_size + 1, batch_size))
-        batches.extend(epoch[j] for j in torch.randperm(len(epoch), generator=gen).tolist())
-    return batches[:steps]
+def base_settings(cfg: TrainConfig) -> LoopSettings:
+    """Stage 1 of the recipe in the shared loop's shape (warmup ``ceil(warmup_frac * base_steps)``)."""
+    return LoopSettings(steps=cfg.base_steps, lr=cfg.base_lr, weight_decay=cfg.weight_decay, betas=BASE_BETAS,
+                        warmup_ratio=cfg.warmup_frac, max_grad_norm=1.0)
 
 
-def train_loop(
+def train_base(
     model: torch.nn.Module,
     params: list[torch.nn.Parameter],
     data: list[dict[str, torch.Tensor]],
     *,
-    steps: int,
-    lr: float,
     cfg: TrainConfig,
-    seed: int,
     pad_id: int,
     log: Log,
-    stage: str,
+    stage: str = "base",
 ) -> list[dict[str, float]]:
-    """AdamW with warmup + cosine over ``steps`` fixed batches; returns the logged history."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    batches = fixed_order([len(d["input_ids"]) for d in data], steps, cfg.batch_size, seed)
+    """Stage 1 with the shared loop (:func:`pvm_bench.training.run_steps`) over fixed
+    length-bucketed batches; returns the history logged every ``cfg.log_every`` steps."""
+    settings = base_settings(cfg)
+    batches = bucketed_batches([len(d["input_ids"]) for d in data], settings.steps, cfg.batch_size, cfg.seed)
     history: list[dict[str, float]] = []
-    run_loss, run_n, run_hits, run_rows = 0.0, 0, 0, 0
+    window = {"loss": 0.0, "n": 0, "hits": 0, "rows": 0}
     start = time.perf_counter()
-    for step, idx in enumerate(batches):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, cfg.warmup_frac)
-        batch = collate([data[i] for i in idx], pad_id)
-        out = forward(model, batch)
-        loss, correct = batch_metrics(out.logits, batch, cfg.answer_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        run_loss += float(loss.detach())
-        run_n += 1
+
+    def micro_loss(step: int, _micro: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        batch = collate([data[i] for i in batches[step]], pad_id)
+        loss, correct = batch_metrics(forward(model, batch).logits, batch, cfg.answer_weight)
         answered = batch["answer_mask"].any(dim=1)
-        run_hits += int(correct[answered].sum())
-        run_rows += int(answered.sum())
-        if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
-            rec = {
-                "step": step + 1,
-                "loss": run_loss / run_n,
-                "answer_acc": run_hits / max(run_rows, 1),
-                "elapsed_s": time.perf_counter() - start,
-            }
+        return loss, (int(correct[answered].sum()), int(answered.sum()))
+
+    def on_step(res: StepResult) -> None:
+        window["loss"] += res.loss
+        window["n"] += 1
+        for hits, rows in res.aux:
+            window["hits"] += hits
+            window["rows"] += rows
+        if res.step % cfg.log_every == 0 or res.step == settings.steps:
+            rec = {"step": res.step, "loss": window["loss"] / window["n"],
+                   "answer_acc": window["hits"] / max(window["rows"], 1), "elapsed_s": time.perf_counter() - start}
             history.append(rec)
-            log(
-                f"[{stage}] step {step + 1}/{steps}  loss {rec['loss']:.4f}  answer acc {rec['answer_acc']:.3f}  "
-                f"({rec['elapsed_s']:.0f}s)"
-            )
-            run_loss, run_n, run_hits, run_rows = 0.0, 0, 0, 0
+            log(f"[{stage}] step {res.step}/{settings.steps}  loss {rec['loss']:.4f}  answer acc {rec['answer_acc']:.3f}  "
+                f"({rec['elapsed_s']:.0f}s)")
+            window.update(loss=0.0, n=0, hits=0, rows=0)
+
+    run_steps(params, settings, micro_loss, on_step=on_step)
     return history
 
 
@@ -475,18 +448,7 @@ def train_organism(out: str | Path, cfg: TrainConfig | None = None, log: Log = p
         params = [p for p in model.parameters() if p.requires_grad]
         log(f"[base] {sum(p.numel() for p in params) / 1e6:.2f}M parameters")
         t1 = time.perf_counter()
-        hist_base = train_loop(
-            model,
-            params,
-            data,
-            steps=cfg.base_steps,
-            lr=cfg.base_lr,
-            cfg=cfg,
-            seed=cfg.seed,
-            pad_id=pad_id,
-            log=log,
-            stage="base",
-        )
+        hist_base = train_base(model, params, data, cfg=cfg, pad_id=pad_id, log=log)
         model.eval()
         model.requires_grad_(False)
         base_eval = eval_by_n(model, val, pad_id)

@@ -144,10 +144,10 @@ def load_rows(data: str | Sequence[dict[str, Any]], split: str = "train", limit:
             rows.extend(found)
         base = path if path.is_dir() else path.parent
     else:
-        import datasets
+        from pvm_bench.data import load_hub_split  # the one hub access, shared with the tasks
 
         try:
-            ds = datasets.load_dataset(data, split=split)
+            ds = load_hub_split(data, None, split)
         except Exception as exc:  # datasets raises many types; the message is what matters
             raise TrainError(f"'{data}' is not a local file and cannot be loaded from the hub: {exc}") from exc
         rows = [dict(r) for r in ds]
