@@ -24,6 +24,8 @@ from pvm_bench.report.decay import DECAY_NOTE
 from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
 from pvm_bench.report.dependence import dependence_view
 from pvm_bench.report.markdown import comparability_notes
+from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
+from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.templating import environment
@@ -99,6 +101,7 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
         ("Score flags", FLAGS_NOTE, flags_view(rows, variants), "flags-table"),
         ("Visual-attention decay", DECAY_NOTE, decay_view(rows, variants, summary.bands), "decay-table"),
         ("Visual dependence", DEPENDENCE_NOTE, dependence_view(rows, variants), "dependence-table"),
+        ("Visual mass per image", IMAGE_NOTE, image_view(rows, variants), "image-table"),
         ("Probe signals", "Mean over generated steps.", probe_view(rows, variants), "probe-table"),
         ("Convergence", "", convergence_view(rows, variants), "convergence-table"),
     ]

@@ -8,6 +8,8 @@ from pathlib import Path
 from pvm_bench.report.decay import DECAY_NOTE
 from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
 from pvm_bench.report.dependence import dependence_view
+from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
+from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.views import (
@@ -90,6 +92,11 @@ def render_markdown(data: RunData, summary: Summary) -> str:
         parts.append("\n## Visual dependence (image removed from generated token K on)\n")
         parts.append(DEPENDENCE_NOTE + "\n\n")
         parts.append(to_markdown(dep))
+    iv = image_view(rows, variants)
+    if not iv.empty:
+        parts.append("\n## Visual mass per image\n")
+        parts.append(IMAGE_NOTE + "\n\n")
+        parts.append(to_markdown(iv))
     pv = probe_view(rows, variants)
     if not pv.empty:
         parts.append("\n## Probe signals (mean over generated steps)\n")

@@ -27,6 +27,7 @@ import pandas as pd
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
 from pvm_bench.report.dependence import dependence_rows
 from pvm_bench.report.fit import DecayFit
+from pvm_bench.report.per_image import image_rows
 from pvm_bench.report.rows import (
     MACRO,
     POOLED,
@@ -66,6 +67,7 @@ def build_summary(data: RunData, seed: int = 0) -> Summary:
     infos = task_infos(data)
     rows = score_rows(data, infos, seed)
     rows.extend(dependence_rows(data, infos, seed))  # kind="dependence" (V+blind:after=K variants)
+    rows.extend(image_rows(data, seed))  # kind="image" (--per-image runs)
     attn = data.attention
     has_attn = attn is not None and len(attn) > 0
     vis = visual_rows(attn)
