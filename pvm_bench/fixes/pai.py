@@ -75,7 +75,7 @@ import torch
 
 from pvm_bench.fixes.base import VisualState, capture_visual, fix_variant
 from pvm_bench.fixes.pai_guidance import ImageFreeStream, guidance_hooks
-from pvm_bench.instrument import AttentionSiteError, instrument_for
+from pvm_bench.instrument import ATTN_NAME, AttentionSiteError, instrument_for
 from pvm_bench.variants import VariantError
 
 if TYPE_CHECKING:
@@ -163,8 +163,10 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[PAIStats]:
     """
     inst = instrument_for(lm)
     site = inst.attention
-    inner = site.current_impl()
-    if inner not in SUPPORTED_BACKENDS:
+    # The live backend: sdpa, or the attention site itself (it computes sdpa) when a probe or
+    # another fix already switched to it -- as before the instrument, PAI runs under the probe.
+    inner = lm.text_config._attn_implementation
+    if inner not in (*SUPPORTED_BACKENDS, ATTN_NAME):
         raise VariantError(
             f"PAI needs the text decoder on sdpa (got '{inner}'); load with attn_implementation='sdpa'"
         )
