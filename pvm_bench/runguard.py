@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
@@ -99,7 +100,10 @@ class RunLock:
             raise RunError(f"cannot open the run's lock file {self.path} ({exc.strerror}); remove it and retry") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)  # a filesystem without flock (some NFS mounts): run unlocked rather than not at all
+                return self
             owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise RunLockedError(
