@@ -73,6 +73,7 @@ def _runner(setup: dict[str, Any], mode: str):
     from pvm_bench.models.generation import eos_ids
     from pvm_bench.probes.attention import AttentionProbe
     from pvm_bench.probes.base import BatchContext
+    from pvm_bench.session import GenerationSession
 
     lm, enc, prompt_len = setup["lm"], setup["enc"], setup["prompt_len"]
     image_mask = enc["input_ids"] == lm.image_token_id
@@ -100,19 +101,15 @@ def _runner(setup: dict[str, Any], mode: str):
                     for step in out.attentions
                 ]
                 return len(masses)
-            if mode == "probe":
-                # Installing only swaps the text attention implementation: cheap enough per run,
-                # and it lets plain and probe runs alternate on one loaded model.
-                probe.install(lm)
-                probe.begin_batch(BatchContext(enc["input_ids"], enc["attention_mask"], image_mask, n))
-            try:
+            # Installing only swaps the text attention implementation and adds the instrument's
+            # state hooks: cheap enough per run, and it lets plain and probe runs alternate on one model.
+            with GenerationSession(lm, [probe] if mode == "probe" else []):
+                if mode == "probe":
+                    probe.begin_batch(BatchContext(enc["input_ids"], enc["attention_mask"], image_mask, n))
                 seq = lm.hf_model.generate(**enc, generation_config=config(n))
                 if mode == "probe":
                     records = probe.end_batch([n])[0]
                     assert len(records) == n * lm.num_layers
-            finally:
-                if mode == "probe":
-                    probe.uninstall()
             return int(seq.shape[1] - prompt_len)
 
     return run
