@@ -171,6 +171,11 @@ class Task(ABC):
     #: A sentence shown in summary.md when this task's numbers are not comparable with published
     #: ones (e.g. a rule-based scorer where papers use a GPT judge). None: nothing to say.
     comparability_note: str | None = None
+    #: Sample-metadata field measuring how far into the answer the image is needed (e.g. the
+    #: number of counted items); the report plots accuracy by it. None: the task has none.
+    distance_key: str | None = None
+    #: Axis label for :attr:`distance_key` (default: the key).
+    distance_label: str = ""
     #: Hub dataset id the data comes from by default (None: generated locally).
     hub_id: str | None = None
     #: Generation defaults for this task (e.g. ``{"max_new_tokens": 64}``).

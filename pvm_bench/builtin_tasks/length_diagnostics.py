@@ -205,6 +205,8 @@ class ColourRecall(Task):
     """Read the colour of the image (or of cell k) after a controlled amount of generated or given text."""
 
     version = "1.1"
+    distance_key = "n_filler"
+    distance_label = "N (numbers counted before the answer)"
     splits = tuple(SPLITS)
     default_split = "test"
     hub_id = None
