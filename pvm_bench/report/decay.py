@@ -159,8 +159,10 @@ def decay_rows(wide: dict[str, Any], task: str, variant: str, bands: dict[str, l
                                   n=n_fit, flags=flags))
         for kind in ("fit", "obs"):
             extra = "extrapolated" if kind == "fit" and wide.get(f"half_life_{band}_fit_extrapolated") else ""
+            ci = (wide.get(f"half_life_{band}_fit_ci_low", math.nan), wide.get(f"half_life_{band}_fit_ci_high", math.nan)) \
+                if kind == "fit" else (math.nan, math.nan)
             out.append(metric_row(task, variant, f"half_life_{kind}", float(wide[f"half_life_{band}_{kind}"]),
-                                  band=band, kind="decay", flags=extra))
+                                  band=band, kind="decay", flags=extra, ci_low=ci[0], ci_high=ci[1]))
         for t in FIXED_POSITIONS:
             col = f"mass_{band}_t{t}"
             value = wide.get(col, math.nan)

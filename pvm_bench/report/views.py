@@ -154,7 +154,8 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
         layers = bands.get(band, [])
         span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}" if layers else "?"
         fitted = finite(v.get("decay_r2"))
-        hl = _hl(v.get("half_life_fit"), fitted, 1) + (" (extrapolated)" if "extrapolated" in fl.get("half_life_fit", "") else "")
+        hl = _hl(v.get("half_life_fit"), fitted, 1) + _hl_ci(g) \
+            + (" (extrapolated)" if "extrapolated" in fl.get("half_life_fit", "") else "")
         line = {
             "task": task, "variant": variant, "band (layers)": f"{band} ({span})",
             "a": fmt(v.get("decay_a"), 4), "b": fmt(v.get("decay_b"), 4), "c": fmt(v.get("decay_c"), 2),
@@ -166,6 +167,17 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
             line[f"mass@{t}"] = f"{fmt(x, 4)} (n={n})" if finite(x) else "–"
         out.append(line)
     return pd.DataFrame(out)
+
+
+def _hl_ci(g: pd.DataFrame) -> str:
+    """" [low, high]" of the fitted half-life (bootstrap over samples; high may be ∞), or ""."""
+    sel = g[g["metric"] == "half_life_fit"]
+    if sel.empty or "ci_low" not in sel.columns:
+        return ""
+    low, high = float(sel["ci_low"].iloc[0]), float(sel["ci_high"].iloc[0])
+    if not finite(low):
+        return ""
+    return f" [{fmt(low, 0)}, {fmt(high, 0) if finite(high) else '∞'}]"
 
 
 def _hl(value: Any, fitted: bool, digits: int) -> str:
