@@ -43,6 +43,11 @@ def compare_command(
         typer.Option(help="VARIANT_A:VARIANT_B: pair run A's variant with the other runs' variant "
                           "(e.g. base:pvm for an instruct-model run vs a PVM checkpoint run). Repeatable."),
     ] = None,
+    rank_by: Annotated[
+        str | None,
+        typer.Option(help="Leaderboard order: macro, accuracy, mass@64, mass@256, mass@1024, half_life or "
+                          "dependence_k (default: macro with several tasks, else accuracy)."),
+    ] = None,
 ) -> None:
     """The same metrics of several runs side by side, paired across runs by (task, sample_id, repeat)."""
     from pvm_bench.report.compare import compare_runs
@@ -54,7 +59,7 @@ def compare_command(
         if not sep or not a or not b:
             raise ReportInputError(f"--pair {spec!r} must be VARIANT_A:VARIANT_B (e.g. --pair base:pvm)")
         pairs.append((a, b))
-    result = compare_runs(run_dirs, pairs=pairs)
+    result = compare_runs(run_dirs, pairs=pairs, rank_by=rank_by)
     md = result.to_markdown()
     if output is None:
         typer.echo(md)  # plain: rich would re-wrap the markdown table
@@ -66,7 +71,9 @@ def compare_command(
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(md, encoding="utf-8")
     result.table.to_csv(csv_path, index=False)
-    out.print(f"compare: {md_path} and {csv_path}", highlight=False)
+    board_path = csv_path.with_name(csv_path.stem + "_leaderboard.csv")  # compare_leaderboard.csv
+    result.leaderboard.to_csv(board_path, index=False)
+    out.print(f"compare: {md_path}, {csv_path} and {board_path}", highlight=False)
 
 
 def check_command(

@@ -12,7 +12,7 @@ matched by name, or by explicit ``pairs`` (``("base", "pvm")``: A's ``base`` vs 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,17 @@ class Comparison:
     runs: pd.DataFrame
     table: pd.DataFrame
     readable: pd.DataFrame
+    #: The visual-forgetting leaderboard (:mod:`pvm_bench.report.leaderboard`): ranked, numeric.
+    leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_markdown(self) -> str:
-        return ("# pvm-bench compare\n\n" + to_markdown(self.runs) + "\n"
+        from pvm_bench.report.leaderboard import NOTE, readable
+
+        board = ""
+        if not self.leaderboard.empty:
+            board = ("## Leaderboard\n\n" + NOTE.format(rank_by=self.leaderboard.attrs.get("rank_by", "accuracy"))
+                     + "\n\n" + to_markdown(readable(self.leaderboard)) + "\n## Metrics\n\n")
+        return ("# pvm-bench compare\n\n" + to_markdown(self.runs) + "\n" + board
                 + "Δ: paired across runs by (task, sample_id, repeat), grouped into each metric's units; "
                 "95% bootstrap CI; p from McNemar (0/1 units) or a sign-flip test.\n\n" + to_markdown(self.readable))
 
@@ -81,8 +89,10 @@ def _runs_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str]] | None = None) -> Comparison:
-    """Compare runs (see the module docstring). Raises :class:`ReportInputError` on bad input."""
+def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str]] | None = None,
+                 rank_by: str | None = None) -> Comparison:
+    """Compare runs (see the module docstring) and rank their variants (``rank_by``: a
+    :data:`pvm_bench.report.leaderboard.RANK_KEYS` column). Raises :class:`ReportInputError` on bad input."""
     if len(run_dirs) < 2:
         raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
     runs = [load_run(Path(p)) for p in run_dirs]
@@ -117,7 +127,11 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
             table.append(rec)
         readable.append(line)
     readable.extend(_decay_lines(summaries, labels))
-    return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"))
+    from pvm_bench.report.leaderboard import leaderboard_rows, rank
+
+    board = rank([line for lab, d, s in zip(labels, runs, summaries) for line in leaderboard_rows(s, lab, model_label(d))],
+                 rank_by)
+    return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"), board)
 
 
 def _paired_variant(variant: str, pairs: list[tuple[str, str]] | None, summary: Summary) -> str:
