@@ -105,7 +105,8 @@ def test_data_parallel_two_ranks_equal_one_process() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as out:
-        mp.spawn(_rank_main, args=(port, out), nprocs=2, join=True)
+        # fork: the ranks inherit the loaded modules (spawn re-imports torch, ~10 s per rank on a busy machine)
+        mp.start_processes(_rank_main, args=(port, out), nprocs=2, join=True, start_method="fork")
         ranks = [torch.load(Path(out) / f"rank{r}.pt", weights_only=True) for r in range(2)]
     single = _model()
     settings = LoopSettings(**{**SETTINGS.__dict__, "steps": 3})
