@@ -14,6 +14,29 @@ from torch import nn
 
 from pvm_bench.errors import UserError
 
+#: lmms-eval 0.7.3's Qwen-VL wrappers' defaults (``models/simple/qwen3_vl.py`` lines 86-87, 91;
+#: ``models/simple/qwen2_5_vl.py`` lines 44-45, 48).
+LMMS_SYSTEM_PROMPT = "You are a helpful assistant."
+LMMS_QWEN_MIN_PIXELS = 256 * 28 * 28
+LMMS_QWEN_MAX_PIXELS = 1605632
+
+
+@dataclass(frozen=True)
+class HarnessSettings:
+    """What a reference harness's model wrapper sends for one family (a ``--protocol`` preset).
+
+    Attributes:
+        system_prompt: the system turn it adds to every request (None: none).
+        min_pixels / max_pixels: the image pixel-count bounds it resizes to (None: the
+            processor's own); only meaningful for families with :attr:`FamilySpec.pixel_limit_keys`.
+        source: where the values come from (file and lines), shown in run.json and the docs.
+    """
+
+    system_prompt: str | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    source: str = ""
+
 
 @dataclass(frozen=True)
 class FamilySpec:
@@ -46,6 +69,11 @@ class FamilySpec:
         final_norm: name of the final norm under the language model (the logit lens applies it
             and then the output embeddings).
         Hook sites (:mod:`pvm_bench.instrument.sites`) are resolved from these names only.
+        pixel_limit_keys: the image processor's ``size`` keys holding the (min, max) number of
+            pixels an image is resized into (dynamic-resolution families); None for families
+            that resize to a fixed size, where ``--min-pixels``/``--max-pixels`` do not apply.
+        protocols: reference-harness presets by ``--protocol`` name (``lmms-eval``: what
+            lmms-eval 0.7.3's wrapper for the family sends); see :mod:`pvm_bench.models.protocol`.
     """
 
     model_type: str
@@ -71,6 +99,12 @@ class FamilySpec:
     ffn_output_modules: tuple[str, ...] = ("post_feedforward_layernorm", "mlp")
     mlp_module: str = "mlp"
     final_norm: str = "norm"
+    pixel_limit_keys: tuple[str, str] | None = None
+    protocols: dict[str, HarnessSettings] = field(default_factory=dict)
+
+
+#: (min, max) pixel keys of transformers' Qwen2VLImageProcessor ``size`` (Qwen2/2.5/3-VL).
+QWEN_PIXEL_KEYS = ("shortest_edge", "longest_edge")
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -82,12 +116,25 @@ FAMILIES: dict[str, FamilySpec] = {
             processor_class="Qwen3VLProcessor",
             paper_pvm_layers={4096: (8, 16, 24), 2560: (5, 11, 17)},
             example_ids=("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+            pixel_limit_keys=QWEN_PIXEL_KEYS,
+            protocols={"lmms-eval": HarnessSettings(
+                LMMS_SYSTEM_PROMPT, LMMS_QWEN_MIN_PIXELS, LMMS_QWEN_MAX_PIXELS,
+                source="lmms-eval 0.7.3 lmms_eval/models/simple/qwen3_vl.py: defaults lines 86-87, 91; "
+                       "processor line 137; system turn line 305; per-image limits lines 333-334 "
+                       "(qwen_vl_utils smart_resize, image_patch_size=16)",
+            )},
         ),
         FamilySpec(
             model_type="qwen2_5_vl",
             name="Qwen2.5-VL",
             processor_class="Qwen2_5_VLProcessor",
             example_ids=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+            pixel_limit_keys=QWEN_PIXEL_KEYS,
+            protocols={"lmms-eval": HarnessSettings(
+                LMMS_SYSTEM_PROMPT, LMMS_QWEN_MIN_PIXELS, LMMS_QWEN_MAX_PIXELS,
+                source="lmms-eval 0.7.3 lmms_eval/models/simple/qwen2_5_vl.py: defaults lines 44-45, 48; "
+                       "processor line 91; system turn line 228; per-image limits lines 254-255",
+            )},
         ),
         FamilySpec(
             model_type="llava_onevision",
@@ -100,12 +147,22 @@ FAMILIES: dict[str, FamilySpec] = {
             name="Qwen2-VL",
             processor_class="Qwen2VLProcessor",
             example_ids=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct"),
+            pixel_limit_keys=QWEN_PIXEL_KEYS,
+            protocols={"lmms-eval": HarnessSettings(
+                LMMS_SYSTEM_PROMPT, 3136, 602112,
+                source="lmms-eval 0.7.3 lmms_eval/models/simple/qwen2_vl.py: defaults lines 42-43, 45; "
+                       "processor line 73; system turn line 252; per-image limits lines 294-295",
+            )},
         ),
         FamilySpec(
             model_type="llava",
             name="LLaVA-1.5",
             processor_class="LlavaProcessor",
             example_ids=("llava-hf/llava-1.5-7b-hf", "llava-hf/llava-1.5-13b-hf"),
+            # llava_hf sends one user turn and the processor's own image size.
+            protocols={"lmms-eval": HarnessSettings(
+                source="lmms-eval 0.7.3 lmms_eval/models/simple/llava_hf.py line 326 (user turn only)",
+            )},
         ),
         FamilySpec(
             model_type="idefics3",
@@ -142,6 +199,12 @@ FAMILIES: dict[str, FamilySpec] = {
             processor_class="Gemma3Processor",
             placeholder_token_fields=("image_token_index", "boi_token_index", "eoi_token_index"),
             example_ids=("google/gemma-3-4b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it"),
+            # The wrapper also passes min/max_pixels (lines 46-47, 79, 261), but Gemma3's processor
+            # resizes to its fixed size, so only the system turn changes what the model sees.
+            protocols={"lmms-eval": HarnessSettings(
+                LMMS_SYSTEM_PROMPT,
+                source="lmms-eval 0.7.3 lmms_eval/models/simple/gemma3.py: default line 50; system turn line 243",
+            )},
         ),
     )
 }
