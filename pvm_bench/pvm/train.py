@@ -108,7 +108,7 @@ class TrainConfig:
 
     def loop(self, total_steps: int) -> LoopSettings:
         """The optimisation settings of this run (the shared loop's shape)."""
-        return LoopSettings(steps=total_steps, lr=self.lr, weight_decay=self.weight_decay, betas=tuple(self.betas),
+        return LoopSettings(steps=total_steps, lr=self.lr, weight_decay=self.weight_decay, betas=(self.betas[0], self.betas[1]),
                             warmup_ratio=self.warmup_ratio, max_grad_norm=self.max_grad_norm, grad_accum=self.grad_accum)
 
 
@@ -296,7 +296,7 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
                   "gates": {str(k): v for k, v in handle.gates().items()}}
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        if progress is not None:
+        if progress is not None and task is not None:
             progress.update(task, advance=1, loss=f"{res.loss:.4f}")
         if cfg.save_every and res.step % cfg.save_every == 0 and res.step < total_steps:
             save_checkpoint(out / "checkpoints" / f"step-{res.step}", lm, opt, res.step, cfg, total_steps)

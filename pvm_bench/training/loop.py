@@ -74,7 +74,8 @@ def lr_multiplier(step: int, total_steps: int, warmup: int) -> float:
 
 def make_optimizer(params: Sequence[torch.nn.Parameter], settings: LoopSettings) -> torch.optim.Optimizer:
     """AdamW over ``params`` with the settings' learning rate, betas and decoupled weight decay."""
-    return torch.optim.AdamW(list(params), lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(list(params), lr=settings.lr, betas=(settings.betas[0], settings.betas[1]),
+                             weight_decay=settings.weight_decay)
 
 
 #: ``micro_loss(step, micro) -> (loss, aux)``: the forward of micro-batch ``micro`` of optimizer
