@@ -111,6 +111,11 @@ def dependence_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) ->
     return out
 
 
+def _p(p: Any) -> str:
+    text = fmt_p(p)
+    return f" {text}" if text.startswith(("<", ">")) else f"={text}"
+
+
 def k_cell(value: Any, flags: Any, tested: list[int]) -> str:
     """``"16"`` or ``"> 64 (beyond tested)"``."""
     if not isinstance(value, int | float) or math.isnan(value):
@@ -148,7 +153,7 @@ def dependence_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
             r0 = r.iloc[0]
             line[f"K={k}"] = (f"{fmt_ci(r0['value'], r0['ci_low'], r0['ci_high'])} "
                               f"Δ {fmt_ci(r0['diff'], r0['diff_ci_low'], r0['diff_ci_high'], sign=True)} "
-                              f"p={fmt_p(r0['p_value'])}")
+                              f"p{_p(r0['p_value'])}")
         kr = d[(d["task"] == task) & (d["variant"] == variant) & (d["metric"] == DEPENDENCE_K)]
         tested = sorted(int(t) for t in c["t"])
         line["dependence K"] = k_cell(kr["value"].iloc[0], kr["flags"].iloc[0], tested) if len(kr) else "–"

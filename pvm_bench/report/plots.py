@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
 from pvm_bench.report.plots_dependence import CAPTION as DEPENDENCE_CAPTION
@@ -294,11 +295,14 @@ def make_plots(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     variants = data.variants
+    # Ablated V+blind:after=K variants have their own plot (visual_dependence); their attention
+    # is trivially 0 after K, so the decay plots show the un-ablated variants only.
+    seen = [v for v in variants if split_ablated(v) is None]
     jobs = {
-        "decay": lambda p: plot_decay(summary, variants, p, data=data),
-        "decay_cohort": lambda p: plot_decay_cohort(data, variants, p),
-        "heatmap": lambda p: plot_heatmap(data, variants, p),
-        "pvm_signals": lambda p: plot_pvm_signals(data, variants, p),
+        "decay": lambda p: plot_decay(summary, seen, p, data=data),
+        "decay_cohort": lambda p: plot_decay_cohort(data, seen, p),
+        "heatmap": lambda p: plot_heatmap(data, seen, p),
+        "pvm_signals": lambda p: plot_pvm_signals(data, seen, p),
         "accuracy_vs_length": lambda p: plot_accuracy_vs_length(data, variants, p),
         "accuracy_vs_distance": lambda p: plot_accuracy_vs_distance(data, variants, p, keys=distance),
         "accuracy_by_task": lambda p: plot_task_bars(summary, variants, p),
