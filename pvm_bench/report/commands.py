@@ -23,11 +23,20 @@ STATUS_STYLE = {"ok": "green", "better": "bold green", "worse": "bold red", "mis
 
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, reports/<run_id>.")],
+    cohort: Annotated[
+        int | None,
+        typer.Option("--cohort", metavar="T", help="Fixed-cohort length for the decay section: only samples that "
+                     "reached T generated tokens, steps 1..T (default: the largest power of 2 that half the "
+                     "samples reached)."),
+    ] = None,
 ) -> None:
     """Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR."""
     from pvm_bench.report import build_report
+    from pvm_bench.report.rundata import ReportInputError
 
-    html = build_report(run_dir)
+    if cohort is not None and cohort < 2:
+        raise ReportInputError(f"--cohort {cohort}: T must be a number of generated tokens >= 2 (e.g. --cohort 64)")
+    html = build_report(run_dir, cohort_t=cohort, require_samples=True)
     out.print(f"report: {html}", highlight=False)
     out.print(f"summary: {html.parent / 'summary.md'}", highlight=False)
 

@@ -27,8 +27,11 @@ from pvm_bench.report.curves import band_decay
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
 from pvm_bench.report.rows import row as metric_row
 from pvm_bench.report.rundata import ATTENTION_KEYS, visual_rows
+from pvm_bench.report.stats import SMALL_N
 
 BANDS: tuple[str, ...] = ("all", "early", "middle", "late")
+COHORT = "cohort"
+"""Wide-column band name of the fixed-cohort decay; its metric rows carry band ``cohort@T``."""
 HESITATION_NATS = math.log(2.0)
 """A step "hesitates" when next-token entropy exceeds one bit (two equally likely tokens)."""
 
@@ -38,8 +41,10 @@ DECAY_NOTE = (
     "per sample, shared b and c), so samples that stop early do not bend the curve. Half-life: first t where "
     "the fitted law (observed mean curve) falls to half its start level (mean over t = 1..8); never = does "
     "not fall to half; (extrapolated) = beyond the longest output. mass@t: observed mean over steps within "
-    "±5% of t (n = samples that reached t); – = not reached. Flags: no_fit, c_at_bound, a_negative, no_decay, "
-    "r2_low (R² < 0.5), extrapolated."
+    "±5% of t (n = samples that reached t); – = not reached. cohort@T: all layers, only the samples that "
+    "reached T tokens and only their steps 1..T, so every step averages the same samples (`pvm-bench report "
+    "--cohort T` to choose T). Flags: no_fit, c_at_bound, a_negative, no_decay, r2_low (R² < 0.5), "
+    "extrapolated. † = fewer than 30 samples."
 )
 #: Attention columns that are keys or per-row counters, not measurements to average.
 NOT_MEASURES = {*ATTENTION_KEYS, "layer", "visual_mass", "visual_mass_norm", "sink_mass", "n_keys", "n_visual",
@@ -62,25 +67,62 @@ def layer_span(layers: list[int]) -> str:
 
 def decay_block(
     a: pd.DataFrame, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
-    curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
+    curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit], cohort_t: int | None = None,
 ) -> dict[str, Any]:
     """The flat decay/probe/convergence values of one (task, variant) scope ``a`` (attention rows);
-    fitted curves and fits are appended to ``curves`` / ``fits`` under ``key``."""
+    fitted curves and fits are appended to ``curves`` / ``fits`` under ``key``.
+
+    ``cohort_t``: also the all-layer decay of the fixed cohort of samples that reached ``cohort_t``
+    tokens (steps 1..T; :func:`pvm_bench.report.curves.fixed_cohort`): wide values
+    ``fit_cohort_*``, ``half_life_cohort_*``, ``mass_cohort_t{t}`` and ``cohort_t``; the fit is
+    stored in ``fits`` under band ``"cohort"``.
+    """
     row: dict[str, Any] = {}
     vis = visual_rows(a)
     if vis is not None:
-        row.update(_band_fits(vis[vis["step"] >= 1], bands, seed, key, curves, fits))
         gen_vis = vis[vis["step"] >= 1]
+        row.update(_band_fits(gen_vis, bands, seed, key, curves, fits))
+        if cohort_t is not None and bands.get("all") and not gen_vis.empty:
+            bd = band_decay(gen_vis, bands["all"], seed=seed, cohort_t=cohort_t)
+            fits[(key[0], key[1], COHORT)] = bd.fit
+            row.update(bd.wide(COHORT), cohort_t=int(cohort_t))
         for col in ("visual_mass_norm", "sink_mass"):
             if col in gen_vis:
                 row[f"{col}_mean"] = float(gen_vis[col].mean()) if len(gen_vis) else math.nan
     gen = a[a["step"] >= 1]
     for col in sorted(c for c in a.columns if c not in NOT_MEASURES):
         if pd.api.types.is_numeric_dtype(a[col]) and not pd.api.types.is_bool_dtype(a[col]):
-            row[f"mean_{col}"] = float(gen[col].mean()) if len(gen) else math.nan
+            if len(gen) and gen[col].isna().all():  # another variant's probe (base has no pvm_gate)
+                continue
+            per_layer = layer_means(gen, col)
+            if per_layer:
+                row.update({f"layer{layer}_{col}": v for layer, v in per_layer.items()})
+                if not _signed(gen[col]):  # a mean over layers of a signed value (a gate) means nothing
+                    row[f"mean_{col}"] = float(gen[col].mean())
+            else:
+                row[f"mean_{col}"] = float(gen[col].mean()) if len(gen) else math.nan
     if "entropy" in a.columns:
         row.update(_convergence(a))
     return row
+
+
+def layer_means(gen: pd.DataFrame, col: str) -> dict[int, float]:
+    """{layer: mean of ``col``} when ``col`` is a per-layer measurement (recorded on rows that carry
+    a ``layer``, e.g. the PVM branch's ``pvm_ratio``/``pvm_gate`` on the PVM layers); each sample's
+    mean over its generated steps first, then the mean over samples. Empty for step-level columns."""
+    if "layer" not in gen or col not in gen:
+        return {}
+    rec = gen.dropna(subset=[col])
+    if rec.empty or rec["layer"].isna().any():
+        return {}
+    per_sample = rec.groupby(["layer", "task", "sample_id", "repeat"])[col].mean()
+    means = per_sample.groupby(level="layer").mean()
+    return {int(k): float(v) for k, v in means.items()}
+
+
+def _signed(values: pd.Series) -> bool:
+    v = values.dropna()
+    return bool(len(v)) and bool((v < 0).any()) and bool((v > 0).any())
 
 
 def _band_fits(
@@ -141,42 +183,55 @@ FIT_FIELDS = (("a", "decay_a"), ("b", "decay_b"), ("c", "decay_c"), ("r2", "deca
 CONVERGENCE_FIELDS = ("entropy_early", "entropy_late", "entropy_delta", "hesitation_rate", "margin_early", "margin_late")
 
 
+def cohort_band(t: int) -> str:
+    """The metric-row band of the fixed cohort of length ``t``: ``"cohort@256"``."""
+    return f"{COHORT}@{int(t)}"
+
+
 def decay_rows(wide: dict[str, Any], task: str, variant: str, bands: dict[str, list[int]]) -> list[dict[str, Any]]:
     """Metric rows (``kind`` "decay", "probe" or "convergence") from a :func:`decay_block` dict.
 
     ``visual_mass`` at t (band "all") is gated by ``check`` (higher is better); every other row
-    is descriptive (``higher_is_better=None``).
+    is descriptive (``higher_is_better=None``). The fixed cohort's rows carry band ``cohort@T``
+    (:func:`cohort_band`); per-layer probe values carry band ``layer:L``.
     """
     out: list[dict[str, Any]] = []
-    for band in BANDS:
+    specs = [(band, band) for band in BANDS if band in bands]
+    if wide.get("cohort_t"):
+        specs.append((COHORT, cohort_band(int(wide["cohort_t"]))))
+    for band, label in specs:
         t_max = wide.get(f"fit_{band}_t_max", math.nan)
-        if band not in bands or not (isinstance(t_max, (int, float)) and t_max > 0):
+        if not (isinstance(t_max, (int, float)) and t_max > 0):
             continue
         flags = str(wide.get(f"fit_{band}_flags") or "")
         n_fit = int(wide.get(f"fit_{band}_n_samples") or 0)
         for suffix, name in FIT_FIELDS:
-            out.append(metric_row(task, variant, name, float(wide[f"fit_{band}_{suffix}"]), band=band, kind="decay",
+            out.append(metric_row(task, variant, name, float(wide[f"fit_{band}_{suffix}"]), band=label, kind="decay",
                                   n=n_fit, flags=flags))
         for kind in ("fit", "obs"):
             extra = "extrapolated" if kind == "fit" and wide.get(f"half_life_{band}_fit_extrapolated") else ""
             ci = (wide.get(f"half_life_{band}_fit_ci_low", math.nan), wide.get(f"half_life_{band}_fit_ci_high", math.nan)) \
                 if kind == "fit" else (math.nan, math.nan)
             out.append(metric_row(task, variant, f"half_life_{kind}", float(wide[f"half_life_{band}_{kind}"]),
-                                  band=band, kind="decay", flags=extra, ci_low=ci[0], ci_high=ci[1]))
+                                  band=label, kind="decay", flags=extra, ci_low=ci[0], ci_high=ci[1], n=n_fit))
         for t in FIXED_POSITIONS:
             col = f"mass_{band}_t{t}"
             value = wide.get(col, math.nan)
             if isinstance(value, float) and math.isfinite(value):
+                n = int(wide.get(f"n_{band}_t{t}") or 0)
                 out.append(metric_row(
-                    task, variant, "visual_mass", value, band=band, t=float(t), ci_low=wide[f"{col}_ci_low"],
+                    task, variant, "visual_mass", value, band=label, t=float(t), ci_low=wide[f"{col}_ci_low"],
                     ci_high=wide[f"{col}_ci_high"], higher_is_better=True if band == "all" else None, kind="decay",
-                    n=int(wide.get(f"n_{band}_t{t}") or 0),
+                    n=n, flags="small_n" if 0 < n < SMALL_N else "",
                 ))
     for key, value in wide.items():
         if key.endswith("_mean") and key[: -len("_mean")] in ("visual_mass_norm", "sink_mass"):
             out.append(metric_row(task, variant, key[: -len("_mean")], value, kind="probe"))
         elif key.startswith("mean_"):
             out.append(metric_row(task, variant, key[len("mean_"):], value, kind="probe"))
+        elif key.startswith("layer") and "_" in key and key[len("layer"):].split("_", 1)[0].isdigit():
+            layer, metric = key[len("layer"):].split("_", 1)
+            out.append(metric_row(task, variant, metric, value, band=f"layer:{int(layer)}", kind="probe"))
         elif key in CONVERGENCE_FIELDS:
             out.append(metric_row(task, variant, key, value, kind="convergence"))
     return out

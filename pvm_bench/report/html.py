@@ -37,7 +37,9 @@ from pvm_bench.report.views import (
     flags_view,
     fmt,
     length_view,
+    PROBE_LAYER_NOTE,
     metrics_view,
+    probe_layer_view,
     probe_view,
 )
 from pvm_bench.results import atomic_write_text
@@ -103,6 +105,7 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
         ("Visual dependence", DEPENDENCE_NOTE, dependence_view(rows, variants), "dependence-table"),
         ("Visual mass per image", IMAGE_NOTE, image_view(rows, variants), "image-table"),
         ("Probe signals", "Mean over generated steps.", probe_view(rows, variants), "probe-table"),
+        ("Probe signals per layer", PROBE_LAYER_NOTE, probe_layer_view(rows, variants), "probe-layer-table"),
         ("Convergence", "", convergence_view(rows, variants), "convergence-table"),
     ]
     for title, note, view, table_id in sections:

@@ -19,7 +19,9 @@ from pvm_bench.report.views import (
     decay_view,
     flags_view,
     length_view,
+    PROBE_LAYER_NOTE,
     metrics_view,
+    probe_layer_view,
     probe_view,
     to_markdown,
 )
@@ -101,6 +103,11 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     if not pv.empty:
         parts.append("\n## Probe signals (mean over generated steps)\n")
         parts.append(to_markdown(pv))
+    plv = probe_layer_view(rows, variants)
+    if not plv.empty:
+        parts.append("\n## Probe signals per layer (PVM gate and branch ratio)\n")
+        parts.append(PROBE_LAYER_NOTE + "\n\n")
+        parts.append(to_markdown(plv))
     cv = convergence_view(rows, variants)
     if not cv.empty:
         parts.append("\n## Convergence (next-token entropy)\n")

@@ -16,7 +16,8 @@ Score metrics (this module):
 - descriptive run rows (``kind="run"``, ``higher_is_better=None``): truncation, error and
   unparsed rates (unparsed = share of records whose scorer reported ``extractor == "none"``,
   only when the task's scorer reports an extractor), mean output length, tokens/s;
-- accuracy by output-length bucket (``kind="length"``, ``band`` = bucket label) and score-flag
+- accuracy by output-length bucket (``kind="length"``, ``band`` = bucket label, 95% CI from
+  :func:`~pvm_bench.report.stats.accuracy_ci`, flag ``small_n`` below 30 records) and score-flag
   rates (``kind="flag"``, metric ``flag_<name>``).
 """
 
@@ -33,6 +34,7 @@ import pandas as pd
 
 from pvm_bench.report.estimate import Groups, grouped_estimate, grouped_paired
 from pvm_bench.report.rundata import REFERENCE_VARIANT, RunData
+from pvm_bench.report.stats import accuracy_ci
 from pvm_bench.tasks import Metric, Task, unit_values
 
 POOLED = "ALL"
@@ -161,8 +163,9 @@ def _run_rows(task: str, variant: str, s: pd.DataFrame) -> list[dict[str, Any]]:
     for lo, hi, label in length_buckets():
         b = s[(s["n_generated"] >= lo) & (s["n_generated"] < hi)]
         if len(b):
+            ci = accuracy_ci(b["score"].to_numpy(dtype=float))  # Wilson for 0/1 scores: never zero width
             out.append(row(task, variant, "accuracy", float(b["score"].mean()), band=f"len:{label}", n=len(b),
-                           kind="length"))
+                           kind="length", ci_low=ci.low, ci_high=ci.high, flags="small_n" if ci.small_n else ""))
     flags = pd.DataFrame([f if isinstance(f, dict) else {} for f in s["score_flags"]])
     for name in sorted(flags.columns):
         col = flags[name].dropna()

@@ -212,6 +212,24 @@ def visual_rows(attention: pd.DataFrame | None) -> pd.DataFrame | None:
     return rows.assign(layer=rows["layer"].astype(int))
 
 
+def require_samples(data: RunData) -> None:
+    """Raise :class:`ReportInputError` (one line: why and what to do) when the run has no sample
+    records yet (samples.jsonl missing or empty): an empty report would look like a finished one."""
+    if len(data.samples):
+        return
+    where, status = data.run_dir, data.status
+    if status == "failed":
+        error = str(data.run.error or "").splitlines()[0] if data.run and data.run.error else "see run.json"
+        raise ReportInputError(
+            f"{where} has no samples: the run failed before its first sample ({error}); fix that and "
+            f"start it again (`pvm-bench run ... --run-id {data.run_id}` reuses a failed run's id)"
+        )
+    raise ReportInputError(
+        f"{where} has no samples yet (samples.jsonl is empty; status: {status}): continue the run with "
+        f"`pvm-bench run --resume {where}`, then run `pvm-bench report {where}`"
+    )
+
+
 def missing_attention_note(data: RunData) -> str | None:
     """Why a run has no decay section, in one sentence (None when it has attention records)."""
     if data.attention is not None and len(data.attention):

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from pvm_bench.report.curves import sample_curves, suggest_cohort_t
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
 from pvm_bench.report.dependence import dependence_rows
 from pvm_bench.report.fit import DecayFit
@@ -60,10 +61,17 @@ class Summary:
     has_entropy: bool
     rows: pd.DataFrame = field(default_factory=lambda: rows_frame([]))
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    cohort_t: int | None = None
+    """The fixed-cohort length asked for (``report --cohort T``); None = suggested per task."""
 
 
-def build_summary(data: RunData, seed: int = 0) -> Summary:
-    """The metric rows and the wide per task x variant table of a run (see the module docstring)."""
+def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> Summary:
+    """The metric rows and the wide per task x variant table of a run (see the module docstring).
+
+    ``cohort_t``: the fixed-cohort length of the decay rows with band ``cohort@T`` (all layers,
+    only the samples that reached T tokens); default per task (and ALL): the
+    :func:`~pvm_bench.report.curves.suggest_cohort_t` of all variants' samples together, so the
+    variants of a task share one cohort length."""
     infos = task_infos(data)
     rows = score_rows(data, infos, seed)
     rows.extend(dependence_rows(data, infos, seed))  # kind="dependence" (V+blind:after=K variants)
@@ -80,11 +88,12 @@ def build_summary(data: RunData, seed: int = 0) -> Summary:
         scopes = [(t, t) for t in tasks] + ([(POOLED, None)] if len(tasks) > 1 else [])
         for label, task in scopes:
             a_scope = attn if task is None else attn[attn["task"] == task]
+            t_cohort = scope_cohort_t(a_scope, bands, cohort_t, label, data.warnings)
             for variant in data.variants:
                 a = a_scope[a_scope["variant"] == variant]
                 if a.empty:
                     continue
-                wide = decay_block(a, bands, seed, (label, variant), curves, fits)
+                wide = decay_block(a, bands, seed, (label, variant), curves, fits, cohort_t=t_cohort)
                 wide_decay[(label, variant)] = wide
                 rows.extend(decay_rows(wide, label, variant, bands))
     frame = rows_frame(rows)
@@ -93,7 +102,30 @@ def build_summary(data: RunData, seed: int = 0) -> Summary:
         if curves else pd.DataFrame(columns=["step", "mass", "task", "variant", "band"])
     )
     table = wide_view(frame, data, wide_decay)
-    return Summary(table, bands, curve_df, fits, bool(has_attn and "entropy" in attn.columns), frame, infos)
+    return Summary(table, bands, curve_df, fits, bool(has_attn and "entropy" in attn.columns), frame, infos,
+                   cohort_t)
+
+
+def scope_cohort_t(
+    attn: pd.DataFrame, bands: dict[str, list[int]], requested: int | None, label: str, warnings: list[str],
+) -> int | None:
+    """The fixed-cohort length of one task scope: ``requested`` when given (a warning in
+    ``warnings`` when no sample of the scope reached it), else the suggestion over every variant's
+    samples of the scope (None when there is no all-layer band or too few samples)."""
+    vis = visual_rows(attn)
+    if vis is None or not bands.get("all"):
+        return None
+    keyed = vis.assign(task=vis["variant"].astype(str) + "|" + vis["task"].astype(str))  # variant into the key
+    per_sample = sample_curves(keyed, bands["all"])
+    if requested is None:
+        return suggest_cohort_t(per_sample)
+    longest = int(per_sample["step"].max()) if len(per_sample) else 0
+    if longest < requested:
+        msg = f"--cohort {requested}: no sample of {label} reached {requested} tokens (longest {longest}); no cohort rows"
+        if msg not in warnings:
+            warnings.append(msg)
+        return None
+    return requested
 
 
 def scope_order(rows: pd.DataFrame, data: RunData) -> list[tuple[str, str]]:

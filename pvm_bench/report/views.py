@@ -14,6 +14,11 @@ import pandas as pd
 
 from pvm_bench.report.fit import FIXED_POSITIONS
 from pvm_bench.report.rows import MACRO, POOLED, length_buckets
+from pvm_bench.report.stats import SMALL_N
+
+SMALL_N_MARK = "†"
+"""Appended to every cell whose estimate rests on fewer than :data:`SMALL_N` units."""
+SMALL_N_NOTE = f"{SMALL_N_MARK} = small n (fewer than {SMALL_N} samples or units: wide CI, weak p)."
 
 #: How to read the score-flag table (shared by summary.md and report.html).
 FLAGS_NOTE = (
@@ -27,7 +32,7 @@ METRICS_NOTE = (
     "metrics). Δ vs base: the same metric paired unit by unit with `base`; p from McNemar's exact test (0/1 "
     "units) or a sign-flip permutation test. ALL: mean score over (task, sample) units of every task. MACRO: "
     "mean of the tasks' headline metrics (CI resampling within each task). unparsed: share of records whose "
-    "scorer extracted no answer. small n: fewer than 30 units."
+    f"scorer extracted no answer. {SMALL_N_NOTE}"
 )
 
 
@@ -59,6 +64,16 @@ def fmt_ci(value: Any, low: Any, high: Any, digits: int = 3, sign: bool = False)
     if not (finite(low) and finite(high)):
         return f.format(value)
     return f"{f.format(value)} [{f.format(low)}, {f.format(high)}]"
+
+
+def small_n(n: Any) -> bool:
+    """True when ``n`` is a positive count below :data:`SMALL_N`."""
+    return finite(n) and 0 < float(n) < SMALL_N
+
+
+def mark(n: Any) -> str:
+    """:data:`SMALL_N_MARK` for a small ``n`` (see :func:`small_n`), else ``""``."""
+    return SMALL_N_MARK if small_n(n) else ""
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -93,11 +108,13 @@ def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     out = []
     for r in _order(sel, variants).itertuples(index=False):
         head = bool(r.headline)
+        few = "small_n" in str(r.flags) or small_n(r.n)
         line = {
             "task": r.task, "variant": r.variant, "metric": f"{r.metric}{' *' if head and r.kind == 'task' else ''}",
-            "n": f"{int(r.n)}{' (small n)' if 'small_n' in str(r.flags) else ''}",
-            "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high),
-            "Δ vs base [95% CI]": fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True),
+            "n": f"{int(r.n)}{' (small n)' if few else ''}",
+            "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high) + (f" {SMALL_N_MARK}" if few and finite(r.value) else ""),
+            "Δ vs base [95% CI]": fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)
+            + (f" {SMALL_N_MARK}" if finite(r.diff) and small_n(r.n_pairs) else ""),
             "p": fmt_p(r.p_value) + (f" ({r.p_method})" if r.p_method and finite(r.p_value) else ""),
         }
         run = {name: _run_value(rows, r.task, r.variant, name) if head else math.nan
@@ -126,7 +143,8 @@ def flags_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
 
 
 def length_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
-    """Accuracy by output-length bucket as "acc (n)" strings; buckets no record reached are left out."""
+    """Accuracy by output-length bucket as "acc [95% CI] (n)" strings (n marked † when small);
+    buckets no record reached are left out."""
     sel = _order(rows[rows["kind"] == "length"], variants)
     if sel.empty:
         return pd.DataFrame()
@@ -134,7 +152,8 @@ def length_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
              for lo, hi, label in length_buckets()}
     out: dict[tuple[str, str], dict[str, str]] = {}
     for r in sel.itertuples(index=False):
-        out.setdefault((r.task, r.variant), {"task": r.task, "variant": r.variant})[r.band] = f"{fmt(r.value)} ({int(r.n)})"
+        out.setdefault((r.task, r.variant), {"task": r.task, "variant": r.variant})[r.band] = (
+            f"{fmt_ci(r.value, r.ci_low, r.ci_high)} ({int(r.n)}{mark(r.n)})")
     view = pd.DataFrame(list(out.values()))
     cols = ["task", "variant"] + [b for b in names if b in view.columns]
     return view[cols].rename(columns=names).fillna("–")
@@ -151,8 +170,12 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
         v = {m: x for m, x in zip(g["metric"], g["value"])}
         fl = {m: str(f) for m, f in zip(g["metric"], g["flags"]) if isinstance(f, str) and f}
         mass = {float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"}
-        layers = bands.get(band, [])
+        layers = bands.get("all" if band.startswith("cohort@") else band, [])
         span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}" if layers else "?"
+        if band.startswith("cohort@"):  # the fixed cohort: all layers, samples that reached T
+            t_c = band.removeprefix("cohort@")
+            n_c = int(g.loc[g["metric"] == "decay_a", "n"].max()) if (g["metric"] == "decay_a").any() else 0
+            span = f"{span}; n={n_c}{mark(n_c)} samples that reached t={t_c}, steps 1..{t_c}"
         fitted = finite(v.get("decay_r2"))
         hl = _hl(v.get("half_life_fit"), fitted, 1) + _hl_ci(g) \
             + (" (extrapolated)" if "extrapolated" in fl.get("half_life_fit", "") else "")
@@ -164,7 +187,7 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
         }
         for t in FIXED_POSITIONS:
             x, n = mass.get(float(t), (math.nan, 0))
-            line[f"mass@{t}"] = f"{fmt(x, 4)} (n={n})" if finite(x) else "–"
+            line[f"mass@{t}"] = f"{fmt(x, 4)} (n={n}{mark(n)})" if finite(x) else "–"
         out.append(line)
     return pd.DataFrame(out)
 
@@ -215,5 +238,35 @@ def convergence_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
 
 def probe_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     """Mean over generated steps of every other numeric probe column (visual_mass_norm, sink_mass,
-    lens_*, pvm_ratio, pvm_gate, or a third-party probe's column)."""
-    return _pivot(rows, "probe", variants)
+    lens_*, pvm_ratio, or a third-party probe's column). A per-layer column that takes both signs
+    (``pvm_gate``: +1.66, −1.60, +1.57 on three layers) has no mean over layers here: see
+    :func:`probe_layer_view`."""
+    sel = rows[(rows["kind"] == "probe") & (rows["band"].fillna("") == "")]
+    return _pivot(sel, "probe", variants)
+
+
+#: How to read the per-layer probe table (shared by summary.md and report.html).
+PROBE_LAYER_NOTE = (
+    "Per decoder layer, for probe values recorded per layer: each sample's mean over its generated steps, "
+    "then the mean over samples. pvm_gate = the layer's PVM gate_alpha (signed: the branch's output is scaled by "
+    "it, so never average it over layers); pvm_ratio = ||PVM output|| / ||residual|| (how much the branch adds)."
+)
+
+
+def probe_layer_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """One line per (task, variant, layer) with the per-layer probe values (band ``layer:L``:
+    ``pvm_gate``, ``pvm_ratio``, per-layer lens values, ...); empty when none was recorded."""
+    sel = rows[(rows["kind"] == "probe") & rows["band"].fillna("").astype(str).str.startswith("layer:")]
+    if sel.empty:
+        return pd.DataFrame()
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for r in _order(sel, variants).itertuples(index=False):
+        layer = int(str(r.band).removeprefix("layer:"))
+        out.setdefault((r.task, r.variant, layer), {"task": r.task, "variant": r.variant, "layer": layer})[
+            r.metric] = fmt(r.value, 4)
+    vrank = {v: i for i, v in enumerate(variants)}
+    trank = {t: i for i, t in enumerate(dict.fromkeys(k[0] for k in out))}
+    keys = sorted(out, key=lambda k: (trank[k[0]], vrank.get(k[1], len(vrank)), k[2]))
+    metrics = sorted({m for line in out.values() for m in line} - {"task", "variant", "layer"},
+                     key=lambda m: (not m.startswith("pvm_"), m))  # pvm_gate, pvm_ratio first
+    return pd.DataFrame([out[k] for k in keys], columns=["task", "variant", "layer", *metrics]).fillna("–")
