@@ -42,7 +42,7 @@ NO_EQUIVALENT = {
     "--verbosity": "drop it (pass --quiet for no progress display)",
     "--show_config": "the full config is written to OUT/RUN_ID/run.json",
     "--log_samples_suffix": "name the run with --run-id",
-    "--wandb_args": "experiment trackers are not supported yet; drop it",
+    "--wandb_args": "pass --wandb-project NAME (Weights & Biases) or --tensorboard DIR",
     "--max_batch_size": "pass --batch-size N",
     "--offset": "not supported; pass --limit N",
     "--launcher_args": "pass --launcher torchrun --nproc N",
@@ -59,6 +59,10 @@ MODEL_ARG_FIELDS = {
     "attn_implementation": "attn_implementation",
     "trust_remote_code": "trust_remote_code",
     "batch_size": "batch_size",
+    # lmms-eval 0.7.3 models/simple/qwen3_vl.py lines 86-87, 91 (also qwen2_5_vl.py, qwen2_vl.py).
+    "min_pixels": "min_pixels",
+    "max_pixels": "max_pixels",
+    "system_prompt": "system_prompt",
 }
 #: ``--gen_kwargs`` keys -> RunConfig field (``do_sample`` is derived from temperature, as in
 #: lmms-eval 0.7.3 models/simple/qwen3_vl.py:246-249, so it is accepted and ignored).

@@ -19,13 +19,14 @@ from typer.core import TyperCommand
 
 from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, model_args_fields, normalize_args
 from pvm_bench.cli_support import Context, OptionError, UsageError, console, fail
-from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, RunConfig
+from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, PROTOCOL_CHOICES, RunConfig
 from pvm_bench.errors import UserError
 
 out = Console(soft_wrap=True)  # never break paths that users copy
 
-MODEL, TASKS, GEN, PROBES, OUTPUT, RESOURCES, LMMS = (
-    "Model", "Tasks and data", "Generation", "Probes", "Output and resume", "Resources", "lmms-eval spellings",
+MODEL, TASKS, GEN, INPUTS, PROBES, OUTPUT, RESOURCES, LMMS = (
+    "Model", "Tasks and data", "Generation", "Input protocol", "Probes", "Output and resume", "Resources",
+    "lmms-eval spellings",
 )
 _D = RunConfig.model_fields
 
@@ -69,6 +70,10 @@ def run(
     repetition_penalty: Annotated[float | None, typer.Option(help="> 0; 1 = none (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
     repeats: Annotated[int | None, typer.Option(help=f"Generations per sample (seeded per sample and repeat) (default: {_default('repeats')}).", show_default=False, rich_help_panel=GEN)] = None,
     seed: Annotated[int | None, typer.Option(help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,
+    protocol: Annotated[str | None, typer.Option(help=f"{' | '.join(PROTOCOL_CHOICES)}: 'lmms-eval' sends what lmms-eval 0.7.3's wrapper for the model family sends (Qwen3-VL: system turn 'You are a helpful assistant.', images within 200704..1605632 pixels); flags below win (default: {_default('protocol')}).", show_default=False, rich_help_panel=INPUTS)] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="System turn for every request ('' for none) (default: the protocol's; none).", rich_help_panel=INPUTS)] = None,
+    min_pixels: Annotated[int | None, typer.Option(help="Smallest image size in pixels, Qwen-VL families (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest image size in pixels, Qwen-VL families; bounds the image tokens (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
     probes: Annotated[str | None, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
     per_head: Annotated[bool | None, typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,
     per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet column image_index).", show_default=False, rich_help_panel=PROBES)] = None,
@@ -80,6 +85,8 @@ def run(
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write summary, plots and report.html at the end (default: --report).", show_default=False, rich_help_panel=OUTPUT)] = None,
     fail_on_sample_errors: Annotated[bool, typer.Option(help="Exit 1 when any sample could not be run (e.g. corrupt image).", rich_help_panel=OUTPUT)] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.", rich_help_panel=OUTPUT)] = False,
+    wandb_project: Annotated[str | None, typer.Option(help="Log config, metrics and plots to this Weights & Biases project at the end (pip install 'pvm-bench[wandb]').", rich_help_panel=OUTPUT)] = None,
+    tensorboard: Annotated[Path | None, typer.Option(help="Log config, metrics and plots to this TensorBoard log dir at the end (pip install 'pvm-bench[tensorboard]').", rich_help_panel=OUTPUT)] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: OMP_NUM_THREADS, else the cores this process may use that are idle).", rich_help_panel=RESOURCES)] = None,
     launcher: Annotated[str | None, typer.Option(help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,
     nproc: Annotated[int, typer.Option(min=1, help="Workers per node with --launcher torchrun.", rich_help_panel=RESOURCES)] = 2,
@@ -101,6 +108,7 @@ def run(
         "include_paths": [str(p) for p in include_path] if include_path else None,
         "batch_size": batch_size, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
         "top_k": top_k, "repetition_penalty": repetition_penalty, "repeats": repeats, "seed": seed,
+        "protocol": protocol, "system_prompt": system_prompt, "min_pixels": min_pixels, "max_pixels": max_pixels,
         "probes": _csv(probes) if probes is not None else None, "per_head": per_head, "per_image": per_image,
         "out": str(out_dir) if out_dir is not None else None, "run_id": run_id, "report": report,
     }
@@ -111,14 +119,18 @@ def run(
         if model_args:
             extra = model_args_fields(model_args)
             if "model" in given and "model" in extra and _is_model_type(given["model"]):
+                hint = "" if "protocol" in given else "; pass --protocol lmms-eval to send its wrapper's system turn and image sizes"
                 console.print(f"note: --model {given['model']} read as lmms-eval's model type; "
-                              f"loading pretrained={extra['model']}", highlight=False)
+                              f"loading pretrained={extra['model']}{hint}", highlight=False)
                 del given["model"]
             given = merge_fields(given, extra, "--model_args")
         if gen_kwargs:
             given = merge_fields(given, gen_kwargs_fields(gen_kwargs), "--gen_kwargs")
         if threads is not None and threads < 1:
             raise OptionError(f"--threads must be >= 1 (got {threads})")
+        from pvm_bench.trackers import requested_trackers
+
+        trackers = requested_trackers(wandb_project, tensorboard)  # a missing package stops here, before any work
     except UserError as exc:
         raise fail(str(exc)) from None
     if launcher is not None:
@@ -129,7 +141,7 @@ def run(
     dist = init_from_env()
     try:
         _run(dist, given, resume=resume, force_resume=force_resume, threads=threads, quiet=quiet,
-             fail_on_sample_errors=fail_on_sample_errors)
+             fail_on_sample_errors=fail_on_sample_errors, trackers=trackers)
     finally:
         dist.shutdown()
 
@@ -227,7 +239,7 @@ def resume_runner(run_dir: Path, given: dict[str, Any], *, force: bool) -> Any:
 
 
 def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume: bool, threads: int | None,
-         quiet: bool, fail_on_sample_errors: bool) -> None:
+         quiet: bool, fail_on_sample_errors: bool, trackers: list[Any] | None = None) -> None:
     from pvm_bench.run import Runner
     from pvm_bench.threads import apply_threads
 
@@ -256,7 +268,7 @@ def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume:
         raise fail(str(exc)) from None
     if not dist.is_main:
         return
-    _finish(runner, fail_on_sample_errors, given.get("report"))
+    _finish(runner, fail_on_sample_errors, given.get("report"), trackers or [])
 
 
 def _execute(runner: Any, *, quiet: bool) -> None:
@@ -276,8 +288,9 @@ def _execute(runner: Any, *, quiet: bool) -> None:
             runner.execute(progress=lines, log=log)
 
 
-def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None) -> None:
-    """Report, then the closing lines: status, headline table, summary.md and report.html paths."""
+def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None, trackers: list[Any] | None = None) -> None:
+    """Report, then the closing lines: status, headline table, summary.md and report.html paths;
+    then the experiment trackers (``--wandb-project``, ``--tensorboard``; pvm_bench.trackers)."""
     from pvm_bench.cli_progress import HEADLINE_TITLE, headline_table
 
     record, run_dir = runner.record, runner.run_dir
@@ -302,6 +315,11 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
     if html is not None:
         out.print(f"summary: {Path(run_dir) / 'summary.md'}", highlight=False)
         out.print(f"report: {html}", highlight=False)
+    if trackers:
+        from pvm_bench.trackers import log_run
+
+        for kind, where in log_run(run_dir, trackers, log=lambda m: console.print(m, highlight=False, markup=False)).items():
+            out.print(f"{kind}: {where}", highlight=False)
     if runner.errors and fail_on_sample_errors:
         raise fail(f"{len(runner.errors)} sample(s) could not be run (see 'error' in {run_dir}/samples.jsonl)", 1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 #: ``--dtype`` values (``pvm_bench.models.loading.DTYPES`` plus ``auto``).
 DTYPE_CHOICES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
@@ -27,6 +27,8 @@ DEVICE_HELP = "auto, cpu, mps, cuda or cuda:N"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 #: Probes recorded when the user does not choose (``branch`` is added by the CLI with an adapter).
 DEFAULT_PROBES = ("attention", "lens")
+#: ``--protocol`` values (pvm_bench.models.protocol.PROTOCOLS; literal here: no torch import).
+PROTOCOL_CHOICES = ("default", "lmms-eval")
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -58,6 +60,14 @@ class RunConfig(BaseModel):
     repetition_penalty: float | None = Field(None, gt=0.0, allow_inf_nan=False)
     #: Local judge model (dir or hub id) for tasks that can use one (MathVista/MathVerse extraction).
     judge: str | None = None
+    #: Input protocol preset: ``default`` (no system turn, the processor's image sizes) or
+    #: ``lmms-eval`` (the family's lmms-eval 0.7.3 wrapper settings; pvm_bench.models.protocol).
+    protocol: str = "default"
+    #: System turn for every request (None: the protocol's; "": none even if the protocol has one).
+    system_prompt: str | None = None
+    #: Image pixel-count bounds for dynamic-resolution families (None: the protocol's, else the processor's).
+    min_pixels: PositiveInt | None = None
+    max_pixels: PositiveInt | None = None
     #: torch intra-op threads (None: chosen from the cores available to the process).
     threads: PositiveInt | None = None
     repeats: PositiveInt = 1
@@ -118,6 +128,21 @@ class RunConfig(BaseModel):
     def _no_blank_names(cls, value: list[str]) -> list[str]:
         return [v.strip() for v in value if v.strip()]
 
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        if value not in PROTOCOL_CHOICES:
+            raise ValueError(f"must be one of {', '.join(PROTOCOL_CHOICES)}")
+        return value
+
+    @field_validator("max_pixels")
+    @classmethod
+    def _pixel_order(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_pixels")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"must be >= --min-pixels ({low})")
+        return value
+
     def resolved_variants(self) -> list[str]:
         names = list(self.variants) if self.variants else (["base", "pvm"] if self.pvm else ["base"])
         # pvm_bench.fixes.blind.ablated_name spells these; kept literal here (no torch import).
@@ -125,4 +150,4 @@ class RunConfig(BaseModel):
         return names + [a for a in ablated if a not in names]
 
 
-__all__ = ["ATTN_CHOICES", "DEFAULT_PROBES", "DEVICE_MAP_CHOICES", "DTYPE_CHOICES", "RunConfig"]
+__all__ = ["ATTN_CHOICES", "DEFAULT_PROBES", "DEVICE_MAP_CHOICES", "DTYPE_CHOICES", "PROTOCOL_CHOICES", "RunConfig"]

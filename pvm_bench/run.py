@@ -99,6 +99,8 @@ class Runner:
         self.previous: RunRecord | None = None
         self.force = False
         self._log: Callable[[str], None] = lambda message: None
+        #: Effective input protocol (system turn, image sizes; models/protocol.py), set when the model loads.
+        self.protocol: Any = None
 
     @property
     def samples_path(self) -> Path:
@@ -331,6 +333,9 @@ class Runner:
             cfg.model, pvm=cfg.pvm, dtype=cfg.dtype, device=self.dist.device(cfg.device), device_map=cfg.device_map,
             attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code,
         )
+        from pvm_bench.models.protocol import apply_protocol
+        self.protocol = apply_protocol(lm, cfg.protocol, system_prompt=cfg.system_prompt, min_pixels=cfg.min_pixels,
+                                       max_pixels=cfg.max_pixels)
         fresh.model = lm.info()
         if not is_local_source(cfg.model):
             fresh.model["hub_revision"] = hub_snapshot(cfg.model)
@@ -344,7 +349,8 @@ class Runner:
             fresh.adapter = {"path": cfg.pvm, "fingerprint": path_fingerprint(Path(cfg.pvm).expanduser()),
                              "format": detect_format(cfg.pvm) if Path(cfg.pvm).expanduser().is_dir() else "full",
                              **getattr(lm.pvm, "describe", lambda: {})()}
-        fresh.generation = {t.name: generation_settings(cfg, lm, self._max_new_tokens(t)) for t, _ in loaded_tasks}
+        fresh.generation = {t.name: generation_settings(cfg, lm, self._max_new_tokens(t), self.protocol.settings())
+                            for t, _ in loaded_tasks}
         if checking:
             self._check_resume(fresh, log)
         self.record.model, self.record.adapter, self.record.generation = fresh.model, fresh.adapter, fresh.generation
@@ -444,6 +450,7 @@ class Runner:
         return session.generate(
             requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
             repetition_penalty=cfg.repetition_penalty, task_settings=task.generation,
+            system_prompt=getattr(self.protocol, "system_prompt", None),
         )
 
     def _record(self, variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int) -> SampleRecord:

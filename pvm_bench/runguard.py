@@ -207,7 +207,8 @@ def resume_changes(old: Any, new: Any) -> list[str]:
         now = new_gen.get(task)
         if now is None:
             continue
-        diffs = [f"{k} {settings.get(k)} -> {now.get(k)}" for k in sorted(set(settings) | set(now)) if settings.get(k) != now.get(k)]
+        # Only settings the old record has: a run recorded before a setting existed used its default.
+        diffs = [f"{k} {settings.get(k)} -> {now.get(k)}" for k in sorted(settings) if settings.get(k) != now.get(k)]
         if diffs:
             changes.append(f"generation settings of task '{task}' ({', '.join(diffs)})")
     return changes
@@ -234,9 +235,10 @@ def check_resume(previous: Any, fresh: Any, run_dir: Path, *, force: bool, log: 
         log(f"warning: --force-resume: continuing {run_dir} although {'; '.join(new)}")
 
 
-def generation_settings(config: Any, lm: Any, max_new_tokens: int) -> dict[str, Any]:
+def generation_settings(config: Any, lm: Any, max_new_tokens: int, protocol: dict[str, Any] | None = None) -> dict[str, Any]:
     """The generation settings a task's samples actually use (recorded in run.json, compared on
-    resume): the run's options plus the checkpoint's generation_config they fall back to."""
+    resume): the run's options plus the checkpoint's generation_config they fall back to, and the
+    effective input protocol (``InputProtocol.settings()``: system turn, image pixel limits)."""
     settings: dict[str, Any] = {
         "max_new_tokens": max_new_tokens, "temperature": config.temperature, "top_p": config.top_p,
         "top_k": config.top_k, "repetition_penalty": config.repetition_penalty,
@@ -245,6 +247,7 @@ def generation_settings(config: Any, lm: Any, max_new_tokens: int) -> dict[str, 
     for key in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
         value = getattr(gc, key, None)
         settings[f"generation_config.{key}"] = value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
+    settings.update(protocol or {})
     return settings
 
 

@@ -101,3 +101,61 @@ def _processor_config(source: str, hub_kwargs: dict[str, Any]) -> dict[str, Any]
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
     return {k: v for k, v in data.items() if k not in ("processor_class", "auto_map") and not k.endswith("_processor")}
+
+
+def pixel_limits(processor: Any, spec: FamilySpec) -> tuple[int | None, int | None]:
+    """The (min, max) pixel counts ``processor`` resizes images into; (None, None) for families
+    that resize to a fixed size (``spec.pixel_limit_keys`` is None)."""
+    if spec.pixel_limit_keys is None:
+        return None, None
+    size = _size_dict(getattr(processor, "image_processor", processor))
+    low, high = (size.get(key) for key in spec.pixel_limit_keys)
+    return (None if low is None else int(low)), (None if high is None else int(high))
+
+
+def apply_pixel_limits(processor: Any, spec: FamilySpec, min_pixels: int | None, max_pixels: int | None) -> tuple[int | None, int | None]:
+    """Bound the number of pixels each image is resized into (``None``: keep the processor's).
+
+    For Qwen2/2.5/3-VL (``pixel_limit_keys = ("shortest_edge", "longest_edge")``) transformers'
+    image processor resizes every image with ``smart_resize(h, w, factor=patch*merge,
+    min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])``
+    (transformers/models/qwen2_vl/image_processing_qwen2_vl.py), the same target size
+    qwen_vl_utils 0.0.14 ``fetch_image`` computes from an image's ``min_pixels``/``max_pixels``
+    (vision_process.py lines 130-139), which is how lmms-eval applies them. Only the resampling
+    filter implementation may differ by a few grey levels. Changes ``processor`` in place and
+    returns the effective (min, max).
+
+    Raises:
+        UserError: limits for a fixed-size family, or min > max.
+    """
+    from pvm_bench.errors import UserError
+
+    if min_pixels is None and max_pixels is None:
+        return pixel_limits(processor, spec)
+    if spec.pixel_limit_keys is None:
+        raise UserError(
+            f"--min-pixels/--max-pixels apply to dynamic-resolution families (Qwen2-VL, Qwen2.5-VL, Qwen3-VL); "
+            f"{spec.name} resizes images to a fixed size: drop them"
+        )
+    image_processor = getattr(processor, "image_processor", processor)
+    size = _size_dict(image_processor)
+    low_key, high_key = spec.pixel_limit_keys
+    if min_pixels is not None:
+        size[low_key] = int(min_pixels)
+    if max_pixels is not None:
+        size[high_key] = int(max_pixels)
+    if size.get(low_key) is not None and size.get(high_key) is not None and size[low_key] > size[high_key]:
+        raise UserError(
+            f"--min-pixels {size[low_key]} is above --max-pixels {size[high_key]} (with the processor's own value for "
+            "the one not given); pass min <= max"
+        )
+    current = image_processor.size
+    # Keep the processor's own type (a SizeDict dataclass in transformers 5, a dict before).
+    image_processor.size = type(current)(**size) if not isinstance(current, dict) else size
+    return pixel_limits(processor, spec)
+
+
+def _size_dict(image_processor: Any) -> dict[str, Any]:
+    size = getattr(image_processor, "size", None) or {}
+    items = size.items() if isinstance(size, dict) else vars(size).items()
+    return {k: v for k, v in items if v is not None}

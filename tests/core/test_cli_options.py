@@ -112,7 +112,7 @@ def test_pvm_without_probes_flag_adds_branch_only_then(no_execute, tiny_qwen3_vl
         (["--batch-size", "x"], "invalid value for '--batch-size'"),
         (["--bogus"], "no such option: --bogus"),
         (["--num_fewshot", "0"], "--num_fewshot is lmms-eval's and has no pvm-bench equivalent"),
-        (["--model_args", "max_pixels=5"], "--model_args key 'max_pixels' has no pvm-bench equivalent"),
+        (["--model_args", "max_num_frames=5"], "--model_args key 'max_num_frames' has no pvm-bench equivalent"),
         (["--gen_kwargs", "num_beams=2"], "--gen_kwargs key 'num_beams' has no pvm-bench equivalent"),
         (["--gen_kwargs", "temperature"], "--gen_kwargs expects key=value pairs"),
         (["--gen_kwargs", "top_p=2"], "--top-p must be <= 1"),
