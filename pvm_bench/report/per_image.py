@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.rows import row
 from pvm_bench.report.rundata import RunData
 from pvm_bench.report.stats import bootstrap_ci
@@ -91,8 +92,9 @@ def image_rows(data: RunData, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def image_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
-    """One line per (task, variant, image): "mean [CI] (n)" per step window."""
+    """One line per (task, un-ablated variant, image): "mean [CI] (n)" per step window."""
     d = rows[rows["kind"] == KIND]
+    d = d[[split_ablated(v) is None for v in d["variant"]]]  # V+blind:after=K: in metrics.csv only
     if d.empty:
         return pd.DataFrame()
     order = {v: i for i, v in enumerate(variants)}

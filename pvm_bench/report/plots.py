@@ -307,7 +307,7 @@ def make_plots(
         "accuracy_vs_distance": lambda p: plot_accuracy_vs_distance(data, variants, p, keys=distance),
         "accuracy_by_task": lambda p: plot_task_bars(summary, variants, p),
         "visual_dependence": lambda p: plot_dependence(summary.rows, variants, p),
-        "per_image": lambda p: plot_per_image(data.attention, variants, p),
+        "per_image": lambda p: plot_per_image(data.attention, seen, p),
     }
     written: dict[str, Path] = {}
     for name, job in jobs.items():

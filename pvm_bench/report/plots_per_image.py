@@ -12,13 +12,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from pvm_bench.report.per_image import mean_curves
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 
-CAPTION = ("Visual mass per image vs generated position (mean over samples and layers): solid = first image of "
-           "the prompt, dashed = the most recently shown image of each sample, dotted = other images.")
+CAPTION = ("Visual mass per image vs generated position (mean over samples and layers, log-spaced bins): solid = "
+           "first image of the prompt, dashed = the most recently shown image of each sample, dotted = other images.")
+
+
+def _same_as_last(curves: pd.DataFrame, image: str) -> bool:
+    """True when image ``image`` is the last image of every sample (so its line is the "last" line)."""
+    last = curves[curves["image"] == "last"]["mass"].to_numpy()
+    mine = curves[curves["image"] == image]["mass"].to_numpy()
+    return len(mine) == len(last) and bool(np.array_equal(mine, last))
 
 
 def plot_per_image(attention: pd.DataFrame | None, variants: list[str], out: Path) -> Path | None:
@@ -31,13 +39,19 @@ def plot_per_image(attention: pd.DataFrame | None, variants: list[str], out: Pat
     colors = variant_colors(variants)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks), 3.8), squeeze=False)
     styles = {"0": "-", "last": "--"}
+    edges = np.unique(np.round(np.logspace(0, np.log10(max(int(curves["step"].max()), 2) + 1), 24)))
     for ax, task in zip(axes[0], tasks):
         c = curves[curves["task"] == task]
         for variant in [v for v in variants if v in set(c["variant"])]:
-            for image, d in c[c["variant"] == variant].groupby("image", sort=False):
-                d = d.sort_values("step")
-                ax.plot(d["step"], d["mass"], ls=styles.get(str(image), ":"), color=colors.get(variant, "C0"),
-                        lw=1.4, label=f"{variant} img {image}")
+            cv = c[c["variant"] == variant]
+            for image, d in cv.groupby("image", sort=False):
+                if image != "last" and image != "0" and _same_as_last(cv, image):
+                    continue  # every sample's last image: drawn once, as "last"
+                # log-spaced bins: per-step means of a character-level task are spiky
+                binned = d.groupby(pd.cut(d["step"], edges, right=False), observed=True).agg(
+                    step=("step", "mean"), mass=("mass", "mean"))
+                ax.plot(binned["step"], binned["mass"], ls=styles.get(str(image), ":"),
+                        color=colors.get(variant, "C0"), lw=1.5, marker=".", label=f"{variant} img {image}")
         ax.set_xscale("log")
         ax.set_title(task)
         ax.set_xlabel("generated position t")
