@@ -32,12 +32,12 @@ from pvm_bench.report.templating import environment
 from pvm_bench.report.views import (
     FLAGS_NOTE,
     METRICS_NOTE,
+    PROBE_LAYER_NOTE,
     convergence_view,
     decay_view,
     flags_view,
     fmt,
     length_view,
-    PROBE_LAYER_NOTE,
     metrics_view,
     probe_layer_view,
     probe_view,

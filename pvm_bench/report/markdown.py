@@ -15,11 +15,11 @@ from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.views import (
     FLAGS_NOTE,
     METRICS_NOTE,
+    PROBE_LAYER_NOTE,
     convergence_view,
     decay_view,
     flags_view,
     length_view,
-    PROBE_LAYER_NOTE,
     metrics_view,
     probe_layer_view,
     probe_view,
