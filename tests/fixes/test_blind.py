@@ -130,3 +130,35 @@ def test_names_and_parameters():
         resolve_variants(["pvm+nope"])
     (c,) = resolve_variants(["pvm+blind:after=2"])
     assert c.requires_pvm and c.name == "pvm+blind:after=2"
+
+
+def test_cli_ablate_after_adds_blind_variants_and_per_image(tiny_qwen3_vl, fixture_data, tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli import app
+    from pvm_bench.results import read_jsonl
+
+    result = CliRunner().invoke(app, [
+        "run", "--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir", str(fixture_data),
+        "--ablate-after", "0,4", "--per-image", "--limit", "2", "--max-new-tokens", "6", "--quiet",
+        "--out", str(tmp_path), "--run-id", "ab",
+    ])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "ab"
+    config = json.loads((run / "run.json").read_text())["config"]
+    assert config["ablate_after"] == [0, 4] and config["per_image"] is True
+    variants = {r["variant"] for r in read_jsonl(run / "samples.jsonl")}
+    assert variants == {"base", "base+blind:after=0", "base+blind:after=4"}
+    attn = pd.read_parquet(run / "attention.parquet")
+    assert "visual_mass_img0" in attn.columns
+    blind = attn[(attn["variant"] == "base+blind:after=4") & (attn["step"] >= 4)]
+    assert len(blind) and (blind["visual_mass"] == 0).all() and (blind["visual_mass_img0"] == 0).all()
+    assert "## Visual dependence" in (run / "summary.md").read_text()
+    bad = CliRunner().invoke(app, ["run", "--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir",
+                                   str(fixture_data), "--ablate-after", "0,x", "--out", str(tmp_path)])
+    assert bad.exit_code == 2
+    errors = [line for line in bad.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--ablate-after" in errors[0], bad.output
