@@ -41,7 +41,7 @@ DECAY_NOTE = (
     "per sample, shared b and c), so samples that stop early do not bend the curve. Half-life: first t where "
     "the fitted law (observed mean curve) falls to half its start level (mean over t = 1..8); never = does "
     "not fall to half; (extrapolated) = beyond the longest output. mass@t: observed mean over steps within "
-    "±5% of t (n = samples that reached t); – = not reached. cohort@T: all layers, only the samples that "
+    "±5% of t (n = samples that reached t); – = not reached; n = samples in the fit. cohort@T: all layers, only the samples that "
     "reached T tokens and only their steps 1..T, so every step averages the same samples (`pvm-bench report "
     "--cohort T` to choose T). Flags: no_fit, c_at_bound, a_negative, no_decay, r2_low (R² < 0.5), "
     "extrapolated. † = fewer than 30 samples."

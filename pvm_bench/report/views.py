@@ -160,8 +160,9 @@ def length_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
 
 
 def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[int]]) -> pd.DataFrame:
-    """One line per task, variant and layer band: fit parameters and flags, half-lives (marked
-    when extrapolated), fixed-t masses with the number of samples that reached t."""
+    """One line per task, variant and layer band (and the fixed cohort, band ``cohort@T``): samples
+    in the fit (n, † when small), fit parameters and flags, half-lives (marked when
+    extrapolated), fixed-t masses with the number of samples that reached t (†: small)."""
     sel = rows[rows["kind"] == "decay"]
     if sel.empty:
         return pd.DataFrame()
@@ -172,15 +173,15 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
         mass = {float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"}
         layers = bands.get("all" if band.startswith("cohort@") else band, [])
         span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}" if layers else "?"
+        n_fit = int(g.loc[g["metric"] == "decay_a", "n"].max()) if (g["metric"] == "decay_a").any() else 0
         if band.startswith("cohort@"):  # the fixed cohort: all layers, samples that reached T
             t_c = band.removeprefix("cohort@")
-            n_c = int(g.loc[g["metric"] == "decay_a", "n"].max()) if (g["metric"] == "decay_a").any() else 0
-            span = f"{span}; n={n_c}{mark(n_c)} samples that reached t={t_c}, steps 1..{t_c}"
+            span = f"{span}; samples that reached t={t_c}, steps 1..{t_c}"
         fitted = finite(v.get("decay_r2"))
         hl = _hl(v.get("half_life_fit"), fitted, 1) + _hl_ci(g) \
             + (" (extrapolated)" if "extrapolated" in fl.get("half_life_fit", "") else "")
         line = {
-            "task": task, "variant": variant, "band (layers)": f"{band} ({span})",
+            "task": task, "variant": variant, "band (layers)": f"{band} ({span})", "n": f"{n_fit}{mark(n_fit)}",
             "a": fmt(v.get("decay_a"), 4), "b": fmt(v.get("decay_b"), 4), "c": fmt(v.get("decay_c"), 2),
             "R²": fmt(v.get("decay_r2")), "flags": fl.get("decay_a", "").replace(";", ", ") or "–",
             "half-life fit (obs)": f"{hl} ({_hl(v.get('half_life_obs'), True, 0)})",
