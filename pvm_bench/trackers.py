@@ -168,12 +168,17 @@ def log_tensorboard(payload: RunPayload, log_dir: Path) -> Path:
     return target
 
 
-def log_wandb(payload: RunPayload, project: str, run_dir: Path) -> str:
+def log_wandb(payload: RunPayload, project: str) -> str:
     """Log the payload as one W&B run in ``project`` (named after the run id); returns its URL,
-    or its local directory when W&B runs offline (``WANDB_MODE=offline``)."""
+    or, when W&B runs offline (``WANDB_MODE=offline``), its local directory and how to upload it.
+
+    W&B's own environment applies as usual (``WANDB_DIR``, ``WANDB_ENTITY``, ``WANDB_MODE``...);
+    its console capture is off and it prints nothing (the run's own output stays readable).
+    """
     import wandb
 
-    run = wandb.init(project=project, name=payload.run_id, config=payload.config, dir=str(run_dir), job_type="eval")
+    run = wandb.init(project=project, name=payload.run_id, config=payload.config, job_type="eval",
+                     settings=wandb.Settings(silent=True, console="off"))
     try:
         run.summary.update(payload.headline)
         data: dict[str, Any] = {}
@@ -184,7 +189,11 @@ def log_wandb(payload: RunPayload, project: str, run_dir: Path) -> str:
             data[f"plots/{path.stem}"] = wandb.Image(str(path))
         if data:
             run.log(data)
-        where = run.url or run.dir
+        if getattr(run, "offline", False):  # (reading run.url offline prints a warning)
+            local = Path(run.dir).parent
+            where = f"offline run {local} (upload it with `wandb sync {local}`)"
+        else:
+            where = run.url or run.dir
     finally:
         run.finish()
     return str(where)
@@ -206,7 +215,7 @@ def log_run(run_dir: Path, trackers: list[Tracker], log: Callable[[str], None] =
             if tracker.kind == "tensorboard":
                 done[tracker.kind] = str(log_tensorboard(payload, Path(tracker.target)))
             else:
-                done[tracker.kind] = log_wandb(payload, tracker.target, Path(run_dir))
+                done[tracker.kind] = log_wandb(payload, tracker.target)
         except Exception as exc:  # noqa: BLE001 -- a tracker problem must not hide the finished run
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             log(f"warning: could not log the run to {tracker.kind} ({type(exc).__name__}: {first[:200]})")
