@@ -27,7 +27,7 @@ import pandas as pd
 
 from pvm_bench.report.rows import TaskInfo, collect_groups, row
 from pvm_bench.report.rundata import RunData
-from pvm_bench.report.views import fmt, fmt_ci, fmt_p
+from pvm_bench.report.views import SMALL_N_MARK, fmt, fmt_ci, fmt_p, small_n
 
 ALPHA = 0.05
 """Significance level of "the ablation still changes accuracy"."""
@@ -39,7 +39,7 @@ NOTE = (
     "layer and the PVM branch off; K = 0: the text-only prior), per un-ablated variant; Δ = paired "
     f"difference vs that variant with 95% CI and p. dependence K = the smallest tested K from which "
     f"the ablation no longer changes accuracy significantly (p ≥ {ALPHA}); '> K (beyond tested)' = "
-    "still significant at the largest K tried."
+    "still significant at the largest K tried. † = fewer than 30 samples."
 )
 
 _ABLATED = re.compile(r"^(?P<base>.*)\+blind:after=(?P<k>\d+)$")
@@ -111,6 +111,11 @@ def dependence_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) ->
     return out
 
 
+def _small(n: Any) -> str:
+    """" †" after an accuracy resting on fewer than 30 units (see views.SMALL_N_MARK)."""
+    return f" {SMALL_N_MARK}" if small_n(n) else ""
+
+
 def _p(p: Any) -> str:
     text = fmt_p(p)
     return f" {text}" if text.startswith(("<", ">")) else f"={text}"
@@ -144,14 +149,15 @@ def dependence_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
         ref = rows[(rows["task"] == task) & (rows["variant"] == variant) & (rows["metric"] == metric)
                    & (rows["kind"] == "task")]
         line: dict[str, Any] = {"task": task, "variant": variant, "metric": metric}
-        line["no ablation"] = fmt_ci(*ref[["value", "ci_low", "ci_high"]].iloc[0]) if len(ref) else "–"
+        line["no ablation"] = (fmt_ci(*ref[["value", "ci_low", "ci_high"]].iloc[0]) + _small(ref["n"].iloc[0])
+                               if len(ref) else "–")
         for k in ks:
             r = c[c["t"] == k]
             if r.empty:
                 line[f"K={k}"] = "–"
                 continue
             r0 = r.iloc[0]
-            line[f"K={k}"] = (f"{fmt_ci(r0['value'], r0['ci_low'], r0['ci_high'])} "
+            line[f"K={k}"] = (f"{fmt_ci(r0['value'], r0['ci_low'], r0['ci_high'])}{_small(r0['n'])} "
                               f"Δ {fmt_ci(r0['diff'], r0['diff_ci_low'], r0['diff_ci_high'], sign=True)} "
                               f"p{_p(r0['p_value'])}")
         kr = d[(d["task"] == task) & (d["variant"] == variant) & (d["metric"] == DEPENDENCE_K)]

@@ -300,7 +300,7 @@ def make_plots(
     seen = [v for v in variants if split_ablated(v) is None]
     jobs = {
         "decay": lambda p: plot_decay(summary, seen, p, data=data),
-        "decay_cohort": lambda p: plot_decay_cohort(data, seen, p),
+        "decay_cohort": lambda p: plot_decay_cohort(data, seen, p, cohort_t=summary.cohort_t),
         "heatmap": lambda p: plot_heatmap(data, seen, p),
         "pvm_signals": lambda p: plot_pvm_signals(data, seen, p),
         "accuracy_vs_length": lambda p: plot_accuracy_vs_length(data, variants, p),
