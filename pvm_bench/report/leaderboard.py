@@ -74,6 +74,8 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
         line["dependence_k"] = float(dep["value"].iloc[0]) if len(dep) == 1 else (
             float(dep["value"].max()) if len(dep) else math.nan)
         line["dependence_k_beyond_tested"] = bool(dep["flags"].astype(str).str.contains("beyond").any()) if len(dep) else False
+        tested = rows[(rows["kind"] == DEP_KIND) & (rows["variant"] == variant) & (rows["metric"] != DEPENDENCE_K)]["t"]
+        line["dependence_k_max_tested"] = float(tested.max()) if len(tested) else math.nan
         line["dependence_k_by_task"] = "; ".join(f"{t}:{int(v)}" for t, v in zip(dep["task"], dep["value"])
                                                  if finite(v)) if len(dep) > 1 else ""
         out.append(line)
@@ -114,7 +116,8 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
         line["half-life"] = hl + (" (extrapolated)" if r["half_life_extrapolated"] and hl != "–" else "")
         k = r["dependence_k"]
         line["dependence K"] = "–" if not finite(k) else (
-            f"> tested (≥ {fmt(k, 0)})" if r["dependence_k_beyond_tested"] else r["dependence_k_by_task"] or fmt(k, 0))
+            f"> {fmt(r['dependence_k_max_tested'], 0)} (beyond tested)" if r["dependence_k_beyond_tested"]
+            else r["dependence_k_by_task"] or fmt(k, 0))
         out.append(line)
     return pd.DataFrame(out)
 
