@@ -197,3 +197,15 @@ def test_report_without_samples_is_one_error(app: typer.Typer, tmp_path: Path, s
     else:
         assert f"pvm-bench run --resume {run}" in lines[0]
     assert sorted(p.name for p in run.iterdir()) == before  # no empty summary or report written
+
+
+def test_report_cohort_reaches_the_cohort_plot(make_run: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pvm_bench.report.plots as plots
+    from pvm_bench.report import build_report
+
+    seen: list[int | None] = []
+    monkeypatch.setattr(plots, "plot_decay_cohort", lambda data, variants, out, cohort_t=None: seen.append(cohort_t))
+    run = make_run(tasks=("colour",), n_samples=6, max_len=120, n_layers=2)
+    build_report(run, cohort_t=32)
+    build_report(run)
+    assert seen == [32, None]  # None: the plot takes the same suggestion as the summary rows
