@@ -183,7 +183,7 @@ def log_wandb(payload: RunPayload, project: str) -> str:
         run.summary.update(payload.headline)
         data: dict[str, Any] = {}
         if payload.rows:
-            columns = list(payload.rows[0])
+            columns: list[Any] = list(payload.rows[0])
             data["metrics"] = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in payload.rows])
         for path in payload.plots:
             data[f"plots/{path.stem}"] = wandb.Image(str(path))
