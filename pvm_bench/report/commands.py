@@ -45,7 +45,7 @@ def compare_command(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories (the first is the reference, A).")],
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="FILE.md / FILE.csv (both are written) or a folder for compare.{md,csv}."),
+        typer.Option("-o", "--output", help="FILE.md / FILE.csv (.md, .html, .csv and _leaderboard.csv are written) or a folder for compare.*."),
     ] = None,
     pair: Annotated[
         list[str] | None,
@@ -82,7 +82,11 @@ def compare_command(
     result.table.to_csv(csv_path, index=False)
     board_path = csv_path.with_name(csv_path.stem + "_leaderboard.csv")  # compare_leaderboard.csv
     result.leaderboard.to_csv(board_path, index=False)
-    out.print(f"compare: {md_path}, {csv_path} and {board_path}", highlight=False)
+    from pvm_bench.report.compare_html import render_compare_html
+
+    html_path = md_path.with_suffix(".html")
+    html_path.write_text(render_compare_html(result), encoding="utf-8")
+    out.print(f"compare: {md_path}, {html_path}, {csv_path} and {board_path}", highlight=False)
 
 
 def check_command(

@@ -51,7 +51,8 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
     variants = [v for v in dict.fromkeys(rows["variant"]) if split_ablated(v) is None]
     out = []
     for variant in variants:
-        line: dict[str, Any] = {"run": run, "model": model, "variant": variant}
+        line: dict[str, Any] = {"run": run, "model": model, "task": scope if len(tasks) == 1 else f"{POOLED} ({len(tasks)} tasks)",
+                                "variant": variant}
         if len(tasks) == 1:
             acc = _one(rows, task=scope, variant=variant, kind="task", headline=True)
         else:
@@ -105,7 +106,7 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     out = []
     for r in frame.to_dict("records"):
-        line = {"rank": r["rank"], "run": r["run"], "model": r["model"], "variant": r["variant"],
+        line = {"rank": r["rank"], "run": r["run"], "model": r["model"], "task": r["task"], "variant": r["variant"],
                 "accuracy": fmt_ci(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"])}
         if frame["macro"].notna().any():
             line["macro"] = fmt_ci(r["macro"], r["macro_ci_low"], r["macro_ci_high"])

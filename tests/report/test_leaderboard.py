@@ -22,7 +22,7 @@ def test_compare_ranks_runs_and_variants_and_exports(make_run, tmp_path, monkeyp
     board = pd.read_csv(out / "compare_leaderboard.csv")
     # ablated variants are not ranked; four (run, variant) lines, ranked by macro (two tasks)
     assert sorted(zip(board["run"], board["variant"])) == [("A", "base"), ("A", "pvm"), ("B", "base"), ("B", "pvm")]
-    assert board["rank"].tolist() == [1, 2, 3, 4]
+    assert board["rank"].tolist() == [1, 2, 3, 4] and set(board["task"]) == {"ALL (2 tasks)"}
     assert board["macro"].is_monotonic_decreasing
     metrics = {r: build_summary(load_run(d)).rows for r, d in (("A", a), ("B", b))}
     for line in board.to_dict("records"):
@@ -39,7 +39,9 @@ def test_compare_ranks_runs_and_variants_and_exports(make_run, tmp_path, monkeyp
     a_pvm = board[(board["run"] == "A") & (board["variant"] == "pvm")].iloc[0]
     assert a_pvm["dependence_k"] >= 0  # from the pvm+blind:after=0 variant
     md = (out / "compare.md").read_text()
-    assert "## Leaderboard" in md and "Ranked by macro" in md and "| rank | run | model | variant |" in md
+    assert "## Leaderboard" in md and "Ranked by macro" in md and "| rank | run | model | task | variant |" in md
+    page = (out / "compare.html").read_text()
+    assert 'id="leaderboard-table"' in page and 'id="compare-table"' in page and "<script" not in page
     result = CliRunner().invoke(app, ["compare", str(a), str(b), "--rank-by", "mass@256", "-o", str(out)])
     assert result.exit_code == 0, result.output
     board = pd.read_csv(out / "compare_leaderboard.csv")

@@ -1,0 +1,32 @@
+"""compare.html: the leaderboard and the cross-run metric table of ``pvm-bench compare`` as one
+self-contained page (same stylesheet as report.html; every cell escaped by ``to_html(escape=True)``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from markupsafe import Markup
+
+from pvm_bench.report.compare import Comparison
+from pvm_bench.report.leaderboard import NOTE, readable
+from pvm_bench.report.templating import environment
+
+METRICS_NOTE = ("Δ: paired across runs by (task, sample_id, repeat), grouped into each metric's units; 95% bootstrap "
+                "CI; p from McNemar (0/1 units) or a sign-flip test.")
+
+
+def _table(df: pd.DataFrame, table_id: str) -> Markup:
+    if df.empty:
+        return Markup('<p class="note">No data.</p>')
+    return Markup(df.to_html(index=False, escape=True, border=0, table_id=table_id, na_rep="–"))  # noqa: S704
+
+
+def render_compare_html(result: Comparison) -> str:
+    """The page as a string."""
+    title = " vs ".join(str(r) for r in result.runs["run id"]) if "run id" in result.runs else "runs"
+    board = result.leaderboard
+    return environment().get_template("compare.html.j2").render(
+        title=title, runs_table=_table(result.runs, "runs-table"),
+        leaderboard_table=_table(readable(board), "leaderboard-table") if not board.empty else "",
+        leaderboard_note=NOTE.format(rank_by=board.attrs.get("rank_by", "accuracy")),
+        metrics_note=METRICS_NOTE, metrics_table=_table(result.readable, "compare-table"),
+    )
