@@ -142,21 +142,7 @@ def _describe(c: BlindConfig) -> str:
 VARIANT = fix_variant(BLIND, BlindConfig(), _describe, blind_active)
 
 
-def split_ablated(name: str) -> tuple[str, int] | None:
-    """``"pvm+blind:after=16"`` -> ``("pvm", 16)``; ``"blind:after=0"`` -> ``("", 0)``; else None.
-
-    The un-ablated partner of ``blind:after=K`` (no prefix) is the model as loaded, which the
-    report cannot name in general: callers treat ``""`` as "no partner".
-    """
-    if name.startswith("blind:after="):
-        prefix, value = "", name[len("blind:after="):]
-    elif SEPARATOR in name:
-        prefix, _, value = name.rpartition(SEPARATOR)
-    else:
-        return None
-    return (prefix, int(value)) if value.isdigit() else None
-
-
 def ablated_name(variant: str, after: int) -> str:
-    """The name ``--ablate-after`` gives variant ``variant`` blinded from step ``after``."""
+    """The name ``--ablate-after`` gives variant ``variant`` blinded from step ``after`` (parsed back by
+    :func:`pvm_bench.report.dependence.split_ablated`)."""
     return f"{variant}{SEPARATOR}{int(after)}"

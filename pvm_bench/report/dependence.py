@@ -27,7 +27,7 @@ import pandas as pd
 
 from pvm_bench.report.rows import TaskInfo, collect_groups, row
 from pvm_bench.report.rundata import RunData
-from pvm_bench.report.views import SMALL_N_MARK, fmt, fmt_ci, fmt_p, small_n
+from pvm_bench.report.views import SMALL_N_MARK, fmt_ci, fmt_p, small_n
 
 ALPHA = 0.05
 """Significance level of "the ablation still changes accuracy"."""
@@ -182,4 +182,4 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["ALPHA", "BEYOND", "DEPENDENCE_K", "KIND", "NOTE", "ablation_map", "curve_points", "dependence_k",
-           "dependence_rows", "dependence_view", "fmt", "k_cell", "split_ablated"]
+           "dependence_rows", "dependence_view", "k_cell", "split_ablated"]
