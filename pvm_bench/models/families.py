@@ -141,6 +141,11 @@ FAMILIES: dict[str, FamilySpec] = {
             name="LLaVA-OneVision",
             processor_class="LlavaOnevisionProcessor",
             example_ids=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "llava-hf/llava-onevision-qwen2-7b-ov-hf"),
+            # The -hf checkpoints run under lmms-eval's llava_hf wrapper (its model_map, line 41):
+            # one user turn, the processor's own image size.
+            protocols={"lmms-eval": HarnessSettings(
+                source="lmms-eval 0.7.3 lmms_eval/models/simple/llava_hf.py lines 41 (onevision), 326 (user turn only)",
+            )},
         ),
         FamilySpec(
             model_type="qwen2_vl",
@@ -161,7 +166,7 @@ FAMILIES: dict[str, FamilySpec] = {
             example_ids=("llava-hf/llava-1.5-7b-hf", "llava-hf/llava-1.5-13b-hf"),
             # llava_hf sends one user turn and the processor's own image size.
             protocols={"lmms-eval": HarnessSettings(
-                source="lmms-eval 0.7.3 lmms_eval/models/simple/llava_hf.py line 326 (user turn only)",
+                source="lmms-eval 0.7.3 lmms_eval/models/simple/llava_hf.py lines 34, 326 (user turn only)",
             )},
         ),
         FamilySpec(
