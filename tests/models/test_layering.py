@@ -26,7 +26,7 @@ MAX_LINES = 440
 
 #: Modules owned by other work packages that are still over the limit (lines when listed); the
 #: test fails when one grows further or a new one crosses the limit.
-KNOWN_LONG: dict[str, int] = {"pvm_bench/run.py": 540, "pvm_bench/pvm/train.py": 540, "pvm_bench/organism/train.py": 530}
+KNOWN_LONG: dict[str, int] = {"pvm_bench/run.py": 540}
 
 
 def _modules() -> dict[str, Path]:
