@@ -30,6 +30,11 @@ Composition: ``pvm+blind:after=16`` (see :func:`pvm_bench.variants.resolve_varia
 PVM variant blinded from step 16; ``base+blind:after=16`` the base model. On a model with a PVM
 adapter a bare ``blind:after=K`` keeps the branch as loaded (on) until step K, as every fix does.
 ``pvm-bench run --ablate-after 0,16,64`` adds ``<variant>+blind:after=K`` for every variant.
+
+Not blinded: fixes that read the visual memory themselves (``memvr`` retraces it into the FFN,
+``reinject`` adds its mean) keep doing so after K in a composition such as ``memvr+blind:after=K``;
+only the attention keys and the PVM branch are cut. PAI composes fully (its logit boost on image
+keys is added to ``-inf``).
 """
 
 from __future__ import annotations
