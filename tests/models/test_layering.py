@@ -146,3 +146,17 @@ def test_modules_are_small() -> None:
         and n > KNOWN_LONG.get(str(path.relative_to(ROOT)), 0)
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_importing_models_loads_neither_pvm_nor_probes() -> None:
+    """The same at run time: importing models/ (loading, generation) pulls in no pvm/probes module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pvm_bench.models.loading, pvm_bench.models.generation; "
+        "bad = sorted(m for m in sys.modules if m.startswith(('pvm_bench.pvm', 'pvm_bench.probes'))); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
