@@ -10,7 +10,8 @@ What is logged (both trackers): the run config (run.json ``config`` plus run id,
 source/family/fingerprint, git commit, status) as hyper-parameters; the headline metric rows
 (``metrics.csv`` rows with ``headline`` true and no band or position: per task and variant,
 plus the pooled ALL and MACRO rows) as scalars named ``<metric>/<task>/<variant>``; the full
-metric rows as a table (W&B) or a markdown text (TensorBoard); every plot as an image.
+metric rows as a table (W&B) or a markdown text (TensorBoard); every plot as an image; summary.md
+(both; as text in TensorBoard) and report.html (W&B run files).
 TensorBoard also gets the per-position rows (decay curves: rows with ``t``) as scalar series
 over ``t``, so curves can be overlaid across runs.
 """
@@ -83,6 +84,8 @@ class RunPayload:
     headline: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
+    #: summary.md and report.html when the report was written.
+    documents: list[Path] = field(default_factory=list)
 
 
 def _float(text: Any) -> float | None:
@@ -129,6 +132,7 @@ def read_payload(run_dir: Path) -> RunPayload:
         series.sort()
     plots = run_dir / "plots"
     payload.plots = sorted(plots.glob("*.png")) if plots.is_dir() else []
+    payload.documents = [run_dir / name for name in ("summary.md", "report.html") if (run_dir / name).is_file()]
     return payload
 
 
@@ -155,6 +159,9 @@ def log_tensorboard(payload: RunPayload, log_dir: Path) -> Path:
                          and _blank(r.get("band")) and _blank(r.get("t"))]
         if headline_rows:
             writer.add_text("metrics", _markdown_table(headline_rows, HEADLINE_COLUMNS), 0)
+        for doc in payload.documents:
+            if doc.suffix == ".md":
+                writer.add_text("summary", doc.read_text(encoding="utf-8"), 0)
         for name, value in payload.headline.items():
             writer.add_scalar(name, value, 0)
         for name, series in payload.curves.items():
@@ -189,6 +196,8 @@ def log_wandb(payload: RunPayload, project: str) -> str:
             data[f"plots/{path.stem}"] = wandb.Image(str(path))
         if data:
             run.log(data)
+        for doc in payload.documents:  # summary.md and report.html as run files
+            run.save(str(doc), base_path=str(doc.parent), policy="now")
         if getattr(run, "offline", False):  # (reading run.url offline prints a warning)
             local = Path(run.dir).parent
             where = f"offline run {local} (upload it with `wandb sync {local}`)"

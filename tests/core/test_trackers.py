@@ -121,6 +121,8 @@ def test_cli_run_logs_to_tensorboard_and_wandb_offline(monkeypatch, tiny_qwen3_v
     assert [round(e.value, 6) for e in acc.Scalars("accuracy/mmmu/base")] == [round(accuracy, 6)]
     assert sorted(acc.Tags()["images"]) == [f"plots/{p}" for p in plots]
     assert f"tensorboard: {tmp_path / 'tb' / 'tracked'}" in result.output
+    summary = acc.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert summary == (run_dir / "summary.md").read_text(encoding="utf-8")
     if with_wandb:
         (offline,) = (tmp_path / "wandb").glob("offline-run-*")
         assert "wandb: offline run" in result.output
@@ -128,5 +130,7 @@ def test_cli_run_logs_to_tensorboard_and_wandb_offline(monkeypatch, tiny_qwen3_v
         assert sorted(p.name.rsplit("_", 2)[0] for p in (media / "images" / "plots").glob("*.png")) == plots
         (table,) = (media / "table").glob("metrics_*.table.json")
         assert len(json.loads(table.read_text())["data"]) == len(rows)
+        assert (offline / "files" / "summary.md").read_bytes() == (run_dir / "summary.md").read_bytes()
+        assert (offline / "files" / "report.html").is_file()
         (events,) = offline.glob("*.wandb")
         assert b"accuracy/mmmu/base" in events.read_bytes() and b"tracked" in events.read_bytes()
