@@ -234,7 +234,7 @@ class CheckResult:
 #: RunConfig fields that decide which samples are scored and how they are generated: a run that
 #: differs from its baseline in one of them measures something else.
 COMPARABLE_FIELDS = ("tasks", "split", "limit", "seed", "max_new_tokens", "temperature", "top_p", "top_k",
-                     "repetition_penalty", "repeats")
+                     "repetition_penalty", "repeats", "protocol", "system_prompt", "min_pixels", "max_pixels")
 
 
 def config_differences(run_config: dict[str, Any], baseline_config: dict[str, Any]) -> list[str]:
