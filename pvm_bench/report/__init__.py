@@ -29,7 +29,6 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     from pvm_bench.report.html import write_html
     from pvm_bench.report.markdown import write_summary
     from pvm_bench.report.plots import make_plots
-
     from pvm_bench.report.rundata import require_samples as _require
 
     data = load_run(Path(run_dir))

@@ -83,7 +83,7 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
     curves: list[pd.DataFrame] = []
     fits: dict[tuple[str, str, str], DecayFit] = {}
     wide_decay: dict[tuple[str, str], dict[str, Any]] = {}
-    if has_attn:
+    if has_attn and attn is not None:
         tasks = data.tasks
         scopes = [(t, t) for t in tasks] + ([(POOLED, None)] if len(tasks) > 1 else [])
         for label, task in scopes:
@@ -102,8 +102,8 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
         if curves else pd.DataFrame(columns=["step", "mass", "task", "variant", "band"])
     )
     table = wide_view(frame, data, wide_decay)
-    return Summary(table, bands, curve_df, fits, bool(has_attn and "entropy" in attn.columns), frame, infos,
-                   cohort_t)
+    has_entropy = bool(attn is not None and has_attn and "entropy" in attn.columns)
+    return Summary(table, bands, curve_df, fits, has_entropy, frame, infos, cohort_t)
 
 
 def scope_cohort_t(
