@@ -53,3 +53,102 @@ def test_readme_task_example_runs_through_the_cli(tiny_qwen3_vl, tmp_path):
     assert sorted(r["sample_id"] for r in records) == ["q0", "q1", "q2"]
     assert {r["target"] for r in records} == {"red", "blue", "green"}
     assert all(r["task"] == "colour_quiz" and r["score"] in (0.0, 1.0) for r in records)
+
+
+# ------------------------------------------------------------------ every command and flag shown exists
+
+#: Flags the README shows that belong to other programs (pip, torchrun) or that it names as
+#: lmms-eval's flags without an equivalent (pvm_bench.cli_options.NO_EQUIVALENT covers those).
+FOREIGN_FLAGS = {"--index-url", "--no-deps", "--nproc-per-node"}
+
+
+def _commands() -> dict[str, set[str]]:
+    """``{"run": {"--model", ...}, "pvm train": {...}, ...}``: every command path and its options."""
+    import typer
+
+    from pvm_bench.cli_support import Command, Context  # typer's own click (vendored in typer >= 0.29)
+
+    out: dict[str, set[str]] = {}
+
+    def walk(command: Command, path: str, ctx: Context) -> None:
+        out[path] = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+        if hasattr(command, "list_commands"):  # a group
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                if sub is not None:
+                    walk(sub, f"{path} {name}".strip(), Context(sub, parent=ctx, info_name=name))
+
+    root = typer.main.get_command(app)
+    walk(root, "", Context(root, info_name="pvm-bench"))
+    return out
+
+
+def _flag(token: str) -> str | None:
+    """The option name in ``token`` (``--model_args=x`` -> ``--model-args``), None if not a long option."""
+    from pvm_bench.cli_options import RENAMES
+
+    token = token.strip("[]()`,.;:")
+    if not token.startswith("--") or len(token) < 3 or not token[2].isalpha():
+        return None
+    name = token.partition("=")[0]
+    name = RENAMES.get(name, name)
+    return name.replace("_", "-") if "_" in name else name
+
+
+def _command_lines(text: str) -> list[str]:
+    """Every ``pvm-bench ...`` invocation in the README: in bash blocks (continuations joined,
+    comments dropped, split at && ; |) and in inline code spans."""
+    lines: list[str] = []
+    for block in re.findall(r"```(?:bash|yaml)\n(.*?)```", text, re.S):
+        block = block.replace("\\\n", " ")
+        for line in block.splitlines():
+            line = re.sub(r"(^|\s)#.*$", "", line)
+            lines.extend(re.split(r"&&|;|\|", line))
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    for span in re.findall(r"`([^`\n]+)`", prose):
+        lines.extend(part for part in span.split(" / "))
+    found = []
+    for line in lines:
+        line = line.replace("python -m pvm_bench ", "pvm-bench ").replace("-m pvm_bench ", "pvm-bench ")
+        if "pvm-bench " in line:
+            found.append(line[line.index("pvm-bench "):])
+    return found
+
+
+def test_every_command_and_flag_in_the_readme_exists():
+    text = README.read_text(encoding="utf-8")
+    commands = _commands()
+    problems = []
+    shown = _command_lines(text)
+    assert len(shown) > 30, shown
+    for line in shown:
+        tokens = line.split()[1:]
+        path = ""
+        while tokens and f"{path} {tokens[0]}".strip() in commands:
+            path = f"{path} {tokens.pop(0)}".strip()
+        if path == "" and tokens and not tokens[0].startswith("-"):
+            problems.append(f"unknown command in `{line}`")
+            continue
+        for token in (t for token in tokens for t in token.split("/")):  # --report/--no-report
+            flag = _flag(token)
+            if flag and flag not in commands[path] | {"--help"}:
+                problems.append(f"`pvm-bench {path}` has no {flag} (README: `{line.strip()}`)")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_flag_in_the_readme_is_a_pvm_bench_option():
+    from pvm_bench.cli_options import NO_EQUIVALENT
+
+    text = README.read_text(encoding="utf-8")
+    known = set().union(*_commands().values()) | {"--help"} | FOREIGN_FLAGS
+    known |= {name.replace("_", "-") for name in NO_EQUIVALENT}
+    code = re.findall(r"```(?:bash|yaml|toml)\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
+    unknown = {flag for chunk in code for token in re.split(r"[\s/]+", chunk) if (flag := _flag(token)) and flag not in known}
+    assert not unknown, f"README shows flags that no command has: {sorted(unknown)}"
+
+
+def test_every_environment_variable_in_the_readme_is_read_by_the_package():
+    text = README.read_text(encoding="utf-8")
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (README.parents[0] / "pvm_bench").rglob("*.py"))
+    for name in set(re.findall(r"PVM_BENCH_[A-Z_]+", text)):
+        assert name in source, f"README names {name}, which pvm_bench never reads"
