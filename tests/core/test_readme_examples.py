@@ -129,7 +129,7 @@ def test_every_command_and_flag_in_the_readme_exists():
         if path == "" and tokens and not tokens[0].startswith("-"):
             problems.append(f"unknown command in `{line}`")
             continue
-        for token in (t for token in tokens for t in token.split("/")):  # --report/--no-report
+        for token in (part for word in tokens for part in word.split("/")):  # --report/--no-report
             flag = _flag(token)
             if flag and flag not in commands[path] | {"--help"}:
                 problems.append(f"`pvm-bench {path}` has no {flag} (README: `{line.strip()}`)")
