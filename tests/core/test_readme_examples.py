@@ -152,3 +152,26 @@ def test_every_environment_variable_in_the_readme_is_read_by_the_package():
     source = "\n".join(p.read_text(encoding="utf-8") for p in (README.parents[0] / "pvm_bench").rglob("*.py"))
     for name in set(re.findall(r"PVM_BENCH_[A-Z_]+", text)):
         assert name in source, f"README names {name}, which pvm_bench never reads"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The "Models" example, with the shipped organism (a Qwen3-VL) and its adapter standing in for
+    the hub model and the adapter path, and 8 new tokens instead of 512."""
+    from pvm_bench.organism import BASE_DIR, PVM_DIR
+
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"```python\n(from PIL import Image\n.*?)```", text, re.S)
+    assert match, "README lost its Python API example"
+    code = (match.group(1)
+            .replace('"Qwen/Qwen3-VL-4B-Instruct"', repr(str(BASE_DIR)))
+            .replace('"path/to/adapter"', repr(str(PVM_DIR)))
+            .replace('dtype="bfloat16"', 'dtype="float32"')
+            .replace("max_new_tokens=512", "max_new_tokens=8"))
+    assert str(BASE_DIR) in code and str(PVM_DIR) in code and "max_new_tokens=8" in code
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "square.png")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (the README's own example)
+    outs, m = namespace["outs"], namespace["m"]
+    assert len(outs) == 1 and 1 <= outs[0].n_generated <= 8 and isinstance(outs[0].text, str)
+    assert m.hf_model is not None and getattr(m, "pvm", None) is not None
