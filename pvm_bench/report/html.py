@@ -30,11 +30,14 @@ from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.templating import environment
 from pvm_bench.report.views import (
+    DISTANCE_NOTE,
     FLAGS_NOTE,
     METRICS_NOTE,
     PROBE_LAYER_NOTE,
     convergence_view,
     decay_view,
+    distance_labels,
+    distance_views,
     flags_view,
     fmt,
     length_view,
@@ -48,8 +51,8 @@ PLOT_CAPTIONS = {
     "decay": "Visual mass vs generated position per layer band: dots = observed mean (log-binned), "
     "lines = fitted a + b/(c + t).",
     "heatmap": "Mean visual mass per decoder layer and generated-position bin.",
-    "accuracy_vs_length": "Accuracy by output length (n_generated bucket), 95% bootstrap CI.",
-    "accuracy_by_task": "Accuracy per task and variant, 95% bootstrap CI.",
+    "accuracy_vs_length": "Accuracy by output length (n_generated bucket), 95% CI (Wilson for 0/1 scores).",
+    "accuracy_by_task": "Accuracy per task and variant, 95% CI (Wilson for 0/1 scores).",
 }
 
 def esc(value: Any) -> str:
@@ -100,6 +103,8 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
     sections = [
         ("Accuracy by output length", "n_generated bucket: accuracy (number of records).",
          length_view(rows, variants), "length-table"),
+        *((f"Accuracy by {label}", DISTANCE_NOTE, view, f"distance-table-{k}")
+          for k, (label, view) in enumerate(distance_views(rows, variants, distance_labels(summary.tasks)))),
         ("Score flags", FLAGS_NOTE, flags_view(rows, variants), "flags-table"),
         ("Visual-attention decay", DECAY_NOTE, decay_view(rows, variants, summary.bands), "decay-table"),
         ("Visual dependence", DEPENDENCE_NOTE, dependence_view(rows, variants), "dependence-table"),

@@ -13,11 +13,14 @@ from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.views import (
+    DISTANCE_NOTE,
     FLAGS_NOTE,
     METRICS_NOTE,
     PROBE_LAYER_NOTE,
     convergence_view,
     decay_view,
+    distance_labels,
+    distance_views,
     flags_view,
     length_view,
     metrics_view,
@@ -75,6 +78,10 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     if not lv.empty:
         parts.append("\n## Accuracy by output length (n_generated bucket: accuracy (n))\n")
         parts.append(to_markdown(lv))
+    for label, view in distance_views(rows, variants, distance_labels(summary.tasks)):
+        parts.append(f"\n## Accuracy by {label}\n")
+        parts.append(DISTANCE_NOTE + "\n\n")
+        parts.append(to_markdown(view))
     fv = flags_view(rows, variants)
     if not fv.empty:
         parts.append("\n## Score flags (share of records)\n")

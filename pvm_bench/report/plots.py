@@ -30,6 +30,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from pvm_bench.report.dependence import split_ablated
+from pvm_bench.report.distance import distance_keys, distance_table
 from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
 from pvm_bench.report.plots_dependence import CAPTION as DEPENDENCE_CAPTION
@@ -63,10 +64,6 @@ CAPTIONS: dict[str, str] = {
     "per_image": PER_IMAGE_CAPTION,
 }
 """One caption per plot name (report.html shows them under the images)."""
-
-MAX_DISTANCE_BINS = 8
-"""More distinct distance values than this are grouped into this many equal-count bins."""
-
 
 def _ci_points(ax: Any, x: np.ndarray, cis: list[MeanCI], color: Any, label: str) -> None:
     """Error bars at ``x`` with filled markers, hollow where n < SMALL_N."""
@@ -153,57 +150,6 @@ def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Pa
     return out
 
 
-def distance_keys(data: RunData) -> dict[str, tuple[str, str]]:
-    """``{task: (metadata key, axis label)}`` for the run's tasks that declare a distance
-    (``Task.distance_key``, optional ``Task.distance_label``), looked up in the task registry
-    with the run's include paths. Tasks that are gone or declare none are left out."""
-    try:
-        from pvm_bench.tasks import get_registry
-
-        registry = get_registry(include_paths=tuple(getattr(data, "include_paths", ()) or ())).tasks
-    except Exception:  # a moved include path or a broken plugin must not break the report
-        return {}
-    out = {}
-    for name in data.tasks:
-        key = getattr(registry.get(name), "distance_key", None)
-        if key:
-            out[name] = (str(key), str(getattr(registry[name], "distance_label", "") or key))
-    return out
-
-
-def _distance_values(s: pd.DataFrame, key: str) -> pd.Series:
-    """The ``key`` field of each record's sample metadata (else of its score details), as float."""
-    def one(row: pd.Series) -> float:
-        for col in ("metadata", "score_details"):
-            d = row.get(col)
-            if isinstance(d, dict) and d.get(key) is not None:
-                try:
-                    return float(d[key])
-                except (TypeError, ValueError):
-                    return math.nan
-        return math.nan
-
-    return s.apply(one, axis=1) if len(s) else pd.Series(dtype=float)
-
-
-def _distance_groups(values: pd.Series) -> tuple[pd.Series, dict[int, str]]:
-    """Group index per record and its label: each distinct value when there are at most
-    MAX_DISTANCE_BINS of them, else equal-count bins labelled "lo–hi" (inclusive)."""
-    finite = values.dropna()
-    uniq = np.sort(finite.unique())
-    if uniq.size <= MAX_DISTANCE_BINS:
-        index = {u: k for k, u in enumerate(uniq)}
-        return values.map(index), {k: f"{u:g}" for u, k in index.items()}
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, MAX_DISTANCE_BINS + 1), method="nearest"))
-    group = pd.Series(np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2), index=values.index)
-    group[values.isna()] = np.nan
-    labels = {}
-    for k in sorted(group.dropna().unique()):
-        in_bin = finite[group[finite.index] == k]
-        labels[int(k)] = f"{in_bin.min():g}–{in_bin.max():g}"
-    return group, labels
-
-
 def plot_accuracy_vs_distance(
     data: RunData, variants: list[str], out: Path, keys: Mapping[str, tuple[str, str]] | None = None,
 ) -> Path | None:
@@ -217,13 +163,10 @@ def plot_accuracy_vs_distance(
     panels = []
     for task, (key, label) in keys.items():
         st = s[s["task"] == task]
-        values = _distance_values(st, key)
-        if values.notna().sum() == 0:
+        binned = distance_table(st, key)  # the bins of the kind="distance" rows
+        if binned.empty:
             continue
-        group, labels = _distance_groups(values)
-        table = st.assign(group=group).dropna(subset=["group"])
-        table = table.groupby(["variant", "group"])["score"].agg(list).rename("scores").reset_index()
-        table["label"] = table["group"].map(lambda g, lab=labels: lab[int(g)])
+        table = binned.groupby(["variant", "group", "label"])["score"].agg(list).rename("scores").reset_index()
         panels.append((task, label, table))
     if not panels:
         return None

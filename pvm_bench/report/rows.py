@@ -6,7 +6,8 @@ Consumers select rows by those keys and never parse column names.
 Score metrics (this module):
 
 - per task and variant, every :class:`~pvm_bench.tasks.Metric` the task declares (``kind="task"``,
-  the headline marked ``headline=True``): value, 95% bootstrap CI over the metric's units, and
+  the headline marked ``headline=True``): value, 95% CI over the metric's units (Wilson for 0/1
+  units, else bootstrap; :mod:`pvm_bench.report.estimate`), and
   the paired difference vs ``base`` (units paired by key) with its CI and p-value;
 - ``task="ALL"`` (``kind="pooled"``, runs with several tasks): the mean score over samples keyed
   by (task, sample_id), repeats averaged first, so tasks that share sample ids are never merged;
@@ -19,6 +20,9 @@ Score metrics (this module):
 - accuracy by output-length bucket (``kind="length"``, ``band`` = bucket label, 95% CI from
   :func:`~pvm_bench.report.stats.accuracy_ci`, flag ``small_n`` below 30 records) and score-flag
   rates (``kind="flag"``, metric ``flag_<name>``).
+
+Accuracy by a task's declared distance (``kind="distance"``) comes from
+:func:`pvm_bench.report.distance.distance_rows`.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ class TaskInfo:
     headline: str
     comparability_note: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: ``Task.distance_key`` / ``Task.distance_label`` (see :mod:`pvm_bench.report.distance`).
+    distance_key: str | None = None
+    distance_label: str = ""
 
 
 @functools.lru_cache(maxsize=8)
@@ -106,7 +113,10 @@ def task_infos(data: RunData) -> dict[str, TaskInfo]:
         if task is None:
             out[name] = TaskInfo(name, [Metric("accuracy")], "accuracy")
         else:
-            out[name] = TaskInfo(name, task.metrics(), task.headline_metric().name, task.comparability_note)
+            key = getattr(task, "distance_key", None)
+            out[name] = TaskInfo(name, task.metrics(), task.headline_metric().name, task.comparability_note,
+                                 distance_key=str(key) if key else None,
+                                 distance_label=str(getattr(task, "distance_label", "") or ""))
     return out
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from pvm_bench.report.curves import sample_curves, suggest_cohort_t
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
 from pvm_bench.report.dependence import dependence_rows
+from pvm_bench.report.distance import distance_rows
 from pvm_bench.report.fit import DecayFit
 from pvm_bench.report.per_image import image_rows
 from pvm_bench.report.rows import (
@@ -74,6 +75,7 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
     variants of a task share one cohort length."""
     infos = task_infos(data)
     rows = score_rows(data, infos, seed)
+    rows.extend(distance_rows(data, infos, seed))  # kind="distance" (tasks with a distance_key)
     rows.extend(dependence_rows(data, infos, seed))  # kind="dependence" (V+blind:after=K variants)
     rows.extend(image_rows(data, seed))  # kind="image" (--per-image runs)
     attn = data.attention

@@ -7,13 +7,15 @@ Every view takes the long rows (:data:`pvm_bench.report.rows.ROW_COLUMNS`) and s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pvm_bench.report.distance import BAND_PREFIX, band_low
 from pvm_bench.report.fit import FIXED_POSITIONS
-from pvm_bench.report.rows import MACRO, POOLED, length_buckets
+from pvm_bench.report.rows import MACRO, POOLED, TaskInfo, length_buckets
 from pvm_bench.report.stats import SMALL_N
 
 SMALL_N_MARK = "†"
@@ -27,10 +29,13 @@ FLAGS_NOTE = (
 )
 #: How to read the metrics table (shared by summary.md and report.html).
 METRICS_NOTE = (
-    "Each task's declared metrics (headline marked *): value with a 95% bootstrap CI over the metric's units "
-    "(samples; CircularEval questions; HallusionBench question/figure groups; within strata for stratified "
-    "metrics). Δ vs base: the same metric paired unit by unit with `base`; p from McNemar's exact test (0/1 "
-    "units) or a sign-flip permutation test. ALL: mean score over (task, sample) units of every task. MACRO: "
+    "Each task's declared metrics (headline marked *): value with a 95% CI over the metric's units "
+    "(samples; CircularEval questions; HallusionBench question/figure groups): Wilson score interval for "
+    "0/1 units; percentile bootstrap for non-binary metrics, falling back to the Wilson interval of the "
+    "mean when the bootstrap has zero width; stratified metrics and MACRO resample within each stratum / "
+    "task (Wilson half-widths combined when that is degenerate). Δ vs base: the same metric paired unit "
+    "by unit with `base`, 95% CI Newcombe's paired interval for 0/1 pairs (percentile bootstrap of the "
+    "differences otherwise); p from McNemar's exact test (0/1 units) or a sign-flip permutation test. ALL: mean score over (task, sample) units of every task. MACRO: "
     "mean of the tasks' headline metrics (CI resampling within each task). unparsed: share of records whose "
     f"scorer extracted no answer. {SMALL_N_NOTE}"
 )
@@ -157,6 +162,42 @@ def length_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     view = pd.DataFrame(list(out.values()))
     cols = ["task", "variant"] + [b for b in names if b in view.columns]
     return view[cols].rename(columns=names).fillna("–")
+
+
+#: How to read the accuracy-by-distance tables (shared by summary.md and report.html).
+DISTANCE_NOTE = (
+    "Accuracy per bin of the task's declared distance (the bins of accuracy_vs_distance.png): "
+    "accuracy [95% CI, Wilson for 0/1 scores] (records); Δ rows: the variant minus base over the same "
+    f"(sample, repeat) records of the bin, 95% Newcombe CI for 0/1 pairs. {SMALL_N_NOTE}"
+)
+
+
+def distance_labels(tasks: Mapping[str, TaskInfo]) -> dict[str, str]:
+    """``{task: label}`` of the tasks that declare a distance (``distance_label``, else the key)."""
+    return {t: i.distance_label or i.distance_key for t, i in tasks.items() if i.distance_key}
+
+
+def distance_views(rows: pd.DataFrame, variants: list[str], labels: Mapping[str, str]) -> list[tuple[str, pd.DataFrame]]:
+    """``(label, table)`` per distance label (``labels``: ``{task: Task.distance_label}``; tasks
+    sharing a label share a table): one line per (task, variant) with "acc [95% CI] (n)" per bin
+    (n marked † when small), then per non-base variant a "Δ <variant> − base" line with the paired
+    difference [95% CI]. Bins ordered by their lower value; a bin a variant lacks shows –."""
+    sel = _order(rows[rows["kind"] == "distance"], variants)
+    out: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
+    for r in sel.itertuples(index=False):
+        lines = out.setdefault(labels.get(r.task, "distance"), {})
+        lines.setdefault((r.task, r.variant), {"task": r.task, "variant": r.variant})[r.band] = (
+            f"{fmt_ci(r.value, r.ci_low, r.ci_high)} ({int(r.n)}{mark(r.n)})")
+        if finite(r.diff):
+            lines.setdefault((r.task, f"Δ {r.variant}"), {"task": r.task, "variant": f"Δ {r.variant} − base"})[
+                r.band] = f"{fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)} ({int(r.n_pairs)}{mark(r.n_pairs)})"
+    views = []
+    for label, lines in out.items():
+        view = pd.DataFrame(list(lines.values()))
+        bands = sorted((c for c in view.columns if c.startswith(BAND_PREFIX)), key=band_low)
+        names = {b: b.removeprefix(BAND_PREFIX).replace("_", "–") for b in bands}
+        views.append((label, view[["task", "variant", *bands]].rename(columns=names).fillna("–")))
+    return views
 
 
 def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[int]]) -> pd.DataFrame:

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from pvm_bench.report import build_summary, load_run
+from pvm_bench.report.distance import distance_groups as _distance_groups
 from pvm_bench.report.fit import DecayFit, fit_decay
-from pvm_bench.report.plots import _distance_groups, distance_keys, make_plots, plot_accuracy_vs_distance
+from pvm_bench.report.plots import distance_keys, make_plots, plot_accuracy_vs_distance
 from pvm_bench.report.plots_attention import _fit_label, law_text, plot_heatmap
 
 TASK_MODULE = '''
