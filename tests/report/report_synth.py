@@ -32,12 +32,17 @@ def write_run(
     entropy: bool = True,
     seed: int = 0,
     output_text: Callable[[str, str, int], str] | None = None,
+    metadata: Callable[[str, int], dict] | None = None,
+    score_of: Callable[[str, str, int], float] | None = None,
+    include_paths: Sequence[str] = (),
 ) -> Path:
     """Write run.json, samples.jsonl and (optionally) attention.parquet for a synthetic run.
 
     Scores are Bernoulli(ACCURACY[variant]) drawn with a seeded RNG; attention follows
     TRUE_A[variant] + TRUE_B / (TRUE_C + t) with multiplicative noise, slightly higher in early
-    layers. Each sample's length is shared by all variants.
+    layers. Each sample's length is shared by all variants. ``metadata(task, i)``: the sample
+    metadata; ``score_of(variant, task, i)``: a fixed score instead of the Bernoulli draw (drawn
+    anyway, so the other values do not change); ``include_paths``: task plugins of the run.
     """
     rng = np.random.default_rng(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +50,8 @@ def write_run(
         run_id=run_dir.name, status=status, seed=seed, variants=list(variants),
         model={"name": "tiny-qwen3-vl"}, git={"commit": "abc1234", "dirty": False},
         counts={"samples": n_samples * len(tasks) * len(variants) * repeats},
-        config={"tasks": list(tasks), "split": "test", "limit": n_samples, "seed": seed, "repeats": repeats},
+        config={"tasks": list(tasks), "split": "test", "limit": n_samples, "seed": seed, "repeats": repeats,
+                **({"include_paths": list(include_paths)} if include_paths else {})},
     )
     if status == "completed":
         rec.ended_at = rec.started_at
@@ -59,9 +65,12 @@ def write_run(
                     for rep in range(repeats):
                         n = lengths[(task, i)]
                         score = float(rng.random() < ACCURACY.get(variant, 0.5))
+                        if score_of is not None:
+                            score = float(score_of(variant, task, i))
                         text = output_text(variant, task, i) if output_text else f"answer {i} from {variant}"
                         out.append(SampleRecord(
                             variant=variant, task=task, sample_id=f"{task}-{i}", repeat=rep, seed=seed + rep,
+                            metadata=metadata(task, i) if metadata else {},
                             prompt=f"What colour is square {i}?", output=text, parsed="red",
                             target="red", score=score, truncated=n >= max_len - 5, n_generated=n,
                             max_new_tokens=max_len, finish_reason="length" if n >= max_len - 5 else "eos",
