@@ -32,7 +32,7 @@ METRICS_NOTE = (
     "Each task's declared metrics (headline marked *): value with a 95% CI over the metric's units "
     "(samples; CircularEval questions; HallusionBench question/figure groups): Wilson score interval for "
     "0/1 units; percentile bootstrap for non-binary metrics, falling back to the Wilson interval of the "
-    "mean when the bootstrap has zero width; stratified metrics and MACRO resample within each stratum / "
+    "mean when the bootstrap is degenerate (n = 1 or all scores equal); stratified metrics and MACRO resample within each stratum / "
     "task (Wilson half-widths combined when that is degenerate). Δ vs base: the same metric paired unit "
     "by unit with `base`, 95% CI Newcombe's paired interval for 0/1 pairs (percentile bootstrap of the "
     "differences otherwise); p from McNemar's exact test (0/1 units) or a sign-flip permutation test. ALL: mean score over (task, sample) units of every task. MACRO: "
