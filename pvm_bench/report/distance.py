@@ -11,7 +11,8 @@ Rows: ``metric="accuracy"``, ``band="dist:<lo>_<hi>"`` (or ``dist:<v>`` for a si
 and 95% CI from :func:`~pvm_bench.report.stats.accuracy_ci` (Wilson for 0/1 scores) over the bin's
 records, ``n`` records, flag ``small_n`` below 30, and the paired difference vs ``base`` over the
 bin's (sample_id, repeat) pairs (:func:`~pvm_bench.report.stats.paired_difference`: Newcombe CI and
-McNemar p for 0/1 pairs).
+McNemar p for 0/1 pairs). Like the length rows they are descriptive (``higher_is_better`` empty):
+``check`` never gates them, since equal-count bin edges can move between runs.
 """
 
 from __future__ import annotations
@@ -122,8 +123,7 @@ def distance_rows(data: RunData, infos: dict[str, TaskInfo] | None = None, seed:
                     continue
                 ci = accuracy_ci(bv["score"].to_numpy(dtype=float), seed=seed)
                 r = row(task, variant, "accuracy", ci.mean, band=band, n=len(bv), kind="distance",
-                        ci_low=ci.low, ci_high=ci.high, higher_is_better=True,
-                        flags="small_n" if ci.small_n else "")
+                        ci_low=ci.low, ci_high=ci.high, flags="small_n" if ci.small_n else "")
                 if variant != REFERENCE_VARIANT and len(base):
                     ref, oth = _by_pair(base).align(_by_pair(bv), join="inner")
                     if len(ref):

@@ -66,6 +66,7 @@ def test_distance_rows_values_cis_and_paired_difference(make_run: Callable[..., 
     assert sorted(d.index.get_level_values("band").unique()) == ["dist:0", "dist:12", "dist:4", "dist:8"]
     assert set(d["metric"]) == {"accuracy"} and set(d["task"]) == {"colour"} and set(d["n"]) == {10}
     assert set(d["flags"]) == {"small_n"}  # 10 records < 30
+    assert d["higher_is_better"].isna().all()  # descriptive, like the length rows: never gated by check
     right, wrong = d.loc[("base", "dist:0")], d.loc[("base", "dist:4")]
     assert right["value"] == 1.0 and right["ci_low"] == pytest.approx(WILSON_10_OF_10_LOW, abs=1e-6)
     assert right["ci_high"] == 1.0
