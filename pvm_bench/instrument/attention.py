@@ -164,11 +164,11 @@ def dispatching_attention_forward(module: nn.Module, query: torch.Tensor, key: t
                 b = b if b.dim() == 4 else last_row_bias(b, query.shape[2], key.shape[2])
                 bias = b if bias is None else bias + b
         if bias is not None:
-            position_bias = bias.to(query.dtype)
+            combined = bias.to(query.dtype)
             if kwargs.get("position_bias") is not None:
-                position_bias = position_bias + kwargs["position_bias"]
-            kwargs["position_bias"] = position_bias
-    position_bias = kwargs.get("position_bias")
+                combined = combined + kwargs["position_bias"]
+            kwargs["position_bias"] = combined
+    position_bias: torch.Tensor | None = kwargs.get("position_bias")
     out, _ = plain_attention(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
     for reader in site.readers:
         reader.observe_attention(layer, query, key, attention_mask, scaling, softcap, position_bias, state)
@@ -192,8 +192,8 @@ def text_subconfig_key(config: Any) -> str | None:
 class AttentionSite:
     """The attention subscribers of one model; switches its text backend while any is attached."""
 
-    def __init__(self, hf_model: nn.Module, modules: list[nn.Module], state: ForwardState, family_name: str) -> None:
-        self.hf_model = hf_model
+    def __init__(self, hf_model: Any, modules: list[nn.Module], state: ForwardState, family_name: str) -> None:
+        self.hf_model: Any = hf_model
         self.modules = modules
         self.state = state
         self.family_name = family_name
@@ -236,11 +236,11 @@ class AttentionSite:
         return remove
 
     def _set_impl(self, impl: str) -> None:
-        hf = self.hf_model
+        hf: Any = self.hf_model
         hf.set_attn_implementation(impl if self._text_key is None else {self._text_key: impl})
 
     def _enter(self) -> None:
-        hf = self.hf_model
+        hf: Any = self.hf_model
         if not getattr(hf, "_can_set_attn_implementation", lambda: False)():
             raise AttentionSiteError(
                 f"{self.family_name}: {type(hf).__name__} does not dispatch attention through "

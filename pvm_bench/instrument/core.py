@@ -35,8 +35,8 @@ class Instrument:
             whose modules are resolved lazily (a family without ``self_attn`` fails only there).
     """
 
-    def __init__(self, hf_model: nn.Module, family: FamilySpec) -> None:
-        self.hf_model = hf_model
+    def __init__(self, hf_model: Any, family: FamilySpec) -> None:
+        self.hf_model: Any = hf_model
         self.family = family
         self.state = ForwardState()
         self.sites = Sites(hf_model, family)
@@ -87,7 +87,7 @@ class Instrument:
 
 def instrument_for(model: LoadedModel | nn.Module, family: FamilySpec | None = None) -> Instrument:
     """The instrument of ``model`` (a LoadedModel or a transformers VLM of a known family)."""
-    hf: nn.Module = model.hf_model if hasattr(model, "hf_model") else model  # type: ignore[union-attr]
+    hf: Any = model.hf_model if hasattr(model, "hf_model") else model
     inst: Any = hf.__dict__.get(_ATTR)
     if inst is None:
         spec = family or getattr(model, "spec", None) or family_for(hf.config.model_type)

@@ -50,11 +50,11 @@ def _first_child(layer: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
 class Sites:
     """Resolves site names to modules of one model and registers hooks on them."""
 
-    def __init__(self, hf_model: nn.Module, family: FamilySpec) -> None:
-        self.hf_model = hf_model
+    def __init__(self, hf_model: Any, family: FamilySpec) -> None:
+        self.hf_model: Any = hf_model  # a transformers model (typed loosely: nn.Module stubs type attributes as Tensor | Module)
         self.family = family
-        self.language_model: nn.Module = resolve_path(hf_model, family.language_model_path)
-        self.layers: nn.ModuleList = resolve_path(hf_model, family.layers_path)
+        self.language_model: Any = resolve_path(hf_model, family.language_model_path)
+        self.layers: Any = resolve_path(hf_model, family.layers_path)
 
     @property
     def num_layers(self) -> int:
@@ -119,7 +119,7 @@ class Sites:
 class LogitLens:
     """``lm_head(final_norm(h))`` in float32, soft-capped like the model's own final logits."""
 
-    def __init__(self, norm: nn.Module, head: nn.Module, softcap: float | None) -> None:
+    def __init__(self, norm: Any, head: Any, softcap: float | None) -> None:
         self.norm, self.head, self.softcap = norm, head, softcap
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:

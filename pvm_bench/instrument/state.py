@@ -109,7 +109,7 @@ class StateCapture:
     """The hooks that fill one :class:`ForwardState` (installed while anything uses them)."""
 
     def __init__(self, state: ForwardState, image_token_id: int, language_model: nn.Module,
-                 outer_modules: list[nn.Module], embed: nn.Module) -> None:
+                 outer_modules: list[nn.Module], embed: Any) -> None:
         self.state = state
         self.image_token_id = int(image_token_id)
         self.language_model = language_model

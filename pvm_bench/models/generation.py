@@ -13,7 +13,7 @@ Which decoding settings apply is decided once by :func:`effective_decoding` (see
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -194,7 +194,7 @@ def generate(
     repetition_penalty: float | None = None,
     task_settings: Mapping[str, Any] | None = None,
     system_prompt: str | None = None,
-    probes: list[BatchObserver] | tuple[BatchObserver, ...] = (),
+    probes: Sequence[BatchObserver] = (),
 ) -> list[Generation]:
     """Generate for all ``requests`` as one batch.
 

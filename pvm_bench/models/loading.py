@@ -17,6 +17,8 @@ from pvm_bench.errors import UserError, load_guard, one_line
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pvm_bench.models.generation import Generation, Request
     from pvm_bench.models.observer import BatchObserver
 
@@ -152,7 +154,7 @@ class LoadedModel:
             "attn_implementation": self.config._attn_implementation,
         }
 
-    def generate(self, requests: list[Request], probes: list[BatchObserver] | None = None, **kwargs: Any) -> list[Generation]:
+    def generate(self, requests: list[Request], probes: Sequence[BatchObserver] | None = None, **kwargs: Any) -> list[Generation]:
         """Generate for ``requests`` in one left-padded batch; see :func:`pvm_bench.models.generation.generate`."""
         from pvm_bench.models.generation import generate
 
