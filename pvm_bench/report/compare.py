@@ -31,6 +31,11 @@ DECAY_SHOWN: tuple[tuple[str, float | None, str, int], ...] = (
 )
 
 
+#: How the paired differences of a comparison are computed (markdown and compare.html).
+DELTA_NOTE = ("Δ: paired across runs by (task, sample_id, repeat), grouped into each metric's units; 95% CI: "
+              "Newcombe's paired interval for 0/1 pairs of one group, else a percentile bootstrap (within each "
+              "group for grouped metrics); p from McNemar (0/1 units) or a sign-flip test.")
+
 @dataclass
 class Comparison:
     """``runs``: one line per run (label, run_id, model, fingerprint, adapter, status, records);
@@ -51,8 +56,7 @@ class Comparison:
             board = ("## Leaderboard\n\n" + NOTE.format(rank_by=self.leaderboard.attrs.get("rank_by", "accuracy"))
                      + "\n\n" + to_markdown(readable(self.leaderboard)) + "\n## Metrics\n\n")
         return ("# pvm-bench compare\n\n" + to_markdown(self.runs) + "\n" + board
-                + "Δ: paired across runs by (task, sample_id, repeat), grouped into each metric's units; "
-                "95% bootstrap CI; p from McNemar (0/1 units) or a sign-flip test.\n\n" + to_markdown(self.readable))
+                + DELTA_NOTE + "\n\n" + to_markdown(self.readable))
 
 
 def run_labels(n: int) -> list[str]:

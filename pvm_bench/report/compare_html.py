@@ -6,12 +6,11 @@ from __future__ import annotations
 import pandas as pd
 from markupsafe import Markup
 
-from pvm_bench.report.compare import Comparison
+from pvm_bench.report.compare import DELTA_NOTE, Comparison
 from pvm_bench.report.leaderboard import NOTE, readable
 from pvm_bench.report.templating import environment
 
-METRICS_NOTE = ("Δ: paired across runs by (task, sample_id, repeat), grouped into each metric's units; 95% bootstrap "
-                "CI; p from McNemar (0/1 units) or a sign-flip test.")
+METRICS_NOTE = DELTA_NOTE
 
 
 def _table(df: pd.DataFrame, table_id: str) -> Markup:
