@@ -14,13 +14,13 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pvm_bench.tasks import CorruptImageError, HubTask, Task, TaskError
+from pvm_bench.workload import duplicate_ids_message
 
 
 @dataclass
@@ -117,14 +117,9 @@ def check_task(task: Task, data_dir: Path, split: str, *, images: bool = True, m
     if not samples:
         result.errors.append(f"task '{task.name}': {data_dir} holds no rows for split '{split}'")
         return result
-    counts = Counter(s.id for s in samples)
-    dups = sorted(i for i, c in counts.items() if c > 1)
-    if dups:  # the runner refuses these too (pvm_bench.run.Runner.load_tasks), in the same words
-        shown = ", ".join(repr(d) for d in dups[:5]) + (f" and {len(dups) - 5} more" if len(dups) > 5 else "")
-        result.errors.append(
-            f"task '{task.name}' split '{split}' has duplicate sample ids {shown} "
-            f"({sum(counts[d] for d in dups)} rows share {len(dups)} id(s)); make the ids in the data unique"
-        )
+    duplicates = duplicate_ids_message(task.name, split, samples)  # the runner refuses these too
+    if duplicates:
+        result.errors.append(duplicates)
     result.fingerprint = task.fingerprint(samples)
     if images:
         bad = 0

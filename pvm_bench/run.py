@@ -9,11 +9,9 @@ duplicates.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,6 @@ from pvm_bench.models.loading import is_local_source
 from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
     JsonlAppender,
     RunRecord,
-    SampleRecord,
-    ScoreDetail,
-    Timings,
     compact_frame,
     read_samples,
     utc_now,
@@ -64,19 +59,15 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
 )
 from pvm_bench.session import GenerationSession
 from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
-
-
-def sample_seed(run_seed: int, task: str, sample_id: str, repeat: int) -> int:
-    """A per-(sample, repeat) seed independent of batch composition and order."""
-    digest = hashlib.sha256(f"{run_seed}\x00{task}\x00{sample_id}\x00{repeat}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-@dataclass
-class WorkItem:
-    task: Task
-    sample: Sample
-    repeat: int
+from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exported)
+    WorkItem,
+    batches,
+    error_record,
+    load_task_samples,
+    probe_frames,
+    sample_record,
+    sample_seed,
+)
 
 
 class Runner:
@@ -212,32 +203,7 @@ class Runner:
 
     def load_tasks(self) -> list[tuple[Task, list[Sample]]]:
         """Load every task's samples; refuse empty tasks and duplicate sample ids."""
-        cfg = self.config
-        registry = get_registry(cfg.include_paths)
-        tasks = registry.resolve(cfg.tasks)
-        data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-        if data_dir is not None and not data_dir.is_dir():
-            what = "is a file" if data_dir.exists() else "does not exist"
-            raise RunError(f"--data-dir {data_dir} {what}; pass the folder holding <task>/<split>.parquet (or .jsonl/.json)")
-        if cfg.limit is not None and cfg.limit < 1:
-            raise RunError(f"--limit must be at least 1 (got {cfg.limit}); leave it out to use every sample")
-        loaded = []
-        for task in tasks:
-            samples = task.load(cfg.split, cfg.limit, data_dir)
-            split = cfg.split or task.default_split
-            if not samples:
-                where = f"under {data_dir}" if data_dir else "in its source"
-                raise RunError(f"task '{task.name}' has no samples for split '{split}' {where}; check the data or pick another --split")
-            ids = Counter(s.id for s in samples)
-            dups = sorted(i for i, c in ids.items() if c > 1)
-            if dups:
-                shown = ", ".join(repr(d) for d in dups[:5]) + (f" and {len(dups) - 5} more" if len(dups) > 5 else "")
-                raise RunError(
-                    f"task '{task.name}' split '{split}' has duplicate sample ids {shown} "
-                    f"({sum(ids[d] for d in dups)} rows share {len(dups)} id(s)); make the ids in the data unique"
-                )
-            loaded.append((task, samples))
-        return loaded
+        return load_task_samples(self.config)
 
     def execute(self, *, progress: Callable[..., Any] | None = None, log: Callable[[str], None] = print) -> RunRecord:
         """Run everything not yet in samples.jsonl.
@@ -277,7 +243,7 @@ class Runner:
                         continue
                     guard.variant = variant.name
                     with session.variant(variant):
-                        for batch in self._batches(items):
+                        for batch in batches(items, self.config.batch_size):
                             ids = ", ".join(repr(i.sample.id) for i in batch[:4]) + (" ..." if len(batch) > 4 else "")
                             guard.where = f"task '{batch[0].task.name}', samples {ids}"
                             if progress:
@@ -396,17 +362,6 @@ class Runner:
                 probe.per_image = True
         return probes
 
-    def _batches(self, items: list[WorkItem]) -> list[list[WorkItem]]:
-        """Batches of one task each (a task fixes max_new_tokens), in order."""
-        size = max(1, self.config.batch_size)
-        batches: list[list[WorkItem]] = []
-        for item in items:
-            if batches and len(batches[-1]) < size and batches[-1][0].task is item.task:
-                batches[-1].append(item)
-            else:
-                batches.append([item])
-        return batches
-
     def _max_new_tokens(self, task: Task) -> int:
         return int(self.config.max_new_tokens or task.generation.get("max_new_tokens", 256))
 
@@ -425,7 +380,7 @@ class Runner:
                 message = one_line(f"task '{task.name}' sample '{item.sample.id}': {exc}")
                 self.errors.append(message)
                 log(f"error: {message} (scored 0, counted as error)")
-                sink.append(self._error_record(variant, item, seed, max_new, one_line(str(exc))))
+                sink.append(error_record(variant, item, seed, max_new, one_line(str(exc))))
                 continue
             requests.append(Request(task.messages(item.sample), images, seed=seed, key=item))
             good.append(item)
@@ -443,7 +398,7 @@ class Runner:
             ) from exc
         self._write_probe_part(variant, task.name, generations)
         for item, request, gen in zip(good, requests, generations):
-            sink.append(self._record(variant, item, gen, request.seed, max_new))
+            sink.append(sample_record(variant, item, gen, request.seed, max_new))
 
     def _generate(self, session: GenerationSession, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
         cfg = self.config
@@ -453,41 +408,8 @@ class Runner:
             system_prompt=getattr(self.protocol, "system_prompt", None),
         )
 
-    def _record(self, variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int) -> SampleRecord:
-        score = item.task.score(item.sample, gen.text, truncated=gen.truncated)
-        return SampleRecord(
-            variant=variant, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
-            prompt=gen.prompt, output=gen.text, parsed=score.parsed, target=_jsonable(item.sample.target),
-            score=score.value, truncated=score.truncated or (gen.truncated and score.parsed is None),
-            n_generated=gen.n_generated, max_new_tokens=max_new, finish_reason=gen.finish_reason,
-            timings=Timings(
-                prefill_s=gen.prefill_s, decode_s=gen.decode_s, total_s=gen.prefill_s + gen.decode_s,
-                tokens_per_s=gen.tokens_per_s, batch_size=gen.batch_size,
-            ),
-            metadata=_jsonable(item.sample.metadata),
-            score_detail=ScoreDetail.from_details(_jsonable(score.details), getattr(score, "sub_scores", None)),
-        )
-
-    def _error_record(self, variant: str, item: WorkItem, seed: int, max_new: int, error: str) -> SampleRecord:
-        return SampleRecord(
-            variant=variant, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
-            prompt="", output="", target=_jsonable(item.sample.target), score=0.0, max_new_tokens=max_new,
-            finish_reason="error", error=error, metadata=_jsonable(item.sample.metadata),
-        )
-
     def _write_probe_part(self, variant: str, task: str, generations: list[Generation]) -> None:
-        frames = []
-        for gen in generations:
-            frame = probe_frame(gen.probe_records)
-            if frame is None:
-                continue
-            item: WorkItem = gen.key
-            frame.insert(0, "repeat", item.repeat)
-            frame.insert(0, "sample_id", item.sample.id)
-            frame.insert(0, "task", task)
-            frame.insert(0, "variant", variant)
-            frames.append(frame)
-        write_probe_part(self.run_dir, frames)
+        write_probe_part(self.run_dir, probe_frames(variant, task, generations))
 
     def _finish(self, status: str, error: str | None = None) -> None:
         if not self.dist.is_main:
@@ -515,14 +437,3 @@ class Runner:
         finally:
             self.close()
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
