@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pvm_bench.answers import (
+    GUESS_EXTRACTORS,
     clean_math,
     decimals_of,
     find_final_answer,
@@ -33,7 +34,9 @@ from pvm_bench.answers import (
     parse_list,
     parse_number,
 )
-from pvm_bench.symbolic import is_equal
+from pvm_bench.scoring import truncated_score
+from pvm_bench.symbolic import SYMBOLIC, is_equal
+from pvm_bench.tasks import Score
 
 
 @dataclass
@@ -193,3 +196,14 @@ def score_free_form(text: str, gold: str, choices: Sequence[str] | None = None, 
     value, how = got
     ok = how in ("symbolic", "text", "number")
     return MathVerdict(ok, value, cand.extractor, how if ok else "unmatched", cand.text)
+
+
+def free_form_score(verdict: MathVerdict, *, judge_raw: str | None, truncated: bool) -> Score:
+    """The :class:`Score` of a free-form math verdict (MathVerse, MathVision): a judge's raw text is
+    kept (extractor "judge"); a truncated output whose answer is only a guess counts as truncated."""
+    details: dict[str, Any] = {**verdict.details(), "symbolic": SYMBOLIC}
+    if judge_raw is not None:
+        details.update(judge_raw=judge_raw, extractor="judge")
+    if truncated and verdict.extractor in GUESS_EXTRACTORS:  # a cut-off last line states no answer
+        return truncated_score(**details)
+    return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)

@@ -142,6 +142,16 @@ def truncated_score(parsed: str | None = None, **details: Any) -> Score:
     return Score(value=0.0, parsed=parsed, truncated=True, details=dict(details))
 
 
+def letter_score(letter: str | None, target: Any, details: dict[str, Any], *, truncated: bool) -> Score:
+    """The score of a multiple-choice letter (None: none extracted, ``extractor`` "none"); an
+    output cut off before any letter counts as truncated."""
+    if truncated and not letter:
+        return truncated_score(**details)
+    if not letter:
+        details["extractor"] = "none"
+    return Score(value=float(letter == target), parsed=letter or None, details=details)
+
+
 def levenshtein(a: str, b: str) -> int:
     """Edit distance (insert/delete/substitute cost 1), as ``Levenshtein.distance``."""
     if len(a) < len(b):

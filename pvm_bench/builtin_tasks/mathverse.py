@@ -29,10 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvm_bench.answers import GUESS_EXTRACTORS
-from pvm_bench.mathscore import choices_from_question, score_free_form
+from pvm_bench.mathscore import choices_from_question, free_form_score, score_free_form
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.symbolic import SYMBOLIC
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 NOTE = "rule-scored, not comparable with GPT-judged numbers"
@@ -89,12 +87,7 @@ class MathVerse(HubTask):
             extra = {"judge_raw": text}
         multi = sample.metadata["question_type"] == "multi-choice"
         verdict = score_free_form(text, str(sample.target), sample.metadata.get("options") or None, multi_choice=multi)
-        details = {**verdict.details(), "symbolic": SYMBOLIC, **extra}
-        if extra:
-            details["extractor"] = "judge"
-        if truncated and verdict.extractor in GUESS_EXTRACTORS:  # a cut-off last line states no answer
-            return truncated_score(**details)
-        return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)
+        return free_form_score(verdict, judge_raw=extra.get("judge_raw"), truncated=truncated)
 
 
 TASKS = [

@@ -22,8 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pvm_bench.answers import GUESS_EXTRACTORS
-from pvm_bench.mathscore import score_free_form
+from pvm_bench.mathscore import free_form_score, score_free_form
 from pvm_bench.scoring import prepare_output, truncated_score
 from pvm_bench.symbolic import SYMBOLIC, is_equal
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
@@ -216,12 +215,7 @@ class MathVision(HubTask):
             text = self.judge.extract(str(sample.metadata.get("raw_question") or sample.question), prep.text)
             extra = {"judge_raw": text}
         verdict = score_free_form(text, sample.target, sample.choices, multi_choice=bool(sample.choices))
-        details = {**verdict.details(), "symbolic": SYMBOLIC, **extra}
-        if extra:
-            details["extractor"] = "judge"
-        if truncated and verdict.extractor in GUESS_EXTRACTORS:  # a cut-off last line states no answer
-            return truncated_score(**details)
-        return Score(value=float(verdict.correct), parsed=verdict.parsed, details=details)
+        return free_form_score(verdict, judge_raw=extra.get("judge_raw"), truncated=truncated)
 
     def _score_lmms(self, sample: Sample, text: str, truncated: bool) -> Score:
         details: dict[str, Any] = {"symbolic": SYMBOLIC}

@@ -39,7 +39,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
+from pvm_bench.scoring import extract_mcq_answer, letter_score, prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
 
 SYS_PROMPT = "There are several options:"
@@ -172,11 +172,7 @@ class MMBench(HubTask):
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = static_answer(prep.text, dict(sample.metadata["options"]))
-        if truncated and not letter:
-            return truncated_score(**details)
-        if not letter:
-            details["extractor"] = "none"
-        return Score(value=float(letter == sample.target), parsed=letter or None, details=details)
+        return letter_score(letter, sample.target, details, truncated=truncated)
 
     def metrics(self) -> list[Metric]:
         return [CIRCULAR_EVAL, Metric("accuracy", description="per-row accuracy (no circular grouping)")]

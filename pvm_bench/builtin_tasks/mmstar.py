@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvm_bench.scoring import extract_mcq_answer, prepare_output, truncated_score
+from pvm_bench.scoring import extract_mcq_answer, letter_score, prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Metric, Sample, Score
 
 REPLACE_PROMPT = " Please answer yes or no."
@@ -83,11 +83,7 @@ class MMStar(HubTask):
         if prep.unfinished_reasoning:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = extract_mcq_answer(prep.text, choices=["A", "B", "C", "D"])
-        if truncated and not letter:
-            return truncated_score(**details)
-        if not letter:
-            details["extractor"] = "none"
-        return Score(value=float(letter == sample.target), parsed=letter or None, details=details)
+        return letter_score(letter, sample.target, details, truncated=truncated)
 
     def metrics(self) -> list[Metric]:
         return [
