@@ -46,7 +46,7 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:  # a full disk in any writer that bypasses results.atomic_write_* (csv, png)
             from pvm_bench.errors import is_disk_full
 
-            if not (is_disk_full(exc) or "no space left" in str(exc).lower()):
+            if not is_disk_full(exc, by_message=True):
                 raise
             raise fail(f"disk full writing {exc.filename or 'the output files'}; free space and run the command again") from None
 

@@ -55,8 +55,12 @@ def validation_summary(exc: BaseException, limit: int = 4) -> str:
     return one_line("; ".join(problems[:limit]) + (" ..." if len(problems) > limit else ""), 200)
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+def is_disk_full(exc: BaseException, *, by_message: bool = False) -> bool:
+    """A :class:`DiskFullError` or an OSError with errno ENOSPC/EDQUOT; ``by_message``: also an
+    OSError whose text says "No space left" without the errno (pyarrow raises those)."""
+    if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return True
+    return by_message and isinstance(exc, OSError) and "no space left" in str(exc).lower()
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -336,7 +336,7 @@ class Runner:
         if isinstance(exc, KeyboardInterrupt):
             self._finish_quietly("interrupted", "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)")
             return
-        if is_disk_full(exc) or (isinstance(exc, OSError) and "no space left" in str(exc).lower()):
+        if is_disk_full(exc, by_message=True):
             path = exc.path if isinstance(exc, DiskFullError) else self.run_dir
             remove_temp_files(self.run_dir)
             self._finish_quietly("interrupted", f"disk full writing {path}")

@@ -31,11 +31,6 @@ from pvm_bench.results import (
 from pvm_bench.runguard import RunError, RunLock
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    # pyarrow raises OSError("... No space left on device") without errno
-    return is_disk_full(exc) or (isinstance(exc, OSError) and "no space left" in str(exc).lower())
-
-
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """``compact_frame(frame)`` to ``path`` via ``path.tmp`` + rename; the temp file never survives."""
     tmp = path.with_name(path.name + ".tmp")
@@ -47,7 +42,7 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
             tmp.unlink()
         except OSError:
             pass
-        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+        if is_disk_full(exc, by_message=True) and not isinstance(exc, DiskFullError):  # pyarrow: no errno
             raise DiskFullError(path) from exc
         raise
 
