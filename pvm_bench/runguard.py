@@ -145,14 +145,20 @@ def path_fingerprint(path: Path) -> str:
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        size = file.stat().st_size
-        h.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{size}".encode())
-        with open(file, "rb") as fh:
-            h.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read(1 << 20))
+        hash_file_ends(h, file, str(file.relative_to(path) if path.is_dir() else file.name))
     return h.hexdigest()[:16]
+
+
+def hash_file_ends(h: Any, file: Path, label: str) -> None:
+    """Feed ``h`` with ``label:size``, the first MiB of ``file`` and, over 2 MiB, its last MiB:
+    a cheap fingerprint of a large weights file (shared by run and model fingerprints)."""
+    size = file.stat().st_size
+    h.update(f"{label}:{size}".encode())
+    with open(file, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
 
 
 def hub_snapshot(source: str, revision: str | None = None) -> str | None:

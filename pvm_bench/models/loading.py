@@ -15,6 +15,7 @@ from torch import nn
 
 from pvm_bench.errors import UserError, load_guard, one_line
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
+from pvm_bench.runguard import hash_file_ends
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -77,13 +78,7 @@ def model_fingerprint(source: str, local_dir: Path | None) -> str:
         if path.name == "config.json" or path.suffix == ".json" and "index" in path.name:
             h.update(path.read_bytes())
         elif path.suffix in (".safetensors", ".bin"):
-            size = path.stat().st_size
-            h.update(f"{path.name}:{size}".encode())
-            with open(path, "rb") as fh:
-                h.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(-(1 << 20), os.SEEK_END)
-                    h.update(fh.read(1 << 20))
+            hash_file_ends(h, path, path.name)
     return h.hexdigest()[:16]
 
 
