@@ -6,7 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import typer
 from report_synth import write_run
+
+from pvm_bench.report.commands import register
 
 
 @pytest.fixture
@@ -17,3 +20,11 @@ def make_run(tmp_path: Path) -> Callable[..., Path]:
         return write_run(tmp_path / name, **kwargs)  # type: ignore[arg-type]
 
     return _make
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    """A typer app with only the report commands (report, baseline, check, compare) registered."""
+    app = typer.Typer()
+    register(app)
+    return app

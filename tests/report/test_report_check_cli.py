@@ -11,17 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from pvm_bench.report.check import check, default_tolerance, load_baseline, write_baseline
-from pvm_bench.report.commands import register
 from pvm_bench.report.summary import ReportInputError
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
 
 
 def _set_scores(run_dir: Path, task: str, variant: str, score: float) -> None:

@@ -13,7 +13,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pvm_bench.report.commands import register
 from pvm_bench.report.curves import sample_curves, suggest_cohort_t
 from pvm_bench.report.rundata import load_run
 from pvm_bench.report.summary import build_summary
@@ -21,13 +20,6 @@ from pvm_bench.report.views import SMALL_N_MARK, length_view, metrics_view
 from pvm_bench.results import RunRecord
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
 
 
 def _lengths(run: Path) -> dict[tuple[str, str, int], int]:

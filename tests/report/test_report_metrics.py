@@ -16,19 +16,11 @@ from typer.testing import CliRunner
 
 from pvm_bench.report import build_report
 from pvm_bench.report.check import check, write_baseline
-from pvm_bench.report.commands import register
 from pvm_bench.report.compare import compare_runs
 from pvm_bench.report.summary import build_summary, load_run
 from pvm_bench.results import JsonlAppender, RunRecord, SampleRecord
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
 
 
 def write_scores(run_dir: Path, scores: dict[tuple[str, str], list[float]], *, model: dict | None = None,
