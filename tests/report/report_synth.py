@@ -17,6 +17,33 @@ TRUE_B, TRUE_C = 0.6, 8.0
 TRUE_A = {"base": 0.02, "pvm": 0.08, "pai": 0.05}
 ACCURACY = {"base": 0.55, "pvm": 0.8, "pai": 0.6}
 
+# A task plugin that declares a distance (metadata key and label) for the "colour" task.
+DISTANCE_TASK_MODULE = '''
+from pvm_bench.tasks import Sample, Score, Task
+
+class Far(Task):
+    name = "colour"
+    description = "synthetic, with a declared distance"
+    distance_key = "n_filler"
+    distance_label = "N (filler numbers)"
+
+    def load(self, split=None, limit=None, data_dir=None):
+        return [Sample(id="colour-0", question="q", target="red")]
+
+    def score(self, sample, output):
+        return Score(float(output.strip() == sample.target))
+
+TASKS = [Far()]
+'''
+
+
+def write_distance_plugin(tmp_path: Path) -> Path:
+    """``tmp_path/plugins`` holding far_tasks.py (:data:`DISTANCE_TASK_MODULE`); returns the folder."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / "far_tasks.py").write_text(DISTANCE_TASK_MODULE)
+    return plugins
+
 
 def write_run(
     run_dir: Path,

@@ -8,29 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_synth import write_distance_plugin
 from typer.testing import CliRunner
 
 from pvm_bench.cli import app
 from pvm_bench.report import build_summary, load_run
 from pvm_bench.report.distance import band_of, distance_keys, distance_table
-
-TASK_MODULE = '''
-from pvm_bench.tasks import Sample, Score, Task
-
-class Far(Task):
-    name = "colour"
-    description = "synthetic, with a declared distance"
-    distance_key = "n_filler"
-    distance_label = "N (filler numbers)"
-
-    def load(self, split=None, limit=None, data_dir=None):
-        return [Sample(id="colour-0", question="q", target="red")]
-
-    def score(self, sample, output):
-        return Score(float(output.strip() == sample.target))
-
-TASKS = [Far()]
-'''
 
 # Hand-computed 95% intervals for 10 records: Wilson 10/10 = [10/(10 + 1.96²), 1] and 0/10 =
 # [0, 1.96²/(10 + 1.96²)]; Newcombe's paired interval for 10 pairs all 0 -> 1:
@@ -40,18 +23,12 @@ WILSON_0_OF_10_HIGH = 0.277533
 NEWCOMBE_ALL_FLIP_LOW = 0.607509
 
 
-def _plugins(tmp_path: Path) -> Path:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir(exist_ok=True)
-    (plugins / "far_tasks.py").write_text(TASK_MODULE)
-    return plugins
-
-
 def _run(make_run: Callable[..., Path], tmp_path: Path, name: str = "run", **kw: object) -> Path:
     """40 samples of "colour"; base right on even samples, pvm always right; N = 4 * (i % 4)
     unless ``metadata`` is given: bins N=0 and N=8 all right for both, N=4 and N=12 base all wrong."""
     kw.setdefault("metadata", lambda task, i: {"n_filler": 4 * (i % 4)})
-    return make_run(name, tasks=("colour",), n_samples=40, attention=False, include_paths=[str(_plugins(tmp_path))],
+    plugins = write_distance_plugin(tmp_path)
+    return make_run(name, tasks=("colour",), n_samples=40, attention=False, include_paths=[str(plugins)],
                     score_of=lambda variant, task, i: 1.0 if variant == "pvm" or i % 2 == 0 else 0.0, **kw)
 
 

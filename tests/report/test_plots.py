@@ -10,30 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from report_synth import write_distance_plugin
 
 from pvm_bench.report import build_summary, load_run
 from pvm_bench.report.distance import distance_groups as _distance_groups
 from pvm_bench.report.fit import DecayFit, fit_decay
 from pvm_bench.report.plots import distance_keys, make_plots, plot_accuracy_vs_distance
 from pvm_bench.report.plots_attention import _fit_label, law_text, plot_heatmap
-
-TASK_MODULE = '''
-from pvm_bench.tasks import Sample, Score, Task
-
-class Far(Task):
-    name = "colour"
-    description = "synthetic, with a declared distance"
-    distance_key = "n_filler"
-    distance_label = "N (filler numbers)"
-
-    def load(self, split=None, limit=None, data_dir=None):
-        return [Sample(id="colour-0", question="q", target="red")]
-
-    def score(self, sample, output):
-        return Score(float(output.strip() == sample.target))
-
-TASKS = [Far()]
-'''
 
 
 def _with_signals(data: object) -> None:
@@ -84,9 +67,7 @@ def test_distance_groups_values_or_equal_count_bins() -> None:
 
 
 def test_distance_keys_come_from_the_task_declaration(make_run: Callable[..., Path], tmp_path: Path) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "far_tasks.py").write_text(TASK_MODULE)
+    plugins = write_distance_plugin(tmp_path)
     run = make_run(tasks=("colour",), n_samples=6, max_len=60)
     data = load_run(run)
     data.run.config["include_paths"] = [str(plugins)]  # type: ignore[union-attr]
