@@ -211,8 +211,6 @@ def load_model(
         raise
     except OSError as exc:
         raise _hub_error(source, exc) from exc
-    except ValueError as exc:
-        raise ModelLoadError(f"{source}: cannot read config ({one_line(str(exc), 200)}); upgrade transformers or check the model") from exc
     try:
         spec = family_for(config.model_type)
     except ValueError as exc:
