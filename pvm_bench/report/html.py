@@ -100,23 +100,25 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
     parts.append(_table(metrics_view(rows, variants), "accuracy-table"))
     for line in comparability_notes(summary):
         parts.append(f'<p class="banner comparability">Not comparable: {esc(line)}</p>')
-    sections = [
+    missing = missing_attention_note(data) if len(data.samples) else None
+    decay_missing = f'<p class="note" id="decay-missing">{esc(missing)}</p>' if missing else None
+    sections: list[tuple[str, str, pd.DataFrame, str, str | None]] = [  # ..., html when the table is empty
         ("Accuracy by output length", "n_generated bucket: accuracy (number of records).",
-         length_view(rows, variants), "length-table"),
-        *((f"Accuracy by {label}", DISTANCE_NOTE, view, f"distance-table-{k}")
+         length_view(rows, variants), "length-table", None),
+        *((f"Accuracy by {label}", DISTANCE_NOTE, view, f"distance-table-{k}", None)
           for k, (label, view) in enumerate(distance_views(rows, variants, distance_labels(summary.tasks)))),
-        ("Score flags", FLAGS_NOTE, flags_view(rows, variants), "flags-table"),
-        ("Visual-attention decay", DECAY_NOTE, decay_view(rows, variants, summary.bands), "decay-table"),
-        ("Visual dependence", DEPENDENCE_NOTE, dependence_view(rows, variants), "dependence-table"),
-        ("Visual mass per image", IMAGE_NOTE, image_view(rows, variants), "image-table"),
-        ("Probe signals", "Mean over generated steps.", probe_view(rows, variants), "probe-table"),
-        ("Probe signals per layer", PROBE_LAYER_NOTE, probe_layer_view(rows, variants), "probe-layer-table"),
-        ("Convergence", "", convergence_view(rows, variants), "convergence-table"),
+        ("Score flags", FLAGS_NOTE, flags_view(rows, variants), "flags-table", None),
+        ("Visual-attention decay", DECAY_NOTE, decay_view(rows, variants, summary.bands), "decay-table", decay_missing),
+        ("Visual dependence", DEPENDENCE_NOTE, dependence_view(rows, variants), "dependence-table", None),
+        ("Visual mass per image", IMAGE_NOTE, image_view(rows, variants), "image-table", None),
+        ("Probe signals", "Mean over generated steps.", probe_view(rows, variants), "probe-table", None),
+        ("Probe signals per layer", PROBE_LAYER_NOTE, probe_layer_view(rows, variants), "probe-layer-table", None),
+        ("Convergence", "", convergence_view(rows, variants), "convergence-table", None),
     ]
-    for title, note, view, table_id in sections:
+    for title, note, view, table_id, if_empty in sections:
         if view.empty:
-            if table_id == "decay-table" and len(data.samples) and missing_attention_note(data):
-                parts.append(f'<p class="note" id="decay-missing">{esc(missing_attention_note(data))}</p>')
+            if if_empty:
+                parts.append(if_empty)
             continue
         parts.append(f"<h2>{esc(title)}</h2>")
         if note:

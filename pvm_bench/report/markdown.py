@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from pvm_bench.report.decay import DECAY_NOTE
 from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
 from pvm_bench.report.dependence import dependence_view
@@ -74,51 +76,31 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     parts.append(to_markdown(metrics_view(rows, variants)))
     for line in comparability_notes(summary):
         parts.append(f"\n> **not comparable**: {line}\n")
-    lv = length_view(rows, variants)
-    if not lv.empty:
-        parts.append("\n## Accuracy by output length (n_generated bucket: accuracy (n))\n")
-        parts.append(to_markdown(lv))
-    for label, view in distance_views(rows, variants, distance_labels(summary.tasks)):
-        parts.append(f"\n## Accuracy by {label}\n")
-        parts.append(DISTANCE_NOTE + "\n\n")
+    missing = missing_attention_note(data) if len(data.samples) else None
+    sections: list[tuple[str, str, pd.DataFrame, str | None]] = [  # (heading, note, table, line when it is empty)
+        ("Accuracy by output length (n_generated bucket: accuracy (n))", "", length_view(rows, variants), None),
+        *((f"Accuracy by {label}", DISTANCE_NOTE, view, None)
+          for label, view in distance_views(rows, variants, distance_labels(summary.tasks))),
+        ("Score flags (share of records)", FLAGS_NOTE, flags_view(rows, variants), None),
+        ("Visual-attention decay: visual_mass ≈ a + b/(c + t)", DECAY_NOTE,
+         decay_view(rows, variants, summary.bands), missing),
+        ("Visual dependence (image removed from generated token K on)", DEPENDENCE_NOTE,
+         dependence_view(rows, variants), None),
+        ("Visual mass per image", IMAGE_NOTE, image_view(rows, variants), None),
+        ("Probe signals (mean over generated steps)", "", probe_view(rows, variants), None),
+        ("Probe signals per layer (PVM gate and branch ratio)", PROBE_LAYER_NOTE, probe_layer_view(rows, variants),
+         None),
+        ("Convergence (next-token entropy)", "", convergence_view(rows, variants), None),
+    ]
+    for heading, note, view, if_empty in sections:
+        if view.empty:
+            if if_empty:
+                parts.append(f"\n> {if_empty}\n")
+            continue
+        parts.append(f"\n## {heading}\n")
+        if note:
+            parts.append(note + "\n\n")
         parts.append(to_markdown(view))
-    fv = flags_view(rows, variants)
-    if not fv.empty:
-        parts.append("\n## Score flags (share of records)\n")
-        parts.append(FLAGS_NOTE + "\n\n")
-        parts.append(to_markdown(fv))
-    dv = decay_view(rows, variants, summary.bands)
-    if not dv.empty:
-        parts.append("\n## Visual-attention decay: visual_mass ≈ a + b/(c + t)\n")
-        parts.append(DECAY_NOTE + "\n\n")
-        parts.append(to_markdown(dv))
-    elif len(data.samples):
-        missing = missing_attention_note(data)
-        if missing:
-            parts.append(f"\n> {missing}\n")
-    dep = dependence_view(rows, variants)
-    if not dep.empty:
-        parts.append("\n## Visual dependence (image removed from generated token K on)\n")
-        parts.append(DEPENDENCE_NOTE + "\n\n")
-        parts.append(to_markdown(dep))
-    iv = image_view(rows, variants)
-    if not iv.empty:
-        parts.append("\n## Visual mass per image\n")
-        parts.append(IMAGE_NOTE + "\n\n")
-        parts.append(to_markdown(iv))
-    pv = probe_view(rows, variants)
-    if not pv.empty:
-        parts.append("\n## Probe signals (mean over generated steps)\n")
-        parts.append(to_markdown(pv))
-    plv = probe_layer_view(rows, variants)
-    if not plv.empty:
-        parts.append("\n## Probe signals per layer (PVM gate and branch ratio)\n")
-        parts.append(PROBE_LAYER_NOTE + "\n\n")
-        parts.append(to_markdown(plv))
-    cv = convergence_view(rows, variants)
-    if not cv.empty:
-        parts.append("\n## Convergence (next-token entropy)\n")
-        parts.append(to_markdown(cv))
     return "\n".join(parts)
 
 
