@@ -176,7 +176,8 @@ def compact_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _remove_quietly(path: Path) -> None:
+def remove_quietly(path: Path) -> None:
+    """Delete ``path``, ignoring any OSError (cleanup of a temp file must not hide the real error)."""
     try:
         path.unlink()
     except OSError:
@@ -197,7 +198,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException as exc:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         if is_disk_full(exc) and not isinstance(exc, DiskFullError):
             raise DiskFullError(path) from exc
         raise

@@ -26,6 +26,7 @@ from pvm_bench.results import (
     compact_frame,
     read_jsonl,
     read_samples,
+    remove_quietly,
     sample_files,
 )
 from pvm_bench.runguard import RunError, RunLock
@@ -38,10 +39,7 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
         compact_frame(frame).to_parquet(tmp, index=False)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        remove_quietly(tmp)
         if is_disk_full(exc, by_message=True) and not isinstance(exc, DiskFullError):  # pyarrow: no errno
             raise DiskFullError(path) from exc
         raise
@@ -52,10 +50,7 @@ def remove_temp_files(run_dir: Path) -> None:
     for folder in (run_dir, run_dir / "attention"):
         if folder.is_dir():
             for tmp in list(folder.glob("*.tmp")) + list(folder.glob(".*.tmp")):
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+                remove_quietly(tmp)
 
 
 def write_probe_part(run_dir: Path, frames: list[pd.DataFrame]) -> None:
