@@ -65,6 +65,7 @@ from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exporte
     error_record,
     load_task_samples,
     probe_frames,
+    sample_ids,
     sample_record,
     sample_seed,
 )
@@ -244,8 +245,7 @@ class Runner:
                     guard.variant = variant.name
                     with session.variant(variant):
                         for batch in batches(items, self.config.batch_size):
-                            ids = ", ".join(repr(i.sample.id) for i in batch[:4]) + (" ..." if len(batch) > 4 else "")
-                            guard.where = f"task '{batch[0].task.name}', samples {ids}"
+                            guard.where = f"task '{batch[0].task.name}', samples {sample_ids(batch)}"
                             if progress:
                                 progress(finished, total, variant.name, batch[0].task.name)
                             self._run_batch(session, variant.name, batch, sink, log)
@@ -391,9 +391,8 @@ class Runner:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            ids = ", ".join(repr(i.sample.id) for i in good[:4]) + (" ..." if len(good) > 4 else "")
             raise RunError(
-                f"out of memory generating task '{task.name}' samples {ids} (batch of {len(requests)}, max_new_tokens "
+                f"out of memory generating task '{task.name}' samples {sample_ids(good)} (batch of {len(requests)}, max_new_tokens "
                 f"{max_new}): {one_line(str(exc), 120)}; lower --batch-size or --max-new-tokens (or shorten an over-long prompt), then --resume {self.run_dir}"
             ) from exc
         self._write_probe_part(variant, task.name, generations)

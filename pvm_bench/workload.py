@@ -48,6 +48,11 @@ class WorkItem:
     repeat: int
 
 
+def sample_ids(items: Sequence[WorkItem], shown: int = 4) -> str:
+    """The first ``shown`` sample ids of ``items`` for a message (``'a', 'b' ...``)."""
+    return ", ".join(repr(i.sample.id) for i in items[:shown]) + (" ..." if len(items) > shown else "")
+
+
 def duplicate_ids_message(task: str, split: str, samples: Sequence[Sample]) -> str | None:
     """The one-line refusal for samples sharing an id, or None when every id is unique."""
     counts = Counter(s.id for s in samples)
