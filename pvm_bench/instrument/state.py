@@ -161,15 +161,15 @@ class StateCapture:
         outer_ids, mask = state._pending_ids, state._pending_mask
         state._pending_ids = state._pending_mask = None
         past = cached_length(kwargs)
+        state.past, state.q_len = past, L
+        state.scratch.clear()
+        am = kwargs.get("attention_mask")
+        state.attention_mask = am if torch.is_tensor(am) and am.dim() == 2 else None
         if past > 0 and L == 1 and state.memory is not None and state.memory.shape[0] == B:
             # A plain decode step (one generated token, never an image placeholder: those are
             # suppressed): no tensor op, no host sync.
-            state.past, state.q_len = past, L
             state.step += 1
             state.query_mask = None
-            state.scratch.clear()
-            am = kwargs.get("attention_mask")
-            state.attention_mask = am if torch.is_tensor(am) and am.dim() == 2 else None
             return
         if emb is None:
             emb = self.embed(ids)
@@ -183,10 +183,6 @@ class StateCapture:
                 mask = vpm.bool()
             else:
                 mask = None
-        state.past, state.q_len = past, L
-        state.scratch.clear()
-        am = kwargs.get("attention_mask")
-        state.attention_mask = am if torch.is_tensor(am) and am.dim() == 2 else None
         has_image = mask is not None and bool(mask.any())
         continuing = past > 0 and state.memory is not None and state.memory.shape[0] == B
         if past > 0:
