@@ -94,11 +94,10 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
     """Decay curves per layer band (see the module docstring). Needs ``data`` (the attention
     records) for the CI bands, n per bin and the per-sample fit; without it (old callers) the
     summary's mean curves and fits are drawn without bands."""
-    if data is None or visual_rows(data.attention) is None:
+    if data is None or (vis := visual_rows(data.attention)) is None:
         return _plot_decay_from_summary(summary, variants, out)
-    vis = visual_rows(data.attention)
     task = _scope(data, summary)
-    if vis is None or task is None:
+    if task is None:
         return None
     if task != ALL_TASKS:
         vis = vis[vis["task"] == task]
