@@ -283,12 +283,14 @@ def sample_files(run_dir: Path) -> list[Path]:
 
 def read_samples(run_dir: Path) -> list[SampleRecord]:
     """The sample records of a run (including unmerged rank shards); last write wins per key."""
-    records: dict[tuple, SampleRecord] = {}
+    parsed: list[SampleRecord] = []
+
+    def keep(row: dict[str, Any]) -> None:  # read_jsonl's validation, kept (each line is validated once)
+        parsed.append(SampleRecord.model_validate(row))
+
     for path in sample_files(run_dir):
-        for row in read_jsonl(path, SampleRecord.model_validate):
-            rec = SampleRecord.model_validate(row)
-            records[rec.key] = rec
-    return list(records.values())
+        read_jsonl(path, keep)
+    return list({rec.key: rec for rec in parsed}.values())
 
 
 class JsonlAppender:
