@@ -292,9 +292,9 @@ def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bo
         if not tensors:
             raise PVMFormatError(f"checkpoint '{p}' declares pvm_layers {layers} but holds no '*.pvm_block.*' tensors")
     _check_finite(tensors, p)
-    _validate_shapes(model, tensors, [int(x) for x in layers], d, p)
+    _validate_shapes(model, tensors, layers, d, p)  # layers: validated ints (_check_layer_fields)
     try:
-        handle = attach_pvm(model, layers=[int(x) for x in layers], hidden_size=d,
+        handle = attach_pvm(model, layers=layers, hidden_size=d,
                             intermediate_size=_intermediate_from(tensors))
     except PVMAttachError as exc:
         raise PVMFormatError(f"'{p}': {exc}") from None
