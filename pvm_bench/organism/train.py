@@ -241,9 +241,8 @@ def stage2_pvm(
     # Evaluate what ships: a fresh base with the written adapter attached.
     lm = load_model(str(base_dir), dtype="float32", device="cpu")
     handle = attach_from_path(lm, pvm_dir)
-    assert all(
-        torch.equal(v, load_file(str(pvm_dir / "adapter.safetensors"))[k]) for k, v in handle.state_dict().items()
-    )
+    written = load_file(str(pvm_dir / "adapter.safetensors"))
+    assert all(torch.equal(v, written[k]) for k, v in handle.state_dict().items())
     return history, eval_by_n(lm.hf_model, val, pad_id), handle.gates()
 
 
