@@ -45,8 +45,7 @@ class PluginRegistry(Mapping[str, T], Generic[T]):
 
     def register(self, name: str, obj: T | str) -> None:
         """Add (or replace) ``name``; ``obj`` may be a ``"module:attribute"`` reference."""
-        self._objects.pop(name, None)
-        self._refs.pop(name, None)
+        self.unregister(name)
         if isinstance(obj, str):
             self._refs[name] = obj
         else:
