@@ -185,17 +185,16 @@ def resume_changes(old: Any, new: Any) -> list[str]:
     the old record lacks (the run failed before loading it) is not compared.
     """
     changes: list[str] = []
-    old_fp, new_fp = (old.model or {}).get("fingerprint"), (new.model or {}).get("fingerprint")
+    old_model, new_model = old.model or {}, new.model or {}
+    old_fp, new_fp = old_model.get("fingerprint"), new_model.get("fingerprint")
     if old_fp and new_fp and old_fp != new_fp:
-        changes.append(f"model weights of {new.model.get('source')} (fingerprint {old_fp} -> {new_fp})")
-    old_rev, new_rev = (old.model or {}).get("hub_revision"), (new.model or {}).get("hub_revision")
+        changes.append(f"model weights of {new_model.get('source')} (fingerprint {old_fp} -> {new_fp})")
+    old_rev, new_rev = old_model.get("hub_revision"), new_model.get("hub_revision")
     if old_rev and old_rev != new_rev:
-        changes.append(f"hub revision of {new.model.get('source')} ({old_rev} -> {new_rev})")
-    old_judge, new_judge = (old.model or {}).get("judge") or {}, (new.model or {}).get("judge") or {}
-    if isinstance(old_judge, dict) and old_judge.get("fingerprint") and old_judge.get("fingerprint") != (
-        new_judge.get("fingerprint") if isinstance(new_judge, dict) else None
-    ):
-        changes.append(f"judge model (fingerprint {old_judge['fingerprint']} -> {new_judge.get('fingerprint') if isinstance(new_judge, dict) else None})")
+        changes.append(f"hub revision of {new_model.get('source')} ({old_rev} -> {new_rev})")
+    old_judge, new_judge = _judge_fingerprint(old_model), _judge_fingerprint(new_model)
+    if old_judge and old_judge != new_judge:
+        changes.append(f"judge model (fingerprint {old_judge} -> {new_judge})")
     old_ad, new_ad = old.adapter or {}, new.adapter or {}
     if old_ad.get("fingerprint") and old_ad.get("fingerprint") != new_ad.get("fingerprint"):
         changes.append(f"PVM adapter {new_ad.get('path')} (fingerprint {old_ad['fingerprint']} -> {new_ad.get('fingerprint')})")
@@ -218,6 +217,11 @@ def resume_changes(old: Any, new: Any) -> list[str]:
         if diffs:
             changes.append(f"generation settings of task '{task}' ({', '.join(diffs)})")
     return changes
+
+
+def _judge_fingerprint(model: dict[str, Any]) -> Any:
+    judge = model.get("judge")
+    return judge.get("fingerprint") if isinstance(judge, dict) else None
 
 
 def check_resume(previous: Any, fresh: Any, run_dir: Path, *, force: bool, log: Callable[[str], None]) -> None:
@@ -260,9 +264,7 @@ def generation_settings(config: Any, lm: Any, max_new_tokens: int, protocol: dic
 def _normalise(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, tuple):
-        return [_normalise(v) for v in value]
-    if isinstance(value, list):
+    if isinstance(value, (tuple, list)):
         return [_normalise(v) for v in value]
     return value
 
