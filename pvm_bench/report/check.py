@@ -39,7 +39,6 @@ from typing import Any
 import pandas as pd
 
 from pvm_bench.report.estimate import Groups, grouped_paired
-from pvm_bench.report.rows import collect_groups
 from pvm_bench.report.rundata import ReportInputError, load_run
 from pvm_bench.report.summary import Summary, build_summary
 from pvm_bench.report.views import finite, to_markdown
@@ -108,7 +107,7 @@ def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Pa
             "config": run.config if run else {},
         },
         "metrics": baseline_metrics(summary),
-        "units": _units_json(collect_groups(data, summary.tasks)),
+        "units": _units_json(summary.groups),
         "samples": [
             {"task": t, "variant": v, "sample_id": i, "repeat": int(r), "score": float(x)}
             for t, v, i, r, x in zip(s["task"], s["variant"], s["sample_id"], s["repeat"], s["score"])
@@ -318,7 +317,7 @@ def check(
     data = load_run(Path(run_dir))
     summary = build_summary(data)
     current = {_key(m): m for m in baseline_metrics(summary)}
-    groups = collect_groups(data, summary.tasks)
+    groups = summary.groups
     rows = []
     for raw in doc["metrics"]:
         entry = _v1_entry(raw) if doc.get("version") == 1 else raw

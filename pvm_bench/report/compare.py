@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from pvm_bench.report.estimate import grouped_paired
-from pvm_bench.report.rows import MACRO, POOLED, collect_groups, task_infos
+from pvm_bench.report.rows import MACRO, POOLED
 from pvm_bench.report.rundata import ReportInputError, RunData, load_run
 from pvm_bench.report.summary import Summary, build_summary
 from pvm_bench.report.views import finite, fmt, fmt_ci, fmt_p, to_markdown
@@ -102,7 +102,7 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
     runs = [load_run(Path(p)) for p in run_dirs]
     labels = run_labels(len(runs))
     summaries = [build_summary(d, seed=seed) for d in runs]
-    groups = [collect_groups(d, s.tasks or task_infos(d)) for d, s in zip(runs, summaries)]
+    groups = [s.groups for s in summaries]
     first = summaries[0].rows
     keys = first[first["kind"].isin(["task", "pooled", "macro"])][["task", "variant", "metric"]]
     table: list[dict[str, Any]] = []

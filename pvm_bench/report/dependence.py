@@ -25,7 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from pvm_bench.report.rows import TaskInfo, collect_groups, row
+from pvm_bench.report.estimate import Groups
+from pvm_bench.report.rows import GroupKey, TaskInfo, collect_groups, row
 from pvm_bench.report.rundata import RunData
 from pvm_bench.report.views import SMALL_N_MARK, fmt_ci, fmt_p, small_n
 
@@ -73,14 +74,17 @@ def dependence_k(ks: list[int], p_values: list[float], longest: int) -> tuple[fl
     return float(found), ""
 
 
-def dependence_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) -> list[dict[str, Any]]:
-    """The ``kind="dependence"`` rows of a run (empty without ablated variants)."""
+def dependence_rows(
+    data: RunData, infos: dict[str, TaskInfo], seed: int = 0, groups: dict[GroupKey, Groups] | None = None,
+) -> list[dict[str, Any]]:
+    """The ``kind="dependence"`` rows of a run (empty without ablated variants). ``groups``:
+    :func:`~pvm_bench.report.rows.collect_groups` of ``(data, infos)`` when the caller has it already."""
     amap = ablation_map(list(data.variants))
     if not amap or data.samples.empty:
         return []
     from pvm_bench.report.estimate import grouped_estimate, grouped_paired
 
-    groups = collect_groups(data, {t: i for t, i in infos.items()})
+    groups = collect_groups(data, infos) if groups is None else groups
     out: list[dict[str, Any]] = []
     samples = data.samples
     for task, info in infos.items():

@@ -237,10 +237,13 @@ def _base_groups(groups: dict[GroupKey, Groups], key: GroupKey) -> Groups | None
     return {g: v for g, v in base.items() if g[0] in tasks}
 
 
-def score_rows(data: RunData, infos: dict[str, TaskInfo], seed: int = 0) -> list[dict[str, Any]]:
-    """Task, pooled, macro, run, length and flag rows of a run (see the module docstring)."""
+def score_rows(
+    data: RunData, infos: dict[str, TaskInfo], seed: int = 0, groups: dict[GroupKey, Groups] | None = None,
+) -> list[dict[str, Any]]:
+    """Task, pooled, macro, run, length and flag rows of a run (see the module docstring).
+    ``groups``: :func:`collect_groups` of ``(data, infos)`` when the caller has it already."""
     samples = data.samples
-    groups = collect_groups(data, infos)
+    groups = collect_groups(data, infos) if groups is None else groups
     out: list[dict[str, Any]] = []
     specs = {(t, m.name): m for t, info in infos.items() for m in info.metrics}
     for key, g in groups.items():

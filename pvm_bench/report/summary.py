@@ -28,12 +28,15 @@ from pvm_bench.report.curves import sample_curves, suggest_cohort_t
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
 from pvm_bench.report.dependence import dependence_rows
 from pvm_bench.report.distance import distance_rows
+from pvm_bench.report.estimate import Groups
 from pvm_bench.report.fit import DecayFit
 from pvm_bench.report.per_image import image_rows
 from pvm_bench.report.rows import (
     MACRO,
     POOLED,
+    GroupKey,
     TaskInfo,
+    collect_groups,
     length_buckets,
     rows_frame,
     score_rows,
@@ -64,6 +67,9 @@ class Summary:
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     cohort_t: int | None = None
     """The fixed-cohort length asked for (``report --cohort T``); None = suggested per task."""
+    groups: dict[GroupKey, Groups] = field(default_factory=dict)
+    """The estimate groups behind the score rows (:func:`~pvm_bench.report.rows.collect_groups`),
+    for the paired tests of check, baseline and compare."""
 
 
 def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> Summary:
@@ -74,9 +80,10 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
     :func:`~pvm_bench.report.curves.suggest_cohort_t` of all variants' samples together, so the
     variants of a task share one cohort length."""
     infos = task_infos(data)
-    rows = score_rows(data, infos, seed)
+    groups = collect_groups(data, infos)
+    rows = score_rows(data, infos, seed, groups)
     rows.extend(distance_rows(data, infos, seed))  # kind="distance" (tasks with a distance_key)
-    rows.extend(dependence_rows(data, infos, seed))  # kind="dependence" (V+blind:after=K variants)
+    rows.extend(dependence_rows(data, infos, seed, groups))  # kind="dependence" (V+blind:after=K variants)
     rows.extend(image_rows(data, seed))  # kind="image" (--per-image runs)
     attn = data.attention
     has_attn = attn is not None and len(attn) > 0
@@ -105,7 +112,7 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
     )
     table = wide_view(frame, data, wide_decay)
     has_entropy = bool(attn is not None and has_attn and "entropy" in attn.columns)
-    return Summary(table, bands, curve_df, fits, has_entropy, frame, infos, cohort_t)
+    return Summary(table, bands, curve_df, fits, has_entropy, frame, infos, cohort_t, groups)
 
 
 def scope_cohort_t(
