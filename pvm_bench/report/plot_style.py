@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import seaborn as sns
 
 REFERENCE_VARIANT = "base"
@@ -14,6 +18,13 @@ DPI = 110
 def setup_style() -> None:
     """Seaborn whitegrid theme at notebook scale (called by every plot function)."""
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+
+
+def save_figure(fig: Any, out: Path) -> Path:
+    """Write ``fig`` to ``out`` as PNG at :data:`DPI` and close it (pyplot keeps open figures alive)."""
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
 
 
 def variant_colors(variants: list[str]) -> dict[str, tuple[float, float, float] | str]:

@@ -31,7 +31,7 @@ from matplotlib.patches import Patch
 
 from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.distance import distance_keys, distance_table
-from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
+from pvm_bench.report.plot_style import DPI, save_figure, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
 from pvm_bench.report.plots_dependence import CAPTION as DEPENDENCE_CAPTION
 from pvm_bench.report.plots_dependence import plot_dependence
@@ -145,9 +145,7 @@ def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Pa
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_accuracy_vs_distance(
@@ -180,9 +178,7 @@ def plot_accuracy_vs_distance(
         ax.legend(title=f"variant (hollow: n < {SMALL_N})", fontsize=8, title_fontsize=8)
         ax.tick_params(axis="x", labelrotation=20 if len(table["group"].unique()) > 6 else 0)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | None:
@@ -223,9 +219,7 @@ def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | N
               title_fontsize=8)
     ax.set_title("Accuracy per task")
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def make_plots(

@@ -36,7 +36,7 @@ from pvm_bench.report.curves import (
     suggest_cohort_t,
 )
 from pvm_bench.report.fit import DecayFit
-from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
+from pvm_bench.report.plot_style import save_figure, setup_style, variant_colors
 from pvm_bench.report.summary import ALL_TASKS, BANDS, REFERENCE_VARIANT, RunData, Summary, layer_span, visual_rows
 
 MIN_N_FOR_SCALE = 5
@@ -166,9 +166,7 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
                  "fit: per-sample levels, dashed = flagged", fontsize=12)
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.07 if nrows > 1 else 0.12,
                         top=0.92 if nrows > 1 else 0.86)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_decay_cohort(
@@ -225,9 +223,7 @@ def plot_decay_cohort(
                  fontsize=12)
     # fixed margins: tight_layout re-draws log axes and doubles the cost
     fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.13, top=0.86, wspace=0.06)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _plot_decay_from_summary(summary: Summary, variants: list[str], out: Path) -> Path | None:
@@ -254,9 +250,7 @@ def _plot_decay_from_summary(summary: Summary, variants: list[str], out: Path) -
     ax.set_ylabel("visual mass")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _layer_grid(gen: pd.DataFrame, edges: np.ndarray, layers: list[int], column: str = "visual_mass") -> dict[str, np.ndarray]:
@@ -333,9 +327,7 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
             cax = fig.add_axes((x0 + k * 1.1 / width, 0.15, 0.13 / width, 0.69))
             fig.colorbar(meshes[is_diff], cax=cax, label=label)  # type: ignore[arg-type]
     fig.suptitle("Visual mass by layer and position (mean over samples); red = more than base", fontsize=12)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | None:
@@ -372,6 +364,4 @@ def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | No
     axes.flat[0].set_ylabel("pvm_ratio = ‖PVM output‖ / ‖residual‖")
     fig.suptitle("What the PVM branch adds to the residual stream (mean over samples, 95% CI)", fontsize=12)
     fig.subplots_adjust(left=0.9 / fig.get_figwidth(), right=0.98, bottom=0.13, top=0.84, wspace=0.06)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.dependence import BEYOND, DEPENDENCE_K, KIND, curve_points
-from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
+from pvm_bench.report.plot_style import save_figure, setup_style, variant_colors
 
 CAPTION = ("Visual dependence: accuracy when the image is removed from generated token K on (K = 0: text-only "
            "prior), 95% CI; dashed line and band = the un-ablated variant; ▲ = dependence K (smallest K from "
@@ -65,6 +65,4 @@ def plot_dependence(rows: pd.DataFrame, variants: list[str], out: Path) -> Path 
         ax.set_ylabel("accuracy (95% CI)")
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

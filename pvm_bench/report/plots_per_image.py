@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.per_image import mean_curves
-from pvm_bench.report.plot_style import DPI, setup_style, variant_colors
+from pvm_bench.report.plot_style import save_figure, setup_style, variant_colors
 
 CAPTION = ("Visual mass per image vs generated position (mean over samples and layers, log-spaced bins): solid = "
            "first image of the prompt, dashed = the most recently shown image of each sample, dotted = other images.")
@@ -58,6 +58,4 @@ def plot_per_image(attention: pd.DataFrame | None, variants: list[str], out: Pat
         ax.set_ylabel("visual mass on the image's keys")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
