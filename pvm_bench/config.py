@@ -30,6 +30,10 @@ DEFAULT_PROBES = ("attention", "lens")
 #: ``--protocol`` values (pvm_bench.models.protocol.PROTOCOLS; literal here: no torch import).
 PROTOCOL_CHOICES = ("default", "lmms-eval")
 
+#: Fields whose value must be one of a fixed list (None, where the field allows it, is "not set").
+CHOICES = {"dtype": DTYPE_CHOICES, "device_map": DEVICE_MAP_CHOICES, "attn_implementation": ATTN_CHOICES,
+           "protocol": PROTOCOL_CHOICES}
+
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -95,11 +99,12 @@ class RunConfig(BaseModel):
             )
         return value
 
-    @field_validator("dtype")
+    @field_validator(*CHOICES)
     @classmethod
-    def _known_dtype(cls, value: str) -> str:
-        if value not in DTYPE_CHOICES:
-            raise ValueError(f"must be one of {', '.join(DTYPE_CHOICES)}")
+    def _known_choice(cls, value: str | None, info: ValidationInfo) -> str | None:
+        choices = CHOICES[info.field_name or ""]
+        if value is not None and value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
         return value
 
     @field_validator("device")
@@ -109,31 +114,10 @@ class RunConfig(BaseModel):
             raise ValueError(f"must be one of {DEVICE_HELP}")
         return value
 
-    @field_validator("device_map")
-    @classmethod
-    def _known_device_map(cls, value: str | None) -> str | None:
-        if value is not None and value not in DEVICE_MAP_CHOICES:
-            raise ValueError(f"must be one of {', '.join(DEVICE_MAP_CHOICES)}")
-        return value
-
-    @field_validator("attn_implementation")
-    @classmethod
-    def _known_attn(cls, value: str) -> str:
-        if value not in ATTN_CHOICES:
-            raise ValueError(f"must be one of {', '.join(ATTN_CHOICES)}")
-        return value
-
     @field_validator("tasks", "variants", "probes", "include_paths")
     @classmethod
     def _no_blank_names(cls, value: list[str]) -> list[str]:
         return [v.strip() for v in value if v.strip()]
-
-    @field_validator("protocol")
-    @classmethod
-    def _known_protocol(cls, value: str) -> str:
-        if value not in PROTOCOL_CHOICES:
-            raise ValueError(f"must be one of {', '.join(PROTOCOL_CHOICES)}")
-        return value
 
     @field_validator("max_pixels")
     @classmethod
