@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pvm_bench.cli_support import OptionError, config_error, flag_name
+from pvm_bench.cli_support import OptionError, config_error, csv_names, flag_name
 from pvm_bench.config import DEFAULT_PROBES, RunConfig
 from pvm_bench.errors import UserError
 
@@ -210,15 +210,11 @@ def _organism_job(fields: dict[str, Any]) -> dict[str, Any]:
     filled = dict(fields)
     filled["model"] = defaults["model"]
     filled.setdefault("pvm", defaults["pvm"])
-    filled.setdefault("tasks", _csv(defaults["tasks"]))
+    filled.setdefault("tasks", csv_names(defaults["tasks"]))
     for key, value in defaults.items():
         if key not in ("model", "pvm", "tasks"):
             filled.setdefault(key, value)
     return filled
-
-
-def _csv(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def build_run_config(given: Mapping[str, Any]) -> RunConfig:

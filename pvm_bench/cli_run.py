@@ -18,7 +18,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, model_args_fields, normalize_args
-from pvm_bench.cli_support import Context, OptionError, UsageError, console, fail
+from pvm_bench.cli_support import Context, OptionError, UsageError, console, csv_names, fail
 from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, PROTOCOL_CHOICES, RunConfig
 from pvm_bench.errors import UserError
 
@@ -103,13 +103,13 @@ def run(
     given = {
         "model": model, "pvm": pvm, "dtype": dtype, "device": device, "device_map": device_map,
         "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code, "judge": judge,
-        "tasks": _csv(tasks) if tasks is not None else None, "variants": _csv(variants) if variants is not None else None,
+        "tasks": csv_names(tasks) if tasks is not None else None, "variants": csv_names(variants) if variants is not None else None,
         "split": split, "limit": limit, "data_dir": str(data_dir) if data_dir else None,
         "include_paths": [str(p) for p in include_path] if include_path else None,
         "batch_size": batch_size, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
         "top_k": top_k, "repetition_penalty": repetition_penalty, "repeats": repeats, "seed": seed,
         "protocol": protocol, "system_prompt": system_prompt, "min_pixels": min_pixels, "max_pixels": max_pixels,
-        "probes": _csv(probes) if probes is not None else None, "per_head": per_head, "per_image": per_image,
+        "probes": csv_names(probes) if probes is not None else None, "per_head": per_head, "per_image": per_image,
         "out": str(out_dir) if out_dir is not None else None, "run_id": run_id, "report": report,
     }
     given = {k: v for k, v in given.items() if v is not None}
@@ -149,15 +149,11 @@ def run(
 def _steps(value: str, flag: str) -> list[int]:
     """``"0,16,64"`` -> ``[0, 16, 64]`` (generated-token indices, >= 0)."""
     out = []
-    for part in _csv(value):
+    for part in csv_names(value):
         if not part.isdigit():
             raise OptionError(f"{flag} takes comma-separated token counts >= 0 (got '{part}'), e.g. {flag} 0,16,64")
         out.append(int(part))
     return out
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _is_model_type(value: str) -> bool:

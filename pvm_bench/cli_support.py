@@ -53,6 +53,11 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def csv_names(value: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (a comma-separated option value; None -> [])."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
 class OptionError(UserError):
     """A command-line option has a value outside its allowed range or choices."""
 

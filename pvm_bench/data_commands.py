@@ -14,11 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pvm_bench.cli_support import console, fail, user_errors
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+from pvm_bench.cli_support import console, csv_names, fail, user_errors
 
 
 def export_command(
@@ -31,7 +27,7 @@ def export_command(
     """Download TASKS from the Hugging Face hub into the --data-dir layout (run where the hub is reachable)."""
     from pvm_bench.data_export import export_tasks, resolve_tasks
 
-    written = export_tasks(resolve_tasks(_csv(tasks), include_path or []), out, split, overwrite=overwrite,
+    written = export_tasks(resolve_tasks(csv_names(tasks), include_path or []), out, split, overwrite=overwrite,
                            log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
     if written:
         typer.echo(f"exported {len(written)} table(s) to {out}; on the offline machine: "
@@ -53,7 +49,7 @@ def check_command(
     if not data_dir.is_dir():
         raise fail(f"data dir {data_dir} is not a directory; pass the folder written by `pvm-bench data export`")
     problems = 0
-    for task in resolve_tasks(_csv(tasks), include_path or []):
+    for task in resolve_tasks(csv_names(tasks), include_path or []):
         for name in task_splits(task, split):
             result = check_task(task, data_dir, name, images=images)
             if result.note:
