@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pvm_bench.report.curves import log_bin_edges
 from pvm_bench.report.per_image import mean_curves
 from pvm_bench.report.plot_style import save_figure, setup_style, variant_colors
 
@@ -39,7 +40,7 @@ def plot_per_image(attention: pd.DataFrame | None, variants: list[str], out: Pat
     colors = variant_colors(variants)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks), 3.8), squeeze=False)
     styles = {"0": "-", "last": "--"}
-    edges = np.unique(np.round(np.logspace(0, np.log10(max(int(curves["step"].max()), 2) + 1), 24)))
+    edges = log_bin_edges(int(curves["step"].max()), n_bins=23)
     for ax, task in zip(axes[0], tasks):
         c = curves[curves["task"] == task]
         for variant in [v for v in variants if v in set(c["variant"])]:
