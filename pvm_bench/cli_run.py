@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
+from pvm_bench.cli_lazy import THREADS_HELP
 from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, model_args_fields, normalize_args
 from pvm_bench.cli_support import Context, OptionError, UsageError, console, csv_names, fail
 from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, PROTOCOL_CHOICES, RunConfig
@@ -87,7 +88,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.", rich_help_panel=OUTPUT)] = False,
     wandb_project: Annotated[str | None, typer.Option(help="Log config, metrics and plots to this Weights & Biases project at the end (pip install 'pvm-bench\\[wandb]').", rich_help_panel=OUTPUT)] = None,
     tensorboard: Annotated[Path | None, typer.Option(help="Log config, metrics and plots to this TensorBoard log dir at the end (pip install 'pvm-bench\\[tensorboard]').", rich_help_panel=OUTPUT)] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: OMP_NUM_THREADS, else the cores this process may use that are idle).", rich_help_panel=RESOURCES)] = None,
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP, rich_help_panel=RESOURCES)] = None,
     launcher: Annotated[str | None, typer.Option(help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,
     nproc: Annotated[int, typer.Option(min=1, help="Workers per node with --launcher torchrun.", rich_help_panel=RESOURCES)] = 2,
     model_args: Annotated[str | None, typer.Option(help="lmms-eval style pretrained=DIR,pvm=DIR,dtype=...,device_map=...,attn_implementation=...", rich_help_panel=LMMS)] = None,
