@@ -29,7 +29,7 @@ from markupsafe import Markup
 
 from pvm_bench.report.browser_media import Thumbs, load_thumbnails, visual_mass_curves
 from pvm_bench.report.templating import environment
-from pvm_bench.results import SampleRecord, read_samples
+from pvm_bench.results import SampleRecord
 
 if TYPE_CHECKING:  # RunData moves between report modules; only its attributes are used here
     from pvm_bench.report.summary import RunData
@@ -131,7 +131,7 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
     ``meta`` (sample metadata as text), ``images`` (data URIs, possibly empty), ``disagree`` and
     ``records`` (one per variant, in ``variants`` order). ``notes`` says what was left out.
     """
-    records = read_samples(data.run_dir) if (data.run_dir / "samples.jsonl").exists() else []
+    records = data.records if (data.run_dir / "samples.jsonl").exists() else []
     variants = _variant_order(data, records)
     rank = {v: i for i, v in enumerate(variants)}
     curves = visual_mass_curves(data.attention, curve_points)

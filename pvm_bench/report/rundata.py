@@ -16,7 +16,7 @@ import pandas as pd
 from pyarrow import ArrowException
 
 from pvm_bench.errors import UserError
-from pvm_bench.results import RunRecord, read_samples
+from pvm_bench.results import RunRecord, SampleRecord, read_samples
 
 REFERENCE_VARIANT = "base"
 
@@ -40,13 +40,16 @@ ATTENTION_KEYS = ("variant", "task", "sample_id", "repeat", "step")
 
 @dataclass
 class RunData:
-    """Everything read from one run directory. ``attention`` is None when absent/unreadable."""
+    """Everything read from one run directory. ``attention`` is None when absent/unreadable;
+    ``records``: the typed records of samples.jsonl that ``samples`` was built from (the sample
+    browser shows them), so the file is parsed once."""
 
     run_dir: Path
     run: RunRecord | None
     samples: pd.DataFrame
     attention: pd.DataFrame | None
     warnings: list[str] = field(default_factory=list)
+    records: list[SampleRecord] = field(default_factory=list, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -140,7 +143,7 @@ def load_run(run_dir: Path | str) -> RunData:
         samples["truncated"] = samples["truncated"].astype(bool)
         samples["tokens_per_s"] = samples["tokens_per_s"].astype(float)
     attention = read_attention(run_dir, samples, warn)
-    return RunData(run_dir, run, samples, attention, warn)
+    return RunData(run_dir, run, samples, attention, warn, records)
 
 
 def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.DataFrame | None:
