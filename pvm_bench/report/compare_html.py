@@ -3,20 +3,11 @@ self-contained page (same stylesheet as report.html; every cell escaped by ``to_
 
 from __future__ import annotations
 
-import pandas as pd
-from markupsafe import Markup
-
 from pvm_bench.report.compare import DELTA_NOTE, Comparison
 from pvm_bench.report.leaderboard import NOTE, readable
-from pvm_bench.report.templating import environment
+from pvm_bench.report.templating import environment, html_table
 
 METRICS_NOTE = DELTA_NOTE
-
-
-def _table(df: pd.DataFrame, table_id: str) -> Markup:
-    if df.empty:
-        return Markup('<p class="note">No data.</p>')
-    return Markup(df.to_html(index=False, escape=True, border=0, table_id=table_id, na_rep="–"))  # noqa: S704
 
 
 def render_compare_html(result: Comparison) -> str:
@@ -24,8 +15,8 @@ def render_compare_html(result: Comparison) -> str:
     title = " vs ".join(str(r) for r in result.runs["run id"]) if "run id" in result.runs else "runs"
     board = result.leaderboard
     return environment().get_template("compare.html.j2").render(
-        title=title, runs_table=_table(result.runs, "runs-table"),
-        leaderboard_table=_table(readable(board), "leaderboard-table") if not board.empty else "",
+        title=title, runs_table=html_table(result.runs, "runs-table"),
+        leaderboard_table=html_table(readable(board), "leaderboard-table") if not board.empty else "",
         leaderboard_note=NOTE.format(rank_by=board.attrs.get("rank_by", "accuracy")),
-        metrics_note=METRICS_NOTE, metrics_table=_table(result.readable, "compare-table"),
+        metrics_note=METRICS_NOTE, metrics_table=html_table(result.readable, "compare-table"),
     )

@@ -28,7 +28,7 @@ from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
 from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
 from pvm_bench.report.summary import Summary, base_note
-from pvm_bench.report.templating import environment
+from pvm_bench.report.templating import environment, html_table
 from pvm_bench.report.views import (
     DISTANCE_NOTE,
     FLAGS_NOTE,
@@ -58,12 +58,6 @@ PLOT_CAPTIONS = {
 def esc(value: Any) -> str:
     """HTML-escape any value (quotes included); None -> empty string."""
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _table(df: pd.DataFrame, table_id: str) -> str:
-    if df.empty:
-        return '<p class="note">No data.</p>'
-    return df.to_html(index=False, escape=True, border=0, table_id=table_id, na_rep="–")
 
 
 def _meta_rows(data: RunData) -> list[tuple[str, Any]]:
@@ -97,7 +91,7 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
     if rows.empty:
         return parts + ['<p class="note">No samples or attention records yet.</p>']
     parts.append(f'<p class="note">{esc(METRICS_NOTE)}</p>')
-    parts.append(_table(metrics_view(rows, variants), "accuracy-table"))
+    parts.append(html_table(metrics_view(rows, variants), "accuracy-table"))
     for line in comparability_notes(summary):
         parts.append(f'<p class="banner comparability">Not comparable: {esc(line)}</p>')
     missing = missing_attention_note(data) if len(data.samples) else None
@@ -123,7 +117,7 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
         parts.append(f"<h2>{esc(title)}</h2>")
         if note:
             parts.append(f'<p class="note">{esc(note)}</p>')
-        parts.append(_table(view, table_id))
+        parts.append(html_table(view, table_id))
     return parts
 
 
