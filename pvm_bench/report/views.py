@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pvm_bench.report.decay import layer_span
 from pvm_bench.report.distance import BAND_PREFIX, band_low
 from pvm_bench.report.fit import FIXED_POSITIONS
 from pvm_bench.report.rows import MACRO, POOLED, TaskInfo, length_buckets
@@ -213,7 +214,7 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
         fl = {m: str(f) for m, f in zip(g["metric"], g["flags"]) if isinstance(f, str) and f}
         mass = {float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"}
         layers = bands.get("all" if band.startswith("cohort@") else band, [])
-        span = str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}" if layers else "?"
+        span = layer_span(layers) if layers else "?"
         n_fit = int(g.loc[g["metric"] == "decay_a", "n"].max()) if (g["metric"] == "decay_a").any() else 0
         if band.startswith("cohort@"):  # the fixed cohort: all layers, samples that reached T
             t_c = band.removeprefix("cohort@")
