@@ -77,7 +77,7 @@ def run(
     max_pixels: Annotated[int | None, typer.Option(help="Largest image size in pixels, Qwen-VL families; bounds the image tokens (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
     probes: Annotated[str | None, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
     per_head: Annotated[bool | None, typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,
-    per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet column image_index).", show_default=False, rich_help_panel=PROBES)] = None,
+    per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet columns visual_mass_img0, visual_mass_img1, ...).", show_default=False, rich_help_panel=PROBES)] = None,
     ablate_after: Annotated[str | None, typer.Option(help="Comma-separated K: also run every variant blind from generated token K (variant+blind:after=K; 0 = text-only prior).", metavar="K,K,...", rich_help_panel=PROBES)] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,
     run_id: Annotated[str | None, typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,
