@@ -301,8 +301,9 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
             html = build_report(run_dir)
     counts = record.counts
     out.print(
-        f"run {record.run_id}: {record.status}, {counts.get('samples', 0)} samples "
-        f"({counts.get('errors', 0)} errors, {counts.get('truncated', 0)} truncated) -> {run_dir}",
+        f"run {record.run_id}: {record.status}, {counts.get('samples', 0)} records "
+        f"over {len(runner.config.resolved_variants())} variant(s) (one record per sample and variant), "
+        f"{counts.get('errors', 0)} errors, {counts.get('truncated', 0)} truncated -> {run_dir}",
         highlight=False,
     )
     table = headline_table(run_dir) if html is not None else None
