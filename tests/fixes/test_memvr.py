@@ -78,7 +78,8 @@ def reference_prefill_logits(lm, request, config: MemVRConfig) -> tuple[torch.Te
         h.remove()
     z = state.memory[0]  # [N, H] the visual tokens
     norm, head = lm.language_model.norm, lm.hf_model.get_output_embeddings()
-    start, end = config.window(lm.num_layers)
+    run = config.resolve(lm.spec.model_type, lm.num_layers)  # llava: the LLaMA recipe (memvr.py)
+    start, end = run.start, run.end
     chosen = None
     for layer in range(lm.num_layers - 1):  # memvr.py:204-249, batch size 1
         logits = head(norm(captured[f"out{layer}"]))[:, -1, :].float()
@@ -98,7 +99,7 @@ def reference_prefill_logits(lm, request, config: MemVRConfig) -> tuple[torch.Te
     def adapter(module, args, output):
         x = args[0]
         a = torch.matmul(torch.matmul(x, w1.T), w2.T)
-        return output * (1 - config.ratio) + (output.abs().mean() / a.abs().mean()) * a * config.ratio
+        return output * (1 - run.ratio) + (output.abs().mean() / a.abs().mean()) * a * run.ratio
 
     handle = mlp.register_forward_hook(adapter)
     try:
