@@ -77,6 +77,12 @@ class GenerationSession:
         finally:
             self.current = previous
 
+    @property
+    def composition(self) -> str | None:
+        """The current variant's resolved composition (``base+pai(alpha=0.2,...)``), None outside a variant."""
+        current = self.current
+        return current.composition.canonical() if current is not None and current.composition is not None else None
+
     def generate(self, requests: list[Request], **kwargs: Any) -> list[Generation]:
         """One left-padded batch with the session's probes; see :func:`pvm_bench.models.generation.generate`."""
         return self.lm.generate(requests, probes=self.probes, **kwargs)

@@ -32,8 +32,8 @@ VisualState = ForwardState
 __all__ = ["VisualState", "capture_visual", "fix_variant", "hidden_arg", "parse_params", "replace_hidden_arg"]
 
 
-_INT = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -52,7 +52,7 @@ def parse_value(raw: str, accepted: tuple[Any, ...]) -> Any:
     """``raw`` as the first of the ``accepted`` types that takes it, or ValueError saying what it is not.
 
     Strict on purpose (a variant's configuration is its identity, see
-    :func:`pvm_bench.variants.resolve_variants`): integers are ASCII digits with an optional sign
+    :func:`pvm_bench.variants.resolve_variants`): integers are ASCII digits with an optional minus (``+`` joins composition parts)
     (``03`` is 3; ``1e12``, ``1_0`` and non-ASCII digits such as ``٣`` are refused), numbers are
     plain decimals with an optional exponent (``0.2``, ``1e-3``; no ``_``, ``inf`` or ``nan``),
     booleans are true/false/yes/no/on/off/1/0, ``none``/``null`` is None where a field allows it,
