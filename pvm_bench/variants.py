@@ -229,6 +229,8 @@ def resolve_variants(names: Sequence[str]) -> list[Variant]:
     seen: dict[tuple[Any, ...], str] = {}
     for spec in names:
         composition = resolve_composition(spec)
+        if spec in seen.values():
+            raise VariantError(f"--variants lists '{spec}' more than once; give each variant once")
         if composition.key in seen:
             raise VariantError(
                 f"variants '{seen[composition.key]}' and '{spec}' are the same configuration "

@@ -34,7 +34,7 @@ paper's commands (``PAI/README.md:60,63,76``: ``--use-attn --alpha 0.2 --use-cfg
 
 3. Schedule: which forwards get the boost. The boost runs only ``if use_attn and not use_cfg``
    (``PAI/attention.py:90``). ``llama_modify`` sets ``use_cfg = args.use_cfg`` on the boosted
-   layers before every generation (``PAI/attention.py:120-125``, called per batch at
+   layers before every generation (``PAI/attention.py:120-128``, ``use_cfg`` at ``:125``, called per batch at
    ``PAI/chair_eval.py:96-105``), and ``CFGLogits.__call__``, which runs after each conditional
    forward, sets ``use_cfg = True`` around the image-free pass and ``False`` after it
    (``PAI/CFG.py:32-33,48-49``). So with guidance on (``gamma != 1``), the conditional
