@@ -65,7 +65,8 @@ class GenerationSession:
 
     @contextlib.contextmanager
     def variant(self, variant: Variant | str) -> Iterator[Variant]:
-        """Put the model in ``variant`` (a :class:`Variant` or a spec such as ``pai:alpha=0.2``)."""
+        """Put the model in ``variant``: a spec such as ``pai:alpha=0.2`` (base + PAI: a bare fix runs with the
+        PVM branch off) or ``pvm+pai``, or a variant from :func:`pvm_bench.variants.resolve_variants`."""
         if isinstance(variant, str):
             from pvm_bench.variants import resolve_variants
 
