@@ -303,6 +303,7 @@ class Runner:
         self.protocol = apply_protocol(lm, cfg.protocol, system_prompt=cfg.system_prompt, min_pixels=cfg.min_pixels,
                                        max_pixels=cfg.max_pixels)
         fresh.model = lm.info()
+        fresh.variant_compositions = self.record.variant_compositions = compositions(variants, lm)  # resume-checked
         if not is_local_source(cfg.model):
             fresh.model["hub_revision"] = hub_snapshot(cfg.model)
         if cfg.judge:  # a local answer-extraction judge for the math tasks (pvm_bench/judge.py)
@@ -323,7 +324,6 @@ class Runner:
         self.record.decoding = {t.name: effective_decoding(lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty,
                                                            task=t.generation) for t, _ in loaded_tasks}
         self.record.forced_resumes = fresh.forced_resumes
-        self.record.variant_compositions = compositions(variants, lm)  # with each fix's settings on this model
         if self.dist.is_main:
             self.record.save(self.run_dir)
         return lm, variants, todo, n_mine

@@ -20,7 +20,7 @@ from pvm_bench.variants import VariantError, resolve_composition, resolve_varian
 
 ZERO_STRENGTH = ("pai:alpha=0:gamma=1", "memvr:ratio=0", "reinject:strength=0")
 BLIND_AFTER = 4
-NEW_TOKENS = 8
+NEW_TOKENS = 6
 VARIANTS = ("base", "pvm", "pai", "pvm+pai", *ZERO_STRENGTH, f"blind:after={BLIND_AFTER}")
 
 
@@ -136,3 +136,22 @@ def test_cli_refuses_a_duplicate_configuration_with_one_line(tmp_path):
     errors = [line for line in result.output.splitlines() if line.strip()]
     assert len(errors) == 1 and "same configuration (base+blind(after=3))" in errors[0], result.output
     assert not (tmp_path / "dup").exists()
+
+
+def test_resume_refuses_a_changed_composition(organism_run, tmp_path):
+    """A run whose variant meant another composition (e.g. made when a bare fix ran with PVM on)
+    is not silently continued under the new meaning."""
+    import shutil
+
+    from pvm_bench.cli import app
+
+    run = tmp_path / "sem"
+    shutil.copytree(organism_run, run)
+    record = json.loads((run / "run.json").read_text())
+    record["variant_compositions"]["pai"]["canonical"] = "pvm+pai(alpha=0.2)"  # as the old meaning of 'pai'
+    (run / "run.json").write_text(json.dumps(record))
+    before = (run / "samples.jsonl").read_bytes()
+    result = CliRunner().invoke(app, ["run", "--resume", str(run), "--quiet", "--no-report"])
+    assert result.exit_code == 2, result.output
+    assert "variant 'pai' (pvm+pai(alpha=0.2) -> base+pai(alpha=0.2," in result.output
+    assert (run / "samples.jsonl").read_bytes() == before
