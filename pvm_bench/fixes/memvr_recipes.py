@@ -21,7 +21,9 @@ cited as ``MemVR/<file>:<line>``) ships two implementations of the retracing, wi
     ``:342-344``) and ``c2 = mean|c_proj| / mean|Z|`` (``:799-800``). The SiLU makes ``c1`` matter
     (it no longer cancels in the rescaling, ``:354``);
   * ``Z = adpt_w1[0]``: the FIRST image of ``vision_token`` (``:353``, set at ``:589``); the code
-    is single-image (with two images the ``matmul`` at ``:353`` broadcasts to a batch of 2);
+    is single-image (with two images the ``matmul`` at ``:353`` broadcasts to a batch of 2). Here
+    ``mean|Z|`` in ``c1``/``c2`` is taken over that image (the reference's all-image mean is the
+    same for the single-image inputs it runs);
   * ``start = 9, end = 16, ratio = 0.28, threshold = 0.75`` (``eval_scripts/qwen/mme.sh:10-15``,
     ``eval_scripts/qwen/mmvet.sh:12-17``).
   Note: the shipped Qwen scripts leave ``--vision-retracing`` at its default ``"default"``
