@@ -58,7 +58,7 @@ def run(
     trust_remote_code: Annotated[bool | None, typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).", show_default=False, rich_help_panel=MODEL)] = None,
     judge: Annotated[str | None, typer.Option(help="Local judge model (dir or hub id) for tasks that can use one.", rich_help_panel=MODEL)] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task or group names (see `pvm-bench tasks`).", rich_help_panel=TASKS)] = None,
-    variants: Annotated[str | None, typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm).", rich_help_panel=TASKS)] = None,
+    variants: Annotated[str | None, typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm). A bare fix is base+fix (PVM off); compose with '+' (pvm+pai); parameters after ':' (pai:alpha=0.2).", rich_help_panel=TASKS)] = None,
     split: Annotated[str | None, typer.Option(help="Dataset split (default: each task's own).", rich_help_panel=TASKS)] = None,
     limit: Annotated[int | None, typer.Option(help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).", rich_help_panel=TASKS)] = None,
