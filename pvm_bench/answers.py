@@ -22,7 +22,7 @@ the final-answer span rather than to the whole output, plus a leading-letter rul
 "B. green") and exact/numeric option-text matches.
 
 ``extractor`` values (``Score.details["extractor"]``): ``"boxed"``, ``"answer_tag"``,
-``"answer_marker"``, ``"revision"``, ``"first_line"``, ``"last_line"`` and ``"none"``.
+``"answer_marker"``, ``"revision"``, ``"first_line"``, ``"statement"``, ``"last_line"`` and ``"none"``.
 :data:`GUESS_EXTRACTORS` are the paths that read no stated answer (a task scores a truncated
 output whose extractor is one of them as truncated, not as the number its cut-off line holds).
 """
@@ -34,6 +34,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from pvm_bench.statements import asked_statement
 
 T = TypeVar("T")
 
@@ -49,7 +51,9 @@ _INTENT = re.compile(r"(?i)\b(?:find|determine|get|compute|calculate|obtain|reac
                      r"(?:the\s+|an\s+|my\s+|our\s+)?(?:final\s+|correct\s+)?$|\bto\s+$")
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_LEAD_JUNK = " \t*_:#：>-"
+_NOT = re.compile(r"(?i)(?:not|n't|never)\b")
+_LEAD_JUNK = " \t*_:#：>"  # never "-": "Answer: -2" is minus two
+_BULLET = re.compile(r"^[-–—•]\s+")  # a list bullet ("-" followed by a space) opening the answer line
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def _marker_span(text: str, end: int) -> str:
     lines = rest.split("\n")
     span = ""
     for k, line in enumerate(lines):
-        cleaned = line.strip().lstrip(_LEAD_JUNK).strip()
+        cleaned = _BULLET.sub("", line.strip().lstrip(_LEAD_JUNK)).lstrip(_LEAD_JUNK).strip()
         if cleaned:
             span = cleaned
             break
@@ -110,7 +114,7 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
         if _INTENT.search(text[max(0, m.start() - 24):m.start()]):
             continue  # "To find the answer: count 3 rows of 4" announces work, not a result
         span = _marker_span(text, m.end())
-        if span:
+        if span and not _NOT.match(span):  # "the answer is not 7" states what the answer is not
             out.append(FinalAnswer(span, "answer_marker", m.start()))
     out.sort(key=lambda c: c.start)
     return out
@@ -120,7 +124,8 @@ _REVISION = re.compile(r"(?i)\b(?:wait|actually|hmm|on second thought|i mean|cor
                        r"let me recount|i made a mistake|that(?:'s| is) wrong)\b")
 
 
-def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T | None]:
+def find_final_answer(text: str, parse: Callable[[str, str], T | None],
+                      question: str = "") -> tuple[FinalAnswer, T | None]:
     """The final answer of ``text`` and its parsed value.
 
     ``parse(span, extractor)`` returns a value or None (span not an answer of the right kind).
@@ -128,8 +133,10 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     parse, ends the search: "\\boxed{B} wait no \\boxed{5}" is 5), unless a revision cue ("wait", "actually",
     "I mean", ...) follows it and the conclusion after the cue parses ("The answer is 4.5. Actually
     ... so the length is 3.5": 3.5, extractor ``"revision"``). Without candidates: a bare
-    answer alone on the first line with an explanation below (:func:`_bare_first_line`), else the
-    last non-empty line, or the one before it when the last does not parse ("I hope this helps!");
+    answer alone on the first line or first "It is ..." sentence with an explanation after it
+    (:func:`_bare_first_line`), else the last statement of the quantity ``question`` asks for
+    ("Area: 12\\nPerimeter: 16", :func:`pvm_bench.statements.asked_statement`; none when a revision
+    cue follows it), else the last non-empty line, or the one before it when the last does not parse ("I hope this helps!");
     else ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
     is returned with value None when nothing else parses.
     """
@@ -145,6 +152,11 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     first = _bare_first_line(text, parse)
     if first is not None:
         return first
+    stated = asked_statement(text, question, parse) if question else None
+    if stated is not None:
+        where = text.rfind(stated[0])
+        if not _REVISION.search(text[where + len(stated[0]):] if where >= 0 else text):
+            return FinalAnswer(stated[0], "statement", where), stated[1]
     for line in last_lines(text, 2):
         value = parse(line, "last_line")
         if value is not None:
@@ -159,6 +171,7 @@ _BARE = re.compile(r"\(?[A-Za-z]\)?|-?\$?\d[\d.,/]*\s*(?:%|[A-Za-z°²³]{1,10})
                    r"|[A-Za-z][A-Za-z'-]*(?:\s[A-Za-z'-]+){0,3}")
 
 
+_IT_IS = re.compile(r"(?i)(?:it|this|that)(?:\s+is|'s)\s+([^.]+?)\.(?:\s|$)")
 _NEGATION = re.compile(r"(?i)\b(?:not|never|neither|nor)\b|n't\b")
 
 
@@ -169,9 +182,15 @@ def _bare_first_line(text: str, parse: Callable[[str, str], T | None]) -> tuple[
     letter, a number with a unit, a list, or up to four words without a negation) on a line of
     its own, and only when no revision cue ("wait", "actually") follows."""
     lines = [line for line in text.strip().split("\n") if line.strip()]
-    if len(lines) < 2:
+    if not lines:
         return None
-    line = lines[0].strip().strip("*_#> ").strip().rstrip(".").strip()
+    line = lines[0].strip().strip("*_#> ").strip()
+    it_is = _IT_IS.match(line)
+    if it_is and (len(lines) > 1 or it_is.end() < len(line)):
+        line = it_is.group(1)  # "It is 16. The rectangle has sides 5 and 3."
+    elif len(lines) < 2:
+        return None
+    line = line.rstrip(".").strip()
     if not _BARE.fullmatch(line) or _NEGATION.search(line) or _REVISION.search(text):
         return None
     value = parse(line, "first_line")

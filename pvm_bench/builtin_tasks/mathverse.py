@@ -86,7 +86,8 @@ class MathVerse(HubTask):
             text = self.judge.extract(str(sample.metadata["question_for_eval"]), prep.text)
             extra = {"judge_raw": text}
         multi = sample.metadata["question_type"] == "multi-choice"
-        verdict = score_free_form(text, str(sample.target), sample.metadata.get("options") or None, multi_choice=multi)
+        verdict = score_free_form(text, str(sample.target), sample.metadata.get("options") or None, multi_choice=multi,
+                                  question=str(sample.metadata["question_for_eval"]))
         return free_form_score(verdict, judge_raw=extra.get("judge_raw"), truncated=truncated)
 
 

@@ -214,7 +214,8 @@ class MathVision(HubTask):
         if self.judge is not None:
             text = self.judge.extract(str(sample.metadata.get("raw_question") or sample.question), prep.text)
             extra = {"judge_raw": text}
-        verdict = score_free_form(text, sample.target, sample.choices, multi_choice=bool(sample.choices))
+        verdict = score_free_form(text, sample.target, sample.choices, multi_choice=bool(sample.choices),
+                                  question=str(sample.metadata.get("raw_question") or ""))
         return free_form_score(verdict, judge_raw=extra.get("judge_raw"), truncated=truncated)
 
     def _score_lmms(self, sample: Sample, text: str, truncated: bool) -> Score:

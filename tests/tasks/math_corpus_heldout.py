@@ -45,13 +45,14 @@ PROBLEMS: dict[str, dict[str, Any]] = {
     "gap": _row("h11", "What is the age gap between these two people in image?", "7", "integer", unit="years"),
 }
 
-#: MathVerse/MathVision-style problems: gold, multiple choice or not, options.
+#: MathVerse/MathVision-style problems: question, gold, multiple choice or not, options (the questions
+#: were added after the blind measurement, which scored without them; no verdict changed).
 DOCS: dict[str, dict[str, Any]] = {
-    "v_neg": {"answer": "-3", "mc": False, "options": None},
-    "v_pos": {"answer": "5", "mc": False, "options": None},
-    "v_negfrac": {"answer": "-\\frac{1}{2}", "mc": False, "options": None},
-    "v_mcneg": {"answer": "B", "mc": True, "options": ["-2", "-1", "1", "2"]},
-    "v_ang": {"answer": "40", "mc": False, "options": None},
+    "v_neg": {"question": "What is the minimum value of the function?", "answer": "-3", "mc": False, "options": None},
+    "v_pos": {"question": "What is the length of AB?", "answer": "5", "mc": False, "options": None},
+    "v_negfrac": {"question": "What is the slope of line AB?", "answer": "-\\frac{1}{2}", "mc": False, "options": None},
+    "v_mcneg": {"question": "What is the value of f(0)?", "answer": "B", "mc": True, "options": ["-2", "-1", "1", "2"]},
+    "v_ang": {"question": "In triangle ABC, find ∠ABC.", "answer": "40", "mc": False, "options": None},
 }
 
 
