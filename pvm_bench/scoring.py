@@ -69,23 +69,58 @@ def strip_reasoning_tags(text: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT
     return result.strip()
 
 
+#: How a task scores an output that ended inside an unclosed reasoning block (``<think>`` never
+#: closed), the task's ``unfinished_policy``: ``"zero"`` (pvm-bench's default: no answer was given,
+#: score 0, marked truncated) or ``"parse"`` (lmms-eval 0.7.3: ``strip_reasoning_tags`` leaves an
+#: unclosed opening tag in place, ``api/reasoning.py`` lines 15-18 and 21-35 of the wheel, and the
+#: task parses the whole remaining text, which can give credit).
+UNFINISHED_POLICIES = ("zero", "parse")
+
+
+def unfinished_policy_for(protocol: str) -> str:
+    """The unfinished-reasoning policy of a ``--protocol``: ``parse`` for lmms-eval, else ``zero``."""
+    return "parse" if protocol == "lmms-eval" else "zero"
+
+
+def apply_unfinished_policy(tasks: Sequence[Any], protocol: str) -> str:
+    """Set every task's ``unfinished_policy`` for ``protocol`` (each run sets it, so no earlier
+    run's choice lingers on a shared task object); returns the policy."""
+    policy = unfinished_policy_for(protocol)
+    for task in tasks:
+        task.unfinished_policy = policy
+    return policy
+
+
 @dataclass
 class PreparedOutput:
     """A model output ready for answer parsing.
 
-    ``text``: the output with reasoning blocks removed (lmms-eval semantics).
-    ``had_reasoning``: a reasoning block was present. ``unfinished_reasoning``: the output ends
-    inside a reasoning block (an opening tag with no closing tag), so no answer was given.
+    ``text``: the output with reasoning blocks removed (lmms-eval semantics: an unclosed opening
+    tag stays). ``had_reasoning``: a reasoning block was present. ``unfinished_reasoning``: the
+    output ends inside a reasoning block (an opening tag with no closing tag). ``unanswered``:
+    unfinished and the policy is ``"zero"``, so the task scores it 0 as truncated without parsing.
     """
 
     raw: str
     text: str
     had_reasoning: bool
     unfinished_reasoning: bool
+    policy: str = "zero"
+
+    @property
+    def unanswered(self) -> bool:
+        return self.unfinished_reasoning and self.policy == "zero"
 
 
-def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> PreparedOutput:
-    """Strip reasoning blocks from ``output`` and detect an unfinished one."""
+def is_unfinished(output: Any, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> bool:
+    """Whether ``output`` ends inside an unclosed reasoning block (the report's share of such outputs)."""
+    return isinstance(output, str) and prepare_output(output, tag_pairs).unfinished_reasoning
+
+
+def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS, *,
+                   policy: str = "zero") -> PreparedOutput:
+    """Strip reasoning blocks from ``output`` and detect an unfinished one (``policy``: see
+    :data:`UNFINISHED_POLICIES`)."""
     raw = output if isinstance(output, str) else ("" if output is None else str(output))
     text = strip_reasoning_tags(raw, tag_pairs)
     had = any(s in raw or e in raw for s, e in tag_pairs)
@@ -94,7 +129,7 @@ def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REA
         pos = text.rfind(start_tag)
         if pos != -1 and end_tag not in text[pos:]:
             unfinished = True
-    return PreparedOutput(raw=raw, text=text, had_reasoning=had, unfinished_reasoning=unfinished)
+    return PreparedOutput(raw=raw, text=text, had_reasoning=had, unfinished_reasoning=unfinished, policy=policy)
 
 
 def final_answer_text(text: str) -> tuple[str, bool]:

@@ -57,9 +57,9 @@ class AI2D(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 MultiChoiceRegexFilter + exact_match"}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         m = OPTION_LETTER.match(prep.text)
         pred = m.group(1) if m else prep.text

@@ -78,8 +78,8 @@ class MathVerse(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
-        if prep.unfinished_reasoning:
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none")
         text, extra = prep.text, {}
         if self.judge is not None:

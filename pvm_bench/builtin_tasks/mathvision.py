@@ -205,8 +205,8 @@ class MathVision(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
-        if prep.unfinished_reasoning:
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none", symbolic=SYMBOLIC)
         if self.scorer == "lmms":
             return self._score_lmms(sample, prep.text, truncated)

@@ -242,8 +242,8 @@ class MathVista(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
-        if prep.unfinished_reasoning:
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none")
         text = prep.text.strip()
         if self.scorer == "lmms":

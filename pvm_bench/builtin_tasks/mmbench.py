@@ -167,9 +167,9 @@ class MMBench(HubTask):
                       "l2_category": row.get("L2-category")},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(cut_at_stops(output, self.generation.get("until", ())))
+        prep = prepare_output(cut_at_stops(output, self.generation.get("until", ())), policy=self.unfinished_policy)
         details: dict[str, Any] = {"extractor": "mmbench_static", "index": int(sample.metadata["index"])}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = static_answer(prep.text, dict(sample.metadata["options"]))
         return letter_score(letter, sample.target, details, truncated=truncated)

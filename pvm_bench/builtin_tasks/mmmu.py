@@ -217,10 +217,10 @@ class MMMU(HubTask):
         return [{"role": "user", "content": content}]
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
         details: dict[str, Any] = {"extractor": f"lmms-eval-0.7.3-rule ({self.answer_mode})",
                                    "question_type": sample.metadata.get("question_type")}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         text = prep.text
         marker = False

@@ -78,9 +78,9 @@ class MMStar(HubTask):
             metadata={"category": row.get("category"), "l2_category": row.get("l2_category")},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
         details: dict[str, Any] = {"extractor": "option_letter", "l2_category": sample.metadata.get("l2_category")}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = extract_mcq_answer(prep.text, choices=["A", "B", "C", "D"])
         return letter_score(letter, sample.target, details, truncated=truncated)

@@ -71,9 +71,9 @@ class MMT(HubTask):
             metadata={"l2_category": row.get("l2-category", "unknown"), "category": row.get("category")},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mmt parse_multi_choice_response"}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter, guessed = parse_multi_choice_response(prep.text.strip(), list(sample.choices or LETTERS), random.Random(seed_for(sample.id)))
         details["guessed"] = guessed
