@@ -219,6 +219,8 @@ def collect_groups(data: RunData, infos: dict[str, TaskInfo]) -> dict[GroupKey, 
                     if msg not in data.warnings:
                         data.warnings.append(msg)
                     continue
+                if not g and m.name != info.headline:
+                    continue  # no record this metric covers (an MMStar category absent from the run)
                 out[(task, variant, m.name)] = g
                 if m.name == info.headline:
                     headline[variant][task] = g
