@@ -16,8 +16,8 @@ does the same, in one place, for every math task:
 
 The option inference follows VLMEvalKit's ``can_infer`` (``vlmeval/utils/matching_util.py``
 lines 18-127 at open-compass/VLMEvalKit e8e78f05: ``can_infer_option`` counts standalone choice
-letters after replacing ``.()[],:;!*#{}`` with spaces and accepts a single one among the last five
-words; ``can_infer_text`` accepts a single choice text contained in a short answer), applied to
+letters after replacing ``.()[],:;!*#{}`` with spaces and accepts a single one among the last four
+words, ``splits.index(ch) > len(splits) - 5``, line 52; ``can_infer_text``, lines 107-121, accepts a single choice text contained in a short answer), applied to
 the final-answer span rather than to the whole output, plus a leading-letter rule ("(B) 8/11",
 "B. green") and exact/numeric option-text matches.
 
@@ -383,7 +383,7 @@ def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_mar
 
     Order: a leading letter ("B", "(B) 8/11", "B. green", "**B**"); "option B"; a choice text equal
     to the span, or the single longest choice text it contains (VLMEvalKit ``can_infer_text``);
-    a number equal to exactly one numeric choice; a single standalone letter among the last five
+    a number equal to exactly one numeric choice; a single standalone letter among the last four
     words (VLMEvalKit ``can_infer_option``).
     """
     letters = [chr(ord("A") + i) for i in range(len(choices))]
@@ -414,7 +414,7 @@ def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_mar
             return numeric[0], "option_text"
     words = [w for w in re.sub(r"[.()\[\],:;!*#{}\"`“”]", " ", s).split()]
     present = [w for w in words if w in letters]
-    if len(set(present)) == 1 and words.index(present[0]) >= len(words) - 5 and not (
+    if len(set(present)) == 1 and words.index(present[0]) > len(words) - 5 and not (
             present[0] == "A" and len(words) > 3 and extractor == "last_line"):
         return letters.index(present[0]), "option_letter"
     return None

@@ -4,9 +4,11 @@ Two layers:
 
 1. **Model-output preparation** (every task): :func:`prepare_output` strips reasoning blocks
    (``<think>...</think>`` and ``<analysis>...</analysis>``, exactly as lmms-eval 0.7.3's
-   ``strip_reasoning_tags`` with its CLI default ``--reasoning_tags``), and notices an output
-   that stopped *inside* a reasoning block (opened, never closed): such an output never reached
-   an answer. :func:`final_answer_text` takes the content of the last ``<answer>...</answer>``
+   ``strip_reasoning_tags``, ``api/reasoning.py`` lines 4-35, with its CLI default
+   ``--reasoning_tags``), and notices an output that stopped *inside* a reasoning block (opened,
+   never closed): by default such an output never reached an answer (see
+   :data:`UNFINISHED_POLICIES` for lmms-eval's way). :func:`final_answer_text` takes the
+   content of the last ``<answer>...</answer>``
    or the text after the last "answer" marker ("Answer:", "The final answer is", "**Answer**:").
    :func:`truncated_score` builds the ``Score(value=0, truncated=True)`` for outputs that hit the
    token limit before any answer.
@@ -33,7 +35,7 @@ from typing import Any
 
 from pvm_bench.tasks import Score
 
-#: lmms-eval 0.7.3 CLI default for ``--reasoning_tags`` (lmms_eval/__main__.py).
+#: lmms-eval 0.7.3 CLI default for ``--reasoning_tags`` (lmms_eval/__main__.py lines 319-323).
 DEFAULT_REASONING_TAGS: list[list[str]] = [["<think>", "</think>"], ["<analysis>", "</analysis>"]]
 
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
@@ -49,7 +51,7 @@ def seed_for(key: str) -> int:
 
 
 def strip_reasoning_tags(text: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> str:
-    """Remove reasoning blocks; verbatim logic of lmms-eval 0.7.3 ``api/reasoning.py``.
+    """Remove reasoning blocks; verbatim logic of lmms-eval 0.7.3 ``api/reasoning.py`` lines 20-35.
 
     Complete ``start...end`` blocks are removed; if only closing tags remain (the chat template
     pre-filled the opening tag) the text after the last closing tag is kept. An unclosed opening
@@ -213,7 +215,7 @@ def _argmax(values: Sequence[float]) -> int:
 
 
 def get_multi_choice_info(options: Sequence[str], start_chr: str = "A") -> tuple[dict[str, str], list[str]]:
-    """``index2ans`` and ``all_choices`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py)."""
+    """``index2ans`` and ``all_choices`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py lines 7-15)."""
     all_choices: list[str] = []
     index2ans: dict[str, str] = {}
     for i, option in enumerate(options):
@@ -228,8 +230,8 @@ def parse_mmmu_multi_choice_response(
 ) -> tuple[str, bool]:
     """MMMU's option-letter parser; returns ``(letter, guessed)``.
 
-    Port of ``parse_mmmu_multi_choice_response`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py,
-    0.7.3). ``guessed`` is True where lmms-eval falls back to ``random.choice`` (no candidate).
+    Port of ``parse_mmmu_multi_choice_response`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py
+    lines 17-65, 0.7.3). ``guessed`` is True where lmms-eval falls back to ``random.choice`` (no candidate).
     """
     for char in [",", ".", "!", "?", ";", ":", "'"]:
         response = response.strip(char)
@@ -275,7 +277,7 @@ def parse_mmmu_multi_choice_response(
 
 
 def mmmu_extract_numbers(string: str) -> list[str]:
-    """``extract_numbers`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``extract_numbers`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 427-448)."""
     pattern_commas = r"-?\b\d{1,3}(?:,\d{3})+\b"
     pattern_scientific = r"-?\d+(?:\.\d+)?[eE][+-]?\d+"
     pattern_simple = r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])"
@@ -283,7 +285,7 @@ def mmmu_extract_numbers(string: str) -> list[str]:
 
 
 def mmmu_check_is_number(string: str) -> bool:
-    """``check_is_number`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``check_is_number`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 451-461)."""
     try:
         float(string.replace(",", ""))
         return True
@@ -292,7 +294,7 @@ def mmmu_check_is_number(string: str) -> bool:
 
 
 def mmmu_normalize_str(string: str) -> list[Any]:
-    """``normalize_str`` of lmms_eval/tasks/mmmu/utils.py (0.7.3): numbers -> rounded floats."""
+    """``normalize_str`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 464-487): numbers -> rounded floats."""
     string = string.strip()
     if mmmu_check_is_number(string):
         return [round(float(string.replace(",", "")), 2)]
@@ -329,7 +331,7 @@ def mmmu_key_subresponses(response: str) -> tuple[list[str], bool]:
 
 
 def parse_mmmu_open_response(response: str) -> list[Any]:
-    """``parse_open_response`` of lmms_eval/tasks/mmmu/utils.py (0.7.3).
+    """``parse_open_response`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 490-559).
 
     Note: the result comes from ``list(set(...))``; its order depends on string hashing, but
     ``eval_open`` only asks whether *any* candidate matches, so the score does not.
@@ -345,14 +347,14 @@ def parse_mmmu_open_response(response: str) -> list[Any]:
 
 
 def mmmu_eval_multi_choice(gold: str | list[str], pred: str) -> bool:
-    """``eval_multi_choice`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``eval_multi_choice`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 341-356)."""
     if isinstance(gold, list):
         return any(answer == pred for answer in gold)
     return gold == pred
 
 
 def mmmu_eval_open(gold: str | list[str], preds: Sequence[Any]) -> bool:
-    """``eval_open`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``eval_open`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 359-385)."""
     if isinstance(gold, list):
         norm_answers: list[Any] = []
         for answer in gold:
@@ -386,7 +388,7 @@ _MCQ_PRIORITY = {"start": 10, "end": 9, "phrase": 7, "parentheses": 6, "period":
 def extract_mcq_answer(response: str, choices: Sequence[str] | None = None) -> str:
     """Choice letter from free-form output, ``""`` if none.
 
-    Port of ``extract_mcq_answer`` (lmms_eval/tasks/_task_utils/mcq_extract.py, 0.7.3), used by
+    Port of ``extract_mcq_answer`` (lmms_eval/tasks/_task_utils/mcq_extract.py line 65 on, 0.7.3), used by
     MMStar and MMBench's static evaluation.
     """
     if not response or not response.strip():

@@ -11,13 +11,14 @@ Tasks, as lmms-eval 0.7.3 ``tasks/mathverse``:
 
 Prompt: ``create_one_query`` with ``shot_type="format-prompt"``, ``query_type="query_wo"``
 (mathverse_evals.py lines 122-182): the dataset's ``query_wo`` as is. lmms-eval's ``until`` stop
-strings (``"</s>"``, ``"Q:"``, ``"<|im_end|>"``) are not applied; models stop at their EOS. The
+strings (``"</s>"``, ``"Q:"``, ``"<|im_end|>"`` in mathverse_testmini.yaml lines 14-17, ``"ASSISTANT:"``
+in the version-split YAMLs, lines 12-13) are not applied; models stop at their EOS. The
 version-split YAMLs also pin greedy decoding (``temperature: 0, top_p: 0, do_sample: false``,
 lines 15-18); here the run's ``--temperature`` decides, as for every task.
 
 Scoring. lmms-eval scores MathVerse only with a GPT judge (``mathverse_process_results``, utils.py
-line 44, ``score_answer(..., quick_match=False)`` -> ``evaluate_binary``); its ``quick_match`` is
-plain string equality. Here the default is the rule-based final-answer scorer
+lines 44-52, ``score_answer(..., quick_match=False)`` -> ``evaluate_binary``, mathverse_evals.py lines
+92-97); its ``quick_match`` is plain string equality (line 94). Here the default is the rule-based final-answer scorer
 (:func:`pvm_bench.mathscore.score_free_form`: last boxed / answer marker / last line; option
 letter or option text for multiple choice; number, text or latex2sympy2 symbolic equality for
 free form). With a local judge (``set_judge``) the judge extracts the answer with lmms-eval's

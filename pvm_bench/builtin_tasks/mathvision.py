@@ -3,7 +3,7 @@
 Prompt and generation as lmms-eval 0.7.3 ``tasks/mathvision`` (``mathvision_testmini``):
 ``mathvision_doc_to_text`` (utils.py lines 49-64): ``'Please solve the problem step by step and put
 your answer in one "\\boxed{}".'`` + question (+ ``Choices: A. ..`` and the YAML's ``mc_prompt``
-"Answer the question with the option's letter from the given choices directly." for multiple
+"Answer the question with the option's letter from the given choices directly." (YAML line 23) for multiple
 choice); ``max_new_tokens: 16384`` (mathvision_testmini.yaml line 13).
 
 Scoring:
