@@ -69,4 +69,20 @@ class AI2D(HubTask):
         return Score(value=float(ok), parsed=pred, details=details)
 
 
-TASKS = [AI2D()]
+class AI2DLite(AI2D):
+    """lmms-eval 0.7.3 ``ai2d_lite`` (``ai2d_lite.yaml`` lines 1-6: LMMs-Eval-Lite config ``ai2d``, split
+    ``lite``; prompt, generation and filter as ``ai2d``). Under ``--data-dir``: ``ai2d/lite.parquet``."""
+
+    name = "ai2d_lite"
+    description = "AI2D lite (lmms-eval's LMMs-Eval-Lite subset): science diagrams, multiple choice (mcq prompt, exact match)"
+    splits = ("lite",)
+    default_split = "lite"
+    hub_id = "lmms-lab-encoder/LMMs-Eval-Lite"
+    hub_configs = ("ai2d",)
+    data_name = "ai2d"
+
+    def row_id(self, row: dict[str, Any], position: int) -> str:
+        return f"ai2d_lite_{position}"
+
+
+TASKS = [AI2D(), AI2DLite()]

@@ -92,8 +92,37 @@ class MathVerse(HubTask):
         return free_form_score(verdict, judge_raw=extra.get("judge_raw"), truncated=truncated)
 
 
+#: lmms-eval 0.7.3's ``mathverse_testmini_vision`` group (mathverse_testmini_vision.yaml lines 1-5).
+VISION_VERSIONS = ("vision_intensive", "vision_dominant", "vision_only")
+
+
+class MathVerseVision(MathVerse):
+    """lmms-eval's ``mathverse_testmini_vision`` group as one task: the vision-intensive,
+    vision-dominant and vision-only problem versions (``max_new_tokens: 1024`` each, line 14 of each
+    YAML); the score is the mean over all their samples (the three versions have the same problems,
+    so this is also the mean of the three version scores). Sample ids get the version as a prefix
+    (``vision_only/12``) so the versions of one problem stay apart; ``--limit`` caps the total."""
+
+    def __init__(self) -> None:
+        super().__init__(split="vision_only", name="mathverse_vision")
+        self.splits = ("vision", *VISION_VERSIONS)
+        self.default_split = "vision"
+        self.description = f"MathVerse testmini vision versions (intensive, dominant, only): visual math; {NOTE}"
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Any = None) -> list[Sample]:
+        if (split or self.default_split) != "vision":
+            return super().load(split, limit, data_dir)  # the unknown-split error
+        out: list[Sample] = []
+        for version in VISION_VERSIONS:
+            for sample in MathVerse.load(self, version, limit, data_dir):
+                sample.id = f"{version}/{sample.id}"
+                out.append(sample)
+        return out[:limit] if limit else out
+
+
 TASKS = [
     MathVerse(),
     MathVerse(split="vision_only", name="mathverse_vision_only"),
     MathVerse(split="text_dominant", name="mathverse_text_dominant"),
+    MathVerseVision(),
 ]

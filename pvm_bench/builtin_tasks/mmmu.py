@@ -134,10 +134,11 @@ class MMMU(HubTask):
     generation = {"max_new_tokens": 128}
 
     def __init__(self, prompt: Literal["default", "qwen3_vl"] = "default", name: str | None = None,
-                 answer_mode: Literal["lmms", "final"] = "lmms") -> None:
+                 answer_mode: Literal["lmms", "final"] = "lmms", split: str = "validation") -> None:
         if prompt not in PROMPT_KWARGS:
             raise TaskError(f"mmmu: unknown prompt '{prompt}'; use one of {sorted(PROMPT_KWARGS)}")
         self.prompt = prompt
+        self.default_split = split  # "dev": the 150-question MMMU dev split (the paper's MMMU^dev)
         self.answer_mode = answer_mode
         if name:
             self.name = name
@@ -253,4 +254,5 @@ def _subject(sample_id: str) -> str | None:
     return match.group(1) if match else None
 
 
-TASKS = [MMMU(), MMMU(prompt="qwen3_vl", name="mmmu_qwen3vl")]
+TASKS = [MMMU(), MMMU(prompt="qwen3_vl", name="mmmu_qwen3vl"),
+         MMMU(prompt="qwen3_vl", name="mmmu_dev_qwen3vl", split="dev")]
