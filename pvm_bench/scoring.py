@@ -80,8 +80,9 @@ UNFINISHED_POLICIES = ("zero", "parse")
 
 
 def unfinished_policy_for(protocol: str) -> str:
-    """The unfinished-reasoning policy of a ``--protocol``: ``parse`` for lmms-eval, else ``zero``."""
-    return "parse" if protocol == "lmms-eval" else "zero"
+    """The unfinished-reasoning policy of a ``--protocol``: ``parse`` for lmms-eval (and pvm-paper,
+    which evaluates with lmms-eval), else ``zero``."""
+    return "parse" if protocol in ("lmms-eval", "pvm-paper") else "zero"
 
 
 def apply_unfinished_policy(tasks: Sequence[Any], protocol: str) -> str:

@@ -27,8 +27,12 @@ from pvm_bench.scoring import apply_unfinished_policy
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
-#: ``--protocol`` values. ``default`` = pvm-bench's own inputs (no preset).
-PROTOCOLS = ("default", "lmms-eval")
+#: ``--protocol`` values. ``default`` = pvm-bench's own inputs (no preset). ``pvm-paper`` = the PVM
+#: paper's evaluation: lmms-eval's inputs and scoring rule, plus temperature 0.7 and 4 repeats
+#: (:data:`pvm_bench.paper_table.PAPER_RUN_DEFAULTS`, filled in by the CLI when not given).
+PROTOCOLS = ("default", "lmms-eval", "pvm-paper")
+#: Protocols that send what another protocol's family preset says.
+PRESET_OF = {"pvm-paper": "lmms-eval"}
 
 
 class ProtocolError(UserError):
@@ -64,9 +68,9 @@ def preset(spec: FamilySpec, name: str) -> HarnessSettings:
     if name == "default":
         return HarnessSettings()
     try:
-        return spec.protocols[name]
+        return spec.protocols[PRESET_OF.get(name, name)]
     except KeyError:
-        known = sorted(f.name for f in FAMILIES.values() if name in f.protocols)
+        known = sorted(f.name for f in FAMILIES.values() if PRESET_OF.get(name, name) in f.protocols)
         raise ProtocolError(
             f"--protocol {name}: no {name} settings are known for {spec.name} models (known for {', '.join(known)}); "
             "drop --protocol and pass --system-prompt / --min-pixels / --max-pixels yourself"
