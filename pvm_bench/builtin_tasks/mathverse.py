@@ -106,6 +106,7 @@ class MathVerseVision(MathVerse):
     def __init__(self) -> None:
         super().__init__(split="vision_only", name="mathverse_vision")
         self.splits = ("vision", *VISION_VERSIONS)
+        self.split_parts = {"vision": VISION_VERSIONS}  # what `pvm-bench data export` writes for "vision"
         self.default_split = "vision"
         self.description = f"MathVerse testmini vision versions (intensive, dominant, only): visual math; {NOTE}"
 
