@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pvm_bench.statements import asked_statement
+from pvm_bench.statements import SECOND_LOOK, asked_statement
 
 T = TypeVar("T")
 
@@ -136,8 +136,9 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
     answer alone on the first line or first "It is ..." sentence with an explanation after it
     (:func:`_bare_first_line`), else the last statement of the quantity ``question`` asks for
     ("Area: 12\\nPerimeter: 16", :func:`pvm_bench.statements.asked_statement`; none when a revision
-    cue follows it), else the last non-empty line, or the one before it when the last does not parse ("I hope this helps!");
-    else ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
+    cue or a second look, "looking again", "however", "but", follows it), else the last non-empty
+    line, or the one before it when the last does not parse ("I hope this helps!"); else
+    ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
     is returned with value None when nothing else parses.
     """
     candidates = answer_candidates(text)
@@ -155,7 +156,8 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
     stated = asked_statement(text, question, parse) if question else None
     if stated is not None:
         where = text.rfind(stated[0])
-        if not _REVISION.search(text[where + len(stated[0]):] if where >= 0 else text):
+        after = text[where + len(stated[0]):] if where >= 0 else text
+        if not _REVISION.search(after) and not SECOND_LOOK.search(after):
             return FinalAnswer(stated[0], "statement", where), stated[1]
     for line in last_lines(text, 2):
         value = parse(line, "last_line")

@@ -49,6 +49,10 @@ _NOT_VALUE = re.compile(r"(?i)not\b|n't\b")
 _HEDGE = re.compile(r"(?i)\d\s*%?\s*(?:or|to)\s+(?:about\s+)?-?\d")  # "7 or 8 years", "5 to 6": no single value
 _RESTATED = re.compile(r"(?i)(?:\bi\.e\.|\bthat is|\bor equivalently|\bwhich (?:simplifies to|is|equals|gives)|≈)"
                        r"\s*,?\s*(?=-?\$?\d)")
+#: A second look after a statement ("Looking again, ...", "However, ..."): the caller then trusts the
+#: last line instead, as it did before statements were read.
+SECOND_LOOK = re.compile(r"(?i)\b(?:looking again|look again|on closer inspection|closer look|re-?check\w*|"
+                         r"re-?examin\w*|recount\w*|correct(?:ion|ed|ing)|instead|however|but)\b")
 _UNIT = re.compile(r"-?[\d.,/]+\s+([A-Za-z]+)")
 _CHAIN = re.compile(r"^[\d\s.,/×*+\-−()÷^]+=\s*")  # "1/2 × 6 × 4 = 12": the value is what the chain ends in
 
