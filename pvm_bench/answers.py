@@ -17,7 +17,8 @@ does the same, in one place, for every math task:
 The option inference follows VLMEvalKit's ``can_infer`` (``vlmeval/utils/matching_util.py``
 lines 18-127 at open-compass/VLMEvalKit e8e78f05: ``can_infer_option`` counts standalone choice
 letters after replacing ``.()[],:;!*#{}`` with spaces and accepts a single one among the last four
-words, ``splits.index(ch) > len(splits) - 5``, line 52; ``can_infer_text``, lines 107-121, accepts a single choice text contained in a short answer), applied to
+words, ``splits.index(ch) > len(splits) - 5``, line 52; ``can_infer_text``, lines 107-121, accepts
+a single choice text contained in a short answer), applied to
 the final-answer span rather than to the whole output, plus a leading-letter rule ("(B) 8/11",
 "B. green") and exact/numeric option-text matches.
 

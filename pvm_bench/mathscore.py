@@ -178,8 +178,8 @@ def score_free_form(text: str, gold: str, choices: Sequence[str] | None = None, 
 
     Multiple choice: the inferred option letter must equal ``gold`` (or its text the gold
     option's text). ``question`` names the asked quantity for answers stated as labelled values
-    (:func:`pvm_bench.statements.asked_statement`). Free form: the last final-answer span, compared as symbolic/text/number
-    (:func:`math_span`, :func:`pvm_bench.symbolic.is_equal`, :func:`numbers_match`).
+    (:func:`pvm_bench.statements.asked_statement`). Free form: the last final-answer span, compared
+    as symbolic/text/number (:func:`math_span`, :func:`pvm_bench.symbolic.is_equal`, :func:`numbers_match`).
     """
     gold = str(gold).strip()
     if multi_choice:

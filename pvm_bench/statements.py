@@ -39,10 +39,13 @@ _HEAD = (
                r"has|do|does|did|can|could|in|on|of|there)\b"),
     re.compile(r"(?i)\bwhat\s+(?:is|was|are)\s+the\s+(.+?)(?:\s+(?:of|in|on|at|for|between|from|shown|that|when|"
                r"if|after|before|to|with)\b|\s*[?,.(]|$)"),
-    re.compile(r"(?i)\b(?:find|calculate|compute|determine)\s+(?:the\s+)?(.+?)(?:\s+(?:of|in|on|for|between)\b|\s*[?,.(]|$)"),
+    re.compile(r"(?i)\b(?:find|calculate|compute|determine)\s+(?:the\s+)?(.+?)"
+               r"(?:\s+(?:of|in|on|for|between)\b|\s*[?,.(]|$)"),
 )
-_CLAUSES = re.compile(r"\n|;|(?<=[^\d\s])(?<!i\.e|e\.g)\.\s+|(?<=\d)\.\s+(?=[A-Z])|,\s+(?=(?:so|and|thus|therefore|hence)\s)")
-_STATEMENT = re.compile(r"(?i)^(?P<label>[^:=≈]{1,60}?)\s*(?:\b(?:is|are|was|were|equals)\b|[:=≈：])\s*(?P<value>.+)$")
+_CLAUSES = re.compile(r"\n|;|(?<=[^\d\s])(?<!i\.e|e\.g)\.\s+|(?<=\d)\.\s+(?=[A-Z])"
+                      r"|,\s+(?=(?:so|and|thus|therefore|hence)\s)")
+_STATEMENT = re.compile(r"(?i)^(?P<label>[^:=≈]{1,60}?)\s*(?:\b(?:is|are|was|were|equals)\b|[:=≈：])"
+                        r"\s*(?P<value>.+)$")
 _THERE = re.compile(r"(?i)^there\s+(?:is|are|was|were)\s+(?:a\s+total\s+of\s+|exactly\s+|about\s+)?"
                     r"(?P<value>\S+)\s+(?P<label>.+)$")
 _NOT_VALUE = re.compile(r"(?i)not\b|n't\b")

@@ -74,7 +74,8 @@ class AI2DLite(AI2D):
     ``lite``; prompt, generation and filter as ``ai2d``). Under ``--data-dir``: ``ai2d/lite.parquet``."""
 
     name = "ai2d_lite"
-    description = "AI2D lite (lmms-eval's LMMs-Eval-Lite subset): science diagrams, multiple choice (mcq prompt, exact match)"
+    description = ("AI2D lite (lmms-eval's LMMs-Eval-Lite subset): science diagrams, multiple choice "
+                   "(mcq prompt, exact match)")
     splits = ("lite",)
     default_split = "lite"
     hub_id = "lmms-lab-encoder/LMMs-Eval-Lite"

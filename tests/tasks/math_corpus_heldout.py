@@ -123,8 +123,8 @@ CASES: list[Case] = [Case(*row) for row in [
     ("rect", "enum", T, "The rectangle is 5 by 3.\nOption A (12): too small.\nOption B (14): would need sides 4 "
                         "and 3.\nOption C (16): 2 × (5 + 3) = 16, matches.\nOption D (18): too large.\n"
                         "The correct option is C."),
-    ("rect", "enum", T, "Checking A: 12 ≠ 16. Checking B: 14 ≠ 16. Checking C: 16 = 16 ✓. Checking D: 18 ≠ 16.\n"
-                        "Final answer: C"),
+    ("rect", "enum", T, "Checking A: 12 ≠ 16. Checking B: 14 ≠ 16. Checking C: 16 = 16 ✓. "
+                        "Checking D: 18 ≠ 16.\nFinal answer: C"),
     ("rect", "enum", F, "Option A: 2 × (5 + 3) = 16? No, that gives 16, not 12.\nOption D: 18 if the sides were "
                         "5 and 4.\nThe sides are 5 and 4, so the answer is D."),
     ("rect", "enum", T, "2 × (5 + 3) = 16. Among the options, 12 and 14 are too small and 18 is too large, "

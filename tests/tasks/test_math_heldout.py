@@ -101,7 +101,8 @@ def test_statements_of_the_asked_quantity_and_their_guards() -> None:
     # a revision after the statement: the last line wins
     assert TASK.score(samples["area"], "Area: 24\nWait, I forgot the half, so 12").value == 1.0
     # a second look after the statement: the last line wins
-    assert TASK.score(samples["slope"], "The slope is 3 at first glance.\nLooking again, the line falls: -3").value == 1.0
+    second_look = "The slope is 3 at first glance.\nLooking again, the line falls: -3"
+    assert TASK.score(samples["slope"], second_look).value == 1.0
     # a hedge is no statement; a negated marker is no answer
     assert TASK.score(samples["gap"], "The age gap is 7 or 8 years.\nThe man is 45.").value == 0.0
     assert TASK.score(samples["gap"], "The answer is not 7.").details["extractor"] != "answer_marker"

@@ -33,8 +33,9 @@ def test_published_rows_are_the_table_and_name_the_group_tasks() -> None:
 
 def test_group_runs_the_papers_versions() -> None:
     tasks = get_registry(entry_points=False).tasks
-    assert (tasks["mmbench_en_lite"].hub_id, tasks["mmbench_en_lite"].hub_configs, tasks["mmbench_en_lite"].default_split) \
-        == ("lmms-lab-encoder/LMMs-Eval-Lite", ("mmbench_en_dev",), "lite")
+    lite = tasks["mmbench_en_lite"]
+    assert (lite.hub_id, lite.hub_configs) == ("lmms-lab-encoder/LMMs-Eval-Lite", ("mmbench_en_dev",))
+    assert lite.default_split == "lite"
     assert (tasks["ai2d_lite"].hub_configs, tasks["ai2d_lite"].default_split) == (("ai2d",), "lite")
     assert tasks["mmmu_dev_qwen3vl"].default_split == "dev" and tasks["mmmu_dev_qwen3vl"].prompt == "qwen3_vl"
     assert tasks["mathverse_vision"].generation["max_new_tokens"] == 1024
@@ -42,12 +43,14 @@ def test_group_runs_the_papers_versions() -> None:
 
 
 def test_protocol_defaults_and_preset() -> None:
-    assert protocol_run_defaults({"protocol": "pvm-paper"}) == {"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}
+    filled = protocol_run_defaults({"protocol": "pvm-paper"})
+    assert filled == {"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}
     assert protocol_run_defaults({"protocol": "pvm-paper", "temperature": 0.2})["temperature"] == 0.2  # explicit wins
     assert protocol_run_defaults({"protocol": "lmms-eval"}) == {"protocol": "lmms-eval"}
     paper, _ = resolve_protocol(FAMILIES["qwen3_vl"], "pvm-paper")
     lmms, _ = resolve_protocol(FAMILIES["qwen3_vl"], "lmms-eval")
-    assert (paper.system_prompt, paper.min_pixels, paper.max_pixels) == (lmms.system_prompt, lmms.min_pixels, lmms.max_pixels)
+    for field in ("system_prompt", "min_pixels", "max_pixels"):
+        assert getattr(paper, field) == getattr(lmms, field), field
     assert paper.sources["system_prompt"] == "pvm-paper"
     assert unfinished_policy_for("pvm-paper") == "parse"
 
