@@ -75,7 +75,8 @@ def strip_reasoning_tags(text: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT
 #: closed), the task's ``unfinished_policy``: ``"zero"`` (pvm-bench's default: no answer was given,
 #: score 0, marked truncated) or ``"parse"`` (lmms-eval 0.7.3: ``strip_reasoning_tags`` leaves an
 #: unclosed opening tag in place, ``api/reasoning.py`` lines 15-18 and 21-35 of the wheel, and the
-#: task parses the whole remaining text, which can give credit).
+#: task parses the whole remaining text, which can give credit; a guess in an output cut off by the
+#: token limit is scored as it is, too). The record's ``truncated`` column still says what was cut.
 UNFINISHED_POLICIES = ("zero", "parse")
 
 
@@ -113,6 +114,11 @@ class PreparedOutput:
     @property
     def unanswered(self) -> bool:
         return self.unfinished_reasoning and self.policy == "zero"
+
+    def scores_truncation(self, truncated: bool) -> bool:
+        """Whether the task should treat the output as cut off: ``truncated`` under "zero"; never under
+        "parse" (lmms-eval has no such notion and scores a guess in a cut-off output as any other)."""
+        return truncated and self.policy == "zero"
 
 
 def is_unfinished(output: Any, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> bool:

@@ -58,6 +58,7 @@ class AI2D(HubTask):
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 MultiChoiceRegexFilter + exact_match"}
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)

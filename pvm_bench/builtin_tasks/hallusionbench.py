@@ -59,6 +59,7 @@ class HallusionBench(HubTask):
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "yes_no_rule", **{k: sample.metadata[k] for k in ID_FIELDS}}
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)

@@ -239,6 +239,7 @@ class ColourRecall(Task):
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"distance": sample.metadata.get("distance"), "n_filler": sample.metadata.get("n_filler"),
                                    "extractor": "answer_marker"}
         if prep.unanswered:

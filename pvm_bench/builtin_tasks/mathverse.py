@@ -80,6 +80,7 @@ class MathVerse(HubTask):
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none")
         text, extra = prep.text, {}

@@ -244,6 +244,7 @@ class MathVista(HubTask):
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none")
         text = prep.text.strip()

@@ -183,6 +183,7 @@ class MMBench(HubTask):
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(cut_at_stops(output, self.generation.get("until", ())), policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "mmbench_static", "index": int(sample.metadata["index"])}
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)

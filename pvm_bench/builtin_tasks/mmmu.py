@@ -219,6 +219,7 @@ class MMMU(HubTask):
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": f"lmms-eval-0.7.3-rule ({self.answer_mode})",
                                    "question_type": sample.metadata.get("question_type")}
         if prep.unanswered:

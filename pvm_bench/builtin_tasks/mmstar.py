@@ -91,6 +91,7 @@ class MMStar(HubTask):
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "option_letter", "l2_category": sample.metadata.get("l2_category"),
                                    "category": sample.metadata.get("category")}
         if prep.unanswered:

@@ -72,6 +72,7 @@ class MMT(HubTask):
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mmt parse_multi_choice_response"}
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
