@@ -145,6 +145,8 @@ class MMMU(HubTask):
         if prompt != "default":
             head, _, tail = type(self).description.partition(": ")
             self.description = f"{head} with lmms-eval's {prompt} prompt: {tail}"
+        if split != "validation":
+            self.description = f"{self.description} ({split} split)"
 
     def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
         """Local files under ``data_dir``, else the first of :attr:`hub_sources` that loads."""
