@@ -13,9 +13,9 @@ statement whose label *is* the asked quantity; :func:`asked_statement` does the 
   ``LABEL is|are|was|were|equals|:|=|≈ VALUE`` or ``There are VALUE LABEL``; a value opening with
   "not" is a negation and one naming two values ("7 or 8 years") a hedge, neither a statement;
 * it states the asked quantity when its label (with the unit after a leading number: "Above 40:
-  3 bars") holds every head word and no word absent from the
-  question (so "Bars below 40" and "Total bars" do not state "bars above 40", and "There are 7
-  objects" does not state "objects left");
+  3 bars") holds every head word and no word absent from the question (so "Bars below 40" and
+  "Total bars" do not state "bars above 40", and "There are 7 objects" does not state "objects
+  left");
 * its value is the first number after the verb (after an arithmetic chain "1/2 × 6 × 4 = 12", after
   the last restatement: "1:8, i.e. 0.125", "4:6, which simplifies to 2:3 ≈ 0.67");
 * the last such statement wins (a restatement after a correction is the final one).
