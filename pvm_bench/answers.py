@@ -16,13 +16,14 @@ does the same, in one place, for every math task:
 
 The option inference follows VLMEvalKit's ``can_infer`` (``vlmeval/utils/matching_util.py``
 lines 18-127 at open-compass/VLMEvalKit e8e78f05: ``can_infer_option`` counts standalone choice
-letters after replacing ``.()[],:;!*#{}`` with spaces and accepts a single one among the last five
-words; ``can_infer_text`` accepts a single choice text contained in a short answer), applied to
+letters after replacing ``.()[],:;!*#{}`` with spaces and accepts a single one among the last four
+words, ``splits.index(ch) > len(splits) - 5``, line 52; ``can_infer_text``, lines 107-121, accepts
+a single choice text contained in a short answer), applied to
 the final-answer span rather than to the whole output, plus a leading-letter rule ("(B) 8/11",
 "B. green") and exact/numeric option-text matches.
 
 ``extractor`` values (``Score.details["extractor"]``): ``"boxed"``, ``"answer_tag"``,
-``"answer_marker"``, ``"revision"``, ``"first_line"``, ``"last_line"`` and ``"none"``.
+``"answer_marker"``, ``"revision"``, ``"first_line"``, ``"statement"``, ``"last_line"`` and ``"none"``.
 :data:`GUESS_EXTRACTORS` are the paths that read no stated answer (a task scores a truncated
 output whose extractor is one of them as truncated, not as the number its cut-off line holds).
 """
@@ -34,6 +35,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from pvm_bench.statements import SECOND_LOOK, asked_statement
 
 T = TypeVar("T")
 
@@ -49,7 +52,9 @@ _INTENT = re.compile(r"(?i)\b(?:find|determine|get|compute|calculate|obtain|reac
                      r"(?:the\s+|an\s+|my\s+|our\s+)?(?:final\s+|correct\s+)?$|\bto\s+$")
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_LEAD_JUNK = " \t*_:#：>-"
+_NOT = re.compile(r"(?i)(?:not|n't|never)\b")
+_LEAD_JUNK = " \t*_:#：>"  # never "-": "Answer: -2" is minus two
+_BULLET = re.compile(r"^[-–—•]\s+")  # a list bullet ("-" followed by a space) opening the answer line
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def _marker_span(text: str, end: int) -> str:
     lines = rest.split("\n")
     span = ""
     for k, line in enumerate(lines):
-        cleaned = line.strip().lstrip(_LEAD_JUNK).strip()
+        cleaned = _BULLET.sub("", line.strip().lstrip(_LEAD_JUNK)).lstrip(_LEAD_JUNK).strip()
         if cleaned:
             span = cleaned
             break
@@ -110,7 +115,7 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
         if _INTENT.search(text[max(0, m.start() - 24):m.start()]):
             continue  # "To find the answer: count 3 rows of 4" announces work, not a result
         span = _marker_span(text, m.end())
-        if span:
+        if span and not _NOT.match(span):  # "the answer is not 7" states what the answer is not
             out.append(FinalAnswer(span, "answer_marker", m.start()))
     out.sort(key=lambda c: c.start)
     return out
@@ -120,7 +125,8 @@ _REVISION = re.compile(r"(?i)\b(?:wait|actually|hmm|on second thought|i mean|cor
                        r"let me recount|i made a mistake|that(?:'s| is) wrong)\b")
 
 
-def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T | None]:
+def find_final_answer(text: str, parse: Callable[[str, str], T | None],
+                      question: str = "") -> tuple[FinalAnswer, T | None]:
     """The final answer of ``text`` and its parsed value.
 
     ``parse(span, extractor)`` returns a value or None (span not an answer of the right kind).
@@ -128,9 +134,12 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     parse, ends the search: "\\boxed{B} wait no \\boxed{5}" is 5), unless a revision cue ("wait", "actually",
     "I mean", ...) follows it and the conclusion after the cue parses ("The answer is 4.5. Actually
     ... so the length is 3.5": 3.5, extractor ``"revision"``). Without candidates: a bare
-    answer alone on the first line with an explanation below (:func:`_bare_first_line`), else the
-    last non-empty line, or the one before it when the last does not parse ("I hope this helps!");
-    else ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
+    answer alone on the first line or first "It is ..." sentence with an explanation after it
+    (:func:`_bare_first_line`), else the last statement of the quantity ``question`` asks for
+    ("Area: 12\\nPerimeter: 16", :func:`pvm_bench.statements.asked_statement`; none when a revision
+    cue or a second look, "looking again", "however", "but", follows it), else the last non-empty
+    line, or the one before it when the last does not parse ("I hope this helps!"); else
+    ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
     is returned with value None when nothing else parses.
     """
     candidates = answer_candidates(text)
@@ -145,6 +154,12 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None]) -> tuple
     first = _bare_first_line(text, parse)
     if first is not None:
         return first
+    stated = asked_statement(text, question, parse) if question else None
+    if stated is not None:
+        where = text.rfind(stated[0])
+        after = text[where + len(stated[0]):] if where >= 0 else text
+        if not _REVISION.search(after) and not SECOND_LOOK.search(after):
+            return FinalAnswer(stated[0], "statement", where), stated[1]
     for line in last_lines(text, 2):
         value = parse(line, "last_line")
         if value is not None:
@@ -159,6 +174,7 @@ _BARE = re.compile(r"\(?[A-Za-z]\)?|-?\$?\d[\d.,/]*\s*(?:%|[A-Za-z°²³]{1,10})
                    r"|[A-Za-z][A-Za-z'-]*(?:\s[A-Za-z'-]+){0,3}")
 
 
+_IT_IS = re.compile(r"(?i)(?:it|this|that)(?:\s+is|'s)\s+([^.]+?)\.(?:\s|$)")
 _NEGATION = re.compile(r"(?i)\b(?:not|never|neither|nor)\b|n't\b")
 
 
@@ -169,9 +185,15 @@ def _bare_first_line(text: str, parse: Callable[[str, str], T | None]) -> tuple[
     letter, a number with a unit, a list, or up to four words without a negation) on a line of
     its own, and only when no revision cue ("wait", "actually") follows."""
     lines = [line for line in text.strip().split("\n") if line.strip()]
-    if len(lines) < 2:
+    if not lines:
         return None
-    line = lines[0].strip().strip("*_#> ").strip().rstrip(".").strip()
+    line = lines[0].strip().strip("*_#> ").strip()
+    it_is = _IT_IS.match(line)
+    if it_is and (len(lines) > 1 or it_is.end() < len(line)):
+        line = it_is.group(1)  # "It is 16. The rectangle has sides 5 and 3."
+    elif len(lines) < 2:
+        return None
+    line = line.rstrip(".").strip()
     if not _BARE.fullmatch(line) or _NEGATION.search(line) or _REVISION.search(text):
         return None
     value = parse(line, "first_line")
@@ -364,7 +386,7 @@ def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_mar
 
     Order: a leading letter ("B", "(B) 8/11", "B. green", "**B**"); "option B"; a choice text equal
     to the span, or the single longest choice text it contains (VLMEvalKit ``can_infer_text``);
-    a number equal to exactly one numeric choice; a single standalone letter among the last five
+    a number equal to exactly one numeric choice; a single standalone letter among the last four
     words (VLMEvalKit ``can_infer_option``).
     """
     letters = [chr(ord("A") + i) for i in range(len(choices))]
@@ -395,7 +417,7 @@ def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_mar
             return numeric[0], "option_text"
     words = [w for w in re.sub(r"[.()\[\],:;!*#{}\"`“”]", " ", s).split()]
     present = [w for w in words if w in letters]
-    if len(set(present)) == 1 and words.index(present[0]) >= len(words) - 5 and not (
+    if len(set(present)) == 1 and words.index(present[0]) > len(words) - 5 and not (
             present[0] == "A" and len(words) > 3 and extractor == "last_line"):
         return letters.index(present[0]), "option_letter"
     return None

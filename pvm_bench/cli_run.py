@@ -22,6 +22,7 @@ from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, 
 from pvm_bench.cli_support import Context, OptionError, UsageError, console, csv_names, fail
 from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, PROTOCOL_CHOICES, RunConfig
 from pvm_bench.errors import UserError
+from pvm_bench.paper_table import protocol_run_defaults
 
 out = Console(soft_wrap=True)  # never break paths that users copy
 
@@ -71,7 +72,7 @@ def run(
     repetition_penalty: Annotated[float | None, typer.Option(help="> 0; 1 = none (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
     repeats: Annotated[int | None, typer.Option(help=f"Generations per sample (seeded per sample and repeat) (default: {_default('repeats')}).", show_default=False, rich_help_panel=GEN)] = None,
     seed: Annotated[int | None, typer.Option(help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,
-    protocol: Annotated[str | None, typer.Option(help=f"{' | '.join(PROTOCOL_CHOICES)}: 'lmms-eval' sends what lmms-eval 0.7.3's wrapper for the model family sends (Qwen3-VL: system turn 'You are a helpful assistant.', images within 200704..1605632 pixels); flags below win (default: {_default('protocol')}).", show_default=False, rich_help_panel=INPUTS)] = None,
+    protocol: Annotated[str | None, typer.Option(help=f"{' | '.join(PROTOCOL_CHOICES)}: 'lmms-eval' sends what lmms-eval 0.7.3's wrapper for the model family sends (Qwen3-VL: system turn 'You are a helpful assistant.', images within 200704..1605632 pixels) and parses an output cut inside <think> as lmms-eval does; 'pvm-paper' adds temperature 0.7 and 4 repeats (the PVM paper's evaluation); flags below win (default: {_default('protocol')}).", show_default=False, rich_help_panel=INPUTS)] = None,
     system_prompt: Annotated[str | None, typer.Option(help="System turn for every request ('' for none) (default: the protocol's; none).", rich_help_panel=INPUTS)] = None,
     min_pixels: Annotated[int | None, typer.Option(help="Smallest image size in pixels, Qwen-VL families (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Largest image size in pixels, Qwen-VL families; bounds the image tokens (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
@@ -127,6 +128,7 @@ def run(
             given = merge_fields(given, extra, "--model_args")
         if gen_kwargs:
             given = merge_fields(given, gen_kwargs_fields(gen_kwargs), "--gen_kwargs")
+        given = protocol_run_defaults(given)  # --protocol pvm-paper: temperature 0.7, 4 repeats unless given
         if threads is not None and threads < 1:
             raise OptionError(f"--threads must be >= 1 (got {threads})")
         from pvm_bench.trackers import requested_trackers

@@ -28,7 +28,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 #: Probes recorded when the user does not choose (``branch`` is added by the CLI with an adapter).
 DEFAULT_PROBES = ("attention", "lens")
 #: ``--protocol`` values (pvm_bench.models.protocol.PROTOCOLS; literal here: no torch import).
-PROTOCOL_CHOICES = ("default", "lmms-eval")
+PROTOCOL_CHOICES = ("default", "lmms-eval", "pvm-paper")
 
 #: Fields whose value must be one of a fixed list (None, where the field allows it, is "not set").
 CHOICES = {"dtype": DTYPE_CHOICES, "device_map": DEVICE_MAP_CHOICES, "attn_implementation": ATTN_CHOICES,

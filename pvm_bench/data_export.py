@@ -52,14 +52,18 @@ class Checked:
 
 
 def task_splits(task: Task, split: str | None) -> list[str]:
-    """``split`` (validated), every split for ``"all"``, else the task's default split."""
+    """``split`` (validated), every split for ``"all"``, else the task's default split; a split made
+    of others (a task's ``split_parts``, e.g. MathVerse's "vision") stands for its parts."""
     if split is None:
-        return [task.default_split]
-    if split == "all":
-        return list(task.splits)
-    if split not in task.splits:
+        chosen = [task.default_split]
+    elif split == "all":
+        chosen = list(task.splits)
+    elif split not in task.splits:
         raise TaskError(f"task '{task.name}': unknown split '{split}'; choose from {', '.join(task.splits)} or 'all'")
-    return [split]
+    else:
+        chosen = [split]
+    parts: dict[str, tuple[str, ...]] = getattr(task, "split_parts", {})
+    return list(dict.fromkeys(p for s in chosen for p in parts.get(s, (s,))))
 
 
 def data_folder(task: Task) -> str:

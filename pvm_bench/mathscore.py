@@ -67,10 +67,11 @@ def precision_int(precision: Any) -> int | None:
 def score_mathvista(problem: dict[str, Any], target: Any, text: str) -> MathVerdict:
     """Score ``text`` (reasoning already stripped) against a MathVista ``target``."""
     qtype, atype = problem.get("question_type"), problem.get("answer_type")
+    question = str(problem.get("question") or "")
     gold = "" if target is None else str(target)
     if qtype == "multi_choice":
         choices = [str(c) for c in problem.get("choices") or []]
-        cand, got = find_final_answer(text, lambda s, where: infer_option(s, choices, where))
+        cand, got = find_final_answer(text, lambda s, where: infer_option(s, choices, where), question)
         if got is None:
             return MathVerdict(False, None, "none" if cand.extractor == "none" else cand.extractor, "none", cand.text)
         index, how = got
@@ -79,7 +80,7 @@ def score_mathvista(problem: dict[str, Any], target: Any, text: str) -> MathVerd
         return MathVerdict(ok, pred, cand.extractor, how, cand.text)
     if atype == "list":
         gold_list = parse_gold_list(gold) or []
-        cand, got = find_final_answer(text, lambda s, where: parse_list(s, len(gold_list)))
+        cand, got = find_final_answer(text, lambda s, where: parse_list(s, len(gold_list)), question)
         if got is None:
             return MathVerdict(False, None, cand.extractor if cand.extractor == "boxed" else "none", "none", cand.text)
         return MathVerdict(lists_match(got, gold_list), str(got), cand.extractor, "list", cand.text)
@@ -87,7 +88,7 @@ def score_mathvista(problem: dict[str, Any], target: Any, text: str) -> MathVerd
         precision = precision_int(problem.get("precision")) if atype == "float" else None
         if atype == "float" and precision is None:
             precision = decimals_of(gold)
-        cand, got = find_final_answer(text, parse_number)
+        cand, got = find_final_answer(text, parse_number, question)
         try:
             gold_value = float(gold)
         except ValueError:
@@ -99,7 +100,7 @@ def score_mathvista(problem: dict[str, Any], target: Any, text: str) -> MathVerd
         ok = numbers_match(value, gold_value, precision, pred_percent=percent)
         shown = str(int(value)) if atype == "integer" and value == int(value) else str(value)
         return MathVerdict(ok, shown, cand.extractor, "number", cand.text)
-    cand, got = find_final_answer(text, lambda s, where: s if s.strip() else None)
+    cand, got = find_final_answer(text, lambda s, where: s if s.strip() else None, question)
     if got is None:
         return MathVerdict(False, None, "none", "none", "")
     return MathVerdict(_text_equal(got, gold), got, cand.extractor, "text", cand.text)
@@ -171,26 +172,28 @@ def _free_form_value(span: str, where: str, gold: str) -> tuple[str, str] | None
     return expr, "unmatched"
 
 
-def score_free_form(text: str, gold: str, choices: Sequence[str] | None = None, multi_choice: bool = False) -> MathVerdict:
+def score_free_form(text: str, gold: str, choices: Sequence[str] | None = None, multi_choice: bool = False,
+                    question: str = "") -> MathVerdict:
     """Score ``text`` against ``gold`` (a letter for multiple choice, else an expression).
 
     Multiple choice: the inferred option letter must equal ``gold`` (or its text the gold
-    option's text). Free form: the last final-answer span, compared as symbolic/text/number
-    (:func:`math_span`, :func:`pvm_bench.symbolic.is_equal`, :func:`numbers_match`).
+    option's text). ``question`` names the asked quantity for answers stated as labelled values
+    (:func:`pvm_bench.statements.asked_statement`). Free form: the last final-answer span, compared
+    as symbolic/text/number (:func:`math_span`, :func:`pvm_bench.symbolic.is_equal`, :func:`numbers_match`).
     """
     gold = str(gold).strip()
     if multi_choice:
         opts = list(choices or [])
         letters = [chr(ord("A") + i) for i in range(max(len(opts), 5))]
         opts = opts + [""] * (len(letters) - len(opts))
-        cand, got = find_final_answer(text, lambda s, where: infer_option(s, opts, where))
+        cand, got = find_final_answer(text, lambda s, where: infer_option(s, opts, where), question)
         if got is None:
             return MathVerdict(False, None, "none" if cand.extractor != "boxed" else "boxed", "none", cand.text)
         letter = letters[got[0]]
         ok = letter == gold.upper() or (gold.upper() in letters and opts[letters.index(gold.upper())] != ""
                                         and normalize_text(opts[got[0]]) == normalize_text(opts[letters.index(gold.upper())]))
         return MathVerdict(ok, letter, cand.extractor, got[1], cand.text)
-    cand, got = find_final_answer(text, lambda s, where: _free_form_value(s, where, gold))
+    cand, got = find_final_answer(text, lambda s, where: _free_form_value(s, where, gold), question)
     if got is None:
         return MathVerdict(False, None, cand.extractor if cand.extractor == "boxed" else "none", "none", cand.text)
     value, how = got

@@ -299,9 +299,10 @@ class Runner:
             cfg.model, pvm=cfg.pvm, dtype=cfg.dtype, device=self.dist.device(cfg.device), device_map=cfg.device_map,
             attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code,
         )
-        from pvm_bench.models.protocol import apply_protocol
+        from pvm_bench.models.protocol import apply_protocol, apply_unfinished_policy
         self.protocol = apply_protocol(lm, cfg.protocol, system_prompt=cfg.system_prompt, min_pixels=cfg.min_pixels,
                                        max_pixels=cfg.max_pixels)
+        apply_unfinished_policy([t for t, _ in loaded_tasks], cfg.protocol)  # lmms-eval parses an unclosed <think>
         fresh.model = lm.info()
         fresh.variant_compositions = self.record.variant_compositions = compositions(variants, lm)  # resume-checked
         if not is_local_source(cfg.model):

@@ -4,9 +4,11 @@ Two layers:
 
 1. **Model-output preparation** (every task): :func:`prepare_output` strips reasoning blocks
    (``<think>...</think>`` and ``<analysis>...</analysis>``, exactly as lmms-eval 0.7.3's
-   ``strip_reasoning_tags`` with its CLI default ``--reasoning_tags``), and notices an output
-   that stopped *inside* a reasoning block (opened, never closed): such an output never reached
-   an answer. :func:`final_answer_text` takes the content of the last ``<answer>...</answer>``
+   ``strip_reasoning_tags``, ``api/reasoning.py`` lines 4-35, with its CLI default
+   ``--reasoning_tags``), and notices an output that stopped *inside* a reasoning block (opened,
+   never closed): by default such an output never reached an answer (see
+   :data:`UNFINISHED_POLICIES` for lmms-eval's way). :func:`final_answer_text` takes the
+   content of the last ``<answer>...</answer>``
    or the text after the last "answer" marker ("Answer:", "The final answer is", "**Answer**:").
    :func:`truncated_score` builds the ``Score(value=0, truncated=True)`` for outputs that hit the
    token limit before any answer.
@@ -33,7 +35,7 @@ from typing import Any
 
 from pvm_bench.tasks import Score
 
-#: lmms-eval 0.7.3 CLI default for ``--reasoning_tags`` (lmms_eval/__main__.py).
+#: lmms-eval 0.7.3 CLI default for ``--reasoning_tags`` (lmms_eval/__main__.py lines 319-323).
 DEFAULT_REASONING_TAGS: list[list[str]] = [["<think>", "</think>"], ["<analysis>", "</analysis>"]]
 
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
@@ -49,7 +51,7 @@ def seed_for(key: str) -> int:
 
 
 def strip_reasoning_tags(text: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> str:
-    """Remove reasoning blocks; verbatim logic of lmms-eval 0.7.3 ``api/reasoning.py``.
+    """Remove reasoning blocks; verbatim logic of lmms-eval 0.7.3 ``api/reasoning.py`` lines 20-35.
 
     Complete ``start...end`` blocks are removed; if only closing tags remain (the chat template
     pre-filled the opening tag) the text after the last closing tag is kept. An unclosed opening
@@ -69,23 +71,65 @@ def strip_reasoning_tags(text: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT
     return result.strip()
 
 
+#: How a task scores an output that ended inside an unclosed reasoning block (``<think>`` never
+#: closed), the task's ``unfinished_policy``: ``"zero"`` (pvm-bench's default: no answer was given,
+#: score 0, marked truncated) or ``"parse"`` (lmms-eval 0.7.3: ``strip_reasoning_tags`` leaves an
+#: unclosed opening tag in place, ``api/reasoning.py`` lines 15-18 and 21-35 of the wheel, and the
+#: task parses the whole remaining text, which can give credit; a guess in an output cut off by the
+#: token limit is scored as it is, too). The record's ``truncated`` column still says what was cut.
+UNFINISHED_POLICIES = ("zero", "parse")
+
+
+def unfinished_policy_for(protocol: str) -> str:
+    """The unfinished-reasoning policy of a ``--protocol``: ``parse`` for lmms-eval (and pvm-paper,
+    which evaluates with lmms-eval), else ``zero``."""
+    return "parse" if protocol in ("lmms-eval", "pvm-paper") else "zero"
+
+
+def apply_unfinished_policy(tasks: Sequence[Any], protocol: str) -> str:
+    """Set every task's ``unfinished_policy`` for ``protocol`` (each run sets it, so no earlier
+    run's choice lingers on a shared task object); returns the policy."""
+    policy = unfinished_policy_for(protocol)
+    for task in tasks:
+        task.unfinished_policy = policy
+    return policy
+
+
 @dataclass
 class PreparedOutput:
     """A model output ready for answer parsing.
 
-    ``text``: the output with reasoning blocks removed (lmms-eval semantics).
-    ``had_reasoning``: a reasoning block was present. ``unfinished_reasoning``: the output ends
-    inside a reasoning block (an opening tag with no closing tag), so no answer was given.
+    ``text``: the output with reasoning blocks removed (lmms-eval semantics: an unclosed opening
+    tag stays). ``had_reasoning``: a reasoning block was present. ``unfinished_reasoning``: the
+    output ends inside a reasoning block (an opening tag with no closing tag). ``unanswered``:
+    unfinished and the policy is ``"zero"``, so the task scores it 0 as truncated without parsing.
     """
 
     raw: str
     text: str
     had_reasoning: bool
     unfinished_reasoning: bool
+    policy: str = "zero"
+
+    @property
+    def unanswered(self) -> bool:
+        return self.unfinished_reasoning and self.policy == "zero"
+
+    def scores_truncation(self, truncated: bool) -> bool:
+        """Whether the task should treat the output as cut off: ``truncated`` under "zero"; never under
+        "parse" (lmms-eval has no such notion and scores a guess in a cut-off output as any other)."""
+        return truncated and self.policy == "zero"
 
 
-def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> PreparedOutput:
-    """Strip reasoning blocks from ``output`` and detect an unfinished one."""
+def is_unfinished(output: Any, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> bool:
+    """Whether ``output`` ends inside an unclosed reasoning block (the report's share of such outputs)."""
+    return isinstance(output, str) and prepare_output(output, tag_pairs).unfinished_reasoning
+
+
+def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS, *,
+                   policy: str = "zero") -> PreparedOutput:
+    """Strip reasoning blocks from ``output`` and detect an unfinished one (``policy``: see
+    :data:`UNFINISHED_POLICIES`)."""
     raw = output if isinstance(output, str) else ("" if output is None else str(output))
     text = strip_reasoning_tags(raw, tag_pairs)
     had = any(s in raw or e in raw for s, e in tag_pairs)
@@ -94,7 +138,7 @@ def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REA
         pos = text.rfind(start_tag)
         if pos != -1 and end_tag not in text[pos:]:
             unfinished = True
-    return PreparedOutput(raw=raw, text=text, had_reasoning=had, unfinished_reasoning=unfinished)
+    return PreparedOutput(raw=raw, text=text, had_reasoning=had, unfinished_reasoning=unfinished, policy=policy)
 
 
 def final_answer_text(text: str) -> tuple[str, bool]:
@@ -178,7 +222,7 @@ def _argmax(values: Sequence[float]) -> int:
 
 
 def get_multi_choice_info(options: Sequence[str], start_chr: str = "A") -> tuple[dict[str, str], list[str]]:
-    """``index2ans`` and ``all_choices`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py)."""
+    """``index2ans`` and ``all_choices`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py lines 7-15)."""
     all_choices: list[str] = []
     index2ans: dict[str, str] = {}
     for i, option in enumerate(options):
@@ -193,8 +237,8 @@ def parse_mmmu_multi_choice_response(
 ) -> tuple[str, bool]:
     """MMMU's option-letter parser; returns ``(letter, guessed)``.
 
-    Port of ``parse_mmmu_multi_choice_response`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py,
-    0.7.3). ``guessed`` is True where lmms-eval falls back to ``random.choice`` (no candidate).
+    Port of ``parse_mmmu_multi_choice_response`` (lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py
+    lines 17-65, 0.7.3). ``guessed`` is True where lmms-eval falls back to ``random.choice`` (no candidate).
     """
     for char in [",", ".", "!", "?", ";", ":", "'"]:
         response = response.strip(char)
@@ -240,7 +284,7 @@ def parse_mmmu_multi_choice_response(
 
 
 def mmmu_extract_numbers(string: str) -> list[str]:
-    """``extract_numbers`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``extract_numbers`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 427-448)."""
     pattern_commas = r"-?\b\d{1,3}(?:,\d{3})+\b"
     pattern_scientific = r"-?\d+(?:\.\d+)?[eE][+-]?\d+"
     pattern_simple = r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])"
@@ -248,7 +292,7 @@ def mmmu_extract_numbers(string: str) -> list[str]:
 
 
 def mmmu_check_is_number(string: str) -> bool:
-    """``check_is_number`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``check_is_number`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 451-461)."""
     try:
         float(string.replace(",", ""))
         return True
@@ -257,7 +301,7 @@ def mmmu_check_is_number(string: str) -> bool:
 
 
 def mmmu_normalize_str(string: str) -> list[Any]:
-    """``normalize_str`` of lmms_eval/tasks/mmmu/utils.py (0.7.3): numbers -> rounded floats."""
+    """``normalize_str`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 464-487): numbers -> rounded floats."""
     string = string.strip()
     if mmmu_check_is_number(string):
         return [round(float(string.replace(",", "")), 2)]
@@ -294,7 +338,7 @@ def mmmu_key_subresponses(response: str) -> tuple[list[str], bool]:
 
 
 def parse_mmmu_open_response(response: str) -> list[Any]:
-    """``parse_open_response`` of lmms_eval/tasks/mmmu/utils.py (0.7.3).
+    """``parse_open_response`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 490-559).
 
     Note: the result comes from ``list(set(...))``; its order depends on string hashing, but
     ``eval_open`` only asks whether *any* candidate matches, so the score does not.
@@ -310,14 +354,14 @@ def parse_mmmu_open_response(response: str) -> list[Any]:
 
 
 def mmmu_eval_multi_choice(gold: str | list[str], pred: str) -> bool:
-    """``eval_multi_choice`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``eval_multi_choice`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 341-356)."""
     if isinstance(gold, list):
         return any(answer == pred for answer in gold)
     return gold == pred
 
 
 def mmmu_eval_open(gold: str | list[str], preds: Sequence[Any]) -> bool:
-    """``eval_open`` of lmms_eval/tasks/mmmu/utils.py (0.7.3)."""
+    """``eval_open`` of lmms_eval/tasks/mmmu/utils.py (0.7.3, lines 359-385)."""
     if isinstance(gold, list):
         norm_answers: list[Any] = []
         for answer in gold:
@@ -351,7 +395,7 @@ _MCQ_PRIORITY = {"start": 10, "end": 9, "phrase": 7, "parentheses": 6, "period":
 def extract_mcq_answer(response: str, choices: Sequence[str] | None = None) -> str:
     """Choice letter from free-form output, ``""`` if none.
 
-    Port of ``extract_mcq_answer`` (lmms_eval/tasks/_task_utils/mcq_extract.py, 0.7.3), used by
+    Port of ``extract_mcq_answer`` (lmms_eval/tasks/_task_utils/mcq_extract.py line 65 on, 0.7.3), used by
     MMStar and MMBench's static evaluation.
     """
     if not response or not response.strip():

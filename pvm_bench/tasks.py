@@ -180,6 +180,9 @@ class Task(ABC):
     hub_id: str | None = None
     #: Generation defaults for this task (e.g. ``{"max_new_tokens": 64}``).
     generation: dict[str, Any] = {}
+    #: How an output cut inside an unclosed ``<think>`` is scored: "zero" or "parse" (lmms-eval);
+    #: set per run from ``--protocol`` (:func:`pvm_bench.scoring.apply_unfinished_policy`).
+    unfinished_policy: str = "zero"
 
     @abstractmethod
     def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:

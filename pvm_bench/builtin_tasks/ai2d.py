@@ -57,9 +57,10 @@ class AI2D(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 MultiChoiceRegexFilter + exact_match"}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         m = OPTION_LETTER.match(prep.text)
         pred = m.group(1) if m else prep.text
@@ -69,4 +70,21 @@ class AI2D(HubTask):
         return Score(value=float(ok), parsed=pred, details=details)
 
 
-TASKS = [AI2D()]
+class AI2DLite(AI2D):
+    """lmms-eval 0.7.3 ``ai2d_lite`` (``ai2d_lite.yaml`` lines 1-6: LMMs-Eval-Lite config ``ai2d``, split
+    ``lite``; prompt, generation and filter as ``ai2d``). Under ``--data-dir``: ``ai2d/lite.parquet``."""
+
+    name = "ai2d_lite"
+    description = ("AI2D lite (lmms-eval's LMMs-Eval-Lite subset): science diagrams, multiple choice "
+                   "(mcq prompt, exact match)")
+    splits = ("lite",)
+    default_split = "lite"
+    hub_id = "lmms-lab-encoder/LMMs-Eval-Lite"
+    hub_configs = ("ai2d",)
+    data_name = "ai2d"
+
+    def row_id(self, row: dict[str, Any], position: int) -> str:
+        return f"ai2d_lite_{position}"
+
+
+TASKS = [AI2D(), AI2DLite()]

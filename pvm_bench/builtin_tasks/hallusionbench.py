@@ -58,9 +58,10 @@ class HallusionBench(HubTask):
             metadata={k: str(row[k]) for k in ID_FIELDS},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "yes_no_rule", **{k: sample.metadata[k] for k in ID_FIELDS}}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         low = prep.text.lower()
         if truncated and "yes" not in low and "no" not in low:

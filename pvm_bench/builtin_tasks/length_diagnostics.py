@@ -243,10 +243,11 @@ class ColourRecall(Task):
         return samples
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"distance": sample.metadata.get("distance"), "n_filler": sample.metadata.get("n_filler"),
                                    "extractor": "answer_marker"}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         colour, marker = parse_colour(prep.text)
         # extractor path (contract: exactly "none" when nothing was extracted)

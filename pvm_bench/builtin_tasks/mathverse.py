@@ -11,13 +11,14 @@ Tasks, as lmms-eval 0.7.3 ``tasks/mathverse``:
 
 Prompt: ``create_one_query`` with ``shot_type="format-prompt"``, ``query_type="query_wo"``
 (mathverse_evals.py lines 122-182): the dataset's ``query_wo`` as is. lmms-eval's ``until`` stop
-strings (``"</s>"``, ``"Q:"``, ``"<|im_end|>"``) are not applied; models stop at their EOS. The
+strings (``"</s>"``, ``"Q:"``, ``"<|im_end|>"`` in mathverse_testmini.yaml lines 14-17, ``"ASSISTANT:"``
+in the version-split YAMLs, lines 12-13) are not applied; models stop at their EOS. The
 version-split YAMLs also pin greedy decoding (``temperature: 0, top_p: 0, do_sample: false``,
 lines 15-18); here the run's ``--temperature`` decides, as for every task.
 
 Scoring. lmms-eval scores MathVerse only with a GPT judge (``mathverse_process_results``, utils.py
-line 44, ``score_answer(..., quick_match=False)`` -> ``evaluate_binary``); its ``quick_match`` is
-plain string equality. Here the default is the rule-based final-answer scorer
+lines 44-52, ``score_answer(..., quick_match=False)`` -> ``evaluate_binary``, mathverse_evals.py lines
+92-97); its ``quick_match`` is plain string equality (line 94). Here the default is the rule-based final-answer scorer
 (:func:`pvm_bench.mathscore.score_free_form`: last boxed / answer marker / last line; option
 letter or option text for multiple choice; number, text or latex2sympy2 symbolic equality for
 free form). With a local judge (``set_judge``) the judge extracts the answer with lmms-eval's
@@ -78,20 +79,52 @@ class MathVerse(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
-        if prep.unfinished_reasoning:
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none")
         text, extra = prep.text, {}
         if self.judge is not None:
             text = self.judge.extract(str(sample.metadata["question_for_eval"]), prep.text)
             extra = {"judge_raw": text}
         multi = sample.metadata["question_type"] == "multi-choice"
-        verdict = score_free_form(text, str(sample.target), sample.metadata.get("options") or None, multi_choice=multi)
+        verdict = score_free_form(text, str(sample.target), sample.metadata.get("options") or None, multi_choice=multi,
+                                  question=str(sample.metadata["question_for_eval"]))
         return free_form_score(verdict, judge_raw=extra.get("judge_raw"), truncated=truncated)
+
+
+#: lmms-eval 0.7.3's ``mathverse_testmini_vision`` group (mathverse_testmini_vision.yaml lines 1-5).
+VISION_VERSIONS = ("vision_intensive", "vision_dominant", "vision_only")
+
+
+class MathVerseVision(MathVerse):
+    """lmms-eval's ``mathverse_testmini_vision`` group as one task: the vision-intensive,
+    vision-dominant and vision-only problem versions (``max_new_tokens: 1024`` each, line 14 of each
+    YAML); the score is the mean over all their samples (the three versions have the same problems,
+    so this is also the mean of the three version scores). Sample ids get the version as a prefix
+    (``vision_only/12``) so the versions of one problem stay apart; ``--limit`` caps the total."""
+
+    def __init__(self) -> None:
+        super().__init__(split="vision_only", name="mathverse_vision")
+        self.splits = ("vision", *VISION_VERSIONS)
+        self.split_parts = {"vision": VISION_VERSIONS}  # what `pvm-bench data export` writes for "vision"
+        self.default_split = "vision"
+        self.description = f"MathVerse testmini vision versions (intensive, dominant, only): visual math; {NOTE}"
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Any = None) -> list[Sample]:
+        if (split or self.default_split) != "vision":
+            return super().load(split, limit, data_dir)  # the unknown-split error
+        out: list[Sample] = []
+        for version in VISION_VERSIONS:
+            for sample in MathVerse.load(self, version, limit, data_dir):
+                sample.id = f"{version}/{sample.id}"
+                out.append(sample)
+        return out[:limit] if limit else out
 
 
 TASKS = [
     MathVerse(),
     MathVerse(split="vision_only", name="mathverse_vision_only"),
     MathVerse(split="text_dominant", name="mathverse_text_dominant"),
+    MathVerseVision(),
 ]

@@ -3,7 +3,7 @@
 Prompt and generation as lmms-eval 0.7.3 ``tasks/mathvision`` (``mathvision_testmini``):
 ``mathvision_doc_to_text`` (utils.py lines 49-64): ``'Please solve the problem step by step and put
 your answer in one "\\boxed{}".'`` + question (+ ``Choices: A. ..`` and the YAML's ``mc_prompt``
-"Answer the question with the option's letter from the given choices directly." for multiple
+"Answer the question with the option's letter from the given choices directly." (YAML line 23) for multiple
 choice); ``max_new_tokens: 16384`` (mathvision_testmini.yaml line 13).
 
 Scoring:
@@ -205,8 +205,9 @@ class MathVision(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
-        if prep.unfinished_reasoning:
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none", symbolic=SYMBOLIC)
         if self.scorer == "lmms":
             return self._score_lmms(sample, prep.text, truncated)
@@ -214,7 +215,8 @@ class MathVision(HubTask):
         if self.judge is not None:
             text = self.judge.extract(str(sample.metadata.get("raw_question") or sample.question), prep.text)
             extra = {"judge_raw": text}
-        verdict = score_free_form(text, sample.target, sample.choices, multi_choice=bool(sample.choices))
+        verdict = score_free_form(text, sample.target, sample.choices, multi_choice=bool(sample.choices),
+                                  question=str(sample.metadata.get("raw_question") or ""))
         return free_form_score(verdict, judge_raw=extra.get("judge_raw"), truncated=truncated)
 
     def _score_lmms(self, sample: Sample, text: str, truncated: bool) -> Score:

@@ -4,7 +4,7 @@ Prompts and generation as lmms-eval 0.7.3 ``tasks/mathvista``: ``create_one_quer
 (``MathVistaEvaluator.create_one_query``, mathvista_evals.py line 350) and ``shot_type``
 ``"format-prompt"`` (task ``mathvista`` = lmms-eval's ``mathvista_testmini_format``),
 ``"step-by-step"`` (``mathvista_cot``) or ``"solution"``; ``max_new_tokens: 16384``
-(mathvista_testmini_format.yaml / _cot.yaml / _solution.yaml line 13).
+(mathvista_testmini_format.yaml and _solution.yaml line 13, _cot.yaml line 14).
 
 Scoring, two families of tasks:
 
@@ -14,7 +14,7 @@ Scoring, two families of tasks:
   (``set_judge``, ``--judge MODEL``) the judge extracts the answer with lmms-eval's prompt and the
   extraction is scored by the same rules (``details["extractor"] == "judge"``).
 * ``mathvista_lmms``, ``mathvista_cot_lmms``, ``mathvista_solution_lmms``: lmms-eval 0.7.3's exact
-  ``mathvista_process_results`` (utils.py line 75) with ``quick_extract=True`` and, without a
+  ``mathvista_process_results`` (utils.py lines 48-82) with ``quick_extract=True`` and, without a
   judge, the empty extraction lmms-eval gets when its judge call gives nothing back; including its
   quirk that ``round(x, precision)`` with the dataset's float precision (e.g. 1.0) raises, so
   float answers never match (mathvista_evals.py line 313). Kept for parity with published
@@ -89,11 +89,12 @@ def create_one_query(problem: dict[str, Any], shot_type: str = "format-prompt") 
 
 
 def extract_answer(response: str, problem: dict[str, Any], judge: Judge | None = None) -> tuple[str, str]:
-    """lmms-eval ``extract_answer(..., quick_extract=True)``; returns (extraction, how).
+    """lmms-eval ``extract_answer(..., quick_extract=True)`` (mathvista_evals.py lines 218-265);
+    returns (extraction, how).
 
     ``how`` is one of ``empty``, ``choice_text``, ``integer``, ``float``, ``quick_extract``,
     ``judge``, ``judge_error``, ``none`` (no judge and no rule matched: extraction ``""``).
-    lmms-eval's mathvista.yaml sets ``quick_extract: false``; with a working judge the regex only
+    lmms-eval's mathvista.yaml sets ``quick_extract: false`` (line 7); with a working judge the regex only
     saves a call, without one it is the single rule beyond the exact-match shortcuts.
     """
     question_type = problem["question_type"]
@@ -129,14 +130,14 @@ def extract_answer(response: str, problem: dict[str, Any], judge: Judge | None =
 
 
 def get_most_similar(prediction: str, choices: list[str]) -> str:
-    """lmms-eval ``get_most_similar`` (Levenshtein distance, first minimum)."""
+    """lmms-eval ``get_most_similar`` (mathvista_evals.py lines 267-273; Levenshtein distance, first minimum)."""
     distances = [levenshtein(prediction, choice) for choice in choices]
     return choices[distances.index(min(distances))]
 
 
 def normalize_extracted_answer(extraction: Any, choices: list[str] | None, question_type: str, answer_type: str,
                                precision: Any, precision_quirk: bool = True) -> str | None:
-    """lmms-eval ``normalize_extracted_answer`` (0.7.3)."""
+    """lmms-eval ``normalize_extracted_answer`` (0.7.3 mathvista_evals.py lines 275-323)."""
     if question_type == "multi_choice":
         if isinstance(extraction, str):
             extraction = extraction.strip()
@@ -175,7 +176,7 @@ def normalize_extracted_answer(extraction: Any, choices: list[str] | None, quest
 
 
 def safe_equal(prediction: Any, answer: Any) -> bool:
-    """lmms-eval ``safe_equal``."""
+    """lmms-eval ``safe_equal`` (mathvista_evals.py lines 325-335)."""
     try:
         return str(prediction).strip() == str(answer).strip()
     except Exception:
@@ -242,8 +243,9 @@ class MathVista(HubTask):
         )
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
-        if prep.unfinished_reasoning:
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", extractor="none")
         text = prep.text.strip()
         if self.scorer == "lmms":
@@ -260,7 +262,7 @@ class MathVista(HubTask):
         return Score(value=float(verdict.correct), parsed=verdict.parsed, details=verdict.details())
 
     def _score_lmms(self, sample: Sample, text: str, truncated: bool) -> Score:
-        """lmms-eval 0.7.3 ``mathvista_process_results`` (utils.py lines 75-108)."""
+        """lmms-eval 0.7.3 ``mathvista_process_results`` (utils.py lines 48-82)."""
         problem = sample.metadata["problem"]
         judge = None if self.judge is None else self.judge.complete
         extraction, how = extract_answer(text, problem, judge)

@@ -1,5 +1,10 @@
 """MMBench EN / CN (lmms-lab-encoder/MMBench, configs ``en`` / ``cn``, split ``dev``).
 
+``mmbench_en_lite`` / ``mmbench_cn_lite`` = lmms-eval's ``mmbench_en_dev_lite`` / ``mmbench_cn_dev_lite``:
+the same prompt, generation and scoring on the ``lite`` split of lmms-lab-encoder/LMMs-Eval-Lite
+(configs ``mmbench_en_dev`` / ``mmbench_cn_dev``); the YAMLs' generation kwargs equal the dev ones
+(EN lines 20-27, CN lines 18-23). Under ``--data-dir``: ``mmbench_en/lite.parquet``.
+
 Prompt and generation as lmms-eval 0.7.3 (PyPI wheel ``lmms_eval-0.7.3``; the same files at
 github.com/EvolvingLMMs-Lab/lmms-eval@75571cfe), ``lmms_eval/tasks/mmbench/``:
 
@@ -42,6 +47,8 @@ from typing import Any
 from pvm_bench.scoring import extract_mcq_answer, letter_score, prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
 
+#: lmms-eval 0.7.3's lite subsets (mmbench_en_dev_lite.yaml lines 2-4, mmbench_cn_dev_lite.yaml lines 2, 10-11).
+LITE_HUB = "lmms-lab-encoder/LMMs-Eval-Lite"
 SYS_PROMPT = "There are several options:"
 POST_PROMPTS = {
     "en": "\nAnswer with the option's letter from the given choices directly.",
@@ -138,19 +145,27 @@ def static_answer(prediction: str, choices: dict[str, str]) -> str:
 
 class MMBench(HubTask):
     version = "1.0"
-    splits = ("dev",)
+    splits: tuple[str, ...] = ("dev",)
+    splits_lite: tuple[str, ...] = ("lite",)
     default_split = "dev"
     hub_id = "lmms-lab-encoder/MMBench"
     metric = "circular_accuracy"
     required_fields = ("index", "question", "answer", "A", "B")
     id_field = "index"
 
-    def __init__(self, lang: str) -> None:
+    def __init__(self, lang: str, lite: bool = False) -> None:
         self.lang = lang
-        self.name = f"mmbench_{lang}"
+        self.name = f"mmbench_{lang}" + ("_lite" if lite else "")
+        self.data_name = f"mmbench_{lang}"
         self.hub_configs = (lang,)
         self.generation = dict(GENERATION[lang])
-        self.description = f"MMBench-{lang.upper()} dev: multiple-choice perception/reasoning (lmms-eval prompt, static eval, CircularEval)"
+        which = "dev"
+        if lite:  # lmms-eval 0.7.3 mmbench_{en,cn}_dev_lite.yaml: LMMs-Eval-Lite config mmbench_{lang}_dev, split lite
+            self.hub_id, self.hub_configs = LITE_HUB, (f"mmbench_{lang}_dev",)
+            self.splits = self.splits_lite
+            self.default_split, which = "lite", "dev lite"
+        self.description = (f"MMBench-{lang.upper()} {which}: multiple-choice perception/reasoning (lmms-eval prompt, "
+                            "static eval, CircularEval)")
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         ident = self.row_id(row, position)
@@ -167,9 +182,10 @@ class MMBench(HubTask):
                       "l2_category": row.get("L2-category")},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(cut_at_stops(output, self.generation.get("until", ())))
+        prep = prepare_output(cut_at_stops(output, self.generation.get("until", ())), policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "mmbench_static", "index": int(sample.metadata["index"])}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = static_answer(prep.text, dict(sample.metadata["options"]))
         return letter_score(letter, sample.target, details, truncated=truncated)
@@ -178,4 +194,4 @@ class MMBench(HubTask):
         return [CIRCULAR_EVAL, Metric("accuracy", description="per-row accuracy (no circular grouping)")]
 
 
-TASKS = [MMBench("en"), MMBench("cn")]
+TASKS = [MMBench("en"), MMBench("cn"), MMBench("en", lite=True), MMBench("cn", lite=True)]

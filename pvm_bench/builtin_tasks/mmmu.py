@@ -134,16 +134,19 @@ class MMMU(HubTask):
     generation = {"max_new_tokens": 128}
 
     def __init__(self, prompt: Literal["default", "qwen3_vl"] = "default", name: str | None = None,
-                 answer_mode: Literal["lmms", "final"] = "lmms") -> None:
+                 answer_mode: Literal["lmms", "final"] = "lmms", split: str = "validation") -> None:
         if prompt not in PROMPT_KWARGS:
             raise TaskError(f"mmmu: unknown prompt '{prompt}'; use one of {sorted(PROMPT_KWARGS)}")
         self.prompt = prompt
+        self.default_split = split  # "dev": the 150-question MMMU dev split (the paper's MMMU^dev)
         self.answer_mode = answer_mode
         if name:
             self.name = name
         if prompt != "default":
             head, _, tail = type(self).description.partition(": ")
             self.description = f"{head} with lmms-eval's {prompt} prompt: {tail}"
+        if split != "validation":
+            self.description = f"{self.description} ({split} split)"
 
     def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
         """Local files under ``data_dir``, else the first of :attr:`hub_sources` that loads."""
@@ -217,10 +220,11 @@ class MMMU(HubTask):
         return [{"role": "user", "content": content}]
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": f"lmms-eval-0.7.3-rule ({self.answer_mode})",
                                    "question_type": sample.metadata.get("question_type")}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         text = prep.text
         marker = False
@@ -253,4 +257,5 @@ def _subject(sample_id: str) -> str | None:
     return match.group(1) if match else None
 
 
-TASKS = [MMMU(), MMMU(prompt="qwen3_vl", name="mmmu_qwen3vl")]
+TASKS = [MMMU(), MMMU(prompt="qwen3_vl", name="mmmu_qwen3vl"),
+         MMMU(prompt="qwen3_vl", name="mmmu_dev_qwen3vl", split="dev")]

@@ -21,6 +21,15 @@ Headline metric ``average`` as lmms-eval 0.7.3 ``tasks/mmstar/utils.py`` (wheel 
 mean score (on the full, balanced set it equals the plain accuracy; on a ``--limit`` subset it
 does not). The bootstrap resamples samples within each L2 category. ``accuracy`` (plain mean) is
 kept as a secondary metric.
+
+The six category metrics as lmms-eval 0.7.3 lists them (``_default_template_yaml`` lines 7-24:
+``coarse perception``, ``fine-grained perception``, ``instance reasoning``, ``logical reasoning``,
+``science & technology``, ``math``, each with ``mmstar_aggregate_results``): ``mmstar_process_results``
+(``utils.py`` lines 109-123) files each sample under its dataset ``category`` and under
+``average``, so each category metric is the same mean over L2 categories (lines 126-146) taken over
+that category's samples only. Here: one :class:`Metric` per category, named exactly as lmms-eval
+names it, stratified by L2 category and restricted to the category's samples; a category with no
+samples in the run gets no row.
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ from pvm_bench.scoring import extract_mcq_answer, letter_score, prepare_output, 
 from pvm_bench.tasks import HubTask, LazyImage, Metric, Sample, Score
 
 REPLACE_PROMPT = " Please answer yes or no."
+#: MMStar's categories, in lmms-eval 0.7.3's metric_list order (``_default_template_yaml`` lines 7-24).
+CATEGORIES = ("coarse perception", "fine-grained perception", "instance reasoning", "logical reasoning",
+              "science & technology", "math")
 KWARGS = {
     "default": {"pre_prompt": "", "post_prompt": "\nAnswer with the option's letter from the given choices directly"},
     "qwen3_vl": {"pre_prompt": "Question: ", "post_prompt": "Answer with the option letter only."},
@@ -78,19 +90,32 @@ class MMStar(HubTask):
             metadata={"category": row.get("category"), "l2_category": row.get("l2_category")},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
-        details: dict[str, Any] = {"extractor": "option_letter", "l2_category": sample.metadata.get("l2_category")}
-        if prep.unfinished_reasoning:
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
+        details: dict[str, Any] = {"extractor": "option_letter", "l2_category": sample.metadata.get("l2_category"),
+                                   "category": sample.metadata.get("category")}
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter = extract_mcq_answer(prep.text, choices=["A", "B", "C", "D"])
         return letter_score(letter, sample.target, details, truncated=truncated)
 
     def metrics(self) -> list[Metric]:
         return [
-            Metric("average", stratum=lambda info: str(info.get("l2_category")),
+            Metric("average", stratum=_l2,
                    description="mean over L2 categories of the per-category accuracy (lmms-eval)"),
             Metric("accuracy", description="mean score per sample"),
+            *(category_metric(c) for c in CATEGORIES),
         ]
+
+
+def _l2(info: Any) -> str:
+    return str(info.get("l2_category"))
+
+
+def category_metric(category: str) -> Metric:
+    """lmms-eval's metric ``category``: the mean over its L2 categories, over its samples only."""
+    return Metric(category, stratum=_l2, require=lambda info: info.get("category") == category,
+                  description=f"mean over the L2 categories of '{category}' (lmms-eval)")
 
 
 TASKS = [MMStar(), MMStar(prompt="qwen3_vl", name="mmstar_qwen3vl")]

@@ -19,7 +19,7 @@ import random
 from typing import Any
 
 from pvm_bench.scoring import _argmax, prepare_output, seed_for, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 LETTERS = ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
 POST_PROMPT = "\nAnswer the question using a single character from the given options."
@@ -71,9 +71,10 @@ class MMT(HubTask):
             metadata={"l2_category": row.get("l2-category", "unknown"), "category": row.get("category")},
         )
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
-        prep = prepare_output(output)
+        prep = prepare_output(output, policy=self.unfinished_policy)
+        truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mmt parse_multi_choice_response"}
-        if prep.unfinished_reasoning:
+        if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         letter, guessed = parse_multi_choice_response(prep.text.strip(), list(sample.choices or LETTERS), random.Random(seed_for(sample.id)))
         details["guessed"] = guessed
@@ -82,4 +83,24 @@ class MMT(HubTask):
         return Score(value=float(letter == sample.target), parsed=letter, details=details)
 
 
-TASKS = [MMT()]
+class MMTEmotion(MMT):
+    """MMT-Bench val restricted to the ``emotion`` meta-task: the paper's MMT^emo (our reading: lmms-eval
+    0.7.3 has no such task; ``tasks/mmt/utils.py`` line 28 abbreviates the ``emotion`` meta-task as
+    "Emo"). Rows whose ``category`` is ``emotion`` (case-insensitive); ``--limit`` applies after the
+    filter. Prompt, generation and parser as ``mmt``."""
+
+    name = "mmt_emo"
+    description = "MMT-Bench val, emotion meta-task only (the PVM paper's MMT^emo; lmms-eval mmt_val prompt and parser)"
+    data_name = "mmt"
+    category = "emotion"
+
+    def load(self, split: str | None = None, limit: int | None = None, data_dir: Any = None) -> list[Sample]:
+        kept = [s for s in super().load(split, None, data_dir)
+                if str(s.metadata.get("category") or "").strip().lower() == self.category]
+        if not kept:
+            raise TaskError(f"task '{self.name}': no MMT-Bench row has category '{self.category}'; "
+                            "check the dataset (lmms-lab-encoder/MMT-Benchmark schema expected)")
+        return kept[:limit] if limit else kept
+
+
+TASKS = [MMT(), MMTEmotion()]

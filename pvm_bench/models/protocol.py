@@ -7,6 +7,10 @@ wrapper for the family uses, from :attr:`pvm_bench.models.families.FamilySpec.pr
 citations live there). Explicit values (``--system-prompt``, ``--min-pixels``, ``--max-pixels``)
 always win over the preset; ``--system-prompt ""`` removes the preset's system turn.
 
+The protocol also fixes one scoring rule: an output cut inside an unclosed ``<think>`` scores 0
+(``default``) or is parsed as lmms-eval 0.7.3 does (``lmms-eval``; :func:`apply_unfinished_policy`,
+:data:`pvm_bench.scoring.UNFINISHED_POLICIES`). The protocol's name in run.json fixes it too.
+
 The resolved values (with where each came from) go to run.json, in every task's ``generation``
 settings, so a resume with other inputs is refused like any other generation change.
 """
@@ -18,12 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from pvm_bench.errors import UserError
 from pvm_bench.models.families import FAMILIES, FamilySpec, HarnessSettings
+from pvm_bench.scoring import apply_unfinished_policy
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
-#: ``--protocol`` values. ``default`` = pvm-bench's own inputs (no preset).
-PROTOCOLS = ("default", "lmms-eval")
+#: ``--protocol`` values. ``default`` = pvm-bench's own inputs (no preset). ``pvm-paper`` = the PVM
+#: paper's evaluation: lmms-eval's inputs and scoring rule, plus temperature 0.7 and 4 repeats
+#: (:data:`pvm_bench.paper_table.PAPER_RUN_DEFAULTS`, filled in by the CLI when not given).
+PROTOCOLS = ("default", "lmms-eval", "pvm-paper")
+#: Protocols that send what another protocol's family preset says.
+PRESET_OF = {"pvm-paper": "lmms-eval"}
 
 
 class ProtocolError(UserError):
@@ -59,9 +68,9 @@ def preset(spec: FamilySpec, name: str) -> HarnessSettings:
     if name == "default":
         return HarnessSettings()
     try:
-        return spec.protocols[name]
+        return spec.protocols[PRESET_OF.get(name, name)]
     except KeyError:
-        known = sorted(f.name for f in FAMILIES.values() if name in f.protocols)
+        known = sorted(f.name for f in FAMILIES.values() if PRESET_OF.get(name, name) in f.protocols)
         raise ProtocolError(
             f"--protocol {name}: no {name} settings are known for {spec.name} models (known for {', '.join(known)}); "
             "drop --protocol and pass --system-prompt / --min-pixels / --max-pixels yourself"
@@ -122,4 +131,5 @@ def apply_protocol(
     return InputProtocol(protocol.name, protocol.system_prompt, eff_low, eff_high, sources=protocol.sources)
 
 
-__all__ = ["PROTOCOLS", "InputProtocol", "ProtocolError", "apply_protocol", "preset", "resolve_protocol"]
+__all__ = ["PROTOCOLS", "InputProtocol", "ProtocolError", "apply_protocol", "apply_unfinished_policy", "preset",
+           "resolve_protocol"]

@@ -24,6 +24,7 @@ from pvm_bench.report.decay import DECAY_NOTE
 from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
 from pvm_bench.report.dependence import dependence_view
 from pvm_bench.report.markdown import comparability_notes
+from pvm_bench.report.paper import paper_note, paper_view
 from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
 from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
@@ -108,6 +109,8 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
         ("Probe signals", "Mean over generated steps.", probe_view(rows, variants), "probe-table", None),
         ("Probe signals per layer", PROBE_LAYER_NOTE, probe_layer_view(rows, variants), "probe-layer-table", None),
         ("Convergence", "", convergence_view(rows, variants), "convergence-table", None),
+        ("PVM paper Table 1 (published) beside this run", paper_note(data), paper_view(rows, variants), "paper-table",
+         None),
     ]
     for title, note, view, table_id, if_empty in sections:
         if view.empty:

@@ -10,6 +10,7 @@ import pandas as pd
 from pvm_bench.report.decay import DECAY_NOTE
 from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
 from pvm_bench.report.dependence import dependence_view
+from pvm_bench.report.paper import paper_note, paper_view
 from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
 from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
@@ -91,6 +92,7 @@ def render_markdown(data: RunData, summary: Summary) -> str:
         ("Probe signals per layer (PVM gate and branch ratio)", PROBE_LAYER_NOTE, probe_layer_view(rows, variants),
          None),
         ("Convergence (next-token entropy)", "", convergence_view(rows, variants), None),
+        ("PVM paper Table 1 (published) beside this run", paper_note(data), paper_view(rows, variants), None),
     ]
     for heading, note, view, if_empty in sections:
         if view.empty:

@@ -16,7 +16,9 @@ Score metrics (this module):
   (:mod:`pvm_bench.report.estimate`);
 - descriptive run rows (``kind="run"``, ``higher_is_better=None``): truncation, error and
   unparsed rates (unparsed = share of records whose scorer reported ``extractor == "none"``,
-  only when the task's scorer reports an extractor), mean output length, tokens/s;
+  only when the task's scorer reports an extractor), unfinished-reasoning rate (share of outputs
+  that end inside an unclosed ``<think>``, :func:`pvm_bench.scoring.is_unfinished`), mean output
+  length, tokens/s;
 - accuracy by output-length bucket (``kind="length"``, ``band`` = bucket label, 95% CI from
   :func:`~pvm_bench.report.stats.accuracy_ci`, flag ``small_n`` below 30 records) and score-flag
   rates (``kind="flag"``, metric ``flag_<name>``).
@@ -39,6 +41,7 @@ import pandas as pd
 from pvm_bench.report.estimate import Groups, grouped_estimate, grouped_paired
 from pvm_bench.report.rundata import REFERENCE_VARIANT, RunData
 from pvm_bench.report.stats import accuracy_ci
+from pvm_bench.scoring import is_unfinished
 from pvm_bench.tasks import Metric, Task, unit_values
 
 POOLED = "ALL"
@@ -166,6 +169,10 @@ def _run_rows(task: str, variant: str, s: pd.DataFrame) -> list[dict[str, Any]]:
         row(task, variant, "mean_n_generated", float(s["n_generated"].mean()), n=n, kind="run"),
         row(task, variant, "tokens_per_s", float(tps.mean()) if len(tps) else math.nan, n=len(tps), kind="run"),
     ]
+    texts = s["output"][s["output"].map(lambda o: isinstance(o, str))]
+    if len(texts):  # outputs cut inside an unclosed <think> (scored 0 by default, parsed under --protocol lmms-eval)
+        out.append(row(task, variant, "unfinished_reasoning_rate", float(texts.map(is_unfinished).mean()), n=len(texts),
+                       kind="run"))
     reported = s["extractor"].notna()
     if reported.any():
         share = float((s.loc[reported, "extractor"] == "none").mean())
@@ -212,6 +219,8 @@ def collect_groups(data: RunData, infos: dict[str, TaskInfo]) -> dict[GroupKey, 
                     if msg not in data.warnings:
                         data.warnings.append(msg)
                     continue
+                if not g and m.name != info.headline:
+                    continue  # no record this metric covers (an MMStar category absent from the run)
                 out[(task, variant, m.name)] = g
                 if m.name == info.headline:
                     headline[variant][task] = g

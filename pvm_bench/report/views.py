@@ -109,7 +109,8 @@ def _run_value(rows: pd.DataFrame, task: str, variant: str, metric: str) -> Any:
 
 def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     """One line per task metric (then ALL and MACRO) and variant: value [CI], Δ vs base [CI], p,
-    and the run columns (truncated, unparsed, mean length, tok/s) on the headline line."""
+    and the run columns (truncated, unparsed, unfinished reasoning when any, mean length, tok/s) on the
+    headline line."""
     sel = rows[rows["kind"].isin(["task", "pooled", "macro"])]
     out = []
     for r in _order(sel, variants).itertuples(index=False):
@@ -124,15 +125,20 @@ def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
             "p": fmt_p(r.p_value) + (f" ({r.p_method})" if r.p_method and finite(r.p_value) else ""),
         }
         run = {name: _run_value(rows, r.task, r.variant, name) if head else math.nan
-               for name in ("truncation_rate", "unparsed_rate", "mean_n_generated", "tokens_per_s")}
+               for name in ("truncation_rate", "unparsed_rate", "unfinished_reasoning_rate", "mean_n_generated",
+                            "tokens_per_s")}
         line.update({
             "truncated": fmt(run["truncation_rate"]), "unparsed": fmt(run["unparsed_rate"]),
+            "unfinished reasoning": fmt(run["unfinished_reasoning_rate"]),
             "mean len (tok)": fmt(run["mean_n_generated"], 1), "tok/s": fmt(run["tokens_per_s"], 1),
         })
         out.append(line)
     view = pd.DataFrame(out)
     if len(view) and (view["unparsed"] == "–").all():
         view = view.drop(columns="unparsed")
+    unfinished = rows.loc[(rows["metric"] == "unfinished_reasoning_rate") & (rows["kind"] == "run"), "value"]
+    if len(view) and not (unfinished.fillna(0) > 0).any():  # shown only when some output ended inside a reasoning block
+        view = view.drop(columns="unfinished reasoning")
     return view
 
 

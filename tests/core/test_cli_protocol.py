@@ -65,7 +65,7 @@ def test_default_run_sends_no_system_turn_and_keeps_the_processor_sizes(tiny_qwe
 
 def test_bad_protocol_options_are_one_line(tiny_qwen3_vl, fixture_data, tmp_path):
     code, output = _run(tiny_qwen3_vl, fixture_data, tmp_path, "x", "--protocol", "vlmeval")
-    assert code == 2 and "--protocol must be one of default, lmms-eval (got 'vlmeval')" in output
+    assert code == 2 and "--protocol must be one of default, lmms-eval, pvm-paper (got 'vlmeval')" in output
     code, output = _run(tiny_qwen3_vl, fixture_data, tmp_path, "y", "--min-pixels", "5000", "--max-pixels", "4096")
     assert code == 2 and "--max-pixels must be >= --min-pixels (5000) (got 4096)" in output
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -35,7 +35,8 @@ def test_builtin_tasks_and_paper_group() -> None:
     reg = get_registry(entry_points=False)
     assert BUILTIN <= set(reg.tasks)
     paper = [t.name for t in reg.resolve(["pvm-paper"])]
-    assert paper == ["mmmu_qwen3vl", "mmbench_cn", "mmbench_en", "mmstar_qwen3vl", "mmt", "mathverse", "mathvision", "ai2d"]
+    assert paper == ["mmmu_dev_qwen3vl", "mmbench_cn_lite", "mmbench_en_lite", "mmstar_qwen3vl", "mmt_emo",
+                     "mathverse_vision", "mathvision", "ai2d_lite"]
     for task in reg.tasks.values():
         assert task.description and task.splits and task.default_split in task.splits
 
