@@ -57,9 +57,8 @@ def test_readme_task_example_runs_through_the_cli(tiny_qwen3_vl, tmp_path):
 
 # ------------------------------------------------------------------ every command and flag shown exists
 
-#: Flags the README shows that belong to other programs (pip, torchrun) or that it names as
-#: lmms-eval's flags without an equivalent (pvm_bench.cli_options.NO_EQUIVALENT covers those).
-#: Flags of other programs the README quotes (pip, torchrun, the official MemVR scripts).
+#: Flags the README shows that belong to other programs (pip, torchrun, the official MemVR scripts)
+#: or that it names as lmms-eval's flags without an equivalent (cli_options.NO_EQUIVALENT covers those).
 FOREIGN_FLAGS = {"--index-url", "--no-deps", "--nproc-per-node", "--vision-retracing"}
 
 
