@@ -21,7 +21,6 @@ import copy
 import hashlib
 import importlib
 import importlib.util
-import io
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -35,6 +34,13 @@ from PIL import Image
 
 from pvm_bench import data
 from pvm_bench.errors import TaskError
+from pvm_bench.imageio import (  # noqa: F401 (MAX_IMAGE_PIXELS, max_image_pixels re-exported)
+    MAX_IMAGE_PIXELS,
+    CorruptImageError,
+    load_image,
+    max_image_pixels,
+    source_bytes,
+)
 from pvm_bench.metrics import Metric, RecordInfo, stratified_mean, unit_values
 
 __all__ = [
@@ -43,27 +49,9 @@ __all__ = [
 ]
 
 
-class CorruptImageError(TaskError):
-    """An image of a sample cannot be decoded."""
-
-
-#: Largest image (width x height, pixels) a sample may have: 64 MP, e.g. 8000 x 8000. Processors
-#: resize every image to a few megapixels anyway, so a bigger one only costs memory (a 13000 x
-#: 13000 PNG decodes to 0.5 GB of RGB and peaks near 3 GB). Override with the environment variable
-#: ``PVM_BENCH_MAX_IMAGE_PIXELS``; beyond it the sample fails alone with a per-sample error.
-MAX_IMAGE_PIXELS = 64_000_000
-
-
-def max_image_pixels() -> int:
-    import os
-
-    value = os.environ.get("PVM_BENCH_MAX_IMAGE_PIXELS", "")
-    return int(value) if value.strip().isdigit() else MAX_IMAGE_PIXELS
-
-
 @dataclass
 class LazyImage:
-    """An image decoded only when the model needs it.
+    """An image decoded only when the model needs it (:func:`pvm_bench.imageio.load_image`).
 
     ``source`` is raw bytes, a filesystem path, a PIL image, or a ``{"bytes", "path"}`` dict
     as stored by ``datasets``' Image feature.
@@ -73,59 +61,12 @@ class LazyImage:
     name: str = "image"
 
     def load(self) -> Image.Image:
-        """The decoded RGB image; :class:`CorruptImageError` when it cannot be decoded or is larger
-        than :data:`MAX_IMAGE_PIXELS` (checked from the header, before decoding)."""
-        import warnings
-
-        src = self.source
-        try:
-            if isinstance(src, Image.Image):
-                img = src
-                self._check_size(img)
-            else:
-                if isinstance(src, dict):
-                    src = src.get("bytes") or src.get("path")
-                if src is None or src == b"" or src == "":
-                    raise CorruptImageError(f"{self.name}: the image is empty (no bytes and no path)")
-                with warnings.catch_warnings():  # our own limit below replaces PIL's bomb warning
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    if isinstance(src, (bytes, bytearray)):
-                        img = Image.open(io.BytesIO(src))
-                    elif isinstance(src, (str, Path)):
-                        img = Image.open(src)
-                    else:
-                        raise TypeError(f"unsupported image source type {type(src).__name__}")
-                self._check_size(img)
-                img.load()
-            return img.convert("RGB")
-        except Image.DecompressionBombError as exc:
-            raise CorruptImageError(f"{self.name}: image too large to decode safely ({exc}); downscale it") from exc
-        except CorruptImageError:
-            raise
-        except Exception as exc:  # PIL raises many types for bad data
-            raise CorruptImageError(f"{self.name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-
-    def _check_size(self, img: Image.Image) -> None:
-        width, height = img.size
-        limit = max_image_pixels()
-        if width * height > limit:
-            raise CorruptImageError(
-                f"{self.name}: image is {width}x{height} = {width * height / 1e6:.1f} MP, over the "
-                f"{limit / 1e6:.0f} MP limit per image; downscale it (processors resize to a few MP anyway) "
-                "or raise PVM_BENCH_MAX_IMAGE_PIXELS"
-            )
+        """The decoded 8-bit RGB image; :class:`CorruptImageError` when it cannot be decoded, is larger
+        than :data:`MAX_IMAGE_PIXELS` or its mode's values cannot be mapped to 8 bits."""
+        return load_image(self.source, self.name)
 
     def fingerprint_bytes(self) -> bytes:
-        src = self.source
-        if isinstance(src, dict):
-            src = src.get("bytes") or src.get("path")
-        if isinstance(src, (bytes, bytearray)):
-            return bytes(src)
-        if isinstance(src, (str, Path)) and Path(src).exists():
-            return Path(src).read_bytes()
-        if isinstance(src, Image.Image):
-            return src.tobytes()
-        return repr(src).encode()
+        return source_bytes(self.source)
 
 
 @dataclass
@@ -310,15 +251,28 @@ def _load_module_from_file(path: Path) -> ModuleType:
 class TaskRegistry:
     """Tasks and task groups by name, gathered from built-ins, include paths and entry points."""
 
-    def __init__(self) -> None:
+    def __init__(self, override_tasks: Iterable[str] = ()) -> None:
         self.tasks: dict[str, Task] = {}
         self.groups: dict[str, list[str]] = {}
         self.origins: dict[str, str] = {}
+        #: Names a later source may redefine (``--override-task``); any other redefinition is refused.
+        self.override_tasks = {n.strip() for n in override_tasks if n.strip()}
 
     def add(self, task: Task, origin: str) -> None:
+        """Register ``task`` from ``origin`` (a module name, an include-path file, ``entry point X``).
+
+        A name another source already defines is refused (:class:`TaskError`) unless it is in
+        :attr:`override_tasks`: a plugin named like a built-in would otherwise replace it silently.
+        """
         if not task.name:
             raise TaskError(f"a task from {origin} has no name")
-        self.tasks[task.name] = task  # later sources (include paths) override built-ins
+        before = self.origins.get(task.name)
+        if before is not None and before != origin and task.name not in self.override_tasks:
+            raise TaskError(
+                f"task '{task.name}' from {origin} has the name of a task from {before}; rename it, or pass "
+                f"--override-task {task.name} to replace that task with it"
+            )
+        self.tasks[task.name] = task  # with --override-task, later sources (include paths) replace earlier ones
         self.origins[task.name] = origin
 
     def add_module(self, module: ModuleType, origin: str, *, copy_tasks: bool = False) -> None:
@@ -365,9 +319,11 @@ class TaskRegistry:
         return out
 
 
-def get_registry(include_paths: Sequence[Path | str] = (), entry_points: bool = True) -> TaskRegistry:
-    """Build a registry: built-ins, then entry points, then include paths (last wins)."""
-    reg = TaskRegistry()
+def get_registry(include_paths: Sequence[Path | str] = (), entry_points: bool = True,
+                 override_tasks: Iterable[str] = ()) -> TaskRegistry:
+    """Build a registry: built-ins, then entry points, then include paths; a later source may
+    redefine a task name only when it is in ``override_tasks`` (then the last one wins)."""
+    reg = TaskRegistry(override_tasks)
     for module in builtin_task_modules():
         reg.add_module(module, module.__name__, copy_tasks=True)
     if entry_points:

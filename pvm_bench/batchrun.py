@@ -1,0 +1,96 @@
+"""One batch of a run: decode the images, generate, save every record, with per-sample failures.
+
+A sample fails alone, with one ``error:`` line and an error record, when its image cannot be
+decoded (:class:`~pvm_bench.tasks.CorruptImageError`), when the processor refuses its input
+(:class:`~pvm_bench.models.generation.SampleInputError`, e.g. a 20000x2 image) or when its scorer
+fails (:func:`pvm_bench.workload.sample_record` keeps the generation and records the scoring error);
+the rest of the batch is generated and saved. Running out of memory stays a run error: it is the
+batch's size, not one sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pvm_bench.errors import one_line
+from pvm_bench.models.generation import Generation, Request, SampleInputError
+from pvm_bench.results import JsonlAppender
+from pvm_bench.runfiles import write_probe_part
+from pvm_bench.runguard import RunError, is_out_of_memory
+from pvm_bench.tasks import CorruptImageError, Task
+from pvm_bench.workload import WorkItem, error_record, probe_frames, sample_ids, sample_record, sample_seed
+
+
+class BatchRunner:
+    """Runs batches of one run (``config``, ``run_dir``, the effective ``protocol``); every sample that
+    fails alone is appended to :attr:`errors` (one line each) and logged as ``error: ...``."""
+
+    def __init__(self, config: Any, run_dir: Path, protocol: Any, errors: list[str], log: Callable[[str], None]) -> None:
+        self.config, self.run_dir, self.protocol, self.errors, self.log = config, run_dir, protocol, errors, log
+
+    def max_new_tokens(self, task: Task) -> int:
+        return int(self.config.max_new_tokens or task.generation.get("max_new_tokens", 256))
+
+    def run(self, session: Any, variant: str, batch: list[WorkItem], sink: JsonlAppender) -> None:
+        """Generate ``batch`` (one task) under the active variant and append its records to ``sink``."""
+        task = batch[0].task
+        max_new = self.max_new_tokens(task)
+        requests: list[Request] = []
+        good: list[WorkItem] = []
+        for item in batch:
+            seed = sample_seed(self.config.seed, task.name, item.sample.id, item.repeat)
+            try:
+                images = [img.load() for img in item.sample.images]
+            except CorruptImageError as exc:
+                self.sample_failed(sink, variant, item, seed, max_new, str(exc))
+                continue
+            requests.append(Request(task.messages(item.sample), images, seed=seed, key=item))
+            good.append(item)
+        generations: list[Generation] = []
+        while requests:
+            try:
+                generations = self.generate(session, task, requests, max_new)
+                break
+            except SampleInputError as exc:  # the processor refused some samples: they fail alone
+                for i in sorted(exc.failures):
+                    self.sample_failed(sink, variant, good[i], requests[i].seed, max_new, exc.failures[i])
+                requests = [r for i, r in enumerate(requests) if i not in exc.failures]
+                good = [g for i, g in enumerate(good) if i not in exc.failures]
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise RunError(
+                    f"out of memory generating task '{task.name}' samples {sample_ids(good)} (batch of {len(requests)}, "
+                    f"max_new_tokens {max_new}): {one_line(str(exc), 120)}; lower --batch-size or --max-new-tokens (or "
+                    f"shorten an over-long prompt), then --resume {self.run_dir}"
+                ) from exc
+        if not requests:
+            return
+        write_probe_part(self.run_dir, probe_frames(variant, task.name, generations))
+        # Every generation is scored into a record first; a scorer's failure is that record's error.
+        records = [sample_record(variant, item, gen, request.seed, max_new)
+                   for item, request, gen in zip(good, requests, generations)]
+        for record in records:
+            sink.append(record)
+            if record.error:
+                self.note_error(f"task '{task.name}' sample '{record.sample_id}': {record.error}")
+
+    def generate(self, session: Any, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
+        cfg = self.config
+        return session.generate(
+            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+            repetition_penalty=cfg.repetition_penalty, task_settings=task.generation,
+            system_prompt=getattr(self.protocol, "system_prompt", None),
+        )
+
+    def sample_failed(self, sink: JsonlAppender, variant: str, item: WorkItem, seed: int, max_new: int, reason: str) -> None:
+        """Record a sample that could not be run (bad image, input the processor refuses): it fails alone."""
+        sink.append(error_record(variant, item, seed, max_new, one_line(reason)))
+        self.note_error(f"task '{item.task.name}' sample '{item.sample.id}': {reason}")
+
+    def note_error(self, message: str) -> None:
+        message = one_line(message)
+        self.errors.append(message)
+        self.log(f"error: {message} (scored 0, counted as error)")
