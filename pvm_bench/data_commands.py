@@ -28,8 +28,16 @@ def export_command(
 ) -> None:
     """Download TASKS from the Hugging Face hub into the --data-dir layout (run where the hub is reachable)."""
     from pvm_bench.data_export import export_tasks, resolve_tasks
+    from pvm_bench.preflight import hub_unreachable, offline_reason
+    from pvm_bench.tasks import HubTask
 
-    written = export_tasks(resolve_tasks(csv_names(tasks), include_path or [], override_task or ()), out, split, overwrite=overwrite,
+    resolved = resolve_tasks(csv_names(tasks), include_path or [], override_task or ())
+    if any(isinstance(t, HubTask) for t in resolved):  # one probe, not a minute of retries per file
+        reason = offline_reason() or hub_unreachable()
+        if reason:
+            raise fail(f"data export downloads from the Hugging Face hub, but {reason}; run it on a machine that "
+                       f"reaches the hub (unset HF_HUB_OFFLINE there), then copy {out} to this one")
+    written = export_tasks(resolved, out, split, overwrite=overwrite,
                            log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
     if written:
         typer.echo(f"exported {len(written)} table(s) to {out}; on the offline machine: "
