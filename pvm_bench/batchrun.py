@@ -23,6 +23,11 @@ from pvm_bench.tasks import CorruptImageError, Task
 from pvm_bench.workload import WorkItem, error_record, probe_frames, sample_ids, sample_record, sample_seed
 
 
+def max_new_tokens(config: Any, task: Task) -> int:
+    """The generation budget of ``task``'s samples: ``--max-new-tokens``, else the task's own, else 256."""
+    return int(config.max_new_tokens or task.generation.get("max_new_tokens", 256))
+
+
 class BatchRunner:
     """Runs batches of one run (``config``, ``run_dir``, the effective ``protocol``); every sample that
     fails alone is appended to :attr:`errors` (one line each) and logged as ``error: ...``."""
@@ -30,23 +35,24 @@ class BatchRunner:
     def __init__(self, config: Any, run_dir: Path, protocol: Any, errors: list[str], log: Callable[[str], None]) -> None:
         self.config, self.run_dir, self.protocol, self.errors, self.log = config, run_dir, protocol, errors, log
 
-    def max_new_tokens(self, task: Task) -> int:
-        return int(self.config.max_new_tokens or task.generation.get("max_new_tokens", 256))
-
     def run(self, session: Any, variant: str, batch: list[WorkItem], sink: JsonlAppender) -> None:
         """Generate ``batch`` (one task) under the active variant and append its records to ``sink``."""
         task = batch[0].task
-        max_new = self.max_new_tokens(task)
+        max_new = max_new_tokens(self.config, task)
         requests: list[Request] = []
         good: list[WorkItem] = []
         for item in batch:
             seed = sample_seed(self.config.seed, task.name, item.sample.id, item.repeat)
             try:
                 images = [img.load() for img in item.sample.images]
+                messages = task.messages(item.sample)
             except CorruptImageError as exc:
                 self.sample_failed(sink, variant, item, seed, max_new, str(exc))
                 continue
-            requests.append(Request(task.messages(item.sample), images, seed=seed, key=item))
+            except Exception as exc:  # noqa: BLE001 -- a plugin's messages() failing on one sample fails that sample
+                self.sample_failed(sink, variant, item, seed, max_new, f"messages() raised {type(exc).__name__}: {exc}")
+                continue
+            requests.append(Request(messages, images, seed=seed, key=item))
             good.append(item)
         generations: list[Generation] = []
         while requests:

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.batchrun import BatchRunner
+from pvm_bench.batchrun import BatchRunner, max_new_tokens
 from pvm_bench.config import RunConfig
 from pvm_bench.distributed import Dist
 from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line, validation_summary
@@ -387,7 +387,7 @@ class Runner:
         return probes
 
     def _max_new_tokens(self, task: Task) -> int:
-        return BatchRunner(self.config, self.run_dir, None, [], print).max_new_tokens(task)
+        return max_new_tokens(self.config, task)
 
     def _finish(self, status: str, error: str | None = None) -> None:
         if not self.dist.is_main:
