@@ -99,6 +99,8 @@ def list_tasks(
         for name, members in sorted(registry.groups.items()):
             groups.add_row(name, ", ".join(members))
         console.print(groups)
+    for message in registry.conflicts.values():  # refused when selected; say so before a run does
+        console.print(f"note: {message}", highlight=False, markup=False)
 
 
 def main() -> None:

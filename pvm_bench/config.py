@@ -21,7 +21,7 @@ ATTN_CHOICES = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex
 #: ``--device-map`` values accepted by accelerate for a string map.
 DEVICE_MAP_CHOICES = ("auto", "balanced", "balanced_low_0", "sequential")
 #: ``--device``: auto, cpu, mps, cuda or cuda:N.
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # fullmatch; [0-9]: \d is any Unicode digit
 DEVICE_HELP = "auto, cpu, mps, cuda or cuda:N"
 #: A run id is one plain directory name: letters, digits, '.', '_', '-', not starting with '.' or '-'.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # matched with fullmatch (``$`` allows a trailing newline)
@@ -112,6 +112,14 @@ class RunConfig(BaseModel):
                 f"must be 0 (greedy decoding) or at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it "
                 "overflows); use 0 for greedy"
             )
+        return value
+
+    @field_validator("repetition_penalty")
+    @classmethod
+    def _penalty_usable(cls, value: float | None) -> float | None:
+        if value is not None and value < MIN_TEMPERATURE:  # seen tokens' logits are divided by it
+            raise ValueError(f"must be at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it overflows); "
+                             "1 = no penalty")
         return value
 
     @field_validator(*CHOICES)

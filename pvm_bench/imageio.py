@@ -154,7 +154,10 @@ def source_bytes(source: Any) -> bytes:
             return repr(src).encode()
         if not stat.S_ISREG(mode):
             return f"<not a regular file: {src}>".encode()
-        return Path(src).read_bytes()
+        try:
+            return Path(src).read_bytes()
+        except OSError as exc:  # unreadable (permissions): the sample's load reports it
+            return f"<unreadable: {src}: {exc.strerror}>".encode()
     if isinstance(src, Image.Image):
         return src.tobytes()
     return repr(src).encode()

@@ -6,6 +6,8 @@ declarations into metric rows with bootstrap CIs over units and paired tests.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,9 +54,11 @@ def score_problem(metrics: Sequence[Metric], value: Any, sub_scores: Mapping[str
     finite numbers. A missing declared sub-score is fine (that metric skips the record)."""
 
     def bad(what: str, number: Any, bounds: tuple[float, float] | None) -> str | None:
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            return f"{what} is {number!r} ({type(number).__name__}), not a number"
-        if number != number or number in (float("inf"), float("-inf")):
+        # Python and numpy numbers (np.float32 is not a float subclass); a bool is 0 or 1.
+        if not isinstance(number, numbers.Real):
+            return f"{what} is {number!r:.40} ({type(number).__name__}), not a number"
+        number = float(number)
+        if not math.isfinite(number):
             return f"{what} is {number}, not a finite number"
         if bounds is not None and not bounds[0] <= number <= bounds[1]:
             return f"{what} {number:g} is outside its declared range [{bounds[0]:g}, {bounds[1]:g}]"

@@ -254,26 +254,36 @@ class TaskRegistry:
     def __init__(self, override_tasks: Iterable[str] = ()) -> None:
         self.tasks: dict[str, Task] = {}
         self.groups: dict[str, list[str]] = {}
+        #: Where each task came from: a module name, an include-path file or ``entry point X``.
         self.origins: dict[str, str] = {}
-        #: Names a later source may redefine (``--override-task``); any other redefinition is refused.
+        #: Names a later source may redefine (``--override-task``); any other redefinition is a conflict.
         self.override_tasks = {n.strip() for n in override_tasks if n.strip()}
+        #: Name (task or group) -> the refusal for a name two sources define; raised when it is selected.
+        self.conflicts: dict[str, str] = {}
+        self._claims: dict[str, tuple[str, str]] = {}  # task and group names share one namespace
+
+    def _claim(self, name: str, kind: str, origin: str) -> bool:
+        """Whether ``origin`` may define ``name``: a name another source defines is kept by the first
+        one and recorded in :attr:`conflicts`, unless it is in :attr:`override_tasks` (then the later
+        source wins). A plugin named like a built-in would otherwise replace it silently."""
+        before = self._claims.get(name)
+        if before is not None and before[1] != origin and name not in self.override_tasks:
+            self.conflicts[name] = (
+                f"{kind} '{name}' from {origin} has the name of a {before[0]} from {before[1]}; rename it, or pass "
+                f"--override-task {name} to let it replace that {before[0]}"
+            )
+            return False
+        self._claims[name] = (kind, origin)
+        return True
 
     def add(self, task: Task, origin: str) -> None:
-        """Register ``task`` from ``origin`` (a module name, an include-path file, ``entry point X``).
-
-        A name another source already defines is refused (:class:`TaskError`) unless it is in
-        :attr:`override_tasks`: a plugin named like a built-in would otherwise replace it silently.
-        """
+        """Register ``task`` from ``origin`` (see :meth:`_claim` for a name already taken)."""
         if not task.name:
             raise TaskError(f"a task from {origin} has no name")
-        before = self.origins.get(task.name)
-        if before is not None and before != origin and task.name not in self.override_tasks:
-            raise TaskError(
-                f"task '{task.name}' from {origin} has the name of a task from {before}; rename it, or pass "
-                f"--override-task {task.name} to replace that task with it"
-            )
-        self.tasks[task.name] = task  # with --override-task, later sources (include paths) replace earlier ones
-        self.origins[task.name] = origin
+        if self._claim(task.name, "task", origin):
+            self.groups.pop(task.name, None)  # an overridden group of that name
+            self.tasks[task.name] = task
+            self.origins[task.name] = origin
 
     def add_module(self, module: ModuleType, origin: str, *, copy_tasks: bool = False) -> None:
         """Add a module's ``TASKS`` and ``GROUPS``. ``copy_tasks``: register shallow copies, for
@@ -282,7 +292,8 @@ class TaskRegistry:
         for task in getattr(module, "TASKS", []):
             self.add(copy.copy(task) if copy_tasks else task, origin)
         for group, members in getattr(module, "GROUPS", {}).items():
-            self.groups[group] = list(members)
+            if self._claim(group, "group", origin):
+                self.groups[group] = list(members)
 
     def add_dir(self, directory: Path) -> None:
         if not directory.is_dir():
@@ -301,14 +312,18 @@ class TaskRegistry:
                     self.add(task, f"entry point {ep.name}")
 
     def resolve(self, names: Iterable[str]) -> list[Task]:
-        """Expand groups and return tasks in order, without duplicates."""
+        """Expand groups and return tasks in order, without duplicates; a selected name two sources
+        define (:attr:`conflicts`) is refused with one line naming both and ``--override-task``."""
         out: list[Task] = []
         for raw in names:
             name = raw.strip()
             if not name:
                 continue
-            members = self.groups.get(name, [name])
-            for member in members:
+            if name in self.conflicts:  # a name two sources define is refused only when it is used
+                raise TaskError(self.conflicts[name])
+            for member in self.groups.get(name, [name]):
+                if member in self.conflicts:
+                    raise TaskError(self.conflicts[member])
                 if member not in self.tasks:
                     known = ", ".join(sorted(self.tasks) + sorted(self.groups))
                     raise TaskError(f"unknown task '{member}'; known tasks and groups: {known}")

@@ -130,7 +130,8 @@ def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_
         else:
             problem = score_problem(item.task.metrics(), score.value, score.sub_scores)
         if problem is None:
-            detail = ScoreDetail.from_details(jsonable(score.details), getattr(score, "sub_scores", None))
+            subs = {str(k): float(v) for k, v in (score.sub_scores or {}).items()}
+            detail = ScoreDetail.from_details(jsonable(score.details), subs)
             parsed = None if score.parsed is None else str(score.parsed)
             return SampleRecord(**common, parsed=parsed, score=float(score.value), finish_reason=gen.finish_reason,
                                 score_detail=detail)

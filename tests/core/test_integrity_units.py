@@ -105,7 +105,9 @@ def test_files_fingerprint_names_the_changed_file(tmp_path: Path) -> None:
     (math.nan, {}, "score is nan, not a finite number"),
     (math.inf, {}, "score is inf, not a finite number"),
     (None, {}, "score is None (NoneType), not a number"),
-    (True, {}, "score is True (bool), not a number"),
+    (True, {}, None),  # a bool is 0 or 1
+    (np.float32(0.25), {"recall": np.float64(1.0)}, None),  # numpy numbers are numbers
+    ("0.5", {}, "score is '0.5' (str), not a number"),
     (0.5, {"recall": 1.5}, "sub-score 'recall' 1.5 is outside its declared range [0, 1]"),
     (0.5, {"tokens": 300.0}, None),  # an undeclared sub-score: any finite number
     (0.5, {"tokens": math.nan}, "sub-score 'tokens' is nan, not a finite number"),

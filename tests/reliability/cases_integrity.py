@@ -254,6 +254,19 @@ def _shadow_recorded(env) -> None:
     assert all(r["score"] == 1.0 for r in _records(env))
 
 
+def _group_plugin(groups: dict) -> Callable[..., list[str]]:
+    def argv(env) -> list[str]:
+        folder = _plugin(env, f"TASKS = []\nGROUPS = {groups!r}\n")
+        return _task_args(env, next(iter(groups)), "--include-path", str(folder))
+
+    return argv
+
+
+def shadow_unselected(env) -> list[str]:
+    """A plugin shadowing another task ('mmmu') does not stop a run of tasks it does not touch."""
+    return env.run_args("r", "--include-path", str(_plugin(env, SHADOW.replace("[Always()]", "[Always(name='mmmu')]"))))
+
+
 def compare_shadowed(env) -> list[str]:
     env.make_run("a", drop_last=False)
     code, output = env.cli(*env.run_args("b", "--include-path", str(_plugin(env, SHADOW)), "--override-task", "mmstar"))
@@ -377,6 +390,11 @@ INTEGRITY_CASES: list = [
          check=_scoring_errors("NoneType")),
     # a plugin named like a built-in
     Case("task-shadows-builtin", shadow_builtin, 2, ("task 'mmstar'", "--override-task mmstar"), check=_nothing_written),
+    Case("group-shadows-builtin", _group_plugin({"pvm-paper": ["mmstar"]}), 2, ("group 'pvm-paper'", "--override-task pvm-paper"),
+         check=_nothing_written),
+    Case("group-named-like-a-task", _group_plugin({"mmstar": ["mmstar_qwen3vl"]}), 2,
+         ("group 'mmstar'", "name of a task", "--override-task mmstar"), check=_nothing_written),
+    Case("shadow-of-an-unselected-task", shadow_unselected, 0, ("3 samples",)),
     Case("task-shadow-overridden", shadow_overridden, 0, ("3 samples",), check=_shadow_recorded),
     Case("compare-other-task-definition", compare_shadowed, 2, ("task 'mmstar'", "--allow-task-change")),
     Case("compare-other-task-definition-allowed", compare_shadowed_allowed, 0, ("mmstar",)),
@@ -385,6 +403,10 @@ INTEGRITY_CASES: list = [
     Case("truncation-by-generator", colour_quiz_truncation, 0, ("3 samples",), check=_truncation_agrees),
     # bad options and the hub: one line, before anything is written
     Case("temperature-denormal", lambda env: env.run_args("r", "--temperature", "1e-320"), 2, ("--temperature", "use 0 for greedy"),
+         check=_nothing_written),
+    Case("repetition-penalty-denormal", lambda env: env.run_args("r", "--temperature", "0.7", "--repetition-penalty", "1e-320"),
+         2, ("--repetition-penalty", "overflows"), check=_nothing_written),
+    Case("device-unicode-digit", lambda env: env.run_args("r", "--device", "cuda:\u0663"), 2, ("--device",),
          check=_nothing_written),
     Case("offline-missing-adapter", offline_missing_adapter, 2, ("PVM adapter", "path/to/adapter", "does not exist"),
          absent=("hub",), check=_nothing_written),
