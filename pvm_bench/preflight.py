@@ -45,10 +45,11 @@ def check_local_inputs(cfg: Any) -> None:
 
 
 def offline_reason() -> str | None:
-    """Why the hub is not to be used: ``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE``) is set; else None."""
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(name, "").strip().upper() in _TRUE:
-            return f"{name} is set"
+    """Why the hub is not to be used: ``HF_HUB_OFFLINE`` is set (in the environment, or read by
+    huggingface_hub when it was imported); else None. (``HF_DATASETS_OFFLINE`` alone is the datasets
+    library's business: it fails fast by itself, and models may still come from the hub.)"""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE:
+        return "HF_HUB_OFFLINE is set"
     try:
         from huggingface_hub import constants
 
