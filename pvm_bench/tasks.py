@@ -85,8 +85,10 @@ class Sample:
 class Score:
     """The result of scoring one output.
 
-    ``value`` is in [0, 1]. ``truncated`` marks outputs that ended (max_new_tokens) before an
-    answer could be found: they score 0 and are counted apart. ``details`` carries JSON values:
+    ``value`` is in [0, 1] (checked against the metric's ``value_range`` when a run records it).
+    ``truncated`` marks outputs that ended (max_new_tokens) before an answer could be found: they
+    score 0. (A run's record says ``truncated`` from the generator: every output that reached
+    ``max_new_tokens`` without an end of sequence, answer found or not.) ``details`` carries JSON values:
     ``details["extractor"]`` names the answer-extraction path (exactly ``"none"`` when nothing
     could be extracted); boolean entries are flags, reported as rates. ``sub_scores`` are named
     numeric scores next to ``value`` that a :class:`Metric` can aggregate (``Metric.subscore``).
