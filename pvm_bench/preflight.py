@@ -36,9 +36,10 @@ def check_local_inputs(cfg: Any) -> None:
     if cfg.pvm and not Path(cfg.pvm).expanduser().exists():
         raise PreflightError(f"PVM adapter {cfg.pvm} does not exist; pass --pvm with an adapter directory "
                              "(pvm_config.json + adapter.safetensors) or a full PVM checkpoint")
-    for flag, value in (("--model", cfg.model), ("--judge", cfg.judge)):
+    for flag, what, value in (("--model", "model", cfg.model), ("--judge", "judge model", cfg.judge)):
         if value and is_local_source(value) and not Path(value).expanduser().exists():
-            raise PreflightError(f"{flag} {value} does not exist; pass an existing model directory or a hub id")
+            raise PreflightError(f"cannot load {what} {value}: it does not exist; pass {flag} with an existing model "
+                                 "directory or a hub id")
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():
         what = "is a file" if Path(cfg.data_dir).exists() else "does not exist"
         raise PreflightError(f"--data-dir {cfg.data_dir} {what}; pass the folder holding <task>/<split>.parquet (or .jsonl/.json)")
