@@ -220,6 +220,26 @@ def _wide_image(env) -> dict:
     return {"bytes": buf.getvalue(), "path": "wide.png"}
 
 
+def _model_fails_on(env, bad: Callable[[str], bool]) -> None:
+    """LoadedModel.generate raises (as a model or a fix may on one odd input) when a request's sample is ``bad``."""
+    from pvm_bench.models.loading import LoadedModel
+
+    original = LoadedModel.generate
+
+    def generate(self, requests, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if any(bad(r.key.sample.id) for r in requests):
+            raise IndexError("index out of range in self")
+        return original(self, requests, *args, **kwargs)
+
+    LoadedModel.generate = generate
+    env.cleanups.append(lambda: setattr(LoadedModel, "generate", original))
+
+
+def model_fails_on_one_sample(env) -> list[str]:
+    _model_fails_on(env, lambda sample_id: sample_id == "1")
+    return env.run_args()
+
+
 # ----------------------------------------------------------------- scores
 def _odd(task: str) -> Callable[..., list[str]]:
     def argv(env) -> list[str]:
@@ -377,6 +397,8 @@ INTEGRITY_CASES: list = [
          check=_one_failed_sample("is a directory")),
     pytest.param(Case("image-path-is-a-fifo", _image_case(_fifo_image), 1, ("not a regular file",), one_error_line=False,
                       check=_one_failed_sample("not a regular file")), marks=slow, id="image-path-is-a-fifo"),
+    Case("generation-fails-for-one-sample", model_fails_on_one_sample, 1, ("sample '1'", "generation failed", "IndexError"),
+         one_error_line=False, check=_one_failed_sample("IndexError")),
     # scores are validated against the metric's declared range; a failing scorer keeps the generations
     Case("score-above-range", _odd("odd_two"), 1, ("score 2 is outside its declared range [0, 1]",), one_error_line=False,
          check=_scoring_errors("outside")),
