@@ -68,6 +68,7 @@ from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exporte
     batches,
     error_record,
     load_task_samples,
+    metadata_fingerprint,
     probe_frames,
     sample_ids,
     sample_record,
@@ -290,7 +291,7 @@ class Runner:
         fresh = self.record.model_copy(deep=True)
         fresh.datasets = {
             t.name: {"version": t.version, "split": cfg.split or t.default_split, "n": len(s), "fingerprint": t.fingerprint(s),
-                     **provenance(registry.origins[t.name], t)}
+                     "metadata_fingerprint": metadata_fingerprint(s), **provenance(registry.origins[t.name], t)}
             for t, s in loaded_tasks
         }
         import torch  # what this part of the run really uses (a resume may pass another --threads)

@@ -210,6 +210,10 @@ def resume_changes(old: Any, new: Any) -> list[str]:
         now = (new.datasets or {}).get(task)
         if now is None:
             continue
+        if info.get("metadata_fingerprint") and now.get("metadata_fingerprint") and \
+                info["metadata_fingerprint"] != now["metadata_fingerprint"]:
+            changes.append(f"sample metadata of task '{task}' (fingerprint {info['metadata_fingerprint']} -> "
+                           f"{now['metadata_fingerprint']})")
         if info.get("definition") and now.get("definition") and info["definition"] != now["definition"]:
             changes.append(f"definition of task '{task}' ({info.get('origin')} -> {now.get('origin')}, "
                            f"definition {info['definition']} -> {now['definition']})")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -91,6 +92,16 @@ def load_task_samples(cfg: RunConfig, registry: TaskRegistry | None = None) -> l
             raise WorkloadError(message)
         loaded.append((task, samples))
     return loaded
+
+
+def metadata_fingerprint(samples: Sequence[Sample]) -> str:
+    """16 hex over every sample's metadata (what strata, units and some scorers read, e.g. MMStar's
+    l2_category, MathVista's answer type), which :meth:`Task.fingerprint` does not cover; recorded
+    apart (``datasets[task].metadata_fingerprint``) so that fingerprints of earlier runs stay valid."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps([s.id, jsonable(s.metadata)], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
 
 
 def batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:

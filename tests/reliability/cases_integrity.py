@@ -128,6 +128,13 @@ def _tokenizer(env) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), "clean_up_tokenization_spaces": True}))
 
 
+def _metadata(env) -> None:
+    path = env.data / "mmstar" / "val.parquet"
+    frame = pd.read_parquet(path)
+    frame.loc[0, "l2_category"] = "another category"  # moves sample 0 to another stratum of the headline metric
+    frame.to_parquet(path, index=False)
+
+
 def _big_adapter_middle(env) -> None:
     """Change one value of a tensor in the middle of a > 2 MiB adapter (same size, same head and tail)."""
     path = env.adapter / "adapter.safetensors"
@@ -382,6 +389,7 @@ INTEGRITY_CASES: list = [
     Case("resume-tokenizer-changed", _resume_after(_tokenizer), 2, ("tokenizer_config.json", "changed"), RUN),
     Case("resume-adapter-middle-changed", resume_adapter_middle_changed, 2, ("PVM adapter", "adapter.safetensors", "changed"),
          RUN),
+    Case("resume-metadata-changed", _resume_after(_metadata), 2, ("sample metadata of task 'mmstar'", "changed"), RUN),
     Case("resume-task-definition-changed", resume_task_definition_changed, 2, ("definition of task 'mmstar'",), RUN),
     # images reach the model as their values, not clipped
     Case("image-16bit-png", _image_case(lambda env: {"bytes": _png16(1000), "path": "x.png"}), 0, ("3 samples",),
