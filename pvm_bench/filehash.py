@@ -30,6 +30,9 @@ _cache: dict[tuple[str, int, int, int], str] = {}
 #: is compared on resume as resolved generation settings (runguard.generation_settings), by key.
 IGNORED_MODEL_FILES = frozenset({"generation_config.json", "README.md", "LICENSE", "LICENSE.txt", "NOTICE",
                                  ".gitattributes", "USE_POLICY.md"})
+#: Weight formats pvm-bench never loads (pickles, other frameworks' exports such as a repo's
+#: ``original/consolidated.00.pth``): hashing them would cost seconds per GB for nothing.
+IGNORED_MODEL_SUFFIXES = frozenset({".bin", ".pth", ".pt", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5", ".md"})
 
 
 def file_digest(path: Path) -> str:
@@ -74,15 +77,18 @@ def files_fingerprint(entries: Iterable[tuple[str, Path]]) -> tuple[str, dict[st
     return h.hexdigest()[:16], digests
 
 
-def tree_files(root: Path, ignore: frozenset[str] = frozenset()) -> list[tuple[str, Path]]:
+def tree_files(root: Path, ignore: frozenset[str] = frozenset(), ignore_suffixes: frozenset[str] = frozenset()
+               ) -> list[tuple[str, Path]]:
     """``(relative path, file)`` for every regular file under ``root`` (or ``root`` itself when it is
-    a file), skipping hidden entries (``.cache``, ``.lock``) and names in ``ignore``."""
+    a file), skipping hidden entries (``.cache``, ``.lock``), names in ``ignore`` and suffixes in
+    ``ignore_suffixes``."""
     if not root.is_dir():
         return [(root.name, root)]
     out = []
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or path.name in ignore or not path.is_file():
+        if (any(part.startswith(".") for part in rel.parts) or path.name in ignore or path.suffix in ignore_suffixes
+                or not path.is_file()):
             continue
         out.append((rel.as_posix(), path))
     return out

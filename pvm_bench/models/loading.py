@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pvm_bench.errors import UserError, load_guard, one_line
-from pvm_bench.filehash import IGNORED_MODEL_FILES, SCHEME, files_fingerprint, tree_files
+from pvm_bench.filehash import IGNORED_MODEL_FILES, IGNORED_MODEL_SUFFIXES, SCHEME, files_fingerprint, tree_files
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
 from pvm_bench.runguard import hash_file_ends
 
@@ -85,13 +85,14 @@ def model_fingerprint(source: str, local_dir: Path | None) -> str:
 
 def model_content(local_dir: Path) -> tuple[str, dict[str, str]]:
     """``(fingerprint, {file: digest})`` over every file of a local model directory, each hashed
-    whole, except those that shape neither inputs nor weights (:data:`pvm_bench.filehash.IGNORED_MODEL_FILES`):
+    whole, except those that shape neither inputs nor weights (:data:`pvm_bench.filehash.IGNORED_MODEL_FILES`,
+    formats never loaded: :data:`~pvm_bench.filehash.IGNORED_MODEL_SUFFIXES`):
     a changed chat template, tokenizer or preprocessor_config.json (image mean/std) is a changed model.
 
     :func:`model_fingerprint` stays the model's cheap identity (adapters record it as their base);
     this is the complete one a resume compares.
     """
-    return files_fingerprint(tree_files(local_dir, IGNORED_MODEL_FILES))
+    return files_fingerprint(tree_files(local_dir, IGNORED_MODEL_FILES, IGNORED_MODEL_SUFFIXES))
 
 
 @dataclass

@@ -124,3 +124,16 @@ def test_jsonable_never_writes_nan() -> None:
     value = jsonable({"a": math.nan, "b": [np.float32("inf"), 1.5], "c": np.float64(2.0)})
     assert value == {"a": None, "b": [None, 1.5], "c": 2.0}
     json.dumps(value, allow_nan=False)
+
+
+def test_model_content_covers_input_files_and_skips_formats_never_loaded(tmp_path: Path) -> None:
+    from pvm_bench.models.loading import model_content
+
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "preprocessor_config.json",
+                 "generation_config.json", "README.md", "training_args.bin", "original/consolidated.00.pth",
+                 "additional_chat_templates/tools.jinja"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    _, files = model_content(tmp_path)
+    assert sorted(files) == ["additional_chat_templates/tools.jinja", "chat_template.jinja", "config.json",
+                             "model.safetensors", "preprocessor_config.json", "tokenizer.json"]
