@@ -115,9 +115,7 @@ def to_rgb(img: Image.Image, name: str = "image") -> Image.Image:
     * every other mode (``1``, ``L``, ``P``, ``RGBA``, ``CMYK``, ``YCbCr``...): PIL's own conversion,
       which is exact for 8-bit modes (alpha is dropped, as ``convert`` does).
     """
-    mode = img.mode
-    if mode == "RGB":
-        return img
+    mode = img.mode  # RGB too goes through convert: a copy, still valid after the caller closes its file
     if mode in _MODES_16 or mode == "I":
         values = np.asarray(img).astype(np.int64)
         if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
