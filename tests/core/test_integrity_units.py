@@ -137,3 +137,11 @@ def test_model_content_covers_input_files_and_skips_formats_never_loaded(tmp_pat
     _, files = model_content(tmp_path)
     assert sorted(files) == ["additional_chat_templates/tools.jinja", "chat_template.jinja", "config.json",
                              "model.safetensors", "preprocessor_config.json", "tokenizer.json"]
+
+
+def test_to_rgb_returns_an_image_usable_after_its_file_is_closed(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    Image.new("RGB", (2, 2), (1, 2, 3)).save(path)
+    with Image.open(path) as img:  # as the lmms-eval bridge opens a visual
+        out = to_rgb(img)
+    assert out.getpixel((0, 0)) == (1, 2, 3)
