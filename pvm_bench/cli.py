@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pvm_bench.cli_lazy import LazyCommand, lazy_group
+from pvm_bench.cli_lazy import OVERRIDE_TASK_HELP, LazyCommand, lazy_group
 from pvm_bench.cli_support import user_errors
 
 REPORTS, TRAIN, DATA, DISCOVER, BENCH = "Reports", "PVM and the organism", "Data", "Discover", "Benchmarks"
@@ -75,6 +75,7 @@ def list_models() -> None:
 @user_errors
 def list_tasks(
     include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules.")] = None,
+    override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP)] = None,
 ) -> None:
     """List the registered tasks (splits, default split, metric, data source) and groups."""
     from rich.console import Console
@@ -82,7 +83,7 @@ def list_tasks(
 
     from pvm_bench.tasks import get_registry
 
-    registry = get_registry(include_path or [])
+    registry = get_registry(include_path or [], override_tasks=override_task or ())
     table = Table("task", "splits (default first)", "metric", "source", "description")
     table.columns[0].no_wrap = True
     for name in sorted(registry.tasks):
@@ -98,6 +99,8 @@ def list_tasks(
         for name, members in sorted(registry.groups.items()):
             groups.add_row(name, ", ".join(members))
         console.print(groups)
+    for message in registry.conflicts.values():  # refused when selected; say so before a run does
+        console.print(f"note: {message}", highlight=False, markup=False)
 
 
 def main() -> None:

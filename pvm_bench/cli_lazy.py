@@ -40,6 +40,8 @@ class LazyCommand:
     threaded: tuple[str, ...] = ()
 
 
+OVERRIDE_TASK_HELP = ("Let an --include-path or entry-point task replace the task of the same name (repeatable); "
+                      "without it a second task of one name is refused.")
 THREADS_HELP = "torch CPU threads (default: OMP_NUM_THREADS, else the cores this process may use that are idle)."
 
 

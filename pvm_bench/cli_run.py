@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from pvm_bench.cli_lazy import THREADS_HELP
+from pvm_bench.cli_lazy import OVERRIDE_TASK_HELP, THREADS_HELP
 from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, model_args_fields, normalize_args
 from pvm_bench.cli_support import Context, OptionError, UsageError, console, csv_names, fail
 from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, PROTOCOL_CHOICES, RunConfig
@@ -64,6 +64,7 @@ def run(
     limit: Annotated[int | None, typer.Option(help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).", rich_help_panel=TASKS)] = None,
     include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).", rich_help_panel=TASKS)] = None,
+    override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP, rich_help_panel=TASKS)] = None,
     batch_size: Annotated[int | None, typer.Option(help=f"Samples per generate() batch (default: {_default('batch_size')}; organism: 8).", show_default=False, rich_help_panel=GEN)] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Generation length (default: each task's own; organism: 256).", rich_help_panel=GEN)] = None,
     temperature: Annotated[float | None, typer.Option(help=f"0 = greedy; the paper uses 0.7 with 4 repeats (default: {_default('temperature')}).", show_default=False, rich_help_panel=GEN)] = None,
@@ -108,6 +109,7 @@ def run(
         "tasks": csv_names(tasks) if tasks is not None else None, "variants": csv_names(variants) if variants is not None else None,
         "split": split, "limit": limit, "data_dir": str(data_dir) if data_dir else None,
         "include_paths": [str(p) for p in include_path] if include_path else None,
+        "override_tasks": list(override_task) if override_task else None,
         "batch_size": batch_size, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
         "top_k": top_k, "repetition_penalty": repetition_penalty, "repeats": repeats, "seed": seed,
         "protocol": protocol, "system_prompt": system_prompt, "min_pixels": min_pixels, "max_pixels": max_pixels,
@@ -207,7 +209,7 @@ def _create_or_resume(given: dict[str, Any], resume: Path | None, force_resume: 
         raise OptionError("--force-resume only applies with --resume RUN_DIR")
     config = build_run_config({**given, "threads": resolve_threads(threads)})
     _suggest_lmms_task_names(config)
-    return Runner.create(config)
+    return Runner.create(config, log=lambda m: console.print(m, highlight=False, soft_wrap=True, markup=False))
 
 
 def _suggest_lmms_task_names(config: RunConfig) -> None:
@@ -217,7 +219,7 @@ def _suggest_lmms_task_names(config: RunConfig) -> None:
 
     if not any(name in LMMS_TASK_NAMES for name in config.tasks):
         return
-    registry = get_registry(config.include_paths)
+    registry = get_registry(config.include_paths, override_tasks=config.override_tasks)
     hint = lmms_task_hint(config.tasks, [*registry.tasks, *registry.groups])
     if hint:
         raise OptionError(hint)

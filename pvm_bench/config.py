@@ -21,10 +21,12 @@ ATTN_CHOICES = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex
 #: ``--device-map`` values accepted by accelerate for a string map.
 DEVICE_MAP_CHOICES = ("auto", "balanced", "balanced_low_0", "sequential")
 #: ``--device``: auto, cpu, mps, cuda or cuda:N.
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # fullmatch; [0-9]: \d is any Unicode digit
 DEVICE_HELP = "auto, cpu, mps, cuda or cuda:N"
 #: A run id is one plain directory name: letters, digits, '.', '_', '-', not starting with '.' or '-'.
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # matched with fullmatch (``$`` allows a trailing newline)
+#: Smallest sampling temperature: below it logits / T overflow float32 (1e-320 gives inf/nan probabilities).
+MIN_TEMPERATURE = 1e-5
 #: Probes recorded when the user does not choose (``branch`` is added by the CLI with an adapter).
 DEFAULT_PROBES = ("attention", "lens")
 #: ``--protocol`` values (pvm_bench.models.protocol.PROTOCOLS; literal here: no torch import).
@@ -53,10 +55,13 @@ class RunConfig(BaseModel):
     limit: PositiveInt | None = None
     data_dir: str | None = None
     include_paths: list[str] = Field(default_factory=list)
+    #: Task names an include path or entry point may redefine (``--override-task``); otherwise refused.
+    override_tasks: list[str] = Field(default_factory=list)
     out: str = "reports"
     run_id: str | None = None
     batch_size: PositiveInt = 4
     max_new_tokens: PositiveInt | None = None
+    #: 0 = greedy; a sampling temperature below :data:`MIN_TEMPERATURE` is refused (logits / T overflow).
     temperature: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     #: Sampling settings; None = the checkpoint's generation_config (else no filtering).
     top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
@@ -92,11 +97,29 @@ class RunConfig(BaseModel):
     @field_validator("run_id")
     @classmethod
     def _plain_run_id(cls, value: str | None) -> str | None:
-        if value is not None and (not RUN_ID_PATTERN.match(value) or value in (".", "..")):
+        if value is not None and (not RUN_ID_PATTERN.fullmatch(value) or value in (".", "..")):
             raise ValueError(
                 "must be a plain directory name (letters, digits, '.', '_', '-'; no '/', not hidden, "
                 "at most 128 characters)"
             )
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_zero_or_usable(cls, value: float) -> float:
+        if 0.0 < value < MIN_TEMPERATURE:
+            raise ValueError(
+                f"must be 0 (greedy decoding) or at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it "
+                "overflows); use 0 for greedy"
+            )
+        return value
+
+    @field_validator("repetition_penalty")
+    @classmethod
+    def _penalty_usable(cls, value: float | None) -> float | None:
+        if value is not None and value < MIN_TEMPERATURE:  # seen tokens' logits are divided by it
+            raise ValueError(f"must be at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it overflows); "
+                             "1 = no penalty")
         return value
 
     @field_validator(*CHOICES)
@@ -110,11 +133,11 @@ class RunConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not DEVICE_PATTERN.match(value):
+        if not DEVICE_PATTERN.fullmatch(value):
             raise ValueError(f"must be one of {DEVICE_HELP}")
         return value
 
-    @field_validator("tasks", "variants", "probes", "include_paths")
+    @field_validator("tasks", "variants", "probes", "include_paths", "override_tasks")
     @classmethod
     def _no_blank_names(cls, value: list[str]) -> list[str]:
         return [v.strip() for v in value if v.strip()]

@@ -95,10 +95,13 @@ def load_rows(
             if recorded is not None:
                 recorded.append((hub_id, config, split, ds))
         except Exception as exc:
+            exporting = _RECORDED.get() is not None  # `data export` has no --data-dir: name its own fix
+            fix = ("check the dataset id and that this machine reaches the hub" if exporting
+                   else f"when offline, pass --data-dir with {task}/{split}.parquet")
             raise TaskError(
                 f"task '{task}': cannot load {hub_id}"
                 f"{'/' + config if config else ''} split '{split}' from the Hugging Face hub "
-                f"({type(exc).__name__}); when offline, pass --data-dir with {task}/{split}.parquet"
+                f"({type(exc).__name__}); {fix}"
             ) from exc
         rows.extend(_take(ds, None if limit is None else limit - len(rows)))
         if limit is not None and len(rows) >= limit:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from pvm_bench.cli_lazy import OVERRIDE_TASK_HELP
 from pvm_bench.cli_support import console, csv_names, fail, user_errors
 
 
@@ -23,11 +24,20 @@ def export_command(
     split: Annotated[str | None, typer.Option(help="Split to export (default: each task's default split; 'all': every split).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace tables that already exist.")] = False,
     include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).")] = None,
+    override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP)] = None,
 ) -> None:
     """Download TASKS from the Hugging Face hub into the --data-dir layout (run where the hub is reachable)."""
     from pvm_bench.data_export import export_tasks, resolve_tasks
+    from pvm_bench.preflight import hub_unreachable, offline_reason
+    from pvm_bench.tasks import HubTask
 
-    written = export_tasks(resolve_tasks(csv_names(tasks), include_path or []), out, split, overwrite=overwrite,
+    resolved = resolve_tasks(csv_names(tasks), include_path or [], override_task or ())
+    if any(isinstance(t, HubTask) for t in resolved):  # one probe, not a minute of retries per file
+        reason = offline_reason() or hub_unreachable()
+        if reason:
+            raise fail(f"data export downloads from the Hugging Face hub, but {reason}; run it on a machine that "
+                       f"reaches the hub (unset HF_HUB_OFFLINE there), then copy {out} to this one")
+    written = export_tasks(resolved, out, split, overwrite=overwrite,
                            log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
     if written:
         typer.echo(f"exported {len(written)} table(s) to {out}; on the offline machine: "
@@ -40,6 +50,7 @@ def check_command(
     split: Annotated[str | None, typer.Option(help="Split to check (default: each task's default split; 'all': every split).")] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Decode every image (slower, catches corrupt files).")] = True,
     include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).")] = None,
+    override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP)] = None,
 ) -> None:
     """Validate DATA_DIR offline for TASKS as `pvm-bench run --data-dir` reads it; exit 2 on any problem."""
     from pvm_bench.data_export import check_task, resolve_tasks, task_splits
@@ -49,7 +60,7 @@ def check_command(
     if not data_dir.is_dir():
         raise fail(f"data dir {data_dir} is not a directory; pass the folder written by `pvm-bench data export`")
     problems = 0
-    for task in resolve_tasks(csv_names(tasks), include_path or []):
+    for task in resolve_tasks(csv_names(tasks), include_path or [], override_task or ()):
         for name in task_splits(task, split):
             result = check_task(task, data_dir, name, images=images)
             if result.note:

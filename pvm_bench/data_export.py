@@ -150,11 +150,11 @@ def describe_sources(sources: Sequence[str]) -> str:
     return ", ".join(hub if n == 1 else f"{hub} ({n} configs)" for hub, n in by_hub.items())
 
 
-def resolve_tasks(names: Sequence[str], include_paths: Sequence[Path] = ()) -> list[Task]:
-    """Tasks (groups expanded) from the registry."""
+def resolve_tasks(names: Sequence[str], include_paths: Sequence[Path] = (), override_tasks: Sequence[str] = ()) -> list[Task]:
+    """Tasks (groups expanded) from the registry (``override_tasks``: see ``--override-task``)."""
     from pvm_bench.tasks import get_registry
 
-    return get_registry(list(include_paths)).resolve(names)
+    return get_registry(list(include_paths), override_tasks=override_tasks).resolve(names)
 
 
 def export_tasks(tasks: Sequence[Task], out: Path, split: str | None, *, overwrite: bool = False,

@@ -6,6 +6,8 @@ declarations into metric rows with bootstrap CIs over units and paired tests.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +30,8 @@ class Metric:
     bootstrap resamples within each stratum. ``require(info)``: a unit counts only when at least one
     of its records satisfies it (lmms-eval's CircularEval scores only questions whose main row is
     present). ``higher_is_better=None`` marks a descriptive metric that ``check`` never gates.
+    ``value_range``: the closed range every record's score (or sub-score) must lie in, checked when
+    the record is scored (:func:`score_problem`); default [0, 1] (accuracy-like), None: any finite value.
     """
 
     name: str
@@ -38,9 +42,35 @@ class Metric:
     require: Callable[[RecordInfo], bool] | None = None
     subscore: str | None = None
     description: str = ""
+    value_range: tuple[float, float] | None = (0.0, 1.0)
 
     def unit_of(self, info: RecordInfo) -> Hashable:
         return self.unit(info) if self.unit else info.get("sample_id")
+
+
+def score_problem(metrics: Sequence[Metric], value: Any, sub_scores: Mapping[str, Any]) -> str | None:
+    """Why a record's score cannot be recorded, or None: the value (and every declared sub-score
+    it has) must be a finite number inside its metric's ``value_range``; other sub-scores must be
+    finite numbers. A missing declared sub-score is fine (that metric skips the record)."""
+
+    def bad(what: str, number: Any, bounds: tuple[float, float] | None) -> str | None:
+        # Python and numpy numbers (np.float32 is not a float subclass); a bool is 0 or 1.
+        if not isinstance(number, numbers.Real):
+            return f"{what} is {number!r:.40} ({type(number).__name__}), not a number"
+        number = float(number)
+        if not math.isfinite(number):
+            return f"{what} is {number}, not a finite number"
+        if bounds is not None and not bounds[0] <= number <= bounds[1]:
+            return f"{what} {number:g} is outside its declared range [{bounds[0]:g}, {bounds[1]:g}]"
+        return None
+
+    ranges: dict[str | None, tuple[float, float] | None] = {}
+    for m in metrics:
+        ranges.setdefault(m.subscore, m.value_range)
+    problem = bad("score", value, ranges.get(None, (0.0, 1.0)))
+    for name, number in (sub_scores or {}).items():
+        problem = problem or bad(f"sub-score '{name}'", number, ranges.get(name))
+    return problem
 
 
 def unit_values(

@@ -149,6 +149,9 @@ class RunRecord(BaseModel):
     decoding: dict[str, Any] | None = None
     #: Variant name -> its resolved composition with model-dependent settings (pvm_bench.variants.compositions).
     variant_compositions: dict[str, Any] = Field(default_factory=dict)
+    #: One entry per process start of the run (the first part, then each resume): ``started_at``, the torch
+    #: ``threads`` it really used and its ``processes``; ``config.threads`` is only what the first part asked.
+    segments: list[dict[str, Any]] = Field(default_factory=list)
 
     def save(self, run_dir: Path) -> None:
         atomic_write_text(run_dir / "run.json", self.model_dump_json(indent=2) + "\n")

@@ -15,10 +15,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pvm_bench.batchrun import BatchRunner, max_new_tokens
 from pvm_bench.config import RunConfig
 from pvm_bench.distributed import Dist
 from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line, validation_summary
-from pvm_bench.models.generation import Generation, Request, effective_decoding
+from pvm_bench.filehash import SCHEME
+from pvm_bench.models.generation import effective_decoding
 from pvm_bench.models.loading import is_local_source
 from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
     JsonlAppender,
@@ -53,17 +55,20 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     hub_snapshot,
     is_out_of_memory,
     option_conflicts,
+    path_digests,
     path_fingerprint,
     resume_changes,
     sigterm_interrupts,
 )
 from pvm_bench.session import GenerationSession
-from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
+from pvm_bench.taskdefs import provenance
+from pvm_bench.tasks import Sample, Task, TaskRegistry, get_registry
 from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exported)
     WorkItem,
     batches,
     error_record,
     load_task_samples,
+    metadata_fingerprint,
     probe_frames,
     sample_ids,
     sample_record,
@@ -93,6 +98,8 @@ class Runner:
         self._log: Callable[[str], None] = lambda message: None
         #: Effective input protocol (system turn, image sizes; models/protocol.py), set when the model loads.
         self.protocol: Any = None
+        #: The registry and tasks :meth:`create` loaded before making the directory (None: load them in execute).
+        self._loaded: tuple[TaskRegistry, list[tuple[Task, list[Sample]]]] | None = None
 
     @property
     def samples_path(self) -> Path:
@@ -104,15 +111,19 @@ class Runner:
     # ---------------------------------------------------------------- construction
 
     @classmethod
-    def create(cls, config: RunConfig) -> Runner:
+    def create(cls, config: RunConfig, log: Callable[[str], None] = lambda message: None) -> Runner:
         """Validate inputs and create a fresh run directory (nothing is written on bad input).
 
-        An existing ``--run-id`` is refused, except a run that never wrote a sample (it failed
-        or died before its first one): that directory is reused.
+        Before the directory exists: the tasks resolve, the local inputs exist and the hub is
+        usable when needed (:mod:`pvm_bench.preflight`), and every task's data loads, so a run
+        that cannot start leaves no directory behind. An existing ``--run-id`` is refused, except a
+        run that never wrote a sample (it failed or died before its first one): that directory is reused.
         """
+        from pvm_bench.preflight import check_hub, check_local_inputs
         from pvm_bench.variants import resolve_variants
 
-        get_registry(config.include_paths).resolve(config.tasks)
+        registry = get_registry(config.include_paths, override_tasks=config.override_tasks)
+        tasks = registry.resolve(config.tasks)
         names = [v.name for v in resolve_variants(config.resolved_variants())]
         twice = sorted(n for n, c in Counter(names).items() if c > 1)
         if twice:
@@ -125,7 +136,10 @@ class Runner:
         if (run_dir / "run.json").exists() and not reusable_run_dir(run_dir):
             raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
         config = config.model_copy(update={"run_id": run_id})
+        check_local_inputs(config)
         check_writable(out)
+        check_hub(config, tasks, log)
+        loaded = (registry, load_task_samples(config, registry))
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(run_dir).acquire()
         try:
@@ -146,7 +160,7 @@ class Runner:
             lock.release()
             raise
         runner = cls(config, run_dir, record)
-        runner.lock = lock
+        runner.lock, runner._loaded = lock, loaded
         return runner
 
     @classmethod
@@ -202,9 +216,13 @@ class Runner:
 
     # ---------------------------------------------------------------- execution
 
-    def load_tasks(self) -> list[tuple[Task, list[Sample]]]:
-        """Load every task's samples; refuse empty tasks and duplicate sample ids."""
-        return load_task_samples(self.config)
+    def load_tasks(self) -> tuple[TaskRegistry, list[tuple[Task, list[Sample]]]]:
+        """The task registry and every task's samples; refuse empty tasks and duplicate sample ids."""
+        if self._loaded is not None:
+            loaded, self._loaded = self._loaded, None
+            return loaded
+        registry = get_registry(self.config.include_paths, override_tasks=self.config.override_tasks)
+        return registry, load_task_samples(self.config, registry)
 
     def execute(self, *, progress: Callable[..., Any] | None = None, log: Callable[[str], None] = print) -> RunRecord:
         """Run everything not yet in samples.jsonl.
@@ -234,6 +252,7 @@ class Runner:
             progress(finished, total)
         probes = self._make_probes()
         guard = NonFiniteGuard()
+        batch_runner = BatchRunner(self.config, self.run_dir, self.protocol, self.errors, log)
         try:
             with ExitStack() as stack, JsonlAppender(self.samples_path) as sink:
                 stack.enter_context(guard.installed(lm))
@@ -248,7 +267,7 @@ class Runner:
                             guard.where = f"task '{batch[0].task.name}', samples {sample_ids(batch)}"
                             if progress:
                                 progress(finished, total, variant.name, batch[0].task.name)
-                            self._run_batch(session, variant.name, batch, sink, log)
+                            batch_runner.run(session, variant.name, batch, sink)
                             finished += len(batch)
                             if progress:
                                 progress(finished, total, variant.name, batch[0].task.name)
@@ -267,13 +286,18 @@ class Runner:
 
         cfg = self.config
         variants = resolve_variants(cfg.resolved_variants())
-        loaded_tasks = self.load_tasks()
+        registry, loaded_tasks = self.load_tasks()
         done = {rec.key for rec in read_samples(self.run_dir)}
         fresh = self.record.model_copy(deep=True)
         fresh.datasets = {
-            t.name: {"version": t.version, "split": cfg.split or t.default_split, "n": len(s), "fingerprint": t.fingerprint(s)}
+            t.name: {"version": t.version, "split": cfg.split or t.default_split, "n": len(s), "fingerprint": t.fingerprint(s),
+                     "metadata_fingerprint": metadata_fingerprint(s), **provenance(registry.origins[t.name], t)}
             for t, s in loaded_tasks
         }
+        import torch  # what this part of the run really uses (a resume may pass another --threads)
+
+        self.record.segments.append({"started_at": utc_now(), "threads": torch.get_num_threads(),
+                                     "processes": self.dist.world})
         checking = self.previous is not None and bool(done)
         if checking:
             self._check_resume(fresh, log)  # data first: no model load when the data changed
@@ -314,7 +338,8 @@ class Runner:
         if lm.pvm is not None and cfg.pvm:
             from pvm_bench.pvm.io import detect_format
 
-            fresh.adapter = {"path": cfg.pvm, "fingerprint": path_fingerprint(Path(cfg.pvm).expanduser()),
+            adapter_fp, adapter_files = path_digests(Path(cfg.pvm).expanduser())
+            fresh.adapter = {"path": cfg.pvm, "fingerprint": adapter_fp, "fingerprint_scheme": SCHEME, "files": adapter_files,
                              "format": detect_format(cfg.pvm) if Path(cfg.pvm).expanduser().is_dir() else "full",
                              **getattr(lm.pvm, "describe", lambda: {})()}
         fresh.generation = {t.name: generation_settings(cfg, lm, self._max_new_tokens(t), self.protocol.settings())
@@ -365,52 +390,7 @@ class Runner:
         return probes
 
     def _max_new_tokens(self, task: Task) -> int:
-        return int(self.config.max_new_tokens or task.generation.get("max_new_tokens", 256))
-
-    def _run_batch(self, session: GenerationSession, variant: str, batch: list[WorkItem], sink: JsonlAppender,
-                   log: Callable[[str], None]) -> None:
-        cfg = self.config
-        task = batch[0].task
-        max_new = self._max_new_tokens(task)
-        requests: list[Request] = []
-        good: list[WorkItem] = []
-        for item in batch:
-            seed = sample_seed(cfg.seed, task.name, item.sample.id, item.repeat)
-            try:
-                images = [img.load() for img in item.sample.images]
-            except CorruptImageError as exc:
-                message = one_line(f"task '{task.name}' sample '{item.sample.id}': {exc}")
-                self.errors.append(message)
-                log(f"error: {message} (scored 0, counted as error)")
-                sink.append(error_record(variant, item, seed, max_new, one_line(str(exc)), session.composition))
-                continue
-            requests.append(Request(task.messages(item.sample), images, seed=seed, key=item))
-            good.append(item)
-        if not requests:
-            return
-        try:
-            generations = self._generate(session, task, requests, max_new)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            raise RunError(
-                f"out of memory generating task '{task.name}' samples {sample_ids(good)} (batch of {len(requests)}, max_new_tokens "
-                f"{max_new}): {one_line(str(exc), 120)}; lower --batch-size or --max-new-tokens (or shorten an over-long prompt), then --resume {self.run_dir}"
-            ) from exc
-        self._write_probe_part(variant, task.name, generations)
-        for item, request, gen in zip(good, requests, generations):
-            sink.append(sample_record(variant, item, gen, request.seed, max_new, session.composition))
-
-    def _generate(self, session: GenerationSession, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
-        cfg = self.config
-        return session.generate(
-            requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-            repetition_penalty=cfg.repetition_penalty, task_settings=task.generation,
-            system_prompt=getattr(self.protocol, "system_prompt", None),
-        )
-
-    def _write_probe_part(self, variant: str, task: str, generations: list[Generation]) -> None:
-        write_probe_part(self.run_dir, probe_frames(variant, task, generations))
+        return max_new_tokens(self.config, task)
 
     def _finish(self, status: str, error: str | None = None) -> None:
         if not self.dist.is_main:

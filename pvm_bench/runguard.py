@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import signal
 import threading
@@ -141,17 +140,22 @@ class RunLock:
 
 
 def path_fingerprint(path: Path) -> str:
-    """sha256 (16 hex) over the files of a directory (names, sizes, first/last MiB), or one file."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        hash_file_ends(h, file, str(file.relative_to(path) if path.is_dir() else file.name))
-    return h.hexdigest()[:16]
+    """Fingerprint (16 hex) of a file or of every file under a directory, each hashed whole
+    (:mod:`pvm_bench.filehash`): an adapter tensor edited anywhere changes it."""
+    return path_digests(path)[0]
+
+
+def path_digests(path: Path) -> tuple[str, dict[str, str]]:
+    """``(fingerprint, {relative file: digest})`` of ``path`` (see :func:`path_fingerprint`)."""
+    from pvm_bench.filehash import files_fingerprint, tree_files
+
+    return files_fingerprint(tree_files(path))
 
 
 def hash_file_ends(h: Any, file: Path, label: str) -> None:
-    """Feed ``h`` with ``label:size``, the first MiB of ``file`` and, over 2 MiB, its last MiB:
-    a cheap fingerprint of a large weights file (shared by run and model fingerprints)."""
+    """Feed ``h`` with ``label:size``, the first MiB of ``file`` and, over 2 MiB, its last MiB: the
+    cheap identity of a weights file in :func:`pvm_bench.models.loading.model_fingerprint` (what an
+    adapter records as its base). Resume compares full-content fingerprints instead (:mod:`pvm_bench.filehash`)."""
     size = file.stat().st_size
     h.update(f"{label}:{size}".encode())
     with open(file, "rb") as fh:
@@ -180,15 +184,18 @@ def hub_snapshot(source: str, revision: str | None = None) -> str | None:
 def resume_changes(old: Any, new: Any) -> list[str]:
     """Human-readable differences between two RunRecords' inputs (empty: same inputs).
 
-    Compared: ``model.fingerprint`` (and ``model.hub_revision`` for hub ids), ``adapter.fingerprint``, every task's data
+    Compared: ``model.fingerprint`` (every file of a local model dir, whole; and ``model.hub_revision``
+    for hub ids), ``adapter.fingerprint`` (every adapter file, whole), every task's data
     ``fingerprint`` and ``n``, and the resolved per-task ``generation`` settings. A section
     the old record lacks (the run failed before loading it) is not compared.
     """
     changes: list[str] = []
     old_model, new_model = old.model or {}, new.model or {}
-    old_fp, new_fp = old_model.get("fingerprint"), new_model.get("fingerprint")
+    key = "content_fingerprint" if old_model.get("content_fingerprint") and _same_scheme(old_model, new_model) else "fingerprint"
+    old_fp, new_fp = old_model.get(key), new_model.get(key)
     if old_fp and new_fp and old_fp != new_fp:
-        changes.append(f"model weights of {new_model.get('source')} (fingerprint {old_fp} -> {new_fp})")
+        changes.append(f"model weights or input files of {new_model.get('source')} "
+                       f"({_files_changed(old_model, new_model)}fingerprint {old_fp} -> {new_fp})")
     old_rev, new_rev = old_model.get("hub_revision"), new_model.get("hub_revision")
     if old_rev and old_rev != new_rev:
         changes.append(f"hub revision of {new_model.get('source')} ({old_rev} -> {new_rev})")
@@ -196,12 +203,20 @@ def resume_changes(old: Any, new: Any) -> list[str]:
     if old_judge and old_judge != new_judge:
         changes.append(f"judge model (fingerprint {old_judge} -> {new_judge})")
     old_ad, new_ad = old.adapter or {}, new.adapter or {}
-    if old_ad.get("fingerprint") and old_ad.get("fingerprint") != new_ad.get("fingerprint"):
-        changes.append(f"PVM adapter {new_ad.get('path')} (fingerprint {old_ad['fingerprint']} -> {new_ad.get('fingerprint')})")
+    if old_ad.get("fingerprint") and old_ad.get("fingerprint") != new_ad.get("fingerprint") and _same_scheme(old_ad, new_ad):
+        changes.append(f"PVM adapter {new_ad.get('path')} ({_files_changed(old_ad, new_ad)}"
+                       f"fingerprint {old_ad['fingerprint']} -> {new_ad.get('fingerprint')})")
     for task, info in (old.datasets or {}).items():
         now = (new.datasets or {}).get(task)
         if now is None:
             continue
+        if info.get("metadata_fingerprint") and now.get("metadata_fingerprint") and \
+                info["metadata_fingerprint"] != now["metadata_fingerprint"]:
+            changes.append(f"sample metadata of task '{task}' (fingerprint {info['metadata_fingerprint']} -> "
+                           f"{now['metadata_fingerprint']})")
+        if info.get("definition") and now.get("definition") and info["definition"] != now["definition"]:
+            changes.append(f"definition of task '{task}' ({info.get('origin')} -> {now.get('origin')}, "
+                           f"definition {info['definition']} -> {now['definition']})")
         if info.get("fingerprint") and info.get("fingerprint") != now.get("fingerprint"):
             changes.append(
                 f"data of task '{task}' ({info.get('n')} -> {now.get('n')} samples, "
@@ -234,6 +249,20 @@ def composition_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) 
         if now is not None and key(comp) != key(now):
             out.append(f"variant '{name}' ({comp.get('canonical')} -> {now.get('canonical')})")
     return out
+
+
+def _same_scheme(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Fingerprints are comparable only when made the same way: a run started before full-file
+    hashing (no ``fingerprint_scheme``) is not refused because the scheme changed."""
+    return old.get("fingerprint_scheme") == new.get("fingerprint_scheme")
+
+
+def _files_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``"files changed: a, b; "`` from two records' per-file digests (empty when unknown)."""
+    from pvm_bench.filehash import changed_files
+
+    names = changed_files(old.get("files"), new.get("files"))
+    return f"files changed: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}; " if names else ""
 
 
 def _judge_fingerprint(model: dict[str, Any]) -> Any:

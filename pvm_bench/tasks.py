@@ -21,7 +21,6 @@ import copy
 import hashlib
 import importlib
 import importlib.util
-import io
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -35,6 +34,13 @@ from PIL import Image
 
 from pvm_bench import data
 from pvm_bench.errors import TaskError
+from pvm_bench.imageio import (  # noqa: F401 (MAX_IMAGE_PIXELS, max_image_pixels re-exported)
+    MAX_IMAGE_PIXELS,
+    CorruptImageError,
+    load_image,
+    max_image_pixels,
+    source_bytes,
+)
 from pvm_bench.metrics import Metric, RecordInfo, stratified_mean, unit_values
 
 __all__ = [
@@ -43,27 +49,9 @@ __all__ = [
 ]
 
 
-class CorruptImageError(TaskError):
-    """An image of a sample cannot be decoded."""
-
-
-#: Largest image (width x height, pixels) a sample may have: 64 MP, e.g. 8000 x 8000. Processors
-#: resize every image to a few megapixels anyway, so a bigger one only costs memory (a 13000 x
-#: 13000 PNG decodes to 0.5 GB of RGB and peaks near 3 GB). Override with the environment variable
-#: ``PVM_BENCH_MAX_IMAGE_PIXELS``; beyond it the sample fails alone with a per-sample error.
-MAX_IMAGE_PIXELS = 64_000_000
-
-
-def max_image_pixels() -> int:
-    import os
-
-    value = os.environ.get("PVM_BENCH_MAX_IMAGE_PIXELS", "")
-    return int(value) if value.strip().isdigit() else MAX_IMAGE_PIXELS
-
-
 @dataclass
 class LazyImage:
-    """An image decoded only when the model needs it.
+    """An image decoded only when the model needs it (:func:`pvm_bench.imageio.load_image`).
 
     ``source`` is raw bytes, a filesystem path, a PIL image, or a ``{"bytes", "path"}`` dict
     as stored by ``datasets``' Image feature.
@@ -73,59 +61,12 @@ class LazyImage:
     name: str = "image"
 
     def load(self) -> Image.Image:
-        """The decoded RGB image; :class:`CorruptImageError` when it cannot be decoded or is larger
-        than :data:`MAX_IMAGE_PIXELS` (checked from the header, before decoding)."""
-        import warnings
-
-        src = self.source
-        try:
-            if isinstance(src, Image.Image):
-                img = src
-                self._check_size(img)
-            else:
-                if isinstance(src, dict):
-                    src = src.get("bytes") or src.get("path")
-                if src is None or src == b"" or src == "":
-                    raise CorruptImageError(f"{self.name}: the image is empty (no bytes and no path)")
-                with warnings.catch_warnings():  # our own limit below replaces PIL's bomb warning
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    if isinstance(src, (bytes, bytearray)):
-                        img = Image.open(io.BytesIO(src))
-                    elif isinstance(src, (str, Path)):
-                        img = Image.open(src)
-                    else:
-                        raise TypeError(f"unsupported image source type {type(src).__name__}")
-                self._check_size(img)
-                img.load()
-            return img.convert("RGB")
-        except Image.DecompressionBombError as exc:
-            raise CorruptImageError(f"{self.name}: image too large to decode safely ({exc}); downscale it") from exc
-        except CorruptImageError:
-            raise
-        except Exception as exc:  # PIL raises many types for bad data
-            raise CorruptImageError(f"{self.name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-
-    def _check_size(self, img: Image.Image) -> None:
-        width, height = img.size
-        limit = max_image_pixels()
-        if width * height > limit:
-            raise CorruptImageError(
-                f"{self.name}: image is {width}x{height} = {width * height / 1e6:.1f} MP, over the "
-                f"{limit / 1e6:.0f} MP limit per image; downscale it (processors resize to a few MP anyway) "
-                "or raise PVM_BENCH_MAX_IMAGE_PIXELS"
-            )
+        """The decoded 8-bit RGB image; :class:`CorruptImageError` when it cannot be decoded, is larger
+        than :data:`MAX_IMAGE_PIXELS` or its mode's values cannot be mapped to 8 bits."""
+        return load_image(self.source, self.name)
 
     def fingerprint_bytes(self) -> bytes:
-        src = self.source
-        if isinstance(src, dict):
-            src = src.get("bytes") or src.get("path")
-        if isinstance(src, (bytes, bytearray)):
-            return bytes(src)
-        if isinstance(src, (str, Path)) and Path(src).exists():
-            return Path(src).read_bytes()
-        if isinstance(src, Image.Image):
-            return src.tobytes()
-        return repr(src).encode()
+        return source_bytes(self.source)
 
 
 @dataclass
@@ -144,8 +85,10 @@ class Sample:
 class Score:
     """The result of scoring one output.
 
-    ``value`` is in [0, 1]. ``truncated`` marks outputs that ended (max_new_tokens) before an
-    answer could be found: they score 0 and are counted apart. ``details`` carries JSON values:
+    ``value`` is in [0, 1] (checked against the metric's ``value_range`` when a run records it).
+    ``truncated`` marks outputs that ended (max_new_tokens) before an answer could be found: they
+    score 0. (A run's record says ``truncated`` from the generator: every output that reached
+    ``max_new_tokens`` without an end of sequence, answer found or not.) ``details`` carries JSON values:
     ``details["extractor"]`` names the answer-extraction path (exactly ``"none"`` when nothing
     could be extracted); boolean entries are flags, reported as rates. ``sub_scores`` are named
     numeric scores next to ``value`` that a :class:`Metric` can aggregate (``Metric.subscore``).
@@ -313,16 +256,39 @@ def _load_module_from_file(path: Path) -> ModuleType:
 class TaskRegistry:
     """Tasks and task groups by name, gathered from built-ins, include paths and entry points."""
 
-    def __init__(self) -> None:
+    def __init__(self, override_tasks: Iterable[str] = ()) -> None:
         self.tasks: dict[str, Task] = {}
         self.groups: dict[str, list[str]] = {}
+        #: Where each task came from: a module name, an include-path file or ``entry point X``.
         self.origins: dict[str, str] = {}
+        #: Names a later source may redefine (``--override-task``); any other redefinition is a conflict.
+        self.override_tasks = {n.strip() for n in override_tasks if n.strip()}
+        #: Name (task or group) -> the refusal for a name two sources define; raised when it is selected.
+        self.conflicts: dict[str, str] = {}
+        self._claims: dict[str, tuple[str, str]] = {}  # task and group names share one namespace
+
+    def _claim(self, name: str, kind: str, origin: str) -> bool:
+        """Whether ``origin`` may define ``name``: a name another source defines is kept by the first
+        one and recorded in :attr:`conflicts`, unless it is in :attr:`override_tasks` (then the later
+        source wins). A plugin named like a built-in would otherwise replace it silently."""
+        before = self._claims.get(name)
+        if before is not None and before[1] != origin and name not in self.override_tasks:
+            self.conflicts[name] = (
+                f"{kind} '{name}' from {origin} has the name of a {before[0]} from {before[1]}; rename it, or pass "
+                f"--override-task {name} to let it replace that {before[0]}"
+            )
+            return False
+        self._claims[name] = (kind, origin)
+        return True
 
     def add(self, task: Task, origin: str) -> None:
+        """Register ``task`` from ``origin`` (see :meth:`_claim` for a name already taken)."""
         if not task.name:
             raise TaskError(f"a task from {origin} has no name")
-        self.tasks[task.name] = task  # later sources (include paths) override built-ins
-        self.origins[task.name] = origin
+        if self._claim(task.name, "task", origin):
+            self.groups.pop(task.name, None)  # an overridden group of that name
+            self.tasks[task.name] = task
+            self.origins[task.name] = origin
 
     def add_module(self, module: ModuleType, origin: str, *, copy_tasks: bool = False) -> None:
         """Add a module's ``TASKS`` and ``GROUPS``. ``copy_tasks``: register shallow copies, for
@@ -331,7 +297,8 @@ class TaskRegistry:
         for task in getattr(module, "TASKS", []):
             self.add(copy.copy(task) if copy_tasks else task, origin)
         for group, members in getattr(module, "GROUPS", {}).items():
-            self.groups[group] = list(members)
+            if self._claim(group, "group", origin):
+                self.groups[group] = list(members)
 
     def add_dir(self, directory: Path) -> None:
         if not directory.is_dir():
@@ -350,14 +317,18 @@ class TaskRegistry:
                     self.add(task, f"entry point {ep.name}")
 
     def resolve(self, names: Iterable[str]) -> list[Task]:
-        """Expand groups and return tasks in order, without duplicates."""
+        """Expand groups and return tasks in order, without duplicates; a selected name two sources
+        define (:attr:`conflicts`) is refused with one line naming both and ``--override-task``."""
         out: list[Task] = []
         for raw in names:
             name = raw.strip()
             if not name:
                 continue
-            members = self.groups.get(name, [name])
-            for member in members:
+            if name in self.conflicts:  # a name two sources define is refused only when it is used
+                raise TaskError(self.conflicts[name])
+            for member in self.groups.get(name, [name]):
+                if member in self.conflicts:
+                    raise TaskError(self.conflicts[member])
                 if member not in self.tasks:
                     known = ", ".join(sorted(self.tasks) + sorted(self.groups))
                     raise TaskError(f"unknown task '{member}'; known tasks and groups: {known}")
@@ -368,9 +339,11 @@ class TaskRegistry:
         return out
 
 
-def get_registry(include_paths: Sequence[Path | str] = (), entry_points: bool = True) -> TaskRegistry:
-    """Build a registry: built-ins, then entry points, then include paths (last wins)."""
-    reg = TaskRegistry()
+def get_registry(include_paths: Sequence[Path | str] = (), entry_points: bool = True,
+                 override_tasks: Iterable[str] = ()) -> TaskRegistry:
+    """Build a registry: built-ins, then entry points, then include paths; a later source may
+    redefine a task name only when it is in ``override_tasks`` (then the last one wins)."""
+    reg = TaskRegistry(override_tasks)
     for module in builtin_task_modules():
         reg.add_module(module, module.__name__, copy_tasks=True)
     if entry_points:

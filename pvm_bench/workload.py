@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pvm_bench.config import RunConfig
+from pvm_bench.errors import one_line
+from pvm_bench.metrics import score_problem
 from pvm_bench.results import SampleRecord, ScoreDetail, Timings
 from pvm_bench.runfiles import probe_frame
 from pvm_bench.runguard import RunError
-from pvm_bench.tasks import Sample, Task, get_registry
+from pvm_bench.tasks import Sample, Score, Task, TaskRegistry, get_registry
 
 if TYPE_CHECKING:
     from pvm_bench.models.generation import Generation
@@ -64,10 +68,12 @@ def duplicate_ids_message(task: str, split: str, samples: Sequence[Sample]) -> s
             f"({sum(counts[d] for d in dups)} rows share {len(dups)} id(s)); make the ids in the data unique")
 
 
-def load_task_samples(cfg: RunConfig) -> list[tuple[Task, list[Sample]]]:
-    """Every task's samples, in task order; raises :class:`WorkloadError` on empty tasks,
-    duplicate ids, a --data-dir that is not a folder or a --limit below 1."""
-    tasks = get_registry(cfg.include_paths).resolve(cfg.tasks)
+def load_task_samples(cfg: RunConfig, registry: TaskRegistry | None = None) -> list[tuple[Task, list[Sample]]]:
+    """Every task's samples, in task order (tasks from ``registry``, default: the config's own);
+    raises :class:`WorkloadError` on empty tasks, duplicate ids, a --data-dir that is not a folder
+    or a --limit below 1."""
+    registry = registry or get_registry(cfg.include_paths, override_tasks=cfg.override_tasks)
+    tasks = registry.resolve(cfg.tasks)
     data_dir = Path(cfg.data_dir) if cfg.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         what = "is a file" if data_dir.exists() else "does not exist"
@@ -88,6 +94,16 @@ def load_task_samples(cfg: RunConfig) -> list[tuple[Task, list[Sample]]]:
     return loaded
 
 
+def metadata_fingerprint(samples: Sequence[Sample]) -> str:
+    """16 hex over every sample's metadata (what strata, units and some scorers read, e.g. MMStar's
+    l2_category, MathVista's answer type), which :meth:`Task.fingerprint` does not cover; recorded
+    apart (``datasets[task].metadata_fingerprint``) so that fingerprints of earlier runs stay valid."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps([s.id, jsonable(s.metadata)], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
     """Consecutive items in batches of at most ``size``, each of one task (a task fixes max_new_tokens)."""
     out: list[list[WorkItem]] = []
@@ -101,20 +117,39 @@ def batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
 
 def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int,
                   composition: str | None = None) -> SampleRecord:
-    """Score ``gen`` with the item's task and build its samples.jsonl record (``composition``: the variant's)."""
-    score = item.task.score(item.sample, gen.text, truncated=gen.truncated)
-    return SampleRecord(
-        variant=variant, composition=composition, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
-        prompt=gen.prompt, output=gen.text, parsed=score.parsed, target=jsonable(item.sample.target),
-        score=score.value, truncated=score.truncated or (gen.truncated and score.parsed is None),
-        n_generated=gen.n_generated, max_new_tokens=max_new, finish_reason=gen.finish_reason,
+    """Score ``gen`` with the item's task and build its samples.jsonl record (``composition``: the variant's).
+
+    ``truncated`` is the generator's verdict (it stopped at ``max_new_tokens`` without an end of
+    sequence: ``finish_reason`` "length"), whatever the scorer made of the text. A scorer that raises,
+    returns something other than a :class:`Score`, or a value (or sub-score) that is not a finite number
+    inside its metric's declared ``value_range`` (:func:`pvm_bench.metrics.score_problem`) does not lose
+    the generation: the record keeps the output, scores 0 and carries ``error`` "scoring failed: ...".
+    """
+    common = dict(
+        variant=variant, composition=composition, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat,
+        seed=seed, prompt=gen.prompt, output=gen.text, target=jsonable(item.sample.target), truncated=gen.truncated,
+        n_generated=gen.n_generated, max_new_tokens=max_new,
         timings=Timings(
             prefill_s=gen.prefill_s, decode_s=gen.decode_s, total_s=gen.prefill_s + gen.decode_s,
             tokens_per_s=gen.tokens_per_s, batch_size=gen.batch_size,
         ),
         metadata=jsonable(item.sample.metadata),
-        score_detail=ScoreDetail.from_details(jsonable(score.details), getattr(score, "sub_scores", None)),
     )
+    try:
+        score = item.task.score(item.sample, gen.text, truncated=gen.truncated)
+        if not isinstance(score, Score):
+            problem: str | None = f"score() returned {type(score).__name__}, not a Score"
+        else:
+            problem = score_problem(item.task.metrics(), score.value, score.sub_scores)
+        if problem is None:
+            subs = {str(k): float(v) for k, v in (score.sub_scores or {}).items()}
+            detail = ScoreDetail.from_details(jsonable(score.details), subs)
+            parsed = None if score.parsed is None else str(score.parsed)
+            return SampleRecord(**common, parsed=parsed, score=float(score.value), finish_reason=gen.finish_reason,
+                                score_detail=detail)
+    except Exception as exc:  # noqa: BLE001 -- a plugin scorer may raise anything; the generation is kept
+        problem = f"score() raised {type(exc).__name__}: {one_line(str(exc), 200)}"
+    return SampleRecord(**common, score=0.0, finish_reason="error", error=f"scoring failed: {problem}")
 
 
 def error_record(variant: str, item: WorkItem, seed: int, max_new: int, error: str,
@@ -128,15 +163,18 @@ def error_record(variant: str, item: WorkItem, seed: int, max_new: int, error: s
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with every non-JSON leaf turned into a number (numpy/torch scalars) or a string."""
+    """``value`` with every non-JSON leaf turned into a number (numpy/torch scalars) or a string, and
+    NaN/inf into None."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN/inf are not JSON (a missing cell of a pandas row is NaN)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if hasattr(value, "item"):
-        return value.item()
+        return jsonable(value.item())
     return str(value)
 
 

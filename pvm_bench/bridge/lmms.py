@@ -53,6 +53,7 @@ from lmms_eval.api.registry import register_model
 from PIL import Image
 
 from pvm_bench.bridge import LMMS_CLASS_PATH, LMMS_MODEL_NAME
+from pvm_bench.imageio import to_rgb
 from pvm_bench.models.generation import Generation, Request
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -85,18 +86,18 @@ def _optional(value: Any, kind: type) -> Any:
 
 def _to_image(visual: Any) -> Image.Image:
     if isinstance(visual, Image.Image):
-        return visual.convert("RGB")
+        return to_rgb(visual)
     if isinstance(visual, (str, os.PathLike)) and Path(visual).is_file():
         try:
             with Image.open(visual) as img:
-                return img.convert("RGB")
+                return to_rgb(img)
         except OSError:
             pass
     if isinstance(visual, dict) and isinstance(visual.get("bytes"), (bytes, bytearray)):
         import io
 
         with Image.open(io.BytesIO(visual["bytes"])) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     raise ValueError(
         f"pvm_bench lmms-eval model supports images only; got {type(visual).__name__} "
         f"({str(visual)[:80]!r}); video and audio tasks are not supported"

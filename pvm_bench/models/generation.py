@@ -75,8 +75,10 @@ class RowSampler(LogitsProcessor):
     """
 
     def __init__(self, seeds: list[int], temperature: float, top_p: float | None = None, top_k: int | None = None) -> None:
-        if temperature <= 0:
-            raise ValueError(f"RowSampler needs temperature > 0 (0 is greedy), got {temperature}")
+        from pvm_bench.config import MIN_TEMPERATURE
+
+        if temperature < MIN_TEMPERATURE:  # logits / 1e-320 is inf: the probabilities would be NaN
+            raise ValueError(f"RowSampler needs temperature >= {MIN_TEMPERATURE:g} (0 is greedy), got {temperature}")
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.temperature = temperature
         self.top_p = 1.0 if top_p is None else float(top_p)
@@ -154,8 +156,48 @@ def with_system_prompt(messages: list[dict[str, Any]], system_prompt: str | None
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
+class SampleInputError(ValueError):
+    """Some requests of a batch cannot be turned into model inputs (the processor refused them, e.g.
+    an image of aspect ratio over 200 for Qwen-VL): ``failures`` maps their index in the batch to a
+    one-line reason. The other requests are fine and can be generated without them."""
+
+    def __init__(self, failures: dict[int, str]) -> None:
+        self.failures = failures
+        super().__init__("; ".join(f"request {i}: {m}" for i, m in failures.items()))
+
+
 def encode(lm: LoadedModel, requests: list[Request], system_prompt: str | None = None) -> tuple[Any, list[str]]:
-    """Tokenize a batch with left padding; returns the processor output and the prompt texts."""
+    """Tokenize a batch with left padding; returns the processor output and the prompt texts.
+
+    When the processor refuses the batch, each request is encoded alone to find the ones it
+    refuses: :class:`SampleInputError` names them, so one bad sample does not fail its batch.
+    """
+    try:
+        return _encode(lm, requests, system_prompt)
+    except Exception as exc:  # noqa: BLE001 -- processors raise anything for inputs they cannot take
+        from pvm_bench.runguard import is_out_of_memory
+
+        if is_out_of_memory(exc):  # the batch's size, not one sample's input
+            raise
+        if len(requests) == 1:
+            raise SampleInputError({0: _reason(exc)}) from exc
+        failures: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                _encode(lm, [request], system_prompt)
+            except Exception as alone:  # noqa: BLE001
+                failures[i] = _reason(alone)
+        if not failures:
+            raise
+        raise SampleInputError(failures) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"the processor cannot take this input ({type(exc).__name__}: {text[:300]})"
+
+
+def _encode(lm: LoadedModel, requests: list[Request], system_prompt: str | None) -> tuple[Any, list[str]]:
     processor = lm.processor
     texts = [
         processor.apply_chat_template(

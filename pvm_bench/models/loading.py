@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pvm_bench.errors import UserError, load_guard, one_line
+from pvm_bench.filehash import IGNORED_MODEL_FILES, IGNORED_MODEL_SUFFIXES, SCHEME, files_fingerprint, tree_files
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
 from pvm_bench.runguard import hash_file_ends
 
@@ -82,6 +83,18 @@ def model_fingerprint(source: str, local_dir: Path | None) -> str:
     return h.hexdigest()[:16]
 
 
+def model_content(local_dir: Path) -> tuple[str, dict[str, str]]:
+    """``(fingerprint, {file: digest})`` over every file of a local model directory, each hashed
+    whole, except those that shape neither inputs nor weights (:data:`pvm_bench.filehash.IGNORED_MODEL_FILES`,
+    formats never loaded: :data:`~pvm_bench.filehash.IGNORED_MODEL_SUFFIXES`):
+    a changed chat template, tokenizer or preprocessor_config.json (image mean/std) is a changed model.
+
+    :func:`model_fingerprint` stays the model's cheap identity (adapters record it as their base);
+    this is the complete one a resume compares.
+    """
+    return files_fingerprint(tree_files(local_dir, IGNORED_MODEL_FILES, IGNORED_MODEL_SUFFIXES))
+
+
 @dataclass
 class LoadedModel:
     """A transformers VLM plus what pvm-bench knows about its family.
@@ -98,6 +111,9 @@ class LoadedModel:
     device: torch.device
     pvm: Any = None  # pvm_bench.pvm handle when an adapter is attached
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Local dirs: ``(fingerprint, {file: digest})`` of every file that shapes the inputs or the weights,
+    #: hashed whole (:func:`model_content`); what resume compares. None for hub ids.
+    content: tuple[str, dict[str, str]] | None = None
 
     @property
     def config(self) -> Any:
@@ -141,6 +157,8 @@ class LoadedModel:
             "source": self.source,
             "family": self.spec.model_type,
             "fingerprint": self.fingerprint,
+            **({"content_fingerprint": self.content[0], "fingerprint_scheme": SCHEME, "files": dict(self.content[1])}
+               if self.content else {}),
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
             "num_layers": self.num_layers,
@@ -239,6 +257,8 @@ def load_model(
         processor=processor,
         spec=spec,
         fingerprint=model_fingerprint(source, local_dir),
+        # After loading: the weights are in the page cache by now, so hashing them whole is cheap.
+        content=model_content(local_dir) if local_dir else None,
         dtype=torch_dtype,
         device=next(hf_model.parameters()).device,
     )

@@ -9,7 +9,6 @@ line or the data row.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from pvm_bench.errors import UserError, load_guard
+from pvm_bench.imageio import CorruptImageError, load_image, to_rgb
 
 IMAGE_COLUMNS = ("images", "image")
 PROMPT_COLUMNS = ("prompt", "question", "query", "instruction")
@@ -37,19 +37,19 @@ def _first(row: dict[str, Any], names: Sequence[str], what: str) -> Any:
 
 def _to_image(value: Any, base_dir: Path | None) -> Image.Image:
     if isinstance(value, Image.Image):
-        return value.convert("RGB")
+        return to_rgb(value)
     if isinstance(value, dict):
         if value.get("bytes"):
-            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+            return load_image(value["bytes"], "training image")
         if value.get("path"):
             value = value["path"]
     if isinstance(value, (bytes, bytearray)):
-        return Image.open(io.BytesIO(value)).convert("RGB")
+        return load_image(value, "training image")
     if isinstance(value, str):
         path = Path(value)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        return Image.open(path).convert("RGB")
+        return load_image(path, str(path))
     raise TrainError(f"cannot read an image from a {type(value).__name__}")
 
 
@@ -73,7 +73,10 @@ def _row_to_example(row: dict[str, Any], base_dir: Path | None, index: int | Non
         raise TrainError(f"{where} has no image (columns {', '.join(row)}; PVM training needs an 'image' or 'images' column)")
     values = list(raw) if isinstance(raw, (list, tuple)) or (hasattr(raw, "tolist") and not isinstance(raw, (dict, bytes))) else [raw]
     with load_guard(f"the image of {where}", _image_label(values[0] if values else raw), "fix or drop that row"):
-        images = [_to_image(v, base_dir) for v in values]
+        try:
+            images = [_to_image(v, base_dir) for v in values]
+        except CorruptImageError as exc:
+            raise TrainError(f"cannot read the image of {where}: {exc}; fix or drop that row") from None
     return Example(images, str(_first(row, PROMPT_COLUMNS, "prompt")), str(_first(row, RESPONSE_COLUMNS, "response")))
 
 

@@ -57,6 +57,10 @@ def compare_command(
         typer.Option(help="Leaderboard order: macro, accuracy, mass@64, mass@256, mass@1024, half_life or "
                           "dependence_k (default: macro with several tasks, else accuracy)."),
     ] = None,
+    allow_task_change: Annotated[
+        bool, typer.Option("--allow-task-change", help="Pair runs even when a task's recorded definition differs "
+                                                        "(another plugin, an edited scorer)."),
+    ] = False,
 ) -> None:
     """The same metrics of several runs side by side, paired across runs by (task, sample_id, repeat)."""
     from pvm_bench.report.compare import compare_runs
@@ -68,7 +72,7 @@ def compare_command(
         if not sep or not a or not b:
             raise ReportInputError(f"--pair {spec!r} must be VARIANT_A:VARIANT_B (e.g. --pair base:pvm)")
         pairs.append((a, b))
-    result = compare_runs(run_dirs, pairs=pairs, rank_by=rank_by)
+    result = compare_runs(run_dirs, pairs=pairs, rank_by=rank_by, allow_task_change=allow_task_change)
     md = result.to_markdown()
     if output is None:
         typer.echo(md)  # plain: rich would re-wrap the markdown table

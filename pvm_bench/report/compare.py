@@ -23,6 +23,7 @@ from pvm_bench.report.rows import MACRO, POOLED
 from pvm_bench.report.rundata import ReportInputError, RunData, load_run
 from pvm_bench.report.summary import Summary, build_summary
 from pvm_bench.report.views import finite, fmt, fmt_ci, fmt_p, to_markdown
+from pvm_bench.taskdefs import ALLOW_FLAG, definition_conflicts
 
 #: Descriptive decay values shown per run (band "all"): (metric, t or None, label, digits).
 DECAY_SHOWN: tuple[tuple[str, float | None, str, int], ...] = (
@@ -94,12 +95,18 @@ def _runs_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
 
 
 def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str]] | None = None,
-                 rank_by: str | None = None) -> Comparison:
+                 rank_by: str | None = None, allow_task_change: bool = False) -> Comparison:
     """Compare runs (see the module docstring) and rank their variants (``rank_by``: a
-    :data:`pvm_bench.report.leaderboard.RANK_KEYS` column). Raises :class:`ReportInputError` on bad input."""
+    :data:`pvm_bench.report.leaderboard.RANK_KEYS` column). Raises :class:`ReportInputError` on bad input,
+    and when a task's recorded definition differs between runs (:func:`pvm_bench.taskdefs.definition_conflicts`)
+    unless ``allow_task_change``."""
     if len(run_dirs) < 2:
         raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
     runs = [load_run(Path(p)) for p in run_dirs]
+    conflicts = [] if allow_task_change else definition_conflicts([(d.run_id, d.run.datasets if d.run else {}) for d in runs])
+    if conflicts:
+        raise ReportInputError(f"cannot pair these runs: {conflicts[0]}{f' (and {len(conflicts) - 1} more)' if len(conflicts) > 1 else ''}; "
+                               f"pass {ALLOW_FLAG} to compare them anyway")
     labels = run_labels(len(runs))
     summaries = [build_summary(d, seed=seed) for d in runs]
     groups = [s.groups for s in summaries]

@@ -30,6 +30,8 @@ def fake_hub(monkeypatch, fixture_data):
         return table.select(keep)
 
     monkeypatch.setattr("pvm_bench.data.load_hub_split", load_hub_split)
+    monkeypatch.setattr("pvm_bench.preflight.offline_reason", lambda: None)  # this fake hub is reachable
+    monkeypatch.setattr("pvm_bench.preflight.hub_unreachable", lambda: None)
     return calls
 
 
@@ -64,6 +66,7 @@ def test_export_without_hub_is_one_line(fake_hub, tmp_path):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: task 'mathvista': cannot load AI4Math/MathVista")
+    assert "--data-dir" not in lines[0]  # a flag export does not have
     assert not list(tmp_path.rglob("*.parquet"))
 
 

@@ -129,11 +129,11 @@ def test_bad_option_is_one_error_line_and_exit_2(no_execute, tiny_qwen3_vl, tmp_
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_lmms_eval_spellings_map_to_flags(no_execute, tiny_qwen3_vl, tmp_path):
+def test_lmms_eval_spellings_map_to_flags(no_execute, tiny_qwen3_vl, fixture_data, tmp_path):
     out = tmp_path / "logs"
-    code, output = _invoke(
+    code, output = _invoke(  # the data is local: a run loads it before it creates its directory
         "--model", "qwen3_vl", "--model_args", f"pretrained={tiny_qwen3_vl},dtype=float32,attn_implementation=eager",
-        "--tasks", "mmmu", "--batch_size", "3", "--output_path", str(out), "--run_id", "r", "--log_samples",
+        "--tasks", "mmmu", "--data-dir", str(fixture_data), "--batch_size", "3", "--output_path", str(out), "--run_id", "r", "--log_samples",
         "--gen_kwargs", "temperature=0.7,top_p=0.8,top_k=20,max_new_tokens=7,do_sample=true,repetition_penalty=1.05",
     )
     assert code == 0, output
@@ -144,9 +144,9 @@ def test_lmms_eval_spellings_map_to_flags(no_execute, tiny_qwen3_vl, tmp_path):
     assert (cfg["temperature"], cfg["top_p"], cfg["top_k"], cfg["repetition_penalty"]) == (0.7, 0.8, 20, 1.05)
 
 
-def test_resume_refuses_a_differing_option_and_accepts_an_equal_one(no_execute, tiny_qwen3_vl, tmp_path):
+def test_resume_refuses_a_differing_option_and_accepts_an_equal_one(no_execute, tiny_qwen3_vl, fixture_data, tmp_path):
     assert _invoke("--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--out", str(tmp_path), "--run-id", "r",
-                   "--max-new-tokens", "12")[0] == 0
+                   "--max-new-tokens", "12", "--data-dir", str(fixture_data))[0] == 0
     before = (tmp_path / "r" / "run.json").read_bytes()
     code, output = _invoke("--resume", str(tmp_path / "r"), "--max-new-tokens", "64")
     assert code == 2 and "--max-new-tokens" in output and output.count("\n") == 1, output
