@@ -136,3 +136,23 @@ def chosen_keys(maps: int | Sequence[str], tasks: Iterable[tuple[Any, Sequence[A
         raise MapsError(f"--maps names sample id(s) {', '.join(map(repr, missing[:5]))} that no task of this run has; "
                         "pass ids from samples.jsonl (or --maps N for the first N per task)")
     return found
+
+
+def save_collected(run_dir: Path, variant: str, generations: Sequence[Any], collected: Sequence[SampleMaps | None],
+                   tokenizer: Any) -> list[Path]:
+    """Write the maps a :class:`~pvm_bench.probes.maps.MapsProbe` collected for a batch.
+
+    ``generations`` are the batch's results in row order, whose ``key`` is the runner's work item
+    (``task``, ``sample``, ``repeat``); ``tokenizer`` decodes each generated token for ``tokens``.
+    """
+    written = []
+    for gen, maps in zip(generations, collected):
+        if maps is None:
+            continue
+        item = gen.key
+        steps = int(maps.attention.shape[0])
+        tokens = [tokenizer.decode([t]) for t in gen.token_ids[:steps]]
+        path = map_path(run_dir, variant, item.task.name, item.sample.id, item.repeat)
+        written.append(write_maps(path, maps, tokens, variant=variant, task=item.task.name,
+                                  sample_id=str(item.sample.id), repeat=int(item.repeat)))
+    return written

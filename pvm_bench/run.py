@@ -57,6 +57,7 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     resume_changes,
     sigterm_interrupts,
 )
+from pvm_bench.runprobes import RunProbes
 from pvm_bench.session import GenerationSession
 from pvm_bench.tasks import CorruptImageError, Sample, Task, get_registry
 from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exported)
@@ -93,6 +94,7 @@ class Runner:
         self._log: Callable[[str], None] = lambda message: None
         #: Effective input protocol (system turn, image sizes; models/protocol.py), set when the model loads.
         self.protocol: Any = None
+        self.probes: RunProbes | None = None  # the run's probes and --maps selection, set once the tasks load
 
     @property
     def samples_path(self) -> Path:
@@ -268,6 +270,7 @@ class Runner:
         cfg = self.config
         variants = resolve_variants(cfg.resolved_variants())
         loaded_tasks = self.load_tasks()
+        self.probes = RunProbes(cfg, loaded_tasks)  # a --maps id no task has stops here, before the model loads
         done = {rec.key for rec in read_samples(self.run_dir)}
         fresh = self.record.model_copy(deep=True)
         fresh.datasets = {
@@ -353,15 +356,8 @@ class Runner:
             self.close()
 
     def _make_probes(self) -> list[Any]:
-        if not self.config.probes:
-            return []
-        from pvm_bench.probes.registry import make_probes
-
-        probes = make_probes(self.config.probes, per_head=self.config.per_head)
-        for probe in probes:  # --per-image: the attention probe also splits the mass per image
-            if self.config.per_image and hasattr(probe, "per_image"):
-                probe.per_image = True
-        return probes
+        assert self.probes is not None, "_prepare sets the run's probes"
+        return self.probes.make()
 
     def _max_new_tokens(self, task: Task) -> int:
         return int(self.config.max_new_tokens or task.generation.get("max_new_tokens", 256))
@@ -399,6 +395,8 @@ class Runner:
         self._write_probe_part(variant, task.name, generations)
         for item, request, gen in zip(good, requests, generations):
             sink.append(sample_record(variant, item, gen, request.seed, max_new, session.composition))
+        if self.probes is not None:  # --maps files, after their samples
+            self.probes.after_batch(self.run_dir, variant, generations, session.lm.tokenizer)
 
     def _generate(self, session: GenerationSession, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
         cfg = self.config
