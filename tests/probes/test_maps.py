@@ -211,3 +211,68 @@ def test_maps_off_installs_nothing():
     assert isinstance(on.make()[-1], MapsProbe)
     off = RunProbes(cfg.model_copy(update={"maps": 0, "probes": []}), [(T(), [S("a")])])
     assert off.make() == []  # no probe at all: the attention site is never entered
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli import app
+
+    return CliRunner().invoke(app, ["run", "--quiet", "--no-report", "--tasks", "swatch_recall", "--limit", "3",
+                                    "--max-new-tokens", "10", *args])
+
+
+@pytest.mark.slow
+def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path):
+    """``pvm-bench run --maps 2`` on the organism: 2 samples x 2 variants, each file's per-step mass
+    equals attention.parquet's visual mass averaged over all layers; ``--maps 0`` writes none."""
+    import pandas as pd
+
+    from pvm_bench.mapstore import FORMAT, map_path, read_maps
+    from pvm_bench.results import read_samples
+
+    result = _cli("--maps", "2", "--out", str(tmp_path), "--run-id", "m")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "m"
+    files = sorted(p.relative_to(run).as_posix() for p in (run / "maps").rglob("*.safetensors"))
+    assert files == [f"maps/{v}/swatch_recall/swatch_recall-test-{i}-r0.safetensors" for v in ("base", "pvm") for i in (0, 1)]
+    att = pd.read_parquet(run / "attention.parquet")
+    for rec in read_samples(run):
+        path = map_path(run, rec.variant, rec.task, rec.sample_id, rec.repeat)
+        if rec.sample_id.endswith("-2"):
+            assert not path.exists()
+            continue
+        tensors, meta = read_maps(path)
+        assert meta["format"] == FORMAT and meta["sample_id"] == rec.sample_id and meta["variant"] == rec.variant
+        assert meta["layers"] == [0, 1, 2, 3] and meta["steps"] == rec.n_generated == len(meta["tokens"])
+        assert "".join(meta["tokens"]).startswith(rec.output[:5])
+        (image,) = meta["images"]
+        assert [(v["rows"], v["cols"]) for v in image["views"]] == [(2, 2)]  # 64 px / (16 px x merge 2)
+        assert tensors["attention"].dtype == np.float16 and tensors["attention"].shape == (rec.n_generated, 4)
+        rows = att[(att.variant == rec.variant) & (att.sample_id == rec.sample_id)]
+        expected = rows.groupby("step")["visual_mass"].mean().to_numpy()
+        assert np.abs(tensors["visual_mass"] - expected).max() < 1e-5
+        assert np.abs(tensors["attention"].astype(np.float32).sum(-1) - expected).max() < 5e-3  # float16 storage
+    result = _cli("--maps", "0", "--out", str(tmp_path), "--run-id", "off")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "off" / "maps").exists()
+
+
+def test_cli_maps_bad_values_exit_2_with_one_line(tmp_path):
+    result = _cli("--maps", "swatch_recall-test-0,nope", "--out", str(tmp_path), "--run-id", "bad")
+    assert result.exit_code == 2, result.output
+    assert "'nope'" in result.output and "--maps" in result.output
+    result = _cli("--maps", "two", "--out", str(tmp_path), "--run-id", "bad2")
+    assert result.exit_code == 2 and "--maps takes" in result.output
+    assert not (tmp_path / "bad2").exists()
+
+
+def test_map_paths_are_plain_names(tmp_path):
+    from pvm_bench.mapstore import MapsError, map_path, parse_maps, read_maps
+
+    path = map_path(tmp_path, "pvm+pai:alpha=0.2", "t/x", "../s 1", 3)
+    assert path.parent.parent.parent == tmp_path / "maps" and path.name == "..%2Fs%201-r3.safetensors"
+    assert parse_maps("3") == 3 and parse_maps("7,") == ["7"] and parse_maps("a, b") == ["a", "b"]
+    (tmp_path / "x.safetensors").write_bytes(b"not a map")
+    with pytest.raises(MapsError, match="not a readable map file"):
+        read_maps(tmp_path / "x.safetensors")
