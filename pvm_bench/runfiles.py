@@ -88,8 +88,21 @@ def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None
     return merged.sort_values([c for c in ("step", "layer") if c in merged.columns], kind="stable")
 
 
-def merge_sample_shards(run_dir: Path) -> None:
-    """Append the records of ``samples.rank*.jsonl`` missing from samples.jsonl, then drop the shards."""
+def merge_sample_shards(run_dir: Path, world: int = 1) -> None:
+    """Append the records of ``samples.rank*.jsonl`` missing from samples.jsonl, then drop the shards.
+
+    ``world``: the ranks of the run that just finished; each opened its shard at its start, so a
+    missing one means that rank wrote to another filesystem (node-local disks): RunError naming
+    the ranks and the fix, and nothing is merged or deleted.
+    """
+    missing = [r for r in range(world) if world > 1 and not (run_dir / f"samples.rank{r}.jsonl").exists()]
+    if missing:
+        from pvm_bench.distributed import SHARED_FIX
+
+        raise RunError(
+            f"the sample shards of rank(s) {', '.join(map(str, missing))} (samples.rank<r>.jsonl) are not in {run_dir}: "
+            f"those ranks wrote to a run directory this node does not see; {SHARED_FIX}"
+        )
     main = run_dir / "samples.jsonl"
     have = {(r["variant"], r["task"], r["sample_id"], r["repeat"]) for r in read_jsonl(main)}
     with JsonlAppender(main) as sink:

@@ -56,14 +56,16 @@ print(json.dumps(write_synthetic_run(Path(sys.argv[1]), spec)))
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``cmd``; its wall seconds, own peak RSS (bytes), exit status and output tail."""
+    """Run ``cmd``; its wall seconds, CPU seconds (user + system: steadier than wall on a shared
+    machine), own peak RSS (bytes), exit status and output tail."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     output = proc.stdout.read().decode("utf-8", "replace")
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": time.perf_counter() - start, "rss_bytes": usage.ru_maxrss * 1024,
+    return {"wall_s": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "rss_bytes": usage.ru_maxrss * 1024,
             "rc": proc.returncode, "output": output[-2000:]}
 
 
@@ -119,9 +121,11 @@ def format_rows(res: dict[str, Any]) -> list[str]:
             continue
         ratio = ""
         if anchor and anchor["rc"] == 0 and name != "anchor":
-            ratio = f"  x{row['wall_s'] / anchor['wall_s']:.1f} wall, x{row['rss_bytes'] / anchor['rss_bytes']:.1f} RSS vs anchor"
+            ratio = (f"  x{row['wall_s'] / anchor['wall_s']:.1f} wall, x{row['cpu_s'] / max(anchor['cpu_s'], 1e-3):.1f} CPU, "
+                     f"x{row['rss_bytes'] / anchor['rss_bytes']:.1f} RSS vs anchor")
         state = "" if row["rc"] == 0 else f"  FAILED (exit {row['rc']}): {row['output'].strip().splitlines()[-1:]}"
-        lines.append(f"{name:>6}: {row['wall_s']:8.2f} s  {row['rss_bytes'] / 1e9:6.2f} GB{ratio}{state}")
+        lines.append(f"{name:>6}: {row['wall_s']:8.2f} s wall {row['cpu_s']:8.2f} s CPU {row['rss_bytes'] / 1e9:6.2f} GB"
+                     f"{ratio}{state}")
     return lines
 
 
