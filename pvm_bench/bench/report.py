@@ -142,6 +142,7 @@ def register_bench(bench: typer.Typer) -> None:
         layers: Annotated[int, typer.Option(min=1, help="Decoder layers (Qwen3-VL-8B: 36).")] = 36,
         cap: Annotated[int, typer.Option(min=2, help="max_new_tokens: 0.4% of the outputs stop there.")] = 16384,
         seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+        phases: Annotated[str, typer.Option(help="Comma-separated phases to time: merge, report, anchor.")] = "merge,report,anchor",
         json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
     ) -> None:
         """Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by."""
@@ -150,11 +151,15 @@ def register_bench(bench: typer.Typer) -> None:
         from pvm_bench.cli_support import fail
 
         n_threads = threads or 1
+        chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
+        if not chosen or set(chosen) - {"merge", "report", "anchor"}:
+            raise fail(f"--phases takes merge, report and/or anchor, got '{phases}'")
         if out is not None and (out / f"synth-{rows}").exists():
             raise fail(f"{out / f'synth-{rows}'} already exists; remove it or pass another --out")
         parent = out or Path(tempfile.mkdtemp(prefix="pvm-bench-report-"))
         try:
-            res = bench_report(rows, parent, threads=n_threads, code=code, layers=layers, cap=cap, seed=seed)
+            res = bench_report(rows, parent, threads=n_threads, code=code, layers=layers, cap=cap, seed=seed,
+                               phases=chosen)
         finally:
             if not keep:
                 shutil.rmtree(parent / f"synth-{rows}", ignore_errors=True)
