@@ -38,7 +38,8 @@ FROM read_parquet('{path}') WHERE step >= 1
 GROUP BY ALL
 """
 
-_MERGE = "import sys; from pathlib import Path; from pvm_bench.runfiles import merge_attention; merge_attention(Path(sys.argv[1]))"
+_MERGE = ("import sys, pvm_bench; from pathlib import Path; from pvm_bench.runfiles import merge_attention; "
+          "merge_attention(Path(sys.argv[1])); print('merged with', pvm_bench.__file__)")
 _ANCHOR = """
 import sys, duckdb
 path, threads, layers, t_max = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -55,11 +56,12 @@ print(json.dumps(write_synthetic_run(Path(sys.argv[1]), spec)))
 """
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     """Run ``cmd``; its wall seconds, CPU seconds (user + system: steadier than wall on a shared
     machine), own peak RSS (bytes), exit status and output tail."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # cwd outside any checkout: `python -c` / `-m` put the cwd first on sys.path, ahead of PYTHONPATH
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     output = proc.stdout.read().decode("utf-8", "replace")
     _, status, usage = os.wait4(proc.pid, 0)
@@ -84,26 +86,27 @@ def bench_report(rows: int, out: Path, *, threads: int = 1, code: Path | None = 
     fails keeps its ``rc`` and output tail (the next phases still run when they can).
     """
     here = str(Path(__file__).resolve().parents[2])
+    out.mkdir(parents=True, exist_ok=True)
     base_env = _env(threads, None)
     base_env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
     run_dir = out / f"synth-{rows}"
     spec = {"rows": rows, "layers": layers, "cap": cap, "seed": seed}
-    gen = timed([sys.executable, "-c", _GENERATE, str(run_dir), json.dumps(spec)], base_env)
+    gen = timed([sys.executable, "-c", _GENERATE, str(run_dir), json.dumps(spec)], base_env, out)
     if gen["rc"] != 0:
         raise RuntimeError(f"generating the synthetic run failed:\n{gen['output']}")
     gen.update(json.loads(gen["output"].strip().splitlines()[-1]))
     results: dict[str, Any] = {}
     code_env = _env(threads, code) if code is not None else base_env
     if "merge" in phases:
-        results["merge"] = timed([sys.executable, "-c", _MERGE, str(run_dir)], code_env)
+        results["merge"] = timed([sys.executable, "-c", _MERGE, str(run_dir)], code_env, out)
     merged = run_dir / "attention.parquet"
     if merged.exists():
         gen["merged_bytes"] = merged.stat().st_size
     if "report" in phases:
-        results["report"] = timed([sys.executable, "-m", "pvm_bench", "report", str(run_dir)], code_env)
+        results["report"] = timed([sys.executable, "-m", "pvm_bench", "report", str(run_dir)], code_env, out)
     if "anchor" in phases and merged.exists():
         results["anchor"] = timed([sys.executable, "-c", _ANCHOR, str(merged), str(threads), str(layers), str(cap),
-                                   ANCHOR_SQL], base_env)
+                                   ANCHOR_SQL], base_env, out)
     return {"run_dir": str(run_dir), "threads": threads, "code": str(code) if code else here,
             "generated": gen, "phases": results}
 
