@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pvm_bench.errors import UserError
+from pvm_bench.errors import UserError, is_disk_full
 from pvm_bench.results import KEY_COLUMNS, compact_frame
 
 #: Rows per row group of attention.parquet (about 15 MB in memory): readers stream it group by group.
@@ -44,6 +44,12 @@ class MergeMemoryError(UserError, MemoryError):
 def is_memory_error(exc: BaseException) -> bool:
     """Python's and pyarrow's MemoryError, and DuckDB's OutOfMemoryException."""
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryException"
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    """A full disk, also as DuckDB reports it (an IOException, or its temp-size cap as OutOfMemory)."""
+    text = str(exc).lower()
+    return is_disk_full(exc, by_message=True) or "no space left" in text or "max_temp_directory_size" in text
 
 
 def merged_schema(sources: list[Path]) -> pa.Schema:

@@ -23,6 +23,7 @@ from pvm_bench.attention_merge import (
     MergeMemoryError,
     env_memory_limit,
     footer_unreadable,
+    is_disk_error,
     is_memory_error,
     stream_merge,
     unreadable_parts,
@@ -145,7 +146,7 @@ def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: 
         try:
             stream_merge(run_dir, sources, keep, tmp, memory_limit=limit, threads=threads)
         except Exception as exc:
-            if is_memory_error(exc) or is_disk_full(exc, by_message=True):
+            if is_memory_error(exc) or is_disk_error(exc):
                 raise
             damaged = _set_aside(unreadable_parts(parts))  # a part whose footer reads but whose data does not
             if not damaged:
@@ -153,10 +154,14 @@ def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: 
             unreadable += damaged
             parts = [p for p in parts if p.exists()]
             sources = ([target] if target.exists() else []) + parts
-            stream_merge(run_dir, sources, keep, tmp, memory_limit=limit, threads=threads)
-        os.replace(tmp, target)
+            if sources:
+                stream_merge(run_dir, sources, keep, tmp, memory_limit=limit, threads=threads)
+        if tmp.exists():
+            os.replace(tmp, target)
     except BaseException as exc:
         remove_quietly(tmp)
+        if is_disk_error(exc) and not isinstance(exc, DiskFullError):  # before memory: DuckDB's temp cap says "Out of Memory"
+            raise DiskFullError(target) from exc
         if is_memory_error(exc):
             raise MergeMemoryError(
                 f"out of memory merging the attention parts of {run_dir} (merge memory limit {limit}): "
@@ -164,8 +169,6 @@ def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: 
                 f"`pvm-bench report`; to merge them free memory (or set PVM_BENCH_MERGE_MEMORY, e.g. 4GB) and "
                 f"run `pvm-bench run --resume {run_dir}`"
             ) from exc
-        if is_disk_full(exc, by_message=True) and not isinstance(exc, DiskFullError):
-            raise DiskFullError(target) from exc
         raise
     for part in parts:
         part.unlink()

@@ -83,20 +83,23 @@ def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(
     assert not (run / "attention").exists() and not list(run.glob(".merge-tmp*"))
 
 
-def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(tmp_path: Path) -> None:
+def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(tmp_path: Path, monkeypatch) -> None:
+    from pvm_bench import attention_merge
+
+    monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", 16_384)
     run = tmp_path / "s"
-    info = write_synthetic_run(run, SynthSpec(rows=300_000, layers=4, cap=2048, tasks=3))
+    info = write_synthetic_run(run, SynthSpec(rows=80_000, layers=4, cap=2048, tasks=3))
     expected = reference_merge(run)
     merge_attention(run)
     _assert_same(run, expected)
     meta = pq.ParquetFile(run / "attention.parquet").metadata
-    assert meta.num_rows == info["rows"] and meta.num_row_groups >= 2
-    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= ROW_GROUP_ROWS
+    assert meta.num_rows == info["rows"] and meta.num_row_groups >= 4
+    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 16_384 < ROW_GROUP_ROWS
 
 
 def test_out_of_memory_is_a_clear_error_and_keeps_every_part(tmp_path: Path) -> None:
     run = tmp_path / "m"
-    write_synthetic_run(run, SynthSpec(rows=400_000, layers=4, cap=2048, tasks=2))
+    write_synthetic_run(run, SynthSpec(rows=60_000, layers=4, cap=2048, tasks=2))
     before = sorted(p.name for p in (run / "attention").iterdir())
     with pytest.raises(MergeMemoryError, match="out of memory merging.*nothing was lost.*PVM_BENCH_MERGE_MEMORY"):
         merge_attention(run, memory_limit="1MB")
@@ -119,3 +122,23 @@ def test_a_part_damaged_past_its_footer_is_set_aside_and_the_rest_merged(tmp_pat
         merge_attention(run)
     assert (run / "attention" / "part-2-b.parquet.unreadable").exists()
     assert set(pd.read_parquet(run / "attention.parquet")["sample_id"]) == {"s-1"}
+
+
+def test_a_full_disk_during_the_merge_is_disk_full_not_memory_nor_damage(tmp_path: Path, monkeypatch) -> None:
+    import duckdb
+
+    from pvm_bench import runfiles
+    from pvm_bench.errors import DiskFullError
+
+    run = tmp_path / "f"
+    run.mkdir()
+    _part(run, "part-1-a.parquet", _rows("base", "s-1", 3, 2, 0))
+    _records(run, [("base", "s-1")])
+
+    def full(*args: object, **kwargs: object) -> int:
+        raise duckdb.OutOfMemoryException("could not write block: max_temp_directory_size reached (No space left)")
+
+    monkeypatch.setattr(runfiles, "stream_merge", full)
+    with pytest.raises(DiskFullError, match="disk full writing .*attention.parquet"):
+        merge_attention(run)
+    assert [p.name for p in (run / "attention").iterdir()] == ["part-1-a.parquet"]
