@@ -258,6 +258,10 @@ def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume:
     run_dir_or_error = dist.broadcast(payload)
     if run_dir_or_error[0] == "error":
         raise fail(run_dir_or_error[1])
+    try:
+        dist.check_shared_dir(Path(run_dir_or_error[1]))  # multi-node: every rank must see rank 0's run dir
+    except UserError as exc:
+        raise fail(str(exc)) from None
     if runner is None:  # a non-zero rank joins the run rank 0 set up
         runner = Runner.resume(Path(run_dir_or_error[1]), dist, mark_resumed=False)
     runner.dist = dist

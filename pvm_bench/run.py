@@ -415,7 +415,7 @@ class Runner:
         try:
             if status == "completed":
                 self.dist.barrier()  # every rank has closed its shard
-                merge_sample_shards(self.run_dir)
+                merge_sample_shards(self.run_dir, self.dist.world)
             try:
                 merge_attention(self.run_dir)
             except Exception as exc:  # never lose the status update because of the merge
