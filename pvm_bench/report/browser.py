@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from pvm_bench.report.browser_maps import attach_maps
 from pvm_bench.report.browser_media import Thumbs, load_thumbnails, visual_mass_curves
 from pvm_bench.report.templating import environment
 from pvm_bench.results import SampleRecord, atomic_write_text
@@ -170,6 +171,7 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
             "disagree": len(recs) > 1 and max(scores) - min(scores) > 1e-9,
             "records": rows,
         })
+    notes.extend(attach_maps(data.run_dir, groups))  # --maps: spatial maps per record (browser_maps.js draws them)
     return {
         "run_id": data.run_id, "variants": variants,
         "tasks": sorted({k[0] for k in keys}, key=natural_key), "n_records": len(records),

@@ -178,6 +178,7 @@
     }
     col.appendChild(el('div', 'pb-label', 'output'));
     col.appendChild(el('pre', 'pb-output', r.output));
+    if (r.maps && window.pvmBenchMaps) { col.appendChild(window.pvmBenchMaps(r, g)); }  /* --maps: browser_maps.js */
     if (r.error) {
       col.appendChild(el('div', 'pb-label', 'error'));
       col.appendChild(el('pre', 'pb-error', r.error));
