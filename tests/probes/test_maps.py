@@ -213,13 +213,13 @@ def test_maps_off_installs_nothing():
     assert off.make() == []  # no probe at all: the attention site is never entered
 
 
-def _cli(*args: str):
+def _cli(*args: str, report: bool = False):
     from typer.testing import CliRunner
 
     from pvm_bench.cli import app
 
-    return CliRunner().invoke(app, ["run", "--quiet", "--no-report", "--tasks", "swatch_recall", "--limit", "3",
-                                    "--max-new-tokens", "10", *args])
+    return CliRunner().invoke(app, ["run", "--quiet", "--report" if report else "--no-report", "--tasks",
+                                    "swatch_recall", "--limit", "3", "--max-new-tokens", "10", *args])
 
 
 @pytest.mark.slow
@@ -231,7 +231,7 @@ def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path):
     from pvm_bench.mapstore import FORMAT, map_path, read_maps
     from pvm_bench.results import read_samples
 
-    result = _cli("--maps", "2", "--out", str(tmp_path), "--run-id", "m")
+    result = _cli("--maps", "2", "--out", str(tmp_path), "--run-id", "m", report=True)
     assert result.exit_code == 0, result.output
     run = tmp_path / "m"
     files = sorted(p.relative_to(run).as_posix() for p in (run / "maps").rglob("*.safetensors"))
@@ -253,9 +253,31 @@ def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path):
         expected = rows.groupby("step")["visual_mass"].mean().to_numpy()
         assert np.abs(tensors["visual_mass"] - expected).max() < 1e-5
         assert np.abs(tensors["attention"].astype(np.float32).sum(-1) - expected).max() < 5e-3  # float16 storage
+    _browser_shows_the_slider(run / "report.html", tmp_path)
     result = _cli("--maps", "0", "--out", str(tmp_path), "--run-id", "off")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "off" / "maps").exists()
+
+
+def _browser_shows_the_slider(html, tmp_path) -> None:
+    """report.html carries the maps of the 4 mapped records; in Chromium (when installed) the opened
+    sample shows one slider per variant and its output as shaded tokens."""
+    import sys
+    from pathlib import Path
+
+    text = html.read_text()
+    assert "pvmBenchMaps" in text and text.count('"maps":{"tokens"') == 4
+    sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
+    from cdp import Page, chromium_missing_reason
+
+    if chromium_missing_reason() is not None:
+        return
+    with Page(tmp_path / "chrome") as page:
+        page.goto(html.resolve().as_uri() + "#browser?open=swatch_recall/swatch_recall-test-0/0")
+        assert page.js("document.querySelectorAll('.pm-slider').length") == 2
+        assert page.js("document.querySelectorAll('.pm-heat rect').length") == 8  # 2 x 2 grid per variant
+        assert page.js("document.querySelectorAll('.pm-tok[title]').length") > 2
+        assert page.errors == []
 
 
 def test_cli_maps_bad_values_exit_2_with_one_line(tmp_path):
