@@ -229,8 +229,8 @@ class AttentionProbe(Probe):
         if step < 0 or step >= self._n_steps:
             return
         self._calls += 1
-        B, H, _, D = query.shape
-        h_kv = self._h_kv = key.shape[1]
+        B, H = query.shape[:2]
+        self._h_kv = key.shape[1]
         additive, img, first, counts, weights = self._key_view(mask, n, state.total, key.device)
         probs = last_row_probs(query, key, additive, scaling, softcap, position_bias)  # [B, H, n]
         # A key is a sink when it holds > threshold of the mass in most heads; the first visible

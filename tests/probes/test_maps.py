@@ -128,7 +128,7 @@ def test_one_hot_attention_lands_on_its_patch(family, tiny_dirs):
             undo()
     finally:
         probe.uninstall()
-    for row, gen in enumerate(gens):
+    for row in range(len(gens)):
         att = probe.collected[row].attention
         assert (att.argmax(-1) == cells[row]).all(), (family, row, att.argmax(-1), cells[row])
         others = np.delete(att, cells[row], axis=1)
