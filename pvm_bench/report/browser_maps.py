@@ -6,9 +6,9 @@ nothing executed) the browser gets ``maps``:
 - ``tokens`` / ``mass``: every stored step's generated token and its visual mass (band mean,
   4 significant digits), which the page shades the output text by (hover shows the value);
 - ``images``: per image, the grid of its whole-image view (``rows``, ``cols``, ``label``, ``note``)
-  and ``q``: per shown step, the view's cells as bytes 0..255 relative to the step's largest cell
-  (base64, row-major), with ``peak`` the step's largest cell value -- the heat map drawn over the
-  image at the slider's step. At most :data:`SLIDER_STEPS` steps are shown (the first ones; a note
+  and ``q``: per shown step, the view's cells as bytes 0..255 relative to the step's largest cell of any image
+  (base64, row-major), with ``peak`` (top level) the step's largest cell value over all images -- the
+  heat map drawn over the image at the slider's step. At most :data:`SLIDER_STEPS` steps are shown (the first ones; a note
   says so when there are more) so a report stays small;
 - ``layers``, ``steps``, ``n_generated``, ``note``.
 
@@ -46,19 +46,22 @@ def map_payload(tensors: dict[str, np.ndarray], meta: dict[str, Any], max_steps:
     att = tensors["attention"].astype(np.float32)
     mass = tensors.get("visual_mass", att.sum(-1)).astype(np.float64)
     shown = min(att.shape[0], max_steps)
-    images = []
+    views, blocks = [], []
     for image in meta.get("images", []):
         view = _overlay_view(image)
         lo = int(image["start"]) + int(view["start"])
-        cells = att[:shown, lo : lo + int(view["rows"]) * int(view["cols"])]
-        peak = cells.max(axis=1, initial=0.0) if cells.size else np.zeros(shown)
-        scaled = np.where(peak[:, None] > 0, cells / np.where(peak > 0, peak, 1)[:, None], 0.0)
-        q = np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8)
+        views.append((image, view))
+        blocks.append(att[:shown, lo : lo + int(view["rows"]) * int(view["cols"])])
+    # One scale per step for all images of the sample, so a glance compares images too.
+    peak = np.max([b.max(axis=1, initial=0.0) for b in blocks], axis=0) if blocks else np.zeros(shown)
+    denom = np.where(peak > 0, peak, 1.0)[:, None]
+    images = []
+    for (image, view), cells in zip(views, blocks):
+        q = np.clip(np.rint(cells / denom * 255), 0, 255).astype(np.uint8)
         images.append({
             "index": int(image.get("index", len(images))), "rows": int(view["rows"]), "cols": int(view["cols"]),
             "label": str(view.get("label", "")), "note": str(view.get("note", "")),
-            "views": len(image.get("views") or []),
-            "peak": [_sig(float(p)) for p in peak], "q": base64.b64encode(q.tobytes()).decode("ascii"),
+            "views": len(image.get("views") or []), "q": base64.b64encode(q.tobytes()).decode("ascii"),
         })
     steps = int(att.shape[0])
     notes = []
@@ -68,7 +71,8 @@ def map_payload(tensors: dict[str, np.ndarray], meta: dict[str, Any], max_steps:
         notes.append(f"{steps} of {meta['n_generated']} generated steps stored (--maps keeps the first {meta.get('max_steps')})")
     return {
         "tokens": [str(t) for t in meta.get("tokens", [])][:steps], "mass": [_sig(float(m)) for m in mass],
-        "images": images, "layers": meta.get("layers", []), "steps": steps, "shown": shown,
+        "images": images, "peak": [_sig(float(p)) for p in peak], "layers": meta.get("layers", []),
+        "steps": steps, "shown": shown,
         "n_generated": int(meta.get("n_generated", steps)), "note": "; ".join(notes),
     }
 

@@ -49,12 +49,22 @@ def test_payload_quantises_each_step_relative_to_its_brightest_cell(tmp_path):
     (im,) = m["images"]
     q = np.frombuffer(base64.b64decode(im["q"]), dtype=np.uint8).reshape(4, 2, 3)
     assert [int(step.argmax()) for step in q] == [5, 0, 2, 3] and q.max() == 255 and q.min() == 6
-    assert im["peak"] == pytest.approx([0.4] * 4, rel=1e-3)
+    assert m["peak"] == pytest.approx([0.4] * 4, rel=1e-3)
     # Long generations: only the first SLIDER_STEPS are sent, with a note.
     tensors = {"attention": np.zeros((5, 6), np.float16), "visual_mass": np.zeros(5, np.float32)}
     meta = {"images": _maps([0]).images, "tokens": list("abcde"), "n_generated": 9, "max_steps": 5}
     short = map_payload(tensors, meta, max_steps=2)
     assert short["shown"] == 2 and "first 2 of 5" in short["note"] and "5 of 9 generated" in short["note"]
+
+
+def test_images_of_a_sample_share_one_scale_per_step():
+    """Two images: the second gets half the first's attention, so its brightest cell is drawn at half."""
+    att = np.array([[0.4, 0.1, 0.2, 0.05]], dtype=np.float16)
+    view = {"start": 0, "rows": 1, "cols": 2, "label": "image", "whole": True, "note": ""}
+    meta = {"images": [{"index": i, "start": 2 * i, "n_tokens": 2, "views": [view]} for i in range(2)], "tokens": ["a"]}
+    m = map_payload({"attention": att, "visual_mass": att.sum(-1).astype(np.float32)}, meta)
+    q = [np.frombuffer(base64.b64decode(im["q"]), dtype=np.uint8).tolist() for im in m["images"]]
+    assert q == [[255, 64], [128, 32]] and m["peak"] == pytest.approx([0.4], rel=1e-3)
 
 
 def test_unreadable_map_file_is_a_note_not_a_failed_report(tmp_path):

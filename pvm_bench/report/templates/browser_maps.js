@@ -23,7 +23,7 @@ window.pvmBenchMaps = function (r, g) {
   box.setAttribute('data-variant', r.variant);
   var band = m.layers.length ? (m.layers.length === 1 ? m.layers[0] : m.layers[0] + '–' + m.layers[m.layers.length - 1]) : '?';
   box.appendChild(el('div', 'pb-label', 'where it looks: attention on the image at each generated token ' +
-    '(mean over heads and layers ' + band + '; cells darken the less they are looked at, relative to the step\'s brightest)'));
+    '(mean over heads and layers ' + band + '; cells darken the less they are looked at, relative to the step\'s brightest in any image)'));
   var panels = el('div', 'pm-panels');
   var grids = m.images.map(function (im) {
     var panel = el('div', 'pm-panel');
@@ -103,9 +103,8 @@ window.pvmBenchMaps = function (r, g) {
     if (current >= 0 && spans[current]) { spans[current].classList.remove('pm-cur'); }
     if (spans[k]) { spans[k].classList.add('pm-cur'); }
     current = k;
-    var peaks = grids.map(function (gr) { return sig(gr.im.peak[k]); }).join(', ');
     caption.textContent = 'step ' + k + ' of ' + m.steps + ': token ' + JSON.stringify(m.tokens[k] || '') +
-      ' · visual mass ' + m.mass[k] + ' · brightest cell ' + peaks;
+      ' · visual mass ' + m.mass[k] + ' · brightest cell ' + sig(m.peak[k]);
     box.setAttribute('data-step', k);
   }
   slider.addEventListener('input', function () { show(Number(slider.value)); });
