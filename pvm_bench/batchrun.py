@@ -37,12 +37,16 @@ class BatchRunner:
         #: Whether anything was generated yet: before that, a failure of every sample is the setup's, not theirs.
         self.generated_any = False
         self.composition: str | None = None
+        self.variant = ""
+        #: Called as ``after_generate(variant, generations)`` after every generate call (the run's --maps files).
+        self.after_generate: Callable[..., None] | None = None
 
     def run(self, session: Any, variant: str, batch: list[WorkItem], sink: JsonlAppender) -> None:
         """Generate ``batch`` (one task) under the active variant and append its records to ``sink``."""
         task = batch[0].task
         max_new = max_new_tokens(self.config, task)
         self.composition = session.composition  # the active variant's, recorded on every record
+        self.variant = variant
         requests: list[Request] = []
         good: list[WorkItem] = []
         for item in batch:
@@ -132,11 +136,14 @@ class BatchRunner:
 
     def generate(self, session: Any, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
         cfg = self.config
-        return session.generate(
+        generations = session.generate(
             requests, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
             repetition_penalty=cfg.repetition_penalty, task_settings=task.generation,
             system_prompt=getattr(self.protocol, "system_prompt", None),
         )
+        if self.after_generate is not None:
+            self.after_generate(self.variant, generations)
+        return generations
 
     def sample_failed(self, sink: JsonlAppender, variant: str, item: WorkItem, seed: int, max_new: int, reason: str) -> None:
         """Record a sample that could not be run (bad image, input the processor refuses): it fails alone."""

@@ -80,6 +80,7 @@ def run(
     probes: Annotated[str | None, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
     per_head: Annotated[bool | None, typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,
     per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet columns visual_mass_img0, visual_mass_img1, ...).", show_default=False, rich_help_panel=PROBES)] = None,
+    maps: Annotated[str | None, typer.Option(help=f"Spatial attention maps (heat map over the image per generated token, in the sample browser) for the first N samples of each task, or for sample ids 'id1,id2' (0 = none) (default: {_default('maps')}).", metavar="N|IDS", show_default=False, rich_help_panel=PROBES)] = None,
     ablate_after: Annotated[str | None, typer.Option(help="Comma-separated K: also run every variant blind from generated token K (variant+blind:after=K; 0 = text-only prior).", metavar="K,K,...", rich_help_panel=PROBES)] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,
     run_id: Annotated[str | None, typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,
@@ -118,6 +119,10 @@ def run(
     }
     given = {k: v for k, v in given.items() if v is not None}
     try:
+        if maps is not None:
+            from pvm_bench.mapstore import parse_maps
+
+            given["maps"] = parse_maps(maps)
         if ablate_after is not None:
             given["ablate_after"] = _steps(ablate_after, "--ablate-after")
         if model_args:
@@ -257,6 +262,10 @@ def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume:
     run_dir_or_error = dist.broadcast(payload)
     if run_dir_or_error[0] == "error":
         raise fail(run_dir_or_error[1])
+    try:
+        dist.check_shared_dir(Path(run_dir_or_error[1]))  # multi-node: every rank must see rank 0's run dir
+    except UserError as exc:
+        raise fail(str(exc)) from None
     if runner is None:  # a non-zero rank joins the run rank 0 set up
         runner = Runner.resume(Path(run_dir_or_error[1]), dist, mark_resumed=False)
     runner.dist = dist

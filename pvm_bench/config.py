@@ -85,6 +85,9 @@ class RunConfig(BaseModel):
     per_head: bool = False
     #: Record visual mass per image (attention.parquet gains ``visual_mass_img{i}`` columns, one per image).
     per_image: bool = False
+    #: ``--maps``: spatial attention maps (RUN/maps/, pvm_bench.mapstore) for the first N samples of each
+    #: task (an int; 0 = none, the probe is not installed) or for these sample ids (a list).
+    maps: Annotated[int, Field(ge=0)] | list[str] = 2
     #: ``--ablate-after 0,16,64``: add ``<variant>+blind:after=K`` for every variant and K.
     ablate_after: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     dtype: str = "auto"

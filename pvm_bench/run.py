@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     resume_changes,
     sigterm_interrupts,
 )
+from pvm_bench.runprobes import RunProbes
 from pvm_bench.session import GenerationSession
 from pvm_bench.taskdefs import provenance
 from pvm_bench.tasks import Sample, Task, TaskRegistry, get_registry
@@ -100,6 +102,7 @@ class Runner:
         self.protocol: Any = None
         #: The registry and tasks :meth:`create` loaded before making the directory (None: load them in execute).
         self._loaded: tuple[TaskRegistry, list[tuple[Task, list[Sample]]]] | None = None
+        self.probes: RunProbes | None = None  # the run's probes and --maps selection, set once the tasks load
 
     @property
     def samples_path(self) -> Path:
@@ -253,6 +256,8 @@ class Runner:
         probes = self._make_probes()
         guard = NonFiniteGuard()
         batch_runner = BatchRunner(self.config, self.run_dir, self.protocol, self.errors, log)
+        if self.probes is not None:  # --maps files of every generate call, rows in that call's order
+            batch_runner.after_generate = partial(self.probes.after_batch, self.run_dir, tokenizer=lm.tokenizer)
         try:
             with ExitStack() as stack, JsonlAppender(self.samples_path) as sink:
                 stack.enter_context(guard.installed(lm))
@@ -287,6 +292,7 @@ class Runner:
         cfg = self.config
         variants = resolve_variants(cfg.resolved_variants())
         registry, loaded_tasks = self.load_tasks()
+        self.probes = RunProbes(cfg, loaded_tasks)  # a --maps id no task has stops here, before the model loads
         done = {rec.key for rec in read_samples(self.run_dir)}
         fresh = self.record.model_copy(deep=True)
         fresh.datasets = {
@@ -379,15 +385,8 @@ class Runner:
             self.close()
 
     def _make_probes(self) -> list[Any]:
-        if not self.config.probes:
-            return []
-        from pvm_bench.probes.registry import make_probes
-
-        probes = make_probes(self.config.probes, per_head=self.config.per_head)
-        for probe in probes:  # --per-image: the attention probe also splits the mass per image
-            if self.config.per_image and hasattr(probe, "per_image"):
-                probe.per_image = True
-        return probes
+        assert self.probes is not None, "_prepare sets the run's probes"
+        return self.probes.make()
 
     def _max_new_tokens(self, task: Task) -> int:
         return max_new_tokens(self.config, task)
@@ -398,7 +397,7 @@ class Runner:
         try:
             if status == "completed":
                 self.dist.barrier()  # every rank has closed its shard
-                merge_sample_shards(self.run_dir)
+                merge_sample_shards(self.run_dir, self.dist.world)
             try:
                 merge_attention(self.run_dir)
             except Exception as exc:  # never lose the status update because of the merge

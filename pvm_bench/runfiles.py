@@ -18,9 +18,18 @@ from typing import Any
 
 import pandas as pd
 
-from pvm_bench.errors import DiskFullError, UserError, is_disk_full
+from pvm_bench.attention_merge import (
+    TEMP_DIR,
+    MergeMemoryError,
+    env_memory_limit,
+    footer_unreadable,
+    is_disk_error,
+    is_memory_error,
+    stream_merge,
+    unreadable_parts,
+)
+from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line
 from pvm_bench.results import (
-    KEY_COLUMNS,
     JsonlAppender,
     RunRecord,
     compact_frame,
@@ -51,6 +60,7 @@ def remove_temp_files(run_dir: Path) -> None:
         if folder.is_dir():
             for tmp in list(folder.glob("*.tmp")) + list(folder.glob(".*.tmp")):
                 remove_quietly(tmp)
+    shutil.rmtree(run_dir / TEMP_DIR, ignore_errors=True)  # a killed merge's DuckDB spill files
 
 
 def write_probe_part(run_dir: Path, frames: list[pd.DataFrame]) -> None:
@@ -79,8 +89,21 @@ def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None
     return merged.sort_values([c for c in ("step", "layer") if c in merged.columns], kind="stable")
 
 
-def merge_sample_shards(run_dir: Path) -> None:
-    """Append the records of ``samples.rank*.jsonl`` missing from samples.jsonl, then drop the shards."""
+def merge_sample_shards(run_dir: Path, world: int = 1) -> None:
+    """Append the records of ``samples.rank*.jsonl`` missing from samples.jsonl, then drop the shards.
+
+    ``world``: the ranks of the run that just finished; each opened its shard at its start, so a
+    missing one means that rank wrote to another filesystem (node-local disks): RunError naming
+    the ranks and the fix, and nothing is merged or deleted.
+    """
+    missing = [r for r in range(world) if world > 1 and not (run_dir / f"samples.rank{r}.jsonl").exists()]
+    if missing:
+        from pvm_bench.distributed import SHARED_FIX
+
+        raise RunError(
+            f"the sample shards of rank(s) {', '.join(map(str, missing))} (samples.rank<r>.jsonl) are not in {run_dir}: "
+            f"those ranks wrote to a run directory this node does not see; {SHARED_FIX}"
+        )
     main = run_dir / "samples.jsonl"
     have = {(r["variant"], r["task"], r["sample_id"], r["repeat"]) for r in read_jsonl(main)}
     with JsonlAppender(main) as sink:
@@ -94,35 +117,59 @@ def merge_sample_shards(run_dir: Path) -> None:
         shard.unlink()
 
 
-def merge_attention(run_dir: Path) -> Path | None:
-    """Merge attention parts (and an earlier attention.parquet) into attention.parquet.
+def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: int = 1) -> Path | None:
+    """Merge attention parts (and an earlier attention.parquet) into attention.parquet, streaming.
 
     Only rows whose (variant, task, sample_id, repeat) is in samples.jsonl are kept, and a
-    re-run sample's rows replace the old ones, so resume never duplicates rows.
+    re-run sample's rows replace the old ones, so resume never duplicates rows. The merge never
+    holds the run in memory (:mod:`pvm_bench.attention_merge`: DuckDB sort within
+    ``memory_limit``, default ``PVM_BENCH_MERGE_MEMORY`` or 1GB, spilling inside the run dir).
+
+    A part that cannot be read is renamed ``*.unreadable`` and named in a RunError after the
+    others are merged. Running out of memory raises :class:`MergeMemoryError` and changes
+    nothing (the parts stay and are read by ``pvm-bench report``); a full disk, DiskFullError.
     """
     parts_dir = run_dir / "attention"
     target = run_dir / "attention.parquet"
     parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
     if not parts:
         return target if target.exists() else None
-    frames = [pd.read_parquet(target)] if target.exists() else []
-    unreadable: list[str] = []
-    for part in parts:
-        try:
-            frames.append(pd.read_parquet(part))
-        except Exception:  # noqa: BLE001 -- a damaged part must not block every later merge
-            part.rename(part.with_name(part.name + ".unreadable"))
-            unreadable.append(part.name)
+    limit = memory_limit or env_memory_limit()
+    unreadable = _set_aside(footer_unreadable(parts))
     parts = [p for p in parts if p.exists()]
-    if not frames:
+    if not parts and not target.exists():
         raise RunError(f"attention parts {', '.join(unreadable)} in {parts_dir} are unreadable (kept as *.unreadable)")
-    frame = pd.concat(frames, ignore_index=True)
     keep = {rec.key for rec in read_samples(run_dir)}
-    keys = list(zip(frame["variant"], frame["task"], frame["sample_id"], frame["repeat"]))
-    frame = frame[[k in keep for k in keys]]
-    index_cols = KEY_COLUMNS + [c for c in ("step", "layer") if c in frame.columns]
-    frame = frame.drop_duplicates(subset=index_cols, keep="last").sort_values(index_cols, kind="stable")
-    write_parquet_atomic(frame.reset_index(drop=True), target)
+    sources = ([target] if target.exists() else []) + parts
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        try:
+            stream_merge(run_dir, sources, keep, tmp, memory_limit=limit, threads=threads)
+        except Exception as exc:
+            if is_memory_error(exc) or is_disk_error(exc):
+                raise
+            damaged = _set_aside(unreadable_parts(parts))  # a part whose footer reads but whose data does not
+            if not damaged:
+                raise
+            unreadable += damaged
+            parts = [p for p in parts if p.exists()]
+            sources = ([target] if target.exists() else []) + parts
+            if sources:
+                stream_merge(run_dir, sources, keep, tmp, memory_limit=limit, threads=threads)
+        if tmp.exists():
+            os.replace(tmp, target)
+    except BaseException as exc:
+        remove_quietly(tmp)
+        if is_disk_error(exc) and not isinstance(exc, DiskFullError):  # before memory: DuckDB's temp cap says "Out of Memory"
+            raise DiskFullError(target) from exc
+        if is_memory_error(exc):
+            raise MergeMemoryError(
+                f"out of memory merging the attention parts of {run_dir} (merge memory limit {limit}): "
+                f"{one_line(str(exc), 160)}; nothing was lost: the parts are kept in {parts_dir} and read by "
+                f"`pvm-bench report`; to merge them free memory (or set PVM_BENCH_MERGE_MEMORY, e.g. 4GB) and "
+                f"run `pvm-bench run --resume {run_dir}`"
+            ) from exc
+        raise
     for part in parts:
         part.unlink()
     if not any(parts_dir.iterdir()):
@@ -133,6 +180,13 @@ def merge_attention(run_dir: Path) -> Path | None:
             "attention.parquet (kept as *.unreadable); their samples have no attention rows"
         )
     return target
+
+
+def _set_aside(parts: list[Path]) -> list[str]:
+    """Rename damaged parts to ``*.unreadable`` (a damaged part must not block every later merge)."""
+    for part in parts:
+        part.rename(part.with_name(part.name + ".unreadable"))
+    return [p.name for p in parts]
 
 
 # ----------------------------------------------------------------- run metadata and run-id reuse

@@ -74,6 +74,8 @@ class FamilySpec:
             that resize to a fixed size, where ``--min-pixels``/``--max-pixels`` do not apply.
         protocols: reference-harness presets by ``--protocol`` name (``lmms-eval``: what
             lmms-eval 0.7.3's wrapper for the family sends); see :mod:`pvm_bench.models.protocol`.
+        image_grid: how an image's placeholder tokens lie on its patch grid: a rule name of
+            :data:`pvm_bench.models.grids.GRID_RULES` (``--maps``); None: tokens in one row.
     """
 
     model_type: str
@@ -101,6 +103,7 @@ class FamilySpec:
     final_norm: str = "norm"
     pixel_limit_keys: tuple[str, str] | None = None
     protocols: dict[str, HarnessSettings] = field(default_factory=dict)
+    image_grid: str | None = "square"
 
 
 #: (min, max) pixel keys of transformers' Qwen2VLImageProcessor ``size`` (Qwen2/2.5/3-VL).
@@ -112,6 +115,7 @@ FAMILIES: dict[str, FamilySpec] = {
     for spec in (
         FamilySpec(
             model_type="qwen3_vl",
+            image_grid="qwen_merged",
             name="Qwen3-VL",
             processor_class="Qwen3VLProcessor",
             paper_pvm_layers={4096: (8, 16, 24), 2560: (5, 11, 17)},
@@ -126,6 +130,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             model_type="qwen2_5_vl",
+            image_grid="qwen_merged",
             name="Qwen2.5-VL",
             processor_class="Qwen2_5_VLProcessor",
             example_ids=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
@@ -138,6 +143,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             model_type="llava_onevision",
+            image_grid="base_then_anyres",
             name="LLaVA-OneVision",
             processor_class="LlavaOnevisionProcessor",
             example_ids=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "llava-hf/llava-onevision-qwen2-7b-ov-hf"),
@@ -149,6 +155,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             model_type="qwen2_vl",
+            image_grid="qwen_merged",
             name="Qwen2-VL",
             processor_class="Qwen2VLProcessor",
             example_ids=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct"),
@@ -171,6 +178,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             model_type="idefics3",
+            image_grid="tiles_then_global",
             name="Idefics3",
             processor_class="Idefics3Processor",
             language_model_path="model.text_model",
@@ -179,6 +187,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             model_type="smolvlm",
+            image_grid="tiles_then_global",
             name="SmolVLM",
             processor_class="SmolVLMProcessor",
             language_model_path="model.text_model",
@@ -194,6 +203,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             model_type="internvl",
+            image_grid="tiles_then_global",
             name="InternVL",
             processor_class="InternVLProcessor",
             example_ids=("OpenGVLab/InternVL3-1B-hf", "OpenGVLab/InternVL3-8B-hf"),

@@ -258,6 +258,8 @@ def generate(
         attention_mask=enc["attention_mask"],
         image_mask=input_ids == lm.image_token_id,
         max_new_tokens=max_new_tokens,
+        inputs=enc,
+        keys=[r.key for r in requests],
     )
     clock = StepClock()
     processors = LogitsProcessorList()

@@ -6,7 +6,8 @@ any object with the :class:`BatchObserver` methods (:class:`pvm_bench.probes.bas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -23,6 +24,11 @@ class BatchContext:
     attention_mask: torch.Tensor  # [B, P], 0 on left padding
     image_mask: torch.Tensor  # [B, P] bool, True at image placeholder positions
     max_new_tokens: int
+    #: The processor's outputs for the batch (``pixel_values``, ``image_grid_thw``, ...), for observers
+    #: that need the image layout (the spatial-map probe); empty when not known.
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: The requests' ``key`` s, one per row (who each row is; None when not known).
+    keys: list[Any] | None = None
 
     @property
     def batch_size(self) -> int:

@@ -35,6 +35,7 @@ from torch import nn
 from pvm_bench.instrument import AttentionSiteError, instrument_for
 from pvm_bench.instrument.attention import ATTN_NAME, text_subconfig_key  # noqa: F401 (public names)
 from pvm_bench.probes.base import BatchContext, Probe, ProbeError
+from pvm_bench.probes.lastrow import last_row_probs, row_mask
 from pvm_bench.results import compact_frame
 
 if TYPE_CHECKING:
@@ -190,20 +191,7 @@ class AttentionProbe(Probe):
         h_kv = self._h_kv
         # Keys are the last n absolute positions (a sliding-window cache keeps only recent ones).
         img = self._img[:, total - n : total].to(device)
-        if mask is None:
-            # No mask: the last query of a causal call sees every key passed (no padding).
-            additive = None
-            allowed = torch.ones(B, n, dtype=torch.bool, device=img.device)
-        else:
-            row = mask[:, :1, -1, :]  # [B, 1, n]; masks are shared by all heads
-            if row.dtype == torch.bool:
-                allowed = row[:, 0]
-                additive = torch.zeros(row.shape, dtype=torch.float32, device=row.device).masked_fill_(~row, float("-inf"))
-            else:
-                allowed = row[:, 0] > torch.finfo(row.dtype).min / 2
-                additive = row.float()
-            # One row per (batch, kv head): the layout the fused score product below uses.
-            additive = additive.repeat_interleave(h_kv, dim=0) if h_kv > 1 else additive
+        additive, allowed = row_mask(mask, h_kv, B, n, img.device)
         allowed_f = allowed.float()
         first = torch.zeros_like(allowed).scatter_(1, allowed_f.argmax(-1, keepdim=True), True)
         counts = torch.stack((allowed_f.sum(-1), (allowed_f * img).sum(-1)))  # n_keys, n_visual
@@ -241,26 +229,10 @@ class AttentionProbe(Probe):
         if step < 0 or step >= self._n_steps:
             return
         self._calls += 1
-        B, H, _, D = query.shape
-        h_kv = self._h_kv = key.shape[1]
+        B, H = query.shape[:2]
+        self._h_kv = key.shape[1]
         additive, img, first, counts, weights = self._key_view(mask, n, state.total, key.device)
-        scale = scaling if scaling is not None else D**-0.5
-        # GQA: fold the query heads of each kv group ([B * H_kv, g, D]) instead of repeating K;
-        # scale, product and additive mask fused in one baddbmm.
-        q = query[:, :, -1, :].reshape(B * h_kv, H // h_kv, D)
-        k_t = key.transpose(-1, -2).reshape(B * h_kv, D, n)
-        if additive is not None and softcap is None and position_bias is None and q.dtype == torch.float32:
-            scores = torch.baddbmm(additive, q, k_t, alpha=scale)
-        else:
-            scores = torch.bmm(q, k_t).float() * scale
-            if softcap is not None:
-                scores = torch.tanh(scores / softcap) * softcap
-            if position_bias is not None:
-                bias = position_bias[:, :, -1, :].float().expand(B, H, n)
-                scores = scores + bias.reshape(B * h_kv, H // h_kv, n)
-            if additive is not None:
-                scores = scores + additive
-        probs = torch.softmax(scores.view(B, H, n), dim=-1)  # [B, H, n]
+        probs = last_row_probs(query, key, additive, scaling, softcap, position_bias)  # [B, H, n]
         # A key is a sink when it holds > threshold of the mass in most heads; the first visible
         # key always is. Boolean OR: a key is counted once even when both hold.
         weights[..., 1] = torch.logical_or((probs > self.sink_threshold).sum(1) > H / 2, first)

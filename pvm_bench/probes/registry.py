@@ -21,6 +21,7 @@ BUILTIN_PROBES: dict[str, str] = {
     "attention": "pvm_bench.probes.attention:make_probe",
     "lens": "pvm_bench.probes.lens:make_probe",
     "branch": "pvm_bench.probes.branch:make_probe",
+    "maps": "pvm_bench.probes.maps:make_probe",
 }
 """Name -> ``module:factory`` of the probes that ship with pvm-bench."""
 

@@ -17,14 +17,17 @@ from pvm_bench.report.rundata import ReportInputError, load_run
 from pvm_bench.report.summary import build_summary
 
 
-def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bool = False) -> Path:
+def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bool = False,
+                 single_file: bool | None = None) -> Path:
     """Write summary.csv, summary.md, plots/*.png and report.html for ``run_dir``.
 
     Works on partial runs (marked as such), runs without attention.parquet and runs with a single
     variant. Returns the path of report.html. Raises :class:`ReportInputError` when ``run_dir``
     is not a run directory, or (``require_samples``, as ``pvm-bench report`` asks) when it has no
     sample records yet. ``cohort_t``: the fixed-cohort length T of the decay section and plot
-    (default: :func:`~pvm_bench.report.curves.suggest_cohort_t` per task).
+    (default: :func:`~pvm_bench.report.curves.suggest_cohort_t` per task). ``single_file``: the
+    sample browser's records embedded in report.html or in side files
+    (:func:`pvm_bench.report.browser.render_browser`; None: by size).
     """
     from pvm_bench.report.html import write_html
     from pvm_bench.report.markdown import write_summary
@@ -37,7 +40,7 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     summary = build_summary(data, cohort_t=cohort_t)
     write_summary(data, summary)
     plots = make_plots(data, summary, data.run_dir / "plots")
-    return write_html(data, summary, plots)
+    return write_html(data, summary, plots, single_file=single_file)
 
 
 __all__ = ["ReportInputError", "build_report", "build_summary", "load_run"]

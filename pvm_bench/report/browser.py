@@ -2,8 +2,10 @@
 
 Contract:
 
-- every record in samples.jsonl is embedded (no cap): as one JSON document in a
-  ``<script type="application/json">`` block, escaped by :func:`script_json` so no model text
+- every record in samples.jsonl is shown (no cap); up to :data:`EMBED_MAX_RECORDS` records are
+  embedded, more go to side files ``report_samples/chunk-*.js`` loaded on demand (report.html keeps
+  a small index; :func:`write_side_files`; ``pvm-bench report --single-file`` embeds any number).
+  Embedded records are one JSON document in a ``<script type="application/json">`` block, escaped by :func:`script_json` so no model text
   can close the script element; the page's script renders one page of groups at a time
   (pagination) and builds the DOM with ``textContent`` only, so model text is never parsed as
   HTML;
@@ -22,14 +24,17 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from pvm_bench.report.browser_maps import attach_maps
 from pvm_bench.report.browser_media import Thumbs, load_thumbnails, visual_mass_curves
 from pvm_bench.report.templating import environment
-from pvm_bench.results import SampleRecord
+from pvm_bench.results import SampleRecord, atomic_write_text
 
 if TYPE_CHECKING:  # RunData moves between report modules; only its attributes are used here
     from pvm_bench.report.summary import RunData
@@ -129,7 +134,8 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
     ``groups`` (natural order of task, sample_id, repeat) each carry ``task``, ``id``,
     ``repeat``, ``target``, ``prompt`` (when all variants saw the same prompt, else per record),
     ``meta`` (sample metadata as text), ``images`` (data URIs, possibly empty), ``disagree`` and
-    ``records`` (one per variant, in ``variants`` order). ``notes`` says what was left out.
+    ``records`` (one per variant, in ``variants`` order). ``notes`` says what was left out;
+    ``chunks`` is None (set by :func:`write_side_files`).
     """
     records = data.records if (data.run_dir / "samples.jsonl").exists() else []
     variants = _variant_order(data, records)
@@ -165,16 +171,67 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
             "disagree": len(recs) > 1 and max(scores) - min(scores) > 1e-9,
             "records": rows,
         })
+    notes.extend(attach_maps(data.run_dir, groups))  # --maps: spatial maps per record (browser_maps.js draws them)
     return {
         "run_id": data.run_id, "variants": variants,
         "tasks": sorted({k[0] for k in keys}, key=natural_key), "n_records": len(records),
-        "page_sizes": list(PAGE_SIZES), "groups": groups, "notes": notes,
+        "page_sizes": list(PAGE_SIZES), "groups": groups, "notes": notes, "chunks": None,
     }
 
 
-def render_browser(data: RunData, *, thumbnails: bool = True) -> Markup:
-    """The "Samples" section of report.html (controls, embedded records, scoped CSS and JS)."""
+#: Above this many records the records go to side files loaded on demand (see
+#: :func:`write_side_files`); at or below it report.html embeds everything (one self-contained file).
+EMBED_MAX_RECORDS = 4000
+#: Samples (groups) per side file: one page of the browser needs one or two of them.
+CHUNK_GROUPS = 250
+#: The side files' folder, next to report.html.
+SIDE_DIR = "report_samples"
+#: The record fields a group's summary line and the filters need (kept in report.html's index).
+_INDEX_RECORD_FIELDS = ("variant", "score", "caveats")
+
+
+def _js_string(text: str) -> str:
+    """``text`` as a JavaScript string literal (JSON's string syntax; line separators escaped)."""
+    return json.dumps(text, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def write_side_files(run_dir: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Move the groups' records into ``run_dir/report_samples/chunk-NNNNN.js`` and return the
+    payload report.html embeds instead: per group only what the filters and the summary line use
+    (task, id, repeat, disagree, each record's variant, score, caveats), plus ``chunks`` (folder,
+    groups per file, file count). A side file calls ``pvmBenchSamples(k, "<json>")`` with the
+    full groups ``k * size ..``; the page loads the files of the page it shows (and all of them
+    for a text search) with ``<script src>``, which works from ``file://``. Model text stays in a
+    JSON string parsed by ``JSON.parse`` and is rendered with ``textContent`` as before."""
+    folder = run_dir / SIDE_DIR
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("chunk-*.js"):
+        old.unlink()
+    groups = payload["groups"]
+    n_chunks = (len(groups) + CHUNK_GROUPS - 1) // CHUNK_GROUPS
+    for k in range(n_chunks):
+        text = json.dumps(_clean(groups[k * CHUNK_GROUPS:(k + 1) * CHUNK_GROUPS]), ensure_ascii=False,
+                          separators=(",", ":"), allow_nan=False)
+        atomic_write_text(folder / f"chunk-{k:05d}.js", f"pvmBenchSamples({k}, {_js_string(text)});\n")
+    index = [{"task": g["task"], "id": g["id"], "repeat": g["repeat"], "disagree": g["disagree"],
+              "records": [{f: r[f] for f in _INDEX_RECORD_FIELDS} for r in g["records"]]} for g in groups]
+    return {**payload, "groups": index, "chunks": {"dir": SIDE_DIR, "size": CHUNK_GROUPS, "n": n_chunks}}
+
+
+def render_browser(data: RunData, *, thumbnails: bool = True, single_file: bool | None = None) -> Markup:
+    """The "Samples" section of report.html (controls, records or their index, scoped CSS and JS).
+
+    ``single_file``: embed every record (True), or write them to side files next to report.html
+    (False, :func:`write_side_files`); None: side files above :data:`EMBED_MAX_RECORDS` records.
+    An embedded report removes side files an earlier, larger report left.
+    """
     payload = build_browser_data(data, thumbnails=thumbnails)
+    if single_file is None:
+        single_file = payload["n_records"] <= EMBED_MAX_RECORDS
+    if single_file or not payload["groups"]:
+        shutil.rmtree(data.run_dir / SIDE_DIR, ignore_errors=True)
+    else:
+        payload = write_side_files(data.run_dir, payload)
     html = environment().get_template("browser.html.j2").render(
         payload=payload, payload_json=script_json(payload),
     )

@@ -29,6 +29,11 @@ def report_command(
                      "reached T generated tokens, steps 1..T (default: the largest power of 2 that half the "
                      "samples reached)."),
     ] = None,
+    single_file: Annotated[
+        bool | None,
+        typer.Option("--single-file/--side-files", help="Embed every sample record in report.html (one file), or "
+                     "write them to report_samples/ next to it, loaded on demand (default: side files above 4000 records)."),
+    ] = None,
 ) -> None:
     """Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR."""
     from pvm_bench.report import build_report
@@ -36,7 +41,7 @@ def report_command(
 
     if cohort is not None and cohort < 2:
         raise ReportInputError(f"--cohort {cohort}: T must be a number of generated tokens >= 2 (e.g. --cohort 64)")
-    html = build_report(run_dir, cohort_t=cohort, require_samples=True)
+    html = build_report(run_dir, cohort_t=cohort, require_samples=True, single_file=single_file)
     out.print(f"report: {html}", highlight=False)
     out.print(f"summary: {html.parent / 'summary.md'}", highlight=False)
 

@@ -124,7 +124,7 @@ def _metric_sections(data: RunData, summary: Summary) -> list[str]:
     return parts
 
 
-def render_html(data: RunData, summary: Summary, plots: dict[str, Path]) -> str:
+def render_html(data: RunData, summary: Summary, plots: dict[str, Path], single_file: bool | None = None) -> str:
     """The report page as a string, from templates/report.html.j2 (see the module docstring for
     the escaping contract)."""
     config = data.run.config if data.run is not None else {}
@@ -135,13 +135,14 @@ def render_html(data: RunData, summary: Summary, plots: dict[str, Path]) -> str:
         base_note=base_note(data) or "",
         metric_sections=Markup("\n".join(_metric_sections(data, summary))),  # built with esc() / to_html(escape=True)
         plots=[_plot(k, p) for k, p in plots.items()],
-        browser=render_browser(data),  # every record, paged in the page (WP6)
+        browser=render_browser(data, single_file=single_file),  # every record, paged (WP6), side files at scale
         n_rows=fmt(len(summary.rows)),
     )
 
 
-def write_html(data: RunData, summary: Summary, plots: dict[str, Path], out: Path | None = None) -> Path:
+def write_html(data: RunData, summary: Summary, plots: dict[str, Path], out: Path | None = None,
+               single_file: bool | None = None) -> Path:
     """Write report.html (default: ``<run_dir>/report.html``) atomically; returns the path."""
     out = out or data.run_dir / "report.html"
-    atomic_write_text(out, render_html(data, summary, plots))
+    atomic_write_text(out, render_html(data, summary, plots, single_file))
     return out

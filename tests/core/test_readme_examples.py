@@ -59,7 +59,8 @@ def test_readme_task_example_runs_through_the_cli(tiny_qwen3_vl, tmp_path):
 
 #: Flags the README shows that belong to other programs (pip, torchrun, the official MemVR scripts)
 #: or that it names as lmms-eval's flags without an equivalent (cli_options.NO_EQUIVALENT covers those).
-FOREIGN_FLAGS = {"--index-url", "--no-deps", "--nproc-per-node", "--vision-retracing"}
+FOREIGN_FLAGS = {"--index-url", "--no-deps", "--nproc-per-node", "--nnodes", "--node-rank", "--master-addr",
+                 "--master-port", "--vision-retracing"}
 
 
 def _commands() -> dict[str, set[str]]:

@@ -176,3 +176,24 @@ def test_empty_and_single_variant_runs(tmp_path: Path) -> None:
     single = str(render_browser(load_run(write_records(tmp_path / "one", [record("base", "a", 1.0)],
                                                        variants=("base",))), thumbnails=False))
     assert '<label hidden><input type="checkbox" id="pb-disagree">' in single
+
+
+def test_side_files_hold_every_record_and_the_page_an_index(tmp_path: Path) -> None:
+    from pvm_bench.report import browser
+
+    recs = [record(v, f"s{i}", float(i % 2), output=f"{v} says {i} </script>") for i in range(7) for v in ("base", "pvm")]
+    data = load_run(write_records(tmp_path / "run", recs))
+    full = build_browser_data(data, thumbnails=False)
+    html = str(render_browser(data, thumbnails=False, single_file=False))
+    files = sorted((tmp_path / "run" / browser.SIDE_DIR).glob("chunk-*.js"))
+    assert [f.name for f in files] == ["chunk-00000.js"] and "says" not in html and 'report_samples/ next to this' in html
+    text = files[0].read_text()
+    assert text.startswith("pvmBenchSamples(0, ") and text.endswith(");\n")
+    assert json.loads(json.loads(text[len("pvmBenchSamples(0, "):-3])) == json.loads(json.dumps(full["groups"]))
+    index = json.loads(html.split('id="pb-data">')[1].split("</script>")[0])
+    assert index["chunks"] == {"dir": "report_samples", "size": browser.CHUNK_GROUPS, "n": 1}
+    assert index["groups"][0]["records"] == [{"variant": "base", "score": 0.0, "caveats": []},
+                                             {"variant": "pvm", "score": 0.0, "caveats": []}]
+    # small runs stay one file by default, and an embedded report removes stale side files
+    assert "pvm says 6" in str(render_browser(data, thumbnails=False)).replace("\\u003c", "<")
+    assert not (tmp_path / "run" / browser.SIDE_DIR).exists()

@@ -9,7 +9,7 @@ import pytest
 from browser_synth import record, write_records
 from cdp import Page, chromium_missing_reason
 
-from pvm_bench.report import build_report
+from pvm_bench.report import browser, build_report
 from pvm_bench.results import ScoreDetail
 
 pytestmark = pytest.mark.skipif(chromium_missing_reason() is not None, reason=chromium_missing_reason() or "")
@@ -30,9 +30,27 @@ def _records() -> list:
     return recs
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_report(write_records(tmp_path_factory.mktemp("browser") / "run", _records()))
+@pytest.fixture(scope="module", params=["embedded", "side-files"])
+def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same records embedded in report.html, and in side files of 50 samples (3 files) loaded on demand."""
+    run = write_records(tmp_path_factory.mktemp("browser") / "run", _records())
+    if request.param == "embedded":
+        return build_report(run)
+    size = browser.CHUNK_GROUPS
+    browser.CHUNK_GROUPS = 50
+    try:
+        html = build_report(run, single_file=False)
+    finally:
+        browser.CHUNK_GROUPS = size
+    assert sorted(p.name for p in (run / browser.SIDE_DIR).iterdir()) == [f"chunk-0000{k}.js" for k in range(3)]
+    assert "pvm answer 129" not in html.read_text()  # the records are in the side files, the index in the page
+    return html
+
+
+def _wait(page: Page) -> None:
+    """Until the side files the page asked for have loaded (and the page is drawn)."""
+    page.js("new Promise(function (r) { (function w() { if (document.getElementById('browser')"
+            ".getAttribute('data-loading') !== '1') { r(true); } else { setTimeout(w, 5); } })(); })")
 
 
 COUNT = "document.getElementById('pb-count').textContent"
@@ -49,6 +67,7 @@ def _set(page: Page, element_id: str, value: str | bool) -> None:
         event = "input" if element_id == "pb-q" else "change"
         page.js(f"(function(e){{ e.value = {value!r}; e.dispatchEvent(new Event('{event}')); }})"
                 f"(document.getElementById('{element_id}'))")
+    _wait(page)
 
 
 def test_error_detector_sees_a_broken_page(tmp_path: Path) -> None:
@@ -62,6 +81,7 @@ def test_error_detector_sees_a_broken_page(tmp_path: Path) -> None:
 def test_browser_filters_pages_and_escaping(report: Path, tmp_path: Path) -> None:
     with Page(tmp_path) as page:
         page.goto(report.as_uri())
+        _wait(page)
         assert page.js(COUNT) == f"{N} of {N} samples shown ({2 * N} of {2 * N} records)"
         assert page.js(SHOWN) == 25 and page.js(PAGE) == "page 1 of 6 · samples 1–25"
         # natural order: s0, s1, ..., s9, s10 (not s0, s1, s10, s100, ...)
@@ -85,6 +105,7 @@ def test_browser_filters_pages_and_escaping(report: Path, tmp_path: Path) -> Non
         _set(page, "pb-variant", "")
 
         page.js("document.querySelector('.pb-next').click()")
+        _wait(page)
         assert page.js(PAGE) == "page 2 of 6 · samples 26–50"
         _set(page, "pb-size", "100")
         assert page.js(SHOWN) == 100 and page.js(PAGE).startswith("page 1 of 2")
@@ -104,6 +125,7 @@ def test_browser_filters_pages_and_escaping(report: Path, tmp_path: Path) -> Non
 def test_url_hash_opens_a_paired_sample(report: Path, tmp_path: Path) -> None:
     with Page(tmp_path) as page:
         page.goto(report.as_uri() + "#browser?disagree=1&open=t/s10/0")
+        _wait(page)
         assert page.js(COUNT).startswith(f"{N // 2} of {N}")
         opened = page.js("Array.from(document.querySelectorAll('#pb-list details[open]')).map(d => d.dataset.key)")
         assert opened == ["t/s10/0"]

@@ -14,7 +14,49 @@
               wrong: $('pb-wrong'), caveat: $('pb-caveat'), size: $('pb-size') };
   var list = $('pb-list');
   var count = $('pb-count');
-  var state = { page: 0, matches: [] };
+  var state = { page: 0, matches: [], token: 0 };
+  /* Side files (large runs): report.html holds an index (per group: task, id, repeat, disagree and
+     each record's variant, score, caveats); the full groups come from chunks.dir/chunk-NNNNN.js,
+     which call pvmBenchSamples(k, json) and are loaded as script elements (works from file://):
+     the chunks of the page being drawn, and all of them before a text search. */
+  var chunks = data.chunks || null;
+  var loaded = {}, waiting = {}, pending = 0;
+  function busy(delta) {  /* data-loading="1" on the section while side files load (tests wait on it) */
+    pending += delta;
+    if (pending > 0) { root.setAttribute('data-loading', '1'); } else { root.removeAttribute('data-loading'); }
+  }
+  window.pvmBenchSamples = function (k, text) {
+    var full = JSON.parse(text);
+    for (var i = 0; i < full.length; i++) { Object.assign(groups[k * chunks.size + i], full[i]); }
+    loaded[k] = true;
+    var calls = waiting[k] || [];
+    delete waiting[k];
+    calls.forEach(function (f) { f(); });
+    busy(-1);
+  };
+  function ensure(indices, done) {
+    if (!chunks) { done(); return; }
+    var need = {};
+    indices.forEach(function (i) { var k = Math.floor(i / chunks.size); if (!loaded[k]) { need[k] = true; } });
+    var ks = Object.keys(need);
+    var left = ks.length;
+    if (!left) { done(); return; }
+    ks.forEach(function (k) {
+      var first = !waiting[k];
+      (waiting[k] = waiting[k] || []).push(function () { left -= 1; if (left === 0) { done(); } });
+      if (!first) { return; }
+      var s = document.createElement('script');
+      s.src = chunks.dir + '/chunk-' + ('0000' + k).slice(-5) + '.js';
+      s.onerror = function () {
+        delete waiting[k];
+        busy(-1);
+        count.textContent = 'could not load ' + s.src + ' (report.html needs its ' + chunks.dir + '/ folder next to it)';
+      };
+      busy(1);
+      document.head.appendChild(s);
+    });
+  }
+  function allLoaded() { return !chunks || Object.keys(loaded).length >= chunks.n; }
   var SVG = 'http://www.w3.org/2000/svg';
 
   function el(tag, cls, text) {
@@ -136,6 +178,7 @@
     }
     col.appendChild(el('div', 'pb-label', 'output'));
     col.appendChild(el('pre', 'pb-output', r.output));
+    if (r.maps && window.pvmBenchMaps) { col.appendChild(window.pvmBenchMaps(r, g)); }  /* --maps: browser_maps.js */
     if (r.error) {
       col.appendChild(el('div', 'pb-label', 'error'));
       col.appendChild(el('pre', 'pb-error', r.error));
@@ -217,11 +260,15 @@
   }
 
   function pages() { return Math.max(1, Math.ceil(state.matches.length / Number(ctl.size.value))); }
-  function render() {
+  function render(after) {
     var size = Number(ctl.size.value);
     state.page = Math.min(Math.max(0, state.page), pages() - 1);
     var start = state.page * size;
     var slice = state.matches.slice(start, start + size);
+    var token = ++state.token;
+    ensure(slice, function () { if (token === state.token) { draw(start, slice); if (after) { after(); } } });
+  }
+  function draw(start, slice) {
     list.textContent = '';
     var frag = document.createDocumentFragment();
     slice.forEach(function (i) { frag.appendChild(groupElement(groups[i])); });
@@ -237,11 +284,17 @@
     Array.prototype.forEach.call(root.querySelectorAll('.pb-prev'), function (b) { b.disabled = state.page === 0; });
     Array.prototype.forEach.call(root.querySelectorAll('.pb-next'), function (b) { b.disabled = state.page >= pages() - 1; });
   }
-  function apply() {
+  function apply(after) {
+    if (ctl.q.value.trim() && !allLoaded()) {  /* the search reads every record's text */
+      var token = ++state.token;
+      count.textContent = 'loading every record for the search…';
+      ensure(groups.map(function (g, i) { return i; }), function () { if (token === state.token) { apply(after); } });
+      return;
+    }
     state.matches = [];
     for (var i = 0; i < groups.length; i++) { if (matches(groups[i])) { state.matches.push(i); } }
     state.page = 0;
-    render();
+    render(after);
   }
   function openGroup(which) {
     var items = list.querySelectorAll('details.pb-group');
@@ -262,19 +315,20 @@
     if (p.has('q')) { ctl.q.value = p.get('q'); }
     ['task', 'variant', 'size'].forEach(function (k) { if (p.has(k)) { ctl[k].value = p.get(k); } });
     ['disagree', 'wrong', 'caveat'].forEach(function (k) { ctl[k].checked = p.get(k) === '1'; });
-    apply();
-    if (p.has('page')) { state.page = Number(p.get('page')) - 1; render(); }
-    if (p.has('open')) { openGroup(p.get('open')); } else { root.scrollIntoView(); }
+    var finish = function () { if (p.has('open')) { openGroup(p.get('open')); } else { root.scrollIntoView(); } };
+    apply(function () {
+      if (p.has('page')) { state.page = Number(p.get('page')) - 1; render(finish); } else { finish(); }
+    });
   }
 
   ['q', 'task', 'variant', 'disagree', 'wrong', 'caveat', 'size'].forEach(function (k) {
-    ctl[k].addEventListener(k === 'q' ? 'input' : 'change', apply);
+    ctl[k].addEventListener(k === 'q' ? 'input' : 'change', function () { apply(); });
   });
   Array.prototype.forEach.call(root.querySelectorAll('.pb-prev'), function (b) {
-    b.addEventListener('click', function () { state.page -= 1; render(); root.scrollIntoView(); });
+    b.addEventListener('click', function () { state.page -= 1; render(function () { root.scrollIntoView(); }); });
   });
   Array.prototype.forEach.call(root.querySelectorAll('.pb-next'), function (b) {
-    b.addEventListener('click', function () { state.page += 1; render(); root.scrollIntoView(); });
+    b.addEventListener('click', function () { state.page += 1; render(function () { root.scrollIntoView(); }); });
   });
   window.addEventListener('hashchange', fromHash);
   apply();
