@@ -27,6 +27,7 @@ COMMANDS = {
     "baseline": LazyCommand("pvm_bench.report.commands", "Write RUN_DIR's metrics (with their 95% CIs) as a baseline file for `pvm-bench check`.", panel=REPORTS),
     "pvm": LazyCommand("pvm_bench.pvm.commands", "Persistent Visual Memory: size, training, export.", panel=TRAIN, threaded=("train",)),
     "organism": LazyCommand("pvm_bench.organism.commands", "The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", panel=TRAIN),
+    "replay": LazyCommand("pvm_bench.replay.cli", "Attention diagnostics and scores for outputs you already have (a run, an lmms-eval log, a JSONL).", panel=REPORTS, threaded=("",)),
     "data": LazyCommand("pvm_bench.data_commands", "Export benchmark data for offline machines and check a --data-dir.", panel=DATA),
 }
 #: ``pvm-bench bench ...`` commands.
