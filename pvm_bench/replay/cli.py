@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
         per_head: Annotated[bool, typer.Option("--per-head", help="Keep per-head visual mass.")] = False,
         per_image: Annotated[bool, typer.Option("--per-image", help="Record visual mass per image.")] = False,
         score_only: Annotated[bool, typer.Option("--score-only", help="No model: score the outputs with the task scorers only.")] = False,
+        max_new_tokens: Annotated[int | None, typer.Option(help="The generation limit the outputs were made with (marks truncated outputs).")] = None,
         chunk: Annotated[int, typer.Option(min=1, help="Output positions per teacher-forced forward.")] = 512,
         batch_size: Annotated[int | None, typer.Option(help="Samples per replayed batch.")] = None,
         dtype: Annotated[str | None, typer.Option(help="Model dtype (default: a run dir's; else auto).")] = None,
@@ -89,7 +90,7 @@ def register(app: typer.Typer) -> None:
             "include_paths": [str(p) for p in include_path] if include_path else None, "protocol": protocol,
             "system_prompt": system_prompt, "max_pixels": max_pixels, "min_pixels": min_pixels,
             "probes": csv_names(probes) if probes is not None else None, "per_head": per_head or None,
-            "per_image": per_image or None, "batch_size": batch_size, "dtype": dtype, "device": device,
+            "per_image": per_image or None, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "dtype": dtype, "device": device,
             "out": str(out_dir) if out_dir else None, "run_id": run_id, "report": report,
         }
         given = {k: v for k, v in given.items() if v is not None}

@@ -183,7 +183,7 @@ class ReplayRunner(Runner):
             tokens = output_tokens(lm.tokenizer, row.text, token_ids=row.token_ids, finish_reason=row.finish_reason,
                                    n_generated=row.n_generated, eos_id=eos[0] if eos else None)
             self._tags[key] = {**tokens.metadata(), "source": self.source.kind}
-            outputs.append(Output(row.text, tokens.ids, row.finish_reason))
+            outputs.append(Output(row.text, tokens.ids, tokens.finish_reason))
             rows.append(row)
         plan = plan_for(variant)
         gens = teacher_force(lm, requests, outputs, probes=session.probes,
@@ -234,8 +234,9 @@ class ScoreOnlyRunner(ReplayRunner):
                     task, sample = samples[(task_name, sample_id)]
                     item = WorkItem(task, sample, repeat)
                     n = row.n_generated if row.n_generated is not None else len(row.token_ids or [])
+                    finish = row.finish_reason or ("length" if n and n >= self._max_new_tokens(task) else "eos")
                     gen = Generation(key=item, prompt=row.prompt or row.context or "", text=row.text,
-                                     token_ids=list(row.token_ids or []), n_generated=n, finish_reason=row.finish_reason,
+                                     token_ids=list(row.token_ids or []), n_generated=n, finish_reason=finish,
                                      prefill_s=0.0, decode_s=0.0, batch_size=1)
                     record = sample_record(variant, item, gen, sample_seed(cfg.seed, task_name, sample_id, repeat),
                                            self._max_new_tokens(task))

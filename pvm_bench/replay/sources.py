@@ -60,7 +60,7 @@ class GivenOutput:
     repeat: int = 0
     variant: str | None = None
     token_ids: list[int] | None = None
-    finish_reason: str = "eos"
+    finish_reason: str | None = "eos"  # None: the source does not say (lmms-eval); see replay.tokens
     n_generated: int | None = None
     prompt: str | None = None  # the prompt as sent (pvm-bench run): the rebuilt one must equal it
     context: str | None = None  # lmms-eval's ``input``: the rebuilt prompt text must equal it
@@ -181,7 +181,8 @@ def _read_lmms(path: Path, task: str | None) -> list[GivenOutput]:
         for repeat, text in enumerate(texts):
             tc = counts[repeat] if repeat < len(counts) and isinstance(counts[repeat], dict) else {}
             rows.append(GivenOutput(task=task, text=text, doc_index=row["doc_id"], repeat=repeat,
-                                    n_generated=tc.get("output_tokens"), context=row.get("input"), where=where))
+                                    n_generated=tc.get("output_tokens"), context=row.get("input"), finish_reason=None,
+                                    where=where))
     return rows
 
 

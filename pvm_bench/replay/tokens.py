@@ -13,7 +13,9 @@ A sample failing either check is replayed anyway and FLAGGED (``metadata.replay.
 false in samples.jsonl), never silently shifted: its attention rows may belong to a different
 segmentation of the same text. A generation that stopped at EOS gets one EOS id appended (the
 stop token is generated, so it is a step; which EOS id it was does not matter: the last token is
-never fed).
+never fed). When the log does not say why generation ended (lmms-eval), the token count decides:
+``output_tokens`` equal to the re-tokenised length means no stop token (``length``), one more
+means EOS; with no count either, EOS is assumed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ReplayTokens:
     ids: list[int]
     exact: bool
     how: str
+    finish_reason: str = "eos"
     why: str | None = None
 
     def metadata(self) -> dict[str, Any]:
@@ -39,19 +42,21 @@ class ReplayTokens:
         return out
 
 
-def output_tokens(tokenizer: Any, text: str, *, token_ids: list[int] | None, finish_reason: str,
+def output_tokens(tokenizer: Any, text: str, *, token_ids: list[int] | None, finish_reason: str | None,
                   n_generated: int | None, eos_id: int | None) -> ReplayTokens:
-    """The tokens to replay for one output (see the module docstring)."""
+    """The tokens to replay for one output (see the module docstring); ``finish_reason`` None = unknown."""
     if token_ids is not None:
         ids = [int(t) for t in token_ids]
-        return ReplayTokens(ids, True, "log")
+        finish = finish_reason or ("eos" if ids and ids[-1] == eos_id else "length")
+        return ReplayTokens(ids, True, "log", finish)
     ids = list(tokenizer.encode(text, add_special_tokens=False))
     why = None
-    back = tokenizer.decode(ids, skip_special_tokens=True)
-    if back != text:
+    if tokenizer.decode(ids, skip_special_tokens=True) != text:
         why = "decode(encode(output)) differs from the output"
+    if finish_reason is None:
+        finish_reason = "length" if n_generated is not None and n_generated == len(ids) else "eos"
     if finish_reason == "eos" and eos_id is not None:
         ids.append(int(eos_id))
     if why is None and n_generated is not None and n_generated != len(ids):
         why = f"re-tokenised to {len(ids)} tokens, the engine produced {n_generated}"
-    return ReplayTokens(ids, why is None, "retokenised", why)
+    return ReplayTokens(ids, why is None, "retokenised", finish_reason, why)

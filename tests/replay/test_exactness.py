@@ -1,0 +1,78 @@
+"""Replayed attention == decode-time attention, at every (step, layer), on every tiny family.
+
+The reference is the decode-time streaming probe (itself tested against eager
+``output_attentions`` in tests/probes/test_attention.py) on the same model and outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pvm_bench.models.generation import generate
+from pvm_bench.models.loading import load_model
+from pvm_bench.probes.attention import AttentionProbe
+from pvm_bench.replay.forward import Output, chunk_cuts, teacher_force
+from pvm_bench.replay.probe import ReplayAttentionProbe
+
+from .conftest import FAMILIES, padded, single
+
+TOL = 1e-5
+NEW_TOKENS = 10
+
+
+def decoded_and_replayed(lm, requests, *, chunk: int, per_image: bool = False, boundaries=()):
+    probe = AttentionProbe(per_head=True, per_image=per_image)
+    probe.install(lm)
+    try:
+        gens = generate(lm, requests, max_new_tokens=NEW_TOKENS, probes=[probe])
+    finally:
+        probe.uninstall()
+    replay = ReplayAttentionProbe(per_head=True, per_image=per_image)
+    replay.install(lm)
+    try:
+        outs = [Output(g.text, g.token_ids, g.finish_reason) for g in gens]
+        reps = teacher_force(lm, requests, outs, probes=[replay], chunk=chunk, boundaries=boundaries)
+    finally:
+        replay.uninstall()
+    return gens, reps
+
+
+def max_diff(gens, reps) -> float:
+    """Largest |decode - replay| over every record's masses (counts must be equal)."""
+    worst = 0.0
+    for g, r in zip(gens, reps):
+        a, b = g.probe_records["attention"], r.probe_records["attention"]
+        assert [(x["step"], x["layer"]) for x in a] == [(y["step"], y["layer"]) for y in b]
+        for x, y in zip(a, b):
+            assert (x["n_keys"], x["n_visual"]) == (y["n_keys"], y["n_visual"]), (x, y)
+            for key in x:
+                if key.startswith(("visual_mass", "sink_mass")) and key != "visual_mass_norm":
+                    diff = np.abs(np.asarray(x[key], dtype=float) - np.asarray(y[key], dtype=float))
+                    worst = max(worst, float(np.nanmax(diff)))
+    return worst
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_replay_equals_decode_time_probe(family, replay_tiny_dirs):
+    lm = load_model(str(replay_tiny_dirs[family]))
+    for requests in (single(), padded()):
+        gens, reps = decoded_and_replayed(lm, requests, chunk=3)
+        assert [r.token_ids for r in reps] == [g.token_ids for g in gens]
+        assert max_diff(gens, reps) < TOL, family
+
+
+def test_per_image_and_one_chunk(replay_tiny_dirs):
+    """--per-image columns replay too; one chunk holding the whole output gives the same rows."""
+    lm = load_model(str(replay_tiny_dirs["qwen3_vl"]))
+    gens, reps = decoded_and_replayed(lm, padded(), chunk=4096, per_image=True)
+    assert any("visual_mass_img1" in rec for rec in reps[2].probe_records["attention"])
+    assert max_diff(gens, reps) < TOL
+
+
+def test_chunk_cuts_split_at_blind_step():
+    # Prompt of 10 positions, 7 fed output tokens at positions 10..16; step K's row is 9 + K.
+    assert chunk_cuts(10, 7, 4) == [10, 14, 17]
+    assert chunk_cuts(10, 7, 4, boundaries=[3]) == [10, 12, 14, 17]
+    assert chunk_cuts(10, 7, 4, boundaries=[0, 1, 50]) == [10, 14, 17]  # K = 0/1 start at the prefill / first chunk
+    assert chunk_cuts(10, 0, 4) == []
