@@ -34,6 +34,7 @@ COMMANDS = {
 BENCH_COMMANDS = {
     "probe": LazyCommand("pvm_bench.bench.probe", "Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions.", hook="register_bench", threaded=("",)),
     "pvm": LazyCommand("pvm_bench.pvm.commands", "Decode tokens/s: base vs PVM variant in one run (ratio = PVM / base).", hook="register_bench", threaded=("",)),
+    "replay": LazyCommand("pvm_bench.bench.replay", "Per sample: replay vs decode-time probing of the same outputs (time, peak memory, agreement).", hook="register_bench", threaded=("",)),
     "batch": LazyCommand("pvm_bench.bench.batch", "Samples/s of batched generation (batch 8 vs 1) on the same requests and outputs.", hook="register_bench", threaded=("",)),
 }
 
