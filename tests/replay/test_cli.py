@@ -120,3 +120,22 @@ def test_lmms_eval_log_with_another_prompt_is_refused(decoded, tmp_path):
     result = cli.invoke(app, ["replay", str(log), "--score-only", "--split", "test", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "cannot be the prompt lmms-eval used" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_torchrun_replay_equals_single_process(decoded, tmp_path):
+    """Data parallel like `run`: 2 CPU ranks (gloo), shards merged by rank 0, same attention rows."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pvm_bench", "replay", str(decoded), "--out", str(tmp_path), "--run-id", "dp",
+           "--variants", "base,pvm+blind:after=6", "--quiet", "--no-report", "--launcher", "torchrun", "--nproc", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_dir = tmp_path / "dp"
+    assert not list(run_dir.glob("samples.rank*.jsonl"))
+    assert sorted(r["variant"] for r in samples(run_dir)) == ["base"] * 3 + ["pvm+blind:after=6"] * 3
+    diffs = attention_diff(decoded, run_dir)
+    assert set(diffs) == {"base", "pvm+blind:after=6"} and max(diffs.values()) < 1e-5
