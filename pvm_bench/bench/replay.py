@@ -80,8 +80,9 @@ def measure(model_dir: str, mode: str, new_tokens: int, device: str, handoff: st
     given = json.loads(Path(handoff).read_text())
     probe = ReplayAttentionProbe()
     probe.install(lm)
-    from pvm_bench.bench.probe import PROMPT
     from PIL import Image
+
+    from pvm_bench.bench.probe import PROMPT
 
     image = Image.new("RGB", (96, 96), (180, 40, 40))
     request = Request(messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}],
