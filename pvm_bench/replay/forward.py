@@ -18,6 +18,14 @@ then see the right step as long as no chunk straddles K: ``boundaries`` lists su
 chunks are cut there, so each forward is wholly before or wholly from K on -- exactly the
 decode-time behaviour of those rows.
 
+Logits observers. A probe that watches each step's scores through a ``logits_processor()`` (the
+``lens`` probe: entropy, margin) sees, per generated step ``t``, the logits of step ``t``'s row
+after the same processors ``generate`` runs before it (transformers' own list built from the same
+:func:`~pvm_bench.models.generation.generation_config`: suppressed tokens, repetition penalty on
+the ids so far), called with ``prompt + output[:t]`` as ``input_ids`` and ``state.step = t``.
+The model then returns the logits of every row of a chunk, so chunks are capped at
+:data:`LOGIT_ROWS` rows (``[B, rows, vocab]`` is the largest tensor replay forms).
+
 Right padding. Rows with shorter outputs are padded on the right (attention mask 1, as
 ``generate`` extends it); padded positions come after the row's last step and no recorded row
 sees them.
@@ -34,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pvm_bench.instrument import instrument_for
-from pvm_bench.models.generation import Generation, Request, encode, eos_ids
+from pvm_bench.models.generation import Generation, Request, encode, eos_ids, generation_config
 from pvm_bench.models.observer import BatchContext, BatchObserver
 
 if TYPE_CHECKING:
@@ -42,6 +50,8 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK = 512
 """Query positions per teacher-forced forward after the prompt."""
+LOGIT_ROWS = 128
+"""Chunk cap while a probe observes logits (the forward returns ``[B, rows, vocab]``)."""
 
 
 @dataclass
@@ -81,9 +91,26 @@ def generation_kwargs(hf: Any, ids: torch.Tensor, enc: Any) -> dict[str, Any]:
     return kwargs
 
 
-def _forward(hf: Any, inputs: dict[str, Any]) -> Any:
-    """One forward keeping only the last position's logits (the prompt's [L, vocab] is never formed)."""
-    return hf(**inputs, return_dict=True, logits_to_keep=1)
+def _forward(hf: Any, inputs: dict[str, Any], rows: int = 1) -> Any:
+    """One forward keeping the last ``rows`` positions' logits (the prompt's [L, vocab] is never formed)."""
+    return hf(**inputs, return_dict=True, logits_to_keep=rows)
+
+
+def step_processors(lm: LoadedModel, ids: torch.Tensor, kwargs: dict[str, Any], observers: list[Any],
+                    repetition_penalty: float | None) -> Any:
+    """transformers' logits processors for :func:`generation_config`, then the probes' observers.
+
+    Built by the model's own ``_prepare_generation_config`` / ``_get_logits_processor`` as in
+    ``generate`` (checkpoint defaults filled in, default processors first, custom ones after).
+    """
+    from transformers import LogitsProcessorList
+
+    hf: Any = lm.hf_model
+    config, _ = hf._prepare_generation_config(generation_config(lm, 1, repetition_penalty))
+    hf._prepare_special_tokens(config, kwargs.get("attention_mask") is not None, device=ids.device)
+    return hf._get_logits_processor(generation_config=config, input_ids_seq_length=ids.shape[1], encoder_input_ids=ids,
+                                    logits_processor=LogitsProcessorList(observers), device=ids.device,
+                                    model_kwargs=kwargs)
 
 
 @torch.inference_mode()
@@ -96,6 +123,7 @@ def teacher_force(
     system_prompt: str | None = None,
     boundaries: Sequence[int] = (),
     chunk: int = DEFAULT_CHUNK,
+    repetition_penalty: float | None = None,
 ) -> list[Generation]:
     """Replay ``outputs`` (one per request) through ``lm``; the probes record every generated step.
 
@@ -132,15 +160,31 @@ def teacher_force(
             inst.state.step = current["step"]
 
     handle = inst.sites.language_model.register_forward_pre_hook(set_step, with_kwargs=True)
+    observers = [p for p in (probe.logits_processor() for probe in probes) if p is not None]
     start = time.perf_counter()
     try:
         kwargs = generation_kwargs(hf, ids, enc)
+        processors = step_processors(lm, ids, kwargs, observers, repetition_penalty) if observers else None
+
+        def observe(out: Any, first_step: int, rows: int) -> None:
+            """Hand steps ``first_step ..`` (the call's last ``rows`` rows) to the processors."""
+            for r in range(rows):
+                step = first_step + r
+                if processors is None or not 0 <= step < steps:
+                    continue
+                inst.state.step = step
+                processors(full[:, : P + step], out.logits[:, r - rows].to(torch.float32))
+
         out = _forward(hf, hf.prepare_inputs_for_generation(ids, is_first_iteration=True, **kwargs))
-        cuts = chunk_cuts(P, steps - 1, chunk, boundaries)
+        observe(out, 0, 1)
+        cuts = chunk_cuts(P, steps - 1, min(chunk, LOGIT_ROWS) if observers else chunk, boundaries)
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             current["step"] = lo - (P - 1)
             kwargs = hf._update_model_kwargs_for_generation(out, kwargs, num_new_tokens=hi - lo)
-            out = _forward(hf, hf.prepare_inputs_for_generation(full[:, :hi], next_sequence_length=hi - lo, **kwargs))
+            rows = hi - lo if observers else 1
+            out = _forward(hf, hf.prepare_inputs_for_generation(full[:, :hi], next_sequence_length=hi - lo, **kwargs),
+                           rows)
+            observe(out, current["step"], rows)
     finally:
         handle.remove()
         release()

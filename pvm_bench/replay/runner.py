@@ -9,7 +9,7 @@ merge into ``attention.parquet``. Three hooks change:
 * :meth:`load_tasks` keeps the samples the source has outputs for (lmms-eval's ``doc_id`` is
   the sample's index in the split) and checks each rebuilt prompt against what the source says
   was sent, refusing with one line when it cannot be the same prompt;
-* :meth:`_make_probes` gives the replay probes (``attention``; others are skipped with a note);
+* :meth:`_make_probes` gives the replay probes (``attention``, ``lens``; others are skipped with a note);
 * :meth:`_generate` replays the given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
   under the variant's plan (:mod:`pvm_bench.replay.plan`), recording per sample how the tokens
   were obtained (``metadata.replay`` in samples.jsonl, :mod:`pvm_bench.replay.tokens`).
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pvm_bench.errors import UserError
-from pvm_bench.models.generation import Generation, Request, eos_ids
+from pvm_bench.models.generation import Generation, Request, effective_decoding, eos_ids
 from pvm_bench.replay.forward import DEFAULT_CHUNK, Output, teacher_force
 from pvm_bench.replay.plan import plan_for
 from pvm_bench.replay.sources import GivenOutput, ReplaySource, ReplaySourceError, read_source
@@ -37,7 +37,7 @@ from pvm_bench.tasks import Sample, Task
 from pvm_bench.workload import WorkItem, sample_record, sample_seed
 
 REPLAY_FILE = "replay.json"
-REPLAY_PROBES = ("attention",)
+REPLAY_PROBES = ("attention", "lens")
 """Probes with a teacher-forced implementation."""
 
 Key = tuple[str, str, str, int]
@@ -163,6 +163,10 @@ class ReplayRunner(Runner):
         for name in self.config.probes:
             if name == "attention":
                 probes.append(ReplayAttentionProbe(per_head=self.config.per_head, per_image=self.config.per_image))
+            elif name == "lens":  # the decode-time probe itself: it observes the scores replay hands it per step
+                from pvm_bench.probes.lens import LensProbe
+
+                probes.append(LensProbe())
             else:
                 self._log(f"note: probe '{name}' has no replay implementation yet; skipped (replay records: "
                           f"{', '.join(REPLAY_PROBES)})")
@@ -186,9 +190,13 @@ class ReplayRunner(Runner):
             outputs.append(Output(row.text, tokens.ids, tokens.finish_reason))
             rows.append(row)
         plan = plan_for(variant)
+        cfg = self.config
+        decoding = effective_decoding(lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty,
+                                      task=task.generation)
         gens = teacher_force(lm, requests, outputs, probes=session.probes,
                              system_prompt=getattr(self.protocol, "system_prompt", None),
-                             boundaries=plan.boundaries, chunk=1 if plan.one_row else self.chunk)
+                             boundaries=plan.boundaries, chunk=1 if plan.one_row else self.chunk,
+                             repetition_penalty=decoding["repetition_penalty"])
         for row, gen in zip(rows, gens):
             if row.prompt is not None and gen.prompt != row.prompt:
                 raise ReplayError(

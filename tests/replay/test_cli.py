@@ -31,12 +31,14 @@ def samples(run_dir: Path) -> list[dict]:
 
 
 def attention_diff(decoded: Path, replayed: Path) -> dict[str, float]:
-    """Per variant, max |decoded - replayed| visual mass / sink mass over the rows both hold (all of them)."""
+    """Per variant, max |decoded - replayed| visual / sink mass (and lens entropy) over every replayed row."""
     a, b = pd.read_parquet(decoded / "attention.parquet"), pd.read_parquet(replayed / "attention.parquet")
     merged = a.merge(b, on=KEYS, suffixes=("_d", "_r"))
     assert len(merged) == len(b)
     assert (merged.n_keys_d == merged.n_keys_r).all() and (merged.n_visual_d == merged.n_visual_r).all()
     diff = (merged.visual_mass_d - merged.visual_mass_r).abs().combine((merged.sink_mass_d - merged.sink_mass_r).abs(), max)
+    if "entropy_r" in merged:  # the lens probe's per-step columns
+        diff = diff.combine((merged.entropy_d - merged.entropy_r).abs(), max)
     return merged.assign(diff=diff).groupby("variant")["diff"].max().to_dict()
 
 

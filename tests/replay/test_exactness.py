@@ -12,6 +12,7 @@ import pytest
 from pvm_bench.models.generation import generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.probes.attention import AttentionProbe
+from pvm_bench.probes.lens import LensProbe
 from pvm_bench.replay.forward import Output, chunk_cuts, teacher_force
 from pvm_bench.replay.probe import ReplayAttentionProbe
 
@@ -22,24 +23,26 @@ NEW_TOKENS = 10
 
 
 def decoded_and_replayed(lm, requests, *, chunk: int, per_image: bool = False, boundaries=()):
-    probe = AttentionProbe(per_head=True, per_image=per_image)
+    probe, lens = AttentionProbe(per_head=True, per_image=per_image), LensProbe()
     probe.install(lm)
+    lens.install(lm)
     try:
-        gens = generate(lm, requests, max_new_tokens=NEW_TOKENS, probes=[probe])
+        gens = generate(lm, requests, max_new_tokens=NEW_TOKENS, probes=[probe, lens])
     finally:
         probe.uninstall()
     replay = ReplayAttentionProbe(per_head=True, per_image=per_image)
     replay.install(lm)
-    try:
+    try:  # the lens probe is the decode-time one: replay hands it each step's processed scores
         outs = [Output(g.text, g.token_ids, g.finish_reason) for g in gens]
-        reps = teacher_force(lm, requests, outs, probes=[replay], chunk=chunk, boundaries=boundaries)
+        reps = teacher_force(lm, requests, outs, probes=[replay, lens], chunk=chunk, boundaries=boundaries)
     finally:
         replay.uninstall()
+        lens.uninstall()
     return gens, reps
 
 
 def max_diff(gens, reps) -> float:
-    """Largest |decode - replay| over every record's masses (counts must be equal)."""
+    """Largest |decode - replay| over every record's masses and lens entropy/margin (counts must be equal)."""
     worst = 0.0
     for g, r in zip(gens, reps):
         a, b = g.probe_records["attention"], r.probe_records["attention"]
@@ -50,6 +53,10 @@ def max_diff(gens, reps) -> float:
                 if key.startswith(("visual_mass", "sink_mass")) and key != "visual_mass_norm":
                     diff = np.abs(np.asarray(x[key], dtype=float) - np.asarray(y[key], dtype=float))
                     worst = max(worst, float(np.nanmax(diff)))
+        a, b = g.probe_records["lens"], r.probe_records["lens"]
+        assert [x["step"] for x in a] == [y["step"] for y in b] == list(range(g.n_generated))
+        for x, y in zip(a, b):
+            worst = max(worst, abs(x["entropy"] - y["entropy"]), abs(x["margin"] - y["margin"]))
     return worst
 
 
