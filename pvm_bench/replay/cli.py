@@ -35,7 +35,7 @@ def replay_config(source: Any, given: dict[str, Any], *, score_only: bool) -> An
             fields["variants"] = list(dict.fromkeys(r.variant for r in source.rows if r.variant))
     fields.update(given)
     fields.setdefault("tasks", source.tasks)
-    fields.setdefault("probes", ["attention", "lens"])
+    fields.setdefault("probes", ["attention", "lens", *(["branch"] if fields.get("pvm") else [])])
     fields["repeats"] = max(fields.get("repeats", 1), max(r.repeat for r in source.rows) + 1)
     if score_only:
         fields.update(model="none", pvm=None, probes=[])
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         system_prompt: Annotated[str | None, typer.Option(help="System turn of every request ('' for none).")] = None,
         max_pixels: Annotated[int | None, typer.Option(help="Largest image size in pixels (Qwen-VL families).")] = None,
         min_pixels: Annotated[int | None, typer.Option(help="Smallest image size in pixels (Qwen-VL families).")] = None,
-        probes: Annotated[str | None, typer.Option(help="Probes to replay: attention, lens (default: both).")] = None,
+        probes: Annotated[str | None, typer.Option(help="Probes to replay: attention, lens, branch (default: attention,lens, plus branch with a PVM).")] = None,
         per_head: Annotated[bool, typer.Option("--per-head", help="Keep per-head visual mass.")] = False,
         per_image: Annotated[bool, typer.Option("--per-image", help="Record visual mass per image.")] = False,
         score_only: Annotated[bool, typer.Option("--score-only", help="No model: score the outputs with the task scorers only.")] = False,

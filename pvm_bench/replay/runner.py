@@ -9,7 +9,7 @@ merge into ``attention.parquet``. Three hooks change:
 * :meth:`load_tasks` keeps the samples the source has outputs for (lmms-eval's ``doc_id`` is
   the sample's index in the split) and checks each rebuilt prompt against what the source says
   was sent, refusing with one line when it cannot be the same prompt;
-* :meth:`_make_probes` gives the replay probes (``attention``, ``lens``; others are skipped with a note);
+* :meth:`_make_probes` gives the replay probes (``attention``, ``lens``, ``branch``; others are skipped with a note);
 * :meth:`_generate` replays the given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
   under the variant's plan (:mod:`pvm_bench.replay.plan`), recording per sample how the tokens
   were obtained (``metadata.replay`` in samples.jsonl, :mod:`pvm_bench.replay.tokens`).
@@ -37,7 +37,7 @@ from pvm_bench.tasks import Sample, Task
 from pvm_bench.workload import WorkItem, sample_record, sample_seed
 
 REPLAY_FILE = "replay.json"
-REPLAY_PROBES = ("attention", "lens")
+REPLAY_PROBES = ("attention", "lens", "branch")
 """Probes with a teacher-forced implementation."""
 
 Key = tuple[str, str, str, int]
@@ -167,6 +167,10 @@ class ReplayRunner(Runner):
                 from pvm_bench.probes.lens import LensProbe
 
                 probes.append(LensProbe())
+            elif name == "branch":
+                from pvm_bench.replay.branch import ReplayBranchProbe
+
+                probes.append(ReplayBranchProbe())
             else:
                 self._log(f"note: probe '{name}' has no replay implementation yet; skipped (replay records: "
                           f"{', '.join(REPLAY_PROBES)})")

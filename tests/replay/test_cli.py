@@ -31,14 +31,17 @@ def samples(run_dir: Path) -> list[dict]:
 
 
 def attention_diff(decoded: Path, replayed: Path) -> dict[str, float]:
-    """Per variant, max |decoded - replayed| visual / sink mass (and lens entropy) over every replayed row."""
+    """Per variant, max |decoded - replayed| visual / sink mass, lens entropy / margin, branch ratio, every row."""
     a, b = pd.read_parquet(decoded / "attention.parquet"), pd.read_parquet(replayed / "attention.parquet")
     merged = a.merge(b, on=KEYS, suffixes=("_d", "_r"))
     assert len(merged) == len(b)
     assert (merged.n_keys_d == merged.n_keys_r).all() and (merged.n_visual_d == merged.n_visual_r).all()
     diff = (merged.visual_mass_d - merged.visual_mass_r).abs().combine((merged.sink_mass_d - merged.sink_mass_r).abs(), max)
-    if "entropy_r" in merged:  # the lens probe's per-step columns
-        diff = diff.combine((merged.entropy_d - merged.entropy_r).abs(), max)
+    for col in ("entropy", "margin", "pvm_ratio"):  # the lens and branch probes' columns
+        if f"{col}_r" in merged:
+            both = merged[f"{col}_d"].notna() | merged[f"{col}_r"].notna()
+            diff = diff.combine((merged[f"{col}_d"] - merged[f"{col}_r"]).abs().where(both, 0.0), max)
+            assert (merged[f"{col}_d"].isna() == merged[f"{col}_r"].isna()).all(), col
     return merged.assign(diff=diff).groupby("variant")["diff"].max().to_dict()
 
 
