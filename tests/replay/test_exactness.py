@@ -83,3 +83,35 @@ def test_chunk_cuts_split_at_blind_step():
     assert chunk_cuts(10, 7, 4, boundaries=[3]) == [10, 12, 14, 17]
     assert chunk_cuts(10, 7, 4, boundaries=[0, 1, 50]) == [10, 14, 17]  # K = 0/1 start at the prefill / first chunk
     assert chunk_cuts(10, 0, 4) == []
+
+
+@pytest.mark.parametrize("variant", ["pvm", "pvm+blind:after=3", "blind:after=0"])
+def test_pvm_and_blind_variants_replay_exactly(replay_tiny_dirs, variant):
+    """A live PVM branch (attention and branch probe) and blinding from step K, on a left-padded batch."""
+    from pvm_bench.probes.branch import BranchProbe
+    from pvm_bench.pvm.attach import attach_pvm
+    from pvm_bench.replay.branch import ReplayBranchProbe
+    from pvm_bench.replay.plan import plan_for
+    from pvm_bench.session import GenerationSession
+
+    lm = load_model(str(replay_tiny_dirs["qwen3_vl"]))
+    attach_pvm(lm, layers=[1], hidden_size=32, seed=3, gate=0.5)
+    plan = plan_for(variant)
+    with GenerationSession(lm, [AttentionProbe(), BranchProbe()]) as session, session.variant(variant):
+        gens = session.generate(padded(), max_new_tokens=NEW_TOKENS)
+    replay = [ReplayAttentionProbe(), ReplayBranchProbe()]
+    with GenerationSession(lm, replay) as session, session.variant(variant):
+        outs = [Output(g.text, g.token_ids, g.finish_reason) for g in gens]
+        reps = teacher_force(lm, padded(), outs, probes=replay, chunk=4, boundaries=plan.boundaries)
+    for g, r in zip(gens, reps):
+        for x, y in zip(g.probe_records["attention"], r.probe_records["attention"]):
+            assert (x["step"], x["layer"], x["n_keys"]) == (y["step"], y["layer"], y["n_keys"])
+            assert abs(x["visual_mass"] - y["visual_mass"]) < TOL and abs(x["sink_mass"] - y["sink_mass"]) < TOL
+        a, b = g.probe_records["branch"], r.probe_records["branch"]
+        assert [(x["step"], x["layer"]) for x in a] == [(y["step"], y["layer"]) for y in b]
+        assert a or variant == "blind:after=0"  # blind from the prefill: the branch never runs
+        assert max((abs(x["pvm_ratio"] - y["pvm_ratio"]) for x, y in zip(a, b)), default=0.0) < TOL
+    if "blind" in variant:  # blinded steps see no image at all
+        after = plan.boundaries[0]
+        assert all(rec["visual_mass"] == 0.0 for rep in reps for rec in rep.probe_records["attention"]
+                   if rec["step"] >= after)
