@@ -125,6 +125,9 @@ def run_bench(model_dir: str, lengths: list[int], *, device: str = "auto", chunk
             row["speedup"] = row["decode"]["seconds"] / row["replay"]["seconds"]
             row["cpu_speedup"] = row["decode"]["cpu_seconds"] / row["replay"]["cpu_seconds"]
             rows.append(row)
+            if progress is not None:  # each length's figures as soon as they exist (long runs)
+                progress(f"@ {n} tokens: replay {row['speedup']:.1f}x faster (cpu {row['cpu_speedup']:.1f}x), "
+                         f"peak decode {row['decode']['peak_mb']:.0f} / replay {row['replay']['peak_mb']:.0f} MiB")
     first = rows[0]["decode"] if rows else {}
     return {"model": model_dir, "n_params": first.get("n_params"), "prompt_len": first.get("prompt_len"),
             "device": first.get("device"), "threads": threads, "chunk": chunk, "rows": rows}
