@@ -185,6 +185,7 @@ class ReplayRunner(Runner):
         variant = session.current.name
         eos = eos_ids(lm)
         outputs, rows = [], []
+        requests = [self._as_sent(request, self._given[self._key(variant, request.key)]) for request in requests]
         for request in requests:
             key = self._key(variant, request.key)
             row = self._given[key]
@@ -207,6 +208,20 @@ class ReplayRunner(Runner):
                     f"{row.where}: the rebuilt prompt differs from the recorded one (model, processor, protocol or task "
                     "changed since the run?); replay with the run's own --model and settings")
         return gens
+
+
+    @staticmethod
+    def _as_sent(request: Request, row: GivenOutput) -> Request:
+        """The request with a plain JSONL row's own messages and images, when it gives them."""
+        if row.messages is None:
+            return request
+        from pvm_bench.tasks import CorruptImageError, LazyImage
+
+        try:  # the tasks' own decoder: size limit before decoding, one-line errors
+            images = [LazyImage(path, name=f"{row.where}: {path.name}").load() for path in row.images]
+        except CorruptImageError as exc:
+            raise ReplaySourceError(str(exc)) from None
+        return Request(row.messages, images, seed=request.seed, key=request.key)
 
 
 class _TaggingSink:

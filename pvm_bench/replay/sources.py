@@ -24,9 +24,14 @@ sample (or lmms-eval's ``doc_id``), so the replay runner treats them alike:
       {"task": "mmstar", "sample_id": "42", "output": "The answer is B.",
        "token_ids": [785, 4226, ...],            # optional: the engine's ids, EOS included
        "variant": "base", "repeat": 0,           # optional (defaults shown)
-       "finish_reason": "eos"}                   # optional: "eos" | "length"
+       "finish_reason": "eos",                   # optional: "eos" | "length"
+       "messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "..."}]}],
+       "images": ["img/42.png"]}                 # optional: the prompt as sent (see below)
 
-  The prompt is the task's own (its prompt builder and the ``--protocol`` chosen).
+  The prompt is the task's own (its prompt builder and the ``--protocol`` chosen) unless the row
+  gives ``messages`` (chat messages whose ``{"type": "image"}`` parts take ``images`` in order,
+  paths relative to the JSONL file's folder and inside it); the task and ``sample_id`` still
+  choose the scorer and the target.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class GivenOutput:
     n_generated: int | None = None
     prompt: str | None = None  # the prompt as sent (pvm-bench run): the rebuilt one must equal it
     context: str | None = None  # lmms-eval's ``input``: the rebuilt prompt text must equal it
+    messages: list[dict[str, Any]] | None = None  # plain JSONL: the prompt as sent, instead of the task's
+    images: list[Path] = field(default_factory=list)  # ... and its images (resolved paths)
     where: str = ""
 
 
@@ -199,7 +206,32 @@ def _read_plain(path: Path) -> list[GivenOutput]:
         finish = row.get("finish_reason", "eos")
         if finish not in ("eos", "length"):
             raise ReplaySourceError(f"{where}: finish_reason must be 'eos' or 'length' (got {finish!r})")
+        messages, images = _prompt(path, row, where)
         rows.append(GivenOutput(task=str(row["task"]), text=str(row["output"]), sample_id=str(row["sample_id"]),
                                 repeat=int(row.get("repeat", 0)), variant=row.get("variant"), token_ids=ids,
-                                finish_reason=finish, n_generated=len(ids) if ids is not None else None, where=where))
+                                finish_reason=finish, n_generated=len(ids) if ids is not None else None,
+                                messages=messages, images=images, where=where))
     return rows
+
+
+def _prompt(path: Path, row: dict[str, Any], where: str) -> tuple[list[dict[str, Any]] | None, list[Path]]:
+    """A plain row's own ``messages`` and ``images`` (checked: image parts match, files inside the folder)."""
+    messages, names = row.get("messages"), row.get("images") or []
+    if messages is None:
+        if names:
+            raise ReplaySourceError(f"{where}: images given without messages; add the messages they belong to")
+        return None, []
+    if not (isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages)):
+        raise ReplaySourceError(f"{where}: messages must be a list of chat messages ({{'role', 'content'}})")
+    parts = sum(1 for m in messages if isinstance(m.get("content"), list)
+                for p in m["content"] if isinstance(p, dict) and p.get("type") == "image")
+    if parts != len(names):
+        raise ReplaySourceError(f"{where}: the messages have {parts} image part(s) but {len(names)} image(s) are given")
+    root = path.parent.resolve()
+    images = []
+    for name in names:
+        image = (root / str(name)).resolve()
+        if not image.is_relative_to(root) or not image.is_file():
+            raise ReplaySourceError(f"{where}: image {name!r} is not a file inside {root}")
+        images.append(image)
+    return messages, images

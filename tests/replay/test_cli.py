@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pvm_bench.cli import app
-from pvm_bench.organism import BASE_DIR
+from pvm_bench.organism import BASE_DIR, PVM_DIR
 from pvm_bench.replay.runner import prompt_text
 from pvm_bench.tasks import get_registry
 
@@ -144,3 +144,24 @@ def test_torchrun_replay_equals_single_process(decoded, tmp_path):
     assert sorted(r["variant"] for r in samples(run_dir)) == ["base"] * 3 + ["pvm+blind:after=6"] * 3
     diffs = attention_diff(decoded, run_dir)
     assert set(diffs) == {"base", "pvm+blind:after=6"} and max(diffs.values()) < 1e-5
+
+
+@pytest.mark.slow
+def test_plain_jsonl_with_messages_and_images_replays_like_the_decoded_run(decoded, tmp_path):
+    task = get_registry().resolve([TASK])[0]
+    by_id = {s.id: s for s in task.load(split="test")}
+    lines = []
+    for rec in samples(decoded):
+        if rec["variant"] != "pvm":
+            continue
+        sample = by_id[rec["sample_id"]]
+        sample.images[0].load().save(tmp_path / f"{len(lines)}.png")
+        lines.append({"task": TASK, "sample_id": sample.id, "output": rec["output"], "variant": "pvm",
+                      "finish_reason": rec["finish_reason"], "messages": task.messages(sample),
+                      "images": [f"{len(lines)}.png"]})
+    path = tmp_path / "outputs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    invoke("replay", str(path), "--model", str(BASE_DIR), "--pvm", str(PVM_DIR), "--variants", "pvm",
+           "--split", "test", "--out", str(tmp_path), "--run-id", "js", "--no-report", "--quiet")
+    diffs = attention_diff(decoded, tmp_path / "js")
+    assert list(diffs) == ["pvm"] and diffs["pvm"] < 1e-5

@@ -123,3 +123,17 @@ def test_cli_score_only_plain_jsonl(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "so" / "samples.jsonl").read_text().splitlines()]
     assert sorted((r["repeat"], r["score"]) for r in rows) == [(0, 1.0), (1, 0.0)]
     assert json.loads((tmp_path / "so" / "run.json").read_text())["status"] == "completed"
+
+
+def test_plain_jsonl_messages_and_images(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "img" / "a.png")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}]
+    row = {"task": "swatch_recall", "sample_id": "x", "output": "red", "messages": messages}
+    source = read_source(write(tmp_path / "ok.jsonl", [{**row, "images": ["img/a.png"]}]))
+    assert source.rows[0].messages == messages and source.rows[0].images == [(tmp_path / "img" / "a.png").resolve()]
+    for images, message in ((["../a.png"], "not a file inside"), ([], "1 image part"), (["img/none.png"], "not a file")):
+        with pytest.raises(ReplaySourceError, match=message):
+            read_source(write(tmp_path / "bad.jsonl", [{**row, "images": images}]))
