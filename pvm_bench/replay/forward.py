@@ -4,7 +4,8 @@
 does (same :func:`~pvm_bench.models.generation.encode`, left padding), appends each row's given
 output tokens and runs the model over ``prompt + output[:-1]`` (the last output token is never
 fed during decoding either): first the prompt (the prefill, step 0), then the output in chunks of
-``chunk`` positions through the KV cache, each chunk one forward of many query rows. The
+``chunk`` positions (fewer as the keys grow, see :func:`chunk_cuts`) through the KV cache, each
+chunk one forward of many query rows. The
 model's own ``prepare_inputs_for_generation`` / ``_update_model_kwargs_for_generation`` build
 every chunk's inputs (cache, positions, M-RoPE deltas, attention mask) as ``generate`` does for
 a multi-token step (transformers' assisted decoding uses the same path), so every family that
@@ -52,6 +53,10 @@ DEFAULT_CHUNK = 512
 """Query positions per teacher-forced forward after the prompt."""
 LOGIT_ROWS = 128
 """Chunk cap while a probe observes logits (the forward returns ``[B, rows, vocab]``)."""
+SCORE_ELEMENTS = 1 << 22
+"""Budget of ``batch x heads x rows x keys`` attention scores per forward (16 MiB in float32)."""
+MIN_ROWS = 16
+"""Fewest rows per forward however long the sequence (below that, forwards cost more than scores)."""
 
 
 @dataclass
@@ -63,15 +68,28 @@ class Output:
     finish_reason: str = "eos"
 
 
-def chunk_cuts(prompt_len: int, n_fed: int, chunk: int, boundaries: Sequence[int] = ()) -> list[int]:
+def chunk_cuts(prompt_len: int, n_fed: int, chunk: int, boundaries: Sequence[int] = (),
+               score_rows: int | None = None) -> list[int]:
     """Absolute positions where the forwards after the prefill start, plus the end.
 
     Fed output tokens occupy positions ``[P, P + n_fed)``; position ``P - 1 + K`` is step ``K``'s row.
+    A forward holds at most ``chunk`` rows and, with ``score_rows`` (a budget of ``rows x keys``),
+    at most ``score_rows // keys`` (never fewer than :data:`MIN_ROWS`): the attention of a forward
+    of ``rows`` queries over ``keys`` keys may form ``[heads, rows, keys]`` scores (sdpa's math path
+    on CPU with a mask does), so this keeps replay's peak memory flat in the output length.
     """
     end = prompt_len + n_fed
-    cuts = set(range(prompt_len, end, max(1, chunk)))
-    cuts |= {prompt_len - 1 + k for k in boundaries if k >= 1 and prompt_len <= prompt_len - 1 + k < end}
-    return sorted(cuts) + [end] if n_fed > 0 else []
+    if n_fed <= 0:
+        return []
+    cuts, pos = [], prompt_len
+    while pos < end:
+        cuts.append(pos)
+        rows = max(1, chunk)
+        if score_rows is not None:
+            rows = max(min(rows, MIN_ROWS), min(rows, score_rows // (pos + rows)))
+        pos += rows
+    starts = set(cuts) | {prompt_len - 1 + k for k in boundaries if k >= 1 and prompt_len <= prompt_len - 1 + k < end}
+    return sorted(starts) + [end]
 
 
 def generation_kwargs(hf: Any, ids: torch.Tensor, enc: Any) -> dict[str, Any]:
@@ -177,7 +195,9 @@ def teacher_force(
 
         out = _forward(hf, hf.prepare_inputs_for_generation(ids, is_first_iteration=True, **kwargs))
         observe(out, 0, 1)
-        cuts = chunk_cuts(P, steps - 1, min(chunk, LOGIT_ROWS) if observers else chunk, boundaries)
+        heads = int(getattr(lm.text_config, "num_attention_heads", 1) or 1)
+        cuts = chunk_cuts(P, steps - 1, min(chunk, LOGIT_ROWS) if observers else chunk, boundaries,
+                          score_rows=SCORE_ELEMENTS // (B * heads))
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             current["step"] = lo - (P - 1)
             kwargs = hf._update_model_kwargs_for_generation(out, kwargs, num_new_tokens=hi - lo)

@@ -83,6 +83,11 @@ def test_chunk_cuts_split_at_blind_step():
     assert chunk_cuts(10, 7, 4, boundaries=[3]) == [10, 12, 14, 17]
     assert chunk_cuts(10, 7, 4, boundaries=[0, 1, 50]) == [10, 14, 17]  # K = 0/1 start at the prefill / first chunk
     assert chunk_cuts(10, 0, 4) == []
+    # A score budget of 200 rows x keys: rows shrink as keys grow, never below MIN_ROWS (16).
+    cuts = chunk_cuts(10, 200, 64, score_rows=2000)
+    assert cuts[0] == 10 and cuts[-1] == 210
+    sizes = [b - a for a, b in zip(cuts, cuts[1:])]
+    assert sizes[0] == 27 and min(sizes[:-1]) == 16 and sizes == sorted(sizes, reverse=True)
 
 
 @pytest.mark.parametrize("variant", ["pvm", "pvm+blind:after=3", "blind:after=0"])
