@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-CHUNK_ELEMENTS = 1 << 22
-"""Target number of float32 scores per chunk (``B * H * rows * keys``, 16 MiB)."""
+CHUNK_ELEMENTS = 1 << 21
+"""Target number of float32 scores per chunk (``B * H * rows * keys``, 8 MiB)."""
 
 
 @dataclass
