@@ -120,3 +120,24 @@ def test_pvm_and_blind_variants_replay_exactly(replay_tiny_dirs, variant):
         after = plan.boundaries[0]
         assert all(rec["visual_mass"] == 0.0 for rep in reps for rec in rep.probe_records["attention"]
                    if rec["step"] >= after)
+
+
+@pytest.mark.parametrize("variant", ["pai:start_layer=0", "memvr:start=-1:end=2", "reinject:every=2"])
+def test_last_row_variants_replay_one_row_per_forward(replay_tiny_dirs, variant):
+    """PAI / MemVR / reinject act on the last row of each forward: replayed one row per forward, exactly."""
+    from pvm_bench.replay.plan import plan_for
+    from pvm_bench.session import GenerationSession
+
+    lm = load_model(str(replay_tiny_dirs["qwen3_vl"]))
+    plan = plan_for(variant)
+    assert plan.one_row
+    with GenerationSession(lm, [AttentionProbe()]) as session, session.variant(variant):
+        gens = session.generate(padded(), max_new_tokens=NEW_TOKENS)
+    replay = ReplayAttentionProbe()
+    with GenerationSession(lm, [replay]) as session, session.variant(variant):
+        outs = [Output(g.text, g.token_ids, g.finish_reason) for g in gens]
+        reps = teacher_force(lm, padded(), outs, probes=[replay], chunk=1, boundaries=plan.boundaries)
+    for g, r in zip(gens, reps):
+        a, b = g.probe_records["attention"], r.probe_records["attention"]
+        assert [(x["step"], x["layer"]) for x in a] == [(y["step"], y["layer"]) for y in b]
+        assert max(abs(x["visual_mass"] - y["visual_mass"]) for x, y in zip(a, b)) < TOL
