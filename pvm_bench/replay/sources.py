@@ -112,7 +112,8 @@ def read_source(path: Path, kind: str = "auto", task: str | None = None) -> Repl
         return _read_run(path)
     if kind == "lmms-eval":
         files = sorted(p for p in path.glob("*.jsonl") if LMMS_FILE.match(p.name)) if path.is_dir() else [path]
-        return ReplaySource("lmms-eval", path, [row for f in files for row in _read_lmms(f, task)])
+        named = task if len(files) == 1 else None  # a folder of several tasks: each file names its own
+        return ReplaySource("lmms-eval", path, [row for f in files for row in _read_lmms(f, named)])
     if kind == "jsonl":
         return ReplaySource("jsonl", path, _read_plain(path))
     raise ReplaySourceError(f"unknown --format '{kind}'; use one of {', '.join(KINDS)}")
