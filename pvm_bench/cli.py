@@ -27,6 +27,7 @@ COMMANDS = {
     "baseline": LazyCommand("pvm_bench.report.commands", "Write RUN_DIR's metrics (with their 95% CIs) as a baseline file for `pvm-bench check`.", panel=REPORTS),
     "pvm": LazyCommand("pvm_bench.pvm.commands", "Persistent Visual Memory: size, training, export.", panel=TRAIN, threaded=("train",)),
     "organism": LazyCommand("pvm_bench.organism.commands", "The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", panel=TRAIN),
+    "replay": LazyCommand("pvm_bench.replay.cli", "Attention diagnostics and scores for outputs you already have (a run, an lmms-eval log, a JSONL).", panel=REPORTS, threaded=("",)),
     "data": LazyCommand("pvm_bench.data_commands", "Export benchmark data for offline machines and check a --data-dir.", panel=DATA),
 }
 #: ``pvm-bench bench ...`` commands.
@@ -34,6 +35,7 @@ BENCH_COMMANDS = {
     "probe": LazyCommand("pvm_bench.bench.probe", "Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions.", hook="register_bench", threaded=("",)),
     "pvm": LazyCommand("pvm_bench.pvm.commands", "Decode tokens/s: base vs PVM variant in one run (ratio = PVM / base).", hook="register_bench", threaded=("",)),
     "report": LazyCommand("pvm_bench.bench.report", "Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by.", hook="register_bench"),
+    "replay": LazyCommand("pvm_bench.bench.replay", "Per sample: replay vs decode-time probing of the same outputs (time, peak memory, agreement).", hook="register_bench", threaded=("",)),
     "batch": LazyCommand("pvm_bench.bench.batch", "Samples/s of batched generation (batch 8 vs 1) on the same requests and outputs.", hook="register_bench", threaded=("",)),
 }
 

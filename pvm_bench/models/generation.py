@@ -224,6 +224,27 @@ def eos_ids(lm: LoadedModel) -> list[int]:
     return ids
 
 
+def generation_config(lm: LoadedModel, max_new_tokens: int, repetition_penalty: float | None) -> GenerationConfig:
+    """The ``GenerationConfig`` :func:`generate` passes to transformers (greedy; sampling is a processor).
+
+    Also what replay (:mod:`pvm_bench.replay.forward`) rebuilds the logits processors from, so the
+    scores its probes observe are the ones they observe while generating.
+    """
+    eos = eos_ids(lm)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos or None,
+        pad_token_id=pad,
+        suppress_tokens=lm.suppress_token_ids() or None,
+        # Set explicitly: transformers would otherwise fill it from the checkpoint (same value).
+        # Its processor skips each row's left padding, so batch composition does not matter.
+        repetition_penalty=repetition_penalty,
+    )
+
+
 @torch.inference_mode()
 def generate(
     lm: LoadedModel,
@@ -274,18 +295,7 @@ def generate(
             RowSampler([r.seed for r in requests], decoding["temperature"], decoding["top_p"], decoding["top_k"])
         )
     eos = eos_ids(lm)
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
-    gen_config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=eos or None,
-        pad_token_id=pad,
-        suppress_tokens=lm.suppress_token_ids() or None,
-        # Set explicitly: transformers would otherwise fill it from the checkpoint (same value).
-        # Its processor skips each row's left padding, so batch composition does not matter.
-        repetition_penalty=decoding["repetition_penalty"],
-    )
+    gen_config = generation_config(lm, max_new_tokens, decoding["repetition_penalty"])
     start = time.perf_counter()
     sequences = lm.hf_model.generate(**enc, generation_config=gen_config, logits_processor=processors)
     end = time.perf_counter()
