@@ -114,6 +114,15 @@ class Runner:
     # ---------------------------------------------------------------- construction
 
     @classmethod
+    def preflight(cls, config: RunConfig, tasks: list[Task], log: Callable[[str], None]) -> None:
+        """Refuse (one line) missing local inputs, an unwritable ``--out`` and a hub that is needed but unusable."""
+        from pvm_bench.preflight import check_hub, check_local_inputs
+
+        check_local_inputs(config)
+        check_writable(Path(config.out))
+        check_hub(config, tasks, log)
+
+    @classmethod
     def create(cls, config: RunConfig, log: Callable[[str], None] = lambda message: None) -> Runner:
         """Validate inputs and create a fresh run directory (nothing is written on bad input).
 
@@ -122,7 +131,6 @@ class Runner:
         that cannot start leaves no directory behind. An existing ``--run-id`` is refused, except a
         run that never wrote a sample (it failed or died before its first one): that directory is reused.
         """
-        from pvm_bench.preflight import check_hub, check_local_inputs
         from pvm_bench.variants import resolve_variants
 
         registry = get_registry(config.include_paths, override_tasks=config.override_tasks)
@@ -139,9 +147,7 @@ class Runner:
         if (run_dir / "run.json").exists() and not reusable_run_dir(run_dir):
             raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
         config = config.model_copy(update={"run_id": run_id})
-        check_local_inputs(config)
-        check_writable(out)
-        check_hub(config, tasks, log)
+        cls.preflight(config, tasks, log)
         loaded = (registry, load_task_samples(config, registry))
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(run_dir).acquire()
@@ -255,7 +261,7 @@ class Runner:
             progress(finished, total)
         probes = self._make_probes()
         guard = NonFiniteGuard()
-        batch_runner = BatchRunner(self.config, self.run_dir, self.protocol, self.errors, log)
+        batch_runner = self._batch_runner(log)
         if self.probes is not None:  # --maps files of every generate call, rows in that call's order
             batch_runner.after_generate = partial(self.probes.after_batch, self.run_dir, tokenizer=lm.tokenizer)
         try:
@@ -383,6 +389,10 @@ class Runner:
             self._finish(status, error)
         except Exception:  # noqa: BLE001 -- never hide the original error behind a failed status update
             self.close()
+
+    def _batch_runner(self, log: Callable[[str], None]) -> BatchRunner:
+        """What runs each batch (generate, score, record); a subclass swaps generation (replay)."""
+        return BatchRunner(self.config, self.run_dir, self.protocol, self.errors, log)
 
     def _make_probes(self) -> list[Any]:
         assert self.probes is not None, "_prepare sets the run's probes"

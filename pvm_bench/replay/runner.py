@@ -10,7 +10,7 @@ merge into ``attention.parquet``. Three hooks change:
   the sample's index in the split) and checks each rebuilt prompt against what the source says
   was sent, refusing with one line when it cannot be the same prompt;
 * :meth:`_make_probes` gives the replay probes (``attention``, ``lens``, ``branch``; others are skipped with a note);
-* :meth:`_generate` replays the given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
+* :meth:`_batch_runner` runs the runner's batches with :meth:`_generate` in place of generation, which replays the given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
   under the variant's plan (:mod:`pvm_bench.replay.plan`), recording per sample how the tokens
   were obtained (``metadata.replay`` in samples.jsonl, :mod:`pvm_bench.replay.tokens`).
 
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pvm_bench.batchrun import BatchRunner
 from pvm_bench.errors import UserError
 from pvm_bench.models.generation import Generation, Request, effective_decoding, eos_ids
 from pvm_bench.replay.forward import DEFAULT_CHUNK, Output, teacher_force
@@ -33,7 +34,7 @@ from pvm_bench.replay.sources import GivenOutput, ReplaySource, ReplaySourceErro
 from pvm_bench.replay.tokens import output_tokens
 from pvm_bench.results import JsonlAppender, SampleRecord, atomic_write_text, read_samples
 from pvm_bench.run import Runner
-from pvm_bench.tasks import Sample, Task
+from pvm_bench.tasks import Sample, Task, TaskRegistry
 from pvm_bench.workload import WorkItem, sample_record, sample_seed
 
 REPLAY_FILE = "replay.json"
@@ -110,13 +111,14 @@ class ReplayRunner(Runner):
 
     # ---------------------------------------------------------------- what to replay
 
-    def load_tasks(self) -> list[tuple[Task, list[Sample]]]:
+    def load_tasks(self) -> tuple[TaskRegistry, list[tuple[Task, list[Sample]]]]:
         """The tasks' samples that the source has outputs for, each row checked (one line on a mismatch)."""
         variants = self.config.resolved_variants()
         self._given: dict[Key, GivenOutput] = {}
         self._tags: dict[Key, dict[str, Any]] = {}
         out = []
-        for task, samples in super().load_tasks():
+        registry, loaded = super().load_tasks()
+        for task, samples in loaded:
             by_id = {s.id: s for s in samples}
             keep: set[str] = set()
             for row in (r for r in self.source.rows if r.task == task.name):
@@ -139,7 +141,7 @@ class ReplayRunner(Runner):
                         self._given[(variant, task.name, sample.id, row.repeat)] = row
                         keep.add(sample.id)
             out.append((task, [s for s in samples if s.id in keep]))
-        return out
+        return registry, out
 
     def _prepare(self, log: Callable[[str], None]) -> tuple[Any, list[Any], list[tuple[Any, WorkItem]], int]:
         lm, variants, todo, total = super()._prepare(log)
@@ -176,9 +178,8 @@ class ReplayRunner(Runner):
                           f"{', '.join(REPLAY_PROBES)})")
         return probes
 
-    def _run_batch(self, session: Any, variant: str, batch: list[WorkItem], sink: JsonlAppender,
-                   log: Callable[[str], None]) -> None:
-        super()._run_batch(session, variant, batch, _TaggingSink(sink, self._tags), log)
+    def _batch_runner(self, log: Callable[[str], None]) -> BatchRunner:
+        return _ReplayBatches(self, log)
 
     def _generate(self, session: Any, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
         lm = session.lm
@@ -224,6 +225,21 @@ class ReplayRunner(Runner):
         return Request(row.messages, images, seed=request.seed, key=request.key)
 
 
+class _ReplayBatches(BatchRunner):
+    """The runner's batches with the given outputs teacher-forced instead of generated, and each record
+    tagged with how its tokens were obtained."""
+
+    def __init__(self, replay: ReplayRunner, log: Callable[[str], None]) -> None:
+        super().__init__(replay.config, replay.run_dir, replay.protocol, replay.errors, log)
+        self.replay = replay
+
+    def run(self, session: Any, variant: str, batch: list[WorkItem], sink: JsonlAppender) -> None:
+        super().run(session, variant, batch, _TaggingSink(sink, self.replay._tags))  # type: ignore[arg-type]
+
+    def generate(self, session: Any, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
+        return self.replay._generate(session, task, requests, max_new)
+
+
 class _TaggingSink:
     """samples.jsonl appender that adds ``metadata.replay`` (how the tokens were obtained) per record."""
 
@@ -241,10 +257,14 @@ class _TaggingSink:
 class ScoreOnlyRunner(ReplayRunner):
     """``--score-only``: the given outputs scored by the tasks' scorers; no model, no attention data."""
 
+    @classmethod
+    def preflight(cls, config: Any, tasks: list[Task], log: Callable[[str], None]) -> None:
+        super().preflight(config.model_copy(update={"model": None}), tasks, log)  # no model is loaded
+
     def _execute(self, progress: Callable[..., Any] | None, log: Callable[[str], None]) -> Any:
         cfg = self.config
         try:
-            loaded = self.load_tasks()
+            _, loaded = self.load_tasks()
             self.record.datasets = {
                 t.name: {"version": t.version, "split": cfg.split or t.default_split, "n": len(s),
                          "fingerprint": t.fingerprint(s)} for t, s in loaded}
