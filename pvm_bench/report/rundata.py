@@ -85,10 +85,6 @@ class RunData:
             names |= set(self.attention["task"].unique())
         return sorted(names)
 
-    @property
-    def include_paths(self) -> list[str]:
-        """The run's ``--include-path`` folders (to find its tasks' metric declarations)."""
-        return list((self.run.config or {}).get("include_paths") or []) if self.run else []
 
 
 def _sample_row(d: dict[str, Any]) -> dict[str, Any]:
