@@ -50,6 +50,9 @@ class RunData:
     attention: pd.DataFrame | None
     warnings: list[str] = field(default_factory=list)
     records: list[SampleRecord] = field(default_factory=list, repr=False)
+    #: Why the records read disagree with run.json's count (None: they agree, or run.json has no
+    #: count yet). The report shows it first; ``check`` fails and ``baseline`` refuses on it.
+    count_problem: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -139,7 +142,21 @@ def load_run(run_dir: Path | str) -> RunData:
         samples["truncated"] = samples["truncated"].astype(bool)
         samples["tokens_per_s"] = samples["tokens_per_s"].astype(float)
     attention = read_attention(run_dir, samples, warn)
-    return RunData(run_dir, run, samples, attention, warn, records)
+    problem = count_problem(run, len(records), samples_path)
+    if problem:
+        warn.insert(0, problem)
+    return RunData(run_dir, run, samples, attention, warn, records, problem)
+
+
+def count_problem(run: RunRecord | None, n_read: int, samples_path: Path) -> str | None:
+    """A loud sentence when run.json's record count (written when the run stopped) differs from
+    the records read (a cut last line, a truncated or edited samples.jsonl); else None."""
+    counted = (run.counts or {}).get("samples") if run and run.status != "running" else None  # running: stale count
+    if counted is None or counted == n_read:
+        return None
+    return (f"RECORD COUNT MISMATCH: run.json counts {counted} records but {samples_path.name} holds {n_read} "
+            "readable ones (a cut or edited line?); these numbers do not cover the whole run -- restore the file "
+            "or resume the run (`pvm-bench run --resume RUN_DIR` redoes missing samples)")
 
 
 def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.DataFrame | None:
