@@ -40,6 +40,7 @@ import pandas as pd
 
 from pvm_bench.report.baseline_schema import BASELINE_FORMAT, validate_baseline
 from pvm_bench.report.estimate import Groups, grouped_paired
+from pvm_bench.report.mdtext import md_escape
 from pvm_bench.report.outputs import make_parent, write_output
 from pvm_bench.report.rundata import ReportInputError, load_run
 from pvm_bench.report.summary import Summary, build_summary
@@ -195,7 +196,7 @@ class CheckResult:
         for c in ("baseline", "current", "delta", "tolerance", "p_value"):
             spec = "+.4f" if c == "delta" else ".4f"
             shown[c] = shown[c].map(lambda x, spec=spec: format(x, spec) if finite(x) else "–")
-        notes = "".join(f"- {n}\n" for n in self.notes)
+        notes = "".join(f"- {md_escape(n)}\n" for n in self.notes)
         return f"**check: {head}**\n\n{notes}\n{to_markdown(shown)}"
 
 
