@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pvm_bench.imageroot import image_root
 from pvm_bench.tasks import CorruptImageError, HubTask, Task, TaskError
 from pvm_bench.workload import duplicate_ids_message
 
@@ -109,7 +110,8 @@ def check_task(task: Task, data_dir: Path, split: str, *, images: bool = True, m
         result.note = "generated locally, needs no data"
         return result
     try:
-        samples = task.load(split, None, Path(data_dir))
+        with image_root(data_dir):  # as the runner loads it: image paths confined to data_dir
+            samples = task.load(split, None, Path(data_dir))
     except TaskError as exc:
         result.errors.append(str(exc))
         return result

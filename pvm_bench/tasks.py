@@ -35,6 +35,7 @@ from PIL import Image
 
 from pvm_bench import data
 from pvm_bench.errors import TaskError
+from pvm_bench.imageroot import ImagePathError, ImageRoot, current_root, resolve_image_path
 from pvm_bench.metrics import Metric, RecordInfo, stratified_mean, unit_values
 
 __all__ = [
@@ -71,6 +72,16 @@ class LazyImage:
 
     source: Any = field(repr=False)
     name: str = "image"
+    #: Where a path-only source may point (:mod:`pvm_bench.imageroot`), captured when the image is
+    #: made: paths from a ``--data-dir`` table resolve against its folder and stay inside it.
+    root: ImageRoot | None = field(default_factory=current_root, repr=False, compare=False)
+
+    def path(self, src: str | Path) -> Path:
+        """The file a path source names; :class:`CorruptImageError` when it leaves the data root."""
+        try:
+            return resolve_image_path(src, self.root, self.name)
+        except ImagePathError as exc:
+            raise CorruptImageError(str(exc)) from None
 
     def load(self) -> Image.Image:
         """The decoded RGB image; :class:`CorruptImageError` when it cannot be decoded or is larger
@@ -92,7 +103,7 @@ class LazyImage:
                     if isinstance(src, (bytes, bytearray)):
                         img = Image.open(io.BytesIO(src))
                     elif isinstance(src, (str, Path)):
-                        img = Image.open(src)
+                        img = Image.open(self.path(src))
                     else:
                         raise TypeError(f"unsupported image source type {type(src).__name__}")
                 self._check_size(img)
@@ -121,8 +132,13 @@ class LazyImage:
             src = src.get("bytes") or src.get("path")
         if isinstance(src, (bytes, bytearray)):
             return bytes(src)
-        if isinstance(src, (str, Path)) and Path(src).exists():
-            return Path(src).read_bytes()
+        if isinstance(src, (str, Path)):
+            try:
+                path = self.path(src)
+            except CorruptImageError as exc:  # refused: never read; the sample fails alone when it runs
+                return repr(exc).encode()
+            if path.exists():
+                return path.read_bytes()
         if isinstance(src, Image.Image):
             return src.tobytes()
         return repr(src).encode()
