@@ -74,7 +74,7 @@ def resolve_image_path(src: str | Path, scope: ImageRoot | None, name: str) -> P
     full = path if path.is_absolute() else scope.base / path
     if not scope.allow_outside and not full.resolve().is_relative_to(scope.root):
         raise ImagePathError(
-            f"{name}: image path {src} leaves the data directory {scope.root}; move the image under it "
-            "(paths are relative to the data file's folder) or pass --allow-outside-data if you trust the data"
+            f"{name}: image path {src} leaves the data directory (pass --allow-outside-data if you trust the data, "
+            f"or move the image under {scope.root}; relative paths start at the data file's folder)"
         )
     return full

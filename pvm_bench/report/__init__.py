@@ -11,6 +11,7 @@ Entry points:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pvm_bench.report.rundata import ReportInputError, load_run
@@ -20,14 +21,16 @@ from pvm_bench.report.summary import build_summary
 REPORT_LOCK_WAIT_S = 600.0
 
 
-def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bool = False) -> Path:
+def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bool = False,
+                 log: Callable[[str], None] | None = None) -> Path:
     """Write summary.csv, summary.md, plots/*.png and report.html for ``run_dir``.
 
     Works on partial runs (marked as such), runs without attention.parquet and runs with a single
     variant. Returns the path of report.html. Raises :class:`ReportInputError` when ``run_dir``
     is not a run directory, or (``require_samples``, as ``pvm-bench report`` asks) when it has no
     sample records yet. ``cohort_t``: the fixed-cohort length T of the decay section and plot
-    (default: :func:`~pvm_bench.report.curves.suggest_cohort_t` per task).
+    (default: :func:`~pvm_bench.report.curves.suggest_cohort_t` per task). ``log``: where to say
+    loudly that the records disagree with run.json's count (summary.md says it first too).
 
     Reports of one run take turns (the run's report lock, ``RUN/.report.lock``), so two
     concurrent reports never mix their files. A file that cannot be written is one
@@ -43,6 +46,8 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     data = load_run(Path(run_dir))
     if require_samples:
         _require(data)
+    if data.count_problem and log is not None:
+        log(f"warning: {data.count_problem}")
     check_writable_dir(data.run_dir, "the report")
     with output_errors("the report into", data.run_dir):
         lock = RunLock(data.run_dir, REPORT_LOCK_NAME).acquire(wait=REPORT_LOCK_WAIT_S)

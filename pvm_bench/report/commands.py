@@ -38,7 +38,8 @@ def report_command(
 
     if cohort is not None and cohort < 2:
         raise ReportInputError(f"--cohort {cohort}: T must be a number of generated tokens >= 2 (e.g. --cohort 64)")
-    html = build_report(run_dir, cohort_t=cohort, require_samples=True)
+    html = build_report(run_dir, cohort_t=cohort, require_samples=True,
+                        log=lambda line: out.print(line, style="bold red", highlight=False, markup=False))
     out.print(f"report: {html}", highlight=False)
     out.print(f"summary: {html.parent / 'summary.md'}", highlight=False)
 
