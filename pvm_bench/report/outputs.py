@@ -25,8 +25,6 @@ def _reason(exc: OSError) -> str:
         return "a part of the path is a file, not a folder"
     if isinstance(exc, FileNotFoundError):
         return "its folder does not exist"
-    if is_disk_full(exc, by_message=True):
-        return "the disk is full"
     return describe_exception(exc)
 
 
@@ -40,6 +38,8 @@ def output_errors(what: str, path: Path | str | None = None) -> Iterator[None]:
         raise
     except OSError as exc:
         target = getattr(exc, "path", None) or exc.filename or path
+        if is_disk_full(exc, by_message=True):
+            raise OutputError(f"disk full writing {what} {target}; free space and run the command again") from None
         raise OutputError(
             f"cannot write {what} {target}: {_reason(exc)}; pick a writable location (an existing folder, a file "
             "name that is not a directory) and run the command again"
