@@ -1,0 +1,49 @@
+"""tasks.json: the task metadata reports read instead of importing task code (issue 20)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pvm_bench.errors import FileFormatError
+from pvm_bench.metrics import unit_values
+from pvm_bench.taskmeta import read_task_file, spec_metrics, write_task_file
+from pvm_bench.tasks import Sample, get_registry
+
+
+def _samples(metas: list[dict]) -> list[Sample]:
+    return [Sample(id=str(i), question="q", target="A", metadata=m) for i, m in enumerate(metas)]
+
+
+@pytest.mark.parametrize("name,metas", [
+    ("mmbench_en", [{"index": i} for i in (0, 1000000, 2000000, 1, 1000001, 7, 1000007, 3000007)]),
+    ("mmstar", [{"l2_category": c} for c in "aabbbcab"]),
+])
+def test_grouped_metrics_read_from_data_equal_the_task_code(tmp_path: Path, name: str, metas: list[dict]) -> None:
+    """CircularEval (unit + require) and MMStar's category average (stratum), rebuilt from the
+    per-sample values in tasks.json, give the same units as the built-in task's functions."""
+    task = get_registry(entry_points=False).tasks[name]
+    samples = _samples(metas)
+    write_task_file(tmp_path, [(task, samples)])
+    spec = read_task_file(tmp_path).tasks[name]
+    rebuilt, warnings = spec_metrics(spec)
+    assert warnings == [] and [m.name for m in rebuilt] == [m.name for m in task.metrics()]
+    assert spec.headline == task.headline_metric().name and spec.source == "builtin"
+    infos = [{**s.metadata, "sample_id": s.id} for s in samples]
+    scores = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    for ours, theirs in zip(rebuilt, task.metrics()):
+        got = {str(k): v for k, v in unit_values(ours, infos, scores).items()}
+        want = {str(k): (None if s is None else str(s), v) for k, (s, v) in unit_values(theirs, infos, scores).items()}
+        assert got == want, ours.name
+
+
+def test_an_edited_tasks_json_is_one_line(tmp_path: Path) -> None:
+    task = get_registry(entry_points=False).tasks["mmstar"]
+    path = write_task_file(tmp_path, [(task, _samples([{"l2_category": "a"}]))])
+    doc = json.loads(path.read_text())
+    doc["tasks"]["mmstar"]["metrics"][0]["higher_is_better"] = "false"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(FileFormatError, match="tasks.json.*higher_is_better"):
+        read_task_file(tmp_path)
