@@ -58,7 +58,7 @@ def run(
     trust_remote_code: Annotated[bool | None, typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).", show_default=False, rich_help_panel=MODEL)] = None,
     judge: Annotated[str | None, typer.Option(help="Local judge model (dir or hub id) for tasks that can use one.", rich_help_panel=MODEL)] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task or group names (see `pvm-bench tasks`).", rich_help_panel=TASKS)] = None,
-    variants: Annotated[str | None, typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm).", rich_help_panel=TASKS)] = None,
+    variants: Annotated[str | None, typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm). A bare fix is base+fix (PVM off); compose with '+' (pvm+pai); parameters after ':' (pai:alpha=0.2).", rich_help_panel=TASKS)] = None,
     split: Annotated[str | None, typer.Option(help="Dataset split (default: each task's own).", rich_help_panel=TASKS)] = None,
     limit: Annotated[int | None, typer.Option(help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).", rich_help_panel=TASKS)] = None,
@@ -78,7 +78,7 @@ def run(
     max_pixels: Annotated[int | None, typer.Option(help="Largest image size in pixels, Qwen-VL families; bounds the image tokens (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
     probes: Annotated[str | None, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
     per_head: Annotated[bool | None, typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,
-    per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet column image_index).", show_default=False, rich_help_panel=PROBES)] = None,
+    per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet columns visual_mass_img0, visual_mass_img1, ...).", show_default=False, rich_help_panel=PROBES)] = None,
     ablate_after: Annotated[str | None, typer.Option(help="Comma-separated K: also run every variant blind from generated token K (variant+blind:after=K; 0 = text-only prior).", metavar="K,K,...", rich_help_panel=PROBES)] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,
     run_id: Annotated[str | None, typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,
@@ -302,8 +302,9 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
             html = build_report(run_dir)
     counts = record.counts
     out.print(
-        f"run {record.run_id}: {record.status}, {counts.get('samples', 0)} samples "
-        f"({counts.get('errors', 0)} errors, {counts.get('truncated', 0)} truncated) -> {run_dir}",
+        f"run {record.run_id}: {record.status}, {counts.get('samples', 0)} records "
+        f"over {len(runner.config.resolved_variants())} variant(s) (one record per sample and variant), "
+        f"{counts.get('errors', 0)} errors, {counts.get('truncated', 0)} truncated -> {run_dir}",
         highlight=False,
     )
     table = headline_table(run_dir) if html is not None else None

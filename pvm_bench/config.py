@@ -80,7 +80,7 @@ class RunConfig(BaseModel):
     seed: int = 0
     probes: list[str] = Field(default_factory=lambda: list(DEFAULT_PROBES))
     per_head: bool = False
-    #: Record visual mass per image (attention.parquet gains an ``image_index`` column).
+    #: Record visual mass per image (attention.parquet gains ``visual_mass_img{i}`` columns, one per image).
     per_image: bool = False
     #: ``--ablate-after 0,16,64``: add ``<variant>+blind:after=K`` for every variant and K.
     ablate_after: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)

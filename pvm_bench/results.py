@@ -84,6 +84,8 @@ class SampleRecord(BaseModel):
     sample_id: str
     repeat: int = 0
     seed: int
+    #: The variant's resolved composition (pvm_bench.variants.Composition.canonical), e.g. ``base+pai(alpha=0.2,...)``.
+    composition: str | None = None
     prompt: str
     output: str
     parsed: str | None = None
@@ -146,6 +148,8 @@ class RunRecord(BaseModel):
     forced_resumes: list[dict[str, Any]] = Field(default_factory=list)
     #: Effective decoding settings per task with their sources (models.decoding.effective_decoding).
     decoding: dict[str, Any] | None = None
+    #: Variant name -> its resolved composition with model-dependent settings (pvm_bench.variants.compositions).
+    variant_compositions: dict[str, Any] = Field(default_factory=dict)
 
     def save(self, run_dir: Path) -> None:
         atomic_write_text(run_dir / "run.json", self.model_dump_json(indent=2) + "\n")

@@ -263,7 +263,7 @@ class Runner:
     def _prepare(self, log: Callable[[str], None]) -> tuple[Any, list[Any], list[tuple[Any, WorkItem]], int]:
         """Load tasks and model, check a resume against run.json, and list the work left."""
         from pvm_bench import load_model
-        from pvm_bench.variants import resolve_variants
+        from pvm_bench.variants import compositions, resolve_variants
 
         cfg = self.config
         variants = resolve_variants(cfg.resolved_variants())
@@ -305,6 +305,7 @@ class Runner:
         self.protocol = apply_protocol(lm, cfg.protocol, system_prompt=cfg.system_prompt, min_pixels=cfg.min_pixels,
                                        max_pixels=cfg.max_pixels)
         fresh.model = lm.info()
+        fresh.variant_compositions = self.record.variant_compositions = compositions(variants, lm)  # resume-checked
         if not is_local_source(cfg.model):
             fresh.model["hub_revision"] = hub_snapshot(cfg.model)
         if cfg.judge:  # a local answer-extraction judge for the math tasks (pvm_bench/judge.py)
@@ -382,7 +383,7 @@ class Runner:
                 message = one_line(f"task '{task.name}' sample '{item.sample.id}': {exc}")
                 self.errors.append(message)
                 log(f"error: {message} (scored 0, counted as error)")
-                sink.append(error_record(variant, item, seed, max_new, one_line(str(exc))))
+                sink.append(error_record(variant, item, seed, max_new, one_line(str(exc)), session.composition))
                 continue
             requests.append(Request(task.messages(item.sample), images, seed=seed, key=item))
             good.append(item)
@@ -399,7 +400,7 @@ class Runner:
             ) from exc
         self._write_probe_part(variant, task.name, generations)
         for item, request, gen in zip(good, requests, generations):
-            sink.append(sample_record(variant, item, gen, request.seed, max_new))
+            sink.append(sample_record(variant, item, gen, request.seed, max_new, session.composition))
 
     def _generate(self, session: GenerationSession, task: Task, requests: list[Request], max_new: int) -> list[Generation]:
         cfg = self.config

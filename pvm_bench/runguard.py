@@ -225,6 +225,7 @@ def resume_changes(old: Any, new: Any) -> list[str]:
                 f"data of task '{task}' ({info.get('n')} -> {now.get('n')} samples, "
                 f"fingerprint {info['fingerprint']} -> {now.get('fingerprint')})"
             )
+    changes += composition_changes(getattr(old, "variant_compositions", None), getattr(new, "variant_compositions", None))
     old_gen, new_gen = getattr(old, "generation", None) or {}, getattr(new, "generation", None) or {}
     for task, settings in old_gen.items():
         now = new_gen.get(task)
@@ -235,6 +236,22 @@ def resume_changes(old: Any, new: Any) -> list[str]:
         if diffs:
             changes.append(f"generation settings of task '{task}' ({', '.join(diffs)})")
     return changes
+
+
+def composition_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    """Variants whose resolved composition (pvm_bench.variants.compositions) differs: what a name runs
+    changed (e.g. a bare fix that meant pvm + fix, or another MemVR recipe). Source citations are not compared."""
+
+    def key(comp: dict[str, Any]) -> Any:
+        return comp.get("canonical"), [{k: v for k, v in (f.get("effective") or {}).items() if k != "source"}
+                                       for f in comp.get("fixes") or []]
+
+    out = []
+    for name, comp in (old or {}).items():
+        now = (new or {}).get(name)
+        if now is not None and key(comp) != key(now):
+            out.append(f"variant '{name}' ({comp.get('canonical')} -> {now.get('canonical')})")
+    return out
 
 
 def _judge_fingerprint(model: dict[str, Any]) -> Any:

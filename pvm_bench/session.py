@@ -65,7 +65,8 @@ class GenerationSession:
 
     @contextlib.contextmanager
     def variant(self, variant: Variant | str) -> Iterator[Variant]:
-        """Put the model in ``variant`` (a :class:`Variant` or a spec such as ``pai:alpha=0.2``)."""
+        """Put the model in ``variant``: a spec such as ``pai:alpha=0.2`` (base + PAI: a bare fix runs with the
+        PVM branch off) or ``pvm+pai``, or a variant from :func:`pvm_bench.variants.resolve_variants`."""
         if isinstance(variant, str):
             from pvm_bench.variants import resolve_variants
 
@@ -76,6 +77,12 @@ class GenerationSession:
                 yield variant
         finally:
             self.current = previous
+
+    @property
+    def composition(self) -> str | None:
+        """The current variant's resolved composition (``base+pai(alpha=0.2,...)``), None outside a variant."""
+        current = self.current
+        return current.composition.canonical() if current is not None and current.composition is not None else None
 
     def generate(self, requests: list[Request], **kwargs: Any) -> list[Generation]:
         """One left-padded batch with the session's probes; see :func:`pvm_bench.models.generation.generate`."""

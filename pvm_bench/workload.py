@@ -101,11 +101,12 @@ def batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
     return out
 
 
-def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int) -> SampleRecord:
-    """Score ``gen`` with the item's task and build its samples.jsonl record."""
+def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int,
+                  composition: str | None = None) -> SampleRecord:
+    """Score ``gen`` with the item's task and build its samples.jsonl record (``composition``: the variant's)."""
     score = item.task.score(item.sample, gen.text, truncated=gen.truncated)
     return SampleRecord(
-        variant=variant, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
+        variant=variant, composition=composition, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
         prompt=gen.prompt, output=gen.text, parsed=score.parsed, target=jsonable(item.sample.target),
         score=score.value, truncated=score.truncated or (gen.truncated and score.parsed is None),
         n_generated=gen.n_generated, max_new_tokens=max_new, finish_reason=gen.finish_reason,
@@ -118,10 +119,11 @@ def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_
     )
 
 
-def error_record(variant: str, item: WorkItem, seed: int, max_new: int, error: str) -> SampleRecord:
+def error_record(variant: str, item: WorkItem, seed: int, max_new: int, error: str,
+                 composition: str | None = None) -> SampleRecord:
     """The record of a sample that could not be run (scored 0, ``finish_reason`` "error")."""
     return SampleRecord(
-        variant=variant, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
+        variant=variant, composition=composition, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
         prompt="", output="", target=jsonable(item.sample.target), score=0.0, max_new_tokens=max_new,
         finish_reason="error", error=error, metadata=jsonable(item.sample.metadata),
     )

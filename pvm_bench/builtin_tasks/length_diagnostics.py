@@ -214,7 +214,12 @@ class ColourRecall(Task):
     def __init__(self, name: str, design: Design = Design()) -> None:
         self.name = name
         self.design = design
-        what = "a colour swatch" if design.grid == (1, 1) else f"a cell of a {design.grid[0]}x{design.grid[1]} grid"
+        if design.n_images == 2:
+            what = "the first of two colour swatches (two images)"
+        elif design.grid == (1, 1):
+            what = "a colour swatch"
+        else:
+            what = f"a cell of a {design.grid[0]}x{design.grid[1]} grid"
         where = "written by the model" if design.variant == "generated" else "given in the prompt"
         self.description = (f"Synthetic: name the colour of {what} ({design.palette} palette) after N numbers counted "
                             f"{design.count}, {where} (accuracy vs distance)")

@@ -27,8 +27,8 @@ KV (they were computed seeing the image) and only stops *new* reads of the image
 is "does the model still need to look", not "could it have answered without ever looking".
 
 Composition: ``pvm+blind:after=16`` (see :func:`pvm_bench.variants.resolve_variants`) runs the
-PVM variant blinded from step 16; ``base+blind:after=16`` the base model. On a model with a PVM
-adapter a bare ``blind:after=K`` keeps the branch as loaded (on) until step K, as every fix does.
+PVM variant blinded from step 16; a bare ``blind:after=16`` is ``base+blind:after=16``, the base
+model (PVM branch off throughout), as every bare fix is base + fix.
 ``pvm-bench run --ablate-after 0,16,64`` adds ``<variant>+blind:after=K`` for every variant.
 
 Not blinded: fixes that read the visual memory themselves (``memvr`` retraces it into the FFN,

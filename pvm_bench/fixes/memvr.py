@@ -20,15 +20,18 @@ Reference: github.com/1zhou-Wang/MemVR at commit de2e3cfc9a09eb73c9efcc6fffe27b1
    (``MemVR/memvr.py:458``); here the visual embeddings captured at prefill. Note that c1 and
    c2 are scalars and cancel exactly in the output rescaling; they are kept as in the reference.
 
-Defaults (``MemVR/README.md:104-107``, the LLaVA-1.5-7B settings, 32 layers; also
-``MemVR/eval_scripts/llava/mme.sh:11-15``): ``ratio = 0.12`` (retracing ratio),
-``threshold = 0.75`` (entropy threshold), ``start = 5``, ``end = 16``. For a model of depth
-``D != 32`` the layer window is scaled by depth: ``start = floor(5 * D / 32)``, ``end =
-ceil(16 * D / 32)`` (never narrower than the 32-layer proportion; e.g. 36 layers -> 5, 18;
-28 -> 4, 14; 4 -> 0, 2), and clipped so that ``L + 1`` is a layer; a model too shallow for any
-trigger layer (2 layers) is refused with a message naming ``start``/``end``. This scaling is ours (the
-reference tunes per model: Qwen-VL and GLM-4V use 9..16 with ratio 0.28,
-``MemVR/eval_scripts/qwen/mmvet.sh:13-17``); pass ``start=``/``end=`` to set absolute layers.
+Recipes per family. The reference has a second implementation for Qwen-VL
+(``MemVR/modeling/modeling_qwen.py``: SiLU inside the retrace, the logit lens without the final
+norm, the first image's features, ``start 9, end 16, ratio 0.28``). Which recipe a family
+follows, the recipes' settings with their sources and how the layer window scales with depth
+are data in :mod:`pvm_bench.fixes.memvr_recipes` (Qwen2/2.5/3-VL -> ``qwen``, the LLaVA-style
+families -> ``llava``); ``memvr:recipe=llava|qwen`` overrides it, ``ratio=``, ``start=``,
+``end=`` override the recipe's values. ``Z`` is ONE image's features, as in the reference: the
+last image for ``llava`` (``MemVR/memvr.py:392,458``), the first for ``qwen``
+(``modeling_qwen.py:353``); images are told apart with :func:`pvm_bench.probes.images.image_index`.
+The window is clipped so that ``L + 1`` is a layer; a model too shallow for any trigger layer
+(2 layers) is refused with a message naming ``start``/``end``. run.json records the recipe,
+window and source each MemVR variant used (``variant_compositions``).
 
 Batched generation (the reference runs batch size 1, and its entropy sums over the batch):
 here trigger, layer and retracing are decided per row; the ``mean|.|`` statistics are taken
@@ -37,7 +40,7 @@ composition); rows without image tokens (or whose visual embeddings are all zero
 reference divides by zero) are never retraced. Soft-capped final logits
 (Gemma) are soft-capped in the lens as well.
 
-Zero strength: ``ratio = 0`` or ``threshold >= 1`` (the normalised entropy never exceeds 1)
+Zero strength (a bare ``memvr`` is base + MemVR, :mod:`pvm_bench.variants`): ``ratio = 0`` or ``threshold >= 1`` (the normalised entropy never exceeds 1)
 installs nothing and is bit-identical to ``base``; ``threshold = 0`` retraces at every forward.
 """
 
@@ -47,22 +50,22 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
 from pvm_bench.fixes.base import VisualState, capture_visual, fix_variant, hidden_arg
+from pvm_bench.fixes.memvr_recipes import MemVRRecipe, recipe_for
 from pvm_bench.instrument import SiteError, instrument_for
-from pvm_bench.instrument.sites import layer_output
+from pvm_bench.instrument.sites import LogitLens, layer_output
+from pvm_bench.models.hooks import cached_length
+from pvm_bench.probes.images import closing_marker_id, image_index
 from pvm_bench.variants import VariantError
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
-REFERENCE_DEPTH = 32
-"""Depth of the model the reference defaults were set for (LLaVA-1.5-7B)."""
-REFERENCE_START, REFERENCE_END = 5, 16
 TOP_K = 10
 """Entropy over the top-10 logits (``MemVR/memvr.py:213``)."""
 
@@ -71,13 +74,14 @@ TOP_K = 10
 class MemVRConfig:
     """MemVR hyperparameters (defaults and sources in the module docstring)."""
 
-    ratio: float = 0.12
+    ratio: float | None = None
     threshold: float = 0.75
     start: int | None = None
     end: int | None = None
+    recipe: Literal["auto", "llava", "qwen"] = "auto"
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.ratio) and 0 <= self.ratio <= 1):
+        if self.ratio is not None and not (math.isfinite(self.ratio) and 0 <= self.ratio <= 1):
             raise ValueError(f"ratio must be in [0, 1] (got {self.ratio}); 0 turns MemVR off")
         if not (math.isfinite(self.threshold) and self.threshold >= 0):
             raise ValueError(f"threshold must be a finite number >= 0 (got {self.threshold}); >= 1 never triggers")
@@ -91,16 +95,35 @@ class MemVRConfig:
         """True when nothing can change: the variant installs no hook."""
         return self.ratio == 0 or self.threshold >= 1
 
-    def window(self, num_layers: int) -> tuple[int, int]:
-        """``(start, end)`` for a model of ``num_layers``: given, or the reference's 5..16 scaled by depth."""
-        start = self.start if self.start is not None else math.floor(REFERENCE_START * num_layers / REFERENCE_DEPTH)
-        end = self.end if self.end is not None else math.ceil(REFERENCE_END * num_layers / REFERENCE_DEPTH)
-        return start, end
+    def resolve(self, model_type: str, num_layers: int) -> ResolvedMemVR:
+        """The recipe for ``model_type`` with this config's overrides, its window scaled to ``num_layers``."""
+        recipe = recipe_for(model_type, self.recipe)
+        start, end = recipe.window(num_layers)
+        return ResolvedMemVR(
+            recipe, self.ratio if self.ratio is not None else recipe.ratio, self.threshold,
+            self.start if self.start is not None else start, self.end if self.end is not None else end,
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedMemVR:
+    """A MemVR config on one model: recipe, ratio, threshold and absolute window."""
+
+    recipe: MemVRRecipe
+    ratio: float
+    threshold: float
+    start: int
+    end: int
 
     def trigger_layers(self, num_layers: int) -> range:
         """Layers ``L`` whose output is measured: ``start < L < end`` and ``L + 1`` exists (may be empty)."""
-        start, end = self.window(num_layers)
-        return range(max(start + 1, 0), min(end, num_layers - 1))
+        return range(max(self.start + 1, 0), min(self.end, num_layers - 1))
+
+    def describe(self) -> dict[str, Any]:
+        r = self.recipe
+        return {"recipe": r.name, "ratio": self.ratio, "threshold": self.threshold, "start": self.start,
+                "end": self.end, "silu": r.silu, "lens_final_norm": r.lens_final_norm, "visual_token": f"{r.image} image",
+                "source": r.source}
 
 
 @dataclass
@@ -133,8 +156,11 @@ def _mean_abs(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 def retrace(
     x: torch.Tensor, ffn_out: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
     w_up: torch.Tensor, w_down: torch.Tensor, ratio: float, positions: torch.Tensor | None = None,
+    silu: bool = False,
 ) -> torch.Tensor:
     """MemVR's FFN output for every row (``MemVR/memvr.py:86-90,248-249``), computed in float32.
+
+    ``silu``: the Qwen recipe's ``a = SiLU(x (c1 Z)^T) (c2 Z)`` (``modeling_qwen.py:353``).
 
     Args:
         x: ``[B, L, H]`` the FFN input; ``ffn_out``: ``[B, L, H]`` its output.
@@ -152,6 +178,8 @@ def retrace(
     c1 = w_up.float().abs().mean() / mean_z
     c2 = w_down.float().abs().mean() / mean_z
     scores = torch.einsum("blh,bnh->bln", x.float(), z * c1[:, None, None])
+    if silu:
+        scores = torch.nn.functional.silu(scores)
     a = torch.einsum("bln,bnh->blh", scores, z * c2[:, None, None])
     f = ffn_out.float()
     weights = torch.ones(f.shape[:2], device=f.device) if positions is None else positions.to(f.device).float()
@@ -169,6 +197,48 @@ def _ffn_weights(mlp: nn.Module, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
     return w_up, w_down
 
 
+class _OneImage:
+    """The memory slots of one image per row (the first or the last, in prompt order).
+
+    The prompt's ``input_ids`` are captured at prefill by a pre-hook on the top-level model (the
+    forward state keeps only the image mask); images are told apart by
+    :func:`pvm_bench.probes.images.image_index` (tiled Idefics3/SmolVLM layouts included).
+    """
+
+    def __init__(self, lm: LoadedModel, which: str) -> None:
+        self.which = which
+        self.closing = closing_marker_id(getattr(lm, "tokenizer", None))
+        self.ids: torch.Tensor | None = None
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def capture(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids")
+        if ids is None and args and torch.is_tensor(args[0]) and not args[0].is_floating_point():
+            ids = args[0]
+        if ids is not None and cached_length(kwargs) == 0:
+            self.ids = ids
+
+    def mask(self, state: VisualState) -> torch.Tensor:
+        """``[B, N]`` memory mask restricted to the chosen image (cached per memory version)."""
+        assert state.memory_mask is not None and state.image_mask is not None
+        if self._cache is not None and self._cache[0] == state.version:
+            return self._cache[1]
+        img = state.image_mask
+        known = self.ids is not None and tuple(self.ids.shape) == tuple(img.shape)
+        ids = self.ids if known else torch.zeros_like(img, dtype=torch.long)
+        index = image_index(ids, img, self.closing if known else None)
+        out = torch.zeros_like(state.memory_mask)
+        for b in range(out.shape[0]):
+            row = index[b][img[b].cpu()]
+            if row.numel():
+                target = int(row.max()) if self.which == "last" else 0
+                n = min(row.numel(), out.shape[1])
+                out[b, :n] = (row[:n] == target).to(out.device)
+        out &= state.memory_mask.bool() if out.dtype == torch.bool else state.memory_mask
+        self._cache = (state.version, out)
+        return out
+
+
 @contextlib.contextmanager
 def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
     """Run ``lm`` with MemVR; all hooks are removed on exit (also on exceptions).
@@ -182,17 +252,23 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         yield stats
         return
     inst = instrument_for(lm)
+    run = config.resolve(lm.spec.model_type, lm.num_layers)
+    if run.ratio == 0:
+        yield stats
+        return
     try:
         lens = inst.sites.lens()
+        if not run.recipe.lens_final_norm:  # the Qwen recipe's lens: lm_head on the raw layer output
+            lens = LogitLens(nn.Identity(), inst.sites.module("lm_head"), lens.softcap)
     except SiteError as exc:
         raise VariantError(f"MemVR needs the language model's final `norm` and lm_head ({lm.spec.name}): {exc}") from None
-    triggers = config.trigger_layers(lm.num_layers)
+    triggers = run.trigger_layers(lm.num_layers)
     if not len(triggers):
-        start, end = config.window(lm.num_layers)
         raise VariantError(
-            f"MemVR: no layer L with {start} < L < {end} and L+1 < {lm.num_layers} in this {lm.num_layers}-layer "
+            f"MemVR: no layer L with {run.start} < L < {run.end} and L+1 < {lm.num_layers} in this {lm.num_layers}-layer "
             "model; pass memvr:start=...:end=... (e.g. memvr:start=-1:end=2)"
         )
+    images = _OneImage(lm, run.recipe.image)
     weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for i in triggers:
         try:
@@ -222,7 +298,7 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
             done = fwd["done"]
             h = layer_output(output)
             with torch.no_grad():
-                fire = (topk_entropy(lens(h[:, -1, :])) > config.threshold).to(done.device) & ~done
+                fire = (topk_entropy(lens(h[:, -1, :])) > run.threshold).to(done.device) & ~done
             if idx == triggers.start:
                 stats.forwards += int(done.shape[0])
             if bool(fire.any()):
@@ -236,13 +312,14 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
 
         def post(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
             fwd = state.scratch.get("memvr")
-            memory, memory_mask = state.memory, state.memory_mask
+            memory = state.memory
             if fwd is None or state.bypass:
                 return None
             pending = fwd["pending"]
-            if pending is None or pending[0] != idx or memory is None or memory_mask is None:
+            if pending is None or pending[0] != idx or memory is None or state.memory_mask is None:
                 return None
             fwd["pending"] = None
+            memory_mask = images.mask(state)  # Z = one image's features (recipe.image)
             # Rows without image tokens (or with all-zero visual embeddings) have nothing to retrace.
             has_memory = (memory.abs().sum(-1) * memory_mask).sum(-1) > 0
             fire = pending[1] & has_memory.to(pending[1].device)
@@ -252,7 +329,7 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
             mask = state.attention_mask  # [B, keys]; its last columns are this forward's positions
             positions = mask[:, -x.shape[1]:] if mask is not None and mask.shape[1] >= x.shape[1] else None
             new = retrace(x, output, memory.to(x.device), memory_mask.to(x.device), w_up, w_down,
-                          config.ratio, positions).to(output.dtype)
+                          run.ratio, positions, silu=run.recipe.silu).to(output.dtype)
             n = int(fire.sum())
             stats.retraced += n
             stats.by_layer[idx] = stats.by_layer.get(idx, 0) + n
@@ -261,7 +338,7 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         return post
 
     with capture_visual(lm) as state:
-        handles = []
+        handles = [inst.sites.hook("model", images.capture, pre=True, with_kwargs=True)]
         try:
             for i in triggers:
                 handles.append(inst.sites.hook(f"layers.{i}", make_trigger(i, state)))
@@ -273,14 +350,19 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
 
 
 def _describe(c: MemVRConfig) -> str:
-    window = (
-        f"layers {c.start} < L < {c.end}" if c.start is not None and c.end is not None
-        else "layers 5 < L < 16 at 32 layers, scaled by depth (floor/ceil of D/32) otherwise"
-    )
+    recipe = ("the family's official recipe (Qwen2/2.5/3-VL: modeling_qwen.py, SiLU retrace, lens without final norm, "
+              "first image, 9<L<16 ratio 0.28; others: memvr.py, last image, 5<L<16 ratio 0.12; windows at 32 layers, "
+              "scaled by depth)" if c.recipe == "auto" else f"the official '{c.recipe}' recipe")
+    overrides = ", ".join(f"{k}={getattr(c, k)}" for k in ("ratio", "start", "end") if getattr(c, k) is not None)
     return (
-        f"MemVR (Zou et al. 2025, github.com/1zhou-Wang/MemVR): top-10 logit-lens entropy > {c.threshold} at "
-        f"{window} retraces visual tokens into layer L+1's FFN, ratio={c.ratio}"
+        f"MemVR (Zou et al. 2025, github.com/1zhou-Wang/MemVR): top-10 logit-lens entropy > {c.threshold} at a layer L "
+        f"retraces one image's visual tokens into layer L+1's FFN; {recipe}{'; ' + overrides if overrides else ''}"
     )
 
 
-VARIANT = fix_variant("memvr", MemVRConfig(), _describe, memvr_active)
+def _effective(lm: LoadedModel, c: MemVRConfig) -> dict[str, Any]:
+    """The recipe, ratio and window MemVR runs with on ``lm`` (run.json), with the recipe's source."""
+    return {"family": lm.spec.model_type, **c.resolve(lm.spec.model_type, lm.num_layers).describe()}
+
+
+VARIANT = fix_variant("memvr", MemVRConfig(), _describe, memvr_active, _effective)

@@ -32,6 +32,21 @@ paper's commands (``PAI/README.md:60,63,76``: ``--use-attn --alpha 0.2 --use-cfg
    Default ``gamma = 1.1`` (README commands; the scripts' argparse default is 2,
    ``PAI/chair_eval.py:53``); ``cutoff = 0.1`` (``PAI/CFG.py:53``).
 
+3. Schedule: which forwards get the boost. The boost runs only ``if use_attn and not use_cfg``
+   (``PAI/attention.py:90``). ``llama_modify`` sets ``use_cfg = args.use_cfg`` on the boosted
+   layers before every generation (``PAI/attention.py:120-128``, ``use_cfg`` at ``:125``, called per batch at
+   ``PAI/chair_eval.py:96-105``), and ``CFGLogits.__call__``, which runs after each conditional
+   forward, sets ``use_cfg = True`` around the image-free pass and ``False`` after it
+   (``PAI/CFG.py:32-33,48-49``). So with guidance on (``gamma != 1``), the conditional
+   *prefill* forward -- the one that produces generated token 0 -- runs WITHOUT the boost, and
+   every later forward with it. With guidance off (``--use-cfg`` absent: no logits processor,
+   ``PAI/chair_eval.py:107-111``; here ``gamma = 1``) ``use_cfg`` stays False and the prefill is
+   boosted too. That is the default here (``prefill=official``). ``pai:prefill=boost`` keeps
+   pvm-bench's earlier schedule (the prefill boosted whatever ``gamma``); on direct-answer tasks,
+   where the first token is the answer, the two are different interventions. (The reference
+   with ``--use-cfg --gamma 1`` would never boost -- ``CFG.py:30-31`` returns before resetting
+   ``use_cfg`` -- a corner not reproduced: ``gamma = 1`` here means guidance off.)
+
 How it is applied here.
 - The boost: a *writer* of the instrument's attention site (:mod:`pvm_bench.instrument.attention`,
   one registered attention function for every probe and fix). For the boosted layers it returns
@@ -60,7 +75,8 @@ How it is applied here.
   left padded with a mask and their own positions, so results do not depend on the batch.
 
 Zero strength: ``alpha = 0`` and ``gamma = 1`` subscribes a writer that adds nothing (the
-site computes plain sdpa) and is bit-identical to ``base``; ``gamma = 1`` with ``alpha > 0`` is attention-only PAI.
+site computes plain sdpa) and is bit-identical to ``base`` (a bare ``pai`` is base + PAI, see
+:mod:`pvm_bench.variants`); ``gamma = 1`` with ``alpha > 0`` is attention-only PAI.
 """
 
 from __future__ import annotations
@@ -69,7 +85,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -94,6 +110,12 @@ class PAIConfig:
     end_layer: int | None = None
     gamma: float = 1.1
     cutoff: float = 0.1
+    prefill: Literal["official", "boost"] = "official"
+
+    @property
+    def boost_prefill(self) -> bool:
+        """Whether the prefill forward (which produces generated token 0) gets the boost (module docstring)."""
+        return self.prefill == "boost" or self.gamma == 1
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
@@ -128,25 +150,39 @@ def _image_key_bias(
 
 
 class _Boost:
-    """The attention-site writer: ``alpha * |s_last|`` on image keys of the boosted layers."""
+    """The attention-site writer: ``alpha * |s_last|`` on image keys of the boosted layers.
 
-    def __init__(self, alphas: list[float]) -> None:
+    ``boost_prefill`` False: nothing at step 0 (the conditional prefill), as in the official
+    schedule with guidance on (module docstring).
+    """
+
+    def __init__(self, alphas: list[float], boost_prefill: bool = True) -> None:
         self.alphas = alphas
+        self.boost_prefill = boost_prefill
+        self.boosted_forwards = 0  # forwards (prefill or decode step) that got the boost
 
     def attention_bias(self, layer: int, query: torch.Tensor, key: torch.Tensor, scaling: float | None,
                        softcap: float | None, state: VisualState) -> torch.Tensor | None:
         alpha = self.alphas[layer] if layer < len(self.alphas) else 0.0
-        if alpha == 0 or state.image_mask is None:
+        if alpha == 0 or state.image_mask is None or (state.step == 0 and not self.boost_prefill):
             return None
+        if not state.scratch.get("pai_boosted"):
+            state.scratch["pai_boosted"] = True
+            self.boosted_forwards += 1
         img = state.key_image_mask(key.shape[2]).to(query.device)
         return _image_key_bias(query, key, scaling, softcap, alpha, img)
 
 
 @dataclass
 class PAIStats:
-    """What happened: image-free passes run (0 when ``gamma == 1``)."""
+    """What happened: image-free passes run (0 when ``gamma == 1``), boosted forwards and steps."""
 
     guide: ImageFreeStream | None = None
+    boost: _Boost | None = None
+
+    @property
+    def boosted_forwards(self) -> int:
+        return self.boost.boosted_forwards if self.boost is not None else 0
 
     @property
     def uncond_passes(self) -> int:
@@ -171,8 +207,9 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[PAIStats]:
             f"PAI needs the text decoder on sdpa (got '{inner}'); load with attn_implementation='sdpa'"
         )
     end = lm.num_layers if config.end_layer is None else min(config.end_layer, lm.num_layers)
-    boost = _Boost([config.alpha if config.start_layer <= i < end else 0.0 for i in range(lm.num_layers)])
-    stats = PAIStats()
+    boost = _Boost([config.alpha if config.start_layer <= i < end else 0.0 for i in range(lm.num_layers)],
+                   boost_prefill=config.boost_prefill)
+    stats = PAIStats(boost=boost)
     with capture_visual(lm) as state:
         try:
             detach = site.subscribe(boost, write=True)
@@ -189,6 +226,16 @@ def pai_active(lm: LoadedModel, config: PAIConfig) -> Iterator[PAIStats]:
             detach()
 
 
+def _schedule(c: PAIConfig) -> str:
+    if c.alpha == 0:
+        return ""
+    if c.boost_prefill and c.gamma != 1:
+        return "; boost on every forward incl. the prefill (prefill=boost, not the official schedule)"
+    if c.boost_prefill:
+        return "; boost on every forward incl. the prefill (official with gamma=1)"
+    return "; prefill (first token) unboosted, later tokens boosted (official schedule, PAI/attention.py:90)"
+
+
 def _describe(c: PAIConfig) -> str:
     guidance = (
         f"; image-free guidance gamma={c.gamma} (tokens with p < {c.cutoff}*max p masked)"
@@ -196,8 +243,15 @@ def _describe(c: PAIConfig) -> str:
     )
     return (
         f"PAI (Liu et al. 2024, github.com/LALBJ/PAI): image-key attention logits += alpha*|logit| at layers "
-        f"{c.start_layer}..{'end' if c.end_layer is None else c.end_layer - 1}, alpha={c.alpha}{guidance}"
+        f"{c.start_layer}..{'end' if c.end_layer is None else c.end_layer - 1}, alpha={c.alpha}{guidance}{_schedule(c)}"
     )
 
 
-VARIANT = fix_variant("pai", PAIConfig(), _describe, pai_active)
+def _effective(lm: LoadedModel, c: PAIConfig) -> dict[str, Any]:
+    """The boosted layer range on ``lm`` and whether the prefill is boosted."""
+    end = lm.num_layers if c.end_layer is None else min(c.end_layer, lm.num_layers)
+    return {"layers": [c.start_layer, end], "prefill_boosted": c.boost_prefill and c.alpha > 0,
+            "guidance": c.gamma != 1, "source": "github.com/LALBJ/PAI@9bbd8bd attention.py:90-94, CFG.py:28-58"}
+
+
+VARIANT = fix_variant("pai", PAIConfig(), _describe, pai_active, _effective)

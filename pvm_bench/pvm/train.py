@@ -31,7 +31,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from pvm_bench.distributed import init_from_env
+from pvm_bench.pvm.train_config import TrainConfig
 from pvm_bench.pvm.train_data import (  # noqa: F401 (re-exported: the data API is part of pvm.train)
     IMAGE_COLUMNS,
     PROMPT_COLUMNS,
@@ -59,57 +60,7 @@ from pvm_bench.pvm.train_out import (  # noqa: F401 (re-exported: OUT handling i
     read_log,
     save_checkpoint,
 )
-from pvm_bench.training import LoopSettings, StepResult, make_optimizer, run_steps, sample_indices
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (saved with every checkpoint).
-
-    ``max_steps`` fixes the schedule length (optimizer steps); when None it is
-    ``ceil(epochs * n_rows / global_batch)``. ``stop_after`` ends the run early (as if killed)
-    without changing the schedule, for resume tests. ``layers``/``hidden_size`` apply to a new
-    PVM; ``init_pvm`` starts from an existing adapter/checkpoint instead.
-    """
-
-    model: str
-    data: str
-    out: str
-    split: str = "train"
-    layers: list[int | float] | str | None = None
-    hidden_size: int = 512
-    init_pvm: str | None = None
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    batch_size: int = 1
-    grad_accum: int = 1
-    epochs: float = 1.0
-    max_steps: int | None = None
-    stop_after: int | None = None
-    save_every: int = 0
-    keep_checkpoints: int = 2
-    seed: int = 0
-    dtype: str = "auto"
-    device: str = "auto"
-    gradient_checkpointing: bool = False
-    limit: int | None = None
-    #: None: continue OUT's checkpoint when it was made with the same settings, refuse when not;
-    #: True: continue it with the checkpoint's own settings; False: ignore checkpoints.
-    resume: bool | None = None
-    #: Delete OUT's checkpoints, log and adapter first and start over.
-    overwrite: bool = False
-    progress: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def loop(self, total_steps: int) -> LoopSettings:
-        """The optimisation settings of this run (the shared loop's shape)."""
-        return LoopSettings(steps=total_steps, lr=self.lr, weight_decay=self.weight_decay, betas=(self.betas[0], self.betas[1]),
-                            warmup_ratio=self.warmup_ratio, max_grad_norm=self.max_grad_norm, grad_accum=self.grad_accum)
+from pvm_bench.training import StepResult, make_optimizer, run_steps, sample_indices
 
 
 @dataclass

@@ -14,16 +14,14 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from pvm_bench.errors import load_guard
+from pvm_bench.pvm.train_config import TrainConfig
 from pvm_bench.pvm.train_data import TrainError
 from pvm_bench.training.state import load_state, save_state
-
-if TYPE_CHECKING:
-    from pvm_bench.pvm.train import TrainConfig
 
 
 def save_checkpoint(ckpt: Path, lm: Any, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig,

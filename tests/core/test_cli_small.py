@@ -33,3 +33,19 @@ def test_tasks_table_has_no_empty_column_and_default_split_first():
     assert "size" not in header and "splits (default first)" in header
     mathvista = next(line for line in result.output.splitlines() if line.startswith("│ mathvista "))
     assert "testmini, test" in mathvista
+
+
+def test_every_task_has_its_own_description():
+    """No two tasks share a description (two_swatch_recall used to say it reads one swatch)."""
+    from pvm_bench.tasks import get_registry
+
+    names = ["colour_recall", "colour_recall_given", "swatch_recall", "swatch_recall_given", "two_swatch_recall"]
+    descriptions = {task.name: task.description for task in get_registry().resolve(names)}
+    assert len(set(descriptions.values())) == len(names), descriptions
+    assert "two colour swatches" in descriptions["two_swatch_recall"]
+
+
+def test_per_image_help_names_the_columns_it_writes():
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert "visual_mass_img0" in result.output and "image_index" not in result.output

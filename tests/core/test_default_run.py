@@ -20,6 +20,8 @@ def test_default_run_passes_the_committed_baseline(tmp_path, monkeypatch):
     runner = CliRunner()
     result = runner.invoke(app, ["run", "--quiet", "--out", str(tmp_path), "--run-id", "ci"])
     assert result.exit_code == 0, result.output
+    # 100 samples x 2 variants: the closing line counts records and says so (it once said "200 samples").
+    assert "200 records over 2 variant(s)" in result.output
     run_dir = tmp_path / "ci"
     for name in ("run.json", "samples.jsonl", "attention.parquet", "summary.csv", "summary.md", "report.html"):
         assert (run_dir / name).is_file(), name

@@ -197,8 +197,10 @@ def test_variant_parameters_are_parsed_and_validated():
         with pytest.raises(VariantError) as exc:
             resolve_variants([bad])
         assert "\n" not in str(exc.value)
-    with pytest.raises(VariantError, match=r"'pai'.*alpha must be a finite number >= 0 \(got nan\)"):
+    with pytest.raises(VariantError, match=r"'pai'.*alpha='nan' is not a plain decimal number"):
         resolve_variants(["pai:alpha=nan"])
+    with pytest.raises(VariantError, match=r"'pai'.*alpha must be a finite number >= 0 \(got inf\)"):
+        resolve_variants(["pai:alpha=1e309"])  # a plain decimal that overflows to inf
     with pytest.raises(VariantError, match=r"'memvr'.*ratio must be in \[0, 1\] \(got 2.0\)"):
         resolve_variants(["memvr:ratio=2"])
 
@@ -208,18 +210,26 @@ def test_published_defaults():
     from pvm_bench.fixes.pai import PAIConfig
 
     assert PAIConfig() == PAIConfig(alpha=0.2, start_layer=2, end_layer=None, gamma=1.1, cutoff=0.1)
+    from pvm_bench.fixes.memvr_recipes import RECIPES
+
     memvr = MemVRConfig()
-    assert (memvr.ratio, memvr.threshold) == (0.12, 0.75)
-    # The reference window 5 < L < 16 at 32 layers, scaled by depth (floor start, ceil end).
-    assert [memvr.window(d) for d in (32, 36, 28, 64, 4)] == [(5, 16), (5, 18), (4, 14), (10, 32), (0, 2)]
-    assert list(memvr.trigger_layers(32)) == list(range(6, 16))
-    assert list(memvr.trigger_layers(4)) == [1]
-    assert list(memvr.trigger_layers(2)) == []  # too shallow: L and L+1 must both fit
-    assert list(MemVRConfig(start=-1, end=2).trigger_layers(2)) == [0]
+    assert (memvr.ratio, memvr.threshold, memvr.recipe) == (None, 0.75, "auto")  # ratio: the recipe's
+    llava, qwen = RECIPES["llava"], RECIPES["qwen"]
+    assert (llava.start, llava.end, llava.ratio, llava.threshold) == (5, 16, 0.12, 0.75)  # eval_scripts/llava/mme.sh
+    assert (qwen.start, qwen.end, qwen.ratio, qwen.threshold) == (9, 16, 0.28, 0.75)  # eval_scripts/qwen/mme.sh
+    # The reference windows at 32 layers, scaled by depth (floor start, ceil end, >= one layer between).
+    assert [llava.window(d) for d in (32, 36, 28, 64, 4, 2)] == [(5, 16), (5, 18), (4, 14), (10, 32), (0, 2), (0, 2)]
+    assert [qwen.window(d) for d in (32, 36, 28, 4)] == [(9, 16), (10, 18), (7, 14), (1, 3)]
+    assert list(memvr.resolve("llava", 32).trigger_layers(32)) == list(range(6, 16))
+    assert list(memvr.resolve("llava", 4).trigger_layers(4)) == [1]
+    assert list(memvr.resolve("qwen3_vl", 36).trigger_layers(36)) == list(range(11, 18))
+    assert list(memvr.resolve("llava", 2).trigger_layers(2)) == []  # too shallow: L and L+1 must both fit
+    assert list(MemVRConfig(start=-1, end=2).resolve("llava", 2).trigger_layers(2)) == [0]
+    assert MemVRConfig(ratio=0.5).resolve("qwen3_vl", 36).ratio == 0.5
     (pai,) = resolve_variants(["pai"])
     assert "alpha=0.2" in pai.description and "gamma=1.1" in pai.description
     (mv,) = resolve_variants(["memvr"])
-    assert "scaled by depth" in mv.description and "ratio=0.12" in mv.description
+    assert "scaled by depth" in mv.description and "ratio 0.12" in mv.description and "ratio 0.28" in mv.description
 
 
 def test_cli_runs_base_and_pai(tiny_qwen3_vl, fixture_data, tmp_path):
@@ -244,8 +254,8 @@ def test_cli_runs_base_and_pai(tiny_qwen3_vl, fixture_data, tmp_path):
 def test_memvr_refuses_a_model_too_shallow_for_its_window(tiny_qwen3_vl):
     from pvm_bench.fixes.memvr import MemVRConfig, memvr_active
 
-    tiny = load_model(str(tiny_qwen3_vl))  # 2 layers: no L with 0 < L < 1
-    with pytest.raises(VariantError, match=r"no layer L with 0 < L < 1 .* memvr:start="):
+    tiny = load_model(str(tiny_qwen3_vl))  # 2 layers: no L with 0 < L < 2 and L + 1 < 2
+    with pytest.raises(VariantError, match=r"no layer L with 0 < L < 2 .* memvr:start="):
         with memvr_active(tiny, MemVRConfig()):
             pass
     with memvr_active(tiny, MemVRConfig(start=-1, end=2, threshold=0.0)) as stats:
@@ -263,5 +273,5 @@ def test_cli_rejects_bad_fix_parameter(tiny_qwen3_vl, fixture_data, tmp_path):
     ])
     assert result.exit_code != 0
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "gamma must be a finite number >= 1" in errors[0], result.output
+    assert len(errors) == 1 and "gamma='inf' is not a plain decimal number" in errors[0], result.output
     assert not (tmp_path / "bad" / "samples.jsonl").exists()

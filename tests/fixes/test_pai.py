@@ -81,18 +81,23 @@ def test_image_free_prompt_drops_the_image_and_its_boundary_tokens(lm):
     assert bool(mask[:, -1].all()) and not bool(mask[0, 0])
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.2])
-def test_guidance_matches_the_reference_formula_per_row_and_step(lm, alpha):
+@pytest.mark.parametrize(("alpha", "prefill"), [(0.0, "official"), (0.2, "official"), (0.2, "boost")])
+def test_guidance_matches_the_reference_formula_per_row_and_step(lm, alpha, prefill):
     enc, _ = encode(lm, batch())
-    with pai_active(lm, PAIConfig(alpha=alpha, gamma=GAMMA)) as stats:
+    with pai_active(lm, PAIConfig(alpha=alpha, gamma=GAMMA, prefill=prefill)) as stats:
         sequences, logits = hf_generate(lm)
     assert stats.uncond_passes == NEW_TOKENS  # one image-free forward per step, batched
-    if alpha > 0:
-        # The conditional half is boosted: recompute it with the boost on and guidance off. The
-        # boost acts on the last query row of each forward, so with a KV cache every generated
+    if alpha > 0 and prefill == "boost":
+        # The conditional half is boosted at every step: recompute it with the boost on and guidance
+        # off. The boost acts on the last query row of each forward, so with a KV cache every generated
         # token's keys were computed boosted; a cache-free recomputation matches only at step 0.
         with pai_active(lm, PAIConfig(alpha=alpha, gamma=1.0)):
             expected = reference_logits(lm, sequences, enc["input_ids"].shape[1], GAMMA)
+        logits, expected = logits[:1], expected[:1]
+    elif alpha > 0:
+        # Official schedule (PAI/attention.py:90, CFG.py:32-49): the conditional prefill is NOT
+        # boosted when guidance is on, so step 0 is the unboosted model's guided scores.
+        expected = reference_logits(lm, sequences, enc["input_ids"].shape[1], GAMMA)
         logits, expected = logits[:1], expected[:1]
     else:
         expected = reference_logits(lm, sequences, enc["input_ids"].shape[1], GAMMA)
@@ -100,6 +105,31 @@ def test_guidance_matches_the_reference_formula_per_row_and_step(lm, alpha):
     assert torch.equal(torch.isneginf(logits), masked)
     assert 0 < int(masked.sum()) < masked.numel()
     torch.testing.assert_close(logits[~masked], expected[~masked], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("spec", "prefill_boosted"), [
+    ("pai", False), ("pai:gamma=2", False), ("pai:gamma=1", True), ("pai:prefill=boost", True),
+    ("pai:gamma=1:prefill=boost", True),
+])
+def test_boost_schedule_follows_the_official_code(lm, spec, prefill_boosted):
+    """PAI/attention.py:90 boosts only when ``not use_cfg``; with guidance on (gamma != 1), use_cfg is
+    True during the conditional prefill (llama_modify, attention.py:125) and False after the first
+    CFGLogits call (CFG.py:48-49). So: prefill unboosted iff gamma != 1, unless prefill=boost."""
+    base_seqs, base_logits = hf_generate(lm)
+    (variant,) = resolve_variants([spec])
+    config = variant.composition.fixes[0].config
+    with pai_active(lm, config) as stats:
+        _, logits = hf_generate(lm)
+    # hf_generate makes NEW_TOKENS forwards: the prefill (step 0) and NEW_TOKENS - 1 decode steps.
+    assert stats.boosted_forwards == NEW_TOKENS - (0 if prefill_boosted else 1)
+    if config.gamma == 1:  # no guidance: the first token's scores are base's iff the prefill is unboosted
+        assert torch.equal(logits[0], base_logits[0]) is not prefill_boosted
+    else:  # guided: compare with the same guidance on an unboosted model (alpha=0)
+        with pai_active(lm, PAIConfig(alpha=0.0, gamma=config.gamma)):
+            _, unboosted = hf_generate(lm)
+        assert torch.equal(logits[0], unboosted[0]) is not prefill_boosted
+        assert not torch.equal(logits[1:], unboosted[1:])  # later steps are boosted in both schedules
+    assert ("prefill (first token) unboosted" in variant.description) is not prefill_boosted
 
 
 def test_gamma_above_one_changes_outputs_gamma_one_does_not_guide(lm):

@@ -148,6 +148,11 @@ def pai_alpha_nan(env) -> list[str]:
     return env.run_args("r", "--variants", "base,pai:alpha=nan")
 
 
+def _variants(specs: str) -> Callable[..., list[str]]:
+    """A run with ``--variants specs`` (issue 20, variant names: refused by resolved configuration)."""
+    return lambda env: env.run_args("r", "--variants", specs)
+
+
 def model_missing_weights(env) -> list[str]:
     (env.model / "model.safetensors").unlink()
     return env.run_args()
@@ -459,6 +464,16 @@ CASES: list[Case] = [
          check=_failed_with("non-finite")),
     Case("nan-logits", nan_logits, 2, ("variant 'base'", "NaN logits"), check=_failed_with("NaN logits")),
     Case("pai-alpha-nan", pai_alpha_nan, 2, ("alpha",)),
+    Case("variants-base-plus-pvm", _variants("base,base+pvm"), 2, ("'base+pvm'", "contradict")),
+    Case("variants-pvm-plus-base", _variants("pvm+base"), 2, ("'pvm+base'", "contradict")),
+    Case("variants-pvm-plus-pvm", _variants("pvm+pvm"), 2, ("'pvm+pvm'", "given twice")),
+    Case("variants-same-configuration", _variants("base,blind:after=3,blind:after=03"), 2,
+         ("'blind:after=3' and 'blind:after=03'", "same configuration")),
+    Case("variants-non-ascii-digit", _variants("base,blind:after=\u0663"), 2, ("not an integer",)),
+    Case("variants-key-twice", _variants("base,pai:alpha=0:alpha=5"), 2, ("'alpha' is given twice",)),
+    Case("variants-underscore-number", _variants("base,pai:alpha=1_0"), 2, ("not a plain decimal number",)),
+    Case("variants-exponent-integer", _variants("base,blind:after=1e12"), 2, ("is not an integer",),
+         absent=("is not a number",)),
     Case("model-missing-weights", model_missing_weights, 2, ("no model weights",), absent=("hub",),
          check=_failed_with("no model weights")),
     Case("model-truncated", model_truncated, 2, ("model.safetensors", "not a valid safetensors", FIX), absent=("hub",)),
