@@ -283,8 +283,7 @@ class Runner:
         if self.dist.is_main:  # tasks.json + thumbnails.json: reports read these, never the tasks' code
             write_run_tasks(self.run_dir, loaded_tasks, fresh.datasets, data_dir=cfg.data_dir)
         todo: list[tuple[Any, WorkItem]] = []
-        n_mine = 0
-        index = 0
+        n_mine = index = 0
         for variant in variants:
             for task, samples in loaded_tasks:
                 for sample in samples:
