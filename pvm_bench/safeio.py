@@ -67,8 +67,7 @@ def ensure_dir(path: Path | str) -> Path:
 def temp_beside(path: Path | str) -> tuple[int, Path]:
     """A new, uniquely named temp file in ``path``'s folder (``.<name>.<random>.tmp``, matched by
     the runner's ``.*.tmp`` cleanup): ``(fd open for writing, temp path)``."""
-    path = Path(path)
-    refuse_symlink(path.parent)
+    path = Path(path)  # its folder is checked where it is made (ensure_dir): a run dir may itself be a link
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o644)  # mkstemp's 0600 would make shared run directories unreadable to the group
     return fd, Path(name)
