@@ -115,7 +115,9 @@ class RunLock:
                 "wait for it to finish (or stop it), then run the command again (a run: pass --resume again)"
             ) from None
         except OSError as exc:
-            raise RunError(f"cannot open the run's lock file {self.path} ({exc.strerror}); remove it and retry") from None
+            raise RunError(
+                f"cannot open the run's lock file {self.path} ({exc.strerror}); remove it and retry"
+            ) from None
         self._lock = lock
         try:  # the pid, for the message another process prints; best effort
             fd = open_nofollow(self.path, os.O_WRONLY)

@@ -290,7 +290,8 @@ def check(
     absolute tolerance for every metric; a dict -> per metric name, others default. ``alpha``:
     level of the paired test against the baseline's units (0: tolerance only). A partial run fails unless
     ``allow_partial``; a run whose records disagree with run.json's count fails; a task whose data
-    fingerprint differs from the baseline's fails unless ``allow_data_change``. Raises :class:`ReportInputError` on bad input (NaN tolerance included).
+    fingerprint differs from the baseline's fails unless ``allow_data_change``. Raises
+    :class:`ReportInputError` on bad input (NaN tolerance included).
     """
     validate_tolerance(tolerance)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
@@ -349,8 +350,8 @@ def check(
     src = doc.get("source") or {}
     changed, unknown = data_differences(data.run, src)
     if changed:
-        notes.append("data differs from the baseline's, so other samples are compared: " + "; ".join(changed)
-                     + ("" if allow_data_change else ": counts as a failure (pass --allow-data-change to compare anyway)"))
+        verdict = "" if allow_data_change else ": counts as a failure (pass --allow-data-change to compare anyway)"
+        notes.append("data differs from the baseline's, so other samples are compared: " + "; ".join(changed) + verdict)
         passed = passed and allow_data_change
     if unknown:
         notes.append(unknown)

@@ -63,7 +63,8 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     if data.count_problem:
         parts.append(f"> **{md_escape(data.count_problem)}**\n")
     if data.partial:
-        parts.append(f"> **PARTIAL RUN** (status: {md_escape(data.status)}). Numbers cover only the samples written so far.\n")
+        parts.append(f"> **PARTIAL RUN** (status: {md_escape(data.status)}). "
+                     "Numbers cover only the samples written so far.\n")
     parts.append("\n".join(f"- **{k}**: {md_escape(v)}" for k, v in run_meta(data).items()) + "\n")
     note = base_note(data)
     if note:

@@ -102,7 +102,8 @@ def _builtin_tasks() -> dict[str, Task]:
 def _info_from_task(task: Task) -> TaskInfo:
     key = getattr(task, "distance_key", None)
     return TaskInfo(task.name, task.metrics(), task.headline_metric().name, task.comparability_note,
-                    distance_key=str(key) if key else None, distance_label=str(getattr(task, "distance_label", "") or ""))
+                    distance_key=str(key) if key else None,
+                    distance_label=str(getattr(task, "distance_label", "") or ""))
 
 
 def task_infos(data: RunData) -> dict[str, TaskInfo]:

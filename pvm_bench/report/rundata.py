@@ -221,7 +221,8 @@ def _read_attention_file(path: Path, warn: list[str]) -> pd.DataFrame:
     if bad.any():  # inf never comes from a softmax; NaN is "not measured" and is left out downstream
         frame[measures] = frame[measures].mask(pd.DataFrame(bad, index=frame.index, columns=measures))
         where = ", ".join(sorted(np.array(measures)[bad.any(0)]))
-        warn.append(f"{path.name}: {int(bad.sum())} infinite value(s) in {where} left out (attention masses are finite)")
+        warn.append(f"{path.name}: {int(bad.sum())} infinite value(s) in {where} left out "
+                    "(attention masses are finite)")
     frame = frame.dropna(subset=["step"])
     frame["step"] = frame["step"].astype(int)
     frame["repeat"] = frame["repeat"].astype(int)

@@ -428,23 +428,29 @@ NOT_IMPORTED = ("PLUGIN-IMPORTED", "Traceback")
 
 INERT_CASES: list[InertCase] = [
     # security: reading a run executes nothing from it
-    InertCase("inert-report-no-plugin-import", report_plugin_run, 0, ("report:",), NOT_IMPORTED, check=_plugin_metric_reported),
-    InertCase("inert-report-plugin-gone", report_plugin_gone, 0, ("report:",), NOT_IMPORTED, check=_plugin_metric_reported),
+    InertCase("inert-report-no-plugin-import", report_plugin_run, 0, ("report:",), NOT_IMPORTED,
+              check=_plugin_metric_reported),
+    InertCase("inert-report-plugin-gone", report_plugin_gone, 0, ("report:",), NOT_IMPORTED,
+              check=_plugin_metric_reported),
     InertCase("inert-baseline-no-plugin-import", baseline_plugin_run, 0, ("baseline:",), NOT_IMPORTED,
               check=_baseline_has_metric),
-    InertCase("inert-compare-no-plugin-import", compare_plugin_run, 0, ("quiz_balanced",), NOT_IMPORTED, check=_not_executed),
+    InertCase("inert-compare-no-plugin-import", compare_plugin_run, 0, ("quiz_balanced",), NOT_IMPORTED,
+              check=_not_executed),
     InertCase("inert-check-no-plugin-import", check_plugin_run, 0, ("check: PASS",), NOT_IMPORTED, check=_not_executed),
     # security: symlinks in a run directory are never written through
     InertCase("inert-lock-symlink", lock_symlink, 2, (".lock is a symbolic link", "remove the link"),
               unchanged=("victim.txt", *RUN)),
-    InertCase("inert-samples-symlink", samples_symlink, 2, ("samples.jsonl is a symbolic link",), unchanged=("victim.txt",)),
+    InertCase("inert-samples-symlink", samples_symlink, 2, ("samples.jsonl is a symbolic link",),
+              unchanged=("victim.txt",)),
     InertCase("inert-plots-symlink", plots_symlink, 2, ("plots is a symbolic link",), check=_nothing_elsewhere),
     InertCase("inert-report-html-symlink", report_html_symlink, 0, ("report:",), unchanged=("victim.txt",),
               check=_link_replaced),
     # security: image paths stay in the data root
-    InertCase("inert-image-absolute-outside", image_absolute_outside, 1, ("leaves the data directory", "--allow-outside-data"),
+    InertCase("inert-image-absolute-outside", image_absolute_outside, 1,
+              ("leaves the data directory", "--allow-outside-data"),
               unchanged=("secret.png",), check=_secret_not_embedded),
-    InertCase("inert-image-relative-outside", image_relative_outside, 1, ("../../secret.png", "leaves the data directory"),
+    InertCase("inert-image-relative-outside", image_relative_outside, 1,
+              ("../../secret.png", "leaves the data directory"),
               check=_secret_not_embedded),
     InertCase("inert-image-outside-allowed", image_outside_allowed, 0, ("report:",), check=_secret_read),
     InertCase("inert-image-relative-to-data-file", image_relative_inside, 0, (), ("error:",)),
@@ -453,7 +459,8 @@ INERT_CASES: list[InertCase] = [
     InertCase("inert-md-compare", md_compare, 0, ("&lt;img src=x onerror=alert(1)&gt;",), ("<img", "<script")),
     InertCase("inert-md-check", md_check, 0, ("check: PASS",), check=_check_md_inert),
     # integrity: record counts
-    InertCase("inert-report-cut-last-line", report_cut_line, 0, ("RECORD COUNT MISMATCH",), check=_summary_says_mismatch),
+    InertCase("inert-report-cut-last-line", report_cut_line, 0, ("RECORD COUNT MISMATCH",),
+              check=_summary_says_mismatch),
     InertCase("inert-check-cut-last-line", check_cut_line, 1, ("check: FAIL", "RECORD COUNT MISMATCH")),
     InertCase("inert-baseline-cut-last-line", baseline_cut_line, 2, ("RECORD COUNT MISMATCH", "--allow-partial")),
     # integrity: baselines
