@@ -47,3 +47,23 @@ def test_an_edited_tasks_json_is_one_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(FileFormatError, match="tasks.json.*higher_is_better"):
         read_task_file(tmp_path)
+
+
+def test_a_run_without_tasks_json_reports_built_in_tasks_and_notes_the_rest(tmp_path: Path) -> None:
+    """Runs made before tasks.json existed: built-in tasks keep their declared metrics (package
+    code); any other task gets the default accuracy and a note -- no plugin is imported."""
+    from pvm_bench.report.rows import task_infos
+    from pvm_bench.report.rundata import load_run
+    from pvm_bench.results import JsonlAppender, RunRecord, SampleRecord
+
+    RunRecord(run_id="old", status="completed", variants=["base"]).save(tmp_path)
+    with JsonlAppender(tmp_path / "samples.jsonl") as out:
+        for task in ("mmstar", "my_plugin_task"):
+            for i in range(3):
+                out.append(SampleRecord(variant="base", task=task, sample_id=str(i), seed=0, prompt="p", output="o",
+                                        score=1.0, n_generated=3, metadata={"l2_category": "ab"[i % 2]}))
+    data = load_run(tmp_path)
+    infos = task_infos(data)
+    assert [m.name for m in infos["mmstar"].metrics] == ["average", "accuracy"]
+    assert [m.name for m in infos["my_plugin_task"].metrics] == ["accuracy"]
+    assert any("my_plugin_task" in w and "no tasks.json" in w for w in data.warnings)
