@@ -76,8 +76,9 @@ TASKS = [Quiz()]
 
 
 def _plugin_run(env, name: str = "quiz", metric: str = "quiz_balanced", run_id: str = "r") -> Path:
-    """A run of a plugin task (plugins run only at `run` time); its import/load markers removed."""
-    plugins = env.root / "plugins"
+    """A run of a plugin task (plugins run only at `run` time) from its own folder ``plugins-RUN_ID``
+    (so no in-process cache keyed by the folder can hide an import); its markers removed."""
+    plugins = env.root / f"plugins-{run_id}"
     plugins.mkdir(exist_ok=True)
     (plugins / "quiz.py").write_text(PLUGIN.format(name=name, metric=metric))
     code, output = env.cli("run", "--model", str(env.model), "--tasks", name, "--include-path", str(plugins),
@@ -88,13 +89,13 @@ def _plugin_run(env, name: str = "quiz", metric: str = "quiz_balanced", run_id: 
 
 
 def _forget_markers(env) -> None:
-    for mark in ("imported.mark", "loaded.mark"):
-        (env.root / "plugins" / mark).unlink(missing_ok=True)
+    for mark in env.root.glob("plugins-*/*.mark"):
+        mark.unlink()
 
 
 def _not_executed(env) -> None:
-    for mark in ("imported.mark", "loaded.mark"):
-        assert not (env.root / "plugins" / mark).exists(), f"the plugin ran at report time ({mark})"
+    marks = sorted(str(m.relative_to(env.root)) for m in env.root.glob("plugins-*/*.mark"))
+    assert not marks, f"the plugin ran at report time ({marks})"
 
 
 def _plugin_metric_reported(env) -> None:
@@ -109,7 +110,7 @@ def report_plugin_run(env) -> list[str]:
 
 def report_plugin_gone(env) -> list[str]:
     run = _plugin_run(env)
-    (env.root / "plugins" / "quiz.py").write_text("raise SystemExit('the plugin must not be imported')\n")
+    (env.root / "plugins-r" / "quiz.py").write_text("raise SystemExit('the plugin must not be imported')\n")
     return ["report", str(run)]
 
 
@@ -122,10 +123,9 @@ def compare_plugin_run(env) -> list[str]:
 
 
 def check_plugin_run(env) -> list[str]:
-    run = _plugin_run(env)
-    code, output = env.cli("baseline", str(run), "-o", str(env.root / "b.json"))
+    code, output = env.cli("baseline", str(_plugin_run(env, run_id="base")), "-o", str(env.root / "b.json"))
     assert code == 0, output
-    _forget_markers(env)
+    run = _plugin_run(env)
     return ["check", str(run), "--baseline", str(env.root / "b.json"), "--alpha", "0"]
 
 
