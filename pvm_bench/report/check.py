@@ -4,7 +4,7 @@ Baseline file (JSON, ``"format": "pvm-bench-baseline"``, ``"version": 2``; versi
 have no per-unit scores, are still read)::
 
     {"format": "pvm-bench-baseline", "version": 2, "created_at": "...",
-     "source": {"run_id", "status", "model", "adapter", "git", "seed", "config"},
+     "source": {"run_id", "status", "model", "adapter", "git", "seed", "config", "datasets"},
      "metrics": [{"task", "variant", "metric", "band", "t", "stat": "value" | "diff_vs_base",
                   "value", "ci_low", "ci_high", "n", "higher_is_better"}, ...],
      "units": {"task|variant|metric": {"stratum": {"unit": value, ...}, ...}, ...},
@@ -24,8 +24,10 @@ A metric fails (status ``worse``) when
 - the drop is significant when paired unit by unit with the baseline's stored units
   (McNemar for 0/1 units, else a sign-flip test; p < ``alpha``, default 0.05).
 
-Missing metrics and (unless allowed) a partial run fail. Notes say when the model or adapter
-fingerprint, or the run settings, differ from the baseline's.
+Missing metrics and (unless allowed) a partial run fail; so do a run whose records disagree with
+its run.json count and (unless ``allow_data_change``) a task whose data fingerprint differs from
+``source.datasets``. Notes say when the model or adapter fingerprint, or the run settings, differ
+from the baseline's. The file is validated by :mod:`pvm_bench.report.baseline_schema`.
 """
 
 from __future__ import annotations
