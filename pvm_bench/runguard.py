@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
@@ -72,6 +73,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 LOCK_NAME = ".lock"
+#: errno values of a filesystem that has no locks: the run goes on unlocked.
+NO_LOCKING = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 #: A second lock of the run directory, held while ``report`` writes summary/plots/report.html:
 #: two reports of one run (``--cohort 4`` and ``--cohort 16``) take turns instead of
 #: interleaving their files. Separate from :data:`LOCK_NAME` so that a run in progress can still
@@ -115,6 +118,8 @@ class RunLock:
                 "wait for it to finish (or stop it), then run the command again (a run: pass --resume again)"
             ) from None
         except OSError as exc:
+            if exc.errno in NO_LOCKING:  # no flock (some NFS mounts): run unlocked rather than not at all
+                return self
             raise RunError(
                 f"cannot open the run's lock file {self.path} ({exc.strerror}); remove it and retry"
             ) from None
