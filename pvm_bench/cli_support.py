@@ -1,6 +1,7 @@
 """What every CLI command module shares: the stderr console and the one-line error convention.
 
-A :class:`~pvm_bench.errors.UserError` becomes one ``error:`` line on stderr and exit status 2.
+A :class:`~pvm_bench.errors.UserError` becomes one ``error:`` line on stderr and exit status 2
+(3 for an :class:`~pvm_bench.errors.OutputError`: an output that cannot be written).
 A pydantic ``ValidationError`` of a typed config (e.g. :class:`pvm_bench.config.RunConfig`)
 becomes the same kind of line naming the flag: :func:`config_error`.
 """
@@ -35,14 +36,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`UserError` raised by ``func`` into one error line and exit status 2."""
+    """Turn :class:`UserError` raised by ``func`` into one error line and its exit status (2, or 3
+    for an output that cannot be written)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), exc.exit_code) from None
         except OSError as exc:  # a full disk in any writer that bypasses results.atomic_write_* (csv, png)
             from pvm_bench.errors import is_disk_full
 

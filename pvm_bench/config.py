@@ -54,6 +54,8 @@ class RunConfig(BaseModel):
     split: str | None = None
     limit: PositiveInt | None = None
     data_dir: str | None = None
+    #: Image paths in --data-dir tables may point outside it (pvm_bench.imageroot); off by default.
+    allow_outside_data: bool = False
     include_paths: list[str] = Field(default_factory=list)
     #: Task names an include path or entry point may redefine (``--override-task``); otherwise refused.
     override_tasks: list[str] = Field(default_factory=list)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pvm_bench.imageroot import image_root
+from pvm_bench.safeio import temp_beside
 from pvm_bench.tasks import CorruptImageError, HubTask, Task, TaskError
 from pvm_bench.workload import duplicate_ids_message
 
@@ -96,7 +98,8 @@ def export_task(task: Task, out: Path, split: str, *, overwrite: bool = False) -
     # not load anywhere else.
     table = table.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True).with_format(None)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    fd, tmp = temp_beside(target)  # a unique temp name: two exports never share one
+    os.close(fd)
     try:
         table.to_parquet(str(tmp))
         os.replace(tmp, target)
@@ -113,7 +116,8 @@ def check_task(task: Task, data_dir: Path, split: str, *, images: bool = True, m
         result.note = "generated locally, needs no data"
         return result
     try:
-        samples = task.load(split, None, Path(data_dir))
+        with image_root(data_dir):  # as the runner loads it: image paths confined to data_dir
+            samples = task.load(split, None, Path(data_dir))
     except TaskError as exc:
         result.errors.append(str(exc))
         return result

@@ -19,7 +19,17 @@ from pathlib import Path
 
 
 class UserError(Exception):
-    """Bad input or a missing resource, reported to the user as one line."""
+    """Bad input or a missing resource, reported to the user as one line (exit :attr:`exit_code`)."""
+
+    #: The CLI's exit status for this error: 2 (bad input); :class:`OutputError` has its own.
+    exit_code = 2
+
+
+class OutputError(UserError):
+    """An output file cannot be written (read-only filesystem, missing folder, a directory in the
+    way, permission, disk full): exit 3, so CI tells an I/O failure from a regression (1)."""
+
+    exit_code = 3
 
 
 class TaskError(UserError, ValueError):

@@ -26,6 +26,7 @@ from pvm_bench.errors import (
     load_guard,
     validation_summary,
 )
+from pvm_bench.safeio import open_nofollow, refuse_symlink, temp_beside
 
 SCHEMA_VERSION = 1
 
@@ -195,9 +196,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file + fsync + rename, so readers never see half a
     file. On any failure the temp file is removed and ``path`` is left as it was; a full disk
     (ENOSPC, or a short write) raises :class:`~pvm_bench.errors.DiskFullError` naming ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, tmp = temp_beside(path)  # a unique name: two writers of one file never share a temp
         try:
             write_all(fd, data, path)
             os.fsync(fd)
@@ -205,7 +206,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException as exc:
-        remove_quietly(tmp)
+        if tmp is not None:
+            remove_quietly(tmp)
         if is_disk_full(exc) and not isinstance(exc, DiskFullError):
             raise DiskFullError(path) from exc
         raise
@@ -313,13 +315,14 @@ class JsonlAppender:
 
     def open(self) -> JsonlAppender:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_symlink(self.path)  # never truncate or append to a file outside the run directory
         if self.path.exists():
             data = self.path.read_bytes()
             keep = data.rfind(b"\n") + 1
             if keep != len(data):  # drop a partial line left by a kill
                 with open(self.path, "r+b") as fh:
                     fh.truncate(keep)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return self
 
     def append(self, record: BaseModel | dict[str, Any]) -> None:

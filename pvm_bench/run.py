@@ -64,6 +64,7 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
 from pvm_bench.runprobes import RunProbes
 from pvm_bench.session import GenerationSession
 from pvm_bench.taskdefs import provenance
+from pvm_bench.taskmeta import write_run_tasks
 from pvm_bench.tasks import Sample, Task, TaskRegistry, get_registry
 from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exported)
     WorkItem,
@@ -81,10 +82,9 @@ from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exporte
 class Runner:
     """Executes a :class:`RunConfig` into a run directory.
 
-    A runner made by :meth:`create` or :meth:`resume` holds the run directory's exclusive lock
-    (:class:`RunLock`) until :meth:`execute` finishes or :meth:`close` is called; the OS drops
-    it on any exit. Before generating anything a resumed run compares its inputs with run.json
-    (:func:`resume_changes`) and refuses to mix models, adapters, data or generation settings.
+    A runner made by :meth:`create` or :meth:`resume` holds the run directory's lock (:class:`RunLock`) until
+    :meth:`execute` finishes or :meth:`close` is called; the OS drops it on any exit. A resumed run compares its
+    inputs with run.json first (:func:`resume_changes`): it never mixes models, adapters, data or generation settings.
     """
 
     def __init__(self, config: RunConfig, run_dir: Path, record: RunRecord, dist: Dist | None = None) -> None:
@@ -316,9 +316,10 @@ class Runner:
         self.record.datasets = fresh.datasets
         if self.dist.is_main and not checking:
             self.record.save(self.run_dir)
+        if self.dist.is_main:  # tasks.json + thumbnails.json: reports read these, never the tasks' code
+            write_run_tasks(self.run_dir, loaded_tasks, fresh.datasets, data_dir=cfg.data_dir)
         todo: list[tuple[Any, WorkItem]] = []
-        n_mine = 0
-        index = 0
+        n_mine = index = 0
         for variant in variants:
             for task, samples in loaded_tasks:
                 for sample in samples:

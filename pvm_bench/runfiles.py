@@ -39,16 +39,20 @@ from pvm_bench.results import (
     sample_files,
 )
 from pvm_bench.runguard import RunError, RunLock
+from pvm_bench.safeio import ensure_dir, temp_beside
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """``compact_frame(frame)`` to ``path`` via ``path.tmp`` + rename; the temp file never survives."""
-    tmp = path.with_name(path.name + ".tmp")
+    """``compact_frame(frame)`` to ``path`` via a unique temp file + rename; the temp file never survives."""
+    tmp = None
     try:
-        compact_frame(frame).to_parquet(tmp, index=False)
+        fd, tmp = temp_beside(path)
+        with os.fdopen(fd, "wb") as fh:
+            compact_frame(frame).to_parquet(fh, index=False)
         os.replace(tmp, path)
     except BaseException as exc:
-        remove_quietly(tmp)
+        if tmp is not None:
+            remove_quietly(tmp)
         if is_disk_full(exc, by_message=True) and not isinstance(exc, DiskFullError):  # pyarrow: no errno
             raise DiskFullError(path) from exc
         raise
@@ -67,8 +71,7 @@ def write_probe_part(run_dir: Path, frames: list[pd.DataFrame]) -> None:
     """One new ``attention/part-*.parquet`` holding ``frames``."""
     if not frames:
         return
-    parts = run_dir / "attention"
-    parts.mkdir(exist_ok=True)
+    parts = ensure_dir(run_dir / "attention")
     write_parquet_atomic(pd.concat(frames, ignore_index=True), parts / f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet")
 
 

@@ -1,8 +1,8 @@
 """What protects a run directory: the exclusive lock, the resume comparison, the NaN guard.
 
-* :class:`RunLock` -- an exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` held for the life of a
-  run. The kernel drops it when the process exits in any way (kill -9 included), so a stale
-  lock never blocks a later ``--resume``. (No-op where ``fcntl`` does not exist.)
+* :class:`RunLock` -- an exclusive ``filelock.FileLock`` on ``RUN_DIR/.lock`` held for the life
+  of a run (and on ``RUN_DIR/.report.lock`` while a report is written). The OS drops it when the
+  process exits in any way (kill -9 included), so a stale lock never blocks a later ``--resume``.
 * :func:`resume_changes` -- what differs between the inputs a run started with (run.json) and
   the ones a resume would continue with: model and adapter fingerprints, per-task data
   fingerprints and the resolved generation settings.
@@ -23,11 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from pvm_bench.errors import UserError
-
-try:  # POSIX only; elsewhere runs are simply not locked
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 
 class RunError(UserError):
@@ -77,65 +72,95 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 LOCK_NAME = ".lock"
+#: errno values of a filesystem that has no locks: the run goes on unlocked.
+NO_LOCKING = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
+#: A second lock of the run directory, held while ``report`` writes summary/plots/report.html:
+#: two reports of one run (``--cohort 4`` and ``--cohort 16``) take turns instead of
+#: interleaving their files. Separate from :data:`LOCK_NAME` so that a run in progress can still
+#: be reported (the runner never writes report files; it reports only after releasing its lock).
+REPORT_LOCK_NAME = ".report.lock"
 
 
 class RunLock:
-    """Exclusive, non-blocking lock on ``run_dir/.lock`` (the file holds the owner's pid)."""
+    """Exclusive lock on ``run_dir/.lock`` (``filelock.FileLock``: ``flock`` on POSIX, dropped by
+    the OS when the process exits in any way, kill -9 included, so a stale lock never blocks a
+    later ``--resume``). The owner's pid is written into the file for the refusal message.
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_NAME
-        self._fd: int | None = None
+    A symlinked lock file is refused (:class:`~pvm_bench.safeio.UnsafePathError`): filelock 3
+    opens it with ``O_TRUNC`` and would empty the link's target. ``name`` selects another lock
+    of the same directory (:data:`REPORT_LOCK_NAME`)."""
+
+    def __init__(self, run_dir: Path, name: str = LOCK_NAME) -> None:
+        self.path = run_dir / name
+        self._lock: Any = None
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._lock is not None
 
-    def acquire(self) -> RunLock:
-        if fcntl is None or self._fd is not None:
+    def acquire(self, wait: float = 0.0) -> RunLock:
+        """Take the lock, waiting up to ``wait`` seconds; :class:`RunLockedError` when another
+        process keeps it."""
+        from filelock import FileLock, Timeout
+
+        from pvm_bench.safeio import open_nofollow, refuse_symlink
+
+        if self._lock is not None:
             return self
+        refuse_symlink(self.path)
+        lock = FileLock(str(self.path))
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise RunError(f"cannot open the run's lock file {self.path} ({exc.strerror}); remove it and retry") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                os.close(fd)  # a filesystem without flock (some NFS mounts): run unlocked rather than not at all
-                return self
-            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
+            lock.acquire(timeout=wait)
+        except Timeout:
             raise RunLockedError(
-                f"run {self.path.parent} is in use by another pvm-bench process (pid {owner}); "
-                "wait for it to finish (or stop it), then pass --resume again"
+                f"run {self.path.parent} is in use by another pvm-bench process (pid {self._owner()}); "
+                "wait for it to finish (or stop it), then run the command again (a run: pass --resume again)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        except OSError as exc:
+            if exc.errno in NO_LOCKING:  # no flock (some NFS mounts): run unlocked rather than not at all
+                return self
+            raise RunError(
+                f"cannot open the run's lock file {self.path} ({exc.strerror}); remove it and retry"
+            ) from None
+        self._lock = lock
+        try:  # the pid, for the message another process prints; best effort
+            fd = open_nofollow(self.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
         return self
 
+    def _owner(self) -> str:
+        try:
+            return self.path.read_text(errors="replace").strip()[:32] or "unknown"
+        except OSError:
+            return "unknown"
+
     def release(self) -> None:
-        if self._fd is None:
+        if self._lock is None:
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._lock.release()
         finally:
-            os.close(self._fd)
-            self._fd = None
+            self._lock = None
 
     def is_free(self) -> bool:
         """True when no process holds the lock (probes it without keeping it)."""
-        if fcntl is None or self._fd is not None:
-            return self._fd is None
-        if not self.path.is_file():
-            return not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if self._lock is not None:
             return False
-        finally:
-            os.close(fd)
+        if not self.path.exists():
+            return not self.path.is_symlink()
+        if not self.path.is_file() or self.path.is_symlink():
+            return False
+        try:
+            self.acquire()
+        except (RunError, UserError):
+            return False
+        self.release()
         return True
 
 

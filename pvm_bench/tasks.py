@@ -41,6 +41,7 @@ from pvm_bench.imageio import (  # noqa: F401 (MAX_IMAGE_PIXELS, max_image_pixel
     max_image_pixels,
     source_bytes,
 )
+from pvm_bench.imageroot import ImagePathError, ImageRoot, current_root, resolve_image_path
 from pvm_bench.metrics import Metric, RecordInfo, stratified_mean, unit_values
 
 __all__ = [
@@ -59,14 +60,36 @@ class LazyImage:
 
     source: Any = field(repr=False)
     name: str = "image"
+    #: Where a path-only source may point (:mod:`pvm_bench.imageroot`), captured when the image is
+    #: made: paths from a ``--data-dir`` table resolve against its folder and stay inside it.
+    root: ImageRoot | None = field(default_factory=current_root, repr=False, compare=False)
+
+    def path(self, src: str | Path) -> Path:
+        """The file a path source names; :class:`CorruptImageError` when it leaves the data root."""
+        try:
+            return resolve_image_path(src, self.root, self.name)
+        except ImagePathError as exc:
+            raise CorruptImageError(str(exc)) from None
 
     def load(self) -> Image.Image:
         """The decoded 8-bit RGB image; :class:`CorruptImageError` when it cannot be decoded, is larger
-        than :data:`MAX_IMAGE_PIXELS` or its mode's values cannot be mapped to 8 bits."""
-        return load_image(self.source, self.name)
+        than :data:`MAX_IMAGE_PIXELS`, its mode's values cannot be mapped to 8 bits, or its path leaves the
+        data root."""
+        return load_image(self._resolved(), self.name)
 
     def fingerprint_bytes(self) -> bytes:
-        return source_bytes(self.source)
+        try:
+            return source_bytes(self._resolved())
+        except CorruptImageError as exc:  # refused: never read; the sample fails alone when it runs
+            return repr(exc).encode()
+
+    def _resolved(self) -> Any:
+        """The source with a path (bare or inside a ``{"bytes", "path"}`` struct without bytes) resolved by
+        :meth:`path`: against the data file's folder, refused outside the data root."""
+        src = self.source
+        if isinstance(src, dict) and not src.get("bytes") and src.get("path"):
+            src = src["path"]
+        return self.path(src) if isinstance(src, (str, Path)) and src != "" else src
 
 
 @dataclass

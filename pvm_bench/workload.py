@@ -25,6 +25,7 @@ import pandas as pd
 
 from pvm_bench.config import RunConfig
 from pvm_bench.errors import one_line
+from pvm_bench.imageroot import image_root
 from pvm_bench.metrics import score_problem
 from pvm_bench.results import SampleRecord, ScoreDetail, Timings
 from pvm_bench.runfiles import probe_frame
@@ -82,7 +83,8 @@ def load_task_samples(cfg: RunConfig, registry: TaskRegistry | None = None) -> l
         raise WorkloadError(f"--limit must be at least 1 (got {cfg.limit}); leave it out to use every sample")
     loaded = []
     for task in tasks:
-        samples = task.load(cfg.split, cfg.limit, data_dir)
+        with image_root(data_dir, allow_outside=cfg.allow_outside_data):  # image paths stay in --data-dir
+            samples = task.load(cfg.split, cfg.limit, data_dir)
         split = cfg.split or task.default_split
         if not samples:
             where = f"under {data_dir}" if data_dir else "in its source"

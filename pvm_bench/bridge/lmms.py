@@ -285,15 +285,13 @@ class PvmBenchLMM(lmms):
         """(Re)write attention.parquet with every record so far (atomic replace)."""
         if self.attention_out is None or not self._frames:
             return
-        from pvm_bench.results import compact_frame
+        from pvm_bench.runfiles import write_parquet_atomic
 
         path = self.attention_out
         if self.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".parquet.tmp")
-        compact_frame(pd.concat(self._frames, ignore_index=True)).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        write_parquet_atomic(pd.concat(self._frames, ignore_index=True), path)  # unique temp name, atomic
 
 
 def register() -> None:

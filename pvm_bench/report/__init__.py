@@ -11,14 +11,18 @@ Entry points:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pvm_bench.report.rundata import ReportInputError, load_run
 from pvm_bench.report.summary import build_summary
 
+#: How long a report waits for another report of the same run to finish writing (seconds).
+REPORT_LOCK_WAIT_S = 600.0
+
 
 def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bool = False,
-                 single_file: bool | None = None) -> Path:
+                 single_file: bool | None = None, log: Callable[[str], None] | None = None) -> Path:
     """Write summary.csv, summary.md, plots/*.png and report.html for ``run_dir``.
 
     Works on partial runs (marked as such), runs without attention.parquet and runs with a single
@@ -27,20 +31,36 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     sample records yet. ``cohort_t``: the fixed-cohort length T of the decay section and plot
     (default: :func:`~pvm_bench.report.curves.suggest_cohort_t` per task). ``single_file``: the
     sample browser's records embedded in report.html or in side files
-    (:func:`pvm_bench.report.browser.render_browser`; None: by size).
+    (:func:`pvm_bench.report.browser.render_browser`; None: by size). ``log``: where to say
+    loudly that the records disagree with run.json's count (summary.md says it first too).
+
+    Reports of one run take turns (the run's report lock, ``RUN/.report.lock``), so two
+    concurrent reports never mix their files. A file that cannot be written is one
+    :class:`~pvm_bench.errors.OutputError` line (exit 3).
     """
     from pvm_bench.report.html import write_html
     from pvm_bench.report.markdown import write_summary
+    from pvm_bench.report.outputs import check_writable_dir, output_errors
     from pvm_bench.report.plots import make_plots
     from pvm_bench.report.rundata import require_samples as _require
+    from pvm_bench.runguard import REPORT_LOCK_NAME, RunLock
 
     data = load_run(Path(run_dir))
     if require_samples:
         _require(data)
-    summary = build_summary(data, cohort_t=cohort_t)
-    write_summary(data, summary)
-    plots = make_plots(data, summary, data.run_dir / "plots")
-    return write_html(data, summary, plots, single_file=single_file)
+    if data.count_problem and log is not None:
+        log(f"warning: {data.count_problem}")
+    check_writable_dir(data.run_dir, "the report")
+    with output_errors("the report into", data.run_dir):
+        lock = RunLock(data.run_dir, REPORT_LOCK_NAME).acquire(wait=REPORT_LOCK_WAIT_S)
+    try:  # another report of this run writes its whole set first; then this one writes all of its own
+        summary = build_summary(data, cohort_t=cohort_t)
+        with output_errors("the report into", data.run_dir):
+            write_summary(data, summary)
+            plots = make_plots(data, summary, data.run_dir / "plots")
+            return write_html(data, summary, plots, single_file=single_file)
+    finally:
+        lock.release()
 
 
 __all__ = ["ReportInputError", "build_report", "build_summary", "load_run"]

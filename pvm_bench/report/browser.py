@@ -148,7 +148,7 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
     thumbs: Thumbs = {}
     notes: list[str] = []
     if thumbnails:
-        thumbs, notes = load_thumbnails(data.run, {(t, s) for t, s, _ in keys}, thumb_px)
+        thumbs, notes = load_thumbnails(data.run, {(t, s) for t, s, _ in keys}, thumb_px, data.run_dir)
     if records and not curves:
         notes.append("No visual-mass curves: attention.parquet is missing or has no visual_mass rows.")
     groups = []

@@ -2,27 +2,25 @@
 
 Neither is stored per sample by the runner, so both are rebuilt here:
 
-- thumbnails: the runner does not keep images, so the tasks are re-loaded through the task
-  registry from run.json's config (tasks, split, limit, data_dir, include_paths). This is done
-  only when it is cheap and offline-safe -- tasks generated locally (``hub_id`` is None) or runs
-  that used a ``--data-dir`` -- and only when the re-loaded data has the fingerprint run.json
-  recorded; otherwise the images are omitted and a note says why;
+- thumbnails: read from ``thumbnails.json``, which the runner writes while it has the samples
+  (:mod:`pvm_bench.runmedia`); the report never re-loads a task (no plugin code runs);
 - curves: ``visual_mass`` from attention.parquet, mean over the recorded layers at each
   generated step, then averaged into at most ``points`` equal-width step bins.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pvm_bench.errors import FileFormatError
 from pvm_bench.results import KEY_COLUMNS, RunRecord
+from pvm_bench.runmedia import read_thumbnails, thumbnail_uri
+
+__all__ = ["Curves", "Thumbs", "load_thumbnails", "thumbnail_uri", "visual_mass_curves"]
 
 #: (task, sample_id) -> list of image data URIs.
 Thumbs = dict[tuple[str, str], list[str]]
@@ -30,72 +28,30 @@ Thumbs = dict[tuple[str, str], list[str]]
 Curves = dict[tuple[str, str, str, int], dict[str, list[float]]]
 
 
-def thumbnail_uri(image: Any, px: int = 96) -> str:
-    """A data URI of ``image`` (PIL) shrunk to fit ``px`` x ``px``: PNG or JPEG, whichever is
-    smaller (flat synthetic images compress best as PNG, photos as JPEG)."""
-    img = image.convert("RGB")
-    img.thumbnail((px, px))
-    encoded = []
-    for fmt, mime, kwargs in (("PNG", "image/png", {}), ("JPEG", "image/jpeg", {"quality": 75})):
-        buf = io.BytesIO()
-        img.save(buf, format=fmt, **kwargs)
-        encoded.append((len(buf.getvalue()), mime, buf.getvalue()))
-    _, mime, raw = min(encoded, key=lambda e: e[0])
-    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
-
-
-def load_thumbnails(run: RunRecord | None, wanted: Iterable[tuple[str, str]], px: int = 96) -> tuple[Thumbs, list[str]]:
-    """Thumbnails for the (task, sample_id) pairs in ``wanted``, and notes on what was omitted.
-
-    Never raises for a task that cannot be re-loaded: that task's images are left out and a note
-    names the task and the reason.
-    """
+def load_thumbnails(run: RunRecord | None, wanted: Iterable[tuple[str, str]], px: int = 96,
+                    run_dir: Path | None = None) -> tuple[Thumbs, list[str]]:
+    """Thumbnails for the (task, sample_id) pairs in ``wanted`` from the run's
+    ``thumbnails.json`` (written at run time, :mod:`pvm_bench.runmedia`), and notes on what was
+    omitted. Never loads a task nor reads an image file: a report executes nothing from the run.
+    ``px`` is kept for the caller's signature; the run decides the thumbnail size."""
     wanted = set(wanted)
-    if not wanted:
+    if not wanted or run_dir is None:
         return {}, []
-    if run is None or not run.config.get("tasks"):
-        return {}, ["Images not shown: run.json (with the run's task config) is missing."]
-    from pvm_bench.errors import UserError
-    from pvm_bench.tasks import get_registry
-
-    cfg = run.config
-    data_dir = Path(cfg["data_dir"]) if cfg.get("data_dir") else None
-    notes: list[str] = []
     try:
-        tasks = get_registry(cfg.get("include_paths") or []).resolve(cfg["tasks"])
-    except (UserError, OSError, ImportError) as exc:
-        reason = str(exc).split(";")[0][:200]  # the registry appends the list of every known task
-        return {}, [f"Images not shown: the run's tasks cannot be re-loaded ({reason})."]
+        stored = read_thumbnails(run_dir)
+    except FileFormatError as exc:
+        return {}, [f"Images not shown: {exc}"]
+    if stored is None:
+        return {}, ["Images not shown: the run has no thumbnails.json (runs made by an older pvm-bench)."]
     thumbs: Thumbs = {}
-    needed = {t for t, _ in wanted}
-    for task in tasks:
-        if task.name not in needed:
+    notes: list[str] = []
+    for task in sorted({t for t, _ in wanted}):
+        entry = stored.tasks.get(task)
+        if entry is None:
             continue
-        if task.hub_id and data_dir is None:
-            notes.append(f"Images of task '{task.name}' not shown: its data comes from the Hugging Face hub and "
-                         "the runner does not store images (runs with --data-dir get thumbnails).")
-            continue
-        try:
-            samples = task.load(cfg.get("split"), cfg.get("limit"), data_dir)
-        except Exception as exc:  # a task's loader may fail in many ways; the report must still be written
-            notes.append(f"Images of task '{task.name}' not shown: re-loading its data failed "
-                         f"({type(exc).__name__}: {exc}).")
-            continue
-        recorded = (run.datasets.get(task.name) or {}).get("fingerprint")
-        if recorded and task.fingerprint(samples) != recorded:
-            notes.append(f"Images of task '{task.name}' not shown: its data changed since the run "
-                         "(dataset fingerprint differs from run.json).")
-            continue
-        bad = 0
-        for sample in samples:
-            if (task.name, sample.id) not in wanted or not sample.images:
-                continue
-            try:
-                thumbs[(task.name, sample.id)] = [thumbnail_uri(img.load(), px) for img in sample.images]
-            except Exception:  # a corrupt image: the runner scored it as an error already
-                bad += 1
-        if bad:
-            notes.append(f"{bad} sample(s) of task '{task.name}' have images that cannot be decoded.")
+        if entry.note:
+            notes.append(entry.note)
+        thumbs.update({(task, sid): uris for sid, uris in entry.images.items() if (task, sid) in wanted})
     return thumbs, notes
 
 

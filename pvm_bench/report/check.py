@@ -4,7 +4,7 @@ Baseline file (JSON, ``"format": "pvm-bench-baseline"``, ``"version": 2``; versi
 have no per-unit scores, are still read)::
 
     {"format": "pvm-bench-baseline", "version": 2, "created_at": "...",
-     "source": {"run_id", "status", "model", "adapter", "git", "seed", "config"},
+     "source": {"run_id", "status", "model", "adapter", "git", "seed", "config", "datasets"},
      "metrics": [{"task", "variant", "metric", "band", "t", "stat": "value" | "diff_vs_base",
                   "value", "ci_low", "ci_high", "n", "higher_is_better"}, ...],
      "units": {"task|variant|metric": {"stratum": {"unit": value, ...}, ...}, ...},
@@ -24,8 +24,10 @@ A metric fails (status ``worse``) when
 - the drop is significant when paired unit by unit with the baseline's stored units
   (McNemar for 0/1 units, else a sign-flip test; p < ``alpha``, default 0.05).
 
-Missing metrics and (unless allowed) a partial run fail. Notes say when the model or adapter
-fingerprint, or the run settings, differ from the baseline's.
+Missing metrics and (unless allowed) a partial run fail; so do a run whose records disagree with
+its run.json count and (unless ``allow_data_change``) a task whose data fingerprint differs from
+``source.datasets``. Notes say when the model or adapter fingerprint, or the run settings, differ
+from the baseline's. The file is validated by :mod:`pvm_bench.report.baseline_schema`.
 """
 
 from __future__ import annotations
@@ -38,15 +40,16 @@ from typing import Any
 
 import pandas as pd
 
+from pvm_bench.report.baseline_schema import BASELINE_FORMAT, validate_baseline
 from pvm_bench.report.estimate import Groups, grouped_paired
+from pvm_bench.report.mdtext import md_escape
+from pvm_bench.report.outputs import make_parent, write_output
 from pvm_bench.report.rundata import ReportInputError, load_run
 from pvm_bench.report.summary import Summary, build_summary
 from pvm_bench.report.views import finite, to_markdown
-from pvm_bench.results import atomic_write_text, utc_now
+from pvm_bench.results import utc_now
 
-BASELINE_FORMAT = "pvm-bench-baseline"
 BASELINE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 ABS_FLOOR = 1e-6
 REL_FLOOR = 0.01
 """Tolerance floor: 1% of the baseline value (a zero-width CI must not make a check flaky)."""
@@ -93,6 +96,8 @@ def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Pa
             f"{data.run_dir} is a partial run (status: {data.status}); finish or resume it, "
             "or pass --allow-partial to write a baseline from it anyway"
         )
+    if data.count_problem and not allow_partial:
+        raise ReportInputError(f"{data.run_dir}: {data.count_problem}; or pass --allow-partial")
     summary = build_summary(data)
     run = data.run
     s = data.samples
@@ -104,7 +109,7 @@ def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Pa
             "run_id": data.run_id, "status": data.status,
             "model": run.model if run else {}, "adapter": run.adapter if run else None,
             "git": run.git if run else {}, "seed": run.seed if run else None,
-            "config": run.config if run else {},
+            "config": run.config if run else {}, "datasets": run.datasets if run else {},
         },
         "metrics": baseline_metrics(summary),
         "units": _units_json(summary.groups),
@@ -113,10 +118,12 @@ def write_baseline(run_dir: Path, path: Path, allow_partial: bool = False) -> Pa
             for t, v, i, r, x in zip(s["task"], s["variant"], s["sample_id"], s["repeat"], s["score"])
         ] if len(s) else [],
     }
+    if not doc["metrics"]:
+        raise ReportInputError(f"{data.run_dir} has no gated metrics (no scored samples), so a baseline from it would "
+                               "pass any run; make the baseline from a run with scored samples")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, _dump_baseline(doc))
-    return path
+    make_parent(path, "the baseline")
+    return write_output(path, _dump_baseline(doc), what="the baseline")
 
 
 def _dump_baseline(doc: dict[str, Any]) -> str:
@@ -134,20 +141,9 @@ def _dump_baseline(doc: dict[str, Any]) -> str:
     return text
 
 
-def _number(entry: dict[str, Any], key: str, where: str, optional: bool = False) -> None:
-    x = entry.get(key)
-    if optional and x is None:
-        return
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
-        raise ReportInputError(
-            f"{where}: {key} must be a finite number, got {json.dumps(x)}; fix the entry or regenerate the "
-            "baseline with `pvm-bench baseline RUN_DIR -o FILE`"
-        )
-
-
 def load_baseline(path: Path) -> dict[str, Any]:
-    """Read and validate a baseline file; :class:`ReportInputError` names the file, the bad entry
-    and the fix (NaN, infinite or non-numeric values are refused)."""
+    """Read a baseline file and validate it against :mod:`pvm_bench.report.baseline_schema`;
+    :class:`ReportInputError` names the file, the bad entry and the fix."""
     path = Path(path)
     fix = f"create one with `pvm-bench baseline RUN_DIR -o {path}`"
     if not path.is_file():
@@ -156,31 +152,7 @@ def load_baseline(path: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReportInputError(f"baseline file {path} is not valid JSON ({exc}); {fix}") from exc
-    if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
-        raise ReportInputError(f"{path} is not a pvm-bench baseline (no \"format\": \"{BASELINE_FORMAT}\"); {fix}")
-    if doc.get("version") not in READABLE_VERSIONS:
-        raise ReportInputError(
-            f"{path} has baseline version {doc.get('version')!r}, this pvm-bench reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}; regenerate it with `pvm-bench baseline RUN_DIR -o {path}`"
-        )
-    metrics = doc.get("metrics")
-    needed = {"task", "variant", "metric", "value"}
-    if not isinstance(metrics, list) or not all(isinstance(m, dict) and needed <= m.keys() for m in metrics):
-        raise ReportInputError(f"{path}: \"metrics\" must be a list of objects with {sorted(needed)}; {fix}")
-    for i, m in enumerate(metrics):
-        where = f"{path}: metrics[{i}] ({m['task']}/{m['variant']}/{m['metric']})"
-        _number(m, "value", where)
-        _number(m, "ci_low", where, optional=True)
-        _number(m, "ci_high", where, optional=True)
-    units = doc.get("units") or {}
-    for key, groups in units.items() if isinstance(units, dict) else []:
-        for _g, values in groups.items() if isinstance(groups, dict) else []:
-            bad = [u for u, v in values.items() if isinstance(v, bool) or not isinstance(v, (int, float))
-                   or not math.isfinite(float(v))] if isinstance(values, dict) else ["(not an object)"]
-            if bad:
-                raise ReportInputError(f"{path}: units[{key!r}] has a non-finite or non-numeric value for "
-                                       f"{bad[0]!r}; {fix}")
-    return doc
+    return validate_baseline(doc, path)
 
 
 def default_tolerance(entry: dict[str, Any]) -> float:
@@ -226,7 +198,7 @@ class CheckResult:
         for c in ("baseline", "current", "delta", "tolerance", "p_value"):
             spec = "+.4f" if c == "delta" else ".4f"
             shown[c] = shown[c].map(lambda x, spec=spec: format(x, spec) if finite(x) else "–")
-        notes = "".join(f"- {n}\n" for n in self.notes)
+        notes = "".join(f"- {md_escape(n)}\n" for n in self.notes)
         return f"**check: {head}**\n\n{notes}\n{to_markdown(shown)}"
 
 
@@ -263,6 +235,21 @@ def fingerprint_notes(run: Any, source: dict[str, Any]) -> list[str]:
     return notes
 
 
+def data_differences(run: Any, source: dict[str, Any]) -> tuple[list[str], str | None]:
+    """``(["task: fingerprint run X vs baseline Y", ...], note)``: the tasks whose data fingerprint
+    differs from the baseline's; ``note`` when the baseline records no fingerprints (older files)."""
+    have = (run.datasets if run else None) or {}
+    want = source.get("datasets")
+    if want is None:
+        return [], "the baseline records no data fingerprints (made by an older pvm-bench): the data was not compared"
+    out = []
+    for task, info in sorted(want.items()):
+        a, b = ((have.get(task) or {}).get("fingerprint"), (info or {}).get("fingerprint"))
+        if a and b and a != b:
+            out.append(f"task {task}: fingerprint run {a} vs baseline {b}")
+    return out, None
+
+
 def _key(m: dict[str, Any]) -> MetricKey:
     return (str(m["task"]), str(m["variant"]), str(m["metric"]), str(m.get("band") or ""), _t(m.get("t")),
             str(m.get("stat") or ("diff_vs_base" if m["metric"] == "diff_vs_base" else "value")))
@@ -297,13 +284,16 @@ def check(
     tolerance: float | dict[str, float] | None = None,
     allow_partial: bool = False,
     alpha: float = ALPHA,
+    allow_data_change: bool = False,
 ) -> CheckResult:
     """Compare ``run_dir`` with a baseline (a file path or an already loaded dict).
 
     ``tolerance``: None -> per-metric default (:func:`default_tolerance`); a float -> that
     absolute tolerance for every metric; a dict -> per metric name, others default. ``alpha``:
     level of the paired test against the baseline's units (0: tolerance only). A partial run fails unless
-    ``allow_partial``. Raises :class:`ReportInputError` on bad input (NaN tolerance included).
+    ``allow_partial``; a run whose records disagree with run.json's count fails; a task whose data
+    fingerprint differs from the baseline's fails unless ``allow_data_change``. Raises
+    :class:`ReportInputError` on bad input (NaN tolerance included).
     """
     validate_tolerance(tolerance)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
@@ -356,7 +346,17 @@ def check(
     if data.partial:
         notes.append(f"run status is {data.status!r} (partial)" + ("" if allow_partial else ": counts as a failure"))
         passed = passed and allow_partial
-    src = doc.get("source", {})
+    if data.count_problem:
+        notes.append(data.count_problem + ": counts as a failure")
+        passed = False
+    src = doc.get("source") or {}
+    changed, unknown = data_differences(data.run, src)
+    if changed:
+        verdict = "" if allow_data_change else ": counts as a failure (pass --allow-data-change to compare anyway)"
+        notes.append("data differs from the baseline's, so other samples are compared: " + "; ".join(changed) + verdict)
+        passed = passed and allow_data_change
+    if unknown:
+        notes.append(unknown)
     if src.get("run_id"):
         notes.append(f"baseline from run {src.get('run_id')} ({doc.get('created_at', '?')})")
     notes.extend(fingerprint_notes(data.run, src))
@@ -365,6 +365,4 @@ def check(
         notes.append("settings differ from the baseline's, so different samples or decoding are compared: " + "; ".join(diffs))
     if doc.get("version") == 1 or not doc.get("units"):
         notes.append("baseline has no per-unit scores (version 1): only the tolerance is checked, no paired test")
-    if not doc["metrics"]:
-        notes.append("baseline has no metrics: nothing was compared")
     return CheckResult(bool(passed), table, data.run_dir, baseline_path, notes)

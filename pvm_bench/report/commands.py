@@ -1,7 +1,9 @@
 """CLI commands of the report layer: ``report``, ``compare``, ``check``, ``baseline``.
 
 :func:`register` adds them to a typer app (pvm_bench/cli.py calls it). Exit codes: 0 success /
-check passed, 1 check failed, 2 bad input (one ``error:`` line naming the file and the fix).
+check passed, 1 check failed (a regression), 2 bad input (one ``error:`` line naming the file and
+the fix), 3 an output that cannot be written (read-only, missing folder, a directory in the way;
+:mod:`pvm_bench.report.outputs`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def report_command(
 
     if cohort is not None and cohort < 2:
         raise ReportInputError(f"--cohort {cohort}: T must be a number of generated tokens >= 2 (e.g. --cohort 64)")
-    html = build_report(run_dir, cohort_t=cohort, require_samples=True, single_file=single_file)
+    html = build_report(run_dir, cohort_t=cohort, require_samples=True, single_file=single_file,
+                        log=lambda line: out.print(line, style="bold red", highlight=False, markup=False))
     out.print(f"report: {html}", highlight=False)
     out.print(f"summary: {html.parent / 'summary.md'}", highlight=False)
 
@@ -86,15 +89,16 @@ def compare_command(
         md_path, csv_path = output.with_suffix(".md"), output.with_suffix(".csv")
     else:
         md_path, csv_path = output / "compare.md", output / "compare.csv"
-    md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(md, encoding="utf-8")
-    result.table.to_csv(csv_path, index=False)
-    board_path = csv_path.with_name(csv_path.stem + "_leaderboard.csv")  # compare_leaderboard.csv
-    result.leaderboard.to_csv(board_path, index=False)
     from pvm_bench.report.compare_html import render_compare_html
+    from pvm_bench.report.outputs import make_parent, write_output
 
+    make_parent(md_path, "the comparison")
+    write_output(md_path, md, what="the comparison")
+    write_output(csv_path, result.table.to_csv(index=False), what="the comparison")
+    board_path = csv_path.with_name(csv_path.stem + "_leaderboard.csv")  # compare_leaderboard.csv
+    write_output(board_path, result.leaderboard.to_csv(index=False), what="the leaderboard")
     html_path = md_path.with_suffix(".html")
-    html_path.write_text(render_compare_html(result), encoding="utf-8")
+    write_output(html_path, render_compare_html(result), what="the comparison")
     out.print(f"compare: {md_path}, {html_path}, {csv_path} and {board_path}", highlight=False)
 
 
@@ -106,6 +110,9 @@ def check_command(
         typer.Option(help="Absolute tolerance for every metric (default: each baseline value's 95% CI half-width)."),
     ] = None,
     allow_partial: Annotated[bool, typer.Option(help="Do not fail because the run is partial.")] = False,
+    allow_data_change: Annotated[
+        bool, typer.Option(help="Do not fail because a task's data fingerprint differs from the baseline's.")
+    ] = False,
     alpha: Annotated[
         float, typer.Option(help="Fail on a paired drop vs the baseline's per-sample scores with p below this (0: off).")
     ] = 0.05,
@@ -117,7 +124,8 @@ def check_command(
     (or is better), 1 otherwise, 2 on bad input."""
     from pvm_bench.report.check import check
 
-    result = check(run_dir, baseline, tolerance=tolerance, allow_partial=allow_partial, alpha=alpha)
+    result = check(run_dir, baseline, tolerance=tolerance, allow_partial=allow_partial, alpha=alpha,
+                   allow_data_change=allow_data_change)
     table = Table("task", "variant", "metric", "baseline", "current", "Δ", "tolerance", "p", "status",
                   title=f"pvm-bench check: {run_dir} vs {baseline}")
     rows = result.table
@@ -137,9 +145,10 @@ def check_command(
     Console(width=max(out.width, 132)).print(table)  # CI logs default to 80 columns
     for note in result.notes:
         out.print(f"note: {note}", highlight=False, markup=False)
-    if markdown is not None:
-        with open(markdown, "a", encoding="utf-8") as fh:
-            fh.write(result.to_markdown() + "\n")
+    if markdown is not None:  # a failed write is exit 3, never the regression code 1 nor a PASS
+        from pvm_bench.report.outputs import write_output
+
+        write_output(markdown, result.to_markdown() + "\n", what="the check summary", append=True)
     if result.passed:
         out.print("[bold green]check: PASS[/]")
         return

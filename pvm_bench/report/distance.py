@@ -34,8 +34,8 @@ BAND_PREFIX = "dist:"
 
 def distance_keys(data: RunData, infos: dict[str, TaskInfo] | None = None) -> dict[str, tuple[str, str]]:
     """``{task: (metadata key, label)}`` for the run's tasks that declare a distance
-    (``Task.distance_key``, label ``Task.distance_label`` or the key), looked up in the task
-    registry with the run's include paths. Tasks that are gone or declare none are left out."""
+    (``Task.distance_key``, label ``Task.distance_label`` or the key), read from the run's tasks.json
+    (:func:`~pvm_bench.report.rows.task_infos`). Tasks that declare none are left out."""
     infos = task_infos(data) if infos is None else infos
     return {t: (i.distance_key, i.distance_label or i.distance_key) for t, i in infos.items() if i.distance_key}
 

@@ -10,6 +10,7 @@ import pandas as pd
 from pvm_bench.report.decay import DECAY_NOTE
 from pvm_bench.report.dependence import NOTE as DEPENDENCE_NOTE
 from pvm_bench.report.dependence import dependence_view
+from pvm_bench.report.mdtext import md_escape
 from pvm_bench.report.paper import paper_note, paper_view
 from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
 from pvm_bench.report.per_image import image_view
@@ -59,15 +60,19 @@ def run_meta(data: RunData) -> dict[str, str]:
 
 def render_markdown(data: RunData, summary: Summary) -> str:
     """summary.md: run header, partial-run warning, notes, and the readable tables."""
-    parts = [f"# pvm-bench summary: {data.run_id}\n"]
+    parts = [f"# pvm-bench summary: {md_escape(data.run_id)}\n"]
+    if data.count_problem:
+        parts.append(f"> **{md_escape(data.count_problem)}**\n")
     if data.partial:
-        parts.append(f"> **PARTIAL RUN** (status: {data.status}). Numbers cover only the samples written so far.\n")
-    parts.append("\n".join(f"- **{k}**: {v}" for k, v in run_meta(data).items()) + "\n")
+        parts.append(f"> **PARTIAL RUN** (status: {md_escape(data.status)}). "
+                     "Numbers cover only the samples written so far.\n")
+    parts.append("\n".join(f"- **{k}**: {md_escape(v)}" for k, v in run_meta(data).items()) + "\n")
     note = base_note(data)
     if note:
-        parts.append(f"> **baseline**: {note}\n")
+        parts.append(f"> **baseline**: {md_escape(note)}\n")
     for w in data.warnings:
-        parts.append(f"> note: {w}\n")
+        if w != data.count_problem:
+            parts.append(f"> note: {md_escape(w)}\n")
     rows, variants = summary.rows, data.variants
     if rows.empty:
         parts.append("\n_No samples or attention records yet._\n")
@@ -76,11 +81,11 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     parts.append(METRICS_NOTE + "\n\n")
     parts.append(to_markdown(metrics_view(rows, variants)))
     for line in comparability_notes(summary):
-        parts.append(f"\n> **not comparable**: {line}\n")
+        parts.append(f"\n> **not comparable**: {md_escape(line)}\n")
     missing = missing_attention_note(data) if len(data.samples) else None
     sections: list[tuple[str, str, pd.DataFrame, str | None]] = [  # (heading, note, table, line when it is empty)
         ("Accuracy by output length (n_generated bucket: accuracy (n))", "", length_view(rows, variants), None),
-        *((f"Accuracy by {label}", DISTANCE_NOTE, view, None)
+        *((f"Accuracy by {md_escape(label)}", DISTANCE_NOTE, view, None)
           for label, view in distance_views(rows, variants, distance_labels(summary.tasks))),
         ("Score flags (share of records)", FLAGS_NOTE, flags_view(rows, variants), None),
         ("Visual-attention decay: visual_mass ≈ a + b/(c + t)", DECAY_NOTE,

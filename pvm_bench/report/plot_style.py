@@ -21,9 +21,19 @@ def setup_style() -> None:
 
 
 def save_figure(fig: Any, out: Path) -> Path:
-    """Write ``fig`` to ``out`` as PNG at :data:`DPI` and close it (pyplot keeps open figures alive)."""
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    """Write ``fig`` to ``out`` as PNG at :data:`DPI` and close it (pyplot keeps open figures alive).
+    The file is written atomically through :func:`pvm_bench.results.atomic_write_bytes` (unique temp
+    name, never through a symlink)."""
+    import io
+
+    from pvm_bench.results import atomic_write_bytes
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(Path(out), buf.getvalue())
     return out
 
 

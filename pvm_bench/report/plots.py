@@ -39,6 +39,7 @@ from pvm_bench.report.plots_per_image import CAPTION as PER_IMAGE_CAPTION
 from pvm_bench.report.plots_per_image import plot_per_image
 from pvm_bench.report.stats import SMALL_N, MeanCI, accuracy_ci
 from pvm_bench.report.summary import RunData, Summary, length_buckets
+from pvm_bench.safeio import ensure_dir
 
 __all__ = [
     "CAPTIONS", "DPI", "distance_keys", "make_plots", "plot_accuracy_vs_distance", "plot_accuracy_vs_length",
@@ -230,7 +231,7 @@ def make_plots(
     ``distance``: ``{task: (metadata key, label)}`` for :func:`plot_accuracy_vs_distance`
     (default: the tasks' declared ``distance_key``, see :func:`distance_keys`).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)  # refuses RUN/plots when it is a symlink out of the run directory
     variants = data.variants
     # Ablated V+blind:after=K variants have their own plot (visual_dependence); their attention
     # is trivially 0 after K, so the decay plots show the un-ablated variants only.

@@ -82,7 +82,7 @@ def row(task: str, variant: str, metric: str, value: float, **kw: Any) -> dict[s
 @dataclass
 class TaskInfo:
     """What the report knows about a task of the run: its declared metrics, the headline, and a
-    comparability note. Tasks no longer in the registry fall back to the default accuracy."""
+    comparability note (read from the run's tasks.json, see :func:`task_infos`)."""
 
     name: str
     metrics: list[Metric]
@@ -94,32 +94,50 @@ class TaskInfo:
     distance_label: str = ""
 
 
-@functools.lru_cache(maxsize=8)
-def _registry(include_paths: tuple[str, ...]) -> dict[str, Task]:
+@functools.lru_cache(maxsize=1)
+def _builtin_tasks() -> dict[str, Task]:
+    """The package's built-in tasks (package code; never a run's plugins nor entry points)."""
     from pvm_bench.tasks import get_registry
 
-    for paths in (include_paths, ()) if include_paths else ((),):
-        try:
-            return dict(get_registry(include_paths=paths).tasks)
-        except Exception:  # a moved include path or a broken plugin: report with the defaults
-            continue
-    return {}
+    return dict(get_registry(entry_points=False).tasks)
+
+
+def _info_from_task(task: Task) -> TaskInfo:
+    key = getattr(task, "distance_key", None)
+    return TaskInfo(task.name, task.metrics(), task.headline_metric().name, task.comparability_note,
+                    distance_key=str(key) if key else None,
+                    distance_label=str(getattr(task, "distance_label", "") or ""))
 
 
 def task_infos(data: RunData) -> dict[str, TaskInfo]:
-    """A :class:`TaskInfo` per task of the run (registry lookup with the run's include paths; a
-    task the registry cannot provide is reported with the default ``accuracy`` metric)."""
-    tasks = _registry(tuple(str(p) for p in data.include_paths))
+    """A :class:`TaskInfo` per task of the run, from the run's ``tasks.json`` (data written at run
+    time, :mod:`pvm_bench.taskmeta`): reading a run never imports its plugins. A run without
+    tasks.json (made before it existed) uses the package's built-in tasks; any other task is
+    reported with the default ``accuracy`` metric and a note in ``data.warnings``."""
+    from pvm_bench.taskmeta import read_task_file, spec_metrics
+
+    stored = read_task_file(data.run_dir)
     out: dict[str, TaskInfo] = {}
     for name in data.tasks:
-        task = tasks.get(name)
-        if task is None:
-            out[name] = TaskInfo(name, [Metric("accuracy")], "accuracy")
+        spec = stored.tasks.get(name) if stored is not None else None
+        if spec is not None:
+            metrics, warnings = spec_metrics(spec)
+            for w in warnings:
+                if w not in data.warnings:
+                    data.warnings.append(w)
+            headline = spec.headline if any(m.name == spec.headline for m in metrics) else None
+            metrics = metrics or [Metric("accuracy")]
+            out[name] = TaskInfo(name, metrics, headline or metrics[0].name, spec.comparability_note,
+                                 distance_key=spec.distance_key, distance_label=spec.distance_label)
+        elif stored is None and name in _builtin_tasks():
+            out[name] = _info_from_task(_builtin_tasks()[name])
         else:
-            key = getattr(task, "distance_key", None)
-            out[name] = TaskInfo(name, task.metrics(), task.headline_metric().name, task.comparability_note,
-                                 distance_key=str(key) if key else None,
-                                 distance_label=str(getattr(task, "distance_label", "") or ""))
+            note = (f"task {name}: not described in the run's tasks.json" if stored is not None else
+                    f"task {name}: the run has no tasks.json (made by an older pvm-bench) and {name} is not built in")
+            note += "; reported with the default accuracy metric"
+            if note not in data.warnings:
+                data.warnings.append(note)
+            out[name] = TaskInfo(name, [Metric("accuracy")], "accuracy")
     return out
 
 

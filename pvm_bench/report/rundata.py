@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyarrow import ArrowException
 
@@ -36,6 +37,8 @@ SAMPLE_COLUMNS = [
 #: ``sub_scores`` (dict of floats), ``score_details`` (the scorer's other details).
 TYPED_COLUMNS = ["metadata", "extractor", "score_flags", "sub_scores", "score_details"]
 ATTENTION_KEYS = ("variant", "task", "sample_id", "repeat", "step")
+#: Attention columns that must be numbers (a file holding text there is refused with a warning).
+NUMERIC_ATTENTION = ("repeat", "step", "layer", "visual_mass", "visual_mass_norm", "sink_mass", "entropy")
 
 
 @dataclass
@@ -50,6 +53,9 @@ class RunData:
     attention: pd.DataFrame | None
     warnings: list[str] = field(default_factory=list)
     records: list[SampleRecord] = field(default_factory=list, repr=False)
+    #: Why the records read disagree with run.json's count (None: they agree, or run.json has no
+    #: count yet). The report shows it first; ``check`` fails and ``baseline`` refuses on it.
+    count_problem: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -85,10 +91,6 @@ class RunData:
             names |= set(self.attention["task"].unique())
         return sorted(names)
 
-    @property
-    def include_paths(self) -> list[str]:
-        """The run's ``--include-path`` folders (to find its tasks' metric declarations)."""
-        return list((self.run.config or {}).get("include_paths") or []) if self.run else []
 
 
 def _sample_row(d: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +145,21 @@ def load_run(run_dir: Path | str) -> RunData:
         samples["truncated"] = samples["truncated"].astype(bool)
         samples["tokens_per_s"] = samples["tokens_per_s"].astype(float)
     attention = read_attention(run_dir, samples, warn)
-    return RunData(run_dir, run, samples, attention, warn, records)
+    problem = count_problem(run, len(records), samples_path)
+    if problem:
+        warn.insert(0, problem)
+    return RunData(run_dir, run, samples, attention, warn, records, problem)
+
+
+def count_problem(run: RunRecord | None, n_read: int, samples_path: Path) -> str | None:
+    """A loud sentence when run.json's record count (written when the run stopped) differs from
+    the records read (a cut last line, a truncated or edited samples.jsonl); else None."""
+    counted = (run.counts or {}).get("samples") if run and run.status != "running" else None  # running: stale count
+    if counted is None or counted == n_read:
+        return None
+    return (f"RECORD COUNT MISMATCH: run.json counts {counted} records but {samples_path.name} holds {n_read} "
+            "readable ones (a cut or edited line?); these numbers do not cover the whole run -- restore the file "
+            "or resume the run (`pvm-bench run --resume RUN_DIR` redoes missing samples)")
 
 
 def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.DataFrame | None:
@@ -159,7 +175,7 @@ def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.
     frames: list[pd.DataFrame] = []
     for i, path in enumerate(([merged] if merged.exists() else []) + parts):
         try:
-            frames.append(_read_attention_file(path).assign(_file=i))
+            frames.append(_read_attention_file(path, warn).assign(_file=i))
         except (OSError, ValueError, KeyError, ArrowException) as exc:  # a torn or foreign file
             name = path.name if path == merged else f"attention/{path.name}"
             warn.append(f"{name} unreadable ({exc.__class__.__name__}: {exc}); its attention records are left out")
@@ -181,7 +197,7 @@ def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.
     return frame.drop(columns="_file").reset_index(drop=True)
 
 
-def _read_attention_file(path: Path) -> pd.DataFrame:
+def _read_attention_file(path: Path, warn: list[str]) -> pd.DataFrame:
     """Scalar columns of one attention parquet (list columns such as per-head masses are skipped).
 
     Rows without a ``layer`` or ``visual_mass`` (step-only probes merged in by the runner) are
@@ -194,8 +210,19 @@ def _read_attention_file(path: Path) -> pd.DataFrame:
     missing = [k for k in ATTENTION_KEYS if k not in schema.names]
     if missing:
         raise ValueError(f"missing columns {missing}")
+    for f in schema:  # a foreign or edited file: numbers stored as text would fail deep in the decay code
+        numeric = pat.is_integer(f.type) or pat.is_floating(f.type) or pat.is_null(f.type)
+        if f.name in NUMERIC_ATTENTION and not numeric:
+            raise ValueError(f"column {f.name!r} holds {f.type} values, not numbers")
     cols = [f.name for f in schema if not pat.is_nested(f.type)]
     frame = pd.read_parquet(path, columns=cols)
+    measures = [c for c in frame.columns if c not in ATTENTION_KEYS and pd.api.types.is_float_dtype(frame[c])]
+    bad = ~np.isfinite(frame[measures].to_numpy(dtype=float)) & frame[measures].notna().to_numpy()
+    if bad.any():  # inf never comes from a softmax; NaN is "not measured" and is left out downstream
+        frame[measures] = frame[measures].mask(pd.DataFrame(bad, index=frame.index, columns=measures))
+        where = ", ".join(sorted(np.array(measures)[bad.any(0)]))
+        warn.append(f"{path.name}: {int(bad.sum())} infinite value(s) in {where} left out "
+                    "(attention masses are finite)")
     frame = frame.dropna(subset=["step"])
     frame["step"] = frame["step"].astype(int)
     frame["repeat"] = frame["repeat"].astype(int)

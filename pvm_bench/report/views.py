@@ -16,6 +16,7 @@ import pandas as pd
 from pvm_bench.report.decay import layer_span
 from pvm_bench.report.distance import BAND_PREFIX, band_low
 from pvm_bench.report.fit import FIXED_POSITIONS
+from pvm_bench.report.mdtext import md_escape
 from pvm_bench.report.rows import MACRO, POOLED, TaskInfo, length_buckets
 from pvm_bench.report.stats import SMALL_N
 
@@ -83,11 +84,12 @@ def mark(n: Any) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (no tabulate dependency); ``|`` in cells is escaped."""
+    """A GitHub-flavoured markdown table (no tabulate dependency); every header and cell goes
+    through :func:`~pvm_bench.report.mdtext.md_escape` (no raw HTML, ``|`` escaped)."""
     if df.empty:
         return "_(no data)_\n"
-    cells = [[str(c).replace("|", "\\|") for c in df.columns]]
-    cells += [[str(v).replace("|", "\\|").replace("\n", " ") for v in row] for row in df.itertuples(index=False)]
+    cells = [[md_escape(c) for c in df.columns]]
+    cells += [[md_escape(v) for v in row] for row in df.itertuples(index=False)]
     lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in cells[0]) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
     return "\n".join(lines) + "\n"

@@ -113,7 +113,7 @@ def test_disk_full_writing_run_json_leaves_no_temp_file(tmp_path: Path, monkeypa
 
     target = tmp_path / "run.json"
     target.write_text("old\n")
-    _fail_writes_to(".run.json.tmp", 0, monkeypatch, short=True)
+    _fail_writes_to(".tmp", 0, monkeypatch, short=True)  # the temp file beside run.json (a unique name)
     with pytest.raises(DiskFullError, match="disk full writing .*run.json"):
         atomic_write_text(target, "x" * 10_000)
     monkeypatch.undo()
@@ -169,7 +169,7 @@ def test_disk_full_while_writing_the_report_is_one_line(env, monkeypatch: pytest
     monkeypatch.setattr(pd.DataFrame, "to_csv", full)
     code, output = env.cli("report", str(run))
     errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(errors) == 1 and "Traceback" not in output, output
+    assert code == 3 and len(errors) == 1 and "Traceback" not in output, output  # 3: an output I/O error
     assert "disk full writing" in errors[0] and "free space" in errors[0]
 
 

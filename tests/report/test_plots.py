@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_synth import write_distance_plugin
+from report_synth import describe_tasks, write_distance_plugin
 
 from pvm_bench.report import build_summary, load_run
 from pvm_bench.report.distance import distance_groups as _distance_groups
@@ -69,10 +69,10 @@ def test_distance_groups_values_or_equal_count_bins() -> None:
 def test_distance_keys_come_from_the_task_declaration(make_run: Callable[..., Path], tmp_path: Path) -> None:
     plugins = write_distance_plugin(tmp_path)
     run = make_run(tasks=("colour",), n_samples=6, max_len=60)
+    describe_tasks(run, [str(plugins)], {"colour": {f"colour-{i}": {} for i in range(6)}})
     data = load_run(run)
-    data.run.config["include_paths"] = [str(plugins)]  # type: ignore[union-attr]
     assert distance_keys(data) == {"colour": ("n_filler", "N (filler numbers)")}
-    data.run.config["include_paths"] = []  # type: ignore[union-attr]
+    (run / "tasks.json").unlink()
     assert distance_keys(data) == {}  # the built-in "colour" name does not exist: no distance, no error
     assert plot_accuracy_vs_distance(data, data.variants, tmp_path / "d.png") is None
 

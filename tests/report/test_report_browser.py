@@ -16,6 +16,7 @@ from pvm_bench.report.browser import build_browser_data, natural_key, render_bro
 from pvm_bench.report.browser_media import visual_mass_curves
 from pvm_bench.report.summary import load_run
 from pvm_bench.results import ScoreDetail
+from pvm_bench.runmedia import write_thumbnails
 from pvm_bench.tasks import get_registry
 
 
@@ -96,28 +97,39 @@ def test_curve_is_the_layer_mean_binned_to_at_most_64_points() -> None:
     assert visual_mass_curves(None) == {}
 
 
-def test_thumbnails_reload_a_locally_generated_task(tmp_path: Path) -> None:
+def test_thumbnails_are_read_from_the_run_not_reloaded(tmp_path: Path) -> None:
+    """The runner writes thumbnails.json; the report embeds them and never re-loads the task."""
     task = get_registry().resolve(["swatch_recall"])[0]
     samples = task.load("test", 2, None)
     recs = [record(v, s.id, 1.0, task="swatch_recall") for s in samples for v in ("base", "pvm")]
     config = {"tasks": ["swatch_recall"], "split": "test", "limit": 2}
-    run = write_records(tmp_path / "ok", recs, config=config,
-                        datasets={"swatch_recall": {"fingerprint": task.fingerprint(samples)}})
+    run = write_records(tmp_path / "ok", recs, config=config)
+    write_thumbnails(run, [(task, samples)], {"swatch_recall": task.fingerprint(samples)})
     payload = build_browser_data(load_run(run))
     images = [g["images"] for g in payload["groups"]]
     assert [len(i) for i in images] == [1, 1]
     assert all(i[0].startswith("data:image/png;base64,") for i in images)
     assert not any("Images" in n for n in payload["notes"])
 
-    changed = write_records(tmp_path / "changed", recs, config=config,
-                            datasets={"swatch_recall": {"fingerprint": "0000"}})
-    payload = build_browser_data(load_run(changed))
+    older = write_records(tmp_path / "older", recs, config=config)  # a run made before thumbnails.json
+    payload = build_browser_data(load_run(older))
     assert all(g["images"] == [] for g in payload["groups"])
-    assert any("data changed since the run" in n for n in payload["notes"])
+    assert any("no thumbnails.json" in n for n in payload["notes"])
+
+
+def test_thumbnails_file_with_a_foreign_uri_is_not_embedded(tmp_path: Path) -> None:
+    run = write_records(tmp_path / "evil", [record("base", "q1", 1.0, task="t")], config={"tasks": ["t"]})
+    (run / "thumbnails.json").write_text(json.dumps({"format": "pvm-bench-thumbnails", "version": 1, "tasks": {
+        "t": {"images": {"q1": ["javascript:alert(1)"]}}}}))
+    payload = build_browser_data(load_run(run))
+    assert payload["groups"][0]["images"] == []
+    assert any("not a base64 PNG/JPEG data URI" in n for n in payload["notes"])
 
 
 def test_thumbnails_of_hub_tasks_without_data_dir_are_omitted_with_a_note(tmp_path: Path) -> None:
+    task = get_registry().resolve(["mmstar"])[0]
     run = write_records(tmp_path / "hub", [record("base", "q1", 1.0, task="mmstar")], config={"tasks": ["mmstar"]})
+    write_thumbnails(run, [(task, [])], {})
     payload = build_browser_data(load_run(run))
     assert payload["groups"][0]["images"] == []
     assert any("mmstar" in n and "hub" in n for n in payload["notes"])
@@ -154,8 +166,8 @@ def test_thumbnails_of_a_hub_task_come_from_the_runs_data_dir(tmp_path: Path) ->
     task = get_registry().resolve(["mmmu"])[0]
     samples = task.load(None, None, FIXTURES)
     recs = [record("base", s.id, 0.0, task="mmmu") for s in samples]
-    run = write_records(tmp_path / "mmmu", recs, config={"tasks": ["mmmu"], "data_dir": str(FIXTURES)},
-                        datasets={"mmmu": {"fingerprint": task.fingerprint(samples)}})
+    run = write_records(tmp_path / "mmmu", recs, config={"tasks": ["mmmu"], "data_dir": str(FIXTURES)})
+    write_thumbnails(run, [(task, samples)], {"mmmu": task.fingerprint(samples)}, data_dir=FIXTURES)
     payload = build_browser_data(load_run(run))
     counts = {g["id"]: len(g["images"]) for g in payload["groups"]}
     assert counts == {s.id: len(s.images) for s in samples} and max(counts.values()) == 2
@@ -165,6 +177,7 @@ def test_thumbnails_of_a_hub_task_come_from_the_runs_data_dir(tmp_path: Path) ->
     bad = task.load(None, None, corrupt)
     run = write_records(tmp_path / "corrupt", [record("base", s.id, 0.0, task="mmmu") for s in bad],
                         config={"tasks": ["mmmu"], "data_dir": str(corrupt)})
+    write_thumbnails(run, [(task, bad)], {}, data_dir=corrupt)
     payload = build_browser_data(load_run(run))
     assert payload["groups"][0]["images"] == []
     assert "1 sample(s) of task 'mmmu' have images that cannot be decoded." in payload["notes"]
