@@ -212,13 +212,14 @@ def _one_failed_sample(*words: str, errors: int = 1) -> Callable[..., None]:
 
 
 def _directory_image(env) -> dict:
-    (env.root / "a_dir.png").mkdir()
-    return {"bytes": None, "path": str(env.root / "a_dir.png")}
+    """Inside the data directory (a path outside it is refused before it is even looked at)."""
+    (env.data / "mmstar" / "a_dir.png").mkdir()  # beside the data file
+    return {"bytes": None, "path": "a_dir.png"}
 
 
 def _fifo_image(env) -> dict:
-    os.mkfifo(env.root / "a_fifo.png")
-    return {"bytes": None, "path": str(env.root / "a_fifo.png")}
+    os.mkfifo(env.data / "mmstar" / "a_fifo.png")
+    return {"bytes": None, "path": "a_fifo.png"}
 
 
 def _wide_image(env) -> dict:
