@@ -52,9 +52,11 @@ _INTENT = re.compile(r"(?i)\b(?:find|determine|get|compute|calculate|obtain|reac
                      r"(?:the\s+|an\s+|my\s+|our\s+)?(?:final\s+|correct\s+)?$|\bto\s+$")
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_NOT = re.compile(r"(?i)(?:not|n't|never)\b")
+_NOT = re.compile(r"(?i)(?:not|n't|never|no\s+longer|neither)\b")
+_NOT_BEFORE = re.compile(r"(?i)\b(?:not|n't|never|no\s+longer)[\s$*_(\\]*$")  # "is not $\boxed{4}$": not an answer
 _LEAD_JUNK = " \t*_:#：>"  # never "-": "Answer: -2" is minus two
 _BULLET = re.compile(r"^[-–—•]\s+")  # a list bullet ("-" followed by a space) opening the answer line
+_SPACED_MINUS = re.compile(r"^[-−–]\s+(?=\$?\.?\d)")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,10 @@ def _marker_span(text: str, end: int) -> str:
     lines = rest.split("\n")
     span = ""
     for k, line in enumerate(lines):
-        cleaned = _BULLET.sub("", line.strip().lstrip(_LEAD_JUNK)).lstrip(_LEAD_JUNK).strip()
+        head = line.strip().lstrip(_LEAD_JUNK)
+        if k == 0:  # on the marker's own line "- 4" is minus four ("Answer: - 4"), not a list bullet
+            head = _SPACED_MINUS.sub("-", head)
+        cleaned = _BULLET.sub("", head).lstrip(_LEAD_JUNK).strip()
         if cleaned:
             span = cleaned
             break
@@ -107,7 +112,7 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
     out: list[FinalAnswer] = []
     for m in _BOX_OPEN.finditer(text):
         got = _balanced(text, m.end())
-        if got is not None:
+        if got is not None and not _NOT_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
             out.append(FinalAnswer(got[0].strip(), "boxed", m.start()))
     for m in _ANSWER_TAG.finditer(text):
         out.append(FinalAnswer(m.group(1).strip(), "answer_tag", m.start()))
@@ -239,14 +244,27 @@ _NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\
 def clean_math(span: str) -> str:
     r"""Drop LaTeX/markdown decoration that never changes a value: ``$``, ``\(\)``, ``\text{}``
     wrappers, ``\left``/``\right``, ``\,``, degree marks, unicode minus, emphasis."""
-    s = span.replace("−", "-").replace("–", "-").replace("\\!", "").replace("\\,", "").replace("\\;", "")
+    s = span.translate(_MINUS_SIGNS).replace("\\!", "").replace("\\,", "").replace("\\;", "")
     s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r" \1 ", s)
     s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname|mbox)\b", "", s)  # nested: \text{\frac{1}{2}}
     s = s.replace("\\left", "").replace("\\right", "").replace("\\(", "").replace("\\)", "")
     s = s.replace("\\[", "").replace("\\]", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "")
     s = s.replace("\\%", "%").replace("\\$", "$").replace("$", " ").replace("**", "").replace("{,}", ",")
-    s = re.sub(r"\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}", r"\1/\2", s)
-    return s.strip()
+    s = _FRAC.sub(lambda m: f"{m.group(1) or m.group(2)}/{m.group(3) or m.group(4)}", s)
+    return _SIGN_WORD.sub(_sign_word, s).strip()
+
+
+_MINUS_SIGNS = str.maketrans({c: "-" for c in "\u2212\u2013\u2012\ufe63\uff0d"})  # − – ‒ ﹣ －
+_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*(-?\d+(?:\.\d+)?)\s*\}|(\d))\s*(?:\{\s*(-?\d+(?:\.\d+)?)\s*\}|(\d))")
+_SIGN_WORD = re.compile(r"(?i)\b(negative|minus)\s+(?=\$?\.?\d)")
+_OPERAND = re.compile(r"(?:[\d)\]}]|\b[A-Za-z])\s*$")  # "10 minus 4", "x minus 4": subtraction
+
+
+def _sign_word(m: re.Match[str]) -> str:
+    """"negative 4" / "is minus 4" -> "-4"; "10 minus 4" (after an operand) stays a subtraction."""
+    if m.group(1).lower() == "minus" and _OPERAND.search(m.string[:m.start()]):
+        return m.group(0)
+    return "-"
 
 
 def numbers_in(span: str) -> list[tuple[float, bool]]:
@@ -262,9 +280,11 @@ def numbers_in(span: str) -> list[tuple[float, bool]]:
             continue
         out.append((value, s[m.end():].lstrip().startswith("%")))
     if not out:
-        for word in re.findall(r"[a-z]+", s.lower()):
-            if word in _WORDS:
-                out.append((float(_WORDS[word]), False))
+        words = re.findall(r"[a-z]+", s.lower())
+        for i, word in enumerate(words):
+            if word in _WORDS:  # "negative four" is -4
+                sign = -1.0 if i and words[i - 1] in ("negative", "minus") else 1.0
+                out.append((sign * _WORDS[word], False))
     return out
 
 
