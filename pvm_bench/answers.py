@@ -94,9 +94,8 @@ def _marker_span(text: str, end: int) -> str:
     lines = rest.split("\n")
     span = ""
     for k, line in enumerate(lines):
-        head = line.strip().lstrip(_LEAD_JUNK)
-        if k == 0:  # on the marker's own line "- 4" is minus four ("Answer: - 4"), not a list bullet
-            head = _SPACED_MINUS.sub("-", head)
+        head = line.strip().lstrip(_LEAD_JUNK)  # on the marker's own line "- 4" is minus four, not a bullet
+        head = _SPACED_MINUS.sub("-", head) if k == 0 else head
         cleaned = _BULLET.sub("", head).lstrip(_LEAD_JUNK).strip()
         if cleaned:
             span = cleaned
@@ -262,9 +261,7 @@ _OPERAND = re.compile(r"(?:[\d)\]}]|\b[A-Za-z])\s*$")  # "10 minus 4", "x minus 
 
 def _sign_word(m: re.Match[str]) -> str:
     """"negative 4" / "is minus 4" -> "-4"; "10 minus 4" (after an operand) stays a subtraction."""
-    if m.group(1).lower() == "minus" and _OPERAND.search(m.string[:m.start()]):
-        return m.group(0)
-    return "-"
+    return m.group(0) if m.group(1).lower() == "minus" and _OPERAND.search(m.string[:m.start()]) else "-"
 
 
 def numbers_in(span: str) -> list[tuple[float, bool]]:
