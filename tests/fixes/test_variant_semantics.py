@@ -155,3 +155,23 @@ def test_resume_refuses_a_changed_composition(organism_run, tmp_path):
     assert result.exit_code == 2, result.output
     assert "variant 'pai' (pvm+pai(alpha=0.2) -> base+pai(alpha=0.2," in result.output
     assert (run / "samples.jsonl").read_bytes() == before
+
+
+def test_resume_refuses_a_run_recorded_before_compositions(organism_run, tmp_path):
+    """A run.json written before compositions were recorded, with the adapter loaded: its bare 'pai'
+    ran as pvm + PAI, so continuing it as base + PAI would mix two interventions under one name."""
+    import shutil
+
+    from pvm_bench.cli import app
+
+    run = tmp_path / "sem"
+    shutil.copytree(organism_run, run)
+    record = json.loads((run / "run.json").read_text())
+    del record["variant_compositions"]
+    (run / "run.json").write_text(json.dumps(record))
+    before = (run / "samples.jsonl").read_bytes()
+    result = CliRunner().invoke(app, ["run", "--resume", str(run), "--quiet", "--no-report"])
+    assert result.exit_code == 2, result.output
+    assert "variant 'pai' (recorded before variant compositions" in result.output
+    assert "variant 'pvm+pai'" not in result.output and "variant 'base'" not in result.output
+    assert (run / "samples.jsonl").read_bytes() == before
