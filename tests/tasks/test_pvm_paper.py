@@ -76,3 +76,17 @@ def test_pvm_paper_protocol_end_to_end(tiny_qwen3_vl, fixture_data, tmp_path):
     assert "--limit 1 (paper: every sample)" in md and "temperature" not in md.split("This run:")[1].split(".")[0]
     html = (run / "report.html").read_text()
     assert 'id="paper-table"' in html and "published: Qwen3-VL-4B-Instruct" in html
+
+
+def test_the_library_config_applies_the_paper_protocol_defaults() -> None:
+    """``RunConfig(protocol="pvm-paper")`` (the API, the lmms-eval bridge) samples as the paper does,
+    not greedily once: the defaults live in the config, not only in the CLI."""
+    from pvm_bench.config import RunConfig
+
+    need = {"model": "m", "tasks": ["mmstar_qwen3vl"]}
+    paper = RunConfig(**need, protocol="pvm-paper")
+    assert (paper.temperature, paper.repeats) == (0.7, 4)
+    assert RunConfig(**need, protocol="pvm-paper", repeats=2, temperature=0.0).repeats == 2
+    assert (RunConfig(**need).temperature, RunConfig(**need).repeats) == (0.0, 1)
+    # a run.json written by such a run reloads with its own values
+    assert RunConfig.model_validate(paper.model_dump()) == paper
