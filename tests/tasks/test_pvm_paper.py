@@ -90,3 +90,18 @@ def test_the_library_config_applies_the_paper_protocol_defaults() -> None:
     assert (RunConfig(**need).temperature, RunConfig(**need).repeats) == (0.0, 1)
     # a run.json written by such a run reloads with its own values
     assert RunConfig.model_validate(paper.model_dump()) == paper
+
+
+def test_paper_note_names_every_option_that_overrides_the_protocol() -> None:
+    """'--protocol pvm-paper --max-pixels 100000 --max-new-tokens 32' sends other inputs than the
+    paper: the note must not call them 'the same ... inputs as the paper'."""
+    from types import SimpleNamespace
+
+    from pvm_bench.report.paper import paper_note
+
+    paper = {"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}
+    assert "the same temperature, repeats and inputs" in paper_note(SimpleNamespace(run=SimpleNamespace(config=paper)))
+    note = paper_note(SimpleNamespace(run=SimpleNamespace(config={**paper, "max_pixels": 100000, "max_new_tokens": 32,
+                                                                 "system_prompt": ""})))
+    assert "the same temperature" not in note
+    assert "--max-pixels 100000" in note and "--max-new-tokens 32" in note and "--system-prompt ''" in note
