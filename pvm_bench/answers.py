@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pvm_bench.mathclean import clean_math
 from pvm_bench.statements import SECOND_LOOK, asked_statement
 
 T = TypeVar("T")
@@ -53,6 +54,7 @@ _INTENT = re.compile(r"(?i)\b(?:find|determine|get|compute|calculate|obtain|reac
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NOT = re.compile(r"(?i)(?:not|n't|never|no\s+longer|neither)\b")
+_CORRECTION = re.compile(r"(?i)\b(?:but|it(?:'s|\s+is)|rather)\b[\s:,]*(.+)$")  # "not B; it is C"
 _NOT_BEFORE = re.compile(r"(?i)\b(?:not|n't|never|no\s+longer)[\s$*_(\\]*$")  # "is not $\boxed{4}$": not an answer
 _LEAD_JUNK = " \t*_:#：>"  # never "-": "Answer: -2" is minus two
 _BULLET = re.compile(r"^[-–—•]\s+")  # a list bullet ("-" followed by a space) opening the answer line
@@ -119,7 +121,9 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
         if _INTENT.search(text[max(0, m.start() - 24):m.start()]):
             continue  # "To find the answer: count 3 rows of 4" announces work, not a result
         span = _marker_span(text, m.end())
-        if span and not _NOT.match(span):  # "the answer is not 7" states what the answer is not
+        if span and _NOT.match(span):  # "the answer is not 7" states what it is not; "not B; it is C": C
+            span = (fix := _CORRECTION.search(span)) and fix.group(1).strip()
+        if span:
             out.append(FinalAnswer(span, "answer_marker", m.start()))
     out.sort(key=lambda c: c.start)
     return out
@@ -165,6 +169,8 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
         if not _REVISION.search(after) and not SECOND_LOOK.search(after):
             return FinalAnswer(stated[0], "statement", where), stated[1]
     for line in last_lines(text, 2):
+        if any(_NOT.match(_marker_span(line, m.end())) for m in _MARKERS.finditer(line)):
+            continue  # "The answer is not (B)." names what the answer is not
         value = parse(line, "last_line")
         if value is not None:
             return FinalAnswer(line, "last_line", text.rfind(line)), value
@@ -237,31 +243,8 @@ _WORDS = {w: i for i, w in enumerate(
     "sixteen seventeen eighteen nineteen twenty".split())}
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\.?\d)|(?<![\w.])-?\.\d+")
 _SLASH = re.compile(r"(?<![\w./])(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)(?![\w./])")
-_NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+\$?-?\d[\d,]*(?:\.\d+)?")
-
-
-def clean_math(span: str) -> str:
-    r"""Drop LaTeX/markdown decoration that never changes a value: ``$``, ``\(\)``, ``\text{}``
-    wrappers, ``\left``/``\right``, ``\,``, degree marks, unicode minus, emphasis."""
-    s = span.translate(_MINUS_SIGNS).replace("\\!", "").replace("\\,", "").replace("\\;", "")
-    s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r" \1 ", s)
-    s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname|mbox)\b", "", s)  # nested: \text{\frac{1}{2}}
-    s = s.replace("\\left", "").replace("\\right", "").replace("\\(", "").replace("\\)", "")
-    s = s.replace("\\[", "").replace("\\]", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "")
-    s = s.replace("\\%", "%").replace("\\$", "$").replace("$", " ").replace("**", "").replace("{,}", ",")
-    s = _FRAC.sub(lambda m: f"{m.group(1) or m.group(2)}/{m.group(3) or m.group(4)}", s)
-    return _SIGN_WORD.sub(_sign_word, s).strip()
-
-
-_MINUS_SIGNS = str.maketrans({c: "-" for c in "\u2212\u2013\u2012\ufe63\uff0d"})  # − – ‒ ﹣ －
-_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*(-?\d+(?:\.\d+)?)\s*\}|(\d))\s*(?:\{\s*(-?\d+(?:\.\d+)?)\s*\}|(\d))")
-_SIGN_WORD = re.compile(r"(?i)\b(negative|minus)\s+(?=\$?\.?\d)")
-_OPERAND = re.compile(r"(?:[\d)\]}]|\b[A-Za-z])\s*$")  # "10 minus 4", "x minus 4": subtraction
-
-
-def _sign_word(m: re.Match[str]) -> str:
-    """"negative 4" / "is minus 4" -> "-4"; "10 minus 4" (after an operand) stays a subtraction."""
-    return m.group(0) if m.group(1).lower() == "minus" and _OPERAND.search(m.string[:m.start()]) else "-"
+_NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+(?:(?:be|equal|equals|to|exactly)\s+)*"
+                      r"\$?-?\d[\d,]*(?:\.\d+)?")
 
 
 def numbers_in(span: str) -> list[tuple[float, bool]]:

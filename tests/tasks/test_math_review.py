@@ -51,3 +51,17 @@ def test_mathvista_sign_words_spaced_minus_and_negations(output: str, gold: str,
 ])
 def test_free_form_tasks_read_the_sign_word(output: str, gold: str, correct: bool) -> None:
     assert score_free_form(output, gold, question="Find the value.").correct is correct
+
+
+@pytest.mark.parametrize(("output", "gold", "correct"), [
+    ("The final answer should not be 6.", "6", False),
+    ("The answer is not (B).", "5", False),
+    ("The answer is not B; it is C.", "7", True),
+])
+def test_negated_answers_are_not_read_back_by_the_last_line(output: str, gold: str, correct: bool) -> None:
+    task = get_registry(entry_points=False).tasks["mathvista"]
+    row = {"pid": "1", "question": "Which value is the mode?", "query": "Which value is the mode?",
+           "answer": gold, "answer_type": "integer" if gold == "6" else "text",
+           "question_type": "free_form" if gold == "6" else "multi_choice", "precision": None, "unit": None,
+           "choices": None if gold == "6" else ["3", "5", "7", "9"], "decoded_image": {"bytes": b"-", "path": None}}
+    assert task.score(task.sample_from_row(row, 0), output).value == float(correct)
