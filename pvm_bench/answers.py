@@ -169,9 +169,10 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
         if not _REVISION.search(after) and not SECOND_LOOK.search(after):
             return FinalAnswer(stated[0], "statement", where), stated[1]
     for line in last_lines(text, 2):
-        if any(_NOT.match(_marker_span(line, m.end())) for m in _MARKERS.finditer(line)):
-            continue  # "The answer is not (B)." names what the answer is not
-        value = parse(line, "last_line")
+        negated = [m for m in _MARKERS.finditer(line) if _NOT.match(_marker_span(line, m.end()))]
+        if negated:  # "The answer is not (B)." names what it is not: read only the clauses after it
+            line = "".join(re.split(r"[;,]|\bbut\b", line[negated[-1].end():], maxsplit=1)[1:]).strip()
+        value = parse(line, "last_line") if line else None
         if value is not None:
             return FinalAnswer(line, "last_line", text.rfind(line)), value
     boxed = [c for c in candidates if c.extractor == "boxed"]
