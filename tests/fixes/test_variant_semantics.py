@@ -175,3 +175,23 @@ def test_resume_refuses_a_run_recorded_before_compositions(organism_run, tmp_pat
     assert "variant 'pai' (recorded before variant compositions" in result.output
     assert "variant 'pvm+pai'" not in result.output and "variant 'base'" not in result.output
     assert (run / "samples.jsonl").read_bytes() == before
+
+
+def test_summary_and_report_say_what_each_variant_ran(organism_run, tmp_path):
+    """A row labelled 'pai' is read in summary.md/report.html, not run.json: both headers name every
+    variant's composition and the decoding (greedy, one generation per sample here)."""
+    import html
+    import shutil
+
+    from pvm_bench.cli import app
+
+    run = tmp_path / "sem"
+    shutil.copytree(organism_run, run)
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    summary = (run / "summary.md").read_text()
+    page = html.unescape((run / "report.html").read_text())
+    for text in (summary, page):
+        assert "pai = base+pai(alpha=0.2," in text and "pai:alpha=0:gamma=1 = base+pai(alpha=0.0," in text
+        assert "protocol default; greedy; 1 generation per sample" in text
+    assert "- **variant compositions**: " in summary

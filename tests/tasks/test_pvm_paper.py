@@ -105,3 +105,10 @@ def test_paper_note_names_every_option_that_overrides_the_protocol() -> None:
                                                                  "system_prompt": ""})))
     assert "the same temperature" not in note
     assert "--max-pixels 100000" in note and "--max-new-tokens 32" in note and "--system-prompt ''" in note
+
+
+def test_the_run_header_says_the_values_are_the_4_run_average() -> None:
+    from pvm_bench.report.runinfo import decoding_line
+
+    assert decoding_line({"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}) == (
+        "protocol pvm-paper; sampled at temperature 0.7; 4 repeats per sample (each value is the mean over the repeats)")
