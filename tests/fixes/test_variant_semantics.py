@@ -195,3 +195,25 @@ def test_summary_and_report_say_what_each_variant_ran(organism_run, tmp_path):
         assert "pai = base+pai(alpha=0.2," in text and "pai:alpha=0:gamma=1 = base+pai(alpha=0.0," in text
         assert "protocol default; greedy; 1 generation per sample" in text
     assert "- **variant compositions**: " in summary
+
+
+def test_compare_flags_a_variant_name_that_ran_another_composition(organism_run, tmp_path):
+    """compare pairs variants by name: a run whose 'pai' was pvm + PAI (an older pvm-bench) against one
+    where it is base + PAI is flagged, not shown as the same row."""
+    import shutil
+
+    from pvm_bench.cli import app
+
+    old = tmp_path / "old"
+    shutil.copytree(organism_run, old)
+    record = json.loads((old / "run.json").read_text())
+    del record["variant_compositions"]
+    (old / "run.json").write_text(json.dumps(record))
+    out = tmp_path / "cmp.md"
+    result = CliRunner().invoke(app, ["compare", str(organism_run), str(old), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "Not the same configuration: variant &#39;pai&#39;" in (tmp_path / "cmp.html").read_text()
+    assert "not the same configuration**: variant 'pai': A ran base+pai(alpha=0.2," in text
+    assert "B ran 'pai' as an unrecorded composition" in text
+    assert "variant 'base'" not in text and "variant 'pvm':" not in text
