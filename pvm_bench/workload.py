@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pvm_bench.config import RunConfig
+from pvm_bench.reasoning import opened_reasoning
 from pvm_bench.results import SampleRecord, ScoreDetail, Timings
 from pvm_bench.runfiles import probe_frame
 from pvm_bench.runguard import RunError
+from pvm_bench.scoring import DEFAULT_REASONING_TAGS
 from pvm_bench.tasks import Sample, Task, get_registry
 
 if TYPE_CHECKING:
@@ -102,7 +104,10 @@ def batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
 def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_new: int,
                   composition: str | None = None) -> SampleRecord:
     """Score ``gen`` with the item's task and build its samples.jsonl record (``composition``: the variant's)."""
-    score = item.task.score(item.sample, gen.text, truncated=gen.truncated)
+    text = gen.text
+    if getattr(item.task, "unfinished_policy", "zero") == "zero":  # lmms-eval ("parse") sees the completion alone
+        text = opened_reasoning(gen.prompt, DEFAULT_REASONING_TAGS) + text  # a block the chat template opened
+    score = item.task.score(item.sample, text, truncated=gen.truncated)
     return SampleRecord(
         variant=variant, composition=composition, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
         prompt=gen.prompt, output=gen.text, parsed=score.parsed, target=jsonable(item.sample.target),
