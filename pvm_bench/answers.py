@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pvm_bench.mathclean import clean_math
 from pvm_bench.statements import SECOND_LOOK, asked_statement
 
 T = TypeVar("T")
@@ -52,9 +53,12 @@ _INTENT = re.compile(r"(?i)\b(?:find|determine|get|compute|calculate|obtain|reac
                      r"(?:the\s+|an\s+|my\s+|our\s+)?(?:final\s+|correct\s+)?$|\bto\s+$")
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_NOT = re.compile(r"(?i)(?:not|n't|never)\b")
+_NOT = re.compile(r"(?i)(?:not|n't|never|no\s+longer|neither)\b")
+_CORRECTION = re.compile(r"(?i)\b(?:but|it(?:'s|\s+is)|rather)\b[\s:,]*(.+)$")  # "not B; it is C"
+_NOT_BEFORE = re.compile(r"(?i)\b(?:not|n't|never|no\s+longer)[\s$*_(\\]*$")  # "is not $\boxed{4}$": not an answer
 _LEAD_JUNK = " \t*_:#：>"  # never "-": "Answer: -2" is minus two
 _BULLET = re.compile(r"^[-–—•]\s+")  # a list bullet ("-" followed by a space) opening the answer line
+_SPACED_MINUS = re.compile(r"^[-−–]\s+(?=\$?\.?\d)")
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,9 @@ def _marker_span(text: str, end: int) -> str:
     lines = rest.split("\n")
     span = ""
     for k, line in enumerate(lines):
-        cleaned = _BULLET.sub("", line.strip().lstrip(_LEAD_JUNK)).lstrip(_LEAD_JUNK).strip()
+        head = line.strip().lstrip(_LEAD_JUNK)  # on the marker's own line "- 4" is minus four, not a bullet
+        head = _SPACED_MINUS.sub("-", head) if k == 0 else head
+        cleaned = _BULLET.sub("", head).lstrip(_LEAD_JUNK).strip()
         if cleaned:
             span = cleaned
             break
@@ -107,7 +113,7 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
     out: list[FinalAnswer] = []
     for m in _BOX_OPEN.finditer(text):
         got = _balanced(text, m.end())
-        if got is not None:
+        if got is not None and not _NOT_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
             out.append(FinalAnswer(got[0].strip(), "boxed", m.start()))
     for m in _ANSWER_TAG.finditer(text):
         out.append(FinalAnswer(m.group(1).strip(), "answer_tag", m.start()))
@@ -115,7 +121,9 @@ def answer_candidates(text: str) -> list[FinalAnswer]:
         if _INTENT.search(text[max(0, m.start() - 24):m.start()]):
             continue  # "To find the answer: count 3 rows of 4" announces work, not a result
         span = _marker_span(text, m.end())
-        if span and not _NOT.match(span):  # "the answer is not 7" states what the answer is not
+        if span and _NOT.match(span):  # "the answer is not 7" states what it is not; "not B; it is C": C
+            span = (fix := _CORRECTION.search(span)) and fix.group(1).strip()
+        if span:
             out.append(FinalAnswer(span, "answer_marker", m.start()))
     out.sort(key=lambda c: c.start)
     return out
@@ -161,7 +169,10 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
         if not _REVISION.search(after) and not SECOND_LOOK.search(after):
             return FinalAnswer(stated[0], "statement", where), stated[1]
     for line in last_lines(text, 2):
-        value = parse(line, "last_line")
+        negated = [m for m in _MARKERS.finditer(line) if _NOT.match(_marker_span(line, m.end()))]
+        if negated:  # "The answer is not (B)." names what it is not: read only the clauses after it
+            line = "".join(re.split(r"[;,]|\bbut\b", line[negated[-1].end():], maxsplit=1)[1:]).strip()
+        value = parse(line, "last_line") if line else None
         if value is not None:
             return FinalAnswer(line, "last_line", text.rfind(line)), value
     boxed = [c for c in candidates if c.extractor == "boxed"]
@@ -233,20 +244,8 @@ _WORDS = {w: i for i, w in enumerate(
     "sixteen seventeen eighteen nineteen twenty".split())}
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\.?\d)|(?<![\w.])-?\.\d+")
 _SLASH = re.compile(r"(?<![\w./])(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)(?![\w./])")
-_NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+\$?-?\d[\d,]*(?:\.\d+)?")
-
-
-def clean_math(span: str) -> str:
-    r"""Drop LaTeX/markdown decoration that never changes a value: ``$``, ``\(\)``, ``\text{}``
-    wrappers, ``\left``/``\right``, ``\,``, degree marks, unicode minus, emphasis."""
-    s = span.replace("−", "-").replace("–", "-").replace("\\!", "").replace("\\,", "").replace("\\;", "")
-    s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r" \1 ", s)
-    s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|operatorname|mbox)\b", "", s)  # nested: \text{\frac{1}{2}}
-    s = s.replace("\\left", "").replace("\\right", "").replace("\\(", "").replace("\\)", "")
-    s = s.replace("\\[", "").replace("\\]", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "")
-    s = s.replace("\\%", "%").replace("\\$", "$").replace("$", " ").replace("**", "").replace("{,}", ",")
-    s = re.sub(r"\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}", r"\1/\2", s)
-    return s.strip()
+_NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+(?:(?:be|equal|equals|to|exactly)\s+)*"
+                      r"\$?-?\d[\d,]*(?:\.\d+)?")
 
 
 def numbers_in(span: str) -> list[tuple[float, bool]]:
@@ -262,9 +261,11 @@ def numbers_in(span: str) -> list[tuple[float, bool]]:
             continue
         out.append((value, s[m.end():].lstrip().startswith("%")))
     if not out:
-        for word in re.findall(r"[a-z]+", s.lower()):
-            if word in _WORDS:
-                out.append((float(_WORDS[word]), False))
+        words = re.findall(r"[a-z]+", s.lower())
+        for i, word in enumerate(words):
+            if word in _WORDS:  # "negative four" is -4
+                sign = -1.0 if i and words[i - 1] in ("negative", "minus") else 1.0
+                out.append((sign * _WORDS[word], False))
     return out
 
 

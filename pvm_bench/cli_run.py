@@ -22,7 +22,6 @@ from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, 
 from pvm_bench.cli_support import Context, OptionError, UsageError, console, csv_names, fail
 from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, PROTOCOL_CHOICES, RunConfig
 from pvm_bench.errors import UserError
-from pvm_bench.paper_table import protocol_run_defaults
 
 out = Console(soft_wrap=True)  # never break paths that users copy
 
@@ -137,7 +136,6 @@ def run(
             given = merge_fields(given, extra, "--model_args")
         if gen_kwargs:
             given = merge_fields(given, gen_kwargs_fields(gen_kwargs), "--gen_kwargs")
-        given = protocol_run_defaults(given)  # --protocol pvm-paper: temperature 0.7, 4 repeats unless given
         if threads is not None and threads < 1:
             raise OptionError(f"--threads must be >= 1 (got {threads})")
         from pvm_bench.trackers import requested_trackers

@@ -10,9 +10,11 @@ the CLI refuse the same bad values; the CLI turns a :class:`pydantic.ValidationE
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from pvm_bench.paper_table import protocol_run_defaults
 
 #: ``--dtype`` values (``pvm_bench.models.loading.DTYPES`` plus ``auto``).
 DTYPE_CHOICES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
@@ -98,6 +100,13 @@ class RunConfig(BaseModel):
     attn_implementation: str = "sdpa"
     trust_remote_code: bool = False
     report: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_defaults(cls, data: Any) -> Any:
+        """``protocol="pvm-paper"`` implies the paper's temperature 0.7 and 4 repeats unless given
+        (:func:`pvm_bench.paper_table.protocol_run_defaults`), for the library API as for the CLI."""
+        return protocol_run_defaults(data) if isinstance(data, dict) else data
 
     @field_validator("run_id")
     @classmethod

@@ -247,7 +247,10 @@ def resume_changes(old: Any, new: Any) -> list[str]:
                 f"data of task '{task}' ({info.get('n')} -> {now.get('n')} samples, "
                 f"fingerprint {info['fingerprint']} -> {now.get('fingerprint')})"
             )
-    changes += composition_changes(getattr(old, "variant_compositions", None), getattr(new, "variant_compositions", None))
+    old_comps = getattr(old, "variant_compositions", None)
+    if not old_comps and old_ad.get("path"):
+        changes += legacy_composition_changes(getattr(new, "variant_compositions", None))
+    changes += composition_changes(old_comps, getattr(new, "variant_compositions", None))
     old_gen, new_gen = getattr(old, "generation", None) or {}, getattr(new, "generation", None) or {}
     for task, settings in old_gen.items():
         now = new_gen.get(task)
@@ -288,6 +291,19 @@ def _files_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
 
     names = changed_files(old.get("files"), new.get("files"))
     return f"files changed: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}; " if names else ""
+
+
+def legacy_composition_changes(new: dict[str, Any] | None) -> list[str]:
+    """Variants of a run recorded before run.json named compositions, with a PVM adapter loaded, that
+    now run otherwise: a spec without a ``base`` part then ran on the model as loaded, the PVM branch
+    on (``pai`` was pvm + PAI; git 0493891^ variants.resolve_variants), and now runs base + fix."""
+    out = []
+    for name, comp in (new or {}).items():
+        parts = {part.split(":")[0].strip() for part in name.split("+")}
+        if comp.get("branch") == "base" and comp.get("fixes") and "base" not in parts:
+            out.append(f"variant '{name}' (recorded before variant compositions, when a bare fix ran with the "
+                       f"PVM branch on -> {comp.get('canonical')})")
+    return out
 
 
 def _judge_fingerprint(model: dict[str, Any]) -> Any:

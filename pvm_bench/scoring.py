@@ -6,12 +6,10 @@ Two layers:
    (``<think>...</think>`` and ``<analysis>...</analysis>``, exactly as lmms-eval 0.7.3's
    ``strip_reasoning_tags``, ``api/reasoning.py`` lines 4-35, with its CLI default
    ``--reasoning_tags``), and notices an output that stopped *inside* a reasoning block (opened,
-   never closed): by default such an output never reached an answer (see
-   :data:`UNFINISHED_POLICIES` for lmms-eval's way). :func:`final_answer_text` takes the
-   content of the last ``<answer>...</answer>``
-   or the text after the last "answer" marker ("Answer:", "The final answer is", "**Answer**:").
-   :func:`truncated_score` builds the ``Score(value=0, truncated=True)`` for outputs that hit the
-   token limit before any answer.
+   never closed; or opened by the prompt, :mod:`pvm_bench.reasoning`): by default such an output never
+   reached an answer (:data:`UNFINISHED_POLICIES`: lmms-eval's way). :func:`final_answer_text` takes
+   the last ``<answer>...</answer>`` or the text after the last "answer" marker ("Answer:", "**Answer**:").
+   :func:`truncated_score` builds the ``Score(value=0, truncated=True)`` for outputs cut before any answer.
 
 2. **Faithful ports of lmms-eval 0.7.3 parsers** used by several tasks (copied logic, cited per
    function): MMMU's multiple-choice and open-answer parsers and evaluators
@@ -33,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pvm_bench.reasoning import opened_reasoning
 from pvm_bench.tasks import Score
 
 #: lmms-eval 0.7.3 CLI default for ``--reasoning_tags`` (lmms_eval/__main__.py lines 319-323).
@@ -121,9 +120,11 @@ class PreparedOutput:
         return truncated and self.policy == "zero"
 
 
-def is_unfinished(output: Any, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS) -> bool:
-    """Whether ``output`` ends inside an unclosed reasoning block (the report's share of such outputs)."""
-    return isinstance(output, str) and prepare_output(output, tag_pairs).unfinished_reasoning
+def is_unfinished(output: Any, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS, *,
+                  prompt: Any = "") -> bool:
+    """Whether ``output`` ends inside an unclosed reasoning block, one its ``prompt`` opened included."""
+    opened = opened_reasoning(prompt, tag_pairs)
+    return isinstance(output, str) and prepare_output(opened + output, tag_pairs).unfinished_reasoning
 
 
 def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REASONING_TAGS, *,

@@ -67,10 +67,10 @@ class GenerationSession:
     def variant(self, variant: Variant | str) -> Iterator[Variant]:
         """Put the model in ``variant``: a spec such as ``pai:alpha=0.2`` (base + PAI: a bare fix runs with the
         PVM branch off) or ``pvm+pai``, or a variant from :func:`pvm_bench.variants.resolve_variants`."""
-        if isinstance(variant, str):
-            from pvm_bench.variants import resolve_variants
+        from pvm_bench.variants import resolve_variants, resolved
 
-            (variant,) = resolve_variants([variant])
+        # a string is a spec; a bare registry part (VARIANTS["pai"]) is base + part, as its spec
+        (variant,) = resolve_variants([variant]) if isinstance(variant, str) else (resolved(variant),)
         previous, self.current = self.current, variant
         try:
             with variant.active(self.lm):

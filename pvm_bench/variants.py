@@ -247,6 +247,17 @@ def resolve_variants(names: Sequence[str]) -> list[Variant]:
     return out
 
 
+def resolved(variant: Variant) -> Variant:
+    """``variant`` as a resolved composition. A registry part entered on its own (``VARIANTS["pai"]``,
+    a configured fix) is base + that part, as its spec would be (never the fix on the model as loaded,
+    PVM branch included); a branch state is itself; a resolved variant is returned as is."""
+    if variant.composition is not None:
+        return variant
+    composition = Composition(variant.branch or "base", () if variant.branch else (variant,))
+    return Variant(variant.name, variant.description, _enter_for(composition),
+                   requires_pvm=composition.branch == "pvm", composition=composition)
+
+
 def compositions(variants: Sequence[Variant], lm: LoadedModel | None = None) -> dict[str, dict[str, Any]]:
     """run.json's ``variant_compositions``: variant name -> :meth:`Composition.as_dict`."""
     return {v.name: v.composition.as_dict(lm) for v in variants if v.composition is not None}

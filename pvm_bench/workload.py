@@ -27,9 +27,11 @@ from pvm_bench.config import RunConfig
 from pvm_bench.errors import one_line
 from pvm_bench.imageroot import image_root
 from pvm_bench.metrics import score_problem
+from pvm_bench.reasoning import opened_reasoning
 from pvm_bench.results import SampleRecord, ScoreDetail, Timings
 from pvm_bench.runfiles import probe_frame
 from pvm_bench.runguard import RunError
+from pvm_bench.scoring import DEFAULT_REASONING_TAGS
 from pvm_bench.tasks import Sample, Score, Task, TaskRegistry, get_registry
 
 if TYPE_CHECKING:
@@ -137,8 +139,11 @@ def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_
         ),
         metadata=jsonable(item.sample.metadata),
     )
+    text = gen.text
+    if getattr(item.task, "unfinished_policy", "zero") == "zero":  # lmms-eval ("parse") sees the completion alone
+        text = opened_reasoning(gen.prompt, DEFAULT_REASONING_TAGS) + text  # a block the chat template opened
     try:
-        score = item.task.score(item.sample, gen.text, truncated=gen.truncated)
+        score = item.task.score(item.sample, text, truncated=gen.truncated)
         if not isinstance(score, Score):
             problem: str | None = f"score() returned {type(score).__name__}, not a Score"
         else:

@@ -48,6 +48,8 @@ class Comparison:
     readable: pd.DataFrame
     #: The visual-forgetting leaderboard (:mod:`pvm_bench.report.leaderboard`): ranked, numeric.
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Variants paired across runs that ran another configuration (:func:`composition_notes`).
+    notes: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
         from pvm_bench.report.leaderboard import NOTE, readable
@@ -56,7 +58,8 @@ class Comparison:
         if not self.leaderboard.empty:
             board = ("## Leaderboard\n\n" + NOTE.format(rank_by=self.leaderboard.attrs.get("rank_by", "accuracy"))
                      + "\n\n" + to_markdown(readable(self.leaderboard)) + "\n## Metrics\n\n")
-        return ("# pvm-bench compare\n\n" + to_markdown(self.runs) + "\n" + board
+        notes = "".join(f"> **not the same configuration**: {note}\n\n" for note in self.notes)
+        return ("# pvm-bench compare\n\n" + to_markdown(self.runs) + "\n" + notes + board
                 + DELTA_NOTE + "\n\n" + to_markdown(self.readable))
 
 
@@ -79,6 +82,26 @@ def model_label(data: RunData) -> str:
     model = (data.run.model if data.run else {}) or {}
     src = str(model.get("name") or model.get("source") or (data.run.config.get("model") if data.run else "") or "?")
     return src if src.count("/") == 1 and not Path(src).exists() else Path(src).name or src
+
+
+def composition_notes(runs: list[RunData], labels: list[str], pairs: list[tuple[str, str]] | None) -> list[str]:
+    """One line per variant whose paired variant in a later run resolved to another composition
+    (run.json ``variant_compositions``), e.g. ``pai`` recorded as ``pvm+pai`` by an older run, or
+    unknown there (a run recorded before compositions were)."""
+    comps = [(d.run.variant_compositions if d.run else {}) or {} for d in runs]
+    out = []
+    for name in runs[0].variants:
+        for k in range(1, len(runs)):
+            other = next((b for a, b in pairs or () if a == name), name)
+            if other not in runs[k].variants:
+                continue
+            mine, theirs = (comps[0].get(name) or {}).get("canonical"), (comps[k].get(other) or {}).get("canonical")
+            unknown = mine is None or theirs is None
+            if mine != theirs and not (unknown and {name, other} <= {"base", "pvm"} and name == other):
+                unrecorded = "an unrecorded composition (a run made before compositions were recorded)"
+                out.append(f"variant '{name}': {labels[0]} ran {mine or unrecorded}, {labels[k]} ran '{other}' as "
+                           f"{theirs or unrecorded}")
+    return out
 
 
 def _runs_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
@@ -142,7 +165,8 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
 
     board = rank([line for lab, d, s in zip(labels, runs, summaries) for line in leaderboard_rows(s, lab, model_label(d))],
                  rank_by)
-    return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"), board)
+    return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"), board,
+                      composition_notes(runs, labels, pairs))
 
 
 def _paired_variant(variant: str, pairs: list[tuple[str, str]] | None, summary: Summary) -> str:

@@ -18,5 +18,6 @@ def render_compare_html(result: Comparison) -> str:
         title=title, runs_table=html_table(result.runs, "runs-table"),
         leaderboard_table=html_table(readable(board), "leaderboard-table") if not board.empty else "",
         leaderboard_note=NOTE.format(rank_by=board.attrs.get("rank_by", "accuracy")),
-        metrics_note=METRICS_NOTE, metrics_table=html_table(result.readable, "compare-table"),
+        metrics_note=" ".join([*(f"Not the same configuration: {n}." for n in result.notes), METRICS_NOTE]),
+        metrics_table=html_table(result.readable, "compare-table"),
     )

@@ -28,6 +28,7 @@ from pvm_bench.report.paper import paper_note, paper_view
 from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
 from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
+from pvm_bench.report.runinfo import compositions_line, decoding_line
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.templating import environment, html_table
 from pvm_bench.report.views import (
@@ -70,7 +71,8 @@ def _meta_rows(data: RunData) -> list[tuple[str, Any]]:
         return rows
     rows += [
         ("started", run.started_at), ("ended", run.ended_at or "–"), ("seed", str(run.seed)),
-        ("variants", ", ".join(run.variants)), ("model", run.model), ("adapter", run.adapter or "–"),
+        ("variants", ", ".join(run.variants)), ("variant compositions", compositions_line(run.variant_compositions)),
+        ("decoding", decoding_line(run.config)), ("model", run.model), ("adapter", run.adapter or "–"),
         ("git", run.git), ("datasets", run.datasets), ("counts", run.counts), ("versions", run.versions),
     ]
     if run.error:

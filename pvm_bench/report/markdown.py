@@ -15,6 +15,7 @@ from pvm_bench.report.paper import paper_note, paper_view
 from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
 from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
+from pvm_bench.report.runinfo import compositions_line, decoding_line
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.views import (
     DISTANCE_NOTE,
@@ -51,6 +52,8 @@ def run_meta(data: RunData) -> dict[str, str]:
         "model fingerprint": str(model.get("fingerprint") or "–") if run else "–",
         "adapter": (str(adapter.get("path") or json.dumps(adapter)) if adapter else "–"),
         "variants": ", ".join(data.variants) or "–",
+        "variant compositions": compositions_line(run.variant_compositions) if run else "–",
+        "decoding": decoding_line(run.config) if run else "–",
         "samples (records)": str(len(data.samples)),
         "seed": str(run.seed) if run else "–",
         "git": (f"{run.git.get('commit', '–')}{' (dirty)' if run.git.get('dirty') else ''}" if run else "–"),

@@ -24,6 +24,16 @@ SCORING_DIFFERENCES = (
 )
 
 
+#: Run options that, when set, override what the paper's protocol or the task sends (their values
+#: otherwise come from lmms-eval's wrapper and task settings, pvm_bench.models.protocol / the task).
+OVERRIDES = {
+    "system_prompt": "the protocol's system turn", "min_pixels": "the protocol's image sizes",
+    "max_pixels": "the protocol's image sizes", "max_new_tokens": "each task's own length",
+    "split": "each task's own split", "top_p": "the checkpoint's", "top_k": "the checkpoint's",
+    "repetition_penalty": "the checkpoint's",
+}
+
+
 def paper_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     """Published rows, then this run's rows (one per variant); empty when the run has none of the
     paper's tasks."""
@@ -68,6 +78,8 @@ def paper_note(data: RunData) -> str:
         differ.append(f"--protocol {protocol} (paper: lmms-eval's inputs; use --protocol pvm-paper)")
     if config.get("limit"):
         differ.append(f"--limit {config['limit']} (paper: every sample)")
+    differ += [f"--{key.replace('_', '-')} {config[key]!r} (paper: {source})" for key, source in OVERRIDES.items()
+               if config.get(key) is not None]
     run = "; ".join(differ) if differ else "the same temperature, repeats and inputs as the paper"
     return (f"Published: {published()['protocol']} ({published()['source']}). This run: {run}. "
             f"Always different: {SCORING_DIFFERENCES}. A '–' is a benchmark this run did not evaluate.")

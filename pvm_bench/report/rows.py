@@ -187,10 +187,12 @@ def _run_rows(task: str, variant: str, s: pd.DataFrame) -> list[dict[str, Any]]:
         row(task, variant, "mean_n_generated", float(s["n_generated"].mean()), n=n, kind="run"),
         row(task, variant, "tokens_per_s", float(tps.mean()) if len(tps) else math.nan, n=len(tps), kind="run"),
     ]
-    texts = s["output"][s["output"].map(lambda o: isinstance(o, str))]
+    texts = s[s["output"].map(lambda o: isinstance(o, str))]
     if len(texts):  # outputs cut inside an unclosed <think> (scored 0 by default, parsed under --protocol lmms-eval)
-        out.append(row(task, variant, "unfinished_reasoning_rate", float(texts.map(is_unfinished).mean()), n=len(texts),
-                       kind="run"))
+        prompts = texts["prompt"] if "prompt" in texts else pd.Series("", index=texts.index)
+        unfinished = [is_unfinished(o, prompt=p) for o, p in zip(texts["output"], prompts)]
+        out.append(row(task, variant, "unfinished_reasoning_rate", float(sum(unfinished) / len(unfinished)),
+                       n=len(texts), kind="run"))
     reported = s["extractor"].notna()
     if reported.any():
         share = float((s.loc[reported, "extractor"] == "none").mean())

@@ -155,3 +155,65 @@ def test_resume_refuses_a_changed_composition(organism_run, tmp_path):
     assert result.exit_code == 2, result.output
     assert "variant 'pai' (pvm+pai(alpha=0.2) -> base+pai(alpha=0.2," in result.output
     assert (run / "samples.jsonl").read_bytes() == before
+
+
+def test_resume_refuses_a_run_recorded_before_compositions(organism_run, tmp_path):
+    """A run.json written before compositions were recorded, with the adapter loaded: its bare 'pai'
+    ran as pvm + PAI, so continuing it as base + PAI would mix two interventions under one name."""
+    import shutil
+
+    from pvm_bench.cli import app
+
+    run = tmp_path / "sem"
+    shutil.copytree(organism_run, run)
+    record = json.loads((run / "run.json").read_text())
+    del record["variant_compositions"]
+    (run / "run.json").write_text(json.dumps(record))
+    before = (run / "samples.jsonl").read_bytes()
+    result = CliRunner().invoke(app, ["run", "--resume", str(run), "--quiet", "--no-report"])
+    assert result.exit_code == 2, result.output
+    assert "variant 'pai' (recorded before variant compositions" in result.output
+    assert "variant 'pvm+pai'" not in result.output and "variant 'base'" not in result.output
+    assert (run / "samples.jsonl").read_bytes() == before
+
+
+def test_summary_and_report_say_what_each_variant_ran(organism_run, tmp_path):
+    """A row labelled 'pai' is read in summary.md/report.html, not run.json: both headers name every
+    variant's composition and the decoding (greedy, one generation per sample here)."""
+    import html
+    import shutil
+
+    from pvm_bench.cli import app
+
+    run = tmp_path / "sem"
+    shutil.copytree(organism_run, run)
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    summary = (run / "summary.md").read_text()
+    page = html.unescape((run / "report.html").read_text())
+    for text in (summary, page):
+        assert "pai = base+pai(alpha=0.2," in text and "pai:alpha=0:gamma=1 = base+pai(alpha=0.0," in text
+        assert "protocol default; greedy; 1 generation per sample" in text
+    assert "- **variant compositions**: " in summary
+
+
+def test_compare_flags_a_variant_name_that_ran_another_composition(organism_run, tmp_path):
+    """compare pairs variants by name: a run whose 'pai' was pvm + PAI (an older pvm-bench) against one
+    where it is base + PAI is flagged, not shown as the same row."""
+    import shutil
+
+    from pvm_bench.cli import app
+
+    old = tmp_path / "old"
+    shutil.copytree(organism_run, old)
+    record = json.loads((old / "run.json").read_text())
+    del record["variant_compositions"]
+    (old / "run.json").write_text(json.dumps(record))
+    out = tmp_path / "cmp.md"
+    result = CliRunner().invoke(app, ["compare", str(organism_run), str(old), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "Not the same configuration: variant &#39;pai&#39;" in (tmp_path / "cmp.html").read_text()
+    assert "not the same configuration**: variant 'pai': A ran base+pai(alpha=0.2," in text
+    assert "B ran 'pai' as an unrecorded composition" in text
+    assert "variant 'base'" not in text and "variant 'pvm':" not in text

@@ -76,3 +76,39 @@ def test_pvm_paper_protocol_end_to_end(tiny_qwen3_vl, fixture_data, tmp_path):
     assert "--limit 1 (paper: every sample)" in md and "temperature" not in md.split("This run:")[1].split(".")[0]
     html = (run / "report.html").read_text()
     assert 'id="paper-table"' in html and "published: Qwen3-VL-4B-Instruct" in html
+
+
+def test_the_library_config_applies_the_paper_protocol_defaults() -> None:
+    """``RunConfig(protocol="pvm-paper")`` (the API, the lmms-eval bridge) samples as the paper does,
+    not greedily once: the defaults live in the config, not only in the CLI."""
+    from pvm_bench.config import RunConfig
+
+    need = {"model": "m", "tasks": ["mmstar_qwen3vl"]}
+    paper = RunConfig(**need, protocol="pvm-paper")
+    assert (paper.temperature, paper.repeats) == (0.7, 4)
+    assert RunConfig(**need, protocol="pvm-paper", repeats=2, temperature=0.0).repeats == 2
+    assert (RunConfig(**need).temperature, RunConfig(**need).repeats) == (0.0, 1)
+    # a run.json written by such a run reloads with its own values
+    assert RunConfig.model_validate(paper.model_dump()) == paper
+
+
+def test_paper_note_names_every_option_that_overrides_the_protocol() -> None:
+    """'--protocol pvm-paper --max-pixels 100000 --max-new-tokens 32' sends other inputs than the
+    paper: the note must not call them 'the same ... inputs as the paper'."""
+    from types import SimpleNamespace
+
+    from pvm_bench.report.paper import paper_note
+
+    paper = {"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}
+    assert "the same temperature, repeats and inputs" in paper_note(SimpleNamespace(run=SimpleNamespace(config=paper)))
+    note = paper_note(SimpleNamespace(run=SimpleNamespace(config={**paper, "max_pixels": 100000, "max_new_tokens": 32,
+                                                                 "system_prompt": ""})))
+    assert "the same temperature" not in note
+    assert "--max-pixels 100000" in note and "--max-new-tokens 32" in note and "--system-prompt ''" in note
+
+
+def test_the_run_header_says_the_values_are_the_4_run_average() -> None:
+    from pvm_bench.report.runinfo import decoding_line
+
+    assert decoding_line({"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}) == (
+        "protocol pvm-paper; sampled at temperature 0.7; 4 repeats per sample (each value is the mean over the repeats)")

@@ -74,3 +74,30 @@ def test_policy_follows_the_protocol_and_leaves_finished_outputs_alone(policy) -
         policy(protocol)
         assert REG.tasks["mmstar"].score(samples[("mmstar", "")], "<think>cat</think>C").value == 1.0
     assert not is_unfinished("<think>a</think>B") and not is_unfinished(None)
+
+
+THINKING_PROMPT = "<|im_start|>user\nWhich animal is shown?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+
+def _record(output: str, prompt: str = THINKING_PROMPT):
+    from pvm_bench.models.generation import Generation
+    from pvm_bench.workload import WorkItem, sample_record
+
+    gen = Generation(key=0, prompt=prompt, text=output, token_ids=[], n_generated=8, finish_reason="length",
+                     prefill_s=0.0, decode_s=0.0, batch_size=1)
+    return sample_record("base", WorkItem(REG.tasks["mmstar"], _samples()[("mmstar", "")], 0), gen, 0, 8)
+
+
+def test_a_reasoning_block_opened_by_the_prompt_is_unfinished_too(policy) -> None:
+    """A thinking model's chat template opens ``<think>`` in the prompt (Qwen3-VL Thinking), so an
+    output cut while reasoning holds no tag: it is unfinished all the same (default: 0; lmms-eval
+    parses the completion alone, as it sees it), and counted in the report's share."""
+    cut = "The animal has whiskers, so the answer is (C"
+    assert is_unfinished(cut, prompt=THINKING_PROMPT) and not is_unfinished(cut)
+    assert not is_unfinished("It has whiskers.</think> C", prompt=THINKING_PROMPT)
+    policy("default")
+    assert _record(cut).score == 0.0
+    assert _record("It has whiskers.</think> C").score == 1.0
+    assert _record(cut, prompt=THINKING_PROMPT.replace("<think>\n", "")).score == 1.0  # no block opened
+    policy("lmms-eval")
+    assert _record(cut).score == REG.tasks["mmstar"].score(_samples()[("mmstar", "")], cut).value == 1.0
