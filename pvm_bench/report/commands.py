@@ -29,6 +29,12 @@ def report_command(
                      "reached T generated tokens, steps 1..T (default: the largest power of 2 that half the "
                      "samples reached)."),
     ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(help="Write the report even when a section cannot be computed (a damaged attention file, "
+                     "out of memory); report.html and summary.md then say so at the top. Without it such a "
+                     "report exits 2 and writes nothing."),
+    ] = False,
 ) -> None:
     """Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR."""
     from pvm_bench.report import build_report
@@ -36,7 +42,7 @@ def report_command(
 
     if cohort is not None and cohort < 2:
         raise ReportInputError(f"--cohort {cohort}: T must be a number of generated tokens >= 2 (e.g. --cohort 64)")
-    html = build_report(run_dir, cohort_t=cohort, require_samples=True)
+    html = build_report(run_dir, cohort_t=cohort, require_samples=True, allow_partial=allow_partial)
     out.print(f"report: {html}", highlight=False)
     out.print(f"summary: {html.parent / 'summary.md'}", highlight=False)
 

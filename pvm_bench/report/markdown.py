@@ -59,6 +59,9 @@ def run_meta(data: RunData) -> dict[str, str]:
 def render_markdown(data: RunData, summary: Summary) -> str:
     """summary.md: run header, partial-run warning, notes, and the readable tables."""
     parts = [f"# pvm-bench summary: {data.run_id}\n"]
+    if data.failures:
+        parts.append("> **INCOMPLETE REPORT** (--allow-partial): these sections could not be computed and are "
+                     "missing or incomplete below:\n" + "".join(f">\n> - {f}\n" for f in data.failures))
     if data.partial:
         parts.append(f"> **PARTIAL RUN** (status: {data.status}). Numbers cover only the samples written so far.\n")
     parts.append("\n".join(f"- **{k}**: {v}" for k, v in run_meta(data).items()) + "\n")
