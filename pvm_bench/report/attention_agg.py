@@ -151,6 +151,13 @@ class AttentionAggregates:
         s = s[s["m_all"].notna()] if "m_all" in s else s.iloc[:0]
         return int(s["step"].max()) if len(s) else 0
 
+    def visual_mass_steps(self) -> pd.DataFrame:
+        """(variant, task, sample_id, repeat, step, visual_mass): the mean over all recorded layers
+        at every step (what the sample browser's curves average), from ``steps``."""
+        if "m_all" not in self.steps:
+            return pd.DataFrame(columns=[*KEYS, "step", "visual_mass"])
+        return self.keyed_steps(["m_all"]).rename(columns={"m_all": "visual_mass"})
+
     def keyed_steps(self, columns: list[str]) -> pd.DataFrame:
         """``steps`` with the real keys (variant, task, sample_id, repeat) and ``columns``, all steps."""
         keys = self.gens.iloc[self.steps["gen"].to_numpy()].reset_index(drop=True)
