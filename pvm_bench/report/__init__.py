@@ -22,7 +22,8 @@ REPORT_LOCK_WAIT_S = 600.0
 
 
 def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bool = False,
-                 single_file: bool | None = None, log: Callable[[str], None] | None = None) -> Path:
+                 single_file: bool | None = None, log: Callable[[str], None] | None = None,
+                 allow_partial: bool = False) -> Path:
     """Write summary.csv, summary.md, plots/*.png and report.html for ``run_dir``.
 
     Works on partial runs (marked as such), runs without attention.parquet and runs with a single
@@ -37,6 +38,11 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     Reports of one run take turns (the run's report lock, ``RUN/.report.lock``), so two
     concurrent reports never mix their files. A file that cannot be written is one
     :class:`~pvm_bench.errors.OutputError` line (exit 3).
+
+    A section that cannot be computed (an unreadable attention file, out of memory) raises
+    :class:`~pvm_bench.report.attention_engine.ReportIncompleteError` (or ``ReportMemoryError``)
+    before anything is written, unless ``allow_partial``: then the report is written without it and
+    says so at the top of report.html and summary.md.
     """
     from pvm_bench.report.html import write_html
     from pvm_bench.report.markdown import write_summary
@@ -45,7 +51,7 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     from pvm_bench.report.rundata import require_samples as _require
     from pvm_bench.runguard import REPORT_LOCK_NAME, RunLock
 
-    data = load_run(Path(run_dir))
+    data = load_run(Path(run_dir), allow_partial=allow_partial)
     if require_samples:
         _require(data)
     if data.count_problem and log is not None:

@@ -140,7 +140,7 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
     records = data.records if (data.run_dir / "samples.jsonl").exists() else []
     variants = _variant_order(data, records)
     rank = {v: i for i, v in enumerate(variants)}
-    curves = visual_mass_curves(data.attention, curve_points)
+    curves = visual_mass_curves(data.agg.visual_mass_steps() if data.agg is not None else None, curve_points)
     grouped: dict[tuple[str, str, int], list[SampleRecord]] = {}
     for rec in records:
         grouped.setdefault((rec.task, rec.sample_id, rec.repeat), []).append(rec)

@@ -36,6 +36,12 @@ def report_command(
         typer.Option("--single-file/--side-files", help="Embed every sample record in report.html (one file), or "
                      "write them to report_samples/ next to it, loaded on demand (default: side files above 4000 records)."),
     ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(help="Write the report even when a section cannot be computed (a damaged attention file, "
+                     "out of memory); report.html and summary.md then say so at the top. Without it such a "
+                     "report exits 2 and writes nothing."),
+    ] = False,
 ) -> None:
     """Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR."""
     from pvm_bench.report import build_report
@@ -44,6 +50,7 @@ def report_command(
     if cohort is not None and cohort < 2:
         raise ReportInputError(f"--cohort {cohort}: T must be a number of generated tokens >= 2 (e.g. --cohort 64)")
     html = build_report(run_dir, cohort_t=cohort, require_samples=True, single_file=single_file,
+                        allow_partial=allow_partial,
                         log=lambda line: out.print(line, style="bold red", highlight=False, markup=False))
     out.print(f"report: {html}", highlight=False)
     out.print(f"summary: {html.parent / 'summary.md'}", highlight=False)

@@ -17,16 +17,15 @@ it into metric rows (see :mod:`pvm_bench.report.rows`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pvm_bench.report.curves import band_decay
+from pvm_bench.report.attention_agg import NOT_MEASURES, VIS_MEASURES, AttentionAggregates, layer_bands  # noqa: F401 (public names)
+from pvm_bench.report.curves import band_decay_from_samples
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
 from pvm_bench.report.rows import row as metric_row
-from pvm_bench.report.rundata import ATTENTION_KEYS, visual_rows
 from pvm_bench.report.stats import SMALL_N
 
 BANDS: tuple[str, ...] = ("all", "early", "middle", "late")
@@ -46,31 +45,18 @@ DECAY_NOTE = (
     "--cohort T` to choose T). Flags: no_fit, c_at_bound, a_negative, no_decay, r2_low (R² < 0.5), "
     "extrapolated. † = fewer than 30 samples."
 )
-#: Attention columns that are keys or per-row counters, not measurements to average.
-NOT_MEASURES = {*ATTENTION_KEYS, "layer", "visual_mass", "visual_mass_norm", "sink_mass", "n_keys", "n_visual",
-                "entropy", "margin"}
-def layer_bands(layers: Iterable[int]) -> dict[str, list[int]]:
-    """Split the sorted recorded layers into early/middle/late thirds (``np.array_split``: the
-    first bands get the extra layer) plus ``all``. Empty bands are omitted."""
-    ls = sorted({int(x) for x in layers})
-    bands: dict[str, list[int]] = {"all": ls} if ls else {}
-    for name, part in zip(("early", "middle", "late"), np.array_split(np.array(ls, dtype=int), 3)):
-        if part.size:
-            bands[name] = [int(x) for x in part]
-    return bands
-
-
 def layer_span(layers: list[int]) -> str:
     """"3" for one layer, "0–5" for several."""
     return str(layers[0]) if len(layers) == 1 else f"{layers[0]}–{layers[-1]}"
 
 
 def decay_block(
-    a: pd.DataFrame, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
+    agg: AttentionAggregates, mask: np.ndarray, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
     curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit], cohort_t: int | None = None,
 ) -> dict[str, Any]:
-    """The flat decay/probe/convergence values of one (task, variant) scope ``a`` (attention rows);
-    fitted curves and fits are appended to ``curves`` / ``fits`` under ``key``.
+    """The flat decay/probe/convergence values of one (task, variant) scope: the generations in
+    ``mask`` of the run's attention aggregates; fitted curves and fits are appended to ``curves`` /
+    ``fits`` under ``key``.
 
     ``cohort_t``: also the all-layer decay of the fixed cohort of samples that reached ``cohort_t``
     tokens (steps 1..T; :func:`pvm_bench.report.curves.fixed_cohort`): wide values
@@ -78,69 +64,69 @@ def decay_block(
     stored in ``fits`` under band ``"cohort"``.
     """
     row: dict[str, Any] = {}
-    vis = visual_rows(a)
-    if vis is not None:
-        gen_vis = vis[vis["step"] >= 1]
-        row.update(_band_fits(gen_vis, bands, seed, key, curves, fits))
-        if cohort_t is not None and bands.get("all") and not gen_vis.empty:
-            bd = band_decay(gen_vis, bands["all"], seed=seed, cohort_t=cohort_t)
+    by_layer = agg.select(agg.by_layer, mask)
+    if agg.has_visual_in(mask):
+        per_band = {band: agg.band_samples(band, mask) for band in BANDS if bands.get(band)}
+        row.update(_band_fits(per_band, bands, seed, key, curves, fits))
+        everyone = per_band.get("all")
+        if cohort_t is not None and everyone is not None and not everyone.empty:
+            bd = band_decay_from_samples(everyone, seed=seed, cohort_t=cohort_t)
             fits[(key[0], key[1], COHORT)] = bd.fit
             row.update(bd.wide(COHORT), cohort_t=int(cohort_t))
-        for col in ("visual_mass_norm", "sink_mass"):
-            if col in gen_vis:
-                row[f"{col}_mean"] = float(gen_vis[col].mean()) if len(gen_vis) else math.nan
-    gen = a[a["step"] >= 1]
-    for col in sorted(c for c in a.columns if c not in NOT_MEASURES):
-        if pd.api.types.is_numeric_dtype(a[col]) and not pd.api.types.is_bool_dtype(a[col]):
-            if len(gen) and gen[col].isna().all():  # another variant's probe (base has no pvm_gate)
-                continue
-            per_layer = layer_means(gen, col)
-            if per_layer:
-                row.update({f"layer{layer}_{col}": v for layer, v in per_layer.items()})
-                if not _signed(gen[col]):  # a mean over layers of a signed value (a gate) means nothing
-                    row[f"mean_{col}"] = float(gen[col].mean())
-            else:
-                row[f"mean_{col}"] = float(gen[col].mean()) if len(gen) else math.nan
-    if "entropy" in a.columns:
-        row.update(_convergence(a))
+        vis = by_layer[by_layer["layer"].notna()]
+        for col in VIS_MEASURES:
+            if col in agg.columns:
+                row[f"{col}_mean"] = agg.mean_of(col, vis[f"{col}|vsum"].to_numpy(), vis[f"{col}|vn"].to_numpy())
+    n_gen = int(by_layer["_rows"].sum())
+    for col in agg.measures():
+        n = int(by_layer[f"{col}|n"].sum())
+        if n_gen and n == 0:  # another variant's probe (base has no pvm_gate)
+            continue
+        mean = agg.mean_of(col, by_layer[f"{col}|sum"].to_numpy(), n) if n_gen else math.nan
+        per_layer = layer_means(by_layer, col)
+        if per_layer:
+            row.update({f"layer{layer}_{col}": v for layer, v in per_layer.items()})
+            # a mean over layers of a signed value (a gate) means nothing
+            if not (by_layer[f"{col}|min"].min() < 0 < by_layer[f"{col}|max"].max()):
+                row[f"mean_{col}"] = mean
+        else:
+            row[f"mean_{col}"] = mean
+    if "entropy" in agg.steps:
+        cols = [c for c in ("entropy", "margin") if c in agg.steps]
+        row.update(_convergence(agg.step_frame(mask, cols)))
     return row
 
 
-def layer_means(gen: pd.DataFrame, col: str) -> dict[int, float]:
+def layer_means(by_layer: pd.DataFrame, col: str) -> dict[int, float]:
     """{layer: mean of ``col``} when ``col`` is a per-layer measurement (recorded on rows that carry
     a ``layer``, e.g. the PVM branch's ``pvm_ratio``/``pvm_gate`` on the PVM layers); each sample's
-    mean over its generated steps first, then the mean over samples. Empty for step-level columns."""
-    if "layer" not in gen or col not in gen:
-        return {}
-    rec = gen.dropna(subset=[col])
+    mean over its generated steps first (``{col}|mean`` of the aggregates' ``by_layer``), then the
+    mean over samples. Empty for step-level columns (values on rows without a layer)."""
+    rec = by_layer[by_layer[f"{col}|n"] > 0]
     if rec.empty or rec["layer"].isna().any():
         return {}
-    per_sample = rec.groupby(["layer", "task", "sample_id", "repeat"])[col].mean()
-    means = per_sample.groupby(level="layer").mean()
+    # per-sample means are float32 for a float32 column; their mean over samples is float64 (as pandas' was)
+    means = rec[f"{col}|mean"].astype(float).groupby(rec["layer"].astype(int)).mean()
     return {int(k): float(v) for k, v in means.items()}
 
 
-def _signed(values: pd.Series) -> bool:
-    v = values.dropna()
-    return bool(len(v)) and bool((v < 0).any()) and bool((v > 0).any())
-
-
 def _band_fits(
-    gen: pd.DataFrame, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
+    per_band: dict[str, pd.DataFrame], bands: dict[str, list[int]], seed: int, key: tuple[str, str],
     curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
 ) -> dict[str, Any]:
-    """Decay fit, half-lives and fixed-t masses per layer band from visual rows with t >= 1
-    (:func:`pvm_bench.report.curves.band_decay`: per-sample fixed-effects fit, n per step,
-    half-lives from the start level, fixed-t masses with a bootstrap CI over samples)."""
+    """Decay fit, half-lives and fixed-t masses per layer band from the per-sample band curves
+    (:func:`pvm_bench.report.curves.band_decay_from_samples`: per-sample fixed-effects fit, n per
+    step, half-lives from the start level, fixed-t masses with a bootstrap CI over samples)."""
     row: dict[str, Any] = {}
+    everyone = per_band.get("all")
     for band in BANDS:
         layers = bands.get(band)
-        if not layers or gen.empty:
+        if not layers or everyone is None or everyone.empty:
             fit = fit_decay([], [])
             fits[(key[0], key[1], band)] = fit
             row.update({f"fit_{band}_t_max": 0})
             continue
-        bd = band_decay(gen, layers, seed=seed)
+        bd = band_decay_from_samples(per_band[band], seed=seed)
         fits[(key[0], key[1], band)] = bd.fit
         if len(bd.curve):
             curves.append(bd.curve.assign(task=key[0], variant=key[1], band=band))
@@ -163,19 +149,18 @@ def _early_late(frame: pd.DataFrame, col: str) -> tuple[float, float, pd.DataFra
     return float(early), float(late), e
 
 
-def _convergence(a: pd.DataFrame) -> dict[str, float]:
+def _convergence(steps: pd.DataFrame) -> dict[str, float]:
     """Entropy (and, when recorded, top-2 logit margin) early vs late in the generation, and the
-    hesitation rate: the fraction of recorded steps with entropy above one bit."""
+    hesitation rate: the fraction of recorded steps with entropy above one bit. ``steps``: the
+    per-step means of one scope (:meth:`~pvm_bench.report.attention_agg.AttentionAggregates.step_frame`)."""
     out: dict[str, float] = {}
-    early, late, e = _early_late(a, "entropy")
+    early, late, e = _early_late(steps, "entropy")
     out.update(entropy_early=early, entropy_late=late, entropy_delta=late - early,
                hesitation_rate=float((e["entropy"] > HESITATION_NATS).mean()) if len(e) else math.nan)
-    if "margin" in a.columns and pd.api.types.is_numeric_dtype(a["margin"]):
-        m_early, m_late, _ = _early_late(a, "margin")
+    if "margin" in steps.columns:
+        m_early, m_late, _ = _early_late(steps, "margin")
         out.update(margin_early=m_early, margin_late=m_late)
     return out
-
-
 
 
 #: (wide suffix, metric name, digits) of the per-band fit values.

@@ -132,7 +132,7 @@ def render_html(data: RunData, summary: Summary, plots: dict[str, Path], single_
     config = data.run.config if data.run is not None else {}
     return environment().get_template("report.html.j2").render(
         run_id=data.run_id, partial=data.partial, status=data.status, n_records=len(data.samples),
-        warnings=data.warnings, meta_rows=_meta_rows(data),
+        warnings=data.warnings, failures=data.failures, meta_rows=_meta_rows(data),
         config_json=json.dumps(config, indent=2, sort_keys=True, default=str) if config else "",
         base_note=base_note(data) or "",
         metric_sections=Markup("\n".join(_metric_sections(data, summary))),  # built with esc() / to_html(escape=True)

@@ -66,6 +66,9 @@ def render_markdown(data: RunData, summary: Summary) -> str:
     parts = [f"# pvm-bench summary: {md_escape(data.run_id)}\n"]
     if data.count_problem:
         parts.append(f"> **{md_escape(data.count_problem)}**\n")
+    if data.failures:
+        parts.append("> **INCOMPLETE REPORT** (--allow-partial): these sections could not be computed and are "
+                     "missing or incomplete below:\n" + "".join(f">\n> - {md_escape(f)}\n" for f in data.failures))
     if data.partial:
         parts.append(f"> **PARTIAL RUN** (status: {md_escape(data.status)}). "
                      "Numbers cover only the samples written so far.\n")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.rows import row
 from pvm_bench.report.rundata import RunData
@@ -55,6 +56,15 @@ def image_columns(frame: pd.DataFrame | None) -> list[str]:
     return sorted(cols, key=lambda c: int(_COL.match(c)[1]))  # type: ignore[index]
 
 
+def image_frame(agg: AttentionAggregates | None) -> pd.DataFrame | None:
+    """The per-step means of the ``visual_mass_img{i}`` columns (keys variant, task, sample_id,
+    repeat, step) from the run's attention aggregates; None without per-image columns."""
+    if agg is None:
+        return None
+    cols = image_columns(agg.steps)
+    return agg.keyed_steps(cols) if cols else None
+
+
 def per_sample_curves(attn: pd.DataFrame) -> pd.DataFrame:
     """Long frame (task, variant, sample_id, repeat, step, image, mass): per-image mass averaged over
     layers; ``image`` is the index as a string, plus ``"last"``."""
@@ -73,7 +83,7 @@ def per_sample_curves(attn: pd.DataFrame) -> pd.DataFrame:
 
 def image_rows(data: RunData, seed: int = 0) -> list[dict[str, Any]]:
     """The ``kind="image"`` rows of a run (empty without per-image columns)."""
-    attn = data.attention
+    attn = image_frame(data.agg)
     if not image_columns(attn):
         return []
     curves = per_sample_curves(attn)  # type: ignore[arg-type]
@@ -127,4 +137,5 @@ def mean_curves(attn: pd.DataFrame | None) -> pd.DataFrame:
     return c.groupby(["task", "variant", "image", "step"], sort=False)["mass"].mean().reset_index()
 
 
-__all__ = ["KIND", "NOTE", "WINDOWS", "image_columns", "image_label", "metric_name", "image_rows", "image_view", "mean_curves", "per_sample_curves"]
+__all__ = ["KIND", "NOTE", "WINDOWS", "image_columns", "image_label", "metric_name", "image_rows", "image_view", "mean_curves", "per_sample_curves",
+           "image_frame"]

@@ -31,6 +31,7 @@ from matplotlib.patches import Patch
 
 from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.distance import distance_keys, distance_table
+from pvm_bench.report.per_image import image_frame
 from pvm_bench.report.plot_style import DPI, save_figure, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
 from pvm_bench.report.plots_dependence import CAPTION as DEPENDENCE_CAPTION
@@ -245,7 +246,7 @@ def make_plots(
         "accuracy_vs_distance": lambda p: plot_accuracy_vs_distance(data, variants, p, keys=distance),
         "accuracy_by_task": lambda p: plot_task_bars(summary, variants, p),
         "visual_dependence": lambda p: plot_dependence(summary.rows, variants, p),
-        "per_image": lambda p: plot_per_image(data.attention, seen, p),
+        "per_image": lambda p: plot_per_image(image_frame(data.agg), seen, p),
     }
     written: dict[str, Path] = {}
     for name, job in jobs.items():

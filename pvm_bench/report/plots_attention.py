@@ -27,17 +27,15 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.curves import (
-    band_decay,
     band_decay_from_samples,
     binned_curve,
     fixed_cohort,
     log_bin_edges,
-    sample_curves,
     suggest_cohort_t,
 )
 from pvm_bench.report.fit import DecayFit
 from pvm_bench.report.plot_style import save_figure, setup_style, variant_colors
-from pvm_bench.report.summary import ALL_TASKS, BANDS, REFERENCE_VARIANT, RunData, Summary, layer_span, visual_rows
+from pvm_bench.report.summary import ALL_TASKS, BANDS, REFERENCE_VARIANT, RunData, Summary, layer_span
 
 MIN_N_FOR_SCALE = 5
 """Bins with fewer samples do not set the y range of the decay plot (their bands are clipped)."""
@@ -94,15 +92,15 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
     """Decay curves per layer band (see the module docstring). Needs ``data`` (the attention
     records) for the CI bands, n per bin and the per-sample fit; without it (old callers) the
     summary's mean curves and fits are drawn without bands."""
-    if data is None or (vis := visual_rows(data.attention)) is None:
+    agg = data.agg if data is not None else None
+    if data is None or agg is None or not agg.has_visual:
         return _plot_decay_from_summary(summary, variants, out)
     task = _scope(data, summary)
     if task is None:
         return None
-    if task != ALL_TASKS:
-        vis = vis[vis["task"] == task]
+    scope = agg.gen_mask(None if task == ALL_TASKS else task)
     bands = [b for b in BANDS if b in summary.bands]
-    if not bands or vis.empty:
+    if not bands or not agg.has_visual_in(scope):
         return None
     setup_style()
     colors = variant_colors(variants)
@@ -110,7 +108,7 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
     nrows = math.ceil(len(bands) / ncols)
     fig = plt.figure(figsize=(6.4 * ncols, 5.0 * nrows))
     outer = fig.add_gridspec(nrows, ncols, hspace=0.3, wspace=0.16)
-    edges = log_bin_edges(int(vis["step"].max()))
+    edges = log_bin_edges(agg.max_visual_step(scope))
     first_ax = None
     top = 0.0
     for k, band in enumerate(bands):
@@ -121,10 +119,7 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
         ax_n = fig.add_subplot(inner[1], sharex=ax)
         layers = summary.bands[band]
         for v in variants:
-            rows = vis[vis["variant"] == v]
-            if rows.empty:
-                continue
-            per_sample = sample_curves(rows, layers)
+            per_sample = agg.band_samples(band, scope & agg.gen_mask(variant=v))
             if per_sample.empty:
                 continue
             obs = binned_curve(per_sample, edges)
@@ -175,23 +170,22 @@ def plot_decay_cohort(
     """All-layer decay of the fixed cohort (samples that reached ``cohort_t`` tokens; default
     :func:`~pvm_bench.report.curves.suggest_cohort_t` of all variants' samples together, so every
     variant uses the same T) next to the curve of all samples, one panel per variant."""
-    vis = visual_rows(data.attention)
-    if vis is None:
+    agg = data.agg
+    if agg is None or not agg.has_visual:
         return None
-    if len(data.tasks) == 1:
-        vis = vis[vis["task"] == data.tasks[0]]
-    everyone = sample_curves(vis.assign(task=vis["variant"] + "|" + vis["task"]))  # variant into the key
+    scope = agg.gen_mask(data.tasks[0] if len(data.tasks) == 1 else None)
+    everyone = agg.band_samples("all", scope)  # keyed by generation: the variant is in the key
     t_cohort = cohort_t if cohort_t is not None else suggest_cohort_t(everyone)
-    present = [v for v in variants if (vis["variant"] == v).any()]
+    present = [v for v in variants if agg.has_visual_in(scope & agg.gen_mask(variant=v))]
     if t_cohort is None or not present:
         return None
     setup_style()
     colors = variant_colors(variants)
     fig, axes = plt.subplots(1, len(present), figsize=(6.0 * len(present), 4.4), squeeze=False, sharey=True)
-    edges = log_bin_edges(int(vis["step"].max()))
+    edges = log_bin_edges(agg.max_visual_step(scope))
     top = 0.0
     for ax, v in zip(axes.flat, present):
-        per_sample = sample_curves(vis[vis["variant"] == v])
+        per_sample = agg.band_samples("all", scope & agg.gen_mask(variant=v))
         cohort = fixed_cohort(per_sample, t_cohort)
         col = colors[v]
         full = binned_curve(per_sample, edges)
@@ -205,8 +199,7 @@ def plot_decay_cohort(
             ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=col, alpha=0.2, lw=0)
             ax.plot(obs["step"], obs["mass"], "o", ms=4, color=col, label=f"cohort (n={n_cohort}), 95% CI")
             top = max(top, float(obs.loc[obs["n"] >= MIN_N_FOR_SCALE, "ci_high"].max()))
-            fit = band_decay(cohort.assign(layer=0, visual_mass=cohort["mass"]), None, cohort_t=t_cohort,
-                             bootstrap=False).fit
+            fit = band_decay_from_samples(cohort, cohort_t=t_cohort, bootstrap=False).fit
             if fit.ok:
                 tt = np.geomspace(1, t_cohort, 100)
                 style = "--" if [f for f in fit.flags() if f != "extrapolated"] else "-"
@@ -253,50 +246,23 @@ def _plot_decay_from_summary(summary: Summary, variants: list[str], out: Path) -
     return save_figure(fig, out)
 
 
-def _layer_grid(gen: pd.DataFrame, edges: np.ndarray, layers: list[int], column: str = "visual_mass") -> dict[str, np.ndarray]:
-    """Per variant: layers x bins matrix of the mean of ``column`` (NaN where no data)."""
-    idx = np.clip(np.searchsorted(edges, gen["step"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
-    grid = gen.assign(bin=idx).groupby(["variant", "layer", "bin"])[column].mean()
-    out = {}
-    for v in grid.index.get_level_values(0).unique():
-        m = grid.loc[v].unstack("bin").reindex(index=layers, columns=range(len(edges) - 1))
-        out[str(v)] = m.to_numpy(dtype=float)
-    return out
-
-
-def paired_diff_grid(
-    gen: pd.DataFrame, edges: np.ndarray, layers: list[int], variant: str, reference: str = REFERENCE_VARIANT,
-) -> np.ndarray:
-    """layers x bins matrix of the mean over samples of ``variant - reference`` visual mass, each
-    sample compared with itself: per (task, sample_id, repeat, layer, bin) mean on both sides,
-    only where both variants reached that bin. A difference of two unpaired means would mix in
-    who survives (a variant with shorter outputs has other samples in its tail)."""
-    keys = ["task", "sample_id", "repeat", "layer", "bin"]
-    idx = np.clip(np.searchsorted(edges, gen["step"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
-    cells = gen.assign(bin=idx)
-    per = {
-        v: cells[cells["variant"] == v].groupby(keys)["visual_mass"].mean().rename(v)
-        for v in (variant, reference)
-    }
-    both = pd.concat(per.values(), axis=1, join="inner")
-    diff = (both[variant] - both[reference]).groupby(level=["layer", "bin"]).mean()
-    return diff.unstack("bin").reindex(index=layers, columns=range(len(edges) - 1)).to_numpy(dtype=float)
-
-
 def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
     """Layer x position heatmap of mean visual mass per variant (shared scale), then one
-    ``variant - base`` panel per other variant (:func:`paired_diff_grid`: same samples on both
-    sides; diverging scale, symmetric around 0; blank where no sample reached the bin in both)."""
-    a = visual_rows(data.attention)
-    if a is None or not (a["step"] >= 1).any():
+    ``variant - base`` panel per other variant (paired: per sample, layer and bin, only where both
+    variants reached the bin; a difference of two unpaired means would mix in who survives;
+    diverging scale, symmetric around 0). Bins: the fixed log-spaced
+    :data:`~pvm_bench.report.attention_agg.HEATMAP_EDGES` up to the longest output
+    (:class:`~pvm_bench.report.attention_agg.Heatmap`)."""
+    heat = data.agg.heatmap if data.agg is not None else None
+    if heat is None or not heat.grids:
         return None
-    gen = a[a["step"] >= 1]
-    edges = log_bin_edges(int(gen["step"].max()))
-    layers = sorted(int(x) for x in gen["layer"].unique())
-    mats = _layer_grid(gen, edges, layers)
+    edges, layers, mats = heat.edges, heat.layers, heat.grids
     present = [v for v in variants if v in mats]
+    if not present:
+        return None
+    blank = np.full((len(layers), len(edges) - 1), np.nan)
     diffs = {
-        v: paired_diff_grid(gen, edges, layers, v)
+        v: heat.diffs.get(v, blank)
         for v in present if v != REFERENCE_VARIANT and REFERENCE_VARIANT in mats
     }
     panels = [(v, mats[v], False) for v in present]
@@ -333,13 +299,10 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
 def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | None:
     """``pvm_ratio`` per PVM layer vs generated position (binned mean over samples, 95% CI band),
     one panel per variant that recorded it, gate values in the legend. None without the columns."""
-    a = data.attention
-    if a is None or "pvm_ratio" not in a.columns or "layer" not in a.columns:
+    agg = data.agg
+    if agg is None or agg.pvm is None or agg.pvm.empty:
         return None
-    rows = a.dropna(subset=["pvm_ratio", "layer"])
-    rows = rows[rows["step"] >= 1]
-    if rows.empty:
-        return None
+    rows = agg.pvm.assign(variant=agg.gens["variant"].to_numpy()[agg.pvm["gen"].to_numpy()])
     present = [v for v in variants if (rows["variant"] == v).any()]
     edges = log_bin_edges(int(rows["step"].max()))
     setup_style()
@@ -351,10 +314,12 @@ def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | No
         palette = plt.get_cmap("plasma")(np.linspace(0.1, 0.8, max(len(layers), 1)))
         for color, layer in zip(palette, layers):
             rl = rv[rv["layer"] == layer]
-            obs = binned_curve(sample_curves(rl, [layer], column="pvm_ratio"), edges)
+            per_sample = pd.DataFrame({"task": rl["gen"].to_numpy(), "sample_id": 0, "repeat": 0,
+                                       "step": rl["step"].to_numpy(), "mass": rl["pvm_ratio"].to_numpy(dtype=float)})
+            obs = binned_curve(per_sample, edges)
             label = f"layer {layer}"
-            if "pvm_gate" in rl and rl["pvm_gate"].notna().any():
-                label += f" (gate {float(rl['pvm_gate'].dropna().iloc[0]):+.3f})"
+            if (v, layer) in agg.pvm_gates:
+                label += f" (gate {agg.pvm_gates[(v, layer)]:+.3f})"
             ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=color, alpha=0.2, lw=0)
             ax.plot(obs["step"], obs["mass"], "-o", ms=3, lw=1.5, color=color, label=label)
         ax.set_xscale("log")

@@ -1,9 +1,16 @@
 """Read one run directory for the report layer: run.json, samples.jsonl, attention records.
 
 :func:`load_run` returns a :class:`RunData`; every report module (summary, markdown, html,
-compare, check) starts from it. Attention records of a killed run that were never merged
-(``attention/part-*.parquet``) are read together with attention.parquet, keeping only rows of
-samples that were written and the last copy of a re-run sample's rows (as the runner's merge does).
+compare, check) starts from it. Attention records are never loaded row by row: ``RunData.agg``
+holds the aggregates DuckDB computes over them once (:mod:`pvm_bench.report.attention_agg`);
+``RunData.attention`` reads the full rows on demand (memory grows with the run: for users and
+small tests only, no report module uses it). Attention records of a killed run that were never
+merged (``attention/part-*.parquet``) are read together with attention.parquet, keeping only rows
+of samples that were written and the last copy of a re-run sample's rows (as the runner's merge does).
+
+A section that cannot be computed (an unreadable attention file, memory) is recorded in
+``RunData.failures``; :func:`load_run` then raises :class:`ReportIncompleteError` unless
+``allow_partial`` (the report says so at its top instead).
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import pandas as pd
 from pyarrow import ArrowException
 
 from pvm_bench.errors import UserError
+from pvm_bench.report.attention_agg import AttentionAggregates
+from pvm_bench.report.attention_engine import ReportIncompleteError, is_memory_error
+from pvm_bench.report.attention_load import load_attention
 from pvm_bench.results import RunRecord, SampleRecord, read_samples
 
 REFERENCE_VARIANT = "base"
@@ -43,19 +53,32 @@ NUMERIC_ATTENTION = ("repeat", "step", "layer", "visual_mass", "visual_mass_norm
 
 @dataclass
 class RunData:
-    """Everything read from one run directory. ``attention`` is None when absent/unreadable;
-    ``records``: the typed records of samples.jsonl that ``samples`` was built from (the sample
-    browser shows them), so the file is parsed once."""
+    """Everything read from one run directory. ``agg``: the attention aggregates (None when
+    absent/unreadable); ``records``: the typed records of samples.jsonl that ``samples`` was built
+    from (the sample browser shows them), so the file is parsed once; ``failures``: one line per
+    report section that could not be computed (the report shows them at its top)."""
 
     run_dir: Path
     run: RunRecord | None
     samples: pd.DataFrame
-    attention: pd.DataFrame | None
+    agg: AttentionAggregates | None
     warnings: list[str] = field(default_factory=list)
     records: list[SampleRecord] = field(default_factory=list, repr=False)
     #: Why the records read disagree with run.json's count (None: they agree, or run.json has no
     #: count yet). The report shows it first; ``check`` fails and ``baseline`` refuses on it.
     count_problem: str | None = None
+    failures: list[str] = field(default_factory=list)
+    _rows: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def attention(self) -> pd.DataFrame | None:
+        """Every attention row in pandas (:func:`read_attention`), read on first use: memory grows
+        with the run (about 113 B a row), so the report never calls it; None without records."""
+        if self.agg is None:
+            return None
+        if self._rows is None:
+            self._rows = read_attention(self.run_dir, self.samples, [])
+        return self._rows
 
     @property
     def run_id(self) -> str:
@@ -74,8 +97,8 @@ class RunData:
     def variants(self) -> list[str]:
         """Variants present, ``base`` first, then run.json order, then alphabetical."""
         present = set(self.samples["variant"]) if len(self.samples) else set()
-        if self.attention is not None and len(self.attention):
-            present |= set(self.attention["variant"].unique())
+        if self.agg is not None:
+            present |= self.agg.variants
         declared = list(self.run.variants) if self.run else []
         order = [REFERENCE_VARIANT] + declared + sorted(present)
         seen: list[str] = []
@@ -87,8 +110,8 @@ class RunData:
     @property
     def tasks(self) -> list[str]:
         names = set(self.samples["task"]) if len(self.samples) else set()
-        if self.attention is not None and len(self.attention):
-            names |= set(self.attention["task"].unique())
+        if self.agg is not None:
+            names |= self.agg.tasks
         return sorted(names)
 
 
@@ -106,10 +129,13 @@ def _sample_row(d: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def load_run(run_dir: Path | str) -> RunData:
-    """Read run.json, samples.jsonl and the attention records (each optional, but at least one
+def load_run(run_dir: Path | str, allow_partial: bool = False) -> RunData:
+    """Read run.json, samples.jsonl and the attention aggregates (each optional, but at least one
     of run.json / samples.jsonl must exist). Raises :class:`ReportInputError` on a missing
-    directory or unreadable run.json / samples.jsonl; unreadable attention becomes a warning."""
+    directory or unreadable run.json / samples.jsonl. An unreadable attention file becomes a
+    warning and a failure, running out of memory a failure: then :class:`ReportIncompleteError`
+    (:class:`~pvm_bench.report.attention_engine.ReportMemoryError` for memory) unless
+    ``allow_partial``, which keeps them in ``RunData.failures`` for the report's banner."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportInputError(
@@ -144,11 +170,17 @@ def load_run(run_dir: Path | str) -> RunData:
         samples["repeat"] = samples["repeat"].astype(int)
         samples["truncated"] = samples["truncated"].astype(bool)
         samples["tokens_per_s"] = samples["tokens_per_s"].astype(float)
-    attention = read_attention(run_dir, samples, warn)
     problem = count_problem(run, len(records), samples_path)
     if problem:
         warn.insert(0, problem)
-    return RunData(run_dir, run, samples, attention, warn, records, problem)
+    failures: list[str] = []
+    agg = load_attention(run_dir, samples, warn, failures, allow_partial, reference=REFERENCE_VARIANT)
+    if failures and not allow_partial:
+        raise ReportIncompleteError(
+            f"{run_dir}: cannot compute the report's attention sections: {'; '.join(failures)}; fix or move the file "
+            "aside and run the command again, or pass --allow-partial to write the report without them"
+        )
+    return RunData(run_dir, run, samples, agg, warn, records, count_problem=problem, failures=failures)
 
 
 def count_problem(run: RunRecord | None, n_read: int, samples_path: Path) -> str | None:
@@ -163,7 +195,9 @@ def count_problem(run: RunRecord | None, n_read: int, samples_path: Path) -> str
 
 
 def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.DataFrame | None:
-    """attention.parquet plus any unmerged ``attention/part-*.parquet`` (a killed run).
+    """Every row of attention.parquet plus any unmerged ``attention/part-*.parquet`` (a killed
+    run) in one pandas frame (the full-resolution reader behind :attr:`RunData.attention`; the
+    report reads :class:`~pvm_bench.report.attention_agg.AttentionAggregates` instead).
 
     Part rows are kept only for samples present in samples.jsonl; for a key present in several
     files the last file wins (parts are written in order). Unreadable files become a warning
@@ -177,6 +211,8 @@ def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.
         try:
             frames.append(_read_attention_file(path, warn).assign(_file=i))
         except (OSError, ValueError, KeyError, ArrowException) as exc:  # a torn or foreign file
+            if is_memory_error(exc):  # pyarrow's ArrowMemoryError is an ArrowException too
+                raise
             name = path.name if path == merged else f"attention/{path.name}"
             warn.append(f"{name} unreadable ({exc.__class__.__name__}: {exc}); its attention records are left out")
     if not frames:
@@ -262,8 +298,10 @@ def require_samples(data: RunData) -> None:
 
 def missing_attention_note(data: RunData) -> str | None:
     """Why a run has no decay section, in one sentence (None when it has attention records)."""
-    if data.attention is not None and len(data.attention):
+    if data.agg is not None and len(data.agg.gens):
         return None
+    if any("out of memory" in f for f in data.failures):
+        return "no decay section: out of memory computing the attention aggregates (see the notes above)"
     probes = (data.run.config or {}).get("probes") if data.run else None
     if probes is not None and "attention" not in probes:
         return "no decay section: the run did not record attention (add `attention` to --probes)"

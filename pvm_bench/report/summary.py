@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from pvm_bench.report.curves import sample_curves, suggest_cohort_t
+from pvm_bench.report.attention_agg import AttentionAggregates
+from pvm_bench.report.curves import suggest_cohort_t
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
 from pvm_bench.report.dependence import dependence_rows
 from pvm_bench.report.distance import distance_rows
@@ -85,24 +87,22 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
     rows.extend(distance_rows(data, infos, seed))  # kind="distance" (tasks with a distance_key)
     rows.extend(dependence_rows(data, infos, seed, groups))  # kind="dependence" (V+blind:after=K variants)
     rows.extend(image_rows(data, seed))  # kind="image" (--per-image runs)
-    attn = data.attention
-    has_attn = attn is not None and len(attn) > 0
-    vis = visual_rows(attn)
-    bands = layer_bands(vis["layer"].unique()) if vis is not None else {}
+    agg = data.agg
+    bands = agg.bands if agg is not None and agg.has_visual else {}
     curves: list[pd.DataFrame] = []
     fits: dict[tuple[str, str, str], DecayFit] = {}
     wide_decay: dict[tuple[str, str], dict[str, Any]] = {}
-    if has_attn and attn is not None:
+    if agg is not None and len(agg.gens):
         tasks = data.tasks
         scopes = [(t, t) for t in tasks] + ([(POOLED, None)] if len(tasks) > 1 else [])
         for label, task in scopes:
-            a_scope = attn if task is None else attn[attn["task"] == task]
-            t_cohort = scope_cohort_t(a_scope, bands, cohort_t, label, data.warnings)
+            in_scope = agg.gen_mask(task)
+            t_cohort = scope_cohort_t(agg, in_scope, bands, cohort_t, label, data.warnings)
             for variant in data.variants:
-                a = a_scope[a_scope["variant"] == variant]
-                if a.empty:
+                mask = in_scope & agg.gen_mask(variant=variant)
+                if not mask.any():
                     continue
-                wide = decay_block(a, bands, seed, (label, variant), curves, fits, cohort_t=t_cohort)
+                wide = decay_block(agg, mask, bands, seed, (label, variant), curves, fits, cohort_t=t_cohort)
                 wide_decay[(label, variant)] = wide
                 rows.extend(decay_rows(wide, label, variant, bands))
     frame = rows_frame(rows)
@@ -111,21 +111,20 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
         if curves else pd.DataFrame(columns=["step", "mass", "task", "variant", "band"])
     )
     table = wide_view(frame, data, wide_decay)
-    has_entropy = bool(attn is not None and has_attn and "entropy" in attn.columns)
+    has_entropy = bool(agg is not None and len(agg.gens) and "entropy" in agg.columns)
     return Summary(table, bands, curve_df, fits, has_entropy, frame, infos, cohort_t, groups)
 
 
 def scope_cohort_t(
-    attn: pd.DataFrame, bands: dict[str, list[int]], requested: int | None, label: str, warnings: list[str],
+    agg: AttentionAggregates, mask: np.ndarray, bands: dict[str, list[int]], requested: int | None, label: str,
+    warnings: list[str],
 ) -> int | None:
-    """The fixed-cohort length of one task scope: ``requested`` when given (a warning in
-    ``warnings`` when no sample of the scope reached it), else the suggestion over every variant's
-    samples of the scope (None when there is no all-layer band or too few samples)."""
-    vis = visual_rows(attn)
-    if vis is None or not bands.get("all"):
+    """The fixed-cohort length of one task scope (the generations in ``mask``): ``requested`` when
+    given (a warning in ``warnings`` when no sample of the scope reached it), else the suggestion
+    over every variant's samples of the scope (None when there is no all-layer band or too few samples)."""
+    if not bands.get("all") or not agg.has_visual_in(mask):
         return None
-    keyed = vis.assign(task=vis["variant"].astype(str) + "|" + vis["task"].astype(str))  # variant into the key
-    per_sample = sample_curves(keyed, bands["all"])
+    per_sample = agg.band_samples("all", mask)  # keyed by generation: the variant is in the key
     if requested is None:
         return suggest_cohort_t(per_sample)
     longest = int(per_sample["step"].max()) if len(per_sample) else 0

@@ -19,19 +19,21 @@ from pvm_bench.report.plots import distance_keys, make_plots, plot_accuracy_vs_d
 from pvm_bench.report.plots_attention import _fit_label, law_text, plot_heatmap
 
 
-def _with_signals(data: object) -> None:
-    """Add branch-probe columns (pvm rows only) and per-record distance metadata in memory."""
-    a = data.attention  # type: ignore[attr-defined]
+def _with_signals(run: Path) -> None:
+    """Add branch-probe columns (pvm rows only) to the run's attention.parquet."""
+    a = pd.read_parquet(run / "attention.parquet")
     is_pvm = (a["variant"] == "pvm") & (a["layer"] % 3 == 1)
-    a["pvm_ratio"] = np.where(is_pvm, 0.2 + 0.01 * a["layer"], np.nan)
-    a["pvm_gate"] = np.where(is_pvm, 0.5, np.nan)
-    s = data.samples  # type: ignore[attr-defined]
-    s["metadata"] = [{"n_filler": int(sid.split("-")[1]) % 12} for sid in s["sample_id"]]
+    a["pvm_ratio"] = np.where(is_pvm, 0.2 + 0.01 * a["layer"], np.nan).astype("float32")
+    a["pvm_gate"] = np.where(is_pvm, 0.5, np.nan).astype("float32")
+    a.to_parquet(run / "attention.parquet", index=False)
 
 
 def test_make_plots_writes_every_plot_the_data_support(make_run: Callable[..., Path], tmp_path: Path) -> None:
-    data = load_run(make_run(n_samples=12, max_len=120))
-    _with_signals(data)
+    run = make_run(n_samples=12, max_len=120)
+    _with_signals(run)
+    data = load_run(run)
+    s = data.samples  # per-record distance metadata, in memory
+    s["metadata"] = [{"n_filler": int(sid.split("-")[1]) % 12} for sid in s["sample_id"]]
     summary = build_summary(data)
     plots = make_plots(data, summary, tmp_path / "p", distance={"colour": ("n_filler", "N")})
     assert set(plots) == {"decay", "decay_cohort", "heatmap", "pvm_signals", "accuracy_vs_length", "accuracy_vs_distance",
@@ -90,8 +92,10 @@ def test_fit_labels_carry_flags_and_extrapolation() -> None:
 def test_pvm_signals_absent_without_rows(make_run: Callable[..., Path], tmp_path: Path) -> None:
     from pvm_bench.report.plots_attention import plot_pvm_signals
 
-    data = load_run(make_run(n_samples=4, max_len=40))
-    data.attention["pvm_ratio"] = np.nan  # type: ignore[index]
+    run = make_run(n_samples=4, max_len=40)
+    a = pd.read_parquet(run / "attention.parquet")
+    a.assign(pvm_ratio=np.full(len(a), np.nan, dtype="float32")).to_parquet(run / "attention.parquet", index=False)
+    data = load_run(run)
     assert plot_pvm_signals(data, data.variants, tmp_path / "s.png") is None
 
 
@@ -106,11 +110,11 @@ def test_cohort_plot_uses_one_t_for_every_variant(make_run: Callable[..., Path],
     assert plot_decay_cohort(data, data.variants, tmp_path / "none.png", cohort_t=10_000) is not None  # empty cohort
 
 
-def test_heatmap_difference_is_paired_by_sample() -> None:
+def test_heatmap_difference_is_paired_by_sample(make_run: Callable[..., Path]) -> None:
     """pvm = base + 0.01 on every sample, but pvm stops the high-level sample early: the paired
-    difference is exactly +0.01 everywhere, a difference of unpaired means would not be."""
-    from pvm_bench.report.curves import log_bin_edges
-    from pvm_bench.report.plots_attention import _layer_grid, paired_diff_grid
+    difference is exactly +0.01 everywhere, a difference of unpaired means would not be. The bins
+    are the fixed HEATMAP_EDGES (up to the longest output), whatever the run."""
+    from pvm_bench.report.attention_agg import HEATMAP_EDGES
 
     frames = []
     for variant, offset, lengths in (("base", 0.0, (40, 40)), ("pvm", 0.01, (40, 10))):
@@ -118,12 +122,15 @@ def test_heatmap_difference_is_paired_by_sample() -> None:
             steps = np.arange(1, n + 1)
             frames.append(pd.DataFrame({"variant": variant, "task": "t", "sample_id": f"s{i}", "repeat": 0,
                                         "step": steps, "layer": 0, "visual_mass": level + offset}))
-    gen = pd.concat(frames, ignore_index=True)
-    edges = log_bin_edges(40)
-    paired = paired_diff_grid(gen, edges, [0], "pvm")
-    assert np.nanmax(np.abs(paired - 0.01)) < 1e-12
-    unpaired = _layer_grid(gen, edges, [0])
-    assert np.nanmin(unpaired["pvm"] - unpaired["base"]) < -0.1  # the tail lost the high sample
+    run = make_run("paired", tasks=("t",), n_samples=2, max_len=60, attention=False)
+    pd.concat(frames, ignore_index=True).to_parquet(run / "attention.parquet", index=False)
+    heat = load_run(run).agg.heatmap  # type: ignore[union-attr]
+    assert heat is not None and heat.layers == [0]
+    assert np.array_equal(heat.edges, HEATMAP_EDGES[: len(heat.edges)]) and heat.edges[-2] <= 40 < heat.edges[-1]
+    paired = heat.diffs["pvm"]
+    assert np.isfinite(paired).sum() == len(heat.edges) - 1 and np.nanmax(np.abs(paired - 0.01)) < 1e-12
+    unpaired = heat.grids["pvm"] - heat.grids["base"]
+    assert np.nanmin(unpaired) < -0.1  # the tail lost the high sample
 
 
 def test_accuracy_vs_length_has_one_panel_per_task(make_run: Callable[..., Path], tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from report_synth import TRUE_A, TRUE_B, TRUE_C
 
 from pvm_bench.report import build_report
+from pvm_bench.report.attention_engine import ReportIncompleteError
 from pvm_bench.report.summary import build_summary, layer_bands, load_run
 
 
@@ -97,7 +98,9 @@ def test_empty_run_dir_reports(tmp_path: Path) -> None:
 def test_unreadable_attention_is_a_warning(make_run: Callable[..., Path]) -> None:
     run = make_run(attention=False, n_samples=4, tasks=("colour",))
     (run / "attention.parquet").write_bytes(b"PAR1 torn write")
-    html = build_report(run).read_text()
+    with pytest.raises(ReportIncompleteError, match="attention.parquet unreadable"):  # not silently without it
+        build_report(run)
+    html = build_report(run, allow_partial=True).read_text()
     assert "attention.parquet unreadable" in html
     assert "attention.parquet unreadable" in (run / "summary.md").read_text()
 
