@@ -36,6 +36,8 @@ HEATMAP_EDGES = log_bin_edges((1 << 17) - 1, 8 * 17)
 """Fixed heatmap bins: 8 per octave (edges round(2^(k/8)), duplicates dropped) up to 131072."""
 NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|"
                      r"DECIMAL.*)$")
+FLOATING = re.compile(r"^(FLOAT|DOUBLE|REAL)$")
+"""DuckDB types that can hold inf/NaN."""
 IMAGE_COLUMN = re.compile(r"^visual_mass_img\d+$")
 NOT_MEASURES = {*KEYS, "step", "layer", "visual_mass", "visual_mass_norm", "sink_mass", "n_keys", "n_visual",
                 "entropy", "margin"}

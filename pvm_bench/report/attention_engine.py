@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ MEMORY_ENV, THREADS_ENV, TMP_ENV = "PVM_BENCH_REPORT_MEMORY", "PVM_BENCH_REPORT_
 DEFAULT_MEMORY = "1GB"
 """DuckDB's memory limit for the attention group-bys (it spills to the temp directory beyond it)."""
 KEYS = ("variant", "task", "sample_id", "repeat")
+#: Attention columns that must be numbers (a file holding text there is refused as unreadable).
+NUMERIC_ATTENTION = ("repeat", "step", "layer", "visual_mass", "visual_mass_norm", "sink_mass", "entropy")
+
 
 
 class ReportMemoryError(UserError, MemoryError):
@@ -96,18 +100,24 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def source_sql(files: list[Path], columns: dict[str, str], keys_table: str | None, with_parts: bool) -> str:
+def source_sql(files: list[Path], columns: dict[str, str], keys_table: str | None, with_parts: bool,
+               nonfinite: Collection[str] = ()) -> str:
     """SELECT of the attention rows (see the module docstring). ``columns``: the scalar columns to
     read, name -> DuckDB type (``layer``/``visual_mass`` may be absent: they become NULL);
-    ``keys_table``: a table of the samples.jsonl keys to keep (part files only)."""
+    ``keys_table``: a table of the samples.jsonl keys to keep (part files only); ``nonfinite``: float
+    columns holding inf/NaN, read as NULL (left out, as a value that was not measured)."""
     paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
+
+    def value(c: str) -> str:
+        return f"CASE WHEN isfinite({quote(c)}) THEN {quote(c)} END AS {quote(c)}" if c in nonfinite else quote(c)
+
     select = [
         "CAST(variant AS VARCHAR) AS variant", "CAST(task AS VARCHAR) AS task",
         "CAST(sample_id AS VARCHAR) AS sample_id", "CAST(repeat AS BIGINT) AS repeat", "CAST(step AS INTEGER) AS step",
         "CAST(layer AS INTEGER) AS layer" if "layer" in columns else "CAST(NULL AS INTEGER) AS layer",
-        "visual_mass" if "visual_mass" in columns else "CAST(NULL AS FLOAT) AS visual_mass",
+        value("visual_mass") if "visual_mass" in columns else "CAST(NULL AS FLOAT) AS visual_mass",
     ]
-    select += [quote(c) for c in columns if c not in (*KEYS, "step", "layer", "visual_mass")]
+    select += [value(c) for c in columns if c not in (*KEYS, "step", "layer", "visual_mass")]
     if not with_parts:
         return f"SELECT {', '.join(select)} FROM read_parquet({paths}, union_by_name=true) WHERE step IS NOT NULL"
     order = "list_position(" + paths + ", filename)"

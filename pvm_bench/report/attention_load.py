@@ -9,12 +9,22 @@ of memory is a :class:`~pvm_bench.report.attention_engine.ReportMemoryError` (or
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from pvm_bench.report.attention_agg import AttentionAggregates, aggregate_attention
-from pvm_bench.report.attention_engine import KEYS, connect, is_memory_error, literal, memory_error, source_sql
+from pvm_bench.report.attention_agg import FLOATING, AttentionAggregates, aggregate_attention
+from pvm_bench.report.attention_engine import (
+    KEYS,
+    NUMERIC_ATTENTION,
+    connect,
+    is_memory_error,
+    literal,
+    memory_error,
+    source_sql,
+)
 
 
 def attention_files(run_dir: Path) -> tuple[list[Path], int]:
@@ -26,6 +36,33 @@ def attention_files(run_dir: Path) -> tuple[list[Path], int]:
 
 def _file_label(run_dir: Path, path: Path) -> str:
     return path.name if path.parent == run_dir else f"attention/{path.name}"
+
+
+def nonfinite_columns(engine: Any, files: list[Path], floats: list[str], warn: list[str]) -> list[str]:
+    """The float columns of ``files`` that hold inf or NaN, with a warning counting them. The parquet
+    footers' min/max statistics say which could (free); only those are counted (one scan)."""
+    import pyarrow.parquet as pq
+
+    suspects: set[str] = set()
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        index = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+        for group in range(meta.num_row_groups):
+            for name in floats:
+                if name in index and name not in suspects:
+                    stats = meta.row_group(group).column(index[name]).statistics
+                    if stats is None or not stats.has_min_max or not all(map(math.isfinite, (stats.min, stats.max))):
+                        suspects.add(name)
+    if not suspects:
+        return []
+    paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
+    counts = engine.con.execute(
+        "SELECT " + ", ".join(f'count(*) FILTER (WHERE NOT isfinite("{c}"))' for c in sorted(suspects))
+        + f" FROM read_parquet({paths}, union_by_name=true)").fetchone()
+    bad = {c: int(n) for c, n in zip(sorted(suspects), counts) if n}
+    if bad:  # inf never comes from a softmax; NaN is "not measured": both are left out
+        warn.append(f"{sum(bad.values())} non-finite value(s) in {', '.join(bad)} left out (attention masses are finite)")
+    return sorted(bad)
 
 
 def load_attention(
@@ -55,6 +92,9 @@ def load_attention(
                 missing = [k for k in (*KEYS, "step") if k not in names]
                 if missing:
                     raise ValueError(f"missing columns {missing}")
+                text = [k for k in NUMERIC_ATTENTION if k in names and names[k].startswith(("VARCHAR", "BLOB"))]
+                if text:  # a foreign or edited file: numbers stored as text would fail deep in the decay code
+                    raise ValueError(f"column {text[0]!r} holds {names[text[0]]} values, not numbers")
             except Exception as exc:
                 if is_memory_error(exc):
                     raise
@@ -79,8 +119,9 @@ def load_attention(
             engine.con.register("sample_keys", samples[list(KEYS)].astype(
                 {"variant": str, "task": str, "sample_id": str, "repeat": "int64"}))
             keys_table = "sample_keys"
+        nonfinite = nonfinite_columns(engine, good, [c for c, t in columns.items() if FLOATING.match(t)], warn)
         try:
-            return aggregate_attention(engine, source_sql(good, columns, keys_table, bool(parts)), columns,
+            return aggregate_attention(engine, source_sql(good, columns, keys_table, bool(parts), nonfinite), columns,
                                        reference)
         except duckdb.Error as exc:
             if is_memory_error(exc):

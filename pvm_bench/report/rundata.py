@@ -25,7 +25,7 @@ from pyarrow import ArrowException
 
 from pvm_bench.errors import UserError
 from pvm_bench.report.attention_agg import AttentionAggregates
-from pvm_bench.report.attention_engine import ReportIncompleteError, is_memory_error
+from pvm_bench.report.attention_engine import NUMERIC_ATTENTION, ReportIncompleteError, is_memory_error
 from pvm_bench.report.attention_load import load_attention
 from pvm_bench.results import RunRecord, SampleRecord, read_samples
 
@@ -47,8 +47,6 @@ SAMPLE_COLUMNS = [
 #: ``sub_scores`` (dict of floats), ``score_details`` (the scorer's other details).
 TYPED_COLUMNS = ["metadata", "extractor", "score_flags", "sub_scores", "score_details"]
 ATTENTION_KEYS = ("variant", "task", "sample_id", "repeat", "step")
-#: Attention columns that must be numbers (a file holding text there is refused with a warning).
-NUMERIC_ATTENTION = ("repeat", "step", "layer", "visual_mass", "visual_mass_norm", "sink_mass", "entropy")
 
 
 @dataclass

@@ -487,6 +487,9 @@ INERT_CASES: list[InertCase] = [
     InertCase("inert-check-markdown-directory", _check_markdown_into(_a_directory), 3,
               ("cannot write the check summary", "directory")),
     # report of bad attention files: a note, not a traceback
-    InertCase("inert-attention-string-layers", _attention(_string_layers), 0, ("report:",)),
+    # issue 20: one line naming the column and the fix, exit 2 (issue 22: a section that cannot be computed
+    # fails the report unless --allow-partial)
+    InertCase("inert-attention-string-layers", _attention(_string_layers), 2,
+              ("'layer' holds VARCHAR values, not numbers", "--allow-partial"), ("Traceback",)),
     InertCase("inert-attention-infinite-mass", _attention(_infinite_mass), 0, ("report:",)),
 ]

@@ -81,7 +81,7 @@ def test_arrow_memory_error_in_the_row_reader_is_raised(
     run = make_run(n_samples=4, max_len=40, tasks=("colour",))
     data = load_run(run)
 
-    def no_memory(path: Path) -> pd.DataFrame:
+    def no_memory(path: Path, *args: object) -> pd.DataFrame:
         raise pa.ArrowMemoryError("malloc of size 1073741824 failed")
 
     monkeypatch.setattr(rundata, "_read_attention_file", no_memory)
