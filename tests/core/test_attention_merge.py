@@ -63,7 +63,12 @@ def _assert_same(run: Path, expected: pa.Table) -> None:
     assert pd.read_parquet(run / "attention.parquet").dtypes.equals(expected.to_pandas().dtypes)
 
 
-def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_rows", [ROW_GROUP_ROWS, 3])  # 3: duplicates straddle the streamed batches
+def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(tmp_path: Path, monkeypatch,
+                                                                                batch_rows: int) -> None:
+    from pvm_bench import attention_merge
+
+    monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", batch_rows)
     run = tmp_path / "r"
     run.mkdir()
     # an earlier merge, then parts: a re-run sample (its new rows must win), rows of a sample that
