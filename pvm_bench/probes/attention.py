@@ -34,7 +34,7 @@ from torch import nn
 
 from pvm_bench.instrument import AttentionSiteError, instrument_for
 from pvm_bench.instrument.attention import ATTN_NAME, text_subconfig_key  # noqa: F401 (public names)
-from pvm_bench.probes.base import BatchContext, Probe, ProbeError
+from pvm_bench.probes.base import AttentionSiteProbe, BatchContext, ProbeError
 from pvm_bench.probes.lastrow import last_row_probs, row_mask
 from pvm_bench.results import compact_frame
 
@@ -66,7 +66,7 @@ def find_attention_modules(lm: LoadedModel) -> list[nn.Module]:
     return modules
 
 
-class AttentionProbe(Probe):
+class AttentionProbe(AttentionSiteProbe):
     """Per step and decoder layer: head-averaged softmax mass of the current query on image keys.
 
     Args:
@@ -124,18 +124,6 @@ class AttentionProbe(Probe):
         self._release = release
         self._lm = model
         self._n_layers = len(modules)
-
-    def uninstall(self) -> None:
-        """Leave the attention site (the original backend returns with the last subscriber)."""
-        if self._lm is None:
-            return
-        if self._detach is not None:
-            self._detach()
-        if self._release is not None:
-            self._release()
-        self._detach = self._release = None
-        self._lm = None
-        self._active = False
 
     # -- per batch ---------------------------------------------------------------------------
 

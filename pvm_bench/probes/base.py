@@ -51,3 +51,25 @@ class Probe(ABC):
     def logits_processor(self) -> LogitsProcessor | None:
         """An optional processor that observes (and must not change) each step's scores."""
         return None
+
+
+class AttentionSiteProbe(Probe):
+    """A probe that reads the model's attention site. ``install`` sets ``_lm``, ``_detach`` (the
+    site subscription's remover) and ``_release`` (the instrument's); ``uninstall`` undoes both."""
+
+    _lm: Any = None
+    _detach: Any = None
+    _release: Any = None
+    _active: bool = False
+
+    def uninstall(self) -> None:
+        """Leave the attention site (the original backend returns with the last subscriber)."""
+        if self._lm is None:
+            return
+        if self._detach is not None:
+            self._detach()
+        if self._release is not None:
+            self._release()
+        self._detach = self._release = None
+        self._lm = None
+        self._active = False

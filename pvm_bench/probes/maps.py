@@ -28,7 +28,7 @@ from pvm_bench.instrument import AttentionSiteError, instrument_for
 from pvm_bench.mapstore import DEFAULT_MAX_STEPS, SampleMaps
 from pvm_bench.models.grids import GridInputs, image_views
 from pvm_bench.probes.attention import find_attention_modules
-from pvm_bench.probes.base import BatchContext, Probe, ProbeError
+from pvm_bench.probes.base import AttentionSiteProbe, BatchContext, ProbeError
 from pvm_bench.probes.images import closing_marker_id, image_index
 from pvm_bench.probes.lastrow import last_row_probs, row_mask
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel
 
 
-class MapsProbe(Probe):
+class MapsProbe(AttentionSiteProbe):
     """Head- and layer-band-averaged attention on each image token, per generated step.
 
     Args:
@@ -82,17 +82,6 @@ class MapsProbe(Probe):
             release()
             raise ProbeError(str(exc)) from None
         self._release, self._lm, self._band = release, model, set(band)
-
-    def uninstall(self) -> None:
-        if self._lm is None:
-            return
-        if self._detach is not None:
-            self._detach()
-        if self._release is not None:
-            self._release()
-        self._detach = self._release = None
-        self._lm = None
-        self._active = False
 
     def begin_batch(self, ctx: BatchContext) -> None:
         """Pick the rows to map, lay their images out, allocate ``[steps, rows, tokens]``."""
