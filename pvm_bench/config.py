@@ -167,7 +167,9 @@ class RunConfig(BaseModel):
     def resolved_variants(self) -> list[str]:
         names = list(self.variants) if self.variants else (["base", "pvm"] if self.pvm else ["base"])
         # pvm_bench.fixes.blind.ablated_name spells these; kept literal here (no torch import).
-        ablated = [f"{v}+blind:after={k}" for v in names if "blind" not in v for k in sorted(set(self.ablate_after))]
+        # A variant already blinded has a ``blind`` part (``base+blind:after=8``); a fix merely named like it does not.
+        blinded = {v for v in names if any(part.split(":")[0].strip() == "blind" for part in v.split("+"))}
+        ablated = [f"{v}+blind:after={k}" for v in names if v not in blinded for k in sorted(set(self.ablate_after))]
         return names + [a for a in ablated if a not in names]
 
 

@@ -159,3 +159,13 @@ def test_cli_ablate_after_adds_blind_variants_and_per_image(tiny_qwen3_vl, fixtu
     assert bad.exit_code == 2
     errors = [line for line in bad.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--ablate-after" in errors[0], bad.output
+
+
+def test_ablate_after_blinds_every_variant_not_already_blinded_by_its_parts():
+    """A plugin fix whose name merely contains "blind" is still ablated; a blinded composition is not."""
+    from pvm_bench.config import RunConfig
+
+    config = RunConfig(model="m", tasks=["t"], variants=["base", "unblinder", "base+blind:after=2"], ablate_after=[4])
+    assert config.resolved_variants() == [
+        "base", "unblinder", "base+blind:after=2", "base+blind:after=4", "unblinder+blind:after=4",
+    ]
