@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -63,6 +64,19 @@ def validation_summary(exc: BaseException, limit: int = 4) -> str:
         return one_line(str(exc), 200)
     problems = [f"{'.'.join(map(str, e.get('loc', ()))) or 'record'}: {e.get('msg', '')}" for e in errors()]
     return one_line("; ".join(problems[:limit]) + (" ..." if len(problems) > limit else ""), 200)
+
+
+def read_model_file(path: Path, model: Any, fix: str) -> Any:
+    """``path`` validated as the pydantic ``model`` (a run directory's data file), or None when absent.
+
+    A file that cannot be read or is not valid is one :class:`FileFormatError` line ending in ``fix``."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+        reason = validation_summary(exc) if callable(getattr(exc, "errors", None)) else str(exc)
+        raise FileFormatError(f"cannot read {path}: {reason}; {fix}") from exc
 
 
 def is_disk_full(exc: BaseException, *, by_message: bool = False) -> bool:

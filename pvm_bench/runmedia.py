@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from pvm_bench.errors import FileFormatError, validation_summary
+from pvm_bench.errors import FileFormatError, read_model_file
 
 if TYPE_CHECKING:
     from pvm_bench.tasks import Sample, Task
@@ -115,11 +115,4 @@ def write_thumbnails(run_dir: Path, loaded: Sequence[tuple[Task, Sequence[Sample
 
 def read_thumbnails(run_dir: Path) -> ThumbFile | None:
     """``RUN/thumbnails.json`` validated, or None when absent; :class:`FileFormatError` when invalid."""
-    path = Path(run_dir) / THUMBS_FILE
-    if not path.exists() and not path.is_symlink():
-        return None
-    try:
-        return ThumbFile.model_validate_json(path.read_bytes())
-    except (ValidationError, ValueError, OSError) as exc:
-        reason = validation_summary(exc) if isinstance(exc, ValidationError) else str(exc)
-        raise FileFormatError(f"cannot read {path}: {reason}; delete it (the report then shows no images)") from exc
+    return read_model_file(Path(run_dir) / THUMBS_FILE, ThumbFile, "delete it (the report then shows no images)")

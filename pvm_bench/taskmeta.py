@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from pvm_bench.errors import FileFormatError, validation_summary
+from pvm_bench.errors import read_model_file
 from pvm_bench.metrics import Metric
 
 if TYPE_CHECKING:
@@ -153,17 +153,8 @@ def write_task_file(run_dir: Path, loaded: Sequence[tuple[Task, Sequence[Sample]
 def read_task_file(run_dir: Path) -> TaskFile | None:
     """``RUN/tasks.json`` validated, or None when the run has none (made before it existed).
     A file that is not valid is :class:`~pvm_bench.errors.FileFormatError` (one line, exit 2)."""
-    path = Path(run_dir) / TASKS_FILE
-    if not path.exists() and not path.is_symlink():
-        return None
-    try:
-        return TaskFile.model_validate_json(path.read_bytes())
-    except (ValidationError, ValueError, OSError) as exc:
-        reason = validation_summary(exc) if isinstance(exc, ValidationError) else str(exc)
-        raise FileFormatError(
-            f"cannot read {path}: {reason}; it is written by `pvm-bench run` -- restore it, or delete it to report "
-            "with the built-in task definitions only"
-        ) from exc
+    return read_model_file(Path(run_dir) / TASKS_FILE, TaskFile, "it is written by `pvm-bench run` -- restore it, "
+                           "or delete it to report with the built-in task definitions only")
 
 
 def spec_metrics(spec: TaskSpec) -> tuple[list[Metric], list[str]]:
