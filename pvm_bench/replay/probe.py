@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from pvm_bench.probes.attention import AttentionProbe
-from pvm_bench.probes.base import BatchContext
 from pvm_bench.replay.rows import allowed_rows, row_masses, rows_per_chunk
 
 if TYPE_CHECKING:
@@ -31,13 +30,10 @@ if TYPE_CHECKING:
 
 
 class ReplayAttentionProbe(AttentionProbe):
-    """:class:`AttentionProbe` for teacher-forced forwards: one record per (generated step, layer)."""
+    """:class:`AttentionProbe` for teacher-forced forwards: one record per (generated step, layer). Its batch
+    buffers are the decode probe's, sized by ``ctx.max_new_tokens`` = the longest replayed output."""
 
     name = "attention"
-
-    def begin_batch(self, ctx: BatchContext) -> None:
-        """As the decode probe; ``ctx.max_new_tokens`` is the longest replayed output (steps)."""
-        super().begin_batch(ctx)
 
     def observe_attention(
         self,
