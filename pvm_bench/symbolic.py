@@ -16,16 +16,25 @@ arithmetic evaluates. :func:`numeric_value` reproduces exactly that with a white
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.util
 import operator
 from typing import Any
 
-try:  # a declared dependency; guarded so that a broken install degrades to string equality
-    from latex2sympy2 import latex2sympy  # type: ignore[import-untyped]
-except Exception:  # pragma: no cover - depends on the environment
-    latex2sympy = None
+#: Whether the symbolic step is available (recorded in ``Score.details["symbolic"]``). Found without
+#: importing it: latex2sympy2 pulls in sympy (~0.8 s), paid on the first symbolic comparison only.
+SYMBOLIC = "latex2sympy2" if importlib.util.find_spec("latex2sympy2") is not None else "unavailable"
 
-#: Whether the symbolic step is available (recorded in ``Score.details["symbolic"]``).
-SYMBOLIC = "latex2sympy2" if latex2sympy is not None else "unavailable"
+
+@functools.cache
+def _latex2sympy() -> Any:
+    """latex2sympy2's parser, or None when it does not import (a declared dependency; a broken install
+    degrades to string equality)."""
+    try:
+        from latex2sympy2 import latex2sympy  # type: ignore[import-untyped]
+    except Exception:  # pragma: no cover - depends on the environment
+        return None
+    return latex2sympy
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.Pow: operator.pow, ast.Mod: operator.mod}
@@ -60,9 +69,10 @@ def numeric_value(text: str) -> float:
 
 
 def _sym_round(latex: str) -> Any:
-    if latex2sympy is None:
+    parse = _latex2sympy()
+    if parse is None:
         raise ValueError("latex2sympy2 is not installed")
-    return round(numeric_value(str(latex2sympy(latex))), 2)
+    return round(numeric_value(str(parse(latex))), 2)
 
 
 def eval_tuple(s: str) -> str:
