@@ -86,4 +86,6 @@ class GenerationSession:
 
     def generate(self, requests: list[Request], **kwargs: Any) -> list[Generation]:
         """One left-padded batch with the session's probes; see :func:`pvm_bench.models.generation.generate`."""
-        return self.lm.generate(requests, probes=self.probes, **kwargs)
+        from pvm_bench.models.generation import generate
+
+        return generate(self.lm, requests, probes=self.probes, **kwargs)

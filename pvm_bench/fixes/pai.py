@@ -82,14 +82,14 @@ site computes plain sdpa) and is bit-identical to ``base`` (a bare ``pai`` is ba
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from pvm_bench.fixes.base import VisualState, capture_visual, fix_variant
+from pvm_bench.fixes.pai_config import PAIConfig
 from pvm_bench.fixes.pai_guidance import ImageFreeStream, guidance_hooks
 from pvm_bench.instrument import ATTN_NAME, AttentionSiteError, instrument_for
 from pvm_bench.variants import VariantError
@@ -99,35 +99,6 @@ if TYPE_CHECKING:
 
 SUPPORTED_BACKENDS = ("sdpa",)
 """Text backends PAI runs on: the attention site computes sdpa and adds the bias as sdpa would."""
-
-
-@dataclass(frozen=True)
-class PAIConfig:
-    """PAI hyperparameters (defaults and their sources in the module docstring)."""
-
-    alpha: float = 0.2
-    start_layer: int = 2
-    end_layer: int | None = None
-    gamma: float = 1.1
-    cutoff: float = 0.1
-    prefill: Literal["official", "boost"] = "official"
-
-    @property
-    def boost_prefill(self) -> bool:
-        """Whether the prefill forward (which produces generated token 0) gets the boost (module docstring)."""
-        return self.prefill == "boost" or self.gamma == 1
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a finite number >= 0 (got {self.alpha}); 0 turns the boost off")
-        if not (math.isfinite(self.gamma) and self.gamma >= 1):
-            raise ValueError(f"gamma must be a finite number >= 1 (got {self.gamma}); 1 turns the guidance off")
-        if not (math.isfinite(self.cutoff) and 0 < self.cutoff <= 1):
-            raise ValueError(f"cutoff must be in (0, 1] (got {self.cutoff})")
-        if self.start_layer < 0:
-            raise ValueError(f"start_layer must be >= 0 (got {self.start_layer})")
-        if self.end_layer is not None and self.end_layer <= self.start_layer:
-            raise ValueError(f"end_layer must be > start_layer (got {self.end_layer} <= {self.start_layer})")
 
 
 def _image_key_bias(

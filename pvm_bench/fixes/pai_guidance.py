@@ -22,7 +22,7 @@ from pvm_bench.instrument import instrument_for
 from pvm_bench.models.hooks import cached_length
 
 if TYPE_CHECKING:
-    from pvm_bench.fixes.pai import PAIConfig
+    from pvm_bench.fixes.pai_config import PAIConfig
     from pvm_bench.models.loading import LoadedModel
 
 BOUNDARY_TOKEN_ATTRS = (

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,12 +17,6 @@ from pvm_bench.errors import UserError, load_guard, one_line
 from pvm_bench.filehash import IGNORED_MODEL_FILES, IGNORED_MODEL_SUFFIXES, SCHEME, files_fingerprint, tree_files
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
 from pvm_bench.runguard import hash_file_ends
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from pvm_bench.models.generation import Generation, Request
-    from pvm_bench.models.observer import BatchObserver
 
 
 class ModelLoadError(UserError, RuntimeError):
@@ -100,6 +94,9 @@ class LoadedModel:
     """A transformers VLM plus what pvm-bench knows about its family.
 
     ``hf_model`` is the ordinary transformers model (PVM attached when loaded with ``pvm=``).
+    Generating is :func:`pvm_bench.models.generation.generate` (``generate(lm, requests)``), which
+    imports this module, not the other way round: a ``LoadedModel.generate`` method made the two
+    modules import each other.
     """
 
     source: str
@@ -166,12 +163,6 @@ class LoadedModel:
             "n_params": sum(p.numel() for p in self.hf_model.parameters()),
             "attn_implementation": self.config._attn_implementation,
         }
-
-    def generate(self, requests: list[Request], probes: Sequence[BatchObserver] | None = None, **kwargs: Any) -> list[Generation]:
-        """Generate for ``requests`` in one left-padded batch; see :func:`pvm_bench.models.generation.generate`."""
-        from pvm_bench.models.generation import generate
-
-        return generate(self, requests, probes=probes or [], **kwargs)
 
 
 def load_model(

@@ -90,7 +90,7 @@ def write_task(root: Path) -> Path:
 def native_outputs(model_dir: Path) -> tuple[list[str], pd.DataFrame]:
     """The same prompts and images through pvm-bench's own generate(), greedy, attention probe."""
     from pvm_bench import load_model
-    from pvm_bench.models.generation import Request
+    from pvm_bench.models.generation import Request, generate
     from pvm_bench.probes.registry import make_probes
     from pvm_bench.run import probe_frame
 
@@ -107,7 +107,7 @@ def native_outputs(model_dir: Path) -> tuple[list[str], pd.DataFrame]:
             )
             for i, (q, c) in enumerate(zip(QUESTIONS, COLOURS))
         ]
-        gens = lm.generate(requests, max_new_tokens=MAX_NEW, temperature=0.0, probes=probes)
+        gens = generate(lm, requests, max_new_tokens=MAX_NEW, temperature=0.0, probes=probes)
     finally:
         for probe in probes:
             probe.uninstall()

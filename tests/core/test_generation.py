@@ -8,7 +8,7 @@ from PIL import Image
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from pvm_bench import load_model
-from pvm_bench.models.generation import Request, RowSampler, effective_decoding, ordered_images
+from pvm_bench.models.generation import Request, RowSampler, effective_decoding, generate, ordered_images
 from pvm_bench.results import RunRecord
 from pvm_bench.run import RunConfig, Runner
 
@@ -28,26 +28,26 @@ def lm(tiny_qwen3_vl):
 
 def test_greedy_batched_equals_single(lm):
     reqs = _requests(4)
-    batched = lm.generate(reqs, max_new_tokens=12)
-    single = [lm.generate([r], max_new_tokens=12)[0] for r in reqs]
+    batched = generate(lm, reqs, max_new_tokens=12)
+    single = [generate(lm, [r], max_new_tokens=12)[0] for r in reqs]
     assert [g.token_ids for g in batched] == [g.token_ids for g in single]
     assert all(g.n_generated == len(g.token_ids) for g in batched)
 
 
 def test_sampling_depends_only_on_the_request_seed(lm):
     reqs = _requests(4)
-    forward = lm.generate(reqs, max_new_tokens=10, temperature=0.7, top_p=0.9)
-    backward = lm.generate(reqs[::-1], max_new_tokens=10, temperature=0.7, top_p=0.9)[::-1]
+    forward = generate(lm, reqs, max_new_tokens=10, temperature=0.7, top_p=0.9)
+    backward = generate(lm, reqs[::-1], max_new_tokens=10, temperature=0.7, top_p=0.9)[::-1]
     assert [g.text for g in forward] == [g.text for g in backward]
-    other = lm.generate([Request(reqs[0].messages, reqs[0].images, seed=999)], max_new_tokens=10, temperature=0.7)
+    other = generate(lm, [Request(reqs[0].messages, reqs[0].images, seed=999)], max_new_tokens=10, temperature=0.7)
     assert other[0].text != forward[0].text
-    greedy = lm.generate(reqs[:1], max_new_tokens=10)
+    greedy = generate(lm, reqs[:1], max_new_tokens=10)
     assert greedy[0].text != forward[0].text  # a random model at T=0.7 does not follow argmax
 
 
 def test_truncation_and_eos_are_recorded(lm):
     eos = lm.tokenizer.eos_token_id
-    gens = lm.generate(_requests(4), max_new_tokens=24, temperature=1.0, top_k=0)  # no top-k: full distribution
+    gens = generate(lm, _requests(4), max_new_tokens=24, temperature=1.0, top_k=0)  # no top-k: full distribution
     reasons = set()
     for gen in gens:
         reasons.add(gen.finish_reason)
@@ -68,35 +68,35 @@ def test_image_parts_follow_their_index():
 
 def test_top_k_one_is_greedy_and_user_top_k_overrides_the_checkpoint(lm, monkeypatch):
     reqs = _requests(3)
-    greedy = [g.token_ids for g in lm.generate(reqs, max_new_tokens=10)]
-    assert [g.token_ids for g in lm.generate(reqs, max_new_tokens=10, temperature=1.0, top_k=1)] == greedy
+    greedy = [g.token_ids for g in generate(lm, reqs, max_new_tokens=10)]
+    assert [g.token_ids for g in generate(lm, reqs, max_new_tokens=10, temperature=1.0, top_k=1)] == greedy
     # The checkpoint's generation_config top_k=1 is honoured when the user gives none...
     monkeypatch.setattr(lm.hf_model.generation_config, "top_k", 1)
-    assert [g.token_ids for g in lm.generate(reqs, max_new_tokens=10, temperature=1.0)] == greedy
+    assert [g.token_ids for g in generate(lm, reqs, max_new_tokens=10, temperature=1.0)] == greedy
     # ...and a user top_k wins over it (0 = no top-k filter, as in transformers).
-    free = [g.token_ids for g in lm.generate(reqs, max_new_tokens=10, temperature=1.0, top_k=0)]
+    free = [g.token_ids for g in generate(lm, reqs, max_new_tokens=10, temperature=1.0, top_k=0)]
     assert free != greedy
-    assert [g.token_ids for g in lm.generate(reqs, max_new_tokens=10, temperature=1.0, top_k=0, top_p=1.0)] == free
+    assert [g.token_ids for g in generate(lm, reqs, max_new_tokens=10, temperature=1.0, top_k=0, top_p=1.0)] == free
 
 
 def test_checkpoint_repetition_penalty_applies_under_greedy(lm, monkeypatch):
     reqs = _requests(2)
-    plain = [g.token_ids for g in lm.generate(reqs, max_new_tokens=16)]
+    plain = [g.token_ids for g in generate(lm, reqs, max_new_tokens=16)]
     monkeypatch.setattr(lm.hf_model.generation_config, "repetition_penalty", 50.0)
-    penalised = [g.token_ids for g in lm.generate(reqs, max_new_tokens=16)]
+    penalised = [g.token_ids for g in generate(lm, reqs, max_new_tokens=16)]
     assert penalised != plain
     assert all(len(set(ids)) == len(ids) for ids in penalised)  # a huge penalty forbids any repeat
     # The user's value wins (1.0 = none).
-    assert [g.token_ids for g in lm.generate(reqs, max_new_tokens=16, repetition_penalty=1.0)] == plain
+    assert [g.token_ids for g in generate(lm, reqs, max_new_tokens=16, repetition_penalty=1.0)] == plain
 
 
 def test_same_seed_same_output_whatever_the_batch(lm):
     """Sampling with top-k, top-p and a repetition penalty depends only on each request's seed."""
     reqs = _requests(4)
     kwargs = dict(max_new_tokens=12, temperature=0.9, top_p=0.95, top_k=40, repetition_penalty=1.3)
-    alone = [lm.generate([r], **kwargs)[0].token_ids for r in reqs]
-    together = [g.token_ids for g in lm.generate(reqs, **kwargs)]
-    mixed = lm.generate([reqs[3], reqs[1], reqs[0]], **kwargs)
+    alone = [generate(lm, [r], **kwargs)[0].token_ids for r in reqs]
+    together = [g.token_ids for g in generate(lm, reqs, **kwargs)]
+    mixed = generate(lm, [reqs[3], reqs[1], reqs[0]], **kwargs)
     assert together == alone
     assert [g.token_ids for g in mixed] == [alone[3], alone[1], alone[0]]
     assert len({tuple(t) for t in alone}) > 1
@@ -157,9 +157,9 @@ def test_run_json_records_effective_decoding(tiny_qwen3_vl, fixture_data, tmp_pa
 
 def test_system_prompt_turn(lm):
     req = _requests(1)[0]
-    plain = lm.generate([req], max_new_tokens=2)[0]
+    plain = generate(lm, [req], max_new_tokens=2)[0]
     assert "<|im_start|>system" not in plain.prompt
-    sys_gen = lm.generate([req], max_new_tokens=2, system_prompt="You are a helpful assistant.")[0]
+    sys_gen = generate(lm, [req], max_new_tokens=2, system_prompt="You are a helpful assistant.")[0]
     assert sys_gen.prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user")
     assert sys_gen.prompt.endswith(plain.prompt.split("<|im_start|>user", 1)[1])
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from pvm_bench.models.families import FAMILIES, resolve_path
-from pvm_bench.models.generation import Request, encode
+from pvm_bench.models.generation import Request, encode, generate
 from pvm_bench.models.loading import LoadedModel, load_model
 from pvm_bench.testing import SIZES, TINY_RECIPES, build_tiny_model
 
@@ -166,12 +166,12 @@ def test_image_positions_match_the_processor(lm: LoadedModel) -> None:
 def test_batch_generation_matches_single(lm: LoadedModel) -> None:
     requests = _requests()
     suppressed = set(lm.suppress_token_ids())
-    singles = [lm.generate([request], max_new_tokens=6)[0] for request in requests]
+    singles = [generate(lm, [request], max_new_tokens=6)[0] for request in requests]
     for got in singles:
         assert got.batch_size == 1 and 0 < got.n_generated <= 6
         assert not suppressed & set(got.token_ids)
     _encode_or_xfail(lm, requests)
-    batch = lm.generate(requests, max_new_tokens=6)
+    batch = generate(lm, requests, max_new_tokens=6)
     assert [g.key for g in batch] == [0, 1, 2]
     for single, got in zip(singles, batch):
         assert got.batch_size == 3

@@ -109,10 +109,10 @@ def organism_samples() -> tuple:
 
 
 def _accuracy(lm, task, samples, max_new_tokens: int) -> float:
-    from pvm_bench.models.generation import Request
+    from pvm_bench.models.generation import Request, generate
 
     requests = [Request(task.messages(s), [img.load() for img in s.images], key=s) for s in samples]
-    outs = lm.generate(requests, max_new_tokens=max_new_tokens)
+    outs = generate(lm, requests, max_new_tokens=max_new_tokens)
     return sum(task.score(o.key, o.text, truncated=o.truncated).value for o in outs) / len(outs)
 
 

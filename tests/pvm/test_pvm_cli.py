@@ -9,6 +9,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from pvm_bench.models.generation import generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.probes.branch import BranchProbe
 from pvm_bench.pvm import attach_pvm, detect_format, save_adapter
@@ -77,7 +78,7 @@ def test_branch_probe(pvm_tiny_dirs) -> None:
     handle.set_gate(0.25)
     probe = BranchProbe()
     probe.install(lm)
-    gens = lm.generate(mixed_requests(), max_new_tokens=4, probes=[probe])
+    gens = generate(lm, mixed_requests(), max_new_tokens=4, probes=[probe])
     for g in gens:
         recs = g.probe_records["branch"]
         assert len(recs) == g.n_generated * len(handle.layers)
@@ -85,10 +86,10 @@ def test_branch_probe(pvm_tiny_dirs) -> None:
         assert sorted({r["step"] for r in recs}) == list(range(g.n_generated))
         assert all(r["pvm_ratio"] > 0 and r["pvm_gate"] == 0.25 for r in recs)
     handle.set_gate(0.0)
-    gens = lm.generate(mixed_requests()[:1], max_new_tokens=3, probes=[probe])
+    gens = generate(lm, mixed_requests()[:1], max_new_tokens=3, probes=[probe])
     assert all(r["pvm_ratio"] == 0.0 for r in gens[0].probe_records["branch"])
     with handle.disabled():
-        gens = lm.generate(mixed_requests()[:1], max_new_tokens=3, probes=[probe])
+        gens = generate(lm, mixed_requests()[:1], max_new_tokens=3, probes=[probe])
     assert gens[0].probe_records["branch"] == []
     probe.uninstall()
     assert not handle._observers and torch.is_tensor(handle.blocks[handle.layers[0]].gate_alpha)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pvm_bench.models.generation import encode
+from pvm_bench.models.generation import encode, generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.pvm import attach_pvm
 from pvm_bench.pvm.block import PVMBlock, PVMShape, pvm_block_param_count
@@ -112,8 +112,8 @@ def test_zero_gate_is_bit_identical(pvm_tiny_dirs, family: str) -> None:
     # with autograd on the branch is really computed (gate * x = 0) and must still change nothing
     with torch.enable_grad():
         assert torch.equal(lm.hf_model(**enc).logits.detach(), base.hf_model(**enc).logits.detach())
-    ours = [g.token_ids for g in lm.generate(reqs, max_new_tokens=6)]
-    assert ours == [g.token_ids for g in base.generate(reqs, max_new_tokens=6)]
+    ours = [g.token_ids for g in generate(lm, reqs, max_new_tokens=6)]
+    assert ours == [g.token_ids for g in generate(base, reqs, max_new_tokens=6)]
     # ... while a non-zero gate changes the logits: the branch is wired in
     handle.set_gate(0.5)
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_zero_gate_is_bit_identical(pvm_tiny_dirs, family: str) -> None:
             assert torch.equal(lm.hf_model(**enc).logits, base.hf_model(**enc).logits)
         assert lm.pvm.enabled
     with lm.pvm.disabled():
-        assert [g.token_ids for g in lm.generate(reqs, max_new_tokens=6)] == ours
+        assert [g.token_ids for g in generate(lm, reqs, max_new_tokens=6)] == ours
 
 
 def test_step0_gradients(pvm_tiny_dirs) -> None:

@@ -410,14 +410,14 @@ def samples_jsonl_is_a_directory(env) -> list[str]:
 
 
 def out_of_memory(env) -> list[str]:
-    from pvm_bench.models.loading import LoadedModel
+    from pvm_bench.models import generation
 
-    def oom(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def oom(*args, **kwargs):  # noqa: ANN002, ANN003
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1000170007225 bytes")
 
-    original = LoadedModel.generate
-    LoadedModel.generate = oom
-    env.cleanups.append(lambda: setattr(LoadedModel, "generate", original))
+    original = generation.generate
+    generation.generate = oom
+    env.cleanups.append(lambda: setattr(generation, "generate", original))
     return env.run_args()
 
 

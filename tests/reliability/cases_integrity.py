@@ -229,18 +229,18 @@ def _wide_image(env) -> dict:
 
 
 def _model_fails_on(env, bad: Callable[[str], bool]) -> None:
-    """LoadedModel.generate raises (as a model or a fix may on one odd input) when a request's sample is ``bad``."""
-    from pvm_bench.models.loading import LoadedModel
+    """``generation.generate`` raises (as a model or a fix may on one odd input) when a request's sample is ``bad``."""
+    from pvm_bench.models import generation
 
-    original = LoadedModel.generate
+    original = generation.generate
 
-    def generate(self, requests, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def generate(lm, requests, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
         if any(bad(r.key.sample.id) for r in requests):
             raise IndexError("index out of range in self")
-        return original(self, requests, *args, **kwargs)
+        return original(lm, requests, *args, **kwargs)
 
-    LoadedModel.generate = generate
-    env.cleanups.append(lambda: setattr(LoadedModel, "generate", original))
+    generation.generate = generate
+    env.cleanups.append(lambda: setattr(generation, "generate", original))
 
 
 def model_fails_on_one_sample(env) -> list[str]:
