@@ -17,12 +17,14 @@ batching, decode steps read the weights once for all rows, so longer answers gai
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
+from pvm_bench.cli_support import fail, user_errors
 
 PROMPTS = (
     "Describe the image.",
@@ -56,7 +58,7 @@ def _force_length(lm: Any, new_tokens: int) -> None:
     lm.hf_model.generation_config.min_new_tokens = new_tokens
 
 
-def bench_batch(model: str | None = None, *, samples: int = 16, batch_sizes: tuple[int, ...] = (1, 8),
+def bench_batch(model: str, *, samples: int = 16, batch_sizes: tuple[int, ...] = (1, 8),
                 new_tokens: int = 128, probes: tuple[str, ...] = (), device: str = "cpu",
                 threads: int | None = None, repeats: int = 1) -> dict[str, Any]:
     """Samples/s per batch size (best of ``repeats``), the ratios to the first size, and output equality."""
@@ -67,58 +69,50 @@ def bench_batch(model: str | None = None, *, samples: int = 16, batch_sizes: tup
 
     if threads:
         torch.set_num_threads(threads)
-    tmp = None
-    if model is None:
-        from pvm_bench.testing import build_tiny_model
-
-        tmp = tempfile.TemporaryDirectory(prefix="pvm-bench-batch-")
-        model = str(build_tiny_model("qwen3_vl", Path(tmp.name) / "bench", size="bench"))
-    try:
-        lm = load_model(model, device=device)
-        requests = bench_requests(samples)
-        rows: dict[int, dict[str, Any]] = {}
-        tokens: dict[int, list[list[int]]] = {}
-        with GenerationSession(lm, list(probes)) as session, session.variant("base"):
-            _force_length(lm, 4)
-            session.generate(requests[:2], max_new_tokens=4)  # warm-up: kernels, allocator, lazy imports
-            _force_length(lm, new_tokens)
-            for size in batch_sizes:
-                walls, cpus = [], []
-                for _ in range(max(1, repeats)):
-                    out: list[list[int]] = []
-                    start, cpu0 = time.perf_counter(), time.process_time()
-                    for i in range(0, samples, size):
-                        gens = session.generate(requests[i : i + size], max_new_tokens=new_tokens)
-                        out.extend(g.token_ids for g in gens)
-                    walls.append(time.perf_counter() - start)
-                    cpus.append(time.process_time() - cpu0)
-                tokens[size] = out
-                rows[size] = {"batch_size": size, "samples_per_s": samples / min(walls),
-                              "samples_per_cpu_s": samples / min(cpus), "runs_s": [round(w, 3) for w in walls],
-                              "runs_cpu_s": [round(c, 3) for c in cpus]}
-        ref = batch_sizes[0]
-        for size, row in rows.items():
-            row["speedup"] = row["samples_per_s"] / rows[ref]["samples_per_s"]
-            row["cpu_speedup"] = row["samples_per_cpu_s"] / rows[ref]["samples_per_cpu_s"]
-            row["same_outputs"] = tokens[size] == tokens[ref]
-        return {
-            "model": model if tmp is None else "testing:qwen3_vl/bench (random)",
-            "n_params": sum(p.numel() for p in lm.hf_model.parameters()),
-            "device": str(lm.device), "threads": torch.get_num_threads(), "samples": samples,
-            "new_tokens": new_tokens, "probes": list(probes), "repeats": repeats,
-            "rows": [rows[s] for s in batch_sizes],
-        }
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    lm = load_model(model, device=device)
+    requests = bench_requests(samples)
+    rows: dict[int, dict[str, Any]] = {}
+    tokens: dict[int, list[list[int]]] = {}
+    with GenerationSession(lm, list(probes)) as session, session.variant("base"):
+        _force_length(lm, 4)
+        session.generate(requests[:2], max_new_tokens=4)  # warm-up: kernels, allocator, lazy imports
+        _force_length(lm, new_tokens)
+        for size in batch_sizes:
+            walls, cpus = [], []
+            for _ in range(max(1, repeats)):
+                out: list[list[int]] = []
+                start, cpu0 = time.perf_counter(), time.process_time()
+                for i in range(0, samples, size):
+                    gens = session.generate(requests[i : i + size], max_new_tokens=new_tokens)
+                    out.extend(g.token_ids for g in gens)
+                walls.append(time.perf_counter() - start)
+                cpus.append(time.process_time() - cpu0)
+            tokens[size] = out
+            rows[size] = {"batch_size": size, "samples_per_s": samples / min(walls),
+                          "samples_per_cpu_s": samples / min(cpus), "runs_s": [round(w, 3) for w in walls],
+                          "runs_cpu_s": [round(c, 3) for c in cpus]}
+    ref = batch_sizes[0]
+    for size, row in rows.items():
+        row["speedup"] = row["samples_per_s"] / rows[ref]["samples_per_s"]
+        row["cpu_speedup"] = row["samples_per_cpu_s"] / rows[ref]["samples_per_cpu_s"]
+        row["same_outputs"] = tokens[size] == tokens[ref]
+    return {
+        "model": model,
+        "n_params": sum(p.numel() for p in lm.hf_model.parameters()),
+        "device": str(lm.device), "threads": torch.get_num_threads(), "samples": samples,
+        "new_tokens": new_tokens, "probes": list(probes), "repeats": repeats,
+        "rows": [rows[s] for s in batch_sizes],
+    }
 
 
 def register_bench(bench: typer.Typer) -> None:
     """Add ``batch`` to the ``pvm-bench bench`` command group."""
 
     @bench.command("batch")
+    @user_errors
     def batch_command(
-        model: Annotated[str | None, typer.Option(help="Model dir or hub id (default: a ~80M random Qwen3-VL built in a temp dir).")] = None,
+        model: ModelOption = None,
+        random_size: RandomSizeOption = DEFAULT_SIZE,
         samples: Annotated[int, typer.Option(min=1, help="Requests generated at each batch size.")] = 16,
         batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes; ratios are to the first.")] = "1,8",
         new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per request (forced; the speedup grows with it: prefill batches poorly on CPU).")] = 128,
@@ -131,17 +125,17 @@ def register_bench(bench: typer.Typer) -> None:
         """Samples/s of batched generation (batch 8 vs batch 1 by default) on the same requests and outputs."""
         from rich.console import Console
 
-        from pvm_bench.cli_support import fail
-
         try:
             sizes = tuple(int(v) for v in batch_sizes.split(",") if v.strip())
         except ValueError:
             raise fail(f"--batch-sizes must be comma-separated integers, got '{batch_sizes}'") from None
         if not sizes or min(sizes) < 1:
             raise fail("--batch-sizes needs at least one positive size")
-        res = bench_batch(model, samples=samples, batch_sizes=sizes, new_tokens=new_tokens,
-                          probes=tuple(p.strip() for p in probes.split(",") if p.strip()), device=device,
-                          threads=threads, repeats=repeats)
+        with bench_model(model, random_size) as (model_dir, label):
+            res = bench_batch(model_dir, samples=samples, batch_sizes=sizes, new_tokens=new_tokens,
+                              probes=tuple(p.strip() for p in probes.split(",") if p.strip()), device=device,
+                              threads=threads, repeats=repeats)
+        res["model"] = label
         out = Console(width=170)
         out.print(f"{res['model']} ({res['n_params'] / 1e6:.1f}M params) on {res['device']}, {res['threads']} threads: "
                   f"{res['samples']} requests x {res['new_tokens']} tokens, probes {','.join(res['probes']) or 'none'}",

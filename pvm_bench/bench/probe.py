@@ -25,12 +25,14 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
+from pvm_bench.cli_support import user_errors
 
 MODES = ("plain", "probe", "naive")
 PROMPT = "Describe the image in detail, then keep writing about it."
@@ -296,8 +298,10 @@ def register_bench(bench: typer.Typer) -> None:
     """Add ``probe`` to the ``pvm-bench bench`` command group."""
 
     @bench.command("probe")
+    @user_errors
     def probe_command(
-        model: Annotated[str | None, typer.Option(help="Model dir or hub id (default: a ~80M random Qwen3-VL built in a temp dir).")] = None,
+        model: ModelOption = None,
+        random_size: RandomSizeOption = DEFAULT_SIZE,
         new_tokens: Annotated[str, typer.Option(help="Comma-separated generation lengths.")] = "128,512,2048",
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
         naive_max_gb: Annotated[float, typer.Option(help="Skip the naive run when its attention maps would exceed this.")] = 4.0,
@@ -317,17 +321,10 @@ def register_bench(bench: typer.Typer) -> None:
         if not lengths or min(lengths) < 1:
             console.print("[bold red]error:[/] --new-tokens needs at least one positive length")
             raise typer.Exit(2)
-        with tempfile.TemporaryDirectory(prefix="pvm-bench-probe-") as tmp:
-            model_dir = model
-            if model_dir is None:
-                from pvm_bench.testing import build_tiny_model
-
-                console.print("building a ~80M-parameter random Qwen3-VL (size 'bench') ...")
-                model_dir = str(build_tiny_model("qwen3_vl", Path(tmp) / "bench-model", seed=0, size="bench"))
+        with bench_model(model, random_size, note=console.print) as (model_dir, label):
             result = run_bench(model_dir, lengths, device=device, naive_max_gb=naive_max_gb, repeats=repeats,
                                threads=threads, progress=lambda msg: console.print(f"  measuring {msg}"))
-        if model is None:
-            result["model"] = "testing:qwen3_vl/bench (random)"
+        result["model"] = label
         out = Console()
         if not out.is_terminal:  # piped or captured: rich would squeeze the table to 80 columns
             out = Console(width=170)

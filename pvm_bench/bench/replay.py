@@ -1,7 +1,7 @@
 """``pvm-bench bench replay``: replay vs decode-time probing of the same outputs, per sample.
 
 Per output length, two fresh subprocesses on the same model (default: the ~87M random Qwen3-VL
-of ``bench probe``, ``testing.build_tiny_model(size="bench")``), one image prompt, batch 1:
+of :mod:`pvm_bench.bench.model`), one image prompt, batch 1:
 
 - ``decode``: greedy ``generate`` of exactly ``n`` tokens with the decode-time
   :class:`~pvm_bench.probes.attention.AttentionProbe` (what ``pvm-bench run`` does); its tokens
@@ -28,7 +28,9 @@ from typing import Annotated, Any
 
 import typer
 
+from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.bench.probe import _Meter, _setup
+from pvm_bench.cli_support import user_errors
 
 
 def _kv_cache_mb(lm: Any, positions: int) -> float:
@@ -154,8 +156,10 @@ def register_bench(bench: typer.Typer) -> None:
     """Add ``replay`` to the ``pvm-bench bench`` command group."""
 
     @bench.command("replay")
+    @user_errors
     def replay_command(
-        model: Annotated[str | None, typer.Option(help="Model dir (default: the ~87M random Qwen3-VL of `bench probe`).")] = None,
+        model: ModelOption = None,
+        random_size: RandomSizeOption = DEFAULT_SIZE,
         new_tokens: Annotated[str, typer.Option(help="Comma-separated output lengths.")] = "256,1024,4096",
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
         chunk: Annotated[int, typer.Option(min=1, help="Output positions per teacher-forced forward.")] = 512,
@@ -173,17 +177,10 @@ def register_bench(bench: typer.Typer) -> None:
         if not lengths or min(lengths) < 2:
             console.print(f"[bold red]error:[/] --new-tokens must be comma-separated integers >= 2, got '{new_tokens}'")
             raise typer.Exit(2)
-        with tempfile.TemporaryDirectory(prefix="pvm-bench-replay-model-") as tmp:
-            model_dir = model
-            if model_dir is None:
-                from pvm_bench.testing import build_tiny_model
-
-                console.print("building a ~87M-parameter random Qwen3-VL (size 'bench') ...")
-                model_dir = str(build_tiny_model("qwen3_vl", Path(tmp) / "bench-model", seed=0, size="bench"))
+        with bench_model(model, random_size, note=console.print) as (model_dir, label):
             result = run_bench(model_dir, lengths, device=device, chunk=chunk, threads=threads,
                                progress=lambda msg: console.print(f"  measuring {msg}"))
-        if model is None:
-            result["model"] = "testing:qwen3_vl/bench (random)"
+        result["model"] = label
         out = Console() if Console().is_terminal else Console(width=170)
         out.print(_table(result))
         if json_path is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.cli_support import fail
 from pvm_bench.errors import UserError
 
@@ -148,7 +148,7 @@ def default_bench_dim(hidden_size: int, head_dim: int) -> int:
 
 
 def bench_pvm(
-    model: str | None = None,
+    model: str,
     *,
     new_tokens: int = 64,
     repeats: int = 7,
@@ -177,12 +177,6 @@ def bench_pvm(
 
     if threads:
         torch.set_num_threads(threads)
-    tmp = None
-    if model is None:
-        from pvm_bench.testing import build_tiny_model
-
-        tmp = tempfile.TemporaryDirectory(prefix="pvm-bench-")
-        model = str(build_tiny_model("qwen3_vl", Path(tmp.name) / "bench", size="bench"))
     lm = load_model(model, device=device)
     tc = lm.text_config
     d = dim or default_bench_dim(int(tc.hidden_size), int(getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads))
@@ -247,7 +241,7 @@ def bench_pvm(
     best = {k: max(v) for k, v in speeds.items()}
     best_cpu = {k: max(v) for k, v in cpu_speeds.items()}
     result = {
-        "model": model if tmp is None else "builtin qwen3_vl bench size (random)",
+        "model": model,
         "device": str(lm.device),
         "threads": torch.get_num_threads(),
         "base_params": n_base,
@@ -272,8 +266,6 @@ def bench_pvm(
         "runs": speeds,
         "cpu_runs": cpu_speeds,
     }
-    if tmp is not None:
-        tmp.cleanup()
     return result
 
 
@@ -282,7 +274,8 @@ def register_bench(bench: typer.Typer) -> None:
 
     @bench.command("pvm")
     def bench_pvm_command(
-        model: Annotated[str | None, typer.Option(help="Model dir or hub id (default: a ~80M random Qwen3-VL built in a temp dir).")] = None,
+        model: ModelOption = None,
+        random_size: RandomSizeOption = DEFAULT_SIZE,
         new_tokens: Annotated[int, typer.Option(help="Decode steps per run.")] = 64,
         repeats: Annotated[int, typer.Option(help="Alternating base/pvm run pairs.")] = 7,
         dim: Annotated[int | None, typer.Option(help="PVM latent size (default: hidden/8 in whole heads, the paper's ratio).")] = None,
@@ -296,8 +289,10 @@ def register_bench(bench: typer.Typer) -> None:
         if gate == 0.0:
             raise fail("--gate 0 skips the branch entirely; pass a non-zero gate to measure its cost")
         try:
-            res = bench_pvm(model, new_tokens=new_tokens, repeats=repeats, dim=dim, layers=_layers(layers),
-                            gate=gate, device=device, threads=threads)
+            with bench_model(model, random_size) as (model_dir, label):
+                res = bench_pvm(model_dir, new_tokens=new_tokens, repeats=repeats, dim=dim, layers=_layers(layers),
+                                gate=gate, device=device, threads=threads)
+            res["model"] = label
         except UserError as exc:
             raise fail(str(exc)) from None
         stdout.print(
