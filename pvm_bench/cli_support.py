@@ -64,15 +64,6 @@ class OptionError(UserError):
     """A command-line option has a value outside its allowed range or choices."""
 
 
-#: Config fields whose flag is not ``--`` + the field name with dashes.
-FLAG_NAMES = {"out": "--out", "include_paths": "--include-path", "data_dir": "--data-dir"}
-
-
-def flag_name(field: str, flags: Mapping[str, str] = FLAG_NAMES) -> str:
-    """The command-line spelling of config field ``field``."""
-    return flags.get(field, "--" + field.replace("_", "-"))
-
-
 def _phrase(error: Mapping[str, Any]) -> str:
     kind, ctx = error.get("type", ""), error.get("ctx") or {}
     bounds = {
@@ -99,8 +90,11 @@ def _num(value: Any) -> str:
     return str(value)
 
 
-def config_error(exc: Any, flags: Mapping[str, str] = FLAG_NAMES) -> OptionError:
-    """One line for the first problem of a pydantic ValidationError: ``--flag must be ... (got X)``."""
+def config_error(exc: Any) -> OptionError:
+    """One line for the first problem of a pydantic ValidationError: ``--flag must be ... (got X)``
+    (flags spelled by :func:`pvm_bench.config.flag_name`)."""
+    from pvm_bench.config import flag_name  # here: ``pvm-bench --help`` loads this module, not pydantic
+
     errors = exc.errors()
     if not errors:
         return OptionError(str(exc))
@@ -110,8 +104,8 @@ def config_error(exc: Any, flags: Mapping[str, str] = FLAG_NAMES) -> OptionError
     got = first.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
-    return OptionError(f"{flag_name(field, flags)} {_phrase(first)}{shown}{more}")
+    return OptionError(f"{flag_name(field)} {_phrase(first)}{shown}{more}")
 
 
 __all__ = [
-    "ClickException", "Command", "Context", "NoArgsIsHelpError", "Parameter", "UsageError", "FLAG_NAMES", "OptionError", "config_error", "console", "fail", "flag_name", "user_errors"]
+    "ClickException", "Command", "Context", "NoArgsIsHelpError", "Parameter", "UsageError", "OptionError", "config_error", "console", "fail", "user_errors"]

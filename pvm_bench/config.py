@@ -40,6 +40,17 @@ CHOICES = {"dtype": DTYPE_CHOICES, "device_map": DEVICE_MAP_CHOICES, "attn_imple
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
+#: The ``pvm-bench run`` flag of each :class:`RunConfig` field whose flag is not ``--`` + the field
+#: name with dashes (list fields take the flag once per value, hence the singular). The one source
+#: of flag names for every message about a field (option errors, resume conflicts); a test checks
+#: each field's name against the run command's options.
+FLAG_NAMES = {"include_paths": "--include-path", "override_tasks": "--override-task"}
+
+
+def flag_name(field: str) -> str:
+    """The command-line spelling of :class:`RunConfig` field ``field`` (``include_paths`` -> ``--include-path``)."""
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
 
 class RunConfig(BaseModel):
     """Everything that defines a run; stored in run.json and reused by ``--resume``.

@@ -368,16 +368,19 @@ def _same(field: str, old: Any, new: Any) -> bool:
 
 
 def option_conflicts(config: Any, overrides: dict[str, Any]) -> list[str]:
-    """``--flag value`` descriptions of explicitly given options that differ from ``config``."""
+    """``--flag value`` descriptions of explicitly given options that differ from ``config``
+    (flags spelled by :func:`pvm_bench.config.flag_name`)."""
+    from pvm_bench.config import flag_name
+
     out = []
     for field, value in overrides.items():
         if field not in type(config).model_fields:
             continue
         old, new = getattr(config, field), _normalise(value)
         if not _same(field, old, new):
-            flag = "--" + field.replace("_", "-")
+            flag = flag_name(field)
             shown = ",".join(map(str, new)) if isinstance(new, list) else new
-            was = ",".join(map(str, old)) if isinstance(old, list) else old
+            was = (",".join(map(str, old)) or "none") if isinstance(old, list) else old
             out.append(f"{flag} {shown} (the run has {was})")
     return out
 
