@@ -215,23 +215,21 @@ def headline_rows(run_dir: Path) -> list[dict[str, str]]:
     paired delta vs base.
 
     Read from the long metric rows the report writes (``metrics.csv``: rows with ``headline``
-    true and no band, tasks then the pooled ALL and MACRO rows; see /work/briefs/notes/metrics.md),
+    true and neither band nor position, :func:`pvm_bench.metricsfile.is_headline`: tasks then the pooled
+    ALL and MACRO rows),
     else from ``summary.csv``'s accuracy columns. Empty when the run has no summary (``--no-report``).
     """
     run_dir = Path(run_dir)
-    metrics, summary = run_dir / "metrics.csv", run_dir / "summary.csv"
+    from pvm_bench.metricsfile import headline_metric_rows
+
+    summary = run_dir / "summary.csv"
     out: list[dict[str, str]] = []
-    if metrics.is_file():
-        for row in _read_csv(metrics):
-            if str(row.get("headline", "")).lower() not in ("true", "1") or row.get("band"):
-                continue
-            if row.get("t") not in (None, "", "nan", "NaN"):
-                continue
-            value, delta = _cells(row, "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value")
-            out.append({"task": row.get("task", ""), "variant": row.get("variant", ""), "metric": row.get("metric", ""),
-                        "n": row.get("n", ""), "value [95% CI]": value, "delta vs base": delta})
-        if out:
-            return out
+    for row in headline_metric_rows(run_dir):
+        value, delta = _cells(row, "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value")
+        out.append({"task": row.get("task", ""), "variant": row.get("variant", ""), "metric": row.get("metric", ""),
+                    "n": row.get("n", ""), "value [95% CI]": value, "delta vs base": delta})
+    if out:
+        return out
     if summary.is_file():
         for row in _read_csv(summary):
             if "accuracy" not in row or "task" not in row:

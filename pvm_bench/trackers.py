@@ -18,7 +18,6 @@ over ``t``, so curves can be overlaid across runs.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import math
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pvm_bench.errors import UserError
+from pvm_bench.metricsfile import blank, is_headline, read_metric_rows
 
 #: tracker kind -> (flag, importable module, extra to install).
 TRACKERS: dict[str, tuple[str, str, str]] = {
@@ -96,10 +96,6 @@ def _float(text: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _blank(text: Any) -> bool:
-    return str(text).strip().lower() in ("", "nan", "none")
-
-
 def read_payload(run_dir: Path) -> RunPayload:
     """Config, metric rows, headline scalars, position curves and plot files of ``run_dir``."""
     run_dir = Path(run_dir)
@@ -112,21 +108,18 @@ def read_payload(run_dir: Path) -> RunPayload:
         "model_fingerprint": model.get("fingerprint"), "git_commit": (record.get("git") or {}).get("commit"),
     }
     payload = RunPayload(run_id=str(record.get("run_id") or run_dir.name), config=config)
-    metrics = run_dir / "metrics.csv"
-    if metrics.is_file():
-        with metrics.open(newline="", encoding="utf-8") as handle:
-            payload.rows = list(csv.DictReader(handle))
+    payload.rows = read_metric_rows(run_dir)
     for row in payload.rows:
         value = _float(row.get("value"))
         if value is None:
             continue
         name = f"{row.get('metric', '')}/{row.get('task', '')}/{row.get('variant', '')}"
-        if not _blank(row.get("t")):
+        if not blank(row.get("t")):
             step = _float(row.get("t"))
             if step is not None:
                 band = row.get("band") or "all"
                 payload.curves.setdefault(f"{name}/{band}", []).append((int(step), value))
-        elif str(row.get("headline", "")).lower() in ("true", "1") and _blank(row.get("band")):
+        elif is_headline(row):
             payload.headline[name] = value
     for series in payload.curves.values():
         series.sort()
@@ -155,8 +148,7 @@ def log_tensorboard(payload: RunPayload, log_dir: Path) -> Path:
     writer = SummaryWriter(log_dir=str(target))
     try:
         writer.add_text("config", "```json\n" + json.dumps(payload.config, indent=2, default=str) + "\n```", 0)
-        headline_rows = [r for r in payload.rows if str(r.get("headline", "")).lower() in ("true", "1")
-                         and _blank(r.get("band")) and _blank(r.get("t"))]
+        headline_rows = [r for r in payload.rows if is_headline(r)]
         if headline_rows:
             writer.add_text("metrics", _markdown_table(headline_rows, HEADLINE_COLUMNS), 0)
         for doc in payload.documents:

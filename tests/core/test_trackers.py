@@ -134,3 +134,17 @@ def test_cli_run_logs_to_tensorboard_and_wandb_offline(monkeypatch, tiny_qwen3_v
         assert (offline / "files" / "report.html").is_file()
         (events,) = offline.glob("*.wandb")
         assert b"accuracy/mmmu/base" in events.read_bytes() and b"tracked" in events.read_bytes()
+
+
+def test_the_closing_table_and_the_trackers_pick_the_same_headline_rows(tmp_path):
+    """One headline test (pvm_bench.metricsfile.is_headline): a "NaN" band is no band for both readers."""
+    from pvm_bench.cli_progress import headline_rows
+
+    run_dir = _fake_run(tmp_path)
+    with (run_dir / "metrics.csv").open("a", newline="") as handle:
+        csv.DictWriter(handle, COLUMNS).writerow({"task": "b", "variant": "base", "metric": "accuracy", "band": "NaN",
+                                                  "t": "nan", "value": "0.25", "headline": "True", "kind": "task"})
+    table = [f"{r['metric']}/{r['task']}/{r['variant']}" for r in headline_rows(run_dir)]
+    assert table == ["accuracy/a/base", "accuracy/a/pvm", "accuracy/MACRO/pvm", "accuracy/b/base"]
+    assert list(read_payload(run_dir).headline) == table
+
