@@ -11,16 +11,9 @@ does the same, in one place, for every math task:
   such as "determined by the slope" after "the answer is" does not parse as a number and is
   skipped), else a bare answer alone on the first line followed by an explanation, else the last
   non-empty line, else reports ``extractor == "none"``;
-* parsers for numbers (thousands commas, ``$``, units, ``%``, ``\frac``, ``a/b``, number words),
-  lists (``[2007, 2008]`` or "2007 and 2008") and option letters / option text.
-
-The option inference follows VLMEvalKit's ``can_infer`` (``vlmeval/utils/matching_util.py``
-lines 18-127 at open-compass/VLMEvalKit e8e78f05: ``can_infer_option`` counts standalone choice
-letters after replacing ``.()[],:;!*#{}`` with spaces and accepts a single one among the last four
-words, ``splits.index(ch) > len(splits) - 5``, line 52; ``can_infer_text``, lines 107-121, accepts
-a single choice text contained in a short answer), applied to
-the final-answer span rather than to the whole output, plus a leading-letter rule ("(B) 8/11",
-"B. green") and exact/numeric option-text matches.
+* parsers for numbers (thousands commas, ``$``, units, ``%``, ``\frac``, ``a/b``, number words) and
+  lists (``[2007, 2008]`` or "2007 and 2008"); option letters / option text are inferred by
+  :mod:`pvm_bench.answer_options`.
 
 ``extractor`` values (``Score.details["extractor"]``): ``"boxed"``, ``"answer_tag"``,
 ``"answer_marker"``, ``"revision"``, ``"first_line"``, ``"statement"``, ``"last_line"`` and ``"none"``.
@@ -70,6 +63,27 @@ class FinalAnswer:
     start: int = -1
 
 
+@dataclass(frozen=True)
+class AnswerRules:
+    """How a task reads the final answer of an output: the parts that differ between benchmarks.
+
+    ``markers``: what introduces an answer. ``boxed``: ``\\boxed{}``/``\\fbox{}`` spans are
+    candidates. ``marker_span``: ``"line"`` = the line after the marker, cut at the sentence end,
+    skipping announced work ("to find the answer:") and negations ("the answer is not 7");
+    ``"rest"`` = all the text after the marker. ``pick``: ``"last_parsed"`` = the last candidate
+    by position that parses, with revisions and line fallbacks (:func:`find_final_answer`);
+    ``"tag_then_marker"`` = the last ``<answer>`` tag wherever it is, else the text after the last
+    marker when there is any, else the whole text (extractor ``"whole_text"``).
+    """
+
+    markers: re.Pattern[str] = _MARKERS
+    boxed: bool = True
+    marker_span: str = "line"
+    pick: str = "last_parsed"
+
+
+#: The math tasks' rules (MathVista, MathVerse, MathVision): the module docstring.
+MATH_RULES = AnswerRules()
 NONE = FinalAnswer("", "none")
 #: Extraction paths that found no explicitly stated answer: nothing, or the last line of the text.
 GUESS_EXTRACTORS = frozenset({"none", "last_line"})
@@ -108,16 +122,20 @@ def _marker_span(text: str, end: int) -> str:
     return span.strip().strip("*_").strip()
 
 
-def answer_candidates(text: str) -> list[FinalAnswer]:
-    """Every boxed / answer-tag / answer-marker span of ``text``, ordered by position."""
+def answer_candidates(text: str, rules: AnswerRules = MATH_RULES) -> list[FinalAnswer]:
+    """Every boxed / answer-tag / answer-marker span of ``text`` under ``rules``, ordered by position
+    (``marker_span="rest"`` keeps an empty span: the last marker may end the text)."""
     out: list[FinalAnswer] = []
-    for m in _BOX_OPEN.finditer(text):
+    for m in _BOX_OPEN.finditer(text) if rules.boxed else ():
         got = _balanced(text, m.end())
         if got is not None and not _NOT_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
             out.append(FinalAnswer(got[0].strip(), "boxed", m.start()))
     for m in _ANSWER_TAG.finditer(text):
         out.append(FinalAnswer(m.group(1).strip(), "answer_tag", m.start()))
-    for m in _MARKERS.finditer(text):
+    for m in rules.markers.finditer(text):
+        if rules.marker_span == "rest":
+            out.append(FinalAnswer(text[m.end():].strip().lstrip("*_ ").strip(), "answer_marker", m.start()))
+            continue
         if _INTENT.search(text[max(0, m.start() - 24):m.start()]):
             continue  # "To find the answer: count 3 rows of 4" announces work, not a result
         span = _marker_span(text, m.end())
@@ -133,9 +151,10 @@ _REVISION = re.compile(r"(?i)\b(?:wait|actually|hmm|on second thought|i mean|cor
                        r"let me recount|i made a mistake|that(?:'s| is) wrong)\b")
 
 
-def find_final_answer(text: str, parse: Callable[[str, str], T | None],
-                      question: str = "") -> tuple[FinalAnswer, T | None]:
-    """The final answer of ``text`` and its parsed value.
+def find_final_answer(text: str, parse: Callable[[str, str], T | None], question: str = "",
+                      rules: AnswerRules = MATH_RULES) -> tuple[FinalAnswer, T | None]:
+    """The final answer of ``text`` and its parsed value, read by ``rules`` (:class:`AnswerRules`;
+    ``pick="tag_then_marker"``: :func:`_tag_then_marker`). The math rules follow.
 
     ``parse(span, extractor)`` returns a value or None (span not an answer of the right kind).
     The last candidate (by position) that parses wins (a boxed answer, even one that does not
@@ -150,7 +169,9 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
     ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it
     is returned with value None when nothing else parses.
     """
-    candidates = answer_candidates(text)
+    candidates = answer_candidates(text, rules)
+    if rules.pick == "tag_then_marker":
+        return _tag_then_marker(text, candidates, parse)
     for cand in reversed(candidates):
         value = parse(cand.text, cand.extractor)
         if value is None:
@@ -179,6 +200,16 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
     if boxed:
         return boxed[-1], None
     return NONE, None
+
+
+def _tag_then_marker(text: str, candidates: list[FinalAnswer],
+                     parse: Callable[[str, str], T | None]) -> tuple[FinalAnswer, T | None]:
+    """The last ``<answer>`` tag (even empty), else the span after the last marker when it is not
+    empty, else the whole text; parsed once, whatever ``parse`` says."""
+    tags = [c for c in candidates if c.extractor == "answer_tag"]
+    markers = [c for c in candidates if c.extractor == "answer_marker"]
+    cand = tags[-1] if tags else markers[-1] if markers and markers[-1].text else FinalAnswer(text.strip(), "whole_text", 0)
+    return cand, parse(cand.text, cand.extractor)
 
 
 _BARE = re.compile(r"\(?[A-Za-z]\)?|-?\$?\d[\d.,/]*\s*(?:%|[A-Za-z°²³]{1,10})?|\[[^\[\]]*\]|\([^()]*\)"
@@ -367,58 +398,8 @@ def lists_match(pred: Sequence[Any], gold: Sequence[Any]) -> bool:
     return True
 
 
-# ------------------------------------------------------------------------------------ options
-
-
 def normalize_text(text: str) -> str:
     """Lower case, no markup/punctuation at the ends, single spaces, no leading article."""
     s = clean_math(str(text)).lower().strip()
     s = re.sub(r"\s+", " ", s).strip(" .,:;!?'\"`*_()[]")
     return re.sub(r"^(?:the|a|an) ", "", s)
-
-
-_QUOTES = "\"'`“”‘’"
-_LEAD_LETTER = re.compile(r"^\(?([A-Z])\)?(?=\s*$|[.:;,)]|\s+(?:because|since|as|is|which|[-–—(]))")
-
-
-def infer_option(span: str, choices: Sequence[str], extractor: str = "answer_marker") -> tuple[int, str] | None:
-    """The chosen option's index in ``choices`` and how it was inferred (``"option_letter"`` or
-    ``"option_text"``), or None.
-
-    Order: a leading letter ("B", "(B) 8/11", "B. green", "**B**"); "option B"; a choice text equal
-    to the span, or the single longest choice text it contains (VLMEvalKit ``can_infer_text``);
-    a number equal to exactly one numeric choice; a single standalone letter among the last four
-    words (VLMEvalKit ``can_infer_option``).
-    """
-    letters = [chr(ord("A") + i) for i in range(len(choices))]
-    s = clean_math(span).strip().strip(_QUOTES + "*_").strip().strip(_QUOTES).strip()
-    s = re.sub(r"\\boxed\s*\{([^{}]*)\}", r"\1", s).strip()
-    m = _LEAD_LETTER.match(s)
-    if m is None and re.fullmatch(r"\(?[a-z]\)?\.?", s):  # a lone lower-case letter: "(b)", "b"
-        m = re.match(r"\(?([a-z])", s)
-    if m and m.group(1).upper() in letters:
-        return letters.index(m.group(1).upper()), "option_letter"
-    m = re.search(r"(?i)\b(?:option|choice)\s*\(?([A-Z])\)?(?![\w])", s)
-    if m and m.group(1).upper() in letters:
-        return letters.index(m.group(1).upper()), "option_letter"
-    norm = normalize_text(s)
-    norms = [normalize_text(c) for c in choices]
-    if norm in norms:
-        return norms.index(norm), "option_text"
-    if len(norm) <= 300:
-        hits = [i for i, c in enumerate(norms) if c and re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", norm)]
-        hits = [i for i in hits if not any(i != j and norms[i] in norms[j] for j in hits)]
-        if len(hits) == 1:
-            return hits[0], "option_text"
-    found = numbers_in(s)
-    if len(found) == 1:
-        numeric = [i for i, c in enumerate(choices)
-                   if len(numbers_in(c)) == 1 and numbers_match(found[0][0], numbers_in(c)[0][0])]
-        if len(numeric) == 1:
-            return numeric[0], "option_text"
-    words = [w for w in re.sub(r"[.()\[\],:;!*#{}\"`“”]", " ", s).split()]
-    present = [w for w in words if w in letters]
-    if len(set(present)) == 1 and words.index(present[0]) > len(words) - 5 and not (
-            present[0] == "A" and len(words) > 3 and extractor == "last_line"):
-        return letters.index(present[0]), "option_letter"
-    return None

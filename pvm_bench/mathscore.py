@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pvm_bench.answer_options import infer_option
 from pvm_bench.answers import (
     GUESS_EXTRACTORS,
     clean_math,
     decimals_of,
     find_final_answer,
-    infer_option,
     lists_match,
     normalize_text,
     numbers_in,

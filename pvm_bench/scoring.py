@@ -7,8 +7,8 @@ Two layers:
    ``strip_reasoning_tags``, ``api/reasoning.py`` lines 4-35, with its CLI default
    ``--reasoning_tags``), and notices an output that stopped *inside* a reasoning block (opened,
    never closed; or opened by the prompt, :mod:`pvm_bench.reasoning`): by default such an output never
-   reached an answer (:data:`UNFINISHED_POLICIES`: lmms-eval's way). :func:`final_answer_text` takes
-   the last ``<answer>...</answer>`` or the text after the last "answer" marker ("Answer:", "**Answer**:").
+   reached an answer (:data:`UNFINISHED_POLICIES`: lmms-eval's way). The final answer of an output
+   is read by :func:`pvm_bench.answers.find_final_answer`, with the task's rules as parameters.
    :func:`truncated_score` builds the ``Score(value=0, truncated=True)`` for outputs cut before any answer.
 
 2. **Faithful ports of lmms-eval 0.7.3 parsers** used by several tasks (copied logic, cited per
@@ -37,11 +37,6 @@ from pvm_bench.tasks import Score
 #: lmms-eval 0.7.3 CLI default for ``--reasoning_tags`` (lmms_eval/__main__.py lines 319-323).
 DEFAULT_REASONING_TAGS: list[list[str]] = [["<think>", "</think>"], ["<analysis>", "</analysis>"]]
 
-_ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
-# "Answer:", "answer is", "**Final Answer**:", "answer -", "答案是"
-_ANSWER_MARKER = re.compile(
-    r"(?i)\banswer\b\s*(?:\*\*|__)?\s*(?:is\b|[:：]|-\s)|答案(?:是|为|：|:)"
-)
 
 
 def seed_for(key: str) -> int:
@@ -140,46 +135,6 @@ def prepare_output(output: str, tag_pairs: Sequence[Sequence[str]] = DEFAULT_REA
         if pos != -1 and end_tag not in text[pos:]:
             unfinished = True
     return PreparedOutput(raw=raw, text=text, had_reasoning=had, unfinished_reasoning=unfinished, policy=policy)
-
-
-def final_answer_text(text: str) -> tuple[str, bool]:
-    """The final-answer span of ``text`` and whether an explicit marker was found.
-
-    Order: the last ``<answer>...</answer>`` content; else the text after the last "answer"
-    marker (``Answer:``, ``answer is``, ``**Final Answer**:``, ``答案是``); else the whole text.
-    """
-    tags = _ANSWER_TAG.findall(text)
-    if tags:
-        return tags[-1].strip(), True
-    last = None
-    for match in _ANSWER_MARKER.finditer(text):
-        last = match
-    if last is not None:
-        tail = text[last.end() :].strip().lstrip("*_ ").strip()
-        if tail:
-            return tail, True
-    return text.strip(), False
-
-
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` (brace-balanced), or None."""
-    idx = text.rfind("\\boxed{")
-    if idx == -1:
-        return None
-    i = idx + len("\\boxed{")
-    depth = 1
-    out = []
-    while i < len(text):
-        ch = text[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return "".join(out)
-        out.append(ch)
-        i += 1
-    return None
 
 
 def truncated_score(parsed: str | None = None, **details: Any) -> Score:

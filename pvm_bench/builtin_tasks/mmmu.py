@@ -35,8 +35,8 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from pvm_bench.answers import AnswerRules, find_final_answer
 from pvm_bench.scoring import (
-    final_answer_text,
     get_multi_choice_info,
     mmmu_eval_multi_choice,
     mmmu_eval_open,
@@ -73,6 +73,11 @@ PROMPT_KWARGS: dict[str, dict[str, str]] = {
 }
 IMAGE_TOKEN = re.compile(r"<image \d+>")
 REQUIRED = ("id", "question", "options", "answer")
+#: ``answer_mode="final"``: the last ``<answer>`` tag, else all the text after the last "answer"
+#: marker ("Answer:", "answer is", "**Final Answer**:", "answer -", "答案是"), else the whole text;
+#: the lmms-eval parsers then read that span.
+FINAL_ANSWER = AnswerRules(markers=re.compile(r"(?i)\banswer\b\s*(?:\*\*|__)?\s*(?:is\b|[:：]|-\s)|答案(?:是|为|：|:)"),
+                           boxed=False, marker_span="rest", pick="tag_then_marker")
 
 
 def parse_options(options: list[str]) -> str:
@@ -229,7 +234,8 @@ class MMMU(HubTask):
         text = prep.text
         marker = False
         if self.answer_mode == "final":
-            text, marker = final_answer_text(text)
+            cand, text = find_final_answer(text, lambda span, extractor: span, rules=FINAL_ANSWER)
+            marker = cand.extractor != "whole_text"
         if sample.choices is not None:
             index2ans, all_choices = get_multi_choice_info(sample.choices)
             if not all_choices:

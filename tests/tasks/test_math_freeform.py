@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.answers import find_final_answer, infer_option, numbers_in, parse_number
+from pvm_bench.answer_options import infer_option
+from pvm_bench.answers import find_final_answer, numbers_in, parse_number
 from pvm_bench.mathscore import choices_from_question, score_free_form
 from pvm_bench.symbolic import SYMBOLIC, is_equal, numeric_value
 from pvm_bench.tasks import Sample, get_registry

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.scoring import final_answer_text, prepare_output, strip_reasoning_tags
+from pvm_bench.answers import find_final_answer
+from pvm_bench.builtin_tasks.mmmu import FINAL_ANSWER
+from pvm_bench.scoring import prepare_output, strip_reasoning_tags
 from pvm_bench.tasks import Sample, get_registry
 
 REG = get_registry(entry_points=False)
@@ -145,10 +147,26 @@ def test_scoring_helpers() -> None:
     assert strip_reasoning_tags("<think>a</think> B <analysis>x</analysis>") == "B"
     assert prepare_output("<think>unfinished").unfinished_reasoning
     assert not prepare_output("<think>done</think>C").unfinished_reasoning
-    assert final_answer_text("blah blah. Final Answer: (C) 12") == ("(C) 12", True)
-    assert final_answer_text("<answer> 7 </answer> trailing") == ("7", True)
-    assert final_answer_text("**Answer:** B") == ("B", True)
-    assert final_answer_text("just 5") == ("just 5", False)
+
+
+def _mmmu_final(text: str) -> tuple[str, str]:
+    cand, span = find_final_answer(text, lambda s, extractor: s, rules=FINAL_ANSWER)
+    return span, cand.extractor
+
+
+def test_mmmu_final_answer_rules() -> None:
+    """MMMU's ``answer_mode="final"``: the same finder as the math tasks, with MMMU's rules."""
+    assert _mmmu_final("blah blah. Final Answer: (C) 12") == ("(C) 12", "answer_marker")
+    assert _mmmu_final("<answer> 7 </answer> trailing") == ("7", "answer_tag")
+    assert _mmmu_final("**Answer:** B") == ("B", "answer_marker")
+    assert _mmmu_final("just 5") == ("just 5", "whole_text")
+    # a tag outranks a later marker; only the last marker counts, all of the text after it
+    assert _mmmu_final("<answer>7</answer> The answer is 8") == ("7", "answer_tag")
+    assert _mmmu_final("The answer is 4. So the answer is\nB because x.") == ("B because x.", "answer_marker")
+    assert _mmmu_final("The answer is 4. Answer:") == ("The answer is 4. Answer:", "whole_text")
+    # the math rules read the same text differently: one line, the last that parses
+    cand, span = find_final_answer("The answer is 4. So the answer is\nB because x.", lambda s, e: s)
+    assert (span, cand.extractor) == ("B because x", "answer_marker")
 
 
 # ------------------------------------------------------------ protocol parity with lmms-eval 0.7.3
