@@ -108,7 +108,6 @@ class LineProgress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_line = ""
 
     def __call__(self, done: int, total: int, variant: str | None = None, task: str | None = None) -> None:
         with self._lock:
@@ -119,7 +118,6 @@ class LineProgress:
     def emit(self) -> None:
         with self._lock:
             line = self.state.line()
-            self._last_line = line
             print(line, file=self.stream, flush=True)
 
     def _tick(self) -> None:

@@ -62,11 +62,6 @@ def file_digest(path: Path) -> str:
     return digest
 
 
-def bytes_digest(data: bytes) -> str:
-    """XXH3-128 (hex) of in-memory bytes (an image embedded in a data table)."""
-    return xxhash.xxh3_128(data).hexdigest()
-
-
 def files_fingerprint(entries: Iterable[tuple[str, Path]]) -> tuple[str, dict[str, str]]:
     """``(fingerprint, {label: digest})`` over ``(label, file)`` pairs: the 16-hex fingerprint
     recorded in run.json and the per-file digests that let a refusal name the file that changed."""

@@ -70,11 +70,6 @@ class ScoreDetail(BaseModel):
         return cls(extractor=None if extractor is None else str(extractor), sub_scores=dict(sub_scores or {}),
                    flags=flags, details=rest)
 
-    @classmethod
-    def from_score(cls, score: Any) -> ScoreDetail:
-        """From a :class:`pvm_bench.tasks.Score` (duck-typed: ``details``, ``sub_scores``)."""
-        return cls.from_details(getattr(score, "details", None), getattr(score, "sub_scores", None))
-
 
 class SampleRecord(BaseModel):
     """One line of samples.jsonl: one (variant, task, sample, repeat)."""

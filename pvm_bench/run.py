@@ -57,7 +57,6 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     is_out_of_memory,
     option_conflicts,
     path_digests,
-    path_fingerprint,
     resume_changes,
     sigterm_interrupts,
 )

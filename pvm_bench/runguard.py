@@ -164,14 +164,9 @@ class RunLock:
         return True
 
 
-def path_fingerprint(path: Path) -> str:
-    """Fingerprint (16 hex) of a file or of every file under a directory, each hashed whole
-    (:mod:`pvm_bench.filehash`): an adapter tensor edited anywhere changes it."""
-    return path_digests(path)[0]
-
-
 def path_digests(path: Path) -> tuple[str, dict[str, str]]:
-    """``(fingerprint, {relative file: digest})`` of ``path`` (see :func:`path_fingerprint`)."""
+    """``(fingerprint, {relative file: digest})`` of a file or of every file under a directory, each
+    hashed whole (:mod:`pvm_bench.filehash`): an adapter tensor edited anywhere changes it."""
     from pvm_bench.filehash import files_fingerprint, tree_files
 
     return files_fingerprint(tree_files(path))

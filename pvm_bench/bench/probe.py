@@ -34,7 +34,6 @@ import typer
 from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.cli_support import user_errors
 
-MODES = ("plain", "probe", "naive")
 PROMPT = "Describe the image in detail, then keep writing about it."
 
 

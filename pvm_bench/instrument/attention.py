@@ -206,12 +206,6 @@ class AttentionSite:
     def active(self) -> bool:
         return bool(self.writers or self.readers)
 
-    def current_impl(self) -> str | None:
-        """The text decoder's backend before the site switched it (the live one when inactive)."""
-        if self.active and self.original_impl is not None:
-            return self.original_impl
-        return self.hf_model.config.get_text_config()._attn_implementation
-
     def subscribe(self, subscriber: Any, *, read: bool = False, write: bool = False) -> Any:
         """Attach ``subscriber`` as a reader and/or writer; returns a function that detaches it.
 

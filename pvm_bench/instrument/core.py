@@ -80,10 +80,6 @@ class Instrument:
 
         return release
 
-    @property
-    def capturing(self) -> bool:
-        return self._capture.installed
-
 
 def instrument_for(model: LoadedModel | nn.Module, family: FamilySpec | None = None) -> Instrument:
     """The instrument of ``model`` (a LoadedModel or a transformers VLM of a known family)."""

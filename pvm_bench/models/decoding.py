@@ -119,18 +119,3 @@ def effective_decoding(
     out["source"] = source
     out["checkpoint"] = {k: v for k, v in checkpoint.items()}
     return out
-
-
-def decoding_summary(decoding: Mapping[str, Any]) -> str:
-    """One line for logs: ``sample T=0.7 top_p=0.8 (checkpoint) top_k=20 (checkpoint) ...``."""
-    if not decoding.get("do_sample"):
-        head = "greedy"
-    else:
-        head = f"sample T={decoding['temperature']:g}"
-    parts = [head]
-    for name in FILTERS:
-        origin = decoding.get("source", {}).get(name)
-        if origin == "greedy":
-            continue
-        parts.append(f"{name}={decoding.get(name)} ({origin})")
-    return " ".join(parts)

@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -36,7 +35,6 @@ from pvm_bench.instrument import AttentionSiteError, instrument_for
 from pvm_bench.instrument.attention import ATTN_NAME, text_subconfig_key  # noqa: F401 (public names)
 from pvm_bench.probes.base import AttentionSiteProbe, BatchContext, ProbeError
 from pvm_bench.probes.lastrow import last_row_probs, row_mask
-from pvm_bench.results import compact_frame
 
 if TYPE_CHECKING:
     from pvm_bench.instrument.state import ForwardState
@@ -293,17 +291,6 @@ class AttentionProbe(AttentionSiteProbe):
         self._img_onehot = None
         return out
 
-
-
-
-def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Attention records as a compact long-format frame.
-
-    Columns: step int32, layer int16, visual_mass / visual_mass_norm / sink_mass float32,
-    n_keys / n_visual int32, and ``visual_mass_heads`` as float32 arrays when present (the dtype
-    policy of :func:`pvm_bench.results.compact_frame`, which the runner also applies).
-    """
-    return compact_frame(pd.DataFrame.from_records(records))
 
 
 def make_probe(per_head: bool = False) -> AttentionProbe:

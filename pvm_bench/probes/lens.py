@@ -203,27 +203,6 @@ class LensProbe(Probe):
         return out
 
 
-def summarize_lens(records: list[dict[str, Any]], margin_threshold: float = 0.1) -> dict[str, float]:
-    """Per-sample summary of one row's lens records.
-
-    Returns ``mean_entropy`` (nats), ``hesitation`` (fraction of steps whose top-1/top-2
-    margin is below ``margin_threshold``) and, when per-layer records exist,
-    ``mean_first_agree_layer`` (over steps where some layer agrees). NaN when there are no steps.
-    """
-    # Per-layer records repeat the step fields on every layer: keep one record per step.
-    steps = list({r["step"]: r for r in records if "entropy" in r}.values())
-    if not steps:
-        return {"mean_entropy": float("nan"), "hesitation": float("nan")}
-    out = {
-        "mean_entropy": sum(r["entropy"] for r in steps) / len(steps),
-        "hesitation": sum(r["margin"] < margin_threshold for r in steps) / len(steps),
-    }
-    agree = [r["lens_first_agree_layer"] for r in steps if r.get("lens_first_agree_layer", -1) >= 0]
-    if any("lens_first_agree_layer" in r for r in steps):
-        out["mean_first_agree_layer"] = sum(agree) / len(agree) if agree else float("nan")
-    return out
-
-
 def make_probe(per_head: bool = False) -> LensProbe:
     """Registry factory (``--probes lens``): per-layer lens is opt-in and unrelated to --per-head."""
     return LensProbe()

@@ -353,26 +353,3 @@ def observed_half_life(
 def window(t: int, rel: float = 0.05) -> tuple[int, int]:
     """Inclusive step window ``[round(t*(1-rel)), round(t*(1+rel))]`` used for "mass at t"."""
     return round(t * (1 - rel)), round(t * (1 + rel))
-
-
-def half_life_cell(half_life: float, t_max: float, fitted: bool = True, digits: int = 0) -> str:
-    """Table text for a half-life, the same in summary.md, report.html and compare.
-
-    ``"–"`` when there was no fit (``fitted`` False), ``"never"`` when the curve does not fall to
-    half (NaN), ``"412"`` within the observed outputs, ``"412 (extrapolated > 195)"`` beyond the
-    longest output ``t_max``.
-    """
-    if not fitted:
-        return "–"
-    if not isinstance(half_life, (int, float)) or not math.isfinite(half_life):
-        return "never"
-    text = f"{half_life:.{digits}f}"
-    if isinstance(t_max, (int, float)) and math.isfinite(t_max) and half_life > t_max:
-        text += f" (extrapolated > {t_max:.0f})"
-    return text
-
-
-def flags_cell(flags: str | Sequence[str]) -> str:
-    """Table text for fit flags: ``""`` when clean, else ``"⚑ a_negative, r2_low"``."""
-    items = [f for f in (flags.split(";") if isinstance(flags, str) else flags) if f]
-    return "⚑ " + ", ".join(items) if items else ""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import GenerationConfig
 
 from pvm_bench.models.generation import encode, eos_ids, generate
 from pvm_bench.models.loading import load_model
-from pvm_bench.probes.attention import RECORD_KEYS, AttentionProbe, find_attention_modules, records_to_frame
+from pvm_bench.probes.attention import RECORD_KEYS, AttentionProbe, find_attention_modules
 from pvm_bench.probes.base import ProbeError
+from pvm_bench.results import compact_frame
 
 from .conftest import FAMILIES, batch1, batch3
 
@@ -171,7 +173,7 @@ def test_parquet_is_compact(tmp_path):
         }
         for s in range(steps) for layer in range(layers)
     ]
-    frame = records_to_frame(records)
+    frame = compact_frame(pd.DataFrame.from_records(records))  # what the runner writes attention.parquet with
     assert str(frame["step"].dtype) == "int32" and str(frame["layer"].dtype) == "int16"
     assert str(frame["visual_mass"].dtype) == "float32" and str(frame["n_keys"].dtype) == "int32"
     path = tmp_path / "attention.parquet"

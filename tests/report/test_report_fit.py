@@ -189,14 +189,3 @@ def test_per_sample_fit_degenerate_inputs() -> None:
     assert fit_decay_per_sample([1, 2, 3], [0.3, 0.2, 0.1], ["a"] * 3).flags() == ("no_fit",)
     with pytest.raises(ValueError):
         fit_decay_per_sample([1, 2, 3, 4], [0.3, 0.2, 0.1, 0.1], ["a"])
-
-
-def test_table_cells() -> None:
-    from pvm_bench.report.fit import flags_cell, half_life_cell
-
-    assert half_life_cell(412.3, 195) == "412 (extrapolated > 195)"
-    assert half_life_cell(87.6, 195) == "88"
-    assert half_life_cell(float("nan"), 195) == "never"
-    assert half_life_cell(float("nan"), 0, fitted=False) == "–"
-    assert flags_cell("a_negative;r2_low") == "⚑ a_negative, r2_low" and flags_cell("") == ""
-    assert flags_cell(("c_at_bound",)) == "⚑ c_at_bound"
