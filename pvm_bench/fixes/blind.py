@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pvm_bench.fixes.base import capture_visual, fix_variant
-from pvm_bench.instrument import instrument_for
+from pvm_bench.instrument import AttentionSiteError, instrument_for
+from pvm_bench.variants import VariantError
 
 if TYPE_CHECKING:
     from pvm_bench.instrument.state import ForwardState
@@ -130,7 +131,10 @@ def blind_active(lm: LoadedModel, config: BlindConfig) -> Iterator[BlindStats]:
     stats = BlindStats()
     writer = _BlindWriter(lm, config, stats)
     with capture_visual(lm):
-        detach: Any = instrument_for(lm).attention.subscribe(writer, write=True)
+        try:
+            detach: Any = instrument_for(lm).attention.subscribe(writer, write=True)
+        except AttentionSiteError as exc:  # as PAI does: the variant cannot run on this model
+            raise VariantError(f"blind:after={config.after}: {exc}") from None
         try:
             yield stats
         finally:

@@ -169,3 +169,21 @@ def test_ablate_after_blinds_every_variant_not_already_blinded_by_its_parts():
     assert config.resolved_variants() == [
         "base", "unblinder", "base+blind:after=2", "base+blind:after=4", "unblinder+blind:after=4",
     ]
+
+
+@pytest.mark.parametrize(("variant", "prefix"), [("blind:after=1", "blind:after=1: "), ("pai", "PAI: ")])
+def test_no_attention_site_is_one_variant_error_line(variant, prefix, monkeypatch, tmp_path):
+    """On the organism, a model whose text decoder does not dispatch through AttentionInterface:
+    ``blind:after``, like ``pai``, stops with one line naming the variant and why, exit 2."""
+    from transformers import Qwen3VLForConditionalGeneration
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli import app
+
+    monkeypatch.setattr(Qwen3VLForConditionalGeneration, "_can_set_attn_implementation", classmethod(lambda cls: False))
+    result = CliRunner().invoke(app, ["run", "--variants", variant, "--limit", "1", "--max-new-tokens", "2",
+                                      "--probes", "", "--maps", "0", "--no-report", "--quiet", "--out", str(tmp_path), "--run-id", "r"])
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.output.splitlines() if line.strip()] == [
+        f"error: {prefix}Qwen3-VL: Qwen3VLForConditionalGeneration does not dispatch attention through transformers' "
+        "AttentionInterface, so the attention site cannot be installed"]
