@@ -182,7 +182,8 @@ def test_no_attention_site_is_one_variant_error_line(variant, prefix, monkeypatc
 
     monkeypatch.setattr(Qwen3VLForConditionalGeneration, "_can_set_attn_implementation", classmethod(lambda cls: False))
     result = CliRunner().invoke(app, ["run", "--variants", variant, "--limit", "1", "--max-new-tokens", "2",
-                                      "--probes", "", "--maps", "0", "--no-report", "--quiet", "--out", str(tmp_path), "--run-id", "r"])
+                                      "--probes", "", "--maps", "0", "--no-report", "--quiet",
+                                      "--out", str(tmp_path), "--run-id", "r"])
     assert result.exit_code == 2, result.output
     assert [line for line in result.output.splitlines() if line.strip()] == [
         f"error: {prefix}Qwen3-VL: Qwen3VLForConditionalGeneration does not dispatch attention through transformers' "
