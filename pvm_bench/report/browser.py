@@ -2,7 +2,8 @@
 
 Contract:
 
-- every record in samples.jsonl is shown (no cap); up to :data:`EMBED_MAX_RECORDS` records are
+- every record of the run is shown (no cap): samples.jsonl and any rank shard a crashed multi-GPU run
+  did not merge (:func:`pvm_bench.results.read_samples`, as the runner reads them); up to :data:`EMBED_MAX_RECORDS` records are
   embedded, more go to side files ``report_samples/chunk-*.js`` loaded on demand (report.html keeps
   a small index; :func:`write_side_files`; ``pvm-bench report --single-file`` embeds any number).
   Embedded records are one JSON document in a ``<script type="application/json">`` block, escaped by :func:`script_json` so no model text
@@ -137,7 +138,7 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
     ``records`` (one per variant, in ``variants`` order). ``notes`` says what was left out;
     ``chunks`` is None (set by :func:`write_side_files`).
     """
-    records = data.records if (data.run_dir / "samples.jsonl").exists() else []
+    records = data.records  # read_samples: samples.jsonl and any unmerged rank shards
     variants = _variant_order(data, records)
     rank = {v: i for i, v in enumerate(variants)}
     curves = visual_mass_curves(data.agg.visual_mass_steps() if data.agg is not None else None, curve_points)

@@ -210,3 +210,21 @@ def test_side_files_hold_every_record_and_the_page_an_index(tmp_path: Path) -> N
     # small runs stay one file by default, and an embedded report removes stale side files
     assert "pvm says 6" in str(render_browser(data, thumbnails=False)).replace("\\u003c", "<")
     assert not (tmp_path / "run" / browser.SIDE_DIR).exists()
+
+
+def test_report_browser_shows_a_run_that_has_only_rank_shards(tmp_path: Path) -> None:
+    """A crashed multi-GPU run never merged samples.rank*.jsonl into samples.jsonl: the browser shows
+    the shards' records (read as the runner reads them, pvm_bench.results.read_samples)."""
+    from pvm_bench.cli import app
+
+    recs = [record(v, f"s{i}", float(i % 2), task="a") for i in range(6) for v in ("base", "pvm")]
+    run = write_records(tmp_path / "crashed", recs)
+    lines = (run / "samples.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    for rank in (0, 1):
+        (run / f"samples.rank{rank}.jsonl").write_text("".join(lines[rank::2]), encoding="utf-8")
+    (run / "samples.jsonl").unlink()
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    payload = _payload_from_page((run / "report.html").read_text(encoding="utf-8"))
+    assert payload["n_records"] == 12 and [g["id"] for g in payload["groups"]] == [f"s{i}" for i in range(6)]
+    assert all([r["variant"] for r in g["records"]] == ["base", "pvm"] for g in payload["groups"])
