@@ -112,6 +112,20 @@ class RunConfig(BaseModel):
     trust_remote_code: bool = False
     report: bool = True
 
+    def source(self, field: str) -> str:
+        """Where ``field``'s value comes from: ``"user"`` (given), the protocol's name (filled in by
+        ``--protocol pvm-paper``, :func:`pvm_bench.paper_table.protocol_run_defaults`) or ``"default"``.
+
+        Read from the fields given at construction, so a config reloaded from run.json (every field
+        given) says ``"user"``: a resume keeps the sources its first part recorded.
+        """
+        if field not in self.model_fields_set:
+            return "default"
+        filled = protocol_run_defaults({"protocol": self.protocol})
+        if field != "protocol" and field in filled and filled[field] == getattr(self, field):
+            return self.protocol
+        return "user"
+
     @model_validator(mode="before")
     @classmethod
     def _protocol_defaults(cls, data: Any) -> Any:

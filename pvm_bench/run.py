@@ -359,8 +359,11 @@ class Runner:
         if checking:
             self._check_resume(fresh, log)
         self.record.model, self.record.adapter, self.record.generation = fresh.model, fresh.adapter, fresh.generation
+        before = next(iter((self.previous.decoding or {}).values()), {}) if self.previous is not None else {}
+        temp_source = before.get("source", {}).get("temperature") or cfg.source("temperature")  # a resume keeps its own
         self.record.decoding = {t.name: effective_decoding(lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty,
-                                                           task=t.generation) for t, _ in loaded_tasks}
+                                                           task=t.generation, temperature_source=temp_source)
+                                for t, _ in loaded_tasks}
         self.record.forced_resumes = fresh.forced_resumes
         if self.dist.is_main:
             self.record.save(self.run_dir)

@@ -84,6 +84,7 @@ def effective_decoding(
     repetition_penalty: float | None = None,
     *,
     task: Mapping[str, Any] | None = None,
+    temperature_source: str | None = None,
 ) -> dict[str, Any]:
     """The decoding settings a generation uses, with the source of each.
 
@@ -93,6 +94,9 @@ def effective_decoding(
         top_p, top_k, repetition_penalty: the user's values; ``None`` = not given.
         task: the task's ``generation`` dict; its ``top_p``/``top_k``/``repetition_penalty``
             win over the checkpoint (lmms-eval task YAML ``generation_kwargs``).
+        temperature_source: where a given ``temperature`` came from when the caller knows
+            (:meth:`pvm_bench.config.RunConfig.source`: ``"user"``, ``"default"``, a protocol's
+            name); else ``"user"`` for a value and ``"default"`` for ``None``.
 
     Returns:
         ``{"do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "source":
@@ -107,7 +111,7 @@ def effective_decoding(
     temp = 0.0 if temperature is None else float(temperature)
     do_sample = temp > 0
     out: dict[str, Any] = {"do_sample": do_sample, "temperature": temp if do_sample else 0.0}
-    source: dict[str, str] = {"temperature": "user" if temperature is not None else "default"}
+    source: dict[str, str] = {"temperature": temperature_source or ("user" if temperature is not None else "default")}
     for name in FILTERS:
         if not do_sample and name != "repetition_penalty":
             out[name], source[name] = None, "greedy"

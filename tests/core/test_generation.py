@@ -177,3 +177,25 @@ def test_cli_flags_reach_run_json(tiny_qwen3_vl, fixture_data, tmp_path):
     decoding = RunRecord.load(tmp_path / "cli").decoding["mmbench_en"]
     assert (decoding["temperature"], decoding["top_k"], decoding["repetition_penalty"], decoding["top_p"]) == (0.5, 3, 1.2, 1.0)
     assert decoding["source"] == {"temperature": "user", "top_p": "task", "top_k": "user", "repetition_penalty": "user"}
+
+
+def test_temperature_source_says_whether_the_user_gave_it(tiny_qwen3_vl, fixture_data, tmp_path):
+    """run.json's decoding source: "default" when --temperature was not passed (also after a resume),
+    "user" when it was, the protocol's name when ``--protocol pvm-paper`` filled it in."""
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli import app
+
+    def source(run_id: str, *extra: str, resume: bool = False) -> str:
+        args = ["run", "--quiet", "--no-report", "--resume", str(tmp_path / run_id)] if resume else [
+            "run", "--quiet", "--probes", "", "--maps", "0", "--no-report", "--model", str(tiny_qwen3_vl),
+            "--tasks", "mmbench_en", "--data-dir", str(fixture_data), "--out", str(tmp_path), "--run-id", run_id,
+            "--limit", "1", "--max-new-tokens", "2", *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return RunRecord.load(tmp_path / run_id).decoding["mmbench_en"]["source"]["temperature"]
+
+    assert source("plain") == "default"
+    assert source("plain", resume=True) == "default"
+    assert source("given", "--temperature", "0") == "user"
+    assert source("paper", "--protocol", "pvm-paper", "--repeats", "1") == "pvm-paper"
