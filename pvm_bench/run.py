@@ -148,6 +148,9 @@ class Runner:
         config = config.model_copy(update={"run_id": run_id})
         cls.preflight(config, tasks, log)
         loaded = (registry, load_task_samples(config, registry))
+        from pvm_bench.mapstore import chosen_keys
+
+        chosen_keys(config.maps, loaded[1])  # a --maps id that no task has is refused before anything is written
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(run_dir).acquire()
         try:

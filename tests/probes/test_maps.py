@@ -284,6 +284,7 @@ def test_cli_maps_bad_values_exit_2_with_one_line(tmp_path):
     result = _cli("--maps", "swatch_recall-test-0,nope", "--out", str(tmp_path), "--run-id", "bad")
     assert result.exit_code == 2, result.output
     assert "'nope'" in result.output and "--maps" in result.output
+    assert not (tmp_path / "bad").exists()  # checked with the tasks' samples, before the run directory is made
     result = _cli("--maps", "two", "--out", str(tmp_path), "--run-id", "bad2")
     assert result.exit_code == 2 and "--maps takes" in result.output
     assert not (tmp_path / "bad2").exists()
