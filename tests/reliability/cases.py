@@ -34,6 +34,9 @@ class Case:
     absent: tuple[str, ...] = ()
     #: Exactly one ``error:`` line (False where per-sample error lines are expected too).
     one_error_line: bool = True
+    #: ``words`` are looked for in the whole output, not only in the ``error:`` lines (a verdict
+    #: such as ``check: FAIL`` with exit 1 is no error line).
+    words_in_output: bool = False
     #: Extra checks after the command: ``check(env)``.
     check: Callable[..., None] | None = None
 

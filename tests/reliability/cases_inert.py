@@ -20,26 +20,23 @@ import errno
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from .cases import Case
 from .conftest import RUN_ARGS
 
 EVIL_TASK = "quiz<img src=x onerror=alert(1)>"
 EVIL_METRIC = "acc<script>alert(2)</script>"
 
 
-@dataclass(frozen=True)
-class InertCase:
-    id: str
-    argv: Callable[..., list[str]]
-    code: int
-    words: tuple[str, ...] = ()
-    absent: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-    check: Callable[..., None] | None = None
+def inert(case_id: str, argv: Callable[..., list[str]], code: int, words: tuple[str, ...] = (),
+          absent: tuple[str, ...] = (), unchanged: tuple[str, ...] = (), check: Callable[..., None] | None = None) -> Case:
+    """A row of this table as a :class:`cases.Case`: one ``error:`` line holding ``words`` for exit
+    codes 2 and 3; ``words`` anywhere in the output for 0 and 1 (``check: FAIL``, per-sample errors)."""
+    return Case(case_id, argv, code, words, unchanged=unchanged, absent=absent, one_error_line=code in (2, 3),
+                words_in_output=code in (0, 1), check=check)
 
 
 # ----------------------------------------------------------------- plugin runs
@@ -427,69 +424,69 @@ def _infinite_mass(frame: pd.DataFrame) -> pd.DataFrame:
 RUN = ("out/r/run.json", "out/r/samples.jsonl")
 NOT_IMPORTED = ("PLUGIN-IMPORTED", "Traceback")
 
-INERT_CASES: list[InertCase] = [
+INERT_CASES: list[Case] = [
     # security: reading a run executes nothing from it
-    InertCase("inert-report-no-plugin-import", report_plugin_run, 0, ("report:",), NOT_IMPORTED,
+    inert("inert-report-no-plugin-import", report_plugin_run, 0, ("report:",), NOT_IMPORTED,
               check=_plugin_metric_reported),
-    InertCase("inert-report-plugin-gone", report_plugin_gone, 0, ("report:",), NOT_IMPORTED,
+    inert("inert-report-plugin-gone", report_plugin_gone, 0, ("report:",), NOT_IMPORTED,
               check=_plugin_metric_reported),
-    InertCase("inert-baseline-no-plugin-import", baseline_plugin_run, 0, ("baseline:",), NOT_IMPORTED,
+    inert("inert-baseline-no-plugin-import", baseline_plugin_run, 0, ("baseline:",), NOT_IMPORTED,
               check=_baseline_has_metric),
-    InertCase("inert-compare-no-plugin-import", compare_plugin_run, 0, ("quiz_balanced",), NOT_IMPORTED,
+    inert("inert-compare-no-plugin-import", compare_plugin_run, 0, ("quiz_balanced",), NOT_IMPORTED,
               check=_not_executed),
-    InertCase("inert-check-no-plugin-import", check_plugin_run, 0, ("check: PASS",), NOT_IMPORTED, check=_not_executed),
+    inert("inert-check-no-plugin-import", check_plugin_run, 0, ("check: PASS",), NOT_IMPORTED, check=_not_executed),
     # security: symlinks in a run directory are never written through
-    InertCase("inert-lock-symlink", lock_symlink, 2, (".lock is a symbolic link", "remove the link"),
+    inert("inert-lock-symlink", lock_symlink, 2, (".lock is a symbolic link", "remove the link"),
               unchanged=("victim.txt", *RUN)),
-    InertCase("inert-samples-symlink", samples_symlink, 2, ("samples.jsonl is a symbolic link",),
+    inert("inert-samples-symlink", samples_symlink, 2, ("samples.jsonl is a symbolic link",),
               unchanged=("victim.txt",)),
-    InertCase("inert-plots-symlink", plots_symlink, 2, ("plots is a symbolic link",), check=_nothing_elsewhere),
-    InertCase("inert-report-html-symlink", report_html_symlink, 0, ("report:",), unchanged=("victim.txt",),
+    inert("inert-plots-symlink", plots_symlink, 2, ("plots is a symbolic link",), check=_nothing_elsewhere),
+    inert("inert-report-html-symlink", report_html_symlink, 0, ("report:",), unchanged=("victim.txt",),
               check=_link_replaced),
     # security: image paths stay in the data root
-    InertCase("inert-image-absolute-outside", image_absolute_outside, 1,
+    inert("inert-image-absolute-outside", image_absolute_outside, 1,
               ("leaves the data directory", "--allow-outside-data"),
               unchanged=("secret.png",), check=_secret_not_embedded),
-    InertCase("inert-image-relative-outside", image_relative_outside, 1,
+    inert("inert-image-relative-outside", image_relative_outside, 1,
               ("../../secret.png", "leaves the data directory"),
               check=_secret_not_embedded),
-    InertCase("inert-image-outside-allowed", image_outside_allowed, 0, ("report:",), check=_secret_read),
-    InertCase("inert-image-relative-to-data-file", image_relative_inside, 0, (), ("error:",)),
+    inert("inert-image-outside-allowed", image_outside_allowed, 0, ("report:",), check=_secret_read),
+    inert("inert-image-relative-to-data-file", image_relative_inside, 0, (), ("error:",)),
     # security: markdown carries no HTML from names
-    InertCase("inert-md-summary", md_summary, 0, ("summary:",), check=_summary_md_inert),
-    InertCase("inert-md-compare", md_compare, 0, ("&lt;img src=x onerror=alert(1)&gt;",), ("<img", "<script")),
-    InertCase("inert-md-check", md_check, 0, ("check: PASS",), check=_check_md_inert),
+    inert("inert-md-summary", md_summary, 0, ("summary:",), check=_summary_md_inert),
+    inert("inert-md-compare", md_compare, 0, ("&lt;img src=x onerror=alert(1)&gt;",), ("<img", "<script")),
+    inert("inert-md-check", md_check, 0, ("check: PASS",), check=_check_md_inert),
     # integrity: record counts
-    InertCase("inert-report-cut-last-line", report_cut_line, 0, ("RECORD COUNT MISMATCH",),
+    inert("inert-report-cut-last-line", report_cut_line, 0, ("RECORD COUNT MISMATCH",),
               check=_summary_says_mismatch),
-    InertCase("inert-check-cut-last-line", check_cut_line, 1, ("check: FAIL", "RECORD COUNT MISMATCH")),
-    InertCase("inert-baseline-cut-last-line", baseline_cut_line, 2, ("RECORD COUNT MISMATCH", "--allow-partial")),
+    inert("inert-check-cut-last-line", check_cut_line, 1, ("check: FAIL", "RECORD COUNT MISMATCH")),
+    inert("inert-baseline-cut-last-line", baseline_cut_line, 2, ("RECORD COUNT MISMATCH", "--allow-partial")),
     # integrity: baselines
-    InertCase("inert-baseline-empty", _edit_baseline(lambda d: d.update(metrics=[])), 2, ("has no metrics",)),
-    InertCase("inert-baseline-source-string", _edit_baseline(lambda d: d.update(source="x")), 2,
+    inert("inert-baseline-empty", _edit_baseline(lambda d: d.update(metrics=[])), 2, ("has no metrics",)),
+    inert("inert-baseline-source-string", _edit_baseline(lambda d: d.update(source="x")), 2,
               ("source: must be a JSON object",), ("AttributeError",)),
-    InertCase("inert-baseline-hib-string", _edit_baseline(_first_metric(higher_is_better="false")), 2,
+    inert("inert-baseline-hib-string", _edit_baseline(_first_metric(higher_is_better="false")), 2,
               ("metrics[0].higher_is_better", "JSON boolean")),
-    InertCase("inert-baseline-huge-ci", _edit_baseline(_first_metric(ci_low=-1e308, ci_high=1e308)), 2,
+    inert("inert-baseline-huge-ci", _edit_baseline(_first_metric(ci_low=-1e308, ci_high=1e308)), 2,
               ("metrics[0]", "implausibly wide")),
-    InertCase("inert-check-other-data", check_other_data, 1, ("check: FAIL", "data differs", "--allow-data-change")),
-    InertCase("inert-check-other-data-allowed", check_other_data_allowed, 0, ("check: PASS", "data differs")),
+    inert("inert-check-other-data", check_other_data, 1, ("check: FAIL", "data differs", "--allow-data-change")),
+    inert("inert-check-other-data-allowed", check_other_data_allowed, 0, ("check: PASS", "data differs")),
     # integrity: concurrent reports never share a temp file
-    InertCase("inert-report-stale-temp-names", stale_temp_name, 0, ("report:",)),
+    inert("inert-report-stale-temp-names", stale_temp_name, 0, ("report:",)),
     # outputs: exit 3, one line, distinct from a regression (1)
-    InertCase("inert-report-read-only", report_read_only, 3, ("cannot write", "read-only")),
-    InertCase("inert-baseline-read-only", baseline_read_only, 3, ("cannot write the baseline", "read-only")),
-    InertCase("inert-compare-read-only", compare_read_only, 3, ("cannot write the comparison", "read-only")),
-    InertCase("inert-baseline-onto-directory", baseline_onto_directory, 3, ("b.json", "directory")),
-    InertCase("inert-compare-onto-directory", compare_onto_directory, 3, ("cmp.md", "directory")),
-    InertCase("inert-check-markdown-missing-dir", _check_markdown_into(lambda r: r / "no" / "such" / "step.md"), 3,
+    inert("inert-report-read-only", report_read_only, 3, ("cannot write", "read-only")),
+    inert("inert-baseline-read-only", baseline_read_only, 3, ("cannot write the baseline", "read-only")),
+    inert("inert-compare-read-only", compare_read_only, 3, ("cannot write the comparison", "read-only")),
+    inert("inert-baseline-onto-directory", baseline_onto_directory, 3, ("b.json", "directory")),
+    inert("inert-compare-onto-directory", compare_onto_directory, 3, ("cmp.md", "directory")),
+    inert("inert-check-markdown-missing-dir", _check_markdown_into(lambda r: r / "no" / "such" / "step.md"), 3,
               ("cannot write the check summary", "does not exist")),
-    InertCase("inert-check-markdown-directory", _check_markdown_into(_a_directory), 3,
+    inert("inert-check-markdown-directory", _check_markdown_into(_a_directory), 3,
               ("cannot write the check summary", "directory")),
     # report of bad attention files: a note, not a traceback
     # issue 20: one line naming the column and the fix, exit 2 (issue 22: a section that cannot be computed
     # fails the report unless --allow-partial)
-    InertCase("inert-attention-string-layers", _attention(_string_layers), 2,
+    inert("inert-attention-string-layers", _attention(_string_layers), 2,
               ("'layer' holds VARCHAR values, not numbers", "--allow-partial"), ("Traceback",)),
-    InertCase("inert-attention-infinite-mass", _attention(_infinite_mass), 0, ("report:",)),
+    inert("inert-attention-infinite-mass", _attention(_infinite_mass), 0, ("report:",)),
 ]
