@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,6 @@ class LoadedModel:
     dtype: torch.dtype
     device: torch.device
     pvm: Any = None  # pvm_bench.pvm handle when an adapter is attached
-    extras: dict[str, Any] = field(default_factory=dict)
     #: Local dirs: ``(fingerprint, {file: digest})`` of every file that shapes the inputs or the weights,
     #: hashed whole (:func:`model_content`); what resume compares. None for hub ids.
     content: tuple[str, dict[str, str]] | None = None
