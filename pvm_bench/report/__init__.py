@@ -49,6 +49,7 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     from pvm_bench.report.outputs import check_writable_dir, output_errors
     from pvm_bench.report.plots import make_plots
     from pvm_bench.report.rundata import require_samples as _require
+    from pvm_bench.report.viewmodel import build_view
     from pvm_bench.runguard import REPORT_LOCK_NAME, RunLock
 
     data = load_run(Path(run_dir), allow_partial=allow_partial)
@@ -61,10 +62,11 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
         lock = RunLock(data.run_dir, REPORT_LOCK_NAME).acquire(wait=REPORT_LOCK_WAIT_S)
     try:  # another report of this run writes its whole set first; then this one writes all of its own
         summary = build_summary(data, cohort_t=cohort_t)
+        view = build_view(data, summary)  # every view computed once; summary.md and report.html render it
         with output_errors("the report into", data.run_dir):
-            write_summary(data, summary)
             plots = make_plots(data, summary, data.run_dir / "plots")
-            return write_html(data, summary, plots, single_file=single_file)
+            write_summary(data, summary, view, plots=list(plots))
+            return write_html(data, summary, plots, single_file=single_file, view=view)
     finally:
         lock.release()
 

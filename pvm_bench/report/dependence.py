@@ -11,8 +11,10 @@ A run with ``--ablate-after 0,16,64`` holds, next to each variant V, the variant
   larger tested one) the ablation no longer changes the metric significantly (p >= ``ALPHA``).
   When every tested K still changes it, the value is the longest output of V (an ablation from
   there on is a no-op) and the row carries the flag ``beyond_tested``: the model needs the image
-  beyond the longest K tried. ``blind:after=0`` not significant means the task is answerable from
-  the text alone (MMStar's concern).
+  beyond the longest K tried. When K = 0 is tested and the un-ablated vs K = 0 contrast is itself
+  not significant, the value is NaN with the flag ``not_resolved``: at this n the run cannot tell
+  "answerable from the text alone" (MMStar's concern) from "too few samples to see the drop"
+  (0.30 -> 0.00 at n = 10 has p = 0.25), so it names no K.
 
 K counts generated tokens: ``blind:after=K`` leaves tokens ``0 .. K-1`` untouched.
 """
@@ -35,12 +37,15 @@ ALPHA = 0.05
 KIND = "dependence"
 DEPENDENCE_K = "dependence_k"
 BEYOND = "beyond_tested"
+NOT_RESOLVED = "not_resolved"
 NOTE = (
     "Accuracy with the image taken away from generated token K on (image keys masked in every "
     "layer and the PVM branch off; K = 0: the text-only prior), per un-ablated variant; Δ = paired "
     f"difference vs that variant with 95% CI and p. dependence K = the smallest tested K from which "
     f"the ablation no longer changes accuracy significantly (p ≥ {ALPHA}); '> K (beyond tested)' = "
-    "still significant at the largest K tried. † = fewer than 30 samples."
+    "still significant at the largest K tried; 'not resolved at this n' = even removing the image from "
+    "token 0 on makes no significant difference, so this n cannot tell a text-answerable task from too few "
+    "samples. Ablated variants' Δ in the metrics table is vs their un-ablated variant. † = fewer than 30 samples."
 )
 
 _ABLATED = re.compile(r"^(?P<base>.*)\+blind:after=(?P<k>\d+)$")
@@ -64,6 +69,8 @@ def ablation_map(variants: list[str]) -> dict[str, dict[int, str]]:
 
 def dependence_k(ks: list[int], p_values: list[float], longest: int) -> tuple[float, str]:
     """(value, flags) of ``dependence_k`` from the tested K (ascending) and their p-values."""
+    if ks and ks[0] == 0 and not (p_values[0] < ALPHA):
+        return math.nan, NOT_RESOLVED
     found = math.nan
     for k, p in zip(reversed(ks), reversed(p_values)):
         if not (p >= ALPHA):  # significant (or no test): the tail of non-significant K ends here
@@ -126,7 +133,9 @@ def _p(p: Any) -> str:
 
 
 def k_cell(value: Any, flags: Any, tested: list[int]) -> str:
-    """``"16"`` or ``"> 64 (beyond tested)"``."""
+    """``"16"``, ``"> 64 (beyond tested)"`` or ``"not resolved at this n"``."""
+    if NOT_RESOLVED in str(flags or ""):
+        return "not resolved at this n"
     if not isinstance(value, int | float) or math.isnan(value):
         return "–"
     if BEYOND in str(flags or ""):
@@ -185,5 +194,5 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-__all__ = ["ALPHA", "BEYOND", "DEPENDENCE_K", "KIND", "NOTE", "ablation_map", "curve_points", "dependence_k",
+__all__ = ["ALPHA", "BEYOND", "DEPENDENCE_K", "KIND", "NOTE", "NOT_RESOLVED", "ablation_map", "curve_points", "dependence_k",
            "dependence_rows", "dependence_view", "k_cell", "split_ablated"]

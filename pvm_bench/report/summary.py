@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.attention_agg import AttentionAggregates
+from pvm_bench.report.cohort_ratio import cohort_ratio_rows
 from pvm_bench.report.curves import suggest_cohort_t
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
 from pvm_bench.report.dependence import dependence_rows
@@ -105,6 +106,7 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
                 wide = decay_block(agg, mask, bands, seed, (label, variant), curves, fits, cohort_t=t_cohort)
                 wide_decay[(label, variant)] = wide
                 rows.extend(decay_rows(wide, label, variant, bands))
+                rows.extend(cohort_ratio_rows(agg, mask, t_cohort, label, variant, seed))  # the findings' ratio
     frame = rows_frame(rows)
     curve_df = (
         pd.concat(curves, ignore_index=True)

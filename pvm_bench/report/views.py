@@ -122,10 +122,14 @@ def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
             "task": r.task, "variant": r.variant, "metric": f"{r.metric}{' *' if head and r.kind == 'task' else ''}",
             "n": f"{int(r.n)}{' (small n)' if few else ''}",
             "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high) + (f" {SMALL_N_MARK}" if few and finite(r.value) else ""),
-            "Δ vs base [95% CI]": fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)
-            + (f" {SMALL_N_MARK}" if finite(r.diff) and small_n(r.n_pairs) else ""),
-            "p": fmt_p(r.p_value) + (f" ({r.p_method})" if r.p_method and finite(r.p_value) else ""),
         }
+        d = _own_reference(rows, r) or r._asdict()
+        line["Δ vs base [95% CI]"] = (
+            fmt_ci(d["diff"], d["diff_ci_low"], d["diff_ci_high"], sign=True)
+            + (f" (vs {d['variant']}, n={int(d['n_pairs'])})" if d.get("kind") == "dependence"
+               else f" (n={int(d['n_pairs'])})" if finite(d["diff"]) else "")
+            + (f" {SMALL_N_MARK}" if finite(d["diff"]) and small_n(d["n_pairs"]) else ""))
+        line["p"] = fmt_p(d["p_value"]) + (f" ({d['p_method']})" if d["p_method"] and finite(d["p_value"]) else "")
         run = {name: _run_value(rows, r.task, r.variant, name) if head else math.nan
                for name in ("truncation_rate", "unparsed_rate", "unfinished_reasoning_rate", "mean_n_generated",
                             "tokens_per_s")}
@@ -142,6 +146,17 @@ def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     if len(view) and not (unfinished.fillna(0) > 0).any():  # shown only when some output ended inside a reasoning block
         view = view.drop(columns="unfinished reasoning")
     return view
+
+
+def _own_reference(rows: pd.DataFrame, r: Any) -> dict[str, Any] | None:
+    """For an ablated ``V+blind:after=K`` task row: its dependence row (the paired difference vs V,
+    not vs base), else None."""
+    parsed = _ablated(r.variant) if r.kind == "task" else None
+    if parsed is None:
+        return None
+    hit = rows[(rows["kind"] == "dependence") & (rows["task"] == r.task) & (rows["variant"] == parsed[0])
+               & (rows["metric"] == r.metric) & (rows["t"] == parsed[1])]
+    return hit.iloc[0].to_dict() if len(hit) else None
 
 
 def flags_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
@@ -213,10 +228,11 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
     """One line per task, variant and layer band (and the fixed cohort, band ``cohort@T``): samples
     in the fit (n, † when small), fit parameters and flags, half-lives (marked when
     extrapolated), fixed-t masses with the number of samples that reached t (†: small)."""
-    sel = rows[rows["kind"] == "decay"]
+    sel = rows[(rows["kind"] == "decay") & rows["variant"].map(lambda v: _ablated(v) is None)]
     if sel.empty:
         return pd.DataFrame()
     out = []
+    shown = reached_positions(rows, variants)
     for (task, variant, band), g in _order(sel, variants).groupby(["task", "variant", "band"], sort=False):
         v = {m: x for m, x in zip(g["metric"], g["value"])}
         fl = {m: str(f) for m, f in zip(g["metric"], g["flags"]) if isinstance(f, str) and f}
@@ -236,11 +252,43 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
             "R²": fmt(v.get("decay_r2")), "flags": fl.get("decay_a", "").replace(";", ", ") or "–",
             "half-life fit (obs)": f"{hl} ({_hl(v.get('half_life_obs'), True, 0)})",
         }
-        for t in FIXED_POSITIONS:
+        for t in shown:
             x, n = mass.get(float(t), (math.nan, 0))
             line[f"mass@{t}"] = f"{fmt(x, 4)} (n={n}{mark(n)})" if finite(x) else "–"
         out.append(line)
     return pd.DataFrame(out)
+
+
+def _ablated(variant: str) -> tuple[str, int] | None:
+    from pvm_bench.report.dependence import split_ablated  # dependence imports this module
+
+    return split_ablated(variant)
+
+
+def reached_positions(rows: pd.DataFrame, variants: list[str]) -> list[int]:
+    """The fixed positions t of :data:`~pvm_bench.report.fit.FIXED_POSITIONS` that some un-ablated
+    variant's decay rows reached (a mass@t column no sample reached would be all "–")."""
+    sel = rows[(rows["kind"] == "decay") & (rows["metric"] == "visual_mass") & rows["value"].notna()]
+    sel = sel[sel["variant"].map(lambda v: _ablated(v) is None)]
+    got = {float(t) for t in sel["t"]}
+    return [t for t in FIXED_POSITIONS if float(t) in got]
+
+
+def decay_footnotes(rows: pd.DataFrame, variants: list[str], longest: int) -> list[str]:
+    """Why a mass@t column or a variant's rows are missing from :func:`decay_view` (one line each)."""
+    if not (rows["kind"] == "decay").any():
+        return []
+    shown = reached_positions(rows, variants)
+    hidden = [t for t in FIXED_POSITIONS if t not in shown]
+    out = []
+    if hidden:
+        cols = ", ".join(f"mass@{t}" for t in hidden)
+        out.append(f"{cols} not shown: no sample reached t = {hidden[0]} (longest output: {longest} tokens).")
+    blind = [v for v in dict.fromkeys(rows.loc[rows["kind"] == "decay", "variant"]) if _ablated(v) is not None]
+    if blind:
+        out.append(f"Ablated variants ({', '.join(blind)}) are left out: from token K on they see no image, so "
+                   "their mass is zero by construction (their rows stay in metrics.csv); see Visual dependence.")
+    return out
 
 
 def _hl_ci(g: pd.DataFrame) -> str:
