@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from pvm_bench.report.estimate import grouped_paired
+from pvm_bench.report.mdtext import md_escape
 from pvm_bench.report.rows import MACRO, POOLED
 from pvm_bench.report.rundata import ReportInputError, RunData, load_run
 from pvm_bench.report.summary import Summary, build_summary
@@ -26,10 +27,12 @@ from pvm_bench.report.views import finite, fmt, fmt_ci, fmt_p, to_markdown
 from pvm_bench.taskdefs import ALLOW_FLAG, definition_conflicts
 
 #: Descriptive decay values shown per run (band "all"): (metric, t or None, label, digits).
-DECAY_SHOWN: tuple[tuple[str, float | None, str, int], ...] = (
-    ("visual_mass", 64.0, "mass@64", 4), ("visual_mass", 256.0, "mass@256", 4),
-    ("half_life_fit", None, "half-life (fit)", 1), ("decay_r2", None, "fit R²", 3),
+DECAY_SHOWN: tuple[tuple[str, float | None, str, int, str], ...] = (
+    ("visual_mass", 64.0, "mass@64", 4, "all"), ("visual_mass", 256.0, "mass@256", 4, "all"),
+    ("half_life_fit", None, "half-life (fixed cohort)", 1, "cohort"), ("decay_r2", None, "fit R² (fixed cohort)", 3, "cohort"),
 )
+"""(metric, t or None, label, digits, band): band "cohort" = the run's ``cohort@T`` rows (the
+all-samples half-life mixes different samples at different t, see the decay note)."""
 
 
 #: How the paired differences of a comparison are computed (markdown and compare.html).
@@ -50,6 +53,9 @@ class Comparison:
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Variants paired across runs that ran another configuration (:func:`composition_notes`).
     notes: list[str] = field(default_factory=list)
+    #: Things that change how to read the numbers: runs over different samples (:func:`sample_set_warnings`),
+    #: a leaderboard ranked by an empty column.
+    warnings: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
         from pvm_bench.report.leaderboard import NOTE, readable
@@ -58,7 +64,8 @@ class Comparison:
         if not self.leaderboard.empty:
             board = ("## Leaderboard\n\n" + NOTE.format(rank_by=self.leaderboard.attrs.get("rank_by", "accuracy"))
                      + "\n\n" + to_markdown(readable(self.leaderboard)) + "\n## Metrics\n\n")
-        notes = "".join(f"> **not the same configuration**: {note}\n\n" for note in self.notes)
+        notes = "".join(f"> **warning**: {md_escape(w)}\n\n" for w in self.warnings)
+        notes += "".join(f"> **not the same configuration**: {note}\n\n" for note in self.notes)
         return ("# pvm-bench compare\n\n" + to_markdown(self.runs) + "\n" + notes + board
                 + DELTA_NOTE + "\n\n" + to_markdown(self.readable))
 
@@ -156,8 +163,9 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
                 rec.update(diff_vs_first=d.diff if d else math.nan, diff_ci_low=d.low if d else math.nan,
                            diff_ci_high=d.high if d else math.nan, p_value=d.p_value if d else math.nan,
                            p_method=d.method if d else "", n_pairs=d.n if d else 0)
-                line[f"Δ {label}−{labels[0]}"] = fmt_ci(rec["diff_vs_first"], rec["diff_ci_low"], rec["diff_ci_high"], sign=True)
-                line[f"p {label}"] = fmt_p(rec["p_value"]) + (f" (n={rec['n_pairs']})" if rec["n_pairs"] else "")
+                line[f"Δ {label}−{labels[0]}"] = (fmt_ci(rec["diff_vs_first"], rec["diff_ci_low"], rec["diff_ci_high"],
+                                                         sign=True) + f" (paired n={rec['n_pairs']})")
+                line[f"p {label}"] = fmt_p(rec["p_value"])
             table.append(rec)
         readable.append(line)
     readable.extend(_decay_lines(summaries, labels))
@@ -165,8 +173,36 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
 
     board = rank([line for lab, d, s in zip(labels, runs, summaries) for line in leaderboard_rows(s, lab, model_label(d))],
                  rank_by)
+    warnings = sample_set_warnings(runs, labels, pairs)
+    if board.attrs.get("empty_rank_warning"):
+        warnings.append(board.attrs["empty_rank_warning"])
     return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"), board,
-                      composition_notes(runs, labels, pairs))
+                      composition_notes(runs, labels, pairs), warnings)
+
+
+def sample_set_warnings(runs: list[RunData], labels: list[str], pairs: list[tuple[str, str]] | None) -> list[str]:
+    """One line per (later run, task, variant) whose (sample_id, repeat) set differs from run A's:
+    the value columns are then over different samples and every Δ only over the ones both have."""
+    def keys(d: RunData, variant: str) -> dict[str, set[tuple[str, int]]]:
+        s = d.samples
+        if s.empty:
+            return {}
+        s = s[s["variant"] == variant]
+        return {t: set(zip(g["sample_id"], g["repeat"])) for t, g in s.groupby("task")}
+
+    out = []
+    for variant in [v for v in runs[0].variants]:
+        mine = keys(runs[0], variant)
+        for k in range(1, len(runs)):
+            other = next((b for a, b in pairs or () if a == variant), variant)
+            theirs = keys(runs[k], other)
+            for task in sorted(set(mine) & set(theirs)):
+                a, b = mine[task], theirs[task]
+                if a != b:
+                    out.append(f"{task}/{variant}: {labels[0]} has {len(a)} samples, {labels[k]} has {len(b)}, "
+                               f"{len(a & b)} in both: the {labels[0]} and {labels[k]} columns are over different "
+                               f"samples; Δ {labels[k]}−{labels[0]} is over the {len(a & b)} paired ones only")
+    return out
 
 
 def _paired_variant(variant: str, pairs: list[tuple[str, str]] | None, summary: Summary) -> str:
@@ -193,16 +229,20 @@ def _decay_lines(summaries: list[Summary], labels: list[str]) -> list[dict[str, 
     for task, variant in seen:
         if task in (POOLED, MACRO):
             continue
-        for metric, t, name, digits in DECAY_SHOWN:
+        for metric, t, name, digits, band in DECAY_SHOWN:
             line: dict[str, Any] = {"task": task, "variant": variant, "metric": name}
             for label, s in zip(labels, summaries):
                 r = s.rows
-                sel = r[(r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric) & (r["band"] == "all")]
+                bands = r["band"].astype(str)
+                in_band = bands.str.startswith(f"{band}@") if band == "cohort" else bands == band
+                sel = r[(r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric) & in_band]
                 if t is not None:
                     sel = sel[sel["t"] == t]
                 shown = fmt(float(sel["value"].iloc[0]), digits) if len(sel) and finite(sel["value"].iloc[0]) else "–"
                 if shown != "–" and "extrapolated" in str(sel["flags"].iloc[0]):
                     shown += " (extrapolated)"
+                if shown != "–" and band == "cohort":
+                    shown += f" (T={str(sel['band'].iloc[0]).removeprefix('cohort@')})"
                 line[label] = shown
             if any(line[lab] != "–" for lab in labels):
                 out.append(line)

@@ -7,8 +7,10 @@ its dependence K -- with, all read from the metric rows (:mod:`pvm_bench.report.
 - ``macro``: the ``MACRO`` average of the tasks' headline metrics (several tasks only);
 - ``mass@64``, ``mass@256``, ``mass@1024``: all-layer visual mass at those generated positions
   (band ``all``; the pooled scope for several tasks), with their bootstrap CIs over samples;
-- ``half-life``: the fitted half-life of the all-layer decay with its bootstrap CI (flagged
-  "extrapolated" beyond the longest output; ``inf`` = "never": the fitted law never halves);
+- ``half-life``: the fitted half-life of the fixed cohort's decay (``cohort@T``: the samples that
+  reached T, steps 1..T; the all-samples fit mixes different samples at different t and is not
+  ranked) with its bootstrap CI (flagged "extrapolated" beyond T; ``inf`` = "never": the fitted law
+  never halves), and ``half_life_cohort_t`` = T;
 - ``dependence K``: the smallest tested K from which blinding no longer changes accuracy
   (:mod:`pvm_bench.report.dependence`; one value per task when there are several).
 
@@ -23,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from pvm_bench.report.dependence import DEPENDENCE_K, split_ablated
+from pvm_bench.report.dependence import DEPENDENCE_K, NOT_RESOLVED, split_ablated
 from pvm_bench.report.dependence import KIND as DEP_KIND
 from pvm_bench.report.rows import MACRO, POOLED
 from pvm_bench.report.summary import Summary
@@ -65,7 +67,10 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
             r = _one(rows, task=scope, variant=variant, kind="decay", band="all", metric="visual_mass", t=float(t))
             line[f"mass@{t}"] = r.get("value", math.nan)
             line[f"mass@{t}_ci_low"], line[f"mass@{t}_ci_high"] = r.get("ci_low", math.nan), r.get("ci_high", math.nan)
-        hl = _one(rows, task=scope, variant=variant, kind="decay", band="all", metric="half_life_fit")
+        cohort = rows[(rows["task"] == scope) & (rows["variant"] == variant) & (rows["kind"] == "decay")
+                      & rows["band"].astype(str).str.startswith("cohort@") & (rows["metric"] == "half_life_fit")]
+        hl = cohort.iloc[0].to_dict() if len(cohort) else {}
+        line["half_life_cohort_t"] = float(str(hl["band"]).removeprefix("cohort@")) if hl else math.nan
         line["half_life"] = hl.get("value", math.nan)
         if not finite(line["half_life"]) and hl.get("ci_high") == math.inf:
             line["half_life"] = math.inf  # the fit never halves (a high floor): ranks as the longest
@@ -74,6 +79,8 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
         dep = rows[(rows["kind"] == DEP_KIND) & (rows["variant"] == variant) & (rows["metric"] == DEPENDENCE_K)]
         line["dependence_k"] = float(dep["value"].iloc[0]) if len(dep) == 1 else (
             float(dep["value"].max()) if len(dep) else math.nan)
+        line["dependence_k_not_resolved"] = bool(dep["flags"].astype(str).str.contains(NOT_RESOLVED).any()) \
+            if len(dep) else False
         line["dependence_k_beyond_tested"] = bool(dep["flags"].astype(str).str.contains("beyond").any()) if len(dep) else False
         tested = rows[(rows["kind"] == DEP_KIND) & (rows["variant"] == variant) & (rows["metric"] != DEPENDENCE_K)]["t"]
         line["dependence_k_max_tested"] = float(tested.max()) if len(tested) else math.nan
@@ -94,9 +101,14 @@ def rank(lines: list[dict[str, Any]], rank_by: str | None = None) -> pd.DataFram
         from pvm_bench.report.rundata import ReportInputError
 
         raise ReportInputError(f"--rank-by {rank_by!r} is not a leaderboard column; use one of {', '.join(RANK_KEYS)}")
+    warning = "" if frame[rank_by].notna().any() else (
+        f"--rank-by {rank_by}: no run has a value in this column ("
+        + (f"no sample of any run reached t = {rank_by.removeprefix('mass@')}" if rank_by.startswith("mass@")
+           else "no run measured it") + "), so the leaderboard keeps the runs' order; rank by another column")
     frame = frame.sort_values(rank_by, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     frame.attrs["rank_by"] = rank_by
+    frame.attrs["empty_rank_warning"] = warning
     return frame
 
 
@@ -115,8 +127,11 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
         hl = (fmt_ci(r["half_life"], r["half_life_ci_low"], r["half_life_ci_high"], digits=0) if finite(r["half_life"])
               else "never" if r["half_life"] == math.inf else "–")
         line["half-life"] = hl + (" (extrapolated)" if r["half_life_extrapolated"] and hl != "–" else "")
+        if finite(r.get("half_life_cohort_t")) and hl != "–":
+            line["half-life"] += f" (cohort T={int(r['half_life_cohort_t'])})"
         k = r["dependence_k"]
-        line["dependence K"] = "–" if not finite(k) else (
+        line["dependence K"] = ("not resolved at this n" if r.get("dependence_k_not_resolved") else "–") \
+            if not finite(k) else (
             f"> {fmt(r['dependence_k_max_tested'], 0)} (beyond tested)" if r["dependence_k_beyond_tested"]
             else r["dependence_k_by_task"] or fmt(k, 0))
         out.append(line)
@@ -125,5 +140,5 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
 
 NOTE = ("Ranked by {rank_by} (higher first). accuracy = the task's headline metric (pooled over tasks when "
         "there are several), macro = mean of the tasks' headlines; mass@t = all-layer visual mass at generated "
-        "position t; half-life = fitted, from the start level; dependence K = first tested K from which removing "
+        "position t; half-life = fitted on the fixed cohort (the samples that reached T, steps 1..T), from the start level; dependence K = first tested K from which removing "
         "the image no longer changes accuracy significantly (runs with --ablate-after). 95% CIs in brackets.")

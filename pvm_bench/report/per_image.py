@@ -28,13 +28,14 @@ from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.rows import row
 from pvm_bench.report.rundata import RunData
 from pvm_bench.report.stats import bootstrap_ci
-from pvm_bench.report.views import fmt_ci
+from pvm_bench.report.views import SMALL_N_MARK, fmt_ci, mark
 
 KIND = "image"
 WINDOWS: tuple[tuple[int, int], ...] = ((1, 16), (17, 64), (65, 256), (257, 1024), (1025, 4096))
 """Generated-step windows (inclusive) the per-image mass is averaged over."""
 NOTE = ("Visual mass on each image's keys (mean over layers and the steps of the window; 95% bootstrap CI over "
-        "samples). img0 = the first image of the prompt, last = the most recently shown image of each sample.")
+        "samples). img0 = the first image of the prompt, last = the most recently shown image of each sample. "
+        "† = fewer than 30 samples; one sample has no CI.")
 _COL = re.compile(r"^visual_mass_img(\d+)$")
 
 
@@ -121,11 +122,18 @@ def image_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
         r = d[(d["task"] == task) & (d["variant"] == variant) & (d["metric"] == metric)].set_index("band")
         line: dict[str, Any] = {"task": task, "variant": variant, "image": image_label(metric)}
         for w in windows:
-            line[w.replace("steps:", "t ")] = (
-                f"{fmt_ci(r.at[w, 'value'], r.at[w, 'ci_low'], r.at[w, 'ci_high'], digits=4)} (n={int(r.at[w, 'n'])})"
-                if w in r.index else "–")
+            line[w.replace("steps:", "t ")] = _cell(r.loc[w]) if w in r.index else "–"
         lines.append(line)
     return pd.DataFrame(lines)
+
+
+def _cell(r: pd.Series) -> str:
+    """"mean [CI] (n=N)", n marked † when small; one sample has no interval ("no CI"), not a
+    zero-width one."""
+    n = int(r["n"])
+    if n == 1:
+        return f"{fmt_ci(r['value'], None, None, digits=4)} (n=1{SMALL_N_MARK}, no CI)"
+    return f"{fmt_ci(r['value'], r['ci_low'], r['ci_high'], digits=4)} (n={n}{mark(n)})"
 
 
 def mean_curves(attn: pd.DataFrame | None) -> pd.DataFrame:

@@ -16,11 +16,24 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.curves import log_bin_edges
-from pvm_bench.report.per_image import mean_curves
+from pvm_bench.report.per_image import mean_curves, per_sample_curves
 from pvm_bench.report.plot_style import save_figure, setup_style, variant_colors
 
-CAPTION = ("Visual mass per image vs generated position (mean over samples and layers, log-spaced bins): solid = "
+CAPTION = ("Visual mass per image vs generated position (each sample's mean over layers and the steps of a "
+           "log-spaced bin, then the mean over samples; band = 95% CI over samples, normal approximation): solid = "
            "first image of the prompt, dashed = the most recently shown image of each sample, dotted = other images.")
+
+
+def binned_with_ci(d: pd.DataFrame, edges: np.ndarray) -> pd.DataFrame:
+    """Per log-spaced bin of one (task, variant, image) long frame (:func:`per_sample_curves`):
+    step (mean), mass (mean over samples of each sample's bin mean), half (95% normal half-width,
+    0 for a bin with one sample), n."""
+    d = d.assign(bin=pd.cut(d["step"], edges, right=False))
+    per = d.groupby(["bin", "sample_id", "repeat"], observed=True).agg(step=("step", "mean"), mass=("mass", "mean"))
+    b = per.groupby(level="bin", observed=True).agg(step=("step", "mean"), mass=("mass", "mean"),
+                                                    sd=("mass", "std"), n=("mass", "size"))
+    b["half"] = (1.96 * b["sd"] / np.sqrt(b["n"])).fillna(0.0)
+    return b.reset_index(drop=True)
 
 
 def _same_as_last(curves: pd.DataFrame, image: str) -> bool:
@@ -41,6 +54,8 @@ def plot_per_image(attention: pd.DataFrame | None, variants: list[str], out: Pat
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks), 3.8), squeeze=False)
     styles = {"0": "-", "last": "--"}
     edges = log_bin_edges(int(curves["step"].max()), n_bins=23)
+    per = per_sample_curves(attention)  # type: ignore[arg-type]
+    per = per[per["step"] >= 1]
     for ax, task in zip(axes[0], tasks):
         c = curves[curves["task"] == task]
         for variant in [v for v in variants if v in set(c["variant"])]:
@@ -49,10 +64,13 @@ def plot_per_image(attention: pd.DataFrame | None, variants: list[str], out: Pat
                 if image != "last" and image != "0" and _same_as_last(cv, image):
                     continue  # every sample's last image: drawn once, as "last"
                 # log-spaced bins: per-step means of a character-level task are spiky
-                binned = d.groupby(pd.cut(d["step"], edges, right=False), observed=True).agg(
-                    step=("step", "mean"), mass=("mass", "mean"))
+                sel = per[(per["task"] == task) & (per["variant"] == variant) & (per["image"] == image)]
+                binned = binned_with_ci(sel, edges)
+                color = colors.get(variant, "C0")
+                ax.fill_between(binned["step"], binned["mass"] - binned["half"], binned["mass"] + binned["half"],
+                                color=color, alpha=0.15, lw=0)
                 ax.plot(binned["step"], binned["mass"], ls=styles.get(str(image), ":"),
-                        color=colors.get(variant, "C0"), lw=1.5, marker=".", label=f"{variant} img {image}")
+                        color=color, lw=1.5, marker=".", label=f"{variant} img {image}")
         ax.set_xscale("log")
         ax.set_title(task)
         ax.set_xlabel("generated position t")

@@ -228,7 +228,7 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
     """One line per task, variant and layer band (and the fixed cohort, band ``cohort@T``): samples
     in the fit (n, † when small), fit parameters and flags, half-lives (marked when
     extrapolated), fixed-t masses with the number of samples that reached t (†: small)."""
-    sel = rows[(rows["kind"] == "decay") & rows["variant"].map(lambda v: _ablated(v) is None)]
+    sel = rows[(rows["kind"] == "decay").to_numpy() & _plain(rows["variant"])]
     if sel.empty:
         return pd.DataFrame()
     out = []
@@ -265,11 +265,16 @@ def _ablated(variant: str) -> tuple[str, int] | None:
     return split_ablated(variant)
 
 
+def _plain(variants: pd.Series) -> np.ndarray:
+    """Boolean mask: the variant is not an ablated ``V+blind:after=K``."""
+    return np.array([_ablated(str(v)) is None for v in variants], dtype=bool)
+
+
 def reached_positions(rows: pd.DataFrame, variants: list[str]) -> list[int]:
     """The fixed positions t of :data:`~pvm_bench.report.fit.FIXED_POSITIONS` that some un-ablated
     variant's decay rows reached (a mass@t column no sample reached would be all "–")."""
     sel = rows[(rows["kind"] == "decay") & (rows["metric"] == "visual_mass") & rows["value"].notna()]
-    sel = sel[sel["variant"].map(lambda v: _ablated(v) is None)]
+    sel = sel[_plain(sel["variant"])]
     got = {float(t) for t in sel["t"]}
     return [t for t in FIXED_POSITIONS if float(t) in got]
 

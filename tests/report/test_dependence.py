@@ -10,15 +10,17 @@ import report_synth
 from typer.testing import CliRunner
 
 from pvm_bench.cli import app
-from pvm_bench.report.dependence import BEYOND, ablation_map, dependence_k, split_ablated
+from pvm_bench.report.dependence import BEYOND, NOT_RESOLVED, ablation_map, dependence_k, split_ablated
 
 
 def test_dependence_k_is_the_start_of_the_non_significant_tail():
     assert dependence_k([0, 16, 64], [0.001, 0.01, 0.5], longest=300) == (64.0, "")
     assert dependence_k([0, 16, 64], [0.001, 0.2, 0.5], longest=300) == (16.0, "")
     # a non-significant K followed by a significant one does not count
-    assert dependence_k([0, 16, 64], [0.5, 0.01, 0.5], longest=300) == (64.0, "")
-    assert dependence_k([0, 16], [0.5, 0.9], longest=300) == (0.0, "")
+    assert dependence_k([8, 16, 64], [0.5, 0.01, 0.5], longest=300) == (64.0, "")
+    # K = 0 itself not significant: not resolved at this n (issue 21: 0.30 -> 0.00 at n = 10, p = 0.25)
+    value, flags = dependence_k([0, 16], [0.25, 0.9], longest=300)
+    assert math.isnan(value) and flags == NOT_RESOLVED
     assert dependence_k([0, 16], [0.001, 0.01], longest=300) == (300.0, BEYOND)
     assert dependence_k([0, 16], [0.001, math.nan], longest=10) == (17.0, BEYOND)
 

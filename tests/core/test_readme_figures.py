@@ -1,0 +1,48 @@
+"""The README's organism table and figures come from a run (issue 21 item 4): the default job is run,
+reported again with ``--cohort 128``, the table is regenerated from the two metrics.csv files
+(:func:`pvm_bench.report.readme_table.organism_table`) and must equal README.md's block.
+
+``PVM_BENCH_REGEN_README=1 pytest tests/core/test_readme_figures.py`` rewrites the block and copies
+the run's plots into docs/organism/ instead of comparing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pvm_bench.cli import app
+from pvm_bench.report.readme_table import current_block, organism_table, replace_block
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+#: README figures that are the default job's own report plots (docs/organism/<name>.png).
+FIGURES = ("accuracy_vs_distance", "accuracy_vs_length", "decay", "decay_cohort")
+
+
+def test_readme_organism_table_is_the_default_jobs_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--quiet", "--out", str(tmp_path), "--run-id", "org"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "org"
+    rows = pd.read_csv(run / "metrics.csv")
+    shutil.copytree(run, tmp_path / "org128")
+    again = runner.invoke(app, ["report", str(tmp_path / "org128"), "--cohort", "128"])
+    assert again.exit_code == 0, again.output
+    block = organism_table(rows, [pd.read_csv(tmp_path / "org128" / "metrics.csv")])
+    text = README.read_text(encoding="utf-8")
+    if os.environ.get("PVM_BENCH_REGEN_README") == "1":
+        README.write_text(replace_block(text, block), encoding="utf-8")
+        for name in FIGURES:
+            shutil.copyfile(run / "plots" / f"{name}.png", ROOT / "docs" / "organism" / f"{name}.png")
+        return
+    assert current_block(text) == block, "README's organism table differs from the run: PVM_BENCH_REGEN_README=1"
+    for name in FIGURES:  # every figure the README shows from this job is one the report writes
+        assert (run / "plots" / f"{name}.png").is_file() and f"docs/organism/{name}.png" in text
