@@ -29,7 +29,8 @@ from pvm_bench.taskdefs import ALLOW_FLAG, definition_conflicts
 #: Descriptive decay values shown per run (band "all"): (metric, t or None, label, digits).
 DECAY_SHOWN: tuple[tuple[str, float | None, str, int, str], ...] = (
     ("visual_mass", 64.0, "mass@64", 4, "all"), ("visual_mass", 256.0, "mass@256", 4, "all"),
-    ("half_life_fit", None, "half-life (fixed cohort)", 1, "cohort"), ("decay_r2", None, "fit R² (fixed cohort)", 3, "cohort"),
+    ("half_life_fit", None, "half-life (fixed cohort)", 1, "cohort"),
+    ("decay_r2", None, "fit R² (fixed cohort)", 3, "cohort"),
 )
 """(metric, t or None, label, digits, band): band "cohort" = the run's ``cohort@T`` rows (the
 all-samples half-life mixes different samples at different t, see the decay note)."""

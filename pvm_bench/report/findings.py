@@ -91,7 +91,8 @@ def dependence_findings(rows: pd.DataFrame) -> list[Finding]:
         elif BEYOND in flags:
             verdict = f"it still needs the image at the largest K tried (dependence K > {max(tested)})"
         else:
-            verdict = f"dependence K = {int(k['value'].iloc[0])} (from there on the ablation changes nothing significant)"
+            verdict = (f"dependence K = {int(k['value'].iloc[0])} "
+                       "(from there on the ablation changes nothing significant)")
         out.append(Finding("dependence", (
             f"{task}, {variant}: with the image removed from generated token {tested[0]} on, {first['metric']} is "
             f"{fmt_ci(first['value'], first['ci_low'], first['ci_high'])} (Δ "
@@ -129,7 +130,8 @@ def caveat_findings(rows: pd.DataFrame, variants: list[str]) -> list[Finding]:
     few = sorted({(t, int(n)) for t, n in zip(head["task"], head["n"]) if small_n(n)})
     if few:
         out.append(Finding("caveat", "Small n: " + ", ".join(f"{t} rests on {n} samples" for t, n in few)
-                           + f" (fewer than {SMALL_N}, marked †): wide CIs, and a real difference can miss p < {ALPHA}."))
+                           + f" (fewer than {SMALL_N}, marked †): wide CIs, and a real difference can miss "
+                           f"p < {ALPHA}."))
     dec = rows[(rows["kind"] == "decay") & rows["variant"].isin(plain) & (rows["task"] != POOLED)]
     sel = []
     for (task, v), g in dec.groupby(["task", "variant"], sort=False):

@@ -15,7 +15,6 @@ import html
 from pathlib import Path
 from typing import Any
 
-
 from pvm_bench.report.browser import render_browser
 from pvm_bench.report.rundata import RunData
 from pvm_bench.report.summary import Summary

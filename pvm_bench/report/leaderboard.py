@@ -113,7 +113,8 @@ def rank(lines: list[dict[str, Any]], rank_by: str | None = None) -> pd.DataFram
 
 
 def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """The markdown view: one "value [CI]" cell per headline number."""
+    """The markdown view: one "value [CI]" cell per headline number; a mass@t column that no run
+    reached is left out unless it is the ranked one."""
     if frame.empty:
         return frame
     out = []
@@ -135,7 +136,10 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
             f"> {fmt(r['dependence_k_max_tested'], 0)} (beyond tested)" if r["dependence_k_beyond_tested"]
             else r["dependence_k_by_task"] or fmt(k, 0))
         out.append(line)
-    return pd.DataFrame(out)
+    view = pd.DataFrame(out)
+    rank_by = frame.attrs.get("rank_by", "")
+    empty = [f"mass@{t}" for t in MASS_T if f"mass@{t}" != rank_by and (view[f"mass@{t}"] == "–").all()]
+    return view.drop(columns=empty)  # a column no run reached says nothing (the ranked one is always kept)
 
 
 NOTE = ("Ranked by {rank_by} (higher first). accuracy = the task's headline metric (pooled over tasks when "

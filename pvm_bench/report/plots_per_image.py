@@ -60,7 +60,7 @@ def plot_per_image(attention: pd.DataFrame | None, variants: list[str], out: Pat
         c = curves[curves["task"] == task]
         for variant in [v for v in variants if v in set(c["variant"])]:
             cv = c[c["variant"] == variant]
-            for image, d in cv.groupby("image", sort=False):
+            for image in dict.fromkeys(cv["image"]):
                 if image != "last" and image != "0" and _same_as_last(cv, image):
                     continue  # every sample's last image: drawn once, as "last"
                 # log-spaced bins: per-step means of a character-level task are spiky

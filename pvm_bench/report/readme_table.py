@@ -66,8 +66,8 @@ def organism_table(rows: pd.DataFrame, extra_cohorts: list[pd.DataFrame] = (), t
     n = int(head[0]["n"]) if head[0] is not None else 0
     lines.append((f"accuracy (95% Wilson CI), n = {n}", [_ci(h) for h in head]))
     p = head[1]
-    lines.append(("paired Δ vs base (95% Newcombe CI; McNemar exact p)", [
-        "–", f"{_ci(p, sign=True, value='diff')}, p {fmt_p(p['p_value']).replace('<', '< ')}" if p is not None else "–"]))
+    delta = f"{_ci(p, sign=True, value='diff')}, p {fmt_p(p['p_value']).replace('<', '< ')}" if p is not None else "–"
+    lines.append(("paired Δ vs base (95% Newcombe CI; McNemar exact p)", ["–", delta]))
     dist = t[t["kind"] == "distance"]
     for band in dict.fromkeys(dist["band"]):
         cells = [_one(dist, v, band=band) for v in VARIANTS]
