@@ -101,7 +101,10 @@ def _record(rec: SampleRecord, curve: dict[str, list[float]] | None) -> dict[str
     if detail.extractor is not None:
         shown["extractor"] = detail.extractor
     shown.update({f"sub_score {k}": v for k, v in detail.sub_scores.items()})
-    shown.update(detail.details)
+    meta = rec.metadata or {}
+    # a detail the scorer copied from the sample's metadata (swatch_recall's "distance") describes the
+    # prompt, not this output: it is shown once per sample, beside the target, not under each variant
+    shown.update({k: v for k, v in detail.details.items() if not (k in meta and meta[k] == v)})
     return {
         "variant": rec.variant, "score": rec.score, "parsed": rec.parsed, "output": rec.output,
         "prompt": rec.prompt, "n": rec.n_generated, "max_new": rec.max_new_tokens, "finish": rec.finish_reason,
@@ -134,7 +137,9 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
 
     ``groups`` (natural order of task, sample_id, repeat) each carry ``task``, ``id``,
     ``repeat``, ``target``, ``prompt`` (when all variants saw the same prompt, else per record),
-    ``meta`` (sample metadata as text), ``images`` (data URIs, possibly empty), ``disagree`` and
+    ``meta`` (sample metadata as text), ``distance`` ("label = value" of the task's declared
+    distance, read from the sample's metadata: a property of the prompt; None when the task has
+    none), ``images`` (data URIs, possibly empty), ``disagree`` and
     ``records`` (one per variant, in ``variants`` order). ``notes`` says what was left out;
     ``chunks`` is None (set by :func:`write_side_files`).
     """
@@ -152,6 +157,9 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
         thumbs, notes = load_thumbnails(data.run, {(t, s) for t, s, _ in keys}, thumb_px, data.run_dir)
     if records and not curves:
         notes.append("No visual-mass curves: attention.parquet is missing or has no visual_mass rows.")
+    from pvm_bench.report.distance import distance_keys
+
+    distance = distance_keys(data) if records else {}  # {task: (metadata key, label)}
     groups = []
     for task, sid, rep in keys:
         recs = sorted(grouped[(task, sid, rep)], key=lambda r: rank[r.variant])
@@ -163,8 +171,11 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
                 row.pop("prompt")
         scores = [r.score for r in recs]
         target = recs[0].target
+        dist = distance.get(task)
+        d_value = (recs[0].metadata or {}).get(dist[0]) if dist else None
         groups.append({
             "task": task, "id": sid, "repeat": rep,
+            "distance": f"{dist[1]} = {d_value}" if dist and d_value is not None else None,
             "target": target if isinstance(target, str) else json.dumps(_clean(target), ensure_ascii=False),
             "prompt": recs[0].prompt if shared else None,
             "meta": _metadata_text(recs[0].metadata or {}),

@@ -67,11 +67,19 @@ CAPTIONS: dict[str, str] = {
 }
 """One caption per plot name (report.html shows them under the images)."""
 
+TINY_N = 5
+"""Buckets with fewer records are drawn as lone hollow points: a line through a one-record bucket
+would draw a jump to 0 or 1 that the data do not support."""
+
+
 def _ci_points(ax: Any, x: np.ndarray, cis: list[MeanCI], color: Any, label: str) -> None:
-    """Error bars at ``x`` with filled markers, hollow where n < SMALL_N."""
+    """Error bars at ``x`` with filled markers, hollow where n < SMALL_N; the line joins only the
+    points with at least :data:`TINY_N` records (a tiny bucket stands alone, with its CI)."""
     y = np.array([c.mean for c in cis])
-    err = np.array([[c.mean - c.low for c in cis], [c.high - c.mean for c in cis]])
-    ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="-", capsize=3, color=color, label=label)
+    err = np.nan_to_num(np.array([[c.mean - c.low for c in cis], [c.high - c.mean for c in cis]]))
+    tiny = np.array([c.n < TINY_N for c in cis], dtype=bool)
+    ax.errorbar(x, y, yerr=err, fmt="none", capsize=3, color=color)
+    ax.plot(np.where(tiny, np.nan, x), np.where(tiny, np.nan, y), "-", color=color, label=label)
     small = np.array([c.small_n for c in cis], dtype=bool)
     ax.plot(x[~small], y[~small], "o", color=color, ms=6)
     ax.plot(x[small], y[small], "o", mfc="white", mec=color, mew=1.5, ms=6)
@@ -79,9 +87,12 @@ def _ci_points(ax: Any, x: np.ndarray, cis: list[MeanCI], color: Any, label: str
 
 def _annotate_n(ax: Any, x: np.ndarray, cis: list[MeanCI], color: Any, j: int) -> None:
     for xi, c in zip(x, cis):
-        # alternate above/below per variant so labels of overlapping points stay readable
-        ax.annotate(f"n={c.n}", (xi, c.mean), textcoords="offset points", xytext=(4, 5 if j % 2 == 0 else -11),
-                    fontsize=7, color=color)
+        # alternate above/below per variant so labels of overlapping points stay readable; below a
+        # point near 1 (above it the label would leave the axes and be clipped)
+        near_top = c.mean > 0.93
+        dy = (-11 - 10 * (j % 2)) if near_top else (-11 if j % 2 else 5)
+        ax.annotate(f"n={c.n}", (xi, c.mean), textcoords="offset points", xytext=(4, dy),
+                    fontsize=7, color=color, annotation_clip=False)
 
 
 def _grouped_accuracy(

@@ -181,7 +181,7 @@ def plot_decay_cohort(
         return None
     setup_style()
     colors = variant_colors(variants)
-    fig, axes = plt.subplots(1, len(present), figsize=(6.0 * len(present), 4.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(present), figsize=(6.0 * len(present), 5.3), squeeze=False, sharey=True)
     edges = log_bin_edges(agg.max_visual_step(scope))
     top = 0.0
     for ax, v in zip(axes.flat, present):
@@ -208,14 +208,15 @@ def plot_decay_cohort(
         ax.set_xscale("log")
         ax.set_title(f"{v}")
         ax.set_xlabel("generated position t (tokens, log scale)")
-        ax.legend(fontsize=7.5, loc="lower left")
+        # below the axes: inside, it covered the cohort's last points (issue 21)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     if top > 0:
         axes.flat[0].set_ylim(0.0, 1.15 * top)
     axes.flat[0].set_ylabel("visual mass, all layers")
     fig.suptitle(f"Fixed cohort: only the samples that reached t = {t_cohort} tokens (steps 1..{t_cohort})",
                  fontsize=12)
     # fixed margins: tight_layout re-draws log axes and doubles the cost
-    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.13, top=0.86, wspace=0.06)
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.31, top=0.89, wspace=0.06)
     return save_figure(fig, out)
 
 
@@ -271,27 +272,24 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
     vmax = float(np.nanmax([np.nanmax(mats[v]) for v in present]))
     dmax = max([float(np.nanmax(np.abs(d))) for d in diffs.values() if np.isfinite(d).any()] or [0.0]) or 1e-6
     setup_style()
-    width = 5.0 * len(panels) + 1.2 + 1.1 * (1 + bool(diffs))
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.0), squeeze=False, sharey=True)
-    fig.subplots_adjust(left=0.9 / width, right=1 - (0.3 + 1.1 * (1 + bool(diffs))) / width,
-                        bottom=0.15, top=0.84, wspace=0.1)
+    # one panel per row, ~790 px wide: side by side (2024 px for base, pvm and the difference) the
+    # page shrank the image until its text could not be read
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.2, 2.3 * len(panels) + 1.0), squeeze=False, sharex=True)
+    fig.subplots_adjust(left=0.12, right=0.86, bottom=0.55 / (2.3 * len(panels) + 1.0) + 0.04,
+                        top=1 - 0.7 / (2.3 * len(panels) + 1.0), hspace=0.35)
     y_edges = np.arange(len(layers) + 1) - 0.5
-    meshes: dict[bool, object] = {}
     for ax, (title, mat, is_diff) in zip(axes.flat, panels):
         kw = dict(cmap="RdBu_r", vmin=-dmax, vmax=dmax) if is_diff else dict(cmap="viridis", vmin=vmin, vmax=vmax)
-        meshes[is_diff] = ax.pcolormesh(edges, y_edges, mat, shading="flat", **kw)
+        mesh = ax.pcolormesh(edges, y_edges, mat, shading="flat", **kw)
         ax.set_xscale("log")
-        ax.set_title(title)
-        ax.set_xlabel("generated position t (log scale)")
+        ax.set_title(title, fontsize=11)
+        ax.set_ylabel("decoder layer")
         ax.grid(False)
         step = max(1, len(layers) // 8)
         ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
-    axes.flat[0].set_ylabel("decoder layer")
-    x0 = axes.flat[-1].get_position().x1 + 0.25 / width
-    for k, (is_diff, label) in enumerate(((False, "visual mass"), (True, "Δ visual mass vs base"))):
-        if is_diff in meshes:
-            cax = fig.add_axes((x0 + k * 1.1 / width, 0.15, 0.13 / width, 0.69))
-            fig.colorbar(meshes[is_diff], cax=cax, label=label)  # type: ignore[arg-type]
+        # one colour bar per panel; the variants' panels share vmin/vmax, so their bars are the same scale
+        fig.colorbar(mesh, ax=ax, label="Δ vs base" if is_diff else "visual mass", pad=0.02)  # type: ignore[arg-type]
+    axes.flat[-1].set_xlabel("generated position t (log scale)")
     fig.suptitle("Visual mass by layer and position (mean over samples); red = more than base", fontsize=12)
     return save_figure(fig, out)
 

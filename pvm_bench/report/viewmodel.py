@@ -24,7 +24,7 @@ from pvm_bench.report.paper import paper_note, paper_view
 from pvm_bench.report.per_image import NOTE as IMAGE_NOTE
 from pvm_bench.report.per_image import image_view
 from pvm_bench.report.rundata import RunData, missing_attention_note
-from pvm_bench.report.runinfo import compositions_line, decoding_line
+from pvm_bench.report.runinfo import compositions_line, decoding_line, parameters_line
 from pvm_bench.report.summary import Summary, base_note
 from pvm_bench.report.views import (
     DISTANCE_NOTE,
@@ -99,6 +99,7 @@ def run_header(data: RunData) -> dict[str, str]:
         "model": (model.get("name") or model.get("source") or json.dumps(model)) if run else "–",
         "model fingerprint": str(model.get("fingerprint") or "–") if run else "–",
         "adapter": (str(adapter.get("path") or json.dumps(adapter)) if adapter else "–"),
+        "parameters": parameters_line(model, adapter) if run else "–",
         "variants": ", ".join(data.variants) or "–",
         "variant compositions": compositions_line(run.variant_compositions) if run else "–",
         "decoding": decoding_line(run.config) if run else "–",
@@ -120,6 +121,7 @@ def run_meta(data: RunData) -> list[tuple[str, Any]]:
         ("started", run.started_at), ("ended", run.ended_at or "–"), ("seed", str(run.seed)),
         ("variants", ", ".join(run.variants)), ("variant compositions", compositions_line(run.variant_compositions)),
         ("decoding", decoding_line(run.config)), ("model", run.model), ("adapter", run.adapter or "–"),
+        ("parameters", parameters_line(run.model, run.adapter)),
         ("git", run.git), ("datasets", run.datasets), ("counts", run.counts), ("versions", run.versions),
     ]
     if run.error:

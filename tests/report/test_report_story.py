@@ -156,3 +156,36 @@ def test_compare_warns_on_different_samples_and_an_empty_rank_column(make_run, t
     page = (out / "compare.html").read_text()
     assert 'id="plot-leaderboard"' in page and "Warning: " in page
     assert '<code class="flag">--rank-by</code>' in page
+
+
+def test_browser_rows_show_target_and_the_prompts_distance_once(make_run, tmp_path):
+    from report_synth import write_distance_plugin
+
+    from pvm_bench.report.browser import _record, build_browser_data
+    from pvm_bench.report.rundata import load_run
+    from pvm_bench.results import SampleRecord, ScoreDetail
+
+    plugins = write_distance_plugin(tmp_path)
+    run = make_run(tasks=("colour",), n_samples=4, attention=False, include_paths=[str(plugins)],
+                   metadata=lambda task, i: {"n_filler": 4 * i})
+    groups = build_browser_data(load_run(run), thumbnails=False)["groups"]
+    assert [g["distance"] for g in groups] == [f"N (filler numbers) = {4 * i}" for i in range(4)]
+    assert all(g["target"] == "red" for g in groups)
+    # a score detail copied from the sample's metadata is the prompt's, not the output's: not per variant
+    rec = SampleRecord(variant="pvm", task="colour", sample_id="s", repeat=0, seed=0, prompt="p", output="o",
+                       parsed="x", target="x", score=1.0, n_generated=18, max_new_tokens=64,
+                       metadata={"distance": 244}, score_detail=ScoreDetail(details={"distance": 244, "hits": 3}))
+    assert _record(rec, None)["details"] == {"hits": 3}
+
+
+def test_parameters_line_separates_the_adapter_from_the_model():
+    from pathlib import Path
+
+    import pvm_bench
+    from pvm_bench.report.runinfo import parameters_line
+
+    adapter = {"path": str(Path(pvm_bench.__file__).parent / "organism" / "weights" / "pvm"), "format": "adapter"}
+    # run.json's model.n_params of the organism's default job (counted with the adapter attached)
+    assert parameters_line({"n_params": 1_171_683}, adapter) == \
+        "949,920 (model) + 221,763 (PVM adapter) = 1,171,683 as loaded"
+    assert parameters_line({"n_params": 10}, None) == "10" and parameters_line({}, None) == "–"

@@ -108,15 +108,29 @@
   }
   /* series: [{variant, curve}] drawn on shared axes: x = generated step in axes.t0..axes.t1,
      y = visual mass in 0..axes.ymax (one scale per sample, so variants compare directly). */
+  /* Axes of a sparkline: a y axis (0 and the shared maximum) and an x axis (first and last step). */
+  function curveAxes(svg, axes, x0, x1, y0, y1) {
+    var ax = { stroke: '#999', 'stroke-width': 1, 'class': 'pb-axis' };
+    svg.appendChild(svgEl('line', Object.assign({ x1: x0, y1: y0, x2: x0, y2: y1 }, ax)));
+    svg.appendChild(svgEl('line', Object.assign({ x1: x0, y1: y1, x2: x1, y2: y1 }, ax)));
+    [[x0 - 3, y0 + 8, sig(axes.ymax), 'end'], [x0 - 3, y1, '0', 'end'],
+     [x0, y1 + 11, 't ' + Math.round(axes.t0), 'start'], [x1, y1 + 11, 't ' + Math.round(axes.t1), 'end']]
+      .forEach(function (a) {
+        var tx = svgEl('text', { x: a[0], y: a[1], 'font-size': 9, fill: '#666', 'text-anchor': a[3], 'class': 'pb-tick' });
+        tx.textContent = a[2];
+        svg.appendChild(tx);
+      });
+  }
   function curveSvg(series, axes, w) {
-    var h = 64, pad = 4;
-    var svg = svgEl('svg', { 'class': 'pb-curve', width: w, height: h + 14, role: 'img' });
+    var h = 64, pad = 4, left = 40;
+    var svg = svgEl('svg', { 'class': 'pb-curve', width: w, height: h + 26, role: 'img' });
     var span = (axes.t1 - axes.t0) || 1;
     var desc = [];
+    curveAxes(svg, axes, left, w - pad, pad, h - pad);
     series.forEach(function (s) {
       var t = s.curve.t, m = s.curve.m, pts = [];
       for (var i = 0; i < t.length; i++) {
-        pts.push((pad + (w - 2 * pad) * (t[i] - axes.t0) / span).toFixed(1) + ',' +
+        pts.push((left + (w - left - pad) * (t[i] - axes.t0) / span).toFixed(1) + ',' +
                  (pad + (h - 2 * pad) * (1 - m[i] / axes.ymax)).toFixed(1));
       }
       svg.appendChild(svgEl('polyline', { points: pts.join(' '), fill: 'none', stroke: colorOf(s.variant),
@@ -127,7 +141,7 @@
     var title = svgEl('title', {});
     title.textContent = 'visual mass (mean over layers) vs generated step; ' + desc.join('; ');
     svg.insertBefore(title, svg.firstChild);
-    var label = svgEl('text', { x: pad, y: h + 11, 'font-size': 10, fill: '#555' });
+    var label = svgEl('text', { x: left, y: h + 23, 'font-size': 10, fill: '#555' });
     label.textContent = series.length === 1 ? desc[0].slice(desc[0].indexOf(': ') + 2) + ' · y ≤ ' + sig(axes.ymax)
       : 'step ' + Math.round(axes.t0) + '–' + Math.round(axes.t1) + ' · visual mass 0–' + sig(axes.ymax);
     svg.appendChild(label);
@@ -200,6 +214,7 @@
     }
     var text = el('div', 'pb-text');
     text.appendChild(kv('target', g.target));
+    if (g.distance) { text.appendChild(kv('distance (of the prompt, the same for every variant)', g.distance)); }
     if (g.meta) { text.appendChild(kv('metadata', g.meta)); }
     if (g.prompt !== null) {
       text.appendChild(el('div', 'pb-label', 'prompt (same for every variant)'));
@@ -244,6 +259,8 @@
     }
     sum.appendChild(el('span', 'pb-id', g.task + ' / ' + g.id));
     sum.appendChild(el('span', 'pb-rep', 'repeat ' + g.repeat));
+    sum.appendChild(el('span', 'pb-target', 'target: ' + g.target));
+    if (g.distance) { sum.appendChild(el('span', 'pb-distance', g.distance)); }
     shownRecords(g).forEach(function (r) {
       var b = el('span', 'pb-badge ' + badgeClass(r),
         r.variant + ' ' + fmtScore(r.score) + (r.caveats.length ? ' !' : ''));
