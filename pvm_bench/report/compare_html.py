@@ -6,10 +6,9 @@ plot (:mod:`pvm_bench.report.plots_compare`, base64 PNG), then the paired metric
 from __future__ import annotations
 
 import base64
-import html
 import re
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from pvm_bench.report.compare import DELTA_NOTE, Comparison
 from pvm_bench.report.leaderboard import NOTE, readable
@@ -23,7 +22,7 @@ _FLAG = re.compile(r"(--[a-z][a-z0-9-]*)")
 def prose(text: str) -> Markup:
     """``text`` escaped, with every ``--flag-name`` in ``<code class="flag">`` (the stylesheet keeps
     it on one line, so a narrow page never breaks ``--ablate-after`` at its hyphens)."""
-    return Markup(_FLAG.sub(r'<code class="flag">\1</code>', html.escape(text, quote=True)))  # noqa: S704
+    return Markup(_FLAG.sub(r'<code class="flag">\1</code>', str(escape(text))))  # noqa: S704
 
 
 def render_compare_html(result: Comparison) -> str:

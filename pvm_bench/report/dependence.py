@@ -22,11 +22,11 @@ K counts generated tokens: ``blind:after=K`` leaves tokens ``0 .. K-1`` untouche
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import pandas as pd
 
+from pvm_bench.report.ablation import split_ablated
 from pvm_bench.report.estimate import Groups
 from pvm_bench.report.rows import GroupKey, TaskInfo, collect_groups, row
 from pvm_bench.report.rundata import RunData
@@ -47,15 +47,6 @@ NOTE = (
     "token 0 on makes no significant difference, so this n cannot tell a text-answerable task from too few "
     "samples. Ablated variants' Δ in the metrics table is vs their un-ablated variant. † = fewer than 30 samples."
 )
-
-_ABLATED = re.compile(r"^(?P<base>.*)\+blind:after=(?P<k>\d+)$")
-
-
-def split_ablated(variant: str) -> tuple[str, int] | None:
-    """``"pvm+blind:after=16"`` -> ``("pvm", 16)``; None for a variant that is not ``V+blind:after=K``."""
-    m = _ABLATED.match(variant)
-    return (m["base"], int(m["k"])) if m else None
-
 
 def ablation_map(variants: list[str]) -> dict[str, dict[int, str]]:
     """Un-ablated variant -> {K: ablated variant name}, for the un-ablated variants present."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pvm_bench.report.ablation import split_ablated
 from pvm_bench.report.decay import layer_span
 from pvm_bench.report.distance import BAND_PREFIX, band_low
 from pvm_bench.report.fit import FIXED_POSITIONS
@@ -260,8 +261,6 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
 
 
 def _ablated(variant: str) -> tuple[str, int] | None:
-    from pvm_bench.report.dependence import split_ablated  # dependence imports this module
-
     return split_ablated(variant)
 
 
