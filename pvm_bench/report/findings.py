@@ -38,7 +38,7 @@ class Finding:
 
 def _p(p: float) -> str:
     text = fmt_p(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 def _sig(p: float) -> str:

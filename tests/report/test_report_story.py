@@ -13,7 +13,6 @@ import report_synth
 from typer.testing import CliRunner
 
 from pvm_bench.cli import app
-from pvm_bench.report import viewmodel
 from pvm_bench.report.views import fmt_ci
 
 
@@ -23,6 +22,8 @@ def _report(run, *args: str) -> None:
 
 
 def test_findings_come_first_with_the_runs_numbers_and_each_view_is_computed_once(make_run, monkeypatch):
+    from pvm_bench.report import viewmodel
+
     calls = []
     real = viewmodel.metrics_view
     monkeypatch.setattr(viewmodel, "metrics_view", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -1,0 +1,54 @@
+"""report.html and compare.html at 800 px in headless Chromium (issue 21 items 1 and 3): no sideways
+scroll, the findings on the first screen ahead of every table, the method notes folded.
+
+``PVM_BENCH_SCREENSHOTS=DIR`` also writes the screenshots the checks looked at (report_top.png,
+compare_top.png) into DIR."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from cdp import Page, chromium_missing_reason
+from typer.testing import CliRunner
+
+from pvm_bench.cli import app
+from pvm_bench.report import build_report
+
+pytestmark = pytest.mark.skipif(chromium_missing_reason() is not None, reason=chromium_missing_reason() or "")
+
+WIDTH = "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+
+
+def _shot(page: Page, name: str) -> None:
+    folder = os.environ.get("PVM_BENCH_SCREENSHOTS")
+    if folder:
+        data = page.call("Page.captureScreenshot", format="png")["data"]
+        Path(folder, name).write_bytes(base64.b64decode(data))
+
+
+def test_report_and_compare_fit_800px_with_the_findings_first(make_run, tmp_path):
+    run = make_run(tasks=("colour", "count"), n_samples=30, max_len=200)
+    page_path = build_report(run)
+    other = make_run("other", tasks=("colour", "count"), n_samples=12, max_len=200, seed=3)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", str(run), str(other), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with Page(tmp_path, width=800, height=900) as page:
+        page.goto(page_path.as_uri())
+        scroll, client = page.js(WIDTH)
+        assert scroll <= client, f"report.html scrolls sideways at 800 px: {scroll} > {client}"
+        tops = page.js("[document.getElementById('findings').getBoundingClientRect().top,"
+                       " document.querySelector('table').getBoundingClientRect().top,"
+                       " document.querySelectorAll('#findings li').length,"
+                       " document.querySelectorAll('details.method[open]').length]")
+        assert tops[0] < 200 < tops[1] and tops[2] >= 2 and tops[3] == 0
+        _shot(page, "report_top.png")
+        page.goto((out / "compare.html").as_uri())
+        scroll, client = page.js(WIDTH)
+        assert scroll <= client, f"compare.html scrolls sideways at 800 px: {scroll} > {client}"
+        assert page.js("document.querySelectorAll('#plot-leaderboard img').length") == 1
+        _shot(page, "compare_top.png")
+        assert page.errors == []
