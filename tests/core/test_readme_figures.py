@@ -3,8 +3,9 @@ summarised again with the fixed cohort T = 128 (the rows ``pvm-bench report RUN 
 writes), the table is regenerated from the two metrics.csv files
 (:func:`pvm_bench.report.readme_table.organism_table`) and must equal README.md's block.
 
-``PVM_BENCH_REGEN_README=1 pytest tests/core/test_readme_figures.py`` rewrites the block and copies
-the run's plots into docs/organism/ instead of comparing.
+``PVM_BENCH_REGEN_README=1 pytest tests/core/test_readme_figures.py`` rewrites the block, copies
+the run's plots into docs/organism/ and screenshots the top of its report.html
+(docs/organism/report_top.png, headless Debian chromium via playwright) instead of comparing.
 """
 
 from __future__ import annotations
@@ -44,7 +45,27 @@ def test_readme_organism_table_is_the_default_jobs_metrics(tmp_path, monkeypatch
         README.write_text(replace_block(text, block), encoding="utf-8")
         for name in FIGURES:
             shutil.copyfile(run / "plots" / f"{name}.png", ROOT / "docs" / "organism" / f"{name}.png")
+        _screenshot(run / "report.html", ROOT / "docs" / "organism" / "report_top.png")
         return
     assert current_block(text) == block, "README's organism table differs from the run: PVM_BENCH_REGEN_README=1"
     for name in FIGURES:  # every figure the README shows from this job is one the report writes
         assert (run / "plots" / f"{name}.png").is_file() and f"docs/organism/{name}.png" in text
+    assert "docs/organism/report_top.png" in text and (ROOT / "docs" / "organism" / "report_top.png").is_file()
+
+
+def _screenshot(page: Path, out: Path) -> None:
+    """The first 1000 x 900 px of ``page`` (headless Debian chromium through playwright); skipped,
+    saying why, without chromium or playwright."""
+    chromium = Path("/usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("README screenshot needs playwright (pip install playwright)")
+    if not chromium.exists():
+        pytest.skip("README screenshot needs /usr/bin/chromium (apt-get install -y chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1000, "height": 900})
+        tab.goto(page.as_uri())
+        tab.screenshot(path=str(out))
+        browser.close()

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 from PIL import Image
 
 from pvm_bench.report.plots import _ci_points
@@ -58,3 +59,16 @@ def test_cohort_legend_is_below_the_axes(make_run: Callable[..., Path], tmp_path
     finally:
         plt.Figure.savefig = real_save  # type: ignore[method-assign]
     assert captured["legend_top"] < captured["axes_bottom"]
+
+
+def test_per_image_band_is_a_95pct_interval_over_samples():
+    import pandas as pd
+
+    from pvm_bench.report.plots_per_image import binned_with_ci
+
+    d = pd.DataFrame({"sample_id": ["a", "a", "b", "b", "c"], "repeat": 0, "step": [1, 2, 1, 2, 9],
+                      "mass": [0.1, 0.3, 0.5, 0.7, 0.4]})
+    b = binned_with_ci(d, np.array([1, 4, 16]))
+    # bin [1, 4): sample means 0.2 and 0.6 -> mean 0.4, sd 0.2828, half 1.96 * sd / sqrt(2); bin [4, 16): one sample
+    assert b["mass"].to_numpy() == pytest.approx([0.4, 0.4]) and b["n"].tolist() == [2, 1]
+    assert b["half"].iloc[0] == pytest.approx(0.392) and b["half"].iloc[1] == 0  # 1.96 * 0.2828 / 1.4142

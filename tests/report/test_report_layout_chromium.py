@@ -46,6 +46,15 @@ def test_report_and_compare_fit_800px_with_the_findings_first(make_run, tmp_path
                        " document.querySelectorAll('details.method[open]').length]")
         assert tops[0] < 200 < tops[1] and tops[2] >= 2 and tops[3] == 0
         _shot(page, "report_top.png")
+        # the sample browser: each row names its target; the sparklines have axes (0, max, first/last step)
+        row = page.js("(function () { var d = document.querySelector('details.pb-group'); d.open = true;"
+                      " d.dispatchEvent(new Event('toggle'));"
+                      " return [d.querySelector('summary .pb-target').textContent,"
+                      " d.querySelectorAll('svg.pb-curve line.pb-axis').length,"
+                      " Array.prototype.map.call(d.querySelectorAll('svg.pb-curve')[0].querySelectorAll('text.pb-tick'),"
+                      " function (t) { return t.textContent; })]; })()")
+        assert row[0] == "target: red" and row[1] >= 6  # two axes on each of >= 3 sparklines
+        assert row[2][1] == "0" and row[2][2].startswith("t ") and row[2][3].startswith("t ")
         page.goto((out / "compare.html").as_uri())
         scroll, client = page.js(WIDTH)
         assert scroll <= client, f"compare.html scrolls sideways at 800 px: {scroll} > {client}"
