@@ -49,11 +49,32 @@ def _plain(variants: Iterable[str]) -> list[str]:
     return [v for v in variants if split_ablated(v) is None]
 
 
+MAX_TASK_SENTENCES = 5
+"""With more tasks than this, the per-task sentences become one count per variant (see :func:`task_tally`)."""
+
+
+def task_tally(head: pd.DataFrame, tasks: list[str], variants: list[str]) -> list[Finding]:
+    """Per non-base variant: in how many tasks its headline is significantly above / below base."""
+    out = []
+    for v in [v for v in _plain(variants) if v != "base"]:
+        r = head[(head["variant"] == v) & head["task"].isin(tasks) & head["diff"].notna()]
+        if r.empty:
+            continue
+        sig = r["p_value"] < ALPHA
+        up, down = int((sig & (r["diff"] > 0)).sum()), int((sig & (r["diff"] < 0)).sum())
+        out.append(Finding("headline", f"{v} vs base, task by task: significantly better in {up}, significantly "
+                                       f"worse in {down}, no significant difference in {len(r) - up - down} of "
+                                       f"{len(r)} tasks (paired test per task, p < {ALPHA}; see the metrics table)."))
+    return out
+
+
 def headline_findings(rows: pd.DataFrame, variants: list[str]) -> list[Finding]:
-    """One sentence per task (MACRO last): each variant's headline value [CI], Δ vs base [CI], p, n."""
+    """One sentence per task (MACRO last): each variant's headline value [CI], Δ vs base [CI], p, n;
+    with more than :data:`MAX_TASK_SENTENCES` tasks, MACRO and a per-variant tally instead."""
     head = rows[rows["headline"].astype(bool) & rows["kind"].isin(["task", "macro"])]
     tasks = [t for t in dict.fromkeys(head["task"]) if t not in (POOLED, MACRO)]
-    scopes = sorted(tasks) + ([MACRO] if len(tasks) > 1 and (head["task"] == MACRO).any() else [])
+    many = len(tasks) > MAX_TASK_SENTENCES
+    scopes = ([] if many else sorted(tasks)) + ([MACRO] if len(tasks) > 1 and (head["task"] == MACRO).any() else [])
     out = []
     for task in scopes:
         parts, metric, n = [], "", 0
@@ -71,7 +92,7 @@ def headline_findings(rows: pd.DataFrame, variants: list[str]) -> list[Finding]:
         if parts:
             label = "MACRO (mean of the tasks' headlines)" if task == MACRO else f"{task} ({metric}, n = {n})"
             out.append(Finding("headline", f"{label}: {'; '.join(parts)}."))
-    return out
+    return out + (task_tally(head, tasks, variants) if many else [])
 
 
 def dependence_findings(rows: pd.DataFrame) -> list[Finding]:

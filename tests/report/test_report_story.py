@@ -190,3 +190,21 @@ def test_parameters_line_separates_the_adapter_from_the_model():
     assert parameters_line({"n_params": 1_171_683}, adapter) == \
         "949,920 (model) + 221,763 (PVM adapter) = 1,171,683 as loaded"
     assert parameters_line({"n_params": 10}, None) == "10" and parameters_line({}, None) == "–"
+
+
+def test_many_tasks_are_summarised_by_a_tally_not_one_sentence_each():
+    from pvm_bench.report.findings import MAX_TASK_SENTENCES, headline_findings
+    from pvm_bench.report.rows import row, rows_frame
+
+    tasks = [f"t{k}" for k in range(MAX_TASK_SENTENCES + 2)]
+    rows = []
+    for k, t in enumerate(tasks):
+        rows.append(row(t, "base", "accuracy", 0.5, n=40, headline=True))
+        # pvm: significantly better on t0, t1; significantly worse on t2; no difference elsewhere
+        diff, p = (0.2, 0.01) if k < 2 else (-0.2, 0.02) if k == 2 else (0.0, 0.9)
+        rows.append(row(t, "pvm", "accuracy", 0.5 + diff, n=40, headline=True, diff=diff, p_value=p, n_pairs=40))
+    rows.append(row("MACRO", "pvm", "macro_average", 0.53, kind="macro", headline=True, n=len(tasks)))
+    found = headline_findings(rows_frame(rows), ["base", "pvm"])
+    assert [f.text.split(":")[0] for f in found] == ["MACRO (mean of the tasks' headlines)", "pvm vs base, task by task"]
+    assert (f"significantly better in 2, significantly worse in 1, no significant difference in {len(tasks) - 3} "
+            f"of {len(tasks)} tasks") in found[1].text
