@@ -2,16 +2,17 @@
 
 The page comes from jinja2 templates with autoescape on (templates/report.html.j2; the sample
 browser from templates/browser.html.j2). Every string that comes from the run (model text,
-prompts, targets, task and variant names, metadata) is escaped: by the template, by
-:func:`html.escape` in the metric sections (tables through ``DataFrame.to_html(escape=True)``),
-or as script-safe JSON rendered with ``textContent`` in the sample browser, so model output such
-as ``<script>`` is shown as text and never executed.
+prompts, targets, task and variant names, metadata) is escaped: by the template (findings,
+titles, notes), in the tables by ``DataFrame.to_html(escape=True)``
+(:func:`~pvm_bench.report.templating.html_table`), or as script-safe JSON rendered with
+``textContent`` in the sample browser, so model output such as ``<script>`` is shown as text and
+never executed. Every view comes from the run's :class:`~pvm_bench.report.viewmodel.ReportView`,
+the object summary.md renders too.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,6 @@ PLOT_CAPTIONS = {
     "accuracy_vs_length": "Accuracy by output length (n_generated bucket), 95% CI (Wilson for 0/1 scores).",
     "accuracy_by_task": "Accuracy per task and variant, 95% CI (Wilson for 0/1 scores).",
 }
-
-def esc(value: Any) -> str:
-    """HTML-escape any value (quotes included); None -> empty string."""
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def _plot(name: str, path: Path) -> dict[str, str]:

@@ -53,8 +53,8 @@ CAPTIONS: dict[str, str] = {
     "▼ = fitted half-life; lower panels: samples behind each bin.",
     "decay_cohort": "All-layer visual mass of the fixed cohort (only the samples that reached T tokens, so every "
     "step averages the same samples) against all samples, whose tail averages only the long outputs.",
-    "heatmap": "Mean visual mass per decoder layer and generated-position bin; last panels: each variant minus "
-    "base on the same samples (paired; blank where they did not both reach the position).",
+    "heatmap": "Mean visual mass per decoder layer and generated-position bin, one variant per row; last rows: "
+    "each variant minus base on the same samples (paired; blank where they did not both reach the position).",
     "pvm_signals": "PVM branch contribution (‖PVM output‖ / ‖residual‖) per PVM layer vs position, 95% CI "
     "over samples; gate α per layer in the legend.",
     "accuracy_vs_length": "Accuracy by output length (n_generated bucket) per task, 95% CI (Wilson for 0/1 "
