@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 #: The line printed above the closing table (a table title would wrap to the table's width).
-HEADLINE_TITLE = "headline metric per task and variant (95% CI; delta = paired difference vs base, p-value)"
+HEADLINE_TITLE = ("headline metric per task and variant (95% CI; delta = paired difference vs base, p-value; "
+                  "an ablated V+blind:after=K vs V)")
 #: Seconds between plain progress lines when nothing changes.
 DEFAULT_INTERVAL = 30.0
 INTERVAL_ENV = "PVM_BENCH_PROGRESS_INTERVAL"
@@ -218,12 +219,19 @@ def headline_rows(run_dir: Path) -> list[dict[str, str]]:
     else from ``summary.csv``'s accuracy columns. Empty when the run has no summary (``--no-report``).
     """
     run_dir = Path(run_dir)
-    from pvm_bench.metricsfile import headline_metric_rows
+    from pvm_bench.metricsfile import is_headline, read_metric_rows
 
     summary = run_dir / "summary.csv"
     out: list[dict[str, str]] = []
-    for row in headline_metric_rows(run_dir):
+    rows = read_metric_rows(run_dir)
+    # V+blind:after=K is compared with V (its dependence row, band = the ablated variant), not with base
+    own = {(r.get("task"), r.get("band"), r.get("metric")): r for r in rows if r.get("kind") == "dependence"}
+    for row in (r for r in rows if is_headline(r)):
         value, delta = _cells(row, "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value")
+        ref = own.get((row.get("task"), row.get("variant"), row.get("metric")))
+        if ref is not None:
+            delta = _cells(ref, "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value")[1]
+            delta += f" (vs {ref.get('variant')})" if delta else ""
         out.append({"task": row.get("task", ""), "variant": row.get("variant", ""), "metric": row.get("metric", ""),
                     "n": row.get("n", ""), "value [95% CI]": value, "delta vs base": delta})
     if out:

@@ -62,6 +62,20 @@ def test_headline_rows_from_metric_rows(tmp_path):
     assert rows[1]["delta vs base"] == "+0.100 [-0.050, +0.250] p=0.2"
 
 
+def test_headline_rows_compare_an_ablated_variant_with_its_own(tmp_path):
+    # issue 21: pvm+blind:after=0 is compared with pvm (its dependence row), not with base
+    (tmp_path / "metrics.csv").write_text(
+        "task,variant,metric,band,t,value,ci_low,ci_high,n,headline,kind,diff,diff_ci_low,diff_ci_high,p_value\n"
+        "a,base,accuracy,,,0.3,0.1,0.6,10,True,task,,,,\n"
+        "a,pvm,accuracy,,,0.7,0.4,0.9,10,True,task,0.4,0.01,0.64,0.125\n"
+        "a,pvm+blind:after=0,accuracy,,,0.0,0.0,0.28,10,True,task,-0.3,-0.6,0.04,0.25\n"
+        "a,pvm,accuracy,pvm+blind:after=0,0,0.0,0.0,0.28,10,False,dependence,-0.7,-0.89,-0.29,0.0156\n"
+    )
+    rows = headline_rows(tmp_path)
+    assert [r["variant"] for r in rows] == ["base", "pvm", "pvm+blind:after=0"]
+    assert rows[2]["delta vs base"] == "-0.700 [-0.890, -0.290] p=0.0156 (vs pvm)"
+
+
 def test_headline_rows_from_summary_csv_and_none_without_report(tmp_path):
     assert headline_rows(tmp_path) == []
     (tmp_path / "summary.csv").write_text(
