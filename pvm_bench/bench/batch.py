@@ -131,7 +131,7 @@ def register_bench(bench: typer.Typer) -> None:
         """Samples/s of batched generation (batch 8 vs batch 1 by default) on the same requests and outputs."""
         from rich.console import Console
 
-        from pvm_bench.cli_support import fail
+        from pvm_bench.cli.support import fail
 
         try:
             sizes = tuple(int(v) for v in batch_sizes.split(",") if v.strip())

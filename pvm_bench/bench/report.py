@@ -38,7 +38,7 @@ FROM read_parquet('{path}') WHERE step >= 1
 GROUP BY ALL
 """
 
-_MERGE = ("import sys, pvm_bench; from pathlib import Path; from pvm_bench.runfiles import merge_attention; "
+_MERGE = ("import sys, pvm_bench; from pathlib import Path; from pvm_bench.runner.files import merge_attention; "
           "merge_attention(Path(sys.argv[1])); print('merged with', pvm_bench.__file__)")
 _ANCHOR = """
 import sys, duckdb
@@ -151,7 +151,7 @@ def register_bench(bench: typer.Typer) -> None:
         """Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by."""
         from rich.console import Console
 
-        from pvm_bench.cli_support import fail
+        from pvm_bench.cli.support import fail
 
         n_threads = threads or 1
         chosen = tuple(p.strip() for p in phases.split(",") if p.strip())

@@ -57,7 +57,7 @@ def _part_schemas(layers: int) -> dict[str, pa.Schema]:
     import pandas as pd
 
     from pvm_bench.results import compact_frame
-    from pvm_bench.runfiles import probe_frame
+    from pvm_bench.runner.files import probe_frame
 
     attention = [{"step": 0, "layer": 0, "visual_mass": 0.1, "visual_mass_norm": 0.2, "sink_mass": 0.1,
                   "n_keys": 10, "n_visual": 4}]

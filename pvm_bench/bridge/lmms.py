@@ -53,7 +53,7 @@ from lmms_eval.api.registry import register_model
 from PIL import Image
 
 from pvm_bench.bridge import LMMS_CLASS_PATH, LMMS_MODEL_NAME
-from pvm_bench.imageio import to_rgb
+from pvm_bench.data.images import to_rgb
 from pvm_bench.models.generation import Generation, Request
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -205,7 +205,7 @@ class PvmBenchLMM(lmms):
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Generate for lmms-eval instances ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)``."""
-        from pvm_bench.run import sample_seed
+        from pvm_bench.runner.run import sample_seed
 
         prepared: list[tuple[int, tuple, Request, list[str], str]] = []
         for index, inst in enumerate(requests):
@@ -268,7 +268,7 @@ class PvmBenchLMM(lmms):
         return path
 
     def _collect(self, gens: list[Generation]) -> None:
-        from pvm_bench.run import probe_frame
+        from pvm_bench.runner.run import probe_frame
 
         for gen in gens:
             frame = probe_frame(gen.probe_records)
@@ -285,7 +285,7 @@ class PvmBenchLMM(lmms):
         """(Re)write attention.parquet with every record so far (atomic replace)."""
         if self.attention_out is None or not self._frames:
             return
-        from pvm_bench.runfiles import write_parquet_atomic
+        from pvm_bench.runner.files import write_parquet_atomic
 
         path = self.attention_out
         if self.world_size > 1:

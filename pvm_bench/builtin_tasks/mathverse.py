@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvm_bench.mathscore import choices_from_question, free_form_score, score_free_form
-from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
+from pvm_bench.scoring.extract import prepare_output, truncated_score
+from pvm_bench.scoring.mathscore import choices_from_question, free_form_score, score_free_form
+from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score
 
 NOTE = "rule-scored, not comparable with GPT-judged numbers"
 

@@ -27,11 +27,11 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pvm_bench.answers import GUESS_EXTRACTORS
-from pvm_bench.judge import create_test_prompt
-from pvm_bench.mathscore import score_mathvista
-from pvm_bench.scoring import levenshtein, prepare_output, truncated_score
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.scoring.answers import GUESS_EXTRACTORS
+from pvm_bench.scoring.extract import levenshtein, prepare_output, truncated_score
+from pvm_bench.scoring.judge import create_test_prompt
+from pvm_bench.scoring.mathscore import score_mathvista
+from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score, TaskError
 
 Judge = Callable[[str], str]
 REQUIRED = ("pid", "question", "question_type", "answer_type", "query")

@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pvm_bench.scoring import (
+from pvm_bench.scoring.extract import (
     final_answer_text,
     get_multi_choice_info,
     mmmu_eval_multi_choice,
@@ -47,7 +47,7 @@ from pvm_bench.scoring import (
     seed_for,
     truncated_score,
 )
-from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score, TaskError
 
 SUBJECTS: tuple[str, ...] = (
     "Accounting", "Agriculture", "Architecture_and_Engineering", "Art", "Art_Theory",
@@ -153,7 +153,7 @@ class MMMU(HubTask):
         split = split or self.default_split
         if data_dir is not None or split not in self.splits:
             return super().load(split, limit, data_dir)  # local layout, or the unknown-split error
-        from pvm_bench.data import load_rows
+        from pvm_bench.data.tables import load_rows
 
         failures: list[str] = []
         for hub_id, configs in self.hub_sources:

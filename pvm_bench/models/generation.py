@@ -175,7 +175,7 @@ def encode(lm: LoadedModel, requests: list[Request], system_prompt: str | None =
     try:
         return _encode(lm, requests, system_prompt)
     except Exception as exc:  # noqa: BLE001 -- processors raise anything for inputs they cannot take
-        from pvm_bench.runguard import is_out_of_memory
+        from pvm_bench.runner.guard import is_out_of_memory
 
         if is_out_of_memory(exc):  # the batch's size, not one sample's input
             raise

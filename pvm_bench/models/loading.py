@@ -16,7 +16,7 @@ from torch import nn
 from pvm_bench.errors import UserError, load_guard, one_line
 from pvm_bench.filehash import IGNORED_MODEL_FILES, IGNORED_MODEL_SUFFIXES, SCHEME, files_fingerprint, tree_files
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
-from pvm_bench.runguard import hash_file_ends
+from pvm_bench.runner.guard import hash_file_ends
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

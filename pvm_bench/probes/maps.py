@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pvm_bench.instrument import AttentionSiteError, instrument_for
-from pvm_bench.mapstore import DEFAULT_MAX_STEPS, SampleMaps
 from pvm_bench.models.grids import GridInputs, image_views
 from pvm_bench.probes.attention import find_attention_modules
 from pvm_bench.probes.base import AttentionSiteProbe, BatchContext, ProbeError
 from pvm_bench.probes.images import closing_marker_id, image_index
 from pvm_bench.probes.lastrow import last_row_probs, row_mask
+from pvm_bench.runner.maps import DEFAULT_MAX_STEPS, SampleMaps
 
 if TYPE_CHECKING:
     from pvm_bench.instrument.state import ForwardState

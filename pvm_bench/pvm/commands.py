@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from pvm_bench.cli_support import fail
+from pvm_bench.cli.support import fail
 from pvm_bench.errors import UserError
 
 stdout = Console()

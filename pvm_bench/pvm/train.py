@@ -38,7 +38,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pvm_bench.distributed import init_from_env
 from pvm_bench.pvm.train_config import TrainConfig
 from pvm_bench.pvm.train_data import (  # noqa: F401 (re-exported: the data API is part of pvm.train)
     IMAGE_COLUMNS,
@@ -60,6 +59,7 @@ from pvm_bench.pvm.train_out import (  # noqa: F401 (re-exported: OUT handling i
     read_log,
     save_checkpoint,
 )
+from pvm_bench.runner.distributed import init_from_env
 from pvm_bench.training import StepResult, make_optimizer, run_steps, sample_indices
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from PIL import Image
 
+from pvm_bench.data.images import CorruptImageError, load_image, to_rgb
 from pvm_bench.errors import UserError, load_guard
-from pvm_bench.imageio import CorruptImageError, load_image, to_rgb
 
 IMAGE_COLUMNS = ("images", "image")
 PROMPT_COLUMNS = ("prompt", "question", "query", "instruction")
@@ -147,7 +147,7 @@ def load_rows(data: str | Sequence[dict[str, Any]], split: str = "train", limit:
             rows.extend(found)
         base = path if path.is_dir() else path.parent
     else:
-        from pvm_bench.data import load_hub_split  # the one hub access, shared with the tasks
+        from pvm_bench.data.tables import load_hub_split  # the one hub access, shared with the tasks
 
         try:
             ds = load_hub_split(data, None, split)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pvm_bench.cli_support import csv_names, fail
+from pvm_bench.cli.support import csv_names, fail
 from pvm_bench.errors import UserError
 
 SOURCE_FIELDS = ("model", "pvm", "tasks", "variants", "split", "limit", "data_dir", "include_paths", "protocol",
@@ -26,7 +26,7 @@ SOURCE_FIELDS = ("model", "pvm", "tasks", "variants", "split", "limit", "data_di
 
 def replay_config(source: Any, given: dict[str, Any], *, score_only: bool) -> Any:
     """The RunConfig of a replay of ``source``: the source run's settings (a run dir), then ``given``."""
-    from pvm_bench.cli_options import build_run_config
+    from pvm_bench.cli.options import build_run_config
 
     fields: dict[str, Any] = {}
     if source.kind == "run":
@@ -81,8 +81,8 @@ def register(app: typer.Typer) -> None:
         nproc: Annotated[int, typer.Option(min=1, help="Workers per node with --launcher torchrun.")] = 2,
     ) -> None:
         """Replay existing outputs: attention diagnostics in one teacher-forced pass, scores by pvm-bench's scorers."""
-        from pvm_bench.cli_run import _execute, _finish, _relaunch, _silence_library_progress
-        from pvm_bench.distributed import init_from_env
+        from pvm_bench.cli.run import _execute, _finish, _relaunch, _silence_library_progress
+        from pvm_bench.runner.distributed import init_from_env
 
         given = {
             "model": model, "pvm": pvm, "variants": csv_names(variants) if variants else None,

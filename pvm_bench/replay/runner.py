@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.batchrun import BatchRunner
 from pvm_bench.errors import UserError
 from pvm_bench.models.generation import Generation, Request, effective_decoding, eos_ids
 from pvm_bench.replay.forward import DEFAULT_CHUNK, Output, teacher_force
@@ -33,9 +32,10 @@ from pvm_bench.replay.plan import plan_for
 from pvm_bench.replay.sources import GivenOutput, ReplaySource, ReplaySourceError, read_source
 from pvm_bench.replay.tokens import output_tokens
 from pvm_bench.results import JsonlAppender, SampleRecord, atomic_write_text, read_samples
-from pvm_bench.run import Runner
-from pvm_bench.tasks import Sample, Task, TaskRegistry
-from pvm_bench.workload import WorkItem, sample_record, sample_seed
+from pvm_bench.runner.batch import BatchRunner
+from pvm_bench.runner.run import Runner
+from pvm_bench.runner.workload import WorkItem, sample_record, sample_seed
+from pvm_bench.tasks.base import Sample, Task, TaskRegistry
 
 REPLAY_FILE = "replay.json"
 REPLAY_PROBES = ("attention", "lens", "branch")
@@ -216,7 +216,7 @@ class ReplayRunner(Runner):
         """The request with a plain JSONL row's own messages and images, when it gives them."""
         if row.messages is None:
             return request
-        from pvm_bench.tasks import CorruptImageError, LazyImage
+        from pvm_bench.tasks.base import CorruptImageError, LazyImage
 
         try:  # the tasks' own decoder: size limit before decoding, one-line errors
             images = [LazyImage(path, name=f"{row.where}: {path.name}").load() for path in row.images]

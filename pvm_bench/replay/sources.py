@@ -173,7 +173,7 @@ def _read_lmms(path: Path, task: str | None) -> list[GivenOutput]:
     if task is None:
         if match is None:
             raise ReplaySourceError(f"{path}: not named like lmms-eval's <date>_samples_<task>.jsonl; pass --tasks NAME")
-        from pvm_bench.cli_options import LMMS_TASK_NAMES
+        from pvm_bench.cli.options import LMMS_TASK_NAMES
 
         task = LMMS_TASK_NAMES.get(match.group("task"), match.group("task"))
     rows = []

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pvm_bench.mapstore import MAPS_DIR, MapsError, map_path, read_maps
+from pvm_bench.runner.maps import MAPS_DIR, MapsError, map_path, read_maps
 
 #: Slider positions per sample (the first steps): bounds the page size for long generations.
 SLIDER_STEPS = 256

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pvm_bench.errors import FileFormatError
 from pvm_bench.results import KEY_COLUMNS, RunRecord
-from pvm_bench.runmedia import read_thumbnails, thumbnail_uri
+from pvm_bench.runner.media import read_thumbnails, thumbnail_uri
 
 __all__ = ["Curves", "Thumbs", "load_thumbnails", "thumbnail_uri", "visual_mass_curves"]
 

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pvm_bench.cli_support import user_errors
+from pvm_bench.cli.support import user_errors
 
 out = Console()
 

@@ -23,7 +23,7 @@ from pvm_bench.report.rows import MACRO, POOLED
 from pvm_bench.report.rundata import ReportInputError, RunData, load_run
 from pvm_bench.report.summary import Summary, build_summary
 from pvm_bench.report.views import finite, fmt, fmt_ci, fmt_p, to_markdown
-from pvm_bench.taskdefs import ALLOW_FLAG, definition_conflicts
+from pvm_bench.tasks.defs import ALLOW_FLAG, definition_conflicts
 
 #: Descriptive decay values shown per run (band "all"): (metric, t or None, label, digits).
 DECAY_SHOWN: tuple[tuple[str, float | None, str, int], ...] = (

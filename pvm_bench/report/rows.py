@@ -41,8 +41,8 @@ import pandas as pd
 from pvm_bench.report.estimate import Groups, grouped_estimate, grouped_paired
 from pvm_bench.report.rundata import REFERENCE_VARIANT, RunData
 from pvm_bench.report.stats import accuracy_ci
-from pvm_bench.scoring import is_unfinished
-from pvm_bench.tasks import Metric, Task, unit_values
+from pvm_bench.scoring.extract import is_unfinished
+from pvm_bench.tasks.base import Metric, Task, unit_values
 
 POOLED = "ALL"
 MACRO = "MACRO"
@@ -97,7 +97,7 @@ class TaskInfo:
 @functools.lru_cache(maxsize=1)
 def _builtin_tasks() -> dict[str, Task]:
     """The package's built-in tasks (package code; never a run's plugins nor entry points)."""
-    from pvm_bench.tasks import get_registry
+    from pvm_bench.tasks.base import get_registry
 
     return dict(get_registry(entry_points=False).tasks)
 
@@ -114,7 +114,7 @@ def task_infos(data: RunData) -> dict[str, TaskInfo]:
     time, :mod:`pvm_bench.taskmeta`): reading a run never imports its plugins. A run without
     tasks.json (made before it existed) uses the package's built-in tasks; any other task is
     reported with the default ``accuracy`` metric and a note in ``data.warnings``."""
-    from pvm_bench.taskmeta import read_task_file, spec_metrics
+    from pvm_bench.runner.taskmeta import read_task_file, spec_metrics
 
     stored = read_task_file(data.run_dir)
     out: dict[str, TaskInfo] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pvm_bench.distributed import Dist
+from pvm_bench.runner.distributed import Dist
 
 
 @dataclass

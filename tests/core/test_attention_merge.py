@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pvm_bench.attention_merge import ROW_GROUP_ROWS, MergeMemoryError
 from pvm_bench.bench.synth_run import SynthSpec, write_synthetic_run
 from pvm_bench.results import KEY_COLUMNS, compact_frame, read_samples
-from pvm_bench.runfiles import merge_attention, write_parquet_atomic
-from pvm_bench.runguard import RunError
+from pvm_bench.runner.attention_merge import ROW_GROUP_ROWS, MergeMemoryError
+from pvm_bench.runner.files import merge_attention, write_parquet_atomic
+from pvm_bench.runner.guard import RunError
 
 
 def reference_merge(run_dir: Path) -> pa.Table:
@@ -66,8 +66,7 @@ def _assert_same(run: Path, expected: pa.Table) -> None:
 @pytest.mark.parametrize("batch_rows", [ROW_GROUP_ROWS, 3])  # 3: duplicates straddle the streamed batches
 def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(tmp_path: Path, monkeypatch,
                                                                                 batch_rows: int) -> None:
-    from pvm_bench import attention_merge
-
+    from pvm_bench.runner import attention_merge
     monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", batch_rows)
     run = tmp_path / "r"
     run.mkdir()
@@ -89,8 +88,7 @@ def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(
 
 
 def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(tmp_path: Path, monkeypatch) -> None:
-    from pvm_bench import attention_merge
-
+    from pvm_bench.runner import attention_merge
     monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", 16_384)
     run = tmp_path / "s"
     info = write_synthetic_run(run, SynthSpec(rows=80_000, layers=4, cap=2048, tasks=3))
@@ -132,8 +130,8 @@ def test_a_part_damaged_past_its_footer_is_set_aside_and_the_rest_merged(tmp_pat
 def test_a_full_disk_during_the_merge_is_disk_full_not_memory_nor_damage(tmp_path: Path, monkeypatch) -> None:
     import duckdb
 
-    from pvm_bench import runfiles
     from pvm_bench.errors import DiskFullError
+    from pvm_bench.runner import files as runfiles
 
     run = tmp_path / "f"
     run.mkdir()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.organism import BASE_DIR, PVM_DIR
 
 runner = CliRunner()
@@ -21,8 +21,8 @@ runner = CliRunner()
 @pytest.fixture
 def no_execute(monkeypatch):
     """Create the run (run.json) but do not load the model or generate."""
-    monkeypatch.setattr("pvm_bench.cli_run._execute", lambda runner, quiet: None)
-    monkeypatch.setattr("pvm_bench.cli_run._finish", lambda runner, *a, **k: runner.close())
+    monkeypatch.setattr("pvm_bench.cli.run._execute", lambda runner, quiet: None)
+    monkeypatch.setattr("pvm_bench.cli.run._finish", lambda runner, *a, **k: runner.close())
 
 
 def _config(out: Path, run_id: str = "r") -> dict:

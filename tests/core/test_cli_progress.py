@@ -7,8 +7,8 @@ import time
 
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
-from pvm_bench.cli_progress import LineProgress, ProgressState, format_duration, headline_rows
+from pvm_bench.cli.main import app
+from pvm_bench.cli.progress import LineProgress, ProgressState, format_duration, headline_rows
 
 runner = CliRunner()
 
@@ -87,7 +87,7 @@ def test_run_off_terminal_prints_progress_lines_headline_and_paths(tiny_qwen3_vl
 def test_terminal_bar_is_labelled_with_variant_and_task():
     from rich.console import Console
 
-    from pvm_bench.cli_progress import BarProgress
+    from pvm_bench.cli.progress import BarProgress
 
     stream = io.StringIO()
     console = Console(file=stream, force_terminal=True, width=120)

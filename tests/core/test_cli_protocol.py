@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.results import RunRecord, read_jsonl
 
 runner = CliRunner()

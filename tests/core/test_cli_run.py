@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.results import RunRecord, SampleRecord, read_jsonl
 
 runner = CliRunner()

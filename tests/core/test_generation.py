@@ -10,7 +10,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 from pvm_bench import load_model
 from pvm_bench.models.generation import Request, RowSampler, effective_decoding, ordered_images
 from pvm_bench.results import RunRecord
-from pvm_bench.run import RunConfig, Runner
+from pvm_bench.runner.run import RunConfig, Runner
 
 
 def _requests(n: int) -> list[Request]:
@@ -167,7 +167,7 @@ def test_system_prompt_turn(lm):
 def test_cli_flags_reach_run_json(tiny_qwen3_vl, fixture_data, tmp_path):
     from typer.testing import CliRunner
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     args = ["run", "--quiet", "--probes", "", "--no-report", "--model", str(tiny_qwen3_vl), "--tasks", "mmbench_en",
             "--data-dir", str(fixture_data), "--out", str(tmp_path), "--run-id", "cli", "--limit", "2",

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pvm_bench.data.images import CorruptImageError, load_image, source_bytes, to_rgb
 from pvm_bench.filehash import changed_files, file_digest, files_fingerprint, tree_files
-from pvm_bench.imageio import CorruptImageError, load_image, source_bytes, to_rgb
-from pvm_bench.metrics import Metric, score_problem
+from pvm_bench.tasks.metrics import Metric, score_problem
 
 
 def _encoded(img: Image.Image, fmt: str) -> bytes:
@@ -119,7 +119,7 @@ def test_score_problem(value, subs, problem) -> None:
 
 
 def test_jsonable_never_writes_nan() -> None:
-    from pvm_bench.workload import jsonable
+    from pvm_bench.runner.workload import jsonable
 
     value = jsonable({"a": math.nan, "b": [np.float32("inf"), 1.5], "c": np.float64(2.0)})
     assert value == {"a": None, "b": [None, 1.5], "c": 2.0}

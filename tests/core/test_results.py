@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from pvm_bench.results import JsonlAppender, SampleRecord, read_jsonl, read_samples
-from pvm_bench.run import compact_frame, probe_frame, sample_seed
+from pvm_bench.runner.run import compact_frame, probe_frame, sample_seed
 
 
 def _record(sample_id: str, output: str = "x") -> SampleRecord:

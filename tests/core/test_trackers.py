@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import pvm_bench.trackers as trackers
-from pvm_bench.cli import app
-from pvm_bench.trackers import Tracker, log_run, read_payload
+import pvm_bench.cli.trackers as trackers
+from pvm_bench.cli.main import app
+from pvm_bench.cli.trackers import Tracker, log_run, read_payload
 
 runner = CliRunner()
 COLUMNS = ["task", "variant", "metric", "band", "t", "value", "ci_low", "ci_high", "n", "headline", "kind"]

@@ -14,7 +14,7 @@ from pvm_bench.models.generation import Request, encode
 from pvm_bench.models.loading import load_model
 from pvm_bench.models.processor import apply_pixel_limits, pixel_limits
 from pvm_bench.models.protocol import ProtocolError, apply_protocol, resolve_protocol
-from pvm_bench.runguard import resume_changes
+from pvm_bench.runner.guard import resume_changes
 
 
 def test_lmms_eval_preset_for_qwen3_vl_is_the_wrappers_defaults():

@@ -92,14 +92,14 @@ def test_default_run_options() -> None:
     assert Path(opts["model"]) == BASE_DIR and Path(opts["pvm"]) == PVM_DIR
     assert opts["tasks"] == "swatch_recall"
     assert opts["split"] == "test"
-    from pvm_bench.run import RunConfig
+    from pvm_bench.runner.run import RunConfig
 
     RunConfig(**{**opts, "tasks": opts["tasks"].split(",")})  # every extra default is a RunConfig field
 
 
 @pytest.fixture(scope="module")
 def organism_samples() -> tuple:
-    from pvm_bench.tasks import get_registry
+    from pvm_bench.tasks.base import get_registry
 
     task = get_registry(entry_points=False).resolve(["swatch_recall"])[0]
     samples = task.load("test")

@@ -186,7 +186,7 @@ def _image_case(value: Callable[..., dict], row: int = 1) -> Callable[..., list[
 
 def _seen_pixel(env) -> tuple[int, int, int]:
     """The pixel the model is given for row 1's image, through the task's own loader."""
-    from pvm_bench.tasks import get_registry
+    from pvm_bench.tasks.base import get_registry
 
     (sample,) = [s for s in get_registry().tasks["mmstar"].load("val", 3, env.data)][1:2]
     return sample.images[0].load().getpixel((0, 0))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 RUN_ARGS = ["--quiet", "--probes", "", "--no-report", "--max-new-tokens", "4", "--limit", "3"]
 

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.organism import BASE_DIR
 from pvm_bench.replay.plan import plan_for
 from pvm_bench.replay.sources import ReplaySourceError, read_source
@@ -109,7 +109,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
 
 
 def test_cli_score_only_plain_jsonl(tmp_path):
-    from pvm_bench.tasks import get_registry
+    from pvm_bench.tasks.base import get_registry
 
     task = get_registry().resolve(["swatch_recall"])[0]
     sample = task.load(split="test", limit=1)[0]

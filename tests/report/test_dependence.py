@@ -9,7 +9,7 @@ import pytest
 import report_synth
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.report.dependence import BEYOND, ablation_map, dependence_k, split_ablated
 
 

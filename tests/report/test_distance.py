@@ -11,7 +11,7 @@ import pytest
 from report_synth import write_distance_plugin
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.report import build_summary, load_run
 from pvm_bench.report.distance import band_of, distance_keys, distance_table
 

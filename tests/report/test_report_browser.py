@@ -16,8 +16,8 @@ from pvm_bench.report.browser import build_browser_data, natural_key, render_bro
 from pvm_bench.report.browser_media import visual_mass_curves
 from pvm_bench.report.summary import load_run
 from pvm_bench.results import ScoreDetail
-from pvm_bench.runmedia import write_thumbnails
-from pvm_bench.tasks import get_registry
+from pvm_bench.runner.media import write_thumbnails
+from pvm_bench.tasks.base import get_registry
 
 
 def _payload_from_page(page: str) -> dict:
@@ -145,7 +145,7 @@ def test_render_escapes_names_and_embeds_every_record(tmp_path: Path) -> None:
 
 
 def test_report_command_embeds_more_records_than_the_old_cap(tmp_path: Path) -> None:
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     recs = [record(v, f"s{i}", float((i + (v == "pvm")) % 2), task=t)
             for t in ("a", "b") for i in range(550) for v in ("base", "pvm")]

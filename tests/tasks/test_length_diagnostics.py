@@ -7,7 +7,7 @@ import string
 import pytest
 
 from pvm_bench.builtin_tasks import length_diagnostics as ld
-from pvm_bench.tasks import get_registry
+from pvm_bench.tasks.base import get_registry
 
 REG = get_registry(entry_points=False)
 

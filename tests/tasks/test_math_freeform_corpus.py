@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pvm_bench.mathscore import score_free_form
+from pvm_bench.scoring.mathscore import score_free_form
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

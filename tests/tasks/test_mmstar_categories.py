@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pvm_bench.builtin_tasks.mmstar import CATEGORIES
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pvm_bench.tasks import CorruptImageError, TaskError, get_registry
+from pvm_bench.tasks.base import CorruptImageError, TaskError, get_registry
 
 BUILTIN = {
     "mmmu", "mmmu_qwen3vl", "mathvista", "mathvista_cot", "mathvista_solution", "mathverse", "mathverse_text_dominant",

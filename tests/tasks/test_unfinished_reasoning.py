@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.scoring import apply_unfinished_policy, is_unfinished, unfinished_policy_for
-from pvm_bench.tasks import get_registry
+from pvm_bench.scoring.extract import apply_unfinished_policy, is_unfinished, unfinished_policy_for
+from pvm_bench.tasks.base import get_registry
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -81,7 +81,7 @@ THINKING_PROMPT = "<|im_start|>user\nWhich animal is shown?<|im_end|>\n<|im_star
 
 def _record(output: str, prompt: str = THINKING_PROMPT):
     from pvm_bench.models.generation import Generation
-    from pvm_bench.workload import WorkItem, sample_record
+    from pvm_bench.runner.workload import WorkItem, sample_record
 
     gen = Generation(key=0, prompt=prompt, text=output, token_ids=[], n_generated=8, finish_reason="length",
                      prefill_s=0.0, decode_s=0.0, batch_size=1)

@@ -32,17 +32,17 @@ from typing import Any
 
 from PIL import Image
 
-from pvm_bench import data
-from pvm_bench.errors import TaskError
-from pvm_bench.imageio import (  # noqa: F401 (MAX_IMAGE_PIXELS, max_image_pixels re-exported)
+from pvm_bench.data import tables as data
+from pvm_bench.data.imageroot import ImagePathError, ImageRoot, current_root, resolve_image_path
+from pvm_bench.data.images import (  # noqa: F401 (MAX_IMAGE_PIXELS, max_image_pixels re-exported)
     MAX_IMAGE_PIXELS,
     CorruptImageError,
     load_image,
     max_image_pixels,
     source_bytes,
 )
-from pvm_bench.imageroot import ImagePathError, ImageRoot, current_root, resolve_image_path
-from pvm_bench.metrics import Metric, RecordInfo, stratified_mean, unit_values
+from pvm_bench.errors import TaskError
+from pvm_bench.tasks.metrics import Metric, RecordInfo, stratified_mean, unit_values
 
 __all__ = [
     "CorruptImageError", "HubTask", "LazyImage", "Metric", "RecordInfo", "Sample", "Score", "Task", "TaskError",

@@ -16,9 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.batchrun import BatchRunner, max_new_tokens
 from pvm_bench.config import RunConfig
-from pvm_bench.distributed import Dist
 from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line, validation_summary
 from pvm_bench.filehash import SCHEME
 from pvm_bench.models.generation import effective_decoding
@@ -30,7 +28,9 @@ from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
     read_samples,
     utc_now,
 )
-from pvm_bench.runfiles import (  # noqa: F401 (re-exported: pvm_bench.run.probe_frame etc. are public)
+from pvm_bench.runner.batch import BatchRunner, max_new_tokens
+from pvm_bench.runner.distributed import Dist
+from pvm_bench.runner.files import (  # noqa: F401 (re-exported: pvm_bench.run.probe_frame etc. are public)
     check_writable,
     clear_outputs,
     git_state,
@@ -43,7 +43,7 @@ from pvm_bench.runfiles import (  # noqa: F401 (re-exported: pvm_bench.run.probe
     reusable_run_dir,
     write_probe_part,
 )
-from pvm_bench.runguard import (  # noqa: F401 (re-exported)
+from pvm_bench.runner.guard import (  # noqa: F401 (re-exported)
     NonFiniteError,
     NonFiniteGuard,
     ResumeMismatchError,
@@ -61,12 +61,9 @@ from pvm_bench.runguard import (  # noqa: F401 (re-exported)
     resume_changes,
     sigterm_interrupts,
 )
-from pvm_bench.runprobes import RunProbes
-from pvm_bench.session import GenerationSession
-from pvm_bench.taskdefs import provenance
-from pvm_bench.taskmeta import write_run_tasks
-from pvm_bench.tasks import Sample, Task, TaskRegistry, get_registry
-from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exported)
+from pvm_bench.runner.probes import RunProbes
+from pvm_bench.runner.taskmeta import write_run_tasks
+from pvm_bench.runner.workload import (  # noqa: F401 (sample_seed, WorkItem re-exported)
     WorkItem,
     batches,
     error_record,
@@ -77,6 +74,9 @@ from pvm_bench.workload import (  # noqa: F401 (sample_seed, WorkItem re-exporte
     sample_record,
     sample_seed,
 )
+from pvm_bench.session import GenerationSession
+from pvm_bench.tasks.base import Sample, Task, TaskRegistry, get_registry
+from pvm_bench.tasks.defs import provenance
 
 
 class Runner:
@@ -116,7 +116,7 @@ class Runner:
     @classmethod
     def preflight(cls, config: RunConfig, tasks: list[Task], log: Callable[[str], None]) -> None:
         """Refuse (one line) missing local inputs, an unwritable ``--out`` and a hub that is needed but unusable."""
-        from pvm_bench.preflight import check_hub, check_local_inputs
+        from pvm_bench.runner.preflight import check_hub, check_local_inputs
 
         check_local_inputs(config)
         check_writable(Path(config.out))
@@ -345,7 +345,7 @@ class Runner:
         if not is_local_source(cfg.model):
             fresh.model["hub_revision"] = hub_snapshot(cfg.model)
         if cfg.judge:  # a local answer-extraction judge for the math tasks (pvm_bench/judge.py)
-            from pvm_bench.judge import attach_judge
+            from pvm_bench.scoring.judge import attach_judge
             fresh.model["judge"] = attach_judge(cfg.judge, [t for t, _ in loaded_tasks],
                                                 device=self.dist.device(cfg.device), dtype=cfg.dtype)
         if lm.pvm is not None and cfg.pvm:

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from pvm_bench.cli_support import ClickException, Command, Context, NoArgsIsHelpError, Parameter, UsageError
+from pvm_bench.cli.support import ClickException, Command, Context, NoArgsIsHelpError, Parameter, UsageError
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class LazyGroup(TyperGroup):
 
 def usage_error(exc: UsageError) -> int:
     """Print a click usage error as one ``error:`` line naming the command's --help; return 2."""
-    from pvm_bench.cli_support import console
+    from pvm_bench.cli.support import console
 
     message = exc.format_message().rstrip(".")
     where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""

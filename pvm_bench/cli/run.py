@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from pvm_bench.cli_lazy import OVERRIDE_TASK_HELP, THREADS_HELP
-from pvm_bench.cli_options import RESUME_FREE, gen_kwargs_fields, merge_fields, model_args_fields, normalize_args
-from pvm_bench.cli_support import Context, OptionError, UsageError, console, csv_names, fail
+from pvm_bench.cli.lazy import OVERRIDE_TASK_HELP, THREADS_HELP
+from pvm_bench.cli.options import RESUME_FREE, gen_kwargs_fields, merge_fields, model_args_fields, normalize_args
+from pvm_bench.cli.support import Context, OptionError, UsageError, console, csv_names, fail
 from pvm_bench.config import ATTN_CHOICES, DEVICE_HELP, DTYPE_CHOICES, PROTOCOL_CHOICES, RunConfig
 from pvm_bench.errors import UserError
 
@@ -121,7 +121,7 @@ def run(
     given = {k: v for k, v in given.items() if v is not None}
     try:
         if maps is not None:
-            from pvm_bench.mapstore import parse_maps
+            from pvm_bench.runner.maps import parse_maps
 
             given["maps"] = parse_maps(maps)
         if ablate_after is not None:
@@ -138,7 +138,7 @@ def run(
             given = merge_fields(given, gen_kwargs_fields(gen_kwargs), "--gen_kwargs")
         if threads is not None and threads < 1:
             raise OptionError(f"--threads must be >= 1 (got {threads})")
-        from pvm_bench.trackers import requested_trackers
+        from pvm_bench.cli.trackers import requested_trackers
 
         trackers = requested_trackers(wandb_project, tensorboard)  # a missing package stops here, before any work
     except UserError as exc:
@@ -146,7 +146,7 @@ def run(
     if launcher is not None:
         _relaunch(launcher, nproc)
     _silence_library_progress()
-    from pvm_bench.distributed import init_from_env
+    from pvm_bench.runner.distributed import init_from_env
 
     dist = init_from_env()
     try:
@@ -204,8 +204,8 @@ def _relaunch(launcher: str, nproc: int) -> None:
 
 
 def _create_or_resume(given: dict[str, Any], resume: Path | None, force_resume: bool, threads: int | None) -> Any:
-    from pvm_bench.cli_options import build_run_config
-    from pvm_bench.run import Runner
+    from pvm_bench.cli.options import build_run_config
+    from pvm_bench.runner.run import Runner
     from pvm_bench.threads import resolve_threads
 
     if resume is not None:
@@ -219,8 +219,8 @@ def _create_or_resume(given: dict[str, Any], resume: Path | None, force_resume: 
 
 def _suggest_lmms_task_names(config: RunConfig) -> None:
     """An lmms-eval task name (``mmmu_val``) that is not a task here gets the right name in one line."""
-    from pvm_bench.cli_options import LMMS_TASK_NAMES, lmms_task_hint
-    from pvm_bench.tasks import get_registry
+    from pvm_bench.cli.options import LMMS_TASK_NAMES, lmms_task_hint
+    from pvm_bench.tasks.base import get_registry
 
     if not any(name in LMMS_TASK_NAMES for name in config.tasks):
         return
@@ -237,8 +237,8 @@ def resume_runner(run_dir: Path, given: dict[str, Any], *, force: bool) -> Any:
     changes what happens at the end, so it is not compared. ``force`` (``--force-resume``) lets
     the runner continue although the model or data fingerprints changed (recorded in run.json).
     """
-    from pvm_bench.cli_options import typed_fields
-    from pvm_bench.run import Runner
+    from pvm_bench.cli.options import typed_fields
+    from pvm_bench.runner.run import Runner
 
     overrides = typed_fields({k: v for k, v in given.items() if k not in RESUME_FREE})
     return Runner.resume(run_dir, force=force, overrides=overrides)
@@ -246,7 +246,7 @@ def resume_runner(run_dir: Path, given: dict[str, Any], *, force: bool) -> Any:
 
 def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume: bool, threads: int | None,
          quiet: bool, fail_on_sample_errors: bool, trackers: list[Any] | None = None) -> None:
-    from pvm_bench.run import Runner
+    from pvm_bench.runner.run import Runner
     from pvm_bench.threads import apply_threads
 
     runner: Any = None
@@ -283,7 +283,7 @@ def _run(dist: Any, given: dict[str, Any], *, resume: Path | None, force_resume:
 
 def _execute(runner: Any, *, quiet: bool) -> None:
     """Run with a bar on a terminal, plain progress lines elsewhere, nothing with --quiet."""
-    from pvm_bench.cli_progress import BarProgress, LineProgress
+    from pvm_bench.cli.progress import BarProgress, LineProgress
 
     def log(msg: str) -> None:  # runner messages are plain text (sample ids may hold '[...]'); one line each
         console.print(msg, highlight=False, soft_wrap=True, markup=False)
@@ -301,7 +301,7 @@ def _execute(runner: Any, *, quiet: bool) -> None:
 def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None, trackers: list[Any] | None = None) -> None:
     """Report, then the closing lines: status, headline table, summary.md and report.html paths;
     then the experiment trackers (``--wandb-project``, ``--tensorboard``; pvm_bench.trackers)."""
-    from pvm_bench.cli_progress import HEADLINE_TITLE, headline_table
+    from pvm_bench.cli.progress import HEADLINE_TITLE, headline_table
 
     record, run_dir = runner.record, runner.run_dir
     html = None
@@ -327,7 +327,7 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
         out.print(f"summary: {Path(run_dir) / 'summary.md'}", highlight=False)
         out.print(f"report: {html}", highlight=False)
     if trackers:
-        from pvm_bench.trackers import log_run
+        from pvm_bench.cli.trackers import log_run
 
         for kind, where in log_run(run_dir, trackers, log=lambda m: console.print(m, highlight=False, markup=False)).items():
             out.print(f"{kind}: {where}", highlight=False)
@@ -337,7 +337,7 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
 
 def register(app: typer.Typer) -> None:
     """Add ``run`` to ``app``."""
-    from pvm_bench.cli_support import user_errors
+    from pvm_bench.cli.support import user_errors
 
     app.command("run", cls=RunCommand, rich_help_panel="Evaluate")(user_errors(run))
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pvm_bench.answers import (
+from pvm_bench.scoring.answers import (
     GUESS_EXTRACTORS,
     clean_math,
     decimals_of,
@@ -34,9 +34,9 @@ from pvm_bench.answers import (
     parse_list,
     parse_number,
 )
-from pvm_bench.scoring import truncated_score
-from pvm_bench.symbolic import SYMBOLIC, is_equal
-from pvm_bench.tasks import Score
+from pvm_bench.scoring.extract import truncated_score
+from pvm_bench.scoring.symbolic import SYMBOLIC, is_equal
+from pvm_bench.tasks.base import Score
 
 
 @dataclass

@@ -14,9 +14,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from pvm_bench.data.filecheck import check_table_file
+from pvm_bench.data.imageroot import set_data_file
 from pvm_bench.errors import TaskError
-from pvm_bench.filecheck import check_table_file
-from pvm_bench.imageroot import set_data_file
 
 LOCAL_SUFFIXES = (".parquet", ".jsonl", ".json")
 

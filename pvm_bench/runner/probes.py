@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pvm_bench.config import RunConfig
-from pvm_bench.mapstore import chosen_keys, save_collected
+from pvm_bench.runner.maps import chosen_keys, save_collected
 
 
 class RunProbes:

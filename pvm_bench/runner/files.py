@@ -18,16 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from pvm_bench.attention_merge import (
-    TEMP_DIR,
-    MergeMemoryError,
-    env_memory_limit,
-    footer_unreadable,
-    is_disk_error,
-    is_memory_error,
-    stream_merge,
-    unreadable_parts,
-)
 from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line
 from pvm_bench.results import (
     JsonlAppender,
@@ -38,7 +28,17 @@ from pvm_bench.results import (
     remove_quietly,
     sample_files,
 )
-from pvm_bench.runguard import RunError, RunLock
+from pvm_bench.runner.attention_merge import (
+    TEMP_DIR,
+    MergeMemoryError,
+    env_memory_limit,
+    footer_unreadable,
+    is_disk_error,
+    is_memory_error,
+    stream_merge,
+    unreadable_parts,
+)
+from pvm_bench.runner.guard import RunError, RunLock
 from pvm_bench.safeio import ensure_dir, temp_beside
 
 
@@ -101,7 +101,7 @@ def merge_sample_shards(run_dir: Path, world: int = 1) -> None:
     """
     missing = [r for r in range(world) if world > 1 and not (run_dir / f"samples.rank{r}.jsonl").exists()]
     if missing:
-        from pvm_bench.distributed import SHARED_FIX
+        from pvm_bench.runner.distributed import SHARED_FIX
 
         raise RunError(
             f"the sample shards of rank(s) {', '.join(map(str, missing))} (samples.rank<r>.jsonl) are not in {run_dir}: "

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pvm_bench.errors import read_model_file
-from pvm_bench.metrics import Metric
+from pvm_bench.tasks.metrics import Metric
 
 if TYPE_CHECKING:
-    from pvm_bench.tasks import Sample, Task
+    from pvm_bench.tasks.base import Sample, Task
 
 TASKS_FILE = "tasks.json"
 FORMAT = "pvm-bench-tasks"
@@ -97,7 +97,7 @@ def task_source(task: Task) -> tuple[Literal["builtin", "plugin"], str]:
 
 def _info(sample: Sample) -> dict[str, Any]:
     """The record info the report builds for a sample, before scoring (metadata + sample_id)."""
-    from pvm_bench.workload import jsonable
+    from pvm_bench.runner.workload import jsonable
 
     meta = jsonable(sample.metadata) or {}
     return {**{k: v for k, v in meta.items() if k != "score"}, "sample_id": sample.id}
@@ -188,7 +188,7 @@ def write_run_tasks(run_dir: Path, loaded: Sequence[tuple[Task, Sequence[Sample]
                     *, data_dir: Any = None) -> None:
     """The runner's one call: ``RUN/tasks.json`` and ``RUN/thumbnails.json``
     (:mod:`pvm_bench.runmedia`; ``datasets``: run.json's per-task data record with fingerprints)."""
-    from pvm_bench.runmedia import write_thumbnails
+    from pvm_bench.runner.media import write_thumbnails
 
     write_task_file(run_dir, loaded)
     fingerprints = {name: (info or {}).get("fingerprint") for name, info in datasets.items()}

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from pvm_bench.cli_lazy import OVERRIDE_TASK_HELP
-from pvm_bench.cli_support import console, csv_names, fail, user_errors
+from pvm_bench.cli.lazy import OVERRIDE_TASK_HELP
+from pvm_bench.cli.support import console, csv_names, fail, user_errors
 
 
 def export_command(
@@ -27,9 +27,9 @@ def export_command(
     override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP)] = None,
 ) -> None:
     """Download TASKS from the Hugging Face hub into the --data-dir layout (run where the hub is reachable)."""
-    from pvm_bench.data_export import export_tasks, resolve_tasks
-    from pvm_bench.preflight import hub_unreachable, offline_reason
-    from pvm_bench.tasks import HubTask
+    from pvm_bench.data.export import export_tasks, resolve_tasks
+    from pvm_bench.runner.preflight import hub_unreachable, offline_reason
+    from pvm_bench.tasks.base import HubTask
 
     resolved = resolve_tasks(csv_names(tasks), include_path or [], override_task or ())
     if any(isinstance(t, HubTask) for t in resolved):  # one probe, not a minute of retries per file
@@ -53,7 +53,7 @@ def check_command(
     override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP)] = None,
 ) -> None:
     """Validate DATA_DIR offline for TASKS as `pvm-bench run --data-dir` reads it; exit 2 on any problem."""
-    from pvm_bench.data_export import check_task, resolve_tasks, task_splits
+    from pvm_bench.data.export import check_task, resolve_tasks, task_splits
 
     os.environ["HF_HUB_OFFLINE"] = "1"  # a check never reaches for the hub
     os.environ["HF_DATASETS_OFFLINE"] = "1"

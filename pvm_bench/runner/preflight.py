@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.runguard import RunError
+from pvm_bench.runner.guard import RunError
 
 #: Seconds the hub probe waits: a reachable hub answers a HEAD in well under a second.
 PROBE_TIMEOUT_S = 4.0
@@ -118,7 +118,7 @@ def check_hub(cfg: Any, tasks: Sequence[Any], log: Callable[[str], None] = lambd
     refuse a hub model that is not cached (one line naming it and the fix). Tasks are loaded next,
     from the cache, and fail at once when their data is not there."""
     from pvm_bench.models.loading import is_local_source
-    from pvm_bench.runguard import hub_snapshot
+    from pvm_bench.runner.guard import hub_snapshot
 
     needs = hub_needs(cfg, tasks)
     if not needs:

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from pvm_bench.cli_lazy import OVERRIDE_TASK_HELP, LazyCommand, lazy_group
-from pvm_bench.cli_support import user_errors
+from pvm_bench.cli.lazy import OVERRIDE_TASK_HELP, LazyCommand, lazy_group
+from pvm_bench.cli.support import user_errors
 
 REPORTS, TRAIN, DATA, DISCOVER, BENCH = "Reports", "PVM and the organism", "Data", "Discover", "Benchmarks"
 
@@ -28,7 +28,7 @@ COMMANDS = {
     "pvm": LazyCommand("pvm_bench.pvm.commands", "Persistent Visual Memory: size, training, export.", panel=TRAIN, threaded=("train",)),
     "organism": LazyCommand("pvm_bench.organism.commands", "The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", panel=TRAIN),
     "replay": LazyCommand("pvm_bench.replay.cli", "Attention diagnostics and scores for outputs you already have (a run, an lmms-eval log, a JSONL).", panel=REPORTS, threaded=("",)),
-    "data": LazyCommand("pvm_bench.data_commands", "Export benchmark data for offline machines and check a --data-dir.", panel=DATA),
+    "data": LazyCommand("pvm_bench.data.commands", "Export benchmark data for offline machines and check a --data-dir.", panel=DATA),
 }
 #: ``pvm-bench bench ...`` commands.
 BENCH_COMMANDS = {
@@ -52,7 +52,7 @@ app.add_typer(bench_app, name="bench", rich_help_panel=BENCH)
 
 
 def _register_run() -> None:
-    from pvm_bench.cli_run import register
+    from pvm_bench.cli.run import register
 
     register(app)
 
@@ -84,7 +84,7 @@ def list_tasks(
     from rich.console import Console
     from rich.table import Table
 
-    from pvm_bench.tasks import get_registry
+    from pvm_bench.tasks.base import get_registry
 
     registry = get_registry(include_path or [], override_tasks=override_task or ())
     table = Table("task", "splits (default first)", "metric", "source", "description")

@@ -17,10 +17,10 @@ from typing import Any
 from pvm_bench.errors import UserError, one_line
 from pvm_bench.models.generation import Generation, Request, SampleInputError
 from pvm_bench.results import JsonlAppender
-from pvm_bench.runfiles import write_probe_part
-from pvm_bench.runguard import RunError, is_out_of_memory
-from pvm_bench.tasks import CorruptImageError, Task
-from pvm_bench.workload import WorkItem, error_record, probe_frames, sample_ids, sample_record, sample_seed
+from pvm_bench.runner.files import write_probe_part
+from pvm_bench.runner.guard import RunError, is_out_of_memory
+from pvm_bench.runner.workload import WorkItem, error_record, probe_frames, sample_ids, sample_record, sample_seed
+from pvm_bench.tasks.base import CorruptImageError, Task
 
 
 def max_new_tokens(config: Any, task: Task) -> int:

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pvm_bench.config import RunConfig
+from pvm_bench.data.imageroot import image_root
 from pvm_bench.errors import one_line
-from pvm_bench.imageroot import image_root
-from pvm_bench.metrics import score_problem
-from pvm_bench.reasoning import opened_reasoning
 from pvm_bench.results import SampleRecord, ScoreDetail, Timings
-from pvm_bench.runfiles import probe_frame
-from pvm_bench.runguard import RunError
-from pvm_bench.scoring import DEFAULT_REASONING_TAGS
-from pvm_bench.tasks import Sample, Score, Task, TaskRegistry, get_registry
+from pvm_bench.runner.files import probe_frame
+from pvm_bench.runner.guard import RunError
+from pvm_bench.scoring.extract import DEFAULT_REASONING_TAGS
+from pvm_bench.scoring.reasoning import opened_reasoning
+from pvm_bench.tasks.base import Sample, Score, Task, TaskRegistry, get_registry
+from pvm_bench.tasks.metrics import score_problem
 
 if TYPE_CHECKING:
     from pvm_bench.models.generation import Generation

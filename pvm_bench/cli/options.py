@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pvm_bench.cli_support import OptionError, config_error, csv_names, flag_name
+from pvm_bench.cli.support import OptionError, config_error, csv_names, flag_name
 from pvm_bench.config import DEFAULT_PROBES, RunConfig
 from pvm_bench.errors import UserError
 

@@ -36,8 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pvm_bench.mathclean import clean_math
-from pvm_bench.statements import SECOND_LOOK, asked_statement
+from pvm_bench.scoring.mathclean import clean_math
+from pvm_bench.scoring.statements import SECOND_LOOK, asked_statement
 
 T = TypeVar("T")
 

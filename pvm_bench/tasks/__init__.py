@@ -1,0 +1,27 @@
+"""The Task API: what a benchmark is (data + prompt + scorer), its metrics, and the task registry.
+
+Owns :class:`~pvm_bench.tasks.base.Task`, :class:`~pvm_bench.tasks.base.HubTask`, ``Sample``,
+``Score``, ``LazyImage`` (:mod:`~pvm_bench.tasks.base`), declared metrics and their reduction
+(:mod:`~pvm_bench.tasks.metrics`) and where a run's tasks came from (:mod:`~pvm_bench.tasks.defs`).
+The benchmarks themselves are task modules in the repository's top-level ``tasks/`` folder.
+May import data (tables, images) and errors; nothing of models, runner, report or cli.
+"""
+
+from pvm_bench.errors import TaskError
+from pvm_bench.tasks.base import (
+    CorruptImageError,
+    HubTask,
+    LazyImage,
+    Sample,
+    Score,
+    Task,
+    TaskRegistry,
+    get_registry,
+    is_missing,
+)
+from pvm_bench.tasks.metrics import Metric, RecordInfo, stratified_mean, unit_values
+
+__all__ = [
+    "CorruptImageError", "HubTask", "LazyImage", "Metric", "RecordInfo", "Sample", "Score", "Task", "TaskError",
+    "TaskRegistry", "get_registry", "is_missing", "stratified_mean", "unit_values",
+]
