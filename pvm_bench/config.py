@@ -4,7 +4,7 @@
 what ``--resume`` reloads. It imports nothing heavy (pydantic only), so the CLI can build and
 validate it before torch or pandas load. Every constraint is checked here, so the library API and
 the CLI refuse the same bad values; the CLI turns a :class:`pydantic.ValidationError` into one
-``error:`` line naming the flag (:func:`pvm_bench.cli_support.config_error`).
+``error:`` line naming the flag (:func:`pvm_bench.cli.support.config_error`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class RunConfig(BaseModel):
     split: str | None = None
     limit: PositiveInt | None = None
     data_dir: str | None = None
-    #: Image paths in --data-dir tables may point outside it (pvm_bench.imageroot); off by default.
+    #: Image paths in --data-dir tables may point outside it (pvm_bench.data.imageroot); off by default.
     allow_outside_data: bool = False
     include_paths: list[str] = Field(default_factory=list)
     #: Task names an include path or entry point may redefine (``--override-task``); otherwise refused.
@@ -89,7 +89,7 @@ class RunConfig(BaseModel):
     per_head: bool = False
     #: Record visual mass per image (attention.parquet gains ``visual_mass_img{i}`` columns, one per image).
     per_image: bool = False
-    #: ``--maps``: spatial attention maps (RUN/maps/, pvm_bench.mapstore) for the first N samples of each
+    #: ``--maps``: spatial attention maps (RUN/maps/, pvm_bench.runner.maps) for the first N samples of each
     #: task (an int; 0 = none, the probe is not installed) or for these sample ids (a list).
     maps: Annotated[int, Field(ge=0)] | list[str] = 2
     #: ``--ablate-after 0,16,64``: add ``<variant>+blind:after=K`` for every variant and K.

@@ -72,7 +72,7 @@ class ScoreDetail(BaseModel):
 
     @classmethod
     def from_score(cls, score: Any) -> ScoreDetail:
-        """From a :class:`pvm_bench.tasks.Score` (duck-typed: ``details``, ``sub_scores``)."""
+        """From a :class:`pvm_bench.tasks.base.Score` (duck-typed: ``details``, ``sub_scores``)."""
         return cls.from_details(getattr(score, "details", None), getattr(score, "sub_scores", None))
 
 

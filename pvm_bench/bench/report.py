@@ -5,7 +5,7 @@ Every phase runs in its own subprocess (``os.wait4`` gives that process's own pe
 ``OMP_NUM_THREADS`` and DuckDB's threads set to ``--threads``:
 
 - ``generate``: :func:`pvm_bench.bench.synth_run.write_synthetic_run` (streams, one part at a time);
-- ``merge``: :func:`pvm_bench.runfiles.merge_attention`, the runner's end-of-run merge of the parts;
+- ``merge``: :func:`pvm_bench.runner.files.merge_attention`, the runner's end-of-run merge of the parts;
 - ``report``: ``pvm-bench report RUN``;
 - ``anchor``: one DuckDB group-by over attention.parquet by (variant, task, sample, repeat, layer
   band, log-binned step): the core decay curve's aggregation, the least any report must read.

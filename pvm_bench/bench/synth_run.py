@@ -3,9 +3,9 @@
 :func:`write_synthetic_run` writes ``run.json``, ``samples.jsonl`` and ``attention/part-*.parquet``
 as a finished-but-unmerged run of base and pvm on several tasks would leave them (the runner
 merges the parts into attention.parquet at the end; the bench times that merge). One part holds
-one batch of samples of one (variant, task), as :func:`pvm_bench.runfiles.write_probe_part`
+one batch of samples of one (variant, task), as :func:`pvm_bench.runner.files.write_probe_part`
 writes it; its arrow schema (column order, dtypes, pandas metadata) is taken from the real
-writer path (:func:`pvm_bench.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`)
+writer path (:func:`pvm_bench.runner.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`)
 on a one-row frame, so a generated part is indistinguishable from a real one.
 
 Output lengths are lognormal with median ``median`` and a share ``cap_share`` at the

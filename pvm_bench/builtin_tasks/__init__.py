@@ -1,6 +1,6 @@
 """The built-in tasks: ordinary modules of this package, each defining ``TASKS`` and/or ``GROUPS``.
 
-The registry (:func:`pvm_bench.tasks.get_registry`) imports every module named in
+The registry (:func:`pvm_bench.tasks.base.get_registry`) imports every module named in
 :data:`MODULES` by its dotted name, in this order; a new built-in task is one module here plus
 one entry in :data:`MODULES` (a test checks that the list and the folder agree).
 """

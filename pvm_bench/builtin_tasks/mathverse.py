@@ -19,7 +19,7 @@ lines 15-18); here the run's ``--temperature`` decides, as for every task.
 Scoring. lmms-eval scores MathVerse only with a GPT judge (``mathverse_process_results``, utils.py
 lines 44-52, ``score_answer(..., quick_match=False)`` -> ``evaluate_binary``, mathverse_evals.py lines
 92-97); its ``quick_match`` is plain string equality (line 94). Here the default is the rule-based final-answer scorer
-(:func:`pvm_bench.mathscore.score_free_form`: last boxed / answer marker / last line; option
+(:func:`pvm_bench.scoring.mathscore.score_free_form`: last boxed / answer marker / last line; option
 letter or option text for multiple choice; number, text or latex2sympy2 symbolic equality for
 free form). With a local judge (``set_judge``) the judge extracts the answer with lmms-eval's
 MathVista extraction prompt and the extraction is compared by the same rules. Either way the
@@ -64,7 +64,7 @@ class MathVerse(HubTask):
         return super().load(split, limit, data_dir)
 
     def set_judge(self, judge: Any) -> None:
-        """Extract the final answer with ``judge`` (see :mod:`pvm_bench.judge`) before comparing."""
+        """Extract the final answer with ``judge`` (see :mod:`pvm_bench.scoring.judge`) before comparing."""
         self.judge = judge
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:

@@ -8,10 +8,10 @@ choice); ``max_new_tokens: 16384`` (mathvision_testmini.yaml line 13).
 
 Scoring:
 
-* ``mathvision`` (default): the final answer is found by :mod:`pvm_bench.answers` (last boxed,
+* ``mathvision`` (default): the final answer is found by :mod:`pvm_bench.scoring.answers` (last boxed,
   answer marker, last line; revisions), then compared as lmms-eval does: option letter (or the
   gold option's text), else lmms-eval's ``is_equal`` with ``latex2sympy2``
-  (:func:`pvm_bench.symbolic.is_equal`: "3.0" = "3", "\\frac{1}{2}" = "0.5", "(1,2)" = "(1, 2)").
+  (:func:`pvm_bench.scoring.symbolic.is_equal`: "3.0" = "3", "\\frac{1}{2}" = "0.5", "(1,2)" = "(1, 2)").
 * ``mathvision_lmms``: lmms-eval 0.7.3's exact ``mathvision_process_results`` (utils.py lines
   87-144: its own answer-string cleanup ``find_math_answer``, eval_utils.py line 392, then
   ``is_equal``), for parity with published lmms-eval numbers.
@@ -188,7 +188,7 @@ class MathVision(HubTask):
         self.judge: Any = None
 
     def set_judge(self, judge: Any) -> None:
-        """Extract the final answer with ``judge`` (see :mod:`pvm_bench.judge`) before comparing."""
+        """Extract the final answer with ``judge`` (see :mod:`pvm_bench.scoring.judge`) before comparing."""
         self.judge = judge
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:

@@ -9,7 +9,7 @@ Prompts and generation as lmms-eval 0.7.3 ``tasks/mathvista``: ``create_one_quer
 Scoring, two families of tasks:
 
 * ``mathvista``, ``mathvista_cot``, ``mathvista_solution`` (default): the rule-based final-answer
-  scorer of :func:`pvm_bench.mathscore.score_mathvista` (boxed / "answer is" / last line, option
+  scorer of :func:`pvm_bench.scoring.mathscore.score_mathvista` (boxed / "answer is" / last line, option
   letter or text, numbers rounded to the dataset precision as an int, lists). With a judge
   (``set_judge``, ``--judge MODEL``) the judge extracts the answer with lmms-eval's prompt and the
   extraction is scored by the same rules (``details["extractor"] == "judge"``).
@@ -212,7 +212,7 @@ class MathVista(HubTask):
             self.comparability_note = "rule-scored final answers; lmms-eval's published numbers use a GPT extractor"
 
     def set_judge(self, judge: Any) -> None:
-        """Score with ``judge`` (a :class:`pvm_bench.judge.Judge`, or anything with ``extract(query,
+        """Score with ``judge`` (a :class:`pvm_bench.scoring.judge.Judge`, or anything with ``extract(query,
         output) -> str`` and ``complete(prompt) -> str``); None: rules only."""
         self.judge = judge
 

@@ -20,7 +20,7 @@ lmms_eval-0.7.3, the same files at github.com/EvolvingLMMs-Lab/lmms-eval@75571cf
   prefix, ``Options:`` block, "Answer with the option letter only."); images first, then text,
   as ``mmmu_doc_to_messages_qwen3vl``.
 * scoring: ``parse_multi_choice_response`` / ``parse_open_response`` and ``eval_multi_choice`` /
-  ``eval_open`` (ports in :mod:`pvm_bench.scoring`), after stripping reasoning blocks like
+  ``eval_open`` (ports in :mod:`pvm_bench.scoring.extract`), after stripping reasoning blocks like
   lmms-eval's default ``--reasoning_tags``. lmms-eval's random guess for an unparseable
   multiple-choice answer is kept, seeded from the sample id (``Score.details["guessed"]``).
 * ``answer_mode="final"`` (not lmms-eval's behaviour, off by default) parses only the text after

@@ -8,7 +8,7 @@ help. The group also
 - adds ``--threads N`` to the commands that run a model (or fills their own ``--threads``
   when left unset) and applies it with :func:`pvm_bench.threads.apply_threads`;
 - prints click usage errors (unknown option, bad value) as one ``error:`` line, exit 2, like
-  every other bad input (:mod:`pvm_bench.cli_support`).
+  every other bad input (:mod:`pvm_bench.cli.support`).
 
 ``tests/core/test_cli_lazy.py`` checks that the static table matches the loaded commands.
 """

@@ -1,9 +1,9 @@
 """The ``pvm-bench`` command line.
 
-Commands live in their own modules and load on first use (:mod:`pvm_bench.cli_lazy`): the table
+Commands live in their own modules and load on first use (:mod:`pvm_bench.cli.lazy`): the table
 below names each one, its module and its one-line help, so ``pvm-bench --help`` imports neither
-torch nor pandas. ``run`` is in :mod:`pvm_bench.cli_run`, its option rules in
-:mod:`pvm_bench.cli_options`.
+torch nor pandas. ``run`` is in :mod:`pvm_bench.cli.run`, its option rules in
+:mod:`pvm_bench.cli.options`.
 """
 
 from __future__ import annotations

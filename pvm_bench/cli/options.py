@@ -225,7 +225,7 @@ def build_run_config(given: Mapping[str, Any]) -> RunConfig:
 
     ``given`` holds only explicitly set RunConfig fields (no ``None`` values). Raises
     :class:`UserError` (one line) for a benchmark without ``--model``, no tasks, or a value
-    outside its range (:func:`pvm_bench.cli_support.config_error`).
+    outside its range (:func:`pvm_bench.cli.support.config_error`).
     """
     fields = {k: v for k, v in given.items() if v is not None}
     if fields.get("model") is None:

@@ -1,7 +1,7 @@
 """Progress of ``pvm-bench run`` and its closing headline table.
 
 Two displays, one callback signature ``progress(done, total, variant=None, task=None)``
-(what :meth:`pvm_bench.run.Runner.execute` calls after every batch):
+(what :meth:`pvm_bench.runner.run.Runner.execute` calls after every batch):
 
 - :class:`BarProgress` on a terminal: a rich bar whose label is the current variant and task;
 - :class:`LineProgress` anywhere else (CI, nohup, SLURM logs): one plain line on stderr when the

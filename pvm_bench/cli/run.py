@@ -1,8 +1,8 @@
 """``pvm-bench run``: collect the flags, build a RunConfig, execute it with progress, print the headline.
 
-The command body does no orchestration of its own beyond that: :func:`pvm_bench.cli_options.build_run_config`
-decides every default, :class:`pvm_bench.run.Runner` runs, the report layer writes the summary, and
-:mod:`pvm_bench.cli_progress` shows progress and the closing table. Importing this module loads no
+The command body does no orchestration of its own beyond that: :func:`pvm_bench.cli.options.build_run_config`
+decides every default, :class:`pvm_bench.runner.run.Runner` runs, the report layer writes the summary, and
+:mod:`pvm_bench.cli.progress` shows progress and the closing table. Importing this module loads no
 torch or pandas (``pvm-bench --help`` stays fast).
 """
 
@@ -300,7 +300,7 @@ def _execute(runner: Any, *, quiet: bool) -> None:
 
 def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None, trackers: list[Any] | None = None) -> None:
     """Report, then the closing lines: status, headline table, summary.md and report.html paths;
-    then the experiment trackers (``--wandb-project``, ``--tensorboard``; pvm_bench.trackers)."""
+    then the experiment trackers (``--wandb-project``, ``--tensorboard``; pvm_bench.cli.trackers)."""
     from pvm_bench.cli.progress import HEADLINE_TITLE, headline_table
 
     record, run_dir = runner.record, runner.run_dir

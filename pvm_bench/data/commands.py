@@ -3,7 +3,7 @@
 On a machine with hub access, ``pvm-bench data export mmmu,mathvista --out data/`` writes the
 ``--data-dir`` layout; copy the folder, then ``pvm-bench data check data/ --tasks mmmu,mathvista``
 on the cluster validates it offline (same one-line errors as ``run``) before ``pvm-bench run
---data-dir data/ ...``. See :mod:`pvm_bench.data_export`.
+--data-dir data/ ...``. See :mod:`pvm_bench.data.export`.
 """
 
 from __future__ import annotations

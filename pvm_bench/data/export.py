@@ -3,7 +3,7 @@
 - :func:`export_task` runs on a machine with hub access: it loads a task through the task's own
   ``load`` (its dataset id, configs and fallbacks apply; every row is parsed, so a schema the
   task cannot read fails here, not on the cluster), records the hub tables that were read
-  (:func:`pvm_bench.data.recording_hub_tables`), concatenates them (MMMU's 30 subject configs
+  (:func:`pvm_bench.data.tables.recording_hub_tables`), concatenates them (MMMU's 30 subject configs
   become one table) and writes ``OUT/<task data name>/<split>.parquet`` with the images embedded
   as ``{"bytes", "path"}`` structs, exactly what ``--data-dir`` reads.
 - :func:`check_task` validates a folder offline the way ``pvm-bench run`` reads it: the same

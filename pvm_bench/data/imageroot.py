@@ -4,11 +4,11 @@ to the data root (``--data-dir``) unless the user passes ``--allow-outside-data`
 A data table from someone else may name ``/home/me/.ssh/id_rsa.png`` or ``../../secret.png`` as an
 image; reading it would put that file into the model's input and its thumbnail into report.html.
 So while a task loads from ``--data-dir`` (:func:`image_root`, entered by the runner and by
-``data check``), every :class:`~pvm_bench.tasks.LazyImage` made remembers the scope
+``data check``), every :class:`~pvm_bench.tasks.base.LazyImage` made remembers the scope
 (:func:`current_root`), and a path-only image is opened through :func:`resolve_image_path`:
 
 * a relative path is resolved against the folder of the data file its row came from
-  (:func:`set_data_file`, called by :func:`pvm_bench.data.load_rows`), not the current directory;
+  (:func:`set_data_file`, called by :func:`pvm_bench.data.tables.load_rows`), not the current directory;
 * the resolved real path (symlinks followed) must lie inside the data root, else
   :class:`ImagePathError` (the sample fails with one line naming the path and the flag).
 

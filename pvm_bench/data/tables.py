@@ -79,7 +79,7 @@ def load_rows(
                 f"task '{task}': no {split}.parquet/.jsonl/.json under {data_dir}/{task} or {data_dir}; "
                 f"export the hub dataset there or drop --data-dir"
             )
-        set_data_file(path)  # image paths in its rows resolve against its folder (pvm_bench.imageroot)
+        set_data_file(path)  # image paths in its rows resolve against its folder (pvm_bench.data.imageroot)
         fmt = "parquet" if path.suffix == ".parquet" else "json"
         check_table_file(path, f"fix or re-export {task}/{split} (pvm-bench data export)")  # one line, not datasets' traceback
         try:

@@ -12,7 +12,7 @@ Optimisation: the shared loop :func:`pvm_bench.training.run_steps` (AdamW, linea
 cosine, gradient accumulation, gradient clipping; the organism's recipe uses the same loop), bf16
 autocast on GPUs (PVM master weights stay float32), optional gradient checkpointing. Data
 parallel under ``torchrun``/``accelerate launch`` (WORLD_SIZE > 1; the process group is joined by
-:func:`pvm_bench.distributed.init_from_env`): each rank takes its shard of every global batch and
+:func:`pvm_bench.runner.distributed.init_from_env`): each rank takes its shard of every global batch and
 PVM gradients are all-reduced (averaged) before each step, which is what DDP would do for these
 few parameters.
 

@@ -1,9 +1,9 @@
 """The replay runner: the runner of ``pvm-bench run`` with given outputs instead of generation.
 
-:class:`ReplayRunner` is a :class:`~pvm_bench.run.Runner`; everything but the generation step is
+:class:`ReplayRunner` is a :class:`~pvm_bench.runner.run.Runner`; everything but the generation step is
 the runner's own: run directory creation and lock, run.json, the stable global-index sharding
 under torchrun, resume without duplicates, samples.jsonl written per sample (the GIVEN outputs
-scored by the task's scorer, :func:`pvm_bench.workload.sample_record`), probe parts and their
+scored by the task's scorer, :func:`pvm_bench.runner.workload.sample_record`), probe parts and their
 merge into ``attention.parquet``. Three hooks change:
 
 * :meth:`load_tasks` keeps the samples the source has outputs for (lmms-eval's ``doc_id`` is

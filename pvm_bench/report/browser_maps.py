@@ -1,6 +1,6 @@
 """Spatial maps for the sample browser: the ``--maps`` files of a run as a compact page payload.
 
-For each record with a map file (:mod:`pvm_bench.mapstore`; read with safetensors, numpy only,
+For each record with a map file (:mod:`pvm_bench.runner.maps`; read with safetensors, numpy only,
 nothing executed) the browser gets ``maps``:
 
 - ``tokens`` / ``mass``: every stored step's generated token and its visual mass (band mean,

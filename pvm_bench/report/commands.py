@@ -1,6 +1,6 @@
 """CLI commands of the report layer: ``report``, ``compare``, ``check``, ``baseline``.
 
-:func:`register` adds them to a typer app (pvm_bench/cli.py calls it). Exit codes: 0 success /
+:func:`register` adds them to a typer app (pvm_bench/cli/main.py calls it). Exit codes: 0 success /
 check passed, 1 check failed (a regression), 2 bad input (one ``error:`` line naming the file and
 the fix), 3 an output that cannot be written (read-only, missing folder, a directory in the way;
 :mod:`pvm_bench.report.outputs`).

@@ -121,7 +121,7 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
                  rank_by: str | None = None, allow_task_change: bool = False) -> Comparison:
     """Compare runs (see the module docstring) and rank their variants (``rank_by``: a
     :data:`pvm_bench.report.leaderboard.RANK_KEYS` column). Raises :class:`ReportInputError` on bad input,
-    and when a task's recorded definition differs between runs (:func:`pvm_bench.taskdefs.definition_conflicts`)
+    and when a task's recorded definition differs between runs (:func:`pvm_bench.tasks.defs.definition_conflicts`)
     unless ``allow_task_change``."""
     if len(run_dirs) < 2:
         raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")

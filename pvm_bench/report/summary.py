@@ -4,7 +4,7 @@ Contract of :func:`build_summary` (see reports/README.md for every column):
 
 - ``Summary.rows``: the long metric rows (:data:`pvm_bench.report.rows.ROW_COLUMNS`) that
   summary.md, report.html, compare and check read: task metrics as the task declares them
-  (:meth:`pvm_bench.tasks.Task.metrics`, bootstrap over the metric's units, paired difference vs
+  (:meth:`pvm_bench.tasks.base.Task.metrics`, bootstrap over the metric's units, paired difference vs
   ``base``), the pooled ``ALL`` row keyed by (task, sample_id, repeat), the ``MACRO`` average of the
   tasks' headline metrics, run rows (truncation, errors, unparsed share, length, speed), accuracy by
   output length, score flags, and decay/probe/convergence rows (:mod:`pvm_bench.report.decay`);

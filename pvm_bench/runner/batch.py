@@ -1,9 +1,9 @@
 """One batch of a run: decode the images, generate, save every record, with per-sample failures.
 
 A sample fails alone, with one ``error:`` line and an error record, when its image cannot be
-decoded (:class:`~pvm_bench.tasks.CorruptImageError`), when the processor refuses its input
+decoded (:class:`~pvm_bench.tasks.base.CorruptImageError`), when the processor refuses its input
 (:class:`~pvm_bench.models.generation.SampleInputError`, e.g. a 20000x2 image) or when its scorer
-fails (:func:`pvm_bench.workload.sample_record` keeps the generation and records the scoring error);
+fails (:func:`pvm_bench.runner.workload.sample_record` keeps the generation and records the scoring error);
 the rest of the batch is generated and saved. Running out of memory stays a run error: it is the
 batch's size, not one sample.
 """
@@ -87,7 +87,7 @@ class BatchRunner:
         again. When generating the batch raises anything else, each request is generated alone so one
         sample that breaks the model (or a fix) fails alone, unless nothing has been generated yet in this
         run and every request fails alone too: then the error is the run's (a broken setup, not a sample).
-        Running out of memory and run errors (NaN logits: :class:`~pvm_bench.runguard.NonFiniteError`)
+        Running out of memory and run errors (NaN logits: :class:`~pvm_bench.runner.guard.NonFiniteError`)
         always stop the run.
         """
         outcome: dict[int, Generation | str] = {}

@@ -9,7 +9,7 @@ shard files.
 Every rank reads and writes the one run directory, so a multi-node run needs ``--out`` on a
 filesystem that every node mounts at the same path (NFS, Lustre, GPFS...). :meth:`Dist.check_shared_dir`
 checks that before any work (rank 0 writes a random token into the run directory, every rank must
-read it back), and :func:`pvm_bench.runfiles.merge_sample_shards` checks at the end that every
+read it back), and :func:`pvm_bench.runner.files.merge_sample_shards` checks at the end that every
 rank's shard is there, so node-local disks fail with one line naming the fix instead of a run
 whose rank 0 merged only its own node's samples.
 """

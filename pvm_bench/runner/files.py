@@ -125,7 +125,7 @@ def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: 
 
     Only rows whose (variant, task, sample_id, repeat) is in samples.jsonl are kept, and a
     re-run sample's rows replace the old ones, so resume never duplicates rows. The merge never
-    holds the run in memory (:mod:`pvm_bench.attention_merge`: DuckDB sort within
+    holds the run in memory (:mod:`pvm_bench.runner.attention_merge`: DuckDB sort within
     ``memory_limit``, default ``PVM_BENCH_MERGE_MEMORY`` or 1GB, spilling inside the run dir).
 
     A part that cannot be read is renamed ``*.unreadable`` and named in a RunError after the

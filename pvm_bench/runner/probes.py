@@ -2,7 +2,7 @@
 
 :class:`RunProbes` is built by the runner once the tasks are loaded (so a ``--maps`` id that no
 task has stops the run before the model loads), makes the probe instances, and after each batch
-writes the spatial maps of the selected samples (:mod:`pvm_bench.mapstore`).
+writes the spatial maps of the selected samples (:mod:`pvm_bench.runner.maps`).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
 )
 from pvm_bench.runner.batch import BatchRunner, max_new_tokens
 from pvm_bench.runner.distributed import Dist
-from pvm_bench.runner.files import (  # noqa: F401 (re-exported: pvm_bench.run.probe_frame etc. are public)
+from pvm_bench.runner.files import (  # noqa: F401 (re-exported: pvm_bench.runner.run.probe_frame etc. are public)
     check_writable,
     clear_outputs,
     git_state,
@@ -127,7 +127,7 @@ class Runner:
         """Validate inputs and create a fresh run directory (nothing is written on bad input).
 
         Before the directory exists: the tasks resolve, the local inputs exist and the hub is
-        usable when needed (:mod:`pvm_bench.preflight`), and every task's data loads, so a run
+        usable when needed (:mod:`pvm_bench.runner.preflight`), and every task's data loads, so a run
         that cannot start leaves no directory behind. An existing ``--run-id`` is refused, except a
         run that never wrote a sample (it failed or died before its first one): that directory is reused.
         """
@@ -344,7 +344,7 @@ class Runner:
         fresh.variant_compositions = self.record.variant_compositions = compositions(variants, lm)  # resume-checked
         if not is_local_source(cfg.model):
             fresh.model["hub_revision"] = hub_snapshot(cfg.model)
-        if cfg.judge:  # a local answer-extraction judge for the math tasks (pvm_bench/judge.py)
+        if cfg.judge:  # a local answer-extraction judge for the math tasks (pvm_bench/scoring/judge.py)
             from pvm_bench.scoring.judge import attach_judge
             fresh.model["judge"] = attach_judge(cfg.judge, [t for t, _ in loaded_tasks],
                                                 device=self.dist.device(cfg.device), dtype=cfg.dtype)

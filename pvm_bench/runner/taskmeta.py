@@ -7,7 +7,7 @@ report layer reads it back (:func:`read_task_file`, validated with pydantic):
 
 - per task: version, description, where it came from (``builtin`` or ``plugin`` and the module or
   file), the headline metric, ``comparability_note``, ``distance_key`` / ``distance_label``, hub id;
-- per declared :class:`~pvm_bench.metrics.Metric`: name, ``higher_is_better``, ``combine``,
+- per declared :class:`~pvm_bench.tasks.metrics.Metric`: name, ``higher_is_better``, ``combine``,
   ``subscore``, description and -- for a metric with ``unit`` / ``stratum`` / ``require``
   functions (MMBench's CircularEval, MMStar's category average) -- those functions' values for
   every sample, evaluated at run time on the sample's metadata (as the report's record info
@@ -187,7 +187,7 @@ def spec_metrics(spec: TaskSpec) -> tuple[list[Metric], list[str]]:
 def write_run_tasks(run_dir: Path, loaded: Sequence[tuple[Task, Sequence[Sample]]], datasets: dict[str, Any],
                     *, data_dir: Any = None) -> None:
     """The runner's one call: ``RUN/tasks.json`` and ``RUN/thumbnails.json``
-    (:mod:`pvm_bench.runmedia`; ``datasets``: run.json's per-task data record with fingerprints)."""
+    (:mod:`pvm_bench.runner.media`; ``datasets``: run.json's per-task data record with fingerprints)."""
     from pvm_bench.runner.media import write_thumbnails
 
     write_task_file(run_dir, loaded)

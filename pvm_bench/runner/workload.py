@@ -126,7 +126,7 @@ def sample_record(variant: str, item: WorkItem, gen: Generation, seed: int, max_
     ``truncated`` is the generator's verdict (it stopped at ``max_new_tokens`` without an end of
     sequence: ``finish_reason`` "length"), whatever the scorer made of the text. A scorer that raises,
     returns something other than a :class:`Score`, or a value (or sub-score) that is not a finite number
-    inside its metric's declared ``value_range`` (:func:`pvm_bench.metrics.score_problem`) does not lose
+    inside its metric's declared ``value_range`` (:func:`pvm_bench.tasks.metrics.score_problem`) does not lose
     the generation: the record keeps the output, scores 0 and carries ``error`` "scoring failed: ...".
     """
     common = dict(

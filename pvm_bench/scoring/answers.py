@@ -144,7 +144,7 @@ def find_final_answer(text: str, parse: Callable[[str, str], T | None],
     ... so the length is 3.5": 3.5, extractor ``"revision"``). Without candidates: a bare
     answer alone on the first line or first "It is ..." sentence with an explanation after it
     (:func:`_bare_first_line`), else the last statement of the quantity ``question`` asks for
-    ("Area: 12\\nPerimeter: 16", :func:`pvm_bench.statements.asked_statement`; none when a revision
+    ("Area: 12\\nPerimeter: 16", :func:`pvm_bench.scoring.statements.asked_statement`; none when a revision
     cue or a second look, "looking again", "however", "but", follows it), else the last non-empty
     line, or the one before it when the last does not parse ("I hope this helps!"); else
     ``(NONE, None)``. A boxed answer that does not parse is still the model's final word: it

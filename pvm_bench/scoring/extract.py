@@ -6,7 +6,7 @@ Two layers:
    (``<think>...</think>`` and ``<analysis>...</analysis>``, exactly as lmms-eval 0.7.3's
    ``strip_reasoning_tags``, ``api/reasoning.py`` lines 4-35, with its CLI default
    ``--reasoning_tags``), and notices an output that stopped *inside* a reasoning block (opened,
-   never closed; or opened by the prompt, :mod:`pvm_bench.reasoning`): by default such an output never
+   never closed; or opened by the prompt, :mod:`pvm_bench.scoring.reasoning`): by default such an output never
    reached an answer (:data:`UNFINISHED_POLICIES`: lmms-eval's way). :func:`final_answer_text` takes
    the last ``<answer>...</answer>`` or the text after the last "answer" marker ("Answer:", "**Answer**:").
    :func:`truncated_score` builds the ``Score(value=0, truncated=True)`` for outputs cut before any answer.

@@ -1,5 +1,6 @@
 r"""LaTeX/markdown/sign normalisation of a math answer span (:func:`clean_math`), shared by the
-final-answer extraction (:mod:`pvm_bench.answers`) and the free-form scorer (:mod:`pvm_bench.mathscore`).
+final-answer extraction (:mod:`pvm_bench.scoring.answers`) and the free-form scorer
+(:mod:`pvm_bench.scoring.mathscore`).
 
 Every rewrite keeps the value a person reads: unicode/full-width minus signs become ``-``,
 ``\frac{a}{b}`` and the braceless ``\frac12`` become ``a/b``, and a sign written as a word

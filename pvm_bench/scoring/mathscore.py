@@ -1,4 +1,4 @@
-r"""The default rule-based scorers of the math tasks, built on :mod:`pvm_bench.answers`.
+r"""The default rule-based scorers of the math tasks, built on :mod:`pvm_bench.scoring.answers`.
 
 * :func:`score_mathvista`: MathVista problems (``question_type`` multi_choice/free_form,
   ``answer_type`` text/integer/float/list, ``precision`` as int). Multiple choice: the chosen
@@ -7,7 +7,7 @@ r"""The default rule-based scorers of the math tasks, built on :mod:`pvm_bench.a
   MathVista ``normalize_extracted_answer`` (``round(float(x), int(precision))``; lmms-eval 0.7.3
   passes the float 1.0 and raises, see ``pvm_bench/builtin_tasks/mathvista.py``). List: same items in order.
 * :func:`score_free_form`: MathVerse/MathVision answers: option letter (gold letter, or the gold
-  option's text), else a number, else lmms-eval's symbolic ``is_equal`` (:mod:`pvm_bench.symbolic`).
+  option's text), else a number, else lmms-eval's symbolic ``is_equal`` (:mod:`pvm_bench.scoring.symbolic`).
 
 Every scorer returns a :class:`MathVerdict` whose ``extractor`` is the :class:`FinalAnswer` path
 (``"none"`` when no final answer was found) and whose ``match`` says how it was read.
@@ -178,8 +178,8 @@ def score_free_form(text: str, gold: str, choices: Sequence[str] | None = None, 
 
     Multiple choice: the inferred option letter must equal ``gold`` (or its text the gold
     option's text). ``question`` names the asked quantity for answers stated as labelled values
-    (:func:`pvm_bench.statements.asked_statement`). Free form: the last final-answer span, compared
-    as symbolic/text/number (:func:`math_span`, :func:`pvm_bench.symbolic.is_equal`, :func:`numbers_match`).
+    (:func:`pvm_bench.scoring.statements.asked_statement`). Free form: the last final-answer span, compared
+    as symbolic/text/number (:func:`math_span`, :func:`pvm_bench.scoring.symbolic.is_equal`, :func:`numbers_match`).
     """
     gold = str(gold).strip()
     if multi_choice:

@@ -1,8 +1,8 @@
 """The Task API: what a benchmark is (data + prompt + scorer), its metrics, and the task registry.
 
-Owns :class:`~pvm_bench.tasks.base.Task`, :class:`~pvm_bench.tasks.base.HubTask`, ``Sample``,
-``Score``, ``LazyImage`` (:mod:`~pvm_bench.tasks.base`), declared metrics and their reduction
-(:mod:`~pvm_bench.tasks.metrics`) and where a run's tasks came from (:mod:`~pvm_bench.tasks.defs`).
+Owns :class:`~pvm_bench.tasks.base.base.Task`, :class:`~pvm_bench.tasks.base.base.HubTask`, ``Sample``,
+``Score``, ``LazyImage`` (:mod:`~pvm_bench.tasks.base.base`), declared metrics and their reduction
+(:mod:`~pvm_bench.tasks.base.metrics`) and where a run's tasks came from (:mod:`~pvm_bench.tasks.base.defs`).
 The benchmarks themselves are task modules in the repository's top-level ``tasks/`` folder.
 May import data (tables, images) and errors; nothing of models, runner, report or cli.
 """

@@ -11,7 +11,7 @@ A task is data + prompt + scorer and nothing model-specific:
 Tasks live in small Python modules that define ``TASKS`` (a list of Task instances) and
 optionally ``GROUPS`` (name -> list of task names). The registry imports the built-in modules
 by name (the package :mod:`pvm_bench.builtin_tasks`, list in its ``MODULES``), loads every module
-in the ``--include-path`` directories from its file, and the ``pvm_bench.tasks`` entry-point group
+in the ``--include-path`` directories from its file, and the ``pvm_bench.tasks.base`` entry-point group
 (an entry point may name a module or a callable returning a list of tasks).
 """
 
@@ -52,7 +52,7 @@ __all__ = [
 
 @dataclass
 class LazyImage:
-    """An image decoded only when the model needs it (:func:`pvm_bench.imageio.load_image`).
+    """An image decoded only when the model needs it (:func:`pvm_bench.data.images.load_image`).
 
     ``source`` is raw bytes, a filesystem path, a PIL image, or a ``{"bytes", "path"}`` dict
     as stored by ``datasets``' Image feature.
@@ -60,7 +60,7 @@ class LazyImage:
 
     source: Any = field(repr=False)
     name: str = "image"
-    #: Where a path-only source may point (:mod:`pvm_bench.imageroot`), captured when the image is
+    #: Where a path-only source may point (:mod:`pvm_bench.data.imageroot`), captured when the image is
     #: made: paths from a ``--data-dir`` table resolve against its folder and stay inside it.
     root: ImageRoot | None = field(default_factory=current_root, repr=False, compare=False)
 
@@ -147,7 +147,7 @@ class Task(ABC):
     #: Generation defaults for this task (e.g. ``{"max_new_tokens": 64}``).
     generation: dict[str, Any] = {}
     #: How an output cut inside an unclosed ``<think>`` is scored: "zero" or "parse" (lmms-eval);
-    #: set per run from ``--protocol`` (:func:`pvm_bench.scoring.apply_unfinished_policy`).
+    #: set per run from ``--protocol`` (:func:`pvm_bench.scoring.extract.apply_unfinished_policy`).
     unfinished_policy: str = "zero"
 
     @abstractmethod

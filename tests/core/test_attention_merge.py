@@ -20,7 +20,7 @@ from pvm_bench.runner.guard import RunError
 
 
 def reference_merge(run_dir: Path) -> pa.Table:
-    """The merge before the streaming one (pvm_bench/runfiles.py at 787a1b4), kept as the oracle."""
+    """The merge before the streaming one (pvm_bench/runner/files.py at 787a1b4), kept as the oracle."""
     target = run_dir / "attention.parquet"
     parts = sorted((run_dir / "attention").glob("part-*.parquet"))
     frames = ([pd.read_parquet(target)] if target.exists() else []) + [pd.read_parquet(p) for p in parts]

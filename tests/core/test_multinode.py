@@ -44,7 +44,7 @@ def test_shared_dir_problem_names_the_blind_ranks_and_hosts(tmp_path: Path) -> N
 _RANK = """
 import sys
 from pathlib import Path
-from pvm_bench.distributed import init_from_env
+from pvm_bench.runner.distributed import init_from_env
 from pvm_bench.errors import UserError
 dist = init_from_env()
 try:

@@ -4,9 +4,9 @@ Same sandbox as :mod:`cases` (:class:`conftest.Env`). A row states the exit code
 output (of its one ``error:`` line for codes 2 and 3), words that must not appear, files that must
 stay byte-identical, and an extra check. Classes and their one mechanism:
 
-- plugins: reports read ``RUN/tasks.json`` / ``thumbnails.json`` (pvm_bench.taskmeta, runmedia);
+- plugins: reports read ``RUN/tasks.json`` / ``thumbnails.json`` (pvm_bench.runner.taskmeta, runmedia);
 - symlinks: every run-file writer goes through pvm_bench.safeio;
-- image paths: pvm_bench.imageroot;
+- image paths: pvm_bench.data.imageroot;
 - markdown: pvm_bench.report.mdtext.md_escape;
 - concurrent reports: the report lock + unique temp names (runguard.RunLock, safeio.temp_beside);
 - baselines: pvm_bench.report.baseline_schema; data fingerprints in check;
@@ -46,7 +46,7 @@ class InertCase:
 PLUGIN = '''
 import pathlib
 from PIL import Image
-from pvm_bench.tasks import LazyImage, Metric, Sample, Score, Task
+from pvm_bench.tasks.base import LazyImage, Metric, Sample, Score, Task
 
 HERE = pathlib.Path(__file__).parent
 (HERE / "imported.mark").touch()

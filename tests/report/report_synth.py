@@ -19,7 +19,7 @@ ACCURACY = {"base": 0.55, "pvm": 0.8, "pai": 0.6}
 
 # A task plugin that declares a distance (metadata key and label) for the "colour" task.
 DISTANCE_TASK_MODULE = '''
-from pvm_bench.tasks import Sample, Score, Task
+from pvm_bench.tasks.base import Sample, Score, Task
 
 class Far(Task):
     name = "colour"

@@ -1,4 +1,4 @@
-"""mathvision_lmms and pvm_bench.symbolic.is_equal agree with lmms-eval 0.7.3 (golden from its code).
+"""mathvision_lmms and pvm_bench.scoring.symbolic.is_equal agree with lmms-eval 0.7.3 (golden from its code).
 
 ``mathvision_golden.json`` is made by ``make_mathvision_golden.py`` from the lmms-eval 0.7.3 wheel
 (its ``eval_utils.is_equal`` with ``eval`` and ``mathvision_process_results``).

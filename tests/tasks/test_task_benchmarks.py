@@ -17,7 +17,7 @@ CASES: dict[str, tuple[str, int, list[tuple[int, str, float]]]] = {
     "mmmu": ("validation", 9, [(0, "A", 1.0), (0, "The answer is (B).", 0.0), (0, "I think the main colour is red, clearly.", 1.0),
                                (8, "3", 1.0), (8, "So the answer is 4", 0.0)]),
     "mmmu_qwen3vl": ("validation", 9, [(1, "B", 1.0), (1, "(C)", 0.0)]),
-    # Default: the rule-based final-answer scorer (pvm_bench.mathscore).
+    # Default: the rule-based final-answer scorer (pvm_bench.scoring.mathscore).
     "mathvista": ("testmini", 6, [(0, "blue", 1.0), (0, "C", 1.0), (0, "(A) red", 0.0), (1, "3", 1.0), (1, "3 squares", 1.0),
                                   (1, 'The answer is "3".', 1.0), (2, "\\boxed{48}", 1.0), (3, "0.049", 1.0),
                                   (4, "[1, 2]", 1.0), (4, "[2, 1]", 0.0), (5, "red", 1.0)]),
@@ -100,7 +100,7 @@ def test_mmmu_interleaved_messages(fixture_data: Path) -> None:
 
 
 def test_mathvista_judge_hook(fixture_data: Path) -> None:
-    class FakeJudge:  # the Judge interface (pvm_bench.judge.Judge): extract() and complete()
+    class FakeJudge:  # the Judge interface (pvm_bench.scoring.judge.Judge): extract() and complete()
         def __init__(self) -> None:
             self.prompts: list[str] = []
 

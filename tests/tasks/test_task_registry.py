@@ -16,7 +16,7 @@ BUILTIN = {
 }
 
 USER_MODULE = '''
-from pvm_bench.tasks import Sample, Score, Task
+from pvm_bench.tasks.base import Sample, Score, Task
 
 class Echo(Task):
     name = "{name}"
