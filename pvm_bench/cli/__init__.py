@@ -5,8 +5,8 @@ package of pvm_bench, but only inside command bodies or modules loaded on first 
 ``pvm-bench --help`` and ``pvm-bench tasks`` import neither torch nor pandas. Nothing below the CLI
 imports it, except the ``commands`` modules of other packages (their CLI faces).
 
-``app`` (the console script ``pvm_bench.cli.main:app``) loads :mod:`pvm_bench.cli.main.main` on first
-access (PEP 562), so importing a helper module such as :mod:`pvm_bench.cli.main.support` does not
+``app`` (the console script ``pvm_bench.cli:app``) loads :mod:`pvm_bench.cli.main` on first
+access (PEP 562), so importing a helper module such as :mod:`pvm_bench.cli.support` does not
 build the whole command tree.
 """
 

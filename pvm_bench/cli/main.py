@@ -84,7 +84,7 @@ def list_tasks(
     from rich.console import Console
     from rich.table import Table
 
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     registry = get_registry(include_path or [], override_tasks=override_task or ())
     table = Table("task", "splits (default first)", "metric", "source", "description")

@@ -220,7 +220,7 @@ def _create_or_resume(given: dict[str, Any], resume: Path | None, force_resume: 
 def _suggest_lmms_task_names(config: RunConfig) -> None:
     """An lmms-eval task name (``mmmu_val``) that is not a task here gets the right name in one line."""
     from pvm_bench.cli.options import LMMS_TASK_NAMES, lmms_task_hint
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     if not any(name in LMMS_TASK_NAMES for name in config.tasks):
         return

@@ -1,9 +1,9 @@
 """Benchmark data: tables from the hub or a ``--data-dir``, images, and their offline export.
 
-Owns loading rows (:mod:`~pvm_bench.data.tables.tables`), cheap checks of user files
-(:mod:`~pvm_bench.data.tables.filecheck`), decoding images (:mod:`~pvm_bench.data.tables.images`), where image paths
-may point (:mod:`~pvm_bench.data.tables.imageroot`), and ``pvm-bench data export|check``
-(:mod:`~pvm_bench.data.tables.export`, :mod:`~pvm_bench.data.tables.commands`). The loading modules import only
+Owns loading rows (:mod:`~pvm_bench.data.tables`), cheap checks of user files
+(:mod:`~pvm_bench.data.filecheck`), decoding images (:mod:`~pvm_bench.data.images`), where image paths
+may point (:mod:`~pvm_bench.data.imageroot`), and ``pvm-bench data export|check``
+(:mod:`~pvm_bench.data.export`, :mod:`~pvm_bench.data.commands`). The loading modules import only
 errors and third-party libraries (the Task API builds on them); export and commands may import tasks,
 the runner's checks and the CLI helpers.
 """

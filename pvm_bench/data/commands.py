@@ -29,7 +29,7 @@ def export_command(
     """Download TASKS from the Hugging Face hub into the --data-dir layout (run where the hub is reachable)."""
     from pvm_bench.data.export import export_tasks, resolve_tasks
     from pvm_bench.runner.preflight import hub_unreachable, offline_reason
-    from pvm_bench.tasks.base import HubTask
+    from pvm_bench.tasks import HubTask
 
     resolved = resolve_tasks(csv_names(tasks), include_path or [], override_task or ())
     if any(isinstance(t, HubTask) for t in resolved):  # one probe, not a minute of retries per file

@@ -22,7 +22,7 @@ from typing import Any
 from pvm_bench.data.imageroot import image_root
 from pvm_bench.runner.workload import duplicate_ids_message
 from pvm_bench.safeio import temp_beside
-from pvm_bench.tasks.base import CorruptImageError, HubTask, Task, TaskError
+from pvm_bench.tasks import CorruptImageError, HubTask, Task, TaskError
 
 
 @dataclass
@@ -156,7 +156,7 @@ def describe_sources(sources: Sequence[str]) -> str:
 
 def resolve_tasks(names: Sequence[str], include_paths: Sequence[Path] = (), override_tasks: Sequence[str] = ()) -> list[Task]:
     """Tasks (groups expanded) from the registry (``override_tasks``: see ``--override-task``)."""
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     return get_registry(list(include_paths), override_tasks=override_tasks).resolve(names)
 

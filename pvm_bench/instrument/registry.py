@@ -5,7 +5,7 @@ A registry maps a name to an object (a probe factory, a variant). Built-in entri
 effect and no module of the package imports the registry's users at import time. Third parties
 add entries from their own distribution through an entry point (group ``pvm_bench.probes`` or
 ``pvm_bench.variants``; the entry point's name is the registry name and it loads the object),
-or at runtime with :meth:`PluginRegistry.register`, as tasks do with ``pvm_bench.tasks.base``.
+or at runtime with :meth:`PluginRegistry.register`, as tasks do with ``pvm_bench.tasks``.
 """
 
 from __future__ import annotations

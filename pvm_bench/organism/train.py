@@ -80,10 +80,11 @@ class TrainConfig:
 
 
 def length_diagnostics() -> Any:
-    """The built-in length-diagnostics task module, whose ``Design`` shapes every training example."""
-    from pvm_bench.builtin_tasks import length_diagnostics as module
+    """The built-in length-diagnostics task module (``tasks/length_diagnostics.py``, through the task
+    loader), whose ``Design`` shapes every training example."""
+    from pvm_bench.tasks.registry import builtin_task_module
 
-    return module
+    return builtin_task_module("length_diagnostics")
 
 
 @contextmanager

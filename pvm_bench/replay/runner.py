@@ -35,7 +35,7 @@ from pvm_bench.results import JsonlAppender, SampleRecord, atomic_write_text, re
 from pvm_bench.runner.batch import BatchRunner
 from pvm_bench.runner.run import Runner
 from pvm_bench.runner.workload import WorkItem, sample_record, sample_seed
-from pvm_bench.tasks.base import Sample, Task, TaskRegistry
+from pvm_bench.tasks import Sample, Task, TaskRegistry
 
 REPLAY_FILE = "replay.json"
 REPLAY_PROBES = ("attention", "lens", "branch")
@@ -216,7 +216,7 @@ class ReplayRunner(Runner):
         """The request with a plain JSONL row's own messages and images, when it gives them."""
         if row.messages is None:
             return request
-        from pvm_bench.tasks.base import CorruptImageError, LazyImage
+        from pvm_bench.tasks import CorruptImageError, LazyImage
 
         try:  # the tasks' own decoder: size limit before decoding, one-line errors
             images = [LazyImage(path, name=f"{row.where}: {path.name}").load() for path in row.images]

@@ -42,7 +42,7 @@ from pvm_bench.report.estimate import Groups, grouped_estimate, grouped_paired
 from pvm_bench.report.rundata import REFERENCE_VARIANT, RunData
 from pvm_bench.report.stats import accuracy_ci
 from pvm_bench.scoring.extract import is_unfinished
-from pvm_bench.tasks.base import Metric, Task, unit_values
+from pvm_bench.tasks import Metric, Task, unit_values
 
 POOLED = "ALL"
 MACRO = "MACRO"
@@ -97,7 +97,7 @@ class TaskInfo:
 @functools.lru_cache(maxsize=1)
 def _builtin_tasks() -> dict[str, Task]:
     """The package's built-in tasks (package code; never a run's plugins nor entry points)."""
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     return dict(get_registry(entry_points=False).tasks)
 

@@ -20,7 +20,7 @@ from pvm_bench.results import JsonlAppender
 from pvm_bench.runner.files import write_probe_part
 from pvm_bench.runner.guard import RunError, is_out_of_memory
 from pvm_bench.runner.workload import WorkItem, error_record, probe_frames, sample_ids, sample_record, sample_seed
-from pvm_bench.tasks.base import CorruptImageError, Task
+from pvm_bench.tasks import CorruptImageError, Task
 
 
 def max_new_tokens(config: Any, task: Task) -> int:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pvm_bench.errors import FileFormatError, read_model_file
 
 if TYPE_CHECKING:
-    from pvm_bench.tasks.base import Sample, Task
+    from pvm_bench.tasks import Sample, Task
 
 THUMBS_FILE = "thumbnails.json"
 THUMB_PX = 96

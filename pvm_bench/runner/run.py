@@ -75,7 +75,7 @@ from pvm_bench.runner.workload import (  # noqa: F401 (sample_seed, WorkItem re-
     sample_seed,
 )
 from pvm_bench.session import GenerationSession
-from pvm_bench.tasks.base import Sample, Task, TaskRegistry, get_registry
+from pvm_bench.tasks import Sample, Task, TaskRegistry, get_registry
 from pvm_bench.tasks.defs import provenance
 
 

@@ -30,12 +30,11 @@ from pvm_bench.errors import read_model_file
 from pvm_bench.tasks.metrics import Metric
 
 if TYPE_CHECKING:
-    from pvm_bench.tasks.base import Sample, Task
+    from pvm_bench.tasks import Sample, Task
 
 TASKS_FILE = "tasks.json"
 FORMAT = "pvm-bench-tasks"
 VERSION = 1
-BUILTIN_PREFIX = "pvm_bench.builtin_tasks."
 
 
 class MetricSpec(BaseModel):
@@ -83,16 +82,20 @@ class TaskFile(BaseModel):
 
 
 def task_source(task: Task) -> tuple[Literal["builtin", "plugin"], str]:
-    """(``builtin`` | ``plugin``, module or file) of a task instance, from its class."""
+    """(``builtin`` | ``plugin``, file) of a task instance, from its class: ``builtin`` with
+    ``tasks/<file>`` when the class is defined in the built-in task folder
+    (:func:`pvm_bench.tasks.registry.builtin_task_dir`), else the plugin's file (or module)."""
     import inspect
 
-    module = type(task).__module__
-    if module.startswith(BUILTIN_PREFIX):
-        return "builtin", module
+    from pvm_bench.tasks.registry import builtin_task_dir
+
     try:
-        return "plugin", inspect.getfile(type(task))
+        file = Path(inspect.getfile(type(task)))
     except (TypeError, OSError):
-        return "plugin", module
+        return "plugin", type(task).__module__
+    if file.parent.resolve() == builtin_task_dir().resolve():
+        return "builtin", f"tasks/{file.name}"
+    return "plugin", str(file)
 
 
 def _info(sample: Sample) -> dict[str, Any]:

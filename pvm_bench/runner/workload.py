@@ -31,7 +31,7 @@ from pvm_bench.runner.files import probe_frame
 from pvm_bench.runner.guard import RunError
 from pvm_bench.scoring.extract import DEFAULT_REASONING_TAGS
 from pvm_bench.scoring.reasoning import opened_reasoning
-from pvm_bench.tasks.base import Sample, Score, Task, TaskRegistry, get_registry
+from pvm_bench.tasks import Sample, Score, Task, TaskRegistry, get_registry
 from pvm_bench.tasks.metrics import score_problem
 
 if TYPE_CHECKING:

@@ -1,10 +1,10 @@
 """Turning a model output into an answer and a score: the helpers task plugins build on.
 
 Owns answer extraction (reasoning blocks, final-answer markers, multiple-choice letters, MMMU's
-parsers: :mod:`~pvm_bench.scoring.extract.extract`), the math answer rules (:mod:`~pvm_bench.scoring.extract.answers`,
-:mod:`~pvm_bench.scoring.extract.mathscore`, :mod:`~pvm_bench.scoring.extract.mathclean`,
-:mod:`~pvm_bench.scoring.extract.statements`, :mod:`~pvm_bench.scoring.extract.symbolic`) and the local LM judge
-(:mod:`~pvm_bench.scoring.extract.judge`). May import the Task API (:mod:`pvm_bench.tasks.base`) and errors;
+parsers: :mod:`~pvm_bench.scoring.extract`), the math answer rules (:mod:`~pvm_bench.scoring.answers`,
+:mod:`~pvm_bench.scoring.mathscore`, :mod:`~pvm_bench.scoring.mathclean`,
+:mod:`~pvm_bench.scoring.statements`, :mod:`~pvm_bench.scoring.symbolic`) and the local LM judge
+(:mod:`~pvm_bench.scoring.judge`). May import the Task API (:mod:`pvm_bench.tasks`) and errors;
 nothing of models, runner, report or cli.
 """
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pvm_bench.scoring.reasoning import opened_reasoning
-from pvm_bench.tasks.base import Score
+from pvm_bench.tasks import Score
 
 #: lmms-eval 0.7.3 CLI default for ``--reasoning_tags`` (lmms_eval/__main__.py lines 319-323).
 DEFAULT_REASONING_TAGS: list[list[str]] = [["<think>", "</think>"], ["<analysis>", "</analysis>"]]

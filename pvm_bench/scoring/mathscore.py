@@ -5,7 +5,7 @@ r"""The default rule-based scorers of the math tasks, built on :mod:`pvm_bench.s
   option (letter or text) must be the gold choice. Integer: numerically equal (``7.0`` is 7, ``7.4``
   is not). Float: equal after rounding both to the dataset precision as an int, as in the original
   MathVista ``normalize_extracted_answer`` (``round(float(x), int(precision))``; lmms-eval 0.7.3
-  passes the float 1.0 and raises, see ``pvm_bench/builtin_tasks/mathvista.py``). List: same items in order.
+  passes the float 1.0 and raises, see ``tasks/mathvista.py``). List: same items in order.
 * :func:`score_free_form`: MathVerse/MathVision answers: option letter (gold letter, or the gold
   option's text), else a number, else lmms-eval's symbolic ``is_equal`` (:mod:`pvm_bench.scoring.symbolic`).
 
@@ -36,7 +36,7 @@ from pvm_bench.scoring.answers import (
 )
 from pvm_bench.scoring.extract import truncated_score
 from pvm_bench.scoring.symbolic import SYMBOLIC, is_equal
-from pvm_bench.tasks.base import Score
+from pvm_bench.tasks import Score
 
 
 @dataclass

@@ -9,25 +9,17 @@ A task is data + prompt + scorer and nothing model-specific:
 * :meth:`Task.aggregate` reduces scores to metrics.
 
 Tasks live in small Python modules that define ``TASKS`` (a list of Task instances) and
-optionally ``GROUPS`` (name -> list of task names). The registry imports the built-in modules
-by name (the package :mod:`pvm_bench.builtin_tasks`, list in its ``MODULES``), loads every module
-in the ``--include-path`` directories from its file, and the ``pvm_bench.tasks.base`` entry-point group
-(an entry point may name a module or a callable returning a list of tasks).
+optionally ``GROUPS`` (name -> list of task names); :mod:`pvm_bench.tasks.registry` finds them
+(the repository's ``tasks/`` folder, ``--include-path`` folders, the ``pvm_bench.tasks`` entry points).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import importlib
-import importlib.util
-import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from PIL import Image
@@ -46,7 +38,7 @@ from pvm_bench.tasks.metrics import Metric, RecordInfo, stratified_mean, unit_va
 
 __all__ = [
     "CorruptImageError", "HubTask", "LazyImage", "Metric", "RecordInfo", "Sample", "Score", "Task", "TaskError",
-    "TaskRegistry", "get_registry", "is_missing", "stratified_mean", "unit_values",
+    "is_missing", "stratified_mean", "unit_values",
 ]
 
 
@@ -248,129 +240,3 @@ class HubTask(Task):
     @abstractmethod
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         """Build the Sample for one row that has all :attr:`required_fields`."""
-
-
-# ---------------------------------------------------------------------------------------- registry
-
-
-def builtin_task_modules() -> list[ModuleType]:
-    """The built-in task modules (:mod:`pvm_bench.builtin_tasks`), imported by name."""
-    from pvm_bench import builtin_tasks
-
-    return [importlib.import_module(name) for name in builtin_tasks.module_names()]
-
-
-def _load_module_from_file(path: Path) -> ModuleType:
-    """Import an ``--include-path`` module from its file, under a name unique to the path."""
-    mod_name = f"pvm_bench_task_{path.parent.name}_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise TaskError(f"cannot import task module {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(mod_name, None)
-        raise TaskError(f"task module {path} failed to import: {type(exc).__name__}: {exc}") from exc
-    return module
-
-
-class TaskRegistry:
-    """Tasks and task groups by name, gathered from built-ins, include paths and entry points."""
-
-    def __init__(self, override_tasks: Iterable[str] = ()) -> None:
-        self.tasks: dict[str, Task] = {}
-        self.groups: dict[str, list[str]] = {}
-        #: Where each task came from: a module name, an include-path file or ``entry point X``.
-        self.origins: dict[str, str] = {}
-        #: Names a later source may redefine (``--override-task``); any other redefinition is a conflict.
-        self.override_tasks = {n.strip() for n in override_tasks if n.strip()}
-        #: Name (task or group) -> the refusal for a name two sources define; raised when it is selected.
-        self.conflicts: dict[str, str] = {}
-        self._claims: dict[str, tuple[str, str]] = {}  # task and group names share one namespace
-
-    def _claim(self, name: str, kind: str, origin: str) -> bool:
-        """Whether ``origin`` may define ``name``: a name another source defines is kept by the first
-        one and recorded in :attr:`conflicts`, unless it is in :attr:`override_tasks` (then the later
-        source wins). A plugin named like a built-in would otherwise replace it silently."""
-        before = self._claims.get(name)
-        if before is not None and before[1] != origin and name not in self.override_tasks:
-            self.conflicts[name] = (
-                f"{kind} '{name}' from {origin} has the name of a {before[0]} from {before[1]}; rename it, or pass "
-                f"--override-task {name} to let it replace that {before[0]}"
-            )
-            return False
-        self._claims[name] = (kind, origin)
-        return True
-
-    def add(self, task: Task, origin: str) -> None:
-        """Register ``task`` from ``origin`` (see :meth:`_claim` for a name already taken)."""
-        if not task.name:
-            raise TaskError(f"a task from {origin} has no name")
-        if self._claim(task.name, "task", origin):
-            self.groups.pop(task.name, None)  # an overridden group of that name
-            self.tasks[task.name] = task
-            self.origins[task.name] = origin
-
-    def add_module(self, module: ModuleType, origin: str, *, copy_tasks: bool = False) -> None:
-        """Add a module's ``TASKS`` and ``GROUPS``. ``copy_tasks``: register shallow copies, for
-        modules imported once per process (built-ins), so that per-run state a task is given
-        (``set_judge``) stays in this registry, as with a module re-read from its file."""
-        for task in getattr(module, "TASKS", []):
-            self.add(copy.copy(task) if copy_tasks else task, origin)
-        for group, members in getattr(module, "GROUPS", {}).items():
-            if self._claim(group, "group", origin):
-                self.groups[group] = list(members)
-
-    def add_dir(self, directory: Path) -> None:
-        if not directory.is_dir():
-            raise TaskError(f"include path {directory} is not a directory; pass a folder of task modules")
-        for path in sorted(directory.glob("*.py")):
-            if not path.name.startswith("_"):
-                self.add_module(_load_module_from_file(path), str(path))
-
-    def add_entry_points(self) -> None:
-        for ep in metadata.entry_points(group="pvm_bench.tasks"):
-            obj = ep.load()
-            if isinstance(obj, ModuleType):
-                self.add_module(obj, f"entry point {ep.name}")
-            else:
-                for task in obj() if callable(obj) else obj:
-                    self.add(task, f"entry point {ep.name}")
-
-    def resolve(self, names: Iterable[str]) -> list[Task]:
-        """Expand groups and return tasks in order, without duplicates; a selected name two sources
-        define (:attr:`conflicts`) is refused with one line naming both and ``--override-task``."""
-        out: list[Task] = []
-        for raw in names:
-            name = raw.strip()
-            if not name:
-                continue
-            if name in self.conflicts:  # a name two sources define is refused only when it is used
-                raise TaskError(self.conflicts[name])
-            for member in self.groups.get(name, [name]):
-                if member in self.conflicts:
-                    raise TaskError(self.conflicts[member])
-                if member not in self.tasks:
-                    known = ", ".join(sorted(self.tasks) + sorted(self.groups))
-                    raise TaskError(f"unknown task '{member}'; known tasks and groups: {known}")
-                if self.tasks[member] not in out:
-                    out.append(self.tasks[member])
-        if not out:
-            raise TaskError("no tasks selected; pass --tasks with names from `pvm-bench tasks`")
-        return out
-
-
-def get_registry(include_paths: Sequence[Path | str] = (), entry_points: bool = True,
-                 override_tasks: Iterable[str] = ()) -> TaskRegistry:
-    """Build a registry: built-ins, then entry points, then include paths; a later source may
-    redefine a task name only when it is in ``override_tasks`` (then the last one wins)."""
-    reg = TaskRegistry(override_tasks)
-    for module in builtin_task_modules():
-        reg.add_module(module, module.__name__, copy_tasks=True)
-    if entry_points:
-        reg.add_entry_points()
-    for directory in include_paths:
-        reg.add_dir(Path(directory))
-    return reg

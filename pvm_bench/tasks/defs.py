@@ -22,7 +22,9 @@ ALLOW_FLAG = "--allow-task-change"
 
 def source_kind(origin: str) -> str:
     """``builtin`` / ``entry point`` / ``include path`` from a registry origin string."""
-    if origin.startswith("pvm_bench."):
+    from pvm_bench.tasks.registry import BUILTIN_ORIGIN
+
+    if origin.startswith(BUILTIN_ORIGIN):
         return "builtin"
     if origin.startswith("entry point "):
         return "entry point"
@@ -30,9 +32,10 @@ def source_kind(origin: str) -> str:
 
 
 def definition_fingerprint(task: Any) -> str:
-    """16 hex over the task's class (module, name), version and the bytes of the module's file."""
+    """16 hex over the task's class name, version and the bytes of the module's file (not the module's
+    name: a task file is imported under a name made from its path, which differs between installs)."""
     cls = type(task)
-    h = hashlib.sha256(f"{cls.__module__}:{cls.__qualname__}:{getattr(task, 'version', '')}".encode())
+    h = hashlib.sha256(f"{cls.__qualname__}:{getattr(task, 'version', '')}".encode())
     module = sys.modules.get(cls.__module__)
     file = getattr(module, "__file__", None)
     if file and Path(file).is_file():

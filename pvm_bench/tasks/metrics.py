@@ -1,6 +1,6 @@
 """Task metrics: what a task declares (:class:`Metric`) and how per-record scores reduce to it.
 
-Re-exported by :mod:`pvm_bench.tasks.base`; the report (:mod:`pvm_bench.report.rows`) turns the same
+Re-exported by :mod:`pvm_bench.tasks`; the report (:mod:`pvm_bench.report.rows`) turns the same
 declarations into metric rows with bootstrap CIs over units and paired tests.
 """
 

@@ -37,7 +37,7 @@ def test_tasks_table_has_no_empty_column_and_default_split_first():
 
 def test_every_task_has_its_own_description():
     """No two tasks share a description (two_swatch_recall used to say it reads one swatch)."""
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     names = ["colour_recall", "colour_recall_given", "swatch_recall", "swatch_recall_given", "two_swatch_recall"]
     descriptions = {task.name: task.description for task in get_registry().resolve(names)}

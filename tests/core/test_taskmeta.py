@@ -9,7 +9,7 @@ import pytest
 
 from pvm_bench.errors import FileFormatError
 from pvm_bench.runner.taskmeta import read_task_file, spec_metrics, write_task_file
-from pvm_bench.tasks.base import Sample, get_registry
+from pvm_bench.tasks import Sample, get_registry
 from pvm_bench.tasks.metrics import unit_values
 
 
@@ -64,7 +64,7 @@ def test_a_run_without_tasks_json_reports_built_in_tasks_and_notes_the_rest(tmp_
                                         score=1.0, n_generated=3, metadata={"l2_category": "ab"[i % 2]}))
     data = load_run(tmp_path)
     infos = task_infos(data)
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     (mmstar,) = get_registry(entry_points=False).resolve(["mmstar"])
     assert [m.name for m in infos["mmstar"].metrics] == [m.name for m in mmstar.metrics()]  # the package's declaration

@@ -99,7 +99,7 @@ def test_default_run_options() -> None:
 
 @pytest.fixture(scope="module")
 def organism_samples() -> tuple:
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     task = get_registry(entry_points=False).resolve(["swatch_recall"])[0]
     samples = task.load("test")

@@ -23,7 +23,9 @@ from .cases import RUN, Case, _no_run_dir, _run_json
 
 # ----------------------------------------------------------------- plugins (include-path task modules)
 ODD_SCORES = '''
-from pvm_bench.builtin_tasks.mmstar import MMStar
+from pvm_bench.tasks.registry import builtin_task_module
+
+MMStar = builtin_task_module("mmstar").MMStar
 from pvm_bench.tasks.base import Score
 
 
@@ -47,7 +49,9 @@ TASKS = [Odd("odd_two", 2.0), Odd("odd_nan", "nan"), Odd("odd_raise", "raise"), 
 '''
 
 SHADOW = '''
-from pvm_bench.builtin_tasks.mmstar import MMStar
+from pvm_bench.tasks.registry import builtin_task_module
+
+MMStar = builtin_task_module("mmstar").MMStar
 from pvm_bench.tasks.base import Score
 
 
@@ -63,7 +67,9 @@ TASKS = [Always()]
 
 # The README's colour_quiz scorer (README "Adding a task") on MMStar's data.
 COLOUR_QUIZ = '''
-from pvm_bench.builtin_tasks.mmstar import MMStar
+from pvm_bench.tasks.registry import builtin_task_module
+
+MMStar = builtin_task_module("mmstar").MMStar
 from pvm_bench.scoring.extract import prepare_output, truncated_score
 from pvm_bench.tasks.base import Score
 
@@ -186,7 +192,7 @@ def _image_case(value: Callable[..., dict], row: int = 1) -> Callable[..., list[
 
 def _seen_pixel(env) -> tuple[int, int, int]:
     """The pixel the model is given for row 1's image, through the task's own loader."""
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     (sample,) = [s for s in get_registry().tasks["mmstar"].load("val", 3, env.data)][1:2]
     return sample.images[0].load().getpixel((0, 0))

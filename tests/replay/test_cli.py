@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pvm_bench.cli.main import app
 from pvm_bench.organism import BASE_DIR, PVM_DIR
 from pvm_bench.replay.runner import prompt_text
-from pvm_bench.tasks.base import get_registry
+from pvm_bench.tasks import get_registry
 
 cli = CliRunner()
 KEYS = ["variant", "task", "sample_id", "repeat", "step", "layer"]

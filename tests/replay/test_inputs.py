@@ -109,7 +109,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
 
 
 def test_cli_score_only_plain_jsonl(tmp_path):
-    from pvm_bench.tasks.base import get_registry
+    from pvm_bench.tasks import get_registry
 
     task = get_registry().resolve(["swatch_recall"])[0]
     sample = task.load(split="test", limit=1)[0]

@@ -133,7 +133,7 @@ def describe_tasks(run_dir: Path, include_paths: Sequence[str], samples: dict[st
     """Write the run's tasks.json as the runner does (the report reads it, never the plugins):
     ``samples``: ``{task: {sample_id: metadata}}``."""
     from pvm_bench.runner.taskmeta import write_task_file
-    from pvm_bench.tasks.base import Sample, get_registry
+    from pvm_bench.tasks import Sample, get_registry
 
     registry = get_registry(include_paths)
     loaded = [(registry.tasks[t], [Sample(id=sid, question="", target=None, metadata=meta) for sid, meta in ids.items()])

@@ -17,7 +17,7 @@ from pvm_bench.report.browser_media import visual_mass_curves
 from pvm_bench.report.summary import load_run
 from pvm_bench.results import ScoreDetail
 from pvm_bench.runner.media import write_thumbnails
-from pvm_bench.tasks.base import get_registry
+from pvm_bench.tasks import get_registry
 
 
 def _payload_from_page(page: str) -> dict:

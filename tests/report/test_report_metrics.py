@@ -285,7 +285,7 @@ def test_task_aggregate_uses_the_declared_metrics() -> None:
     """Task.aggregate (Score lists) and the report share one definition: CircularEval skips
     questions whose main row (index < 1e6) is absent, as lmms-eval's eval_result does; MMStar's
     headline is the mean over L2 categories."""
-    from pvm_bench.tasks.base import Score, get_registry
+    from pvm_bench.tasks import Score, get_registry
 
     tasks = get_registry().tasks
     mmb = tasks["mmbench_en"]

@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from pvm_bench.tasks.base import Sample, get_registry
+from pvm_bench.tasks import Sample, get_registry
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

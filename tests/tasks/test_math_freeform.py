@@ -9,7 +9,7 @@ import pytest
 from pvm_bench.scoring.answers import find_final_answer, infer_option, numbers_in, parse_number
 from pvm_bench.scoring.mathscore import choices_from_question, score_free_form
 from pvm_bench.scoring.symbolic import SYMBOLIC, is_equal, numeric_value
-from pvm_bench.tasks.base import Sample, get_registry
+from pvm_bench.tasks import Sample, get_registry
 
 REG = get_registry(entry_points=False)
 

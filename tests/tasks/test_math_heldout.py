@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from pvm_bench.scoring.mathscore import score_free_form
-from pvm_bench.tasks.base import get_registry
+from pvm_bench.tasks import get_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import math_corpus_heldout as held  # noqa: E402

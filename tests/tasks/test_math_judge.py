@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pvm_bench.scoring.judge import DEMO_PROMPT, Judge, JudgeError, attach_judge, create_test_prompt
-from pvm_bench.tasks.base import get_registry
+from pvm_bench.tasks import get_registry
 
 CHAT = "{% for m in messages %}<|u|>{{ m['content'] }}<|e|>{% endfor %}{% if add_generation_prompt %}<|a|>{% endif %}"
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pvm_bench.scoring.symbolic import is_equal
-from pvm_bench.tasks.base import Sample, get_registry
+from pvm_bench.tasks import Sample, get_registry
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -12,7 +12,7 @@ import pytest
 
 from pvm_bench.scoring.answers import numbers_in
 from pvm_bench.scoring.mathscore import score_free_form
-from pvm_bench.tasks.base import get_registry
+from pvm_bench.tasks import get_registry
 
 
 def _vista(answer: str, output: str) -> float:

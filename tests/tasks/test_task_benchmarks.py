@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pvm_bench.scoring.extract import final_answer_text, prepare_output, strip_reasoning_tags
-from pvm_bench.tasks.base import Sample, get_registry
+from pvm_bench.tasks import Sample, get_registry
 
 REG = get_registry(entry_points=False)
 
@@ -204,7 +204,7 @@ def test_mmt_message_has_no_image_placeholder(fixture_data: Path) -> None:
 
 def test_mmmu_loads_lmms_evals_dataset_then_falls_back(fixture_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pvm_bench.data.tables as data
-    from pvm_bench.tasks.base import TaskError
+    from pvm_bench.tasks import TaskError
 
     rows = data.load_rows("mmmu", "validation", hub_id=None, data_dir=fixture_data)
     calls: list[tuple[str, int]] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.tasks.base import get_registry
+from pvm_bench.tasks import get_registry
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pvm_bench.tasks.base import CorruptImageError, TaskError, get_registry
+from pvm_bench.tasks import CorruptImageError, TaskError, get_registry
 
 BUILTIN = {
     "mmmu", "mmmu_qwen3vl", "mathvista", "mathvista_cot", "mathvista_solution", "mathverse", "mathverse_text_dominant",
@@ -110,15 +110,23 @@ def test_corrupt_image_names_sample(fixture_data: Path) -> None:
         samples[0].images[0].load()
 
 
-def test_builtin_modules_are_package_modules() -> None:
-    """Every file of pvm_bench/builtin_tasks is listed in MODULES and registered under its module
-    name; a registry's tasks are its own copies (a judge set on one does not leak to the next)."""
-    import pvm_bench.builtin_tasks as pkg
+def test_builtin_tasks_are_the_first_include_path() -> None:
+    """The built-in benchmarks are the files of the top-level tasks/ folder, loaded by the include-path
+    loader (no pvm_bench.builtin_tasks package to import); a registry's tasks are its own (a judge set
+    on one does not leak to the next)."""
+    import importlib.util
 
-    files = {p.stem for p in Path(pkg.__file__).parent.glob("*.py") if not p.name.startswith("_")}
-    assert set(pkg.MODULES) == files
+    from pvm_bench.tasks.registry import builtin_task_dir
+
+    assert builtin_task_dir() == Path(__file__).resolve().parents[2] / "tasks"
+    assert importlib.util.find_spec("pvm_bench.builtin_tasks") is None
     reg = get_registry(entry_points=False)
-    assert reg.origins["mmmu"] == "pvm_bench.builtin_tasks.mmmu"
-    assert reg.origins["swatch_recall"] == "pvm_bench.builtin_tasks.length_diagnostics"
+    assert reg.origins["mmmu"] == "builtin tasks/mmmu.py"
+    assert reg.origins["swatch_recall"] == "builtin tasks/length_diagnostics.py"
+    files = {p.name for p in builtin_task_dir().glob("*.py")}
+    assert {o.removeprefix("builtin tasks/") for o in reg.origins.values()} <= files
+    # the same loader as --include-path: the folder given as an include path defines the same tasks
+    other = get_registry([builtin_task_dir()], entry_points=False, override_tasks=[*reg.tasks, *reg.groups])
+    assert set(other.tasks) == set(reg.tasks) and not other.conflicts
     reg.tasks["mathvista"].set_judge("a judge")
     assert get_registry(entry_points=False).tasks["mathvista"].judge is None

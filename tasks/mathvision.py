@@ -25,7 +25,7 @@ from typing import Any
 from pvm_bench.scoring.extract import prepare_output, truncated_score
 from pvm_bench.scoring.mathscore import free_form_score, score_free_form
 from pvm_bench.scoring.symbolic import SYMBOLIC, is_equal
-from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 MC_PROMPT = "Answer the question with the option's letter from the given choices directly."
 

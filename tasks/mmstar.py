@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 from pvm_bench.scoring.extract import extract_mcq_answer, letter_score, prepare_output, truncated_score
-from pvm_bench.tasks.base import HubTask, LazyImage, Metric, Sample, Score
+from pvm_bench.tasks import HubTask, LazyImage, Metric, Sample, Score
 
 REPLACE_PROMPT = " Please answer yes or no."
 #: MMStar's categories, in lmms-eval 0.7.3's metric_list order (``_default_template_yaml`` lines 7-24).

@@ -19,7 +19,7 @@ import random
 from typing import Any
 
 from pvm_bench.scoring.extract import _argmax, prepare_output, seed_for, truncated_score
-from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 LETTERS = ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
 POST_PROMPT = "\nAnswer the question using a single character from the given options."

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pvm_bench.scoring.extract import extract_mcq_answer, letter_score, prepare_output, truncated_score
-from pvm_bench.tasks.base import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
+from pvm_bench.tasks import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
 
 #: lmms-eval 0.7.3's lite subsets (mmbench_en_dev_lite.yaml lines 2-4, mmbench_cn_dev_lite.yaml lines 2, 10-11).
 LITE_HUB = "lmms-lab-encoder/LMMs-Eval-Lite"

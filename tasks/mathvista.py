@@ -31,7 +31,7 @@ from pvm_bench.scoring.answers import GUESS_EXTRACTORS
 from pvm_bench.scoring.extract import levenshtein, prepare_output, truncated_score
 from pvm_bench.scoring.judge import create_test_prompt
 from pvm_bench.scoring.mathscore import score_mathvista
-from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 Judge = Callable[[str], str]
 REQUIRED = ("pid", "question", "question_type", "answer_type", "query")

@@ -18,7 +18,7 @@ import string
 from typing import Any
 
 from pvm_bench.scoring.extract import prepare_output, truncated_score
-from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 OPTION_LETTER = re.compile(r"^\s*([A-Z])\.")

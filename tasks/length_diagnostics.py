@@ -70,7 +70,7 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw
 
 from pvm_bench.scoring.extract import prepare_output, truncated_score
-from pvm_bench.tasks.base import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),

@@ -47,7 +47,7 @@ from pvm_bench.scoring.extract import (
     seed_for,
     truncated_score,
 )
-from pvm_bench.tasks.base import HubTask, LazyImage, Sample, Score, TaskError
+from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 SUBJECTS: tuple[str, ...] = (
     "Accounting", "Agriculture", "Architecture_and_Engineering", "Art", "Art_Theory",
