@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pvm_bench.errors import TaskError
+from pvm_bench.registry import Registry, unknown_message
 from pvm_bench.tasks.base import Task
 
 #: Where a wheel carries the repository's ``tasks/`` folder inside the package (pyproject's
@@ -68,8 +69,8 @@ class TaskRegistry:
     """Tasks and task groups by name, gathered from task folders and entry points."""
 
     def __init__(self, override_tasks: Iterable[str] = ()) -> None:
-        self.tasks: dict[str, Task] = {}
-        self.groups: dict[str, list[str]] = {}
+        self.tasks: Registry[Task] = Registry("task")
+        self.groups: Registry[list[str]] = Registry("group")
         #: Where each task came from: ``builtin tasks/<file>``, an include-path file or ``entry point X``.
         self.origins: dict[str, str] = {}
         #: Names a later source may redefine (``--override-task``); any other redefinition is a conflict.
@@ -97,8 +98,8 @@ class TaskRegistry:
         if not task.name:
             raise TaskError(f"a task from {origin} has no name")
         if self._claim(task.name, "task", origin):
-            self.groups.pop(task.name, None)  # an overridden group of that name
-            self.tasks[task.name] = task
+            self.groups.unregister(task.name)  # an overridden group of that name
+            self.tasks.register(task.name, task)
             self.origins[task.name] = origin
 
     def add_module(self, module: ModuleType, origin: str) -> None:
@@ -107,7 +108,7 @@ class TaskRegistry:
             self.add(task, origin)
         for group, members in getattr(module, "GROUPS", {}).items():
             if self._claim(group, "group", origin):
-                self.groups[group] = list(members)
+                self.groups.register(group, list(members))
 
     def add_dir(self, directory: Path, *, builtin: bool = False) -> None:
         """Add every ``*.py`` of ``directory`` (not ``_*``), in name order; ``builtin``: the origins
@@ -142,8 +143,8 @@ class TaskRegistry:
                 if member in self.conflicts:
                     raise TaskError(self.conflicts[member])
                 if member not in self.tasks:
-                    known = ", ".join(sorted(self.tasks) + sorted(self.groups))
-                    raise TaskError(f"unknown task '{member}'; known tasks and groups: {known}")
+                    raise TaskError(unknown_message("task", member, [*self.tasks, *self.groups],
+                                                    "`pvm-bench tasks` lists the tasks and groups"))
                 if self.tasks[member] not in out:
                     out.append(self.tasks[member])
         if not out:

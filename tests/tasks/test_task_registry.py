@@ -66,8 +66,58 @@ def test_entry_point_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_unknown_task_error() -> None:
-    with pytest.raises(TaskError, match=r"unknown task 'nope'.*known tasks"):
-        get_registry(entry_points=False).resolve(["nope"])
+    reg = get_registry(entry_points=False)
+    with pytest.raises(TaskError, match=r"^unknown task 'nope'; `pvm-bench tasks` lists the tasks and groups$"):
+        reg.resolve(["nope"])
+    with pytest.raises(TaskError, match=r"^unknown task 'mathvistta'; did you mean 'mathvista'") as err:
+        reg.resolve(["mathvistta"])
+    assert "hallusionbench" not in str(err.value)  # close matches only, never every known name
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--tasks", "mmmuu"], "error: unknown task 'mmmuu'; did you mean 'mmmu'"),
+    (["--tasks", "pvm-papr"], "error: unknown task 'pvm-papr'; did you mean 'pvm-paper'?"),
+    (["--probes", "atention"], "error: unknown probe 'atention'; did you mean 'attention'?"),
+    (["--variants", "base,pvmm"], "error: unknown variant 'pvmm'; did you mean 'pvm'? (in 'pvmm')"),
+])
+def test_cli_suggests_close_names(tmp_path: Path, args: list[str], line: str) -> None:
+    """A typo in a task, group, probe or variant name: one line with the close matches, exit 2 (a task
+    name is checked before the organism's "needs a model", and before any run directory exists)."""
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli.main import app
+
+    result = CliRunner().invoke(app, ["run", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = [entry for entry in result.output.splitlines() if entry.strip()]
+    assert len(lines) == 1 and lines[0].startswith(line), result.output
+    if args[0] == "--tasks":
+        assert not any(tmp_path.iterdir())
+
+
+def test_generic_registry_lazy_refs_entry_points_and_suggestions(tmp_path: Path, monkeypatch) -> None:
+    """One Registry[T]: a "module:attr" reference is imported on first lookup, an entry point of its
+    group is found, an unknown name gets close matches only."""
+    from pvm_bench.registry import PluginLoadError, Registry
+
+    (tmp_path / "acme_probe.py").write_text("FACTORY = object()\n")
+    dist = tmp_path / "acme_probe-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-probe\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pvm_bench.test_group]\nacme = acme_probe:FACTORY\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg: Registry[object] = Registry("widget", "pvm_bench.test_group", {"json_dumps": "json:dumps", "bad": "no_such_mod:x"})
+    import json
+
+    assert reg["json_dumps"] is json.dumps
+    import acme_probe
+
+    assert "acme" in reg and reg["acme"] is acme_probe.FACTORY
+    assert sorted(reg) == ["acme", "bad", "json_dumps"]
+    with pytest.raises(PluginLoadError, match="widget 'bad' \\(no_such_mod:x\\) cannot be loaded"):
+        reg["bad"]
+    assert reg.unknown("json_dump") == "unknown widget 'json_dump'; did you mean 'json_dumps'?"
+    assert reg.unknown("zzz") == "unknown widget 'zzz'"
 
 
 def test_no_data_offline_error() -> None:
