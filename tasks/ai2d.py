@@ -17,7 +17,7 @@ import re
 import string
 from typing import Any
 
-from pvm_bench.scoring.extract import prepare_output, truncated_score
+from pvm_bench.scoring import prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvm_bench.scoring.extract import prepare_output, truncated_score
+from pvm_bench.scoring import prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
 
 ID_FIELDS = ("category", "subcategory", "set_id", "figure_id", "question_id")

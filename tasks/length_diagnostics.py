@@ -69,7 +69,7 @@ from typing import Any, Literal
 
 from PIL import Image, ImageDraw
 
-from pvm_bench.scoring.extract import prepare_output, truncated_score
+from pvm_bench.scoring import prepare_output, truncated_score
 from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
 
 PALETTE: dict[str, tuple[int, int, int]] = {

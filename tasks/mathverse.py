@@ -30,8 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvm_bench.scoring.extract import prepare_output, truncated_score
-from pvm_bench.scoring.mathscore import choices_from_question, free_form_score, score_free_form
+from pvm_bench.scoring import choices_from_question, free_form_score, prepare_output, score_free_form, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 
 NOTE = "rule-scored, not comparable with GPT-judged numbers"

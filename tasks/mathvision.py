@@ -22,8 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pvm_bench.scoring.extract import prepare_output, truncated_score
-from pvm_bench.scoring.mathscore import free_form_score, score_free_form
+from pvm_bench.scoring import free_form_score, prepare_output, score_free_form, truncated_score
 from pvm_bench.scoring.symbolic import SYMBOLIC, is_equal
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score
 

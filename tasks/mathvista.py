@@ -27,10 +27,9 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from pvm_bench.scoring import levenshtein, prepare_output, score_mathvista, truncated_score
 from pvm_bench.scoring.answers import GUESS_EXTRACTORS
-from pvm_bench.scoring.extract import levenshtein, prepare_output, truncated_score
 from pvm_bench.scoring.judge import create_test_prompt
-from pvm_bench.scoring.mathscore import score_mathvista
 from pvm_bench.tasks import HubTask, LazyImage, Sample, Score, TaskError
 
 Judge = Callable[[str], str]

@@ -44,7 +44,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from pvm_bench.scoring.extract import extract_mcq_answer, letter_score, prepare_output, truncated_score
+from pvm_bench.scoring import extract_mcq_answer, letter_score, prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Metric, RecordInfo, Sample, Score
 
 #: lmms-eval 0.7.3's lite subsets (mmbench_en_dev_lite.yaml lines 2-4, mmbench_cn_dev_lite.yaml lines 2, 10-11).

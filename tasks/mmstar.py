@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvm_bench.scoring.extract import extract_mcq_answer, letter_score, prepare_output, truncated_score
+from pvm_bench.scoring import extract_mcq_answer, letter_score, prepare_output, truncated_score
 from pvm_bench.tasks import HubTask, LazyImage, Metric, Sample, Score
 
 REPLACE_PROMPT = " Please answer yes or no."

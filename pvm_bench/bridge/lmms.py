@@ -205,7 +205,7 @@ class PvmBenchLMM(lmms):
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Generate for lmms-eval instances ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)``."""
-        from pvm_bench.runner.run import sample_seed
+        from pvm_bench.runner.workload import sample_seed
 
         prepared: list[tuple[int, tuple, Request, list[str], str]] = []
         for index, inst in enumerate(requests):
@@ -268,7 +268,7 @@ class PvmBenchLMM(lmms):
         return path
 
     def _collect(self, gens: list[Generation]) -> None:
-        from pvm_bench.runner.run import probe_frame
+        from pvm_bench.runner.files import probe_frame
 
         for gen in gens:
             frame = probe_frame(gen.probe_records)

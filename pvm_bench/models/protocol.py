@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pvm_bench.errors import UserError
 from pvm_bench.models.families import FAMILIES, FamilySpec, HarnessSettings
-from pvm_bench.scoring.extract import apply_unfinished_policy
+from pvm_bench.scoring import apply_unfinished_policy
 
 if TYPE_CHECKING:
     from pvm_bench.models.loading import LoadedModel

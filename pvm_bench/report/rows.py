@@ -41,7 +41,7 @@ import pandas as pd
 from pvm_bench.report.estimate import Groups, grouped_estimate, grouped_paired
 from pvm_bench.report.rundata import REFERENCE_VARIANT, RunData
 from pvm_bench.report.stats import accuracy_ci
-from pvm_bench.scoring.extract import is_unfinished
+from pvm_bench.scoring import is_unfinished
 from pvm_bench.tasks import Metric, Task, unit_values
 
 POOLED = "ALL"

@@ -21,16 +21,15 @@ from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line, v
 from pvm_bench.filehash import SCHEME
 from pvm_bench.models.generation import effective_decoding
 from pvm_bench.models.loading import is_local_source
-from pvm_bench.results import (  # noqa: F401 (compact_frame re-exported)
+from pvm_bench.results import (
     JsonlAppender,
     RunRecord,
-    compact_frame,
     read_samples,
     utc_now,
 )
 from pvm_bench.runner.batch import BatchRunner, max_new_tokens
 from pvm_bench.runner.distributed import Dist
-from pvm_bench.runner.files import (  # noqa: F401 (re-exported: pvm_bench.runner.run.probe_frame etc. are public)
+from pvm_bench.runner.files import (
     check_writable,
     clear_outputs,
     git_state,
@@ -38,41 +37,30 @@ from pvm_bench.runner.files import (  # noqa: F401 (re-exported: pvm_bench.runne
     merge_sample_shards,
     new_run_id,
     package_versions,
-    probe_frame,
     remove_temp_files,
     reusable_run_dir,
-    write_probe_part,
 )
-from pvm_bench.runner.guard import (  # noqa: F401 (re-exported)
-    NonFiniteError,
+from pvm_bench.runner.guard import (
     NonFiniteGuard,
     ResumeMismatchError,
     RunError,
     RunLock,
-    RunLockedError,
     Terminated,
     check_resume,
     generation_settings,
     hub_snapshot,
-    is_out_of_memory,
     option_conflicts,
     path_digests,
-    path_fingerprint,
-    resume_changes,
     sigterm_interrupts,
 )
 from pvm_bench.runner.probes import RunProbes
 from pvm_bench.runner.taskmeta import write_run_tasks
-from pvm_bench.runner.workload import (  # noqa: F401 (sample_seed, WorkItem re-exported)
+from pvm_bench.runner.workload import (
     WorkItem,
     batches,
-    error_record,
     load_task_samples,
     metadata_fingerprint,
-    probe_frames,
     sample_ids,
-    sample_record,
-    sample_seed,
 )
 from pvm_bench.session import GenerationSession
 from pvm_bench.tasks import Sample, Task, TaskRegistry, get_registry

@@ -8,9 +8,10 @@ from PIL import Image
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from pvm_bench import load_model
+from pvm_bench.config import RunConfig
 from pvm_bench.models.generation import Request, RowSampler, effective_decoding, ordered_images
 from pvm_bench.results import RunRecord
-from pvm_bench.runner.run import RunConfig, Runner
+from pvm_bench.runner import Runner
 
 
 def _requests(n: int) -> list[Request]:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from pvm_bench.results import JsonlAppender, SampleRecord, read_jsonl, read_samples
-from pvm_bench.runner.run import compact_frame, probe_frame, sample_seed
+from pvm_bench.results import JsonlAppender, SampleRecord, compact_frame, read_jsonl, read_samples
+from pvm_bench.runner import probe_frame, sample_seed
 
 
 def _record(sample_id: str, output: str = "x") -> SampleRecord:

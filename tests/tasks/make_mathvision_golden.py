@@ -67,7 +67,7 @@ def main() -> None:
     process, eval_utils = lmms_process(root)
     strip = [["<think>", "</think>"], ["<analysis>", "</analysis>"]]
     sys.path.insert(0, str(HERE.parents[1]))
-    from pvm_bench.scoring.extract import strip_reasoning_tags  # lmms-eval's own, ported verbatim (api/reasoning.py)
+    from pvm_bench.scoring import strip_reasoning_tags  # lmms-eval's own, ported verbatim (api/reasoning.py)
 
     rows = []
     for i, output in cases():

@@ -67,8 +67,9 @@ def test_attach_judge_refuses_tasks_without_a_judge_hook(tiny_judge_dir: Path) -
 
 def test_runner_records_judge_in_run_json_and_samples(tiny_qwen3_vl: Path, tiny_judge_dir: Path, fixture_data: Path,
                                                       tmp_path: Path) -> None:
+    from pvm_bench.config import RunConfig
     from pvm_bench.results import RunRecord
-    from pvm_bench.runner.run import RunConfig, Runner
+    from pvm_bench.runner import Runner
 
     config = RunConfig(model=str(tiny_qwen3_vl), tasks=["mathvista"], data_dir=str(fixture_data), out=str(tmp_path),
                        run_id="judged", limit=2, max_new_tokens=4, probes=[], report=False, judge=str(tiny_judge_dir))

@@ -13,7 +13,7 @@ from pvm_bench.cli.main import app
 from pvm_bench.models.families import FAMILIES
 from pvm_bench.models.protocol import resolve_protocol
 from pvm_bench.paper_table import paper_tasks, protocol_run_defaults, published
-from pvm_bench.scoring.extract import unfinished_policy_for
+from pvm_bench.scoring import unfinished_policy_for
 from pvm_bench.tasks import get_registry
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.scoring.extract import final_answer_text, prepare_output, strip_reasoning_tags
+from pvm_bench.scoring import final_answer_text, prepare_output, strip_reasoning_tags
 from pvm_bench.tasks import Sample, get_registry
 
 REG = get_registry(entry_points=False)

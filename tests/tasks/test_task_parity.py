@@ -83,7 +83,7 @@ def test_parity_with_lmms_golden(family: str) -> None:
 @pytest.mark.parametrize("family", ["mmmu", "mathvista"])
 def test_parity_under_the_lmms_eval_protocol(family: str) -> None:
     """Policy "parse": the unfinished outputs are parsed as lmms-eval parses them, same values."""
-    from pvm_bench.scoring.extract import apply_unfinished_policy
+    from pvm_bench.scoring import apply_unfinished_policy
 
     samples = _samples()
     task = samples[family][0]

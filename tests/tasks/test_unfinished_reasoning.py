@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.scoring.extract import apply_unfinished_policy, is_unfinished, unfinished_policy_for
+from pvm_bench.scoring import apply_unfinished_policy, is_unfinished, unfinished_policy_for
 from pvm_bench.tasks import get_registry
 
 HERE = Path(__file__).resolve().parent
