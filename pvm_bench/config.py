@@ -26,7 +26,9 @@ DEVICE_MAP_CHOICES = ("auto", "balanced", "balanced_low_0", "sequential")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # fullmatch; [0-9]: \d is any Unicode digit
 DEVICE_HELP = "auto, cpu, mps, cuda or cuda:N"
 #: A run id is one plain directory name: letters, digits, '.', '_', '-', not starting with '.' or '-'.
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # matched with fullmatch (``$`` allows a trailing newline)
+RUN_ID_PATTERN = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+)  # matched with fullmatch (``$`` allows a trailing newline)
 #: Smallest sampling temperature: below it logits / T overflow float32 (1e-320 gives inf/nan probabilities).
 MIN_TEMPERATURE = 1e-5
 #: Probes recorded when the user does not choose (``branch`` is added by the CLI with an adapter).
@@ -123,7 +125,8 @@ class RunConfig(BaseModel):
     def _temperature_zero_or_usable(cls, value: float) -> float:
         if 0.0 < value < MIN_TEMPERATURE:
             raise ValueError(
-                f"must be 0 (greedy decoding) or at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it "
+                f"must be 0 (greedy decoding) or at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by "
+                "it "
                 "overflows); use 0 for greedy"
             )
         return value
@@ -132,8 +135,10 @@ class RunConfig(BaseModel):
     @classmethod
     def _penalty_usable(cls, value: float | None) -> float | None:
         if value is not None and value < MIN_TEMPERATURE:  # seen tokens' logits are divided by it
-            raise ValueError(f"must be at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it overflows); "
-                             "1 = no penalty")
+            raise ValueError(
+                f"must be at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it overflows); "
+                "1 = no penalty"
+            )
         return value
 
     @field_validator(*CHOICES)

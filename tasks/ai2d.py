@@ -49,7 +49,9 @@ class AI2D(HubTask):
         try:
             target = chr(ord("A") + int(row["answer"]))
         except (TypeError, ValueError) as exc:
-            raise TaskError(f"task '{self.name}': record {ident} has no integer answer index (lmms-lab ai2d schema expected)") from exc
+            raise TaskError(
+                f"task '{self.name}': record {ident} has no integer answer index (lmms-lab ai2d schema expected)"
+            ) from exc
         choices_str = "\n".join(f"{chr(ord('A') + j)}. {c}" for j, c in enumerate(options))
         return Sample(
             id=ident, question=f"{row['question']}\n{choices_str}{POST_PROMPT}", target=target,

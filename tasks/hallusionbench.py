@@ -39,7 +39,9 @@ def figure_key(info: RecordInfo) -> str:
 class HallusionBench(HubTask):
     name = "hallusionbench"
     version = "1.0"
-    description = "HallusionBench image split: yes/no visual hallucination questions (rule-based yes/no, aAcc/qAcc/fAcc)"
+    description = (
+        "HallusionBench image split: yes/no visual hallucination questions (rule-based yes/no, aAcc/qAcc/fAcc)"
+    )
     splits = ("image",)
     default_split = "image"
     hub_id = "lmms-lab-encoder/HallusionBench"
@@ -52,7 +54,9 @@ class HallusionBench(HubTask):
 
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         ident = self.row_id(row, position)
-        images = [LazyImage(row["image"], name=f"{self.name} sample {ident} image")] if row.get("image") is not None else []
+        images = (
+            [LazyImage(row["image"], name=f"{self.name} sample {ident} image")] if row.get("image") is not None else []
+        )
         return Sample(
             id=ident, question=str(row["question"]), target=str(row["gt_answer"]), images=images, choices=None,
             metadata={k: str(row[k]) for k in ID_FIELDS},

@@ -234,19 +234,31 @@ class ColourRecall(Task):
         samples = []
         for i, ex in enumerate(make_examples(n, seed, distance_range, self.design)):
             sid = f"{self.name}-{split}-{i}"
-            samples.append(Sample(
-                id=sid, question=ex["prompt"], target=ex["answer"],
-                images=[LazyImage(img, name=f"{self.name} sample {sid} image {j + 1}") for j, img in enumerate(ex["images"])],
-                choices=self.design.colours,
-                metadata={k: ex[k] for k in ("cell", "n_filler", "distance", "colours", "variant", "count", "response")},
-            ))
+            samples.append(
+                Sample(
+                    id=sid,
+                    question=ex["prompt"],
+                    target=ex["answer"],
+                    images=[
+                        LazyImage(img, name=f"{self.name} sample {sid} image {j + 1}")
+                        for j, img in enumerate(ex["images"])
+                    ],
+                    choices=self.design.colours,
+                    metadata={
+                        k: ex[k] for k in ("cell", "n_filler", "distance", "colours", "variant", "count", "response")
+                    },
+                )
+            )
         return samples
 
     def score(self, sample: Sample, output: str, *, truncated: bool = False) -> Score:
         prep = prepare_output(output, policy=self.unfinished_policy)
         truncated = prep.scores_truncation(truncated)  # lmms-eval: a cut-off output is scored as it is
-        details: dict[str, Any] = {"distance": sample.metadata.get("distance"), "n_filler": sample.metadata.get("n_filler"),
-                                   "extractor": "answer_marker"}
+        details: dict[str, Any] = {
+            "distance": sample.metadata.get("distance"),
+            "n_filler": sample.metadata.get("n_filler"),
+            "extractor": "answer_marker",
+        }
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
         colour, marker = parse_colour(prep.text)
@@ -264,7 +276,11 @@ class ColourRecall(Task):
         out = super().aggregate(scores)
         lo = 0
         for hi in (*DISTANCE_BUCKETS, None):
-            bucket = [s.value for s in scores if (s.details.get("distance") or 0) >= lo and (hi is None or s.details["distance"] < hi)]
+            bucket = [
+                s.value
+                for s in scores
+                if (s.details.get("distance") or 0) >= lo and (hi is None or s.details["distance"] < hi)
+            ]
             if bucket:
                 out[f"accuracy@d{lo}-{hi if hi is not None else 'inf'}"] = sum(bucket) / len(bucket)
             lo = hi if hi is not None else lo

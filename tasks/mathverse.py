@@ -69,7 +69,11 @@ class MathVerse(HubTask):
     def sample_from_row(self, row: dict[str, Any], position: int) -> Sample:
         ident = self.row_id(row, position)
         image = row.get("image")
-        images = [] if image is None or str(image).strip() == "" else [LazyImage(image, name=f"{self.name} sample {ident} image")]
+        images = (
+            []
+            if image is None or str(image).strip() == ""
+            else [LazyImage(image, name=f"{self.name} sample {ident} image")]
+        )
         question = str(row.get("question_for_eval") or row.get("question") or "")
         return Sample(
             id=str(ident), question=row["query_wo"].strip(), target=str(row["answer"]), images=images, choices=None,

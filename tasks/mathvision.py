@@ -223,7 +223,11 @@ class MathVision(HubTask):
         answer = extract(text)
         details["extractor"] = "boxed" if "oxed{" in text else ("none" if not answer else "lmms_rules")
         gt = sample.target
-        gt_value = sample.choices[ord(gt) - ord("A")] if sample.choices and len(gt) == 1 and 0 <= ord(gt) - ord("A") < len(sample.choices) else ""
+        gt_value = (
+            sample.choices[ord(gt) - ord("A")]
+            if sample.choices and len(gt) == 1 and 0 <= ord(gt) - ord("A") < len(sample.choices)
+            else ""
+        )
         ok = is_equal(gt, answer) or is_equal(gt_value, answer)
         if truncated and not ok and "oxed{" not in text:
             return truncated_score(parsed=answer, **details)

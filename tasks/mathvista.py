@@ -52,15 +52,29 @@ def _hint(shot_type: str, question_type: str, answer_type: str, precision: Any) 
         return ""  # lmms-eval would raise UnboundLocalError here (float with precision 3)
     if shot_type in ("solution", "step-by-step"):
         if question_type == "multi_choice":
-            return "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end."
+            return (
+                "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end."
+            )
         if answer_type == "integer":
-            return "Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end."
+            return (
+                "Hint: Please answer the question requiring an integer answer and provide the final value, e.g., "
+                "1, 2, 3, at the end."
+            )
         if answer_type == "float" and precision == 1:
-            return "Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end."
+            return (
+                "Hint: Please answer the question requiring a floating-point number with one decimal place and "
+                "provide the final value, e.g., 1.2, 1.3, 1.4, at the end."
+            )
         if answer_type == "float" and precision == 2:
-            return "Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end."
+            return (
+                "Hint: Please answer the question requiring a floating-point number with two decimal places and "
+                "provide the final value, e.g., 1.23, 1.34, 1.45, at the end."
+            )
         if answer_type == "list":
-            return "Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end."
+            return (
+                "Hint: Please answer the question requiring a Python list as an answer and provide the final list, "
+                "e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end."
+            )
         return ""
     raise TaskError(f"mathvista: unsupported shot_type '{shot_type}'")
 

@@ -180,7 +180,10 @@ class MMMU(HubTask):
         images = []
         for image_name in doc_image_names(doc):
             if doc.get(image_name) is None:
-                raise TaskError(f"task '{self.name}': record {ident} references <{image_name.replace('_', ' ')}> but has no {image_name}")
+                raise TaskError(
+                    f"task '{self.name}': record {ident} references <{image_name.replace('_', ' ')}> but "
+                    f"has no {image_name}"
+                )
             images.append(LazyImage(doc[image_name], name=f"{self.name} sample {ident} {image_name}"))
         is_mc = doc["question_type"] == "multiple-choice"
         return Sample(

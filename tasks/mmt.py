@@ -76,7 +76,9 @@ class MMT(HubTask):
         details: dict[str, Any] = {"extractor": "lmms-eval-0.7.3 mmt parse_multi_choice_response"}
         if prep.unanswered:
             return truncated_score(reason="ended inside a reasoning block", **details)
-        letter, guessed = parse_multi_choice_response(prep.text.strip(), list(sample.choices or LETTERS), random.Random(seed_for(sample.id)))
+        letter, guessed = parse_multi_choice_response(
+            prep.text.strip(), list(sample.choices or LETTERS), random.Random(seed_for(sample.id))
+        )
         details["guessed"] = guessed
         if truncated and guessed:
             return truncated_score(**details)

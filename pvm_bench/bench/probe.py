@@ -297,13 +297,24 @@ def register_bench(bench: typer.Typer) -> None:
 
     @bench.command("probe")
     def probe_command(
-        model: Annotated[str | None, typer.Option(help="Model dir or hub id (default: a ~80M random Qwen3-VL built in a temp dir).")] = None,
+        model: Annotated[
+            str | None, typer.Option(help="Model dir or hub id (default: a ~80M random Qwen3-VL built in a temp dir).")
+        ] = None,
         new_tokens: Annotated[str, typer.Option(help="Comma-separated generation lengths.")] = "128,512,2048",
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-        naive_max_gb: Annotated[float, typer.Option(help="Skip the naive run when its attention maps would exceed this.")] = 4.0,
-        repeats: Annotated[int, typer.Option(help="Alternating plain/probe runs per length; the fastest of each counts.")] = 3,
-        threads: Annotated[int | None, typer.Option(help="torch CPU threads per measurement (default: torch's; 1 is steadier on a busy machine).")] = None,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        naive_max_gb: Annotated[
+            float, typer.Option(help="Skip the naive run when its attention maps would exceed this.")
+        ] = 4.0,
+        repeats: Annotated[
+            int, typer.Option(help="Alternating plain/probe runs per length; the fastest of each counts.")
+        ] = 3,
+        threads: Annotated[
+            int | None,
+            typer.Option(help="torch CPU threads per measurement (default: torch's; 1 is steadier on a busy machine)."),
+        ] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions."""
         from rich.console import Console

@@ -136,9 +136,11 @@ def run_bench(model_dir: str, lengths: list[int], *, device: str = "auto", chunk
 def _table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"replay vs decode-time probing, same outputs: {(result.get('n_params') or 0) / 1e6:.1f}M params, "
-                        f"prompt {result.get('prompt_len')} tokens, {result.get('device')}, threads "
-                        f"{result.get('threads') or 'default'}, chunk {result.get('chunk')} (peak = growth, MiB)")
+    table = Table(
+        title=f"replay vs decode-time probing, same outputs: {(result.get('n_params') or 0) / 1e6:.1f}M params, "
+        f"prompt {result.get('prompt_len')} tokens, {result.get('device')}, threads "
+        f"{result.get('threads') or 'default'}, chunk {result.get('chunk')} (peak = growth, MiB)"
+    )
     for col in ("tokens", "decode s", "replay s", "speedup", "cpu speedup", "decode peak", "replay peak",
                 "kv cache", "max |diff|"):
         table.add_column(col, justify="right")
@@ -155,12 +157,16 @@ def register_bench(bench: typer.Typer) -> None:
 
     @bench.command("replay")
     def replay_command(
-        model: Annotated[str | None, typer.Option(help="Model dir (default: the ~87M random Qwen3-VL of `bench probe`).")] = None,
+        model: Annotated[
+            str | None, typer.Option(help="Model dir (default: the ~87M random Qwen3-VL of `bench probe`).")
+        ] = None,
         new_tokens: Annotated[str, typer.Option(help="Comma-separated output lengths.")] = "256,1024,4096",
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
         chunk: Annotated[int, typer.Option(min=1, help="Output positions per teacher-forced forward.")] = 512,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads per measurement.")] = 1,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Per sample: replay vs decode-time probing of the same outputs (time, peak memory, agreement)."""
         from rich.console import Console

@@ -78,8 +78,17 @@ def _env(threads: int, code: Path | None) -> dict[str, str]:
     return env
 
 
-def bench_report(rows: int, out: Path, *, threads: int = 1, code: Path | None = None, layers: int = 36,
-                 cap: int = 16384, seed: int = 0, phases: tuple[str, ...] = ("merge", "report", "anchor")) -> dict[str, Any]:
+def bench_report(
+    rows: int,
+    out: Path,
+    *,
+    threads: int = 1,
+    code: Path | None = None,
+    layers: int = 36,
+    cap: int = 16384,
+    seed: int = 0,
+    phases: tuple[str, ...] = ("merge", "report", "anchor"),
+) -> dict[str, Any]:
     """Generate a run of about ``rows`` attention rows under ``out`` and time each phase.
 
     Returns ``{"run_dir", "generated": {...}, "phases": {name: timed(...)}}``; a phase that
@@ -124,11 +133,16 @@ def format_rows(res: dict[str, Any]) -> list[str]:
             continue
         ratio = ""
         if anchor and anchor["rc"] == 0 and name != "anchor":
-            ratio = (f"  x{row['wall_s'] / anchor['wall_s']:.1f} wall, x{row['cpu_s'] / max(anchor['cpu_s'], 1e-3):.1f} CPU, "
-                     f"x{row['rss_bytes'] / anchor['rss_bytes']:.1f} RSS vs anchor")
+            ratio = (
+                f"  x{row['wall_s'] / anchor['wall_s']:.1f} wall, x{row['cpu_s'] / max(anchor['cpu_s'], 1e-3):.1f} "
+                "CPU, "
+                f"x{row['rss_bytes'] / anchor['rss_bytes']:.1f} RSS vs anchor"
+            )
         state = "" if row["rc"] == 0 else f"  FAILED (exit {row['rc']}): {row['output'].strip().splitlines()[-1:]}"
-        lines.append(f"{name:>6}: {row['wall_s']:8.2f} s wall {row['cpu_s']:8.2f} s CPU {row['rss_bytes'] / 1e9:6.2f} GB"
-                     f"{ratio}{state}")
+        lines.append(
+            f"{name:>6}: {row['wall_s']:8.2f} s wall {row['cpu_s']:8.2f} s CPU {row['rss_bytes'] / 1e9:6.2f} GB"
+            f"{ratio}{state}"
+        )
     return lines
 
 
@@ -137,16 +151,32 @@ def register_bench(bench: typer.Typer) -> None:
 
     @bench.command("report")
     def report_command(
-        rows: Annotated[int, typer.Option(min=1000, help="Attention rows to generate (about; whole samples).")] = 1_000_000,
-        out: Annotated[Path | None, typer.Option(help="Parent folder of the synthetic run (default: a temp dir; needs ~15 B per row).")] = None,
+        rows: Annotated[
+            int, typer.Option(min=1000, help="Attention rows to generate (about; whole samples).")
+        ] = 1_000_000,
+        out: Annotated[
+            Path | None,
+            typer.Option(help="Parent folder of the synthetic run (default: a temp dir; needs ~15 B per row)."),
+        ] = None,
         threads: Annotated[int | None, typer.Option(help="Threads for every phase (OMP and DuckDB).")] = None,
-        keep: Annotated[bool, typer.Option(help="Keep the synthetic run directory (default: removed at the end).")] = False,
-        code: Annotated[Path | None, typer.Option(help="Import pvm_bench from this checkout for merge and report (e.g. the code before a change).")] = None,
+        keep: Annotated[
+            bool, typer.Option(help="Keep the synthetic run directory (default: removed at the end).")
+        ] = False,
+        code: Annotated[
+            Path | None,
+            typer.Option(
+                help="Import pvm_bench from this checkout for merge and report (e.g. the code before a change)."
+            ),
+        ] = None,
         layers: Annotated[int, typer.Option(min=1, help="Decoder layers (Qwen3-VL-8B: 36).")] = 36,
         cap: Annotated[int, typer.Option(min=2, help="max_new_tokens: 0.4% of the outputs stop there.")] = 16384,
         seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
-        phases: Annotated[str, typer.Option(help="Comma-separated phases to time: merge, report, anchor.")] = "merge,report,anchor",
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        phases: Annotated[
+            str, typer.Option(help="Comma-separated phases to time: merge, report, anchor.")
+        ] = "merge,report,anchor",
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by."""
         from rich.console import Console

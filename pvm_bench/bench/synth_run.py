@@ -191,7 +191,9 @@ def write_synthetic_run(run_dir: Path, spec: SynthSpec) -> dict[str, Any]:
                     batch = []
                     for i in range(start, min(start + spec.batch_size, lengths.size)):
                         sid = f"{task}-test-{i}"
-                        seed = int.from_bytes(hashlib.sha256(f"{spec.seed}/{variant}/{sid}".encode()).digest()[:7], "big")
+                        seed = int.from_bytes(
+                            hashlib.sha256(f"{spec.seed}/{variant}/{sid}".encode()).digest()[:7], "big"
+                        )
                         rec = SampleRecord.model_validate(_record(spec, rng, variant, task, sid, int(lengths[i]), seed))
                         sink.write(json.dumps(rec.model_dump(mode="json"), ensure_ascii=False) + "\n")
                         counts["samples"] += 1

@@ -172,7 +172,9 @@ class PvmBenchLMM(lmms):
         if self.variant.requires_pvm and self.lm.pvm is None:
             from pvm_bench.variants import VariantError
 
-            raise VariantError(f"variant '{self.variant.name}' needs a PVM adapter; pass pvm=ADAPTER_DIR in --model_args")
+            raise VariantError(
+                f"variant '{self.variant.name}' needs a PVM adapter; pass pvm=ADAPTER_DIR in --model_args"
+            )
         self.probes = make_probes(_as_list(probes), per_head=_as_bool(per_head))
         self.attention_out = self._resolve_out(attention_out)
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens not in (None, "", "None") else None
@@ -241,7 +243,9 @@ class PvmBenchLMM(lmms):
                         if self.strip_thinking:
                             text = _strip_thinking(text)
                         results[item[0]] = text
-                        self.cache_hook.add_partial("generate_until", (requests[item[0]].args[0], requests[item[0]].args[1]), text)
+                        self.cache_hook.add_partial(
+                            "generate_until", (requests[item[0]].args[0], requests[item[0]].args[1]), text
+                        )
                     self._collect(gens)
         self._write()
         return [r if r is not None else "" for r in results]
@@ -256,8 +260,13 @@ class PvmBenchLMM(lmms):
         temperature = float(gen_kwargs.get("temperature") or 0.0)
         if temperature <= 0:
             return max_new, 0.0, None, None, _optional(gen_kwargs.get("repetition_penalty"), float)
-        return (max_new, temperature, _optional(gen_kwargs.get("top_p"), float), _optional(gen_kwargs.get("top_k"), int),
-                _optional(gen_kwargs.get("repetition_penalty"), float))
+        return (
+            max_new,
+            temperature,
+            _optional(gen_kwargs.get("top_p"), float),
+            _optional(gen_kwargs.get("top_k"), int),
+            _optional(gen_kwargs.get("repetition_penalty"), float),
+        )
 
     def _resolve_out(self, attention_out: str | None) -> Path | None:
         if attention_out in (None, "", "none", "None"):

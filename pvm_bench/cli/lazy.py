@@ -51,7 +51,9 @@ def _threads_option() -> Parameter:
     app = typer.Typer()
 
     @app.command()
-    def _f(threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, rich_help_panel="Resources")] = None) -> None:
+    def _f(
+        threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, rich_help_panel="Resources")] = None,
+    ) -> None:
         pass
 
     return typer.main.get_command(app).params[0]

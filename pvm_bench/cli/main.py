@@ -21,22 +21,73 @@ REPORTS, TRAIN, DATA, DISCOVER, BENCH = "Reports", "PVM and the organism", "Data
 
 #: Top-level commands defined in other modules (name -> module, one-line help, panel).
 COMMANDS = {
-    "report": LazyCommand("pvm_bench.report.commands", "Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR.", panel=REPORTS),
-    "compare": LazyCommand("pvm_bench.report.commands", "Side-by-side table of several runs (markdown + csv), e.g. two models or two adapters.", panel=REPORTS),
-    "check": LazyCommand("pvm_bench.report.commands", "Exit 0 when every baseline metric is within tolerance (or better), 1 otherwise, 2 on bad input.", panel=REPORTS),
-    "baseline": LazyCommand("pvm_bench.report.commands", "Write RUN_DIR's metrics (with their 95% CIs) as a baseline file for `pvm-bench check`.", panel=REPORTS),
-    "pvm": LazyCommand("pvm_bench.pvm.commands", "Persistent Visual Memory: size, training, export.", panel=TRAIN, threaded=("train",)),
-    "organism": LazyCommand("pvm_bench.organism.commands", "The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", panel=TRAIN),
-    "replay": LazyCommand("pvm_bench.replay.cli", "Attention diagnostics and scores for outputs you already have (a run, an lmms-eval log, a JSONL).", panel=REPORTS, threaded=("",)),
-    "data": LazyCommand("pvm_bench.data.commands", "Export benchmark data for offline machines and check a --data-dir.", panel=DATA),
+    "report": LazyCommand(
+        "pvm_bench.report.commands",
+        "Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR.",
+        panel=REPORTS,
+    ),
+    "compare": LazyCommand(
+        "pvm_bench.report.commands",
+        "Side-by-side table of several runs (markdown + csv), e.g. two models or two adapters.",
+        panel=REPORTS,
+    ),
+    "check": LazyCommand(
+        "pvm_bench.report.commands",
+        "Exit 0 when every baseline metric is within tolerance (or better), 1 otherwise, 2 on bad input.",
+        panel=REPORTS,
+    ),
+    "baseline": LazyCommand(
+        "pvm_bench.report.commands",
+        "Write RUN_DIR's metrics (with their 95% CIs) as a baseline file for `pvm-bench check`.",
+        panel=REPORTS,
+    ),
+    "pvm": LazyCommand(
+        "pvm_bench.pvm.commands", "Persistent Visual Memory: size, training, export.", panel=TRAIN, threaded=("train",)
+    ),
+    "organism": LazyCommand(
+        "pvm_bench.organism.commands", "The built-in tiny model organism (tiny Qwen3-VL + PVM adapter).", panel=TRAIN
+    ),
+    "replay": LazyCommand(
+        "pvm_bench.replay.cli",
+        "Attention diagnostics and scores for outputs you already have (a run, an lmms-eval log, a JSONL).",
+        panel=REPORTS,
+        threaded=("",),
+    ),
+    "data": LazyCommand(
+        "pvm_bench.data.commands", "Export benchmark data for offline machines and check a --data-dir.", panel=DATA
+    ),
 }
 #: ``pvm-bench bench ...`` commands.
 BENCH_COMMANDS = {
-    "probe": LazyCommand("pvm_bench.bench.probe", "Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions.", hook="register_bench", threaded=("",)),
-    "pvm": LazyCommand("pvm_bench.pvm.commands", "Decode tokens/s: base vs PVM variant in one run (ratio = PVM / base).", hook="register_bench", threaded=("",)),
-    "report": LazyCommand("pvm_bench.bench.report", "Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by.", hook="register_bench"),
-    "replay": LazyCommand("pvm_bench.bench.replay", "Per sample: replay vs decode-time probing of the same outputs (time, peak memory, agreement).", hook="register_bench", threaded=("",)),
-    "batch": LazyCommand("pvm_bench.bench.batch", "Samples/s of batched generation (batch 8 vs 1) on the same requests and outputs.", hook="register_bench", threaded=("",)),
+    "probe": LazyCommand(
+        "pvm_bench.bench.probe",
+        "Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions.",
+        hook="register_bench",
+        threaded=("",),
+    ),
+    "pvm": LazyCommand(
+        "pvm_bench.pvm.commands",
+        "Decode tokens/s: base vs PVM variant in one run (ratio = PVM / base).",
+        hook="register_bench",
+        threaded=("",),
+    ),
+    "report": LazyCommand(
+        "pvm_bench.bench.report",
+        "Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by.",
+        hook="register_bench",
+    ),
+    "replay": LazyCommand(
+        "pvm_bench.bench.replay",
+        "Per sample: replay vs decode-time probing of the same outputs (time, peak memory, agreement).",
+        hook="register_bench",
+        threaded=("",),
+    ),
+    "batch": LazyCommand(
+        "pvm_bench.bench.batch",
+        "Samples/s of batched generation (batch 8 vs 1) on the same requests and outputs.",
+        hook="register_bench",
+        threaded=("",),
+    ),
 }
 
 app = typer.Typer(
@@ -47,7 +98,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Micro-benchmarks (ratios within one run).", cls=lazy_group(BENCH_COMMANDS), no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Micro-benchmarks (ratios within one run).", cls=lazy_group(BENCH_COMMANDS), no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench", rich_help_panel=BENCH)
 
 

@@ -205,7 +205,9 @@ def _organism_job(fields: dict[str, Any]) -> dict[str, Any]:
         from pvm_bench.tasks import get_registry
 
         # a name no source defines gets "did you mean" first (TaskError), not "needs a model"
-        get_registry(fields.get("include_paths") or [], override_tasks=fields.get("override_tasks") or ()).resolve(foreign)
+        get_registry(fields.get("include_paths") or [], override_tasks=fields.get("override_tasks") or ()).resolve(
+            foreign
+        )
         raise UserError(
             f"task '{foreign[0]}' needs a model: pass --model HUB_ID_OR_DIR (without --model, pvm-bench runs "
             f"its built-in organism, whose tasks are {', '.join(ORGANISM_TASKS)})"

@@ -101,7 +101,9 @@ class ProgressState:
 class LineProgress:
     """Plain progress lines for logs (see the module docstring). Use as a context manager."""
 
-    def __init__(self, stream: TextIO, interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, stream: TextIO, interval: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stream = stream
         self.interval = progress_interval() if interval is None else interval
         self.state = ProgressState(clock)

@@ -49,54 +49,136 @@ class RunCommand(TyperCommand):
 
 
 def run(
-    model: Annotated[str | None, typer.Option(help="Hub id or local model dir (default: the built-in organism, on its own tasks only).", rich_help_panel=MODEL)] = None,
-    pvm: Annotated[str | None, typer.Option(help="PVM adapter dir or full reference checkpoint; adds the 'pvm' variant.", rich_help_panel=MODEL)] = None,
-    dtype: Annotated[str | None, typer.Option(help=f"{' | '.join(DTYPE_CHOICES)} (default: {_default('dtype')}).", show_default=False, rich_help_panel=MODEL)] = None,
-    device: Annotated[str | None, typer.Option(help=f"{DEVICE_HELP} (default: {_default('device')}).", show_default=False, rich_help_panel=MODEL)] = None,
-    device_map: Annotated[str | None, typer.Option(help="'auto' to shard a large model over GPUs.", rich_help_panel=MODEL)] = None,
-    attn_implementation: Annotated[str | None, typer.Option(help=f"Base attention backend: {' | '.join(ATTN_CHOICES)} (default: {_default('attn_implementation')}).", show_default=False, rich_help_panel=MODEL)] = None,
-    trust_remote_code: Annotated[bool | None, typer.Option("--trust-remote-code", help="Allow model code from the hub (off unless you pass it).", show_default=False, rich_help_panel=MODEL)] = None,
-    judge: Annotated[str | None, typer.Option(help="Local judge model (dir or hub id) for tasks that can use one.", rich_help_panel=MODEL)] = None,
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated task or group names (see `pvm-bench tasks`).", rich_help_panel=TASKS)] = None,
-    variants: Annotated[str | None, typer.Option(help="Comma-separated variants (default: base, plus pvm with --pvm). A bare fix is base+fix (PVM off); compose with '+' (pvm+pai); parameters after ':' (pai:alpha=0.2).", rich_help_panel=TASKS)] = None,
-    split: Annotated[str | None, typer.Option(help="Dataset split (default: each task's own).", rich_help_panel=TASKS)] = None,
-    limit: Annotated[int | None, typer.Option(help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).", rich_help_panel=TASKS)] = None,
-    include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).", rich_help_panel=TASKS)] = None,
-    override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP, rich_help_panel=TASKS)] = None,
-    allow_outside_data: Annotated[bool | None, typer.Option("--allow-outside-data", help="Let image paths in --data-dir tables point outside it (off: such a sample fails).", show_default=False, rich_help_panel=TASKS)] = None,
-    batch_size: Annotated[int | None, typer.Option(help=f"Samples per generate() batch (default: {_default('batch_size')}; organism: 8).", show_default=False, rich_help_panel=GEN)] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Generation length (default: each task's own; organism: 256).", rich_help_panel=GEN)] = None,
-    temperature: Annotated[float | None, typer.Option(help=f"0 = greedy; the paper uses 0.7 with 4 repeats (default: {_default('temperature')}).", show_default=False, rich_help_panel=GEN)] = None,
-    top_p: Annotated[float | None, typer.Option(help="Nucleus mass in (0, 1] when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
-    top_k: Annotated[int | None, typer.Option(help="Top-k when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
-    repetition_penalty: Annotated[float | None, typer.Option(help="> 0; 1 = none (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
-    repeats: Annotated[int | None, typer.Option(help=f"Generations per sample (seeded per sample and repeat) (default: {_default('repeats')}).", show_default=False, rich_help_panel=GEN)] = None,
-    seed: Annotated[int | None, typer.Option(help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,
-    protocol: Annotated[str | None, typer.Option(help=f"{' | '.join(PROTOCOL_CHOICES)}: 'lmms-eval' sends what lmms-eval 0.7.3's wrapper for the model family sends (Qwen3-VL: system turn 'You are a helpful assistant.', images within 200704..1605632 pixels) and parses an output cut inside <think> as lmms-eval does; 'pvm-paper' adds temperature 0.7 and 4 repeats (the PVM paper's evaluation); flags below win (default: {_default('protocol')}).", show_default=False, rich_help_panel=INPUTS)] = None,
-    system_prompt: Annotated[str | None, typer.Option(help="System turn for every request ('' for none) (default: the protocol's; none).", rich_help_panel=INPUTS)] = None,
-    min_pixels: Annotated[int | None, typer.Option(help="Smallest image size in pixels, Qwen-VL families (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
-    max_pixels: Annotated[int | None, typer.Option(help="Largest image size in pixels, Qwen-VL families; bounds the image tokens (default: the protocol's, else the processor's).", rich_help_panel=INPUTS)] = None,
-    probes: Annotated[str | None, typer.Option(help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
-    per_head: Annotated[bool | None, typer.Option("--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False, rich_help_panel=PROBES)] = None,
-    per_image: Annotated[bool | None, typer.Option("--per-image", help="Record visual mass per image (attention.parquet columns visual_mass_img0, visual_mass_img1, ...).", show_default=False, rich_help_panel=PROBES)] = None,
-    maps: Annotated[str | None, typer.Option(help=f"Spatial attention maps (heat map over the image per generated token, in the sample browser) for the first N samples of each task, or for sample ids 'id1,id2' (0 = none) (default: {_default('maps')}).", metavar="N|IDS", show_default=False, rich_help_panel=PROBES)] = None,
-    ablate_after: Annotated[str | None, typer.Option(help="Comma-separated K: also run every variant blind from generated token K (variant+blind:after=K; 0 = text-only prior).", metavar="K,K,...", rich_help_panel=PROBES)] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).", show_default=False, rich_help_panel=OUTPUT)] = None,
-    run_id: Annotated[str | None, typer.Option(help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (other run options must match it).", rich_help_panel=OUTPUT)] = None,
-    force_resume: Annotated[bool, typer.Option("--force-resume", help="With --resume: continue even if the model, data or settings changed (recorded in run.json).", rich_help_panel=OUTPUT)] = False,
-    report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write summary, plots and report.html at the end (default: --report).", show_default=False, rich_help_panel=OUTPUT)] = None,
-    fail_on_sample_errors: Annotated[bool, typer.Option(help="Exit 1 when any sample could not be run (e.g. corrupt image).", rich_help_panel=OUTPUT)] = True,
+    model: Annotated[str | None, typer.Option(
+        help="Hub id or local model dir (default: the built-in organism, on its own tasks only).",
+        rich_help_panel=MODEL)] = None,
+    pvm: Annotated[str | None, typer.Option(
+        help="PVM adapter dir or full reference checkpoint; adds the 'pvm' variant.", rich_help_panel=MODEL)] = None,
+    dtype: Annotated[str | None, typer.Option(
+        help=f"{' | '.join(DTYPE_CHOICES)} (default: {_default('dtype')}).", show_default=False,
+        rich_help_panel=MODEL)] = None,
+    device: Annotated[str | None, typer.Option(
+        help=f"{DEVICE_HELP} (default: {_default('device')}).", show_default=False, rich_help_panel=MODEL)] = None,
+    device_map: Annotated[str | None, typer.Option(
+        help="'auto' to shard a large model over GPUs.", rich_help_panel=MODEL)] = None,
+    attn_implementation: Annotated[str | None, typer.Option(
+        help=f"Base attention backend: {' | '.join(ATTN_CHOICES)} (default: {_default('attn_implementation')}).",
+        show_default=False, rich_help_panel=MODEL)] = None,
+    trust_remote_code: Annotated[bool | None, typer.Option(
+        "--trust-remote-code", help="Allow model code from the hub (off unless you pass it).", show_default=False,
+        rich_help_panel=MODEL)] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="Local judge model (dir or hub id) for tasks that can use one.", rich_help_panel=MODEL)] = None,
+    tasks: Annotated[str | None, typer.Option(
+        help="Comma-separated task or group names (see `pvm-bench tasks`).", rich_help_panel=TASKS)] = None,
+    variants: Annotated[str | None, typer.Option(
+        help="Comma-separated variants (default: base, plus pvm with --pvm). A bare fix is base+fix (PVM off); "
+        "compose with '+' (pvm+pai); parameters after ':' (pai:alpha=0.2).", rich_help_panel=TASKS)] = None,
+    split: Annotated[str | None, typer.Option(
+        help="Dataset split (default: each task's own).", rich_help_panel=TASKS)] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="At most N samples per task (default: all; organism: 100).", rich_help_panel=TASKS)] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Local data: DIR/<task>/<split>.parquet in the hub schema (see `pvm-bench data`).",
+        rich_help_panel=TASKS)] = None,
+    include_path: Annotated[list[Path] | None, typer.Option(
+        help="Extra folder of task modules (repeatable).", rich_help_panel=TASKS)] = None,
+    override_task: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help=OVERRIDE_TASK_HELP, rich_help_panel=TASKS)] = None,
+    allow_outside_data: Annotated[bool | None, typer.Option(
+        "--allow-outside-data",
+        help="Let image paths in --data-dir tables point outside it (off: such a sample fails).", show_default=False,
+        rich_help_panel=TASKS)] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help=f"Samples per generate() batch (default: {_default('batch_size')}; organism: 8).", show_default=False,
+        rich_help_panel=GEN)] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        help="Generation length (default: each task's own; organism: 256).", rich_help_panel=GEN)] = None,
+    temperature: Annotated[float | None, typer.Option(
+        help=f"0 = greedy; the paper uses 0.7 with 4 repeats (default: {_default('temperature')}).", show_default=False,
+        rich_help_panel=GEN)] = None,
+    top_p: Annotated[float | None, typer.Option(
+        help="Nucleus mass in (0, 1] when sampling (default: the checkpoint's generation_config).",
+        rich_help_panel=GEN)] = None,
+    top_k: Annotated[int | None, typer.Option(
+        help="Top-k when sampling (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(
+        help="> 0; 1 = none (default: the checkpoint's generation_config).", rich_help_panel=GEN)] = None,
+    repeats: Annotated[int | None, typer.Option(
+        help=f"Generations per sample (seeded per sample and repeat) (default: {_default('repeats')}).",
+        show_default=False, rich_help_panel=GEN)] = None,
+    seed: Annotated[int | None, typer.Option(
+        help=f"Run seed (default: {_default('seed')}).", show_default=False, rich_help_panel=GEN)] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help=f"{' | '.join(PROTOCOL_CHOICES)}: 'lmms-eval' sends what lmms-eval 0.7.3's wrapper for the model family "
+        "sends (Qwen3-VL: system turn 'You are a helpful assistant.', images within 200704..1605632 pixels) and "
+        "parses an output cut inside <think> as lmms-eval does; 'pvm-paper' adds temperature 0.7 and 4 repeats (the "
+        f"PVM paper's evaluation); flags below win (default: {_default('protocol')}).", show_default=False,
+        rich_help_panel=INPUTS)] = None,
+    system_prompt: Annotated[str | None, typer.Option(
+        help="System turn for every request ('' for none) (default: the protocol's; none).",
+        rich_help_panel=INPUTS)] = None,
+    min_pixels: Annotated[int | None, typer.Option(
+        help="Smallest image size in pixels, Qwen-VL families (default: the protocol's, else the processor's).",
+        rich_help_panel=INPUTS)] = None,
+    max_pixels: Annotated[int | None, typer.Option(
+        help="Largest image size in pixels, Qwen-VL families; bounds the image tokens (default: the protocol's, else "
+        "the processor's).", rich_help_panel=INPUTS)] = None,
+    probes: Annotated[str | None, typer.Option(
+        help="Comma-separated probes ('' for none): attention, lens, branch (default: attention,lens, plus branch "
+        "with --pvm).", show_default=False, rich_help_panel=PROBES)] = None,
+    per_head: Annotated[bool | None, typer.Option(
+        "--per-head", help="Keep per-head visual mass in attention.parquet.", show_default=False,
+        rich_help_panel=PROBES)] = None,
+    per_image: Annotated[bool | None, typer.Option(
+        "--per-image",
+        help="Record visual mass per image (attention.parquet columns visual_mass_img0, visual_mass_img1, ...).",
+        show_default=False, rich_help_panel=PROBES)] = None,
+    maps: Annotated[str | None, typer.Option(
+        help="Spatial attention maps (heat map over the image per generated token, in the sample browser) for the "
+        f"first N samples of each task, or for sample ids 'id1,id2' (0 = none) (default: {_default('maps')}).",
+        metavar="N|IDS", show_default=False, rich_help_panel=PROBES)] = None,
+    ablate_after: Annotated[str | None, typer.Option(
+        help="Comma-separated K: also run every variant blind from generated token K (variant+blind:after=K; 0 = "
+        "text-only prior).", metavar="K,K,...", rich_help_panel=PROBES)] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out",
+        help=f"Output root; the run goes to OUT/RUN_ID (lmms-eval: --output_path) (default: {_default('out')}).",
+        show_default=False, rich_help_panel=OUTPUT)] = None,
+    run_id: Annotated[str | None, typer.Option(
+        help="Run directory name, a plain name (default: timestamp).", rich_help_panel=OUTPUT)] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue the run in this directory (other run options must match it).", rich_help_panel=OUTPUT)] = None,
+    force_resume: Annotated[bool, typer.Option(
+        "--force-resume",
+        help="With --resume: continue even if the model, data or settings changed (recorded in run.json).",
+        rich_help_panel=OUTPUT)] = False,
+    report: Annotated[bool | None, typer.Option(
+        "--report/--no-report", help="Write summary, plots and report.html at the end (default: --report).",
+        show_default=False, rich_help_panel=OUTPUT)] = None,
+    fail_on_sample_errors: Annotated[bool, typer.Option(
+        help="Exit 1 when any sample could not be run (e.g. corrupt image).", rich_help_panel=OUTPUT)] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.", rich_help_panel=OUTPUT)] = False,
-    wandb_project: Annotated[str | None, typer.Option(help="Log config, metrics and plots to this Weights & Biases project at the end (pip install 'pvm-bench\\[wandb]').", rich_help_panel=OUTPUT)] = None,
-    tensorboard: Annotated[Path | None, typer.Option(help="Log config, metrics and plots to this TensorBoard log dir at the end (pip install 'pvm-bench\\[tensorboard]').", rich_help_panel=OUTPUT)] = None,
+    wandb_project: Annotated[str | None, typer.Option(
+        help="Log config, metrics and plots to this Weights & Biases project at the end (pip install "
+        "'pvm-bench\\[wandb]').", rich_help_panel=OUTPUT)] = None,
+    tensorboard: Annotated[Path | None, typer.Option(
+        help="Log config, metrics and plots to this TensorBoard log dir at the end (pip install "
+        "'pvm-bench\\[tensorboard]').", rich_help_panel=OUTPUT)] = None,
     threads: Annotated[int | None, typer.Option(help=THREADS_HELP, rich_help_panel=RESOURCES)] = None,
-    launcher: Annotated[str | None, typer.Option(help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,
-    nproc: Annotated[int, typer.Option(min=1, help="Workers per node with --launcher torchrun.", rich_help_panel=RESOURCES)] = 2,
-    model_args: Annotated[str | None, typer.Option(help="lmms-eval style pretrained=DIR,pvm=DIR,dtype=...,device_map=...,attn_implementation=...", rich_help_panel=LMMS)] = None,
-    gen_kwargs: Annotated[str | None, typer.Option(help="lmms-eval style temperature=0.7,top_p=...,top_k=...,max_new_tokens=...,repetition_penalty=...", rich_help_panel=LMMS)] = None,
-    log_samples: Annotated[bool, typer.Option("--log-samples", help="Accepted for lmms-eval scripts: samples.jsonl is always written.", rich_help_panel=LMMS)] = False,
+    launcher: Annotated[str | None, typer.Option(
+        help="'torchrun' to start --nproc data-parallel workers.", rich_help_panel=RESOURCES)] = None,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="Workers per node with --launcher torchrun.", rich_help_panel=RESOURCES)] = 2,
+    model_args: Annotated[str | None, typer.Option(
+        help="lmms-eval style pretrained=DIR,pvm=DIR,dtype=...,device_map=...,attn_implementation=...",
+        rich_help_panel=LMMS)] = None,
+    gen_kwargs: Annotated[str | None, typer.Option(
+        help="lmms-eval style temperature=0.7,top_p=...,top_k=...,max_new_tokens=...,repetition_penalty=...",
+        rich_help_panel=LMMS)] = None,
+    log_samples: Annotated[bool, typer.Option(
+        "--log-samples", help="Accepted for lmms-eval scripts: samples.jsonl is always written.",
+        rich_help_panel=LMMS)] = False,
 ) -> None:
     """Evaluate MODEL (and its PVM variant) on tasks, with attention probes; write OUT/RUN_ID/.
 
@@ -107,7 +189,8 @@ def run(
     given = {
         "model": model, "pvm": pvm, "dtype": dtype, "device": device, "device_map": device_map,
         "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code, "judge": judge,
-        "tasks": csv_names(tasks) if tasks is not None else None, "variants": csv_names(variants) if variants is not None else None,
+        "tasks": csv_names(tasks) if tasks is not None else None,
+        "variants": csv_names(variants) if variants is not None else None,
         "split": split, "limit": limit, "data_dir": str(data_dir) if data_dir else None,
         "allow_outside_data": allow_outside_data,
         "include_paths": [str(p) for p in include_path] if include_path else None,
@@ -129,7 +212,8 @@ def run(
         if model_args:
             extra = model_args_fields(model_args)
             if "model" in given and "model" in extra and _is_model_type(given["model"]):
-                hint = "" if "protocol" in given else "; pass --protocol lmms-eval to send its wrapper's system turn and image sizes"
+                hint = "" if "protocol" in given else (
+                    "; pass --protocol lmms-eval to send its wrapper's system turn and image sizes")
                 console.print(f"note: --model {given['model']} read as lmms-eval's model type; "
                               f"loading pretrained={extra['model']}{hint}", highlight=False)
                 del given["model"]
@@ -298,7 +382,9 @@ def _execute(runner: Any, *, quiet: bool) -> None:
             runner.execute(progress=lines, log=log)
 
 
-def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None, trackers: list[Any] | None = None) -> None:
+def _finish(
+    runner: Any, fail_on_sample_errors: bool, report: bool | None = None, trackers: list[Any] | None = None
+) -> None:
     """Report, then the closing lines: status, headline table, summary.md and report.html paths;
     then the experiment trackers (``--wandb-project``, ``--tensorboard``; pvm_bench.cli.trackers)."""
     from pvm_bench.cli.progress import HEADLINE_TITLE, headline_table
@@ -329,7 +415,9 @@ def _finish(runner: Any, fail_on_sample_errors: bool, report: bool | None = None
     if trackers:
         from pvm_bench.cli.trackers import log_run
 
-        for kind, where in log_run(run_dir, trackers, log=lambda m: console.print(m, highlight=False, markup=False)).items():
+        for kind, where in log_run(
+            run_dir, trackers, log=lambda m: console.print(m, highlight=False, markup=False)
+        ).items():
             out.print(f"{kind}: {where}", highlight=False)
     if runner.errors and fail_on_sample_errors:
         raise fail(f"{len(runner.errors)} sample(s) could not be run (see 'error' in {run_dir}/samples.jsonl)", 1)

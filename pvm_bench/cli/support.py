@@ -50,7 +50,9 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
             if not is_disk_full(exc, by_message=True):
                 raise
-            raise fail(f"disk full writing {exc.filename or 'the output files'}; free space and run the command again") from None
+            raise fail(
+                f"disk full writing {exc.filename or 'the output files'}; free space and run the command again"
+            ) from None
 
     return wrapper
 
@@ -114,4 +116,17 @@ def config_error(exc: Any, flags: Mapping[str, str] = FLAG_NAMES) -> OptionError
 
 
 __all__ = [
-    "ClickException", "Command", "Context", "NoArgsIsHelpError", "Parameter", "UsageError", "FLAG_NAMES", "OptionError", "config_error", "console", "fail", "flag_name", "user_errors"]
+    "ClickException",
+    "Command",
+    "Context",
+    "NoArgsIsHelpError",
+    "Parameter",
+    "UsageError",
+    "FLAG_NAMES",
+    "OptionError",
+    "config_error",
+    "console",
+    "fail",
+    "flag_name",
+    "user_errors",
+]

@@ -19,9 +19,13 @@ from pvm_bench.cli.support import console, csv_names, fail, user_errors
 
 
 def export_command(
-    tasks: Annotated[str, typer.Argument(metavar="TASKS", help="Comma-separated task or group names (see `pvm-bench tasks`).")],
+    tasks: Annotated[
+        str, typer.Argument(metavar="TASKS", help="Comma-separated task or group names (see `pvm-bench tasks`).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Data folder to write: OUT/<task>/<split>.parquet.")],
-    split: Annotated[str | None, typer.Option(help="Split to export (default: each task's default split; 'all': every split).")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split to export (default: each task's default split; 'all': every split).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace tables that already exist.")] = False,
     include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).")] = None,
     override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP)] = None,
@@ -45,10 +49,17 @@ def export_command(
 
 
 def check_command(
-    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="A folder written by `pvm-bench data export` (or in the same layout).")],
+    data_dir: Annotated[
+        Path,
+        typer.Argument(metavar="DATA_DIR", help="A folder written by `pvm-bench data export` (or in the same layout)."),
+    ],
     tasks: Annotated[str, typer.Option(help="Comma-separated task or group names to check.")],
-    split: Annotated[str | None, typer.Option(help="Split to check (default: each task's default split; 'all': every split).")] = None,
-    images: Annotated[bool, typer.Option("--images/--no-images", help="Decode every image (slower, catches corrupt files).")] = True,
+    split: Annotated[
+        str | None, typer.Option(help="Split to check (default: each task's default split; 'all': every split).")
+    ] = None,
+    images: Annotated[
+        bool, typer.Option("--images/--no-images", help="Decode every image (slower, catches corrupt files).")
+    ] = True,
     include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task modules (repeatable).")] = None,
     override_task: Annotated[list[str] | None, typer.Option(metavar="NAME", help=OVERRIDE_TASK_HELP)] = None,
 ) -> None:
@@ -67,7 +78,9 @@ def check_command(
                 typer.echo(f"ok {task.name}: {result.note}")
             elif result.ok:
                 pictures = f", {result.images} images decoded" if images else ""
-                typer.echo(f"ok {task.name}/{name}: {result.samples} samples{pictures} (fingerprint {result.fingerprint})")
+                typer.echo(
+                    f"ok {task.name}/{name}: {result.samples} samples{pictures} (fingerprint {result.fingerprint})"
+                )
             for message in result.errors:
                 problems += 1
                 fail(message, 2)  # prints the one line; the exit comes after every task is checked

@@ -154,7 +154,9 @@ def describe_sources(sources: Sequence[str]) -> str:
     return ", ".join(hub if n == 1 else f"{hub} ({n} configs)" for hub, n in by_hub.items())
 
 
-def resolve_tasks(names: Sequence[str], include_paths: Sequence[Path] = (), override_tasks: Sequence[str] = ()) -> list[Task]:
+def resolve_tasks(
+    names: Sequence[str], include_paths: Sequence[Path] = (), override_tasks: Sequence[str] = ()
+) -> list[Task]:
     """Tasks (groups expanded) from the registry (``override_tasks``: see ``--override-task``)."""
     from pvm_bench.tasks import get_registry
 

@@ -53,9 +53,13 @@ def check_table_file(path: Path, fix: str = "fix or re-export the file") -> None
                     f"data file {path} line {number} is not valid JSON (column {err.colno}: {err.msg}); {fix}"
                 ) from None
             if not isinstance(row, dict):
-                raise FileFormatError(f"data file {path} line {number} is a JSON {type(row).__name__}, not an object; {fix}")
+                raise FileFormatError(
+                    f"data file {path} line {number} is a JSON {type(row).__name__}, not an object; {fix}"
+                )
         return
     try:
         json.loads(text)
     except json.JSONDecodeError as err:
-        raise FileFormatError(f"data file {path} is not valid JSON (line {err.lineno} column {err.colno}: {err.msg}); {fix}") from None
+        raise FileFormatError(
+            f"data file {path} is not valid JSON (line {err.lineno} column {err.colno}: {err.msg}); {fix}"
+        ) from None

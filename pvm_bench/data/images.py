@@ -55,7 +55,9 @@ def _regular_file(path: str | Path, name: str) -> Path:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise CorruptImageError(f"{name}: cannot read image file {path} ({exc.strerror}); fix the path in the data") from None
+        raise CorruptImageError(
+            f"{name}: cannot read image file {path} ({exc.strerror}); fix the path in the data"
+        ) from None
     if not stat.S_ISREG(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a pipe or device)"
         raise CorruptImageError(f"{name}: image path {path} is {kind}, not an image file; fix the path in the data")

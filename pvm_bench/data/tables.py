@@ -81,7 +81,9 @@ def load_rows(
             )
         set_data_file(path)  # image paths in its rows resolve against its folder (pvm_bench.data.imageroot)
         fmt = "parquet" if path.suffix == ".parquet" else "json"
-        check_table_file(path, f"fix or re-export {task}/{split} (pvm-bench data export)")  # one line, not datasets' traceback
+        check_table_file(
+            path, f"fix or re-export {task}/{split} (pvm-bench data export)"
+        )  # one line, not datasets' traceback
         try:
             ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
         except Exception as exc:

@@ -167,7 +167,9 @@ class LoadedModel:
             "attn_implementation": self.config._attn_implementation,
         }
 
-    def generate(self, requests: list[Request], probes: Sequence[BatchObserver] | None = None, **kwargs: Any) -> list[Generation]:
+    def generate(
+        self, requests: list[Request], probes: Sequence[BatchObserver] | None = None, **kwargs: Any
+    ) -> list[Generation]:
         """Generate for ``requests`` in one left-padded batch; see :func:`pvm_bench.models.generation.generate`."""
         from pvm_bench.models.generation import generate
 
@@ -275,14 +277,18 @@ def check_model_dir(source: str) -> Path:
     if not path.exists():
         raise ModelLoadError(f"model directory '{source}' does not exist; pass an existing dir or a hub id")
     if not path.is_dir():
-        raise ModelLoadError(f"'{source}' is a file, not a model directory; pass the directory holding config.json and the weights")
+        raise ModelLoadError(
+            f"'{source}' is a file, not a model directory; pass the directory holding config.json and the weights"
+        )
     config = path / "config.json"
     if not config.is_file():
         raise ModelLoadError(f"'{source}' has no config.json; it is not a transformers model directory")
     with load_guard("model config", config, "restore the model's config.json (re-download or re-export the model)"):
         parsed = json.loads(config.read_text(encoding="utf-8"))
     if not isinstance(parsed, dict):
-        raise ModelLoadError(f"model config {config} is a JSON {type(parsed).__name__}, not an object; restore the model's config.json")
+        raise ModelLoadError(
+            f"model config {config} is a JSON {type(parsed).__name__}, not an object; restore the model's config.json"
+        )
     for other in sorted(path.glob("*.json")):  # tokenizer/processor/generation configs: small, named if broken
         if other.name != "config.json":
             with load_guard("model file", other, "re-download or re-export the model"):
@@ -308,7 +314,10 @@ def check_model_dir(source: str) -> Path:
     from safetensors import safe_open
 
     for file in sorted(path.glob("*.safetensors")):  # headers only: names a truncated/corrupt shard cheaply
-        with load_guard("model weights", file, "re-download or re-export the model"), safe_open(str(file), framework="pt"):
+        with (
+            load_guard("model weights", file, "re-download or re-export the model"),
+            safe_open(str(file), framework="pt"),
+        ):
             pass
     return path
 

@@ -118,7 +118,9 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:].to(shift_logits.device)
     n = int((shift_labels != -100).sum())
-    loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+    loss = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
+    )
     return loss, n
 
 
@@ -254,7 +256,9 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
             prune_checkpoints(out, cfg.keep_checkpoints)
 
     try:
-        losses = run_steps(params, settings, micro_loss, optimizer=opt, start=start, stop=stop, dist=dist, on_step=on_step)
+        losses = run_steps(
+            params, settings, micro_loss, optimizer=opt, start=start, stop=stop, dist=dist, on_step=on_step
+        )
     finally:
         if progress is not None:
             progress.stop()

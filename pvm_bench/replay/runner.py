@@ -10,7 +10,8 @@ merge into ``attention.parquet``. Three hooks change:
   the sample's index in the split) and checks each rebuilt prompt against what the source says
   was sent, refusing with one line when it cannot be the same prompt;
 * :meth:`_make_probes` gives the replay probes (``attention``, ``lens``, ``branch``; others are skipped with a note);
-* :meth:`_batch_runner` runs the runner's batches with :meth:`_generate` in place of generation, which replays the given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
+* :meth:`_batch_runner` runs the runner's batches with :meth:`_generate` in place of generation, which replays the
+  given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
   under the variant's plan (:mod:`pvm_bench.replay.plan`), recording per sample how the tokens
   were obtained (``metadata.replay`` in samples.jsonl, :mod:`pvm_bench.replay.tokens`).
 
@@ -101,7 +102,9 @@ class ReplayRunner(Runner):
         """Resume a replay run (or join it from another rank): the source named in replay.json."""
         path = Path(run_dir) / REPLAY_FILE
         if not path.is_file():
-            raise ReplayError(f"{run_dir} is not a replay run (no {REPLAY_FILE}); resume it with `pvm-bench run --resume`")
+            raise ReplayError(
+                f"{run_dir} is not a replay run (no {REPLAY_FILE}); resume it with `pvm-bench run --resume`"
+            )
         info = json.loads(path.read_text(encoding="utf-8"))
         runner = cls.resume(Path(run_dir), dist, **kwargs)
         tasks = info.get("tasks") or []
@@ -206,8 +209,10 @@ class ReplayRunner(Runner):
         for row, gen in zip(rows, gens):
             if row.prompt is not None and gen.prompt != row.prompt:
                 raise ReplayError(
-                    f"{row.where}: the rebuilt prompt differs from the recorded one (model, processor, protocol or task "
-                    "changed since the run?); replay with the run's own --model and settings")
+                    f"{row.where}: the rebuilt prompt differs from the recorded one (model, processor, protocol or "
+                    "task "
+                    "changed since the run?); replay with the run's own --model and settings"
+                )
         return gens
 
 

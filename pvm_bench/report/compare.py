@@ -109,11 +109,17 @@ def _runs_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
     for d, label in zip(runs, labels):
         model = (d.run.model if d.run else {}) or {}
         adapter = (d.run.adapter if d.run else None) or {}
-        out.append({
-            "run": label, "run id": d.run_id, "model": model_label(d), "fingerprint": str(model.get("fingerprint") or "–"),
-            "adapter": Path(str(adapter.get("path"))).name if adapter.get("path") else "–",
-            "status": d.status, "records": len(d.samples),
-        })
+        out.append(
+            {
+                "run": label,
+                "run id": d.run_id,
+                "model": model_label(d),
+                "fingerprint": str(model.get("fingerprint") or "–"),
+                "adapter": Path(str(adapter.get("path"))).name if adapter.get("path") else "–",
+                "status": d.status,
+                "records": len(d.samples),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -126,10 +132,15 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
     if len(run_dirs) < 2:
         raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
     runs = [load_run(Path(p)) for p in run_dirs]
-    conflicts = [] if allow_task_change else definition_conflicts([(d.run_id, d.run.datasets if d.run else {}) for d in runs])
+    conflicts = (
+        [] if allow_task_change else definition_conflicts([(d.run_id, d.run.datasets if d.run else {}) for d in runs])
+    )
     if conflicts:
-        raise ReportInputError(f"cannot pair these runs: {conflicts[0]}{f' (and {len(conflicts) - 1} more)' if len(conflicts) > 1 else ''}; "
-                               f"pass {ALLOW_FLAG} to compare them anyway")
+        raise ReportInputError(
+            "cannot pair these runs: "
+            f"{conflicts[0]}{f' (and {len(conflicts) - 1} more)' if len(conflicts) > 1 else ''}; "
+            f"pass {ALLOW_FLAG} to compare them anyway"
+        )
     labels = run_labels(len(runs))
     summaries = [build_summary(d, seed=seed) for d in runs]
     groups = [s.groups for s in summaries]
@@ -156,15 +167,19 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
                 rec.update(diff_vs_first=d.diff if d else math.nan, diff_ci_low=d.low if d else math.nan,
                            diff_ci_high=d.high if d else math.nan, p_value=d.p_value if d else math.nan,
                            p_method=d.method if d else "", n_pairs=d.n if d else 0)
-                line[f"Δ {label}−{labels[0]}"] = fmt_ci(rec["diff_vs_first"], rec["diff_ci_low"], rec["diff_ci_high"], sign=True)
+                line[f"Δ {label}−{labels[0]}"] = fmt_ci(
+                    rec["diff_vs_first"], rec["diff_ci_low"], rec["diff_ci_high"], sign=True
+                )
                 line[f"p {label}"] = fmt_p(rec["p_value"]) + (f" (n={rec['n_pairs']})" if rec["n_pairs"] else "")
             table.append(rec)
         readable.append(line)
     readable.extend(_decay_lines(summaries, labels))
     from pvm_bench.report.leaderboard import leaderboard_rows, rank
 
-    board = rank([line for lab, d, s in zip(labels, runs, summaries) for line in leaderboard_rows(s, lab, model_label(d))],
-                 rank_by)
+    board = rank(
+        [line for lab, d, s in zip(labels, runs, summaries) for line in leaderboard_rows(s, lab, model_label(d))],
+        rank_by,
+    )
     return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"), board,
                       composition_notes(runs, labels, pairs))
 
@@ -197,7 +212,9 @@ def _decay_lines(summaries: list[Summary], labels: list[str]) -> list[dict[str, 
             line: dict[str, Any] = {"task": task, "variant": variant, "metric": name}
             for label, s in zip(labels, summaries):
                 r = s.rows
-                sel = r[(r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric) & (r["band"] == "all")]
+                sel = r[
+                    (r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric) & (r["band"] == "all")
+                ]
                 if t is not None:
                     sel = sel[sel["t"] == t]
                 shown = fmt(float(sel["value"].iloc[0]), digits) if len(sel) and finite(sel["value"].iloc[0]) else "–"

@@ -51,8 +51,12 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
     variants = [v for v in dict.fromkeys(rows["variant"]) if split_ablated(v) is None]
     out = []
     for variant in variants:
-        line: dict[str, Any] = {"run": run, "model": model, "task": scope if len(tasks) == 1 else f"{POOLED} ({len(tasks)} tasks)",
-                                "variant": variant}
+        line: dict[str, Any] = {
+            "run": run,
+            "model": model,
+            "task": scope if len(tasks) == 1 else f"{POOLED} ({len(tasks)} tasks)",
+            "variant": variant,
+        }
         if len(tasks) == 1:
             acc = _one(rows, task=scope, variant=variant, kind="task", headline=True)
         else:
@@ -74,7 +78,9 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
         dep = rows[(rows["kind"] == DEP_KIND) & (rows["variant"] == variant) & (rows["metric"] == DEPENDENCE_K)]
         line["dependence_k"] = float(dep["value"].iloc[0]) if len(dep) == 1 else (
             float(dep["value"].max()) if len(dep) else math.nan)
-        line["dependence_k_beyond_tested"] = bool(dep["flags"].astype(str).str.contains("beyond").any()) if len(dep) else False
+        line["dependence_k_beyond_tested"] = (
+            bool(dep["flags"].astype(str).str.contains("beyond").any()) if len(dep) else False
+        )
         tested = rows[(rows["kind"] == DEP_KIND) & (rows["variant"] == variant) & (rows["metric"] != DEPENDENCE_K)]["t"]
         line["dependence_k_max_tested"] = float(tested.max()) if len(tested) else math.nan
         line["dependence_k_by_task"] = "; ".join(f"{t}:{int(v)}" for t, v in zip(dep["task"], dep["value"])

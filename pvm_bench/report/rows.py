@@ -235,7 +235,10 @@ def collect_groups(data: RunData, infos: dict[str, TaskInfo]) -> dict[GroupKey, 
                 try:
                     g = metric_groups(m, s)
                 except (KeyError, TypeError, ValueError) as exc:
-                    msg = f"task {task}: metric {m.name} skipped ({type(exc).__name__}: {exc}); records lack its grouping fields"
+                    msg = (
+                        f"task {task}: metric {m.name} skipped ({type(exc).__name__}: {exc}); records lack its "
+                        "grouping fields"
+                    )
                     if msg not in data.warnings:
                         data.warnings.append(msg)
                     continue

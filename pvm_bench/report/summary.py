@@ -129,7 +129,9 @@ def scope_cohort_t(
         return suggest_cohort_t(per_sample)
     longest = int(per_sample["step"].max()) if len(per_sample) else 0
     if longest < requested:
-        msg = f"--cohort {requested}: no sample of {label} reached {requested} tokens (longest {longest}); no cohort rows"
+        msg = (
+            f"--cohort {requested}: no sample of {label} reached {requested} tokens (longest {longest}); no cohort rows"
+        )
         if msg not in warnings:
             warnings.append(msg)
         return None

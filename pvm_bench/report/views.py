@@ -34,10 +34,12 @@ METRICS_NOTE = (
     "Each task's declared metrics (headline marked *): value with a 95% CI over the metric's units "
     "(samples; CircularEval questions; HallusionBench question/figure groups): Wilson score interval for "
     "0/1 units; percentile bootstrap for non-binary metrics, falling back to the Wilson interval of the "
-    "mean when the bootstrap is degenerate (n = 1 or all scores equal); stratified metrics and MACRO resample within each stratum / "
+    "mean when the bootstrap is degenerate (n = 1 or all scores equal); stratified metrics and MACRO resample within "
+    "each stratum / "
     "task (Wilson half-widths combined when that is degenerate). Δ vs base: the same metric paired unit "
     "by unit with `base`, 95% CI Newcombe's paired interval for 0/1 pairs (percentile bootstrap of the "
-    "differences otherwise); p from McNemar's exact test (0/1 units) or a sign-flip permutation test. ALL: mean score over (task, sample) units of every task. MACRO: "
+    "differences otherwise); p from McNemar's exact test (0/1 units) or a sign-flip permutation test. ALL: mean score "
+    "over (task, sample) units of every task. MACRO: "
     "mean of the tasks' headline metrics (CI resampling within each task). unparsed: share of records whose "
     f"scorer extracted no answer. {SMALL_N_NOTE}"
 )
@@ -105,7 +107,9 @@ def _order(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
 
 
 def _run_value(rows: pd.DataFrame, task: str, variant: str, metric: str) -> Any:
-    hit = rows[(rows["task"] == task) & (rows["variant"] == variant) & (rows["metric"] == metric) & (rows["kind"] == "run")]
+    hit = rows[
+        (rows["task"] == task) & (rows["variant"] == variant) & (rows["metric"] == metric) & (rows["kind"] == "run")
+    ]
     return hit["value"].iloc[0] if len(hit) else math.nan
 
 
@@ -119,9 +123,12 @@ def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
         head = bool(r.headline)
         few = "small_n" in str(r.flags) or small_n(r.n)
         line = {
-            "task": r.task, "variant": r.variant, "metric": f"{r.metric}{' *' if head and r.kind == 'task' else ''}",
+            "task": r.task,
+            "variant": r.variant,
+            "metric": f"{r.metric}{' *' if head and r.kind == 'task' else ''}",
             "n": f"{int(r.n)}{' (small n)' if few else ''}",
-            "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high) + (f" {SMALL_N_MARK}" if few and finite(r.value) else ""),
+            "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high)
+            + (f" {SMALL_N_MARK}" if few and finite(r.value) else ""),
             "Δ vs base [95% CI]": fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)
             + (f" {SMALL_N_MARK}" if finite(r.diff) and small_n(r.n_pairs) else ""),
             "p": fmt_p(r.p_value) + (f" ({r.p_method})" if r.p_method and finite(r.p_value) else ""),
@@ -186,7 +193,9 @@ def distance_labels(tasks: Mapping[str, TaskInfo]) -> dict[str, str]:
     return {t: i.distance_label or i.distance_key for t, i in tasks.items() if i.distance_key}
 
 
-def distance_views(rows: pd.DataFrame, variants: list[str], labels: Mapping[str, str]) -> list[tuple[str, pd.DataFrame]]:
+def distance_views(
+    rows: pd.DataFrame, variants: list[str], labels: Mapping[str, str]
+) -> list[tuple[str, pd.DataFrame]]:
     """``(label, table)`` per distance label (``labels``: ``{task: Task.distance_label}``; tasks
     sharing a label share a table): one line per (task, variant) with "acc [95% CI] (n)" per bin
     (n marked † when small), then per non-base variant a "Δ <variant> − base" line with the paired
@@ -199,7 +208,8 @@ def distance_views(rows: pd.DataFrame, variants: list[str], labels: Mapping[str,
             f"{fmt_ci(r.value, r.ci_low, r.ci_high)} ({int(r.n)}{mark(r.n)})")
         if finite(r.diff):
             lines.setdefault((r.task, f"Δ {r.variant}"), {"task": r.task, "variant": f"Δ {r.variant} − base"})[
-                r.band] = f"{fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)} ({int(r.n_pairs)}{mark(r.n_pairs)})"
+                r.band
+            ] = f"{fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)} ({int(r.n_pairs)}{mark(r.n_pairs)})"
     views = []
     for label, lines in out.items():
         view = pd.DataFrame(list(lines.values()))
@@ -220,7 +230,9 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
     for (task, variant, band), g in _order(sel, variants).groupby(["task", "variant", "band"], sort=False):
         v = {m: x for m, x in zip(g["metric"], g["value"])}
         fl = {m: str(f) for m, f in zip(g["metric"], g["flags"]) if isinstance(f, str) and f}
-        mass = {float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"}
+        mass = {
+            float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"
+        }
         layers = bands.get("all" if band.startswith("cohort@") else band, [])
         span = layer_span(layers) if layers else "?"
         n_fit = int(g.loc[g["metric"] == "decay_a", "n"].max()) if (g["metric"] == "decay_a").any() else 0

@@ -114,8 +114,10 @@ def stream_merge(run_dir: Path, sources: list[Path], keep: Iterable[tuple[str, s
     key_schema = pa.schema([("variant", pa.string()), ("task", pa.string()), ("sample_id", pa.string()),
                             ("repeat", pa.int64()), ("rank", pa.int64())])
     cols = list(zip(*ordered)) if ordered else [[], [], [], []]
-    keys = pa.table([*(pa.array(c, type=f.type) for c, f in zip(cols, key_schema)), pa.array(range(len(ordered)), pa.int64())],
-                    schema=key_schema)
+    keys = pa.table(
+        [*(pa.array(c, type=f.type) for c, f in zip(cols, key_schema)), pa.array(range(len(ordered)), pa.int64())],
+        schema=key_schema,
+    )
     files = pa.table({"filename": [str(p) for p in sources], "src": list(range(len(sources)))})
     con = _connect(run_dir, memory_limit, threads)
     try:
@@ -125,7 +127,8 @@ def stream_merge(run_dir: Path, sources: list[Path], keep: Iterable[tuple[str, s
         paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in sources) + "]"
         order = ", ".join(["k.rank", *(f'p."{c}"' for c in index_cols[1:])])
         sql = (
-            f"SELECT {quoted}, k.rank AS __rank FROM read_parquet({paths}, union_by_name = true, filename = true, file_row_number = true) p "
+            f"SELECT {quoted}, k.rank AS __rank FROM read_parquet({paths}, union_by_name = true, filename = true, "
+            "file_row_number = true) p "
             "JOIN source_files f ON p.filename = f.filename "
             "JOIN keep_keys k ON p.variant = k.variant AND p.task = k.task AND p.sample_id = k.sample_id "
             'AND p."repeat" = k."repeat" '

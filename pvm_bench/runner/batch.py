@@ -32,7 +32,9 @@ class BatchRunner:
     """Runs batches of one run (``config``, ``run_dir``, the effective ``protocol``); every sample that
     fails alone is appended to :attr:`errors` (one line each) and logged as ``error: ...``."""
 
-    def __init__(self, config: Any, run_dir: Path, protocol: Any, errors: list[str], log: Callable[[str], None]) -> None:
+    def __init__(
+        self, config: Any, run_dir: Path, protocol: Any, errors: list[str], log: Callable[[str], None]
+    ) -> None:
         self.config, self.run_dir, self.protocol, self.errors, self.log = config, run_dir, protocol, errors, log
         #: Whether anything was generated yet: before that, a failure of every sample is the setup's, not theirs.
         self.generated_any = False
@@ -67,7 +69,9 @@ class BatchRunner:
         outcome = self.generate_isolating(session, task, requests, max_new, sample_ids(good))
         for i in sorted(i for i, result in outcome.items() if isinstance(result, str)):
             self.sample_failed(sink, variant, good[i], requests[i].seed, max_new, str(outcome[i]))
-        done = [(good[i], requests[i], result) for i, result in sorted(outcome.items()) if isinstance(result, Generation)]
+        done = [
+            (good[i], requests[i], result) for i, result in sorted(outcome.items()) if isinstance(result, Generation)
+        ]
         if not done:
             return
         write_probe_part(self.run_dir, probe_frames(variant, task.name, [gen for _, _, gen in done]))
@@ -145,7 +149,9 @@ class BatchRunner:
             self.after_generate(self.variant, generations)
         return generations
 
-    def sample_failed(self, sink: JsonlAppender, variant: str, item: WorkItem, seed: int, max_new: int, reason: str) -> None:
+    def sample_failed(
+        self, sink: JsonlAppender, variant: str, item: WorkItem, seed: int, max_new: int, reason: str
+    ) -> None:
         """Record a sample that could not be run (bad image, input the processor refuses): it fails alone."""
         sink.append(error_record(variant, item, seed, max_new, one_line(reason), self.composition))
         self.note_error(f"task '{item.task.name}' sample '{item.sample.id}': {reason}")

@@ -72,7 +72,9 @@ def write_probe_part(run_dir: Path, frames: list[pd.DataFrame]) -> None:
     if not frames:
         return
     parts = ensure_dir(run_dir / "attention")
-    write_parquet_atomic(pd.concat(frames, ignore_index=True), parts / f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet")
+    write_parquet_atomic(
+        pd.concat(frames, ignore_index=True), parts / f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
+    )
 
 
 def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None:
@@ -104,7 +106,8 @@ def merge_sample_shards(run_dir: Path, world: int = 1) -> None:
         from pvm_bench.runner.distributed import SHARED_FIX
 
         raise RunError(
-            f"the sample shards of rank(s) {', '.join(map(str, missing))} (samples.rank<r>.jsonl) are not in {run_dir}: "
+            f"the sample shards of rank(s) {', '.join(map(str, missing))} (samples.rank<r>.jsonl) are not in "
+            f"{run_dir}: "
             f"those ranks wrote to a run directory this node does not see; {SHARED_FIX}"
         )
     main = run_dir / "samples.jsonl"
@@ -163,7 +166,9 @@ def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: 
             os.replace(tmp, target)
     except BaseException as exc:
         remove_quietly(tmp)
-        if is_disk_error(exc) and not isinstance(exc, DiskFullError):  # before memory: DuckDB's temp cap says "Out of Memory"
+        if is_disk_error(exc) and not isinstance(
+            exc, DiskFullError
+        ):  # before memory: DuckDB's temp cap says "Out of Memory"
             raise DiskFullError(target) from exc
         if is_memory_error(exc):
             raise MergeMemoryError(

@@ -216,7 +216,11 @@ def resume_changes(old: Any, new: Any) -> list[str]:
     """
     changes: list[str] = []
     old_model, new_model = old.model or {}, new.model or {}
-    key = "content_fingerprint" if old_model.get("content_fingerprint") and _same_scheme(old_model, new_model) else "fingerprint"
+    key = (
+        "content_fingerprint"
+        if old_model.get("content_fingerprint") and _same_scheme(old_model, new_model)
+        else "fingerprint"
+    )
     old_fp, new_fp = old_model.get(key), new_model.get(key)
     if old_fp and new_fp and old_fp != new_fp:
         changes.append(f"model weights or input files of {new_model.get('source')} "
@@ -228,7 +232,11 @@ def resume_changes(old: Any, new: Any) -> list[str]:
     if old_judge and old_judge != new_judge:
         changes.append(f"judge model (fingerprint {old_judge} -> {new_judge})")
     old_ad, new_ad = old.adapter or {}, new.adapter or {}
-    if old_ad.get("fingerprint") and old_ad.get("fingerprint") != new_ad.get("fingerprint") and _same_scheme(old_ad, new_ad):
+    if (
+        old_ad.get("fingerprint")
+        and old_ad.get("fingerprint") != new_ad.get("fingerprint")
+        and _same_scheme(old_ad, new_ad)
+    ):
         changes.append(f"PVM adapter {new_ad.get('path')} ({_files_changed(old_ad, new_ad)}"
                        f"fingerprint {old_ad['fingerprint']} -> {new_ad.get('fingerprint')})")
     for task, info in (old.datasets or {}).items():
@@ -332,7 +340,9 @@ def check_resume(previous: Any, fresh: Any, run_dir: Path, *, force: bool, log: 
         log(f"warning: --force-resume: continuing {run_dir} although {'; '.join(new)}")
 
 
-def generation_settings(config: Any, lm: Any, max_new_tokens: int, protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+def generation_settings(
+    config: Any, lm: Any, max_new_tokens: int, protocol: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The generation settings a task's samples actually use (recorded in run.json, compared on
     resume): the run's options plus the checkpoint's generation_config they fall back to, and the
     effective input protocol (``InputProtocol.settings()``: system turn, image pixel limits)."""
@@ -343,7 +353,9 @@ def generation_settings(config: Any, lm: Any, max_new_tokens: int, protocol: dic
     gc = getattr(lm.hf_model, "generation_config", None)
     for key in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
         value = getattr(gc, key, None)
-        settings[f"generation_config.{key}"] = value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
+        settings[f"generation_config.{key}"] = (
+            value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
+        )
     settings.update(protocol or {})
     return settings
 

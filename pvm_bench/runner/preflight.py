@@ -42,7 +42,9 @@ def check_local_inputs(cfg: Any) -> None:
                                  "directory or a hub id")
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():
         what = "is a file" if Path(cfg.data_dir).exists() else "does not exist"
-        raise PreflightError(f"--data-dir {cfg.data_dir} {what}; pass the folder holding <task>/<split>.parquet (or .jsonl/.json)")
+        raise PreflightError(
+            f"--data-dir {cfg.data_dir} {what}; pass the folder holding <task>/<split>.parquet (or .jsonl/.json)"
+        )
 
 
 def offline_reason() -> str | None:

@@ -126,7 +126,9 @@ class Runner:
         names = [v.name for v in resolve_variants(config.resolved_variants())]
         twice = sorted(n for n, c in Counter(names).items() if c > 1)
         if twice:
-            raise RunError(f"--variants lists {', '.join(repr(n) for n in twice)} more than once; give each variant once")
+            raise RunError(
+                f"--variants lists {', '.join(repr(n) for n in twice)} more than once; give each variant once"
+            )
         out = Path(config.out)
         run_id = config.run_id or new_run_id()
         run_dir = out / run_id
@@ -141,7 +143,9 @@ class Runner:
         lock = RunLock(run_dir).acquire()
         try:
             if (run_dir / "run.json").exists():
-                if not reusable_run_dir(run_dir, probe_lock=False):  # someone wrote samples between the check and the lock
+                if not reusable_run_dir(
+                    run_dir, probe_lock=False
+                ):  # someone wrote samples between the check and the lock
                     raise RunError(f"run directory {run_dir} already exists; pass --resume {run_dir} or a new --run-id")
                 clear_outputs(run_dir)
             record = RunRecord(
@@ -290,8 +294,14 @@ class Runner:
         done = {rec.key for rec in read_samples(self.run_dir)}
         fresh = self.record.model_copy(deep=True)
         fresh.datasets = {
-            t.name: {"version": t.version, "split": cfg.split or t.default_split, "n": len(s), "fingerprint": t.fingerprint(s),
-                     "metadata_fingerprint": metadata_fingerprint(s), **provenance(registry.origins[t.name], t)}
+            t.name: {
+                "version": t.version,
+                "split": cfg.split or t.default_split,
+                "n": len(s),
+                "fingerprint": t.fingerprint(s),
+                "metadata_fingerprint": metadata_fingerprint(s),
+                **provenance(registry.origins[t.name], t),
+            }
             for t, s in loaded_tasks
         }
         import torch  # what this part of the run really uses (a resume may pass another --threads)
@@ -340,16 +350,25 @@ class Runner:
             from pvm_bench.pvm.io import detect_format
 
             adapter_fp, adapter_files = path_digests(Path(cfg.pvm).expanduser())
-            fresh.adapter = {"path": cfg.pvm, "fingerprint": adapter_fp, "fingerprint_scheme": SCHEME, "files": adapter_files,
-                             "format": detect_format(cfg.pvm) if Path(cfg.pvm).expanduser().is_dir() else "full",
-                             **getattr(lm.pvm, "describe", lambda: {})()}
+            fresh.adapter = {
+                "path": cfg.pvm,
+                "fingerprint": adapter_fp,
+                "fingerprint_scheme": SCHEME,
+                "files": adapter_files,
+                "format": detect_format(cfg.pvm) if Path(cfg.pvm).expanduser().is_dir() else "full",
+                **getattr(lm.pvm, "describe", lambda: {})(),
+            }
         fresh.generation = {t.name: generation_settings(cfg, lm, self._max_new_tokens(t), self.protocol.settings())
                             for t, _ in loaded_tasks}
         if checking:
             self._check_resume(fresh, log)
         self.record.model, self.record.adapter, self.record.generation = fresh.model, fresh.adapter, fresh.generation
-        self.record.decoding = {t.name: effective_decoding(lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty,
-                                                           task=t.generation) for t, _ in loaded_tasks}
+        self.record.decoding = {
+            t.name: effective_decoding(
+                lm, cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty, task=t.generation
+            )
+            for t, _ in loaded_tasks
+        }
         self.record.forced_resumes = fresh.forced_resumes
         if self.dist.is_main:
             self.record.save(self.run_dir)
@@ -362,7 +381,9 @@ class Runner:
     def _fail(self, exc: BaseException) -> None:
         """Record a failure in run.json; a full disk is re-raised as one DiskFullError line."""
         if isinstance(exc, KeyboardInterrupt):
-            self._finish_quietly("interrupted", "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)")
+            self._finish_quietly(
+                "interrupted", "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+            )
             return
         if is_disk_full(exc, by_message=True):
             path = exc.path if isinstance(exc, DiskFullError) else self.run_dir

@@ -80,7 +80,9 @@ def load_task_samples(cfg: RunConfig, registry: TaskRegistry | None = None) -> l
     data_dir = Path(cfg.data_dir) if cfg.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         what = "is a file" if data_dir.exists() else "does not exist"
-        raise WorkloadError(f"--data-dir {data_dir} {what}; pass the folder holding <task>/<split>.parquet (or .jsonl/.json)")
+        raise WorkloadError(
+            f"--data-dir {data_dir} {what}; pass the folder holding <task>/<split>.parquet (or .jsonl/.json)"
+        )
     if cfg.limit is not None and cfg.limit < 1:
         raise WorkloadError(f"--limit must be at least 1 (got {cfg.limit}); leave it out to use every sample")
     loaded = []
@@ -90,7 +92,9 @@ def load_task_samples(cfg: RunConfig, registry: TaskRegistry | None = None) -> l
         split = cfg.split or task.default_split
         if not samples:
             where = f"under {data_dir}" if data_dir else "in its source"
-            raise WorkloadError(f"task '{task.name}' has no samples for split '{split}' {where}; check the data or pick another --split")
+            raise WorkloadError(
+                f"task '{task.name}' has no samples for split '{split}' {where}; check the data or pick another --split"
+            )
         message = duplicate_ids_message(task.name, split, samples)
         if message:
             raise WorkloadError(message)
@@ -163,9 +167,20 @@ def error_record(variant: str, item: WorkItem, seed: int, max_new: int, error: s
                  composition: str | None = None) -> SampleRecord:
     """The record of a sample that could not be run (scored 0, ``finish_reason`` "error")."""
     return SampleRecord(
-        variant=variant, composition=composition, task=item.task.name, sample_id=item.sample.id, repeat=item.repeat, seed=seed,
-        prompt="", output="", target=jsonable(item.sample.target), score=0.0, max_new_tokens=max_new,
-        finish_reason="error", error=error, metadata=jsonable(item.sample.metadata),
+        variant=variant,
+        composition=composition,
+        task=item.task.name,
+        sample_id=item.sample.id,
+        repeat=item.repeat,
+        seed=seed,
+        prompt="",
+        output="",
+        target=jsonable(item.sample.target),
+        score=0.0,
+        max_new_tokens=max_new,
+        finish_reason="error",
+        error=error,
+        metadata=jsonable(item.sample.metadata),
     )
 
 

@@ -244,8 +244,10 @@ _WORDS = {w: i for i, w in enumerate(
     "sixteen seventeen eighteen nineteen twenty".split())}
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\.?\d)|(?<![\w.])-?\.\d+")
 _SLASH = re.compile(r"(?<![\w./])(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)(?![\w./])")
-_NEGATED = re.compile(r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+(?:(?:be|equal|equals|to|exactly)\s+)*"
-                      r"\$?-?\d[\d,]*(?:\.\d+)?")
+_NEGATED = re.compile(
+    r"(?i)\b(?:not|isn't|is\s+not|rather\s+than|instead\s+of)\s+(?:(?:be|equal|equals|to|exactly)\s+)*"
+    r"\$?-?\d[\d,]*(?:\.\d+)?"
+)
 
 
 def numbers_in(span: str) -> list[tuple[float, bool]]:

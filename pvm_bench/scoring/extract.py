@@ -289,7 +289,8 @@ def mmmu_extract_numbers(string: str) -> list[str]:
     pattern_commas = r"-?\b\d{1,3}(?:,\d{3})+\b"
     pattern_scientific = r"-?\d+(?:\.\d+)?[eE][+-]?\d+"
     pattern_simple = r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])"
-    return re.findall(pattern_commas, string) + re.findall(pattern_scientific, string) + re.findall(pattern_simple, string)
+    return (re.findall(pattern_commas, string) + re.findall(pattern_scientific, string)
+            + re.findall(pattern_simple, string))
 
 
 def mmmu_check_is_number(string: str) -> bool:

@@ -60,7 +60,7 @@ Question: What fraction of the shape is blue?\nChoices:\n(A) 3/11\n(B) 8/11\n(C)
 Model response: The correct answer is (B) 8/11.
 
 Extracted answer: B
-"""
+"""  # noqa: E501 (lmms-eval's prompt text verbatim: its lines are the prompt's lines)
 
 #: lmms-eval's judge budget (mathvista_evals.py line 259: ``max_tokens=256``).
 MAX_NEW_TOKENS = 256

@@ -94,8 +94,15 @@ def score_mathvista(problem: dict[str, Any], target: Any, text: str) -> MathVerd
         except ValueError:
             gold_value = None
         if got is None or gold_value is None:
-            return MathVerdict(False, None, cand.extractor if got is None and cand.extractor == "boxed" else
-                               ("none" if got is None else cand.extractor), "none" if got is None else "number", cand.text)
+            return MathVerdict(
+                False,
+                None,
+                cand.extractor
+                if got is None and cand.extractor == "boxed"
+                else ("none" if got is None else cand.extractor),
+                "none" if got is None else "number",
+                cand.text,
+            )
         value, percent = got
         ok = numbers_match(value, gold_value, precision, pred_percent=percent)
         shown = str(int(value)) if atype == "integer" and value == int(value) else str(value)
@@ -190,8 +197,11 @@ def score_free_form(text: str, gold: str, choices: Sequence[str] | None = None, 
         if got is None:
             return MathVerdict(False, None, "none" if cand.extractor != "boxed" else "boxed", "none", cand.text)
         letter = letters[got[0]]
-        ok = letter == gold.upper() or (gold.upper() in letters and opts[letters.index(gold.upper())] != ""
-                                        and normalize_text(opts[got[0]]) == normalize_text(opts[letters.index(gold.upper())]))
+        ok = letter == gold.upper() or (
+            gold.upper() in letters
+            and opts[letters.index(gold.upper())] != ""
+            and normalize_text(opts[got[0]]) == normalize_text(opts[letters.index(gold.upper())])
+        )
         return MathVerdict(ok, letter, cand.extractor, got[1], cand.text)
     cand, got = find_final_answer(text, lambda s, where: _free_form_value(s, where, gold), question)
     if got is None:

@@ -80,9 +80,13 @@ def eval_tuple(s: str) -> str:
     sl = s[1:-1].split(",")
     try:
         if s[0] == "(" and s[-1] == ")" and len(sl) > 1:
-            return "(" + ",".join(str(_sym_round(x)) if "infty" not in x and x not in ["a", "-a"] else x for x in sl) + ")"
+            return (
+                "(" + ",".join(str(_sym_round(x)) if "infty" not in x and x not in ["a", "-a"] else x for x in sl) + ")"
+            )
         if s[0] == "[" and s[-1] == "]" and len(sl) > 1:
-            return "[" + ",".join(str(_sym_round(x)) if "infty" not in x and x not in ["a", "-a"] else x for x in sl) + "]"
+            return (
+                "[" + ",".join(str(_sym_round(x)) if "infty" not in x and x not in ["a", "-a"] else x for x in sl) + "]"
+            )
     except Exception:
         return s
     return s

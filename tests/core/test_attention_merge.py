@@ -87,7 +87,9 @@ def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(
     assert not (run / "attention").exists() and not list(run.glob(".merge-tmp*"))
 
 
-def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(tmp_path: Path, monkeypatch) -> None:
+def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(
+    tmp_path: Path, monkeypatch
+) -> None:
     from pvm_bench.runner import attention_merge
     monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", 16_384)
     run = tmp_path / "s"
@@ -107,7 +109,9 @@ def test_out_of_memory_is_a_clear_error_and_keeps_every_part(tmp_path: Path) -> 
     with pytest.raises(MergeMemoryError, match="out of memory merging.*nothing was lost.*PVM_BENCH_MERGE_MEMORY"):
         merge_attention(run, memory_limit="1MB")
     assert sorted(p.name for p in (run / "attention").iterdir()) == before  # nothing renamed "unreadable"
-    assert not (run / "attention.parquet").exists() and not list(run.glob("*.tmp")) and not (run / ".merge-tmp").exists()
+    assert (
+        not (run / "attention.parquet").exists() and not list(run.glob("*.tmp")) and not (run / ".merge-tmp").exists()
+    )
 
 
 def test_a_part_damaged_past_its_footer_is_set_aside_and_the_rest_merged(tmp_path: Path) -> None:

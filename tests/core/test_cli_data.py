@@ -20,7 +20,9 @@ FIXTURE_MMMU_FINGERPRINT = "8b5baee2dd461288"
 def fake_hub(monkeypatch, fixture_data):
     """The hub as MMMU/MMMU would serve it: one config per subject, rows split by subject."""
     calls = []
-    table = datasets.load_dataset("parquet", data_files=str(fixture_data / "mmmu" / "validation.parquet"), split="train")
+    table = datasets.load_dataset(
+        "parquet", data_files=str(fixture_data / "mmmu" / "validation.parquet"), split="train"
+    )
 
     def load_hub_split(hub_id, config, split):
         calls.append((hub_id, config, split))

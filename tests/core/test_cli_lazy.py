@@ -24,7 +24,11 @@ def test_importing_the_cli_loads_no_heavy_library():
 
 
 def test_top_level_help_is_fast_and_lists_every_command():
-    cmd = [sys.executable, "-c", "import sys; from pvm_bench.cli.main import app; sys.argv = ['pvm-bench', '--help']; app()"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from pvm_bench.cli.main import app; sys.argv = ['pvm-bench', '--help']; app()",
+    ]
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
     elapsed = time.perf_counter() - start
@@ -49,7 +53,9 @@ def test_table_matches_what_the_modules_register(table, hook):
         except ModuleNotFoundError as exc:  # a part not in this build is simply not listed
             pytest.skip(f"{module}: {exc}")
         listed = {name for name, spec in table.items() if spec.module == module}
-        assert names == listed, f"{module} registers {sorted(names)}, the table in pvm_bench/cli.py lists {sorted(listed)}"
+        assert names == listed, (
+            f"{module} registers {sorted(names)}, the table in pvm_bench/cli.py lists {sorted(listed)}"
+        )
 
 
 @pytest.mark.parametrize("path", [["pvm", "train"], ["organism", "train"], ["bench", "probe"], ["bench", "pvm"]])

@@ -114,7 +114,11 @@ def test_files_fingerprint_names_the_changed_file(tmp_path: Path) -> None:
     (0.5, {"bleu": 42.0}, None),  # declared with value_range=None
 ])
 def test_score_problem(value, subs, problem) -> None:
-    metrics = [Metric("accuracy"), Metric("recall", subscore="recall"), Metric("bleu", subscore="bleu", value_range=None)]
+    metrics = [
+        Metric("accuracy"),
+        Metric("recall", subscore="recall"),
+        Metric("bleu", subscore="bleu", value_range=None),
+    ]
     assert score_problem(metrics, value, subs) == problem
 
 
@@ -129,9 +133,18 @@ def test_jsonable_never_writes_nan() -> None:
 def test_model_content_covers_input_files_and_skips_formats_never_loaded(tmp_path: Path) -> None:
     from pvm_bench.models.loading import model_content
 
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "preprocessor_config.json",
-                 "generation_config.json", "README.md", "training_args.bin", "original/consolidated.00.pth",
-                 "additional_chat_templates/tools.jinja"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "preprocessor_config.json",
+        "generation_config.json",
+        "README.md",
+        "training_args.bin",
+        "original/consolidated.00.pth",
+        "additional_chat_templates/tools.jinja",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(name)
     _, files = model_content(tmp_path)

@@ -38,7 +38,9 @@ def test_readme_task_example_runs_through_the_cli(tiny_qwen3_vl, tmp_path):
     features = datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
                                   "answer": datasets.Value("string"), "image": datasets.Image()})
     (tmp_path / "data" / "colour_quiz").mkdir(parents=True)
-    datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp_path / "data" / "colour_quiz" / "test.parquet"))
+    datasets.Dataset.from_list(rows, features=features).to_parquet(
+        str(tmp_path / "data" / "colour_quiz" / "test.parquet")
+    )
 
     runner = CliRunner()
     listing = runner.invoke(app, ["tasks", "--include-path", str(plugins)])
@@ -144,7 +146,9 @@ def test_every_flag_in_the_readme_is_a_pvm_bench_option():
     known = set().union(*_commands().values()) | {"--help"} | FOREIGN_FLAGS
     known |= {name.replace("_", "-") for name in NO_EQUIVALENT}
     code = re.findall(r"```(?:bash|yaml|toml)\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
-    unknown = {flag for chunk in code for token in re.split(r"[\s/]+", chunk) if (flag := _flag(token)) and flag not in known}
+    unknown = {
+        flag for chunk in code for token in re.split(r"[\s/]+", chunk) if (flag := _flag(token)) and flag not in known
+    }
     assert not unknown, f"README shows flags that no command has: {sorted(unknown)}"
 
 

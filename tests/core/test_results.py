@@ -40,7 +40,9 @@ def test_sample_seed_is_stable_and_distinct():
 
 def test_probe_frame_broadcasts_step_measures_over_layers():
     records = {
-        "attention": [{"step": s, "layer": layer, "visual_mass": 0.1 * s + layer} for s in range(3) for layer in range(2)],
+        "attention": [
+            {"step": s, "layer": layer, "visual_mass": 0.1 * s + layer} for s in range(3) for layer in range(2)
+        ],
         "lens": [{"step": s, "entropy": float(s)} for s in range(3)],
     }
     frame = compact_frame(probe_frame(records))

@@ -48,8 +48,11 @@ def test_wheel_lists_tasks_and_runs_the_default_job(tmp_path: Path) -> None:
     deps = site.getsitepackages() + [sysconfig.get_paths()["purelib"]]
     (purelib / "_project_deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
 
-    where = _sh([str(python), "-c", "import pvm_bench.tasks.registry as r; print(r.__file__); print(r.builtin_task_dir())"],
-                tmp_path, env).split()
+    where = _sh(
+        [str(python), "-c", "import pvm_bench.tasks.registry as r; print(r.__file__); print(r.builtin_task_dir())"],
+        tmp_path,
+        env,
+    ).split()
     assert all(Path(p).is_relative_to(purelib) for p in where), where  # the installed copy, not the checkout
     assert Path(where[1]).name == "builtin-tasks"
 
@@ -65,7 +68,10 @@ def test_wheel_lists_tasks_and_runs_the_default_job(tmp_path: Path) -> None:
     assert {k: (v["source"], v["origin"]) for k, v in run["datasets"].items()} == {
         "swatch_recall": ("builtin", "builtin tasks/length_diagnostics.py")}
     tasks = json.loads((tmp_path / "runs" / "w" / "tasks.json").read_text())["tasks"]
-    assert (tasks["swatch_recall"]["source"], tasks["swatch_recall"]["origin"]) == ("builtin", "tasks/length_diagnostics.py")
+    assert (tasks["swatch_recall"]["source"], tasks["swatch_recall"]["origin"]) == (
+        "builtin",
+        "tasks/length_diagnostics.py",
+    )
     metrics = (tmp_path / "runs" / "w" / "metrics.csv").read_text().splitlines()
     headline = [row.split(",") for row in metrics if row.startswith("swatch_recall,") and ",accuracy,,," in row]
     assert [(r[1], r[8]) for r in headline] == [("base", "4"), ("pvm", "4")]

@@ -235,7 +235,9 @@ def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path):
     assert result.exit_code == 0, result.output
     run = tmp_path / "m"
     files = sorted(p.relative_to(run).as_posix() for p in (run / "maps").rglob("*.safetensors"))
-    assert files == [f"maps/{v}/swatch_recall/swatch_recall-test-{i}-r0.safetensors" for v in ("base", "pvm") for i in (0, 1)]
+    assert files == [
+        f"maps/{v}/swatch_recall/swatch_recall-test-{i}-r0.safetensors" for v in ("base", "pvm") for i in (0, 1)
+    ]
     att = pd.read_parquet(run / "attention.parquet")
     for rec in read_samples(run):
         path = map_path(run, rec.variant, rec.task, rec.sample_id, rec.repeat)

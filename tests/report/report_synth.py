@@ -124,8 +124,11 @@ def write_run(
     if attention:
         pd.concat(frames, ignore_index=True).to_parquet(run_dir / "attention.parquet", index=False)
     if include_paths:
-        describe_tasks(run_dir, include_paths, {t: {f"{t}-{i}": metadata(t, i) if metadata else {} for i in range(n_samples)}
-                                                for t in tasks})
+        describe_tasks(
+            run_dir,
+            include_paths,
+            {t: {f"{t}-{i}": metadata(t, i) if metadata else {} for i in range(n_samples)} for t in tasks},
+        )
     return run_dir
 
 
@@ -136,6 +139,9 @@ def describe_tasks(run_dir: Path, include_paths: Sequence[str], samples: dict[st
     from pvm_bench.tasks import Sample, get_registry
 
     registry = get_registry(include_paths)
-    loaded = [(registry.tasks[t], [Sample(id=sid, question="", target=None, metadata=meta) for sid, meta in ids.items()])
-              for t, ids in samples.items() if t in registry.tasks]
+    loaded = [
+        (registry.tasks[t], [Sample(id=sid, question="", target=None, metadata=meta) for sid, meta in ids.items()])
+        for t, ids in samples.items()
+        if t in registry.tasks
+    ]
     return write_task_file(run_dir, loaded)

@@ -111,4 +111,5 @@ def test_the_run_header_says_the_values_are_the_4_run_average() -> None:
     from pvm_bench.report.runinfo import decoding_line
 
     assert decoding_line({"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}) == (
-        "protocol pvm-paper; sampled at temperature 0.7; 4 repeats per sample (each value is the mean over the repeats)")
+        "protocol pvm-paper; sampled at temperature 0.7; 4 repeats per sample (each value is the mean over the repeats)"
+    )

@@ -106,7 +106,9 @@ def test_generic_registry_lazy_refs_entry_points_and_suggestions(tmp_path: Path,
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-probe\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[pvm_bench.test_group]\nacme = acme_probe:FACTORY\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    reg: Registry[object] = Registry("widget", "pvm_bench.test_group", {"json_dumps": "json:dumps", "bad": "no_such_mod:x"})
+    reg: Registry[object] = Registry(
+        "widget", "pvm_bench.test_group", {"json_dumps": "json:dumps", "bad": "no_such_mod:x"}
+    )
     import json
 
     assert reg["json_dumps"] is json.dumps
@@ -136,10 +138,31 @@ def test_missing_local_file_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("task_name", "folder", "split", "row", "match"),
     [
-        ("mmmu", "mmmu", "validation", {"id": "validation_Art_5", "question": "q <image 1>", "options": "['a','b']",
-                                        "question_type": "multiple-choice"}, r"validation_Art_5 lacks answer"),
-        ("mmmu", "mmmu", "validation", {"id": "validation_Art_6", "question": "q <image 1>", "options": "['a','b']",
-                                        "answer": "A", "question_type": "multiple-choice"}, r"references <image 1> but has no image_1"),
+        (
+            "mmmu",
+            "mmmu",
+            "validation",
+            {
+                "id": "validation_Art_5",
+                "question": "q <image 1>",
+                "options": "['a','b']",
+                "question_type": "multiple-choice",
+            },
+            r"validation_Art_5 lacks answer",
+        ),
+        (
+            "mmmu",
+            "mmmu",
+            "validation",
+            {
+                "id": "validation_Art_6",
+                "question": "q <image 1>",
+                "options": "['a','b']",
+                "answer": "A",
+                "question_type": "multiple-choice",
+            },
+            r"references <image 1> but has no image_1",
+        ),
         ("mathvista", "mathvista", "testmini", {"pid": "9", "question": "q"}, r"record 9 lacks question_type"),
         ("mmstar", "mmstar", "val", {"index": 3, "question": "q"}, r"record 3 lacks answer, image"),
     ],
