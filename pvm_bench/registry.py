@@ -73,7 +73,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self.listing = listing
         self._refs: dict[str, str] = dict(builtin or {})
         self._objects: dict[str, T] = {}
-        self._entry_points_loaded = group is None
+        self._entry_points_loaded = False
 
     def register(self, name: str, obj: T | str) -> None:
         """Add (or replace) ``name``; a ``str`` is a ``"module:attribute"`` reference, loaded on first use."""
@@ -92,7 +92,7 @@ class Registry(Mapping[str, T], Generic[T]):
         return unknown_message(self.kind, name, self, self.listing)
 
     def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
+        if self._entry_points_loaded or self.group is None:
             return
         self._entry_points_loaded = True
         for ep in metadata.entry_points(group=self.group):
