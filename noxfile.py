@@ -18,7 +18,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "pvm_bench", "tests")
+    session.run("ruff", "check", "pvm_bench", "tasks", "tests")
 
 
 @nox.session

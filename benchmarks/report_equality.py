@@ -2,7 +2,8 @@
 
 Not a test: a developer tool for the report-by-aggregation change (issue 22 item 2).
 
-    python benchmarks/report_equality.py gen RUN_DIR --rows 1000000   # writes run.json, samples.jsonl, attention.parquet
+    # writes run.json, samples.jsonl, attention.parquet:
+    python benchmarks/report_equality.py gen RUN_DIR --rows 1000000
     python benchmarks/report_equality.py snap RUN_DIR SNAP_DIR        # copies summary.csv, metrics.csv after a report
     python benchmarks/report_equality.py diff SNAP_A SNAP_B           # every number equal to rtol 1e-9?
 
@@ -51,21 +52,31 @@ def _generation(rng: np.random.Generator, variant: str, n: int, n_img: int) -> p
     img1 = (vm * 0.4).astype(np.float32) if n_img > 1 else np.full(m, np.nan, np.float32)
     pvm = np.isin(layer, PVM_LAYERS) & (variant == "pvm")
     cols = {
-        "step": t, "layer": layer, "visual_mass": vm, "visual_mass_norm": vm / 0.25, "sink_mass": np.full(m, 0.3, np.float32),
-        "n_keys": (100 + t).astype(np.int32), "n_visual": np.full(m, 25, np.int32),
-        "visual_mass_img0": img0, "visual_mass_img1": img1,
-        "lens_kl": rng.gamma(2.0, 0.5, m).astype(np.float32), "lens_top1_agree": rng.random(m) < 0.5,
+        "step": t,
+        "layer": layer,
+        "visual_mass": vm,
+        "visual_mass_norm": vm / 0.25,
+        "sink_mass": np.full(m, 0.3, np.float32),
+        "n_keys": (100 + t).astype(np.int32),
+        "n_visual": np.full(m, 25, np.int32),
+        "visual_mass_img0": img0,
+        "visual_mass_img1": img1,
+        "lens_kl": rng.gamma(2.0, 0.5, m).astype(np.float32),
+        "lens_top1_agree": rng.random(m) < 0.5,
         "resid_norm": (10 + layer + rng.random(m)).astype(np.float32),
         "pvm_ratio": np.where(pvm, 0.1 + 0.01 * rng.standard_normal(m), np.nan).astype(np.float32),
         "pvm_gate": np.where(pvm, np.where(layer == 6, -0.2, 0.3), np.nan).astype(np.float32),
     }
     layer_tab = pa.table({k: pa.array(v, type=SCHEMA.field(k).type,
                                       from_pandas=True) for k, v in cols.items()})
-    step_tab = pa.table({
-        "step": pa.array(steps), "entropy": pa.array((1.5 - steps / (n + 1) + 0.2 * rng.random(n + 1)).astype(np.float32)),
-        "margin": pa.array(rng.gamma(2.0, 1.0, n + 1).astype(np.float32)),
-        "lens_first_agree_layer": pa.array(rng.integers(-1, N_LAYERS, n + 1).astype(np.int32)),
-    })
+    step_tab = pa.table(
+        {
+            "step": pa.array(steps),
+            "entropy": pa.array((1.5 - steps / (n + 1) + 0.2 * rng.random(n + 1)).astype(np.float32)),
+            "margin": pa.array(rng.gamma(2.0, 1.0, n + 1).astype(np.float32)),
+            "lens_first_agree_layer": pa.array(rng.integers(-1, N_LAYERS, n + 1).astype(np.int32)),
+        }
+    )
     tab = pa.concat_tables([layer_tab, step_tab], promote_options="default")
     return tab
 
@@ -127,8 +138,11 @@ def diff(a: Path, b: Path, rtol: float = 1e-6) -> int:
     for name in ("summary.csv", "metrics.csv"):
         x, y = pd.read_csv(a / name), pd.read_csv(b / name)
         if list(x.columns) != list(y.columns) or len(x) != len(y):
-            print(f"{name}: layout differs: {len(x)}x{len(x.columns)} vs {len(y)}x{len(y.columns)}; "
-                  f"only in A {sorted(set(x.columns) - set(y.columns))}, only in B {sorted(set(y.columns) - set(x.columns))}")
+            print(
+                f"{name}: layout differs: {len(x)}x{len(x.columns)} vs {len(y)}x{len(y.columns)}; "
+                f"only in A {sorted(set(x.columns) - set(y.columns))}, only in B "
+                f"{sorted(set(y.columns) - set(x.columns))}"
+            )
             bad += 1
             continue
         numbers, same, worst = 0, 0, 0.0

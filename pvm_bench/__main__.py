@@ -1,3 +1,3 @@
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 app()

@@ -4,7 +4,7 @@
 what ``--resume`` reloads. It imports nothing heavy (pydantic only), so the CLI can build and
 validate it before torch or pandas load. Every constraint is checked here, so the library API and
 the CLI refuse the same bad values; the CLI turns a :class:`pydantic.ValidationError` into one
-``error:`` line naming the flag (:func:`pvm_bench.cli_support.config_error`).
+``error:`` line naming the flag (:func:`pvm_bench.cli.support.config_error`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ DEVICE_MAP_CHOICES = ("auto", "balanced", "balanced_low_0", "sequential")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # fullmatch; [0-9]: \d is any Unicode digit
 DEVICE_HELP = "auto, cpu, mps, cuda or cuda:N"
 #: A run id is one plain directory name: letters, digits, '.', '_', '-', not starting with '.' or '-'.
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # matched with fullmatch (``$`` allows a trailing newline)
+RUN_ID_PATTERN = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+)  # matched with fullmatch (``$`` allows a trailing newline)
 #: Smallest sampling temperature: below it logits / T overflow float32 (1e-320 gives inf/nan probabilities).
 MIN_TEMPERATURE = 1e-5
 #: Probes recorded when the user does not choose (``branch`` is added by the CLI with an adapter).
@@ -67,7 +69,7 @@ class RunConfig(BaseModel):
     split: str | None = None
     limit: PositiveInt | None = None
     data_dir: str | None = None
-    #: Image paths in --data-dir tables may point outside it (pvm_bench.imageroot); off by default.
+    #: Image paths in --data-dir tables may point outside it (pvm_bench.data.imageroot); off by default.
     allow_outside_data: bool = False
     include_paths: list[str] = Field(default_factory=list)
     #: Task names an include path or entry point may redefine (``--override-task``); otherwise refused.
@@ -100,7 +102,7 @@ class RunConfig(BaseModel):
     per_head: bool = False
     #: Record visual mass per image (attention.parquet gains ``visual_mass_img{i}`` columns, one per image).
     per_image: bool = False
-    #: ``--maps``: spatial attention maps (RUN/maps/, pvm_bench.mapstore) for the first N samples of each
+    #: ``--maps``: spatial attention maps (RUN/maps/, pvm_bench.runner.maps) for the first N samples of each
     #: task (an int; 0 = none, the probe is not installed) or for these sample ids (a list).
     maps: Annotated[int, Field(ge=0)] | list[str] = 2
     #: ``--ablate-after 0,16,64``: add ``<variant>+blind:after=K`` for every variant and K.
@@ -148,7 +150,8 @@ class RunConfig(BaseModel):
     def _temperature_zero_or_usable(cls, value: float) -> float:
         if 0.0 < value < MIN_TEMPERATURE:
             raise ValueError(
-                f"must be 0 (greedy decoding) or at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it "
+                f"must be 0 (greedy decoding) or at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by "
+                "it "
                 "overflows); use 0 for greedy"
             )
         return value
@@ -157,8 +160,10 @@ class RunConfig(BaseModel):
     @classmethod
     def _penalty_usable(cls, value: float | None) -> float | None:
         if value is not None and value < MIN_TEMPERATURE:  # seen tokens' logits are divided by it
-            raise ValueError(f"must be at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it overflows); "
-                             "1 = no penalty")
+            raise ValueError(
+                f"must be at least {MIN_TEMPERATURE:g} (got {value:g}: dividing the logits by it overflows); "
+                "1 = no penalty"
+            )
         return value
 
     @field_validator(*CHOICES)

@@ -35,7 +35,7 @@ class OutputError(UserError):
 
 class TaskError(UserError, ValueError):
     """A problem with a task or its data; the message names the thing and the fix (re-exported by
-    :mod:`pvm_bench.tasks`; defined here so that :mod:`pvm_bench.data` need not import tasks)."""
+    :mod:`pvm_bench.tasks.base`; defined here so that :mod:`pvm_bench.data.tables` need not import tasks)."""
 
 
 class FileFormatError(UserError, ValueError):

@@ -5,7 +5,7 @@ temperature 0.7: README "Evaluation" and the Table 1 caption in results.png of
 github.com/huaixuheqing/PVM), each checked against that image: Qwen3-VL-8B/4B-Instruct, PVM-8B/4B
 (SFT+GRPO) and MemVR on Qwen3-VL-8B, the eight benchmarks in the table's order and their average.
 Each column names the pvm-bench task that runs its benchmark version (the ``pvm-paper`` group,
-:mod:`pvm_bench.builtin_tasks.groups`). The report shows these rows beside a run's
+``tasks/groups.py``). The report shows these rows beside a run's
 (:mod:`pvm_bench.report.paper`).
 """
 

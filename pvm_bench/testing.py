@@ -167,7 +167,9 @@ def _llava_onevision(size: dict[str, int]):
     )
     ids = tok.convert_tokens_to_ids
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
-    text = _text_config(size, len(tok), model_type="qwen2", rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    text = _text_config(
+        size, len(tok), model_type="qwen2", rope_parameters={"rope_type": "default", "rope_theta": 10000.0}
+    )
     config = LlavaOnevisionConfig(
         text_config=text,
         vision_config={

@@ -137,5 +137,11 @@ def apply_threads(threads: int | None) -> int:
 
 
 __all__ = [
-    "apply_threads", "available_cpus", "cgroup_cpu_limit", "default_threads", "env_threads", "idle_cpus", "resolve_threads",
+    "apply_threads",
+    "available_cpus",
+    "cgroup_cpu_limit",
+    "default_threads",
+    "env_threads",
+    "idle_cpus",
+    "resolve_threads",
 ]

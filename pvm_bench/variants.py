@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pvm_bench.errors import UserError
-from pvm_bench.instrument.registry import PluginRegistry
 from pvm_bench.models.loading import LoadedModel
+from pvm_bench.registry import Registry
 
 Branch = Literal["base", "pvm"]
 
@@ -102,7 +102,8 @@ BUILTIN_VARIANTS: dict[str, str] = {
 }
 """Name -> ``module:attribute`` of the variants that ship with pvm-bench."""
 
-VARIANTS: PluginRegistry[Variant] = PluginRegistry("variant", "pvm_bench.variants", BUILTIN_VARIANTS)
+VARIANTS: Registry[Variant] = Registry("variant", "pvm_bench.variants", BUILTIN_VARIANTS,
+                                       listing="see --variants in `pvm-bench run --help`")
 """Variant name -> :class:`Variant` (built-ins, entry points, runtime registrations)."""
 
 
@@ -161,7 +162,7 @@ def _part(spec: str, text: str) -> Variant:
     if not name:
         raise VariantError(f"variant '{spec}': empty part; write parts as name or name:key=value joined by '+'")
     if name not in VARIANTS:
-        raise VariantError(f"unknown variant '{name}' in '{spec}'; known: {', '.join(VARIANTS)}")
+        raise VariantError(f"{VARIANTS.unknown(name)} (in '{spec}')")
     variant = VARIANTS[name]
     if not params:
         return variant

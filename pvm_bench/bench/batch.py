@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
-from pvm_bench.cli_support import fail, user_errors
+from pvm_bench.cli.support import fail, user_errors
 
 PROMPTS = (
     "Describe the image.",
@@ -115,12 +115,22 @@ def register_bench(bench: typer.Typer) -> None:
         random_size: RandomSizeOption = DEFAULT_SIZE,
         samples: Annotated[int, typer.Option(min=1, help="Requests generated at each batch size.")] = 16,
         batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes; ratios are to the first.")] = "1,8",
-        new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per request (forced; the speedup grows with it: prefill batches poorly on CPU).")] = 128,
-        probes: Annotated[str, typer.Option(help="Comma-separated probes to run as the runner would ('' for none).")] = "",
+        new_tokens: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                help="Tokens generated per request (forced; the speedup grows with it: prefill batches poorly on CPU).",
+            ),
+        ] = 128,
+        probes: Annotated[
+            str, typer.Option(help="Comma-separated probes to run as the runner would ('' for none).")
+        ] = "",
         repeats: Annotated[int, typer.Option(min=1, help="Runs per batch size; the fastest counts.")] = 1,
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "cpu",
         threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Samples/s of batched generation (batch 8 vs batch 1 by default) on the same requests and outputs."""
         from rich.console import Console
@@ -141,9 +151,13 @@ def register_bench(bench: typer.Typer) -> None:
                   f"{res['samples']} requests x {res['new_tokens']} tokens, probes {','.join(res['probes']) or 'none'}",
                   highlight=False)
         for row in res["rows"]:
-            out.print(f"batch {row['batch_size']:>3}: {row['samples_per_s']:.2f} samples/s ({row['samples_per_cpu_s']:.2f} per "
-                      f"CPU-s); x{row['speedup']:.2f} wall, x{row['cpu_speedup']:.2f} CPU vs batch {sizes[0]}; "
-                      f"outputs {'identical' if row['same_outputs'] else 'DIFFER'}", highlight=False)
+            out.print(
+                f"batch {row['batch_size']:>3}: {row['samples_per_s']:.2f} samples/s ({row['samples_per_cpu_s']:.2f} "
+                "per "
+                f"CPU-s); x{row['speedup']:.2f} wall, x{row['cpu_speedup']:.2f} CPU vs batch {sizes[0]}; "
+                f"outputs {'identical' if row['same_outputs'] else 'DIFFER'}",
+                highlight=False,
+            )
         if json_path is not None:
             json_path.write_text(json.dumps(res, indent=2) + "\n")
         if not all(row["same_outputs"] for row in res["rows"]):

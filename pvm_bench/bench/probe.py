@@ -32,7 +32,7 @@ from typing import Annotated, Any
 import typer
 
 from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
-from pvm_bench.cli_support import user_errors
+from pvm_bench.cli.support import user_errors
 
 PROMPT = "Describe the image in detail, then keep writing about it."
 
@@ -303,10 +303,19 @@ def register_bench(bench: typer.Typer) -> None:
         random_size: RandomSizeOption = DEFAULT_SIZE,
         new_tokens: Annotated[str, typer.Option(help="Comma-separated generation lengths.")] = "128,512,2048",
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-        naive_max_gb: Annotated[float, typer.Option(help="Skip the naive run when its attention maps would exceed this.")] = 4.0,
-        repeats: Annotated[int, typer.Option(help="Alternating plain/probe runs per length; the fastest of each counts.")] = 3,
-        threads: Annotated[int | None, typer.Option(help="torch CPU threads per measurement (default: torch's; 1 is steadier on a busy machine).")] = None,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        naive_max_gb: Annotated[
+            float, typer.Option(help="Skip the naive run when its attention maps would exceed this.")
+        ] = 4.0,
+        repeats: Annotated[
+            int, typer.Option(help="Alternating plain/probe runs per length; the fastest of each counts.")
+        ] = 3,
+        threads: Annotated[
+            int | None,
+            typer.Option(help="torch CPU threads per measurement (default: torch's; 1 is steadier on a busy machine)."),
+        ] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Tokens/s and peak memory: plain generate vs the streaming probe vs output_attentions."""
         from rich.console import Console

@@ -30,7 +30,7 @@ import typer
 
 from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.bench.probe import _Meter, _setup
-from pvm_bench.cli_support import user_errors
+from pvm_bench.cli.support import user_errors
 
 
 def _kv_cache_mb(lm: Any, positions: int) -> float:
@@ -138,9 +138,11 @@ def run_bench(model_dir: str, lengths: list[int], *, device: str = "auto", chunk
 def _table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"replay vs decode-time probing, same outputs: {(result.get('n_params') or 0) / 1e6:.1f}M params, "
-                        f"prompt {result.get('prompt_len')} tokens, {result.get('device')}, threads "
-                        f"{result.get('threads') or 'default'}, chunk {result.get('chunk')} (peak = growth, MiB)")
+    table = Table(
+        title=f"replay vs decode-time probing, same outputs: {(result.get('n_params') or 0) / 1e6:.1f}M params, "
+        f"prompt {result.get('prompt_len')} tokens, {result.get('device')}, threads "
+        f"{result.get('threads') or 'default'}, chunk {result.get('chunk')} (peak = growth, MiB)"
+    )
     for col in ("tokens", "decode s", "replay s", "speedup", "cpu speedup", "decode peak", "replay peak",
                 "kv cache", "max |diff|"):
         table.add_column(col, justify="right")
@@ -164,7 +166,9 @@ def register_bench(bench: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
         chunk: Annotated[int, typer.Option(min=1, help="Output positions per teacher-forced forward.")] = 512,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads per measurement.")] = 1,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Per sample: replay vs decode-time probing of the same outputs (time, peak memory, agreement)."""
         from rich.console import Console

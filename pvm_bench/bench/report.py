@@ -5,7 +5,7 @@ Every phase runs in its own subprocess (``os.wait4`` gives that process's own pe
 ``OMP_NUM_THREADS`` and DuckDB's threads set to ``--threads``:
 
 - ``generate``: :func:`pvm_bench.bench.synth_run.write_synthetic_run` (streams, one part at a time);
-- ``merge``: :func:`pvm_bench.runfiles.merge_attention`, the runner's end-of-run merge of the parts;
+- ``merge``: :func:`pvm_bench.runner.files.merge_attention`, the runner's end-of-run merge of the parts;
 - ``report``: ``pvm-bench report RUN``;
 - ``anchor``: one DuckDB group-by over attention.parquet by (variant, task, sample, repeat, layer
   band, log-binned step): the core decay curve's aggregation, the least any report must read.
@@ -38,7 +38,7 @@ FROM read_parquet('{path}') WHERE step >= 1
 GROUP BY ALL
 """
 
-_MERGE = ("import sys, pvm_bench; from pathlib import Path; from pvm_bench.runfiles import merge_attention; "
+_MERGE = ("import sys, pvm_bench; from pathlib import Path; from pvm_bench.runner.files import merge_attention; "
           "merge_attention(Path(sys.argv[1])); print('merged with', pvm_bench.__file__)")
 _ANCHOR = """
 import sys, duckdb
@@ -78,8 +78,17 @@ def _env(threads: int, code: Path | None) -> dict[str, str]:
     return env
 
 
-def bench_report(rows: int, out: Path, *, threads: int = 1, code: Path | None = None, layers: int = 36,
-                 cap: int = 16384, seed: int = 0, phases: tuple[str, ...] = ("merge", "report", "anchor")) -> dict[str, Any]:
+def bench_report(
+    rows: int,
+    out: Path,
+    *,
+    threads: int = 1,
+    code: Path | None = None,
+    layers: int = 36,
+    cap: int = 16384,
+    seed: int = 0,
+    phases: tuple[str, ...] = ("merge", "report", "anchor"),
+) -> dict[str, Any]:
     """Generate a run of about ``rows`` attention rows under ``out`` and time each phase.
 
     Returns ``{"run_dir", "generated": {...}, "phases": {name: timed(...)}}``; a phase that
@@ -124,11 +133,16 @@ def format_rows(res: dict[str, Any]) -> list[str]:
             continue
         ratio = ""
         if anchor and anchor["rc"] == 0 and name != "anchor":
-            ratio = (f"  x{row['wall_s'] / anchor['wall_s']:.1f} wall, x{row['cpu_s'] / max(anchor['cpu_s'], 1e-3):.1f} CPU, "
-                     f"x{row['rss_bytes'] / anchor['rss_bytes']:.1f} RSS vs anchor")
+            ratio = (
+                f"  x{row['wall_s'] / anchor['wall_s']:.1f} wall, x{row['cpu_s'] / max(anchor['cpu_s'], 1e-3):.1f} "
+                "CPU, "
+                f"x{row['rss_bytes'] / anchor['rss_bytes']:.1f} RSS vs anchor"
+            )
         state = "" if row["rc"] == 0 else f"  FAILED (exit {row['rc']}): {row['output'].strip().splitlines()[-1:]}"
-        lines.append(f"{name:>6}: {row['wall_s']:8.2f} s wall {row['cpu_s']:8.2f} s CPU {row['rss_bytes'] / 1e9:6.2f} GB"
-                     f"{ratio}{state}")
+        lines.append(
+            f"{name:>6}: {row['wall_s']:8.2f} s wall {row['cpu_s']:8.2f} s CPU {row['rss_bytes'] / 1e9:6.2f} GB"
+            f"{ratio}{state}"
+        )
     return lines
 
 
@@ -137,21 +151,37 @@ def register_bench(bench: typer.Typer) -> None:
 
     @bench.command("report")
     def report_command(
-        rows: Annotated[int, typer.Option(min=1000, help="Attention rows to generate (about; whole samples).")] = 1_000_000,
-        out: Annotated[Path | None, typer.Option(help="Parent folder of the synthetic run (default: a temp dir; needs ~15 B per row).")] = None,
+        rows: Annotated[
+            int, typer.Option(min=1000, help="Attention rows to generate (about; whole samples).")
+        ] = 1_000_000,
+        out: Annotated[
+            Path | None,
+            typer.Option(help="Parent folder of the synthetic run (default: a temp dir; needs ~15 B per row)."),
+        ] = None,
         threads: Annotated[int | None, typer.Option(help="Threads for every phase (OMP and DuckDB).")] = None,
-        keep: Annotated[bool, typer.Option(help="Keep the synthetic run directory (default: removed at the end).")] = False,
-        code: Annotated[Path | None, typer.Option(help="Import pvm_bench from this checkout for merge and report (e.g. the code before a change).")] = None,
+        keep: Annotated[
+            bool, typer.Option(help="Keep the synthetic run directory (default: removed at the end).")
+        ] = False,
+        code: Annotated[
+            Path | None,
+            typer.Option(
+                help="Import pvm_bench from this checkout for merge and report (e.g. the code before a change)."
+            ),
+        ] = None,
         layers: Annotated[int, typer.Option(min=1, help="Decoder layers (Qwen3-VL-8B: 36).")] = 36,
         cap: Annotated[int, typer.Option(min=2, help="max_new_tokens: 0.4% of the outputs stop there.")] = 16384,
         seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
-        phases: Annotated[str, typer.Option(help="Comma-separated phases to time: merge, report, anchor.")] = "merge,report,anchor",
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        phases: Annotated[
+            str, typer.Option(help="Comma-separated phases to time: merge, report, anchor.")
+        ] = "merge,report,anchor",
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by."""
         from rich.console import Console
 
-        from pvm_bench.cli_support import fail
+        from pvm_bench.cli.support import fail
 
         n_threads = threads or 1
         chosen = tuple(p.strip() for p in phases.split(",") if p.strip())

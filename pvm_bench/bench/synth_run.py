@@ -3,9 +3,9 @@
 :func:`write_synthetic_run` writes ``run.json``, ``samples.jsonl`` and ``attention/part-*.parquet``
 as a finished-but-unmerged run of base and pvm on several tasks would leave them (the runner
 merges the parts into attention.parquet at the end; the bench times that merge). One part holds
-one batch of samples of one (variant, task), as :func:`pvm_bench.runfiles.write_probe_part`
+one batch of samples of one (variant, task), as :func:`pvm_bench.runner.files.write_probe_part`
 writes it; its arrow schema (column order, dtypes, pandas metadata) is taken from the real
-writer path (:func:`pvm_bench.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`)
+writer path (:func:`pvm_bench.runner.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`)
 on a one-row frame, so a generated part is indistinguishable from a real one.
 
 Output lengths are lognormal with median ``median`` and a share ``cap_share`` at the
@@ -57,7 +57,7 @@ def _part_schemas(layers: int) -> dict[str, pa.Schema]:
     import pandas as pd
 
     from pvm_bench.results import compact_frame
-    from pvm_bench.runfiles import probe_frame
+    from pvm_bench.runner.files import probe_frame
 
     attention = [{"step": 0, "layer": 0, "visual_mass": 0.1, "visual_mass_norm": 0.2, "sink_mass": 0.1,
                   "n_keys": 10, "n_visual": 4}]
@@ -191,7 +191,9 @@ def write_synthetic_run(run_dir: Path, spec: SynthSpec) -> dict[str, Any]:
                     batch = []
                     for i in range(start, min(start + spec.batch_size, lengths.size)):
                         sid = f"{task}-test-{i}"
-                        seed = int.from_bytes(hashlib.sha256(f"{spec.seed}/{variant}/{sid}".encode()).digest()[:7], "big")
+                        seed = int.from_bytes(
+                            hashlib.sha256(f"{spec.seed}/{variant}/{sid}".encode()).digest()[:7], "big"
+                        )
                         rec = SampleRecord.model_validate(_record(spec, rng, variant, task, sid, int(lengths[i]), seed))
                         sink.write(json.dumps(rec.model_dump(mode="json"), ensure_ascii=False) + "\n")
                         counts["samples"] += 1

@@ -53,7 +53,7 @@ from lmms_eval.api.registry import register_model
 from PIL import Image
 
 from pvm_bench.bridge import LMMS_CLASS_PATH, LMMS_MODEL_NAME
-from pvm_bench.imageio import to_rgb
+from pvm_bench.data.images import to_rgb
 from pvm_bench.models.generation import Generation, Request
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -172,7 +172,9 @@ class PvmBenchLMM(lmms):
         if self.variant.requires_pvm and self.lm.pvm is None:
             from pvm_bench.variants import VariantError
 
-            raise VariantError(f"variant '{self.variant.name}' needs a PVM adapter; pass pvm=ADAPTER_DIR in --model_args")
+            raise VariantError(
+                f"variant '{self.variant.name}' needs a PVM adapter; pass pvm=ADAPTER_DIR in --model_args"
+            )
         self.probes = make_probes(_as_list(probes), per_head=_as_bool(per_head))
         self.attention_out = self._resolve_out(attention_out)
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens not in (None, "", "None") else None
@@ -205,7 +207,7 @@ class PvmBenchLMM(lmms):
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Generate for lmms-eval instances ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)``."""
-        from pvm_bench.run import sample_seed
+        from pvm_bench.runner.workload import sample_seed
 
         prepared: list[tuple[int, tuple, Request, list[str], str]] = []
         for index, inst in enumerate(requests):
@@ -241,7 +243,9 @@ class PvmBenchLMM(lmms):
                         if self.strip_thinking:
                             text = _strip_thinking(text)
                         results[item[0]] = text
-                        self.cache_hook.add_partial("generate_until", (requests[item[0]].args[0], requests[item[0]].args[1]), text)
+                        self.cache_hook.add_partial(
+                            "generate_until", (requests[item[0]].args[0], requests[item[0]].args[1]), text
+                        )
                     self._collect(gens)
         self._write()
         return [r if r is not None else "" for r in results]
@@ -256,8 +260,13 @@ class PvmBenchLMM(lmms):
         temperature = float(gen_kwargs.get("temperature") or 0.0)
         if temperature <= 0:
             return max_new, 0.0, None, None, _optional(gen_kwargs.get("repetition_penalty"), float)
-        return (max_new, temperature, _optional(gen_kwargs.get("top_p"), float), _optional(gen_kwargs.get("top_k"), int),
-                _optional(gen_kwargs.get("repetition_penalty"), float))
+        return (
+            max_new,
+            temperature,
+            _optional(gen_kwargs.get("top_p"), float),
+            _optional(gen_kwargs.get("top_k"), int),
+            _optional(gen_kwargs.get("repetition_penalty"), float),
+        )
 
     def _resolve_out(self, attention_out: str | None) -> Path | None:
         if attention_out in (None, "", "none", "None"):
@@ -268,7 +277,7 @@ class PvmBenchLMM(lmms):
         return path
 
     def _collect(self, gens: list[Generation]) -> None:
-        from pvm_bench.run import probe_frame
+        from pvm_bench.runner.files import probe_frame
 
         for gen in gens:
             frame = probe_frame(gen.probe_records)
@@ -285,7 +294,7 @@ class PvmBenchLMM(lmms):
         """(Re)write attention.parquet with every record so far (atomic replace)."""
         if self.attention_out is None or not self._frames:
             return
-        from pvm_bench.runfiles import write_parquet_atomic
+        from pvm_bench.runner.files import write_parquet_atomic
 
         path = self.attention_out
         if self.world_size > 1:

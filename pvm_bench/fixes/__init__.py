@@ -13,7 +13,8 @@ site) on enter and removes every one of them on exit (also when generation raise
 Hyperparameters are given in the variant name: ``pai:alpha=0.2:start_layer=2`` (colon separated
 because ``--variants`` is comma separated and ``+`` joins compositions). A bare fix is base + fix
 (PVM branch off; ``pvm+pai`` composes with the branch on, :mod:`pvm_bench.variants`), so every
-fix's zero-strength setting is bit-identical to ``base``. Registration is by name in :data:`pvm_bench.variants.BUILTIN_VARIANTS`
+fix's zero-strength setting is bit-identical to ``base``. Registration is by name in
+:data:`pvm_bench.variants.BUILTIN_VARIANTS`
 (no import side effects); what the fixes share is in :mod:`pvm_bench.fixes.base`.
 """
 

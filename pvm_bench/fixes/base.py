@@ -52,7 +52,8 @@ def parse_value(raw: str, accepted: tuple[Any, ...]) -> Any:
     """``raw`` as the first of the ``accepted`` types that takes it, or ValueError saying what it is not.
 
     Strict on purpose (a variant's configuration is its identity, see
-    :func:`pvm_bench.variants.resolve_variants`): integers are ASCII digits with an optional minus (``+`` joins composition parts)
+    :func:`pvm_bench.variants.resolve_variants`): integers are ASCII digits with an optional minus (``+`` joins
+    composition parts)
     (``03`` is 3; ``1e12``, ``1_0`` and non-ASCII digits such as ``٣`` are refused), numbers are
     plain decimals with an optional exponent (``0.2``, ``1e-3``; no ``_``, ``inf`` or ``nan``),
     booleans are true/false/yes/no/on/off/1/0, ``none``/``null`` is None where a field allows it,
@@ -130,7 +131,12 @@ def fix_variant(name: str, config: Any, describe: Callable[[Any], str],
     ``effective(lm, config)``: the settings the fix resolves on a given model (recorded in run.json).
     """
     return Variant(
-        name, describe(config), lambda lm: active(lm, config),
-        configure=lambda params: fix_variant(name, parse_params(type(config), params, name), describe, active, effective),
-        config=config, effective=(lambda lm: effective(lm, config)) if effective is not None else None,
+        name,
+        describe(config),
+        lambda lm: active(lm, config),
+        configure=lambda params: fix_variant(
+            name, parse_params(type(config), params, name), describe, active, effective
+        ),
+        config=config,
+        effective=(lambda lm: effective(lm, config)) if effective is not None else None,
     )

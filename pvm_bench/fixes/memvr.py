@@ -40,7 +40,8 @@ composition); rows without image tokens (or whose visual embeddings are all zero
 reference divides by zero) are never retraced. Soft-capped final logits
 (Gemma) are soft-capped in the lens as well.
 
-Zero strength (a bare ``memvr`` is base + MemVR, :mod:`pvm_bench.variants`): ``ratio = 0`` or ``threshold >= 1`` (the normalised entropy never exceeds 1)
+Zero strength (a bare ``memvr`` is base + MemVR, :mod:`pvm_bench.variants`): ``ratio = 0`` or ``threshold >= 1`` (the
+normalised entropy never exceeds 1)
 installs nothing and is bit-identical to ``base``; ``threshold = 0`` retraces at every forward.
 """
 
@@ -121,9 +122,17 @@ class ResolvedMemVR:
 
     def describe(self) -> dict[str, Any]:
         r = self.recipe
-        return {"recipe": r.name, "ratio": self.ratio, "threshold": self.threshold, "start": self.start,
-                "end": self.end, "silu": r.silu, "lens_final_norm": r.lens_final_norm, "visual_token": f"{r.image} image",
-                "source": r.source}
+        return {
+            "recipe": r.name,
+            "ratio": self.ratio,
+            "threshold": self.threshold,
+            "start": self.start,
+            "end": self.end,
+            "silu": r.silu,
+            "lens_final_norm": r.lens_final_norm,
+            "visual_token": f"{r.image} image",
+            "source": r.source,
+        }
 
 
 @dataclass
@@ -148,7 +157,8 @@ def topk_entropy(logits: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
 
 
 def _mean_abs(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Per row ``mean |x|`` over positions with weight 1 and the hidden dim: ``x [B, L, H]``, ``weights [B, L]`` -> ``[B]``."""
+    """Per row ``mean |x|`` over positions with weight 1 and the hidden dim: ``x [B, L, H]``, ``weights [B, L]`` ->
+    ``[B]``."""
     total = (x.abs().sum(-1) * weights).sum(-1)
     return total / (weights.sum(-1) * x.shape[-1]).clamp(min=1)
 
@@ -261,11 +271,14 @@ def memvr_active(lm: LoadedModel, config: MemVRConfig) -> Iterator[MemVRStats]:
         if not run.recipe.lens_final_norm:  # the Qwen recipe's lens: lm_head on the raw layer output
             lens = LogitLens(nn.Identity(), inst.sites.module("lm_head"), lens.softcap)
     except SiteError as exc:
-        raise VariantError(f"MemVR needs the language model's final `norm` and lm_head ({lm.spec.name}): {exc}") from None
+        raise VariantError(
+            f"MemVR needs the language model's final `norm` and lm_head ({lm.spec.name}): {exc}"
+        ) from None
     triggers = run.trigger_layers(lm.num_layers)
     if not len(triggers):
         raise VariantError(
-            f"MemVR: no layer L with {run.start} < L < {run.end} and L+1 < {lm.num_layers} in this {lm.num_layers}-layer "
+            f"MemVR: no layer L with {run.start} < L < {run.end} and L+1 < {lm.num_layers} in this "
+            f"{lm.num_layers}-layer "
             "model; pass memvr:start=...:end=... (e.g. memvr:start=-1:end=2)"
         )
     images = _OneImage(lm, run.recipe.image)

@@ -75,12 +75,28 @@ class MemVRRecipe:
 
 RECIPES: dict[str, MemVRRecipe] = {
     "llava": MemVRRecipe(
-        "llava", start=5, end=16, ratio=0.12, threshold=0.75, silu=False, lens_final_norm=True, image="last",
-        depth=32, source=f"{REFERENCE} memvr.py:88,206-207,248-249,392,458; eval_scripts/llava/mme.sh:11-15",
+        "llava",
+        start=5,
+        end=16,
+        ratio=0.12,
+        threshold=0.75,
+        silu=False,
+        lens_final_norm=True,
+        image="last",
+        depth=32,
+        source=f"{REFERENCE} memvr.py:88,206-207,248-249,392,458; eval_scripts/llava/mme.sh:11-15",
     ),
     "qwen": MemVRRecipe(
-        "qwen", start=9, end=16, ratio=0.28, threshold=0.75, silu=True, lens_final_norm=False, image="first",
-        depth=32, source=f"{REFERENCE} modeling/modeling_qwen.py:353,589,756-758,799-800; eval_scripts/qwen/mme.sh:10-15",
+        "qwen",
+        start=9,
+        end=16,
+        ratio=0.28,
+        threshold=0.75,
+        silu=True,
+        lens_final_norm=False,
+        image="first",
+        depth=32,
+        source=f"{REFERENCE} modeling/modeling_qwen.py:353,589,756-758,799-800; eval_scripts/qwen/mme.sh:10-15",
     ),
 }
 """Recipe name -> :class:`MemVRRecipe`."""

@@ -51,7 +51,9 @@ class Sites:
     """Resolves site names to modules of one model and registers hooks on them."""
 
     def __init__(self, hf_model: Any, family: FamilySpec) -> None:
-        self.hf_model: Any = hf_model  # a transformers model (typed loosely: nn.Module stubs type attributes as Tensor | Module)
+        self.hf_model: Any = (
+            hf_model  # a transformers model (typed loosely: nn.Module stubs type attributes as Tensor | Module)
+        )
         self.family = family
         self.language_model: Any = resolve_path(hf_model, family.language_model_path)
         self.layers: Any = resolve_path(hf_model, family.layers_path)

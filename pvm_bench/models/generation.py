@@ -74,7 +74,9 @@ class RowSampler(LogitsProcessor):
     (repetition_penalty) are applied before, by transformers' own processor.
     """
 
-    def __init__(self, seeds: list[int], temperature: float, top_p: float | None = None, top_k: int | None = None) -> None:
+    def __init__(
+        self, seeds: list[int], temperature: float, top_p: float | None = None, top_k: int | None = None
+    ) -> None:
         from pvm_bench.config import MIN_TEMPERATURE
 
         if temperature < MIN_TEMPERATURE:  # logits / 1e-320 is inf: the probabilities would be NaN
@@ -175,7 +177,7 @@ def encode(lm: LoadedModel, requests: list[Request], system_prompt: str | None =
     try:
         return _encode(lm, requests, system_prompt)
     except Exception as exc:  # noqa: BLE001 -- processors raise anything for inputs they cannot take
-        from pvm_bench.runguard import is_out_of_memory
+        from pvm_bench.runner.guard import is_out_of_memory
 
         if is_out_of_memory(exc):  # the batch's size, not one sample's input
             raise
@@ -201,7 +203,9 @@ def _encode(lm: LoadedModel, requests: list[Request], system_prompt: str | None)
     processor = lm.processor
     texts = [
         processor.apply_chat_template(
-            strip_image_indices(with_system_prompt(r.messages, system_prompt)), add_generation_prompt=True, tokenize=False
+            strip_image_indices(with_system_prompt(r.messages, system_prompt)),
+            add_generation_prompt=True,
+            tokenize=False,
         )
         for r in requests
     ]

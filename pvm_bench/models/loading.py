@@ -16,7 +16,7 @@ from torch import nn
 from pvm_bench.errors import UserError, load_guard, one_line
 from pvm_bench.filehash import IGNORED_MODEL_FILES, IGNORED_MODEL_SUFFIXES, SCHEME, files_fingerprint, tree_files
 from pvm_bench.models.families import FamilySpec, family_for, first_config_value, resolve_path
-from pvm_bench.runguard import hash_file_ends
+from pvm_bench.runner.guard import hash_file_ends
 
 
 class ModelLoadError(UserError, RuntimeError):
@@ -265,14 +265,18 @@ def check_model_dir(source: str) -> Path:
     if not path.exists():
         raise ModelLoadError(f"model directory '{source}' does not exist; pass an existing dir or a hub id")
     if not path.is_dir():
-        raise ModelLoadError(f"'{source}' is a file, not a model directory; pass the directory holding config.json and the weights")
+        raise ModelLoadError(
+            f"'{source}' is a file, not a model directory; pass the directory holding config.json and the weights"
+        )
     config = path / "config.json"
     if not config.is_file():
         raise ModelLoadError(f"'{source}' has no config.json; it is not a transformers model directory")
     with load_guard("model config", config, "restore the model's config.json (re-download or re-export the model)"):
         parsed = json.loads(config.read_text(encoding="utf-8"))
     if not isinstance(parsed, dict):
-        raise ModelLoadError(f"model config {config} is a JSON {type(parsed).__name__}, not an object; restore the model's config.json")
+        raise ModelLoadError(
+            f"model config {config} is a JSON {type(parsed).__name__}, not an object; restore the model's config.json"
+        )
     for other in sorted(path.glob("*.json")):  # tokenizer/processor/generation configs: small, named if broken
         if other.name != "config.json":
             with load_guard("model file", other, "re-download or re-export the model"):
@@ -298,7 +302,10 @@ def check_model_dir(source: str) -> Path:
     from safetensors import safe_open
 
     for file in sorted(path.glob("*.safetensors")):  # headers only: names a truncated/corrupt shard cheaply
-        with load_guard("model weights", file, "re-download or re-export the model"), safe_open(str(file), framework="pt"):
+        with (
+            load_guard("model weights", file, "re-download or re-export the model"),
+            safe_open(str(file), framework="pt"),
+        ):
             pass
     return path
 

@@ -113,7 +113,9 @@ def pixel_limits(processor: Any, spec: FamilySpec) -> tuple[int | None, int | No
     return (None if low is None else int(low)), (None if high is None else int(high))
 
 
-def apply_pixel_limits(processor: Any, spec: FamilySpec, min_pixels: int | None, max_pixels: int | None) -> tuple[int | None, int | None]:
+def apply_pixel_limits(
+    processor: Any, spec: FamilySpec, min_pixels: int | None, max_pixels: int | None
+) -> tuple[int | None, int | None]:
     """Bound the number of pixels each image is resized into (``None``: keep the processor's).
 
     For Qwen2/2.5/3-VL (``pixel_limit_keys = ("shortest_edge", "longest_edge")``) transformers'

@@ -9,7 +9,7 @@ always win over the preset; ``--system-prompt ""`` removes the preset's system t
 
 The protocol also fixes one scoring rule: an output cut inside an unclosed ``<think>`` scores 0
 (``default``) or is parsed as lmms-eval 0.7.3 does (``lmms-eval``; :func:`apply_unfinished_policy`,
-:data:`pvm_bench.scoring.UNFINISHED_POLICIES`). The protocol's name in run.json fixes it too.
+:data:`pvm_bench.scoring.extract.UNFINISHED_POLICIES`). The protocol's name in run.json fixes it too.
 
 The resolved values (with where each came from) go to run.json, in every task's ``generation``
 settings, so a resume with other inputs is refused like any other generation change.

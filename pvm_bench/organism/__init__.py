@@ -29,7 +29,7 @@ DEFAULT_LIMIT = 100
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_BATCH_SIZE = 8
 #: Tasks the organism's defaults apply to without ``--model``: its own generated length
-#: diagnostics (pvm_bench/builtin_tasks/length_diagnostics.py) and their group. Any other task needs ``--model``.
+#: diagnostics (tasks/length_diagnostics.py) and their group. Any other task needs ``--model``.
 ORGANISM_TASKS = ("swatch_recall", "swatch_recall_given", "colour_recall", "colour_recall_given", "two_swatch_recall",
                   "length-diagnostics")
 

@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         threads: Annotated[
             int | None,
-            typer.Option(min=1, help="torch CPU threads (default: the recipe's 1; other counts may change the weights' bytes)."),
+            typer.Option(
+                min=1, help="torch CPU threads (default: the recipe's 1; other counts may change the weights' bytes)."
+            ),
         ] = None,
     ) -> None:
         """Train the organism from scratch (stage 1: whole model; stage 2: PVM only), deterministically."""

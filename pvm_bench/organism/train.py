@@ -80,10 +80,11 @@ class TrainConfig:
 
 
 def length_diagnostics() -> Any:
-    """The built-in length-diagnostics task module, whose ``Design`` shapes every training example."""
-    from pvm_bench.builtin_tasks import length_diagnostics as module
+    """The built-in length-diagnostics task module (``tasks/length_diagnostics.py``, through the task
+    loader), whose ``Design`` shapes every training example."""
+    from pvm_bench.tasks.registry import builtin_task_module
 
-    return module
+    return builtin_task_module("length_diagnostics")
 
 
 @contextmanager
@@ -157,8 +158,11 @@ def train_base(
             rec = {"step": res.step, "loss": window["loss"] / window["n"],
                    "answer_acc": window["hits"] / max(window["rows"], 1), "elapsed_s": time.perf_counter() - start}
             history.append(rec)
-            log(f"[{stage}] step {res.step}/{settings.steps}  loss {rec['loss']:.4f}  answer acc {rec['answer_acc']:.3f}  "
-                f"({rec['elapsed_s']:.0f}s)")
+            log(
+                f"[{stage}] step {res.step}/{settings.steps}  loss {rec['loss']:.4f}  answer acc "
+                f"{rec['answer_acc']:.3f}  "
+                f"({rec['elapsed_s']:.0f}s)"
+            )
             window.update(loss=0.0, n=0, hits=0, rows=0)
 
     run_steps(params, settings, micro_loss, on_step=on_step)
@@ -179,7 +183,8 @@ def stage2_pvm(
     """PVM-only SFT of the frozen base in ``base_dir`` via :func:`pvm_bench.pvm.train.train`.
 
     ``design`` (the task's Design) shapes the training rows. Writes ``pvm_dir`` (``adapter.safetensors`` +
-    ``pvm_config.json`` with machine-independent fields: no temporary paths). Returns (loss history, held-out eval, gates).
+    ``pvm_config.json`` with machine-independent fields: no temporary paths). Returns (loss history, held-out eval,
+    gates).
     """
     from safetensors.torch import load_file
 
@@ -213,7 +218,8 @@ def stage2_pvm(
         progress=False,
     )
     log(
-        f"[pvm] layers {cfg.pvm_layers}, d={cfg.pvm_hidden_size}, {cfg.pvm_steps} steps on {len(rows)} rows (N in {FULL_RANGE})"
+        f"[pvm] layers {cfg.pvm_layers}, d={cfg.pvm_hidden_size}, {cfg.pvm_steps} steps on {len(rows)} rows (N in "
+        f"{FULL_RANGE})"
     )
     result = pvm_train(tcfg, lm=lm, rows=rows)
     history = []

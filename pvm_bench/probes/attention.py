@@ -165,7 +165,8 @@ class AttentionProbe(AttentionSiteProbe):
         """What the last query row may see, cached per (mask tensor, key count) within a step.
 
         Returns ``(additive mask [B * H_kv, 1, n] or None, image flags [B, n], first-visible-key
-        one-hot [B, n] bool, counts [2, B] = (n_keys, n_visual), weights [B, n, 2])`` on ``device`` (the layer's: layers may
+        one-hot [B, n] bool, counts [2, B] = (n_keys, n_visual), weights [B, n,
+        2])`` on ``device`` (the layer's: layers may
         sit on different GPUs under a device map). transformers builds one mask per layer type per forward and passes
         the same tensor to every layer of that type, so this runs once or twice per step.
         """

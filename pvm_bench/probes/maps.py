@@ -7,12 +7,12 @@ it over heads and the band's layers and keeps the values on the image keys, one 
 So, per step, the map sums to the band's mean ``visual_mass`` (within float rounding).
 
 Only the rows the ``wanted(key)`` predicate selects are computed (the runner selects the samples
-``--maps`` names, :func:`pvm_bench.mapstore.chosen_keys`); a batch without one costs one Python
+``--maps`` names, :func:`pvm_bench.runner.maps.chosen_keys`); a batch without one costs one Python
 check per attention call. Memory: one ``[steps, rows, image tokens]`` float32 buffer per batch on
 the model's device, with steps capped at ``max_steps`` (later steps are not recorded).
 
 The probe adds no rows to attention.parquet (its records are empty); after each batch
-:attr:`MapsProbe.collected` holds one :class:`~pvm_bench.mapstore.SampleMaps` per selected row
+:attr:`MapsProbe.collected` holds one :class:`~pvm_bench.runner.maps.SampleMaps` per selected row
 (None for the others), with the image layout from the family's grid rule
 (:mod:`pvm_bench.models.grids`).
 """
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pvm_bench.instrument import AttentionSiteError, instrument_for
-from pvm_bench.mapstore import DEFAULT_MAX_STEPS, SampleMaps
 from pvm_bench.models.grids import GridInputs, image_views
 from pvm_bench.probes.attention import find_attention_modules
 from pvm_bench.probes.base import AttentionSiteProbe, BatchContext, ProbeError
 from pvm_bench.probes.images import closing_marker_id, image_index
 from pvm_bench.probes.lastrow import last_row_probs, row_mask
+from pvm_bench.runner.maps import DEFAULT_MAX_STEPS, SampleMaps
 
 if TYPE_CHECKING:
     from pvm_bench.instrument.state import ForwardState

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pvm_bench.errors import UserError
-from pvm_bench.instrument.registry import PluginRegistry
 from pvm_bench.probes.base import Probe
+from pvm_bench.registry import Registry
 
 ProbeFactory = Callable[[bool], Probe]
 
@@ -25,12 +25,13 @@ BUILTIN_PROBES: dict[str, str] = {
 }
 """Name -> ``module:factory`` of the probes that ship with pvm-bench."""
 
-PROBES: PluginRegistry[ProbeFactory] = PluginRegistry("probe", "pvm_bench.probes", BUILTIN_PROBES)
+PROBES: Registry[ProbeFactory] = Registry("probe", "pvm_bench.probes", BUILTIN_PROBES,
+                                          listing="see --probes in `pvm-bench run --help`")
 """Probe name -> factory taking ``per_head`` (built-ins, entry points, runtime registrations)."""
 
 
 class UnknownProbeError(UserError, ValueError):
-    """A probe name is not in :data:`PROBES`; the message lists the known names."""
+    """A probe name is not in :data:`PROBES`; the message names the close matches."""
 
 
 def register_probe(name: str, factory: ProbeFactory | str) -> None:
@@ -47,8 +48,5 @@ def make_probes(names: list[str], per_head: bool = False) -> list[Probe]:
     wanted = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
     unknown = [n for n in wanted if n not in PROBES]
     if unknown:
-        raise UnknownProbeError(
-            f"unknown probe{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"available: {', '.join(sorted(PROBES))}"
-        )
+        raise UnknownProbeError(PROBES.unknown(unknown[0]))
     return [PROBES[name](per_head) for name in wanted]

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
-from pvm_bench.cli_support import fail
+from pvm_bench.cli.support import fail
 from pvm_bench.errors import UserError
 
 stdout = Console()
@@ -41,8 +41,15 @@ def register(app: typer.Typer) -> None:
 
     @pvm_app.command("info")
     def info_command(
-        model: Annotated[str, typer.Option(help="Hub id, model dir (config only), or a builtin shape: qwen3-vl-8b, qwen3-vl-4b.")],
-        layers: Annotated[str | None, typer.Option(help="Comma-separated layer indices or depth fractions (default: paper layers / 1/4,1/2,3/4).")] = None,
+        model: Annotated[
+            str, typer.Option(help="Hub id, model dir (config only), or a builtin shape: qwen3-vl-8b, qwen3-vl-4b.")
+        ],
+        layers: Annotated[
+            str | None,
+            typer.Option(
+                help="Comma-separated layer indices or depth fractions (default: paper layers / 1/4,1/2,3/4)."
+            ),
+        ] = None,
         dim: Annotated[int, typer.Option(help="PVM latent size d (pvm_hidden_size).")] = 512,
         json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     ) -> None:
@@ -61,7 +68,9 @@ def register(app: typer.Typer) -> None:
     @pvm_app.command("train")
     def train_command(
         model: Annotated[str, typer.Option(help="Base model: hub id or local dir.")],
-        data: Annotated[str, typer.Option(help="HF dataset id or local json/jsonl/parquet (image(s), prompt, response).")],
+        data: Annotated[
+            str, typer.Option(help="HF dataset id or local json/jsonl/parquet (image(s), prompt, response).")
+        ],
         out: Annotated[Path, typer.Option(help="Output dir: final adapter, checkpoints/, train_log.jsonl.")],
         split: Annotated[str, typer.Option(help="Dataset split.")] = "train",
         layers: Annotated[str | None, typer.Option(help="PVM layers (indices or fractions).")] = None,
@@ -77,11 +86,22 @@ def register(app: typer.Typer) -> None:
         save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0 = only at the end / on stop).")] = 0,
         seed: Annotated[int, typer.Option(help="Seed (PVM init and data order).")] = 0,
         dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU) | float32 | bfloat16.")] = "auto",
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (torchrun: the local rank's GPU).")] = "auto",
+        device: Annotated[
+            str, typer.Option(help="auto | cpu | cuda | cuda:N (torchrun: the local rank's GPU).")
+        ] = "auto",
         gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations in backward.")] = False,
         limit: Annotated[int | None, typer.Option(help="Use only the first N rows.")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue OUT's checkpoint with the checkpoint's own settings (default: continue it only when the settings match).")] = False,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete OUT's checkpoints, log and adapter and start over.")] = False,
+        resume: Annotated[
+            bool,
+            typer.Option(
+                "--resume",
+                help="Continue OUT's checkpoint with the checkpoint's own settings (default: continue it only when "
+                "the settings match).",
+            ),
+        ] = False,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Delete OUT's checkpoints, log and adapter and start over.")
+        ] = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     ) -> None:
         """Train only the PVM parameters (base LLM and vision frozen); loss on response tokens."""
@@ -109,7 +129,8 @@ def register(app: typer.Typer) -> None:
         first = result.losses[0] if result.losses else float("nan")
         last = result.losses[-1] if result.losses else float("nan")
         stdout.print(
-            f"trained {result.step}/{result.total_steps} steps in {result.seconds:.1f}s; loss {first:.4f} -> {last:.4f}; "
+            f"trained {result.step}/{result.total_steps} steps in {result.seconds:.1f}s; loss {first:.4f} -> "
+            f"{last:.4f}; "
             f"gates {', '.join(f'{k}: {v:.4f}' for k, v in result.gates.items())}; adapter in {result.out}",
             highlight=False,
         )
@@ -119,7 +140,9 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str, typer.Option(help="Base model (hub id or dir).")],
         pvm: Annotated[str, typer.Option(help="PVM adapter dir or reference checkpoint to export.")],
         out: Annotated[Path, typer.Option(help="Output directory.")],
-        to: Annotated[str, typer.Option(help="'reference' (full checkpoint with pvm_layers in the config) or 'adapter'.")] = "reference",
+        to: Annotated[
+            str, typer.Option(help="'reference' (full checkpoint with pvm_layers in the config) or 'adapter'.")
+        ] = "reference",
         dtype: Annotated[str, typer.Option(help="Saved dtype: auto (as loaded) | float32 | bfloat16.")] = "auto",
     ) -> None:
         """Write base + PVM as a reference-format checkpoint (or the PVM alone as an adapter)."""
@@ -179,7 +202,9 @@ def bench_pvm(
         torch.set_num_threads(threads)
     lm = load_model(model, device=device)
     tc = lm.text_config
-    d = dim or default_bench_dim(int(tc.hidden_size), int(getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads))
+    d = dim or default_bench_dim(
+        int(tc.hidden_size), int(getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads)
+    )
     image = Image.new("RGB", (96, 96), (180, 40, 40))
     parts = [{"type": "image"}, {"type": "text", "text": "Describe the image in detail."}]
     enc, _ = encode(lm, [Request(messages=[{"role": "user", "content": parts}], images=[image])])
@@ -278,12 +303,16 @@ def register_bench(bench: typer.Typer) -> None:
         random_size: RandomSizeOption = DEFAULT_SIZE,
         new_tokens: Annotated[int, typer.Option(help="Decode steps per run.")] = 64,
         repeats: Annotated[int, typer.Option(help="Alternating base/pvm run pairs.")] = 7,
-        dim: Annotated[int | None, typer.Option(help="PVM latent size (default: hidden/8 in whole heads, the paper's ratio).")] = None,
+        dim: Annotated[
+            int | None, typer.Option(help="PVM latent size (default: hidden/8 in whole heads, the paper's ratio).")
+        ] = None,
         layers: Annotated[str | None, typer.Option(help="PVM layers (default: paper layers or 1/4,1/2,3/4).")] = None,
         gate: Annotated[float, typer.Option(help="gate_alpha of every block (non-zero so the branch runs).")] = 0.1,
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
         threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
+        ] = None,
     ) -> None:
         """Decode tokens/s: base vs PVM variant in one run (ratio = PVM / base over alternating paired runs)."""
         if gate == 0.0:
@@ -296,13 +325,15 @@ def register_bench(bench: typer.Typer) -> None:
         except UserError as exc:
             raise fail(str(exc)) from None
         stdout.print(
-            f"{res['model']} on {res['device']} ({res['threads']} threads): base {res['base_params'] / 1e6:.1f}M params, "
+            f"{res['model']} on {res['device']} ({res['threads']} threads): base {res['base_params'] / 1e6:.1f}M "
+            "params, "
             f"PVM d={res['pvm_hidden_size']} at layers {res['pvm_layers']} = {res['pvm_params'] / 1e6:.2f}M "
             f"({100 * res['pvm_share']:.2f}%), gate {res['gate']}",
             highlight=False,
         )
         stdout.print(
-            f"decode tokens/s (best of {res['repeats']}, {res['new_tokens']} tokens): base {res['base_tokens_per_s']:.1f}, "
+            f"decode tokens/s (best of {res['repeats']}, {res['new_tokens']} tokens): base "
+            f"{res['base_tokens_per_s']:.1f}, "
             f"pvm {res['pvm_tokens_per_s']:.1f}; ratio {res['ratio']:.3f} (median of paired runs; best/best "
             f"{res['best_ratio']:.3f})",
             highlight=False,

@@ -39,7 +39,11 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
 
 
 def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    )
 
 
 def _check_layer_fields(cfg: dict[str, Any], path: Path, layers_key: str, size_key: str) -> tuple[list[int], int]:
@@ -48,7 +52,9 @@ def _check_layer_fields(cfg: dict[str, Any], path: Path, layers_key: str, size_k
     if layers is None:
         raise PVMFormatError(f"{path} lacks '{layers_key}' (the decoder layers holding PVM blocks); {_FIX}")
     if not _int_list(layers):
-        raise PVMFormatError(f"{path}: '{layers_key}' must be a non-empty list of layer indices, not {json.dumps(layers)[:60]}; {_FIX}")
+        raise PVMFormatError(
+            f"{path}: '{layers_key}' must be a non-empty list of layer indices, not {json.dumps(layers)[:60]}; {_FIX}"
+        )
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise PVMFormatError(f"{path}: '{size_key}' must be a positive integer, not {json.dumps(size)[:60]}; {_FIX}")
     return list(layers), size

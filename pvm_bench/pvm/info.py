@@ -82,7 +82,8 @@ class PVMInfo:
         return (
             f"{self.model} ({self.model_type}): PVM at layers {self.layers}, d={s.pvm_hidden_size}, "
             f"heads {s.num_heads}/{s.num_kv_heads} x {s.head_dim}, SwiGLU {s.intermediate_size}\n"
-            f"PVM {format_count(self.pvm_params)} parameters ({format_share(self.share)} of {format_count(self.base_params)})"
+            f"PVM {format_count(self.pvm_params)} parameters ({format_share(self.share)} of "
+            f"{format_count(self.base_params)})"
         )
 
 

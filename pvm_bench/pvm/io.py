@@ -133,7 +133,9 @@ def save_adapter(model: LoadedModel | PVMHandle | nn.Module, out_dir: str | Path
     """
     handle = _handle_of(model)
     out = _output_dir(out_dir)
-    tensors = {k: v.detach().to("cpu", dtype=dtype or v.dtype).contiguous().clone() for k, v in handle.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", dtype=dtype or v.dtype).contiguous().clone() for k, v in handle.state_dict().items()
+    }
     saved_dtype = next(iter(tensors.values())).dtype
     save_file(tensors, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt", "pvm_bench": "adapter"})
     from pvm_bench import __version__
@@ -196,7 +198,9 @@ def _check_full_base(path: Path, model: LoadedModel | nn.Module) -> None:
     # slices) and change under any fine-tuning of the base (the paper's GRPO stage trains the
     # LLM too), so together they tell whether the checkpoint's base is this model.
     own = dict(hf.named_parameters())
-    pattern = re.compile(r"layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.\w+_proj|mlp\.\w+_proj)\.weight$")
+    pattern = re.compile(
+        r"layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.\w+_proj|mlp\.\w+_proj)\.weight$"
+    )
     for file in _weight_files(path):
         with load_guard("checkpoint weights", file, _FIX), safe_open(str(file), framework="pt") as fh:
             for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
@@ -224,7 +228,8 @@ def _validate_shapes(model: LoadedModel | nn.Module, tensors: dict[str, torch.Te
     outside = [i for i in layers if depth and not 0 <= i < depth]
     if outside:
         raise PVMFormatError(
-            f"'{path}': PVM layers {outside} do not exist in the loaded model ({depth} decoder layers, 0..{depth - 1}); "
+            f"'{path}': PVM layers {outside} do not exist in the loaded model ({depth} decoder layers, "
+            f"0..{depth - 1}); "
             "the adapter was made for another base model: load it on its own base"
         )
     try:
@@ -244,7 +249,9 @@ def _validate_shapes(model: LoadedModel | nn.Module, tensors: dict[str, torch.Te
         found[(int(m.group(1)), m.group(2))] = value
         want = expected.get(m.group(2))
         if want is None or int(m.group(1)) not in layers:
-            raise PVMFormatError(f"'{path}': unexpected PVM tensor '{key}' (layers {layers}, known names {sorted(expected)})")
+            raise PVMFormatError(
+                f"'{path}': unexpected PVM tensor '{key}' (layers {layers}, known names {sorted(expected)})"
+            )
         if tuple(value.shape) != want and not (value.numel() == 1 and math.prod(want) == 1):
             raise PVMFormatError(
                 f"'{path}': tensor '{key}' has shape {tuple(value.shape)} but this model needs {want} "
@@ -273,7 +280,9 @@ def load_pvm(model: LoadedModel | nn.Module, path: str | Path, *, check_base: bo
         layers, d = _check_layer_fields(config, p / ADAPTER_CONFIG, "layers", "pvm_hidden_size")
         version = config.get("version", 0)
         if not isinstance(version, int) or isinstance(version, bool):
-            raise PVMFormatError(f"{p / ADAPTER_CONFIG}: 'version' must be an integer, not {json.dumps(version)[:40]}; {_FIX}")
+            raise PVMFormatError(
+                f"{p / ADAPTER_CONFIG}: 'version' must be an integer, not {json.dumps(version)[:40]}; {_FIX}"
+            )
         if version > ADAPTER_VERSION:
             raise PVMFormatError(f"adapter '{p}' has version {config['version']}; upgrade pvm-bench to read it")
         if check_base:

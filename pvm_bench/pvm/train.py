@@ -12,7 +12,7 @@ Optimisation: the shared loop :func:`pvm_bench.training.run_steps` (AdamW, linea
 cosine, gradient accumulation, gradient clipping; the organism's recipe uses the same loop), bf16
 autocast on GPUs (PVM master weights stay float32), optional gradient checkpointing. Data
 parallel under ``torchrun``/``accelerate launch`` (WORLD_SIZE > 1; the process group is joined by
-:func:`pvm_bench.distributed.init_from_env`): each rank takes its shard of every global batch and
+:func:`pvm_bench.runner.distributed.init_from_env`): each rank takes its shard of every global batch and
 PVM gradients are all-reduced (averaged) before each step, which is what DDP would do for these
 few parameters.
 
@@ -38,7 +38,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pvm_bench.distributed import init_from_env
 from pvm_bench.pvm.train_config import TrainConfig
 from pvm_bench.pvm.train_data import (  # noqa: F401 (re-exported: the data API is part of pvm.train)
     IMAGE_COLUMNS,
@@ -60,6 +59,7 @@ from pvm_bench.pvm.train_out import (  # noqa: F401 (re-exported: OUT handling i
     read_log,
     save_checkpoint,
 )
+from pvm_bench.runner.distributed import init_from_env
 from pvm_bench.training import StepResult, make_optimizer, run_steps, sample_indices
 
 
@@ -118,7 +118,9 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:].to(shift_logits.device)
     n = int((shift_labels != -100).sum())
-    loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+    loss = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
+    )
     return loss, n
 
 
@@ -254,7 +256,9 @@ def train(cfg: TrainConfig, lm: Any = None, rows: Sequence[dict[str, Any]] | Non
             prune_checkpoints(out, cfg.keep_checkpoints)
 
     try:
-        losses = run_steps(params, settings, micro_loss, optimizer=opt, start=start, stop=stop, dist=dist, on_step=on_step)
+        losses = run_steps(
+            params, settings, micro_loss, optimizer=opt, start=start, stop=stop, dist=dist, on_step=on_step
+        )
     finally:
         if progress is not None:
             progress.stop()

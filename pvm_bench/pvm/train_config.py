@@ -58,5 +58,12 @@ class TrainConfig:
 
     def loop(self, total_steps: int) -> LoopSettings:
         """The optimisation settings of this run (the shared loop's shape)."""
-        return LoopSettings(steps=total_steps, lr=self.lr, weight_decay=self.weight_decay, betas=(self.betas[0], self.betas[1]),
-                            warmup_ratio=self.warmup_ratio, max_grad_norm=self.max_grad_norm, grad_accum=self.grad_accum)
+        return LoopSettings(
+            steps=total_steps,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            betas=(self.betas[0], self.betas[1]),
+            warmup_ratio=self.warmup_ratio,
+            max_grad_norm=self.max_grad_norm,
+            grad_accum=self.grad_accum,
+        )

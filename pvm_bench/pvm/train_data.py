@@ -17,8 +17,8 @@ from typing import Any
 
 from PIL import Image
 
+from pvm_bench.data.images import CorruptImageError, load_image, to_rgb
 from pvm_bench.errors import UserError, load_guard
-from pvm_bench.imageio import CorruptImageError, load_image, to_rgb
 
 IMAGE_COLUMNS = ("images", "image")
 PROMPT_COLUMNS = ("prompt", "question", "query", "instruction")
@@ -70,8 +70,14 @@ def _row_to_example(row: dict[str, Any], base_dir: Path | None, index: int | Non
             raw = row[name]
             break
     if raw is None:
-        raise TrainError(f"{where} has no image (columns {', '.join(row)}; PVM training needs an 'image' or 'images' column)")
-    values = list(raw) if isinstance(raw, (list, tuple)) or (hasattr(raw, "tolist") and not isinstance(raw, (dict, bytes))) else [raw]
+        raise TrainError(
+            f"{where} has no image (columns {', '.join(row)}; PVM training needs an 'image' or 'images' column)"
+        )
+    values = (
+        list(raw)
+        if isinstance(raw, (list, tuple)) or (hasattr(raw, "tolist") and not isinstance(raw, (dict, bytes)))
+        else [raw]
+    )
     with load_guard(f"the image of {where}", _image_label(values[0] if values else raw), "fix or drop that row"):
         try:
             images = [_to_image(v, base_dir) for v in values]
@@ -95,9 +101,12 @@ def check_rows(rows: Sequence[dict[str, Any]], source: str) -> None:
             if not any(row.get(n) is not None for n in names):
                 empty = [n for n in names if n in row]
                 if empty:
-                    raise TrainError(f"{source}: row {i} has an empty {what} ({empty[0]} is null); fill it or drop the row")
+                    raise TrainError(
+                        f"{source}: row {i} has an empty {what} ({empty[0]} is null); fill it or drop the row"
+                    )
                 raise TrainError(
-                    f"{source}: row {i} has no {what} column (looked for {', '.join(names)}; has {', '.join(map(str, row))})"
+                    f"{source}: row {i} has no {what} column (looked for {', '.join(names)}; has "
+                    f"{', '.join(map(str, row))})"
                 )
 
 
@@ -126,7 +135,9 @@ def _read_data_file(f: Path) -> list[dict[str, Any]]:
     return obj["data"] if isinstance(obj, dict) and "data" in obj else obj
 
 
-def load_rows(data: str | Sequence[dict[str, Any]], split: str = "train", limit: int | None = None) -> tuple[list[dict[str, Any]], Path | None]:
+def load_rows(
+    data: str | Sequence[dict[str, Any]], split: str = "train", limit: int | None = None
+) -> tuple[list[dict[str, Any]], Path | None]:
     """Rows of a local json/jsonl/parquet file or directory, a list of dicts, or a hub dataset."""
     if not isinstance(data, str):
         rows = list(data)
@@ -143,11 +154,13 @@ def load_rows(data: str | Sequence[dict[str, Any]], split: str = "train", limit:
         for f in files:
             found = _read_data_file(f)
             if not isinstance(found, list):
-                raise TrainError(f"data file {f} holds a JSON {type(found).__name__}; expected a list of rows (or {{'data': [...]}})")
+                raise TrainError(
+                    f"data file {f} holds a JSON {type(found).__name__}; expected a list of rows (or {{'data': [...]}})"
+                )
             rows.extend(found)
         base = path if path.is_dir() else path.parent
     else:
-        from pvm_bench.data import load_hub_split  # the one hub access, shared with the tasks
+        from pvm_bench.data.tables import load_hub_split  # the one hub access, shared with the tasks
 
         try:
             ds = load_hub_split(data, None, split)

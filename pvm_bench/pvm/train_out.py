@@ -54,14 +54,36 @@ def latest_checkpoint(out: Path) -> Path | None:
     if not root.is_dir():
         return None
     # step-N.tmp is a save that a kill interrupted: never a checkpoint (the next save replaces it)
-    done = [p for p in root.glob("step-*") if p.is_dir() and _STEP_DIR.match(p.name) and (p / "trainer_state.json").is_file()]
+    done = [
+        p
+        for p in root.glob("step-*")
+        if p.is_dir() and _STEP_DIR.match(p.name) and (p / "trainer_state.json").is_file()
+    ]
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
 _STEP_DIR = re.compile(r"^step-\d+$")
 #: TrainConfig fields that change what is trained; a checkpoint made with other values is not continued silently.
-TRAINING_FIELDS = ("model", "data", "split", "layers", "hidden_size", "init_pvm", "lr", "weight_decay", "betas",
-                   "warmup_ratio", "max_grad_norm", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "limit", "dtype")
+TRAINING_FIELDS = (
+    "model",
+    "data",
+    "split",
+    "layers",
+    "hidden_size",
+    "init_pvm",
+    "lr",
+    "weight_decay",
+    "betas",
+    "warmup_ratio",
+    "max_grad_norm",
+    "batch_size",
+    "grad_accum",
+    "epochs",
+    "max_steps",
+    "seed",
+    "limit",
+    "dtype",
+)
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
@@ -96,7 +118,9 @@ def prepare_out(out: Path, cfg: TrainConfig, notes: list[str]) -> tuple[Path | N
     ckpt = latest_checkpoint(out)
     if ckpt is None:
         if cfg.resume:
-            raise TrainError(f"--resume: {out} has no checkpoint to continue (checkpoints/step-N); drop --resume to start")
+            raise TrainError(
+                f"--resume: {out} has no checkpoint to continue (checkpoints/step-N); drop --resume to start"
+            )
         final = out / ADAPTER_CONFIG
         if final.is_file():
             with load_guard("adapter config", final, "pass --overwrite to replace it"):

@@ -11,6 +11,6 @@ n decode steps. Modules, one job each:
 - :mod:`.plan`: per variant, where chunks must be cut, or one row per forward;
 - :mod:`.tokens`: the output tokens (the log's ids, or a checked re-tokenisation);
 - :mod:`.sources`: readers of a pvm-bench run, an lmms-eval ``--log_samples`` file, a plain JSONL;
-- :mod:`.runner`: :class:`~pvm_bench.run.Runner` with replay instead of generation (and ``--score-only``);
+- :mod:`.runner`: :class:`~pvm_bench.runner.run.Runner` with replay instead of generation (and ``--score-only``);
 - :mod:`.cli`: ``pvm-bench replay``. The benchmark is :mod:`pvm_bench.bench.replay`.
 """

@@ -38,7 +38,9 @@ class ReplayBranchProbe(BranchProbe):
         if out is None:
             ratio = torch.zeros(h.shape[0], hi - lo, device=h.device)
         else:
-            ratio = out[:, lo:hi].detach().float().norm(dim=-1) / h[:, lo:hi].detach().float().norm(dim=-1).clamp_min(1e-12)
+            ratio = out[:, lo:hi].detach().float().norm(dim=-1) / h[:, lo:hi].detach().float().norm(dim=-1).clamp_min(
+                1e-12
+            )
         self._seen.extend((first + r, layer, ratio[:, r - lo], gate) for r in range(lo, hi))
 
     def end_batch(self, n_generated: list[int]) -> list[list[dict[str, Any]]]:

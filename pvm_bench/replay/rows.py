@@ -45,7 +45,9 @@ def rows_per_chunk(batch: int, heads: int, keys: int, budget: int = CHUNK_ELEMEN
     return max(1, budget // max(1, batch * heads * keys))
 
 
-def allowed_rows(mask: torch.Tensor | None, rows: torch.Tensor, q: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def allowed_rows(
+    mask: torch.Tensor | None, rows: torch.Tensor, q: int, n: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(allowed [B|1, R, n] bool, additive [B, R, n] float32 or None)`` of query rows ``rows``.
 
     ``rows`` index the call's ``q`` queries; ``mask`` is the call's ``[B, 1, q, n]`` mask

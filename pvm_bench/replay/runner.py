@@ -1,16 +1,17 @@
 """The replay runner: the runner of ``pvm-bench run`` with given outputs instead of generation.
 
-:class:`ReplayRunner` is a :class:`~pvm_bench.run.Runner`; everything but the generation step is
+:class:`ReplayRunner` is a :class:`~pvm_bench.runner.run.Runner`; everything but the generation step is
 the runner's own: run directory creation and lock, run.json, the stable global-index sharding
 under torchrun, resume without duplicates, samples.jsonl written per sample (the GIVEN outputs
-scored by the task's scorer, :func:`pvm_bench.workload.sample_record`), probe parts and their
+scored by the task's scorer, :func:`pvm_bench.runner.workload.sample_record`), probe parts and their
 merge into ``attention.parquet``. Three hooks change:
 
 * :meth:`load_tasks` keeps the samples the source has outputs for (lmms-eval's ``doc_id`` is
   the sample's index in the split) and checks each rebuilt prompt against what the source says
   was sent, refusing with one line when it cannot be the same prompt;
 * :meth:`_make_probes` gives the replay probes (``attention``, ``lens``, ``branch``; others are skipped with a note);
-* :meth:`_batch_runner` runs the runner's batches with :meth:`_generate` in place of generation, which replays the given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
+* :meth:`_batch_runner` runs the runner's batches with :meth:`_generate` in place of generation, which replays the
+  given tokens (:func:`pvm_bench.replay.forward.teacher_force`)
   under the variant's plan (:mod:`pvm_bench.replay.plan`), recording per sample how the tokens
   were obtained (``metadata.replay`` in samples.jsonl, :mod:`pvm_bench.replay.tokens`).
 
@@ -25,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pvm_bench.batchrun import BatchRunner
 from pvm_bench.errors import UserError
 from pvm_bench.models.generation import Generation, Request, effective_decoding, eos_ids
 from pvm_bench.replay.forward import DEFAULT_CHUNK, Output, teacher_force
@@ -33,9 +33,10 @@ from pvm_bench.replay.plan import plan_for
 from pvm_bench.replay.sources import GivenOutput, ReplaySource, ReplaySourceError, read_source
 from pvm_bench.replay.tokens import output_tokens
 from pvm_bench.results import JsonlAppender, SampleRecord, atomic_write_text, read_samples
-from pvm_bench.run import Runner
+from pvm_bench.runner.batch import BatchRunner
+from pvm_bench.runner.run import Runner
+from pvm_bench.runner.workload import WorkItem, sample_record, sample_seed
 from pvm_bench.tasks import Sample, Task, TaskRegistry
-from pvm_bench.workload import WorkItem, sample_record, sample_seed
 
 REPLAY_FILE = "replay.json"
 REPLAY_PROBES = ("attention", "lens", "branch")
@@ -101,7 +102,9 @@ class ReplayRunner(Runner):
         """Resume a replay run (or join it from another rank): the source named in replay.json."""
         path = Path(run_dir) / REPLAY_FILE
         if not path.is_file():
-            raise ReplayError(f"{run_dir} is not a replay run (no {REPLAY_FILE}); resume it with `pvm-bench run --resume`")
+            raise ReplayError(
+                f"{run_dir} is not a replay run (no {REPLAY_FILE}); resume it with `pvm-bench run --resume`"
+            )
         info = json.loads(path.read_text(encoding="utf-8"))
         runner = cls.resume(Path(run_dir), dist, **kwargs)
         tasks = info.get("tasks") or []
@@ -206,8 +209,10 @@ class ReplayRunner(Runner):
         for row, gen in zip(rows, gens):
             if row.prompt is not None and gen.prompt != row.prompt:
                 raise ReplayError(
-                    f"{row.where}: the rebuilt prompt differs from the recorded one (model, processor, protocol or task "
-                    "changed since the run?); replay with the run's own --model and settings")
+                    f"{row.where}: the rebuilt prompt differs from the recorded one (model, processor, protocol or "
+                    "task "
+                    "changed since the run?); replay with the run's own --model and settings"
+                )
         return gens
 
 

@@ -172,8 +172,10 @@ def _read_lmms(path: Path, task: str | None) -> list[GivenOutput]:
     match = LMMS_FILE.match(path.name)
     if task is None:
         if match is None:
-            raise ReplaySourceError(f"{path}: not named like lmms-eval's <date>_samples_<task>.jsonl; pass --tasks NAME")
-        from pvm_bench.cli_options import LMMS_TASK_NAMES
+            raise ReplaySourceError(
+                f"{path}: not named like lmms-eval's <date>_samples_<task>.jsonl; pass --tasks NAME"
+            )
+        from pvm_bench.cli.options import LMMS_TASK_NAMES
 
         task = LMMS_TASK_NAMES.get(match.group("task"), match.group("task"))
     rows = []
@@ -184,7 +186,9 @@ def _read_lmms(path: Path, task: str | None) -> list[GivenOutput]:
         try:
             texts = _unwrap(row["resps"] if "resps" in row else row["filtered_resps"])
         except ValueError as exc:
-            raise ReplaySourceError(f"{where}: {exc}; only generate_until tasks (text outputs) can be replayed") from None
+            raise ReplaySourceError(
+                f"{where}: {exc}; only generate_until tasks (text outputs) can be replayed"
+            ) from None
         counts = row.get("token_counts") or []
         for repeat, text in enumerate(texts):
             tc = counts[repeat] if repeat < len(counts) and isinstance(counts[repeat], dict) else {}

@@ -26,7 +26,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ReplayTokens:
-    """``ids`` to replay; ``exact``: checked equal to the engine's; ``how``: "log" | "retokenised"; ``why``: a failed check."""
+    """``ids`` to replay; ``exact``: checked equal to the engine's; ``how``: "log" | "retokenised"; ``why``: a failed
+    check."""
 
     ids: list[int]
     exact: bool

@@ -50,7 +50,7 @@ def build_report(run_dir: Path, cohort_t: int | None = None, require_samples: bo
     from pvm_bench.report.plots import make_plots
     from pvm_bench.report.rundata import require_samples as _require
     from pvm_bench.report.viewmodel import build_view
-    from pvm_bench.runguard import REPORT_LOCK_NAME, RunLock
+    from pvm_bench.runner.guard import REPORT_LOCK_NAME, RunLock
 
     data = load_run(Path(run_dir), allow_partial=allow_partial)
     if require_samples:

@@ -215,9 +215,13 @@ def _by_layer(engine: Engine, agg: AttentionAggregates) -> pd.DataFrame:
     parts = ["count(*) AS _rows"]
     for c in agg.measures():
         q = quote(c)
-        parts += [f"count({q}) AS {quote(c + '|n')}", f"sum(CAST({q} AS DOUBLE)) AS {quote(c + '|sum')}",
-                  f"{_mean_sql(c, cols)} AS {quote(c + '|mean')}",
-                  f"CAST(min({q}) AS DOUBLE) AS {quote(c + '|min')}", f"CAST(max({q}) AS DOUBLE) AS {quote(c + '|max')}"]
+        parts += [
+            f"count({q}) AS {quote(c + '|n')}",
+            f"sum(CAST({q} AS DOUBLE)) AS {quote(c + '|sum')}",
+            f"{_mean_sql(c, cols)} AS {quote(c + '|mean')}",
+            f"CAST(min({q}) AS DOUBLE) AS {quote(c + '|min')}",
+            f"CAST(max({q}) AS DOUBLE) AS {quote(c + '|max')}",
+        ]
     for c in VIS_MEASURES:
         if c in cols:
             q, vis = quote(c), "visual_mass IS NOT NULL"

@@ -61,7 +61,9 @@ def nonfinite_columns(engine: Any, files: list[Path], floats: list[str], warn: l
         + f" FROM read_parquet({paths}, union_by_name=true)").fetchone()
     bad = {c: int(n) for c, n in zip(sorted(suspects), counts) if n}
     if bad:  # inf never comes from a softmax; NaN is "not measured": both are left out
-        warn.append(f"{sum(bad.values())} non-finite value(s) in {', '.join(bad)} left out (attention masses are finite)")
+        warn.append(
+            f"{sum(bad.values())} non-finite value(s) in {', '.join(bad)} left out (attention masses are finite)"
+        )
     return sorted(bad)
 
 

@@ -4,9 +4,10 @@ Contract:
 
 - every record of the run is shown (no cap): samples.jsonl and any rank shard a crashed multi-GPU
   run did not merge (:func:`pvm_bench.results.read_samples`, as the runner reads them); up to
-  :data:`EMBED_MAX_RECORDS` records are embedded, more go to side files ``report_samples/chunk-*.js`` loaded on demand (report.html keeps
-  a small index; :func:`write_side_files`; ``pvm-bench report --single-file`` embeds any number).
-  Embedded records are one JSON document in a ``<script type="application/json">`` block, escaped by :func:`script_json` so no model text
+  :data:`EMBED_MAX_RECORDS` records are embedded, more go to side files ``report_samples/chunk-*.js`` loaded on demand
+  (report.html keeps a small index; :func:`write_side_files`; ``pvm-bench report --single-file`` embeds any number).
+  Embedded records are one JSON document in a ``<script type="application/json">`` block, escaped by
+  :func:`script_json` so no model text
   can close the script element; the page's script renders one page of groups at a time
   (pagination) and builds the DOM with ``textContent`` only, so model text is never parsed as
   HTML;

@@ -1,6 +1,6 @@
 """Spatial maps for the sample browser: the ``--maps`` files of a run as a compact page payload.
 
-For each record with a map file (:mod:`pvm_bench.mapstore`; read with safetensors, numpy only,
+For each record with a map file (:mod:`pvm_bench.runner.maps`; read with safetensors, numpy only,
 nothing executed) the browser gets ``maps``:
 
 - ``tokens`` / ``mass``: every stored step's generated token and its visual mass (band mean,
@@ -8,7 +8,8 @@ nothing executed) the browser gets ``maps``:
 - ``images``: per image, the grid of its whole-image view (``rows``, ``cols``, ``label``, ``note``)
   and ``q``: per shown step, the view's cells as bytes 0..255 relative to the step's largest cell of any image
   (base64, row-major), with ``peak`` (top level) the step's largest cell value over all images -- the
-  heat map drawn over the image at the slider's step. At most :data:`SLIDER_STEPS` steps are shown (the first ones; a note
+  heat map drawn over the image at the slider's step. At most :data:`SLIDER_STEPS` steps are shown (the first ones; a
+  note
   says so when there are more) so a report stays small;
 - ``layers``, ``steps``, ``n_generated``, ``note``.
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pvm_bench.mapstore import MAPS_DIR, MapsError, map_path, read_maps
+from pvm_bench.runner.maps import MAPS_DIR, MapsError, map_path, read_maps
 
 #: Slider positions per sample (the first steps): bounds the page size for long generations.
 SLIDER_STEPS = 256
@@ -68,7 +69,9 @@ def map_payload(tensors: dict[str, np.ndarray], meta: dict[str, Any], max_steps:
     if steps > shown:
         notes.append(f"heat map for the first {shown} of {steps} stored steps")
     if int(meta.get("n_generated", steps)) > steps:
-        notes.append(f"{steps} of {meta['n_generated']} generated steps stored (--maps keeps the first {meta.get('max_steps')})")
+        notes.append(
+            f"{steps} of {meta['n_generated']} generated steps stored (--maps keeps the first {meta.get('max_steps')})"
+        )
     return {
         "tokens": [str(t) for t in meta.get("tokens", [])][:steps], "mass": [_sig(float(m)) for m in mass],
         "images": images, "peak": [_sig(float(p)) for p in peak], "layers": meta.get("layers", []),

@@ -3,7 +3,7 @@
 Neither is stored per sample by the runner, so both are rebuilt here:
 
 - thumbnails: read from ``thumbnails.json``, which the runner writes while it has the samples
-  (:mod:`pvm_bench.runmedia`); the report never re-loads a task (no plugin code runs);
+  (:mod:`pvm_bench.runner.media`); the report never re-loads a task (no plugin code runs);
 - curves: ``visual_mass`` from attention.parquet, mean over the recorded layers at each
   generated step, then averaged into at most ``points`` equal-width step bins.
 """
@@ -18,7 +18,7 @@ import pandas as pd
 
 from pvm_bench.errors import FileFormatError
 from pvm_bench.results import KEY_COLUMNS, RunRecord
-from pvm_bench.runmedia import read_thumbnails, thumbnail_uri
+from pvm_bench.runner.media import read_thumbnails, thumbnail_uri
 
 __all__ = ["Curves", "Thumbs", "load_thumbnails", "thumbnail_uri", "visual_mass_curves"]
 
@@ -31,7 +31,7 @@ Curves = dict[tuple[str, str, str, int], dict[str, list[float]]]
 def load_thumbnails(run: RunRecord | None, wanted: Iterable[tuple[str, str]], px: int = 96,
                     run_dir: Path | None = None) -> tuple[Thumbs, list[str]]:
     """Thumbnails for the (task, sample_id) pairs in ``wanted`` from the run's
-    ``thumbnails.json`` (written at run time, :mod:`pvm_bench.runmedia`), and notes on what was
+    ``thumbnails.json`` (written at run time, :mod:`pvm_bench.runner.media`), and notes on what was
     omitted. Never loads a task nor reads an image file: a report executes nothing from the run.
     ``px`` is kept for the caller's signature; the run decides the thumbnail size."""
     wanted = set(wanted)

@@ -171,7 +171,9 @@ def validate_tolerance(tolerance: float | dict[str, float] | None) -> None:
         if tol is None:
             continue
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(float(tol)) or tol < 0:
-            raise ReportInputError(f"tolerance {name} must be a finite number >= 0, got {tol!r} (e.g. --tolerance 0.02)")
+            raise ReportInputError(
+                f"tolerance {name} must be a finite number >= 0, got {tol!r} (e.g. --tolerance 0.02)"
+            )
 
 
 @dataclass
@@ -225,13 +227,22 @@ def fingerprint_notes(run: Any, source: dict[str, Any]) -> list[str]:
     if have.get("fingerprint") and want.get("fingerprint") and have["fingerprint"] != want["fingerprint"]:
         notes.append(f"model fingerprint differs from the baseline's: run {have['fingerprint']} vs baseline "
                      f"{want['fingerprint']} (other weights: differences may be the model, not a regression)")
-    elif (have.get("name") or have.get("source")) and (want.get("name") or want.get("source")) and not want.get("fingerprint"):
-        a, b = Path(str(have.get("name") or have.get("source"))).name, Path(str(want.get("name") or want.get("source"))).name
+    elif (
+        (have.get("name") or have.get("source"))
+        and (want.get("name") or want.get("source"))
+        and not want.get("fingerprint")
+    ):
+        a, b = (
+            Path(str(have.get("name") or have.get("source"))).name,
+            Path(str(want.get("name") or want.get("source"))).name,
+        )
         if a != b:
             notes.append(f"model differs from the baseline's: run {a} vs baseline {b}")
     ha, wa = ((run.adapter if run else None) or {}), (source.get("adapter") or {})
     if ha.get("fingerprint") and wa.get("fingerprint") and ha["fingerprint"] != wa["fingerprint"]:
-        notes.append(f"adapter fingerprint differs from the baseline's: run {ha['fingerprint']} vs baseline {wa['fingerprint']}")
+        notes.append(
+            f"adapter fingerprint differs from the baseline's: run {ha['fingerprint']} vs baseline {wa['fingerprint']}"
+        )
     return notes
 
 
@@ -297,7 +308,9 @@ def check(
     """
     validate_tolerance(tolerance)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
-        raise ReportInputError(f"alpha must be in [0, 1), got {alpha!r} (e.g. --alpha 0.05; 0 turns the paired test off)")
+        raise ReportInputError(
+            f"alpha must be in [0, 1), got {alpha!r} (e.g. --alpha 0.05; 0 turns the paired test off)"
+        )
     baseline_path: Path | None = None
     if isinstance(baseline, dict):
         doc = baseline
@@ -339,8 +352,24 @@ def check(
         else:
             status, reason = ("better" if signed > tol else "ok"), ""
         rows.append((*key, base_v, cur["value"], delta, tol, p, status, reason))
-    table = pd.DataFrame(rows, columns=["task", "variant", "metric", "band", "t", "stat", "baseline", "current", "delta",
-                                        "tolerance", "p_value", "status", "reason"])
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "task",
+            "variant",
+            "metric",
+            "band",
+            "t",
+            "stat",
+            "baseline",
+            "current",
+            "delta",
+            "tolerance",
+            "p_value",
+            "status",
+            "reason",
+        ],
+    )
     notes = []
     passed = not table["status"].isin(["worse", "missing"]).any()
     if data.partial:
@@ -362,7 +391,9 @@ def check(
     notes.extend(fingerprint_notes(data.run, src))
     diffs = config_differences(data.run.config if data.run else {}, src.get("config") or {})
     if diffs:
-        notes.append("settings differ from the baseline's, so different samples or decoding are compared: " + "; ".join(diffs))
+        notes.append(
+            "settings differ from the baseline's, so different samples or decoding are compared: " + "; ".join(diffs)
+        )
     if doc.get("version") == 1 or not doc.get("units"):
         notes.append("baseline has no per-unit scores (version 1): only the tolerance is checked, no paired test")
     return CheckResult(bool(passed), table, data.run_dir, baseline_path, notes)

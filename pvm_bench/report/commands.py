@@ -1,6 +1,6 @@
 """CLI commands of the report layer: ``report``, ``compare``, ``check``, ``baseline``.
 
-:func:`register` adds them to a typer app (pvm_bench/cli.py calls it). Exit codes: 0 success /
+:func:`register` adds them to a typer app (pvm_bench/cli/main.py calls it). Exit codes: 0 success /
 check passed, 1 check failed (a regression), 2 bad input (one ``error:`` line naming the file and
 the fix), 3 an output that cannot be written (read-only, missing folder, a directory in the way;
 :mod:`pvm_bench.report.outputs`).
@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pvm_bench.cli_support import user_errors
+from pvm_bench.cli.support import user_errors
 
 out = Console()
 
@@ -27,20 +27,29 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, reports/<run_id>.")],
     cohort: Annotated[
         int | None,
-        typer.Option("--cohort", metavar="T", help="Fixed-cohort length for the decay section: only samples that "
-                     "reached T generated tokens, steps 1..T (default: the largest power of 2 that half the "
-                     "samples reached)."),
+        typer.Option(
+            "--cohort",
+            metavar="T",
+            help="Fixed-cohort length for the decay section: only samples that "
+            "reached T generated tokens, steps 1..T (default: the largest power of 2 that half the "
+            "samples reached).",
+        ),
     ] = None,
     single_file: Annotated[
         bool | None,
-        typer.Option("--single-file/--side-files", help="Embed every sample record in report.html (one file), or "
-                     "write them to report_samples/ next to it, loaded on demand (default: side files above 4000 records)."),
+        typer.Option(
+            "--single-file/--side-files",
+            help="Embed every sample record in report.html (one file), or "
+            "write them to report_samples/ next to it, loaded on demand (default: side files above 4000 records).",
+        ),
     ] = None,
     allow_partial: Annotated[
         bool,
-        typer.Option(help="Write the report even when a section cannot be computed (a damaged attention file, "
-                     "out of memory); report.html and summary.md then say so at the top. Without it such a "
-                     "report exits 2 and writes nothing."),
+        typer.Option(
+            help="Write the report even when a section cannot be computed (a damaged attention file, "
+            "out of memory); report.html and summary.md then say so at the top. Without it such a "
+            "report exits 2 and writes nothing."
+        ),
     ] = False,
 ) -> None:
     """Write summary.csv, summary.md, plots/*.png and report.html for RUN_DIR."""
@@ -57,24 +66,37 @@ def report_command(
 
 
 def compare_command(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories (the first is the reference, A).")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Two or more run directories (the first is the reference, A).")
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="FILE.md / FILE.csv (.md, .html, .csv and _leaderboard.csv are written) or a folder for compare.*."),
+        typer.Option(
+            "-o",
+            "--output",
+            help="FILE.md / FILE.csv (.md, .html, .csv and _leaderboard.csv are written) or a folder for compare.*.",
+        ),
     ] = None,
     pair: Annotated[
         list[str] | None,
-        typer.Option(help="VARIANT_A:VARIANT_B: pair run A's variant with the other runs' variant "
-                          "(e.g. base:pvm for an instruct-model run vs a PVM checkpoint run). Repeatable."),
+        typer.Option(
+            help="VARIANT_A:VARIANT_B: pair run A's variant with the other runs' variant "
+            "(e.g. base:pvm for an instruct-model run vs a PVM checkpoint run). Repeatable."
+        ),
     ] = None,
     rank_by: Annotated[
         str | None,
-        typer.Option(help="Leaderboard order: macro, accuracy, mass@64, mass@256, mass@1024, half_life or "
-                          "dependence_k (default: macro with several tasks, else accuracy)."),
+        typer.Option(
+            help="Leaderboard order: macro, accuracy, mass@64, mass@256, mass@1024, half_life or "
+            "dependence_k (default: macro with several tasks, else accuracy)."
+        ),
     ] = None,
     allow_task_change: Annotated[
-        bool, typer.Option("--allow-task-change", help="Pair runs even when a task's recorded definition differs "
-                                                        "(another plugin, an edited scorer)."),
+        bool,
+        typer.Option(
+            "--allow-task-change",
+            help="Pair runs even when a task's recorded definition differs (another plugin, an edited scorer).",
+        ),
     ] = False,
 ) -> None:
     """The same metrics of several runs side by side, paired across runs by (task, sample_id, repeat)."""
@@ -121,7 +143,8 @@ def check_command(
         bool, typer.Option(help="Do not fail because a task's data fingerprint differs from the baseline's.")
     ] = False,
     alpha: Annotated[
-        float, typer.Option(help="Fail on a paired drop vs the baseline's per-sample scores with p below this (0: off).")
+        float,
+        typer.Option(help="Fail on a paired drop vs the baseline's per-sample scores with p below this (0: off)."),
     ] = 0.05,
     markdown: Annotated[
         Path | None, typer.Option(help="Also write the verdict and diff table as markdown (e.g. $GITHUB_STEP_SUMMARY).")

@@ -24,7 +24,7 @@ from pvm_bench.report.rows import MACRO, POOLED
 from pvm_bench.report.rundata import ReportInputError, RunData, load_run
 from pvm_bench.report.summary import Summary, build_summary
 from pvm_bench.report.views import finite, fmt, fmt_ci, fmt_p, to_markdown
-from pvm_bench.taskdefs import ALLOW_FLAG, definition_conflicts
+from pvm_bench.tasks.defs import ALLOW_FLAG, definition_conflicts
 
 #: Descriptive decay values shown per run (band "all"): (metric, t or None, label, digits).
 DECAY_SHOWN: tuple[tuple[str, float | None, str, int, str], ...] = (
@@ -117,11 +117,17 @@ def _runs_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
     for d, label in zip(runs, labels):
         model = (d.run.model if d.run else {}) or {}
         adapter = (d.run.adapter if d.run else None) or {}
-        out.append({
-            "run": label, "run id": d.run_id, "model": model_label(d), "fingerprint": str(model.get("fingerprint") or "–"),
-            "adapter": Path(str(adapter.get("path"))).name if adapter.get("path") else "–",
-            "status": d.status, "records": len(d.samples),
-        })
+        out.append(
+            {
+                "run": label,
+                "run id": d.run_id,
+                "model": model_label(d),
+                "fingerprint": str(model.get("fingerprint") or "–"),
+                "adapter": Path(str(adapter.get("path"))).name if adapter.get("path") else "–",
+                "status": d.status,
+                "records": len(d.samples),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -129,15 +135,20 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
                  rank_by: str | None = None, allow_task_change: bool = False) -> Comparison:
     """Compare runs (see the module docstring) and rank their variants (``rank_by``: a
     :data:`pvm_bench.report.leaderboard.RANK_KEYS` column). Raises :class:`ReportInputError` on bad input,
-    and when a task's recorded definition differs between runs (:func:`pvm_bench.taskdefs.definition_conflicts`)
+    and when a task's recorded definition differs between runs (:func:`pvm_bench.tasks.defs.definition_conflicts`)
     unless ``allow_task_change``."""
     if len(run_dirs) < 2:
         raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
     runs = [load_run(Path(p)) for p in run_dirs]
-    conflicts = [] if allow_task_change else definition_conflicts([(d.run_id, d.run.datasets if d.run else {}) for d in runs])
+    conflicts = (
+        [] if allow_task_change else definition_conflicts([(d.run_id, d.run.datasets if d.run else {}) for d in runs])
+    )
     if conflicts:
-        raise ReportInputError(f"cannot pair these runs: {conflicts[0]}{f' (and {len(conflicts) - 1} more)' if len(conflicts) > 1 else ''}; "
-                               f"pass {ALLOW_FLAG} to compare them anyway")
+        raise ReportInputError(
+            "cannot pair these runs: "
+            f"{conflicts[0]}{f' (and {len(conflicts) - 1} more)' if len(conflicts) > 1 else ''}; "
+            f"pass {ALLOW_FLAG} to compare them anyway"
+        )
     labels = run_labels(len(runs))
     summaries = [build_summary(d, seed=seed) for d in runs]
     groups = [s.groups for s in summaries]
@@ -172,18 +183,27 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
     readable.extend(_decay_lines(summaries, labels))
     from pvm_bench.report.leaderboard import leaderboard_rows, rank
 
-    board = rank([line for lab, d, s in zip(labels, runs, summaries) for line in leaderboard_rows(s, lab, model_label(d))],
-                 rank_by)
+    board = rank(
+        [line for lab, d, s in zip(labels, runs, summaries) for line in leaderboard_rows(s, lab, model_label(d))],
+        rank_by,
+    )
     warnings = sample_set_warnings(runs, labels, pairs)
     if board.attrs.get("empty_rank_warning"):
         warnings.append(board.attrs["empty_rank_warning"])
-    return Comparison(_runs_table(runs, labels), pd.DataFrame(table), pd.DataFrame(readable).fillna("–"), board,
-                      composition_notes(runs, labels, pairs), warnings)
+    return Comparison(
+        _runs_table(runs, labels),
+        pd.DataFrame(table),
+        pd.DataFrame(readable).fillna("–"),
+        board,
+        composition_notes(runs, labels, pairs),
+        warnings,
+    )
 
 
 def sample_set_warnings(runs: list[RunData], labels: list[str], pairs: list[tuple[str, str]] | None) -> list[str]:
     """One line per (later run, task, variant) whose (sample_id, repeat) set differs from run A's:
     the value columns are then over different samples and every Δ only over the ones both have."""
+
     def keys(d: RunData, variant: str) -> dict[str, set[tuple[str, int]]]:
         s = d.samples
         if s.empty:
@@ -200,9 +220,11 @@ def sample_set_warnings(runs: list[RunData], labels: list[str], pairs: list[tupl
             for task in sorted(set(mine) & set(theirs)):
                 a, b = mine[task], theirs[task]
                 if a != b:
-                    out.append(f"{task}/{variant}: {labels[0]} has {len(a)} samples, {labels[k]} has {len(b)}, "
-                               f"{len(a & b)} in both: the {labels[0]} and {labels[k]} columns are over different "
-                               f"samples; Δ {labels[k]}−{labels[0]} is over the {len(a & b)} paired ones only")
+                    out.append(
+                        f"{task}/{variant}: {labels[0]} has {len(a)} samples, {labels[k]} has {len(b)}, "
+                        f"{len(a & b)} in both: the {labels[0]} and {labels[k]} columns are over different "
+                        f"samples; Δ {labels[k]}−{labels[0]} is over the {len(a & b)} paired ones only"
+                    )
     return out
 
 
@@ -215,8 +237,12 @@ def _paired_variant(variant: str, pairs: list[tuple[str, str]] | None, summary: 
 
 def _row(summary: Summary, task: str, variant: str, metric: str) -> dict[str, Any]:
     r = summary.rows
-    hit = r[(r["task"] == task) & (r["variant"] == variant) & (r["metric"] == metric)
-            & r["kind"].isin(["task", "pooled", "macro"])]
+    hit = r[
+        (r["task"] == task)
+        & (r["variant"] == variant)
+        & (r["metric"] == metric)
+        & r["kind"].isin(["task", "pooled", "macro"])
+    ]
     return hit.iloc[0].to_dict() if len(hit) else {}
 
 

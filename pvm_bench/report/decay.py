@@ -40,7 +40,8 @@ DECAY_NOTE = (
     "per sample, shared b and c), so samples that stop early do not bend the curve. Half-life: first t where "
     "the fitted law (observed mean curve) falls to half its start level (mean over t = 1..8); never = does "
     "not fall to half; (extrapolated) = beyond the longest output. mass@t: observed mean over steps within "
-    "±5% of t (n = samples that reached t); – = not reached; n = samples in the fit. cohort@T: all layers, only the samples that "
+    "±5% of t (n = samples that reached t); – = not reached; n = samples in the fit. cohort@T: all layers, only the "
+    "samples that "
     "reached T tokens and only their steps 1..T, so every step averages the same samples (`pvm-bench report "
     "--cohort T` to choose T). Flags: no_fit, c_at_bound, a_negative, no_decay, r2_low (R² < 0.5), "
     "extrapolated. † = fewer than 30 samples."
@@ -165,7 +166,14 @@ def _convergence(steps: pd.DataFrame) -> dict[str, float]:
 
 #: (wide suffix, metric name, digits) of the per-band fit values.
 FIT_FIELDS = (("a", "decay_a"), ("b", "decay_b"), ("c", "decay_c"), ("r2", "decay_r2"), ("t_max", "decay_t_max"))
-CONVERGENCE_FIELDS = ("entropy_early", "entropy_late", "entropy_delta", "hesitation_rate", "margin_early", "margin_late")
+CONVERGENCE_FIELDS = (
+    "entropy_early",
+    "entropy_late",
+    "entropy_delta",
+    "hesitation_rate",
+    "margin_early",
+    "margin_late",
+)
 
 
 def cohort_band(t: int) -> str:
@@ -195,8 +203,14 @@ def decay_rows(wide: dict[str, Any], task: str, variant: str, bands: dict[str, l
                                   n=n_fit, flags=flags))
         for kind in ("fit", "obs"):
             extra = "extrapolated" if kind == "fit" and wide.get(f"half_life_{band}_fit_extrapolated") else ""
-            ci = (wide.get(f"half_life_{band}_fit_ci_low", math.nan), wide.get(f"half_life_{band}_fit_ci_high", math.nan)) \
-                if kind == "fit" else (math.nan, math.nan)
+            ci = (
+                (
+                    wide.get(f"half_life_{band}_fit_ci_low", math.nan),
+                    wide.get(f"half_life_{band}_fit_ci_high", math.nan),
+                )
+                if kind == "fit"
+                else (math.nan, math.nan)
+            )
             out.append(metric_row(task, variant, f"half_life_{kind}", float(wide[f"half_life_{band}_{kind}"]),
                                   band=label, kind="decay", flags=extra, ci_low=ci[0], ci_high=ci[1], n=n_fit))
         for t in FIXED_POSITIONS:

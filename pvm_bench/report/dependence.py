@@ -185,5 +185,18 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-__all__ = ["ALPHA", "BEYOND", "DEPENDENCE_K", "KIND", "NOTE", "NOT_RESOLVED", "ablation_map", "curve_points", "dependence_k",
-           "dependence_rows", "dependence_view", "k_cell", "split_ablated"]
+__all__ = [
+    "ALPHA",
+    "BEYOND",
+    "DEPENDENCE_K",
+    "KIND",
+    "NOTE",
+    "NOT_RESOLVED",
+    "ablation_map",
+    "curve_points",
+    "dependence_k",
+    "dependence_rows",
+    "dependence_view",
+    "k_cell",
+    "split_ablated",
+]

@@ -13,7 +13,8 @@ The CI resamples units *within each group* (percentile bootstrap); a single grou
 :func:`~pvm_bench.report.stats.paired_difference` so it matches every other CI of the report.
 When the multi-group bootstrap is degenerate (every group constant, e.g. all right in one task and
 all wrong in another) and the values lie in [0, 1], the interval is the value +- the root sum of
-squares of the weighted per-group Wilson half-widths, so it never collapses at 0 or 1. Paired differences pair units by their key inside
+squares of the weighted per-group Wilson half-widths, so it never collapses at 0 or 1. Paired differences pair units
+by their key inside
 each group; the p-value of a multi-group difference is a sign-flip permutation test of the
 weighted statistic (seeded Monte-Carlo, or exact when 2**n <= resamples).
 """
@@ -87,7 +88,9 @@ def grouped_paired(
         base_units = ref[g][1]
         common = [u for u in units if u in base_units]
         if common:
-            pairs.append((w, np.array([base_units[u] for u in common], float), np.array([units[u] for u in common], float)))
+            pairs.append(
+                (w, np.array([base_units[u] for u in common], float), np.array([units[u] for u in common], float))
+            )
     if not pairs:
         return PairedDiff(math.nan, math.nan, math.nan, math.nan, 0, "none")
     if len(pairs) == 1:

@@ -53,8 +53,12 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
     variants = [v for v in dict.fromkeys(rows["variant"]) if split_ablated(v) is None]
     out = []
     for variant in variants:
-        line: dict[str, Any] = {"run": run, "model": model, "task": scope if len(tasks) == 1 else f"{POOLED} ({len(tasks)} tasks)",
-                                "variant": variant}
+        line: dict[str, Any] = {
+            "run": run,
+            "model": model,
+            "task": scope if len(tasks) == 1 else f"{POOLED} ({len(tasks)} tasks)",
+            "variant": variant,
+        }
         if len(tasks) == 1:
             acc = _one(rows, task=scope, variant=variant, kind="task", headline=True)
         else:
@@ -81,11 +85,14 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
             float(dep["value"].max()) if len(dep) else math.nan)
         line["dependence_k_not_resolved"] = bool(dep["flags"].astype(str).str.contains(NOT_RESOLVED).any()) \
             if len(dep) else False
-        line["dependence_k_beyond_tested"] = bool(dep["flags"].astype(str).str.contains("beyond").any()) if len(dep) else False
+        line["dependence_k_beyond_tested"] = (
+            bool(dep["flags"].astype(str).str.contains("beyond").any()) if len(dep) else False
+        )
         tested = rows[(rows["kind"] == DEP_KIND) & (rows["variant"] == variant) & (rows["metric"] != DEPENDENCE_K)]["t"]
         line["dependence_k_max_tested"] = float(tested.max()) if len(tested) else math.nan
-        line["dependence_k_by_task"] = "; ".join(f"{t}:{int(v)}" for t, v in zip(dep["task"], dep["value"])
-                                                 if finite(v)) if len(dep) > 1 else ""
+        line["dependence_k_by_task"] = (
+            "; ".join(f"{t}:{int(v)}" for t, v in zip(dep["task"], dep["value"]) if finite(v)) if len(dep) > 1 else ""
+        )
         out.append(line)
     return out
 
@@ -101,10 +108,19 @@ def rank(lines: list[dict[str, Any]], rank_by: str | None = None) -> pd.DataFram
         from pvm_bench.report.rundata import ReportInputError
 
         raise ReportInputError(f"--rank-by {rank_by!r} is not a leaderboard column; use one of {', '.join(RANK_KEYS)}")
-    warning = "" if frame[rank_by].notna().any() else (
-        f"--rank-by {rank_by}: no run has a value in this column ("
-        + (f"no sample of any run reached t = {rank_by.removeprefix('mass@')}" if rank_by.startswith("mass@")
-           else "no run measured it") + "), so the leaderboard keeps the runs' order; rank by another column")
+    warning = (
+        ""
+        if frame[rank_by].notna().any()
+        else (
+            f"--rank-by {rank_by}: no run has a value in this column ("
+            + (
+                f"no sample of any run reached t = {rank_by.removeprefix('mass@')}"
+                if rank_by.startswith("mass@")
+                else "no run measured it"
+            )
+            + "), so the leaderboard keeps the runs' order; rank by another column"
+        )
+    )
     frame = frame.sort_values(rank_by, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     frame.attrs["rank_by"] = rank_by
@@ -119,22 +135,38 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     out = []
     for r in frame.to_dict("records"):
-        line = {"rank": r["rank"], "run": r["run"], "model": r["model"], "task": r["task"], "variant": r["variant"],
-                "accuracy": fmt_ci(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"])}
+        line = {
+            "rank": r["rank"],
+            "run": r["run"],
+            "model": r["model"],
+            "task": r["task"],
+            "variant": r["variant"],
+            "accuracy": fmt_ci(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]),
+        }
         if frame["macro"].notna().any():
             line["macro"] = fmt_ci(r["macro"], r["macro_ci_low"], r["macro_ci_high"])
         for t in MASS_T:
             line[f"mass@{t}"] = fmt_ci(r[f"mass@{t}"], r[f"mass@{t}_ci_low"], r[f"mass@{t}_ci_high"], digits=4)
-        hl = (fmt_ci(r["half_life"], r["half_life_ci_low"], r["half_life_ci_high"], digits=0) if finite(r["half_life"])
-              else "never" if r["half_life"] == math.inf else "–")
+        hl = (
+            fmt_ci(r["half_life"], r["half_life_ci_low"], r["half_life_ci_high"], digits=0)
+            if finite(r["half_life"])
+            else "never"
+            if r["half_life"] == math.inf
+            else "–"
+        )
         line["half-life"] = hl + (" (extrapolated)" if r["half_life_extrapolated"] and hl != "–" else "")
         if finite(r.get("half_life_cohort_t")) and hl != "–":
             line["half-life"] += f" (cohort T={int(r['half_life_cohort_t'])})"
         k = r["dependence_k"]
-        line["dependence K"] = ("not resolved at this n" if r.get("dependence_k_not_resolved") else "–") \
-            if not finite(k) else (
-            f"> {fmt(r['dependence_k_max_tested'], 0)} (beyond tested)" if r["dependence_k_beyond_tested"]
-            else r["dependence_k_by_task"] or fmt(k, 0))
+        line["dependence K"] = (
+            ("not resolved at this n" if r.get("dependence_k_not_resolved") else "–")
+            if not finite(k)
+            else (
+                f"> {fmt(r['dependence_k_max_tested'], 0)} (beyond tested)"
+                if r["dependence_k_beyond_tested"]
+                else r["dependence_k_by_task"] or fmt(k, 0)
+            )
+        )
         out.append(line)
     view = pd.DataFrame(out)
     rank_by = frame.attrs.get("rank_by", "")
@@ -142,7 +174,10 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     return view.drop(columns=empty)  # a column no run reached says nothing (the ranked one is always kept)
 
 
-NOTE = ("Ranked by {rank_by} (higher first). accuracy = the task's headline metric (pooled over tasks when "
-        "there are several), macro = mean of the tasks' headlines; mass@t = all-layer visual mass at generated "
-        "position t; half-life = fitted on the fixed cohort (the samples that reached T, steps 1..T), from the start level; dependence K = first tested K from which removing "
-        "the image no longer changes accuracy significantly (runs with --ablate-after). 95% CIs in brackets.")
+NOTE = (
+    "Ranked by {rank_by} (higher first). accuracy = the task's headline metric (pooled over tasks when "
+    "there are several), macro = mean of the tasks' headlines; mass@t = all-layer visual mass at generated "
+    "position t; half-life = fitted on the fixed cohort (the samples that reached T, steps 1..T), "
+        "from the start level; dependence K = first tested K from which removing "
+    "the image no longer changes accuracy significantly (runs with --ablate-after). 95% CIs in brackets."
+)

@@ -145,5 +145,16 @@ def mean_curves(attn: pd.DataFrame | None) -> pd.DataFrame:
     return c.groupby(["task", "variant", "image", "step"], sort=False)["mass"].mean().reset_index()
 
 
-__all__ = ["KIND", "NOTE", "WINDOWS", "image_columns", "image_label", "metric_name", "image_rows", "image_view", "mean_curves", "per_sample_curves",
-           "image_frame"]
+__all__ = [
+    "KIND",
+    "NOTE",
+    "WINDOWS",
+    "image_columns",
+    "image_label",
+    "metric_name",
+    "image_rows",
+    "image_view",
+    "mean_curves",
+    "per_sample_curves",
+    "image_frame",
+]

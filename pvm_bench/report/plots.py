@@ -2,7 +2,8 @@
 
 :func:`make_plots` writes, when the data exist (captions in :data:`CAPTIONS`):
 
-- ``decay.png``, ``decay_cohort.png``, ``heatmap.png``, ``pvm_signals.png``: see :mod:`pvm_bench.report.plots_attention`;
+- ``decay.png``, ``decay_cohort.png``, ``heatmap.png``, ``pvm_signals.png``: see
+  :mod:`pvm_bench.report.plots_attention`;
 - ``accuracy_vs_length.png``: accuracy per output-length bucket, one panel per task;
 - ``accuracy_vs_distance.png``: accuracy by the task's declared distance (``Task.distance_key``,
   a sample-metadata field such as ``n_filler`` = N for the length diagnostics), one panel per task
@@ -220,7 +221,9 @@ def plot_task_bars(summary: Summary, variants: list[str], out: Path) -> Path | N
                 ax.annotate(f"n={int(k)}", (bar.get_x() + bar.get_width() / 2, 0.01), ha="center", va="bottom",
                             fontsize=7, color="white", rotation=90 if len(present) > 3 else 0)
     ax.set_xticks(range(len(tasks)), tasks)
-    notes = [text for key, text in (("ALL", "ALL = pooled samples"), ("MACRO", "MACRO = mean over tasks")) if key in tasks]
+    notes = [
+        text for key, text in (("ALL", "ALL = pooled samples"), ("MACRO", "MACRO = mean over tasks")) if key in tasks
+    ]
     if any(0 < k < SMALL_N for k in t.get("n_samples", pd.Series(dtype=float)).fillna(0)):
         notes.append(f"hatched: n < {SMALL_N}")
     ax.set_xlabel("task" + (f"\n({'; '.join(notes)})" if notes else ""))

@@ -150,8 +150,12 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
         if c == 0:
             ax.set_ylabel("visual mass (fraction of\nattention on image tokens)")
             ax_n.set_ylabel("n samples")
-        ax.legend(fontsize=7.5, loc="upper right", title="dots ± band: observed mean, 95% CI · line: fit · ▼ t½ [95% CI]",
-                  title_fontsize=7.5)
+        ax.legend(
+            fontsize=7.5,
+            loc="upper right",
+            title="dots ± band: observed mean, 95% CI · line: fit · ▼ t½ [95% CI]",
+            title_fontsize=7.5,
+        )
         ax_n.set_xlabel("generated position t (tokens, log scale)")
         ax_n.set_ylim(bottom=0)
     if first_ax is not None and top > 0:

@@ -5,7 +5,7 @@ Consumers select rows by those keys and never parse column names.
 
 Score metrics (this module):
 
-- per task and variant, every :class:`~pvm_bench.tasks.Metric` the task declares (``kind="task"``,
+- per task and variant, every :class:`~pvm_bench.tasks.base.Metric` the task declares (``kind="task"``,
   the headline marked ``headline=True``): value, 95% CI over the metric's units (Wilson for 0/1
   units, else bootstrap; :mod:`pvm_bench.report.estimate`), and
   the paired difference vs ``base`` (units paired by key) with its CI and p-value;
@@ -17,7 +17,7 @@ Score metrics (this module):
 - descriptive run rows (``kind="run"``, ``higher_is_better=None``): truncation, error and
   unparsed rates (unparsed = share of records whose scorer reported ``extractor == "none"``,
   only when the task's scorer reports an extractor), unfinished-reasoning rate (share of outputs
-  that end inside an unclosed ``<think>``, :func:`pvm_bench.scoring.is_unfinished`), mean output
+  that end inside an unclosed ``<think>``, :func:`pvm_bench.scoring.extract.is_unfinished`), mean output
   length, tokens/s;
 - accuracy by output-length bucket (``kind="length"``, ``band`` = bucket label, 95% CI from
   :func:`~pvm_bench.report.stats.accuracy_ci`, flag ``small_n`` below 30 records) and score-flag
@@ -111,10 +111,10 @@ def _info_from_task(task: Task) -> TaskInfo:
 
 def task_infos(data: RunData) -> dict[str, TaskInfo]:
     """A :class:`TaskInfo` per task of the run, from the run's ``tasks.json`` (data written at run
-    time, :mod:`pvm_bench.taskmeta`): reading a run never imports its plugins. A run without
+    time, :mod:`pvm_bench.runner.taskmeta`): reading a run never imports its plugins. A run without
     tasks.json (made before it existed) uses the package's built-in tasks; any other task is
     reported with the default ``accuracy`` metric and a note in ``data.warnings``."""
-    from pvm_bench.taskmeta import read_task_file, spec_metrics
+    from pvm_bench.runner.taskmeta import read_task_file, spec_metrics
 
     stored = read_task_file(data.run_dir)
     out: dict[str, TaskInfo] = {}
@@ -235,7 +235,10 @@ def collect_groups(data: RunData, infos: dict[str, TaskInfo]) -> dict[GroupKey, 
                 try:
                     g = metric_groups(m, s)
                 except (KeyError, TypeError, ValueError) as exc:
-                    msg = f"task {task}: metric {m.name} skipped ({type(exc).__name__}: {exc}); records lack its grouping fields"
+                    msg = (
+                        f"task {task}: metric {m.name} skipped ({type(exc).__name__}: {exc}); records lack its "
+                        "grouping fields"
+                    )
                     if msg not in data.warnings:
                         data.warnings.append(msg)
                     continue

@@ -151,7 +151,9 @@ def load_run(run_dir: Path | str, allow_partial: bool = False) -> RunData:
         try:
             run = RunRecord.load(run_dir)
         except Exception as exc:  # pydantic / json errors
-            raise ReportInputError(f"cannot parse {run_json}: {exc.__class__.__name__} (re-run or fix the file)") from exc
+            raise ReportInputError(
+                f"cannot parse {run_json}: {exc.__class__.__name__} (re-run or fix the file)"
+            ) from exc
     else:
         warn.append("run.json missing: status unknown, treated as partial")
     try:
@@ -305,4 +307,7 @@ def missing_attention_note(data: RunData) -> str | None:
         return "no decay section: the run did not record attention (add `attention` to --probes)"
     if any("unreadable" in w for w in data.warnings):
         return "no decay section: the attention files could not be read (see the notes above)"
-    return "no decay section: no attention records were written (attention.parquet and attention/part-*.parquet are absent)"
+    return (
+        "no decay section: no attention records were written (attention.parquet and attention/part-*.parquet are "
+        "absent)"
+    )

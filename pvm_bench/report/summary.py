@@ -4,7 +4,7 @@ Contract of :func:`build_summary` (see reports/README.md for every column):
 
 - ``Summary.rows``: the long metric rows (:data:`pvm_bench.report.rows.ROW_COLUMNS`) that
   summary.md, report.html, compare and check read: task metrics as the task declares them
-  (:meth:`pvm_bench.tasks.Task.metrics`, bootstrap over the metric's units, paired difference vs
+  (:meth:`pvm_bench.tasks.base.Task.metrics`, bootstrap over the metric's units, paired difference vs
   ``base``), the pooled ``ALL`` row keyed by (task, sample_id, repeat), the ``MACRO`` average of the
   tasks' headline metrics, run rows (truncation, errors, unparsed share, length, speed), accuracy by
   output length, score flags, and decay/probe/convergence rows (:mod:`pvm_bench.report.decay`);
@@ -131,7 +131,9 @@ def scope_cohort_t(
         return suggest_cohort_t(per_sample)
     longest = int(per_sample["step"].max()) if len(per_sample) else 0
     if longest < requested:
-        msg = f"--cohort {requested}: no sample of {label} reached {requested} tokens (longest {longest}); no cohort rows"
+        msg = (
+            f"--cohort {requested}: no sample of {label} reached {requested} tokens (longest {longest}); no cohort rows"
+        )
         if msg not in warnings:
             warnings.append(msg)
         return None

@@ -35,10 +35,12 @@ METRICS_NOTE = (
     "Each task's declared metrics (headline marked *): value with a 95% CI over the metric's units "
     "(samples; CircularEval questions; HallusionBench question/figure groups): Wilson score interval for "
     "0/1 units; percentile bootstrap for non-binary metrics, falling back to the Wilson interval of the "
-    "mean when the bootstrap is degenerate (n = 1 or all scores equal); stratified metrics and MACRO resample within each stratum / "
+    "mean when the bootstrap is degenerate (n = 1 or all scores equal); stratified metrics and MACRO resample within "
+    "each stratum / "
     "task (Wilson half-widths combined when that is degenerate). Δ vs base: the same metric paired unit "
     "by unit with `base`, 95% CI Newcombe's paired interval for 0/1 pairs (percentile bootstrap of the "
-    "differences otherwise); p from McNemar's exact test (0/1 units) or a sign-flip permutation test. ALL: mean score over (task, sample) units of every task. MACRO: "
+    "differences otherwise); p from McNemar's exact test (0/1 units) or a sign-flip permutation test. ALL: mean score "
+    "over (task, sample) units of every task. MACRO: "
     "mean of the tasks' headline metrics (CI resampling within each task). unparsed: share of records whose "
     f"scorer extracted no answer. {SMALL_N_NOTE}"
 )
@@ -106,7 +108,9 @@ def _order(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
 
 
 def _run_value(rows: pd.DataFrame, task: str, variant: str, metric: str) -> Any:
-    hit = rows[(rows["task"] == task) & (rows["variant"] == variant) & (rows["metric"] == metric) & (rows["kind"] == "run")]
+    hit = rows[
+        (rows["task"] == task) & (rows["variant"] == variant) & (rows["metric"] == metric) & (rows["kind"] == "run")
+    ]
     return hit["value"].iloc[0] if len(hit) else math.nan
 
 
@@ -120,25 +124,45 @@ def metrics_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
         head = bool(r.headline)
         few = "small_n" in str(r.flags) or small_n(r.n)
         line = {
-            "task": r.task, "variant": r.variant, "metric": f"{r.metric}{' *' if head and r.kind == 'task' else ''}",
+            "task": r.task,
+            "variant": r.variant,
+            "metric": f"{r.metric}{' *' if head and r.kind == 'task' else ''}",
             "n": f"{int(r.n)}{' (small n)' if few else ''}",
-            "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high) + (f" {SMALL_N_MARK}" if few and finite(r.value) else ""),
+            "value [95% CI]": fmt_ci(r.value, r.ci_low, r.ci_high)
+            + (f" {SMALL_N_MARK}" if few and finite(r.value) else ""),
         }
         d = _own_reference(rows, r) or r._asdict()
         line["Δ vs base [95% CI]"] = (
             fmt_ci(d["diff"], d["diff_ci_low"], d["diff_ci_high"], sign=True)
-            + (f" (vs {d['variant']}, n={int(d['n_pairs'])})" if d.get("kind") == "dependence"
-               else f" (n={int(d['n_pairs'])})" if finite(d["diff"]) else "")
-            + (f" {SMALL_N_MARK}" if finite(d["diff"]) and small_n(d["n_pairs"]) else ""))
+            + (
+                f" (vs {d['variant']}, n={int(d['n_pairs'])})"
+                if d.get("kind") == "dependence"
+                else f" (n={int(d['n_pairs'])})"
+                if finite(d["diff"])
+                else ""
+            )
+            + (f" {SMALL_N_MARK}" if finite(d["diff"]) and small_n(d["n_pairs"]) else "")
+        )
         line["p"] = fmt_p(d["p_value"]) + (f" ({d['p_method']})" if d["p_method"] and finite(d["p_value"]) else "")
-        run = {name: _run_value(rows, r.task, r.variant, name) if head else math.nan
-               for name in ("truncation_rate", "unparsed_rate", "unfinished_reasoning_rate", "mean_n_generated",
-                            "tokens_per_s")}
-        line.update({
-            "truncated": fmt(run["truncation_rate"]), "unparsed": fmt(run["unparsed_rate"]),
-            "unfinished reasoning": fmt(run["unfinished_reasoning_rate"]),
-            "mean len (tok)": fmt(run["mean_n_generated"], 1), "tok/s": fmt(run["tokens_per_s"], 1),
-        })
+        run = {
+            name: _run_value(rows, r.task, r.variant, name) if head else math.nan
+            for name in (
+                "truncation_rate",
+                "unparsed_rate",
+                "unfinished_reasoning_rate",
+                "mean_n_generated",
+                "tokens_per_s",
+            )
+        }
+        line.update(
+            {
+                "truncated": fmt(run["truncation_rate"]),
+                "unparsed": fmt(run["unparsed_rate"]),
+                "unfinished reasoning": fmt(run["unfinished_reasoning_rate"]),
+                "mean len (tok)": fmt(run["mean_n_generated"], 1),
+                "tok/s": fmt(run["tokens_per_s"], 1),
+            }
+        )
         out.append(line)
     view = pd.DataFrame(out)
     if len(view) and (view["unparsed"] == "–").all():
@@ -155,8 +179,13 @@ def _own_reference(rows: pd.DataFrame, r: Any) -> dict[str, Any] | None:
     parsed = _ablated(r.variant) if r.kind == "task" else None
     if parsed is None:
         return None
-    hit = rows[(rows["kind"] == "dependence") & (rows["task"] == r.task) & (rows["variant"] == parsed[0])
-               & (rows["metric"] == r.metric) & (rows["t"] == parsed[1])]
+    hit = rows[
+        (rows["kind"] == "dependence")
+        & (rows["task"] == r.task)
+        & (rows["variant"] == parsed[0])
+        & (rows["metric"] == r.metric)
+        & (rows["t"] == parsed[1])
+    ]
     return hit.iloc[0].to_dict() if len(hit) else None
 
 
@@ -178,12 +207,15 @@ def length_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     sel = _order(rows[rows["kind"] == "length"], variants)
     if sel.empty:
         return pd.DataFrame()
-    names = {f"len:{label}": (f"{int(lo)}–{int(hi) - 1} tok" if math.isfinite(hi) else f"≥{int(lo)} tok")
-             for lo, hi, label in length_buckets()}
+    names = {
+        f"len:{label}": (f"{int(lo)}–{int(hi) - 1} tok" if math.isfinite(hi) else f"≥{int(lo)} tok")
+        for lo, hi, label in length_buckets()
+    }
     out: dict[tuple[str, str], dict[str, str]] = {}
     for r in sel.itertuples(index=False):
         out.setdefault((r.task, r.variant), {"task": r.task, "variant": r.variant})[r.band] = (
-            f"{fmt_ci(r.value, r.ci_low, r.ci_high)} ({int(r.n)}{mark(r.n)})")
+            f"{fmt_ci(r.value, r.ci_low, r.ci_high)} ({int(r.n)}{mark(r.n)})"
+        )
     view = pd.DataFrame(list(out.values()))
     cols = ["task", "variant"] + [b for b in names if b in view.columns]
     return view[cols].rename(columns=names).fillna("–")
@@ -202,7 +234,9 @@ def distance_labels(tasks: Mapping[str, TaskInfo]) -> dict[str, str]:
     return {t: i.distance_label or i.distance_key for t, i in tasks.items() if i.distance_key}
 
 
-def distance_views(rows: pd.DataFrame, variants: list[str], labels: Mapping[str, str]) -> list[tuple[str, pd.DataFrame]]:
+def distance_views(
+    rows: pd.DataFrame, variants: list[str], labels: Mapping[str, str]
+) -> list[tuple[str, pd.DataFrame]]:
     """``(label, table)`` per distance label (``labels``: ``{task: Task.distance_label}``; tasks
     sharing a label share a table): one line per (task, variant) with "acc [95% CI] (n)" per bin
     (n marked † when small), then per non-base variant a "Δ <variant> − base" line with the paired
@@ -212,10 +246,12 @@ def distance_views(rows: pd.DataFrame, variants: list[str], labels: Mapping[str,
     for r in sel.itertuples(index=False):
         lines = out.setdefault(labels.get(r.task, "distance"), {})
         lines.setdefault((r.task, r.variant), {"task": r.task, "variant": r.variant})[r.band] = (
-            f"{fmt_ci(r.value, r.ci_low, r.ci_high)} ({int(r.n)}{mark(r.n)})")
+            f"{fmt_ci(r.value, r.ci_low, r.ci_high)} ({int(r.n)}{mark(r.n)})"
+        )
         if finite(r.diff):
             lines.setdefault((r.task, f"Δ {r.variant}"), {"task": r.task, "variant": f"Δ {r.variant} − base"})[
-                r.band] = f"{fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)} ({int(r.n_pairs)}{mark(r.n_pairs)})"
+                r.band
+            ] = f"{fmt_ci(r.diff, r.diff_ci_low, r.diff_ci_high, sign=True)} ({int(r.n_pairs)}{mark(r.n_pairs)})"
     views = []
     for label, lines in out.items():
         view = pd.DataFrame(list(lines.values()))
@@ -237,7 +273,9 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
     for (task, variant, band), g in _order(sel, variants).groupby(["task", "variant", "band"], sort=False):
         v = {m: x for m, x in zip(g["metric"], g["value"])}
         fl = {m: str(f) for m, f in zip(g["metric"], g["flags"]) if isinstance(f, str) and f}
-        mass = {float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"}
+        mass = {
+            float(t): (x, int(n)) for t, x, n, m in zip(g["t"], g["value"], g["n"], g["metric"]) if m == "visual_mass"
+        }
         layers = bands.get("all" if band.startswith("cohort@") else band, [])
         span = layer_span(layers) if layers else "?"
         n_fit = int(g.loc[g["metric"] == "decay_a", "n"].max()) if (g["metric"] == "decay_a").any() else 0
@@ -245,12 +283,21 @@ def decay_view(rows: pd.DataFrame, variants: list[str], bands: dict[str, list[in
             t_c = band.removeprefix("cohort@")
             span = f"{span}; samples that reached t={t_c}, steps 1..{t_c}"
         fitted = finite(v.get("decay_r2"))
-        hl = _hl(v.get("half_life_fit"), fitted, 1) + _hl_ci(g) \
+        hl = (
+            _hl(v.get("half_life_fit"), fitted, 1)
+            + _hl_ci(g)
             + (" (extrapolated)" if "extrapolated" in fl.get("half_life_fit", "") else "")
+        )
         line = {
-            "task": task, "variant": variant, "band (layers)": f"{band} ({span})", "n": f"{n_fit}{mark(n_fit)}",
-            "a": fmt(v.get("decay_a"), 4), "b": fmt(v.get("decay_b"), 4), "c": fmt(v.get("decay_c"), 2),
-            "R²": fmt(v.get("decay_r2")), "flags": fl.get("decay_a", "").replace(";", ", ") or "–",
+            "task": task,
+            "variant": variant,
+            "band (layers)": f"{band} ({span})",
+            "n": f"{n_fit}{mark(n_fit)}",
+            "a": fmt(v.get("decay_a"), 4),
+            "b": fmt(v.get("decay_b"), 4),
+            "c": fmt(v.get("decay_c"), 2),
+            "R²": fmt(v.get("decay_r2")),
+            "flags": fl.get("decay_a", "").replace(";", ", ") or "–",
             "half-life fit (obs)": f"{hl} ({_hl(v.get('half_life_obs'), True, 0)})",
         }
         for t in shown:
@@ -290,13 +337,15 @@ def decay_footnotes(rows: pd.DataFrame, variants: list[str], longest: int) -> li
         out.append(f"{cols} not shown: no sample reached t = {hidden[0]} (longest output: {longest} tokens).")
     blind = [v for v in dict.fromkeys(rows.loc[rows["kind"] == "decay", "variant"]) if _ablated(v) is not None]
     if blind:
-        out.append(f"Ablated variants ({', '.join(blind)}) are left out: from token K on they see no image, so "
-                   "their mass is zero by construction (their rows stay in metrics.csv); see Visual dependence.")
+        out.append(
+            f"Ablated variants ({', '.join(blind)}) are left out: from token K on they see no image, so "
+            "their mass is zero by construction (their rows stay in metrics.csv); see Visual dependence."
+        )
     return out
 
 
 def _hl_ci(g: pd.DataFrame) -> str:
-    """" [low, high]" of the fitted half-life (bootstrap over samples; high may be ∞), or ""."""
+    """ " [low, high]" of the fitted half-life (bootstrap over samples; high may be ∞), or ""."""
     sel = g[g["metric"] == "half_life_fit"]
     if sel.empty or "ci_low" not in sel.columns:
         return ""
@@ -314,9 +363,12 @@ def _hl(value: Any, fitted: bool, digits: int) -> str:
 
 
 CONVERGENCE_LABELS = {
-    "entropy_early": "entropy first ¼ (nats)", "entropy_late": "entropy last ¼ (nats)",
-    "entropy_delta": "Δ entropy", "hesitation_rate": "hesitation rate (>1 bit)",
-    "margin_early": "top-2 margin first ¼", "margin_late": "top-2 margin last ¼",
+    "entropy_early": "entropy first ¼ (nats)",
+    "entropy_late": "entropy last ¼ (nats)",
+    "entropy_delta": "Δ entropy",
+    "hesitation_rate": "hesitation rate (>1 bit)",
+    "margin_early": "top-2 margin first ¼",
+    "margin_late": "top-2 margin last ¼",
 }
 
 
@@ -365,11 +417,14 @@ def probe_layer_view(rows: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     out: dict[tuple[str, str, int], dict[str, Any]] = {}
     for r in _order(sel, variants).itertuples(index=False):
         layer = int(str(r.band).removeprefix("layer:"))
-        out.setdefault((r.task, r.variant, layer), {"task": r.task, "variant": r.variant, "layer": layer})[
-            r.metric] = fmt(r.value, 4)
+        out.setdefault((r.task, r.variant, layer), {"task": r.task, "variant": r.variant, "layer": layer})[r.metric] = (
+            fmt(r.value, 4)
+        )
     vrank = {v: i for i, v in enumerate(variants)}
     trank = {t: i for i, t in enumerate(dict.fromkeys(k[0] for k in out))}
     keys = sorted(out, key=lambda k: (trank[k[0]], vrank.get(k[1], len(vrank)), k[2]))
-    metrics = sorted({m for line in out.values() for m in line} - {"task", "variant", "layer"},
-                     key=lambda m: (not m.startswith("pvm_"), m))  # pvm_gate, pvm_ratio first
+    metrics = sorted(
+        {m for line in out.values() for m in line} - {"task", "variant", "layer"},
+        key=lambda m: (not m.startswith("pvm_"), m),
+    )  # pvm_gate, pvm_ratio first
     return pd.DataFrame([out[k] for k in keys], columns=["task", "variant", "layer", *metrics]).fillna("–")

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pvm_bench.distributed import Dist
+from pvm_bench.runner.distributed import Dist
 
 
 @dataclass
@@ -124,7 +124,9 @@ def run_steps(
             loss_t = step_loss.to(grads[0].device, torch.float32)
             _all_reduce_mean([*grads, loss_t], world)  # a parameter without a gradient stays without one
             step_loss = loss_t.double().cpu()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)) if settings.max_grad_norm else 0.0
+        grad_norm = (
+            float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)) if settings.max_grad_norm else 0.0
+        )
         opt.step()
         value = float(step_loss)
         losses.append(value)

@@ -23,7 +23,9 @@ def sample_indices(n_rows: int, seed: int, start: int, count: int) -> list[int]:
     return out
 
 
-def bucketed_batches(lengths: list[int], steps: int, batch_size: int, seed: int, bucket_edge: int = 160) -> list[list[int]]:
+def bucketed_batches(
+    lengths: list[int], steps: int, batch_size: int, seed: int, bucket_edge: int = 160
+) -> list[list[int]]:
     """``steps`` batches of sample indices, grouped by length; a pure function of the arguments.
 
     Samples are split into two length buckets (``< bucket_edge`` and the rest), so a batch of short

@@ -92,7 +92,7 @@ def native_outputs(model_dir: Path) -> tuple[list[str], pd.DataFrame]:
     from pvm_bench import load_model
     from pvm_bench.models.generation import Request, generate
     from pvm_bench.probes.registry import make_probes
-    from pvm_bench.run import probe_frame
+    from pvm_bench.runner.files import probe_frame
 
     lm = load_model(str(model_dir))
     probes = make_probes(["attention"])

@@ -12,15 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pvm_bench.attention_merge import ROW_GROUP_ROWS, MergeMemoryError
 from pvm_bench.bench.synth_run import SynthSpec, write_synthetic_run
 from pvm_bench.results import KEY_COLUMNS, compact_frame, read_samples
-from pvm_bench.runfiles import merge_attention, write_parquet_atomic
-from pvm_bench.runguard import RunError
+from pvm_bench.runner.attention_merge import ROW_GROUP_ROWS, MergeMemoryError
+from pvm_bench.runner.files import merge_attention, write_parquet_atomic
+from pvm_bench.runner.guard import RunError
 
 
 def reference_merge(run_dir: Path) -> pa.Table:
-    """The merge before the streaming one (pvm_bench/runfiles.py at 787a1b4), kept as the oracle."""
+    """The merge before the streaming one (pvm_bench/runner/files.py at 787a1b4), kept as the oracle."""
     target = run_dir / "attention.parquet"
     parts = sorted((run_dir / "attention").glob("part-*.parquet"))
     frames = ([pd.read_parquet(target)] if target.exists() else []) + [pd.read_parquet(p) for p in parts]
@@ -66,8 +66,7 @@ def _assert_same(run: Path, expected: pa.Table) -> None:
 @pytest.mark.parametrize("batch_rows", [ROW_GROUP_ROWS, 3])  # 3: duplicates straddle the streamed batches
 def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(tmp_path: Path, monkeypatch,
                                                                                 batch_rows: int) -> None:
-    from pvm_bench import attention_merge
-
+    from pvm_bench.runner import attention_merge
     monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", batch_rows)
     run = tmp_path / "r"
     run.mkdir()
@@ -88,9 +87,10 @@ def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(
     assert not (run / "attention").exists() and not list(run.glob(".merge-tmp*"))
 
 
-def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(tmp_path: Path, monkeypatch) -> None:
-    from pvm_bench import attention_merge
-
+def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from pvm_bench.runner import attention_merge
     monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", 16_384)
     run = tmp_path / "s"
     info = write_synthetic_run(run, SynthSpec(rows=80_000, layers=4, cap=2048, tasks=3))
@@ -109,7 +109,9 @@ def test_out_of_memory_is_a_clear_error_and_keeps_every_part(tmp_path: Path) -> 
     with pytest.raises(MergeMemoryError, match="out of memory merging.*nothing was lost.*PVM_BENCH_MERGE_MEMORY"):
         merge_attention(run, memory_limit="1MB")
     assert sorted(p.name for p in (run / "attention").iterdir()) == before  # nothing renamed "unreadable"
-    assert not (run / "attention.parquet").exists() and not list(run.glob("*.tmp")) and not (run / ".merge-tmp").exists()
+    assert (
+        not (run / "attention.parquet").exists() and not list(run.glob("*.tmp")) and not (run / ".merge-tmp").exists()
+    )
 
 
 def test_a_part_damaged_past_its_footer_is_set_aside_and_the_rest_merged(tmp_path: Path) -> None:
@@ -132,8 +134,8 @@ def test_a_part_damaged_past_its_footer_is_set_aside_and_the_rest_merged(tmp_pat
 def test_a_full_disk_during_the_merge_is_disk_full_not_memory_nor_damage(tmp_path: Path, monkeypatch) -> None:
     import duckdb
 
-    from pvm_bench import runfiles
     from pvm_bench.errors import DiskFullError
+    from pvm_bench.runner import files as runfiles
 
     run = tmp_path / "f"
     run.mkdir()

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pvm_bench.bench.synth_run import SynthSpec, plan_samples, write_synthetic_run
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.results import read_samples
-from pvm_bench.runfiles import write_parquet_atomic
+from pvm_bench.runner.files import write_parquet_atomic
 
 
 def test_synthetic_parts_are_what_the_writer_writes(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 runner = CliRunner()
 FIXTURE_MMMU_FINGERPRINT = "8b5baee2dd461288"
@@ -20,7 +20,9 @@ FIXTURE_MMMU_FINGERPRINT = "8b5baee2dd461288"
 def fake_hub(monkeypatch, fixture_data):
     """The hub as MMMU/MMMU would serve it: one config per subject, rows split by subject."""
     calls = []
-    table = datasets.load_dataset("parquet", data_files=str(fixture_data / "mmmu" / "validation.parquet"), split="train")
+    table = datasets.load_dataset(
+        "parquet", data_files=str(fixture_data / "mmmu" / "validation.parquet"), split="train"
+    )
 
     def load_hub_split(hub_id, config, split):
         calls.append((hub_id, config, split))
@@ -29,9 +31,9 @@ def fake_hub(monkeypatch, fixture_data):
         keep = [i for i, ident in enumerate(table["id"]) if ident.split("_")[1] == config]
         return table.select(keep)
 
-    monkeypatch.setattr("pvm_bench.data.load_hub_split", load_hub_split)
-    monkeypatch.setattr("pvm_bench.preflight.offline_reason", lambda: None)  # this fake hub is reachable
-    monkeypatch.setattr("pvm_bench.preflight.hub_unreachable", lambda: None)
+    monkeypatch.setattr("pvm_bench.data.tables.load_hub_split", load_hub_split)
+    monkeypatch.setattr("pvm_bench.runner.preflight.offline_reason", lambda: None)  # this fake hub is reachable
+    monkeypatch.setattr("pvm_bench.runner.preflight.hub_unreachable", lambda: None)
     return calls
 
 

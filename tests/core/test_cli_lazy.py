@@ -11,20 +11,24 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pvm_bench.cli import BENCH_COMMANDS, COMMANDS, app
+from pvm_bench.cli.main import BENCH_COMMANDS, COMMANDS, app
 
 runner = CliRunner()
 HEAVY = ("torch", "pandas", "scipy", "transformers", "datasets", "matplotlib", "numpy")
 
 
 def test_importing_the_cli_loads_no_heavy_library():
-    code = f"import sys, pvm_bench.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    code = f"import sys, pvm_bench.cli.main; print([m for m in {HEAVY!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_top_level_help_is_fast_and_lists_every_command():
-    cmd = [sys.executable, "-c", "import sys; from pvm_bench.cli import app; sys.argv = ['pvm-bench', '--help']; app()"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from pvm_bench.cli.main import app; sys.argv = ['pvm-bench', '--help']; app()",
+    ]
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
     elapsed = time.perf_counter() - start
@@ -49,7 +53,9 @@ def test_table_matches_what_the_modules_register(table, hook):
         except ModuleNotFoundError as exc:  # a part not in this build is simply not listed
             pytest.skip(f"{module}: {exc}")
         listed = {name for name, spec in table.items() if spec.module == module}
-        assert names == listed, f"{module} registers {sorted(names)}, the table in pvm_bench/cli.py lists {sorted(listed)}"
+        assert names == listed, (
+            f"{module} registers {sorted(names)}, the table in pvm_bench/cli.py lists {sorted(listed)}"
+        )
 
 
 @pytest.mark.parametrize("path", [["pvm", "train"], ["organism", "train"], ["bench", "probe"], ["bench", "pvm"]])

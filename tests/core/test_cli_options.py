@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.organism import BASE_DIR, PVM_DIR
 
 runner = CliRunner()
@@ -21,8 +21,8 @@ runner = CliRunner()
 @pytest.fixture
 def no_execute(monkeypatch):
     """Create the run (run.json) but do not load the model or generate."""
-    monkeypatch.setattr("pvm_bench.cli_run._execute", lambda runner, quiet: None)
-    monkeypatch.setattr("pvm_bench.cli_run._finish", lambda runner, *a, **k: runner.close())
+    monkeypatch.setattr("pvm_bench.cli.run._execute", lambda runner, quiet: None)
+    monkeypatch.setattr("pvm_bench.cli.run._finish", lambda runner, *a, **k: runner.close())
 
 
 def _config(out: Path, run_id: str = "r") -> dict:
@@ -118,7 +118,10 @@ def test_pvm_without_probes_flag_adds_branch_only_then(no_execute, tiny_qwen3_vl
         (["--gen_kwargs", "top_p=2"], "--top-p must be <= 1"),
         (["--batch-size", "2", "--model_args", "batch_size=3"], "--batch-size 2 and --model_args '3' disagree"),
         (["--force-resume"], "--force-resume only applies with --resume"),
-        (["--tasks", "mmmu_val"], "'mmmu_val' is lmms-eval's task name; the pvm-bench task is 'mmmu' (pass --tasks mmmu)"),
+        (
+            ["--tasks", "mmmu_val"],
+            "'mmmu_val' is lmms-eval's task name; the pvm-bench task is 'mmmu' (pass --tasks mmmu)",
+        ),
     ],
 )
 def test_bad_option_is_one_error_line_and_exit_2(no_execute, tiny_qwen3_vl, tmp_path, args, words):
@@ -132,9 +135,23 @@ def test_bad_option_is_one_error_line_and_exit_2(no_execute, tiny_qwen3_vl, tmp_
 def test_lmms_eval_spellings_map_to_flags(no_execute, tiny_qwen3_vl, fixture_data, tmp_path):
     out = tmp_path / "logs"
     code, output = _invoke(  # the data is local: a run loads it before it creates its directory
-        "--model", "qwen3_vl", "--model_args", f"pretrained={tiny_qwen3_vl},dtype=float32,attn_implementation=eager",
-        "--tasks", "mmmu", "--data-dir", str(fixture_data), "--batch_size", "3", "--output_path", str(out), "--run_id", "r", "--log_samples",
-        "--gen_kwargs", "temperature=0.7,top_p=0.8,top_k=20,max_new_tokens=7,do_sample=true,repetition_penalty=1.05",
+        "--model",
+        "qwen3_vl",
+        "--model_args",
+        f"pretrained={tiny_qwen3_vl},dtype=float32,attn_implementation=eager",
+        "--tasks",
+        "mmmu",
+        "--data-dir",
+        str(fixture_data),
+        "--batch_size",
+        "3",
+        "--output_path",
+        str(out),
+        "--run_id",
+        "r",
+        "--log_samples",
+        "--gen_kwargs",
+        "temperature=0.7,top_p=0.8,top_k=20,max_new_tokens=7,do_sample=true,repetition_penalty=1.05",
     )
     assert code == 0, output
     assert "note: --model qwen3_vl read as lmms-eval's model type" in output

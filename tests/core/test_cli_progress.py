@@ -7,8 +7,8 @@ import time
 
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
-from pvm_bench.cli_progress import LineProgress, ProgressState, format_duration, headline_rows
+from pvm_bench.cli.main import app
+from pvm_bench.cli.progress import LineProgress, ProgressState, format_duration, headline_rows
 
 runner = CliRunner()
 
@@ -86,10 +86,30 @@ def test_headline_rows_from_summary_csv_and_none_without_report(tmp_path):
 
 
 def test_run_off_terminal_prints_progress_lines_headline_and_paths(tiny_qwen3_vl, fixture_data, tmp_path):
-    result = runner.invoke(app, [
-        "run", "--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir", str(fixture_data), "--out", str(tmp_path),
-        "--run-id", "p", "--limit", "3", "--max-new-tokens", "4", "--batch-size", "2", "--probes", "",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            str(tiny_qwen3_vl),
+            "--tasks",
+            "mmmu",
+            "--data-dir",
+            str(fixture_data),
+            "--out",
+            str(tmp_path),
+            "--run-id",
+            "p",
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "4",
+            "--batch-size",
+            "2",
+            "--probes",
+            "",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = result.output
     assert "progress: base mmmu 0/3" in out and "progress: base mmmu 3/3 (100%)" in out
@@ -101,7 +121,7 @@ def test_run_off_terminal_prints_progress_lines_headline_and_paths(tiny_qwen3_vl
 def test_terminal_bar_is_labelled_with_variant_and_task():
     from rich.console import Console
 
-    from pvm_bench.cli_progress import BarProgress
+    from pvm_bench.cli.progress import BarProgress
 
     stream = io.StringIO()
     console = Console(file=stream, force_terminal=True, width=120)

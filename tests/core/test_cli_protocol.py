@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.results import RunRecord, read_jsonl
 
 runner = CliRunner()
@@ -14,8 +14,28 @@ SYSTEM_TURN = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_
 
 
 def _run(model: Path, data: Path, out: Path, run_id: str, *extra: str) -> tuple[int, str]:
-    args = ["run", "--quiet", "--probes", "", "--no-report", "--model", str(model), "--tasks", "mmmu",
-            "--data-dir", str(data), "--out", str(out), "--run-id", run_id, "--limit", "2", "--max-new-tokens", "3", *extra]
+    args = [
+        "run",
+        "--quiet",
+        "--probes",
+        "",
+        "--no-report",
+        "--model",
+        str(model),
+        "--tasks",
+        "mmmu",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--run-id",
+        run_id,
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "3",
+        *extra,
+    ]
     result = runner.invoke(app, args)
     return result.exit_code, result.output
 
@@ -54,8 +74,20 @@ def test_default_run_sends_no_system_turn_and_keeps_the_processor_sizes(tiny_qwe
     assert gen["protocol_sources"] == {"system_prompt": "none", "min_pixels": "processor", "max_pixels": "processor"}
 
     # An explicit empty system prompt removes the preset's; the prompts are then the default run's.
-    code, output = _run(tiny_qwen3_vl, fixture_data, tmp_path, "nosys", "--protocol", "lmms-eval", "--system-prompt", "",
-                        "--min-pixels", "1024", "--max-pixels", "16384")
+    code, output = _run(
+        tiny_qwen3_vl,
+        fixture_data,
+        tmp_path,
+        "nosys",
+        "--protocol",
+        "lmms-eval",
+        "--system-prompt",
+        "",
+        "--min-pixels",
+        "1024",
+        "--max-pixels",
+        "16384",
+    )
     assert code == 0, output
     assert _prompts(tmp_path / "nosys") == prompts
     code, output = _run(tiny_qwen3_vl, fixture_data, tmp_path, "own", "--system-prompt", "Answer briefly.")

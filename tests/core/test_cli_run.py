@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.results import RunRecord, SampleRecord, read_jsonl
 
 runner = CliRunner()
@@ -57,7 +57,12 @@ def test_kill_and_resume_equals_uninterrupted_run(tiny_qwen3_vl, fixture_data, t
     code, output = _run(*args)
     assert code == 0, output
 
-    killed_args = _base_args(tiny_qwen3_vl, fixture_data, tmp_path, "killed") + ["--batch-size", "1", "--max-new-tokens", "48"]
+    killed_args = _base_args(tiny_qwen3_vl, fixture_data, tmp_path, "killed") + [
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "48",
+    ]
     cmd = [sys.executable, "-m", "pvm_bench", "run", "--quiet", "--probes", "", "--no-report", *killed_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     samples = tmp_path / "killed" / "samples.jsonl"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.pvm.info import format_count, format_share
 
 runner = CliRunner()
@@ -18,7 +18,9 @@ def test_counts_and_shares_are_readable():
 def test_pvm_info_on_a_tiny_model_reads_right(tiny_qwen3_vl):
     result = runner.invoke(app, ["pvm", "info", "--model", str(tiny_qwen3_vl)])
     assert result.exit_code == 0, result.output
-    assert "x the size of" in result.output and "0.00B" not in result.output and "%" not in result.output.splitlines()[-1]
+    assert (
+        "x the size of" in result.output and "0.00B" not in result.output and "%" not in result.output.splitlines()[-1]
+    )
 
 
 def test_bench_pvm_help_states_no_internal_goal():

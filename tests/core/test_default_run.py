@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 pytestmark = pytest.mark.slow
 BASELINE = Path(__file__).resolve().parents[2] / "reports" / "baselines" / "organism.json"

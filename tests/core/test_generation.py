@@ -8,9 +8,10 @@ from PIL import Image
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from pvm_bench import load_model
+from pvm_bench.config import RunConfig
 from pvm_bench.models.generation import Request, RowSampler, effective_decoding, generate, ordered_images
 from pvm_bench.results import RunRecord
-from pvm_bench.run import RunConfig, Runner
+from pvm_bench.runner import Runner
 
 
 def _requests(n: int) -> list[Request]:
@@ -119,7 +120,13 @@ def test_row_sampler_distribution_matches_transformers_warpers():
 
 def test_effective_decoding_sources(lm, monkeypatch):
     gc = lm.hf_model.generation_config
-    for key, value in {"top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05, "temperature": 0.7, "do_sample": True}.items():
+    for key, value in {
+        "top_p": 0.8,
+        "top_k": 20,
+        "repetition_penalty": 1.05,
+        "temperature": 0.7,
+        "do_sample": True,
+    }.items():
         monkeypatch.setattr(gc, key, value)
     greedy = effective_decoding(lm, 0.0)
     assert greedy["do_sample"] is False and greedy["temperature"] == 0.0
@@ -128,8 +135,18 @@ def test_effective_decoding_sources(lm, monkeypatch):
                                 "repetition_penalty": "checkpoint"}
     assert greedy["checkpoint"]["temperature"] == 0.7  # recorded, never used
     sampled = effective_decoding(lm, 0.7, top_k=5, task={"top_p": 1.0, "max_new_tokens": 32})
-    assert (sampled["temperature"], sampled["top_p"], sampled["top_k"], sampled["repetition_penalty"]) == (0.7, 1.0, 5, 1.05)
-    assert sampled["source"] == {"temperature": "user", "top_p": "task", "top_k": "user", "repetition_penalty": "checkpoint"}
+    assert (sampled["temperature"], sampled["top_p"], sampled["top_k"], sampled["repetition_penalty"]) == (
+        0.7,
+        1.0,
+        5,
+        1.05,
+    )
+    assert sampled["source"] == {
+        "temperature": "user",
+        "top_p": "task",
+        "top_k": "user",
+        "repetition_penalty": "checkpoint",
+    }
     for key in ("top_p", "top_k", "repetition_penalty"):
         monkeypatch.setattr(gc, key, None)
     bare = effective_decoding(lm, 1.0)  # transformers' global defaults, as model.generate(do_sample=True) uses
@@ -167,7 +184,7 @@ def test_system_prompt_turn(lm):
 def test_cli_flags_reach_run_json(tiny_qwen3_vl, fixture_data, tmp_path):
     from typer.testing import CliRunner
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     args = ["run", "--quiet", "--probes", "", "--no-report", "--model", str(tiny_qwen3_vl), "--tasks", "mmbench_en",
             "--data-dir", str(fixture_data), "--out", str(tmp_path), "--run-id", "cli", "--limit", "2",
@@ -175,7 +192,12 @@ def test_cli_flags_reach_run_json(tiny_qwen3_vl, fixture_data, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     decoding = RunRecord.load(tmp_path / "cli").decoding["mmbench_en"]
-    assert (decoding["temperature"], decoding["top_k"], decoding["repetition_penalty"], decoding["top_p"]) == (0.5, 3, 1.2, 1.0)
+    assert (decoding["temperature"], decoding["top_k"], decoding["repetition_penalty"], decoding["top_p"]) == (
+        0.5,
+        3,
+        1.2,
+        1.0,
+    )
     assert decoding["source"] == {"temperature": "user", "top_p": "task", "top_k": "user", "repetition_penalty": "user"}
 
 

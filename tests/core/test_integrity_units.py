@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pvm_bench.data.images import CorruptImageError, load_image, source_bytes, to_rgb
 from pvm_bench.filehash import changed_files, file_digest, files_fingerprint, tree_files
-from pvm_bench.imageio import CorruptImageError, load_image, source_bytes, to_rgb
-from pvm_bench.metrics import Metric, score_problem
+from pvm_bench.tasks.metrics import Metric, score_problem
 
 
 def _encoded(img: Image.Image, fmt: str) -> bytes:
@@ -114,12 +114,16 @@ def test_files_fingerprint_names_the_changed_file(tmp_path: Path) -> None:
     (0.5, {"bleu": 42.0}, None),  # declared with value_range=None
 ])
 def test_score_problem(value, subs, problem) -> None:
-    metrics = [Metric("accuracy"), Metric("recall", subscore="recall"), Metric("bleu", subscore="bleu", value_range=None)]
+    metrics = [
+        Metric("accuracy"),
+        Metric("recall", subscore="recall"),
+        Metric("bleu", subscore="bleu", value_range=None),
+    ]
     assert score_problem(metrics, value, subs) == problem
 
 
 def test_jsonable_never_writes_nan() -> None:
-    from pvm_bench.workload import jsonable
+    from pvm_bench.runner.workload import jsonable
 
     value = jsonable({"a": math.nan, "b": [np.float32("inf"), 1.5], "c": np.float64(2.0)})
     assert value == {"a": None, "b": [None, 1.5], "c": 2.0}
@@ -129,9 +133,18 @@ def test_jsonable_never_writes_nan() -> None:
 def test_model_content_covers_input_files_and_skips_formats_never_loaded(tmp_path: Path) -> None:
     from pvm_bench.models.loading import model_content
 
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "preprocessor_config.json",
-                 "generation_config.json", "README.md", "training_args.bin", "original/consolidated.00.pth",
-                 "additional_chat_templates/tools.jinja"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "preprocessor_config.json",
+        "generation_config.json",
+        "README.md",
+        "training_args.bin",
+        "original/consolidated.00.pth",
+        "additional_chat_templates/tools.jinja",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(name)
     _, files = model_content(tmp_path)

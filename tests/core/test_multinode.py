@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.distributed import shared_dir_problem
-from pvm_bench.runfiles import merge_sample_shards
-from pvm_bench.runguard import RunError
+from pvm_bench.runner.distributed import shared_dir_problem
+from pvm_bench.runner.files import merge_sample_shards
+from pvm_bench.runner.guard import RunError
 
 
 def _shard(run: Path, rank: int, sample_id: str) -> None:
@@ -44,7 +44,7 @@ def test_shared_dir_problem_names_the_blind_ranks_and_hosts(tmp_path: Path) -> N
 _RANK = """
 import sys
 from pathlib import Path
-from pvm_bench.distributed import init_from_env
+from pvm_bench.runner.distributed import init_from_env
 from pvm_bench.errors import UserError
 dist = init_from_env()
 try:

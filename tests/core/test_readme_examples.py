@@ -10,7 +10,7 @@ import datasets
 from PIL import Image
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.results import read_jsonl
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -38,7 +38,9 @@ def test_readme_task_example_runs_through_the_cli(tiny_qwen3_vl, tmp_path):
     features = datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
                                   "answer": datasets.Value("string"), "image": datasets.Image()})
     (tmp_path / "data" / "colour_quiz").mkdir(parents=True)
-    datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp_path / "data" / "colour_quiz" / "test.parquet"))
+    datasets.Dataset.from_list(rows, features=features).to_parquet(
+        str(tmp_path / "data" / "colour_quiz" / "test.parquet")
+    )
 
     runner = CliRunner()
     listing = runner.invoke(app, ["tasks", "--include-path", str(plugins)])
@@ -67,7 +69,7 @@ def _commands() -> dict[str, set[str]]:
     """``{"run": {"--model", ...}, "pvm train": {...}, ...}``: every command path and its options."""
     import typer
 
-    from pvm_bench.cli_support import Command, Context  # typer's own click (vendored in typer >= 0.29)
+    from pvm_bench.cli.support import Command, Context  # typer's own click (vendored in typer >= 0.29)
 
     out: dict[str, set[str]] = {}
 
@@ -86,7 +88,7 @@ def _commands() -> dict[str, set[str]]:
 
 def _flag(token: str) -> str | None:
     """The option name in ``token`` (``--model_args=x`` -> ``--model-args``), None if not a long option."""
-    from pvm_bench.cli_options import RENAMES
+    from pvm_bench.cli.options import RENAMES
 
     token = token.strip("[]()`,.;:")
     if not token.startswith("--") or len(token) < 3 or not token[2].isalpha():
@@ -138,13 +140,15 @@ def test_every_command_and_flag_in_the_readme_exists():
 
 
 def test_every_flag_in_the_readme_is_a_pvm_bench_option():
-    from pvm_bench.cli_options import NO_EQUIVALENT
+    from pvm_bench.cli.options import NO_EQUIVALENT
 
     text = README.read_text(encoding="utf-8")
     known = set().union(*_commands().values()) | {"--help"} | FOREIGN_FLAGS
     known |= {name.replace("_", "-") for name in NO_EQUIVALENT}
     code = re.findall(r"```(?:bash|yaml|toml)\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
-    unknown = {flag for chunk in code for token in re.split(r"[\s/]+", chunk) if (flag := _flag(token)) and flag not in known}
+    unknown = {
+        flag for chunk in code for token in re.split(r"[\s/]+", chunk) if (flag := _flag(token)) and flag not in known
+    }
     assert not unknown, f"README shows flags that no command has: {sorted(unknown)}"
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from pvm_bench.results import JsonlAppender, SampleRecord, read_jsonl, read_samples
-from pvm_bench.run import compact_frame, probe_frame, sample_seed
+from pvm_bench.results import JsonlAppender, SampleRecord, compact_frame, read_jsonl, read_samples
+from pvm_bench.runner import probe_frame, sample_seed
 
 
 def _record(sample_id: str, output: str = "x") -> SampleRecord:
@@ -40,7 +40,9 @@ def test_sample_seed_is_stable_and_distinct():
 
 def test_probe_frame_broadcasts_step_measures_over_layers():
     records = {
-        "attention": [{"step": s, "layer": layer, "visual_mass": 0.1 * s + layer} for s in range(3) for layer in range(2)],
+        "attention": [
+            {"step": s, "layer": layer, "visual_mass": 0.1 * s + layer} for s in range(3) for layer in range(2)
+        ],
         "lens": [{"step": s, "entropy": float(s)} for s in range(3)],
     }
     frame = compact_frame(probe_frame(records))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pvm_bench.errors import FileFormatError
-from pvm_bench.metrics import unit_values
-from pvm_bench.taskmeta import read_task_file, spec_metrics, write_task_file
+from pvm_bench.runner.taskmeta import read_task_file, spec_metrics, write_task_file
 from pvm_bench.tasks import Sample, get_registry
+from pvm_bench.tasks.metrics import unit_values
 
 
 def _samples(metas: list[dict]) -> list[Sample]:

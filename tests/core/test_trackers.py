@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import pvm_bench.trackers as trackers
-from pvm_bench.cli import app
-from pvm_bench.trackers import Tracker, log_run, read_payload
+import pvm_bench.cli.trackers as trackers
+from pvm_bench.cli.main import app
+from pvm_bench.cli.trackers import Tracker, log_run, read_payload
 
 runner = CliRunner()
 COLUMNS = ["task", "variant", "metric", "band", "t", "value", "ci_low", "ci_high", "n", "headline", "kind"]
@@ -44,9 +44,32 @@ def _fake_run(tmp_path: Path) -> Path:
         {"task": "a", "variant": "pvm", "metric": "accuracy", "value": "0.75", "headline": "True", "kind": "task"},
         {"task": "MACRO", "variant": "pvm", "metric": "accuracy", "value": "0.75", "headline": "True", "kind": "macro"},
         {"task": "a", "variant": "base", "metric": "accuracy", "band": "len:0-64", "value": "0.4", "headline": "True"},
-        {"task": "a", "variant": "base", "metric": "visual_mass", "band": "all", "t": "64", "value": "0.2", "headline": "False"},
-        {"task": "a", "variant": "base", "metric": "visual_mass", "band": "all", "t": "16", "value": "0.3", "headline": "False"},
-        {"task": "a", "variant": "base", "metric": "truncation_rate", "value": "0.1", "headline": "False", "kind": "run"},
+        {
+            "task": "a",
+            "variant": "base",
+            "metric": "visual_mass",
+            "band": "all",
+            "t": "64",
+            "value": "0.2",
+            "headline": "False",
+        },
+        {
+            "task": "a",
+            "variant": "base",
+            "metric": "visual_mass",
+            "band": "all",
+            "t": "16",
+            "value": "0.3",
+            "headline": "False",
+        },
+        {
+            "task": "a",
+            "variant": "base",
+            "metric": "truncation_rate",
+            "value": "0.1",
+            "headline": "False",
+            "kind": "run",
+        },
     ]
     with (run_dir / "metrics.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS)
@@ -58,7 +81,10 @@ def _fake_run(tmp_path: Path) -> Path:
 
 def test_missing_package_is_one_line_and_nothing_runs(monkeypatch, tiny_qwen3_vl, fixture_data, tmp_path):
     monkeypatch.setattr(trackers, "_installed", lambda module: False)
-    for flag, value, package in (("--wandb-project", "proj", "wandb"), ("--tensorboard", str(tmp_path / "tb"), "tensorboard")):
+    for flag, value, package in (
+        ("--wandb-project", "proj", "wandb"),
+        ("--tensorboard", str(tmp_path / "tb"), "tensorboard"),
+    ):
         result = runner.invoke(app, _run_args(tiny_qwen3_vl, fixture_data, tmp_path / "out", "x", flag, value))
         assert result.exit_code == 2
         assert (f"error: {flag} needs the '{package}' package, which is not installed: "
@@ -80,7 +106,12 @@ def test_tensorboard_gets_config_scalars_curves_and_plots(tmp_path):
     assert done == {"tensorboard": str(tmp_path / "tb" / "r1")}
     acc = _events(tmp_path / "tb" / "r1")
     tags = acc.Tags()
-    assert sorted(tags["scalars"]) == ["accuracy/MACRO/pvm", "accuracy/a/base", "accuracy/a/pvm", "visual_mass/a/base/all"]
+    assert sorted(tags["scalars"]) == [
+        "accuracy/MACRO/pvm",
+        "accuracy/a/base",
+        "accuracy/a/pvm",
+        "visual_mass/a/base/all",
+    ]
     assert [(e.step, round(e.value, 6)) for e in acc.Scalars("accuracy/a/pvm")] == [(0, 0.75)]
     assert [(e.step, round(e.value, 6)) for e in acc.Scalars("visual_mass/a/base/all")] == [(16, 0.3), (64, 0.2)]
     assert tags["images"] == ["plots/decay"]
@@ -114,7 +145,9 @@ def test_cli_run_logs_to_tensorboard_and_wandb_offline(monkeypatch, tiny_qwen3_v
     run_dir = tmp_path / "out" / "tracked"
     with (run_dir / "metrics.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    accuracy = next(float(r["value"]) for r in rows if r["metric"] == "accuracy" and r["task"] == "mmmu" and not r["band"])
+    accuracy = next(
+        float(r["value"]) for r in rows if r["metric"] == "accuracy" and r["task"] == "mmmu" and not r["band"]
+    )
     plots = sorted(p.stem for p in (run_dir / "plots").glob("*.png"))
     assert plots
     acc = _events(tmp_path / "tb" / "tracked")
@@ -137,8 +170,8 @@ def test_cli_run_logs_to_tensorboard_and_wandb_offline(monkeypatch, tiny_qwen3_v
 
 
 def test_the_closing_table_and_the_trackers_pick_the_same_headline_rows(tmp_path):
-    """One headline test (pvm_bench.metricsfile.is_headline): a "NaN" band is no band for both readers."""
-    from pvm_bench.cli_progress import headline_rows
+    """One headline test (pvm_bench.cli.metricsfile.is_headline): a "NaN" band is no band for both readers."""
+    from pvm_bench.cli.progress import headline_rows
 
     run_dir = _fake_run(tmp_path)
     with (run_dir / "metrics.csv").open("a", newline="") as handle:

@@ -135,7 +135,7 @@ def test_cli_ablate_after_adds_blind_variants_and_per_image(tiny_qwen3_vl, fixtu
     import pandas as pd
     from typer.testing import CliRunner
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
     from pvm_bench.results import read_jsonl
 
     result = CliRunner().invoke(app, [

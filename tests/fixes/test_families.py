@@ -22,7 +22,9 @@ ZERO = ["pai:alpha=0:gamma=1", "memvr:ratio=0:threshold=0", "memvr:threshold=1:s
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_lm(request, tmp_path_factory: pytest.TempPathFactory):
-    path = build_tiny_model(request.param, tmp_path_factory.mktemp(request.param) / "m", seed=1, size="small", init_std=0.2)
+    path = build_tiny_model(
+        request.param, tmp_path_factory.mktemp(request.param) / "m", seed=1, size="small", init_std=0.2
+    )
     return request.param, load_model(str(path))
 
 

@@ -233,7 +233,7 @@ def test_published_defaults():
 
 
 def test_cli_runs_base_and_pai(tiny_qwen3_vl, fixture_data, tmp_path):
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     result = CliRunner().invoke(app, [
         "run", "--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir", str(fixture_data),
@@ -264,7 +264,7 @@ def test_memvr_refuses_a_model_too_shallow_for_its_window(tiny_qwen3_vl):
 
 
 def test_cli_rejects_bad_fix_parameter(tiny_qwen3_vl, fixture_data, tmp_path):
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     result = CliRunner().invoke(app, [
         "run", "--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir", str(fixture_data),

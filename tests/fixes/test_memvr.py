@@ -73,7 +73,9 @@ def reference_prefill_logits(lm, request, config: MemVRConfig) -> tuple[torch.Te
     enc, _ = encode(lm, [request])
     captured: dict[str, torch.Tensor] = {}
     handles = [
-        layer.register_forward_hook(lambda m, a, o, i=i: captured.__setitem__(f"out{i}", o[0] if isinstance(o, tuple) else o))
+        layer.register_forward_hook(
+            lambda m, a, o, i=i: captured.__setitem__(f"out{i}", o[0] if isinstance(o, tuple) else o)
+        )
         for i, layer in enumerate(lm.layers)
     ]
     with capture_visual(lm) as state, torch.inference_mode():
@@ -183,8 +185,16 @@ def test_qwen_recipe_retraces_differently_from_the_llava_one(tmp_path):
     path = build_tiny_model("qwen3_vl", tmp_path / "q", seed=1, size="small", init_std=0.2)
     qlm = load_model(str(path))
     g = torch.Generator().manual_seed(2)
-    x, ffn, z = torch.randn(1, 4, 16, generator=g), torch.randn(1, 4, 16, generator=g), torch.randn(1, 6, 16, generator=g)
-    w_up, w_down, mask = torch.randn(32, 16, generator=g), torch.randn(16, 32, generator=g), torch.ones(1, 6, dtype=torch.bool)
+    x, ffn, z = (
+        torch.randn(1, 4, 16, generator=g),
+        torch.randn(1, 4, 16, generator=g),
+        torch.randn(1, 6, 16, generator=g),
+    )
+    w_up, w_down, mask = (
+        torch.randn(32, 16, generator=g),
+        torch.randn(16, 32, generator=g),
+        torch.ones(1, 6, dtype=torch.bool),
+    )
     assert not torch.allclose(retrace(x, ffn, z, mask, w_up, w_down, 0.28, silu=True),
                               retrace(x, ffn, z, mask, w_up, w_down, 0.28))
     request = _request("Colour?", [(32, 32)])

@@ -70,7 +70,7 @@ def entry_point(monkeypatch):
 
 
 def test_entry_point_fix_runs_through_the_cli(entry_point, tiny_qwen3_vl, fixture_data, tmp_path):
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     result = CliRunner().invoke(app, [
         "run", "--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir", str(fixture_data),

@@ -27,7 +27,7 @@ VARIANTS = ("base", "pvm", "pai", "pvm+pai", *ZERO_STRENGTH, f"blind:after={BLIN
 @pytest.fixture(scope="module")
 def organism_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ``pvm-bench run`` of the organism job (adapter loaded: ``--pvm`` is the default)."""
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     out = tmp_path_factory.mktemp("semantics")
     result = CliRunner().invoke(app, [
@@ -126,7 +126,7 @@ def test_canonical_forms():
 
 
 def test_cli_refuses_a_duplicate_configuration_with_one_line(tmp_path):
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     result = CliRunner().invoke(app, [
         "run", "--variants", "base,blind:after=3,blind:after=03", "--limit", "1", "--max-new-tokens", "2",
@@ -143,7 +143,7 @@ def test_resume_refuses_a_changed_composition(organism_run, tmp_path):
     is not silently continued under the new meaning."""
     import shutil
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     run = tmp_path / "sem"
     shutil.copytree(organism_run, run)
@@ -162,7 +162,7 @@ def test_resume_refuses_a_run_recorded_before_compositions(organism_run, tmp_pat
     ran as pvm + PAI, so continuing it as base + PAI would mix two interventions under one name."""
     import shutil
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     run = tmp_path / "sem"
     shutil.copytree(organism_run, run)
@@ -183,7 +183,7 @@ def test_summary_and_report_say_what_each_variant_ran(organism_run, tmp_path):
     import html
     import shutil
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     run = tmp_path / "sem"
     shutil.copytree(organism_run, run)
@@ -202,7 +202,7 @@ def test_compare_flags_a_variant_name_that_ran_another_composition(organism_run,
     where it is base + PAI is flagged, not shown as the same row."""
     import shutil
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     old = tmp_path / "old"
     shutil.copytree(organism_run, old)

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 
 def test_bench_batch_same_outputs_and_speedups(tiny_qwen3_vl, tmp_path):

@@ -29,10 +29,14 @@ COMMANDS = {
 SLOW = {"probe", "replay"}
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in sorted(COMMANDS)])
+@pytest.mark.parametrize(
+    "command", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in sorted(COMMANDS)]
+)
 def test_bench_commands_build_the_random_model_when_no_model_is_given(command, tmp_path):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", command, "--random-size", "tiny", *COMMANDS[command], "--json", str(out)])
+    result = CliRunner().invoke(
+        app, ["bench", command, "--random-size", "tiny", *COMMANDS[command], "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     res = json.loads(out.read_text())
     assert res["model"] == random_label("tiny") == "testing:qwen3_vl/tiny (random)"

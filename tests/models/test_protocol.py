@@ -14,7 +14,7 @@ from pvm_bench.models.generation import Request, encode
 from pvm_bench.models.loading import load_model
 from pvm_bench.models.processor import apply_pixel_limits, pixel_limits
 from pvm_bench.models.protocol import ProtocolError, apply_protocol, resolve_protocol
-from pvm_bench.runguard import resume_changes
+from pvm_bench.runner.guard import resume_changes
 
 
 def test_lmms_eval_preset_for_qwen3_vl_is_the_wrappers_defaults():
@@ -28,7 +28,9 @@ def test_lmms_eval_preset_for_qwen3_vl_is_the_wrappers_defaults():
 
 
 def test_explicit_values_win_and_empty_system_prompt_means_none():
-    protocol, limits = resolve_protocol(FAMILIES["qwen3_vl"], "lmms-eval", system_prompt="", max_pixels=4096, min_pixels=1024)
+    protocol, limits = resolve_protocol(
+        FAMILIES["qwen3_vl"], "lmms-eval", system_prompt="", max_pixels=4096, min_pixels=1024
+    )
     assert protocol.system_prompt is None and limits == (1024, 4096)
     assert protocol.sources == {"system_prompt": "user", "min_pixels": "user", "max_pixels": "user"}
     protocol, limits = resolve_protocol(FAMILIES["qwen3_vl"], "default", system_prompt="Be brief.")
@@ -90,6 +92,8 @@ def test_resume_compares_protocol_settings_but_not_settings_an_old_run_lacks():
     new = SimpleNamespace(model={}, adapter=None, datasets={}, generation={"t": {
         "max_new_tokens": 8, "protocol": "default", "system_prompt": None, "min_pixels": 1024, "max_pixels": 16384}})
     assert resume_changes(old, new) == []  # a run recorded before protocols existed still resumes
-    old.generation = {"t": {**new.generation["t"], "system_prompt": "You are a helpful assistant.", "protocol": "lmms-eval"}}
+    old.generation = {
+        "t": {**new.generation["t"], "system_prompt": "You are a helpful assistant.", "protocol": "lmms-eval"}
+    }
     changes = resume_changes(old, new)
     assert len(changes) == 1 and "protocol lmms-eval -> default" in changes[0] and "system_prompt" in changes[0]

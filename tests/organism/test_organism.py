@@ -92,7 +92,7 @@ def test_default_run_options() -> None:
     assert Path(opts["model"]) == BASE_DIR and Path(opts["pvm"]) == PVM_DIR
     assert opts["tasks"] == "swatch_recall"
     assert opts["split"] == "test"
-    from pvm_bench.run import RunConfig
+    from pvm_bench.config import RunConfig
 
     RunConfig(**{**opts, "tasks": opts["tasks"].split(",")})  # every extra default is a RunConfig field
 

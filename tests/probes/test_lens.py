@@ -73,5 +73,5 @@ def test_registry():
     assert [p.name for p in probes] == ["attention", "lens"]
     assert probes[0].per_head
     assert {"attention", "lens"} <= PROBES.keys()
-    with pytest.raises(UnknownProbeError, match="'nope'.*available: .*attention"):
+    with pytest.raises(UnknownProbeError, match="unknown probe 'nope'; see --probes"):
         make_probes(["attention", "nope"], per_head=False)

@@ -22,7 +22,7 @@ from pvm_bench.models.generation import Request, generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.probes.attention import AttentionProbe
 from pvm_bench.probes.maps import MapsProbe
-from pvm_bench.runprobes import RunProbes
+from pvm_bench.runner.probes import RunProbes
 
 from .conftest import FAMILIES, batch3
 
@@ -216,7 +216,7 @@ def test_maps_off_installs_nothing():
 def _cli(*args: str, report: bool = False):
     from typer.testing import CliRunner
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     return CliRunner().invoke(app, ["run", "--quiet", "--report" if report else "--no-report", "--tasks",
                                     "swatch_recall", "--limit", "3", "--max-new-tokens", "10", *args])
@@ -228,14 +228,16 @@ def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path):
     equals attention.parquet's visual mass averaged over all layers; ``--maps 0`` writes none."""
     import pandas as pd
 
-    from pvm_bench.mapstore import FORMAT, map_path, read_maps
     from pvm_bench.results import read_samples
+    from pvm_bench.runner.maps import FORMAT, map_path, read_maps
 
     result = _cli("--maps", "2", "--out", str(tmp_path), "--run-id", "m", report=True)
     assert result.exit_code == 0, result.output
     run = tmp_path / "m"
     files = sorted(p.relative_to(run).as_posix() for p in (run / "maps").rglob("*.safetensors"))
-    assert files == [f"maps/{v}/swatch_recall/swatch_recall-test-{i}-r0.safetensors" for v in ("base", "pvm") for i in (0, 1)]
+    assert files == [
+        f"maps/{v}/swatch_recall/swatch_recall-test-{i}-r0.safetensors" for v in ("base", "pvm") for i in (0, 1)
+    ]
     att = pd.read_parquet(run / "attention.parquet")
     for rec in read_samples(run):
         path = map_path(run, rec.variant, rec.task, rec.sample_id, rec.repeat)
@@ -291,7 +293,7 @@ def test_cli_maps_bad_values_exit_2_with_one_line(tmp_path):
 
 
 def test_map_paths_are_plain_names(tmp_path):
-    from pvm_bench.mapstore import MapsError, map_path, parse_maps, read_maps
+    from pvm_bench.runner.maps import MapsError, map_path, parse_maps, read_maps
 
     path = map_path(tmp_path, "pvm+pai:alpha=0.2", "t/x", "../s 1", 3)
     assert path.parent.parent.parent == tmp_path / "maps" and path.name == "..%2Fs%201-r3.safetensors"

@@ -18,7 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.instrument import instrument_for
 from pvm_bench.probes.base import BatchContext, Probe
 from pvm_bench.probes.registry import PROBES, make_probes, register_probe

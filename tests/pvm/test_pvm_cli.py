@@ -48,7 +48,9 @@ def test_export_train_bench_commands(pvm_tiny_dirs, tmp_path) -> None:
     lm = load_model(base, dtype="float32", device="cpu")
     attach_pvm(lm, layers=[1], hidden_size=32).set_gate(0.2)
     adapter = save_adapter(lm, tmp_path / "adapter")
-    r = runner.invoke(_app(), ["pvm", "export", "--model", base, "--pvm", str(adapter), "--out", str(tmp_path / "full")])
+    r = runner.invoke(
+        _app(), ["pvm", "export", "--model", base, "--pvm", str(adapter), "--out", str(tmp_path / "full")]
+    )
     assert r.exit_code == 0, r.output
     assert detect_format(tmp_path / "full") == "full"
     r = runner.invoke(_app(), ["pvm", "export", "--model", str(pvm_tiny_dirs["qwen3_vl_seed1"]), "--pvm", str(adapter),

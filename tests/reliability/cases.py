@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from pvm_bench.runguard import RunLock
+from pvm_bench.runner.guard import RunLock
 
 
 @dataclass(frozen=True)

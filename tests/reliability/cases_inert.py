@@ -4,9 +4,9 @@ Same sandbox as :mod:`cases` (:class:`conftest.Env`). A row states the exit code
 output (of its one ``error:`` line for codes 2 and 3), words that must not appear, files that must
 stay byte-identical, and an extra check. Classes and their one mechanism:
 
-- plugins: reports read ``RUN/tasks.json`` / ``thumbnails.json`` (pvm_bench.taskmeta, runmedia);
+- plugins: reports read ``RUN/tasks.json`` / ``thumbnails.json`` (pvm_bench.runner.taskmeta, runmedia);
 - symlinks: every run-file writer goes through pvm_bench.safeio;
-- image paths: pvm_bench.imageroot;
+- image paths: pvm_bench.data.imageroot;
 - markdown: pvm_bench.report.mdtext.md_escape;
 - concurrent reports: the report lock + unique temp names (runguard.RunLock, safeio.temp_beside);
 - baselines: pvm_bench.report.baseline_schema; data fingerprints in check;
@@ -31,19 +31,35 @@ EVIL_TASK = "quiz<img src=x onerror=alert(1)>"
 EVIL_METRIC = "acc<script>alert(2)</script>"
 
 
-def inert(case_id: str, argv: Callable[..., list[str]], code: int, words: tuple[str, ...] = (),
-          absent: tuple[str, ...] = (), unchanged: tuple[str, ...] = (), check: Callable[..., None] | None = None) -> Case:
+def inert(
+    case_id: str,
+    argv: Callable[..., list[str]],
+    code: int,
+    words: tuple[str, ...] = (),
+    absent: tuple[str, ...] = (),
+    unchanged: tuple[str, ...] = (),
+    check: Callable[..., None] | None = None,
+) -> Case:
     """A row of this table as a :class:`cases.Case`: one ``error:`` line holding ``words`` for exit
     codes 2 and 3; ``words`` anywhere in the output for 0 and 1 (``check: FAIL``, per-sample errors)."""
-    return Case(case_id, argv, code, words, unchanged=unchanged, absent=absent, one_error_line=code in (2, 3),
-                words_in_output=code in (0, 1), check=check)
+    return Case(
+        case_id,
+        argv,
+        code,
+        words,
+        unchanged=unchanged,
+        absent=absent,
+        one_error_line=code in (2, 3),
+        words_in_output=code in (0, 1),
+        check=check,
+    )
 
 
 # ----------------------------------------------------------------- plugin runs
-PLUGIN = '''
+PLUGIN = """
 import pathlib
 from PIL import Image
-from pvm_bench.tasks import LazyImage, Metric, Sample, Score, Task
+from pvm_bench.tasks.base import LazyImage, Metric, Sample, Score, Task
 
 HERE = pathlib.Path(__file__).parent
 (HERE / "imported.mark").touch()
@@ -69,7 +85,7 @@ class Quiz(Task):
 
 
 TASKS = [Quiz()]
-'''
+"""
 
 
 def _plugin_run(env, name: str = "quiz", metric: str = "quiz_balanced", run_id: str = "r") -> Path:
@@ -78,8 +94,20 @@ def _plugin_run(env, name: str = "quiz", metric: str = "quiz_balanced", run_id: 
     plugins = env.root / f"plugins-{run_id}"
     plugins.mkdir(exist_ok=True)
     (plugins / "quiz.py").write_text(PLUGIN.format(name=name, metric=metric))
-    code, output = env.cli("run", "--model", str(env.model), "--tasks", name, "--include-path", str(plugins),
-                           "--out", str(env.out), "--run-id", run_id, *RUN_ARGS)
+    code, output = env.cli(
+        "run",
+        "--model",
+        str(env.model),
+        "--tasks",
+        name,
+        "--include-path",
+        str(plugins),
+        "--out",
+        str(env.out),
+        "--run-id",
+        run_id,
+        *RUN_ARGS,
+    )
     assert code == 0, output
     _forget_markers(env)
     return env.out / run_id
@@ -253,8 +281,16 @@ def md_check(env) -> list[str]:
     run = _evil_run(env)
     code, output = env.cli("baseline", str(run), "-o", str(env.root / "b.json"))
     assert code == 0, output
-    return ["check", str(run), "--baseline", str(env.root / "b.json"), "--alpha", "0",
-            "--markdown", str(env.root / "step.md")]
+    return [
+        "check",
+        str(run),
+        "--baseline",
+        str(env.root / "b.json"),
+        "--alpha",
+        "0",
+        "--markdown",
+        str(env.root / "step.md"),
+    ]
 
 
 def _check_md_inert(env) -> None:
@@ -426,30 +462,58 @@ NOT_IMPORTED = ("PLUGIN-IMPORTED", "Traceback")
 
 INERT_CASES: list[Case] = [
     # security: reading a run executes nothing from it
-    inert("inert-report-no-plugin-import", report_plugin_run, 0, ("report:",), NOT_IMPORTED,
-              check=_plugin_metric_reported),
-    inert("inert-report-plugin-gone", report_plugin_gone, 0, ("report:",), NOT_IMPORTED,
-              check=_plugin_metric_reported),
-    inert("inert-baseline-no-plugin-import", baseline_plugin_run, 0, ("baseline:",), NOT_IMPORTED,
-              check=_baseline_has_metric),
-    inert("inert-compare-no-plugin-import", compare_plugin_run, 0, ("quiz_balanced",), NOT_IMPORTED,
-              check=_not_executed),
+    inert(
+        "inert-report-no-plugin-import", report_plugin_run, 0, ("report:",), NOT_IMPORTED, check=_plugin_metric_reported
+    ),
+    inert("inert-report-plugin-gone", report_plugin_gone, 0, ("report:",), NOT_IMPORTED, check=_plugin_metric_reported),
+    inert(
+        "inert-baseline-no-plugin-import",
+        baseline_plugin_run,
+        0,
+        ("baseline:",),
+        NOT_IMPORTED,
+        check=_baseline_has_metric,
+    ),
+    inert(
+        "inert-compare-no-plugin-import", compare_plugin_run, 0, ("quiz_balanced",), NOT_IMPORTED, check=_not_executed
+    ),
     inert("inert-check-no-plugin-import", check_plugin_run, 0, ("check: PASS",), NOT_IMPORTED, check=_not_executed),
     # security: symlinks in a run directory are never written through
-    inert("inert-lock-symlink", lock_symlink, 2, (".lock is a symbolic link", "remove the link"),
-              unchanged=("victim.txt", *RUN)),
-    inert("inert-samples-symlink", samples_symlink, 2, ("samples.jsonl is a symbolic link",),
-              unchanged=("victim.txt",)),
+    inert(
+        "inert-lock-symlink",
+        lock_symlink,
+        2,
+        (".lock is a symbolic link", "remove the link"),
+        unchanged=("victim.txt", *RUN),
+    ),
+    inert(
+        "inert-samples-symlink", samples_symlink, 2, ("samples.jsonl is a symbolic link",), unchanged=("victim.txt",)
+    ),
     inert("inert-plots-symlink", plots_symlink, 2, ("plots is a symbolic link",), check=_nothing_elsewhere),
-    inert("inert-report-html-symlink", report_html_symlink, 0, ("report:",), unchanged=("victim.txt",),
-              check=_link_replaced),
+    inert(
+        "inert-report-html-symlink",
+        report_html_symlink,
+        0,
+        ("report:",),
+        unchanged=("victim.txt",),
+        check=_link_replaced,
+    ),
     # security: image paths stay in the data root
-    inert("inert-image-absolute-outside", image_absolute_outside, 1,
-              ("leaves the data directory", "--allow-outside-data"),
-              unchanged=("secret.png",), check=_secret_not_embedded),
-    inert("inert-image-relative-outside", image_relative_outside, 1,
-              ("../../secret.png", "leaves the data directory"),
-              check=_secret_not_embedded),
+    inert(
+        "inert-image-absolute-outside",
+        image_absolute_outside,
+        1,
+        ("leaves the data directory", "--allow-outside-data"),
+        unchanged=("secret.png",),
+        check=_secret_not_embedded,
+    ),
+    inert(
+        "inert-image-relative-outside",
+        image_relative_outside,
+        1,
+        ("../../secret.png", "leaves the data directory"),
+        check=_secret_not_embedded,
+    ),
     inert("inert-image-outside-allowed", image_outside_allowed, 0, ("report:",), check=_secret_read),
     inert("inert-image-relative-to-data-file", image_relative_inside, 0, (), ("error:",)),
     # security: markdown carries no HTML from names
@@ -457,18 +521,30 @@ INERT_CASES: list[Case] = [
     inert("inert-md-compare", md_compare, 0, ("&lt;img src=x onerror=alert(1)&gt;",), ("<img", "<script")),
     inert("inert-md-check", md_check, 0, ("check: PASS",), check=_check_md_inert),
     # integrity: record counts
-    inert("inert-report-cut-last-line", report_cut_line, 0, ("RECORD COUNT MISMATCH",),
-              check=_summary_says_mismatch),
+    inert("inert-report-cut-last-line", report_cut_line, 0, ("RECORD COUNT MISMATCH",), check=_summary_says_mismatch),
     inert("inert-check-cut-last-line", check_cut_line, 1, ("check: FAIL", "RECORD COUNT MISMATCH")),
     inert("inert-baseline-cut-last-line", baseline_cut_line, 2, ("RECORD COUNT MISMATCH", "--allow-partial")),
     # integrity: baselines
     inert("inert-baseline-empty", _edit_baseline(lambda d: d.update(metrics=[])), 2, ("has no metrics",)),
-    inert("inert-baseline-source-string", _edit_baseline(lambda d: d.update(source="x")), 2,
-              ("source: must be a JSON object",), ("AttributeError",)),
-    inert("inert-baseline-hib-string", _edit_baseline(_first_metric(higher_is_better="false")), 2,
-              ("metrics[0].higher_is_better", "JSON boolean")),
-    inert("inert-baseline-huge-ci", _edit_baseline(_first_metric(ci_low=-1e308, ci_high=1e308)), 2,
-              ("metrics[0]", "implausibly wide")),
+    inert(
+        "inert-baseline-source-string",
+        _edit_baseline(lambda d: d.update(source="x")),
+        2,
+        ("source: must be a JSON object",),
+        ("AttributeError",),
+    ),
+    inert(
+        "inert-baseline-hib-string",
+        _edit_baseline(_first_metric(higher_is_better="false")),
+        2,
+        ("metrics[0].higher_is_better", "JSON boolean"),
+    ),
+    inert(
+        "inert-baseline-huge-ci",
+        _edit_baseline(_first_metric(ci_low=-1e308, ci_high=1e308)),
+        2,
+        ("metrics[0]", "implausibly wide"),
+    ),
     inert("inert-check-other-data", check_other_data, 1, ("check: FAIL", "data differs", "--allow-data-change")),
     inert("inert-check-other-data-allowed", check_other_data_allowed, 0, ("check: PASS", "data differs")),
     # integrity: concurrent reports never share a temp file
@@ -479,14 +555,27 @@ INERT_CASES: list[Case] = [
     inert("inert-compare-read-only", compare_read_only, 3, ("cannot write the comparison", "read-only")),
     inert("inert-baseline-onto-directory", baseline_onto_directory, 3, ("b.json", "directory")),
     inert("inert-compare-onto-directory", compare_onto_directory, 3, ("cmp.md", "directory")),
-    inert("inert-check-markdown-missing-dir", _check_markdown_into(lambda r: r / "no" / "such" / "step.md"), 3,
-              ("cannot write the check summary", "does not exist")),
-    inert("inert-check-markdown-directory", _check_markdown_into(_a_directory), 3,
-              ("cannot write the check summary", "directory")),
+    inert(
+        "inert-check-markdown-missing-dir",
+        _check_markdown_into(lambda r: r / "no" / "such" / "step.md"),
+        3,
+        ("cannot write the check summary", "does not exist"),
+    ),
+    inert(
+        "inert-check-markdown-directory",
+        _check_markdown_into(_a_directory),
+        3,
+        ("cannot write the check summary", "directory"),
+    ),
     # report of bad attention files: a note, not a traceback
     # issue 20: one line naming the column and the fix, exit 2 (issue 22: a section that cannot be computed
     # fails the report unless --allow-partial)
-    inert("inert-attention-string-layers", _attention(_string_layers), 2,
-              ("'layer' holds VARCHAR values, not numbers", "--allow-partial"), ("Traceback",)),
+    inert(
+        "inert-attention-string-layers",
+        _attention(_string_layers),
+        2,
+        ("'layer' holds VARCHAR values, not numbers", "--allow-partial"),
+        ("Traceback",),
+    ),
     inert("inert-attention-infinite-mass", _attention(_infinite_mass), 0, ("report:",)),
 ]

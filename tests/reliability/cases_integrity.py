@@ -23,8 +23,10 @@ from .cases import RUN, Case, _no_run_dir, _run_json
 
 # ----------------------------------------------------------------- plugins (include-path task modules)
 ODD_SCORES = '''
-from pvm_bench.builtin_tasks.mmstar import MMStar
-from pvm_bench.tasks import Score
+from pvm_bench.tasks.registry import builtin_task_module
+
+MMStar = builtin_task_module("mmstar").MMStar
+from pvm_bench.tasks.base import Score
 
 
 class Odd(MMStar):
@@ -47,8 +49,10 @@ TASKS = [Odd("odd_two", 2.0), Odd("odd_nan", "nan"), Odd("odd_raise", "raise"), 
 '''
 
 SHADOW = '''
-from pvm_bench.builtin_tasks.mmstar import MMStar
-from pvm_bench.tasks import Score
+from pvm_bench.tasks.registry import builtin_task_module
+
+MMStar = builtin_task_module("mmstar").MMStar
+from pvm_bench.tasks.base import Score
 
 
 class Always(MMStar):
@@ -63,9 +67,11 @@ TASKS = [Always()]
 
 # The README's colour_quiz scorer (README "Adding a task") on MMStar's data.
 COLOUR_QUIZ = '''
-from pvm_bench.builtin_tasks.mmstar import MMStar
-from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import Score
+from pvm_bench.tasks.registry import builtin_task_module
+
+MMStar = builtin_task_module("mmstar").MMStar
+from pvm_bench.scoring.extract import prepare_output, truncated_score
+from pvm_bench.tasks.base import Score
 
 
 class ColourQuiz(MMStar):

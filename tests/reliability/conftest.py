@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 RUN_ARGS = ["--quiet", "--probes", "", "--no-report", "--max-new-tokens", "4", "--limit", "3"]
 
@@ -61,7 +61,9 @@ class Env:
         result = CliRunner().invoke(app, [str(a) for a in args])
         return result.exit_code, result.output
 
-    def run_args(self, run_id: str = "r", *extra: str, model: Path | None = None, data: Path | None = None) -> list[str]:
+    def run_args(
+        self, run_id: str = "r", *extra: str, model: Path | None = None, data: Path | None = None
+    ) -> list[str]:
         return ["run", "--model", str(model or self.model), "--tasks", "mmstar", "--data-dir", str(data or self.data),
                 "--out", str(self.out), "--run-id", run_id, *RUN_ARGS, *extra]
 

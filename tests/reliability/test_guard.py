@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pvm_bench.results import JsonlAppender, RunRecord, read_jsonl
-from pvm_bench.runguard import RunLock, RunLockedError, hub_snapshot, resume_changes
+from pvm_bench.runner.guard import RunLock, RunLockedError, hub_snapshot, resume_changes
 
 
 def test_hub_revision_is_read_from_the_cache_and_compared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,7 +179,11 @@ def test_sigterm_records_interrupted_and_resume_completes(env) -> None:
     proc = _cli(*args, "--batch-size", "1")
     samples = env.out / "r" / "samples.jsonl"
     deadline = time.time() + 240
-    while (not samples.exists() or not samples.read_bytes().count(b"\n")) and time.time() < deadline and proc.poll() is None:
+    while (
+        (not samples.exists() or not samples.read_bytes().count(b"\n"))
+        and time.time() < deadline
+        and proc.poll() is None
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
@@ -207,7 +211,11 @@ def test_kill_9_mid_run_with_probes_then_resume_equals_uninterrupted(env) -> Non
     proc = _cli(*args("killed"))
     samples = env.out / "killed" / "samples.jsonl"
     deadline = time.time() + 240
-    while (not samples.exists() or samples.read_bytes().count(b"\n") < 2) and time.time() < deadline and proc.poll() is None:
+    while (
+        (not samples.exists() or samples.read_bytes().count(b"\n") < 2)
+        and time.time() < deadline
+        and proc.poll() is None
+    ):
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from pvm_bench.runguard import REPORT_LOCK_NAME, RunLock
+from pvm_bench.runner.guard import REPORT_LOCK_NAME, RunLock
 
 
 def _cli(*args: str) -> subprocess.Popen:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.organism import BASE_DIR, PVM_DIR
 from pvm_bench.replay.runner import prompt_text
 from pvm_bench.tasks import get_registry
@@ -36,7 +36,11 @@ def attention_diff(decoded: Path, replayed: Path) -> dict[str, float]:
     merged = a.merge(b, on=KEYS, suffixes=("_d", "_r"))
     assert len(merged) == len(b)
     assert (merged.n_keys_d == merged.n_keys_r).all() and (merged.n_visual_d == merged.n_visual_r).all()
-    diff = (merged.visual_mass_d - merged.visual_mass_r).abs().combine((merged.sink_mass_d - merged.sink_mass_r).abs(), max)
+    diff = (
+        (merged.visual_mass_d - merged.visual_mass_r)
+        .abs()
+        .combine((merged.sink_mass_d - merged.sink_mass_r).abs(), max)
+    )
     for col in ("entropy", "margin", "pvm_ratio"):  # the lens and branch probes' columns
         if f"{col}_r" in merged:
             both = merged[f"{col}_d"].notna() | merged[f"{col}_r"].notna()
@@ -105,15 +109,42 @@ def decay_section(path: Path) -> tuple[list[str], list[float]]:
 @pytest.mark.slow
 def test_lmms_eval_log_replays_like_the_decoded_run(decoded, tmp_path):
     log = lmms_log(decoded, tmp_path / "lmms" / "qwen3_vl" / "20261206_100000_samples_swatch_recall.jsonl")
-    invoke("replay", str(log), "--model", str(BASE_DIR), "--split", "test", "--max-new-tokens", "40", "--out", str(tmp_path), "--run-id", "lm",
-           "--no-report", "--quiet")
+    invoke(
+        "replay",
+        str(log),
+        "--model",
+        str(BASE_DIR),
+        "--split",
+        "test",
+        "--max-new-tokens",
+        "40",
+        "--out",
+        str(tmp_path),
+        "--run-id",
+        "lm",
+        "--no-report",
+        "--quiet",
+    )
     diffs = attention_diff(decoded, tmp_path / "lm")
     assert list(diffs) == ["base"] and diffs["base"] < 1e-5
     rows = samples(tmp_path / "lm")
     assert len(rows) == 3 and all(r["metadata"]["replay"]["tokens_exact"] for r in rows)
     # --score-only: the same scores, no model, no attention data.
-    invoke("replay", str(log), "--score-only", "--split", "test", "--max-new-tokens", "40", "--out", str(tmp_path), "--run-id", "so", "--no-report",
-           "--quiet")
+    invoke(
+        "replay",
+        str(log),
+        "--score-only",
+        "--split",
+        "test",
+        "--max-new-tokens",
+        "40",
+        "--out",
+        str(tmp_path),
+        "--run-id",
+        "so",
+        "--no-report",
+        "--quiet",
+    )
     scored = {r["sample_id"]: r["score"] for r in samples(tmp_path / "so")}
     assert scored == {r["sample_id"]: r["score"] for r in samples(decoded) if r["variant"] == "base"}
     assert not (tmp_path / "so" / "attention.parquet").exists()

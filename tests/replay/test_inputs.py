@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.organism import BASE_DIR
 from pvm_bench.replay.plan import plan_for
 from pvm_bench.replay.sources import ReplaySourceError, read_source
@@ -72,7 +72,9 @@ def test_lmms_eval_rows(tmp_path):
     got = [(r.doc_index, r.repeat, r.text, r.n_generated, r.finish_reason) for r in source.rows]
     assert got == [(0, 0, "B", None, None), (1, 0, "<think>x</think>B", 9, None), (2, 0, "A", None, None),
                    (2, 1, "C", None, None)]
-    assert read_source(write(tmp_path / "x_samples_mmmu_val.jsonl", [{"doc_id": 0, "filtered_resps": "A"}])).tasks == ["mmmu"]
+    assert read_source(write(tmp_path / "x_samples_mmmu_val.jsonl", [{"doc_id": 0, "filtered_resps": "A"}])).tasks == [
+        "mmmu"
+    ]
 
 
 @pytest.mark.parametrize(("rows", "message"), [
@@ -86,10 +88,22 @@ def test_bad_lmms_rows_name_the_line(tmp_path, rows, message):
 
 
 def test_plain_jsonl_rows(tmp_path):
-    source = read_source(write(tmp_path / "outs.jsonl", [
-        {"task": "swatch_recall", "sample_id": "a", "output": "red", "token_ids": [1, 2]},
-        {"task": "swatch_recall", "sample_id": "b", "output": "blue", "variant": "pvm", "repeat": 1, "finish_reason": "length"},
-    ]))
+    source = read_source(
+        write(
+            tmp_path / "outs.jsonl",
+            [
+                {"task": "swatch_recall", "sample_id": "a", "output": "red", "token_ids": [1, 2]},
+                {
+                    "task": "swatch_recall",
+                    "sample_id": "b",
+                    "output": "blue",
+                    "variant": "pvm",
+                    "repeat": 1,
+                    "finish_reason": "length",
+                },
+            ],
+        )
+    )
     assert source.kind == "jsonl"
     assert [(r.sample_id, r.variant, r.repeat, r.token_ids, r.finish_reason) for r in source.rows] == [
         ("a", None, 0, [1, 2], "eos"), ("b", "pvm", 1, None, "length")]
@@ -134,6 +148,10 @@ def test_plain_jsonl_messages_and_images(tmp_path):
     row = {"task": "swatch_recall", "sample_id": "x", "output": "red", "messages": messages}
     source = read_source(write(tmp_path / "ok.jsonl", [{**row, "images": ["img/a.png"]}]))
     assert source.rows[0].messages == messages and source.rows[0].images == [(tmp_path / "img" / "a.png").resolve()]
-    for images, message in ((["../a.png"], "not a file inside"), ([], "1 image part"), (["img/none.png"], "not a file")):
+    for images, message in (
+        (["../a.png"], "not a file inside"),
+        ([], "1 image part"),
+        (["img/none.png"], "not a file"),
+    ):
         with pytest.raises(ReplaySourceError, match=message):
             read_source(write(tmp_path / "bad.jsonl", [{**row, "images": images}]))

@@ -19,7 +19,7 @@ ACCURACY = {"base": 0.55, "pvm": 0.8, "pai": 0.6}
 
 # A task plugin that declares a distance (metadata key and label) for the "colour" task.
 DISTANCE_TASK_MODULE = '''
-from pvm_bench.tasks import Sample, Score, Task
+from pvm_bench.tasks.base import Sample, Score, Task
 
 class Far(Task):
     name = "colour"
@@ -124,18 +124,24 @@ def write_run(
     if attention:
         pd.concat(frames, ignore_index=True).to_parquet(run_dir / "attention.parquet", index=False)
     if include_paths:
-        describe_tasks(run_dir, include_paths, {t: {f"{t}-{i}": metadata(t, i) if metadata else {} for i in range(n_samples)}
-                                                for t in tasks})
+        describe_tasks(
+            run_dir,
+            include_paths,
+            {t: {f"{t}-{i}": metadata(t, i) if metadata else {} for i in range(n_samples)} for t in tasks},
+        )
     return run_dir
 
 
 def describe_tasks(run_dir: Path, include_paths: Sequence[str], samples: dict[str, dict[str, dict]]) -> Path:
     """Write the run's tasks.json as the runner does (the report reads it, never the plugins):
     ``samples``: ``{task: {sample_id: metadata}}``."""
-    from pvm_bench.taskmeta import write_task_file
+    from pvm_bench.runner.taskmeta import write_task_file
     from pvm_bench.tasks import Sample, get_registry
 
     registry = get_registry(include_paths)
-    loaded = [(registry.tasks[t], [Sample(id=sid, question="", target=None, metadata=meta) for sid, meta in ids.items()])
-              for t, ids in samples.items() if t in registry.tasks]
+    loaded = [
+        (registry.tasks[t], [Sample(id=sid, question="", target=None, metadata=meta) for sid, meta in ids.items()])
+        for t, ids in samples.items()
+        if t in registry.tasks
+    ]
     return write_task_file(run_dir, loaded)

@@ -11,7 +11,7 @@ import pytest
 from report_synth import write_distance_plugin
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.report import build_summary, load_run
 from pvm_bench.report.distance import band_of, distance_keys, distance_table
 
@@ -94,7 +94,9 @@ def test_report_cli_writes_distance_rows_and_tables(make_run: Callable[..., Path
     assert lines[0] == "| task | variant | 0 | 4 | 8 | 12 |"  # bins in numeric order
     assert lines[1] == ("| colour | base | 1.000 [0.722, 1.000] (10†) | 0.000 [0.000, 0.278] (10†) "
                         "| 1.000 [0.722, 1.000] (10†) | 0.000 [0.000, 0.278] (10†) |")
-    assert lines[3].startswith("| colour | Δ pvm − base | +0.000 [-0.278, +0.278] (10†) | +1.000 [+0.608, +1.000] (10†)")
+    assert lines[3].startswith(
+        "| colour | Δ pvm − base | +0.000 [-0.278, +0.278] (10†) | +1.000 [+0.608, +1.000] (10†)"
+    )
     # the Metrics intro states the intervals the rows really carry
     metrics = md.split("## Metrics\n", 1)[1].split("\n## ", 1)[0]
     assert "95% bootstrap CI" not in metrics and "Wilson score interval for 0/1 units" in metrics

@@ -7,7 +7,7 @@ import pytest
 import report_synth
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.report.rundata import load_run
 from pvm_bench.report.summary import build_summary
 

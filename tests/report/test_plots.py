@@ -36,8 +36,15 @@ def test_make_plots_writes_every_plot_the_data_support(make_run: Callable[..., P
     s["metadata"] = [{"n_filler": int(sid.split("-")[1]) % 12} for sid in s["sample_id"]]
     summary = build_summary(data)
     plots = make_plots(data, summary, tmp_path / "p", distance={"colour": ("n_filler", "N")})
-    assert set(plots) == {"decay", "decay_cohort", "heatmap", "pvm_signals", "accuracy_vs_length", "accuracy_vs_distance",
-                          "accuracy_by_task"}
+    assert set(plots) == {
+        "decay",
+        "decay_cohort",
+        "heatmap",
+        "pvm_signals",
+        "accuracy_vs_length",
+        "accuracy_vs_distance",
+        "accuracy_by_task",
+    }
     for path in plots.values():
         with Image.open(path) as im:
             assert im.size[0] > 500 and im.size[1] > 300

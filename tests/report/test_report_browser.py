@@ -16,7 +16,7 @@ from pvm_bench.report.browser import build_browser_data, natural_key, render_bro
 from pvm_bench.report.browser_media import visual_mass_curves
 from pvm_bench.report.summary import load_run
 from pvm_bench.results import ScoreDetail
-from pvm_bench.runmedia import write_thumbnails
+from pvm_bench.runner.media import write_thumbnails
 from pvm_bench.tasks import get_registry
 
 
@@ -145,7 +145,7 @@ def test_render_escapes_names_and_embeds_every_record(tmp_path: Path) -> None:
 
 
 def test_report_command_embeds_more_records_than_the_old_cap(tmp_path: Path) -> None:
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     recs = [record(v, f"s{i}", float((i + (v == "pvm")) % 2), task=t)
             for t in ("a", "b") for i in range(550) for v in ("base", "pvm")]
@@ -194,12 +194,16 @@ def test_empty_and_single_variant_runs(tmp_path: Path) -> None:
 def test_side_files_hold_every_record_and_the_page_an_index(tmp_path: Path) -> None:
     from pvm_bench.report import browser
 
-    recs = [record(v, f"s{i}", float(i % 2), output=f"{v} says {i} </script>") for i in range(7) for v in ("base", "pvm")]
+    recs = [
+        record(v, f"s{i}", float(i % 2), output=f"{v} says {i} </script>") for i in range(7) for v in ("base", "pvm")
+    ]
     data = load_run(write_records(tmp_path / "run", recs))
     full = build_browser_data(data, thumbnails=False)
     html = str(render_browser(data, thumbnails=False, single_file=False))
     files = sorted((tmp_path / "run" / browser.SIDE_DIR).glob("chunk-*.js"))
-    assert [f.name for f in files] == ["chunk-00000.js"] and "says" not in html and 'report_samples/ next to this' in html
+    assert (
+        [f.name for f in files] == ["chunk-00000.js"] and "says" not in html and "report_samples/ next to this" in html
+    )
     text = files[0].read_text()
     assert text.startswith("pvmBenchSamples(0, ") and text.endswith(");\n")
     assert json.loads(json.loads(text[len("pvmBenchSamples(0, "):-3])) == json.loads(json.dumps(full["groups"]))

@@ -90,7 +90,9 @@ def test_browser_filters_pages_and_escaping(report: Path, tmp_path: Path) -> Non
 
         _set(page, "pb-disagree", True)
         assert page.js(COUNT).startswith(f"{N // 2} of {N} samples shown")
-        assert page.js("Array.from(document.querySelectorAll('#pb-list details')).every(d => d.dataset.disagree === '1')")
+        assert page.js(
+            "Array.from(document.querySelectorAll('#pb-list details')).every(d => d.dataset.disagree === '1')"
+        )
         _set(page, "pb-disagree", False)
 
         _set(page, "pb-variant", "pvm")  # pvm alone: its score is 1.00 everywhere, 26 with a caveat
@@ -99,7 +101,9 @@ def test_browser_filters_pages_and_escaping(report: Path, tmp_path: Path) -> Non
         _set(page, "pb-wrong", False)
         _set(page, "pb-caveat", True)
         assert page.js(COUNT) == f"26 of {N} samples shown (26 of {2 * N} records)"
-        badges = page.js("Array.from(document.querySelectorAll('#pb-list .pb-badge')).map(b => b.className + '|' + b.textContent)")
+        badges = page.js(
+            "Array.from(document.querySelectorAll('#pb-list .pb-badge')).map(b => b.className + '|' + b.textContent)"
+        )
         assert badges and all(b == "pb-badge warn|pvm 1.00 !" for b in badges), badges[:3]
         _set(page, "pb-caveat", False)
         _set(page, "pb-variant", "")

@@ -23,7 +23,10 @@ def test_page_escapes_run_values_and_renders_mappings_as_key_value_lists(tmp_pat
     assert '<td>model</td><td><span class="kv0">' in table
     assert '<span class="kv-item"><span class="k">name</span> &lt;b&gt;tiny&lt;/b&gt;</span>' in table
     assert '<span class="k">params</span> 1234</span>' in table and '<span class="k">dirty</span> False</span>' in table
-    assert '<span class="k">extra</span> <span class="kv1"><span class="kv-item"><span class="k">k</span>: v</span></span>' in table
+    assert (
+        '<span class="k">extra</span> <span class="kv1"><span class="kv-item"><span class="k">k</span>: '
+        "v</span></span>" in table
+    )
     assert '{"commit"' not in table  # no raw JSON rows
     assert "&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the full config, escaped
     assert page.count("<script") == 2  # the sample browser's data block and script only

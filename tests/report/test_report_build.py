@@ -26,10 +26,28 @@ def test_build_report_writes_everything(make_run: Callable[..., Path]) -> None:
         assert (run / name).stat().st_size > 0, name
     table = pd.read_csv(run / "summary.csv")
     assert list(table["task"].unique()) == ["colour", "count", "ALL", "MACRO"]
-    for col in ("accuracy", "acc_ci_low", "acc_ci_high", "diff_vs_base", "p_value", "truncation_rate",
-                "tokens_per_s", "acc_len_0_31", "acc_len_64_127", "acc_len_4096_plus", "fit_all_a", "fit_early_r2", "fit_late_c",
-                "half_life_all_fit", "half_life_all_obs", "mass_all_t64", "mass_all_t1024",
-                "entropy_early", "entropy_late", "hesitation_rate"):
+    for col in (
+        "accuracy",
+        "acc_ci_low",
+        "acc_ci_high",
+        "diff_vs_base",
+        "p_value",
+        "truncation_rate",
+        "tokens_per_s",
+        "acc_len_0_31",
+        "acc_len_64_127",
+        "acc_len_4096_plus",
+        "fit_all_a",
+        "fit_early_r2",
+        "fit_late_c",
+        "half_life_all_fit",
+        "half_life_all_obs",
+        "mass_all_t64",
+        "mass_all_t1024",
+        "entropy_early",
+        "entropy_late",
+        "hesitation_rate",
+    ):
         assert col in table.columns, col
     base = table[(table["task"] == "ALL") & (table["variant"] == "base")].iloc[0]
     assert np.isnan(base["diff_vs_base"]) and np.isnan(base["mass_all_t1024"])  # t=1024 not reached

@@ -177,7 +177,9 @@ def test_small_n_cells_are_marked(make_run: Callable[..., Path]) -> None:
 def test_report_without_samples_is_one_error(app: typer.Typer, tmp_path: Path, status: str) -> None:
     run = tmp_path / "r1"
     run.mkdir()
-    RunRecord(run_id="r1", status=status, error="ValueError: no such task 'x'" if status == "failed" else None).save(run)
+    RunRecord(run_id="r1", status=status, error="ValueError: no such task 'x'" if status == "failed" else None).save(
+        run
+    )
     (run / "samples.jsonl").write_text("")
     before = sorted(p.name for p in run.iterdir())
     res = runner.invoke(app, ["report", str(run)])

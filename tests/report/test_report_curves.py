@@ -82,7 +82,9 @@ def test_band_decay_wide_columns() -> None:
     assert w["n_all_t1024"] == 0 and np.isnan(w["mass_all_t1024"])
     assert w["half_life_all_fit_extrapolated"] is False
     assert w["half_life_all_fit_ci_low"] <= w["half_life_all_fit"] <= w["half_life_all_fit_ci_high"]
-    assert band_decay(_rows(lengths, [0.05] * 40), layers=None, bootstrap=False).wide("all")["half_life_all_fit_ci_low"] != \
-        w["half_life_all_fit_ci_low"]  # NaN without the bootstrap
+    assert (
+        band_decay(_rows(lengths, [0.05] * 40), layers=None, bootstrap=False).wide("all")["half_life_all_fit_ci_low"]
+        != w["half_life_all_fit_ci_low"]
+    )  # NaN without the bootstrap
     cohort = band_decay(_rows(lengths, [0.05] * 40), layers=None, cohort_t=64)
     assert cohort.cohort_t == 64 and cohort.fit.t_max == 64 and cohort.fit.n_samples == 40

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 
 runner = CliRunner()
 

@@ -52,7 +52,9 @@ def _console_lines(stderr: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if ":CONSOLE" in ln]
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless check needs /usr/bin/chromium (apt-get install -y chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless check needs /usr/bin/chromium (apt-get install -y chromium)"
+)
 def test_report_loads_in_headless_chromium(evil_report: Path, tmp_path: Path) -> None:
     # Control: the detector must see a console error on a page that has one.
     bad = tmp_path / "bad.html"

@@ -51,7 +51,8 @@ def test_report_and_compare_fit_800px_with_the_findings_first(make_run, tmp_path
                       " d.dispatchEvent(new Event('toggle'));"
                       " return [d.querySelector('summary .pb-target').textContent,"
                       " d.querySelectorAll('svg.pb-curve line.pb-axis').length,"
-                      " Array.prototype.map.call(d.querySelectorAll('svg.pb-curve')[0].querySelectorAll('text.pb-tick'),"
+                      " Array.prototype.map.call("
+                      " d.querySelectorAll('svg.pb-curve')[0].querySelectorAll('text.pb-tick'),"
                       " function (t) { return t.textContent; })]; })()")
         assert row[0] == "target: red" and row[1] >= 6  # two axes on each of >= 3 sparklines
         assert row[2][1] == "0" and row[2][2].startswith("t ") and row[2][3].startswith("t ")

@@ -11,9 +11,9 @@ import pytest
 from browser_synth import record, write_records
 from cdp import Page, chromium_missing_reason
 
-from pvm_bench.mapstore import SampleMaps, map_path, write_maps
 from pvm_bench.report import build_report
 from pvm_bench.report.browser_maps import attach_maps, map_payload
+from pvm_bench.runner.maps import SampleMaps, map_path, write_maps
 
 TOKENS = ["<b>", "Answer", ":", " red"]  # markup in a token must stay text
 

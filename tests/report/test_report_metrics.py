@@ -236,8 +236,11 @@ def test_summary_names_the_base_of_a_full_checkpoint_run(tmp_path: Path) -> None
 
 
 def test_old_records_with_metadata_score_are_read_as_typed_scores(tmp_path: Path) -> None:
-    run = write_scores(tmp_path / "old", {("a", "base"): [1.0, 0.0, 0.0, 1.0]},
-                       metadata=lambda t, i: {"score": {"extractor": "none" if i == 2 else "boxed", "filler_ok": i != 1}})
+    run = write_scores(
+        tmp_path / "old",
+        {("a", "base"): [1.0, 0.0, 0.0, 1.0]},
+        metadata=lambda t, i: {"score": {"extractor": "none" if i == 2 else "boxed", "filler_ok": i != 1}},
+    )
     lines = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     for d in lines:
         d.pop("score_detail")  # as written before the typed score existed
@@ -254,7 +257,7 @@ def test_comparability_note_and_stratified_metric_from_an_include_path_task(tmp_
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "quiz.py").write_text(
-        "from pvm_bench.tasks import Metric, Task\n"
+        "from pvm_bench.tasks.base import Metric, Task\n"
         "class Quiz(Task):\n"
         "    name = 'quiz'\n"
         "    metric = 'balanced'\n"

@@ -205,6 +205,9 @@ def test_many_tasks_are_summarised_by_a_tally_not_one_sentence_each():
         rows.append(row(t, "pvm", "accuracy", 0.5 + diff, n=40, headline=True, diff=diff, p_value=p, n_pairs=40))
     rows.append(row("MACRO", "pvm", "macro_average", 0.53, kind="macro", headline=True, n=len(tasks)))
     found = headline_findings(rows_frame(rows), ["base", "pvm"])
-    assert [f.text.split(":")[0] for f in found] == ["MACRO (mean of the tasks' headlines)", "pvm vs base, task by task"]
-    assert (f"significantly better in 2, significantly worse in 1, no significant difference in {len(tasks) - 3} "
-            f"of {len(tasks)} tasks") in found[1].text
+    heads = [f.text.split(":")[0] for f in found]
+    assert heads == ["MACRO (mean of the tasks' headlines)", "pvm vs base, task by task"]
+    assert (
+        f"significantly better in 2, significantly worse in 1, no significant difference in {len(tasks) - 3} "
+        f"of {len(tasks)} tasks"
+    ) in found[1].text

@@ -29,7 +29,9 @@ def _function(path: Path, name: str, cls: str | None = None, extra: tuple[str, .
     if cls:
         body = next(n for n in body if isinstance(n, ast.ClassDef) and n.name == cls).body
     fn = next(n for n in body if isinstance(n, ast.FunctionDef) and n.name == name)
-    assigns = [n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", "") in extra for t in n.targets)]
+    assigns = [
+        n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", "") in extra for t in n.targets)
+    ]
     namespace: dict = {}
     exec(compile(ast.Module(body=[*assigns, fn], type_ignores=[]), str(path), "exec"), namespace)
     return namespace[name]
@@ -49,7 +51,9 @@ def _clean(value):  # parquet -> the python values datasets gives lmms-eval
 
 def main() -> None:
     root = Path(sys.argv[1]) / "tasks"
-    vista = _function(root / "mathvista/mathvista_evals.py", "create_one_query", "MathVistaEvaluator", ("shot_examples",))
+    vista = _function(
+        root / "mathvista/mathvista_evals.py", "create_one_query", "MathVistaEvaluator", ("shot_examples",)
+    )
     verse = _function(root / "mathverse/mathverse_evals.py", "create_one_query", "MathVerseEvaluator")
     vision = _function(root / "mathvision/utils.py", "mathvision_doc_to_text")
     out: dict[str, list[str]] = {}
@@ -57,17 +61,34 @@ def main() -> None:
         prompts = []
         for row in _rows("mathvista", "testmini"):
             doc = {k: _clean(v) for k, v in row.items()}
-            problem = {"question_type": doc["question_type"], "answer_type": doc["answer_type"], "question": doc["question"],
-                       "unit": doc.get("unit") or "", "caption": "", "ocr": "", "choices": doc["choices"],
-                       "answer": doc.get("answer"), "precision": doc.get("precision", 0)}
+            problem = {
+                "question_type": doc["question_type"],
+                "answer_type": doc["answer_type"],
+                "question": doc["question"],
+                "unit": doc.get("unit") or "",
+                "caption": "",
+                "ocr": "",
+                "choices": doc["choices"],
+                "answer": doc.get("answer"),
+                "precision": doc.get("precision", 0),
+            }
             prompts.append(vista(None, problem, shot_num=0, shot_type=shot, use_caption=False, use_ocr=False))
         out[f"mathvista:{shot}"] = prompts
     for split in ("testmini", "vision_only", "text_dominant"):
         out[f"mathverse:{split}"] = [
-            verse(None, {k: _clean(v) for k, v in row.items()}, shot_type="format-prompt", hint=None, query_type="query_wo")
-            for row in _rows("mathverse", split)]
+            verse(
+                None,
+                {k: _clean(v) for k, v in row.items()},
+                shot_type="format-prompt",
+                hint=None,
+                query_type="query_wo",
+            )
+            for row in _rows("mathverse", split)
+        ]
     kwargs = {"mc_prompt": "Answer the question with the option's letter from the given choices directly."}
-    out["mathvision:testmini"] = [vision({k: _clean(v) for k, v in row.items()}, kwargs) for row in _rows("mathvision", "testmini")]
+    out["mathvision:testmini"] = [
+        vision({k: _clean(v) for k, v in row.items()}, kwargs) for row in _rows("mathvision", "testmini")
+    ]
     (HERE / "math_prompts.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {sum(len(v) for v in out.values())} prompts")
 

@@ -1,6 +1,6 @@
 """A blind corpus of realistic VLM outputs on MathVista-style problems, with a person's verdict.
 
-Written without reading the default scorer (pvm_bench/answers.py, pvm_bench/mathscore.py) or its
+Written without reading the default scorer (pvm_bench/scoring/answers.py, pvm_bench/scoring/mathscore.py) or its
 own corpus, as an independent check of issue 13 item 3. Each :class:`Case` is one model output for
 one problem of :data:`PROBLEMS` (rows in the AI4Math/MathVista testmini schema: question_type
 multi_choice/free_form, answer_type text/integer/float/list, precision, choices, answer, the

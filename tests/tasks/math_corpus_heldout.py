@@ -15,7 +15,7 @@ figure. It targets the classes the issue found the default scorer missing:
 The grading rules are those of ``math_corpus_blind.py``: the final answer counts, units and LaTeX
 wrappers are ignored, an option may be named by letter or text. MathVista cases are scored through
 the registry task (``PROBLEMS``, testmini schema); MathVerse/MathVision cases through
-:func:`pvm_bench.mathscore.score_free_form` (``DOCS``, as ``mathverse_corpus.py``).
+:func:`pvm_bench.scoring.mathscore.score_free_form` (``DOCS``, as ``mathverse_corpus.py``).
 """
 
 from __future__ import annotations

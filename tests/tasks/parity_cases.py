@@ -3,7 +3,7 @@
 Pure Python (no pvm_bench import) so that ``make_lmms_golden.py`` can run it inside a separate
 lmms-eval virtual environment. Each case is ``(family, doc_index, output)``; the random seed for
 lmms-eval's guess fallback is :func:`seed_for` of the document id (the same as
-``pvm_bench.scoring.seed_for``).
+``pvm_bench.scoring.extract.seed_for``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ MATHVISTA_OUT = [
 
 
 def seed_for(key: str) -> int:
-    """Same as pvm_bench.scoring.seed_for."""
+    """Same as pvm_bench.scoring.extract.seed_for."""
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16)
 
 

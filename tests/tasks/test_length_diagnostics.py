@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import string
+import sys
 
 import pytest
 
-from pvm_bench.builtin_tasks import length_diagnostics as ld
 from pvm_bench.tasks import get_registry
 
 REG = get_registry(entry_points=False)
+ld = sys.modules[type(REG.tasks["colour_recall"]).__module__]  # tasks/length_diagnostics.py, as loaded
 
 
 @pytest.mark.parametrize("variant", ["generated", "given"])

@@ -114,9 +114,13 @@ def test_rules_added_after_the_blind_measurement() -> None:
 
 def test_truncated_output_read_from_its_cut_off_line_is_truncated_but_a_stated_answer_counts() -> None:
     samples = _samples()
-    cut = TASK.score(samples["age"], "The man is about 42 and the woman 35, so the gap is around 7 years, but", truncated=True)
+    cut = TASK.score(
+        samples["age"], "The man is about 42 and the woman 35, so the gap is around 7 years, but", truncated=True
+    )
     assert (cut.value, cut.truncated) == (0.0, True)
-    stated = TASK.score(samples["age"], "The answer is 7.\n\nTo double-check, the man's hair suggests he is", truncated=True)
+    stated = TASK.score(
+        samples["age"], "The answer is 7.\n\nTo double-check, the man's hair suggests he is", truncated=True
+    )
     assert (stated.value, stated.truncated) == (1.0, False)
     first = TASK.score(samples["count"], "4\n\nExplanation: after removing the 2 red balls and the", truncated=True)
     assert (first.value, first.truncated) == (1.0, False)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.answer_options import infer_option
-from pvm_bench.answers import find_final_answer, numbers_in, parse_number
-from pvm_bench.mathscore import choices_from_question, score_free_form
-from pvm_bench.symbolic import SYMBOLIC, is_equal, numeric_value
+from pvm_bench.scoring.answer_options import infer_option
+from pvm_bench.scoring.answers import find_final_answer, numbers_in, parse_number
+from pvm_bench.scoring.mathscore import choices_from_question, score_free_form
+from pvm_bench.scoring.symbolic import SYMBOLIC, is_equal, numeric_value
 from pvm_bench.tasks import Sample, get_registry
 
 REG = get_registry(entry_points=False)
@@ -118,7 +118,7 @@ def test_mathvision_lmms_keeps_lmms_extraction() -> None:
     "Let me determine the answer: 3 x 4 = 12.\nSo 12.",
 ])
 def test_announced_answers_are_not_final(text: str) -> None:
-    from pvm_bench.mathscore import score_mathvista
+    from pvm_bench.scoring.mathscore import score_mathvista
 
     problem = {"question_type": "free_form", "answer_type": "integer", "precision": None}
     assert score_mathvista(problem, "12", text).correct

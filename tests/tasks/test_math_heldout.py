@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from pvm_bench.mathscore import score_free_form
+from pvm_bench.scoring.mathscore import score_free_form
 from pvm_bench.tasks import get_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -107,6 +107,6 @@ def test_statements_of_the_asked_quantity_and_their_guards() -> None:
     assert TASK.score(samples["gap"], "The age gap is 7 or 8 years.\nThe man is 45.").value == 0.0
     assert TASK.score(samples["gap"], "The answer is not 7.").details["extractor"] != "answer_marker"
     # a total before removal does not state "objects left"
-    from pvm_bench.statements import asked_quantity
+    from pvm_bench.scoring.statements import asked_quantity
     assert asked_quantity("How many objects are left?") == {"object", "left"}
     assert asked_quantity("Which animal is a primary consumer?") == set()

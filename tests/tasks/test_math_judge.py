@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.judge import DEMO_PROMPT, Judge, JudgeError, attach_judge, create_test_prompt
+from pvm_bench.scoring.judge import DEMO_PROMPT, Judge, JudgeError, attach_judge, create_test_prompt
 from pvm_bench.tasks import get_registry
 
 CHAT = "{% for m in messages %}<|u|>{{ m['content'] }}<|e|>{% endfor %}{% if add_generation_prompt %}<|a|>{% endif %}"
@@ -67,8 +67,9 @@ def test_attach_judge_refuses_tasks_without_a_judge_hook(tiny_judge_dir: Path) -
 
 def test_runner_records_judge_in_run_json_and_samples(tiny_qwen3_vl: Path, tiny_judge_dir: Path, fixture_data: Path,
                                                       tmp_path: Path) -> None:
+    from pvm_bench.config import RunConfig
     from pvm_bench.results import RunRecord
-    from pvm_bench.run import RunConfig, Runner
+    from pvm_bench.runner import Runner
 
     config = RunConfig(model=str(tiny_qwen3_vl), tasks=["mathvista"], data_dir=str(fixture_data), out=str(tmp_path),
                        run_id="judged", limit=2, max_new_tokens=4, probes=[], report=False, judge=str(tiny_judge_dir))
@@ -86,7 +87,7 @@ def test_runner_records_judge_in_run_json_and_samples(tiny_qwen3_vl: Path, tiny_
 def test_cli_judge_flag(tiny_qwen3_vl: Path, tiny_judge_dir: Path, fixture_data: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from pvm_bench.cli import app
+    from pvm_bench.cli.main import app
 
     args = ["run", "--quiet", "--probes", "", "--no-report", "--model", str(tiny_qwen3_vl), "--tasks", "mathverse",
             "--data-dir", str(fixture_data), "--limit", "1", "--max-new-tokens", "4", "--out", str(tmp_path)]

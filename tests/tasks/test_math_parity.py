@@ -1,4 +1,4 @@
-"""mathvision_lmms and pvm_bench.symbolic.is_equal agree with lmms-eval 0.7.3 (golden from its code).
+"""mathvision_lmms and pvm_bench.scoring.symbolic.is_equal agree with lmms-eval 0.7.3 (golden from its code).
 
 ``mathvision_golden.json`` is made by ``make_mathvision_golden.py`` from the lmms-eval 0.7.3 wheel
 (its ``eval_utils.is_equal`` with ``eval`` and ``mathvision_process_results``).
@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from pvm_bench.symbolic import is_equal
+from pvm_bench.scoring.symbolic import is_equal
 from pvm_bench.tasks import Sample, get_registry
 
 HERE = Path(__file__).resolve().parent

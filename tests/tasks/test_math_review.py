@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from pvm_bench.answers import numbers_in
-from pvm_bench.mathscore import score_free_form
+from pvm_bench.scoring.answers import numbers_in
+from pvm_bench.scoring.mathscore import score_free_form
 from pvm_bench.tasks import get_registry
 
 

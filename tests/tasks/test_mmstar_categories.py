@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.builtin_tasks.mmstar import CATEGORIES
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
+from pvm_bench.tasks.registry import builtin_task_module
+
+CATEGORIES = builtin_task_module("mmstar").CATEGORIES
 
 runner = CliRunner()
 

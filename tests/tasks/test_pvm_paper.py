@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli import app
+from pvm_bench.cli.main import app
 from pvm_bench.models.families import FAMILIES
 from pvm_bench.models.protocol import resolve_protocol
 from pvm_bench.paper_table import paper_tasks, protocol_run_defaults, published
@@ -111,4 +111,5 @@ def test_the_run_header_says_the_values_are_the_4_run_average() -> None:
     from pvm_bench.report.runinfo import decoding_line
 
     assert decoding_line({"protocol": "pvm-paper", "temperature": 0.7, "repeats": 4}) == (
-        "protocol pvm-paper; sampled at temperature 0.7; 4 repeats per sample (each value is the mean over the repeats)")
+        "protocol pvm-paper; sampled at temperature 0.7; 4 repeats per sample (each value is the mean over the repeats)"
+    )

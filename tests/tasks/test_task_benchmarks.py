@@ -7,38 +7,107 @@ from pathlib import Path
 
 import pytest
 
-from pvm_bench.answers import find_final_answer
-from pvm_bench.builtin_tasks.mmmu import FINAL_ANSWER
 from pvm_bench.scoring import prepare_output, strip_reasoning_tags
+from pvm_bench.scoring.answers import find_final_answer
 from pvm_bench.tasks import Sample, get_registry
+from pvm_bench.tasks.registry import builtin_task_module
 
 REG = get_registry(entry_points=False)
 
 # task -> (split, expected sample count, [(sample index, output, expected value)])
 CASES: dict[str, tuple[str, int, list[tuple[int, str, float]]]] = {
-    "mmmu": ("validation", 9, [(0, "A", 1.0), (0, "The answer is (B).", 0.0), (0, "I think the main colour is red, clearly.", 1.0),
-                               (8, "3", 1.0), (8, "So the answer is 4", 0.0)]),
+    "mmmu": (
+        "validation",
+        9,
+        [
+            (0, "A", 1.0),
+            (0, "The answer is (B).", 0.0),
+            (0, "I think the main colour is red, clearly.", 1.0),
+            (8, "3", 1.0),
+            (8, "So the answer is 4", 0.0),
+        ],
+    ),
     "mmmu_qwen3vl": ("validation", 9, [(1, "B", 1.0), (1, "(C)", 0.0)]),
-    # Default: the rule-based final-answer scorer (pvm_bench.mathscore).
-    "mathvista": ("testmini", 6, [(0, "blue", 1.0), (0, "C", 1.0), (0, "(A) red", 0.0), (1, "3", 1.0), (1, "3 squares", 1.0),
-                                  (1, 'The answer is "3".', 1.0), (2, "\\boxed{48}", 1.0), (3, "0.049", 1.0),
-                                  (4, "[1, 2]", 1.0), (4, "[2, 1]", 0.0), (5, "red", 1.0)]),
+    # Default: the rule-based final-answer scorer (pvm_bench.scoring.mathscore).
+    "mathvista": (
+        "testmini",
+        6,
+        [
+            (0, "blue", 1.0),
+            (0, "C", 1.0),
+            (0, "(A) red", 0.0),
+            (1, "3", 1.0),
+            (1, "3 squares", 1.0),
+            (1, 'The answer is "3".', 1.0),
+            (2, "\\boxed{48}", 1.0),
+            (3, "0.049", 1.0),
+            (4, "[1, 2]", 1.0),
+            (4, "[2, 1]", 0.0),
+            (5, "red", 1.0),
+        ],
+    ),
     # lmms-eval 0.7.3 without a judge: a bare letter needs the judge, so it is scored wrong (faithful).
-    "mathvista_lmms": ("testmini", 6, [(0, "blue", 1.0), (0, "C", 0.0), (0, "(A) red", 0.0), (1, "3", 1.0), (1, "3 squares", 0.0),
-                                       (1, 'The answer is "3".', 1.0), (4, "[1, 2]", 0.0), (4, 'The answer is "[1, 2]".', 1.0),
-                                       (5, "red", 1.0)]),
-    "mathverse": ("testmini", 5, [(0, "C", 1.0), (0, "The answer is B", 0.0), (0, "The picture is blue.", 1.0),
-                                  (1, "\\boxed{3}", 1.0), (1, "Answer: 3.0", 1.0), (1, "Answer: 4", 0.0)]),
+    "mathvista_lmms": (
+        "testmini",
+        6,
+        [
+            (0, "blue", 1.0),
+            (0, "C", 0.0),
+            (0, "(A) red", 0.0),
+            (1, "3", 1.0),
+            (1, "3 squares", 0.0),
+            (1, 'The answer is "3".', 1.0),
+            (4, "[1, 2]", 0.0),
+            (4, 'The answer is "[1, 2]".', 1.0),
+            (5, "red", 1.0),
+        ],
+    ),
+    "mathverse": (
+        "testmini",
+        5,
+        [
+            (0, "C", 1.0),
+            (0, "The answer is B", 0.0),
+            (0, "The picture is blue.", 1.0),
+            (1, "\\boxed{3}", 1.0),
+            (1, "Answer: 3.0", 1.0),
+            (1, "Answer: 4", 0.0),
+        ],
+    ),
     "mathverse_vision_only": ("vision_only", 5, [(0, "C", 1.0), (1, "So there are $3$ squares.", 1.0)]),
     "mathverse_text_dominant": ("text_dominant", 5, [(2, "Final answer: C", 1.0)]),
-    "mathvision": ("testmini", 5, [(0, "The answer is \\boxed{B}", 1.0), (0, "\\boxed{green}", 1.0), (0, "\\boxed{C}", 0.0),
-                                   (0, "The answer is B.", 1.0), (1, "So there are \\boxed{3} squares.", 1.0),
-                                   (1, "the answer is 3.", 1.0), (1, "\\boxed{3.0}", 1.0), (1, "\\boxed{4}", 0.0)]),
-    "mathvision_lmms": ("testmini", 5, [(0, "The answer is \\boxed{B}", 1.0), (0, "\\boxed{green}", 1.0), (0, "\\boxed{C}", 0.0),
-                                        (1, "So there are \\boxed{3} squares.", 1.0), (1, "the answer is 3.", 1.0)]),
+    "mathvision": (
+        "testmini",
+        5,
+        [
+            (0, "The answer is \\boxed{B}", 1.0),
+            (0, "\\boxed{green}", 1.0),
+            (0, "\\boxed{C}", 0.0),
+            (0, "The answer is B.", 1.0),
+            (1, "So there are \\boxed{3} squares.", 1.0),
+            (1, "the answer is 3.", 1.0),
+            (1, "\\boxed{3.0}", 1.0),
+            (1, "\\boxed{4}", 0.0),
+        ],
+    ),
+    "mathvision_lmms": (
+        "testmini",
+        5,
+        [
+            (0, "The answer is \\boxed{B}", 1.0),
+            (0, "\\boxed{green}", 1.0),
+            (0, "\\boxed{C}", 0.0),
+            (1, "So there are \\boxed{3} squares.", 1.0),
+            (1, "the answer is 3.", 1.0),
+        ],
+    ),
     "mmstar": ("val", 6, [(0, "A", 1.0), (0, "The answer is (A).", 1.0), (1, "B. green", 1.0), (1, "A", 0.0)]),
     "mmstar_qwen3vl": ("val", 6, [(2, "C", 1.0)]),
-    "ai2d": ("test", 6, [(0, "A", 1.0), (0, "A. red", 1.0), (0, "a", 1.0), (0, "The answer is A", 0.0), (1, "(B)", 1.0)]),
+    "ai2d": (
+        "test",
+        6,
+        [(0, "A", 1.0), (0, "A. red", 1.0), (0, "a", 1.0), (0, "The answer is A", 0.0), (1, "(B)", 1.0)],
+    ),
     "mmbench_en": ("dev", 6, [(0, "A", 1.0), (0, "red", 1.0), (0, "The answer is B.", 0.0), (1, "B. green", 1.0)]),
     "mmbench_cn": ("dev", 6, [(0, "A", 1.0), (2, "答案是C", 1.0)]),
     "hallusionbench": ("image", 6, [(0, "Yes, it is.", 1.0), (0, "No.", 0.0), (1, "No, it is green.", 1.0)]),
@@ -102,12 +171,12 @@ def test_mmmu_interleaved_messages(fixture_data: Path) -> None:
 
 
 def test_mathvista_judge_hook(fixture_data: Path) -> None:
-    class FakeJudge:  # the Judge interface (pvm_bench.judge.Judge): extract() and complete()
+    class FakeJudge:  # the Judge interface (pvm_bench.scoring.judge.Judge): extract() and complete()
         def __init__(self) -> None:
             self.prompts: list[str] = []
 
         def extract(self, query: str, output: str) -> str:
-            from pvm_bench.judge import create_test_prompt
+            from pvm_bench.scoring.judge import create_test_prompt
             return self.complete(create_test_prompt(query, output))
 
         def complete(self, prompt: str) -> str:
@@ -150,7 +219,7 @@ def test_scoring_helpers() -> None:
 
 
 def _mmmu_final(text: str) -> tuple[str, str]:
-    cand, span = find_final_answer(text, lambda s, extractor: s, rules=FINAL_ANSWER)
+    cand, span = find_final_answer(text, lambda s, extractor: s, rules=builtin_task_module("mmmu").FINAL_ANSWER)
     return span, cand.extractor
 
 
@@ -198,14 +267,26 @@ def test_generation_settings_are_lmms_evals_for_qwen3_vl(task_name: str) -> None
 def test_issue_13_protocol_figures() -> None:
     names = ("mmbench_en", "mmbench_cn", "mmstar", "mmmu", "ai2d", "hallusionbench", "mmt")
     gen = {name: REG.tasks[name].generation["max_new_tokens"] for name in names}
-    assert gen == {"mmbench_en": 1024, "mmbench_cn": 256, "mmstar": 128, "mmmu": 128, "ai2d": 16, "hallusionbench": 128, "mmt": 8}
+    assert gen == {
+        "mmbench_en": 1024,
+        "mmbench_cn": 256,
+        "mmstar": 128,
+        "mmmu": 128,
+        "ai2d": 16,
+        "hallusionbench": 128,
+        "mmt": 8,
+    }
 
 
 def test_mmbench_post_prompt_two_newlines_and_stop_string(fixture_data: Path) -> None:
     task = REG.tasks["mmbench_en"]
     sample = task.load(data_dir=fixture_data)[0]
     assert sample.question.endswith("D. yellow\n\nAnswer with the option's letter from the given choices directly.")
-    assert REG.tasks["mmbench_cn"].load(data_dir=fixture_data)[0].question.endswith("\n\n请直接使用所提供的选项字母作为答案回答。")
+    assert (
+        REG.tasks["mmbench_cn"]
+        .load(data_dir=fixture_data)[0]
+        .question.endswith("\n\n请直接使用所提供的选项字母作为答案回答。")
+    )
     # lmms-eval cuts the output at the EN YAML's stop string "ASSISTANT:" before scoring.
     assert task.score(sample, f"{sample.target} ASSISTANT: B").value == 1.0
     assert task.score(sample, "ASSISTANT: " + sample.target).parsed is None
@@ -221,7 +302,7 @@ def test_mmt_message_has_no_image_placeholder(fixture_data: Path) -> None:
 
 
 def test_mmmu_loads_lmms_evals_dataset_then_falls_back(fixture_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pvm_bench.data as data
+    import pvm_bench.data.tables as data
     from pvm_bench.tasks import TaskError
 
     rows = data.load_rows("mmmu", "validation", hub_id=None, data_dir=fixture_data)
@@ -243,7 +324,9 @@ def test_mmmu_loads_lmms_evals_dataset_then_falls_back(fixture_data: Path, monke
     assert len(task.load(limit=2)) == 2
     assert calls == [("lmms-lab-encoder/MMMU", 1), ("MMMU/MMMU", 30)]
     unavailable.add("MMMU/MMMU")
-    with pytest.raises(TaskError, match=r"lmms-lab-encoder/MMMU \(ConnectionError\), MMMU/MMMU \(ConnectionError\).*--data-dir"):
+    with pytest.raises(
+        TaskError, match=r"lmms-lab-encoder/MMMU \(ConnectionError\), MMMU/MMMU " r"\(ConnectionError\).*--data-dir"
+    ):
         task.load()
     with pytest.raises(TaskError, match="unknown split"):
         task.load("train")

@@ -16,7 +16,7 @@ BUILTIN = {
 }
 
 USER_MODULE = '''
-from pvm_bench.tasks import Sample, Score, Task
+from pvm_bench.tasks.base import Sample, Score, Task
 
 class Echo(Task):
     name = "{name}"
@@ -66,8 +66,60 @@ def test_entry_point_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_unknown_task_error() -> None:
-    with pytest.raises(TaskError, match=r"unknown task 'nope'.*known tasks"):
-        get_registry(entry_points=False).resolve(["nope"])
+    reg = get_registry(entry_points=False)
+    with pytest.raises(TaskError, match=r"^unknown task 'nope'; `pvm-bench tasks` lists the tasks and groups$"):
+        reg.resolve(["nope"])
+    with pytest.raises(TaskError, match=r"^unknown task 'mathvistta'; did you mean 'mathvista'") as err:
+        reg.resolve(["mathvistta"])
+    assert "hallusionbench" not in str(err.value)  # close matches only, never every known name
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--tasks", "mmmuu"], "error: unknown task 'mmmuu'; did you mean 'mmmu'"),
+    (["--tasks", "pvm-papr"], "error: unknown task 'pvm-papr'; did you mean 'pvm-paper'?"),
+    (["--probes", "atention"], "error: unknown probe 'atention'; did you mean 'attention'?"),
+    (["--variants", "base,pvmm"], "error: unknown variant 'pvmm'; did you mean 'pvm'? (in 'pvmm')"),
+])
+def test_cli_suggests_close_names(tmp_path: Path, args: list[str], line: str) -> None:
+    """A typo in a task, group, probe or variant name: one line with the close matches, exit 2 (a task
+    name is checked before the organism's "needs a model", and before any run directory exists)."""
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli.main import app
+
+    result = CliRunner().invoke(app, ["run", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = [entry for entry in result.output.splitlines() if entry.strip()]
+    assert len(lines) == 1 and lines[0].startswith(line), result.output
+    if args[0] == "--tasks":
+        assert not any(tmp_path.iterdir())
+
+
+def test_generic_registry_lazy_refs_entry_points_and_suggestions(tmp_path: Path, monkeypatch) -> None:
+    """One Registry[T]: a "module:attr" reference is imported on first lookup, an entry point of its
+    group is found, an unknown name gets close matches only."""
+    from pvm_bench.registry import PluginLoadError, Registry
+
+    (tmp_path / "acme_probe.py").write_text("FACTORY = object()\n")
+    dist = tmp_path / "acme_probe-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-probe\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pvm_bench.test_group]\nacme = acme_probe:FACTORY\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg: Registry[object] = Registry(
+        "widget", "pvm_bench.test_group", {"json_dumps": "json:dumps", "bad": "no_such_mod:x"}
+    )
+    import json
+
+    assert reg["json_dumps"] is json.dumps
+    import acme_probe
+
+    assert "acme" in reg and reg["acme"] is acme_probe.FACTORY
+    assert sorted(reg) == ["acme", "bad", "json_dumps"]
+    with pytest.raises(PluginLoadError, match="widget 'bad' \\(no_such_mod:x\\) cannot be loaded"):
+        reg["bad"]
+    assert reg.unknown("json_dump") == "unknown widget 'json_dump'; did you mean 'json_dumps'?"
+    assert reg.unknown("zzz") == "unknown widget 'zzz'"
 
 
 def test_no_data_offline_error() -> None:
@@ -86,10 +138,31 @@ def test_missing_local_file_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("task_name", "folder", "split", "row", "match"),
     [
-        ("mmmu", "mmmu", "validation", {"id": "validation_Art_5", "question": "q <image 1>", "options": "['a','b']",
-                                        "question_type": "multiple-choice"}, r"validation_Art_5 lacks answer"),
-        ("mmmu", "mmmu", "validation", {"id": "validation_Art_6", "question": "q <image 1>", "options": "['a','b']",
-                                        "answer": "A", "question_type": "multiple-choice"}, r"references <image 1> but has no image_1"),
+        (
+            "mmmu",
+            "mmmu",
+            "validation",
+            {
+                "id": "validation_Art_5",
+                "question": "q <image 1>",
+                "options": "['a','b']",
+                "question_type": "multiple-choice",
+            },
+            r"validation_Art_5 lacks answer",
+        ),
+        (
+            "mmmu",
+            "mmmu",
+            "validation",
+            {
+                "id": "validation_Art_6",
+                "question": "q <image 1>",
+                "options": "['a','b']",
+                "answer": "A",
+                "question_type": "multiple-choice",
+            },
+            r"references <image 1> but has no image_1",
+        ),
         ("mathvista", "mathvista", "testmini", {"pid": "9", "question": "q"}, r"record 9 lacks question_type"),
         ("mmstar", "mmstar", "val", {"index": 3, "question": "q"}, r"record 3 lacks answer, image"),
     ],
@@ -110,15 +183,23 @@ def test_corrupt_image_names_sample(fixture_data: Path) -> None:
         samples[0].images[0].load()
 
 
-def test_builtin_modules_are_package_modules() -> None:
-    """Every file of pvm_bench/builtin_tasks is listed in MODULES and registered under its module
-    name; a registry's tasks are its own copies (a judge set on one does not leak to the next)."""
-    import pvm_bench.builtin_tasks as pkg
+def test_builtin_tasks_are_the_first_include_path() -> None:
+    """The built-in benchmarks are the files of the top-level tasks/ folder, loaded by the include-path
+    loader (no pvm_bench.builtin_tasks package to import); a registry's tasks are its own (a judge set
+    on one does not leak to the next)."""
+    import importlib.util
 
-    files = {p.stem for p in Path(pkg.__file__).parent.glob("*.py") if not p.name.startswith("_")}
-    assert set(pkg.MODULES) == files
+    from pvm_bench.tasks.registry import builtin_task_dir
+
+    assert builtin_task_dir() == Path(__file__).resolve().parents[2] / "tasks"
+    assert importlib.util.find_spec("pvm_bench.builtin_tasks") is None
     reg = get_registry(entry_points=False)
-    assert reg.origins["mmmu"] == "pvm_bench.builtin_tasks.mmmu"
-    assert reg.origins["swatch_recall"] == "pvm_bench.builtin_tasks.length_diagnostics"
+    assert reg.origins["mmmu"] == "builtin tasks/mmmu.py"
+    assert reg.origins["swatch_recall"] == "builtin tasks/length_diagnostics.py"
+    files = {p.name for p in builtin_task_dir().glob("*.py")}
+    assert {o.removeprefix("builtin tasks/") for o in reg.origins.values()} <= files
+    # the same loader as --include-path: the folder given as an include path defines the same tasks
+    other = get_registry([builtin_task_dir()], entry_points=False, override_tasks=[*reg.tasks, *reg.groups])
+    assert set(other.tasks) == set(reg.tasks) and not other.conflicts
     reg.tasks["mathvista"].set_judge("a judge")
     assert get_registry(entry_points=False).tasks["mathvista"].judge is None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pvm_bench.builtin_tasks.length_diagnostics import TASKS, Design, make_examples
 from pvm_bench.organism import ORGANISM_TASKS
+from pvm_bench.tasks.registry import builtin_task_module
+
+_LD = builtin_task_module("length_diagnostics")
+TASKS, Design, make_examples = _LD.TASKS, _LD.Design, _LD.make_examples
 
 
 def _task(name):

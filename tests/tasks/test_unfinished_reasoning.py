@@ -81,7 +81,7 @@ THINKING_PROMPT = "<|im_start|>user\nWhich animal is shown?<|im_end|>\n<|im_star
 
 def _record(output: str, prompt: str = THINKING_PROMPT):
     from pvm_bench.models.generation import Generation
-    from pvm_bench.workload import WorkItem, sample_record
+    from pvm_bench.runner.workload import WorkItem, sample_record
 
     gen = Generation(key=0, prompt=prompt, text=output, token_ids=[], n_generated=8, finish_reason="length",
                      prefill_s=0.0, decode_s=0.0, batch_size=1)

@@ -83,9 +83,11 @@ def test_grad_accumulation_averages_micro_batches() -> None:
 
 
 def _rank_main(rank: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
-    from pvm_bench.distributed import init_from_env
+    from pvm_bench.runner.distributed import init_from_env
 
     dist = init_from_env()
     model = _model()
