@@ -21,12 +21,7 @@ from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line, v
 from pvm_bench.filehash import SCHEME
 from pvm_bench.models.generation import effective_decoding
 from pvm_bench.models.loading import is_local_source
-from pvm_bench.results import (
-    JsonlAppender,
-    RunRecord,
-    read_samples,
-    utc_now,
-)
+from pvm_bench.results import JsonlAppender, RunRecord, read_samples, utc_now
 from pvm_bench.runner.batch import BatchRunner, max_new_tokens
 from pvm_bench.runner.distributed import Dist
 from pvm_bench.runner.files import (
@@ -368,18 +363,10 @@ class Runner:
         self.record.model, self.record.adapter, self.record.generation = fresh.model, fresh.adapter, fresh.generation
         before = next(iter((self.previous.decoding or {}).values()), {}) if self.previous is not None else {}
         temp_source = before.get("source", {}).get("temperature") or cfg.source("temperature")  # a resume keeps its own
-        self.record.decoding = {
-            t.name: effective_decoding(
-                lm,
-                cfg.temperature,
-                cfg.top_p,
-                cfg.top_k,
-                cfg.repetition_penalty,
-                task=t.generation,
-                temperature_source=temp_source,
-            )
-            for t, _ in loaded_tasks
-        }
+        sampling = (cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty)
+        self.record.decoding = {t.name: effective_decoding(lm, *sampling, task=t.generation,
+                                                           temperature_source=temp_source)
+                                for t, _ in loaded_tasks}
         self.record.forced_resumes = fresh.forced_resumes
         if self.dist.is_main:
             self.record.save(self.run_dir)
