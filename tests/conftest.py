@@ -40,3 +40,31 @@ def tiny_qwen3_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pvm_bench.testing import build_tiny_model
 
     return build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("models") / "tiny-qwen3-vl", seed=0)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Debian Chromium (Playwright) for the session's browser tests; skips, saying
+    why, where Chromium or playwright is missing."""
+    from chromium import chromium_missing_reason, launch
+
+    reason = chromium_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with launch() as browser:
+        yield browser
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """What went wrong in the test's ``page``: exceptions, console errors, failed loads."""
+    return []
+
+
+@pytest.fixture
+def page(chromium, console_errors: list[str]):
+    """A fresh page (its own browser context) of the session's Chromium."""
+    from chromium import new_page
+
+    with new_page(chromium, console_errors) as page:
+        yield page

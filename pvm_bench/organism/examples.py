@@ -137,6 +137,8 @@ def eval_by_n(
     A cheap proxy for generation accuracy: the default buckets are the answer-trained range
     (N <= 16) and two held-out longer ranges.
     """
+    from natsort import natsorted  # the buckets "N 0-16" < "N 17-32" < ... by their numbers
+
     hits: dict[str, list[float]] = {}
     for i in range(0, len(data), 32):
         chunk = data[i : i + 32]
@@ -150,4 +152,4 @@ def eval_by_n(
                     hits.setdefault(f"N {lo}-{hi}", []).append(float(ok))
                     break
                 lo = hi + 1
-    return {k: sum(v) / len(v) for k, v in sorted(hits.items(), key=lambda kv: int(kv[0].split()[1].split("-")[0]))}
+    return {k: sum(v) / len(v) for k, v in natsorted(hits.items(), key=lambda kv: kv[0])}

@@ -8,7 +8,8 @@ A *grouped estimate* is ``value = sum_g w_g * mean(x_g)`` over groups ``g`` of u
 - the macro average over tasks: the groups of every task's headline metric, each task weighted
   1/T and split equally over its strata.
 
-The CI resamples units *within each group* (percentile bootstrap); a single group goes through
+The CI resamples units *within each group* (percentile bootstrap, ``scipy.stats.bootstrap`` with
+the groups as independent samples); a single group goes through
 :func:`pvm_bench.report.stats.accuracy_ci` (Wilson for 0/1 units) /
 :func:`~pvm_bench.report.stats.paired_difference` so it matches every other CI of the report.
 When the multi-group bootstrap is degenerate (every group constant, e.g. all right in one task and
@@ -43,13 +44,35 @@ class Estimate:
     n: int
 
 
-def _weighted_boot(arrays: list[np.ndarray], weights: list[float], seed: int, n_resamples: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    total = np.zeros(n_resamples)
-    for x, w in zip(arrays, weights):
-        idx = rng.integers(0, x.size, size=(n_resamples, x.size))
-        total += w * x[idx].mean(axis=1)
-    return total
+def _stratified_interval(
+    arrays: list[np.ndarray], weights: list[float], seed: int, n_resamples: int,
+) -> tuple[float, float]:
+    """95% percentile interval of ``sum_g w_g * mean(x_g)``, resampling units within each group.
+
+    A stratified, weighted bootstrap is ``scipy.stats.bootstrap`` with the groups as independent
+    samples and the weights in the statistic: with ``paired=False`` it resamples "for each sample
+    in data ... a random sample of the original sample (with replacement) of the same size"
+    (docs.scipy.org/doc/scipy-1.16.2/reference/generated/scipy.stats.bootstrap.html, the same text
+    since 1.7). Also checked (issue 25): arch's ``IndependentSamplesBootstrap`` ("each input is
+    independently resampled", bashtage.github.io/arch/bootstrap/iid-bootstraps.html) does the
+    same but would be one more dependency; statsmodels has no bootstrap of an arbitrary statistic
+    over strata (only ``GenericLikelihoodModelResults.bootstrap`` of a fitted model). scipy refuses
+    a sample of one unit; such a group never varies when resampled, so it enters as a constant.
+    """
+    import scipy.stats as sps
+
+    const = sum(w * float(x[0]) for x, w in zip(arrays, weights) if x.size < 2)
+    live = [(x, w) for x, w in zip(arrays, weights) if x.size >= 2]
+    if not live:
+        return const, const
+    ws = [w for _, w in live]
+
+    def statistic(*xs: np.ndarray, axis: int = -1) -> np.ndarray:
+        return const + sum(w * x.mean(axis=axis) for w, x in zip(ws, xs))
+
+    res = sps.bootstrap(tuple(x for x, _ in live), statistic, n_resamples=n_resamples, method="percentile",
+                        vectorized=True, paired=False, confidence_level=0.95, rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def grouped_estimate(groups: Groups, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES) -> Estimate:
@@ -64,8 +87,7 @@ def grouped_estimate(groups: Groups, seed: int = 0, n_resamples: int = DEFAULT_R
         ci: MeanCI = accuracy_ci(arrays[0], seed=seed, n_resamples=n_resamples)
         return Estimate(ci.mean, ci.low, ci.high, n)
     value = float(sum(w * x.mean() for w, x in zip(weights, arrays)))
-    boot = _weighted_boot(arrays, weights, seed, n_resamples)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
+    lo, hi = _stratified_interval(arrays, weights, seed, n_resamples)
     if hi - lo <= 1e-12 and all(float(x.min()) >= 0.0 and float(x.max()) <= 1.0 for x in arrays):
         half = math.sqrt(sum((w * wilson_ci(float(x.sum()), int(x.size)).half_width) ** 2
                              for w, x in zip(weights, arrays)))
@@ -99,8 +121,7 @@ def grouped_paired(
     weights = [w / wsum for w, _, _ in pairs]
     diffs = [o - r for _, r, o in pairs]
     value = float(sum(w * d.mean() for w, d in zip(weights, diffs)))
-    boot = _weighted_boot(diffs, weights, seed, n_resamples)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
+    lo, hi = _stratified_interval(diffs, weights, seed, n_resamples)
     p, method = _sign_flip(diffs, weights, seed, n_resamples)
     n = int(sum(d.size for d in diffs))
     return PairedDiff(value, float(min(lo, value)), float(max(hi, value)), p, n, method)

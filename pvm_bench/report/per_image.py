@@ -53,8 +53,9 @@ def image_columns(frame: pd.DataFrame | None) -> list[str]:
     """The ``visual_mass_img{i}`` columns present, by image index."""
     if frame is None:
         return []
-    cols = [c for c in frame.columns if _COL.match(str(c))]
-    return sorted(cols, key=lambda c: int(_COL.match(c)[1]))  # type: ignore[index]
+    from natsort import natsorted  # img2 before img10
+
+    return natsorted(c for c in frame.columns if _COL.match(str(c)))
 
 
 def image_frame(agg: AttentionAggregates | None) -> pd.DataFrame | None:

@@ -223,7 +223,7 @@ def _cli(*args: str, report: bool = False):
 
 
 @pytest.mark.slow
-def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path):
+def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path, request):
     """``pvm-bench run --maps 2`` on the organism: 2 samples x 2 variants, each file's per-step mass
     equals attention.parquet's visual mass averaged over all layers; ``--maps 0`` writes none."""
     import pandas as pd
@@ -255,31 +255,29 @@ def test_cli_maps_writes_one_file_per_chosen_sample(tmp_path):
         expected = rows.groupby("step")["visual_mass"].mean().to_numpy()
         assert np.abs(tensors["visual_mass"] - expected).max() < 1e-5
         assert np.abs(tensors["attention"].astype(np.float32).sum(-1) - expected).max() < 5e-3  # float16 storage
-    _browser_shows_the_slider(run / "report.html", tmp_path)
+    _browser_shows_the_slider(run / "report.html", request)
     result = _cli("--maps", "0", "--out", str(tmp_path), "--run-id", "off")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "off" / "maps").exists()
 
 
-def _browser_shows_the_slider(html, tmp_path) -> None:
+def _browser_shows_the_slider(html, request) -> None:
     """report.html carries the maps of the 4 mapped records; in Chromium (when installed) the opened
     sample shows one slider per variant and its output as shaded tokens."""
-    import sys
-    from pathlib import Path
+    from chromium import chromium_missing_reason
 
     text = html.read_text()
     assert "pvmBenchMaps" in text and text.count('"maps":{"tokens"') == 4
-    sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
-    from cdp import Page, chromium_missing_reason
-
     if chromium_missing_reason() is not None:
         return
-    with Page(tmp_path / "chrome") as page:
-        page.goto(html.resolve().as_uri() + "#browser?open=swatch_recall/swatch_recall-test-0/0")
-        assert page.js("document.querySelectorAll('.pm-slider').length") == 2
-        assert page.js("document.querySelectorAll('.pm-heat rect').length") == 8  # 2 x 2 grid per variant
-        assert page.js("document.querySelectorAll('.pm-tok[title]').length") > 2
-        assert page.errors == []
+    from playwright.sync_api import expect
+
+    page, errors = request.getfixturevalue("page"), request.getfixturevalue("console_errors")
+    page.goto(html.resolve().as_uri() + "#browser?open=swatch_recall/swatch_recall-test-0/0")
+    expect(page.locator(".pm-slider")).to_have_count(2)
+    expect(page.locator(".pm-heat rect")).to_have_count(8)  # 2 x 2 grid per variant
+    assert page.locator(".pm-tok[title]").count() > 2
+    assert errors == []
 
 
 def test_cli_maps_bad_values_exit_2_with_one_line(tmp_path):

@@ -35,3 +35,12 @@ def test_per_image_rows_table_and_plot(make_run):
     assert "## Visual mass per image" in (run / "summary.md").read_text()
     assert 'id="image-table"' in (run / "report.html").read_text()
     assert (run / "plots" / "per_image.png").stat().st_size > 5000
+
+
+def test_image_columns_order_by_image_index_not_text():
+    from pvm_bench.report.per_image import image_columns
+
+    frame = pd.DataFrame(columns=["visual_mass_img10", "visual_mass", "visual_mass_img2", "visual_mass_img0",
+                                  "visual_mass_img_last", "visual_mass_img1"])
+    assert image_columns(frame) == ["visual_mass_img0", "visual_mass_img1", "visual_mass_img2", "visual_mass_img10"]
+    assert image_columns(None) == []

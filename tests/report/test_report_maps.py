@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_synth import record, write_records
-from cdp import Page, chromium_missing_reason
+from chromium import chromium_missing_reason
 
 from pvm_bench.report import build_report
 from pvm_bench.report.browser_maps import attach_maps, map_payload
@@ -77,27 +77,31 @@ def test_unreadable_map_file_is_a_note_not_a_failed_report(tmp_path):
 
 
 @pytest.mark.skipif(chromium_missing_reason() is not None, reason=chromium_missing_reason() or "")
-def test_browser_slider_moves_the_heat_map_and_tokens_are_shaded(tmp_path):
+def test_browser_slider_moves_the_heat_map_and_tokens_are_shaded(tmp_path, page, console_errors):
+    from playwright.sync_api import expect
+
     html = build_report(_run(tmp_path))
-    with Page(tmp_path / "chrome") as page:
-        page.goto(html.resolve().as_uri() + "#browser?open=t/s0/0")
-        assert page.js("document.querySelectorAll('.pm-maps').length") == 1  # pvm s0 only
-        assert page.js("document.querySelector('.pm-maps').getAttribute('data-variant')") == "pvm"
-        assert page.js("document.querySelectorAll('.pm-heat rect').length") == 6
+    page.goto(html.resolve().as_uri() + "#browser?open=t/s0/0")
+    maps = page.locator(".pm-maps")
+    expect(maps).to_have_count(1)  # pvm s0 only
+    expect(maps).to_have_attribute("data-variant", "pvm")
+    cells = page.locator(".pm-heat rect")
+    expect(cells).to_have_count(6)
 
-        def hot() -> int:
-            return page.js("Array.prototype.map.call(document.querySelectorAll('.pm-heat rect'), function (r) "
-                           "{ return Number(r.getAttribute('data-v')); }).indexOf(1)")
+    def hot() -> int:
+        return cells.evaluate_all("rs => rs.map(r => Number(r.getAttribute('data-v'))).indexOf(1)")
 
-        assert hot() == 5 and page.js("document.querySelector('.pm-tok.pm-cur').textContent") == "<b>"
-        page.js("(function () { var s = document.querySelector('.pm-slider'); s.value = '2'; "
-                "s.dispatchEvent(new Event('input')); })()")
-        assert hot() == 2 and page.js("document.querySelector('.pm-maps').getAttribute('data-step')") == "2"
-        assert "step 2 of 4" in page.js("document.querySelector('.pm-caption').textContent")
-        page.js("document.querySelectorAll('.pm-tok')[3].click()")  # clicking a token moves the slider there
-        assert hot() == 3 and page.js("document.querySelector('.pm-slider').value") == "3"
-        titles = page.js("Array.prototype.map.call(document.querySelectorAll('.pm-tok'), function (s) "
-                         "{ return s.getAttribute('title') + '|' + s.style.backgroundColor; })")
-        assert titles[0].startswith("step 0 · visual mass 0.45") and "rgba(255, 51, 0" in titles[0]
-        assert page.js("document.querySelectorAll('.pm-tok b').length") == 0  # markup stayed text
-        assert page.errors == []
+    assert hot() == 5
+    expect(page.locator(".pm-tok.pm-cur")).to_have_text("<b>")
+    page.locator(".pm-slider").fill("2")  # drag the slider to step 2
+    expect(maps).to_have_attribute("data-step", "2")
+    assert hot() == 2
+    expect(page.locator(".pm-caption")).to_contain_text("step 2 of 4")
+    page.locator(".pm-tok").nth(3).click()  # clicking a token moves the slider there
+    expect(page.locator(".pm-slider")).to_have_value("3")
+    assert hot() == 3
+    titles = page.locator(".pm-tok").evaluate_all(
+        "ts => ts.map(s => s.getAttribute('title') + '|' + s.style.backgroundColor)")
+    assert titles[0].startswith("step 0 · visual mass 0.45") and "rgba(255, 51, 0" in titles[0]
+    expect(page.locator(".pm-tok b")).to_have_count(0)  # markup stayed text
+    assert console_errors == []
