@@ -1,5 +1,5 @@
 """``pvm-bench bench report``: merge and report wall time and peak RSS on a synthetic run, as
-ratios to a plain DuckDB group-by over the same attention.parquet (the streaming anchor).
+ratios to a plain DuckDB group-by over every raw row of the same attention store (the streaming anchor).
 
 Every phase runs in its own subprocess (``os.wait4`` gives that process's own peak RSS), with
 ``OMP_NUM_THREADS`` and DuckDB's threads set to ``--threads``:
@@ -7,7 +7,7 @@ Every phase runs in its own subprocess (``os.wait4`` gives that process's own pe
 - ``generate``: :func:`pvm_bench.bench.synth_run.write_synthetic_run` (streams, one part at a time);
 - ``merge``: :func:`pvm_bench.runfiles.merge_attention`, the runner's end-of-run merge of the parts;
 - ``report``: ``pvm-bench report RUN``;
-- ``anchor``: one DuckDB group-by over attention.parquet by (variant, task, sample, repeat, layer
+- ``anchor``: one DuckDB group-by over the attention store's files by (variant, task, sample, repeat, layer
   band, log-binned step): the core decay curve's aggregation, the least any report must read.
 
 ``--code DIR`` imports pvm_bench from another checkout for merge and report (to time the code
@@ -34,7 +34,7 @@ ANCHOR_SQL = """
 SELECT variant, task, sample_id, "repeat", (layer * 3) // {layers} AS band,
        CAST(floor(ln(step) / ln({t_max} + 1) * 40) AS INTEGER) AS bin,
        avg(visual_mass) AS mass, count(*) AS n
-FROM read_parquet('{path}') WHERE step >= 1
+FROM read_parquet({paths}) WHERE step >= 1
 GROUP BY ALL
 """
 
@@ -42,9 +42,12 @@ _MERGE = ("import sys, pvm_bench; from pathlib import Path; from pvm_bench.runfi
           "merge_attention(Path(sys.argv[1])); print('merged with', pvm_bench.__file__)")
 _ANCHOR = """
 import sys, duckdb
-path, threads, layers, t_max = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+from pathlib import Path
+from pvm_bench.attention_store import attention_dataset
+from pvm_bench.attention_tables import path_list
+run, threads, layers, t_max = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 con = duckdb.connect(config={"threads": threads})
-sql = sys.argv[5].format(path=path.replace("'", "''"), layers=layers, t_max=t_max)
+sql = sys.argv[5].format(paths=path_list(attention_dataset(run)), layers=layers, t_max=t_max)
 print(len(con.execute(sql).fetchall()), "groups")
 """
 _GENERATE = """
@@ -99,13 +102,16 @@ def bench_report(rows: int, out: Path, *, threads: int = 1, code: Path | None = 
     code_env = _env(threads, code) if code is not None else base_env
     if "merge" in phases:
         results["merge"] = timed([sys.executable, "-c", _MERGE, str(run_dir)], code_env, out)
-    merged = run_dir / "attention.parquet"
-    if merged.exists():
-        gen["merged_bytes"] = merged.stat().st_size
+    from pvm_bench.attention_store import AGG, attention_dataset
+
+    merged = attention_dataset(run_dir)
+    if merged:
+        gen["merged_bytes"] = sum(p.stat().st_size for p in merged)
+        gen["agg_bytes"] = sum(p.stat().st_size for p in (run_dir / AGG).rglob("*.parquet"))
     if "report" in phases:
         results["report"] = timed([sys.executable, "-m", "pvm_bench", "report", str(run_dir)], code_env, out)
-    if "anchor" in phases and merged.exists():
-        results["anchor"] = timed([sys.executable, "-c", _ANCHOR, str(merged), str(threads), str(layers), str(cap),
+    if "anchor" in phases and merged:
+        results["anchor"] = timed([sys.executable, "-c", _ANCHOR, str(run_dir), str(threads), str(layers), str(cap),
                                    ANCHOR_SQL], base_env, out)
     return {"run_dir": str(run_dir), "threads": threads, "code": str(code) if code else here,
             "generated": gen, "phases": results}
@@ -118,6 +124,8 @@ def format_rows(res: dict[str, Any]) -> list[str]:
     lines = [f"{gen['rows']:,} attention rows, {gen['samples']:,} samples, {gen['parts']} parts "
              f"({gen['bytes'] / 1e6:.1f} MB), {res['threads']} thread(s); generated in {gen['wall_s']:.1f} s at "
              f"{gen['rss_bytes'] / 1e9:.2f} GB peak RSS"]
+    if "agg_bytes" in gen:
+        lines.append(f"aggregate tables: {gen['agg_bytes'] / 1e6:.1f} MB")
     for name in ("merge", "report", "anchor"):
         row = phases.get(name)
         if row is None:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from pvm_bench.attention_tables import log_bin_edges as _log_bin_edges
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay_per_sample, observed_half_life, window
 from pvm_bench.report.fit_ci import EMPTY, DecayCI, decay_bootstrap
 from pvm_bench.report.stats import MeanCI, bootstrap_ci
@@ -103,7 +104,35 @@ def suggest_cohort_t(per_sample: pd.DataFrame, min_share: float = 0.5) -> int | 
 
 def log_bin_edges(t_max: int, n_bins: int = N_LOG_BINS) -> np.ndarray:
     """Integer-valued, strictly increasing log-spaced bin edges from 1 to t_max + 1."""
-    return np.unique(np.round(np.geomspace(1, max(t_max, 2) + 1, n_bins + 1))).astype(float)
+    return _log_bin_edges(t_max, n_bins)
+
+
+def binned_cells(cells: pd.DataFrame, fine: np.ndarray, t_max: int, confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`binned_curve` from per-sample sums over fine bins instead of per-step rows.
+
+    ``cells``: one row per (sample ``gen``, fine ``bin`` of ``fine`` edges) with ``s`` (sum of the
+    sample's per-step values), ``n`` (steps), ``lsum`` (sum of ln step), ``t_lo``/``t_hi``. The
+    bins are :func:`log_bin_edges` (``t_max``) snapped down to fine edges, so each is a union of
+    fine bins: a sample's bin mean is sum(s) / sum(n), exactly the mean of its steps in the bin.
+    """
+    cols = ["bin", "step", "t_lo", "t_hi", "mass", "ci_low", "ci_high", "n"]
+    if cells.empty:
+        return pd.DataFrame(columns=cols)
+    snapped = fine[np.clip(np.searchsorted(fine, log_bin_edges(t_max), side="right") - 1, 0, len(fine) - 1)]
+    edges = np.unique(np.append(snapped, fine[min(int(np.searchsorted(fine, t_max, side="right")), len(fine) - 1)]))
+    coarse = np.clip(np.searchsorted(edges, fine[cells["bin"].to_numpy()], side="right") - 1, 0, len(edges) - 2)
+    framed = cells.assign(cbin=coarse)
+    per = framed.groupby(["cbin", "gen"])[["s", "n"]].sum()
+    per["mass"] = per["s"] / per["n"]
+    g = per["mass"].groupby(level="cbin")
+    out = pd.DataFrame({"mass": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
+    pos = framed.groupby("cbin").agg(lsum=("lsum", "sum"), steps=("n", "sum"), t_lo=("t_lo", "min"), t_hi=("t_hi", "max"))
+    out = out.join(pos).reset_index().rename(columns={"cbin": "bin"})
+    q = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(out["n"] - 1, 1))
+    half = np.where(out["n"] >= 2, q * out["sd"].fillna(0.0) / np.sqrt(out["n"]), np.nan)
+    out["ci_low"], out["ci_high"] = out["mass"] - half, out["mass"] + half
+    out["step"] = np.exp(out["lsum"] / out["steps"])
+    return out[cols]
 
 
 def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, confidence: float = 0.95) -> pd.DataFrame:
