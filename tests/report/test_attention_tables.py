@@ -17,7 +17,7 @@ from pvm_bench.attention_tables import META_KEY
 from pvm_bench.bench.synth_run import SynthSpec, write_synthetic_run
 from pvm_bench.cli import app
 from pvm_bench.report.attention_engine import connect
-from pvm_bench.report.attention_load import _from_raw, attention_files, load_attention
+from pvm_bench.report.attention_load import _from_raw, attention_files
 from pvm_bench.report.rundata import load_run
 from pvm_bench.runfiles import merge_attention
 
