@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pvm_bench.attention_store import LEGACY_PART, PARTS, STORE, agg_root, part_files
-from pvm_bench.attention_tables import KINDS, agg_paths, read_meta, register_bins, write_part_tables
+from pvm_bench.attention_tables import agg_paths, register_bins, valid_tables, write_part_tables
 from pvm_bench.errors import UserError, is_disk_full
 
 #: DuckDB's memory for computing a file's missing aggregate tables.
@@ -100,10 +100,8 @@ def adopt_legacy(run_dir: Path) -> None:
 
 def ensure_tables(path: Path, root: Path, con: Any) -> dict[str, Any]:
     """The aggregate metadata of ``path``, computing its tables first when any is missing or stale."""
-    paths = agg_paths(root, path)
-    meta = read_meta(paths["steps"])
-    complete = meta is not None and all(paths[k].exists() for k in KINDS if k != "pvm" or "pvm_ratio" in meta["columns"])
-    return meta if complete and meta is not None else write_part_tables(path, root, con)
+    valid = valid_tables(root, path)
+    return valid[0] if valid is not None else write_part_tables(path, root, con)
 
 
 def rewrite_keeping(path: Path, keep: Collection[Key]) -> int:

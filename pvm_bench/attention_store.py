@@ -92,13 +92,17 @@ def store_schema(run_dir: Path) -> pa.Schema:
 
 
 def read_store(run_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """The full-resolution rows of the store in pandas (memory grows with the run: small runs and
-    column subsets only), every file's columns included."""
+    """The full-resolution rows of the store in pandas, every file's columns included, sorted by
+    (variant, task, sample_id, repeat, step, layer) as the single merged file of older runs was
+    (memory grows with the run: small runs and column subsets only)."""
     import pyarrow.parquet as pq
 
     files = attention_dataset(run_dir)
     if not files:
         raise FileNotFoundError(f"{run_dir} has no attention store ({STORE})")
     if len(files) == 1:
-        return pd.read_parquet(files[0], columns=columns)
-    return pq.read_table(run_dir / STORE, schema=store_schema(run_dir), columns=columns).to_pandas()
+        frame = pd.read_parquet(files[0], columns=columns)
+    else:
+        frame = pq.read_table(run_dir / STORE, schema=store_schema(run_dir), columns=columns).to_pandas()
+    order = [c for c in ("variant", "task", "sample_id", "repeat", "step", "layer") if c in frame.columns]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True) if order else frame

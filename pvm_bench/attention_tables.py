@@ -39,7 +39,8 @@ AGG_VERSION = 1
 META_KEY = b"pvm_bench.attention_agg"
 """Parquet key-value metadata of every aggregate file: json {version, layers (the visual layers the
 bands were cut from), columns (scalar columns of the attention file, DuckDB types), nonfinite (count of
-inf/NaN per float column, read as NULL), samples (the file's sample keys)}."""
+inf/NaN per float column, read as NULL), samples (the file's sample keys), file (the attention file's
+:func:`fingerprint`: tables of a file edited or replaced since are stale)}."""
 KINDS = ("steps", "layers", "cells", "pvm")
 KEYS = ("variant", "task", "sample_id", "repeat")
 NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|"
@@ -253,7 +254,7 @@ def write_part_tables(part: Path, agg_root: Path, con: Any = None) -> dict[str, 
             "SELECT DISTINCT CAST(variant AS VARCHAR), CAST(task AS VARCHAR), CAST(sample_id AS VARCHAR), "
             f"CAST(repeat AS BIGINT) FROM read_parquet({literal(str(part))}) ORDER BY ALL").fetchall()
         meta = {"version": AGG_VERSION, "layers": layers, "columns": columns, "nonfinite": nonfinite,
-                "samples": [list(k) for k in samples]}
+                "samples": [list(k) for k in samples], "file": fingerprint(part)}
         blob = json.dumps(meta).encode()
         paths = agg_paths(agg_root, part)
         for kind in (*KINDS[1:], KINDS[0]):
@@ -285,3 +286,29 @@ def read_meta(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) and meta.get("version") == AGG_VERSION else None
+
+
+def fingerprint(path: Path) -> str:
+    """Size and a hash of the parquet footer (row counts, offsets, column statistics) of ``path``:
+    changes when the file is edited or replaced, not when it is moved or copied; cheap (a few KB)."""
+    import hashlib
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if size < 12:
+            return f"{size}:"
+        fh.seek(size - 8)
+        n = min(int.from_bytes(fh.read(4), "little"), size - 8)
+        fh.seek(size - 8 - n)
+        return f"{size}:{hashlib.blake2b(fh.read(n), digest_size=16).hexdigest()}"
+
+
+def valid_tables(agg_root: Path, part: Path) -> tuple[dict[str, Any], dict[str, Path]] | None:
+    """The metadata and table paths of ``part`` when its tables are complete, of this version and
+    computed from the file as it is now (same size); else None (compute them again)."""
+    paths = agg_paths(agg_root, part)
+    meta = read_meta(paths["steps"])
+    if meta is None or meta.get("file") != fingerprint(part):
+        return None
+    needed = [k for k in KINDS if k != "pvm" or "pvm_ratio" in meta["columns"]]
+    return (meta, paths) if all(paths[k].exists() for k in needed) else None

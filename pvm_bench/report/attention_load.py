@@ -25,8 +25,8 @@ from pvm_bench.attention_tables import (
     KINDS,
     agg_paths,
     path_list,
-    read_meta,
     register_bins,
+    valid_tables,
     write_part_tables,
 )
 from pvm_bench.report.attention_agg import AttentionAggregates, aggregate_attention, assemble
@@ -49,9 +49,10 @@ def _tables(sources: AttentionSources, engine: Any, warn: list[str], failures: l
     stored, computed = agg_root(sources.run_dir), Path(engine.tmp.name) / "agg"
     out = {}
     for path in sources.files:
-        paths = agg_paths(stored, path)
-        meta = read_meta(paths["steps"])
-        if meta is None or not all(paths[k].exists() for k in KINDS if k != "pvm" or "pvm_ratio" in meta["columns"]):
+        valid = valid_tables(stored, path)
+        if valid is not None:
+            meta, paths = valid
+        else:
             try:
                 meta, paths = write_part_tables(path, computed, engine.con), agg_paths(computed, path)
             except Exception as exc:
