@@ -93,14 +93,15 @@ def path_list(files: Iterable[Path]) -> str:
 
 
 def source_sql(files: list[Path], columns: dict[str, str], keys_table: str | None, with_parts: bool,
-               nonfinite: Collection[str] = ()) -> str:
+               nonfinite: Collection[str] = (), relation: str | None = None) -> str:
     """SELECT of the attention rows of ``files``: rows with a null ``step`` dropped, ``variant``/
     ``task``/``sample_id`` as text and ``repeat``/``step`` as integers. ``columns``: the scalar
     columns to read, name -> DuckDB type (``layer``/``visual_mass`` may be absent: they become
     NULL); ``nonfinite``: float columns whose inf/NaN are read as NULL (a value not measured).
     ``with_parts`` (a killed run's unmerged part files): only samples in ``keys_table`` (the
     samples.jsonl keys, when given), each sample's rows from the last file that has it, and the
-    last copy of a (sample, step, layer)."""
+    last copy of a (sample, step, layer). ``relation``: read the rows from this table instead of
+    ``files`` (one file loaded once; not with ``with_parts``)."""
     paths = path_list(files)
 
     def value(c: str) -> str:
@@ -114,7 +115,8 @@ def source_sql(files: list[Path], columns: dict[str, str], keys_table: str | Non
     ]
     select += [value(c) for c in columns if c not in (*KEYS, "step", "layer", "visual_mass")]
     if not with_parts:
-        return f"SELECT {', '.join(select)} FROM read_parquet({paths}, union_by_name=true) WHERE step IS NOT NULL"
+        source = relation or f"read_parquet({paths}, union_by_name=true)"
+        return f"SELECT {', '.join(select)} FROM {source} WHERE step IS NOT NULL"
     order = "list_position(" + paths + ", filename)"
     src = (f"SELECT {', '.join(select)}, {order} AS _file, file_row_number AS _row FROM "
            f"read_parquet({paths}, union_by_name=true, filename=true, file_row_number=true) WHERE step IS NOT NULL")
@@ -226,6 +228,12 @@ def agg_paths(agg_root: Path, part: Path) -> dict[str, Path]:
     return {kind: agg_root / kind / part.name for kind in KINDS}
 
 
+MATERIALIZE_ROWS = 8_000_000
+"""Files up to this many rows (every runner part: one batch) are loaded once into a DuckDB table
+for the queries of :func:`write_part_tables` (about 60 B a row); larger ones (an old single-file
+store) are scanned per query."""
+
+
 def write_part_tables(part: Path, agg_root: Path, con: Any = None) -> dict[str, Any]:
     """Compute the tables of one attention file and write them under ``agg_root`` (each via a temp
     file + rename, ``steps`` last: its presence means the set is complete); returns the metadata.
@@ -235,24 +243,29 @@ def write_part_tables(part: Path, agg_root: Path, con: Any = None) -> dict[str, 
 
     own = con is None
     if own:
-        con = duckdb.connect(config={"threads": 1, "memory_limit": "512MB"})
+        con = duckdb.connect(config={"threads": 1, "memory_limit": "1GB"})
         con.execute("SET enable_progress_bar = false")
         register_bins(con)
     try:
         columns = scalar_columns(con, [part])
         check_columns(columns)
         floats = [c for c, t in columns.items() if FLOATING.match(t)]
+        raw = f"read_parquet({literal(str(part))})"
+        if pq.read_metadata(part).num_rows <= MATERIALIZE_ROWS:  # one parquet scan for the queries below
+            con.execute(f"CREATE OR REPLACE TEMP TABLE part_data AS SELECT {', '.join(map(quote, columns))} FROM {raw}")
+            raw = "part_data"
         counts = con.execute(
-            "SELECT " + ", ".join([f"count(*) FILTER (WHERE NOT isfinite({quote(c)}))" for c in floats] or ["0"])
-            + f" FROM read_parquet({literal(str(part))})").fetchone() if floats else ()
+            "SELECT " + ", ".join(f"count(*) FILTER (WHERE NOT isfinite({quote(c)}))" for c in floats)
+            + f" FROM {raw}").fetchone() if floats else ()
         nonfinite = {c: int(n) for c, n in zip(floats, counts or ()) if n}
-        con.execute(f"CREATE OR REPLACE TEMP VIEW part_rows AS {source_sql([part], columns, None, False, floats)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW part_rows AS "
+                    f"{source_sql([part], columns, None, False, floats, relation=raw)}")
         layers = [int(r[0]) for r in con.execute(
             "SELECT DISTINCT layer FROM part_rows WHERE layer IS NOT NULL AND visual_mass IS NOT NULL ORDER BY 1"
         ).fetchall()]
         samples = con.execute(  # every sample of the file, also one without a step (the merge's unit)
             "SELECT DISTINCT CAST(variant AS VARCHAR), CAST(task AS VARCHAR), CAST(sample_id AS VARCHAR), "
-            f"CAST(repeat AS BIGINT) FROM read_parquet({literal(str(part))}) ORDER BY ALL").fetchall()
+            f"CAST(repeat AS BIGINT) FROM {raw} ORDER BY ALL").fetchall()
         meta = {"version": AGG_VERSION, "layers": layers, "columns": columns, "nonfinite": nonfinite,
                 "samples": [list(k) for k in samples], "file": fingerprint(part)}
         blob = json.dumps(meta).encode()
@@ -272,6 +285,7 @@ def write_part_tables(part: Path, agg_root: Path, con: Any = None) -> dict[str, 
         return meta
     finally:
         con.execute("DROP VIEW IF EXISTS part_rows")
+        con.execute("DROP TABLE IF EXISTS part_data")
         if own:
             con.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from pvm_bench.attention_tables import META_KEY
@@ -45,12 +46,13 @@ def _assert_frames_equal(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame])
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=False, rtol=1e-12, atol=0)
 
 
-def test_report_from_stored_tables_equals_the_report_from_raw_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cli", [pytest.param(True, marks=pytest.mark.slow), False])
+def test_report_from_stored_tables_equals_the_report_from_raw_rows(tmp_path: Path, cli: bool) -> None:
     run = tmp_path / "run"
     write_synthetic_run(run, SPEC)
     merge_attention(run)
     assert (run / "attention-agg" / "steps").is_dir() and (run / "attention.parquet").is_dir()
-    stored = _report(run)
+    stored = _report(run, cli)
     assert stored["summary.csv"]["fit_all_a"].notna().any()  # the decay section is there
     shutil.rmtree(run / "attention-agg")  # a run written before the tables: computed from its rows
     _assert_frames_equal(stored, _report(run, cli=False))
