@@ -107,24 +107,27 @@ class AttentionAggregates:
         cols = ["task", "sample_id", "repeat", "step", "mass"]
         if col not in self.steps:
             return pd.DataFrame(columns=cols)
-        s = self.select(self.steps, mask)
-        s = s[(s["step"] >= 1) & s[col].notna()]
-        return pd.DataFrame({"task": s["gen"].to_numpy(), "sample_id": 0, "repeat": 0, "step": s["step"].to_numpy(),
-                             "mass": s[col].to_numpy(dtype=float)}, columns=cols).reset_index(drop=True)
+        # numpy on the columns, not a filtered copy of the frame (13M rows at paper scale)
+        gen, step = self.steps["gen"].to_numpy(), self.steps["step"].to_numpy()
+        mass = self.steps[col].to_numpy()
+        keep = mask[gen] & (step >= 1) & ~np.isnan(mass)
+        return pd.DataFrame({"task": gen[keep], "sample_id": 0, "repeat": 0, "step": step[keep],
+                             "mass": mass[keep].astype(float)}, columns=cols)
 
     def has_visual_in(self, mask: np.ndarray) -> bool:
         """Whether any generation in ``mask`` has a visual row (a layer and a visual_mass) at any step."""
         if "m_all" not in self.steps:
             return False
-        return bool(self.select(self.steps, mask)["m_all"].notna().any())
+        return bool(np.any(mask[self.steps["gen"].to_numpy()] & ~np.isnan(self.steps["m_all"].to_numpy())))
 
     def step_frame(self, mask: np.ndarray, columns: list[str]) -> pd.DataFrame:
         """The per-step values of ``columns`` (all steps) of the generations in ``mask``, keyed as
         :meth:`band_samples` keys them (task = gen, sample_id = repeat = 0)."""
-        s = self.select(self.steps, mask)
-        out = pd.DataFrame({"task": s["gen"].to_numpy(), "sample_id": 0, "repeat": 0, "step": s["step"].to_numpy()})
+        gen = self.steps["gen"].to_numpy()
+        keep = mask[gen]
+        out = pd.DataFrame({"task": gen[keep], "sample_id": 0, "repeat": 0, "step": self.steps["step"].to_numpy()[keep]})
         for c in columns:
-            out[c] = s[c].to_numpy()
+            out[c] = self.steps[c].to_numpy()[keep]
         return out
 
     def mean_of(self, column: str, sums: np.ndarray | float, counts: np.ndarray | float) -> float:
@@ -137,9 +140,10 @@ class AttentionAggregates:
 
     def max_visual_step(self, mask: np.ndarray) -> int:
         """The largest step with a visual row among the generations in ``mask`` (0 when none)."""
-        s = self.select(self.steps, mask)
-        s = s[s["m_all"].notna()] if "m_all" in s else s.iloc[:0]
-        return int(s["step"].max()) if len(s) else 0
+        if "m_all" not in self.steps:
+            return 0
+        keep = mask[self.steps["gen"].to_numpy()] & ~np.isnan(self.steps["m_all"].to_numpy())
+        return int(self.steps["step"].to_numpy()[keep].max()) if keep.any() else 0
 
     def visual_mass_steps(self) -> pd.DataFrame:
         """(variant, task, sample_id, repeat, step, visual_mass): the mean over all recorded layers

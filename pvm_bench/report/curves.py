@@ -57,9 +57,20 @@ def sample_curves(vis: pd.DataFrame, layers: list[int] | None = None, column: st
     return out
 
 
+def sample_keys(per_sample: pd.DataFrame) -> list[str]:
+    """The columns that tell samples apart: ``task`` alone when ``sample_id`` and ``repeat`` are
+    constant (frames of :meth:`~pvm_bench.report.attention_agg.AttentionAggregates.band_samples`,
+    where task is the generation), else :data:`SAMPLE_KEYS`. Grouping by either gives the same
+    groups in the same order; one integer column is much faster at paper scale."""
+    rest = [per_sample[k].to_numpy() for k in SAMPLE_KEYS[1:]]
+    if len(per_sample) and all(r.dtype.kind in "iu" and r[0] == r[-1] and (r == r[0]).all() for r in rest):
+        return ["task"]
+    return list(SAMPLE_KEYS)
+
+
 def sample_lengths(per_sample: pd.DataFrame) -> pd.Series:
     """Last recorded step of each sample (indexed by the sample keys)."""
-    return per_sample.groupby(list(SAMPLE_KEYS))["step"].max()
+    return per_sample.groupby(sample_keys(per_sample))["step"].max()
 
 
 def step_curve(per_sample: pd.DataFrame) -> pd.DataFrame:
@@ -82,10 +93,9 @@ def fixed_cohort(per_sample: pd.DataFrame, t_cohort: int) -> pd.DataFrame:
     """
     if per_sample.empty:
         return per_sample
-    reached = sample_lengths(per_sample)
-    keep = reached[reached >= t_cohort].index
-    idx = per_sample.set_index(list(SAMPLE_KEYS)).index
-    return per_sample[idx.isin(keep) & (per_sample["step"] <= t_cohort).to_numpy()].reset_index(drop=True)
+    keys = sample_keys(per_sample)
+    reached = per_sample.groupby(keys)["step"].transform("max").to_numpy()
+    return per_sample[(reached >= t_cohort) & (per_sample["step"] <= t_cohort).to_numpy()].reset_index(drop=True)
 
 
 def suggest_cohort_t(per_sample: pd.DataFrame, min_share: float = 0.5) -> int | None:
@@ -214,7 +224,7 @@ class BandDecay:
 
 
 def _fit_samples(per_sample: pd.DataFrame, seed: int, bootstrap: bool) -> tuple[DecayFit, DecayCI]:
-    codes = per_sample.groupby(list(SAMPLE_KEYS), sort=False).ngroup().to_numpy()
+    codes = per_sample.groupby(sample_keys(per_sample), sort=False).ngroup().to_numpy()
     t, y = per_sample["step"].to_numpy(), per_sample["mass"].to_numpy()
     fit = fit_decay_per_sample(t, y, codes)
     if not (bootstrap and fit.ok):
@@ -254,5 +264,5 @@ def band_decay_from_samples(
             continue
         lo, hi = window(t)
         w = per_sample[(per_sample["step"] >= lo) & (per_sample["step"] <= hi)]
-        mass_at[t] = bootstrap_ci(w.groupby(list(SAMPLE_KEYS))["mass"].mean().to_numpy(), seed=seed)
+        mass_at[t] = bootstrap_ci(w.groupby(sample_keys(w))["mass"].mean().to_numpy(), seed=seed)
     return BandDecay(fit, curve, hl_obs, mass_at, cohort_t, fit_ci)
