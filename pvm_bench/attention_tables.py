@@ -256,7 +256,7 @@ def write_part_tables(part: Path, agg_root: Path, con: Any = None) -> dict[str, 
             raw = "part_data"
         counts = con.execute(
             "SELECT " + ", ".join(f"count(*) FILTER (WHERE NOT isfinite({quote(c)}))" for c in floats)
-            + f" FROM {raw}").fetchone() if floats else ()
+            + f" FROM {raw}").fetchall()[0] if floats else ()
         nonfinite = {c: int(n) for c, n in zip(floats, counts or ()) if n}
         con.execute(f"CREATE OR REPLACE TEMP VIEW part_rows AS "
                     f"{source_sql([part], columns, None, False, floats, relation=raw)}")

@@ -12,8 +12,8 @@ without them, from raw rows by the same SQL; :func:`assemble` turns them into
   count, sum, mean, min and max;
 - the heatmap: mean ``visual_mass`` per (variant, layer, fixed log bin) and the paired
   ``variant - base`` difference per (layer, bin) over the same samples (:data:`HEATMAP_EDGES`);
-- with a ``pvm_ratio`` column: ``pvm``, per (generation, layer, fixed bin) sums of its per-step
-  means (columns s, n, lsum, t_lo, t_hi), and the gates.
+- with a ``pvm_ratio`` column: ``pvm``, its binned curve per (variant, layer) (moments over
+  samples, see :func:`_pvm`), and the gates.
 
 A generation is an integer ``gen`` (row of ``gens``), numbered in (variant, task, sample_id,
 repeat) order, so frames sorted by ``gen`` list samples in the order the pandas code sorted them.
@@ -43,6 +43,7 @@ from pvm_bench.attention_tables import (  # noqa: F401 (FLOATING, NOT_MEASURES, 
     table_sql,
 )
 from pvm_bench.report.attention_engine import Engine, quote
+from pvm_bench.report.curves import snapped_edges
 
 
 @dataclass
@@ -235,12 +236,27 @@ def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str) -> H
 
 
 def _pvm(engine: Engine, agg: AttentionAggregates) -> None:
+    """``agg.pvm``: the binned ``pvm_ratio`` curve per (variant, layer) (:func:`curve_from_moments`'s
+    input: per bin the mean and sd over samples of each sample's bin mean, n, mean ln step, first and
+    last step), on the 40 log bins snapped to the fixed bins (:func:`snapped_edges`), in SQL: the
+    per-sample cells never reach pandas. ``agg.pvm_gates``: each PVM layer's gate."""
+    con = engine.con
     keys = ", ".join(KEYS)
-    agg.pvm = engine.con.execute(
-        f"SELECT CAST(g.gen AS INTEGER) AS gen, CAST(a.layer AS INTEGER) AS layer, CAST(a.bin AS INTEGER) AS bin, "
-        f"a.s, a.n, a.lsum, a.t_lo, a.t_hi FROM agg_pvm a JOIN gens g USING ({keys}) ORDER BY 1, 2, 3").df()
+    t_max = con.execute("SELECT max(t_hi) FROM agg_pvm").fetchall()[0][0]
+    if t_max is None:
+        agg.pvm = pd.DataFrame()
+    else:
+        edges = snapped_edges(HEATMAP_EDGES, int(t_max))
+        fine = np.arange(len(HEATMAP_EDGES) - 1)
+        coarse = np.clip(np.searchsorted(edges, HEATMAP_EDGES[:-1], side="right") - 1, 0, len(edges) - 2)
+        con.register("pvm_bins", pd.DataFrame({"bin": fine.astype(np.int16), "cbin": coarse.astype(np.int32)}))
+        agg.pvm = con.execute(
+            f"SELECT variant, CAST(layer AS INTEGER) AS layer, cbin AS bin, avg(s / n) AS mass, stddev_samp(s / n) AS sd, "
+            f"count(*) AS n, sum(l) / sum(n) AS logt, min(lo) AS t_lo, max(hi) AS t_hi FROM (SELECT {keys}, layer, cbin, "
+            f"sum(s) AS s, sum(n) AS n, sum(lsum) AS l, min(t_lo) AS lo, max(t_hi) AS hi FROM agg_pvm JOIN pvm_bins "
+            f"USING (bin) GROUP BY ALL) GROUP BY ALL ORDER BY variant, layer, bin").df()
     if "pvm_gate" in agg.columns:
-        rows = engine.con.execute(
+        rows = con.execute(
             "SELECT variant, layer, min(\"pvm_gate|gate\") FROM agg_layers WHERE layer IS NOT NULL "
             "AND \"pvm_gate|gate\" IS NOT NULL GROUP BY ALL").fetchall()
         agg.pvm_gates = {(str(v), int(layer)): float(g) for v, layer, g in rows}

@@ -117,31 +117,24 @@ def log_bin_edges(t_max: int, n_bins: int = N_LOG_BINS) -> np.ndarray:
     return _log_bin_edges(t_max, n_bins)
 
 
-def binned_cells(cells: pd.DataFrame, fine: np.ndarray, t_max: int, confidence: float = 0.95) -> pd.DataFrame:
-    """:func:`binned_curve` from per-sample sums over fine bins instead of per-step rows.
-
-    ``cells``: one row per (sample ``gen``, fine ``bin`` of ``fine`` edges) with ``s`` (sum of the
-    sample's per-step values), ``n`` (steps), ``lsum`` (sum of ln step), ``t_lo``/``t_hi``. The
-    bins are :func:`log_bin_edges` (``t_max``) snapped down to fine edges, so each is a union of
-    fine bins: a sample's bin mean is sum(s) / sum(n), exactly the mean of its steps in the bin.
-    """
-    cols = ["bin", "step", "t_lo", "t_hi", "mass", "ci_low", "ci_high", "n"]
-    if cells.empty:
-        return pd.DataFrame(columns=cols)
+def snapped_edges(fine: np.ndarray, t_max: int) -> np.ndarray:
+    """:func:`log_bin_edges` (``t_max``) snapped down to edges of ``fine``, so that every bin is a
+    union of fine bins (a per-sample bin mean is then sum / count of its fine-bin sums)."""
     snapped = fine[np.clip(np.searchsorted(fine, log_bin_edges(t_max), side="right") - 1, 0, len(fine) - 1)]
-    edges = np.unique(np.append(snapped, fine[min(int(np.searchsorted(fine, t_max, side="right")), len(fine) - 1)]))
-    coarse = np.clip(np.searchsorted(edges, fine[cells["bin"].to_numpy()], side="right") - 1, 0, len(edges) - 2)
-    framed = cells.assign(cbin=coarse)
-    per = framed.groupby(["cbin", "gen"])[["s", "n"]].sum()
-    per["mass"] = per["s"] / per["n"]
-    g = per["mass"].groupby(level="cbin")
-    out = pd.DataFrame({"mass": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
-    pos = framed.groupby("cbin").agg(lsum=("lsum", "sum"), steps=("n", "sum"), t_lo=("t_lo", "min"), t_hi=("t_hi", "max"))
-    out = out.join(pos).reset_index().rename(columns={"cbin": "bin"})
+    return np.unique(np.append(snapped, fine[min(int(np.searchsorted(fine, t_max, side="right")), len(fine) - 1)]))
+
+
+def curve_from_moments(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`binned_curve`'s columns from per-bin moments over samples computed elsewhere (DuckDB):
+    ``frame`` has bin, mass (mean over samples), sd (their standard deviation), n (samples), logt
+    (mean ln step over the bin's rows), t_lo, t_hi."""
+    cols = ["bin", "step", "t_lo", "t_hi", "mass", "ci_low", "ci_high", "n"]
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    out = frame.reset_index(drop=True)
     q = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(out["n"] - 1, 1))
     half = np.where(out["n"] >= 2, q * out["sd"].fillna(0.0) / np.sqrt(out["n"]), np.nan)
-    out["ci_low"], out["ci_high"] = out["mass"] - half, out["mass"] + half
-    out["step"] = np.exp(out["lsum"] / out["steps"])
+    out = out.assign(ci_low=out["mass"] - half, ci_high=out["mass"] + half, step=np.exp(out["logt"]))
     return out[cols]
 
 
@@ -161,7 +154,7 @@ def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, conf
     steps = per_sample["step"].to_numpy()
     idx = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)
     framed = per_sample.assign(bin=idx, logt=np.log(steps.astype(float)))
-    per = framed.groupby(["bin", *SAMPLE_KEYS])["mass"].mean().reset_index()
+    per = framed.groupby(["bin", *sample_keys(per_sample)])["mass"].mean().reset_index()
     g = per.groupby("bin")["mass"]
     out = pd.DataFrame({"mass": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
     pos = framed.groupby("bin").agg(logt=("logt", "mean"), t_lo=("step", "min"), t_hi=("step", "max"))
