@@ -61,14 +61,15 @@ def part_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
-def attention_sources(run_dir: Path) -> AttentionSources:
+def attention_sources(run_dir: Path | str) -> AttentionSources:
     """The attention files of ``run_dir`` (see the module docstring), old single-file store included."""
+    run_dir = Path(run_dir)
     store = run_dir / STORE
     merged = [store] if store.is_file() else part_files(store)
     return AttentionSources(run_dir, merged, part_files(run_dir / PARTS))
 
 
-def attention_dataset(run_dir: Path) -> list[Path]:
+def attention_dataset(run_dir: Path | str) -> list[Path]:
     """The files of the merged full-resolution store (empty when the run has none)."""
     return attention_sources(run_dir).store
 
@@ -82,7 +83,7 @@ def agg_root(run_dir: Path) -> Path:
     return run_dir / AGG
 
 
-def store_schema(run_dir: Path) -> pa.Schema:
+def store_schema(run_dir: Path | str) -> pa.Schema:
     """The union of the store's file schemas (parts differ: base has no ``pvm_*`` columns), for
     ``pd.read_parquet(RUN / "attention.parquet", schema=store_schema(RUN))``; pyarrow alone would
     take the first file's columns for all."""
@@ -91,7 +92,7 @@ def store_schema(run_dir: Path) -> pa.Schema:
     return pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in attention_dataset(run_dir)])
 
 
-def read_store(run_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
+def read_store(run_dir: Path | str, columns: list[str] | None = None) -> pd.DataFrame:
     """The full-resolution rows of the store in pandas, every file's columns included, sorted by
     (variant, task, sample_id, repeat, step, layer) as the single merged file of older runs was
     (memory grows with the run: small runs and column subsets only)."""
@@ -103,6 +104,6 @@ def read_store(run_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
     if len(files) == 1:
         frame = pd.read_parquet(files[0], columns=columns)
     else:
-        frame = pq.read_table(run_dir / STORE, schema=store_schema(run_dir), columns=columns).to_pandas()
+        frame = pq.read_table(Path(run_dir) / STORE, schema=store_schema(run_dir), columns=columns).to_pandas()
     order = [c for c in ("variant", "task", "sample_id", "repeat", "step", "layer") if c in frame.columns]
     return frame.sort_values(order, kind="stable").reset_index(drop=True) if order else frame

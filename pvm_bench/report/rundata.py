@@ -5,7 +5,7 @@ compare, check) starts from it. Attention records are never loaded row by row: `
 holds the aggregates DuckDB computes over them once (:mod:`pvm_bench.report.attention_agg`);
 ``RunData.attention`` reads the full rows on demand (memory grows with the run: for users and
 small tests only, no report module uses it). Attention records of a killed run that were never
-merged (``attention/part-*.parquet``) are read together with attention.parquet, keeping only rows
+merged (``attention/part-*.parquet``) are read together with the store, keeping only rows
 of samples that were written and the last copy of a re-run sample's rows (as the runner's merge does).
 
 A section that cannot be computed (an unreadable attention file, memory) is recorded in
@@ -219,7 +219,7 @@ def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.
     if parts:
         warn.append(
             f"{len(parts)} unmerged attention part file(s) (killed or running run) read together with "
-            "attention.parquet; `pvm-bench run --resume` merges them"
+            "the attention store; `pvm-bench run --resume` merges them"
         )
         if len(samples):
             keep = set(zip(samples["variant"], samples["task"], samples["sample_id"], samples["repeat"]))
