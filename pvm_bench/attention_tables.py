@@ -317,12 +317,34 @@ def fingerprint(path: Path) -> str:
         return f"{size}:{hashlib.blake2b(fh.read(n), digest_size=16).hexdigest()}"
 
 
-def valid_tables(agg_root: Path, part: Path) -> tuple[dict[str, Any], dict[str, Path]] | None:
+def valid_tables(agg_root: Path, part: Path, meta: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Path]] | None:
     """The metadata and table paths of ``part`` when its tables are complete, of this version and
-    computed from the file as it is now (same size); else None (compute them again)."""
+    computed from the file as it is now (same fingerprint); else None (compute them again).
+    ``meta``: the ``steps`` table's metadata when already read (:func:`read_metas`)."""
     paths = agg_paths(agg_root, part)
-    meta = read_meta(paths["steps"])
-    if meta is None or meta.get("file") != fingerprint(part):
+    meta = meta if meta is not None else read_meta(paths["steps"])
+    if meta is None or meta.get("version") != AGG_VERSION or meta.get("file") != fingerprint(part):
         return None
     needed = [k for k in KINDS if k != "pvm" or "pvm_ratio" in meta["columns"]]
     return (meta, paths) if all(paths[k].exists() for k in needed) else None
+
+
+def read_metas(con: Any, paths: list[Path]) -> dict[Path, dict[str, Any]]:
+    """The metadata of many aggregate files in one DuckDB call (footers only; thousands of files at
+    paper scale); files without it are left out."""
+    present = [p for p in paths if p.exists()]
+    if not present:
+        return {}
+    rows = con.execute(f"SELECT file_name, CAST(value AS VARCHAR) FROM parquet_kv_metadata({path_list(present)}) "
+                       f"WHERE CAST(key AS VARCHAR) = {literal(META_KEY.decode())}").fetchall()
+    by_name = {str(p): p for p in present}
+    out = {}
+    for name, value in rows:
+        try:
+            meta = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(meta, dict) and str(name) in by_name:
+            out[by_name[str(name)]] = meta
+    return out

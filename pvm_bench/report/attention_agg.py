@@ -108,12 +108,29 @@ class AttentionAggregates:
         cols = ["task", "sample_id", "repeat", "step", "mass"]
         if col not in self.steps:
             return pd.DataFrame(columns=cols)
-        # numpy on the columns, not a filtered copy of the frame (13M rows at paper scale)
-        gen, step = self.steps["gen"].to_numpy(), self.steps["step"].to_numpy()
-        mass = self.steps[col].to_numpy()
-        keep = mask[gen] & (step >= 1) & ~np.isnan(mass)
-        return pd.DataFrame({"task": gen[keep], "sample_id": 0, "repeat": 0, "step": step[keep],
-                             "mass": mass[keep].astype(float)}, columns=cols)
+        gen, step, mass, starts = self._band_rows(col)
+        chosen = np.flatnonzero(mask)
+        if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:  # a task/variant scope: one gen range
+            rows = slice(int(starts[chosen[0]]), int(starts[chosen[-1] + 1]))
+            gen, step, mass = gen[rows], step[rows], mass[rows]
+        else:
+            keep = mask[gen]
+            gen, step, mass = gen[keep], step[keep], mass[keep]
+        return pd.DataFrame({"task": gen, "sample_id": 0, "repeat": 0, "step": step, "mass": mass}, columns=cols,
+                            copy=True)  # never a view of the cache
+
+    def _band_rows(self, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rows of ``steps`` with step >= 1 and a value of ``col`` (gen, step, value as float64)
+        and the first row of each generation: computed once per column (``steps`` is sorted by gen,
+        so a scope of consecutive generations is a slice, not a filtered copy of 13M rows)."""
+        cache = self.__dict__.setdefault("_band_cache", {})
+        if col not in cache:
+            gen, step = self.steps["gen"].to_numpy(), self.steps["step"].to_numpy()
+            mass = self.steps[col].to_numpy()
+            keep = (step >= 1) & ~np.isnan(mass)
+            gen, step, mass = gen[keep], step[keep], mass[keep].astype(float)
+            cache[col] = (gen, step, mass, np.searchsorted(gen, np.arange(len(self.gens) + 1)))
+        return cache[col]
 
     def has_visual_in(self, mask: np.ndarray) -> bool:
         """Whether any generation in ``mask`` has a visual row (a layer and a visual_mass) at any step."""

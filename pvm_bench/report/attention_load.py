@@ -25,6 +25,7 @@ from pvm_bench.attention_tables import (
     KINDS,
     agg_paths,
     path_list,
+    read_metas,
     register_bins,
     valid_tables,
     write_part_tables,
@@ -47,9 +48,15 @@ def _tables(sources: AttentionSources, engine: Any, warn: list[str], failures: l
     from pyarrow import ArrowException
 
     stored, computed = agg_root(sources.run_dir), Path(engine.tmp.name) / "agg"
+    try:
+        metas = read_metas(engine.con, [agg_paths(stored, p)["steps"] for p in sources.files])
+    except duckdb.Error as exc:  # a damaged table file: read them one by one
+        if is_memory_error(exc):
+            raise
+        metas = {}
     out = {}
     for path in sources.files:
-        valid = valid_tables(stored, path)
+        valid = valid_tables(stored, path, metas.get(agg_paths(stored, path)["steps"]))  # None: read alone
         if valid is not None:
             meta, paths = valid
         else:
