@@ -108,28 +108,25 @@ class AttentionAggregates:
         cols = ["task", "sample_id", "repeat", "step", "mass"]
         if col not in self.steps:
             return pd.DataFrame(columns=cols)
-        gen, step, mass, starts = self._band_rows(col)
+        rows, starts = self._band_rows(col)
         chosen = np.flatnonzero(mask)
         if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:  # a task/variant scope: one gen range
-            rows = slice(int(starts[chosen[0]]), int(starts[chosen[-1] + 1]))
-            gen, step, mass = gen[rows], step[rows], mass[rows]
+            rows = rows[int(starts[chosen[0]]): int(starts[chosen[-1] + 1])]
         else:
-            keep = mask[gen]
-            gen, step, mass = gen[keep], step[keep], mass[keep]
-        return pd.DataFrame({"task": gen, "sample_id": 0, "repeat": 0, "step": step, "mass": mass}, columns=cols,
-                            copy=True)  # never a view of the cache
+            rows = rows[mask[self.steps["gen"].to_numpy()[rows]]]
+        return pd.DataFrame({"task": self.steps["gen"].to_numpy()[rows], "sample_id": 0, "repeat": 0,
+                             "step": self.steps["step"].to_numpy()[rows],
+                             "mass": self.steps[col].to_numpy()[rows].astype(float)}, columns=cols)
 
-    def _band_rows(self, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The rows of ``steps`` with step >= 1 and a value of ``col`` (gen, step, value as float64)
-        and the first row of each generation: computed once per column (``steps`` is sorted by gen,
-        so a scope of consecutive generations is a slice, not a filtered copy of 13M rows)."""
+    def _band_rows(self, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ``steps`` with step >= 1 and a value of ``col`` (int32 row numbers) and where
+        each generation's rows start among them: computed once per column (``steps`` is sorted by
+        gen, so a scope of consecutive generations is a slice, not a filtered copy of 13M rows)."""
         cache = self.__dict__.setdefault("_band_cache", {})
         if col not in cache:
             gen, step = self.steps["gen"].to_numpy(), self.steps["step"].to_numpy()
-            mass = self.steps[col].to_numpy()
-            keep = (step >= 1) & ~np.isnan(mass)
-            gen, step, mass = gen[keep], step[keep], mass[keep].astype(float)
-            cache[col] = (gen, step, mass, np.searchsorted(gen, np.arange(len(self.gens) + 1)))
+            rows = np.flatnonzero((step >= 1) & ~np.isnan(self.steps[col].to_numpy())).astype(np.int32)
+            cache[col] = (rows, np.searchsorted(gen[rows], np.arange(len(self.gens) + 1)))
         return cache[col]
 
     def has_visual_in(self, mask: np.ndarray) -> bool:
@@ -172,8 +169,15 @@ class AttentionAggregates:
 
     def keyed_steps(self, columns: list[str]) -> pd.DataFrame:
         """``steps`` with the real keys (variant, task, sample_id, repeat) and ``columns``, all steps."""
-        keys = self.gens.iloc[self.steps["gen"].to_numpy()].reset_index(drop=True)
-        return pd.concat([keys, self.steps[["step", *columns]].reset_index(drop=True)], axis=1)
+        gen = self.steps["gen"].to_numpy()
+        # categorical keys (sorted categories: same groups and order as the strings): 13M rows of four
+        # string keys would take gigabytes at paper scale
+        keys = {}
+        for k in KEYS[:3]:
+            per_gen = pd.Categorical(self.gens[k].astype(str))  # categories sorted
+            keys[k] = pd.Categorical.from_codes(per_gen.codes[gen], per_gen.categories)
+        keys["repeat"] = self.gens["repeat"].to_numpy()[gen]
+        return pd.concat([pd.DataFrame(keys), self.steps[["step", *columns]].reset_index(drop=True)], axis=1)
 
 
 def aggregate_attention(engine: Engine, source: str, columns: dict[str, str], reference: str) -> AttentionAggregates:
