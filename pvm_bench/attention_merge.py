@@ -114,8 +114,7 @@ def rewrite_keeping(path: Path, keep: Collection[Key]) -> int:
         source = pq.ParquetFile(path)
         with pq.ParquetWriter(tmp, source.schema_arrow) as writer:
             for batch in source.iter_batches():
-                parts = [pc.cast(pc.cast(batch.column(k), pa.string()) if pa.types.is_dictionary(batch.column(k).type)
-                                 else batch.column(k), pa.string()) for k in ("variant", "task", "sample_id", "repeat")]
+                parts = [pc.cast(batch.column(k), pa.string()) for k in ("variant", "task", "sample_id", "repeat")]
                 mask = pc.is_in(pc.binary_join_element_wise(*parts, "\x1f"), value_set=wanted)
                 table = pa.Table.from_batches([batch]).filter(mask)
                 if table.num_rows:
