@@ -1,5 +1,5 @@
 """``pvm-bench bench report``: merge and report wall time and peak RSS on a synthetic run, as
-ratios to a plain DuckDB group-by over the same attention.parquet (the streaming anchor).
+ratios to a plain DuckDB group-by over every raw row of the same attention store (the streaming anchor).
 
 Every phase runs in its own subprocess (``os.wait4`` gives that process's own peak RSS), with
 ``OMP_NUM_THREADS`` and DuckDB's threads set to ``--threads``:
@@ -7,7 +7,7 @@ Every phase runs in its own subprocess (``os.wait4`` gives that process's own pe
 - ``generate``: :func:`pvm_bench.bench.synth_run.write_synthetic_run` (streams, one part at a time);
 - ``merge``: :func:`pvm_bench.runner.files.merge_attention`, the runner's end-of-run merge of the parts;
 - ``report``: ``pvm-bench report RUN``;
-- ``anchor``: one DuckDB group-by over attention.parquet by (variant, task, sample, repeat, layer
+- ``anchor``: one DuckDB group-by over the attention store's files by (variant, task, sample, repeat, layer
   band, log-binned step): the core decay curve's aggregation, the least any report must read.
 
 ``--code DIR`` imports pvm_bench from another checkout for merge and report (to time the code
@@ -34,7 +34,7 @@ ANCHOR_SQL = """
 SELECT variant, task, sample_id, "repeat", (layer * 3) // {layers} AS band,
        CAST(floor(ln(step) / ln({t_max} + 1) * 40) AS INTEGER) AS bin,
        avg(visual_mass) AS mass, count(*) AS n
-FROM read_parquet('{path}') WHERE step >= 1
+FROM read_parquet({paths}) WHERE step >= 1
 GROUP BY ALL
 """
 
@@ -42,9 +42,12 @@ _MERGE = ("import sys, pvm_bench; from pathlib import Path; from pvm_bench.runne
           "merge_attention(Path(sys.argv[1])); print('merged with', pvm_bench.__file__)")
 _ANCHOR = """
 import sys, duckdb
-path, threads, layers, t_max = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+from pathlib import Path
+from pvm_bench.attention_store import attention_dataset
+from pvm_bench.attention_tables import path_list
+run, threads, layers, t_max = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 con = duckdb.connect(config={"threads": threads})
-sql = sys.argv[5].format(path=path.replace("'", "''"), layers=layers, t_max=t_max)
+sql = sys.argv[5].format(paths=path_list(attention_dataset(run)), layers=layers, t_max=t_max)
 print(len(con.execute(sql).fetchall()), "groups")
 """
 _GENERATE = """
@@ -78,21 +81,14 @@ def _env(threads: int, code: Path | None) -> dict[str, str]:
     return env
 
 
-def bench_report(
-    rows: int,
-    out: Path,
-    *,
-    threads: int = 1,
-    code: Path | None = None,
-    layers: int = 36,
-    cap: int = 16384,
-    seed: int = 0,
-    phases: tuple[str, ...] = ("merge", "report", "anchor"),
-) -> dict[str, Any]:
+def bench_report(rows: int, out: Path, *, threads: int = 1, code: Path | None = None, layers: int = 36,
+                 cap: int = 16384, seed: int = 0, phases: tuple[str, ...] = ("merge", "report", "anchor"),
+                 reuse: bool = False) -> dict[str, Any]:
     """Generate a run of about ``rows`` attention rows under ``out`` and time each phase.
 
     Returns ``{"run_dir", "generated": {...}, "phases": {name: timed(...)}}``; a phase that
-    fails keeps its ``rc`` and output tail (the next phases still run when they can).
+    fails keeps its ``rc`` and output tail (the next phases still run when they can). ``reuse``:
+    time the phases on ``out/synth-<rows>`` generated earlier (its numbers in ``synth-<rows>.json``).
     """
     here = str(Path(__file__).resolve().parents[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -100,21 +96,29 @@ def bench_report(
     base_env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
     run_dir = out / f"synth-{rows}"
     spec = {"rows": rows, "layers": layers, "cap": cap, "seed": seed}
-    gen = timed([sys.executable, "-c", _GENERATE, str(run_dir), json.dumps(spec)], base_env, out)
-    if gen["rc"] != 0:
-        raise RuntimeError(f"generating the synthetic run failed:\n{gen['output']}")
-    gen.update(json.loads(gen["output"].strip().splitlines()[-1]))
+    info = out / f"synth-{rows}.json"
+    if reuse:
+        gen = json.loads(info.read_text())
+    else:
+        gen = timed([sys.executable, "-c", _GENERATE, str(run_dir), json.dumps(spec)], base_env, out)
+        if gen["rc"] != 0:
+            raise RuntimeError(f"generating the synthetic run failed:\n{gen['output']}")
+        gen.update(json.loads(gen["output"].strip().splitlines()[-1]))
+        info.write_text(json.dumps(gen))
     results: dict[str, Any] = {}
     code_env = _env(threads, code) if code is not None else base_env
     if "merge" in phases:
         results["merge"] = timed([sys.executable, "-c", _MERGE, str(run_dir)], code_env, out)
-    merged = run_dir / "attention.parquet"
-    if merged.exists():
-        gen["merged_bytes"] = merged.stat().st_size
+    from pvm_bench.attention_store import AGG, attention_dataset
+
+    merged = attention_dataset(run_dir)
+    if merged:
+        gen["merged_bytes"] = sum(p.stat().st_size for p in merged)
+        gen["agg_bytes"] = sum(p.stat().st_size for p in (run_dir / AGG).rglob("*.parquet"))
     if "report" in phases:
         results["report"] = timed([sys.executable, "-m", "pvm_bench", "report", str(run_dir)], code_env, out)
-    if "anchor" in phases and merged.exists():
-        results["anchor"] = timed([sys.executable, "-c", _ANCHOR, str(merged), str(threads), str(layers), str(cap),
+    if "anchor" in phases and merged:
+        results["anchor"] = timed([sys.executable, "-c", _ANCHOR, str(run_dir), str(threads), str(layers), str(cap),
                                    ANCHOR_SQL], base_env, out)
     return {"run_dir": str(run_dir), "threads": threads, "code": str(code) if code else here,
             "generated": gen, "phases": results}
@@ -127,6 +131,8 @@ def format_rows(res: dict[str, Any]) -> list[str]:
     lines = [f"{gen['rows']:,} attention rows, {gen['samples']:,} samples, {gen['parts']} parts "
              f"({gen['bytes'] / 1e6:.1f} MB), {res['threads']} thread(s); generated in {gen['wall_s']:.1f} s at "
              f"{gen['rss_bytes'] / 1e9:.2f} GB peak RSS"]
+    if "agg_bytes" in gen:
+        lines.append(f"aggregate tables: {gen['agg_bytes'] / 1e6:.1f} MB")
     for name in ("merge", "report", "anchor"):
         row = phases.get(name)
         if row is None:
@@ -177,6 +183,9 @@ def register_bench(bench: typer.Typer) -> None:
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
         ] = None,
+        reuse: Annotated[
+            bool, typer.Option(help="Time the phases on OUT/synth-ROWS generated by an earlier --keep run.")
+        ] = False,
     ) -> None:
         """Merge and report wall time and peak RSS on a synthetic run, as ratios to a DuckDB group-by."""
         from rich.console import Console
@@ -187,15 +196,27 @@ def register_bench(bench: typer.Typer) -> None:
         chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
         if not chosen or set(chosen) - {"merge", "report", "anchor"}:
             raise fail(f"--phases takes merge, report and/or anchor, got '{phases}'")
-        if out is not None and (out / f"synth-{rows}").exists():
-            raise fail(f"{out / f'synth-{rows}'} already exists; remove it or pass another --out")
+        if out is not None and (out / f"synth-{rows}").exists() and not reuse:
+            raise fail(f"{out / f'synth-{rows}'} already exists; remove it, pass another --out, or --reuse it")
+        if reuse and (out is None or not (out / f"synth-{rows}.json").exists()):
+            raise fail("--reuse needs --out with a synth-ROWS folder and synth-ROWS.json from an earlier --keep run")
         parent = out or Path(tempfile.mkdtemp(prefix="pvm-bench-report-"))
         try:
-            res = bench_report(rows, parent, threads=n_threads, code=code, layers=layers, cap=cap, seed=seed,
-                               phases=chosen)
+            res = bench_report(
+                rows,
+                parent,
+                threads=n_threads,
+                code=code,
+                layers=layers,
+                cap=cap,
+                seed=seed,
+                phases=chosen,
+                reuse=reuse,
+            )
         finally:
             if not keep:
                 shutil.rmtree(parent / f"synth-{rows}", ignore_errors=True)
+                (parent / f"synth-{rows}.json").unlink(missing_ok=True)
                 if out is None:
                     shutil.rmtree(parent, ignore_errors=True)
         console = Console(width=170)

@@ -2,10 +2,10 @@
 
 :func:`write_synthetic_run` writes ``run.json``, ``samples.jsonl`` and ``attention/part-*.parquet``
 as a finished-but-unmerged run of base and pvm on several tasks would leave them (the runner
-merges the parts into attention.parquet at the end; the bench times that merge). One part holds
-one batch of samples of one (variant, task), as :func:`pvm_bench.runner.files.write_probe_part`
-writes it; its arrow schema (column order, dtypes, pandas metadata) is taken from the real
-writer path (:func:`pvm_bench.runner.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`)
+merges the parts into the attention store at the end; the bench times that merge). One part holds
+one batch of samples of one (variant, task), written by the runner's own
+:func:`pvm_bench.runner.files.write_probe_part` (so its aggregate tables are a real run's); its
+arrow schema (column order, dtypes, pandas metadata) is taken from the real writer path (:func:`pvm_bench.runner.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`)
 on a one-row frame, so a generated part is indistinguishable from a real one.
 
 Output lengths are lognormal with median ``median`` and a share ``cap_share`` at the
@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from scipy.stats import norm
 
 VARIANTS = ("base", "pvm")
@@ -174,6 +173,7 @@ def write_synthetic_run(run_dir: Path, spec: SynthSpec) -> dict[str, Any]:
     Refuses a ``run_dir`` that already exists (the bench never overwrites anything).
     """
     from pvm_bench.results import RunRecord, SampleRecord
+    from pvm_bench.runner.files import write_probe_part
 
     run_dir.mkdir(parents=True)
     (run_dir / "attention").mkdir()
@@ -200,25 +200,53 @@ def write_synthetic_run(run_dir: Path, spec: SynthSpec) -> dict[str, Any]:
                         counts["truncated"] += int(rec.truncated)
                         batch.append((sid, int(lengths[i]), 300 + 17 * (i % 40), 256 + 64 * (i % 8)))
                     table = _part_table(spec, rng, schemas[variant], variant, task, batch)
-                    path = run_dir / "attention" / f"part-{1_000_000_000 + parts:019d}-{parts % 0xFFFFFF:06x}.parquet"
-                    pq.write_table(table, path)  # pandas' to_parquet defaults (snappy, 1Mi-row groups)
+                    # the runner's writer: the part (pandas' to_parquet defaults) and its aggregate tables
+                    name = f"part-{1_000_000_000 + parts:019d}-{parts % 0xFFFFFF:06x}.parquet"
+                    path = write_probe_part(run_dir, table, name)
+                    assert path is not None
                     rows += table.num_rows
                     parts += 1
                     n_bytes += path.stat().st_size
                     del table
-    config = {"model": "synthetic/Qwen3-VL-8B", "pvm": "synthetic/pvm", "tasks": tasks, "variants": [],
-              "max_new_tokens": spec.cap, "batch_size": spec.batch_size, "threads": 1, "seed": spec.seed,
-              "probes": ["attention", "lens", "branch"], "out": str(run_dir.parent), "run_id": run_dir.name,
-              "report": False}
+    config = {
+        "model": "synthetic/Qwen3-VL-8B",
+        "pvm": "synthetic/pvm",
+        "tasks": tasks,
+        "variants": [],
+        "max_new_tokens": spec.cap,
+        "batch_size": spec.batch_size,
+        "threads": 1,
+        "seed": spec.seed,
+        "probes": ["attention", "lens", "branch"],
+        "out": str(run_dir.parent),
+        "run_id": run_dir.name,
+        "report": False,
+    }
     from pvm_bench.config import RunConfig
 
     record = RunRecord(
-        run_id=run_dir.name, status="completed", seed=spec.seed, config=RunConfig.model_validate(config).model_dump(),
-        variants=list(VARIANTS), ended_at=None,
-        model={"source": "synthetic/Qwen3-VL-8B", "family": "qwen3_vl", "num_layers": spec.layers,
-               "dtype": "bfloat16", "device": "cuda"},
-        datasets={t: {"version": "1.0", "split": "test", "n": int(plan[("base", t)].size),
-                      "fingerprint": hashlib.sha256(t.encode()).hexdigest()[:16]} for t in tasks},
+        run_id=run_dir.name,
+        status="completed",
+        seed=spec.seed,
+        config=RunConfig.model_validate(config).model_dump(),
+        variants=list(VARIANTS),
+        ended_at=None,
+        model={
+            "source": "synthetic/Qwen3-VL-8B",
+            "family": "qwen3_vl",
+            "num_layers": spec.layers,
+            "dtype": "bfloat16",
+            "device": "cuda",
+        },
+        datasets={
+            t: {
+                "version": "1.0",
+                "split": "test",
+                "n": int(plan[("base", t)].size),
+                "fingerprint": hashlib.sha256(t.encode()).hexdigest()[:16],
+            }
+            for t in tasks
+        },
         counts=counts,
     )
     record.ended_at = record.started_at

@@ -1,18 +1,19 @@
-"""The attention aggregates of one report, computed once by DuckDB (:mod:`.attention_engine`).
+"""The attention aggregates of one report, assembled once by DuckDB (:mod:`.attention_engine`).
 
-Everything summary, plots, compare, check and baseline need from attention.parquet is a function
-of these small tables, so no report module holds attention rows (issue 22: a paper-scale run has
-hundreds of millions of them). :func:`aggregate_attention` runs three streaming group-bys:
+Everything summary, plots, compare, check and baseline need from the attention store is a function
+of the tables of :mod:`pvm_bench.attention_tables` (per generation: ``steps``, ``layers``, ``cells``,
+``pvm``), so no report module holds attention rows (issue 22: a paper-scale run has hundreds of
+millions of them). The tables come from the files the runner wrote beside each part or, for files
+without them, from raw rows by the same SQL; :func:`assemble` turns them into
+:class:`AttentionAggregates`:
 
-- ``steps``: one row per (generation, step): the mean ``visual_mass`` over each layer band's
-  layers (``m_all``, ``m_early``, ...; float32, as pandas' mean of the float32 column was) and the
-  per-step mean of the step-level columns (``entropy``, ``margin``, ``visual_mass_img{i}``);
-- ``by_layer``: one row per (generation, layer or NULL) over steps >= 1: row count and, per probe
-  column (every numeric non-key column), count, sum, mean, min and max;
+- ``steps``: per (generation, step) band means and step-level columns (``gen`` = row of ``gens``);
+- ``by_layer``: per (generation, layer or NULL) over steps >= 1: row count and, per probe column,
+  count, sum, mean, min and max;
 - the heatmap: mean ``visual_mass`` per (variant, layer, fixed log bin) and the paired
-  ``variant - base`` difference per (layer, bin) over the same samples (:data:`HEATMAP_EDGES`,
-  independent of the run, so the group-by needs no first pass);
-- with a ``pvm_ratio`` column: ``pvm``, its per (generation, layer, step) mean, and the gates.
+  ``variant - base`` difference per (layer, bin) over the same samples (:data:`HEATMAP_EDGES`);
+- with a ``pvm_ratio`` column: ``pvm``, its binned curve per (variant, layer) (moments over
+  samples, see :func:`_pvm`), and the gates.
 
 A generation is an integer ``gen`` (row of ``gens``), numbered in (variant, task, sample_id,
 repeat) order, so frames sorted by ``gen`` list samples in the order the pandas code sorted them.
@@ -22,39 +23,27 @@ frame with ``task`` = ``gen`` (the sample identity within a variant).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from pvm_bench.report.attention_engine import KEYS, Engine, quote
-from pvm_bench.report.curves import log_bin_edges
-
-HEATMAP_EDGES = log_bin_edges((1 << 17) - 1, 8 * 17)
-"""Fixed heatmap bins: 8 per octave (edges round(2^(k/8)), duplicates dropped) up to 131072."""
-NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|"
-                     r"DECIMAL.*)$")
-FLOATING = re.compile(r"^(FLOAT|DOUBLE|REAL)$")
-"""DuckDB types that can hold inf/NaN."""
-IMAGE_COLUMN = re.compile(r"^visual_mass_img\d+$")
-NOT_MEASURES = {*KEYS, "step", "layer", "visual_mass", "visual_mass_norm", "sink_mass", "n_keys", "n_visual",
-                "entropy", "margin"}
-"""Columns that are keys, counters or handled apart (same set as decay.NOT_MEASURES)."""
-VIS_MEASURES = ("visual_mass_norm", "sink_mass")
-"""Averaged over visual rows (rows with a layer and a visual_mass) only."""
-
-
-def layer_bands(layers: Iterable[int]) -> dict[str, list[int]]:
-    """Split the sorted recorded layers into early/middle/late thirds (``np.array_split``: the
-    first bands get the extra layer) plus ``all``. Empty bands are omitted."""
-    ls = sorted({int(x) for x in layers})
-    bands: dict[str, list[int]] = {"all": ls} if ls else {}
-    for name, part in zip(("early", "middle", "late"), np.array_split(np.array(ls, dtype=int), 3)):
-        if part.size:
-            bands[name] = [int(x) for x in part]
-    return bands
+from pvm_bench.attention_tables import (  # noqa: F401 (FLOATING, NOT_MEASURES, VIS_MEASURES, layer_bands: public names)
+    FLOATING,
+    HEATMAP_EDGES,
+    KEYS,
+    KINDS,
+    NOT_MEASURES,
+    NUMERIC,
+    VIS_MEASURES,
+    layer_bands,
+    measures,
+    register_bins,
+    step_columns,
+    table_sql,
+)
+from pvm_bench.report.attention_engine import Engine, quote
+from pvm_bench.report.curves import snapped_edges
 
 
 @dataclass
@@ -94,7 +83,7 @@ class AttentionAggregates:
 
     def measures(self) -> list[str]:
         """Probe columns averaged per layer / per scope: numeric, not bool, not a key or counter."""
-        return sorted(c for c, t in self.columns.items() if c not in NOT_MEASURES and NUMERIC.match(t))
+        return measures(self.columns)
 
     def is_float32(self, column: str) -> bool:
         return self.columns.get(column) == "FLOAT"
@@ -119,24 +108,42 @@ class AttentionAggregates:
         cols = ["task", "sample_id", "repeat", "step", "mass"]
         if col not in self.steps:
             return pd.DataFrame(columns=cols)
-        s = self.select(self.steps, mask)
-        s = s[(s["step"] >= 1) & s[col].notna()]
-        return pd.DataFrame({"task": s["gen"].to_numpy(), "sample_id": 0, "repeat": 0, "step": s["step"].to_numpy(),
-                             "mass": s[col].to_numpy(dtype=float)}, columns=cols).reset_index(drop=True)
+        rows, starts = self._band_rows(col)
+        chosen = np.flatnonzero(mask)
+        if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:  # a task/variant scope: one gen range
+            rows = rows[int(starts[chosen[0]]): int(starts[chosen[-1] + 1])]
+        else:
+            rows = rows[mask[self.steps["gen"].to_numpy()[rows]]]
+        return pd.DataFrame({"task": self.steps["gen"].to_numpy()[rows], "sample_id": 0, "repeat": 0,
+                             "step": self.steps["step"].to_numpy()[rows],
+                             "mass": self.steps[col].to_numpy()[rows].astype(float)}, columns=cols)
+
+    def _band_rows(self, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ``steps`` with step >= 1 and a value of ``col`` (int32 row numbers) and where
+        each generation's rows start among them: computed once per column (``steps`` is sorted by
+        gen, so a scope of consecutive generations is a slice, not a filtered copy of 13M rows)."""
+        cache = self.__dict__.setdefault("_band_cache", {})
+        if col not in cache:
+            gen, step = self.steps["gen"].to_numpy(), self.steps["step"].to_numpy()
+            rows = np.flatnonzero((step >= 1) & ~np.isnan(self.steps[col].to_numpy())).astype(np.int32)
+            cache[col] = (rows, np.searchsorted(gen[rows], np.arange(len(self.gens) + 1)))
+        return cache[col]
 
     def has_visual_in(self, mask: np.ndarray) -> bool:
         """Whether any generation in ``mask`` has a visual row (a layer and a visual_mass) at any step."""
         if "m_all" not in self.steps:
             return False
-        return bool(self.select(self.steps, mask)["m_all"].notna().any())
+        return bool(np.any(mask[self.steps["gen"].to_numpy()] & ~np.isnan(self.steps["m_all"].to_numpy())))
 
     def step_frame(self, mask: np.ndarray, columns: list[str]) -> pd.DataFrame:
         """The per-step values of ``columns`` (all steps) of the generations in ``mask``, keyed as
         :meth:`band_samples` keys them (task = gen, sample_id = repeat = 0)."""
-        s = self.select(self.steps, mask)
-        out = pd.DataFrame({"task": s["gen"].to_numpy(), "sample_id": 0, "repeat": 0, "step": s["step"].to_numpy()})
+        gen = self.steps["gen"].to_numpy()
+        keep = mask[gen]
+        steps = self.steps["step"].to_numpy()[keep]
+        out = pd.DataFrame({"task": gen[keep], "sample_id": 0, "repeat": 0, "step": steps})
         for c in columns:
-            out[c] = s[c].to_numpy()
+            out[c] = self.steps[c].to_numpy()[keep]
         return out
 
     def mean_of(self, column: str, sums: np.ndarray | float, counts: np.ndarray | float) -> float:
@@ -149,9 +156,10 @@ class AttentionAggregates:
 
     def max_visual_step(self, mask: np.ndarray) -> int:
         """The largest step with a visual row among the generations in ``mask`` (0 when none)."""
-        s = self.select(self.steps, mask)
-        s = s[s["m_all"].notna()] if "m_all" in s else s.iloc[:0]
-        return int(s["step"].max()) if len(s) else 0
+        if "m_all" not in self.steps:
+            return 0
+        keep = mask[self.steps["gen"].to_numpy()] & ~np.isnan(self.steps["m_all"].to_numpy())
+        return int(self.steps["step"].to_numpy()[keep].max()) if keep.any() else 0
 
     def visual_mass_steps(self) -> pd.DataFrame:
         """(variant, task, sample_id, repeat, step, visual_mass): the mean over all recorded layers
@@ -162,45 +170,58 @@ class AttentionAggregates:
 
     def keyed_steps(self, columns: list[str]) -> pd.DataFrame:
         """``steps`` with the real keys (variant, task, sample_id, repeat) and ``columns``, all steps."""
-        keys = self.gens.iloc[self.steps["gen"].to_numpy()].reset_index(drop=True)
-        return pd.concat([keys, self.steps[["step", *columns]].reset_index(drop=True)], axis=1)
-
-
-def _band_sql(bands: dict[str, list[int]]) -> list[str]:
-    out = []
-    for band, layers in bands.items():
-        cond = "layer IS NOT NULL" if band == "all" else f"layer IN ({', '.join(str(x) for x in layers)})"
-        out.append(f"CAST(avg(visual_mass) FILTER (WHERE {cond}) AS FLOAT) AS m_{band}")
-    return out
-
-
-def _mean_sql(col: str, columns: dict[str, str], where: str = "") -> str:
-    """avg of ``col``, rounded to float32 where the column is float32 (as pandas' mean is)."""
-    avg = f"avg({quote(col)})" + (f" FILTER (WHERE {where})" if where else "")
-    return f"CAST({avg} AS FLOAT)" if columns.get(col) == "FLOAT" else f"CAST({avg} AS DOUBLE)"
+        gen = self.steps["gen"].to_numpy()
+        # categorical keys (sorted categories: same groups and order as the strings): 13M rows of four
+        # string keys would take gigabytes at paper scale
+        keys = {}
+        for k in KEYS[:3]:
+            per_gen = pd.Categorical(self.gens[k].astype(str))  # categories sorted
+            keys[k] = pd.Categorical.from_codes(per_gen.codes[gen], per_gen.categories)
+        keys["repeat"] = self.gens["repeat"].to_numpy()[gen]
+        return pd.concat([pd.DataFrame(keys), self.steps[["step", *columns]].reset_index(drop=True)], axis=1)
 
 
 def aggregate_attention(engine: Engine, source: str, columns: dict[str, str], reference: str) -> AttentionAggregates:
-    """Run the group-bys of the module docstring over ``source`` (:func:`~.attention_engine.source_sql`);
-    ``reference``: the variant the heatmap's paired differences are taken against."""
+    """The aggregates of the raw rows in ``source`` (:func:`~pvm_bench.attention_tables.source_sql`):
+    the tables of :mod:`pvm_bench.attention_tables` over every row at once (layer bands from all
+    recorded layers), then :func:`assemble`. ``reference``: the variant of the heatmap's differences."""
     con = engine.con
+    register_bins(con)
     con.execute(f"CREATE TEMP VIEW attn AS {source}")
-    layers = [int(r[0]) for r in con.execute(
-        "SELECT DISTINCT layer FROM attn WHERE layer IS NOT NULL AND visual_mass IS NOT NULL ORDER BY 1").fetchall()]
+    layers = [
+        int(r[0])
+        for r in con.execute(
+            "SELECT DISTINCT layer FROM attn WHERE layer IS NOT NULL AND visual_mass IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    ]
+    for kind in KINDS:
+        sql = table_sql(kind, "attn", columns, layer_bands(layers))
+        if sql is not None:
+            con.execute(f"CREATE TEMP TABLE agg_{kind} AS {sql}")
+    return assemble(engine, columns, layers, reference)
+
+
+def assemble(engine: Engine, columns: dict[str, str], layers: list[int], reference: str) -> AttentionAggregates:
+    """:class:`AttentionAggregates` from the relations ``agg_steps``, ``agg_layers``, ``agg_cells``
+    and (with a ``pvm_ratio`` column) ``agg_pvm`` on ``engine`` (tables or views, keyed by the
+    generation keys; :mod:`pvm_bench.attention_tables`), computed from the raw rows or read from
+    the files the runner wrote: both give the same numbers."""
+    con = engine.con
     bands = layer_bands(layers)
-    step_cols = [c for c in ("entropy", "margin") if c in columns and NUMERIC.match(columns[c])]
-    step_cols += sorted((c for c in columns if IMAGE_COLUMN.match(c)), key=lambda c: int(c[len("visual_mass_img"):]))
-    parts = [*_band_sql(bands), *(f"{_mean_sql(c, columns)} AS {quote(c)}" for c in step_cols)]
     keys = ", ".join(KEYS)
-    con.execute(f"CREATE TEMP TABLE steps AS SELECT {keys}, step{''.join(', ' + p for p in parts)} "
-                f"FROM attn GROUP BY ALL")
-    con.execute(f"CREATE TEMP TABLE gens AS SELECT row_number() OVER (ORDER BY {keys}) - 1 AS gen, * "
-                f"FROM (SELECT DISTINCT {keys} FROM steps)")
+    con.execute(
+        f"CREATE TEMP TABLE gens AS SELECT row_number() OVER (ORDER BY {keys}) - 1 AS gen, * "
+        f"FROM (SELECT DISTINCT {keys} FROM agg_steps)"
+    )
     gens = con.execute(f"SELECT {keys} FROM gens ORDER BY gen").df()
     gens["repeat"] = gens["repeat"].astype(int)
-    names = [f"m_{b}" for b in bands] + step_cols
-    steps = con.execute(f"SELECT CAST(g.gen AS INTEGER) AS gen, s.step{''.join(', s.' + quote(n) for n in names)} "
-                        f"FROM steps s JOIN gens g USING ({keys}) ORDER BY g.gen, s.step").df()
+    present = {str(r[0]) for r in con.execute("DESCRIBE agg_steps").fetchall()}
+    names = [n for n in [f"m_{b}" for b in bands] + step_columns(columns) if n in present]
+    steps = con.execute(
+        f"SELECT CAST(g.gen AS INTEGER) AS gen, CAST(s.step AS INTEGER) AS step"
+        f"{''.join(', s.' + quote(n) for n in names)} "
+        f"FROM agg_steps s JOIN gens g USING ({keys}) ORDER BY g.gen, s.step"
+    ).df()
     agg = AttentionAggregates(columns, bands, gens, steps, pd.DataFrame())
     agg.by_layer = _by_layer(engine, agg)
     if layers:
@@ -211,26 +232,16 @@ def aggregate_attention(engine: Engine, source: str, columns: dict[str, str], re
 
 
 def _by_layer(engine: Engine, agg: AttentionAggregates) -> pd.DataFrame:
-    cols = agg.columns
-    parts = ["count(*) AS _rows"]
-    for c in agg.measures():
-        q = quote(c)
-        parts += [
-            f"count({q}) AS {quote(c + '|n')}",
-            f"sum(CAST({q} AS DOUBLE)) AS {quote(c + '|sum')}",
-            f"{_mean_sql(c, cols)} AS {quote(c + '|mean')}",
-            f"CAST(min({q}) AS DOUBLE) AS {quote(c + '|min')}",
-            f"CAST(max({q}) AS DOUBLE) AS {quote(c + '|max')}",
-        ]
-    for c in VIS_MEASURES:
-        if c in cols:
-            q, vis = quote(c), "visual_mass IS NOT NULL"
-            parts += [f"count({q}) FILTER (WHERE {vis}) AS {quote(c + '|vn')}",
-                      f"sum(CAST({q} AS DOUBLE)) FILTER (WHERE {vis}) AS {quote(c + '|vsum')}"]
     keys = ", ".join(KEYS)
-    return engine.con.execute(
-        f"SELECT CAST(g.gen AS INTEGER) AS gen, b.* EXCLUDE ({keys}) FROM (SELECT {keys}, layer, {', '.join(parts)} "
-        f"FROM attn WHERE step >= 1 GROUP BY ALL) b JOIN gens g USING ({keys}) ORDER BY g.gen, b.layer").df()
+    frame = engine.con.execute(
+        f"SELECT CAST(g.gen AS INTEGER) AS gen, b.* EXCLUDE ({keys}) FROM agg_layers b JOIN gens g USING ({keys}) "
+        "ORDER BY g.gen, b.layer"
+    ).df()
+    frame = frame.drop(columns=["pvm_gate|gate"], errors="ignore")
+    for col in frame.columns:  # a file without the column (base has no pvm_ratio): no values, count 0
+        if col == "_rows" or col.endswith(("|n", "|vn")):
+            frame[col] = frame[col].fillna(0).astype("int64")
+    return frame
 
 
 def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str) -> Heatmap:
@@ -238,21 +249,13 @@ def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str) -> H
     con = engine.con
     n_edges = int(np.searchsorted(HEATMAP_EDGES, t_max, side="right")) + 1  # the bins up to the longest step
     edges = HEATMAP_EDGES[: min(n_edges, len(HEATMAP_EDGES))]
-    steps = np.arange(1, max(t_max, 1) + 1)
-    bins = pd.DataFrame({"step": steps.astype(np.int32),
-                         "bin": np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)})
-    con.register("heat_bins", bins)
-    keys = ", ".join(KEYS)
-    con.execute(f"CREATE TEMP TABLE cells AS SELECT {keys}, layer, bin, sum(CAST(visual_mass AS DOUBLE)) AS s, "
-                f"count(*) AS n FROM attn JOIN heat_bins USING (step) WHERE layer IS NOT NULL AND "
-                f"visual_mass IS NOT NULL GROUP BY ALL")
-    grid = con.execute("SELECT variant, layer, bin, sum(s) / sum(n) AS m FROM cells GROUP BY ALL").df()
+    grid = con.execute("SELECT variant, layer, bin, sum(s) / sum(n) AS m FROM agg_cells GROUP BY ALL").df()
     diff = con.execute(
-        "SELECT c.variant, c.layer, c.bin, avg(c.s / c.n - r.s / r.n) AS m FROM cells c JOIN cells r "
+        "SELECT c.variant, c.layer, c.bin, avg(c.s / c.n - r.s / r.n) AS m FROM agg_cells c JOIN agg_cells r "
         "ON c.task = r.task AND c.sample_id = r.sample_id AND c.repeat = r.repeat AND c.layer = r.layer "
         "AND c.bin = r.bin AND r.variant = ? WHERE c.variant <> ? GROUP BY ALL",
-        [reference, reference]).df()
-    con.unregister("heat_bins")
+        [reference, reference],
+    ).df()
 
     def matrices(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         out = {}
@@ -265,17 +268,33 @@ def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str) -> H
 
 
 def _pvm(engine: Engine, agg: AttentionAggregates) -> None:
+    """``agg.pvm``: the binned ``pvm_ratio`` curve per (variant, layer) (:func:`curve_from_moments`'s
+    input: per bin the mean and sd over samples of each sample's bin mean, n, mean ln step, first and
+    last step), on the 40 log bins snapped to the fixed bins (:func:`snapped_edges`), in SQL: the
+    per-sample cells never reach pandas. ``agg.pvm_gates``: each PVM layer's gate."""
+    con = engine.con
     keys = ", ".join(KEYS)
-    gate = "pvm_gate" in agg.columns
-    agg.pvm = engine.con.execute(
-        f"SELECT CAST(g.gen AS INTEGER) AS gen, a.layer, a.step, {_mean_sql('pvm_ratio', agg.columns)} AS pvm_ratio "
-        f"FROM attn a JOIN gens g USING ({keys}) WHERE a.pvm_ratio IS NOT NULL AND a.layer IS NOT NULL "
-        f"AND a.step >= 1 GROUP BY ALL ORDER BY 1, 2, 3").df()
-    if gate:
-        rows = engine.con.execute(
-            "SELECT variant, layer, first(pvm_gate) FROM attn WHERE pvm_ratio IS NOT NULL AND layer IS NOT NULL "
-            "AND step >= 1 AND pvm_gate IS NOT NULL GROUP BY ALL").fetchall()
+    t_max = con.execute("SELECT max(t_hi) FROM agg_pvm").fetchall()[0][0]
+    if t_max is None:
+        agg.pvm = pd.DataFrame()
+    else:
+        edges = snapped_edges(HEATMAP_EDGES, int(t_max))
+        fine = np.arange(len(HEATMAP_EDGES) - 1)
+        coarse = np.clip(np.searchsorted(edges, HEATMAP_EDGES[:-1], side="right") - 1, 0, len(edges) - 2)
+        con.register("pvm_bins", pd.DataFrame({"bin": fine.astype(np.int16), "cbin": coarse.astype(np.int32)}))
+        agg.pvm = con.execute(
+            "SELECT variant, CAST(layer AS INTEGER) AS layer, cbin AS bin, avg(s / n) AS mass, "
+            "stddev_samp(s / n) AS sd, count(*) AS n, sum(l) / sum(n) AS logt, min(lo) AS t_lo, max(hi) AS t_hi "
+            f"FROM (SELECT {keys}, layer, cbin, "
+            f"sum(s) AS s, sum(n) AS n, sum(lsum) AS l, min(t_lo) AS lo, max(t_hi) AS hi FROM agg_pvm JOIN pvm_bins "
+            f"USING (bin) GROUP BY ALL) GROUP BY ALL ORDER BY variant, layer, bin"
+        ).df()
+    if "pvm_gate" in agg.columns:
+        rows = con.execute(
+            'SELECT variant, layer, min("pvm_gate|gate") FROM agg_layers WHERE layer IS NOT NULL '
+            'AND "pvm_gate|gate" IS NOT NULL GROUP BY ALL'
+        ).fetchall()
         agg.pvm_gates = {(str(v), int(layer)): float(g) for v, layer, g in rows}
 
 
-__all__ = ["HEATMAP_EDGES", "AttentionAggregates", "Heatmap", "aggregate_attention", "layer_bands"]
+__all__ = ["HEATMAP_EDGES", "AttentionAggregates", "Heatmap", "aggregate_attention", "assemble", "layer_bands"]

@@ -1,134 +1,176 @@
-"""Find and aggregate a run's attention files (attention.parquet and unmerged part files).
+"""Find and aggregate a run's attention files (the store and unmerged part files).
 
 :func:`load_attention` turns them into :class:`~pvm_bench.report.attention_agg.AttentionAggregates`
-with one DuckDB connection (:mod:`pvm_bench.report.attention_engine`), and says what went wrong
-in one line per file: a torn or foreign file is "unreadable" (a warning and a failure), running out
-of memory is a :class:`~pvm_bench.report.attention_engine.ReportMemoryError` (or a failure with
-``allow_partial``), never "unreadable".
+with one DuckDB connection (:mod:`pvm_bench.report.attention_engine`). It reads the aggregate tables
+the runner wrote beside every part (``attention-agg/``, :mod:`pvm_bench.attention_tables`), never
+the raw rows; a file without valid tables (a run written before them, another format version) gets
+them computed from its rows by the same function the runner uses. Only when the files recorded
+different layers (so their layer bands differ) are all tables computed again over every raw row.
+
+What went wrong is said in one line per file: a torn or foreign file is "unreadable" (a warning and
+a failure), running out of memory is a :class:`~pvm_bench.report.attention_engine.ReportMemoryError`
+(or a failure with ``allow_partial``), never "unreadable".
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pvm_bench.report.attention_agg import FLOATING, AttentionAggregates, aggregate_attention
-from pvm_bench.report.attention_engine import (
-    KEYS,
-    NUMERIC_ATTENTION,
-    connect,
-    is_memory_error,
-    literal,
-    memory_error,
-    source_sql,
+from pvm_bench.attention_store import AttentionSources, agg_root, attention_sources
+from pvm_bench.attention_tables import (
+    FLOATING,
+    KINDS,
+    agg_paths,
+    path_list,
+    read_metas,
+    register_bins,
+    valid_tables,
+    write_part_tables,
 )
+from pvm_bench.report.attention_agg import AttentionAggregates, aggregate_attention, assemble
+from pvm_bench.report.attention_engine import KEYS, connect, is_memory_error, memory_error, source_sql
 
 
 def attention_files(run_dir: Path) -> tuple[list[Path], int]:
-    """attention.parquet (if present) then the unmerged part files in order, and their count."""
-    merged, parts_dir = run_dir / "attention.parquet", run_dir / "attention"
-    parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
-    return ([merged] if merged.exists() else []) + parts, len(parts)
+    """The store's files then the unmerged part files in order, and the count of the latter."""
+    sources = attention_sources(run_dir)
+    return sources.files, len(sources.parts)
 
 
-def _file_label(run_dir: Path, path: Path) -> str:
-    return path.name if path.parent == run_dir else f"attention/{path.name}"
+def _tables(sources: AttentionSources, engine: Any, warn: list[str], failures: list[str]
+            ) -> dict[Path, tuple[dict[str, Any], dict[str, Path]]]:
+    """Per readable file: its aggregate metadata and table paths (stored, or computed now into the
+    engine's temp directory)."""
+    import duckdb
+    from pyarrow import ArrowException
+
+    stored, computed = agg_root(sources.run_dir), Path(engine.tmp.name) / "agg"
+    try:
+        metas = read_metas(engine.con, [agg_paths(stored, p)["steps"] for p in sources.files])
+    except duckdb.Error as exc:  # a damaged table file: read them one by one
+        if is_memory_error(exc):
+            raise
+        metas = {}
+    out = {}
+    for path in sources.files:
+        valid = valid_tables(stored, path, metas.get(agg_paths(stored, path)["steps"]))  # None: read alone
+        if valid is not None:
+            meta, paths = valid
+        else:
+            try:
+                meta, paths = write_part_tables(path, computed, engine.con), agg_paths(computed, path)
+            except Exception as exc:
+                if is_memory_error(exc) or not isinstance(exc, (duckdb.Error, OSError, ValueError, ArrowException)):
+                    raise
+                _unreadable(sources, [path], exc, warn, failures)
+                continue
+        out[path] = (meta, paths)
+    return out
 
 
-def nonfinite_columns(engine: Any, files: list[Path], floats: list[str], warn: list[str]) -> list[str]:
-    """The float columns of ``files`` that hold inf or NaN, with a warning counting them. The parquet
-    footers' min/max statistics say which could (free); only those are counted (one scan)."""
-    import pyarrow.parquet as pq
-
-    suspects: set[str] = set()
-    for path in files:
-        meta = pq.ParquetFile(path).metadata
-        index = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
-        for group in range(meta.num_row_groups):
-            for name in floats:
-                if name in index and name not in suspects:
-                    stats = meta.row_group(group).column(index[name]).statistics
-                    if stats is None or not stats.has_min_max or not all(map(math.isfinite, (stats.min, stats.max))):
-                        suspects.add(name)
-    if not suspects:
-        return []
-    paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
-    counts = engine.con.execute(
-        "SELECT " + ", ".join(f'count(*) FILTER (WHERE NOT isfinite("{c}"))' for c in sorted(suspects))
-        + f" FROM read_parquet({paths}, union_by_name=true)").fetchone()
-    bad = {c: int(n) for c, n in zip(sorted(suspects), counts) if n}
-    if bad:  # inf never comes from a softmax; NaN is "not measured": both are left out
-        warn.append(
-            f"{sum(bad.values())} non-finite value(s) in {', '.join(bad)} left out (attention masses are finite)"
+def _views(
+    engine: Any, tables: dict[Path, tuple[dict[str, Any], dict[str, Path]]], winners: pd.DataFrame | None
+) -> None:
+    """``agg_<kind>`` views over the tables' files; with ``winners`` (unmerged parts), only the rows
+    of each recorded sample from the last file holding it."""
+    con = engine.con
+    if winners is not None:
+        con.register("agg_winners", winners)
+    for kind in KINDS:
+        files = [(i, paths[kind]) for i, (_, paths) in enumerate(tables.values()) if paths[kind].exists()]
+        if not files:
+            continue
+        read = f"read_parquet({path_list(p for _, p in files)}, union_by_name=true"
+        if winners is None:
+            con.execute(f"CREATE TEMP VIEW agg_{kind} AS SELECT * FROM {read})")
+            continue
+        con.register(
+            f"agg_files_{kind}", pd.DataFrame({"filename": [str(p) for _, p in files], "_src": [i for i, _ in files]})
         )
-    return sorted(bad)
+        con.execute(
+            f"CREATE TEMP VIEW agg_{kind} AS SELECT * EXCLUDE (filename, _src) FROM "
+            f"(SELECT t.*, f._src FROM {read}, filename=true) t JOIN agg_files_{kind} f USING (filename)) "
+            f"SEMI JOIN agg_winners USING ({', '.join(KEYS)}, _src)"
+        )
+
+
+def _winners(tables: dict[Path, tuple[dict[str, Any], dict[str, Path]]], samples: pd.DataFrame) -> pd.DataFrame:
+    """Each sample's last file (index into ``tables``), only for samples in samples.jsonl (when any)."""
+    owner: dict[tuple[str, str, str, int], int] = {}
+    for i, (meta, _) in enumerate(tables.values()):
+        owner.update(dict.fromkeys(((str(v), str(t), str(s), int(r)) for v, t, s, r in meta["samples"]), i))
+    if len(samples):
+        recorded = set(
+            zip(
+                samples["variant"].astype(str),
+                samples["task"].astype(str),
+                samples["sample_id"].astype(str),
+                samples["repeat"].astype(int),
+            )
+        )
+        owner = {k: i for k, i in owner.items() if k in recorded}
+    rows = [(*k, i) for k, i in owner.items()]
+    return pd.DataFrame(rows, columns=[*KEYS, "_src"]).astype({"repeat": "int64", "_src": "int64"})
 
 
 def load_attention(
-    run_dir: Path, samples: pd.DataFrame, warn: list[str], failures: list[str], allow_partial: bool = True,
+    run_dir: Path,
+    samples: pd.DataFrame,
+    warn: list[str],
+    failures: list[str],
+    allow_partial: bool = True,
     reference: str = "base",
 ) -> AttentionAggregates | None:
     """The attention aggregates of ``run_dir`` (None without readable attention files);
-    ``samples``: the records of samples.jsonl (part-file rows of other samples are dropped);
+    ``samples``: the records of samples.jsonl (part-file samples not recorded there are dropped);
     ``reference``: the variant of the heatmap's paired differences.
 
-    Each file's footer is read first: a torn or foreign file (not parquet, no key columns) is
-    left out with a warning and a failure. A file that fails while it is aggregated (a damaged
-    page) is named the same way. Running out of memory raises
+    A file that is torn or foreign (not parquet, no key columns, text in a numeric column) is left
+    out with a warning and a failure. Running out of memory raises
     :class:`~pvm_bench.report.attention_engine.ReportMemoryError` unless ``allow_partial`` (then a
     failure); it is never reported as an unreadable file."""
     import duckdb
 
-    files, n_parts = attention_files(run_dir)
+    sources = attention_sources(run_dir)
+    if not sources.files:
+        return None
     engine = connect()
     try:
-        good: list[Path] = []
-        columns: dict[str, str] = {}
-        for path in files:
-            try:
-                described = engine.con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(str(path))})").fetchall()
-                names = {str(r[0]): str(r[1]) for r in described}
-                missing = [k for k in (*KEYS, "step") if k not in names]
-                if missing:
-                    raise ValueError(f"missing columns {missing}")
-                text = [k for k in NUMERIC_ATTENTION if k in names and names[k].startswith(("VARCHAR", "BLOB"))]
-                if text:  # a foreign or edited file: numbers stored as text would fail deep in the decay code
-                    raise ValueError(f"column {text[0]!r} holds {names[text[0]]} values, not numbers")
-            except Exception as exc:
-                if is_memory_error(exc):
-                    raise
-                if not isinstance(exc, (duckdb.Error, OSError, ValueError)):
-                    raise
-                _unreadable(run_dir, [path], exc, warn, failures)
-                continue
-            good.append(path)
-            for name, kind in names.items():  # nested (per-head lists, structs) are not read
-                if not any(mark in kind for mark in ("[", "STRUCT", "MAP", "UNION")):
-                    columns.setdefault(name, kind)
-        if not good:
+        register_bins(engine.con)
+        tables = _tables(sources, engine, warn, failures)
+        if not tables:
             return None
-        parts = n_parts - sum(1 for f in files if f not in good and f.name != "attention.parquet")
+        columns: dict[str, str] = {}
+        nonfinite: dict[str, int] = {}
+        for meta, _ in tables.values():
+            for name, kind in meta["columns"].items():
+                columns.setdefault(name, kind)
+            for name, n in meta["nonfinite"].items():
+                nonfinite[name] = nonfinite.get(name, 0) + int(n)
+        if nonfinite:  # inf never comes from a softmax; NaN is "not measured": both are left out
+            warn.append(
+                f"{sum(nonfinite.values())} non-finite value(s) in {', '.join(sorted(nonfinite))} left out "
+                "(attention masses are finite)"
+            )
+        parts = sum(1 for p in tables if p in sources.parts)
         if parts:
             warn.append(
                 f"{parts} unmerged attention part file(s) (killed or running run) read together with "
-                "attention.parquet; `pvm-bench run --resume` merges them"
+                "the attention store; `pvm-bench run --resume` merges them"
             )
-        keys_table = None
-        if parts and len(samples):
-            engine.con.register("sample_keys", samples[list(KEYS)].astype(
-                {"variant": str, "task": str, "sample_id": str, "repeat": "int64"}))
-            keys_table = "sample_keys"
-        nonfinite = nonfinite_columns(engine, good, [c for c, t in columns.items() if FLOATING.match(t)], warn)
+        layer_sets = {tuple(meta["layers"]) for meta, _ in tables.values() if meta["layers"]}
         try:
-            return aggregate_attention(engine, source_sql(good, columns, keys_table, bool(parts), nonfinite), columns,
-                                       reference)
+            if len(layer_sets) > 1:  # bands cut from different layers: compute every table from raw rows
+                return _from_raw(engine, list(tables), columns, samples, bool(parts), reference)
+            _views(engine, tables, _winners(tables, samples) if parts else None)
+            return assemble(engine, columns, list(next(iter(layer_sets), ())), reference)
         except duckdb.Error as exc:
             if is_memory_error(exc):
                 raise
-            _unreadable(run_dir, good, exc, warn, failures)
+            _unreadable(sources, list(tables), exc, warn, failures)
             return None
     except Exception as exc:
         if not is_memory_error(exc):
@@ -142,8 +184,24 @@ def load_attention(
         engine.close()
 
 
-def _unreadable(run_dir: Path, paths: list[Path], exc: BaseException, warn: list[str], failures: list[str]) -> None:
-    names = ", ".join(_file_label(run_dir, p) for p in paths)
+def _from_raw(
+    engine: Any, files: list[Path], columns: dict[str, str], samples: pd.DataFrame, with_parts: bool, reference: str
+) -> AttentionAggregates:
+    keys_table = None
+    if with_parts and len(samples):
+        engine.con.register(
+            "sample_keys",
+            samples[list(KEYS)].astype({"variant": str, "task": str, "sample_id": str, "repeat": "int64"}),
+        )
+        keys_table = "sample_keys"
+    floats = [c for c, t in columns.items() if FLOATING.match(t)]
+    return aggregate_attention(engine, source_sql(files, columns, keys_table, with_parts, floats), columns, reference)
+
+
+def _unreadable(
+    sources: AttentionSources, paths: list[Path], exc: BaseException, warn: list[str], failures: list[str]
+) -> None:
+    names = ", ".join(sources.label(p) for p in paths)
     first = str(exc).splitlines()[0] if str(exc) else ""
     warn.append(f"{names} unreadable ({exc.__class__.__name__}: {first}); its attention records are left out")
     failures.append(f"{names} unreadable ({exc.__class__.__name__}: {first})")

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from pvm_bench.attention_tables import log_bin_edges as _log_bin_edges
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay_per_sample, observed_half_life, window
 from pvm_bench.report.fit_ci import EMPTY, DecayCI, decay_bootstrap
 from pvm_bench.report.stats import MeanCI, bootstrap_ci
@@ -56,9 +57,20 @@ def sample_curves(vis: pd.DataFrame, layers: list[int] | None = None, column: st
     return out
 
 
+def sample_keys(per_sample: pd.DataFrame) -> list[str]:
+    """The columns that tell samples apart: ``task`` alone when ``sample_id`` and ``repeat`` are
+    constant (frames of :meth:`~pvm_bench.report.attention_agg.AttentionAggregates.band_samples`,
+    where task is the generation), else :data:`SAMPLE_KEYS`. Grouping by either gives the same
+    groups in the same order; one integer column is much faster at paper scale."""
+    rest = [per_sample[k].to_numpy() for k in SAMPLE_KEYS[1:]]
+    if len(per_sample) and all(r.dtype.kind in "iu" and r[0] == r[-1] and (r == r[0]).all() for r in rest):
+        return ["task"]
+    return list(SAMPLE_KEYS)
+
+
 def sample_lengths(per_sample: pd.DataFrame) -> pd.Series:
     """Last recorded step of each sample (indexed by the sample keys)."""
-    return per_sample.groupby(list(SAMPLE_KEYS))["step"].max()
+    return per_sample.groupby(sample_keys(per_sample))["step"].max()
 
 
 def step_curve(per_sample: pd.DataFrame) -> pd.DataFrame:
@@ -81,10 +93,9 @@ def fixed_cohort(per_sample: pd.DataFrame, t_cohort: int) -> pd.DataFrame:
     """
     if per_sample.empty:
         return per_sample
-    reached = sample_lengths(per_sample)
-    keep = reached[reached >= t_cohort].index
-    idx = per_sample.set_index(list(SAMPLE_KEYS)).index
-    return per_sample[idx.isin(keep) & (per_sample["step"] <= t_cohort).to_numpy()].reset_index(drop=True)
+    keys = sample_keys(per_sample)
+    reached = per_sample.groupby(keys)["step"].transform("max").to_numpy()
+    return per_sample[(reached >= t_cohort) & (per_sample["step"] <= t_cohort).to_numpy()].reset_index(drop=True)
 
 
 def suggest_cohort_t(per_sample: pd.DataFrame, min_share: float = 0.5) -> int | None:
@@ -103,7 +114,28 @@ def suggest_cohort_t(per_sample: pd.DataFrame, min_share: float = 0.5) -> int | 
 
 def log_bin_edges(t_max: int, n_bins: int = N_LOG_BINS) -> np.ndarray:
     """Integer-valued, strictly increasing log-spaced bin edges from 1 to t_max + 1."""
-    return np.unique(np.round(np.geomspace(1, max(t_max, 2) + 1, n_bins + 1))).astype(float)
+    return _log_bin_edges(t_max, n_bins)
+
+
+def snapped_edges(fine: np.ndarray, t_max: int) -> np.ndarray:
+    """:func:`log_bin_edges` (``t_max``) snapped down to edges of ``fine``, so that every bin is a
+    union of fine bins (a per-sample bin mean is then sum / count of its fine-bin sums)."""
+    snapped = fine[np.clip(np.searchsorted(fine, log_bin_edges(t_max), side="right") - 1, 0, len(fine) - 1)]
+    return np.unique(np.append(snapped, fine[min(int(np.searchsorted(fine, t_max, side="right")), len(fine) - 1)]))
+
+
+def curve_from_moments(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`binned_curve`'s columns from per-bin moments over samples computed elsewhere (DuckDB):
+    ``frame`` has bin, mass (mean over samples), sd (their standard deviation), n (samples), logt
+    (mean ln step over the bin's rows), t_lo, t_hi."""
+    cols = ["bin", "step", "t_lo", "t_hi", "mass", "ci_low", "ci_high", "n"]
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    out = frame.reset_index(drop=True)
+    q = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(out["n"] - 1, 1))
+    half = np.where(out["n"] >= 2, q * out["sd"].fillna(0.0) / np.sqrt(out["n"]), np.nan)
+    out = out.assign(ci_low=out["mass"] - half, ci_high=out["mass"] + half, step=np.exp(out["logt"]))
+    return out[cols]
 
 
 def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, confidence: float = 0.95) -> pd.DataFrame:
@@ -122,7 +154,7 @@ def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, conf
     steps = per_sample["step"].to_numpy()
     idx = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)
     framed = per_sample.assign(bin=idx, logt=np.log(steps.astype(float)))
-    per = framed.groupby(["bin", *SAMPLE_KEYS])["mass"].mean().reset_index()
+    per = framed.groupby(["bin", *sample_keys(per_sample)])["mass"].mean().reset_index()
     g = per.groupby("bin")["mass"]
     out = pd.DataFrame({"mass": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
     pos = framed.groupby("bin").agg(logt=("logt", "mean"), t_lo=("step", "min"), t_hi=("step", "max"))
@@ -185,7 +217,7 @@ class BandDecay:
 
 
 def _fit_samples(per_sample: pd.DataFrame, seed: int, bootstrap: bool) -> tuple[DecayFit, DecayCI]:
-    codes = per_sample.groupby(list(SAMPLE_KEYS), sort=False).ngroup().to_numpy()
+    codes = per_sample.groupby(sample_keys(per_sample), sort=False).ngroup().to_numpy()
     t, y = per_sample["step"].to_numpy(), per_sample["mass"].to_numpy()
     fit = fit_decay_per_sample(t, y, codes)
     if not (bootstrap and fit.ok):
@@ -225,5 +257,5 @@ def band_decay_from_samples(
             continue
         lo, hi = window(t)
         w = per_sample[(per_sample["step"] >= lo) & (per_sample["step"] <= hi)]
-        mass_at[t] = bootstrap_ci(w.groupby(list(SAMPLE_KEYS))["mass"].mean().to_numpy(), seed=seed)
+        mass_at[t] = bootstrap_ci(w.groupby(sample_keys(w))["mass"].mean().to_numpy(), seed=seed)
     return BandDecay(fit, curve, hl_obs, mass_at, cohort_t, fit_ci)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.attention_agg import NOT_MEASURES, VIS_MEASURES, AttentionAggregates, layer_bands  # noqa: F401 (public names)
-from pvm_bench.report.curves import band_decay_from_samples
+from pvm_bench.report.curves import band_decay_from_samples, sample_keys
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
 from pvm_bench.report.rows import row as metric_row
 from pvm_bench.report.stats import SMALL_N
@@ -138,7 +138,7 @@ def _band_fits(
 def _early_late(frame: pd.DataFrame, col: str) -> tuple[float, float, pd.DataFrame]:
     """Per-step values of ``col`` (mean over layers), then the mean over the first and the last
     quarter of each sample's recorded steps, averaged over samples."""
-    keys = ["task", "sample_id", "repeat"]
+    keys = sample_keys(frame)  # one integer column for the aggregates' frames: same groups, faster
     e = frame.dropna(subset=[col]).groupby(keys + ["step"])[col].mean().reset_index()
     if e.empty:
         return math.nan, math.nan, e

@@ -241,6 +241,25 @@ def fit_decay(
     return DecayFit(a, b, c, r2, n, t_max, True, message, method, n_samples, (c_lo, c_hi))
 
 
+class PerSampleSums:
+    """``incidence @ values``: per-sample sums over each sample's steps of per-step ``values`` (one
+    row per step index; a vector or a matrix). When every sample holds each step from the first one
+    up to its last (a generation's steps), by prefix sums: the same sum in the same order, at
+    O(steps) instead of O(rows) per call; else the sparse product."""
+
+    def __init__(self, incidence: sparse.csr_matrix, codes: np.ndarray, step_idx: np.ndarray) -> None:
+        self.incidence = incidence
+        last = np.zeros(incidence.shape[0], dtype=np.int64)
+        np.maximum.at(last, codes, step_idx)
+        contiguous = incidence.nnz == codes.size and np.array_equal(np.diff(incidence.indptr), last + 1)
+        self.last = last if contiguous else None
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if self.last is None:
+            return np.asarray(self.incidence @ values)
+        return np.cumsum(values, axis=0)[self.last]
+
+
 def fit_decay_per_sample(
     t: Sequence[float] | np.ndarray,
     mass: Sequence[float] | np.ndarray,
@@ -284,10 +303,11 @@ def fit_decay_per_sample(
     n_t = np.bincount(step_idx).astype(float)
     y_t = np.bincount(step_idx, y_arr)
     incidence = sparse.csr_matrix((np.ones(n), (codes, step_idx)), shape=(n_samples, steps.size))
+    sums = PerSampleSums(incidence, codes, step_idx)
 
     def solve(c: float) -> tuple[float, float, np.ndarray]:
         xs = 1.0 / (c + steps)
-        x_bar = (incidence @ xs) / count
+        x_bar = sums(xs) / count
         sxx = float(n_t @ (xs * xs) - count @ (x_bar * x_bar))
         sxy = float(xs @ y_t - count @ (x_bar * y_bar))
         b = sxy / sxx if sxx > 1e-300 else 0.0

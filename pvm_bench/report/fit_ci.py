@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from pvm_bench.report.fit import MIN_POINTS, START_STEPS
+from pvm_bench.report.fit import MIN_POINTS, START_STEPS, PerSampleSums
 
 DEFAULT_REPLICATES = 200
 """Bootstrap replicates for the fit CIs (percentile intervals; the half-life's 95% bounds are
@@ -101,19 +101,19 @@ def decay_bootstrap(
     grid = grid[(grid > c_lo) & (grid <= c_hi)]
     syy = weights @ syy_i
     wy = weights @ y_bar
-    sse = np.empty((n_replicates, grid.size))
-    b_all = np.empty_like(sse)
-    a_all = np.empty_like(sse)
-    for g, c in enumerate(grid):
-        xs = 1.0 / (c + steps)
-        x_bar = (incidence @ xs) / count
-        sxx_i = incidence @ (xs * xs) - count * x_bar * x_bar
-        sxy_i = y_sum @ xs - count * x_bar * y_bar
-        sxx, sxy = weights @ sxx_i, weights @ sxy_i
-        b = np.divide(sxy, sxx, out=np.zeros_like(sxy), where=sxx > 1e-300)
-        sse[:, g] = np.maximum(syy - b * sxy, 0.0)
-        b_all[:, g] = b
-        a_all[:, g] = (wy - b * (weights @ x_bar)) / w_tot
+    # every grid c at once: per-sample sums of x = 1/(c + t) and x^2 (prefix sums when every sample
+    # holds the steps from the first one on, as generations do: the same sums in the same order),
+    # of x*y (one sparse product), then one product with the replicate weights per statistic
+    xs = 1.0 / (grid[None, :] + steps[:, None])  # (T, G)
+    sums = PerSampleSums(incidence, codes, step_idx)
+    x_sum, xx_sum = sums(xs), sums(xs * xs)
+    x_bar = x_sum / count[:, None]
+    sxx_i = xx_sum - count[:, None] * x_bar * x_bar
+    sxy_i = np.asarray(y_sum @ xs) - count[:, None] * x_bar * y_bar[:, None]
+    sxx, sxy, wx = weights @ sxx_i, weights @ sxy_i, weights @ x_bar  # (B, G)
+    b_all = np.divide(sxy, sxx, out=np.zeros_like(sxy), where=sxx > 1e-300)
+    sse = np.maximum(syy[:, None] - b_all * sxy, 0.0)
+    a_all = (wy[:, None] - b_all * wx) / w_tot[:, None]
     rows = np.arange(n_replicates)
     k = np.argmin(sse, axis=1)
     u = np.log(grid + t_min)

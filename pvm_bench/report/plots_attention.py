@@ -24,11 +24,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 from pvm_bench.report.curves import (
     band_decay_from_samples,
     binned_curve,
+    curve_from_moments,
     fixed_cohort,
     log_bin_edges,
     suggest_cohort_t,
@@ -300,13 +300,14 @@ def plot_heatmap(data: RunData, variants: list[str], out: Path) -> Path | None:
 
 def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | None:
     """``pvm_ratio`` per PVM layer vs generated position (binned mean over samples, 95% CI band),
-    one panel per variant that recorded it, gate values in the legend. None without the columns."""
+    one panel per variant that recorded it, gate values in the legend. None without the columns.
+    The bins are the 40 log bins snapped to the aggregate tables' fixed bins
+    (:func:`~pvm_bench.report.curves.snapped_edges`; computed in DuckDB, ``AttentionAggregates.pvm``)."""
     agg = data.agg
     if agg is None or agg.pvm is None or agg.pvm.empty:
         return None
-    rows = agg.pvm.assign(variant=agg.gens["variant"].to_numpy()[agg.pvm["gen"].to_numpy()])
+    rows = agg.pvm
     present = [v for v in variants if (rows["variant"] == v).any()]
-    edges = log_bin_edges(int(rows["step"].max()))
     setup_style()
     fig, axes = plt.subplots(1, len(present), figsize=(max(8.0, 6.4 * len(present)), 4.4), squeeze=False,
                              sharey=True)
@@ -315,10 +316,7 @@ def plot_pvm_signals(data: RunData, variants: list[str], out: Path) -> Path | No
         layers = sorted(int(x) for x in rv["layer"].unique())
         palette = plt.get_cmap("plasma")(np.linspace(0.1, 0.8, max(len(layers), 1)))
         for color, layer in zip(palette, layers):
-            rl = rv[rv["layer"] == layer]
-            per_sample = pd.DataFrame({"task": rl["gen"].to_numpy(), "sample_id": 0, "repeat": 0,
-                                       "step": rl["step"].to_numpy(), "mass": rl["pvm_ratio"].to_numpy(dtype=float)})
-            obs = binned_curve(per_sample, edges)
+            obs = curve_from_moments(rv[rv["layer"] == layer])
             label = f"layer {layer}"
             if (v, layer) in agg.pvm_gates:
                 label += f" (gate {agg.pvm_gates[(v, layer)]:+.3f})"

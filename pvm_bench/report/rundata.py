@@ -5,7 +5,7 @@ compare, check) starts from it. Attention records are never loaded row by row: `
 holds the aggregates DuckDB computes over them once (:mod:`pvm_bench.report.attention_agg`);
 ``RunData.attention`` reads the full rows on demand (memory grows with the run: for users and
 small tests only, no report module uses it). Attention records of a killed run that were never
-merged (``attention/part-*.parquet``) are read together with attention.parquet, keeping only rows
+merged (``attention/part-*.parquet``) are read together with the store, keeping only rows
 of samples that were written and the last copy of a re-run sample's rows (as the runner's merge does).
 
 A section that cannot be computed (an unreadable attention file, memory) is recorded in
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pyarrow import ArrowException
 
+from pvm_bench.attention_store import attention_sources
 from pvm_bench.errors import UserError
 from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.report.attention_engine import NUMERIC_ATTENTION, ReportIncompleteError, is_memory_error
@@ -195,7 +196,7 @@ def count_problem(run: RunRecord | None, n_read: int, samples_path: Path) -> str
 
 
 def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.DataFrame | None:
-    """Every row of attention.parquet plus any unmerged ``attention/part-*.parquet`` (a killed
+    """Every row of the attention store plus any unmerged ``attention/part-*.parquet`` (a killed
     run) in one pandas frame (the full-resolution reader behind :attr:`RunData.attention`; the
     report reads :class:`~pvm_bench.report.attention_agg.AttentionAggregates` instead).
 
@@ -203,17 +204,16 @@ def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.
     files the last file wins (parts are written in order). Unreadable files become a warning
     that says the decay section is incomplete or missing.
     """
-    merged = run_dir / "attention.parquet"
-    parts_dir = run_dir / "attention"
-    parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
+    sources = attention_sources(run_dir)
+    parts = sources.parts
     frames: list[pd.DataFrame] = []
-    for i, path in enumerate(([merged] if merged.exists() else []) + parts):
+    for i, path in enumerate(sources.files):
         try:
             frames.append(_read_attention_file(path, warn).assign(_file=i))
         except (OSError, ValueError, KeyError, ArrowException) as exc:  # a torn or foreign file
             if is_memory_error(exc):  # pyarrow's ArrowMemoryError is an ArrowException too
                 raise
-            name = path.name if path == merged else f"attention/{path.name}"
+            name = sources.label(path)
             warn.append(f"{name} unreadable ({exc.__class__.__name__}: {exc}); its attention records are left out")
     if not frames:
         return None
@@ -221,7 +221,7 @@ def read_attention(run_dir: Path, samples: pd.DataFrame, warn: list[str]) -> pd.
     if parts:
         warn.append(
             f"{len(parts)} unmerged attention part file(s) (killed or running run) read together with "
-            "attention.parquet; `pvm-bench run --resume` merges them"
+            "the attention store; `pvm-bench run --resume` merges them"
         )
         if len(samples):
             keep = set(zip(samples["variant"], samples["task"], samples["sample_id"], samples["repeat"]))
@@ -307,7 +307,5 @@ def missing_attention_note(data: RunData) -> str | None:
         return "no decay section: the run did not record attention (add `attention` to --probes)"
     if any("unreadable" in w for w in data.warnings):
         return "no decay section: the attention files could not be read (see the notes above)"
-    return (
-        "no decay section: no attention records were written (attention.parquet and attention/part-*.parquet are "
-        "absent)"
-    )
+    return ("no decay section: no attention records were written (attention.parquet/ and attention/part-*.parquet "
+            "are absent)")

@@ -1,40 +1,45 @@
-"""Streaming merge of attention parts into attention.parquet (DuckDB sort, pyarrow writer).
+"""The end-of-run merge of attention parts into the store, without rewriting rows.
 
-The merged file is what the earlier in-memory merge (concat every part, keep rows of recorded
-samples, ``drop_duplicates(keep="last")`` on the row index, stable sort) wrote, value for value:
-same columns in the same order, the same arrow types and pandas metadata (the schema is built by
-:func:`pvm_bench.results.compact_frame` from one row of every source, concatenated as pandas
-would), rows sorted by (variant, task, sample_id, repeat, step, layer), and of duplicate rows the
-one from the latest source (attention.parquet first, then the parts in name order, which is
-write order) and, within a source, the latest row wins.
+The store ``RUN/attention.parquet/`` is a directory of part files (:mod:`pvm_bench.attention_store`).
+A part holds one batch of whole samples, so deduplication works on samples, not rows: for every
+(variant, task, sample_id, repeat) the rows of the LAST file holding it win (files in name order,
+which is write order), and only samples recorded in samples.jsonl are kept. Then, per file:
 
-DuckDB sorts by that order plus (source, row) descending, spilling to a temp folder inside the
-run directory beyond ``memory_limit``; the rows then stream through pyarrow, where the first row
-of each index value is kept (vectorised, batch by batch) and written in row groups of
-:data:`ROW_GROUP_ROWS`. Peak memory is DuckDB's limit plus one batch, never the run.
+- every sample it holds wins and is recorded (the common case): the part is moved into the store
+  (a rename; a file already in the store stays);
+- none does: the file and its aggregate tables are deleted;
+- some do (after a crash and ``--resume``, rare): it is rewritten with those samples' rows only,
+  streaming batch by batch (memory bounded by one row group), and its aggregate tables recomputed.
+
+The sample keys of a file come from its aggregate tables' metadata (written with the part); a file
+without valid tables (a part written before this format, or whose tables were lost in a crash) gets
+them first, computed from its rows by :func:`pvm_bench.attention_tables.write_part_tables`. An old
+single-file ``attention.parquet`` becomes the store's first part (:data:`~.attention_store.LEGACY_PART`).
+Every step is a rename or a temp-file write + rename, so a merge killed at any point leaves a
+state the next merge (or the report) reads correctly.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pvm_bench.attention_store import LEGACY_PART, PARTS, STORE, agg_root, part_files
+from pvm_bench.attention_tables import agg_paths, register_bins, valid_tables, write_part_tables
 from pvm_bench.errors import UserError, is_disk_full
-from pvm_bench.results import compact_frame
 
-#: Rows per row group of attention.parquet (about 15 MB in memory): readers stream it group by group.
-ROW_GROUP_ROWS = 262_144
-#: DuckDB's memory for the sort; beyond it the sort spills to ``RUN/.merge-tmp``.
+#: DuckDB's memory for computing a file's missing aggregate tables.
 MEMORY_LIMIT = "1GB"
-#: The merge's temp folder inside the run directory (removed afterwards, also by remove_temp_files).
+#: A temp folder inside the run directory for DuckDB spills (removed afterwards, also by remove_temp_files).
 TEMP_DIR = ".merge-tmp"
+Key = tuple[str, str, str, int]
 
 
 class MergeMemoryError(UserError, MemoryError):
@@ -50,125 +55,6 @@ def is_disk_error(exc: BaseException) -> bool:
     """A full disk, also as DuckDB reports it (an IOException, or its temp-size cap as OutOfMemory)."""
     text = str(exc).lower()
     return is_disk_full(exc, by_message=True) or "no space left" in text or "max_temp_directory_size" in text
-
-
-def merged_schema(sources: list[Path]) -> pa.Schema:
-    """The schema the in-memory merge would write: one row (or none) of every source,
-    concatenated by pandas (column union in order of appearance, dtype promotion), compacted."""
-    heads = []
-    for path in sources:
-        pf = pq.ParquetFile(path)
-        batch = next(pf.iter_batches(batch_size=1), None)
-        table = pa.Table.from_batches([batch]) if batch is not None else pf.schema_arrow.empty_table()
-        heads.append(table.to_pandas())
-    frame = compact_frame(pd.concat(heads, ignore_index=True))
-    return pa.Schema.from_pandas(frame, preserve_index=False)
-
-
-def _differs(a: pa.Array, b: pa.Array) -> pa.Array:
-    """Element-wise ``a != b`` with nulls equal to each other (pandas' duplicate semantics)."""
-    ne = pc.fill_null(pc.not_equal(a, b), False)
-    return pc.or_(ne, pc.xor(pc.is_null(a), pc.is_null(b)))
-
-
-def _first_of_each(batch: pa.RecordBatch, index_cols: list[str], previous: list[pa.Scalar] | None) -> pa.Array:
-    """Mask of the rows whose index differs from the row before (the previous batch's last row
-    for the first one): in a batch sorted by index, the first row of every index value."""
-    n = batch.num_rows
-    keep = None
-    for col in index_cols:
-        arr = batch.column(col)
-        before = pa.concat_arrays([pa.array([previous[index_cols.index(col)].as_py()] if previous else [None],
-                                            type=arr.type), arr.slice(0, n - 1)])
-        diff = _differs(arr, before)
-        keep = diff if keep is None else pc.or_(keep, diff)
-    assert keep is not None
-    if previous is None:  # the very first row is always kept
-        keep = pc.or_(keep, pa.array([True] + [False] * (n - 1)))
-    return keep
-
-
-def _connect(run_dir: Path, memory_limit: str, threads: int):  # noqa: ANN202 -- duckdb is imported lazily
-    import duckdb
-
-    tmp = run_dir / TEMP_DIR
-    tmp.mkdir(exist_ok=True)
-    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit, "temp_directory": str(tmp),
-                                 "preserve_insertion_order": False})
-    con.execute("SET enable_progress_bar = false")  # a session option (the bar would print on stdout)
-    return con
-
-
-def stream_merge(run_dir: Path, sources: list[Path], keep: Iterable[tuple[str, str, str, int]], out: Path, *,
-                 memory_limit: str = MEMORY_LIMIT, threads: int = 1) -> int:
-    """Write the merge of ``sources`` restricted to the ``keep`` keys to ``out``; returns its rows.
-
-    DuckDB and pyarrow errors propagate (the caller tells memory, disk and damaged files apart).
-    """
-    schema = merged_schema(sources)
-    # rows are equal on the merge's index (sample key, step, layer) iff equal on (sample rank, step, layer)
-    index_cols = ["__rank"] + [c for c in ("step", "layer") if c in schema.names]
-    # the recorded samples in the merged order (Python's string order = pandas' sort order); the
-    # sort then compares one integer per sample instead of three strings
-    ordered = sorted(set(keep))
-    key_schema = pa.schema([("variant", pa.string()), ("task", pa.string()), ("sample_id", pa.string()),
-                            ("repeat", pa.int64()), ("rank", pa.int64())])
-    cols = list(zip(*ordered)) if ordered else [[], [], [], []]
-    keys = pa.table(
-        [*(pa.array(c, type=f.type) for c, f in zip(cols, key_schema)), pa.array(range(len(ordered)), pa.int64())],
-        schema=key_schema,
-    )
-    files = pa.table({"filename": [str(p) for p in sources], "src": list(range(len(sources)))})
-    con = _connect(run_dir, memory_limit, threads)
-    try:
-        con.register("keep_keys", keys)
-        con.register("source_files", files)
-        quoted = ", ".join(f'p."{c}"' for c in schema.names)
-        paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in sources) + "]"
-        order = ", ".join(["k.rank", *(f'p."{c}"' for c in index_cols[1:])])
-        sql = (
-            f"SELECT {quoted}, k.rank AS __rank FROM read_parquet({paths}, union_by_name = true, filename = true, "
-            "file_row_number = true) p "
-            "JOIN source_files f ON p.filename = f.filename "
-            "JOIN keep_keys k ON p.variant = k.variant AND p.task = k.task AND p.sample_id = k.sample_id "
-            'AND p."repeat" = k."repeat" '
-            f"ORDER BY {order}, f.src DESC, p.file_row_number DESC"
-        )
-        relation = con.sql(sql)
-        # a streaming reader: DuckDB >= 2 names it to_arrow_reader, 1.x fetch_arrow_reader
-        reader = (getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader)(ROW_GROUP_ROWS)
-        written = 0
-        previous: list[pa.Scalar] | None = None
-        # dictionary pages only where they pay (ids, counters): float measures are near-unique, and
-        # trying a dictionary on them first cost 2.5x the write time and a 45% larger file (3M rows)
-        dictionary = [f.name for f in schema if not (pa.types.is_floating(f.type) or pa.types.is_list(f.type))]
-        with pq.ParquetWriter(out, schema, use_dictionary=dictionary) as writer:
-            for batch in reader:
-                if batch.num_rows == 0:
-                    continue
-                mask = _first_of_each(batch, index_cols, previous)
-                previous = [batch.column(c)[batch.num_rows - 1] for c in index_cols]
-                table = pa.Table.from_batches([batch]).filter(mask)
-                table = pa.table([table.column(f.name).cast(f.type, safe=False) for f in schema], schema=schema)
-                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-                written += table.num_rows
-        return written
-    finally:
-        con.close()
-        shutil.rmtree(run_dir / TEMP_DIR, ignore_errors=True)
-
-
-def unreadable_parts(parts: list[Path]) -> list[Path]:
-    """The parts pyarrow cannot read in full (each is read alone: memory bounded by one part)."""
-    bad = []
-    for part in parts:
-        try:
-            pq.read_table(part)
-        except Exception as exc:  # noqa: BLE001 -- any read failure but memory marks the part damaged
-            if is_memory_error(exc):
-                raise
-            bad.append(part)
-    return bad
 
 
 def footer_unreadable(parts: list[Path]) -> list[Path]:
@@ -187,3 +73,107 @@ def footer_unreadable(parts: list[Path]) -> list[Path]:
 def env_memory_limit() -> str:
     """``PVM_BENCH_MERGE_MEMORY`` (e.g. ``4GB``) or :data:`MEMORY_LIMIT`."""
     return os.environ.get("PVM_BENCH_MERGE_MEMORY", MEMORY_LIMIT)
+
+
+def connect(run_dir: Path, memory_limit: str, threads: int) -> Any:
+    """A DuckDB connection for the merge (spills to ``RUN/.merge-tmp``) with the bins table registered."""
+    import duckdb
+
+    tmp = run_dir / TEMP_DIR
+    tmp.mkdir(exist_ok=True)
+    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit, "temp_directory": str(tmp)})
+    con.execute("SET enable_progress_bar = false")  # a session option (the bar would print on stdout)
+    register_bins(con)
+    return con
+
+
+def adopt_legacy(run_dir: Path) -> None:
+    """Turn an old single-file ``attention.parquet`` into the store's first part (two renames; a
+    merge killed between them is finished by the next one)."""
+    store, moved = run_dir / STORE, run_dir / (STORE + ".legacy")
+    if store.is_file():
+        store.rename(moved)
+    if moved.is_file():
+        store.mkdir(exist_ok=True)
+        moved.rename(store / LEGACY_PART)
+
+
+def ensure_tables(path: Path, root: Path, con: Any) -> dict[str, Any]:
+    """The aggregate metadata of ``path``, computing its tables first when any is missing or stale."""
+    valid = valid_tables(root, path)
+    return valid[0] if valid is not None else write_part_tables(path, root, con)
+
+
+def rewrite_keeping(path: Path, keep: Collection[Key]) -> int:
+    """Rewrite ``path`` in place with the rows of the samples in ``keep`` only (same schema and
+    metadata, batch by batch, via a temp file); returns the rows written."""
+    wanted = pa.array(sorted({"\x1f".join(map(str, k)) for k in keep}), pa.string())
+    tmp = path.with_name(path.name + ".tmp")
+    written = 0
+    try:
+        source = pq.ParquetFile(path)
+        with pq.ParquetWriter(tmp, source.schema_arrow) as writer:
+            for batch in source.iter_batches():
+                parts = [pc.cast(batch.column(k), pa.string()) for k in ("variant", "task", "sample_id", "repeat")]
+                mask = pc.is_in(pc.binary_join_element_wise(*parts, "\x1f"), value_set=wanted)
+                table = pa.Table.from_batches([batch]).filter(mask)
+                if table.num_rows:
+                    writer.write_table(table)
+                    written += table.num_rows
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written
+
+
+def merge_store(run_dir: Path, keep: Collection[Key], con: Any, on_damaged: Any) -> None:
+    """Merge the unmerged parts into the store (see the module docstring). ``keep``: the recorded
+    sample keys; ``on_damaged(path)``: called for a file whose rows cannot be read (it sets the file
+    aside); DuckDB, pyarrow and OS errors of anything else propagate."""
+    adopt_legacy(run_dir)
+    store, root = run_dir / STORE, agg_root(run_dir)
+    parts = part_files(run_dir / PARTS)
+    files = part_files(store) + parts
+    samples: dict[Path, set[Key]] = {}
+    for path in files:
+        try:
+            meta = ensure_tables(path, root, con)
+        except Exception as exc:
+            if is_memory_error(exc) or is_disk_error(exc) or readable(path):  # a bug is not a damaged file
+                raise
+            on_damaged(path)
+            continue
+        samples[path] = {(str(v), str(t), str(s), int(r)) for v, t, s, r in meta["samples"]}
+    owner: dict[Key, Path] = {}
+    for path, keys in samples.items():  # in reading order: the last file holding a sample wins
+        owner.update(dict.fromkeys(keys, path))
+    recorded = set(keep)
+    store.mkdir(exist_ok=True)
+    for path, keys in samples.items():
+        wanted = {k for k in keys if owner[k] == path and k in recorded}
+        if not wanted:
+            path.unlink()
+            for table in agg_paths(root, path).values():
+                table.unlink(missing_ok=True)
+            continue
+        if wanted != keys:
+            rewrite_keeping(path, wanted)
+            write_part_tables(path, root, con)
+        if path.parent != store:
+            path.rename(store / path.name)
+
+
+def readable(path: Path) -> bool:
+    """Whether pyarrow reads every row of ``path`` (memory bounded by one row group)."""
+    try:
+        for _ in pq.ParquetFile(path).iter_batches():
+            pass
+    except Exception as exc:  # noqa: BLE001 -- any read failure but memory marks the file damaged
+        if is_memory_error(exc):
+            raise
+        return False
+    return True
+
+
+def remove_temp(run_dir: Path) -> None:
+    shutil.rmtree(run_dir / TEMP_DIR, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""The run directory's files: probe parts, attention.parquet, rank shards, run metadata, reuse.
+"""The run directory's files: probe parts and their aggregate tables, the attention store, rank shards,
+run metadata, reuse.
 
 Written by the runner; every write goes through a temp file that is removed on failure, and a
 full disk becomes :class:`~pvm_bench.errors.DiskFullError` naming the file.
@@ -17,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from pvm_bench.attention_store import AGG, PARTS, STORE, agg_root, part_files
 from pvm_bench.errors import DiskFullError, UserError, is_disk_full, one_line
 from pvm_bench.results import (
     JsonlAppender,
@@ -29,14 +33,14 @@ from pvm_bench.results import (
     sample_files,
 )
 from pvm_bench.runner.attention_merge import (
-    TEMP_DIR,
     MergeMemoryError,
+    connect,
     env_memory_limit,
     footer_unreadable,
     is_disk_error,
     is_memory_error,
-    stream_merge,
-    unreadable_parts,
+    merge_store,
+    remove_temp,
 )
 from pvm_bench.runner.guard import RunError, RunLock
 from pvm_bench.safeio import ensure_dir, temp_beside
@@ -59,22 +63,57 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def remove_temp_files(run_dir: Path) -> None:
-    """Delete temp files a failed write may have left (``*.tmp``, ``.*.tmp``) in the run dir."""
-    for folder in (run_dir, run_dir / "attention"):
+    """Delete temp files a failed write may have left (``*.tmp``, ``.*.tmp``) in the run dir, its
+    attention folders and aggregate tables."""
+    folders = [run_dir, run_dir / PARTS, run_dir / STORE, *(agg_root(run_dir).glob("*"))]
+    for folder in folders:
         if folder.is_dir():
             for tmp in list(folder.glob("*.tmp")) + list(folder.glob(".*.tmp")):
                 remove_quietly(tmp)
-    shutil.rmtree(run_dir / TEMP_DIR, ignore_errors=True)  # a killed merge's DuckDB spill files
+    remove_temp(run_dir)  # a killed merge's DuckDB spill files
 
 
-def write_probe_part(run_dir: Path, frames: list[pd.DataFrame]) -> None:
-    """One new ``attention/part-*.parquet`` holding ``frames``."""
-    if not frames:
-        return
-    parts = ensure_dir(run_dir / "attention")
-    write_parquet_atomic(
-        pd.concat(frames, ignore_index=True), parts / f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
-    )
+def part_name() -> str:
+    """A new part's file name: write order is name order (the merge's "last file wins")."""
+    return f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
+
+
+def write_probe_part(run_dir: Path, frames: list[pd.DataFrame] | pa.Table, name: str | None = None) -> Path | None:
+    """One new ``attention/part-*.parquet`` holding ``frames`` (one batch of whole samples), then its
+    aggregate tables under ``attention-agg/`` (:func:`pvm_bench.attention_tables.write_part_tables`,
+    computed from the file just written so that they equal what the report computes from it).
+
+    ``frames``: the probe frames (written as :func:`write_parquet_atomic` writes them), or an arrow
+    table already in that schema (the bench's synthetic runs). ``name``: the file name (default
+    :func:`part_name`). Returns the part (None without frames)."""
+    from pvm_bench.attention_tables import write_part_tables
+
+    if isinstance(frames, list) and not frames:
+        return None
+    path = ensure_dir(run_dir / PARTS) / (name or part_name())
+    if isinstance(frames, pa.Table):
+        _write_table_atomic(frames, path)
+    else:
+        write_parquet_atomic(pd.concat(frames, ignore_index=True), path)
+    try:
+        write_part_tables(path, agg_root(run_dir))
+    except Exception as exc:  # the part is safe; the merge (or the report) computes the tables again
+        if is_disk_full(exc, by_message=True) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(agg_root(run_dir)) from exc
+        raise
+    return path
+
+
+def _write_table_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        remove_quietly(tmp)
+        if is_disk_full(exc, by_message=True) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path) from exc
+        raise
 
 
 def probe_frame(records: dict[str, list[dict[str, Any]]]) -> pd.DataFrame | None:
@@ -124,51 +163,29 @@ def merge_sample_shards(run_dir: Path, world: int = 1) -> None:
 
 
 def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: int = 1) -> Path | None:
-    """Merge attention parts (and an earlier attention.parquet) into attention.parquet, streaming.
+    """Merge the attention parts into the store ``attention.parquet/`` (:mod:`pvm_bench.runner.attention_merge`).
 
-    Only rows whose (variant, task, sample_id, repeat) is in samples.jsonl are kept, and a
-    re-run sample's rows replace the old ones, so resume never duplicates rows. The merge never
-    holds the run in memory (:mod:`pvm_bench.runner.attention_merge`: DuckDB sort within
-    ``memory_limit``, default ``PVM_BENCH_MERGE_MEMORY`` or 1GB, spilling inside the run dir).
+    Only samples in samples.jsonl are kept, and a re-run sample's rows (a later part) replace the
+    old ones, so resume never duplicates rows. Parts are moved, not rewritten (a part holding
+    superseded samples is rewritten alone); memory is bounded by one part, never the run.
 
     A part that cannot be read is renamed ``*.unreadable`` and named in a RunError after the
-    others are merged. Running out of memory raises :class:`MergeMemoryError` and changes
-    nothing (the parts stay and are read by ``pvm-bench report``); a full disk, DiskFullError.
+    others are merged. Running out of memory raises :class:`MergeMemoryError` (the parts stay and
+    are read by ``pvm-bench report``); a full disk, DiskFullError.
     """
-    parts_dir = run_dir / "attention"
-    target = run_dir / "attention.parquet"
-    parts = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
+    parts_dir, target = run_dir / PARTS, run_dir / STORE
+    parts = part_files(parts_dir)
     if not parts:
         return target if target.exists() else None
     limit = memory_limit or env_memory_limit()
     unreadable = _set_aside(footer_unreadable(parts))
-    parts = [p for p in parts if p.exists()]
-    if not parts and not target.exists():
-        raise RunError(f"attention parts {', '.join(unreadable)} in {parts_dir} are unreadable (kept as *.unreadable)")
     keep = {rec.key for rec in read_samples(run_dir)}
-    sources = ([target] if target.exists() else []) + parts
-    tmp = target.with_name(target.name + ".tmp")
+    con = connect(run_dir, limit, threads)
     try:
-        try:
-            stream_merge(run_dir, sources, keep, tmp, memory_limit=limit, threads=threads)
-        except Exception as exc:
-            if is_memory_error(exc) or is_disk_error(exc):
-                raise
-            damaged = _set_aside(unreadable_parts(parts))  # a part whose footer reads but whose data does not
-            if not damaged:
-                raise
-            unreadable += damaged
-            parts = [p for p in parts if p.exists()]
-            sources = ([target] if target.exists() else []) + parts
-            if sources:
-                stream_merge(run_dir, sources, keep, tmp, memory_limit=limit, threads=threads)
-        if tmp.exists():
-            os.replace(tmp, target)
+        merge_store(run_dir, keep, con, lambda path: unreadable.extend(_set_aside([path])))
     except BaseException as exc:
-        remove_quietly(tmp)
-        if is_disk_error(exc) and not isinstance(
-            exc, DiskFullError
-        ):  # before memory: DuckDB's temp cap says "Out of Memory"
+        # disk before memory: DuckDB's temp cap says "Out of Memory"
+        if is_disk_error(exc) and not isinstance(exc, DiskFullError):
             raise DiskFullError(target) from exc
         if is_memory_error(exc):
             raise MergeMemoryError(
@@ -178,14 +195,15 @@ def merge_attention(run_dir: Path, *, memory_limit: str | None = None, threads: 
                 f"run `pvm-bench run --resume {run_dir}`"
             ) from exc
         raise
-    for part in parts:
-        part.unlink()
-    if not any(parts_dir.iterdir()):
+    finally:
+        con.close()
+        remove_temp(run_dir)
+    if parts_dir.is_dir() and not any(parts_dir.iterdir()):
         parts_dir.rmdir()
     if unreadable:
         raise RunError(
             f"attention parts {', '.join(unreadable)} in {parts_dir} are unreadable and were left out of "
-            "attention.parquet (kept as *.unreadable); their samples have no attention rows"
+            f"{STORE} (kept as *.unreadable); their samples have no attention rows"
         )
     return target
 
@@ -252,7 +270,12 @@ def reusable_run_dir(run_dir: Path, *, probe_lock: bool = True) -> bool:
 
 def clear_outputs(run_dir: Path) -> None:
     """Remove what a sample-less earlier attempt may have left (before it is started again)."""
-    for path in [run_dir / "samples.jsonl", run_dir / "attention.parquet", *run_dir.glob("samples.rank*.jsonl")]:
+    for path in [run_dir / "samples.jsonl", *run_dir.glob("samples.rank*.jsonl")]:
         path.unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "attention", ignore_errors=True)
+    for name in (STORE, PARTS, AGG):  # the store is a file in runs written before issue 22
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     remove_temp_files(run_dir)

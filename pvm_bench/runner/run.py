@@ -1,8 +1,8 @@
 """The runner: variants x tasks x samples x repeats -> reports/<run_id>/.
 
 Every finished sample is appended to ``samples.jsonl`` (fsync'd) right away and its probe
-records go to ``attention/part-*.parquet``; at the end the parts are merged into
-``attention.parquet`` keeping only rows whose sample made it into samples.jsonl. A killed
+records go to ``attention/part-*.parquet`` (with their aggregate tables); at the end the parts are
+moved into the store ``attention.parquet/`` keeping only samples that made it into samples.jsonl. A killed
 run therefore loses at most the batch in flight, and ``resume`` continues it without
 duplicates.
 """

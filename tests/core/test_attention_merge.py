@@ -1,5 +1,6 @@
-"""The streaming merge of attention parts writes what the in-memory merge wrote, value for value,
-and a memory failure is an error that keeps every part (never "unreadable", never a success)."""
+"""The merge of attention parts into the store keeps each recorded sample's rows from its last part,
+moves parts instead of rewriting them, and a memory failure is an error that keeps every part
+(never "unreadable", never a success)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,35 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pvm_bench.bench.synth_run import SynthSpec, write_synthetic_run
-from pvm_bench.results import KEY_COLUMNS, compact_frame, read_samples
-from pvm_bench.runner.attention_merge import ROW_GROUP_ROWS, MergeMemoryError
+from pvm_bench.results import KEY_COLUMNS, read_samples
+from pvm_bench.runner.attention_merge import MergeMemoryError
 from pvm_bench.runner.files import merge_attention, write_parquet_atomic
 from pvm_bench.runner.guard import RunError
 
 
-def reference_merge(run_dir: Path) -> pa.Table:
-    """The merge before the streaming one (pvm_bench/runner/files.py at 787a1b4), kept as the oracle."""
+def reference_merge(run_dir: Path) -> pd.DataFrame:
+    """What the store must hold: per recorded sample, the rows of the last file holding it (the
+    old single file first, then the parts in name order), in file order, pandas' column union."""
     target = run_dir / "attention.parquet"
     parts = sorted((run_dir / "attention").glob("part-*.parquet"))
-    frames = ([pd.read_parquet(target)] if target.exists() else []) + [pd.read_parquet(p) for p in parts]
-    frame = pd.concat(frames, ignore_index=True)
+    frames = ([pd.read_parquet(target)] if target.is_file() else []) + [pd.read_parquet(p) for p in parts]
+    owner = {}
+    for i, frame in enumerate(frames):
+        owner.update(dict.fromkeys(zip(frame["variant"], frame["task"], frame["sample_id"], frame["repeat"]), i))
     keep = {rec.key for rec in read_samples(run_dir)}
-    keys = list(zip(frame["variant"], frame["task"], frame["sample_id"], frame["repeat"]))
-    frame = frame[[k in keep for k in keys]]
-    index_cols = KEY_COLUMNS + [c for c in ("step", "layer") if c in frame.columns]
-    frame = frame.drop_duplicates(subset=index_cols, keep="last").sort_values(index_cols, kind="stable")
-    return pa.Table.from_pandas(compact_frame(frame.reset_index(drop=True)), preserve_index=False)
+    kept = [f[[owner[k] == i and k in keep for k in zip(f["variant"], f["task"], f["sample_id"], f["repeat"])]]
+            for i, f in enumerate(frames)]
+    return _canonical(pd.concat(kept, ignore_index=True))
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = [*KEY_COLUMNS, *(c for c in ("step", "layer") if c in frame.columns)]
+    frame = frame.astype({k: str for k in KEY_COLUMNS[:3]})
+    return frame.sort_values(cols, kind="stable").reset_index(drop=True)[sorted(frame.columns)]
 
 
 def _part(run: Path, name: str, frame: pd.DataFrame) -> None:
@@ -56,62 +63,68 @@ def _records(run: Path, keys: list[tuple[str, str]]) -> None:
                                  "prompt": "p", "output": "o"}) + "\n")
 
 
-def _assert_same(run: Path, expected: pa.Table) -> None:
-    got = pq.read_table(run / "attention.parquet")
-    assert got.schema.equals(expected.schema, check_metadata=True), (got.schema, expected.schema)
-    assert got.equals(expected)
-    assert pd.read_parquet(run / "attention.parquet").dtypes.equals(expected.to_pandas().dtypes)
+def _assert_same(run: Path, expected: pd.DataFrame) -> None:
+    from pvm_bench.attention_store import store_schema
+
+    # the store is a directory pandas reads as one table (with the union of the parts' columns)
+    got = pd.read_parquet(run / "attention.parquet", schema=store_schema(run))
+    assert run.joinpath("attention.parquet").is_dir()
+    pd.testing.assert_frame_equal(_canonical(got), expected, check_dtype=False)
 
 
-@pytest.mark.parametrize("batch_rows", [ROW_GROUP_ROWS, 3])  # 3: duplicates straddle the streamed batches
-def test_merge_equals_the_in_memory_merge_on_resume_duplicates_and_schema_drift(tmp_path: Path, monkeypatch,
-                                                                                batch_rows: int) -> None:
-    from pvm_bench.runner import attention_merge
-    monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", batch_rows)
+def test_merge_keeps_each_recorded_sample_from_its_last_part_and_rewrites_only_parts_with_stale_samples(
+        tmp_path: Path) -> None:
     run = tmp_path / "r"
     run.mkdir()
-    # an earlier merge, then parts: a re-run sample (its new rows must win), rows of a sample that
-    # is no longer recorded (dropped), a part without the pvm column and one where an int column
-    # is missing (pandas promotes it to float), ids that sort differently as strings and numbers
+    # an old-format single-file store, then parts: a re-run sample (its new rows replace ALL its old
+    # rows), a sample that is no longer recorded (dropped), a part without the pvm column and one where
+    # an int column is missing, ids that sort differently as strings and numbers
     write_parquet_atomic(pd.concat([_rows("base", "s-10", 3, 2, 0), _rows("base", "s-2", 2, 2, 1)]),
                          run / "attention.parquet")
     _part(run, "part-1-a.parquet", _rows("base", "s-2", 4, 2, 2))
     _part(run, "part-2-b.parquet", pd.concat([_rows("pvm", "s-9", 2, 2, 3, pvm_ratio=0.5),
                                               _rows("pvm", "gone", 2, 2, 4, pvm_ratio=0.1)]))
     _part(run, "part-3-c.parquet", _rows("pvm", "s-1", 2, 2, 5).drop(columns="n_keys"))
-    _part(run, "part-4-d.parquet", _rows("base", "s-10", 1, 2, 6))  # re-run again: replaces step 0 only
+    _part(run, "part-4-d.parquet", _rows("base", "s-10", 1, 2, 6))  # re-run again: replaces s-10 entirely
     _records(run, [("base", "s-10"), ("base", "s-2"), ("pvm", "s-9"), ("pvm", "s-1")])
+    untouched = {n: (run / "attention" / n).read_bytes() for n in ("part-1-a.parquet", "part-3-c.parquet")}
     expected = reference_merge(run)
     assert merge_attention(run) == run / "attention.parquet"
     _assert_same(run, expected)
+    store = run / "attention.parquet"
+    # the legacy file held only superseded samples (deleted); part-2 lost "gone" (rewritten); the rest moved
+    assert sorted(p.name for p in store.iterdir()) == ["part-1-a.parquet", "part-2-b.parquet", "part-3-c.parquet",
+                                                        "part-4-d.parquet"]
+    assert all((store / n).read_bytes() == b for n, b in untouched.items())
+    assert set(pd.read_parquet(store / "part-2-b.parquet")["sample_id"]) == {"s-9"}
     assert not (run / "attention").exists() and not list(run.glob(".merge-tmp*"))
+    tables = sorted(p.name for p in (run / "attention-agg" / "steps").iterdir())
+    assert tables == sorted(p.name for p in store.iterdir())  # every file of the store has its tables
 
 
-def test_merge_of_a_synthetic_run_equals_the_in_memory_merge_with_bounded_row_groups(
-    tmp_path: Path, monkeypatch
-) -> None:
-    from pvm_bench.runner import attention_merge
-    monkeypatch.setattr(attention_merge, "ROW_GROUP_ROWS", 16_384)
+def test_merge_of_a_synthetic_run_moves_every_part_unchanged(tmp_path: Path) -> None:
     run = tmp_path / "s"
     info = write_synthetic_run(run, SynthSpec(rows=80_000, layers=4, cap=2048, tasks=3))
+    parts = {p.name: p.stat().st_ino for p in (run / "attention").glob("part-*.parquet")}
     expected = reference_merge(run)
     merge_attention(run)
     _assert_same(run, expected)
-    meta = pq.ParquetFile(run / "attention.parquet").metadata
-    assert meta.num_rows == info["rows"] and meta.num_row_groups >= 4
-    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 16_384 < ROW_GROUP_ROWS
+    assert {p.name: p.stat().st_ino for p in (run / "attention.parquet").iterdir()} == parts  # renamed, not copied
+    assert sum(pq.read_metadata(p).num_rows for p in (run / "attention.parquet").iterdir()) == info["rows"]
 
 
 def test_out_of_memory_is_a_clear_error_and_keeps_every_part(tmp_path: Path) -> None:
+    import shutil
+
     run = tmp_path / "m"
     write_synthetic_run(run, SynthSpec(rows=60_000, layers=4, cap=2048, tasks=2))
+    shutil.rmtree(run / "attention-agg")  # parts without tables: the merge computes them (in DuckDB)
     before = sorted(p.name for p in (run / "attention").iterdir())
     with pytest.raises(MergeMemoryError, match="out of memory merging.*nothing was lost.*PVM_BENCH_MERGE_MEMORY"):
         merge_attention(run, memory_limit="1MB")
     assert sorted(p.name for p in (run / "attention").iterdir()) == before  # nothing renamed "unreadable"
-    assert (
-        not (run / "attention.parquet").exists() and not list(run.glob("*.tmp")) and not (run / ".merge-tmp").exists()
-    )
+    assert not list((run / "attention.parquet").glob("*")) and not list(run.glob("*.tmp"))
+    assert not (run / ".merge-tmp").exists()
 
 
 def test_a_part_damaged_past_its_footer_is_set_aside_and_the_rest_merged(tmp_path: Path) -> None:
@@ -145,7 +158,7 @@ def test_a_full_disk_during_the_merge_is_disk_full_not_memory_nor_damage(tmp_pat
     def full(*args: object, **kwargs: object) -> int:
         raise duckdb.OutOfMemoryException("could not write block: max_temp_directory_size reached (No space left)")
 
-    monkeypatch.setattr(runfiles, "stream_merge", full)
+    monkeypatch.setattr(runfiles, "merge_store", full)
     with pytest.raises(DiskFullError, match="disk full writing .*attention.parquet"):
         merge_attention(run)
     assert [p.name for p in (run / "attention").iterdir()] == ["part-1-a.parquet"]

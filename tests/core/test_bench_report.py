@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from pvm_bench.attention_store import read_store
 from pvm_bench.bench.synth_run import SynthSpec, plan_samples, write_synthetic_run
 from pvm_bench.cli.main import app
 from pvm_bench.results import read_samples
@@ -56,6 +57,6 @@ def test_bench_report_prints_ratios_to_the_anchor(tmp_path: Path) -> None:
     run = Path(res["run_dir"])
     assert {"merge", "report", "anchor"} == set(res["phases"])
     assert all(p["rc"] == 0 and p["wall_s"] > 0 and p["rss_bytes"] > 1e6 for p in res["phases"].values())
-    merged = pd.read_parquet(run / "attention.parquet")
+    merged = read_store(run)
     assert len(merged) == res["generated"]["rows"] and not (run / "attention").exists()
     assert (run / "report.html").is_file() and "unreadable" not in (run / "summary.md").read_text()

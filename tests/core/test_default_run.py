@@ -23,8 +23,11 @@ def test_default_run_passes_the_committed_baseline(tmp_path, monkeypatch):
     # 100 samples x 2 variants: the closing line counts records and says so (it once said "200 samples").
     assert "200 records over 2 variant(s)" in result.output
     run_dir = tmp_path / "ci"
-    for name in ("run.json", "samples.jsonl", "attention.parquet", "summary.csv", "summary.md", "report.html"):
+    for name in ("run.json", "samples.jsonl", "summary.csv", "summary.md", "report.html"):
         assert (run_dir / name).is_file(), name
+    # the attention store is a directory of parts, each with its aggregate tables
+    parts = sorted(p.name for p in (run_dir / "attention.parquet").glob("part-*.parquet"))
+    assert parts and parts == sorted(p.name for p in (run_dir / "attention-agg" / "steps").glob("part-*.parquet"))
     assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"decay.png", "heatmap.png"}
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["variants"] == ["base", "pvm"]

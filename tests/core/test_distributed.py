@@ -11,6 +11,7 @@ import time
 import pandas as pd
 import pytest
 
+from pvm_bench.attention_store import read_store
 from pvm_bench.results import read_jsonl, sample_files
 
 pytestmark = pytest.mark.slow
@@ -56,6 +57,6 @@ def test_torchrun_killed_then_resumed_equals_single_process(tiny_qwen3_vl, fixtu
 
     assert outputs(run_dir) == outputs(tmp_path / "single")
     order = ["sample_id", "step", "layer"]
-    a = pd.read_parquet(run_dir / "attention.parquet").sort_values(order).reset_index(drop=True)
-    b = pd.read_parquet(tmp_path / "single" / "attention.parquet").sort_values(order).reset_index(drop=True)
+    a = read_store(run_dir).sort_values(order).reset_index(drop=True)
+    b = read_store(tmp_path / "single").sort_values(order).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from transformers import GenerationConfig
 
+from pvm_bench.attention_store import read_store
 from pvm_bench.fixes.blind import ablated_name
 from pvm_bench.instrument import instrument_for
 from pvm_bench.models.generation import Request, encode, generate
@@ -132,7 +133,6 @@ def test_names_and_parameters():
 def test_cli_ablate_after_adds_blind_variants_and_per_image(tiny_qwen3_vl, fixture_data, tmp_path):
     import json
 
-    import pandas as pd
     from typer.testing import CliRunner
 
     from pvm_bench.cli.main import app
@@ -149,7 +149,7 @@ def test_cli_ablate_after_adds_blind_variants_and_per_image(tiny_qwen3_vl, fixtu
     assert config["ablate_after"] == [0, 4] and config["per_image"] is True
     variants = {r["variant"] for r in read_jsonl(run / "samples.jsonl")}
     assert variants == {"base", "base+blind:after=0", "base+blind:after=4"}
-    attn = pd.read_parquet(run / "attention.parquet")
+    attn = read_store(run)
     assert "visual_mass_img0" in attn.columns
     blind = attn[(attn["variant"] == "base+blind:after=4") & (attn["step"] >= 4)]
     assert len(blind) and (blind["visual_mass"] == 0).all() and (blind["visual_mass_img0"] == 0).all()

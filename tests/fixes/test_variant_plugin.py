@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from pvm_bench.attention_store import read_store
 from pvm_bench.fixes.base import capture_visual, fix_variant
 from pvm_bench.instrument import instrument_for
 from pvm_bench.results import read_jsonl
@@ -84,6 +84,6 @@ def test_entry_point_fix_runs_through_the_cli(entry_point, tiny_qwen3_vl, fixtur
         outputs.setdefault(row["variant"], {})[row["sample_id"]] = row["output"]
     assert set(outputs) == {"base", "image_boost", "image_boost:bonus=4"}
     assert outputs["image_boost"] == outputs["base"]  # zero strength: identical
-    mass = pd.read_parquet(tmp_path / "plugin" / "attention.parquet").groupby("variant")["visual_mass"].mean()
+    mass = read_store(tmp_path / "plugin").groupby("variant")["visual_mass"].mean()
     assert mass["image_boost"] == pytest.approx(mass["base"], abs=1e-6)
     assert mass["image_boost:bonus=4"] > mass["base"] + 0.05  # the bonus reaches the model and the probe

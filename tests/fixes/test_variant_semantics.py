@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from pvm_bench.attention_store import read_store
 from pvm_bench.results import read_jsonl
 from pvm_bench.variants import VariantError, resolve_composition, resolve_variants
 
@@ -46,7 +47,7 @@ def _outputs(run: Path) -> dict[str, list[str]]:
 
 
 def _mass(run: Path, variant: str) -> pd.DataFrame:
-    frame = pd.read_parquet(run / "attention.parquet")
+    frame = read_store(run)
     frame = frame[frame["variant"] == variant].sort_values(["sample_id", "step", "layer"])
     return frame[["sample_id", "step", "layer", "visual_mass"]].reset_index(drop=True)
 

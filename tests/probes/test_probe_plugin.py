@@ -18,7 +18,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pvm_bench.cli.main import app
+from pvm_bench.attention_store import read_store
+from pvm_bench.cli import app
 from pvm_bench.instrument import instrument_for
 from pvm_bench.probes.base import BatchContext, Probe
 from pvm_bench.probes.registry import PROBES, make_probes, register_probe
@@ -77,7 +78,7 @@ def test_registered_probe_reaches_parquet_and_summary(registered, tiny_qwen3_vl,
     ])
     assert result.exit_code == 0, result.output
     run = tmp_path / "plugin"
-    frame = pd.read_parquet(run / "attention.parquet")
+    frame = read_store(run)
     assert {"visual_mass", "resid_norm"} <= set(frame.columns)
     norms = frame.dropna(subset=["resid_norm"])
     n_layers = int(frame["layer"].max()) + 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pvm_bench.attention_store import read_store
 from pvm_bench.results import read_jsonl
 
 
@@ -197,7 +198,6 @@ def test_sigterm_records_interrupted_and_resume_completes(env) -> None:
 def test_kill_9_mid_run_with_probes_then_resume_equals_uninterrupted(env) -> None:
     """Outputs AND attention rows of a killed-then-resumed run equal an uninterrupted one
     (probe parts written before the kill are merged once, never duplicated)."""
-    import pandas as pd
 
     def args(run_id: str) -> list[str]:
         a = env.run_args(run_id, "--batch-size", "1")
@@ -228,7 +228,7 @@ def test_kill_9_mid_run_with_probes_then_resume_equals_uninterrupted(env) -> Non
 
     assert outputs("killed") == outputs("full")
     keys = ["variant", "task", "sample_id", "repeat", "step", "layer"]
-    full = pd.read_parquet(env.out / "full" / "attention.parquet").sort_values(keys).reset_index(drop=True)
-    killed = pd.read_parquet(env.out / "killed" / "attention.parquet").sort_values(keys).reset_index(drop=True)
+    full = read_store(env.out / "full").sort_values(keys).reset_index(drop=True)
+    killed = read_store(env.out / "killed").sort_values(keys).reset_index(drop=True)
     assert len(killed) == len(full) and not killed.duplicated(keys).any()
     assert (killed["visual_mass"].to_numpy() == full["visual_mass"].to_numpy()).all()

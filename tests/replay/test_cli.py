@@ -6,11 +6,11 @@ import json
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pvm_bench.cli.main import app
+from pvm_bench.attention_store import read_store
+from pvm_bench.cli import app
 from pvm_bench.organism import BASE_DIR, PVM_DIR
 from pvm_bench.replay.runner import prompt_text
 from pvm_bench.tasks import get_registry
@@ -32,7 +32,7 @@ def samples(run_dir: Path) -> list[dict]:
 
 def attention_diff(decoded: Path, replayed: Path) -> dict[str, float]:
     """Per variant, max |decoded - replayed| visual / sink mass, lens entropy / margin, branch ratio, every row."""
-    a, b = pd.read_parquet(decoded / "attention.parquet"), pd.read_parquet(replayed / "attention.parquet")
+    a, b = read_store(decoded), read_store(replayed)
     merged = a.merge(b, on=KEYS, suffixes=("_d", "_r"))
     assert len(merged) == len(b)
     assert (merged.n_keys_d == merged.n_keys_r).all() and (merged.n_visual_d == merged.n_visual_r).all()
