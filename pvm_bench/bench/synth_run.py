@@ -5,8 +5,9 @@ as a finished-but-unmerged run of base and pvm on several tasks would leave them
 merges the parts into the attention store at the end; the bench times that merge). One part holds
 one batch of samples of one (variant, task), written by the runner's own
 :func:`pvm_bench.runner.files.write_probe_part` (so its aggregate tables are a real run's); its
-arrow schema (column order, dtypes, pandas metadata) is taken from the real writer path (:func:`pvm_bench.runner.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`)
-on a one-row frame, so a generated part is indistinguishable from a real one.
+arrow schema (column order, dtypes, pandas metadata) is taken from the real writer path
+(:func:`pvm_bench.runner.workload.probe_frame` + :func:`pvm_bench.results.compact_frame`) on a
+one-row frame, so a generated part is indistinguishable from a real one.
 
 Output lengths are lognormal with median ``median`` and a share ``cap_share`` at the
 ``max_new_tokens`` cap (truncated, ``finish_reason="length"``); every sample has
