@@ -70,7 +70,7 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw
 
 from pvm_bench.scoring import prepare_output, truncated_score
-from pvm_bench.tasks import LazyImage, Sample, Score, Task, TaskError
+from pvm_bench.tasks import LazyImage, Metric, Sample, Score, Task, TaskError
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -96,6 +96,12 @@ SPLITS: dict[str, tuple[tuple[int, int], int, int]] = {
 DISTANCE_BUCKETS = (32, 64, 128, 256, 512)
 _MARKER = re.compile(r"answer\s*:", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z]+")
+#: What a multi-image design's answer names (one 0/1 sub-score ``answer_<kind>`` each, exactly one is 1):
+#: the first image's colour, the second's, another palette colour, or no colour (nothing parsed, a word
+#: outside the palette, or cut off before an answer).
+ANSWER_KINDS = ("first", "second", "other", "none")
+_KIND_TEXT = {"first": "the first image's colour", "second": "the second image's colour",
+              "other": "a colour of neither image", "none": "no colour (nothing parsed or cut off)"}
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,31 @@ class ColourRecall(Task):
         self.description = (f"Synthetic: name the colour of {what} ({design.palette} palette) after N numbers counted "
                             f"{design.count}, {where} (accuracy vs distance)")
         self.generation = {"max_new_tokens": 768 if design.variant == "generated" else 32}
+        if design.n_images == 2:
+            self.version = "1.2"  # 1.2: records carry the answer_<kind> sub-scores (old runs lack them)
+
+    def metrics(self) -> list[Metric]:
+        """Accuracy; for two swatches also the share of answers naming each swatch (:data:`ANSWER_KINDS`),
+        descriptive rates that sum to 1 per variant (every scored record has all four sub-scores)."""
+        out = super().metrics()
+        if self.design.n_images == 2:
+            out += [Metric(f"answer_{k}", higher_is_better=None, subscore=f"answer_{k}",
+                           description=f"share of answers naming {_KIND_TEXT[k]}") for k in ANSWER_KINDS]
+        return out
+
+    def answer_kind(self, sample: Sample, colour: str | None) -> str:
+        """Which of :data:`ANSWER_KINDS` the parsed ``colour`` is for ``sample`` (images in order)."""
+        shown = list(sample.metadata.get("colours") or [])
+        if colour in shown[:2]:
+            return ANSWER_KINDS[shown.index(colour)]
+        return "other" if colour in self.design.colours else "none"
+
+    def _with_kind(self, sample: Sample, score: Score, colour: str | None) -> Score:
+        """``score`` with the ``answer_<kind>`` sub-scores of a multi-image design (unchanged otherwise)."""
+        if self.design.n_images == 2:
+            kind = self.answer_kind(sample, colour)
+            score.sub_scores.update({f"answer_{k}": float(k == kind) for k in ANSWER_KINDS})
+        return score
 
     def load(self, split: str | None = None, limit: int | None = None, data_dir: Path | None = None) -> list[Sample]:
         split = split or self.default_split
@@ -260,7 +291,7 @@ class ColourRecall(Task):
             "extractor": "answer_marker",
         }
         if prep.unanswered:
-            return truncated_score(reason="ended inside a reasoning block", **details)
+            return self._with_kind(sample, truncated_score(reason="ended inside a reasoning block", **details), None)
         colour, marker = parse_colour(prep.text)
         # extractor path (contract: exactly "none" when nothing was extracted)
         details["extractor"] = "answer_marker" if marker and colour else "first_word" if colour else "none"
@@ -269,8 +300,9 @@ class ColourRecall(Task):
             head = _MARKER.split(prep.text)[0].strip() if marker else None
             details["filler_ok"] = head == expected
         if truncated and not marker:
-            return truncated_score(**details)
-        return Score(value=float(colour == sample.target), parsed=colour, details=details)
+            return self._with_kind(sample, truncated_score(**details), None)
+        return self._with_kind(sample, Score(value=float(colour == sample.target), parsed=colour, details=details),
+                               colour)
 
     def aggregate(self, scores: Sequence[Score]) -> dict[str, float]:
         out = super().aggregate(scores)
