@@ -1,7 +1,12 @@
-"""The README's organism table and figures come from a run (issue 21 item 4): the default job is run,
-summarised again with the fixed cohort T = 128 (the rows ``pvm-bench report RUN --cohort 128``
-writes), the table is regenerated from the two metrics.csv files
-(:func:`pvm_bench.report.readme_table.organism_table`) and must equal README.md's block.
+"""The README's default job, CI check, organism table and figures, from ONE run of the default job
+(`pvm-bench run` with no arguments, ~1 min quiet): a module-scoped fixture runs it once and every
+test here reads it (issue 25: CI under 5 minutes; the two tests once ran the job twice).
+
+- the default job passes ``check`` against the committed organism baseline;
+- the README's organism table and figures come from that run (issue 21 item 4): the run is
+  summarised again with the fixed cohort T = 128 (the rows ``pvm-bench report RUN --cohort 128``
+  writes), the table is regenerated from the two metrics.csv files
+  (:func:`pvm_bench.report.readme_table.organism_table`) and must equal README.md's block.
 
 ``PVM_BENCH_REGEN_README=1 pytest tests/core/test_readme_figures.py`` rewrites the block, copies
 the run's plots into docs/organism/ and screenshots the top of its report.html
@@ -10,6 +15,7 @@ the run's plots into docs/organism/ and screenshots the top of its report.html
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,16 +32,43 @@ from pvm_bench.report.summary import build_summary
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a run and a report: ~1 min quiet, more when loaded
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+BASELINE = ROOT / "reports" / "baselines" / "organism.json"
 #: README figures that are the default job's own report plots (docs/organism/<name>.png).
 FIGURES = ("accuracy_vs_distance", "accuracy_vs_length", "decay", "decay_cohort")
 
 
-def test_readme_organism_table_is_the_default_jobs_metrics(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    runner = CliRunner()
-    result = runner.invoke(app, ["run", "--quiet", "--out", str(tmp_path), "--run-id", "org"])
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The default job run once for the module: (its run dir, the CLI's output). The tests only
+    read the run dir (``check`` writes nothing into it)."""
+    out = tmp_path_factory.mktemp("default-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        result = CliRunner().invoke(app, ["run", "--quiet", "--out", str(out), "--run-id", "ci"])
     assert result.exit_code == 0, result.output
-    run = tmp_path / "org"
+    return out / "ci", result.output
+
+
+def test_default_run_passes_the_committed_baseline(default_run: tuple[Path, str]) -> None:
+    run_dir, output = default_run
+    # 100 samples x 2 variants: the closing line counts records and says so (it once said "200 samples").
+    assert "200 records over 2 variant(s)" in output
+    for name in ("run.json", "samples.jsonl", "summary.csv", "summary.md", "report.html"):
+        assert (run_dir / name).is_file(), name
+    # the attention store is a directory of parts, each with its aggregate tables
+    parts = sorted(p.name for p in (run_dir / "attention.parquet").glob("part-*.parquet"))
+    assert parts and parts == sorted(p.name for p in (run_dir / "attention-agg" / "steps").glob("part-*.parquet"))
+    assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"decay.png", "heatmap.png"}
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["variants"] == ["base", "pvm"]
+    assert "branch" in record["config"]["probes"]
+
+    check = CliRunner().invoke(app, ["check", str(run_dir), "--baseline", str(BASELINE)])
+    assert check.exit_code == 0, check.output
+
+
+def test_readme_organism_table_is_the_default_jobs_metrics(default_run: tuple[Path, str]) -> None:
+    run, _ = default_run
     rows = pd.read_csv(run / "metrics.csv")
     # the rows `pvm-bench report RUN --cohort 128` writes to metrics.csv, without its plots and page
     cohort128 = build_summary(load_run(run), cohort_t=128).rows
