@@ -79,8 +79,8 @@ class MapsProbe(AttentionSiteProbe):
         try:
             self._detach = inst.attention.subscribe(self, read=True)
         except AttentionSiteError as exc:
-            release()
-            raise ProbeError(str(exc)) from None
+            release()  # the maps are on by default (--maps 2): say which option asked for the site
+            raise ProbeError(f"--maps: {exc}; pass --maps 0 to run without spatial maps") from None
         self._release, self._lm, self._band = release, model, set(band)
 
     def begin_batch(self, ctx: BatchContext) -> None:

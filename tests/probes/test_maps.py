@@ -298,3 +298,21 @@ def test_map_paths_are_plain_names(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"not a map")
     with pytest.raises(MapsError, match="not a readable map file"):
         read_maps(tmp_path / "x.safetensors")
+
+
+def test_maps_on_a_model_without_the_attention_site_name_the_option_and_the_fix(monkeypatch, tmp_path):
+    """--maps is on by default (2 per task), also with ``--probes ""``: on a model whose decoder does
+    not dispatch through AttentionInterface, the one error line names --maps and how to turn it off."""
+    from transformers import Qwen3VLForConditionalGeneration
+    from typer.testing import CliRunner
+
+    from pvm_bench.cli.main import app
+
+    monkeypatch.setattr(Qwen3VLForConditionalGeneration, "_can_set_attn_implementation", classmethod(lambda cls: False))
+    argv = ["run", "--limit", "1", "--max-new-tokens", "2", "--probes", "", "--no-report", "--quiet",
+            "--out", str(tmp_path), "--run-id", "r"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --maps: Qwen3-VL: "), lines
+    assert lines[0].endswith("pass --maps 0 to run without spatial maps"), lines
