@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
+from pvm_bench.bench.model import DEFAULT_SIZE, DeviceOption, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.cli.support import fail, user_errors
 
 PROMPTS = (
@@ -126,7 +126,7 @@ def register_bench(bench: typer.Typer) -> None:
             str, typer.Option(help="Comma-separated probes to run as the runner would ('' for none).")
         ] = "",
         repeats: Annotated[int, typer.Option(min=1, help="Runs per batch size; the fastest counts.")] = 1,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "cpu",
+        device: DeviceOption = "cpu",
         threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")

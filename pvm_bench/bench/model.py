@@ -30,6 +30,8 @@ ModelOption = Annotated[str | None, typer.Option(
 #: The ``--random-size`` option of every bench command.
 RandomSizeOption = Annotated[str, typer.Option(
     "--random-size", help="Size of the random model built when --model is not given (tiny | small | bench).")]
+#: The ``--device`` option of every bench command (its default differs per command).
+DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 
 
 def random_label(size: str) -> str:

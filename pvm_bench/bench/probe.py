@@ -31,7 +31,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
+from pvm_bench.bench.model import DEFAULT_SIZE, DeviceOption, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.cli.support import user_errors
 
 PROMPT = "Describe the image in detail, then keep writing about it."
@@ -302,7 +302,7 @@ def register_bench(bench: typer.Typer) -> None:
         model: ModelOption = None,
         random_size: RandomSizeOption = DEFAULT_SIZE,
         new_tokens: Annotated[str, typer.Option(help="Comma-separated generation lengths.")] = "128,512,2048",
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+        device: DeviceOption = "auto",
         naive_max_gb: Annotated[
             float, typer.Option(help="Skip the naive run when its attention maps would exceed this.")
         ] = 4.0,

@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
+from pvm_bench.bench.model import DEFAULT_SIZE, DeviceOption, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.bench.probe import _Meter, _setup
 from pvm_bench.cli.support import user_errors
 
@@ -163,7 +163,7 @@ def register_bench(bench: typer.Typer) -> None:
         model: ModelOption = None,
         random_size: RandomSizeOption = DEFAULT_SIZE,
         new_tokens: Annotated[str, typer.Option(help="Comma-separated output lengths.")] = "256,1024,4096",
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+        device: DeviceOption = "auto",
         chunk: Annotated[int, typer.Option(min=1, help="Output positions per teacher-forced forward.")] = 512,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads per measurement.")] = 1,
         json_path: Annotated[

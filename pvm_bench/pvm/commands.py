@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from pvm_bench.bench.model import DEFAULT_SIZE, ModelOption, RandomSizeOption, bench_model
+from pvm_bench.bench.model import DEFAULT_SIZE, DeviceOption, ModelOption, RandomSizeOption, bench_model
 from pvm_bench.cli.support import fail
 from pvm_bench.errors import UserError
 
@@ -308,7 +308,7 @@ def register_bench(bench: typer.Typer) -> None:
         ] = None,
         layers: Annotated[str | None, typer.Option(help="PVM layers (default: paper layers or 1/4,1/2,3/4).")] = None,
         gate: Annotated[float, typer.Option(help="gate_alpha of every block (non-zero so the branch runs).")] = 0.1,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+        device: DeviceOption = "auto",
         threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")
