@@ -114,7 +114,8 @@ class AttentionAggregates:
             rows = rows[int(starts[chosen[0]]): int(starts[chosen[-1] + 1])]
         else:
             rows = rows[mask[self.steps["gen"].to_numpy()[rows]]]
-        return pd.DataFrame({"task": self.steps["gen"].to_numpy()[rows], "sample_id": 0, "repeat": 0,
+        zeros = np.zeros(rows.size, dtype=np.int8)  # constant keys: 1 byte a row, not 8
+        return pd.DataFrame({"task": self.steps["gen"].to_numpy()[rows], "sample_id": zeros, "repeat": zeros,
                              "step": self.steps["step"].to_numpy()[rows],
                              "mass": self.steps[col].to_numpy()[rows].astype(float)}, columns=cols)
 

@@ -217,7 +217,11 @@ class BandDecay:
 
 
 def _fit_samples(per_sample: pd.DataFrame, seed: int, bootstrap: bool) -> tuple[DecayFit, DecayCI]:
-    codes = per_sample.groupby(sample_keys(per_sample), sort=False).ngroup().to_numpy()
+    gen = per_sample["task"].to_numpy()
+    if sample_keys(per_sample) == ["task"] and bool(np.all(gen[1:] >= gen[:-1])):
+        codes = gen  # the aggregates' frames: sorted generations, numbered in order of appearance
+    else:
+        codes = per_sample.groupby(sample_keys(per_sample), sort=False).ngroup().to_numpy()
     t, y = per_sample["step"].to_numpy(), per_sample["mass"].to_numpy()
     fit = fit_decay_per_sample(t, y, codes)
     if not (bootstrap and fit.ok):

@@ -17,6 +17,7 @@ it into metric rows (see :mod:`pvm_bench.report.rows`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,9 +68,13 @@ def decay_block(
     row: dict[str, Any] = {}
     by_layer = agg.select(agg.by_layer, mask)
     if agg.has_visual_in(mask):
-        per_band = {band: agg.band_samples(band, mask) for band in BANDS if bands.get(band)}
-        row.update(_band_fits(per_band, bands, seed, key, curves, fits))
-        everyone = per_band.get("all")
+        # one band's per-sample frame at a time besides all layers' (a paper-scale scope holds 13M rows per band)
+        everyone = agg.band_samples("all", mask) if bands.get("all") else None
+
+        def per_band(band: str) -> pd.DataFrame:
+            return everyone if band == "all" and everyone is not None else agg.band_samples(band, mask)
+
+        row.update(_band_fits(per_band, everyone is not None and not everyone.empty, bands, seed, key, curves, fits))
         if cohort_t is not None and everyone is not None and not everyone.empty:
             bd = band_decay_from_samples(everyone, seed=seed, cohort_t=cohort_t)
             fits[(key[0], key[1], COHORT)] = bd.fit
@@ -112,22 +117,22 @@ def layer_means(by_layer: pd.DataFrame, col: str) -> dict[int, float]:
 
 
 def _band_fits(
-    per_band: dict[str, pd.DataFrame], bands: dict[str, list[int]], seed: int, key: tuple[str, str],
-    curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
+    per_band: Callable[[str], pd.DataFrame], has_all: bool, bands: dict[str, list[int]], seed: int,
+    key: tuple[str, str], curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
 ) -> dict[str, Any]:
     """Decay fit, half-lives and fixed-t masses per layer band from the per-sample band curves
-    (:func:`pvm_bench.report.curves.band_decay_from_samples`: per-sample fixed-effects fit, n per
+    (``per_band(band)``; none without ``has_all``, a non-empty all-layer frame;
+    :func:`pvm_bench.report.curves.band_decay_from_samples`: per-sample fixed-effects fit, n per
     step, half-lives from the start level, fixed-t masses with a bootstrap CI over samples)."""
     row: dict[str, Any] = {}
-    everyone = per_band.get("all")
     for band in BANDS:
         layers = bands.get(band)
-        if not layers or everyone is None or everyone.empty:
+        if not layers or not has_all:
             fit = fit_decay([], [])
             fits[(key[0], key[1], band)] = fit
             row.update({f"fit_{band}_t_max": 0})
             continue
-        bd = band_decay_from_samples(per_band[band], seed=seed)
+        bd = band_decay_from_samples(per_band(band), seed=seed)
         fits[(key[0], key[1], band)] = bd.fit
         if len(bd.curve):
             curves.append(bd.curve.assign(task=key[0], variant=key[1], band=band))

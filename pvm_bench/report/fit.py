@@ -33,8 +33,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import sparse
 from scipy.optimize import OptimizeWarning, curve_fit, minimize_scalar
+
+from pvm_bench.report.fit_rows import RowIndex
 
 FIXED_POSITIONS: tuple[int, ...] = (64, 256, 1024, 4096)
 """Generated positions at which the report quotes the observed visual mass."""
@@ -241,25 +242,6 @@ def fit_decay(
     return DecayFit(a, b, c, r2, n, t_max, True, message, method, n_samples, (c_lo, c_hi))
 
 
-class PerSampleSums:
-    """``incidence @ values``: per-sample sums over each sample's steps of per-step ``values`` (one
-    row per step index; a vector or a matrix). When every sample holds each step from the first one
-    up to its last (a generation's steps), by prefix sums: the same sum in the same order, at
-    O(steps) instead of O(rows) per call; else the sparse product."""
-
-    def __init__(self, incidence: sparse.csr_matrix, codes: np.ndarray, step_idx: np.ndarray) -> None:
-        self.incidence = incidence
-        last = np.zeros(incidence.shape[0], dtype=np.int64)
-        np.maximum.at(last, codes, step_idx)
-        contiguous = incidence.nnz == codes.size and np.array_equal(np.diff(incidence.indptr), last + 1)
-        self.last = last if contiguous else None
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        if self.last is None:
-            return np.asarray(self.incidence @ values)
-        return np.cumsum(values, axis=0)[self.last]
-
-
 def fit_decay_per_sample(
     t: Sequence[float] | np.ndarray,
     mass: Sequence[float] | np.ndarray,
@@ -283,15 +265,10 @@ def fit_decay_per_sample(
     s_arr = s_opt if s_opt is not None else np.zeros(0, dtype=int)
     n = int(t_arr.size)
     t_max = int(t_arr.max()) if n else 0
-    if n == 0:
-        codes = np.zeros(0, dtype=int)
-    elif s_arr.dtype.kind in "iu":
-        codes = np.unique(s_arr, return_inverse=True)[1]
-    else:
-        codes = np.unique(s_arr.astype(str), return_inverse=True)[1]
-    n_samples = int(codes.max()) + 1 if n else 0
-    if np.unique(t_arr).size < MIN_POINTS:
-        msg = f"need >= {MIN_POINTS} distinct positions, got {np.unique(t_arr).size}"
+    index = RowIndex.of(t_arr, s_arr)
+    codes, n_samples, steps, step_idx = index.codes, index.n_samples, index.steps, index.step_idx
+    if steps.size < MIN_POINTS:
+        msg = f"need >= {MIN_POINTS} distinct positions, got {steps.size}"
         return _failed(n, t_max, msg, "per_sample", n_samples)
     count = np.bincount(codes, minlength=n_samples).astype(float)
     y_bar = np.bincount(codes, y_arr, n_samples) / count
@@ -299,11 +276,9 @@ def fit_decay_per_sample(
     syy = float(y_dev @ y_dev)
     # Sufficient statistics: x = 1/(c + t) depends on the step only, so every sum over rows is a
     # sum over steps (n_t, Y_t) except the per-sample means of x, one sparse product per c.
-    steps, step_idx = np.unique(t_arr, return_inverse=True)
     n_t = np.bincount(step_idx).astype(float)
     y_t = np.bincount(step_idx, y_arr)
-    incidence = sparse.csr_matrix((np.ones(n), (codes, step_idx)), shape=(n_samples, steps.size))
-    sums = PerSampleSums(incidence, codes, step_idx)
+    sums = index.sums()
 
     def solve(c: float) -> tuple[float, float, np.ndarray]:
         xs = 1.0 / (c + steps)

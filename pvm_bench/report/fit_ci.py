@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
-from pvm_bench.report.fit import MIN_POINTS, START_STEPS, PerSampleSums
+from pvm_bench.report.fit import MIN_POINTS, START_STEPS
+from pvm_bench.report.fit_rows import RowIndex
 
 DEFAULT_REPLICATES = 200
 """Bootstrap replicates for the fit CIs (percentile intervals; the half-life's 95% bounds are
@@ -79,16 +79,13 @@ def decay_bootstrap(
     s_arr = np.asarray(sample).ravel()
     keep = np.isfinite(t_arr) & np.isfinite(y_arr) & (t_arr >= 1)
     t_arr, y_arr, s_arr = t_arr[keep], y_arr[keep], s_arr[keep]
-    if t_arr.size == 0 or np.unique(t_arr).size < MIN_POINTS:
+    if t_arr.size == 0:
         return EMPTY
-    codes = np.unique(s_arr if s_arr.dtype.kind in "iu" else s_arr.astype(str), return_inverse=True)[1]
-    n_s = int(codes.max()) + 1
-    if n_s < 2:
+    index = RowIndex.of(t_arr, s_arr)
+    codes, n_s, steps = index.codes, index.n_samples, index.steps
+    if steps.size < MIN_POINTS or n_s < 2:
         return EMPTY
-    steps, step_idx = np.unique(t_arr, return_inverse=True)
-    shape = (n_s, steps.size)
-    incidence = sparse.csr_matrix((np.ones(t_arr.size), (codes, step_idx)), shape=shape)
-    y_sum = sparse.csr_matrix((y_arr, (codes, step_idx)), shape=shape)
+    y_sum = index.matrix(y_arr)
     count = np.bincount(codes, minlength=n_s).astype(float)
     y_bar = np.bincount(codes, y_arr, n_s) / count
     syy_i = np.bincount(codes, (y_arr - y_bar[codes]) ** 2, n_s)
@@ -105,7 +102,7 @@ def decay_bootstrap(
     # holds the steps from the first one on, as generations do: the same sums in the same order),
     # of x*y (one sparse product), then one product with the replicate weights per statistic
     xs = 1.0 / (grid[None, :] + steps[:, None])  # (T, G)
-    sums = PerSampleSums(incidence, codes, step_idx)
+    sums = index.sums()
     x_sum, xx_sum = sums(xs), sums(xs * xs)
     x_bar = x_sum / count[:, None]
     sxx_i = xx_sum - count[:, None] * x_bar * x_bar
