@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.errors import FileFormatError
+from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.results import KEY_COLUMNS, RunRecord
 from pvm_bench.runner.media import read_thumbnails, thumbnail_uri
 
-__all__ = ["Curves", "Thumbs", "load_thumbnails", "thumbnail_uri", "visual_mass_curves"]
+__all__ = ["Curves", "Thumbs", "agg_visual_mass_curves", "load_thumbnails", "thumbnail_uri", "visual_mass_curves"]
 
 #: (task, sample_id) -> list of image data URIs.
 Thumbs = dict[tuple[str, str], list[str]]
@@ -69,20 +70,47 @@ def visual_mass_curves(attention: pd.DataFrame | None, points: int = 64) -> Curv
     rows = attention[cols].dropna(subset=["visual_mass", "step"])
     if rows.empty:
         return {}
-    per_step = rows.groupby([*KEY_COLUMNS, "step"], observed=True, sort=False)["visual_mass"].mean().reset_index()
-    keys = per_step.groupby(KEY_COLUMNS, observed=True, sort=False)["step"]
-    first, last = keys.transform("min"), keys.transform("max")
-    span = (last - first + 1).to_numpy()
-    offset = (per_step["step"] - first).to_numpy()
-    per_step["bin"] = np.where(span > points, offset * points // np.maximum(span, 1), offset)
-    binned = (per_step.groupby([*KEY_COLUMNS, "bin"], observed=True, sort=True)
-              .agg(t=("step", "mean"), m=("visual_mass", "mean")).reset_index())
-    code = binned.groupby(KEY_COLUMNS, observed=True, sort=False).ngroup().to_numpy()
-    bounds = np.flatnonzero(np.diff(code)) + 1
-    t_all, m_all = binned["t"].to_numpy(float), binned["m"].to_numpy(float)
+    per_step = rows.groupby([*KEY_COLUMNS, "step"], observed=True, sort=True)["visual_mass"].mean().reset_index()
+    grouped = per_step.groupby(KEY_COLUMNS, observed=True, sort=False)
+    code = grouped.ngroup().to_numpy()
+    keys = [(str(v), str(t), str(s), int(r)) for v, t, s, r in grouped.size().index]
+    return binned_curves(keys, code, per_step["step"].to_numpy(), per_step["visual_mass"].to_numpy(float), points)
+
+
+def agg_visual_mass_curves(agg: AttentionAggregates | None, points: int = 64) -> Curves:
+    """:func:`visual_mass_curves` from a report's attention aggregates (their ``m_all``: the mean
+    over all recorded layers at each step), without a frame of string keys per step."""
+    if agg is None or "m_all" not in agg.steps:
+        return {}
+    mass = agg.steps["m_all"].to_numpy()
+    keep = ~np.isnan(mass)
+    if not keep.any():
+        return {}
+    keys = [(str(v), str(t), str(s), int(r)) for v, t, s, r in agg.gens[list(KEY_COLUMNS)].itertuples(index=False)]
+    return binned_curves(keys, agg.steps["gen"].to_numpy()[keep], agg.steps["step"].to_numpy()[keep],
+                         mass[keep].astype(float), points)
+
+
+def binned_curves(keys: list[tuple[str, str, str, int]], code: np.ndarray, step: np.ndarray, mass: np.ndarray,
+                  points: int) -> Curves:
+    """The curves of per-step values: ``code`` (index into ``keys``) sorted, each code's steps
+    ascending and distinct; per code, its steps cut into at most ``points`` equal-width bins from its
+    first to its last step, each bin's mean step and mean value."""
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    ends = np.r_[starts[1:], code.size]
+    sizes = ends - starts
+    first, last = np.repeat(step[starts], sizes), np.repeat(step[ends - 1], sizes)
+    span, offset = last - first + 1, step - first
+    bins = np.where(span > points, offset * points // np.maximum(span, 1), offset)
+    cell = np.repeat(np.arange(starts.size), sizes) * points + bins  # (code, bin), ascending
+    new_cell = np.r_[True, cell[1:] != cell[:-1]]
+    run, cells = np.cumsum(new_cell) - 1, cell[new_cell]
+    counts = np.bincount(run)
+    t = np.bincount(run, step.astype(float)) / counts
+    m = np.bincount(run, mass) / counts
+    bounds = np.flatnonzero(np.diff(cells // points)) + 1
     out: Curves = {}
-    for idx in np.split(np.arange(len(binned)), bounds):
-        r = binned.iloc[idx[0]]
-        key = (str(r["variant"]), str(r["task"]), str(r["sample_id"]), int(r["repeat"]))
-        out[key] = {"t": [round(float(t), 1) for t in t_all[idx]], "m": [_sig(m) for m in m_all[idx]]}
+    for idx in np.split(np.arange(cells.size), bounds):
+        key = keys[int(code[starts[int(cells[idx[0]] // points)]])]
+        out[key] = {"t": [round(float(x), 1) for x in t[idx]], "m": [_sig(float(x)) for x in m[idx]]}
     return out

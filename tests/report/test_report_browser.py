@@ -12,8 +12,9 @@ import pandas as pd
 from browser_synth import record, write_records
 from typer.testing import CliRunner
 
+from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.report.browser import build_browser_data, natural_key, render_browser, script_json
-from pvm_bench.report.browser_media import visual_mass_curves
+from pvm_bench.report.browser_media import agg_visual_mass_curves, visual_mass_curves
 from pvm_bench.report.summary import load_run
 from pvm_bench.results import ScoreDetail
 from pvm_bench.runner.media import write_thumbnails
@@ -95,6 +96,22 @@ def test_curve_is_the_layer_mean_binned_to_at_most_64_points() -> None:
     assert long["t"][-1] == 198.0 and long["m"][-1] == 203.0
     assert curves[("pvm", "t", "a", 0)] == {"t": [0.0, 1.0], "m": [0.5, 0.25]}  # NaN row dropped, no binning
     assert visual_mass_curves(None) == {}
+
+
+def test_curves_from_the_aggregates_equal_the_curves_from_rows() -> None:
+    """The browser reads the aggregates' per-step layer means (``m_all``), keyed by generation."""
+    rng = np.random.default_rng(0)
+    gens = pd.DataFrame({"variant": ["base", "base", "pvm"], "task": ["t", "t", "t"], "sample_id": ["a", "b", "a"],
+                         "repeat": [0, 0, 0]})
+    lengths = [300, 5, 64]
+    steps = pd.DataFrame({"gen": np.repeat(np.arange(3), lengths).astype(np.int32),
+                          "step": np.concatenate([np.arange(n) for n in lengths]).astype(np.int32),
+                          "m_all": rng.random(sum(lengths)).astype("float32")})
+    steps.loc[3, "m_all"] = np.nan  # a step without a visual row
+    agg = AttentionAggregates({}, {"all": [0]}, gens, steps, pd.DataFrame())
+    curves = agg_visual_mass_curves(agg, points=64)
+    assert curves == visual_mass_curves(agg.visual_mass_steps(), points=64)
+    assert len(curves[("base", "t", "a", 0)]["t"]) == 64 and len(curves[("base", "t", "b", 0)]["t"]) == 5
 
 
 def test_thumbnails_are_read_from_the_run_not_reloaded(tmp_path: Path) -> None:
