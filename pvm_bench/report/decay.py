@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.attention_agg import NOT_MEASURES, VIS_MEASURES, AttentionAggregates, layer_bands  # noqa: F401 (public names)
-from pvm_bench.report.curves import band_decay_from_samples, sample_keys
+from pvm_bench.report.curves import band_decay_from_samples, sample_keys, sample_runs
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
 from pvm_bench.report.rows import row as metric_row
 from pvm_bench.report.stats import SMALL_N
@@ -144,7 +144,11 @@ def _early_late(frame: pd.DataFrame, col: str) -> tuple[float, float, pd.DataFra
     """Per-step values of ``col`` (mean over layers), then the mean over the first and the last
     quarter of each sample's recorded steps, averaged over samples."""
     keys = sample_keys(frame)  # one integer column for the aggregates' frames: same groups, faster
-    e = frame.dropna(subset=[col]).groupby(keys + ["step"])[col].mean().reset_index()
+    e = frame.dropna(subset=[col])
+    runs = sample_runs(e)
+    if runs is not None:  # one row per (sample, step) already, sorted: runs of rows, no groupby
+        return (*_early_late_runs(e["step"].to_numpy(), e[col].to_numpy(float), runs), e)
+    e = e.groupby(keys + ["step"])[col].mean().reset_index()
     if e.empty:
         return math.nan, math.nan, e
     g = e.groupby(keys)["step"]
@@ -153,6 +157,21 @@ def _early_late(frame: pd.DataFrame, col: str) -> tuple[float, float, pd.DataFra
     early = e[e["step"] < lo + quarter].groupby(keys)[col].mean().mean()
     late = e[e["step"] > hi - quarter].groupby(keys)[col].mean().mean()
     return float(early), float(late), e
+
+
+def _early_late_runs(step: np.ndarray, value: np.ndarray, runs: np.ndarray) -> tuple[float, float]:
+    """:func:`_early_late`'s two means for rows grouped in runs (:func:`~pvm_bench.report.curves.sample_runs`)."""
+    sizes = np.diff(runs)
+    lo, hi = np.repeat(step[runs[:-1]], sizes), np.repeat(step[runs[1:] - 1], sizes)
+    quarter = np.ceil((hi - lo + 1) / 4.0)
+    sample = np.repeat(np.arange(sizes.size), sizes)
+
+    def mean_of(part: np.ndarray) -> float:
+        n = np.bincount(sample[part], minlength=sizes.size)
+        sums = np.bincount(sample[part], value[part], minlength=sizes.size)
+        return float(np.mean(sums[n > 0] / n[n > 0]))
+
+    return mean_of(step < lo + quarter), mean_of(step > hi - quarter)
 
 
 def _convergence(steps: pd.DataFrame) -> dict[str, float]:
