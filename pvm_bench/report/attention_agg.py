@@ -251,12 +251,24 @@ def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str) -> H
     n_edges = int(np.searchsorted(HEATMAP_EDGES, t_max, side="right")) + 1  # the bins up to the longest step
     edges = HEATMAP_EDGES[: min(n_edges, len(HEATMAP_EDGES))]
     grid = con.execute("SELECT variant, layer, bin, sum(s) / sum(n) AS m FROM agg_cells GROUP BY ALL").df()
+    # pairs by integer keys: each cell's sample (task, sample_id, repeat) and variant as numbers, read
+    # once; the self-join then matches one 64-bit key (sample, layer, bin), not five columns with text
+    keys = ", ".join(KEYS)
+    con.execute(
+        f"CREATE TEMP TABLE heat_ids AS SELECT {keys}, variant = ? AS ref, "
+        "dense_rank() OVER (ORDER BY variant) AS vid, dense_rank() OVER (ORDER BY task, sample_id, repeat) AS pid "
+        "FROM gens", [reference])
+    con.execute(
+        f"CREATE TEMP TABLE heat_cells AS SELECT g.ref, g.vid, (g.pid * {1 << 16} + c.layer) * {1 << 16} + c.bin "
+        f"AS cell, c.s / c.n AS m FROM agg_cells c JOIN heat_ids g USING ({keys})")
     diff = con.execute(
-        "SELECT c.variant, c.layer, c.bin, avg(c.s / c.n - r.s / r.n) AS m FROM agg_cells c JOIN agg_cells r "
-        "ON c.task = r.task AND c.sample_id = r.sample_id AND c.repeat = r.repeat AND c.layer = r.layer "
-        "AND c.bin = r.bin AND r.variant = ? WHERE c.variant <> ? GROUP BY ALL",
-        [reference, reference],
+        "SELECT v.variant, CAST(d.lb // 65536 AS INTEGER) AS layer, CAST(d.lb % 65536 AS INTEGER) AS bin, d.m FROM "
+        "(SELECT c.vid, c.cell % 4294967296 AS lb, avg(c.m - r.m) AS m FROM (SELECT * FROM heat_cells WHERE NOT ref) c "
+        "JOIN (SELECT cell, m FROM heat_cells WHERE ref) r USING (cell) GROUP BY ALL) d "
+        "JOIN (SELECT DISTINCT variant, vid FROM heat_ids) v USING (vid)"
     ).df()
+    con.execute("DROP TABLE heat_cells")
+    con.execute("DROP TABLE heat_ids")
 
     def matrices(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         out = {}
