@@ -28,7 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pvm_bench.report.stats import DEFAULT_RESAMPLES, MeanCI, PairedDiff, accuracy_ci, paired_difference, wilson_ci
+from pvm_bench.report.stats import (
+    DEFAULT_RESAMPLES,
+    MeanCI,
+    PairedDiff,
+    accuracy_ci,
+    paired_difference,
+    resample_batch,
+    wilson_ci,
+)
 
 #: group key -> (weight, {unit key: value})
 Groups = Mapping[Hashable, tuple[float, Mapping[Hashable, float]]]
@@ -71,7 +79,8 @@ def _stratified_interval(
         return const + sum(w * x.mean(axis=axis) for w, x in zip(ws, xs))
 
     res = sps.bootstrap(tuple(x for x, _ in live), statistic, n_resamples=n_resamples, method="percentile",
-                        vectorized=True, paired=False, confidence_level=0.95, rng=np.random.default_rng(seed))
+                        vectorized=True, paired=False, confidence_level=0.95, rng=np.random.default_rng(seed),
+                        batch=resample_batch(sum(x.size for x, _ in live), n_resamples))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

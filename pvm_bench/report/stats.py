@@ -23,6 +23,21 @@ from scipy import stats as sps
 DEFAULT_RESAMPLES = 2000
 """Bootstrap / permutation resamples; enough for stable 95% percentile bounds at report scale."""
 
+RESAMPLE_CELLS = 1 << 22
+"""At most this many resampled values at once (32 MB of float64): :func:`resample_batch`."""
+
+
+def resample_batch(n: int, n_resamples: int) -> int | None:
+    """``batch`` of ``scipy.stats.bootstrap`` for ``n`` values in all: None (one batch) up to
+    :data:`RESAMPLE_CELLS` resampled values, else batches of at most that many (at 17,000 samples
+    one batch of 2,000 resamples would hold 272 MB). For one sample the numbers are the same
+    either way (one random stream drawn in order); with several independent samples scipy draws
+    them batch by batch, so large inputs get another (equally valid) set of resamples."""
+    if n * n_resamples <= RESAMPLE_CELLS:
+        return None
+    return max(1, RESAMPLE_CELLS // max(n, 1))
+
+
 SMALL_N = 30
 """Cells with fewer samples than this are marked ``small_n``: their CIs are wide and the normal /
 bootstrap approximations behind them are rough. Tables should show the mark next to n."""
@@ -100,6 +115,7 @@ def bootstrap_ci(
         method="percentile",
         vectorized=True,
         rng=np.random.default_rng(seed),
+        batch=resample_batch(n, n_resamples),
     )
     ci = res.confidence_interval
     return MeanCI(mean, float(ci.low), float(ci.high), n)

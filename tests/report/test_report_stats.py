@@ -193,3 +193,15 @@ def test_nondegenerate_ci_for_externally_computed_intervals() -> None:
     kept = nondegenerate_ci(0.5, 0.4, 0.6, 110)
     assert (kept.low, kept.high, kept.method) == (0.4, 0.6, "bootstrap")
     assert nondegenerate_ci(3.0, 3.0, 3.0, 5).half_width == 0.0  # not a [0, 1] metric
+
+
+def test_bootstrap_ci_in_batches_gives_the_same_interval() -> None:
+    """Large inputs are resampled in batches of bounded memory; one sample's numbers do not change."""
+    from pvm_bench.report.stats import RESAMPLE_CELLS, resample_batch
+
+    x = np.random.default_rng(1).random(3000)
+    assert resample_batch(3000, 2000) == RESAMPLE_CELLS // 3000 and resample_batch(100, 2000) is None
+    whole = sps.bootstrap((x,), np.mean, n_resamples=2000, method="percentile", vectorized=True,
+                          rng=np.random.default_rng(0)).confidence_interval
+    ci = bootstrap_ci(x, seed=0)
+    assert (ci.low, ci.high) == (whole.low, whole.high)
