@@ -31,6 +31,7 @@ from pvm_bench.report.curves import (
     curve_from_moments,
     fixed_cohort,
     log_bin_edges,
+    sample_lengths,
     suggest_cohort_t,
 )
 from pvm_bench.report.fit import DecayFit
@@ -194,7 +195,7 @@ def plot_decay_cohort(
         col = colors[v]
         full = binned_curve(per_sample, edges)
         ax.plot(full["step"], full["mass"], "o", ms=3.5, mfc="white", mec=col, alpha=0.8,
-                label=f"all samples (n={per_sample.groupby(['task', 'sample_id', 'repeat']).ngroups}, "
+                label=f"all samples (n={len(sample_lengths(per_sample))}, "
                       "tail = survivors)")
         top = max(top, float(full.loc[full["n"] >= MIN_N_FOR_SCALE, "mass"].max() if len(full) else 0.0))
         if not cohort.empty:
