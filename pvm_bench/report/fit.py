@@ -339,9 +339,16 @@ def observed_half_life(
     if start.size == 0:
         return math.nan
     half = 0.5 * float(start.mean())
-    for i in range(t_arr.size):
-        if _running_median(y_arr, i) <= half:
-            return float(t_arr[i])
+    # Which windows hold enough values <= half for their median to be <= half, by counting (O(n)):
+    # more than half of them: yes; fewer than half: no; exactly half (even size): the median decides.
+    i = np.arange(t_arr.size)
+    h = np.maximum(2, np.round(0.05 * i)).astype(np.int64)
+    lo, hi = np.maximum(0, i - h), np.minimum(t_arr.size, i + h + 1)
+    below = np.concatenate([[0], np.cumsum(y_arr <= half)])
+    k, m = below[hi] - below[lo], hi - lo
+    for j in np.flatnonzero(2 * k >= m):
+        if 2 * k[j] > m[j] or _running_median(y_arr, int(j)) <= half:
+            return float(t_arr[j])
     return math.nan
 
 

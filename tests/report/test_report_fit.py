@@ -189,3 +189,23 @@ def test_per_sample_fit_degenerate_inputs() -> None:
     assert fit_decay_per_sample([1, 2, 3], [0.3, 0.2, 0.1], ["a"] * 3).flags() == ("no_fit",)
     with pytest.raises(ValueError):
         fit_decay_per_sample([1, 2, 3, 4], [0.3, 0.2, 0.1, 0.1], ["a"])
+
+
+def test_observed_half_life_counting_equals_the_median_scan() -> None:
+    """The O(n) count of values below half picks the same step as a running median at every step."""
+    import math
+
+    from pvm_bench.report.fit import _running_median, observed_half_life
+
+    def scan(y: np.ndarray) -> float:
+        half = 0.5 * float(y[:8].mean())
+        return next((float(i + 1) for i in range(y.size) if _running_median(y, i) <= half), math.nan)
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        t = np.arange(1, int(rng.integers(9, 300)) + 1)
+        y = 0.3 + rng.uniform(0, 5) / (rng.uniform(1, 50) + t) + rng.normal(0, 0.1, t.size)
+        if trial % 2:
+            y = np.round(y * 4) / 4  # ties: windows with exactly half of their values below half
+        expected, got = scan(y), observed_half_life(t, y)
+        assert got == expected or (math.isnan(got) and math.isnan(expected))
