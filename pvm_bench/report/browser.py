@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from pvm_bench.report.browser_maps import attach_maps
-from pvm_bench.report.browser_media import Thumbs, agg_visual_mass_curves, load_thumbnails
+from pvm_bench.report.browser_media import FiniteList, Thumbs, agg_visual_mass_curves, load_thumbnails
 from pvm_bench.report.templating import environment
 from pvm_bench.results import SampleRecord, atomic_write_text
 
@@ -71,6 +71,8 @@ def _clean(obj: Any) -> Any:
     other non-JSON values -> str."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, FiniteList):  # a curve: 64 finite floats, a million of them at paper scale
+        return obj
     if obj is None or isinstance(obj, (str, bool, int)):
         return obj
     if isinstance(obj, Mapping):

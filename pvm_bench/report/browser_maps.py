@@ -26,14 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from pvm_bench.report.browser_media import significant
 from pvm_bench.runner.maps import MAPS_DIR, MapsError, map_path, read_maps
 
 #: Slider positions per sample (the first steps): bounds the page size for long generations.
 SLIDER_STEPS = 256
-
-
-def _sig(x: float, digits: int = 4) -> float:
-    return float(f"{x:.{digits}g}")
 
 
 def _overlay_view(image: dict[str, Any]) -> dict[str, Any]:
@@ -73,8 +70,9 @@ def map_payload(tensors: dict[str, np.ndarray], meta: dict[str, Any], max_steps:
             f"{steps} of {meta['n_generated']} generated steps stored (--maps keeps the first {meta.get('max_steps')})"
         )
     return {
-        "tokens": [str(t) for t in meta.get("tokens", [])][:steps], "mass": [_sig(float(m)) for m in mass],
-        "images": images, "peak": [_sig(float(p)) for p in peak], "layers": meta.get("layers", []),
+        "tokens": [str(t) for t in meta.get("tokens", [])][:steps],
+        "mass": significant(np.asarray(mass, dtype=float)).tolist(),
+        "images": images, "peak": significant(np.asarray(peak, dtype=float)).tolist(), "layers": meta.get("layers", []),
         "steps": steps, "shown": shown,
         "n_generated": int(meta.get("n_generated", steps)), "note": "; ".join(notes),
     }

@@ -56,10 +56,6 @@ def load_thumbnails(run: RunRecord | None, wanted: Iterable[tuple[str, str]], px
     return thumbs, notes
 
 
-def _sig(x: float, digits: int = 4) -> float:
-    return float(f"{x:.{digits}g}")
-
-
 def visual_mass_curves(attention: pd.DataFrame | None, points: int = 64) -> Curves:
     """Per generation (variant, task, sample_id, repeat): mean ``visual_mass`` over layers at each
     step, averaged into at most ``points`` equal-width step bins (``t`` = mean step of the bin).
@@ -108,9 +104,26 @@ def binned_curves(keys: list[tuple[str, str, str, int]], code: np.ndarray, step:
     counts = np.bincount(run)
     t = np.bincount(run, step.astype(float)) / counts
     m = np.bincount(run, mass) / counts
-    bounds = np.flatnonzero(np.diff(cells // points)) + 1
+    bounds = np.r_[0, np.flatnonzero(np.diff(cells // points)) + 1, cells.size]
+    t_list, m_list = np.round(t, 1).tolist(), significant(m).tolist()
     out: Curves = {}
-    for idx in np.split(np.arange(cells.size), bounds):
-        key = keys[int(code[starts[int(cells[idx[0]] // points)]])]
-        out[key] = {"t": [round(float(x), 1) for x in t[idx]], "m": [_sig(float(x)) for x in m[idx]]}
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        key = keys[int(code[starts[int(cells[lo] // points)]])]
+        out[key] = {"t": FiniteList(t_list[lo:hi]), "m": FiniteList(m_list[lo:hi])}
+    return out
+
+
+class FiniteList(list):  # type: ignore[type-arg]
+    """A list of finite floats: JSON as it is (the browser's JSON cleaning passes it unread)."""
+
+
+def significant(x: np.ndarray, digits: int = 4) -> np.ndarray:
+    """``x`` rounded to ``digits`` significant digits, each the double nearest its short decimal
+    (``k / 10**d``: both exact, one correctly rounded division), so JSON writes it short."""
+    out = np.asarray(x, dtype=float).copy()
+    live = np.isfinite(out) & (out != 0)
+    d = (digits - 1 - np.floor(np.log10(np.abs(out[live])))).astype(int)
+    scale = 10.0 ** np.abs(d)
+    k = np.where(d >= 0, np.round(out[live] * scale), np.round(out[live] / scale))
+    out[live] = np.where(d >= 0, k / scale, k * scale)
     return out

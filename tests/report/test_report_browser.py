@@ -249,3 +249,11 @@ def test_report_browser_shows_a_run_that_has_only_rank_shards(tmp_path: Path) ->
     payload = _payload_from_page((run / "report.html").read_text(encoding="utf-8"))
     assert payload["n_records"] == 12 and [g["id"] for g in payload["groups"]] == [f"s{i}" for i in range(6)]
     assert all([r["variant"] for r in g["records"]] == ["base", "pvm"] for g in payload["groups"])
+
+
+def test_significant_digits_equal_the_formatted_value() -> None:
+    from pvm_bench.report.browser_media import significant
+
+    rng = np.random.default_rng(0)
+    x = rng.random(20000) * 10.0 ** rng.integers(-6, 6, 20000)
+    assert significant(x).tolist() == [float(f"{v:.4g}") for v in x]
