@@ -27,7 +27,14 @@ import pandas as pd
 from scipy import stats as sps
 
 from pvm_bench.attention_tables import log_bin_edges as _log_bin_edges
-from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay_per_sample, observed_half_life, window
+from pvm_bench.report.fit import (
+    FIXED_POSITIONS,
+    DecayFit,
+    fit_decay_per_sample,
+    fit_rows,
+    observed_half_life,
+    window,
+)
 from pvm_bench.report.fit_ci import EMPTY, DecayCI, decay_bootstrap
 from pvm_bench.report.stats import MeanCI, bootstrap_ci
 
@@ -271,10 +278,11 @@ def _fit_samples(per_sample: pd.DataFrame, seed: int, bootstrap: bool) -> tuple[
     else:
         codes = per_sample.groupby(sample_keys(per_sample), sort=False).ngroup().to_numpy()
     t, y = per_sample["step"].to_numpy(), per_sample["mass"].to_numpy()
-    fit = fit_decay_per_sample(t, y, codes)
+    rows = fit_rows(t, y, codes)  # cleaned and indexed once for the fit and its bootstrap
+    fit = fit_decay_per_sample(t, y, codes, rows=rows)
     if not (bootstrap and fit.ok):
         return fit, EMPTY
-    ci = decay_bootstrap(t, y, codes, seed=seed)
+    ci = decay_bootstrap(t, y, codes, seed=seed, rows=rows)
     hl = fit.half_life()
     if math.isfinite(hl) and math.isfinite(ci.half_life[0]):
         # the replicates are solved on a grid: keep the exact estimate inside its interval

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit, minimize_scalar
 
-from pvm_bench.report.fit_rows import RowIndex
+from pvm_bench.report.fit_rows import FitRows, RowIndex
 
 FIXED_POSITIONS: tuple[int, ...] = (64, 256, 1024, 4096)
 """Generated positions at which the report quotes the observed visual mass."""
@@ -166,7 +166,11 @@ def _clean(t: object, y: object, extra: object = None) -> tuple[np.ndarray, np.n
             raise ValueError(f"decay fit needs aligned arrays, got {t_arr.shape} and {e.shape}")
         if e.dtype.kind == "f":
             keep &= np.isfinite(e) & (e > 0)
+        if keep.all():  # the aggregates' rows always are: no copies of 13M rows
+            return t_arr, y_arr, e
         e = e[keep]
+    elif keep.all():
+        return t_arr, y_arr, e
     return t_arr[keep], y_arr[keep], e
 
 
@@ -242,10 +246,20 @@ def fit_decay(
     return DecayFit(a, b, c, r2, n, t_max, True, message, method, n_samples, (c_lo, c_hi))
 
 
+def fit_rows(t: Sequence[float] | np.ndarray, mass: Sequence[float] | np.ndarray,
+             sample: Sequence[object] | np.ndarray) -> FitRows:
+    """The rows :func:`fit_decay_per_sample` fits (non-finite values and steps < 1 dropped), indexed
+    once for the fit and its bootstrap (:func:`~pvm_bench.report.fit_ci.decay_bootstrap`)."""
+    t_arr, y_arr, s_opt = _clean(t, mass, np.asarray(sample))
+    s_arr = s_opt if s_opt is not None else np.zeros(0, dtype=int)
+    return FitRows(t_arr, y_arr, RowIndex.of(t_arr, s_arr))
+
+
 def fit_decay_per_sample(
     t: Sequence[float] | np.ndarray,
     mass: Sequence[float] | np.ndarray,
     sample: Sequence[object] | np.ndarray,
+    rows: FitRows | None = None,
 ) -> DecayFit:
     """Fixed-effects fit ``mass[i, t] = alpha_i + b / (c + t)`` over per-sample values.
 
@@ -259,13 +273,12 @@ def fit_decay_per_sample(
     ``r2``: R² of the fitted model on the mean curve, weighted by the number of samples per step;
     the model's mean at step t is ``mean(alpha_i over samples present at t) + b / (c + t)``.
     ``n_points`` counts rows, ``n_samples`` samples. Samples with a single step only inform the
-    level. Never raises on bad data.
+    level. Never raises on bad data. ``rows``: :func:`fit_rows` of the same arrays, when already made.
     """
-    t_arr, y_arr, s_opt = _clean(t, mass, np.asarray(sample))
-    s_arr = s_opt if s_opt is not None else np.zeros(0, dtype=int)
+    rows = rows if rows is not None else fit_rows(t, mass, sample)
+    t_arr, y_arr, index = rows.t, rows.y, rows.index
     n = int(t_arr.size)
     t_max = int(t_arr.max()) if n else 0
-    index = RowIndex.of(t_arr, s_arr)
     codes, n_samples, steps, step_idx = index.codes, index.n_samples, index.steps, index.step_idx
     if steps.size < MIN_POINTS:
         msg = f"need >= {MIN_POINTS} distinct positions, got {steps.size}"

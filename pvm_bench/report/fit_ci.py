@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pvm_bench.report.fit import MIN_POINTS, START_STEPS
-from pvm_bench.report.fit_rows import RowIndex
+from pvm_bench.report.fit_rows import FitRows, RowIndex
 
 DEFAULT_REPLICATES = 200
 """Bootstrap replicates for the fit CIs (percentile intervals; the half-life's 95% bounds are
@@ -69,19 +69,23 @@ def decay_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
     start_steps: int = START_STEPS,
+    rows: FitRows | None = None,
 ) -> DecayCI:
     """Percentile bootstrap CIs (over samples) of ``a``, ``b``, ``c`` and the fitted half-life
     of :func:`~pvm_bench.report.fit.fit_decay_per_sample` on the same rows. Deterministic in
     ``seed``. Fewer than 2 samples or :data:`~pvm_bench.report.fit.MIN_POINTS` distinct steps:
-    :data:`EMPTY`."""
-    t_arr = np.asarray(t, dtype=float).ravel()
-    y_arr = np.asarray(mass, dtype=float).ravel()
-    s_arr = np.asarray(sample).ravel()
-    keep = np.isfinite(t_arr) & np.isfinite(y_arr) & (t_arr >= 1)
-    t_arr, y_arr, s_arr = t_arr[keep], y_arr[keep], s_arr[keep]
+    :data:`EMPTY`. ``rows``: the fit's :func:`~pvm_bench.report.fit.fit_rows` of the same arrays
+    (integer sample keys), when already made."""
+    if rows is None:
+        t_arr = np.asarray(t, dtype=float).ravel()
+        y_arr = np.asarray(mass, dtype=float).ravel()
+        s_arr = np.asarray(sample).ravel()
+        keep = np.isfinite(t_arr) & np.isfinite(y_arr) & (t_arr >= 1)
+        t_arr, y_arr, s_arr = t_arr[keep], y_arr[keep], s_arr[keep]
+        rows = FitRows(t_arr, y_arr, RowIndex.of(t_arr, s_arr))
+    t_arr, y_arr, index = rows.t, rows.y, rows.index
     if t_arr.size == 0:
         return EMPTY
-    index = RowIndex.of(t_arr, s_arr)
     codes, n_s, steps = index.codes, index.n_samples, index.steps
     if steps.size < MIN_POINTS or n_s < 2:
         return EMPTY

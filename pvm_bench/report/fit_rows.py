@@ -90,6 +90,15 @@ class RowIndex:
         return PerSampleSums(self)
 
 
+@dataclass
+class FitRows:
+    """The rows of one per-sample fit: steps ``t`` (floats >= 1), values ``y`` and their :class:`RowIndex`."""
+
+    t: np.ndarray
+    y: np.ndarray
+    index: RowIndex
+
+
 class PerSampleSums:
     """``incidence @ values``: per-sample sums over each sample's steps of per-step ``values`` (one
     row per step index; a vector or a matrix). When every sample holds each step from the first one
