@@ -31,12 +31,15 @@ import pandas as pd
 
 from pvm_bench.attention_tables import (  # noqa: F401 (FLOATING, NOT_MEASURES, VIS_MEASURES, layer_bands: public names)
     FLOATING,
+    GKEY,
     HEATMAP_EDGES,
     KEYS,
     KINDS,
     NOT_MEASURES,
     NUMERIC,
     VIS_MEASURES,
+    keyed_sql,
+    keys_frame,
     layer_bands,
     measures,
     register_bins,
@@ -201,33 +204,40 @@ def aggregate_attention(engine: Engine, source: str, columns: dict[str, str], re
             "SELECT DISTINCT layer FROM attn WHERE layer IS NOT NULL AND visual_mass IS NOT NULL ORDER BY 1"
         ).fetchall()
     ]
+    con.register("attn_keys", keys_frame(con.execute(f"SELECT DISTINCT {', '.join(KEYS)} FROM attn").fetchall()))
     for kind in KINDS:
         sql = table_sql(kind, "attn", columns, layer_bands(layers))
         if sql is not None:
-            con.execute(f"CREATE TEMP TABLE agg_{kind} AS {sql}")
+            con.execute(f"CREATE TEMP TABLE agg_{kind} AS {keyed_sql(sql, 'attn_keys')}")
     return assemble(engine, columns, layers, reference)
 
 
-def assemble(engine: Engine, columns: dict[str, str], layers: list[int], reference: str) -> AttentionAggregates:
+def assemble(engine: Engine, columns: dict[str, str], layers: list[int], reference: str,
+             keys: pd.DataFrame | None = None) -> AttentionAggregates:
     """:class:`AttentionAggregates` from the relations ``agg_steps``, ``agg_layers``, ``agg_cells``
     and (with a ``pvm_ratio`` column) ``agg_pvm`` on ``engine`` (tables or views, keyed by the
-    generation keys; :mod:`pvm_bench.attention_tables`), computed from the raw rows or read from
-    the files the runner wrote: both give the same numbers."""
+    generation keys and their :data:`~pvm_bench.attention_tables.GKEY`;
+    :mod:`pvm_bench.attention_tables`), computed from the raw rows or read from the files the runner
+    wrote: both give the same numbers. ``keys``: a :func:`~pvm_bench.attention_tables.keys_frame` of
+    every generation the relations may hold (from the files' metadata; default: read from ``agg_steps``)."""
     con = engine.con
     bands = layer_bands(layers)
-    keys = ", ".join(KEYS)
-    con.execute(
-        f"CREATE TEMP TABLE gens AS SELECT row_number() OVER (ORDER BY {keys}) - 1 AS gen, * "
-        f"FROM (SELECT DISTINCT {keys} FROM agg_steps)"
-    )
-    gens = con.execute(f"SELECT {keys} FROM gens ORDER BY gen").df()
-    gens["repeat"] = gens["repeat"].astype(int)
+    if keys is None:
+        keys = keys_frame(con.execute(f"SELECT DISTINCT {', '.join(KEYS)} FROM agg_steps").fetchall())
+    # the generations with a step row, numbered in (variant, task, sample_id, repeat) order
+    stepped = {int(r[0]) for r in con.execute(f"SELECT DISTINCT {GKEY} FROM agg_steps").fetchall()}
+    gens = keys[keys[GKEY].isin(stepped)].drop_duplicates(list(KEYS)).sort_values(list(KEYS)).reset_index(drop=True)
+    if not gens[GKEY].is_unique:  # 17,606 generations: a chance of 1e-11
+        raise ValueError("two generations share a 64-bit key (gkey): report this run to pvm-bench")
+    gens.insert(0, "gen", np.arange(len(gens), dtype=np.int64))
+    con.register("gens", gens)
+    gens = gens[list(KEYS)].copy()
     present = {str(r[0]) for r in con.execute("DESCRIBE agg_steps").fetchall()}
     names = [n for n in [f"m_{b}" for b in bands] + step_columns(columns) if n in present]
     steps = _fetch_columns(con, (
         f"SELECT CAST(g.gen AS INTEGER) AS gen, CAST(s.step AS INTEGER) AS step"
         f"{''.join(', s.' + quote(n) for n in names)} "
-        f"FROM agg_steps s JOIN gens g USING ({keys}) ORDER BY g.gen, s.step"
+        f"FROM agg_steps s JOIN gens g USING ({GKEY}) ORDER BY g.gen, s.step"
     ))
     agg = AttentionAggregates(columns, bands, gens, steps, pd.DataFrame())
     agg.by_layer = _by_layer(engine, agg)
@@ -259,8 +269,8 @@ def _fetch_columns(con: Any, sql: str, batch_rows: int = 1 << 20) -> pd.DataFram
 def _by_layer(engine: Engine, agg: AttentionAggregates) -> pd.DataFrame:
     keys = ", ".join(KEYS)
     frame = engine.con.execute(
-        f"SELECT CAST(g.gen AS INTEGER) AS gen, b.* EXCLUDE ({keys}) FROM agg_layers b JOIN gens g USING ({keys}) "
-        "ORDER BY g.gen, b.layer"
+        f"SELECT CAST(g.gen AS INTEGER) AS gen, b.* EXCLUDE ({keys}, {GKEY}) FROM agg_layers b "
+        f"JOIN gens g USING ({GKEY}) ORDER BY g.gen, b.layer"
     ).df()
     frame = frame.drop(columns=["pvm_gate|gate"], errors="ignore")
     for col in frame.columns:  # a file without the column (base has no pvm_ratio): no values, count 0
@@ -274,22 +284,24 @@ def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str) -> H
     con = engine.con
     n_edges = int(np.searchsorted(HEATMAP_EDGES, t_max, side="right")) + 1  # the bins up to the longest step
     edges = HEATMAP_EDGES[: min(n_edges, len(HEATMAP_EDGES))]
-    grid = con.execute("SELECT variant, layer, bin, sum(s) / sum(n) AS m FROM agg_cells GROUP BY ALL").df()
-    # pairs by integer keys: each cell's sample (task, sample_id, repeat) and variant as numbers, read
-    # once; the self-join then matches one 64-bit key (sample, layer, bin), not five columns with text
-    keys = ", ".join(KEYS)
+    # integer keys: each generation's variant and sample (task, sample_id, repeat) as numbers; the
+    # paired self-join then matches one 64-bit key (sample, layer, bin)
     con.execute(
-        f"CREATE TEMP TABLE heat_ids AS SELECT {keys}, variant = ? AS ref, "
+        f"CREATE TEMP TABLE heat_ids AS SELECT {GKEY}, variant, variant = ? AS ref, "
         "dense_rank() OVER (ORDER BY variant) AS vid, dense_rank() OVER (ORDER BY task, sample_id, repeat) AS pid "
         "FROM gens", [reference])
+    variants = "(SELECT DISTINCT variant, vid FROM heat_ids) v USING (vid)"
+    grid = con.execute(
+        "SELECT v.variant, d.layer, d.bin, d.m FROM (SELECT g.vid, c.layer, c.bin, sum(c.s) / sum(c.n) AS m "
+        f"FROM agg_cells c JOIN heat_ids g USING ({GKEY}) GROUP BY ALL) d JOIN {variants}"
+    ).df()
     con.execute(
         f"CREATE TEMP TABLE heat_cells AS SELECT g.ref, g.vid, (g.pid * {1 << 16} + c.layer) * {1 << 16} + c.bin "
-        f"AS cell, c.s / c.n AS m FROM agg_cells c JOIN heat_ids g USING ({keys})")
+        f"AS cell, c.s / c.n AS m FROM agg_cells c JOIN heat_ids g USING ({GKEY})")
     diff = con.execute(
         "SELECT v.variant, CAST(d.lb // 65536 AS INTEGER) AS layer, CAST(d.lb % 65536 AS INTEGER) AS bin, d.m FROM "
         "(SELECT c.vid, c.cell % 4294967296 AS lb, avg(c.m - r.m) AS m FROM (SELECT * FROM heat_cells WHERE NOT ref) c "
-        "JOIN (SELECT cell, m FROM heat_cells WHERE ref) r USING (cell) GROUP BY ALL) d "
-        "JOIN (SELECT DISTINCT variant, vid FROM heat_ids) v USING (vid)"
+        f"JOIN (SELECT cell, m FROM heat_cells WHERE ref) r USING (cell) GROUP BY ALL) d JOIN {variants}"
     ).df()
     con.execute("DROP TABLE heat_cells")
     con.execute("DROP TABLE heat_ids")
@@ -310,7 +322,6 @@ def _pvm(engine: Engine, agg: AttentionAggregates) -> None:
     last step), on the 40 log bins snapped to the fixed bins (:func:`snapped_edges`), in SQL: the
     per-sample cells never reach pandas. ``agg.pvm_gates``: each PVM layer's gate."""
     con = engine.con
-    keys = ", ".join(KEYS)
     t_max = con.execute("SELECT max(t_hi) FROM agg_pvm").fetchall()[0][0]
     if t_max is None:
         agg.pvm = pd.DataFrame()
@@ -320,11 +331,11 @@ def _pvm(engine: Engine, agg: AttentionAggregates) -> None:
         coarse = np.clip(np.searchsorted(edges, HEATMAP_EDGES[:-1], side="right") - 1, 0, len(edges) - 2)
         con.register("pvm_bins", pd.DataFrame({"bin": fine.astype(np.int16), "cbin": coarse.astype(np.int32)}))
         agg.pvm = con.execute(
-            "SELECT variant, CAST(layer AS INTEGER) AS layer, cbin AS bin, avg(s / n) AS mass, "
+            "SELECT g.variant, CAST(layer AS INTEGER) AS layer, cbin AS bin, avg(s / n) AS mass, "
             "stddev_samp(s / n) AS sd, count(*) AS n, sum(l) / sum(n) AS logt, min(lo) AS t_lo, max(hi) AS t_hi "
-            f"FROM (SELECT {keys}, layer, cbin, "
-            f"sum(s) AS s, sum(n) AS n, sum(lsum) AS l, min(t_lo) AS lo, max(t_hi) AS hi FROM agg_pvm JOIN pvm_bins "
-            f"USING (bin) GROUP BY ALL) GROUP BY ALL ORDER BY variant, layer, bin"
+            f"FROM (SELECT {GKEY}, layer, cbin, sum(s) AS s, sum(n) AS n, sum(lsum) AS l, min(t_lo) AS lo, "
+            f"max(t_hi) AS hi FROM agg_pvm JOIN pvm_bins USING (bin) GROUP BY ALL) JOIN gens g USING ({GKEY}) "
+            "GROUP BY ALL ORDER BY g.variant, layer, bin"
         ).df()
     if "pvm_gate" in agg.columns:
         rows = con.execute(

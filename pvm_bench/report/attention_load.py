@@ -24,6 +24,7 @@ from pvm_bench.attention_tables import (
     FLOATING,
     KINDS,
     agg_paths,
+    keys_frame,
     path_list,
     read_metas,
     register_bins,
@@ -165,8 +166,13 @@ def load_attention(
         try:
             if len(layer_sets) > 1:  # bands cut from different layers: compute every table from raw rows
                 return _from_raw(engine, list(tables), columns, samples, bool(parts), reference)
-            _views(engine, tables, _winners(tables, samples) if parts else None)
-            return assemble(engine, columns, list(next(iter(layer_sets), ())), reference)
+            winners = _winners(tables, samples) if parts else None
+            _views(engine, tables, winners)
+            keys = keys_frame(
+                winners[list(KEYS)].itertuples(index=False, name=None) if winners is not None
+                else (k for meta, _ in tables.values() for k in meta["samples"])
+            )
+            return assemble(engine, columns, list(next(iter(layer_sets), ())), reference, keys)
         except duckdb.Error as exc:
             if is_memory_error(exc):
                 raise

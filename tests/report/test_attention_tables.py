@@ -118,3 +118,20 @@ def test_tables_of_another_version_are_ignored_and_unmerged_parts_keep_the_last_
     ours = agg.steps[(agg.steps["gen"] == gen) & (agg.steps["step"] == 1)]["m_all"].iloc[0]
     rows = again[(again["sample_id"] == first["sample_id"]) & (again["step"] == 1)]
     assert ours == np.float32(rows["visual_mass"].mean())
+
+
+def test_every_table_carries_the_generation_key(tmp_path: Path) -> None:
+    """The report joins the tables by one integer per generation (gkey), the same from any process."""
+    from pvm_bench.attention_tables import GKEY, KEYS, KINDS, sample_gkey
+
+    run = tmp_path / "run"
+    write_synthetic_run(run, SPEC)
+    assert sample_gkey("base", "t", "7", 0) == sample_gkey("base", "t", "7", 0) != sample_gkey("base", "t", "7", 1)
+    for kind in KINDS:
+        files = sorted((run / "attention-agg" / kind).glob("*.parquet"))
+        if kind == "pvm" and not files:
+            continue
+        table = pd.read_parquet(files[0])
+        assert table[GKEY].dtype == np.int64
+        expected = [sample_gkey(*k) for k in table[list(KEYS)].itertuples(index=False)]
+        assert table[GKEY].tolist() == expected
