@@ -233,25 +233,30 @@ def assemble(engine: Engine, columns: dict[str, str], layers: list[int], referen
     con.register("gens", gens)
     gens = gens[list(KEYS)].copy()
     present = {str(r[0]) for r in con.execute("DESCRIBE agg_steps").fetchall()}
-    names = [n for n in [f"m_{b}" for b in bands] + step_columns(columns) if n in present]
-    steps = _fetch_columns(con, (
-        f"SELECT CAST(g.gen AS INTEGER) AS gen, CAST(s.step AS INTEGER) AS step"
-        f"{''.join(', s.' + quote(n) for n in names)} "
-        f"FROM agg_steps s JOIN gens g USING ({GKEY}) ORDER BY g.gen, s.step"
-    ))
-    agg = AttentionAggregates(columns, bands, gens, steps, pd.DataFrame())
-    agg.by_layer = _by_layer(engine, agg)
+    agg = AttentionAggregates(columns, bands, gens, pd.DataFrame(), pd.DataFrame())
+    # DuckDB's big joins first, while Python holds no per-step rows: the two never peak together
     if layers:
-        agg.heatmap = _heatmap(engine, layers, agg.max_visual_step(np.ones(len(gens), dtype=bool)), reference)
+        t_max = con.execute("SELECT max(step) FROM agg_steps WHERE m_all IS NOT NULL").fetchall()[0][0]
+        agg.heatmap = _heatmap(engine, layers, int(t_max or 0), reference)
     if "pvm_ratio" in columns:
         _pvm(engine, agg)
+    names = [n for n in [f"m_{b}" for b in bands] + step_columns(columns) if n in present]
+    agg.steps = _fetch_columns(con, (
+        f"SELECT CAST(g.gen AS INTEGER) AS gen, CAST(s.step AS INTEGER) AS step"
+        f"{''.join(', s.' + quote(n) for n in names)} "
+        f"FROM agg_steps s JOIN gens g USING ({GKEY})"
+    ), order_by=("gen", "step"))
+    agg.by_layer = _by_layer(engine, agg)
     return agg
 
 
-def _fetch_columns(con: Any, sql: str, batch_rows: int = 1 << 20) -> pd.DataFrame:
+def _fetch_columns(con: Any, sql: str, order_by: tuple[str, str] | None = None,
+                   batch_rows: int = 1 << 20) -> pd.DataFrame:
     """The result of ``sql`` as a frame of numpy columns, filled batch by batch: one copy of the
     rows in Python (13M per-step rows at paper scale), where ``.df()`` holds an Arrow copy and a
-    pandas copy at once."""
+    pandas copy at once. ``order_by``: two non-negative int32 columns, unique together, to sort the
+    rows by, here in numpy (an ORDER BY in DuckDB would hold a sorted copy of every row while they
+    stream out)."""
     reader = con.sql(sql).to_arrow_reader(batch_rows)  # a relation streams; execute() would copy the rows first
     schema = reader.schema
     chunks: dict[str, list[np.ndarray]] = {f.name: [] for f in schema}
@@ -263,6 +268,12 @@ def _fetch_columns(con: Any, sql: str, batch_rows: int = 1 << 20) -> pd.DataFram
         parts = chunks.pop(f.name)
         columns[f.name] = np.concatenate(parts) if parts else np.zeros(0, dtype=f.type.to_pandas_dtype())
         del parts
+    if order_by is not None:
+        major, minor = (columns[c].astype(np.int64) for c in order_by)
+        order = np.argsort((major << 32) | minor)
+        del major, minor
+        for name in columns:  # one column's copy at a time
+            columns[name] = columns[name][order]
     return pd.DataFrame(columns, copy=False)
 
 
