@@ -191,10 +191,12 @@ def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, conf
     idx = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)
     runs = sample_runs(per_sample)
     if runs is not None:  # (sample, bin) cells are runs of rows: per-sample bin means without a groupby
-        sample = np.repeat(np.arange(runs.size - 1), np.diff(runs))
+        sample = np.repeat(np.arange(runs.size - 1, dtype=np.int64), np.diff(runs))
         cell = sample * (len(edges) - 1) + idx
+        del sample
         first = np.r_[True, cell[1:] != cell[:-1]]
-        run = np.cumsum(first) - 1
+        del cell
+        run = np.cumsum(first, dtype=np.int64) - 1
         per = pd.DataFrame({"bin": idx[first], "mass": np.bincount(run, per_sample["mass"].to_numpy(float))
                             / np.bincount(run)})
         # within a bin the samples keep their order: the same values in the same order as the groupby

@@ -162,16 +162,17 @@ def _early_late(frame: pd.DataFrame, col: str) -> tuple[float, float, pd.DataFra
 def _early_late_runs(step: np.ndarray, value: np.ndarray, runs: np.ndarray) -> tuple[float, float]:
     """:func:`_early_late`'s two means for rows grouped in runs (:func:`~pvm_bench.report.curves.sample_runs`)."""
     sizes = np.diff(runs)
-    lo, hi = np.repeat(step[runs[:-1]], sizes), np.repeat(step[runs[1:] - 1], sizes)
-    quarter = np.ceil((hi - lo + 1) / 4.0)
-    sample = np.repeat(np.arange(sizes.size), sizes)
+    first, last = step[runs[:-1]].astype(np.int64), step[runs[1:] - 1].astype(np.int64)
+    quarter = (last - first + 4) // 4  # ceil(length / 4), per sample
+    lo, hi = np.repeat(first + quarter, sizes), np.repeat(last - quarter, sizes)  # early: step < lo; late: step > hi
+    sample = np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)
 
     def mean_of(part: np.ndarray) -> float:
         n = np.bincount(sample[part], minlength=sizes.size)
         sums = np.bincount(sample[part], value[part], minlength=sizes.size)
         return float(np.mean(sums[n > 0] / n[n > 0]))
 
-    return mean_of(step < lo + quarter), mean_of(step > hi - quarter)
+    return mean_of(step < lo), mean_of(step > hi)
 
 
 def _convergence(steps: pd.DataFrame) -> dict[str, float]:

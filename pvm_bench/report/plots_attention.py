@@ -179,8 +179,10 @@ def plot_decay_cohort(
     if agg is None or not agg.has_visual:
         return None
     scope = agg.gen_mask(data.tasks[0] if len(data.tasks) == 1 else None)
-    everyone = agg.band_samples("all", scope)  # keyed by generation: the variant is in the key
-    t_cohort = cohort_t if cohort_t is not None else suggest_cohort_t(everyone)
+    if cohort_t is None:  # every variant's samples together; 13M rows at paper scale: dropped at once
+        t_cohort = suggest_cohort_t(agg.band_samples("all", scope))
+    else:
+        t_cohort = cohort_t
     present = [v for v in variants if agg.has_visual_in(scope & agg.gen_mask(variant=v))]
     if t_cohort is None or not present:
         return None
