@@ -121,7 +121,7 @@ class AttentionAggregates:
         zeros = np.zeros(rows.size, dtype=np.int8)  # constant keys: 1 byte a row, not 8
         return pd.DataFrame({"task": self.steps["gen"].to_numpy()[rows], "sample_id": zeros, "repeat": zeros,
                              "step": self.steps["step"].to_numpy()[rows],
-                             "mass": self.steps[col].to_numpy()[rows].astype(float)}, columns=cols)
+                             "mass": self.steps[col].to_numpy()[rows].astype(float)}, columns=cols, copy=False)
 
     def _band_rows(self, col: str) -> tuple[np.ndarray, np.ndarray]:
         """The rows of ``steps`` with step >= 1 and a value of ``col`` (int32 row numbers) and where
@@ -295,24 +295,27 @@ def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str) -> H
     con = engine.con
     n_edges = int(np.searchsorted(HEATMAP_EDGES, t_max, side="right")) + 1  # the bins up to the longest step
     edges = HEATMAP_EDGES[: min(n_edges, len(HEATMAP_EDGES))]
-    # integer keys: each generation's variant and sample (task, sample_id, repeat) as numbers; the
-    # paired self-join then matches one 64-bit key (sample, layer, bin)
+    # integer keys: each generation's variant and sample (task, sample_id, repeat) as numbers, the cells
+    # read once into (variant, cell = (sample, layer, bin), sums); the paired self-join then matches one
+    # 64-bit key, not five columns with text
     con.execute(
-        f"CREATE TEMP TABLE heat_ids AS SELECT {GKEY}, variant, variant = ? AS ref, "
-        "dense_rank() OVER (ORDER BY variant) AS vid, dense_rank() OVER (ORDER BY task, sample_id, repeat) AS pid "
-        "FROM gens", [reference])
+        f"CREATE TEMP TABLE heat_ids AS SELECT {GKEY}, variant, CAST(dense_rank() OVER (ORDER BY variant) AS "
+        "SMALLINT) AS vid, dense_rank() OVER (ORDER BY task, sample_id, repeat) AS pid FROM gens")
+    ref = con.execute("SELECT min(vid) FROM heat_ids WHERE variant = ?", [reference]).fetchall()[0][0]
+    con.execute(
+        f"CREATE TEMP TABLE heat_cells AS SELECT g.vid, (g.pid * {1 << 16} + c.layer) * {1 << 16} + c.bin AS cell, "
+        f"c.s, CAST(c.n AS INTEGER) AS n FROM agg_cells c JOIN heat_ids g USING ({GKEY})")
     variants = "(SELECT DISTINCT variant, vid FROM heat_ids) v USING (vid)"
+    layer_bin = "CAST(d.lb // 65536 AS INTEGER) AS layer, CAST(d.lb % 65536 AS INTEGER) AS bin"
     grid = con.execute(
-        "SELECT v.variant, d.layer, d.bin, d.m FROM (SELECT g.vid, c.layer, c.bin, sum(c.s) / sum(c.n) AS m "
-        f"FROM agg_cells c JOIN heat_ids g USING ({GKEY}) GROUP BY ALL) d JOIN {variants}"
+        f"SELECT v.variant, {layer_bin}, d.m FROM (SELECT vid, cell % 4294967296 AS lb, sum(s) / sum(n) AS m "
+        f"FROM heat_cells GROUP BY ALL) d JOIN {variants}"
     ).df()
-    con.execute(
-        f"CREATE TEMP TABLE heat_cells AS SELECT g.ref, g.vid, (g.pid * {1 << 16} + c.layer) * {1 << 16} + c.bin "
-        f"AS cell, c.s / c.n AS m FROM agg_cells c JOIN heat_ids g USING ({GKEY})")
     diff = con.execute(
-        "SELECT v.variant, CAST(d.lb // 65536 AS INTEGER) AS layer, CAST(d.lb % 65536 AS INTEGER) AS bin, d.m FROM "
-        "(SELECT c.vid, c.cell % 4294967296 AS lb, avg(c.m - r.m) AS m FROM (SELECT * FROM heat_cells WHERE NOT ref) c "
-        f"JOIN (SELECT cell, m FROM heat_cells WHERE ref) r USING (cell) GROUP BY ALL) d JOIN {variants}"
+        f"SELECT v.variant, {layer_bin}, d.m FROM (SELECT c.vid, c.cell % 4294967296 AS lb, "
+        f"avg(c.s / c.n - r.m) AS m FROM (SELECT * FROM heat_cells WHERE vid <> {int(ref or -1)}) c "
+        f"JOIN (SELECT cell, s / n AS m FROM heat_cells WHERE vid = {int(ref or -1)}) r USING (cell) GROUP BY ALL) d "
+        f"JOIN {variants}"
     ).df()
     con.execute("DROP TABLE heat_cells")
     con.execute("DROP TABLE heat_ids")
