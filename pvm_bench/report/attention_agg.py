@@ -225,19 +225,21 @@ def assemble(engine: Engine, columns: dict[str, str], layers: list[int], referen
     if keys is None:
         keys = keys_frame(con.execute(f"SELECT DISTINCT {', '.join(KEYS)} FROM agg_steps").fetchall())
     # the generations with a step row, numbered in (variant, task, sample_id, repeat) order
-    stepped = {int(r[0]) for r in con.execute(f"SELECT DISTINCT {GKEY} FROM agg_steps").fetchall()}
+    present = {str(r[0]) for r in con.execute("DESCRIBE agg_steps").fetchall()}
+    visual = "max(step) FILTER (WHERE m_all IS NOT NULL)" if "m_all" in present else "NULL"
+    per_gen = con.execute(f"SELECT {GKEY}, {visual} FROM agg_steps GROUP BY ALL").fetchall()  # one scan for both
+    stepped = {int(g) for g, _ in per_gen}
+    t_max = max((int(t) for _, t in per_gen if t is not None), default=0)  # the longest step with a visual row
     gens = keys[keys[GKEY].isin(stepped)].drop_duplicates(list(KEYS)).sort_values(list(KEYS)).reset_index(drop=True)
     if not gens[GKEY].is_unique:  # 17,606 generations: a chance of 1e-11
         raise ValueError("two generations share a 64-bit key (gkey): report this run to pvm-bench")
     gens.insert(0, "gen", np.arange(len(gens), dtype=np.int64))
     con.register("gens", gens)
     gens = gens[list(KEYS)].copy()
-    present = {str(r[0]) for r in con.execute("DESCRIBE agg_steps").fetchall()}
     agg = AttentionAggregates(columns, bands, gens, pd.DataFrame(), pd.DataFrame())
     # DuckDB's big joins first, while Python holds no per-step rows: the two never peak together
     if layers:
-        t_max = con.execute("SELECT max(step) FROM agg_steps WHERE m_all IS NOT NULL").fetchall()[0][0]
-        agg.heatmap = _heatmap(engine, layers, int(t_max or 0), reference)
+        agg.heatmap = _heatmap(engine, layers, t_max, reference)
     if "pvm_ratio" in columns:
         _pvm(engine, agg)
     names = [n for n in [f"m_{b}" for b in bands] + step_columns(columns) if n in present]
