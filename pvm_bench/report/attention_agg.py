@@ -139,22 +139,42 @@ class AttentionAggregates:
                 cache[col] = (rows, np.searchsorted(gen[rows], np.arange(len(self.gens) + 1)))
         return cache[col]
 
+    def _visual_last_step(self) -> np.ndarray:
+        """Per generation, its largest step with a visual row (a layer and a visual_mass), -1 when
+        none: computed once (13M rows), so scope questions cost one pass over the generations."""
+        if "_visual_last" not in self.__dict__:
+            last = np.full(len(self.gens), -1, dtype=np.int64)
+            if "m_all" in self.steps:
+                vis = ~np.isnan(self.steps["m_all"].to_numpy())
+                np.maximum.at(last, self.steps["gen"].to_numpy()[vis], self.steps["step"].to_numpy()[vis])
+            self.__dict__["_visual_last"] = last
+        return self.__dict__["_visual_last"]
+
     def has_visual_in(self, mask: np.ndarray) -> bool:
         """Whether any generation in ``mask`` has a visual row (a layer and a visual_mass) at any step."""
-        if "m_all" not in self.steps:
-            return False
-        return bool(np.any(mask[self.steps["gen"].to_numpy()] & ~np.isnan(self.steps["m_all"].to_numpy())))
+        return bool(np.any(self._visual_last_step()[mask] >= 0))
+
+    def _gen_rows(self, mask: np.ndarray) -> slice | np.ndarray:
+        """The rows of ``steps`` of the generations in ``mask``: a slice for a range of generations
+        (a task/variant scope; ``steps`` is sorted by gen), else a boolean mask."""
+        chosen = np.flatnonzero(mask)
+        if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:
+            starts = self.__dict__.get("_gen_starts")
+            if starts is None:
+                starts = np.searchsorted(self.steps["gen"].to_numpy(), np.arange(len(self.gens) + 1))
+                self.__dict__["_gen_starts"] = starts
+            return slice(int(starts[chosen[0]]), int(starts[chosen[-1] + 1]))
+        return mask[self.steps["gen"].to_numpy()]
 
     def step_frame(self, mask: np.ndarray, columns: list[str]) -> pd.DataFrame:
         """The per-step values of ``columns`` (all steps) of the generations in ``mask``, keyed as
         :meth:`band_samples` keys them (task = gen, sample_id = repeat = 0)."""
-        gen = self.steps["gen"].to_numpy()
-        keep = mask[gen]
-        steps = self.steps["step"].to_numpy()[keep]
-        out = pd.DataFrame({"task": gen[keep], "sample_id": 0, "repeat": 0, "step": steps})
-        for c in columns:
-            out[c] = self.steps[c].to_numpy()[keep]
-        return out
+        keep = self._gen_rows(mask)
+        gen = self.steps["gen"].to_numpy()[keep]
+        zeros = np.zeros(gen.size, dtype=np.int8)
+        out = {"task": gen, "sample_id": zeros, "repeat": zeros, "step": self.steps["step"].to_numpy()[keep]}
+        out.update({c: self.steps[c].to_numpy()[keep] for c in columns})
+        return pd.DataFrame(out, copy=False)
 
     def mean_of(self, column: str, sums: np.ndarray | float, counts: np.ndarray | float) -> float:
         """sum / count, rounded to float32 for a float32 column (as pandas' mean was); NaN when empty."""
@@ -166,10 +186,7 @@ class AttentionAggregates:
 
     def max_visual_step(self, mask: np.ndarray) -> int:
         """The largest step with a visual row among the generations in ``mask`` (0 when none)."""
-        if "m_all" not in self.steps:
-            return 0
-        keep = mask[self.steps["gen"].to_numpy()] & ~np.isnan(self.steps["m_all"].to_numpy())
-        return int(self.steps["step"].to_numpy()[keep].max()) if keep.any() else 0
+        return max(0, int(self._visual_last_step()[mask].max(initial=-1)))
 
     def visual_mass_steps(self) -> pd.DataFrame:
         """(variant, task, sample_id, repeat, step, visual_mass): the mean over all recorded layers
