@@ -150,6 +150,12 @@ class AttentionAggregates:
             self.__dict__["_visual_last"] = last
         return self.__dict__["_visual_last"]
 
+    def visual_lengths(self, mask: np.ndarray) -> np.ndarray:
+        """The last generated step (>= 1) with a visual row of each generation in ``mask`` that has
+        one: :func:`~pvm_bench.report.curves.sample_lengths` of ``band_samples("all", mask)``."""
+        last = self._visual_last_step()[mask]
+        return last[last >= 1]
+
     def has_visual_in(self, mask: np.ndarray) -> bool:
         """Whether any generation in ``mask`` has a visual row (a layer and a visual_mass) at any step."""
         return bool(np.any(self._visual_last_step()[mask] >= 0))

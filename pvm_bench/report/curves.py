@@ -139,7 +139,11 @@ def suggest_cohort_t(per_sample: pd.DataFrame, min_share: float = 0.5) -> int | 
     fewer than 2 samples or T would be < 8): a default for the fixed-cohort view."""
     if per_sample.empty:
         return None
-    lengths = sample_lengths(per_sample).to_numpy()
+    return cohort_t_of(sample_lengths(per_sample).to_numpy(), min_share)
+
+
+def cohort_t_of(lengths: np.ndarray, min_share: float = 0.5) -> int | None:
+    """:func:`suggest_cohort_t` from the samples' lengths (their last steps)."""
     if lengths.size < 2:
         return None
     t = int(np.quantile(lengths, 1.0 - min_share, method="lower"))

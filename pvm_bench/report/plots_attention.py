@@ -28,11 +28,11 @@ import numpy as np
 from pvm_bench.report.curves import (
     band_decay_from_samples,
     binned_curve,
+    cohort_t_of,
     curve_from_moments,
     fixed_cohort,
     log_bin_edges,
     sample_lengths,
-    suggest_cohort_t,
 )
 from pvm_bench.report.fit import DecayFit
 from pvm_bench.report.plot_style import save_figure, setup_style, variant_colors
@@ -179,10 +179,7 @@ def plot_decay_cohort(
     if agg is None or not agg.has_visual:
         return None
     scope = agg.gen_mask(data.tasks[0] if len(data.tasks) == 1 else None)
-    if cohort_t is None:  # every variant's samples together; 13M rows at paper scale: dropped at once
-        t_cohort = suggest_cohort_t(agg.band_samples("all", scope))
-    else:
-        t_cohort = cohort_t
+    t_cohort = cohort_t if cohort_t is not None else cohort_t_of(agg.visual_lengths(scope))  # every variant's samples
     present = [v for v in variants if agg.has_visual_in(scope & agg.gen_mask(variant=v))]
     if t_cohort is None or not present:
         return None

@@ -27,7 +27,7 @@ import pandas as pd
 
 from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.report.cohort_ratio import cohort_ratio_rows
-from pvm_bench.report.curves import suggest_cohort_t
+from pvm_bench.report.curves import cohort_t_of
 from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
 from pvm_bench.report.dependence import dependence_rows
 from pvm_bench.report.distance import distance_rows
@@ -126,10 +126,10 @@ def scope_cohort_t(
     over every variant's samples of the scope (None when there is no all-layer band or too few samples)."""
     if not bands.get("all") or not agg.has_visual_in(mask):
         return None
-    per_sample = agg.band_samples("all", mask)  # keyed by generation: the variant is in the key
+    lengths = agg.visual_lengths(mask)  # every variant's generations of the scope
     if requested is None:
-        return suggest_cohort_t(per_sample)
-    longest = int(per_sample["step"].max()) if len(per_sample) else 0
+        return cohort_t_of(lengths)
+    longest = int(lengths.max()) if lengths.size else 0
     if longest < requested:
         msg = (
             f"--cohort {requested}: no sample of {label} reached {requested} tokens (longest {longest}); no cohort rows"
