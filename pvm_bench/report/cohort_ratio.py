@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pvm_bench.report.attention_agg import AttentionAggregates
-from pvm_bench.report.curves import fixed_cohort
+from pvm_bench.report.curves import fixed_cohort, sample_keys
 from pvm_bench.report.decay import cohort_band
 from pvm_bench.report.rows import row
 from pvm_bench.report.stats import SMALL_N, bootstrap_ci
@@ -44,7 +44,7 @@ def cohort_ratio_rows(agg: AttentionAggregates, mask: np.ndarray, t_cohort: int 
     if cohort.empty:
         return []
     w = window(int(t_cohort))
-    keys = ["task", "sample_id", "repeat"]
+    keys = sample_keys(cohort)  # the generation alone for the aggregates' frames: same groups, one integer key
     early = cohort[cohort["step"] <= w].groupby(keys)["mass"].mean()
     late = cohort[cohort["step"] > int(t_cohort) - w].groupby(keys)["mass"].mean()
     both = early.to_frame("early").join(late.to_frame("late"), how="inner")
