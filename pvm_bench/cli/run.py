@@ -256,13 +256,20 @@ def _is_model_type(value: str) -> bool:
 
 
 def _silence_library_progress() -> None:
-    """Our progress display is the only one: transformers/datasets bars would interleave with it."""
-    import datasets
+    """Our progress display is the only one: transformers/datasets bars would interleave with it.
+
+    ``datasets`` is not imported for this (~0.8 s, and a run of built-in or local tasks never loads
+    it): its documented switch, the ``HF_DATASETS_DISABLE_PROGRESS_BARS`` variable, is read when it
+    is first imported (datasets/config.py; a value the user set wins, as it does over
+    ``disable_progress_bars()``); if it is already imported, its function does it."""
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    else:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 def _relaunch(launcher: str, nproc: int) -> None:
