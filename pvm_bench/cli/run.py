@@ -257,11 +257,8 @@ def _is_model_type(value: str) -> bool:
 
 def _silence_library_progress() -> None:
     """Our progress display is the only one: transformers/datasets bars would interleave with it.
-
-    ``datasets`` is not imported for this (~0.8 s, and a run of built-in or local tasks never loads
-    it): its documented switch, the ``HF_DATASETS_DISABLE_PROGRESS_BARS`` variable, is read when it
-    is first imported (datasets/config.py; a value the user set wins, as it does over
-    ``disable_progress_bars()``); if it is already imported, its function does it."""
+    Not by importing datasets (~0.8 s; runs of built-in or local tasks never load it): its variable
+    HF_DATASETS_DISABLE_PROGRESS_BARS is read at its import (a user's value wins, as before)."""
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
