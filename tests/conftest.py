@@ -68,3 +68,24 @@ def page(chromium, console_errors: list[str]):
 
     with new_page(chromium, console_errors) as page:
         yield page
+
+
+def _file_cost(item: pytest.Item) -> float:
+    """A test's rough cost for scheduling: the ``slow`` marker's ``seconds=`` (1 when not given),
+    0 for a test not marked slow."""
+    marker = item.get_closest_marker("slow")
+    return 0.0 if marker is None else float(marker.kwargs.get("seconds", 1))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The costliest files first, each file's tests in their own order.
+
+    pytest-xdist's ``--dist loadfile`` hands out whole files in collection order (pyproject's
+    ``--no-loadscope-reorder``; its default order, most tests first, put the two-test file that runs
+    the default job, the longest file, near the end, where one worker ran it alone for a minute
+    while the other idled). Files with slow tests go first, the costliest (``slow(seconds=N)``)
+    ahead, so the suite's tail is made of short files that the two workers share out evenly."""
+    cost: dict[str, float] = {}
+    for item in items:
+        cost[item.nodeid.split("::")[0]] = max(cost.get(item.nodeid.split("::")[0], 0.0), _file_cost(item))
+    items.sort(key=lambda item: -cost[item.nodeid.split("::")[0]])

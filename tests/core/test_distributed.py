@@ -10,22 +10,30 @@ import time
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from pvm_bench.attention_store import read_store
+from pvm_bench.cli import app
 from pvm_bench.results import read_jsonl, sample_files
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=30)
+
+
+def _run_args(*args: str) -> list[str]:
+    return ["run", "--quiet", "--no-report", "--probes", "attention", *args]
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pvm_bench", "run", "--quiet", "--no-report", "--probes", "attention", *args]
+    return [sys.executable, "-m", "pvm_bench", *_run_args(*args)]
 
 
 def test_torchrun_killed_then_resumed_equals_single_process(tiny_qwen3_vl, fixture_data, tmp_path):
     common = ["--model", str(tiny_qwen3_vl), "--tasks", "mmmu", "--data-dir", str(fixture_data),
               "--out", str(tmp_path), "--batch-size", "1", "--max-new-tokens", "40"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(_cli(*common, "--run-id", "single"), check=True, env=env, capture_output=True)
+    # the single-process baseline in this process (CliRunner): a subprocess would import torch again
+    single = CliRunner().invoke(app, _run_args(*common, "--run-id", "single"))
+    assert single.exit_code == 0, single.output
 
     proc = subprocess.Popen(
         _cli(*common, "--run-id", "dp", "--launcher", "torchrun", "--nproc", "2"),

@@ -62,7 +62,7 @@ def test_readme_task_example_runs_through_the_cli(tiny_qwen3_vl, tmp_path):
 #: Flags the README shows that belong to other programs (pip, torchrun, the official MemVR scripts)
 #: or that it names as lmms-eval's flags without an equivalent (cli_options.NO_EQUIVALENT covers those).
 FOREIGN_FLAGS = {"--index-url", "--no-deps", "--nproc-per-node", "--nnodes", "--node-rank", "--master-addr",
-                 "--master-port", "--vision-retracing"}
+                 "--master-port", "--vision-retracing", "--no-compile", "--python"}  # pip's, torchrun's, uv's
 
 
 def _commands() -> dict[str, set[str]]:
@@ -180,3 +180,19 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     outs, m = namespace["outs"], namespace["m"]
     assert len(outs) == 1 and 1 <= outs[0].n_generated <= 8 and isinstance(outs[0].text, str)
     assert m.hf_model is not None and getattr(m, "pvm", None) is not None
+
+
+def test_ci_runs_the_readme_test_command_and_it_installs_what_command_1_installs():
+    """.ci/run runs README command 2 verbatim; command 1 installs the same (only pip/uv's -q and the
+    last step differ), so the two commands cannot drift apart."""
+    text = README.read_text(encoding="utf-8")
+    install = re.search(r"# 1\. .*?\n(python3 -m venv .*)\n", text).group(1)
+    test = re.search(r"# 2\. .*?\n(python3 -m venv .*)\n", text).group(1)
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert test in ci.splitlines()
+    assert test.endswith(" && .venv/bin/python -m pytest -q") and install.endswith(" && .venv/bin/pvm-bench run")
+
+    def steps(command: str) -> list[str]:
+        return [step.replace(" -q ", " ") for step in command.split(" && ")[:-1]]
+
+    assert steps(install) == steps(test) and len(steps(test)) == 3, (steps(install), steps(test))

@@ -29,7 +29,8 @@ from pvm_bench.report.readme_table import current_block, organism_table, replace
 from pvm_bench.report.rundata import load_run
 from pvm_bench.report.summary import build_summary
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a run and a report: ~1 min quiet, more when loaded
+# a run and a report: ~1 min quiet, more when loaded; the costliest file, so it is handed out first
+pytestmark = [pytest.mark.slow(seconds=60), pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BASELINE = ROOT / "reports" / "baselines" / "organism.json"

@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("hatchling")  # the build backend, used without build isolation (no index needed)
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=15)
 ROOT = Path(__file__).resolve().parents[2]
 
 

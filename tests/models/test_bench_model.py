@@ -30,7 +30,7 @@ SLOW = {"probe", "replay"}
 
 
 @pytest.mark.parametrize(
-    "command", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in sorted(COMMANDS)]
+    "command", [pytest.param(c, marks=pytest.mark.slow(seconds=15)) if c in SLOW else c for c in sorted(COMMANDS)]
 )
 def test_bench_commands_build_the_random_model_when_no_model_is_given(command, tmp_path):
     out = tmp_path / "bench.json"

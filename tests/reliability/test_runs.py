@@ -127,6 +127,7 @@ def _cli(*args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, env=env)
 
 
+@pytest.mark.slow(seconds=10)  # three CLI processes
 def test_concurrent_resumes_never_duplicate_samples(env) -> None:
     run = env.make_run()
     lines = (run / "samples.jsonl").read_text().splitlines(keepends=True)

@@ -158,7 +158,7 @@ def test_lmms_eval_log_with_another_prompt_is_refused(decoded, tmp_path):
     assert "cannot be the prompt lmms-eval used" in result.output and len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)  # torchrun: three more processes
 def test_torchrun_replay_equals_single_process(decoded, tmp_path):
     """Data parallel like `run`: 2 CPU ranks (gloo), shards merged by rank 0, same attention rows."""
     import os

@@ -11,6 +11,8 @@ from pvm_bench.cli.main import app
 from pvm_bench.report.rundata import load_run
 from pvm_bench.report.summary import build_summary
 
+pytestmark = pytest.mark.slow(seconds=20)  # two synthetic runs, two compares: ~20 s quiet
+
 
 def test_compare_ranks_runs_and_variants_and_exports(make_run, tmp_path, monkeypatch):
     monkeypatch.setitem(report_synth.ACCURACY, "pvm+blind:after=0", 0.1)
