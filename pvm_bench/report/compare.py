@@ -139,6 +139,9 @@ def compare_runs(run_dirs: list[Path], seed: int = 0, pairs: list[tuple[str, str
     unless ``allow_task_change``."""
     if len(run_dirs) < 2:
         raise ReportInputError("compare needs at least two run directories (pvm-bench compare RUN_A RUN_B ...)")
+    from pvm_bench.report.leaderboard import check_rank_by
+
+    check_rank_by(rank_by)  # before any run is read
     runs = [load_run(Path(p)) for p in run_dirs]
     conflicts = (
         [] if allow_task_change else definition_conflicts([(d.run_id, d.run.datasets if d.run else {}) for d in runs])

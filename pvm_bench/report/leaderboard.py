@@ -97,6 +97,15 @@ def leaderboard_rows(summary: Summary, run: str, model: str) -> list[dict[str, A
     return out
 
 
+def check_rank_by(rank_by: str | None) -> None:
+    """:class:`~pvm_bench.report.rundata.ReportInputError` naming the columns when ``rank_by`` is
+    not one (None: the default column)."""
+    if rank_by is not None and rank_by not in RANK_KEYS:
+        from pvm_bench.report.rundata import ReportInputError
+
+        raise ReportInputError(f"--rank-by {rank_by!r} is not a leaderboard column; use one of {', '.join(RANK_KEYS)}")
+
+
 def rank(lines: list[dict[str, Any]], rank_by: str | None = None) -> pd.DataFrame:
     """The leaderboard frame, ranked (``rank`` 1 = best); see the module docstring."""
     frame = pd.DataFrame(lines)
@@ -104,10 +113,7 @@ def rank(lines: list[dict[str, Any]], rank_by: str | None = None) -> pd.DataFram
         return frame
     if rank_by is None:
         rank_by = "macro" if frame["macro"].notna().any() else "accuracy"
-    if rank_by not in RANK_KEYS:
-        from pvm_bench.report.rundata import ReportInputError
-
-        raise ReportInputError(f"--rank-by {rank_by!r} is not a leaderboard column; use one of {', '.join(RANK_KEYS)}")
+    check_rank_by(rank_by)
     warning = (
         ""
         if frame[rank_by].notna().any()
