@@ -50,6 +50,15 @@ from pvm_bench.report.attention_engine import Engine, quote
 from pvm_bench.report.curves import snapped_edges
 
 
+def gen_range(mask: np.ndarray) -> tuple[int, int] | None:
+    """(first, last + 1) when the generations in ``mask`` are consecutive (a task or variant scope:
+    ``gens`` is sorted by variant, task, ...), else None."""
+    chosen = np.flatnonzero(mask)
+    if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:
+        return int(chosen[0]), int(chosen[-1]) + 1
+    return None
+
+
 @dataclass
 class Heatmap:
     """Layer x bin matrices (NaN where empty) over ``edges`` (cropped to the run's longest step)."""
@@ -113,9 +122,9 @@ class AttentionAggregates:
         if col not in self.steps:
             return pd.DataFrame(columns=cols)
         rows, starts = self._band_rows(col)
-        chosen = np.flatnonzero(mask)
-        if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:  # a task/variant scope: one gen range
-            rows = rows[int(starts[chosen[0]]): int(starts[chosen[-1] + 1])]
+        span = gen_range(mask)
+        if span is not None:  # a task/variant scope: a slice
+            rows = rows[int(starts[span[0]]): int(starts[span[1]])]
         else:
             rows = rows[mask[self.steps["gen"].to_numpy()[rows]]]
         zeros = np.zeros(rows.size, dtype=np.int8)  # constant keys: 1 byte a row, not 8
@@ -163,13 +172,13 @@ class AttentionAggregates:
     def _gen_rows(self, mask: np.ndarray) -> slice | np.ndarray:
         """The rows of ``steps`` of the generations in ``mask``: a slice for a range of generations
         (a task/variant scope; ``steps`` is sorted by gen), else a boolean mask."""
-        chosen = np.flatnonzero(mask)
-        if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:
+        span = gen_range(mask)
+        if span is not None:
             starts = self.__dict__.get("_gen_starts")
             if starts is None:
                 starts = np.searchsorted(self.steps["gen"].to_numpy(), np.arange(len(self.gens) + 1))
                 self.__dict__["_gen_starts"] = starts
-            return slice(int(starts[chosen[0]]), int(starts[chosen[-1] + 1]))
+            return slice(int(starts[span[0]]), int(starts[span[1]]))
         return mask[self.steps["gen"].to_numpy()]
 
     def step_frame(self, mask: np.ndarray, columns: list[str]) -> pd.DataFrame:
@@ -193,13 +202,6 @@ class AttentionAggregates:
     def max_visual_step(self, mask: np.ndarray) -> int:
         """The largest step with a visual row among the generations in ``mask`` (0 when none)."""
         return max(0, int(self._visual_last_step()[mask].max(initial=-1)))
-
-    def visual_mass_steps(self) -> pd.DataFrame:
-        """(variant, task, sample_id, repeat, step, visual_mass): the mean over all recorded layers
-        at every step (what the sample browser's curves average), from ``steps``."""
-        if "m_all" not in self.steps:
-            return pd.DataFrame(columns=[*KEYS, "step", "visual_mass"])
-        return self.keyed_steps(["m_all"]).rename(columns={"m_all": "visual_mass"})
 
     def keyed_steps(self, columns: list[str]) -> pd.DataFrame:
         """``steps`` with the real keys (variant, task, sample_id, repeat) and ``columns``, all steps."""

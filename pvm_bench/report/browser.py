@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from pvm_bench.report.browser_maps import attach_maps
-from pvm_bench.report.browser_media import FiniteList, Thumbs, agg_visual_mass_curves, load_thumbnails
+from pvm_bench.report.browser_media import FiniteList, Thumbs, load_thumbnails, visual_mass_curves
 from pvm_bench.report.templating import environment
 from pvm_bench.results import SampleRecord, atomic_write_text
 
@@ -157,7 +157,7 @@ def build_browser_data(data: RunData, *, thumbnails: bool = True, thumb_px: int 
     records = data.records  # read_samples: samples.jsonl and any unmerged rank shards
     variants = _variant_order(data, records)
     rank = {v: i for i, v in enumerate(variants)}
-    curves = agg_visual_mass_curves(data.agg, curve_points)
+    curves = visual_mass_curves(data.agg, curve_points)
     grouped: dict[tuple[str, str, int], list[SampleRecord]] = {}
     for rec in records:
         grouped.setdefault((rec.task, rec.sample_id, rec.repeat), []).append(rec)

@@ -14,14 +14,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pvm_bench.errors import FileFormatError
 from pvm_bench.report.attention_agg import AttentionAggregates
+from pvm_bench.report.fit_rows import runs_of
 from pvm_bench.results import KEY_COLUMNS, RunRecord
 from pvm_bench.runner.media import read_thumbnails, thumbnail_uri
 
-__all__ = ["Curves", "Thumbs", "agg_visual_mass_curves", "load_thumbnails", "thumbnail_uri", "visual_mass_curves"]
+__all__ = ["Curves", "Thumbs", "load_thumbnails", "thumbnail_uri", "visual_mass_curves"]
 
 #: (task, sample_id) -> list of image data URIs.
 Thumbs = dict[tuple[str, str], list[str]]
@@ -56,26 +56,10 @@ def load_thumbnails(run: RunRecord | None, wanted: Iterable[tuple[str, str]], px
     return thumbs, notes
 
 
-def visual_mass_curves(attention: pd.DataFrame | None, points: int = 64) -> Curves:
-    """Per generation (variant, task, sample_id, repeat): mean ``visual_mass`` over layers at each
-    step, averaged into at most ``points`` equal-width step bins (``t`` = mean step of the bin).
-    Empty when attention is missing or has no visual-mass rows."""
-    cols = [*KEY_COLUMNS, "step", "visual_mass"]
-    if attention is None or any(c not in attention for c in cols):
-        return {}
-    rows = attention[cols].dropna(subset=["visual_mass", "step"])
-    if rows.empty:
-        return {}
-    per_step = rows.groupby([*KEY_COLUMNS, "step"], observed=True, sort=True)["visual_mass"].mean().reset_index()
-    grouped = per_step.groupby(KEY_COLUMNS, observed=True, sort=False)
-    code = grouped.ngroup().to_numpy()
-    keys = [(str(v), str(t), str(s), int(r)) for v, t, s, r in grouped.size().index]
-    return binned_curves(keys, code, per_step["step"].to_numpy(), per_step["visual_mass"].to_numpy(float), points)
-
-
-def agg_visual_mass_curves(agg: AttentionAggregates | None, points: int = 64) -> Curves:
-    """:func:`visual_mass_curves` from a report's attention aggregates (their ``m_all``: the mean
-    over all recorded layers at each step), without a frame of string keys per step."""
+def visual_mass_curves(agg: AttentionAggregates | None, points: int = 64) -> Curves:
+    """Per generation (variant, task, sample_id, repeat): the mean ``visual_mass`` over all recorded
+    layers at each step (the aggregates' ``m_all``), averaged into at most ``points`` equal-width step
+    bins (``t`` = mean step of the bin). Empty without attention aggregates or visual-mass rows."""
     if agg is None or "m_all" not in agg.steps:
         return {}
     mass = agg.steps["m_all"].to_numpy()
@@ -94,7 +78,7 @@ def binned_curves(keys: list[tuple[str, str, str, int]], code: np.ndarray, step:
     first to its last step, each bin's mean step and mean value."""
     # int32 throughout and temporaries dropped early: 13M rows at paper scale
     step = step.astype(np.int32, copy=False)
-    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    starts = runs_of(code)[1]
     ends = np.r_[starts[1:], code.size]
     sizes = ends - starts
     first = np.repeat(step[starts], sizes)
@@ -105,9 +89,9 @@ def binned_curves(keys: list[tuple[str, str, str, int]], code: np.ndarray, step:
     del span, offset
     cell = np.repeat(np.arange(starts.size, dtype=np.int32), sizes) * np.int32(points) + bins  # (code, bin), ascending
     del bins
-    new_cell = np.r_[True, cell[1:] != cell[:-1]]
-    run, cells = np.cumsum(new_cell, dtype=np.int32) - 1, cell[new_cell]
-    del cell, new_cell
+    run, first_rows = runs_of(cell)
+    cells = cell[first_rows]
+    del cell, first_rows
     counts = np.bincount(run)
     t = np.bincount(run, step) / counts
     m = np.bincount(run, mass) / counts

@@ -36,6 +36,7 @@ from pvm_bench.report.fit import (
     window,
 )
 from pvm_bench.report.fit_ci import EMPTY, DecayCI, decay_bootstrap
+from pvm_bench.report.fit_rows import runs_of
 from pvm_bench.report.stats import MeanCI, bootstrap_ci
 
 SAMPLE_KEYS: tuple[str, ...] = ("task", "sample_id", "repeat")
@@ -198,9 +199,8 @@ def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, conf
         sample = np.repeat(np.arange(runs.size - 1, dtype=np.int64), np.diff(runs))
         cell = sample * (len(edges) - 1) + idx
         del sample
-        first = np.r_[True, cell[1:] != cell[:-1]]
+        run, first = runs_of(cell)
         del cell
-        run = np.cumsum(first, dtype=np.int64) - 1
         per = pd.DataFrame({"bin": idx[first], "mass": np.bincount(run, per_sample["mass"].to_numpy(float))
                             / np.bincount(run)})
         # within a bin the samples keep their order: the same values in the same order as the groupby

@@ -19,15 +19,21 @@ MAX_DIRECT_STEP = 1 << 24
 """Integer steps up to this are indexed by a counting pass (a table of this size at most)."""
 
 
+def runs_of(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal consecutive ``keys`` (a sorted array: the runs are its distinct values): each
+    row's run number (0..) and the first row of each run."""
+    change = np.empty(keys.size, dtype=bool)
+    change[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=change[1:])
+    return np.cumsum(change, dtype=np.intp) - 1, np.flatnonzero(change)
+
+
 def sample_codes(sample: np.ndarray) -> np.ndarray:
     """``np.unique(sample, return_inverse=True)[1]`` (codes 0.. in sorted order of the keys); O(n)
     for integer keys that are already sorted (a run of equal keys is one sample)."""
     if sample.dtype.kind in "iu":
         if sample.size and bool(np.all(sample[1:] >= sample[:-1])):
-            codes = np.empty(sample.size, dtype=np.intp)
-            codes[0] = 0
-            np.cumsum(sample[1:] != sample[:-1], out=codes[1:])
-            return codes
+            return runs_of(sample)[0]
         return np.unique(sample, return_inverse=True)[1]
     return np.unique(sample.astype(str), return_inverse=True)[1]
 

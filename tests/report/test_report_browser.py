@@ -13,8 +13,9 @@ from browser_synth import record, write_records
 from typer.testing import CliRunner
 
 from pvm_bench.report.attention_agg import AttentionAggregates
+from pvm_bench.report.attention_load import load_attention
 from pvm_bench.report.browser import build_browser_data, natural_key, render_browser, script_json
-from pvm_bench.report.browser_media import agg_visual_mass_curves, visual_mass_curves
+from pvm_bench.report.browser_media import visual_mass_curves
 from pvm_bench.report.summary import load_run
 from pvm_bench.results import ScoreDetail
 from pvm_bench.runner.media import write_thumbnails
@@ -80,14 +81,17 @@ def test_old_records_read_details_from_metadata(tmp_path: Path) -> None:
     assert group["meta"] == '{"distance": 12}'  # sample metadata without the scorer's details
 
 
-def test_curve_is_the_layer_mean_binned_to_at_most_64_points() -> None:
+def test_curve_is_the_layer_mean_binned_to_at_most_64_points(tmp_path: Path) -> None:
     steps = np.arange(200)
     rows = [pd.DataFrame({"variant": "base", "task": "t", "sample_id": "a", "repeat": 0, "step": steps,
                           "layer": layer, "visual_mass": (steps + 10.0 * layer).astype("float32")})
             for layer in (0, 1)]
     short = pd.DataFrame({"variant": "pvm", "task": "t", "sample_id": "a", "repeat": 0, "step": [0, 1, 2],
-                          "layer": 0, "visual_mass": [0.5, 0.25, np.nan]})
-    curves = visual_mass_curves(pd.concat([*rows, short], ignore_index=True), points=64)
+                          "layer": 0, "visual_mass": np.array([0.5, 0.25, np.nan], dtype="float32")})
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.concat([*rows, short], ignore_index=True).to_parquet(run / "attention.parquet")
+    curves = visual_mass_curves(load_attention(run, pd.DataFrame(), [], []), points=64)  # the report's aggregates
     long = curves[("base", "t", "a", 0)]
     assert len(long["t"]) == 64 and len(long["m"]) == 64
     # 200 steps into 64 bins (bin = step * 64 // 200): bin 0 holds steps 0..3, bin 63 steps 197..199;
@@ -98,7 +102,7 @@ def test_curve_is_the_layer_mean_binned_to_at_most_64_points() -> None:
     assert visual_mass_curves(None) == {}
 
 
-def test_curves_from_the_aggregates_equal_the_curves_from_rows() -> None:
+def test_curves_from_the_aggregates_equal_a_groupby_of_their_steps() -> None:
     """The browser reads the aggregates' per-step layer means (``m_all``), keyed by generation."""
     rng = np.random.default_rng(0)
     gens = pd.DataFrame({"variant": ["base", "base", "pvm"], "task": ["t", "t", "t"], "sample_id": ["a", "b", "a"],
@@ -109,8 +113,16 @@ def test_curves_from_the_aggregates_equal_the_curves_from_rows() -> None:
                           "m_all": rng.random(sum(lengths)).astype("float32")})
     steps.loc[3, "m_all"] = np.nan  # a step without a visual row
     agg = AttentionAggregates({}, {"all": [0]}, gens, steps, pd.DataFrame())
-    curves = agg_visual_mass_curves(agg, points=64)
-    assert curves == visual_mass_curves(agg.visual_mass_steps(), points=64)
+    curves = visual_mass_curves(agg, points=64)
+    # reference: bins of equal width from each generation's first to last visual step, by pandas
+    vis = steps.dropna(subset=["m_all"]).astype({"m_all": float})
+    first, last = (vis.groupby("gen")["step"].transform(f) for f in ("min", "max"))
+    span = last - first + 1
+    vis["bin"] = np.where(span > 64, (vis["step"] - first) * 64 // span, vis["step"] - first)
+    binned = vis.groupby(["gen", "bin"]).agg(t=("step", "mean"), m=("m_all", "mean")).reset_index()
+    reference = {tuple(gens.iloc[g]): {"t": [round(float(x), 1) for x in b["t"]],
+                                       "m": [float(f"{x:.4g}") for x in b["m"]]} for g, b in binned.groupby("gen")}
+    assert curves == {(v, t, s, int(r)): c for (v, t, s, r), c in reference.items()}
     assert len(curves[("base", "t", "a", 0)]["t"]) == 64 and len(curves[("base", "t", "b", 0)]["t"]) == 5
 
 
