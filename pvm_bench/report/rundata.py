@@ -95,7 +95,7 @@ class RunData:
     @property
     def variants(self) -> list[str]:
         """Variants present, ``base`` first, then run.json order, then alphabetical."""
-        present = set(self.samples["variant"]) if len(self.samples) else set()
+        present = set(self.samples["variant"].unique()) if len(self.samples) else set()
         if self.agg is not None:
             present |= self.agg.variants
         declared = list(self.run.variants) if self.run else []
@@ -108,7 +108,7 @@ class RunData:
 
     @property
     def tasks(self) -> list[str]:
-        names = set(self.samples["task"]) if len(self.samples) else set()
+        names = set(self.samples["task"].unique()) if len(self.samples) else set()
         if self.agg is not None:
             names |= self.agg.tasks
         return sorted(names)
