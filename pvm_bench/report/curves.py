@@ -19,6 +19,7 @@ layer, visual_mass; already restricted to one variant). Steps < 1 (the prompt) a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,7 +37,8 @@ from pvm_bench.report.fit import (
     window,
 )
 from pvm_bench.report.fit_ci import EMPTY, DecayCI, decay_bootstrap
-from pvm_bench.report.fit_rows import runs_of
+from pvm_bench.report.fit_rows import FitRows, runs_of
+from pvm_bench.report.fit_stats import FitStats
 from pvm_bench.report.stats import MeanCI, bootstrap_ci
 
 SAMPLE_KEYS: tuple[str, ...] = ("task", "sample_id", "repeat")
@@ -236,7 +238,8 @@ class BandDecay:
     ``mass_at``: observed mass at the fixed positions (mean over a +-5% step window per sample,
     percentile bootstrap over samples; absent where no sample reached t); ``cohort_t``: the
     fixed-cohort length used, if any; ``fit_ci``: bootstrap CIs over samples of the fit and its
-    half-life (:func:`~pvm_bench.report.fit_ci.decay_bootstrap`; EMPTY when not computed).
+    half-life (:func:`~pvm_bench.report.fit_ci.decay_bootstrap`; EMPTY when not computed);
+    ``stats``: the fit's statistics without the rows (what a pooled scope's fit starts from).
     """
 
     fit: DecayFit
@@ -245,6 +248,7 @@ class BandDecay:
     mass_at: dict[int, MeanCI] = field(default_factory=dict)
     cohort_t: int | None = None
     fit_ci: DecayCI = EMPTY
+    stats: FitStats | None = None
 
     def wide(self, band: str) -> dict[str, Any]:
         """The flat summary values of this band, named as summary.csv names them (``band`` is
@@ -277,23 +281,34 @@ class BandDecay:
         return row
 
 
-def _fit_samples(per_sample: pd.DataFrame, seed: int, bootstrap: bool) -> tuple[DecayFit, DecayCI]:
+def _fit_samples(per_sample: pd.DataFrame, seed: int, bootstrap: bool, parts: Sequence[FitStats] | None = None,
+                 ) -> tuple[DecayFit, DecayCI, FitStats]:
     gen = per_sample["task"].to_numpy()
     if sample_keys(per_sample) == ["task"] and bool(np.all(gen[1:] >= gen[:-1])):
         codes = gen  # the aggregates' frames: sorted generations, numbered in order of appearance
     else:
         codes = per_sample.groupby(sample_keys(per_sample), sort=False).ngroup().to_numpy()
+        parts = None
     t, y = per_sample["step"].to_numpy(), per_sample["mass"].to_numpy()
-    rows = fit_rows(t, y, codes)  # cleaned and indexed once for the fit and its bootstrap
-    fit = fit_decay_per_sample(t, y, codes, rows=rows)
+
+    def rows() -> FitRows:  # cleaned and indexed once for the fit and its bootstrap
+        return fit_rows(t, y, codes)
+
+    stats = None
+    if parts:  # a pooled scope: its task scopes' statistics one after another, when they are its rows
+        heads = codes[runs_of(codes)[1]] if codes.size else codes
+        stats = FitStats.pooled(parts, heads, int(codes.size), rows)
+    if stats is None:
+        stats = FitStats.of(rows())
+    fit = fit_decay_per_sample(t, y, codes, stats=stats)
     if not (bootstrap and fit.ok):
-        return fit, EMPTY
-    ci = decay_bootstrap(t, y, codes, seed=seed, rows=rows)
+        return fit, EMPTY, stats.released()
+    ci = decay_bootstrap(t, y, codes, seed=seed, stats=stats)
     hl = fit.half_life()
     if math.isfinite(hl) and math.isfinite(ci.half_life[0]):
         # the replicates are solved on a grid: keep the exact estimate inside its interval
         ci = replace(ci, half_life=(min(ci.half_life[0], hl), max(ci.half_life[1], hl)))
-    return fit, ci
+    return fit, ci, stats.released()
 
 
 def band_decay(
@@ -309,12 +324,17 @@ def band_decay(
 
 def band_decay_from_samples(
     per_sample: pd.DataFrame, seed: int = 0, cohort_t: int | None = None, bootstrap: bool = True,
+    parts: Sequence[FitStats] | None = None,
 ) -> BandDecay:
-    """:func:`band_decay` from :func:`sample_curves` output (reuse it when you also plot it)."""
+    """:func:`band_decay` from :func:`sample_curves` output (reuse it when you also plot it).
+    ``parts``: for a pooled scope, the :attr:`BandDecay.stats` of its task scopes (same band and
+    variant) in generation order; the fit then starts from them where they are its rows
+    (:meth:`~pvm_bench.report.fit_stats.FitStats.pooled`), with the same results."""
     if cohort_t is not None:
         per_sample = fixed_cohort(per_sample, cohort_t)
+        parts = None
     curve = step_curve(per_sample)
-    fit, fit_ci = _fit_samples(per_sample, seed, bootstrap)
+    fit, fit_ci, stats = _fit_samples(per_sample, seed, bootstrap, parts)
     hl_obs = observed_half_life(curve["step"].to_numpy(), curve["mass"].to_numpy()) if len(curve) else math.nan
     mass_at: dict[int, MeanCI] = {}
     t_max = int(curve["step"].max()) if len(curve) else 0
@@ -324,4 +344,4 @@ def band_decay_from_samples(
         lo, hi = window(t)
         w = per_sample[(per_sample["step"] >= lo) & (per_sample["step"] <= hi)]
         mass_at[t] = bootstrap_ci(w.groupby(sample_keys(w))["mass"].mean().to_numpy(), seed=seed)
-    return BandDecay(fit, curve, hl_obs, mass_at, cohort_t, fit_ci)
+    return BandDecay(fit, curve, hl_obs, mass_at, cohort_t, fit_ci, stats)

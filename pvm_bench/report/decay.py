@@ -26,10 +26,13 @@ import pandas as pd
 from pvm_bench.report.attention_agg import NOT_MEASURES, VIS_MEASURES, AttentionAggregates, layer_bands  # noqa: F401 (public names)
 from pvm_bench.report.curves import band_decay_from_samples, sample_keys, sample_runs
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
+from pvm_bench.report.fit_stats import FitStats
 from pvm_bench.report.rows import row as metric_row
 from pvm_bench.report.stats import SMALL_N
 
 BANDS: tuple[str, ...] = ("all", "early", "middle", "late")
+FitStatsByBand = dict[tuple[str, str], list[FitStats]]
+"""(variant, band) -> the fit statistics of that variant's task scopes, in generation order."""
 COHORT = "cohort"
 """Wide-column band name of the fixed-cohort decay; its metric rows carry band ``cohort@T``."""
 HESITATION_NATS = math.log(2.0)
@@ -55,10 +58,15 @@ def layer_span(layers: list[int]) -> str:
 def decay_block(
     agg: AttentionAggregates, mask: np.ndarray, bands: dict[str, list[int]], seed: int, key: tuple[str, str],
     curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit], cohort_t: int | None = None,
+    fit_stats: FitStatsByBand | None = None, pooled: bool = False,
 ) -> dict[str, Any]:
     """The flat decay/probe/convergence values of one (task, variant) scope: the generations in
     ``mask`` of the run's attention aggregates; fitted curves and fits are appended to ``curves`` /
     ``fits`` under ``key``.
+
+    ``fit_stats``: per (variant, band), the fit statistics of the task scopes computed so far;
+    a task scope adds its own, a ``pooled`` scope (all tasks, computed after them) starts its fits
+    from them (:func:`~pvm_bench.report.curves.band_decay_from_samples`'s ``parts``).
 
     ``cohort_t``: also the all-layer decay of the fixed cohort of samples that reached ``cohort_t``
     tokens (steps 1..T; :func:`pvm_bench.report.curves.fixed_cohort`): wide values
@@ -74,7 +82,8 @@ def decay_block(
         def per_band(band: str) -> pd.DataFrame:
             return everyone if band == "all" and everyone is not None else agg.band_samples(band, mask)
 
-        row.update(_band_fits(per_band, everyone is not None and not everyone.empty, bands, seed, key, curves, fits))
+        row.update(_band_fits(per_band, everyone is not None and not everyone.empty, bands, seed, key, curves, fits,
+                              fit_stats, pooled))
         if cohort_t is not None and everyone is not None and not everyone.empty:
             bd = band_decay_from_samples(everyone, seed=seed, cohort_t=cohort_t)
             fits[(key[0], key[1], COHORT)] = bd.fit
@@ -119,6 +128,7 @@ def layer_means(by_layer: pd.DataFrame, col: str) -> dict[int, float]:
 def _band_fits(
     per_band: Callable[[str], pd.DataFrame], has_all: bool, bands: dict[str, list[int]], seed: int,
     key: tuple[str, str], curves: list[pd.DataFrame], fits: dict[tuple[str, str, str], DecayFit],
+    fit_stats: FitStatsByBand | None = None, pooled: bool = False,
 ) -> dict[str, Any]:
     """Decay fit, half-lives and fixed-t masses per layer band from the per-sample band curves
     (``per_band(band)``; none without ``has_all``, a non-empty all-layer frame;
@@ -132,7 +142,10 @@ def _band_fits(
             fits[(key[0], key[1], band)] = fit
             row.update({f"fit_{band}_t_max": 0})
             continue
-        bd = band_decay_from_samples(per_band(band), seed=seed)
+        known = fit_stats.setdefault((key[1], band), []) if fit_stats is not None else None
+        bd = band_decay_from_samples(per_band(band), seed=seed, parts=known if pooled else None)
+        if known is not None and not pooled and bd.stats is not None:
+            known.append(bd.stats)
         fits[(key[0], key[1], band)] = bd.fit
         if len(bd.curve):
             curves.append(bd.curve.assign(task=key[0], variant=key[1], band=band))

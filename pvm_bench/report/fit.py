@@ -36,6 +36,7 @@ import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit, minimize_scalar
 
 from pvm_bench.report.fit_rows import FitRows, RowIndex
+from pvm_bench.report.fit_stats import FitStats
 
 FIXED_POSITIONS: tuple[int, ...] = (64, 256, 1024, 4096)
 """Generated positions at which the report quotes the observed visual mass."""
@@ -250,9 +251,10 @@ def fit_rows(t: Sequence[float] | np.ndarray, mass: Sequence[float] | np.ndarray
              sample: Sequence[object] | np.ndarray) -> FitRows:
     """The rows :func:`fit_decay_per_sample` fits (non-finite values and steps < 1 dropped), indexed
     once for the fit and its bootstrap (:func:`~pvm_bench.report.fit_ci.decay_bootstrap`)."""
-    t_arr, y_arr, s_opt = _clean(t, mass, np.asarray(sample))
+    s_in = np.asarray(sample)
+    t_arr, y_arr, s_opt = _clean(t, mass, s_in)
     s_arr = s_opt if s_opt is not None else np.zeros(0, dtype=int)
-    return FitRows(t_arr, y_arr, RowIndex.of(t_arr, s_arr))
+    return FitRows(t_arr, y_arr, RowIndex.of(t_arr, s_arr), complete=t_arr.size == s_in.size)
 
 
 def fit_decay_per_sample(
@@ -260,6 +262,7 @@ def fit_decay_per_sample(
     mass: Sequence[float] | np.ndarray,
     sample: Sequence[object] | np.ndarray,
     rows: FitRows | None = None,
+    stats: FitStats | None = None,
 ) -> DecayFit:
     """Fixed-effects fit ``mass[i, t] = alpha_i + b / (c + t)`` over per-sample values.
 
@@ -273,25 +276,20 @@ def fit_decay_per_sample(
     ``r2``: R² of the fitted model on the mean curve, weighted by the number of samples per step;
     the model's mean at step t is ``mean(alpha_i over samples present at t) + b / (c + t)``.
     ``n_points`` counts rows, ``n_samples`` samples. Samples with a single step only inform the
-    level. Never raises on bad data. ``rows``: :func:`fit_rows` of the same arrays, when already made.
+    level. Never raises on bad data. ``rows``: :func:`fit_rows` of the same arrays, when already
+    made; ``stats``: their :class:`~pvm_bench.report.fit_stats.FitStats` (the arrays are then not read).
     """
-    rows = rows if rows is not None else fit_rows(t, mass, sample)
-    t_arr, y_arr, index = rows.t, rows.y, rows.index
-    n = int(t_arr.size)
-    t_max = int(t_arr.max()) if n else 0
-    codes, n_samples, steps, step_idx = index.codes, index.n_samples, index.steps, index.step_idx
+    if stats is None:
+        stats = FitStats.of(rows if rows is not None else fit_rows(t, mass, sample))
+    n, n_samples, steps = stats.n_rows, stats.n_samples, stats.steps
+    t_max = int(steps[-1]) if n else 0
     if steps.size < MIN_POINTS:
         msg = f"need >= {MIN_POINTS} distinct positions, got {steps.size}"
         return _failed(n, t_max, msg, "per_sample", n_samples)
-    count = np.bincount(codes, minlength=n_samples).astype(float)
-    y_bar = np.bincount(codes, y_arr, n_samples) / count
-    y_dev = y_arr - y_bar[codes]
-    syy = float(y_dev @ y_dev)
+    count, y_bar, n_t, y_t, sums = stats.count, stats.y_bar, stats.n_t, stats.y_t, stats.sums
+    syy = float(stats.syy.sum())
     # Sufficient statistics: x = 1/(c + t) depends on the step only, so every sum over rows is a
-    # sum over steps (n_t, Y_t) except the per-sample means of x, one sparse product per c.
-    n_t = np.bincount(step_idx).astype(float)
-    y_t = np.bincount(step_idx, y_arr)
-    sums = index.sums()
+    # sum over steps (n_t, Y_t) except the per-sample means of x, one prefix sum per c.
 
     def solve(c: float) -> tuple[float, float, np.ndarray]:
         xs = 1.0 / (c + steps)
@@ -301,8 +299,8 @@ def fit_decay_per_sample(
         b = sxy / sxx if sxx > 1e-300 else 0.0
         return max(syy - b * sxy, 0.0), b, y_bar - b * x_bar
 
-    grid, c_lo, c_hi = _c_grid(t_arr)
-    t_min = float(t_arr.min())
+    grid, c_lo, c_hi = _c_grid(steps)
+    t_min = float(steps[0])
     u = np.log(grid + t_min)  # search in log(c + t_min): the law's scale is multiplicative in c
     sse = np.array([solve(float(c))[0] for c in grid])
     k = int(np.argmin(sse))
@@ -318,7 +316,7 @@ def fit_decay_per_sample(
     _, b, alpha = solve(c)
     a = float(alpha.mean())
     # R² on the n-weighted mean curve, prediction = mean level of the samples present + b x
-    pred_t = np.bincount(step_idx, alpha[codes]) / n_t + b / (c + steps)
+    pred_t = sums.per_step(alpha, steps.size) / n_t + b / (c + steps)
     r2 = _r2(y_t / n_t, pred_t, n_t)
     return DecayFit(a, b, c, r2, n, t_max, True, message, "per_sample", n_samples, (c_lo, c_hi))
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from pvm_bench.report.fit import MIN_POINTS, START_STEPS
 from pvm_bench.report.fit_rows import FitRows, RowIndex
+from pvm_bench.report.fit_stats import FitStats
 
 DEFAULT_REPLICATES = 200
 """Bootstrap replicates for the fit CIs (percentile intervals; the half-life's 95% bounds are
@@ -70,29 +71,29 @@ def decay_bootstrap(
     seed: int = 0,
     start_steps: int = START_STEPS,
     rows: FitRows | None = None,
+    stats: FitStats | None = None,
 ) -> DecayCI:
     """Percentile bootstrap CIs (over samples) of ``a``, ``b``, ``c`` and the fitted half-life
     of :func:`~pvm_bench.report.fit.fit_decay_per_sample` on the same rows. Deterministic in
     ``seed``. Fewer than 2 samples or :data:`~pvm_bench.report.fit.MIN_POINTS` distinct steps:
     :data:`EMPTY`. ``rows``: the fit's :func:`~pvm_bench.report.fit.fit_rows` of the same arrays
-    (integer sample keys), when already made."""
-    if rows is None:
-        t_arr = np.asarray(t, dtype=float).ravel()
-        y_arr = np.asarray(mass, dtype=float).ravel()
-        s_arr = np.asarray(sample).ravel()
-        keep = np.isfinite(t_arr) & np.isfinite(y_arr) & (t_arr >= 1)
-        t_arr, y_arr, s_arr = t_arr[keep], y_arr[keep], s_arr[keep]
-        rows = FitRows(t_arr, y_arr, RowIndex.of(t_arr, s_arr))
-    t_arr, y_arr, index = rows.t, rows.y, rows.index
-    if t_arr.size == 0:
+    (integer sample keys), when already made; ``stats``: their
+    :class:`~pvm_bench.report.fit_stats.FitStats` (the arrays are then not read)."""
+    if stats is None:
+        if rows is None:
+            t_arr = np.asarray(t, dtype=float).ravel()
+            y_arr = np.asarray(mass, dtype=float).ravel()
+            s_arr = np.asarray(sample).ravel()
+            keep = np.isfinite(t_arr) & np.isfinite(y_arr) & (t_arr >= 1)
+            t_arr, y_arr, s_arr = t_arr[keep], y_arr[keep], s_arr[keep]
+            rows = FitRows(t_arr, y_arr, RowIndex.of(t_arr, s_arr))
+        if rows.t.size == 0:
+            return EMPTY
+        stats = FitStats.of(rows)
+    n_s, steps = stats.n_samples, stats.steps
+    if stats.n_rows == 0 or steps.size < MIN_POINTS or n_s < 2:
         return EMPTY
-    codes, n_s, steps = index.codes, index.n_samples, index.steps
-    if steps.size < MIN_POINTS or n_s < 2:
-        return EMPTY
-    y_sum = index.matrix(y_arr)
-    count = np.bincount(codes, minlength=n_s).astype(float)
-    y_bar = np.bincount(codes, y_arr, n_s) / count
-    syy_i = np.bincount(codes, (y_arr - y_bar[codes]) ** 2, n_s)
+    count, y_bar, syy_i = stats.count, stats.y_bar, stats.syy
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n_s, np.full(n_s, 1.0 / n_s), size=n_replicates).astype(float)  # (B, S)
     w_tot = weights.sum(axis=1)
@@ -104,24 +105,24 @@ def decay_bootstrap(
     wy = weights @ y_bar
     # every grid c at once: per-sample sums of x = 1/(c + t) and x^2 (prefix sums when every sample
     # holds the steps from the first one on, as generations do: the same sums in the same order),
-    # of x*y (one sparse product), then one product with the replicate weights per statistic
+    # of x*y (one sparse product, or the task scopes' when pooled), then one product with the
+    # replicate weights per statistic
     xs = 1.0 / (grid[None, :] + steps[:, None])  # (T, G)
-    sums = index.sums()
-    x_sum, xx_sum = sums(xs), sums(xs * xs)
+    x_sum, xx_sum = stats.sums(xs), stats.sums(xs * xs)
     x_bar = x_sum / count[:, None]
     sxx_i = xx_sum - count[:, None] * x_bar * x_bar
-    sxy_i = np.asarray(y_sum @ xs) - count[:, None] * x_bar * y_bar[:, None]
+    sxy_i = stats.grid_sums((t_min, float(t_max), N_GRID), xs) - count[:, None] * x_bar * y_bar[:, None]
     sxx, sxy, wx = weights @ sxx_i, weights @ sxy_i, weights @ x_bar  # (B, G)
     b_all = np.divide(sxy, sxx, out=np.zeros_like(sxy), where=sxx > 1e-300)
     sse = np.maximum(syy[:, None] - b_all * sxy, 0.0)
     a_all = (wy[:, None] - b_all * wx) / w_tot[:, None]
-    rows = np.arange(n_replicates)
+    rep = np.arange(n_replicates)
     k = np.argmin(sse, axis=1)
     u = np.log(grid + t_min)
     # parabola through (k-1, k, k+1) in u for interior minima; edges keep the grid point
     inner = (k > 0) & (k < grid.size - 1)
     kk = np.clip(k, 1, grid.size - 2)
-    f0, f1, f2 = sse[rows, kk - 1], sse[rows, kk], sse[rows, kk + 1]
+    f0, f1, f2 = sse[rep, kk - 1], sse[rep, kk], sse[rep, kk + 1]
     denom = f0 - 2 * f1 + f2
     shift = np.where(inner & (denom > 0), 0.5 * (f0 - f2) / np.where(denom > 0, denom, 1.0), 0.0)
     shift = np.clip(shift, -1.0, 1.0)
@@ -130,8 +131,8 @@ def decay_bootstrap(
     # linear interpolation of a, b at the refined c (they vary smoothly along the grid)
     frac = np.abs(shift)
     nb = np.where(shift >= 0, kk + 1, kk - 1)
-    b_rep = np.where(inner, (1 - frac) * b_all[rows, kk] + frac * b_all[rows, nb], b_all[rows, k])
-    a_rep = np.where(inner, (1 - frac) * a_all[rows, kk] + frac * a_all[rows, nb], a_all[rows, k])
+    b_rep = np.where(inner, (1 - frac) * b_all[rep, kk] + frac * b_all[rep, nb], b_all[rep, k])
+    a_rep = np.where(inner, (1 - frac) * a_all[rep, kk] + frac * a_all[rep, nb], a_all[rep, k])
     hl = _half_lives(a_rep, b_rep, c_rep, t_max, start_steps)
     q = 100.0 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
 

@@ -57,13 +57,15 @@ def distinct_steps(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class RowIndex:
     """Rows of (sample code, step index): ``codes`` (0 .. n_samples - 1), ``steps`` (distinct,
     ascending), ``step_idx`` (each row's index into ``steps``). ``ordered``: rows sorted by
-    (code, step) with no (code, step) twice, as the aggregates' per-sample frames come."""
+    (code, step) with no (code, step) twice, as the aggregates' per-sample frames come. ``keys``:
+    each sample's key when the keys were sorted integers (the aggregates' generations), else None."""
 
     codes: np.ndarray
     n_samples: int
     steps: np.ndarray
     step_idx: np.ndarray
     ordered: bool
+    keys: np.ndarray | None = None
 
     @classmethod
     def of(cls, t: np.ndarray, sample: np.ndarray) -> RowIndex:
@@ -73,7 +75,10 @@ class RowIndex:
         n_samples = int(codes.max()) + 1 if codes.size else 0
         dc = np.diff(codes)
         ordered = bool(np.all(dc >= 0) and np.all((dc > 0) | (np.diff(step_idx) > 0)))
-        return cls(codes, n_samples, steps, step_idx, ordered)
+        keys = None
+        if sample.dtype.kind in "iu" and ordered and codes.size and bool(np.all(sample[1:] >= sample[:-1])):
+            keys = sample[np.r_[0, np.flatnonzero(dc) + 1]]
+        return cls(codes, n_samples, steps, step_idx, ordered, keys)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -98,22 +103,28 @@ class RowIndex:
 
 @dataclass
 class FitRows:
-    """The rows of one per-sample fit: steps ``t`` (floats >= 1), values ``y`` and their :class:`RowIndex`."""
+    """The rows of one per-sample fit: steps ``t`` (floats >= 1), values ``y`` and their :class:`RowIndex`;
+    ``complete``: no input row was dropped (non-finite, step < 1) on the way."""
 
     t: np.ndarray
     y: np.ndarray
     index: RowIndex
+    complete: bool = False
 
 
 class PerSampleSums:
     """``incidence @ values``: per-sample sums over each sample's steps of per-step ``values`` (one
     row per step index; a vector or a matrix). When every sample holds each step from the first one
     up to its last (a generation's steps), by prefix sums: the same sum in the same order, at
-    O(steps) instead of O(rows) per call; else the sparse product."""
+    O(steps) instead of O(rows) per call; else the sparse product. ``last``: each sample's last step
+    index in the prefix case, else None."""
 
-    def __init__(self, index: RowIndex) -> None:
+    def __init__(self, index: RowIndex | None, last: np.ndarray | None = None) -> None:
         self.index = index
         self._incidence: sparse.csr_matrix | None = None
+        if index is None:  # :meth:`prefix`
+            self.last = last
+            return
         if index.ordered:
             ptr = index.indptr()
             counts = np.diff(ptr)
@@ -127,9 +138,26 @@ class PerSampleSums:
                 np.diff(self._incidence.indptr), last + 1)
         self.last = last if contiguous else None
 
+    @classmethod
+    def prefix(cls, last: np.ndarray | None) -> PerSampleSums:
+        """The sums of samples that hold every step index 0 .. ``last[i]`` (None: no sums; calling raises)."""
+        return cls(None, last)
+
+    def _matrix(self) -> sparse.csr_matrix:
+        if self._incidence is None:
+            if self.index is None:
+                raise ValueError("per-sample sums without their rows: only prefix sums")
+            self._incidence = self.index.matrix(np.ones(self.index.codes.size))
+        return self._incidence
+
     def __call__(self, values: np.ndarray) -> np.ndarray:
         if self.last is None:
-            if self._incidence is None:
-                self._incidence = self.index.matrix(np.ones(self.index.codes.size))
-            return np.asarray(self._incidence @ values)
+            return np.asarray(self._matrix() @ values)
         return np.cumsum(values, axis=0)[self.last]
+
+    def per_step(self, values: np.ndarray, n_steps: int) -> np.ndarray:
+        """The transpose: per step index, the sum of the per-sample ``values`` of the samples that
+        hold it."""
+        if self.last is None:
+            return np.asarray(self._matrix().T @ values)
+        return np.cumsum(np.bincount(self.last, values, n_steps)[::-1])[::-1]

@@ -28,7 +28,15 @@ import pandas as pd
 from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.report.cohort_ratio import cohort_ratio_rows
 from pvm_bench.report.curves import cohort_t_of
-from pvm_bench.report.decay import BANDS, DECAY_NOTE, decay_block, decay_rows, layer_bands, layer_span
+from pvm_bench.report.decay import (
+    BANDS,
+    DECAY_NOTE,
+    FitStatsByBand,
+    decay_block,
+    decay_rows,
+    layer_bands,
+    layer_span,
+)
 from pvm_bench.report.dependence import dependence_rows
 from pvm_bench.report.distance import distance_rows
 from pvm_bench.report.estimate import Groups
@@ -93,6 +101,7 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
     curves: list[pd.DataFrame] = []
     fits: dict[tuple[str, str, str], DecayFit] = {}
     wide_decay: dict[tuple[str, str], dict[str, Any]] = {}
+    fit_stats: FitStatsByBand = {}  # the task scopes' fit statistics, where the pooled scope's fits start
     if agg is not None and len(agg.gens):
         tasks = data.tasks
         scopes = [(t, t) for t in tasks] + ([(POOLED, None)] if len(tasks) > 1 else [])
@@ -103,7 +112,8 @@ def build_summary(data: RunData, seed: int = 0, cohort_t: int | None = None) -> 
                 mask = in_scope & agg.gen_mask(variant=variant)
                 if not mask.any():
                     continue
-                wide = decay_block(agg, mask, bands, seed, (label, variant), curves, fits, cohort_t=t_cohort)
+                wide = decay_block(agg, mask, bands, seed, (label, variant), curves, fits, cohort_t=t_cohort,
+                                   fit_stats=fit_stats, pooled=task is None)
                 wide_decay[(label, variant)] = wide
                 rows.extend(decay_rows(wide, label, variant, bands))
                 rows.extend(cohort_ratio_rows(agg, mask, t_cohort, label, variant, seed))  # the findings' ratio
