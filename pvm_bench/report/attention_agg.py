@@ -296,12 +296,41 @@ def _fetch_columns(con: Any, sql: str, order_by: tuple[str, str] | None = None,
         columns[f.name] = np.concatenate(parts) if parts else np.zeros(0, dtype=f.type.to_pandas_dtype())
         del parts
     if order_by is not None:
-        major, minor = (columns[c].astype(np.int64) for c in order_by)
-        order = np.argsort((major << 32) | minor)
-        del major, minor
-        for name in columns:  # one column's copy at a time
-            columns[name] = columns[name][order]
+        order = _sort_order(columns[order_by[0]], columns[order_by[1]])
+        if order is not None:
+            for name in columns:  # one column's copy at a time
+                columns[name] = columns[name][order]
     return pd.DataFrame(columns, copy=False)
+
+
+def _sort_order(major: np.ndarray, minor: np.ndarray) -> np.ndarray | None:
+    """The permutation that sorts the rows by (major, minor); None when they already are. The rows
+    of one ``major`` value usually come together with ``minor`` ascending (a table file holds each
+    generation's steps in order): then the runs are put in order, O(rows) in int32, instead of
+    sorting 13M 64-bit keys (three key arrays and the int64 order: 400 MB at paper scale)."""
+    n = major.size
+    if n == 0:
+        return None
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    np.not_equal(major[1:], major[:-1], out=new_run[1:])
+    starts = np.flatnonzero(new_run)
+    rising = np.diff(minor) > 0
+    rising |= new_run[1:]
+    heads = major[starts]
+    run_order = np.argsort(heads, kind="stable")
+    if bool(rising.all()) and bool(np.all(np.diff(heads[run_order]) > 0)) and n < (1 << 31):
+        if bool(np.all(run_order[1:] > run_order[:-1])):
+            return None  # sorted already
+        lengths = np.diff(np.append(starts, n))[run_order]
+        shift = starts[run_order] - (np.cumsum(lengths) - lengths)  # where each run moves from
+        order = np.arange(n, dtype=np.int32)
+        order += np.repeat(shift.astype(np.int32), lengths)
+        return order
+    key = major.astype(np.int64)
+    key <<= 32
+    key |= minor.astype(np.int64)
+    return np.argsort(key)
 
 
 def _by_layer(engine: Engine, agg: AttentionAggregates) -> pd.DataFrame:

@@ -29,6 +29,30 @@ DEFAULT_MEMORY = "1GB"
 
 
 
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the operating system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Called between report phases: numpy, pandas and DuckDB free hundreds of megabytes
+    in pieces there, which glibc keeps in its heaps for reuse and which then count in the process's
+    resident size (a 460M-row report peaked at 1.9 GB with them kept, 1.7 GB without). Written by
+    hand: no library in the stack exposes it."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name) if name else None
+        except OSError:
+            libc = None
+        _LIBC = libc if libc is not None and hasattr(libc, "malloc_trim") else False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
+
+
 class ReportMemoryError(UserError, MemoryError):
     """The attention aggregates did not fit in memory; the message names the limit and the fix."""
 

@@ -32,7 +32,14 @@ from pvm_bench.attention_tables import (
     write_part_tables,
 )
 from pvm_bench.report.attention_agg import AttentionAggregates, aggregate_attention, assemble
-from pvm_bench.report.attention_engine import KEYS, connect, is_memory_error, memory_error, source_sql
+from pvm_bench.report.attention_engine import (
+    KEYS,
+    connect,
+    is_memory_error,
+    memory_error,
+    release_freed_memory,
+    source_sql,
+)
 
 
 def attention_files(run_dir: Path) -> tuple[list[Path], int]:
@@ -188,6 +195,7 @@ def load_attention(
         return None
     finally:
         engine.close()
+        release_freed_memory()
 
 
 def _from_raw(

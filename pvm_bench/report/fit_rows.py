@@ -115,13 +115,15 @@ class FitRows:
 class PerSampleSums:
     """``incidence @ values``: per-sample sums over each sample's steps of per-step ``values`` (one
     row per step index; a vector or a matrix). When every sample holds each step from the first one
-    up to its last (a generation's steps), by prefix sums: the same sum in the same order, at
-    O(steps) instead of O(rows) per call; else the sparse product. ``last``: each sample's last step
+    up to its last (a generation's steps), by prefix sums at the samples' last steps (sums between
+    consecutive last steps, then their running sum): O(steps) instead of O(rows) per call, equal to
+    the sparse product up to rounding; else the sparse product. ``last``: each sample's last step
     index in the prefix case, else None."""
 
     def __init__(self, index: RowIndex | None, last: np.ndarray | None = None) -> None:
         self.index = index
         self._incidence: sparse.csr_matrix | None = None
+        self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if index is None:  # :meth:`prefix`
             self.last = last
             return
@@ -153,7 +155,15 @@ class PerSampleSums:
     def __call__(self, values: np.ndarray) -> np.ndarray:
         if self.last is None:
             return np.asarray(self._matrix() @ values)
-        return np.cumsum(values, axis=0)[self.last]
+        if self.last.size == 0:
+            return np.zeros((0, *values.shape[1:]), dtype=float)
+        if self._segments is None:  # the distinct last steps, where each segment between them starts
+            ends, which = np.unique(self.last, return_inverse=True)
+            self._segments = (ends, np.r_[0, ends[:-1] + 1], which.ravel())
+        ends, starts, which = self._segments
+        # a running sum over the steps only at the samples' ends: numpy's cumsum along the steps of
+        # a (steps x grid) matrix costs ~10 ns an element, reduceat over the segments ~1
+        return np.cumsum(np.add.reduceat(values[: ends[-1] + 1], starts, axis=0), axis=0)[which]
 
     def per_step(self, values: np.ndarray, n_steps: int) -> np.ndarray:
         """The transpose: per step index, the sum of the per-sample ``values`` of the samples that

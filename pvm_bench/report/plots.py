@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from pvm_bench.report.attention_engine import release_freed_memory
 from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.distance import distance_keys, distance_table
 from pvm_bench.report.per_image import image_frame
@@ -265,6 +266,7 @@ def make_plots(
     written: dict[str, Path] = {}
     for name, job in jobs.items():
         path = job(out_dir / f"{name}.png")
+        release_freed_memory()
         if path is not None:
             written[name] = path
     return written
