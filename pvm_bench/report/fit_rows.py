@@ -115,9 +115,9 @@ class FitRows:
 class PerSampleSums:
     """``incidence @ values``: per-sample sums over each sample's steps of per-step ``values`` (one
     row per step index; a vector or a matrix). When every sample holds each step from the first one
-    up to its last (a generation's steps), by prefix sums at the samples' last steps (sums between
-    consecutive last steps, then their running sum): O(steps) instead of O(rows) per call, equal to
-    the sparse product up to rounding; else the sparse product. ``last``: each sample's last step
+    up to its last (a generation's steps), by prefix sums: O(steps) instead of O(rows) per call (for
+    a matrix, sums between consecutive last steps and then their running sum, equal to the sparse
+    product up to rounding); else the sparse product. ``last``: each sample's last step
     index in the prefix case, else None."""
 
     def __init__(self, index: RowIndex | None, last: np.ndarray | None = None) -> None:
@@ -157,6 +157,8 @@ class PerSampleSums:
             return np.asarray(self._matrix() @ values)
         if self.last.size == 0:
             return np.zeros((0, *values.shape[1:]), dtype=float)
+        if values.ndim == 1:  # the fit's search: the running sum itself is cheap, and exact
+            return np.cumsum(values)[self.last]
         if self._segments is None:  # the distinct last steps, where each segment between them starts
             ends, which = np.unique(self.last, return_inverse=True)
             self._segments = (ends, np.r_[0, ends[:-1] + 1], which.ravel())
