@@ -39,7 +39,7 @@ from pvm_bench.report.fit import (
 from pvm_bench.report.fit_ci import EMPTY, DecayCI, decay_bootstrap
 from pvm_bench.report.fit_rows import FitRows, runs_of
 from pvm_bench.report.fit_stats import FitStats
-from pvm_bench.report.stats import MeanCI, bootstrap_ci
+from pvm_bench.report.stats import MeanCI, bootstrap_cis
 
 SAMPLE_KEYS: tuple[str, ...] = ("task", "sample_id", "repeat")
 """Sample identity within one variant (contracts.md: never sample_id alone)."""
@@ -247,7 +247,8 @@ class BandDecay:
     percentile bootstrap over samples; absent where no sample reached t); ``cohort_t``: the
     fixed-cohort length used, if any; ``fit_ci``: bootstrap CIs over samples of the fit and its
     half-life (:func:`~pvm_bench.report.fit_ci.decay_bootstrap`; EMPTY when not computed);
-    ``stats``: the fit's statistics without the rows (what a pooled scope's fit starts from).
+    ``stats``: the fit's statistics without the rows (what a pooled scope's fit starts from);
+    ``window_means``: per fixed position, each sample's mean over the window (``mass_at``'s input).
     """
 
     fit: DecayFit
@@ -257,6 +258,7 @@ class BandDecay:
     cohort_t: int | None = None
     fit_ci: DecayCI = EMPTY
     stats: FitStats | None = None
+    window_means: dict[int, np.ndarray] = field(default_factory=dict)
 
     def wide(self, band: str) -> dict[str, Any]:
         """The flat summary values of this band, named as summary.csv names them (``band`` is
@@ -332,24 +334,37 @@ def band_decay(
 
 def band_decay_from_samples(
     per_sample: pd.DataFrame, seed: int = 0, cohort_t: int | None = None, bootstrap: bool = True,
-    parts: Sequence[FitStats] | None = None,
+    parts: Sequence[FitStats] | None = None, defer_mass_ci: bool = False,
 ) -> BandDecay:
     """:func:`band_decay` from :func:`sample_curves` output (reuse it when you also plot it).
     ``parts``: for a pooled scope, the :attr:`BandDecay.stats` of its task scopes (same band and
     variant) in generation order; the fit then starts from them where they are its rows
-    (:meth:`~pvm_bench.report.fit_stats.FitStats.pooled`), with the same results."""
+    (:meth:`~pvm_bench.report.fit_stats.FitStats.pooled`), with the same results.
+    ``defer_mass_ci``: leave ``mass_at`` to :func:`fill_mass_at` (several bands' CIs in one call)."""
     if cohort_t is not None:
         per_sample = fixed_cohort(per_sample, cohort_t)
         parts = None
     curve = step_curve(per_sample)
     fit, fit_ci, stats = _fit_samples(per_sample, seed, bootstrap, parts)
     hl_obs = observed_half_life(curve["step"].to_numpy(), curve["mass"].to_numpy()) if len(curve) else math.nan
-    mass_at: dict[int, MeanCI] = {}
+    window_means: dict[int, np.ndarray] = {}
     t_max = int(curve["step"].max()) if len(curve) else 0
     for t in FIXED_POSITIONS:
         if t > t_max:
             continue
         lo, hi = window(t)
         w = per_sample[(per_sample["step"] >= lo) & (per_sample["step"] <= hi)]
-        mass_at[t] = bootstrap_ci(w.groupby(sample_keys(w))["mass"].mean().to_numpy(), seed=seed)
-    return BandDecay(fit, curve, hl_obs, mass_at, cohort_t, fit_ci, stats)
+        window_means[t] = w.groupby(sample_keys(w))["mass"].mean().to_numpy()
+    bd = BandDecay(fit, curve, hl_obs, {}, cohort_t, fit_ci, stats, window_means)
+    if not defer_mass_ci:
+        fill_mass_at([bd], seed)
+    return bd
+
+
+def fill_mass_at(decays: Sequence[BandDecay], seed: int = 0) -> None:
+    """Set each decay's ``mass_at`` from its ``window_means``: the bootstrap CIs of every band and
+    position at once (:func:`~pvm_bench.report.stats.bootstrap_cis`, equal to one call each)."""
+    keys = [(k, t) for k, bd in enumerate(decays) for t in bd.window_means]
+    cis = bootstrap_cis([decays[k].window_means[t] for k, t in keys], seed=seed)
+    for (k, t), ci in zip(keys, cis):
+        decays[k].mass_at[t] = ci

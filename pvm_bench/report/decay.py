@@ -25,7 +25,7 @@ import pandas as pd
 
 from pvm_bench.report.attention_agg import NOT_MEASURES, VIS_MEASURES, AttentionAggregates, layer_bands  # noqa: F401 (public names)
 from pvm_bench.report.attention_engine import release_freed_memory
-from pvm_bench.report.curves import band_decay_from_samples, sample_keys, sample_runs
+from pvm_bench.report.curves import BandDecay, band_decay_from_samples, fill_mass_at, sample_keys, sample_runs
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
 from pvm_bench.report.fit_stats import FitStats
 from pvm_bench.report.rows import row as metric_row
@@ -136,22 +136,26 @@ def _band_fits(
     :func:`pvm_bench.report.curves.band_decay_from_samples`: per-sample fixed-effects fit, n per
     step, half-lives from the start level, fixed-t masses with a bootstrap CI over samples)."""
     row: dict[str, Any] = {}
+    decays: dict[str, BandDecay | None] = {}
     for band in BANDS:
         layers = bands.get(band)
         if not layers or not has_all:
             fit = fit_decay([], [])
             fits[(key[0], key[1], band)] = fit
-            row.update({f"fit_{band}_t_max": 0})
+            decays[band] = None
             continue
         known = fit_stats.setdefault((key[1], band), []) if fit_stats is not None else None
-        bd = band_decay_from_samples(per_band(band), seed=seed, parts=known if pooled else None)
+        bd = band_decay_from_samples(per_band(band), seed=seed, parts=known if pooled else None, defer_mass_ci=True)
         if known is not None and not pooled and bd.stats is not None:
             known.append(bd.stats)
         fits[(key[0], key[1], band)] = bd.fit
         if len(bd.curve):
             curves.append(bd.curve.assign(task=key[0], variant=key[1], band=band))
-        row.update(bd.wide(band))
+        decays[band] = bd
         release_freed_memory()  # the band's per-row frames (13M rows in a pooled scope at paper scale)
+    fill_mass_at([bd for bd in decays.values() if bd is not None], seed)  # the bands' fixed-t CIs share resamples
+    for band, bd in decays.items():
+        row.update(bd.wide(band) if bd is not None else {f"fit_{band}_t_max": 0})
     return row
 
 

@@ -12,6 +12,7 @@ from pvm_bench.report.stats import (
     SMALL_N,
     accuracy_ci,
     bootstrap_ci,
+    bootstrap_cis,
     mcnemar_exact,
     newcombe_paired_ci,
     nondegenerate_ci,
@@ -205,3 +206,14 @@ def test_bootstrap_ci_in_batches_gives_the_same_interval() -> None:
                           rng=np.random.default_rng(0)).confidence_interval
     ci = bootstrap_ci(x, seed=0)
     assert (ci.low, ci.high) == (whole.low, whole.high)
+
+
+@pytest.mark.parametrize("n", [1, 7, 50, 2_500])
+def test_bootstrap_cis_equal_one_call_each(n: int) -> None:
+    """Several samples of one size share one scipy call and get exactly the interval each gets
+    alone (2,500 x 4 rows also crosses the batching threshold); constant, NaN-holding and other-size
+    samples go their own way."""
+    rng = np.random.default_rng(n)
+    samples = [rng.random(n) for _ in range(4)] + [np.full(n, 0.25), np.r_[rng.random(n), np.nan], rng.random(n + 1)]
+    assert bootstrap_cis(samples, seed=3) == [bootstrap_ci(x, seed=3) for x in samples]
+    assert bootstrap_cis([]) == []
