@@ -37,6 +37,20 @@ def save_figure(fig: Any, out: Path) -> Path:
     return out
 
 
+def inch_margins(fig: Any, left: float = 0.8, right: float = 0.2, bottom: float = 0.75, top: float = 0.45,
+                 hspace: float = 0.9, wspace: float = 0.6) -> None:
+    """Fixed margins and gaps between panels, in inches, for a grid of panels. ``tight_layout``
+    draws the whole figure once to measure its text (for an 8-panel figure with thousands of
+    labels, as long as the PNG itself), so figures whose text is known keep these instead."""
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    axes = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
+    nrows, ncols = axes[0].get_subplotspec().get_gridspec().get_geometry() if axes else (1, 1)
+    panel_w = (width - left - right - (ncols - 1) * wspace) / ncols
+    panel_h = (height - bottom - top - (nrows - 1) * hspace) / nrows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=wspace / panel_w, hspace=hspace / panel_h)
+
+
 def variant_colors(variants: list[str]) -> dict[str, tuple[float, float, float] | str]:
     """Stable colours: ``base`` dark grey, the others from seaborn's colour-blind palette."""
     palette = sns.color_palette("colorblind", max(len(variants), 1))

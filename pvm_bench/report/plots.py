@@ -34,7 +34,7 @@ from pvm_bench.report.attention_engine import release_freed_memory
 from pvm_bench.report.dependence import split_ablated
 from pvm_bench.report.distance import distance_keys, distance_table
 from pvm_bench.report.per_image import image_frame
-from pvm_bench.report.plot_style import DPI, save_figure, setup_style, variant_colors
+from pvm_bench.report.plot_style import DPI, inch_margins, save_figure, setup_style, variant_colors
 from pvm_bench.report.plots_attention import plot_decay, plot_decay_cohort, plot_heatmap, plot_pvm_signals
 from pvm_bench.report.plots_dependence import CAPTION as DEPENDENCE_CAPTION
 from pvm_bench.report.plots_dependence import plot_dependence
@@ -159,7 +159,7 @@ def plot_accuracy_vs_length(data: RunData, variants: list[str], out: Path) -> Pa
         ax.set_title(f"Accuracy vs output length: {name}")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.tight_layout()
+    inch_margins(fig)
     return save_figure(fig, out)
 
 
