@@ -47,6 +47,7 @@ from pvm_bench.attention_tables import (  # noqa: F401 (FLOATING, NOT_MEASURES, 
     table_sql,
 )
 from pvm_bench.report.attention_engine import Engine, quote
+from pvm_bench.report.attention_heatmap import Heatmap, heatmap
 from pvm_bench.report.curves import snapped_edges
 
 
@@ -57,16 +58,6 @@ def gen_range(mask: np.ndarray) -> tuple[int, int] | None:
     if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:
         return int(chosen[0]), int(chosen[-1]) + 1
     return None
-
-
-@dataclass
-class Heatmap:
-    """Layer x bin matrices (NaN where empty) over ``edges`` (cropped to the run's longest step)."""
-
-    edges: np.ndarray
-    layers: list[int]
-    grids: dict[str, np.ndarray]
-    diffs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,7 +255,7 @@ def assemble(engine: Engine, columns: dict[str, str], layers: list[int], referen
     agg = AttentionAggregates(columns, bands, gens, pd.DataFrame(), pd.DataFrame())
     # DuckDB's big joins first, while Python holds no per-step rows: the two never peak together
     if layers:
-        agg.heatmap = _heatmap(engine, layers, t_max, reference)
+        agg.heatmap = heatmap(engine, layers, t_max, reference)
     if "pvm_ratio" in columns:
         _pvm(engine, agg)
     names = [n for n in [f"m_{b}" for b in bands] + step_columns(columns) if n in present]
@@ -344,63 +335,6 @@ def _by_layer(engine: Engine, agg: AttentionAggregates) -> pd.DataFrame:
         if col == "_rows" or col.endswith(("|n", "|vn")):
             frame[col] = frame[col].fillna(0).astype("int64")
     return frame
-
-
-def _heatmap(engine: Engine, layers: list[int], t_max: int, reference: str, batch_rows: int = 1 << 20) -> Heatmap:
-    """Mean visual mass per (variant, layer, fixed bin) and the paired differences vs ``reference``.
-
-    The cells stream once out of DuckDB into one dense (sample x layer x bin) array per variant,
-    where a cell's reference value sits at the same index: the pairing is an array difference, not
-    a hash join or grouping of 28M cells (paper scale: 10 s either way). The arrays take
-    variants x samples x layers x bins x 8 bytes (2 x 8,803 x 36 x 47: 238 MB at paper scale)."""
-    con = engine.con
-    n_edges = int(np.searchsorted(HEATMAP_EDGES, t_max, side="right")) + 1  # the bins up to the longest step
-    edges = HEATMAP_EDGES[: min(n_edges, len(HEATMAP_EDGES))]
-    n_bins, n_layers = len(edges) - 1, len(layers)
-    gens = con.execute(f"SELECT {GKEY}, variant, task, sample_id, repeat FROM gens").df()
-    names = sorted(gens["variant"].astype(str).unique())
-    ids = pd.DataFrame({GKEY: gens[GKEY], "vid": pd.Categorical(gens["variant"].astype(str), names).codes,
-                        "pid": gens.groupby(["task", "sample_id", "repeat"], sort=True).ngroup()})
-    con.register("heat_ids", ids)
-    n_samples = int(ids["pid"].max()) + 1 if len(ids) else 0
-    layer_idx = np.full(max(layers, default=0) + 2, -1, dtype=np.int64)
-    layer_idx[np.asarray(layers, dtype=np.int64)] = np.arange(n_layers)
-    cell_mass = np.full((len(names), n_samples * n_layers * n_bins), np.nan)
-    sums = np.zeros((2, len(names) * n_layers * n_bins))  # (s, n) per (variant, layer, bin)
-    reader = con.sql(
-        f"SELECT g.vid, g.pid, c.layer, c.bin, c.s, c.n FROM agg_cells c JOIN heat_ids g USING ({GKEY}) "
-        f"WHERE c.layer BETWEEN 0 AND {len(layer_idx) - 2} AND c.bin BETWEEN 0 AND {n_bins - 1}"
-    ).to_arrow_reader(batch_rows)
-    for batch in reader:
-        vid, pid, layer, b, s, n = (col.to_numpy(zero_copy_only=False) for col in batch.columns)
-        li = layer_idx[layer]
-        keep = li >= 0
-        if not keep.all():
-            vid, pid, li, b, s, n = vid[keep], pid[keep], li[keep], b[keep], s[keep], n[keep]
-        lb = li * n_bins + b
-        cell_mass[vid, pid.astype(np.int64) * (n_layers * n_bins) + lb] = s / n
-        at = vid.astype(np.int64) * (n_layers * n_bins) + lb
-        sums[0] += np.bincount(at, s, sums.shape[1])
-        sums[1] += np.bincount(at, n.astype(float), sums.shape[1])
-    con.unregister("heat_ids")
-    shape = (len(names), n_layers, n_bins)
-    s_tot, n_tot = sums[0].reshape(shape), sums[1].reshape(shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(n_tot > 0, s_tot / n_tot, np.nan)
-    grids = {v: mean[i] for i, v in enumerate(names) if bool((n_tot[i] > 0).any())}
-    diffs: dict[str, np.ndarray] = {}
-    if reference in grids:
-        ref = cell_mass[names.index(reference)].reshape(n_samples, -1)
-        for i, v in enumerate(names):
-            if v == reference:
-                continue
-            d = cell_mass[i].reshape(n_samples, -1) - ref  # NaN unless both have the cell
-            paired = (~np.isnan(d)).sum(axis=0)
-            if paired.any():
-                total = np.nan_to_num(d, copy=False, nan=0.0).sum(axis=0)
-                with np.errstate(invalid="ignore"):
-                    diffs[v] = (total / np.where(paired > 0, paired, np.nan)).reshape(n_layers, n_bins)
-    return Heatmap(edges, layers, grids, diffs)
 
 
 def _pvm(engine: Engine, agg: AttentionAggregates) -> None:
