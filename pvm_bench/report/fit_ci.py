@@ -63,6 +63,23 @@ def _half_lives(a: np.ndarray, b: np.ndarray, c: np.ndarray, t_max: int, start_s
     return np.where(ok, np.maximum(hl, 1.0), np.nan)
 
 
+@lru_cache(maxsize=2)
+def _grid_values(steps_bytes: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The replicates' ``c`` grid for these distinct steps (ascending floats, as bytes), and
+    ``x = 1 / (c + t)`` and ``x^2`` (steps x grid, read-only): the same for a scope's layer bands
+    and for every scope with the same steps (2M values, computed once instead of per fit)."""
+    steps = np.frombuffer(steps_bytes, dtype=float)
+    t_min, t_max = float(steps[0]), int(steps[-1])
+    c_lo, c_hi = -t_min + 1e-3 * max(t_min, 1.0), 10.0 * t_max
+    grid = np.geomspace(2e-3 * max(t_min, 1.0), c_hi + t_min, N_GRID) - t_min
+    grid = grid[(grid > c_lo) & (grid <= c_hi)]
+    xs = 1.0 / (grid[None, :] + steps[:, None])  # (T, G)
+    xx = xs * xs
+    for a in (grid, xs, xx):
+        a.flags.writeable = False
+    return grid, xs, xx
+
+
 @lru_cache(maxsize=4)
 def _replicate_weights(n_samples: int, n_replicates: int, seed: int) -> np.ndarray:
     """The replicates' sample multiplicities (read-only): one multinomial draw per replicate, shared
@@ -109,17 +126,14 @@ def decay_bootstrap(
     weights = _replicate_weights(n_s, n_replicates, seed)  # (B, S)
     w_tot = weights.sum(axis=1)
     t_min, t_max = float(steps[0]), int(steps[-1])
-    c_lo, c_hi = -t_min + 1e-3 * max(t_min, 1.0), 10.0 * t_max
-    grid = np.geomspace(2e-3 * max(t_min, 1.0), c_hi + t_min, N_GRID) - t_min
-    grid = grid[(grid > c_lo) & (grid <= c_hi)]
+    grid, xs, xx = _grid_values(np.asarray(steps, dtype=float).tobytes())
     syy = weights @ syy_i
     wy = weights @ y_bar
     # every grid c at once: per-sample sums of x = 1/(c + t) and x^2 (prefix sums when every sample
     # holds the steps from the first one on, as generations do: the same sums in the same order),
     # of x*y (one sparse product, or the task scopes' when pooled), then one product with the
     # replicate weights per statistic
-    xs = 1.0 / (grid[None, :] + steps[:, None])  # (T, G)
-    x_sum, xx_sum = stats.sums(xs), stats.sums(xs * xs)
+    x_sum, xx_sum = stats.sums(xs), stats.sums(xx)
     x_bar = x_sum / count[:, None]
     sxx_i = xx_sum - count[:, None] * x_bar * x_bar
     sxy_i = stats.grid_sums((t_min, float(t_max), N_GRID), xs) - count[:, None] * x_bar * y_bar[:, None]
