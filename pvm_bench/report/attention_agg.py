@@ -146,7 +146,10 @@ class AttentionAggregates:
             last = np.full(len(self.gens), -1, dtype=np.int64)
             if "m_all" in self.steps:
                 vis = ~np.isnan(self.steps["m_all"].to_numpy())
-                np.maximum.at(last, self.steps["gen"].to_numpy()[vis], self.steps["step"].to_numpy()[vis])
+                gen, step = self.steps["gen"].to_numpy()[vis], self.steps["step"].to_numpy()[vis]
+                if gen.size:  # sorted by (gen, step): each generation's last visual row ends its run
+                    ends = np.append(np.flatnonzero(gen[1:] != gen[:-1]), gen.size - 1)
+                    last[gen[ends]] = step[ends]
             self.__dict__["_visual_last"] = last
         return self.__dict__["_visual_last"]
 

@@ -24,7 +24,7 @@ from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.report.curves import fixed_cohort, sample_keys
 from pvm_bench.report.decay import cohort_band
 from pvm_bench.report.rows import row
-from pvm_bench.report.stats import SMALL_N, bootstrap_ci
+from pvm_bench.report.stats import SMALL_N, bootstrap_cis
 
 METRICS = ("mass_early", "mass_late", "mass_ratio")
 
@@ -55,9 +55,10 @@ def cohort_ratio_rows(agg: AttentionAggregates, mask: np.ndarray, t_cohort: int 
     flags = "small_n" if n < SMALL_N else ""
     band = cohort_band(int(t_cohort))
     out = []
-    for metric, values, t in (("mass_early", both["early"], w), ("mass_late", both["late"], t_cohort),
-                              ("mass_ratio", both["late"] / both["early"], t_cohort)):
-        ci = bootstrap_ci(values.to_numpy(dtype=float), seed=seed)
+    metrics = (("mass_early", both["early"], w), ("mass_late", both["late"], t_cohort),
+               ("mass_ratio", both["late"] / both["early"], t_cohort))
+    cis = bootstrap_cis([values.to_numpy(dtype=float) for _, values, _ in metrics], seed=seed)
+    for (metric, _, t), ci in zip(metrics, cis):
         out.append(row(task, variant, metric, ci.mean, band=band, t=float(t), ci_low=ci.low, ci_high=ci.high, n=n,
                        kind="decay", higher_is_better=None, flags=flags))
     return out
