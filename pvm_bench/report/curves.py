@@ -344,21 +344,39 @@ def band_decay_from_samples(
     if cohort_t is not None:
         per_sample = fixed_cohort(per_sample, cohort_t)
         parts = None
-    curve = step_curve(per_sample)
     fit, fit_ci, stats = _fit_samples(per_sample, seed, bootstrap, parts)
+    if stats.keys is not None and stats.n_rows:  # every row went into the fit: its per-step sums are the curve's
+        curve = pd.DataFrame({"step": stats.steps.astype(per_sample["step"].dtype), "mass": stats.y_t / stats.n_t,
+                              "n": stats.n_t.astype(np.int64)})
+    else:
+        curve = step_curve(per_sample)
     hl_obs = observed_half_life(curve["step"].to_numpy(), curve["mass"].to_numpy()) if len(curve) else math.nan
-    window_means: dict[int, np.ndarray] = {}
     t_max = int(curve["step"].max()) if len(curve) else 0
-    for t in FIXED_POSITIONS:
-        if t > t_max:
-            continue
-        lo, hi = window(t)
-        w = per_sample[(per_sample["step"] >= lo) & (per_sample["step"] <= hi)]
-        window_means[t] = w.groupby(sample_keys(w))["mass"].mean().to_numpy()
+    window_means = _window_means(per_sample, [t for t in FIXED_POSITIONS if t <= t_max])
     bd = BandDecay(fit, curve, hl_obs, {}, cohort_t, fit_ci, stats, window_means)
     if not defer_mass_ci:
         fill_mass_at([bd], seed)
     return bd
+
+
+def _window_means(per_sample: pd.DataFrame, positions: Sequence[int]) -> dict[int, np.ndarray]:
+    """Per fixed position t, each sample's mean over its steps in :func:`~pvm_bench.report.fit.window`
+    (t), samples in key order (the samples that have a step there)."""
+    out: dict[int, np.ndarray] = {}
+    runs = sample_runs(per_sample) if positions else None
+    step = per_sample["step"].to_numpy()
+    mass = per_sample["mass"].to_numpy(float)
+    for t in positions:
+        lo, hi = window(t)
+        inside = (step >= lo) & (step <= hi)
+        if runs is not None and not np.isnan(mass[inside]).any():  # one integer key, sorted: runs, no groupby
+            at = np.flatnonzero(inside)
+            run = runs_of(per_sample["task"].to_numpy()[at])[0]
+            out[t] = np.bincount(run, mass[at]) / np.bincount(run)
+            continue
+        w = per_sample[inside]
+        out[t] = w.groupby(sample_keys(w))["mass"].mean().to_numpy()
+    return out
 
 
 def fill_mass_at(decays: Sequence[BandDecay], seed: int = 0) -> None:
