@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,12 +36,46 @@ def fixture_data() -> Path:
     return FIXTURE_DATA
 
 
-@pytest.fixture(scope="session")
-def tiny_qwen3_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random Qwen3-VL model directory (seed 0)."""
-    from pvm_bench.testing import build_tiny_model
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every process of this pytest session sees: under pytest-xdist the session's common
+    temp folder (the parent of each worker's own), else this process's temp folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    return build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("models") / "tiny-qwen3-vl", seed=0)
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_model(family, seed=0, size="tiny", init_std=None, name="m")``: the directory ``name`` of
+    :func:`pvm_bench.testing.build_tiny_model`'s model, built once per test session for all xdist
+    workers (pytest-xdist's documented recipe: the workers' common temp folder and a file lock).
+    The same arguments give byte-identical weights, so fixtures of several test folders that
+    asked for the same model share one build. Tests only read it (copy it first to change it)."""
+    from filelock import FileLock
+
+    root = _shared_root(tmp_path_factory) / "shared-tiny-models"
+    root.mkdir(parents=True, exist_ok=True)
+
+    def build(family: str, seed: int = 0, size: str = "tiny", init_std: float | None = None, name: str = "m") -> Path:
+        from pvm_bench.testing import build_tiny_model
+
+        folder = root / f"{family}-{size}-s{seed}-std{init_std}"
+        folder.mkdir(exist_ok=True)
+        out = folder / name
+        with FileLock(f"{out}.lock"):
+            if not out.is_dir():  # built into a side folder, renamed when complete
+                part = folder / f"{name}.part"
+                shutil.rmtree(part, ignore_errors=True)
+                build_tiny_model(family, part, seed=seed, size=size, init_std=init_std)
+                part.rename(out)
+        return out
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tiny_model: Callable[..., Path]) -> Path:
+    """A tiny random Qwen3-VL model directory (seed 0)."""
+    return tiny_model("qwen3_vl", seed=0, name="tiny-qwen3-vl")
 
 
 @pytest.fixture(scope="session")

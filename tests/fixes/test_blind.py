@@ -22,7 +22,7 @@ from pvm_bench.models.generation import Request, encode, generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.probes.attention import AttentionProbe
 from pvm_bench.pvm.attach import attach_pvm
-from pvm_bench.testing import TINY_RECIPES, build_tiny_model
+from pvm_bench.testing import TINY_RECIPES
 from pvm_bench.variants import VariantError, resolve_variants
 
 FAMILIES = sorted(TINY_RECIPES)
@@ -39,10 +39,10 @@ def _requests() -> list[Request]:
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def family_lm(request, tmp_path_factory: pytest.TempPathFactory):
+def family_lm(request, tiny_model):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    path = build_tiny_model(request.param, tmp_path_factory.mktemp(request.param) / "m", seed=1, init_std=0.2)
+    path = tiny_model(request.param, seed=1, init_std=0.2, name=request.param)  # the probe tests' models
     lm = load_model(str(path))
     tc = lm.hf_model.config.get_text_config()
     head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads

@@ -21,7 +21,6 @@ from pvm_bench.models.generation import Request, encode, generate
 from pvm_bench.models.loading import load_model
 from pvm_bench.probes.attention import AttentionProbe
 from pvm_bench.results import read_jsonl
-from pvm_bench.testing import build_tiny_model
 from pvm_bench.variants import VariantError, resolve_variants
 
 NEW_TOKENS = 8
@@ -43,9 +42,9 @@ def batch() -> list[Request]:
 
 
 @pytest.fixture(scope="module")
-def small_dir(tmp_path_factory: pytest.TempPathFactory):
-    """4 decoder layers, so PAI's default start_layer=2 leaves layers 0-1 untouched."""
-    return build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("fixes") / "small", seed=1, size="small", init_std=0.2)
+def small_dir(tiny_model):
+    """4 decoder layers, so PAI's default start_layer=2 leaves layers 0-1 untouched (test_pai.py's model)."""
+    return tiny_model("qwen3_vl", seed=1, size="small", init_std=0.2, name="small")
 
 
 @pytest.fixture(scope="module")

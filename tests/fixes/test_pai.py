@@ -29,8 +29,8 @@ GAMMA = 1.1
 
 
 @pytest.fixture(scope="module")
-def lm(tmp_path_factory: pytest.TempPathFactory):
-    path = build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("pai") / "small", seed=1, size="small", init_std=0.2)
+def lm(tiny_model):
+    path = tiny_model("qwen3_vl", seed=1, size="small", init_std=0.2, name="small")  # test_fixes.py's model
     return load_model(str(path))
 
 

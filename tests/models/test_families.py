@@ -16,7 +16,7 @@ from PIL import Image
 from pvm_bench.models.families import FAMILIES, resolve_path
 from pvm_bench.models.generation import Request, encode, generate
 from pvm_bench.models.loading import LoadedModel, load_model
-from pvm_bench.testing import SIZES, TINY_RECIPES, build_tiny_model
+from pvm_bench.testing import SIZES, TINY_RECIPES
 
 FAMILY_NAMES = sorted(TINY_RECIPES)
 
@@ -87,12 +87,12 @@ def loaded_models() -> dict[str, LoadedModel]:
 
 @pytest.fixture
 def lm(request: pytest.FixtureRequest, loaded_models: dict[str, LoadedModel],
-       tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+       tiny_model) -> LoadedModel:
     family = request.param
     for module in FAMILIES[family].requires:
         pytest.importorskip(module, reason=f"{family}'s processor needs {module}")
     if family not in loaded_models:
-        out = build_tiny_model(family, tmp_path_factory.mktemp("families") / family, seed=0)
+        out = tiny_model(family, seed=0, name=family)  # the PVM tests' models where families overlap
         loaded_models[family] = load_model(str(out), device="cpu", dtype="float32")
     return loaded_models[family]
 

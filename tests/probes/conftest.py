@@ -8,16 +8,15 @@ import pytest
 from PIL import Image
 
 from pvm_bench.models.generation import Request
-from pvm_bench.testing import TINY_RECIPES, build_tiny_model
+from pvm_bench.testing import TINY_RECIPES
 
 FAMILIES = sorted(TINY_RECIPES)
 
 
 @pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_dirs(tiny_model) -> dict[str, Path]:
     """family -> directory of a tiny random model (peakier init so masses are not all uniform)."""
-    root = tmp_path_factory.mktemp("tiny_models")
-    return {fam: build_tiny_model(fam, root / fam, seed=1, init_std=0.2) for fam in FAMILIES}
+    return {fam: tiny_model(fam, seed=1, init_std=0.2, name=fam) for fam in FAMILIES}
 
 
 def image(w: int, h: int, colour: tuple[int, int, int]) -> Image.Image:

@@ -21,13 +21,10 @@ def _pvm_one_thread():
 
 
 @pytest.fixture(scope="session")
-def pvm_tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def pvm_tiny_dirs(tiny_model) -> dict[str, Path]:
     """Tiny random models of every family (seed 0), plus a second Qwen3-VL (seed 1)."""
-    from pvm_bench.testing import build_tiny_model
-
-    root = tmp_path_factory.mktemp("pvm-models")
-    dirs = {fam: build_tiny_model(fam, root / fam, seed=0) for fam in ("qwen3_vl", "qwen2_5_vl", "llava_onevision")}
-    dirs["qwen3_vl_seed1"] = build_tiny_model("qwen3_vl", root / "qwen3_vl_seed1", seed=1)
+    dirs = {fam: tiny_model(fam, seed=0, name=fam) for fam in ("qwen3_vl", "qwen2_5_vl", "llava_onevision")}
+    dirs["qwen3_vl_seed1"] = tiny_model("qwen3_vl", seed=1, name="qwen3_vl_seed1")
     return dirs
 
 

@@ -18,11 +18,9 @@ RUN_ARGS = ["--quiet", "--probes", "", "--no-report", "--max-new-tokens", "4", "
 
 
 @pytest.fixture(scope="session")
-def tiny_other(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_other(tiny_model) -> Path:
     """The tiny Qwen3-VL with other random weights (seed 1): same shapes, another fingerprint."""
-    from pvm_bench.testing import build_tiny_model
-
-    return build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("models") / "tiny-other", seed=1)
+    return tiny_model("qwen3_vl", seed=1, name="tiny-other")
 
 
 def _adapter(model: Path, out: Path, seed: int) -> Path:

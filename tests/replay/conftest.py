@@ -8,16 +8,15 @@ import pytest
 from PIL import Image
 
 from pvm_bench.models.generation import Request
-from pvm_bench.testing import TINY_RECIPES, build_tiny_model
+from pvm_bench.testing import TINY_RECIPES
 
 FAMILIES = sorted(TINY_RECIPES)
 
 
 @pytest.fixture(scope="session")
-def replay_tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """family -> a tiny random model (peaky init so the masses are not uniform)."""
-    root = tmp_path_factory.mktemp("replay_tiny")
-    return {fam: build_tiny_model(fam, root / fam, seed=1, init_std=0.2) for fam in FAMILIES}
+def replay_tiny_dirs(tiny_model) -> dict[str, Path]:
+    """family -> a tiny random model (peaky init so the masses are not uniform; the probe tests' models)."""
+    return {fam: tiny_model(fam, seed=1, init_std=0.2, name=fam) for fam in FAMILIES}
 
 
 def request(text: str, sizes: list[tuple[int, int, tuple[int, int, int]]]) -> Request:
