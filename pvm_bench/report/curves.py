@@ -181,22 +181,67 @@ def curve_from_moments(frame: pd.DataFrame, confidence: float = 0.95) -> pd.Data
     return out[cols]
 
 
-def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, confidence: float = 0.95) -> pd.DataFrame:
+def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, confidence: float = 0.95,
+                 cells: BinCells | None = None) -> pd.DataFrame:
     """Log-binned curve with a CI over samples.
 
     Each sample's values within a bin are averaged first (one value per sample and bin, so long
     samples do not weigh more), then per bin: ``mass`` = mean over samples, ``ci_low``/``ci_high``
     = mean -+ t(0.975, n-1) * sd / sqrt(n) (NaN when n < 2), ``n`` = samples with a value in the
     bin, ``step`` = geometric centre of the steps present, ``t_lo``/``t_hi`` = the bin's steps.
+    ``cells``: :meth:`BinCells.of` of a frame with the same keys and steps (another layer band of
+    the same generations), to reuse.
     """
-    cols = ["bin", "step", "t_lo", "t_hi", "mass", "ci_low", "ci_high", "n"]
     if per_sample.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=CURVE_COLUMNS)
     if edges is None:
         edges = log_bin_edges(int(per_sample["step"].max()))
+    cells = cells if cells is not None else BinCells.of(per_sample, edges)
+    if cells is not None:
+        return cells.curve(per_sample["mass"].to_numpy(float), confidence)
     steps = per_sample["step"].to_numpy()
-    runs = sample_runs(per_sample)
-    if runs is not None and steps.min() >= 0:  # (sample, bin) cells are runs of rows: no groupby
+    idx = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)
+    framed = per_sample.assign(bin=idx, logt=np.log(steps.astype(float)))
+    per = framed.groupby(["bin", *sample_keys(per_sample)])["mass"].mean().reset_index()
+    pos = framed.groupby("bin").agg(logt=("logt", "mean"), t_lo=("step", "min"), t_hi=("step", "max"))
+    return _curve_of(per, pos, confidence)
+
+
+CURVE_COLUMNS = ["bin", "step", "t_lo", "t_hi", "mass", "ci_low", "ci_high", "n"]
+
+
+def _curve_of(per: pd.DataFrame, pos: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """:func:`binned_curve` from the per-(sample, bin) means ``per`` (bin, mass) and the bins'
+    positions ``pos`` (logt, t_lo, t_hi, indexed by bin)."""
+    g = per.groupby("bin")["mass"]
+    out = pd.DataFrame({"mass": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
+    out = out.join(pos).reset_index()
+    q = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(out["n"] - 1, 1))
+    half = np.where(out["n"] >= 2, q * out["sd"].fillna(0.0) / np.sqrt(out["n"]), np.nan)
+    out["ci_low"], out["ci_high"] = out["mass"] - half, out["mass"] + half
+    out["step"] = np.exp(out["logt"])
+    return out[CURVE_COLUMNS]
+
+
+@dataclass
+class BinCells:
+    """The (sample, bin) cells of a per-sample frame whose samples are sorted runs of integer steps
+    (the aggregates' frames, :func:`sample_runs`): each row's cell, each cell's bin and the bins'
+    positions. They depend on the keys and steps only, so the layer bands of one scope share them."""
+
+    edges: np.ndarray
+    run: np.ndarray
+    cell_bin: np.ndarray
+    pos: pd.DataFrame
+
+    @classmethod
+    def of(cls, per_sample: pd.DataFrame, edges: np.ndarray) -> BinCells | None:
+        """The cells of ``per_sample`` over ``edges``; None for other frames (:func:`binned_curve`
+        groups those with pandas)."""
+        steps = per_sample["step"].to_numpy()
+        runs = sample_runs(per_sample)
+        if runs is None or steps.min() < 0:
+            return None
         # integer steps: each row's bin by table lookup (13M rows at paper scale), the positions per
         # distinct step
         at_step = np.bincount(steps)
@@ -206,14 +251,9 @@ def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, conf
         new_cell[0] = True
         np.not_equal(idx[1:], idx[:-1], out=new_cell[1:])
         new_cell[runs[1:-1]] = True  # a new sample starts a new cell
-        first = np.flatnonzero(new_cell)
+        cell_bin = idx[np.flatnonzero(new_cell)]
         run = np.cumsum(new_cell, dtype=np.intp) - 1
-        del new_cell
-        per = pd.DataFrame({"bin": idx[first], "mass": np.bincount(run, per_sample["mass"].to_numpy(float))
-                            / np.bincount(run)})
-        del run
-        # within a bin the samples keep their order: the same values in the same order as the groupby
-        per = per.sort_values("bin", kind="stable")
+        del new_cell, idx
         present = np.flatnonzero(at_step)  # the distinct steps, ascending
         pbin = lut[present]
         n_rows = np.bincount(pbin, at_step[present], minlength=len(edges) - 1)
@@ -222,19 +262,19 @@ def binned_curve(per_sample: pd.DataFrame, edges: np.ndarray | None = None, conf
         pos = pd.DataFrame({"logt": logt / n_rows[at], "t_lo": present[np.searchsorted(pbin, at, side="left")],
                             "t_hi": present[np.searchsorted(pbin, at, side="right") - 1]},
                            index=pd.Index(at, name="bin"))
-    else:
-        idx = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)
-        framed = per_sample.assign(bin=idx, logt=np.log(steps.astype(float)))
-        per = framed.groupby(["bin", *sample_keys(per_sample)])["mass"].mean().reset_index()
-        pos = framed.groupby("bin").agg(logt=("logt", "mean"), t_lo=("step", "min"), t_hi=("step", "max"))
-    g = per.groupby("bin")["mass"]
-    out = pd.DataFrame({"mass": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
-    out = out.join(pos).reset_index()
-    q = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(out["n"] - 1, 1))
-    half = np.where(out["n"] >= 2, q * out["sd"].fillna(0.0) / np.sqrt(out["n"]), np.nan)
-    out["ci_low"], out["ci_high"] = out["mass"] - half, out["mass"] + half
-    out["step"] = np.exp(out["logt"])
-    return out[cols]
+        return cls(edges, run, cell_bin, pos)
+
+    def matches(self, per_sample: pd.DataFrame, like: pd.DataFrame) -> bool:
+        """Whether ``per_sample`` has the keys and steps of ``like`` (the frame these cells are of)."""
+        keys = ("task", "sample_id", "repeat", "step")
+        return len(per_sample) == len(like) and all(np.array_equal(per_sample[c].to_numpy(), like[c].to_numpy())
+                                                    for c in keys)
+
+    def curve(self, mass: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
+        """:func:`binned_curve` of the frame's ``mass`` (one value per row)."""
+        per = pd.DataFrame({"bin": self.cell_bin, "mass": np.bincount(self.run, mass) / np.bincount(self.run)})
+        # within a bin the samples keep their order: the same values in the same order as the groupby
+        return _curve_of(per.sort_values("bin", kind="stable"), self.pos, confidence)
 
 
 @dataclass

@@ -24,8 +24,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from pvm_bench.report.curves import (
+    BinCells,
     band_decay_from_samples,
     binned_curve,
     cohort_t_of,
@@ -110,6 +112,7 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
     fig = plt.figure(figsize=(6.4 * ncols, 5.0 * nrows))
     outer = fig.add_gridspec(nrows, ncols, hspace=0.3, wspace=0.16)
     edges = log_bin_edges(agg.max_visual_step(scope))
+    cells: dict[str, tuple[BinCells | None, pd.DataFrame]] = {}  # per variant: the bands share rows
     first_ax = None
     top = 0.0
     for k, band in enumerate(bands):
@@ -123,7 +126,10 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
             per_sample = agg.band_samples(band, scope & agg.gen_mask(variant=v))
             if per_sample.empty:
                 continue
-            obs = binned_curve(per_sample, edges)
+            known = cells.get(v)
+            if known is None or not known[0].matches(per_sample, known[1]):  # bands measured at other steps
+                known = cells[v] = (BinCells.of(per_sample, edges), per_sample[["task", "sample_id", "repeat", "step"]])
+            obs = binned_curve(per_sample, edges, cells=known[0])
             # y range from bins with enough samples: a 2-sample t-interval must not set the scale
             solid = obs[obs["n"] >= MIN_N_FOR_SCALE]
             top = max(top, float(np.nanmax(solid["ci_high"].fillna(solid["mass"]))) if len(solid) else 0.0,
