@@ -27,7 +27,7 @@ DEFAULT_LIMIT = 100
 #: The longest test response ("64 63 ... 1\nAnswer: purple" + end token) is under 200 tokens;
 #: 256 leaves room for a model that overshoots without spending the task's 768.
 DEFAULT_MAX_NEW_TOKENS = 256
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = 32
 #: Tasks the organism's defaults apply to without ``--model``: its own generated length
 #: diagnostics (tasks/length_diagnostics.py) and their group. Any other task needs ``--model``.
 ORGANISM_TASKS = ("swatch_recall", "swatch_recall_given", "colour_recall", "colour_recall_given", "two_swatch_recall",
