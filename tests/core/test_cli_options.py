@@ -40,7 +40,7 @@ def test_organism_job_takes_its_defaults(no_execute, tmp_path):
     cfg = _config(tmp_path)
     assert cfg["model"] == str(BASE_DIR) and cfg["pvm"] == str(PVM_DIR)
     assert cfg["tasks"] == ["swatch_recall"] and cfg["split"] == "test" and cfg["limit"] == 100
-    assert cfg["batch_size"] == 8 and cfg["max_new_tokens"] == 256
+    assert cfg["batch_size"] == 32 and cfg["max_new_tokens"] == 256
     assert cfg["probes"] == ["attention", "lens", "branch"]  # branch: no --probes and an adapter
     assert cfg["threads"] == 1  # OMP_NUM_THREADS=1 from the root conftest
 
