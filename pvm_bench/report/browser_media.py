@@ -62,13 +62,22 @@ def visual_mass_curves(agg: AttentionAggregates | None, points: int = 64) -> Cur
     bins (``t`` = mean step of the bin). Empty without attention aggregates or visual-mass rows."""
     if agg is None or "m_all" not in agg.steps:
         return {}
-    mass = agg.steps["m_all"].to_numpy()
-    keep = ~np.isnan(mass)
-    if not keep.any():
-        return {}
+    mass, gen, step = agg.steps["m_all"].to_numpy(), agg.steps["gen"].to_numpy(), agg.steps["step"].to_numpy()
     keys = [(str(v), str(t), str(s), int(r)) for v, t, s, r in agg.gens[list(KEY_COLUMNS)].itertuples(index=False)]
-    return binned_curves(keys, agg.steps["gen"].to_numpy()[keep], agg.steps["step"].to_numpy()[keep],
-                         mass[keep].astype(float), points)
+    out: Curves = {}
+    # whole generations at a time, about CHUNK_ROWS rows each: the temporaries of 13M rows (paper
+    # scale) would take ~500 MB at once
+    cuts = np.searchsorted(gen, gen[np.arange(CHUNK_ROWS, gen.size, CHUNK_ROWS)], side="left") if gen.size else []
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, gen.size]):
+        keep = ~np.isnan(mass[lo:hi])
+        if keep.any():
+            values = mass[lo:hi][keep].astype(float)
+            out.update(binned_curves(keys, gen[lo:hi][keep], step[lo:hi][keep], values, points))
+    return out
+
+
+CHUNK_ROWS = 1 << 21
+"""Rows of per-step values per :func:`binned_curves` call in :func:`visual_mass_curves`."""
 
 
 def binned_curves(keys: list[tuple[str, str, str, int]], code: np.ndarray, step: np.ndarray, mass: np.ndarray,

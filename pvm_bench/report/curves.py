@@ -233,6 +233,8 @@ class BinCells:
     run: np.ndarray
     cell_bin: np.ndarray
     pos: pd.DataFrame
+    keys: tuple[np.ndarray, np.ndarray]
+    """The frame's sample keys and steps (its own arrays, not copies)."""
 
     @classmethod
     def of(cls, per_sample: pd.DataFrame, edges: np.ndarray) -> BinCells | None:
@@ -262,13 +264,14 @@ class BinCells:
         pos = pd.DataFrame({"logt": logt / n_rows[at], "t_lo": present[np.searchsorted(pbin, at, side="left")],
                             "t_hi": present[np.searchsorted(pbin, at, side="right") - 1]},
                            index=pd.Index(at, name="bin"))
-        return cls(edges, run, cell_bin, pos)
+        return cls(edges, run, cell_bin, pos, (per_sample["task"].to_numpy(), steps))
 
-    def matches(self, per_sample: pd.DataFrame, like: pd.DataFrame) -> bool:
-        """Whether ``per_sample`` has the keys and steps of ``like`` (the frame these cells are of)."""
-        keys = ("task", "sample_id", "repeat", "step")
-        return len(per_sample) == len(like) and all(np.array_equal(per_sample[c].to_numpy(), like[c].to_numpy())
-                                                    for c in keys)
+    def matches(self, per_sample: pd.DataFrame) -> bool:
+        """Whether ``per_sample`` has this frame's samples and steps (another layer band of them)."""
+        task, step = self.keys
+        return (len(per_sample) == task.size and sample_keys(per_sample) == ["task"]
+                and np.array_equal(per_sample["task"].to_numpy(), task)
+                and np.array_equal(per_sample["step"].to_numpy(), step))
 
     def curve(self, mass: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
         """:func:`binned_curve` of the frame's ``mass`` (one value per row)."""

@@ -112,7 +112,22 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
     fig = plt.figure(figsize=(6.4 * ncols, 5.0 * nrows))
     outer = fig.add_gridspec(nrows, ncols, hspace=0.3, wspace=0.16)
     edges = log_bin_edges(agg.max_visual_step(scope))
-    cells: dict[str, tuple[BinCells | None, pd.DataFrame]] = {}  # per variant: the bands share rows
+    # one variant's rows at a time (13M per band at paper scale); its layer bands share their cells
+    observed: dict[tuple[str, str], tuple[pd.DataFrame, DecayFit, tuple[float, float] | None]] = {}
+    for v in variants:
+        cells: BinCells | None = None
+        for band in bands:
+            per_sample = agg.band_samples(band, scope & agg.gen_mask(variant=v))
+            if per_sample.empty:
+                continue
+            if cells is None or not cells.matches(per_sample):  # the first band, or one measured at other steps
+                cells = BinCells.of(per_sample, edges)
+            fit, hl_ci = _summary_fit(summary, task, v, band)
+            if fit is None:  # the summary was built without per-sample fits: fit here
+                bd = band_decay_from_samples(per_sample)
+                fit, hl_ci = bd.fit, bd.fit_ci.half_life
+            observed[(band, v)] = (binned_curve(per_sample, edges, cells=cells), fit, hl_ci)
+        del cells, per_sample  # before the next variant's rows (bands is not empty)
     first_ax = None
     top = 0.0
     for k, band in enumerate(bands):
@@ -123,13 +138,9 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
         ax_n = fig.add_subplot(inner[1], sharex=ax)
         layers = summary.bands[band]
         for v in variants:
-            per_sample = agg.band_samples(band, scope & agg.gen_mask(variant=v))
-            if per_sample.empty:
+            if (band, v) not in observed:
                 continue
-            known = cells.get(v)
-            if known is None or not known[0].matches(per_sample, known[1]):  # bands measured at other steps
-                known = cells[v] = (BinCells.of(per_sample, edges), per_sample[["task", "sample_id", "repeat", "step"]])
-            obs = binned_curve(per_sample, edges, cells=known[0])
+            obs, fit, hl_ci = observed[(band, v)]
             # y range from bins with enough samples: a 2-sample t-interval must not set the scale
             solid = obs[obs["n"] >= MIN_N_FOR_SCALE]
             top = max(top, float(np.nanmax(solid["ci_high"].fillna(solid["mass"]))) if len(solid) else 0.0,
@@ -138,10 +149,6 @@ def plot_decay(summary: Summary, variants: list[str], out: Path, data: RunData |
             ax.fill_between(obs["step"], obs["ci_low"], obs["ci_high"], color=col, alpha=0.18, lw=0)
             ax.plot(obs["step"], obs["mass"], "o", ms=3.2, alpha=0.7, color=col)
             ax_n.plot(obs["step"], obs["n"], "-", drawstyle="steps-mid", color=col, lw=1.4)
-            fit, hl_ci = _summary_fit(summary, task, v, band)
-            if fit is None:  # the summary was built without per-sample fits: fit here
-                bd = band_decay_from_samples(per_sample)
-                fit, hl_ci = bd.fit, bd.fit_ci.half_life
             if fit.ok:
                 tt = np.geomspace(1, max(fit.t_max, 2), 200)
                 style = "--" if [f for f in fit.flags() if f != "extrapolated"] else "-"

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from browser_synth import record, write_records
 from typer.testing import CliRunner
 
+from pvm_bench.report import browser_media
 from pvm_bench.report.attention_agg import AttentionAggregates
 from pvm_bench.report.attention_load import load_attention
 from pvm_bench.report.browser import build_browser_data, natural_key, render_browser, script_json
@@ -102,8 +104,11 @@ def test_curve_is_the_layer_mean_binned_to_at_most_64_points(tmp_path: Path) -> 
     assert visual_mass_curves(None) == {}
 
 
-def test_curves_from_the_aggregates_equal_a_groupby_of_their_steps() -> None:
-    """The browser reads the aggregates' per-step layer means (``m_all``), keyed by generation."""
+@pytest.mark.parametrize("chunk_rows", [browser_media.CHUNK_ROWS, 100])
+def test_curves_from_the_aggregates_equal_a_groupby_of_their_steps(chunk_rows: int, monkeypatch) -> None:
+    """The browser reads the aggregates' per-step layer means (``m_all``), keyed by generation, whole
+    generations at a time (chunks of 100 rows cut inside the 300-step generation: still whole)."""
+    monkeypatch.setattr(browser_media, "CHUNK_ROWS", chunk_rows)
     rng = np.random.default_rng(0)
     gens = pd.DataFrame({"variant": ["base", "base", "pvm"], "task": ["t", "t", "t"], "sample_id": ["a", "b", "a"],
                          "repeat": [0, 0, 0]})
