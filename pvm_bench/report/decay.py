@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from pvm_bench.report.attention_agg import NOT_MEASURES, VIS_MEASURES, AttentionAggregates, layer_bands  # noqa: F401 (public names)
-from pvm_bench.report.attention_engine import release_freed_memory
 from pvm_bench.report.curves import BandDecay, band_decay_from_samples, fill_mass_at, sample_keys, sample_runs
 from pvm_bench.report.fit import FIXED_POSITIONS, DecayFit, fit_decay
 from pvm_bench.report.fit_stats import FitStats
@@ -152,7 +151,6 @@ def _band_fits(
         if len(bd.curve):
             curves.append(bd.curve.assign(task=key[0], variant=key[1], band=band))
         decays[band] = bd
-        release_freed_memory()  # the band's per-row frames (13M rows in a pooled scope at paper scale)
     fill_mass_at([bd for bd in decays.values() if bd is not None], seed)  # the bands' fixed-t CIs share resamples
     for band, bd in decays.items():
         row.update(bd.wide(band) if bd is not None else {f"fit_{band}_t_max": 0})
