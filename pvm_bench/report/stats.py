@@ -100,25 +100,7 @@ def bootstrap_ci(
     Non-finite values are dropped. n == 0 -> all NaN; n == 1 or constant values -> a zero-width
     interval at the mean (scipy would warn and return NaN there).
     """
-    x = _as_array(values)
-    n = int(x.size)
-    if n == 0:
-        return MeanCI(math.nan, math.nan, math.nan, 0, "none")
-    mean = float(x.mean())
-    if n == 1 or float(np.ptp(x)) == 0.0:
-        return MeanCI(mean, mean, mean, n, "degenerate")
-    res = sps.bootstrap(
-        (x,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-        batch=resample_batch(n, n_resamples),
-    )
-    ci = res.confidence_interval
-    return MeanCI(mean, float(ci.low), float(ci.high), n)
+    return bootstrap_cis([values], confidence, n_resamples, seed)[0]
 
 
 def _row_means(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -135,30 +117,30 @@ def bootstrap_cis(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> list[MeanCI]:
-    """:func:`bootstrap_ci` of each sample, the same numbers, with one ``scipy.stats.bootstrap``
-    call per sample size: scipy draws the resampled indices from the size and the seed only
-    (``_bootstrap_resample`` in scipy/stats/_resampling.py: ``rng_integers(rng, 0, n, (n_resamples,
-    n))``, then ``sample[..., i]``), so the rows of one (k, n) array get the resamples each would
-    get alone (a scope's four layer bands at one position: one draw of 2,000 x n indices, not four)."""
+    """:func:`bootstrap_ci` of each sample, with one ``scipy.stats.bootstrap`` call per sample size.
+    scipy draws the resampled indices from the size and the seed only (scipy 1.17.1,
+    scipy/stats/_resampling.py line 79 in ``_bootstrap_resample``: ``rng_integers(rng, 0, n,
+    (n_resamples, n))``, then ``sample[..., i]``), so each row of a (k, n) array gets the resamples
+    it would get alone: a scope's four layer bands at one position draw 2,000 x n indices once."""
     clean = [_as_array(v) for v in samples]
     out: list[MeanCI | None] = [None] * len(clean)
     by_size: dict[int, list[int]] = {}
     for k, x in enumerate(clean):
-        if x.size <= 1 or float(np.ptp(x)) == 0.0:
-            out[k] = bootstrap_ci(x, confidence, n_resamples, seed)
+        mean = float(x.mean()) if x.size else math.nan
+        if x.size == 0:
+            out[k] = MeanCI(math.nan, math.nan, math.nan, 0, "none")
+        elif x.size == 1 or float(np.ptp(x)) == 0.0:
+            out[k] = MeanCI(mean, mean, mean, int(x.size), "degenerate")
         else:
             by_size.setdefault(int(x.size), []).append(k)
     for n, ks in by_size.items():
-        if len(ks) == 1:
-            out[ks[0]] = bootstrap_ci(clean[ks[0]], confidence, n_resamples, seed)
-            continue
         rows = np.stack([clean[k] for k in ks])
         res = sps.bootstrap(
             (rows,), _row_means, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
             vectorized=True, rng=np.random.default_rng(seed), batch=resample_batch(n * len(ks), n_resamples),
             axis=-1,
         )
-        low, high = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+        low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
         for j, k in enumerate(ks):
             out[k] = MeanCI(float(clean[k].mean()), float(low[j]), float(high[j]), n)
     return [ci for ci in out if ci is not None]
