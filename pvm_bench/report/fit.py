@@ -175,13 +175,13 @@ def _clean(t: object, y: object, extra: object = None) -> tuple[np.ndarray, np.n
     return t_arr[keep], y_arr[keep], e
 
 
-def _c_grid(t_arr: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Log-spaced grid over ``c + t_min`` and the bounds of ``c``: ``(1 - min t, 10 max t]``
-    (so ``c + t > 0`` everywhere)."""
+def c_grid(t_arr: np.ndarray, points: int = 80) -> tuple[np.ndarray, float, float]:
+    """Log-spaced grid (``points`` before the bounds cut it) over ``c + t_min`` and the bounds of
+    ``c``: ``(1 - min t, 10 max t]`` (so ``c + t > 0`` everywhere)."""
     t_min = float(t_arr.min())
     c_lo = -t_min + 1e-3 * max(t_min, 1.0)
     c_hi = 10.0 * float(t_arr.max())
-    grid = np.geomspace(2e-3 * max(t_min, 1.0), c_hi + t_min, 80) - t_min
+    grid = np.geomspace(2e-3 * max(t_min, 1.0), c_hi + t_min, points) - t_min
     return grid[(grid > c_lo) & (grid <= c_hi)], c_lo, c_hi
 
 
@@ -228,7 +228,7 @@ def fit_decay(
         msg = f"need >= {MIN_POINTS} distinct positions, got {np.unique(t_arr).size}"
         return _failed(n, t_max, msg, method, n_samples)
     sw = None if w is None else np.sqrt(w)
-    grid, c_lo, c_hi = _c_grid(t_arr)
+    grid, c_lo, c_hi = c_grid(t_arr)
     a0, b0, _, c0 = min((_linear_ab(t_arr, y_arr, c, sw) + (c,) for c in grid), key=lambda r: r[2])
     try:
         with warnings.catch_warnings():
@@ -299,7 +299,7 @@ def fit_decay_per_sample(
         b = sxy / sxx if sxx > 1e-300 else 0.0
         return max(syy - b * sxy, 0.0), b, y_bar - b * x_bar
 
-    grid, c_lo, c_hi = _c_grid(steps)
+    grid, c_lo, c_hi = c_grid(steps)
     t_min = float(steps[0])
     u = np.log(grid + t_min)  # search in log(c + t_min): the law's scale is multiplicative in c
     sse = np.array([solve(float(c))[0] for c in grid])

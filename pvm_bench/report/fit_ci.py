@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pvm_bench.report.fit import MIN_POINTS, START_STEPS
+from pvm_bench.report.fit import MIN_POINTS, START_STEPS, c_grid
 from pvm_bench.report.fit_rows import FitRows, RowIndex
 from pvm_bench.report.fit_stats import FitStats
 
@@ -69,10 +69,7 @@ def _grid_values(steps_bytes: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray
     ``x = 1 / (c + t)`` and ``x^2`` (steps x grid, read-only): the same for a scope's layer bands
     and for every scope with the same steps (2M values, computed once instead of per fit)."""
     steps = np.frombuffer(steps_bytes, dtype=float)
-    t_min, t_max = float(steps[0]), int(steps[-1])
-    c_lo, c_hi = -t_min + 1e-3 * max(t_min, 1.0), 10.0 * t_max
-    grid = np.geomspace(2e-3 * max(t_min, 1.0), c_hi + t_min, N_GRID) - t_min
-    grid = grid[(grid > c_lo) & (grid <= c_hi)]
+    grid = c_grid(steps, N_GRID)[0]
     xs = 1.0 / (grid[None, :] + steps[:, None])  # (T, G)
     xx = xs * xs
     for a in (grid, xs, xx):

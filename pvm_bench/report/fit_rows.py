@@ -76,7 +76,7 @@ class RowIndex:
         dc = np.diff(codes)
         ordered = bool(np.all(dc >= 0) and np.all((dc > 0) | (np.diff(step_idx) > 0)))
         keys = None
-        if sample.dtype.kind in "iu" and ordered and codes.size and bool(np.all(sample[1:] >= sample[:-1])):
+        if sample.dtype.kind in "iu" and ordered and codes.size:  # ordered codes of integers: sorted keys
             keys = sample[np.r_[0, np.flatnonzero(dc) + 1]]
         return cls(codes, n_samples, steps, step_idx, ordered, keys)
 
